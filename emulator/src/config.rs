@@ -1,0 +1,315 @@
+//! Start-up configuration and the run-time switches for behaviour the spec leaves open.
+//!
+//! Everything a test or the CLI can choose lives here, so that `main.rs` stays a thin parser and
+//! the library's `Default` is the single place where defaults are written down (the README
+//! repeats them).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How the emulator is started. `Default` gives a loopback emulator on an ephemeral port with the
+/// demo credentials, an empty account and the default switches.
+#[derive(Debug, Clone)]
+pub struct EmulatorConfig {
+    /// Address to bind; port 0 picks a free port (read it back with `Emulator::addr`).
+    pub listen: SocketAddr,
+    /// The one developer client id the Open API accepts.
+    pub client_id: String,
+    /// Its secret.
+    pub client_secret: String,
+    /// The account uid (appears in user/info, direct links and `auth_key`).
+    pub uid: u64,
+    /// A local folder whose files and folders become the account root (read lazily, never written).
+    pub data_dir: Option<PathBuf>,
+    /// Generated content to add at start (deterministic bodies that cost no memory).
+    pub generate: Vec<GenerateSpec>,
+    /// Share links to publish at start.
+    pub shares: Vec<ShareSpec>,
+    /// Path of the root-level folder that is the direct-link space, e.g. `/direct`; created if missing.
+    pub direct_link_space: Option<String>,
+    /// Direct-link URL authentication key; when set, direct links need a valid `auth_key`.
+    pub direct_link_key: Option<String>,
+    /// Enforce the per-endpoint QPS table (`default_qps`).
+    pub qps: bool,
+    /// Where uploads and the MD5 memo live; default: the system temp dir.
+    pub temp_dir: Option<PathBuf>,
+    /// Behaviour switches (also changeable at run time).
+    pub switches: Switches,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        EmulatorConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            client_id: "demo-client".to_string(),
+            client_secret: "demo-secret".to_string(),
+            uid: 1814435920,
+            data_dir: None,
+            generate: Vec::new(),
+            shares: Vec::new(),
+            direct_link_space: None,
+            direct_link_key: None,
+            qps: true,
+            temp_dir: None,
+            switches: Switches::default(),
+        }
+    }
+}
+
+/// A batch of generated files: `count` files of `size` bytes under folder `path`, named
+/// `file-00001.bin` …; file k gets seed `seed + k - 1`, so every file has distinct content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenerateSpec {
+    /// Folder that receives the files (created as needed).
+    pub path: String,
+    /// Number of files.
+    pub count: u64,
+    /// Size of each file in bytes.
+    pub size: u64,
+    /// Seed of the first file.
+    pub seed: u64,
+}
+
+impl GenerateSpec {
+    /// Parse the CLI form `[/folder=]COUNT:SIZE[@SEED]`, e.g. `10000:4KiB` or `/big=1:20GiB@7`.
+    pub fn parse(s: &str) -> Result<GenerateSpec, String> {
+        let (path, rest) = match s.split_once('=') {
+            Some((p, r)) => (p.to_string(), r),
+            None => ("/generated".to_string(), s),
+        };
+        let (rest, seed) = match rest.split_once('@') {
+            Some((r, seed)) => (
+                r,
+                seed.parse::<u64>()
+                    .map_err(|_| format!("bad seed in {s:?}"))?,
+            ),
+            None => (rest, 1),
+        };
+        let (count, size) = rest
+            .split_once(':')
+            .ok_or_else(|| format!("expected COUNT:SIZE in {s:?}"))?;
+        let count = count
+            .parse::<u64>()
+            .map_err(|_| format!("bad count in {s:?}"))?;
+        let size = parse_size(size)?;
+        if !path.starts_with('/') {
+            return Err(format!("folder must start with '/' in {s:?}"));
+        }
+        Ok(GenerateSpec {
+            path,
+            count,
+            size,
+            seed,
+        })
+    }
+}
+
+/// A share link: anyone with `key` (and `password`, if set) may list and download `path`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareSpec {
+    /// The share key (last segment of `https://www.123pan.com/s/<key>`).
+    pub key: String,
+    /// Extraction code; `None` = no password.
+    pub password: Option<String>,
+    /// Folder or file shared, by path from the account root.
+    pub path: String,
+}
+
+impl ShareSpec {
+    /// Parse the CLI form `KEY[:PASSWORD]=/path`.
+    pub fn parse(s: &str) -> Result<ShareSpec, String> {
+        let (left, path) = s
+            .split_once('=')
+            .ok_or_else(|| format!("expected KEY[:PASSWORD]=/path in {s:?}"))?;
+        let (key, password) = match left.split_once(':') {
+            Some((k, p)) => (k.to_string(), Some(p.to_string())),
+            None => (left.to_string(), None),
+        };
+        if key.is_empty() || !path.starts_with('/') {
+            return Err(format!("expected KEY[:PASSWORD]=/path in {s:?}"));
+        }
+        Ok(ShareSpec {
+            key,
+            password,
+            path: path.to_string(),
+        })
+    }
+}
+
+/// When a `duplicate: 2` (overwrite) upload replaces the existing file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverwriteAt {
+    /// The old file goes to the trash when `create` is called (before any byte arrives).
+    Create,
+    /// The old file stays live until `upload_complete` succeeds.
+    Complete,
+}
+
+/// What `create` does with a zero-byte file (the spec could not confirm 123's behaviour).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ZeroByteUpload {
+    /// Instant upload: `reuse: true` at once (the empty content is always "known").
+    Reuse,
+    /// The ordinary flow with zero slices, then `upload_complete`.
+    Normal,
+    /// Refused with an error envelope.
+    Reject,
+}
+
+/// Behaviour the spec leaves open, and test knobs. Each has a CLI flag and a documented default
+/// (see the README); all can be changed while running (`Emulator::set_switches`,
+/// `POST /__emulator/switches`). Durations travel as milliseconds in JSON (`*_ms` keys).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Switches {
+    /// When an overwrite upload replaces the old file. Default `create`.
+    pub overwrite_at: OverwriteAt,
+    /// Whether `a.txt` and `A.txt` are different names in one folder. Default true.
+    pub case_sensitive_names: bool,
+    /// Whether a trashed item still blocks its name in the folder. Default false.
+    pub trashed_blocks_name: bool,
+    /// Zero-byte uploads. Default `reuse`.
+    pub zero_byte_upload: ZeroByteUpload,
+    /// `sliceSize` handed out by `create`. Default 16 MiB.
+    pub slice_size: u64,
+    /// `upload_complete` answers `completed: false` this many times before verifying. Default 2.
+    pub complete_pending_polls: u32,
+    /// A poll sooner than this after the previous one gets the "verifying" error. Default 1 s.
+    #[serde(rename = "complete_poll_interval_ms", with = "duration_ms")]
+    pub complete_poll_interval: Duration,
+    /// Serve the CDN's "other city" refusal with HTTP 200 instead of 403. Default false.
+    pub cdn_refusal_http_200: bool,
+    /// Lifetime of a `downloadUrl` (and of share CDN links). Default 30 min.
+    #[serde(rename = "cdn_link_ttl_ms", with = "duration_ms")]
+    pub cdn_link_ttl: Duration,
+    /// Bytes per second per download response on the CDN and direct-link host. Default none.
+    pub cdn_rate_limit: Option<u64>,
+    /// The share hop answers 200 + JSON `redirect_url` instead of 302. Default false (302).
+    pub share_redirect_json: bool,
+    /// Lifetime of an access token. Default 30 days.
+    #[serde(rename = "token_ttl_ms", with = "duration_ms")]
+    pub token_ttl: Duration,
+    /// Daily CDN traffic cap in bytes; past it `download_info` answers 5113. Default none.
+    pub daily_traffic_cap: Option<u64>,
+}
+
+impl Default for Switches {
+    fn default() -> Self {
+        Switches {
+            overwrite_at: OverwriteAt::Create,
+            case_sensitive_names: true,
+            trashed_blocks_name: false,
+            zero_byte_upload: ZeroByteUpload::Reuse,
+            slice_size: 16 * 1024 * 1024,
+            complete_pending_polls: 2,
+            complete_poll_interval: Duration::from_secs(1),
+            cdn_refusal_http_200: false,
+            cdn_link_ttl: Duration::from_secs(30 * 60),
+            cdn_rate_limit: None,
+            share_redirect_json: false,
+            token_ttl: Duration::from_secs(30 * 24 * 3600),
+            daily_traffic_cap: None,
+        }
+    }
+}
+
+/// Serde helper: a `Duration` as integer milliseconds.
+mod duration_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+/// Parse a byte count with an optional unit: `4096`, `4KiB`, `16MiB`, `20GiB`, `1G`, `500k`.
+/// Decimal (`KB`, `MB`, `GB`) and binary (`K`, `KiB`, …) units are both accepted; bare `K`/`M`/`G`
+/// are binary, as in most tools.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("bad size {s:?}"))?;
+    let mult: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        _ => return Err(format!("bad size unit in {s:?}")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size too large: {s:?}"))
+}
+
+/// Parse a duration: `0`, `1500ms`, `1s`, `30m`, `2h`, `30d`; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" | "min" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        "d" => Duration::from_secs(n.saturating_mul(86400)),
+        _ => return Err(format!("bad duration unit in {s:?}")),
+    };
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations_parse() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("4KiB"), Ok(4096));
+        assert_eq!(parse_size("20GiB"), Ok(20 << 30));
+        assert_eq!(parse_size("1MB"), Ok(1_000_000));
+        assert!(parse_size("x").is_err());
+        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn cli_specs_parse() {
+        let g = GenerateSpec::parse("/big=2:1MiB@7").unwrap();
+        assert_eq!((g.path.as_str(), g.count, g.size, g.seed), ("/big", 2, 1 << 20, 7));
+        let g = GenerateSpec::parse("10:4k").unwrap();
+        assert_eq!((g.path.as_str(), g.count, g.size, g.seed), ("/generated", 10, 4096, 1));
+        let s = ShareSpec::parse("abc-DEF:pw12=/films").unwrap();
+        assert_eq!(s.key, "abc-DEF");
+        assert_eq!(s.password.as_deref(), Some("pw12"));
+        assert_eq!(s.path, "/films");
+        assert!(ShareSpec::parse("nokey").is_err());
+    }
+
+    #[test]
+    fn switches_round_trip_json() {
+        let s = Switches::default();
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["complete_poll_interval_ms"], 1000);
+        assert_eq!(v["overwrite_at"], "create");
+        let back: Switches = serde_json::from_value(v).unwrap();
+        assert_eq!(back, s);
+    }
+}

@@ -1,0 +1,539 @@
+//! The running emulator: shared state, start-up seeding, and the Rust API tests drive it with.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use anyhow::Context;
+use bytes::Bytes;
+use rand::Rng;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::clock::Clock;
+use crate::config::{EmulatorConfig, Switches};
+use crate::content::{self, Blob};
+use crate::faults::{Fault, FaultKind, Faults};
+use crate::qps::Limiter;
+use crate::share::Share;
+use crate::state::{Fs, NamePolicy, ROOT};
+use crate::stats::{Counters, Stats};
+use crate::tokens::Tokens;
+use crate::upload::Uploads;
+
+/// Lock a mutex, ignoring poisoning: a handler that panicked must not take the emulator down.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A file or folder as the Rust API reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryInfo {
+    /// fileId.
+    pub id: u64,
+    /// Folder?
+    pub is_dir: bool,
+    /// Bytes (0 for folders).
+    pub size: u64,
+    /// Lowercase hex MD5 (`""` for folders).
+    pub md5: String,
+    /// In the recycle bin?
+    pub trashed: bool,
+    /// Containing folder's id (0 = root).
+    pub parent_id: u64,
+    /// Name only.
+    pub name: String,
+}
+
+/// Everything the handlers share.
+pub(crate) struct Shared {
+    pub base_url: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub uid: u64,
+    pub qps: AtomicBool,
+    pub direct_link_key: Option<String>,
+    /// The direct-link space folder, if configured (by id, so renames follow it).
+    pub direct_space: Option<u64>,
+    pub clock: Clock,
+    pub switches: Mutex<Switches>,
+    pub fs: Mutex<Fs>,
+    pub tokens: Mutex<Tokens>,
+    pub limiter: Mutex<Limiter>,
+    pub faults: Mutex<Faults>,
+    pub counters: Mutex<Counters>,
+    pub uploads: Mutex<Uploads>,
+    pub shares: Mutex<HashMap<String, Share>>,
+    /// Secret for CDN link signatures (`s`).
+    pub cdn_secret: String,
+    /// Where upload sessions assemble their slices.
+    pub upload_dir: PathBuf,
+    /// Where big MD5s are memoised (outlives the process on purpose).
+    pub cache_dir: PathBuf,
+    /// Removes the upload folder when the emulator goes away.
+    _tmp: tempfile::TempDir,
+}
+
+impl Shared {
+    /// Wall-clock Unix seconds (shiftable, see `Clock`).
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// A copy of the switches.
+    pub fn switches(&self) -> Switches {
+        lock(&self.switches).clone()
+    }
+
+    /// Name collision rules from the switches.
+    pub fn name_policy(&self) -> NamePolicy {
+        let s = lock(&self.switches);
+        NamePolicy {
+            case_sensitive: s.case_sensitive_names,
+            trashed_blocks: s.trashed_blocks_name,
+        }
+    }
+
+    /// Count body bytes sent by a download host.
+    pub fn count_bytes(&self, host: &str, n: u64) {
+        let day = crate::clock::cst_day(self.now());
+        lock(&self.counters).served(host, n, day);
+    }
+
+    /// Statistics snapshot.
+    pub fn stats(&self) -> Stats {
+        let now = self.now();
+        let (live, issued) = {
+            let t = lock(&self.tokens);
+            (t.live(now), t.issued())
+        };
+        lock(&self.counters).snapshot(live, issued)
+    }
+
+    /// Arm a fault (or apply `ExpireTokens` at once).
+    pub fn inject(&self, f: Fault) {
+        if f.kind == FaultKind::ExpireTokens {
+            lock(&self.tokens).expire_all();
+        } else {
+            lock(&self.faults).add(f);
+        }
+    }
+}
+
+/// A running emulator. Dropping it stops accepting connections; `shutdown` also waits.
+pub struct Emulator {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Emulator {
+    /// Bind, seed the account and start serving.
+    pub async fn start(cfg: EmulatorConfig) -> anyhow::Result<Emulator> {
+        let temp_root = cfg.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
+        std::fs::create_dir_all(&temp_root)
+            .with_context(|| format!("creating temp dir {}", temp_root.display()))?;
+        let tmp = tempfile::Builder::new()
+            .prefix("pan123-emulator-")
+            .tempdir_in(&temp_root)
+            .with_context(|| format!("creating a temp dir in {}", temp_root.display()))?;
+        let upload_dir = tmp.path().join("uploads");
+        std::fs::create_dir_all(&upload_dir)?;
+        let cache_dir = temp_root.join("pan123-emulator-cache");
+
+        let listener = TcpListener::bind(cfg.listen)
+            .await
+            .with_context(|| format!("binding {}", cfg.listen))?;
+        let addr = listener.local_addr()?;
+        let shown = match addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => {
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())
+            }
+            IpAddr::V6(ip) if ip.is_unspecified() => {
+                SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), addr.port())
+            }
+            _ => addr,
+        };
+        let base_url = format!("http://{shown}");
+
+        let mut fs = Fs::new();
+        let now = chrono::Utc::now().timestamp();
+        if let Some(dir) = &cfg.data_dir {
+            let dir = dir.clone();
+            let cache = cache_dir.clone();
+            fs = tokio::task::spawn_blocking(move || -> anyhow::Result<Fs> {
+                seed_dir(&mut fs, ROOT, &dir, &cache)?;
+                Ok(fs)
+            })
+            .await??;
+        }
+        for spec in &cfg.generate {
+            let spec = spec.clone();
+            let cache = cache_dir.clone();
+            fs = tokio::task::spawn_blocking(move || {
+                let dir = mkdir_p(&mut fs, &spec.path, now);
+                let width = spec.count.to_string().len().max(5);
+                for k in 1..=spec.count {
+                    let seed = spec.seed.wrapping_add(k - 1);
+                    let md5 = content::generated_md5(seed, spec.size, &cache);
+                    fs.content
+                        .insert(&md5, spec.size, Blob::Generated { seed });
+                    fs.tree.insert(
+                        dir,
+                        &format!("file-{k:0width$}.bin"),
+                        Some((spec.size, md5)),
+                        now,
+                    );
+                }
+                fs
+            })
+            .await?;
+        }
+        let direct_space = cfg
+            .direct_link_space
+            .as_deref()
+            .map(|p| mkdir_p(&mut fs, p, now));
+        let mut shares = HashMap::new();
+        for s in &cfg.shares {
+            let root = fs.tree.resolve(&s.path).unwrap_or_else(|| mkdir_p(&mut fs, &s.path, now));
+            shares.insert(
+                s.key.clone(),
+                Share {
+                    password: s.password.clone(),
+                    root,
+                },
+            );
+        }
+
+        let mut secret = [0u8; 16];
+        rand::thread_rng().fill(&mut secret);
+        let shared = Arc::new(Shared {
+            base_url,
+            client_id: cfg.client_id.clone(),
+            client_secret: cfg.client_secret.clone(),
+            uid: cfg.uid,
+            qps: AtomicBool::new(cfg.qps),
+            direct_link_key: cfg.direct_link_key.clone().filter(|k| !k.is_empty()),
+            direct_space,
+            clock: Clock::default(),
+            switches: Mutex::new(cfg.switches.clone()),
+            fs: Mutex::new(fs),
+            tokens: Mutex::new(Tokens::default()),
+            limiter: Mutex::new(Limiter::default()),
+            faults: Mutex::new(Faults::default()),
+            counters: Mutex::new(Counters::default()),
+            uploads: Mutex::new(Uploads::default()),
+            shares: Mutex::new(shares),
+            cdn_secret: crate::auth_key::hex(&secret),
+            upload_dir,
+            cache_dir,
+            _tmp: tmp,
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(crate::server::serve(listener, shared.clone(), stop_rx));
+        Ok(Emulator {
+            shared,
+            addr,
+            stop,
+            task: Some(task),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`, no trailing slash: the base of every emulated host.
+    pub fn base_url(&self) -> String {
+        self.shared.base_url.clone()
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The developer client id the Open API accepts.
+    pub fn client_id(&self) -> String {
+        self.shared.client_id.clone()
+    }
+
+    /// Its secret.
+    pub fn client_secret(&self) -> String {
+        self.shared.client_secret.clone()
+    }
+
+    /// The account uid.
+    pub fn uid(&self) -> u64 {
+        self.shared.uid
+    }
+
+    /// Make sure the folder `path` exists (parents too); returns its fileId. A file in the way is
+    /// trashed.
+    pub fn mkdir_p(&self, path: &str) -> u64 {
+        let now = self.shared.now();
+        mkdir_p(&mut lock(&self.shared.fs), path, now)
+    }
+
+    /// Put a file with these bytes at `path` (parents created). A live file of that name keeps its
+    /// id and gets the new content; a folder of that name is trashed first. Returns the fileId.
+    pub fn put_file(&self, path: &str, bytes: impl Into<Bytes>) -> u64 {
+        let bytes: Bytes = bytes.into();
+        let md5 = content::md5_hex(&bytes);
+        let size = bytes.len() as u64;
+        self.put_blob(path, size, md5, Blob::Memory(bytes))
+    }
+
+    /// Put a generated file of `size` bytes (content a function of `seed`). Hashing a big size
+    /// takes a while the first time; the MD5 is memoised on disk for the next run.
+    pub fn put_generated_file(&self, path: &str, size: u64, seed: u64) -> u64 {
+        let md5 = content::generated_md5(seed, size, &self.shared.cache_dir);
+        self.put_blob(path, size, md5, Blob::Generated { seed })
+    }
+
+    fn put_blob(&self, path: &str, size: u64, md5: String, blob: Blob) -> u64 {
+        let now = self.shared.now();
+        let (dir, name) = split_parent(path);
+        let mut fs = lock(&self.shared.fs);
+        fs.content.insert(&md5, size, blob);
+        let parent = mkdir_p(&mut fs, dir, now);
+        if let Some(id) = fs.tree.live_child(parent, name) {
+            if let Some(e) = fs.tree.get_mut(id) {
+                if !e.is_dir {
+                    e.size = size;
+                    e.md5 = md5;
+                    e.updated = now;
+                    return id;
+                }
+            }
+            fs.tree.trash(id, now);
+        }
+        fs.tree.insert(parent, name, Some((size, md5)), now)
+    }
+
+    /// Set `createAt` and `updateAt` of the entry at `path`.
+    pub fn set_modified(&self, path: &str, unix_secs: i64) {
+        let mut fs = lock(&self.shared.fs);
+        if let Some(id) = fs.tree.resolve(path) {
+            if let Some(e) = fs.tree.get_mut(id) {
+                e.created = unix_secs;
+                e.updated = unix_secs;
+            }
+        }
+    }
+
+    /// The live entry at `path`.
+    pub fn lookup(&self, path: &str) -> Option<EntryInfo> {
+        let fs = lock(&self.shared.fs);
+        let id = fs.tree.resolve(path)?;
+        fs.tree.get(id).map(info)
+    }
+
+    /// Any entry by id, trashed ones included.
+    pub fn entry(&self, id: u64) -> Option<EntryInfo> {
+        lock(&self.shared.fs).tree.get(id).map(info)
+    }
+
+    /// Names of the live children of the folder at `path`, in id order.
+    pub fn list_names(&self, path: &str) -> Option<Vec<String>> {
+        let fs = lock(&self.shared.fs);
+        let id = fs.tree.resolve(path)?;
+        if !fs.tree.get(id)?.is_dir {
+            return None;
+        }
+        Some(
+            fs.tree
+                .children(id)
+                .filter(|e| !e.trashed)
+                .map(|e| e.name.clone())
+                .collect(),
+        )
+    }
+
+    /// The whole body of the file at `path` (tests only: reads it into memory).
+    pub fn read(&self, path: &str) -> Option<Vec<u8>> {
+        let blob_and_size = {
+            let fs = lock(&self.shared.fs);
+            let id = fs.tree.resolve(path)?;
+            let e = fs.tree.get(id)?;
+            if e.is_dir {
+                return None;
+            }
+            (fs.content.get(&e.md5, e.size)?, e.size)
+        };
+        content::read_all(&blob_and_size.0, blob_and_size.1).ok()
+    }
+
+    /// Move the entry at `path` to the recycle bin; false if there is none.
+    pub fn trash(&self, path: &str) -> bool {
+        let now = self.shared.now();
+        let mut fs = lock(&self.shared.fs);
+        match fs.tree.resolve(path) {
+            Some(id) if id != ROOT => {
+                fs.tree.trash(id, now);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Publish a share link for the folder (or file) at `path` (a folder is created if missing).
+    pub fn add_share(&self, key: &str, password: Option<&str>, path: &str) {
+        let now = self.shared.now();
+        let root = {
+            let mut fs = lock(&self.shared.fs);
+            match fs.tree.resolve(path) {
+                Some(id) => id,
+                None => mkdir_p(&mut fs, path, now),
+            }
+        };
+        lock(&self.shared.shares).insert(
+            key.to_string(),
+            Share {
+                password: password.map(str::to_string),
+                root,
+            },
+        );
+    }
+
+    /// Counters snapshot.
+    pub fn stats(&self) -> Stats {
+        self.shared.stats()
+    }
+
+    /// Zero the counters.
+    pub fn reset_stats(&self) {
+        let issued = lock(&self.shared.tokens).issued();
+        lock(&self.shared.counters).reset(issued);
+    }
+
+    /// Arm a fault (`ExpireTokens` takes effect at once).
+    pub fn inject(&self, fault: Fault) {
+        self.shared.inject(fault);
+    }
+
+    /// The faults still armed.
+    pub fn faults(&self) -> Vec<Fault> {
+        lock(&self.shared.faults).list()
+    }
+
+    /// Disarm every fault.
+    pub fn clear_faults(&self) {
+        lock(&self.shared.faults).clear();
+    }
+
+    /// Change switches while running.
+    pub fn set_switches(&self, f: impl FnOnce(&mut Switches)) {
+        f(&mut lock(&self.shared.switches));
+    }
+
+    /// The current switches.
+    pub fn switches(&self) -> Switches {
+        self.shared.switches()
+    }
+
+    /// Turn the QPS limiter on or off while running.
+    pub fn set_qps(&self, on: bool) {
+        self.shared.qps.store(on, Ordering::Relaxed);
+    }
+
+    /// Invalidate every access token now.
+    pub fn expire_tokens(&self) {
+        lock(&self.shared.tokens).expire_all();
+    }
+
+    /// Shift the emulator's wall clock by `secs` from system time (token, link and signature
+    /// expiry, timestamps of new files), so expiry can be tested without waiting.
+    pub fn set_clock_offset(&self, secs: i64) {
+        self.shared.clock.set_offset(secs);
+    }
+
+    /// The emulator's current Unix time.
+    pub fn now(&self) -> i64 {
+        self.shared.now()
+    }
+
+    /// Stop accepting, close open connections and wait for the server task.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+fn info(e: &crate::state::Entry) -> EntryInfo {
+    EntryInfo {
+        id: e.id,
+        is_dir: e.is_dir,
+        size: e.size,
+        md5: e.md5.clone(),
+        trashed: e.trashed,
+        parent_id: e.parent,
+        name: e.name.clone(),
+    }
+}
+
+/// `("/a/b", "c.txt")` from `/a/b/c.txt`.
+fn split_parent(path: &str) -> (&str, &str) {
+    let p = path.trim_end_matches('/');
+    match p.rfind('/') {
+        Some(i) => (&p[..i], &p[i + 1..]),
+        None => ("", p),
+    }
+}
+
+/// Create folders along `path` (exact names, live entries); a file in the way is trashed.
+pub(crate) fn mkdir_p(fs: &mut Fs, path: &str, now: i64) -> u64 {
+    let mut cur = ROOT;
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        cur = match fs.tree.live_child(cur, part) {
+            Some(id) if fs.tree.get(id).is_some_and(|e| e.is_dir) => id,
+            Some(id) => {
+                fs.tree.trash(id, now);
+                fs.tree.insert(cur, part, None, now)
+            }
+            None => fs.tree.insert(cur, part, None, now),
+        };
+    }
+    cur
+}
+
+/// Mirror a local folder into `parent` (names sorted, so ids are stable between runs).
+fn seed_dir(fs: &mut Fs, parent: u64, dir: &Path, cache: &Path) -> anyhow::Result<()> {
+    let mut items: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(Result::ok)
+        .collect();
+    items.sort_by_key(|e| e.file_name());
+    for item in items {
+        let path = item.path();
+        let name = item.file_name().to_string_lossy().into_owned();
+        let meta = match std::fs::metadata(&path) {
+            Ok(m) => m,
+            Err(_) => continue, // dangling symlink and the like
+        };
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(0))
+            .unwrap_or(0);
+        if meta.is_dir() {
+            let id = fs.tree.insert(parent, &name, None, mtime);
+            seed_dir(fs, id, &path, cache)?;
+        } else if meta.is_file() {
+            let (md5, size) = content::file_md5_memo(&path, cache)
+                .with_context(|| format!("hashing {}", path.display()))?;
+            fs.content.insert(&md5, size, Blob::File(path.clone()));
+            fs.tree.insert(parent, &name, Some((size, md5)), mtime);
+        }
+    }
+    Ok(())
+}

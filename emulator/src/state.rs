@@ -1,0 +1,379 @@
+//! The account's file tree: folders and files by id, children kept in id order.
+//!
+//! The tree knows nothing about HTTP or envelopes; handlers call these operations and turn a
+//! `TreeError` into whatever 123 answers. Bodies are not here: a file names its content by
+//! (MD5, size) and the `ContentStore` holds the bytes.
+
+use std::collections::{BTreeSet, HashMap};
+
+use crate::content::ContentStore;
+use crate::names;
+
+/// The account: its tree and the content its files point at. Kept under one lock so a file and
+/// its bytes are always added together.
+#[derive(Debug, Default)]
+pub struct Fs {
+    /// Folders and files.
+    pub tree: Tree,
+    /// Bodies by (MD5, size).
+    pub content: ContentStore,
+}
+
+impl Fs {
+    /// An empty account.
+    pub fn new() -> Fs {
+        Fs {
+            tree: Tree::new(),
+            content: ContentStore::new(),
+        }
+    }
+}
+
+/// Id of the root folder (never listed itself).
+pub const ROOT: u64 = 0;
+
+/// First id handed out; real 123 ids are large numbers too.
+const FIRST_ID: u64 = 10_000_001;
+
+/// A file or folder.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// fileId.
+    pub id: u64,
+    /// Containing folder.
+    pub parent: u64,
+    /// Name only.
+    pub name: String,
+    /// Folder?
+    pub is_dir: bool,
+    /// Bytes (0 for folders).
+    pub size: u64,
+    /// Lowercase hex MD5 (`""` for folders).
+    pub md5: String,
+    /// In the recycle bin?
+    pub trashed: bool,
+    /// Unix seconds.
+    pub created: i64,
+    /// Unix seconds.
+    pub updated: i64,
+    /// Child ids, ascending (folders only).
+    pub children: BTreeSet<u64>,
+}
+
+/// How names collide, from the switches.
+#[derive(Debug, Clone, Copy)]
+pub struct NamePolicy {
+    /// `case_sensitive_names`.
+    pub case_sensitive: bool,
+    /// `trashed_blocks_name`.
+    pub trashed_blocks: bool,
+}
+
+/// Why a tree operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TreeError {
+    /// No such (live) entry.
+    #[error("文件不存在")]
+    NotFound,
+    /// Expected a folder.
+    #[error("目标不是文件夹")]
+    NotDir,
+    /// The name is taken by this entry.
+    #[error("该目录下已经有同名文件")]
+    Conflict(u64),
+    /// The name breaks 123's rules.
+    #[error("{0}")]
+    Name(#[from] names::NameError),
+    /// Moving a folder into itself or a descendant.
+    #[error("不能移动到自身或子目录下")]
+    Cycle,
+}
+
+/// The whole tree.
+#[derive(Debug)]
+pub struct Tree {
+    entries: HashMap<u64, Entry>,
+    next_id: u64,
+}
+
+impl Default for Tree {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Tree {
+    /// A tree with only the root folder.
+    pub fn new() -> Tree {
+        let mut entries = HashMap::new();
+        entries.insert(
+            ROOT,
+            Entry {
+                id: ROOT,
+                parent: ROOT,
+                name: String::new(),
+                is_dir: true,
+                size: 0,
+                md5: String::new(),
+                trashed: false,
+                created: 0,
+                updated: 0,
+                children: BTreeSet::new(),
+            },
+        );
+        Tree {
+            entries,
+            next_id: FIRST_ID,
+        }
+    }
+
+    /// Any entry by id, trashed or not.
+    pub fn get(&self, id: u64) -> Option<&Entry> {
+        self.entries.get(&id)
+    }
+
+    /// Mutable access by id.
+    pub fn get_mut(&mut self, id: u64) -> Option<&mut Entry> {
+        self.entries.get_mut(&id)
+    }
+
+    /// Whether the entry exists and neither it nor an ancestor is trashed.
+    pub fn is_live(&self, id: u64) -> bool {
+        let mut cur = id;
+        loop {
+            match self.entries.get(&cur) {
+                None => return false,
+                Some(e) if e.trashed => return false,
+                Some(_) if cur == ROOT => return true,
+                Some(e) => cur = e.parent,
+            }
+        }
+    }
+
+    /// A live folder (root included), or the reason it is not one.
+    pub fn live_dir(&self, id: u64) -> Result<&Entry, TreeError> {
+        if !self.is_live(id) {
+            return Err(TreeError::NotFound);
+        }
+        let e = self.entries.get(&id).ok_or(TreeError::NotFound)?;
+        if e.is_dir {
+            Ok(e)
+        } else {
+            Err(TreeError::NotDir)
+        }
+    }
+
+    /// Children of a folder in id order (trashed ones included).
+    pub fn children(&self, parent: u64) -> impl Iterator<Item = &Entry> + '_ {
+        self.entries
+            .get(&parent)
+            .into_iter()
+            .flat_map(|p| p.children.iter())
+            .filter_map(|id| self.entries.get(id))
+    }
+
+    /// Every entry except the root, in no particular order.
+    pub fn all(&self) -> impl Iterator<Item = &Entry> + '_ {
+        self.entries.values().filter(|e| e.id != ROOT)
+    }
+
+    /// The child of `parent` that `name` would collide with, ignoring `except`.
+    pub fn conflict(
+        &self,
+        parent: u64,
+        name: &str,
+        policy: NamePolicy,
+        except: Option<u64>,
+    ) -> Option<u64> {
+        self.children(parent)
+            .filter(|e| Some(e.id) != except)
+            .filter(|e| !e.trashed || policy.trashed_blocks)
+            .find(|e| names::same(&e.name, name, policy.case_sensitive))
+            .map(|e| e.id)
+    }
+
+    /// The live child of `parent` named exactly `name`.
+    pub fn live_child(&self, parent: u64, name: &str) -> Option<u64> {
+        self.children(parent)
+            .find(|e| !e.trashed && e.name == name)
+            .map(|e| e.id)
+    }
+
+    /// Add an entry without any checks; returns its id.
+    pub fn insert(
+        &mut self,
+        parent: u64,
+        name: &str,
+        file: Option<(u64, String)>,
+        now: i64,
+    ) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        let (is_dir, size, md5) = match file {
+            Some((size, md5)) => (false, size, md5),
+            None => (true, 0, String::new()),
+        };
+        self.entries.insert(
+            id,
+            Entry {
+                id,
+                parent,
+                name: name.to_string(),
+                is_dir,
+                size,
+                md5,
+                trashed: false,
+                created: now,
+                updated: now,
+                children: BTreeSet::new(),
+            },
+        );
+        if let Some(p) = self.entries.get_mut(&parent) {
+            p.children.insert(id);
+        }
+        id
+    }
+
+    /// Resolve `/a/b` through live entries (exact names); `/` and `""` are the root.
+    pub fn resolve(&self, path: &str) -> Option<u64> {
+        let mut cur = ROOT;
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            cur = self.live_child(cur, part)?;
+        }
+        Some(cur)
+    }
+
+    /// The path of an entry from the root, e.g. `/a/b.txt`.
+    pub fn path_of(&self, id: u64) -> Option<String> {
+        let mut parts = Vec::new();
+        let mut cur = id;
+        while cur != ROOT {
+            let e = self.entries.get(&cur)?;
+            parts.push(e.name.as_str());
+            cur = e.parent;
+        }
+        parts.reverse();
+        Some(format!("/{}", parts.join("/")))
+    }
+
+    /// Whether `anc` is `id` or one of its ancestors.
+    pub fn is_ancestor_or_self(&self, anc: u64, id: u64) -> bool {
+        let mut cur = id;
+        loop {
+            if cur == anc {
+                return true;
+            }
+            if cur == ROOT {
+                return false;
+            }
+            match self.entries.get(&cur) {
+                Some(e) => cur = e.parent,
+                None => return false,
+            }
+        }
+    }
+
+    /// Put an entry into the recycle bin.
+    pub fn trash(&mut self, id: u64, now: i64) {
+        if id == ROOT {
+            return;
+        }
+        if let Some(e) = self.entries.get_mut(&id) {
+            e.trashed = true;
+            e.updated = now;
+        }
+    }
+
+    /// Delete an entry and everything below it for good.
+    pub fn remove(&mut self, id: u64) {
+        if id == ROOT {
+            return;
+        }
+        let Some(e) = self.entries.remove(&id) else {
+            return;
+        };
+        if let Some(p) = self.entries.get_mut(&e.parent) {
+            p.children.remove(&id);
+        }
+        let mut stack: Vec<u64> = e.children.into_iter().collect();
+        while let Some(c) = stack.pop() {
+            if let Some(ce) = self.entries.remove(&c) {
+                stack.extend(ce.children);
+            }
+        }
+    }
+
+    /// Re-parent an entry (no name checks).
+    pub fn set_parent(&mut self, id: u64, new_parent: u64) {
+        let Some(old) = self.entries.get(&id).map(|e| e.parent) else {
+            return;
+        };
+        if let Some(p) = self.entries.get_mut(&old) {
+            p.children.remove(&id);
+        }
+        if let Some(p) = self.entries.get_mut(&new_parent) {
+            p.children.insert(id);
+        }
+        if let Some(e) = self.entries.get_mut(&id) {
+            e.parent = new_parent;
+        }
+    }
+
+    /// Total bytes of all files (trash included, as a drive's quota counts it).
+    pub fn space_used(&self) -> u64 {
+        self.entries
+            .values()
+            .filter(|e| !e.is_dir)
+            .map(|e| e.size)
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: NamePolicy = NamePolicy {
+        case_sensitive: true,
+        trashed_blocks: false,
+    };
+
+    #[test]
+    fn insert_resolve_trash_remove() {
+        let mut t = Tree::new();
+        let a = t.insert(ROOT, "a", None, 1);
+        let f = t.insert(a, "f.txt", Some((3, "x".into())), 1);
+        assert_eq!(t.resolve("/a/f.txt"), Some(f));
+        assert_eq!(t.path_of(f).as_deref(), Some("/a/f.txt"));
+        assert_eq!(t.conflict(a, "f.txt", P, None), Some(f));
+        assert_eq!(t.conflict(a, "F.TXT", P, None), None);
+        let ci = NamePolicy {
+            case_sensitive: false,
+            ..P
+        };
+        assert_eq!(t.conflict(a, "F.TXT", ci, None), Some(f));
+        t.trash(a, 2);
+        assert_eq!(t.resolve("/a/f.txt"), None);
+        assert!(!t.is_live(f));
+        assert_eq!(t.conflict(ROOT, "a", P, None), None);
+        let tb = NamePolicy {
+            trashed_blocks: true,
+            ..P
+        };
+        assert_eq!(t.conflict(ROOT, "a", tb, None), Some(a));
+        t.remove(a);
+        assert!(t.get(f).is_none());
+        assert_eq!(t.children(ROOT).count(), 0);
+    }
+
+    #[test]
+    fn ancestors() {
+        let mut t = Tree::new();
+        let a = t.insert(ROOT, "a", None, 1);
+        let b = t.insert(a, "b", None, 1);
+        assert!(t.is_ancestor_or_self(a, b));
+        assert!(!t.is_ancestor_or_self(b, a));
+        t.set_parent(b, ROOT);
+        assert_eq!(t.resolve("/b"), Some(b));
+    }
+}

@@ -1,0 +1,109 @@
+//! Call and byte counters, so tests can assert on upstream traffic ("HEAD made zero link calls").
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A snapshot of the counters (also the JSON of `GET /__emulator/stats`).
+///
+/// Keys: URL path for API endpoints (`/api/v2/file/list`, `/b/api/share/get`), short words for
+/// download hosts (`cdn`, `direct`, `web-pro`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Requests per endpoint, except those refused with 429.
+    pub calls: BTreeMap<String, u64>,
+    /// Requests refused with 429 (QPS limiter or an injected fault).
+    pub refused: BTreeMap<String, u64>,
+    /// Body bytes sent by the download hosts, all together.
+    pub bytes_served: u64,
+    /// Body bytes sent, per download host word.
+    pub bytes: BTreeMap<String, u64>,
+    /// Access tokens valid now.
+    pub live_tokens: usize,
+    /// Access tokens issued since start (or the last reset).
+    pub tokens_issued: u64,
+}
+
+impl Stats {
+    /// Calls of one endpoint (0 if none).
+    pub fn calls(&self, endpoint: &str) -> u64 {
+        self.calls.get(endpoint).copied().unwrap_or(0)
+    }
+
+    /// 429 refusals of one endpoint (0 if none).
+    pub fn refused(&self, endpoint: &str) -> u64 {
+        self.refused.get(endpoint).copied().unwrap_or(0)
+    }
+
+    /// Bytes served by one download host word (0 if none).
+    pub fn bytes(&self, host: &str) -> u64 {
+        self.bytes.get(host).copied().unwrap_or(0)
+    }
+}
+
+/// The live counters behind `Stats`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    calls: BTreeMap<String, u64>,
+    refused: BTreeMap<String, u64>,
+    bytes: BTreeMap<String, u64>,
+    bytes_served: u64,
+    tokens_issued_base: u64,
+    /// CDN traffic of the current UTC+8 day, for the daily traffic cap.
+    traffic_day: i64,
+    traffic_today: u64,
+}
+
+impl Counters {
+    /// Count one call.
+    pub fn call(&mut self, endpoint: &str) {
+        *self.calls.entry(endpoint.to_string()).or_default() += 1;
+    }
+
+    /// Count one 429 refusal.
+    pub fn refuse(&mut self, endpoint: &str) {
+        *self.refused.entry(endpoint.to_string()).or_default() += 1;
+    }
+
+    /// Count body bytes sent by a download host on day `day`.
+    pub fn served(&mut self, host: &str, n: u64, day: i64) {
+        *self.bytes.entry(host.to_string()).or_default() += n;
+        self.bytes_served += n;
+        if host == "cdn" {
+            if self.traffic_day != day {
+                self.traffic_day = day;
+                self.traffic_today = 0;
+            }
+            self.traffic_today += n;
+        }
+    }
+
+    /// CDN bytes served on day `day`.
+    pub fn traffic_on(&self, day: i64) -> u64 {
+        if self.traffic_day == day {
+            self.traffic_today
+        } else {
+            0
+        }
+    }
+
+    /// Zero every counter; `tokens_issued` restarts from `issued_now`.
+    pub fn reset(&mut self, issued_now: u64) {
+        *self = Counters {
+            tokens_issued_base: issued_now,
+            ..Counters::default()
+        };
+    }
+
+    /// A snapshot, with token numbers supplied by the token store.
+    pub fn snapshot(&self, live_tokens: usize, issued_total: u64) -> Stats {
+        Stats {
+            calls: self.calls.clone(),
+            refused: self.refused.clone(),
+            bytes_served: self.bytes_served,
+            bytes: self.bytes.clone(),
+            live_tokens,
+            tokens_issued: issued_total.saturating_sub(self.tokens_issued_base),
+        }
+    }
+}

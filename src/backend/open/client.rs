@@ -1,0 +1,316 @@
+//! The one way every Open API call is made: token, pacing, retries and error classification.
+//!
+//! Retries live here and nowhere else: a 401 refreshes the token once (if it is still the
+//! current one), a 429 backs off a bounded number of times, a 5xx or a transport failure on an
+//! idempotent call is retried a bounded number of times. Every other code is classified once in
+//! `classify`.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use serde::de::DeserializeOwned;
+
+use super::api::{self, Envelope};
+use super::token::{unix, Token, TokenManager, TokenState};
+use crate::backend::pacer::{backoff, QpsLimiter};
+use crate::backend::Error;
+
+/// How many times a call backs off after code 429 before giving up with `RateLimited`.
+const MAX_429_RETRIES: u32 = 4;
+/// How many times a 5xx or transport failure is retried on an idempotent call.
+const MAX_TRANSIENT_RETRIES: u32 = 2;
+/// Per-call timeout for API requests (not downloads).
+const API_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The Open API endpoints the gateway uses, named by their URL path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    AccessToken,
+    UserInfo,
+    FileList,
+    DownloadInfo,
+    DirectLinkUrl,
+}
+
+impl Endpoint {
+    /// The URL path, which is also how stats and faults name the endpoint.
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::AccessToken => "/api/v1/access_token",
+            Endpoint::UserInfo => "/api/v1/user/info",
+            Endpoint::FileList => "/api/v2/file/list",
+            Endpoint::DownloadInfo => "/api/v1/file/download_info",
+            Endpoint::DirectLinkUrl => "/api/v1/direct-link/url",
+        }
+    }
+
+    /// Calls per second allowed by 123 for a developer (free tier) credential: the spec's §7
+    /// table, and OpenList's numbers where the docs are silent. The emulator enforces the same
+    /// table, so a correct gateway never meets its 429.
+    pub fn qps(self) -> u32 {
+        qps_for_path(self.path())
+    }
+}
+
+/// The QPS table by URL path; 0 = no published limit.
+pub fn qps_for_path(path: &str) -> u32 {
+    match path {
+        "/api/v1/access_token" => 8,
+        "/api/v1/user/info" => 10,
+        "/api/v2/file/list" => 5,
+        "/api/v1/file/download_info" => 5,
+        "/api/v1/direct-link/url" => 5,
+        "/upload/v1/file/mkdir" => 5,
+        "/api/v1/file/move" => 3,
+        "/api/v1/file/name" => 1,
+        "/api/v1/file/trash" => 2,
+        "/api/v1/file/delete" => 1,
+        "/upload/v2/file/create" => 2,
+        _ => 0,
+    }
+}
+
+/// One client id's connection to the Open API: its token and its pacing.
+pub struct OpenClient {
+    http: reqwest::Client,
+    api_base: String,
+    client_id: String,
+    client_secret: String,
+    tokens: TokenManager,
+    limiter: QpsLimiter,
+    uid: tokio::sync::OnceCell<u64>,
+}
+
+impl OpenClient {
+    fn new(http: reqwest::Client, api_base: &str, client_id: &str, client_secret: &str, state_dir: Option<&Path>) -> Self {
+        let persist = state_dir.map(|d| d.join("tokens").join(format!("open-{}.json", token_file_key(api_base, client_id))));
+        Self {
+            http,
+            api_base: api_base.trim_end_matches('/').to_string(),
+            client_id: client_id.to_string(),
+            client_secret: client_secret.to_string(),
+            tokens: TokenManager::new(persist),
+            limiter: QpsLimiter::new(),
+            uid: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// The token's state, for readiness reports.
+    pub fn token_state(&self) -> TokenState {
+        self.tokens.state()
+    }
+
+    /// The account uid (needed for direct-link signing), fetched once.
+    pub async fn uid(&self) -> Result<u64, Error> {
+        self.uid
+            .get_or_try_init(|| async {
+                let info: api::UserInfo = self.get(Endpoint::UserInfo, &[]).await?;
+                Ok(info.uid.max(0) as u64)
+            })
+            .await
+            .copied()
+    }
+
+    /// A GET with query parameters, through the pacer.
+    pub async fn get<T: DeserializeOwned>(&self, ep: Endpoint, query: &[(&str, String)]) -> Result<T, Error> {
+        let url = format!("{}{}", self.api_base, ep.path());
+        self.call(ep, true, |http, token| http.get(&url).query(query).bearer_auth(token)).await
+    }
+
+    async fn call<T, B>(&self, ep: Endpoint, idempotent: bool, build: B) -> Result<T, Error>
+    where
+        T: DeserializeOwned,
+        B: Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
+    {
+        let mut refreshed = false;
+        let mut rate_limited = 0u32;
+        let mut transient = 0u32;
+        let mut token = self.token().await?;
+        loop {
+            self.limiter.acquire(ep.path(), ep.qps()).await;
+            let request = build(&self.http, &token.access_token)
+                .header("Platform", "open_platform")
+                .timeout(API_TIMEOUT);
+            let outcome = send::<T>(request).await;
+            let error = match outcome {
+                Ok(Reply::Data(data)) => return Ok(data),
+                Ok(Reply::Code { code: 401, .. }) if !refreshed => {
+                    refreshed = true;
+                    tracing::info!(endpoint = ep.path(), "123 answered 401; refreshing the token");
+                    token = self.tokens.refresh_after_401(&token, || self.fetch_token()).await?;
+                    continue;
+                }
+                Ok(Reply::Code { code: 429, .. }) => {
+                    rate_limited += 1;
+                    if rate_limited > MAX_429_RETRIES {
+                        tracing::warn!(endpoint = ep.path(), attempts = rate_limited, "123 keeps answering 429; giving up");
+                        return Err(Error::RateLimited { retry_after: Some(Duration::from_secs(2)) });
+                    }
+                    tokio::time::sleep(backoff(rate_limited, None)).await;
+                    continue;
+                }
+                Ok(Reply::Code { code, message, trace_id }) => return Err(classify(code, message, trace_id)),
+                Err(e) => e,
+            };
+            let retryable = matches!(error, Error::Unavailable(_) | Error::Transport(_));
+            if retryable && idempotent && transient < MAX_TRANSIENT_RETRIES {
+                transient += 1;
+                tracing::info!(endpoint = ep.path(), attempt = transient, error = %error, "retrying a failed 123 call");
+                tokio::time::sleep(backoff(transient, None)).await;
+                continue;
+            }
+            return Err(error);
+        }
+    }
+
+    async fn token(&self) -> Result<Token, Error> {
+        self.tokens.get(|| self.fetch_token()).await
+    }
+
+    /// `POST /api/v1/access_token`; the only call without a bearer token.
+    async fn fetch_token(&self) -> Result<Token, Error> {
+        let url = format!("{}{}", self.api_base, Endpoint::AccessToken.path());
+        let body = serde_json::json!({ "clientID": self.client_id, "clientSecret": self.client_secret });
+        let mut rate_limited = 0;
+        loop {
+            self.limiter.acquire(Endpoint::AccessToken.path(), Endpoint::AccessToken.qps()).await;
+            let request = self.http.post(&url).header("Platform", "open_platform").json(&body).timeout(API_TIMEOUT);
+            match send::<api::AccessToken>(request).await? {
+                Reply::Data(t) => {
+                    let expires_at = chrono::DateTime::parse_from_rfc3339(&t.expired_at)
+                        .map(|d| d.timestamp().max(0) as u64)
+                        // Lenient: the documented lifetime is 30 days.
+                        .unwrap_or_else(|_| unix(SystemTime::now()) + 30 * 24 * 3600);
+                    tracing::info!(client_id = %self.client_id, expires_at, "obtained a 123 access token");
+                    return Ok(Token { access_token: t.access_token, expires_at });
+                }
+                Reply::Code { code: 429, .. } if rate_limited < MAX_429_RETRIES => {
+                    rate_limited += 1;
+                    tokio::time::sleep(backoff(rate_limited, None)).await;
+                }
+                Reply::Code { code, message, .. } => {
+                    return Err(Error::Auth(format!("123 refused the client credentials (code {code}): {message}")))
+                }
+            }
+        }
+    }
+}
+
+enum Reply<T> {
+    Data(T),
+    Code { code: i64, message: String, trace_id: String },
+}
+
+async fn send<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> Result<Reply<T>, Error> {
+    let response = request.send().await.map_err(transport)?;
+    let status = response.status();
+    if status.is_server_error() {
+        return Err(Error::Unavailable(format!("123 answered HTTP {}", status.as_u16())));
+    }
+    let body = response.bytes().await.map_err(transport)?;
+    let envelope: Envelope<serde_json::Value> = serde_json::from_slice(&body).map_err(|e| {
+        Error::Upstream { code: -1, message: format!("HTTP {} with an unreadable body: {e}", status.as_u16()), trace_id: String::new() }
+    })?;
+    if envelope.code != 0 {
+        return Ok(Reply::Code { code: envelope.code, message: envelope.message, trace_id: envelope.trace_id });
+    }
+    let data = envelope.data.unwrap_or(serde_json::Value::Null);
+    serde_json::from_value(data)
+        .map(Reply::Data)
+        .map_err(|e| Error::Upstream { code: 0, message: format!("unexpected answer shape: {e}"), trace_id: envelope.trace_id })
+}
+
+fn transport(e: reqwest::Error) -> Error {
+    if e.is_timeout() {
+        Error::Unavailable("123 did not answer in time".into())
+    } else {
+        Error::Transport(e.without_url().to_string())
+    }
+}
+
+/// Classifies a non-zero code that is not retried here. Messages are 123's own.
+fn classify(code: i64, message: String, trace_id: String) -> Error {
+    match code {
+        // 文件不存在: file does not exist.
+        5066 => Error::NotFound,
+        // 您今日自用下载流量已超出1GB上限…: daily self-use download traffic exceeded.
+        5113 | 5114 => Error::TrafficExceeded { message, retry_after: until_midnight_china(SystemTime::now()) },
+        // Still 401 after a refresh, or 429 past our retries: handled by the caller's loop.
+        401 => Error::Auth(message),
+        429 => Error::RateLimited { retry_after: Some(Duration::from_secs(2)) },
+        // 该目录下已经有同名文件夹,无法进行创建: a folder of that name exists.
+        1 if message.contains("同名") => Error::AlreadyExists,
+        _ => Error::Upstream { code, message, trace_id },
+    }
+}
+
+/// Time until the next midnight in China (UTC+8), when 123's daily traffic quota resets.
+pub fn until_midnight_china(now: SystemTime) -> Duration {
+    let secs = unix(now) + 8 * 3600;
+    let into_day = secs % 86_400;
+    Duration::from_secs(86_400 - into_day)
+}
+
+/// Names a client id's token file without putting the id itself in a file name.
+fn token_file_key(api_base: &str, client_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{api_base}\n{client_id}").as_bytes());
+    crate::backend::auth_key::hex(&digest[..8])
+}
+
+/// One `OpenClient` per (API base, client id), so mounts sharing a credential share its token
+/// and its QPS budget.
+#[derive(Default)]
+pub struct OpenClients {
+    clients: Mutex<HashMap<(String, String), Arc<OpenClient>>>,
+}
+
+impl OpenClients {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The shared client for this credential, created on first use.
+    pub fn get(&self, http: &reqwest::Client, api_base: &str, client_id: &str, client_secret: &str, state_dir: Option<&Path>) -> Arc<OpenClient> {
+        let key = (api_base.trim_end_matches('/').to_string(), client_id.to_string());
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        clients
+            .entry(key)
+            .or_insert_with(|| Arc::new(OpenClient::new(http.clone(), api_base, client_id, client_secret, state_dir)))
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classify_table() {
+        assert!(matches!(classify(5066, "文件不存在".into(), String::new()), Error::NotFound));
+        assert!(matches!(classify(5113, "流量".into(), String::new()), Error::TrafficExceeded { .. }));
+        assert!(matches!(classify(1, "该目录下已经有同名文件夹,无法进行创建".into(), String::new()), Error::AlreadyExists));
+        assert!(matches!(classify(1, "other".into(), String::new()), Error::Upstream { code: 1, .. }));
+        assert!(matches!(classify(401, "expired".into(), String::new()), Error::Auth(_)));
+    }
+
+    #[test]
+    fn midnight_in_china() {
+        // 2024-01-01T15:00:00Z is 23:00 in China: one hour to go.
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_704_121_200);
+        assert_eq!(until_midnight_china(t), Duration::from_secs(3600));
+        // 16:00Z is exactly midnight in China: a whole day to the next one.
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_704_124_800);
+        assert_eq!(until_midnight_china(t), Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn qps_table_matches_the_spec() {
+        assert_eq!(Endpoint::FileList.qps(), 5);
+        assert_eq!(Endpoint::DownloadInfo.qps(), 5);
+        assert_eq!(Endpoint::UserInfo.qps(), 10);
+        assert_eq!(qps_for_path("/upload/v2/file/slice"), 0);
+    }
+}

@@ -1,0 +1,198 @@
+//! The access-token manager: one per client id, shared by every mount that uses it.
+//!
+//! 123 allows 3 live tokens per client id and issuing a fourth evicts the oldest, so a token is
+//! reused until 5 minutes before `expiredAt`, persisted in `state_dir` so a restart does not burn
+//! a slot, and refreshed only by the first caller that sees it fail. A failed refresh never
+//! latches the mount dead: callers get an error for a growing back-off, then it is tried again.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::Error;
+
+/// Refresh this long before the token's announced expiry.
+const EARLY_REFRESH: Duration = Duration::from_secs(5 * 60);
+/// Longest wait between failed refresh attempts.
+const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(60);
+
+/// A bearer token and when 123 says it expires. `Debug` never shows the token.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Token {
+    pub access_token: String,
+    /// Unix seconds.
+    pub expires_at: u64,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token").field("access_token", &"<redacted>").field("expires_at", &self.expires_at).finish()
+    }
+}
+
+impl Token {
+    fn usable_at(&self, now: SystemTime) -> bool {
+        let now = unix(now);
+        now + EARLY_REFRESH.as_secs() < self.expires_at
+    }
+}
+
+/// What the manager knows about the credential, for health reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenState {
+    /// No token yet (nothing was needed so far).
+    Empty,
+    Valid { expires_at: u64 },
+    /// The last refresh failed; the message says why.
+    Failing { message: String },
+}
+
+struct Failure {
+    at: tokio::time::Instant,
+    backoff: Duration,
+    error: Error,
+}
+
+/// Holds the current token and serialises refreshes.
+pub struct TokenManager {
+    current: Mutex<Option<Token>>,
+    failure: Mutex<Option<Failure>>,
+    refresh_lock: tokio::sync::Mutex<()>,
+    persist_path: Option<PathBuf>,
+}
+
+impl TokenManager {
+    /// `persist_path` is the file the token is kept in across restarts (created 0600).
+    pub fn new(persist_path: Option<PathBuf>) -> Self {
+        let current = persist_path.as_ref().and_then(|p| {
+            let text = std::fs::read_to_string(p).ok()?;
+            serde_json::from_str::<Token>(&text).ok()
+        });
+        Self {
+            current: Mutex::new(current),
+            failure: Mutex::new(None),
+            refresh_lock: tokio::sync::Mutex::new(()),
+            persist_path,
+        }
+    }
+
+    /// The current state, for readiness reports.
+    pub fn state(&self) -> TokenState {
+        if let Some(f) = lock(&self.failure).as_ref() {
+            return TokenState::Failing { message: f.error.to_string() };
+        }
+        match lock(&self.current).as_ref() {
+            Some(t) => TokenState::Valid { expires_at: t.expires_at },
+            None => TokenState::Empty,
+        }
+    }
+
+    /// A usable token: the cached one, or a fresh one from `fetch` (called by one caller at a
+    /// time; the others wait and reuse its result).
+    pub async fn get<F, Fut>(&self, fetch: F) -> Result<Token, Error>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Token, Error>>,
+    {
+        if let Some(t) = self.usable() {
+            return Ok(t);
+        }
+        let _guard = self.refresh_lock.lock().await;
+        if let Some(t) = self.usable() {
+            return Ok(t);
+        }
+        self.refresh_locked(fetch).await
+    }
+
+    /// Called after 123 answered 401 to `failed`: refreshes only if `failed` is still the
+    /// current token, so N concurrent 401s cause one refresh.
+    pub async fn refresh_after_401<F, Fut>(&self, failed: &Token, fetch: F) -> Result<Token, Error>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Token, Error>>,
+    {
+        let _guard = self.refresh_lock.lock().await;
+        if let Some(t) = lock(&self.current).as_ref() {
+            if t != failed && t.usable_at(SystemTime::now()) {
+                return Ok(t.clone());
+            }
+        }
+        self.refresh_locked(fetch).await
+    }
+
+    fn usable(&self) -> Option<Token> {
+        lock(&self.current).as_ref().filter(|t| t.usable_at(SystemTime::now())).cloned()
+    }
+
+    async fn refresh_locked<F, Fut>(&self, fetch: F) -> Result<Token, Error>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Token, Error>>,
+    {
+        let previous_backoff = {
+            let failure = lock(&self.failure);
+            match failure.as_ref() {
+                Some(f) if f.at.elapsed() < f.backoff => return Err(f.error.clone()),
+                Some(f) => Some(f.backoff),
+                None => None,
+            }
+        };
+        match fetch().await {
+            Ok(token) => {
+                *lock(&self.failure) = None;
+                *lock(&self.current) = Some(token.clone());
+                self.persist(&token);
+                Ok(token)
+            }
+            Err(error) => {
+                let backoff = previous_backoff
+                    .map(|b| (b * 2).min(MAX_FAILURE_BACKOFF))
+                    .unwrap_or(Duration::from_secs(1));
+                tracing::warn!(error = %error, retry_in_s = backoff.as_secs(), "123 token refresh failed");
+                *lock(&self.failure) = Some(Failure { at: tokio::time::Instant::now(), backoff, error: error.clone() });
+                Err(error)
+            }
+        }
+    }
+
+    fn persist(&self, token: &Token) {
+        let Some(path) = &self.persist_path else { return };
+        let result = (|| -> std::io::Result<()> {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let tmp = path.with_extension("tmp");
+            let text = serde_json::to_vec(token).map_err(std::io::Error::other)?;
+            write_private(&tmp, &text)?;
+            std::fs::rename(&tmp, path)
+        })();
+        if let Err(e) = result {
+            tracing::warn!(path = %path.display(), error = %e, "could not persist the 123 token; a restart will request a new one");
+        }
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Unix seconds of `t` (0 before the epoch).
+pub fn unix(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}

@@ -1,0 +1,270 @@
+//! The command line: `serve`, `check`, `hash-password`, `demo`.
+//!
+//! Exit codes: 0 success; 1 the server or demo failed while running; 2 bad usage, a bad config
+//! file or a bad password input.
+
+use std::io::{BufRead, IsTerminal};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use argon2::password_hash::{PasswordHasher, SaltString};
+use clap::{Parser, Subcommand, ValueEnum};
+use rand::RngCore;
+
+use crate::config::{self, format_duration, BackendConfig, Config};
+
+#[derive(Debug, Parser)]
+#[command(name = "pan123-webdav", version, about = "A WebDAV gateway for 123pan storage")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve WebDAV with the given config file.
+    Serve {
+        /// The config file (see config.example.toml).
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// Log line format. The level comes from RUST_LOG (default "info").
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// Validate a config file and print what it sets up; lists every problem at once.
+    Check {
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Read a password from the terminal (or one line of stdin) and print its argon2id hash,
+    /// for a user's password_hash.
+    HashPassword,
+    /// Run an emulated 123 cloud and the gateway in one process, to try things out.
+    Demo {
+        /// Where the gateway listens (default 127.0.0.1:8080).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Parses the command line and runs the command.
+pub fn run() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // Help and version go to stdout with 0; usage errors to stderr with 2.
+            let _ = err.print();
+            return ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(2));
+        }
+    };
+    match cli.command {
+        Command::Serve { config, log_format } => serve(&config, log_format),
+        Command::Check { config } => check(&config),
+        Command::HashPassword => hash_password(),
+        Command::Demo { listen } => {
+            init_tracing(LogFormat::Text);
+            run_async(crate::demo::run(listen))
+        }
+    }
+}
+
+fn serve(path: &Path, log_format: LogFormat) -> ExitCode {
+    let config = match config::load(path) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(log_format);
+    run_async(crate::server::run(config))
+}
+
+/// Runs a future on a multi-thread runtime; an error is printed with its causes, exit 1.
+fn run_async(future: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(future) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "stopped");
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs to stderr, filtered by RUST_LOG (default "info").
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A subscriber may already be set (tests running commands in-process); keep it then.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+fn check(path: &Path) -> ExitCode {
+    match config::load(path) {
+        Ok(config) => {
+            print!("{}", describe(&config));
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("{err}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// What a valid config sets up, for `check`. Never prints a secret or a password hash.
+fn describe(config: &Config) -> String {
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    let server = &config.server;
+    let mut out = format!("{}: OK\n", config.source.display());
+    out += &format!(
+        "server: listen {}, {}, state_dir {}, signing_key {}, sign_ttl {}\n",
+        server.listen,
+        if server.tls_cert.is_some() { "HTTPS" } else { "HTTP" },
+        server.state_dir.display(),
+        if server.signing_key.is_some() { "set" } else { "not set" },
+        format_duration(server.sign_ttl),
+    );
+    if let Some(url) = &server.public_url {
+        out += &format!("server: public_url {url}\n");
+    }
+    for mount in &config.mounts {
+        out += &format!(
+            "mount {}: backend {}, download {}, read-only {}, cache_ttl {}",
+            mount.path,
+            mount.backend.kind(),
+            mount.download,
+            yes_no(mount.read_only),
+            format_duration(mount.cache_ttl),
+        );
+        if let Some(url) = &mount.proxy_url {
+            out += &format!(", proxy_url {url}");
+        }
+        match &mount.backend {
+            BackendConfig::Open(open) => {
+                out += &format!(
+                    ", api_base {}, client_id {}, root_id {}, direct_link {}\n",
+                    open.api_base,
+                    open.client_id,
+                    open.root_id,
+                    yes_no(open.direct_link),
+                );
+            }
+        }
+    }
+    for user in &config.users {
+        out += &format!(
+            "user {}: mounts {}, write {}\n",
+            user.name,
+            user.mounts.join(", "),
+            yes_no(user.write),
+        );
+    }
+    if config.users.is_empty() {
+        out += "warning: no [[users]] are defined, so every request will be refused\n";
+    }
+    out
+}
+
+fn hash_password() -> ExitCode {
+    let password = match read_password() {
+        Ok(password) => password,
+        Err(problem) => {
+            eprintln!("error: {problem}");
+            return ExitCode::from(2);
+        }
+    };
+    if password.is_empty() {
+        eprintln!("error: the password is empty");
+        return ExitCode::from(2);
+    }
+    let mut salt = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut salt);
+    let hashed = SaltString::encode_b64(&salt).and_then(|salt| {
+        argon2::Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|hash| hash.to_string())
+    });
+    match hashed {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: hashing failed: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// From a terminal: prompted twice without echo. Otherwise: the first line of stdin, without
+/// its line ending.
+fn read_password() -> Result<String, String> {
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ").map_err(|e| e.to_string())?;
+        let again = rpassword::prompt_password("Repeat: ").map_err(|e| e.to_string())?;
+        if first != again {
+            return Err("the passwords differ".to_string());
+        }
+        return Ok(first);
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| format!("reading stdin: {e}"))?;
+    let line = line.strip_suffix('\n').unwrap_or(&line);
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    Ok(line.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_each_command() {
+        let cli = Cli::try_parse_from(["pan123-webdav", "serve", "-c", "c.toml", "--log-format", "json"])
+            .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Serve { log_format: LogFormat::Json, .. }
+        ));
+        let cli = Cli::try_parse_from(["pan123-webdav", "check", "--config", "c.toml"]).unwrap();
+        assert!(matches!(cli.command, Command::Check { .. }));
+        let cli = Cli::try_parse_from(["pan123-webdav", "demo", "--listen", "127.0.0.1:0"]).unwrap();
+        assert!(matches!(cli.command, Command::Demo { listen: Some(_) }));
+        assert!(Cli::try_parse_from(["pan123-webdav", "serve"]).is_err());
+        assert!(Cli::try_parse_from(["pan123-webdav", "demo", "--listen", "nowhere"]).is_err());
+    }
+}

@@ -1,0 +1,223 @@
+//! The configuration: the TOML model, its defaults, and validation with precise messages.
+//!
+//! Reading a file goes in one pass over it (`resolve.rs`): every table is checked for unknown
+//! keys, deserialized into the structs of `file.rs` (all fields optional), then validated and
+//! converted into the types below, which is what the rest of the gateway consumes. Every problem
+//! found is collected with its key path and a fix; `pan123-webdav check` runs exactly this code.
+//! Every key, with its default, is documented in `config.example.toml`.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+mod duration;
+mod error;
+mod file;
+mod resolve;
+#[cfg(test)]
+mod tests;
+
+pub use duration::{format_duration, parse_duration};
+pub use error::{ConfigError, Problem};
+pub(crate) use resolve::check_password_hash;
+
+/// Default `server.listen`.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default `server.sign_ttl`.
+pub const DEFAULT_SIGN_TTL: Duration = Duration::from_secs(3600);
+/// Default `server.state_dir`, relative to the directory of the config file.
+pub const DEFAULT_STATE_DIR: &str = "state";
+/// Default `api_base` of an open mount.
+pub const DEFAULT_OPEN_API_BASE: &str = "https://open-api.123pan.com";
+/// Default `cache_ttl` of a mount.
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(600);
+/// Default `direct_link_valid` of an open mount.
+pub const DEFAULT_DIRECT_LINK_VALID: Duration = Duration::from_secs(1800);
+/// Minimum length of `server.signing_key`.
+pub const MIN_SIGNING_KEY_LEN: usize = 16;
+
+/// A validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The file it was read from (relative paths in it were resolved against its directory).
+    pub source: PathBuf,
+    pub server: ServerConfig,
+    pub users: Vec<UserConfig>,
+    pub mounts: Vec<MountConfig>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Base URL under which clients reach this server, without a trailing slash.
+    pub public_url: Option<String>,
+    /// Key for signed `/-/d/` download URLs; at least 16 characters.
+    pub signing_key: Option<Secret>,
+    /// Lifetime of signed download URLs.
+    pub sign_ttl: Duration,
+    /// Persisted tokens, the upload spool and queue, side stores.
+    pub state_dir: PathBuf,
+    /// PEM certificate chain; set together with `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+#[derive(Clone)]
+pub struct UserConfig {
+    pub name: String,
+    /// An argon2 PHC string (`$argon2id$v=19$...`), as printed by `pan123-webdav hash-password`.
+    pub password_hash: String,
+    /// Mount paths this user sees (`"/open"`), or `"*"` for all of them.
+    pub mounts: Vec<String>,
+    /// Whether the user may change files (PUT, DELETE, MKCOL, MOVE, COPY, PROPPATCH, LOCK).
+    pub write: bool,
+}
+
+// Written by hand so that the password hash never reaches a log.
+impl fmt::Debug for UserConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserConfig")
+            .field("name", &self.name)
+            .field("password_hash", &"<redacted>")
+            .field("mounts", &self.mounts)
+            .field("write", &self.write)
+            .finish()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct MountConfig {
+    /// Normalised: `"/open"` (one segment, no trailing slash), or `"/"` for a lone mount.
+    pub path: String,
+    pub download: DownloadPolicy,
+    /// Base URL of the server answering `/-/d/` for `download = "proxy-url"`, no trailing slash.
+    pub proxy_url: Option<String>,
+    /// Lifetime of cached listings.
+    pub cache_ttl: Duration,
+    pub read_only: bool,
+    pub backend: BackendConfig,
+}
+
+impl MountConfig {
+    /// The path without its leading slash: `"open"`, or `""` for the mount at `/`.
+    pub fn name(&self) -> &str {
+        &self.path[1..]
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum BackendConfig {
+    Open(OpenMountConfig),
+}
+
+impl BackendConfig {
+    /// The backend's name as written in the config file (`"open"`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Open(_) => "open",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct OpenMountConfig {
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// The 123 folder id shown as the mount's root; 0 is the drive's root.
+    pub root_id: u64,
+    /// Without a trailing slash.
+    pub api_base: String,
+    /// Serve files through the account's direct-link space instead of `download_info`.
+    pub direct_link: bool,
+    /// Key for direct-link `auth_key` signing; `None` when unsigned.
+    pub direct_link_key: Option<Secret>,
+    /// Validity of a signed direct link.
+    pub direct_link_valid: Duration,
+}
+
+/// How a GET of a file reaches the client's bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DownloadPolicy {
+    /// Redirect when the backend's link is portable, proxy otherwise.
+    Auto,
+    /// 302 to the upstream URL.
+    Redirect,
+    /// This server fetches and streams the bytes.
+    Proxy,
+    /// 302 to a signed `<proxy_url>/-/d/...` URL, which proxies.
+    ProxyUrl,
+}
+
+impl DownloadPolicy {
+    pub const ALL: [DownloadPolicy; 4] = [Self::Auto, Self::Redirect, Self::Proxy, Self::ProxyUrl];
+
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Redirect => "redirect",
+            Self::Proxy => "proxy",
+            Self::ProxyUrl => "proxy-url",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|policy| policy.as_str() == name)
+    }
+}
+
+impl fmt::Display for DownloadPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A credential or key. Its `Debug` and `Display` print `<redacted>`, so it can sit in structs
+/// that are logged; `expose` is the one way to the value.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Self(value.to_string())
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Reads and validates a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| ConfigError::file(path, format!("cannot read the file: {err}")))?;
+    parse(&text, path)
+}
+
+/// Validates config text read from `source` (named in messages; relative paths in the file are
+/// resolved against its directory). Touches nothing outside, except reading the environment
+/// variables that `*_env` keys name.
+pub fn parse(text: &str, source: &Path) -> Result<Config, ConfigError> {
+    resolve::parse_with_env(text, source, &|name| std::env::var_os(name))
+}

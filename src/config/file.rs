@@ -1,0 +1,361 @@
+//! The config file as written: one serde struct per table, every field optional so that missing
+//! keys are reported by validation with a fix, and `deny_unknown_fields` everywhere.
+//!
+//! Unknown keys are found before serde sees a table (`strip_unknown`), so that every one of them
+//! is reported with the keys that are valid there, not only the first; the lists of valid keys
+//! come from the structs themselves (`fields_of`), so they cannot drift apart.
+
+use std::path::PathBuf;
+
+use serde::de::{self, DeserializeOwned, Visitor};
+use serde::Deserialize;
+
+use super::error::Problem;
+
+/// Top-level keys of the file.
+pub(super) const TOP_KEYS: &[&str] = &["server", "users", "mounts"];
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    pub listen: Option<String>,
+    pub public_url: Option<String>,
+    pub signing_key: Option<String>,
+    pub sign_ttl: Option<String>,
+    pub state_dir: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUser {
+    pub name: Option<String>,
+    pub password_hash: Option<String>,
+    pub mounts: Option<Vec<String>>,
+    pub write: Option<bool>,
+}
+
+/// The keys every mount has, whatever its backend.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMount {
+    pub path: Option<String>,
+    pub backend: Option<String>,
+    pub download: Option<String>,
+    pub proxy_url: Option<String>,
+    pub cache_ttl: Option<String>,
+    pub read_only: Option<bool>,
+}
+
+/// The keys of a mount with `backend = "open"`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOpen {
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub client_secret_env: Option<String>,
+    pub root_id: Option<u64>,
+    pub api_base: Option<String>,
+    pub direct_link: Option<bool>,
+    pub direct_link_key: Option<String>,
+    pub direct_link_valid: Option<String>,
+}
+
+/// The backends a mount can name. Adding one: a variant here, its `Raw*` struct above, and a
+/// `BackendConfig` variant with its validation in `resolve.rs`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum BackendKind {
+    Open,
+    Share,
+    Link,
+    Web,
+}
+
+impl BackendKind {
+    pub const ALL: [BackendKind; 4] = [Self::Open, Self::Share, Self::Link, Self::Web];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Share => "share",
+            Self::Link => "link",
+            Self::Web => "web",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+
+    /// Whether this version can serve the backend.
+    pub fn available(self) -> bool {
+        matches!(self, Self::Open)
+    }
+
+    /// Backend-specific keys. The planned backends list theirs already, so that such a key on
+    /// the wrong mount is reported as belonging elsewhere; each list becomes
+    /// `fields_of::<RawShare>()` etc. when the backend is written.
+    pub fn keys(self) -> &'static [&'static str] {
+        match self {
+            Self::Open => fields_of::<RawOpen>(),
+            Self::Share => &[
+                "share_key",
+                "share_password",
+                "root_id",
+                "access_token",
+                "api_base",
+            ],
+            Self::Link => &["urls", "direct_link_key", "uid", "direct_link_valid"],
+            Self::Web => &[
+                "username",
+                "password",
+                "password_env",
+                "root_id",
+                "api_base",
+                "login_base",
+            ],
+        }
+    }
+}
+
+/// Collects problems while reading one file.
+#[derive(Default)]
+pub(super) struct Report {
+    pub problems: Vec<Problem>,
+}
+
+impl Report {
+    pub fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// One table of the file: its key path (`mounts[1]`) and the keys already reported as wrong
+/// there, so that validation does not also call them missing.
+pub(super) struct Section {
+    pub path: String,
+    bad: Vec<String>,
+}
+
+impl Section {
+    pub fn new(path: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            bad: Vec::new(),
+        }
+    }
+
+    /// The full path of one of this table's keys.
+    pub fn key(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    /// True when a problem was already reported for `key` (a wrong type, or a misspelling of it).
+    pub fn is_bad(&self, key: &str) -> bool {
+        self.bad.iter().any(|k| k == key)
+    }
+
+    /// Reports a missing required key, unless a problem about it was already reported.
+    pub fn missing(&self, report: &mut Report, key: &str, fix: &str) {
+        if !self.is_bad(key) {
+            report.add(self.key(key), format!("missing; {fix}"));
+        }
+    }
+
+    /// Removes from `table` every key not in `valid`, reporting each: `explain` says what is
+    /// wrong with it (it is given the key); a close valid key is suggested.
+    pub fn strip_unknown(
+        &mut self,
+        report: &mut Report,
+        table: &mut toml::Table,
+        valid: &[&str],
+        explain: impl Fn(&str) -> String,
+    ) {
+        let unknown: Vec<String> = table
+            .keys()
+            .filter(|key| !valid.contains(&key.as_str()))
+            .cloned()
+            .collect();
+        for key in unknown {
+            table.remove(&key);
+            let mut message = explain(&key);
+            if let Some(close) = suggest(&key, valid).filter(|close| !table.contains_key(*close)) {
+                message = format!("{message} (did you mean {close}?)");
+                self.bad.push(close.to_string());
+            }
+            report.add(self.key(&key), message);
+        }
+    }
+
+    /// Deserializes a table whose keys are all valid. A value of the wrong type is reported with
+    /// its key and dropped, and reading goes on, so every wrong value is reported at once.
+    pub fn deserialize<T: DeserializeOwned + Default>(
+        &mut self,
+        report: &mut Report,
+        mut table: toml::Table,
+    ) -> T {
+        loop {
+            let value = toml::Value::Table(table.clone());
+            match serde_path_to_error::deserialize::<_, T>(value) {
+                Ok(raw) => return raw,
+                Err(err) => {
+                    let first = match err.path().iter().next() {
+                        Some(serde_path_to_error::Segment::Map { key }) => key.clone(),
+                        _ => String::new(),
+                    };
+                    let message = err.inner().message().trim_end().to_string();
+                    let inner_path = err.path().to_string();
+                    if first.is_empty() || table.remove(&first).is_none() {
+                        // Not attributable to one key: report it on the table and give up on it.
+                        report.add(self.path.clone(), message);
+                        return T::default();
+                    }
+                    report.add(self.key(&inner_path), message);
+                    self.bad.push(first);
+                }
+            }
+        }
+    }
+}
+
+/// "a, b, c": a list of keys for a message.
+pub(super) fn list(keys: &[&str]) -> String {
+    keys.join(", ")
+}
+
+/// The closest of `valid` to a misspelt `key`, when it is close enough to be a typo.
+fn suggest<'a>(key: &str, valid: &[&'a str]) -> Option<&'a str> {
+    let limit = (key.chars().count() / 3).clamp(1, 3);
+    valid
+        .iter()
+        .map(|candidate| (edit_distance(key, candidate), *candidate))
+        .filter(|(distance, _)| *distance <= limit)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
+}
+
+/// Levenshtein distance, counting an exchange of two neighbours (`clinet` for `client`) as one.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    // d[i][j]: distance between a[..i] and b[..j].
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+/// The field names of a struct deriving `Deserialize`, as serde's derive passes them to
+/// `deserialize_struct`: a deserializer that only records them.
+pub(super) fn fields_of<T: DeserializeOwned>() -> &'static [&'static str] {
+    match T::deserialize(FieldProbe) {
+        Err(Probed(Some(fields))) => fields,
+        _ => &[],
+    }
+}
+
+struct FieldProbe;
+
+#[derive(Debug)]
+struct Probed(Option<&'static [&'static str]>);
+
+impl std::fmt::Display for Probed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("field probe")
+    }
+}
+
+impl std::error::Error for Probed {}
+
+impl de::Error for Probed {
+    fn custom<T: std::fmt::Display>(_msg: T) -> Self {
+        Probed(None)
+    }
+}
+
+impl<'de> de::Deserializer<'de> for FieldProbe {
+    type Error = Probed;
+
+    fn deserialize_any<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, Probed> {
+        Err(Probed(None))
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        _visitor: V,
+    ) -> Result<V::Value, Probed> {
+        Err(Probed(Some(fields)))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+        ignored_any
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_lists_come_from_the_structs() {
+        assert_eq!(
+            fields_of::<RawMount>(),
+            ["path", "backend", "download", "proxy_url", "cache_ttl", "read_only"]
+        );
+        assert_eq!(fields_of::<RawUser>(), ["name", "password_hash", "mounts", "write"]);
+        assert!(fields_of::<RawServer>().contains(&"signing_key"));
+        assert!(BackendKind::Open.keys().contains(&"client_secret_env"));
+    }
+
+    #[test]
+    fn suggestions_catch_typos_only() {
+        let valid = ["client_id", "client_secret", "root_id"];
+        assert_eq!(suggest("clinet_id", &valid), Some("client_id"));
+        assert_eq!(suggest("client_secrt", &valid), Some("client_secret"));
+        assert_eq!(suggest("rootid", &valid), Some("root_id"));
+        assert_eq!(suggest("colour", &valid), None);
+        assert_eq!(edit_distance("ab", "ba"), 1);
+    }
+
+    #[test]
+    fn every_wrong_value_is_reported() {
+        let table: toml::Table =
+            toml::from_str("client_id = 5\nroot_id = \"x\"\ndirect_link = true").unwrap();
+        let mut report = Report::default();
+        let mut section = Section::new("mounts[0]");
+        let raw: RawOpen = section.deserialize(&mut report, table);
+        assert_eq!(raw.direct_link, Some(true));
+        let keys: Vec<&str> = report.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["mounts[0].client_id", "mounts[0].root_id"]);
+        assert!(report.problems[1].message.contains("expected u64"));
+        assert!(section.is_bad("client_id") && section.is_bad("root_id"));
+    }
+}

@@ -1,0 +1,683 @@
+//! From TOML text to a validated `Config`, collecting every problem on the way.
+//!
+//! The checks report a problem and carry on with a placeholder value, so one pass finds every
+//! problem; a `Config` is returned only when none was found.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::file::{
+    fields_of, list, BackendKind, RawMount, RawOpen, RawServer, RawUser, Report, Section, TOP_KEYS,
+};
+use super::*;
+
+/// Looks up an environment variable (the process environment, or a map in tests).
+pub(super) type Env<'a> = &'a dyn Fn(&str) -> Option<OsString>;
+
+pub(super) fn parse_with_env(text: &str, source: &Path, env: Env) -> Result<Config, ConfigError> {
+    let mut root: toml::Table =
+        toml::from_str(text).map_err(|err| ConfigError::syntax(source, text, &err))?;
+    let mut report = Report::default();
+    let base_dir = source.parent().unwrap_or(Path::new(""));
+
+    Section::new("").strip_unknown(&mut report, &mut root, TOP_KEYS, |_| {
+        format!("unknown key; valid top-level keys are: {}", list(TOP_KEYS))
+    });
+    let server_table = match root.remove("server") {
+        None => toml::Table::new(),
+        Some(toml::Value::Table(table)) => table,
+        Some(_) => {
+            report.add("server", "expected a table; write it as a [server] section");
+            toml::Table::new()
+        }
+    };
+    let server = resolve_server(&mut report, server_table, base_dir);
+
+    let mount_tables = array_of_tables(&mut report, "mounts", root.remove("mounts"));
+    if mount_tables.is_empty() {
+        report.add(
+            "mounts",
+            "no mounts are defined; add at least one [[mounts]] table (see config.example.toml)",
+        );
+    }
+    let has_signing_key = server.signing_key.is_some();
+    let mounts: Vec<MountConfig> = mount_tables
+        .into_iter()
+        .enumerate()
+        .map(|(i, table)| resolve_mount(&mut report, i, table, has_signing_key, env))
+        .collect();
+    check_mount_paths(&mut report, &mounts);
+
+    let mount_paths: Vec<&str> = mounts.iter().map(|m| m.path.as_str()).collect();
+    let users: Vec<UserConfig> = array_of_tables(&mut report, "users", root.remove("users"))
+        .into_iter()
+        .enumerate()
+        .map(|(i, table)| resolve_user(&mut report, i, table, &mount_paths))
+        .collect();
+    check_user_names(&mut report, &users);
+
+    if !report.problems.is_empty() {
+        return Err(ConfigError::new(source, report.problems));
+    }
+    Ok(Config {
+        source: source.to_path_buf(),
+        server,
+        users,
+        mounts,
+    })
+}
+
+/// The tables of `[[key]]`; anything else is reported.
+fn array_of_tables(report: &mut Report, key: &str, value: Option<toml::Value>) -> Vec<toml::Table> {
+    match value {
+        None => Vec::new(),
+        Some(toml::Value::Array(items)) => items
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, item)| match item {
+                toml::Value::Table(table) => Some(table),
+                _ => {
+                    report.add(format!("{key}[{i}]"), "expected a table");
+                    None
+                }
+            })
+            .collect(),
+        Some(_) => {
+            report.add(
+                key,
+                format!("expected an array of tables; write each entry as a [[{key}]] table (two brackets)"),
+            );
+            Vec::new()
+        }
+    }
+}
+
+fn resolve_server(report: &mut Report, mut table: toml::Table, base_dir: &Path) -> ServerConfig {
+    let mut s = Section::new("server");
+    let valid = fields_of::<RawServer>();
+    s.strip_unknown(report, &mut table, valid, |_| {
+        format!("unknown key; valid keys in [server] are: {}", list(valid))
+    });
+    let raw: RawServer = s.deserialize(report, table);
+
+    let listen = match raw.listen {
+        None => DEFAULT_LISTEN.parse().expect("the default is a socket address"),
+        Some(text) => text.trim().parse::<SocketAddr>().unwrap_or_else(|_| {
+            report.add(
+                s.key("listen"),
+                format!(
+                    "\"{text}\" is not a socket address; write an IP address and a port, like \
+                     \"127.0.0.1:8080\" or \"[::]:8080\""
+                ),
+            );
+            ([127, 0, 0, 1], 0).into()
+        }),
+    };
+    let public_url = raw
+        .public_url
+        .map(|url| http_url(report, s.key("public_url"), &url, "https://dav.example.com"));
+    let signing_key = raw.signing_key.filter(|key| !key.is_empty()).map(|key| {
+        let len = key.chars().count();
+        if len < MIN_SIGNING_KEY_LEN {
+            report.add(
+                s.key("signing_key"),
+                format!(
+                    "too short ({len} characters); use at least {MIN_SIGNING_KEY_LEN} random \
+                     characters, e.g. the output of `openssl rand -hex 32`"
+                ),
+            );
+        }
+        Secret::from(key)
+    });
+    let sign_ttl = duration(report, &s, "sign_ttl", raw.sign_ttl, DEFAULT_SIGN_TTL, false);
+    let state_dir = match raw.state_dir {
+        Some(dir) if dir.as_os_str().is_empty() => {
+            report.add(
+                s.key("state_dir"),
+                "empty; set it to a writable directory, or remove the key for the default",
+            );
+            dir
+        }
+        dir => base_dir.join(dir.unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))),
+    };
+    let (tls_cert, tls_key) = match (raw.tls_cert, raw.tls_key) {
+        (Some(_), None) => {
+            report.add(
+                s.key("tls_key"),
+                "missing; tls_cert is set, and HTTPS needs both tls_cert and tls_key (PEM files); \
+                 set tls_key, or remove tls_cert to serve plain HTTP",
+            );
+            (None, None)
+        }
+        (None, Some(_)) => {
+            report.add(
+                s.key("tls_cert"),
+                "missing; tls_key is set, and HTTPS needs both tls_cert and tls_key (PEM files); \
+                 set tls_cert, or remove tls_key to serve plain HTTP",
+            );
+            (None, None)
+        }
+        (cert, key) => (cert.map(|p| base_dir.join(p)), key.map(|p| base_dir.join(p))),
+    };
+
+    ServerConfig {
+        listen,
+        public_url,
+        signing_key,
+        sign_ttl,
+        state_dir,
+        tls_cert,
+        tls_key,
+    }
+}
+
+fn resolve_mount(
+    report: &mut Report,
+    index: usize,
+    table: toml::Table,
+    has_signing_key: bool,
+    env: Env,
+) -> MountConfig {
+    let mut s = Section::new(format!("mounts[{index}]"));
+    let common = fields_of::<RawMount>();
+    let (common_table, mut backend_table): (toml::Table, toml::Table) = table
+        .into_iter()
+        .partition(|(key, _)| common.contains(&key.as_str()));
+    let raw: RawMount = s.deserialize(report, common_table);
+
+    // The backend decides which of the other keys are valid.
+    let kind = match raw.backend.as_deref() {
+        None => {
+            s.missing(report, "backend", &format!("set it to one of: {}", available_backends()));
+            None
+        }
+        Some(name) => match BackendKind::from_name(name) {
+            Some(kind) if kind.available() => Some(kind),
+            Some(_) => {
+                report.add(
+                    s.key("backend"),
+                    format!(
+                        "backend \"{name}\" is not available yet; this version supports: {}",
+                        available_backends()
+                    ),
+                );
+                None
+            }
+            None => {
+                report.add(
+                    s.key("backend"),
+                    format!("unknown backend \"{name}\"; use one of: {}", available_backends()),
+                );
+                None
+            }
+        },
+    };
+
+    let mut valid: Vec<&str> = common.to_vec();
+    match kind {
+        Some(kind) => {
+            valid.extend(kind.keys());
+            s.strip_unknown(report, &mut backend_table, &valid, |key| {
+                let owners: Vec<String> = BackendKind::ALL
+                    .into_iter()
+                    .filter(|other| *other != kind && other.keys().contains(&key))
+                    .map(|other| format!("\"{}\"", other.name()))
+                    .collect();
+                let what = if owners.is_empty() {
+                    "unknown key".to_string()
+                } else {
+                    format!(
+                        "not a key of backend \"{}\" (it belongs to backend {})",
+                        kind.name(),
+                        owners.join(" and ")
+                    )
+                };
+                format!(
+                    "{what}; valid keys for a mount with backend = \"{}\" are: {}",
+                    kind.name(),
+                    list(&valid)
+                )
+            });
+        }
+        None => {
+            // Without a usable backend, only keys that no backend knows are reported.
+            valid.extend(BackendKind::ALL.into_iter().flat_map(|kind| kind.keys()));
+            s.strip_unknown(report, &mut backend_table, &valid, |_| {
+                format!(
+                    "unknown key; valid keys for a mount are: {}, and those of its backend",
+                    list(common)
+                )
+            });
+        }
+    }
+
+    let path = mount_path(report, &s, raw.path);
+    let download = match raw.download {
+        None => DownloadPolicy::Auto,
+        Some(name) => DownloadPolicy::from_name(&name).unwrap_or_else(|| {
+            let names: Vec<&str> = DownloadPolicy::ALL.iter().map(|p| p.as_str()).collect();
+            report.add(
+                s.key("download"),
+                format!("\"{name}\" is not a download policy; use one of: {}", list(&names)),
+            );
+            DownloadPolicy::Auto
+        }),
+    };
+    let proxy_url = raw
+        .proxy_url
+        .map(|url| http_url(report, s.key("proxy_url"), &url, "https://dl.example.com"));
+    if download == DownloadPolicy::ProxyUrl {
+        if proxy_url.is_none() && !s.is_bad("proxy_url") {
+            report.add(
+                s.key("proxy_url"),
+                "missing; download = \"proxy-url\" needs it: set it to the base URL at which this \
+                 server's /-/d/ route is reachable, like \"https://dl.example.com\"",
+            );
+        }
+        if !has_signing_key {
+            report.add(
+                s.key("download"),
+                "\"proxy-url\" signs download URLs with server.signing_key, which is not set; add \
+                 signing_key to [server] (at least 16 random characters, e.g. from \
+                 `openssl rand -hex 32`)",
+            );
+        }
+    }
+    let cache_ttl = duration(report, &s, "cache_ttl", raw.cache_ttl, DEFAULT_CACHE_TTL, true);
+
+    let backend = match kind {
+        Some(BackendKind::Open) => {
+            let raw_open: RawOpen = s.deserialize(report, backend_table);
+            BackendConfig::Open(resolve_open(report, &s, raw_open, env))
+        }
+        // The backend's problem is reported already; a placeholder keeps the other checks going.
+        _ => BackendConfig::Open(OpenMountConfig {
+            client_id: String::new(),
+            client_secret: Secret::from(""),
+            root_id: 0,
+            api_base: String::new(),
+            direct_link: false,
+            direct_link_key: None,
+            direct_link_valid: DEFAULT_DIRECT_LINK_VALID,
+        }),
+    };
+
+    MountConfig {
+        path,
+        download,
+        proxy_url,
+        cache_ttl,
+        read_only: raw.read_only.unwrap_or(false),
+        backend,
+    }
+}
+
+fn available_backends() -> String {
+    let names: Vec<&str> = BackendKind::ALL
+        .into_iter()
+        .filter(|kind| kind.available())
+        .map(BackendKind::name)
+        .collect();
+    list(&names)
+}
+
+/// Normalises a mount path to "/name" (or "/"), reporting what is not allowed.
+fn mount_path(report: &mut Report, s: &Section, raw: Option<String>) -> String {
+    let Some(raw) = raw else {
+        s.missing(report, "path", "set it to the URL path of the mount, like \"/open\"");
+        return String::new();
+    };
+    let key = s.key("path");
+    let Some(rest) = raw.strip_prefix('/') else {
+        report.add(key, format!("\"{raw}\" must start with \"/\"; write \"/{raw}\""));
+        return String::new();
+    };
+    let name = rest.trim_end_matches('/');
+    if name.contains('/') {
+        let first = name.split('/').find(|seg| !seg.is_empty()).unwrap_or("name");
+        report.add(
+            key,
+            format!(
+                "\"{raw}\" is nested; a mount is a single segment under the root, like \"/{first}\""
+            ),
+        );
+        return String::new();
+    }
+    if name == "-" {
+        report.add(
+            key,
+            "\"/-\" is reserved for the server's own routes (/-/d/, /-/healthz, ...); choose another name",
+        );
+        return String::new();
+    }
+    if name == "." || name == ".." {
+        report.add(key, format!("\"{raw}\" is not a usable name; choose another"));
+        return String::new();
+    }
+    if name
+        .chars()
+        .any(|c| c.is_control() || matches!(c, '\\' | '?' | '#' | '%'))
+    {
+        report.add(
+            key,
+            format!(
+                "\"{raw}\" contains a character a mount name cannot have (control characters, \
+                 \\, ?, #, %); choose another name"
+            ),
+        );
+        return String::new();
+    }
+    format!("/{name}")
+}
+
+/// Paths are unique, and "/" stands alone.
+fn check_mount_paths(report: &mut Report, mounts: &[MountConfig]) {
+    for (i, mount) in mounts.iter().enumerate() {
+        // An empty path had its problem reported already.
+        if mount.path.is_empty() {
+            continue;
+        }
+        if let Some(first) = mounts[..i].iter().position(|m| m.path == mount.path) {
+            report.add(
+                format!("mounts[{i}].path"),
+                format!(
+                    "\"{}\" is already used by mounts[{first}]; give each mount its own path",
+                    mount.path
+                ),
+            );
+        } else if mount.path == "/" && mounts.len() > 1 {
+            report.add(
+                format!("mounts[{i}].path"),
+                "\"/\" can only be used when it is the only mount; give each mount its own path, \
+                 like \"/open\"",
+            );
+        }
+    }
+}
+
+fn resolve_open(report: &mut Report, s: &Section, raw: RawOpen, env: Env) -> OpenMountConfig {
+    let client_id = match raw.client_id {
+        None => {
+            s.missing(
+                report,
+                "client_id",
+                "set it to the client id of your app on the 123 open platform",
+            );
+            String::new()
+        }
+        Some(id) => {
+            if id.trim().is_empty() {
+                report.add(
+                    s.key("client_id"),
+                    "empty; set it to the client id of your app on the 123 open platform",
+                );
+            }
+            id
+        }
+    };
+    let client_secret = match (raw.client_secret, raw.client_secret_env) {
+        (Some(_), Some(_)) => {
+            report.add(
+                s.key("client_secret"),
+                "set either client_secret or client_secret_env, not both",
+            );
+            String::new()
+        }
+        (None, None) => {
+            if !s.is_bad("client_secret_env") {
+                s.missing(
+                    report,
+                    "client_secret",
+                    "set client_secret, or client_secret_env to the name of an environment \
+                     variable that holds it",
+                );
+            }
+            String::new()
+        }
+        (Some(secret), None) => {
+            if secret.is_empty() {
+                report.add(
+                    s.key("client_secret"),
+                    "empty; set it to your app's client secret, or use client_secret_env",
+                );
+            }
+            secret
+        }
+        (None, Some(var)) => secret_from_env(report, s.key("client_secret_env"), &var, env),
+    };
+    let api_base = http_url(
+        report,
+        s.key("api_base"),
+        raw.api_base.as_deref().unwrap_or(DEFAULT_OPEN_API_BASE),
+        DEFAULT_OPEN_API_BASE,
+    );
+    let direct_link_valid = duration(
+        report,
+        s,
+        "direct_link_valid",
+        raw.direct_link_valid,
+        DEFAULT_DIRECT_LINK_VALID,
+        false,
+    );
+    OpenMountConfig {
+        client_id,
+        client_secret: Secret::from(client_secret),
+        root_id: raw.root_id.unwrap_or(0),
+        api_base,
+        direct_link: raw.direct_link.unwrap_or(false),
+        direct_link_key: raw
+            .direct_link_key
+            .filter(|key| !key.is_empty())
+            .map(Secret::from),
+        direct_link_valid,
+    }
+}
+
+/// The value of the environment variable a `*_env` key names.
+fn secret_from_env(report: &mut Report, key: String, var: &str, env: Env) -> String {
+    let secret_key = key.trim_end_matches("_env");
+    let problem = if var.is_empty() {
+        "empty; set it to the name of an environment variable".to_string()
+    } else {
+        match env(var).map(OsString::into_string) {
+            Some(Ok(value)) if !value.is_empty() => return value,
+            Some(Ok(_)) => format!(
+                "the environment variable {var} is empty; set it to the secret before starting, \
+                 or put the secret in {secret_key}"
+            ),
+            Some(Err(_)) => format!("the environment variable {var} is not valid UTF-8"),
+            None => format!(
+                "the environment variable {var} is not set; export it before starting, or put \
+                 the secret in {secret_key}"
+            ),
+        }
+    };
+    report.add(key, problem);
+    String::new()
+}
+
+fn resolve_user(
+    report: &mut Report,
+    index: usize,
+    mut table: toml::Table,
+    mount_paths: &[&str],
+) -> UserConfig {
+    let mut s = Section::new(format!("users[{index}]"));
+    let valid = fields_of::<RawUser>();
+    s.strip_unknown(report, &mut table, valid, |_| {
+        format!("unknown key; valid keys for a user are: {}", list(valid))
+    });
+    let raw: RawUser = s.deserialize(report, table);
+
+    let name = match raw.name {
+        None => {
+            s.missing(report, "name", "set it to the user's login name");
+            String::new()
+        }
+        Some(name) => {
+            if name.is_empty() {
+                report.add(s.key("name"), "empty; set it to the user's login name");
+            } else if name.contains(':') {
+                report.add(
+                    s.key("name"),
+                    "must not contain \":\": HTTP Basic authentication splits the user name from \
+                     the password at the first colon; choose another name",
+                );
+            }
+            name
+        }
+    };
+    let password_hash = match raw.password_hash {
+        None => {
+            s.missing(
+                report,
+                "password_hash",
+                "generate one with `pan123-webdav hash-password`",
+            );
+            String::new()
+        }
+        Some(hash) => {
+            if let Err(problem) = check_password_hash(&hash) {
+                report.add(
+                    s.key("password_hash"),
+                    format!("{problem}; generate one with `pan123-webdav hash-password`"),
+                );
+            }
+            hash
+        }
+    };
+    let mounts = match raw.mounts {
+        None => vec!["*".to_string()],
+        Some(entries) => {
+            if entries.is_empty() {
+                report.add(
+                    s.key("mounts"),
+                    "empty, so this user could see nothing; list mount paths like [\"/open\"], \
+                     or [\"*\"] for all mounts",
+                );
+            }
+            entries
+                .iter()
+                .enumerate()
+                .map(|(j, entry)| user_mount(report, &s, j, entry, mount_paths))
+                .collect()
+        }
+    };
+    UserConfig {
+        name,
+        password_hash,
+        mounts,
+        write: raw.write.unwrap_or(false),
+    }
+}
+
+/// One entry of a user's `mounts`: "*", or the path of a mount ("/open"; "open" is accepted).
+fn user_mount(report: &mut Report, s: &Section, j: usize, entry: &str, mounts: &[&str]) -> String {
+    if entry == "*" {
+        return entry.to_string();
+    }
+    let path = format!("/{}", entry.trim_matches('/'));
+    if !mounts.contains(&path.as_str()) {
+        let known: Vec<&str> = mounts.iter().copied().filter(|p| !p.is_empty()).collect();
+        report.add(
+            format!("{}[{j}]", s.key("mounts")),
+            format!(
+                "no mount has the path \"{entry}\"; the mounts are: {} (or use \"*\" for all)",
+                list(&known)
+            ),
+        );
+    }
+    path
+}
+
+fn check_user_names(report: &mut Report, users: &[UserConfig]) {
+    for (i, user) in users.iter().enumerate() {
+        if user.name.is_empty() {
+            continue;
+        }
+        if let Some(first) = users[..i].iter().position(|u| u.name == user.name) {
+            report.add(
+                format!("users[{i}].name"),
+                format!(
+                    "\"{}\" is already defined by users[{first}]; user names must be unique",
+                    user.name
+                ),
+            );
+        }
+    }
+}
+
+/// Checks that a password hash is an argon2 PHC string that can be verified. The message never
+/// includes the hash.
+pub(crate) fn check_password_hash(phc: &str) -> Result<(), String> {
+    use argon2::password_hash::PasswordHash;
+    let hash =
+        PasswordHash::new(phc).map_err(|err| format!("not a PHC password hash ({err})"))?;
+    if argon2::Algorithm::try_from(hash.algorithm).is_err() {
+        return Err(format!(
+            "uses the algorithm \"{}\"; only argon2 hashes ($argon2id$...) are supported",
+            hash.algorithm
+        ));
+    }
+    if hash.salt.is_none() || hash.hash.is_none() {
+        return Err("has no salt or no hash value".to_string());
+    }
+    argon2::Params::try_from(&hash).map_err(|err| format!("has invalid argon2 parameters ({err})"))?;
+    Ok(())
+}
+
+/// An http(s) URL to which paths are appended: no query or fragment; returned without a
+/// trailing slash.
+fn http_url(report: &mut Report, key: String, value: &str, example: &str) -> String {
+    let trimmed = value.trim_end_matches('/');
+    let problem = match url::Url::parse(trimmed) {
+        Err(err) => Some(format!("\"{value}\" is not a URL ({err})")),
+        Ok(url) if !matches!(url.scheme(), "http" | "https") => {
+            Some(format!("\"{value}\" is not an http(s) URL"))
+        }
+        Ok(url) if url.host_str().is_none_or(str::is_empty) => {
+            Some(format!("\"{value}\" has no host"))
+        }
+        Ok(url) if url.query().is_some() || url.fragment().is_some() => {
+            Some(format!("\"{value}\" must not have a query or a fragment"))
+        }
+        Ok(_) => None,
+    };
+    if let Some(problem) = problem {
+        report.add(key, format!("{problem}; write it like \"{example}\""));
+    }
+    trimmed.to_string()
+}
+
+/// A duration key: its default when absent; zero only where `allow_zero`.
+fn duration(
+    report: &mut Report,
+    s: &Section,
+    key: &str,
+    value: Option<String>,
+    default: Duration,
+    allow_zero: bool,
+) -> Duration {
+    let Some(text) = value else {
+        return default;
+    };
+    match parse_duration(&text) {
+        Ok(d) if d.is_zero() && !allow_zero => {
+            report.add(s.key(key), "must be longer than 0s");
+            default
+        }
+        Ok(d) => d,
+        Err(problem) => {
+            report.add(
+                s.key(key),
+                format!(
+                    "\"{text}\" is not a duration: {problem}; write it like \"90s\", \"10m\" or \
+                     \"1h30m\""
+                ),
+            );
+            default
+        }
+    }
+}

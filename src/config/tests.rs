@@ -1,0 +1,710 @@
+//! Each validation rule, asserted by its message.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::Path;
+use std::time::Duration;
+
+use super::file::{fields_of, BackendKind, RawMount, RawServer, RawUser};
+use super::resolve::parse_with_env;
+use super::*;
+
+/// A cheap argon2id hash (m=8 KiB, t=1), so tests stay fast in debug builds.
+const HASH: &str = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHRzYWx0$Bq4mCCO6ySGXVXzQ4HVjS6IYt5LTbkjnOdxHUqHRI0c";
+
+const MOUNT: &str = r#"
+[[mounts]]
+path = "/open"
+backend = "open"
+client_id = "id"
+client_secret = "secret"
+"#;
+
+const USER: &str = r#"
+[[users]]
+name = "alice"
+password_hash = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHRzYWx0$Bq4mCCO6ySGXVXzQ4HVjS6IYt5LTbkjnOdxHUqHRI0c"
+"#;
+
+fn parse_env(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let vars: HashMap<String, OsString> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), OsString::from(v)))
+        .collect();
+    parse_with_env(text, Path::new("/etc/pan/config.toml"), &|name| {
+        vars.get(name).cloned()
+    })
+}
+
+fn ok(text: &str) -> Config {
+    match parse_env(text, &[]) {
+        Ok(config) => config,
+        Err(err) => panic!("unexpected problems:\n{err}"),
+    }
+}
+
+/// The problems as "key: message" lines.
+fn problems(text: &str) -> Vec<String> {
+    problems_env(text, &[])
+}
+
+fn problems_env(text: &str, vars: &[(&str, &str)]) -> Vec<String> {
+    match parse_env(text, vars) {
+        Ok(_) => panic!("expected problems in:\n{text}"),
+        Err(err) => err
+            .problems()
+            .iter()
+            .map(|p| format!("{}: {}", p.key, p.message))
+            .collect(),
+    }
+}
+
+/// Asserts exactly one problem, on `key`, whose message contains every one of `parts`.
+#[track_caller]
+fn one_problem(text: &str, key: &str, parts: &[&str]) {
+    let found = problems(text);
+    assert_eq!(found.len(), 1, "expected one problem, got {found:#?}");
+    assert!(
+        found[0].starts_with(&format!("{key}: ")),
+        "expected a problem on {key}, got {found:#?}"
+    );
+    for part in parts {
+        assert!(found[0].contains(part), "{:?} lacks {part:?}", found[0]);
+    }
+}
+
+#[test]
+fn the_example_file_is_valid_and_documents_every_key() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let config = match parse_with_env(&text, &path, &|_| Some("from-env".into())) {
+        Ok(config) => config,
+        Err(err) => panic!("config.example.toml is invalid:\n{err}"),
+    };
+    assert!(!config.mounts.is_empty() && !config.users.is_empty());
+
+    let documented = |key: &str| {
+        text.lines().any(|line| {
+            let line = line.trim_start().trim_start_matches('#').trim_start();
+            line.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+    };
+    let keys = fields_of::<RawServer>()
+        .iter()
+        .chain(fields_of::<RawUser>())
+        .chain(fields_of::<RawMount>())
+        .chain(BackendKind::Open.keys());
+    for key in keys {
+        assert!(documented(key), "config.example.toml does not document {key}");
+    }
+}
+
+#[test]
+fn defaults() {
+    let config = ok(&format!("{MOUNT}{USER}"));
+    assert_eq!(config.source, Path::new("/etc/pan/config.toml"));
+    let server = &config.server;
+    assert_eq!(server.listen, "127.0.0.1:8080".parse().unwrap());
+    assert_eq!(server.public_url, None);
+    assert!(server.signing_key.is_none());
+    assert_eq!(server.sign_ttl, Duration::from_secs(3600));
+    assert_eq!(server.state_dir, Path::new("/etc/pan/state"));
+    assert!(server.tls_cert.is_none() && server.tls_key.is_none());
+
+    let user = &config.users[0];
+    assert_eq!(user.name, "alice");
+    assert_eq!(user.mounts, ["*"]);
+    assert!(!user.write);
+
+    let mount = &config.mounts[0];
+    assert_eq!(mount.path, "/open");
+    assert_eq!(mount.name(), "open");
+    assert_eq!(mount.download, DownloadPolicy::Auto);
+    assert_eq!(mount.proxy_url, None);
+    assert_eq!(mount.cache_ttl, Duration::from_secs(600));
+    assert!(!mount.read_only);
+    let BackendConfig::Open(open) = &mount.backend;
+    assert_eq!(open.client_id, "id");
+    assert_eq!(open.client_secret.expose(), "secret");
+    assert_eq!(open.root_id, 0);
+    assert_eq!(open.api_base, "https://open-api.123pan.com");
+    assert!(!open.direct_link);
+    assert!(open.direct_link_key.is_none());
+    assert_eq!(open.direct_link_valid, Duration::from_secs(1800));
+}
+
+#[test]
+fn every_key_set() {
+    let config = ok(r#"
+[server]
+listen = "[::]:9000"
+public_url = "https://dav.example.com/"
+signing_key = "0123456789abcdef"
+sign_ttl = "2h"
+state_dir = "/var/lib/pan"
+tls_cert = "cert.pem"
+tls_key = "/abs/key.pem"
+
+[[users]]
+name = "bob"
+password_hash = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHRzYWx0$Bq4mCCO6ySGXVXzQ4HVjS6IYt5LTbkjnOdxHUqHRI0c"
+mounts = ["/a", "b/"]
+write = true
+
+[[mounts]]
+path = "/a/"
+backend = "open"
+client_id = "id"
+client_secret = "s"
+root_id = 42
+api_base = "http://127.0.0.1:5000/"
+download = "proxy-url"
+proxy_url = "https://dl.example.com/"
+direct_link = true
+direct_link_key = "k"
+direct_link_valid = "1h30m"
+cache_ttl = "0s"
+read_only = true
+
+[[mounts]]
+path = "/b"
+backend = "open"
+client_id = "id2"
+client_secret = "s2"
+download = "redirect"
+direct_link_key = ""
+"#);
+    let server = &config.server;
+    assert_eq!(server.listen, "[::]:9000".parse().unwrap());
+    assert_eq!(server.public_url.as_deref(), Some("https://dav.example.com"));
+    assert_eq!(server.signing_key.as_ref().unwrap().expose(), "0123456789abcdef");
+    assert_eq!(server.sign_ttl, Duration::from_secs(7200));
+    assert_eq!(server.state_dir, Path::new("/var/lib/pan"));
+    assert_eq!(server.tls_cert.as_deref(), Some(Path::new("/etc/pan/cert.pem")));
+    assert_eq!(server.tls_key.as_deref(), Some(Path::new("/abs/key.pem")));
+
+    assert_eq!(config.users[0].mounts, ["/a", "/b"]);
+    assert!(config.users[0].write);
+
+    let a = &config.mounts[0];
+    assert_eq!(a.path, "/a");
+    assert_eq!(a.download, DownloadPolicy::ProxyUrl);
+    assert_eq!(a.proxy_url.as_deref(), Some("https://dl.example.com"));
+    assert_eq!(a.cache_ttl, Duration::ZERO);
+    assert!(a.read_only);
+    let BackendConfig::Open(open) = &a.backend;
+    assert_eq!(open.root_id, 42);
+    assert_eq!(open.api_base, "http://127.0.0.1:5000");
+    assert!(open.direct_link);
+    assert_eq!(open.direct_link_key.as_ref().unwrap().expose(), "k");
+    assert_eq!(open.direct_link_valid, Duration::from_secs(5400));
+
+    let b = &config.mounts[1];
+    assert_eq!(b.download, DownloadPolicy::Redirect);
+    let BackendConfig::Open(open) = &b.backend;
+    assert!(open.direct_link_key.is_none(), "an empty key means unsigned");
+}
+
+#[test]
+fn a_lone_mount_may_sit_at_the_root() {
+    let config = ok(&MOUNT.replace("\"/open\"", "\"/\""));
+    assert_eq!(config.mounts[0].path, "/");
+    assert_eq!(config.mounts[0].name(), "");
+}
+
+#[test]
+fn secrets_never_print() {
+    let config = ok(&format!("[server]\nsigning_key = \"0123456789abcdefXYZ\"\n{MOUNT}{USER}"));
+    let debug = format!("{config:?}");
+    for secret in ["0123456789abcdefXYZ", "\"secret\"", "argon2id"] {
+        assert!(!debug.contains(secret), "{secret} in {debug}");
+    }
+    assert!(debug.contains("<redacted>"));
+    assert_eq!(Secret::from("x").to_string(), "<redacted>");
+}
+
+#[test]
+fn syntax_errors_give_line_and_column() {
+    let err = parse_env("[server]\nlisten = \n", &[]).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with("/etc/pan/config.toml: line 2, column 10: invalid TOML:"),
+        "{text}"
+    );
+}
+
+#[test]
+fn unknown_keys_list_the_valid_ones() {
+    let text = format!("{}{USER}", MOUNT.replace("client_id", "clinet_id"));
+    let found = problems(&text);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(
+        found[0],
+        "mounts[0].clinet_id: unknown key (did you mean client_id?); valid keys for a mount with \
+         backend = \"open\" are: path, backend, download, proxy_url, cache_ttl, read_only, \
+         client_id, client_secret, client_secret_env, root_id, api_base, direct_link, \
+         direct_link_key, direct_link_valid"
+    );
+    let err = parse_env(&text, &[]).unwrap_err();
+    assert!(err
+        .to_string()
+        .starts_with("/etc/pan/config.toml: mounts[0].clinet_id: unknown key"));
+
+    one_problem(
+        &format!("[server]\nlisen = \"x\"\n{MOUNT}{USER}"),
+        "server.lisen",
+        &["unknown key (did you mean listen?)", "valid keys in [server] are: listen, public_url"],
+    );
+    one_problem(
+        &format!("{MOUNT}{USER}admin = true\n"),
+        "users[0].admin",
+        &["unknown key; valid keys for a user are: name, password_hash, mounts, write"],
+    );
+    one_problem(
+        &format!("[servr]\n{MOUNT}{USER}"),
+        "servr",
+        &["unknown key (did you mean server?); valid top-level keys are: server, users, mounts"],
+    );
+}
+
+#[test]
+fn every_unknown_key_is_reported() {
+    let found = problems(&format!("{MOUNT}colour = 1\nsize = 2\n{USER}"));
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert!(found[0].starts_with("mounts[0].colour: unknown key"));
+    assert!(found[1].starts_with("mounts[0].size: unknown key"));
+}
+
+#[test]
+fn a_key_of_another_backend_says_so() {
+    one_problem(
+        &format!("{MOUNT}share_key = \"abc\"\n{USER}"),
+        "mounts[0].share_key",
+        &[
+            "not a key of backend \"open\" (it belongs to backend \"share\")",
+            "valid keys for a mount with backend = \"open\" are: path,",
+        ],
+    );
+    one_problem(
+        &format!("{MOUNT}password_env = \"X\"\n{USER}"),
+        "mounts[0].password_env",
+        &["it belongs to backend \"web\""],
+    );
+}
+
+#[test]
+fn backends() {
+    one_problem(
+        &format!("{}{USER}", MOUNT.replace("\"open\"\nclient", "\"share\"\nclient")),
+        "mounts[0].backend",
+        &["backend \"share\" is not available yet; this version supports: open"],
+    );
+    one_problem(
+        &format!("{}{USER}", MOUNT.replace("\"open\"\nclient", "\"ftp\"\nclient")),
+        "mounts[0].backend",
+        &["unknown backend \"ftp\"; use one of: open"],
+    );
+    one_problem(
+        &format!("{}{USER}", MOUNT.replace("backend = \"open\"\n", "")),
+        "mounts[0].backend",
+        &["missing; set it to one of: open"],
+    );
+    // Without a backend, only keys no backend knows are reported.
+    let found = problems(&format!(
+        "{}nonsense = 1\n{USER}",
+        MOUNT.replace("backend = \"open\"\n", "")
+    ));
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert!(found[1].starts_with("mounts[0].nonsense: unknown key; valid keys for a mount are: path,"));
+}
+
+#[test]
+fn wrong_types_are_each_reported() {
+    let found = problems(&format!("{MOUNT}root_id = \"x\"\nread_only = \"yes\"\n{USER}write = 1\n"));
+    assert_eq!(found.len(), 3, "{found:#?}");
+    assert!(found[0].starts_with("mounts[0].read_only: invalid type: string \"yes\", expected a boolean"));
+    assert!(found[1].starts_with("mounts[0].root_id: invalid type: string \"x\", expected u64"));
+    assert!(found[2].starts_with("users[0].write: invalid type: integer `1`, expected a boolean"));
+    one_problem(
+        &format!("{MOUNT}root_id = -1\n{USER}"),
+        "mounts[0].root_id",
+        &["invalid value: integer `-1`, expected u64"],
+    );
+    one_problem(
+        &format!("{MOUNT}{USER}mounts = [\"*\", 3]\n"),
+        "users[0].mounts[1]",
+        &["invalid type: integer `3`, expected a string"],
+    );
+    // A wrongly typed key is not also called missing.
+    one_problem(
+        &format!("{}{USER}", MOUNT.replace("client_id = \"id\"", "client_id = 7")),
+        "mounts[0].client_id",
+        &["invalid type: integer `7`, expected a string"],
+    );
+}
+
+#[test]
+fn tables_of_the_wrong_shape() {
+    one_problem(
+        &format!("server = 1\n{MOUNT}{USER}"),
+        "server",
+        &["expected a table; write it as a [server] section"],
+    );
+    let found = problems(&format!("[mounts]\npath = \"/x\"\n{USER}"));
+    assert_eq!(
+        found,
+        [
+            "mounts: expected an array of tables; write each entry as a [[mounts]] table (two brackets)",
+            "mounts: no mounts are defined; add at least one [[mounts]] table (see config.example.toml)",
+        ]
+    );
+    one_problem(
+        &format!("users = [1]\n{MOUNT}"),
+        "users[0]",
+        &["expected a table"],
+    );
+}
+
+#[test]
+fn server_listen() {
+    one_problem(
+        &format!("[server]\nlisten = \"localhost:8080\"\n{MOUNT}{USER}"),
+        "server.listen",
+        &["\"localhost:8080\" is not a socket address; write an IP address and a port, like \"127.0.0.1:8080\""],
+    );
+}
+
+#[test]
+fn server_urls_and_durations() {
+    one_problem(
+        &format!("[server]\npublic_url = \"dav.example.com\"\n{MOUNT}{USER}"),
+        "server.public_url",
+        &["\"dav.example.com\" is not a URL", "write it like \"https://dav.example.com\""],
+    );
+    one_problem(
+        &format!("[server]\nsign_ttl = \"1 hour\"\n{MOUNT}{USER}"),
+        "server.sign_ttl",
+        &["\"1 hour\" is not a duration: missing unit after 1", "write it like \"90s\", \"10m\" or \"1h30m\""],
+    );
+    one_problem(
+        &format!("[server]\nsign_ttl = \"0s\"\n{MOUNT}{USER}"),
+        "server.sign_ttl",
+        &["must be longer than 0s"],
+    );
+    one_problem(
+        &format!("[server]\nstate_dir = \"\"\n{MOUNT}{USER}"),
+        "server.state_dir",
+        &["empty; set it to a writable directory"],
+    );
+}
+
+#[test]
+fn signing_key_length() {
+    one_problem(
+        &format!("[server]\nsigning_key = \"short\"\n{MOUNT}{USER}"),
+        "server.signing_key",
+        &["too short (5 characters); use at least 16 random characters", "openssl rand -hex 32"],
+    );
+}
+
+#[test]
+fn tls_needs_both_files() {
+    one_problem(
+        &format!("[server]\ntls_cert = \"c.pem\"\n{MOUNT}{USER}"),
+        "server.tls_key",
+        &["missing; tls_cert is set, and HTTPS needs both tls_cert and tls_key"],
+    );
+    one_problem(
+        &format!("[server]\ntls_key = \"k.pem\"\n{MOUNT}{USER}"),
+        "server.tls_cert",
+        &["missing; tls_key is set", "or remove tls_key to serve plain HTTP"],
+    );
+}
+
+#[test]
+fn mount_paths() {
+    let cases = [
+        ("open", "\"open\" must start with \"/\"; write \"/open\""),
+        ("/a/b", "\"/a/b\" is nested; a mount is a single segment under the root, like \"/a\""),
+        ("//a", "\"//a\" is nested"),
+        ("/-", "\"/-\" is reserved for the server's own routes"),
+        ("/..", "\"/..\" is not a usable name"),
+        ("/a?b", "contains a character a mount name cannot have"),
+    ];
+    for (path, message) in cases {
+        one_problem(
+            &format!("{}{USER}", MOUNT.replace("\"/open\"", &format!("{path:?}"))),
+            "mounts[0].path",
+            &[message],
+        );
+    }
+    one_problem(
+        &format!("{}{USER}", MOUNT.replace("path = \"/open\"\n", "")),
+        "mounts[0].path",
+        &["missing; set it to the URL path of the mount, like \"/open\""],
+    );
+    // A dash inside a name is fine.
+    assert_eq!(ok(&MOUNT.replace("/open", "/my-files")).mounts[0].path, "/my-files");
+}
+
+#[test]
+fn mount_paths_are_unique() {
+    one_problem(
+        &format!("{MOUNT}{}{USER}", MOUNT.replace("\"/open\"", "\"/open/\"")),
+        "mounts[1].path",
+        &["\"/open\" is already used by mounts[0]; give each mount its own path"],
+    );
+}
+
+#[test]
+fn the_root_mount_stands_alone() {
+    one_problem(
+        &format!("{}{}", MOUNT.replace("\"/open\"", "\"/\""), MOUNT),
+        "mounts[0].path",
+        &["\"/\" can only be used when it is the only mount"],
+    );
+}
+
+#[test]
+fn at_least_one_mount() {
+    one_problem(
+        USER,
+        "mounts",
+        &["no mounts are defined; add at least one [[mounts]] table"],
+    );
+}
+
+#[test]
+fn download_policies() {
+    one_problem(
+        &format!("{MOUNT}download = \"stream\"\n"),
+        "mounts[0].download",
+        &["\"stream\" is not a download policy; use one of: auto, redirect, proxy, proxy-url"],
+    );
+    for (name, policy) in [
+        ("auto", DownloadPolicy::Auto),
+        ("redirect", DownloadPolicy::Redirect),
+        ("proxy", DownloadPolicy::Proxy),
+    ] {
+        let config = ok(&format!("{MOUNT}download = \"{name}\"\n"));
+        assert_eq!(config.mounts[0].download, policy);
+        assert_eq!(policy.to_string(), name);
+    }
+}
+
+#[test]
+fn proxy_url_needs_a_url_and_a_signing_key() {
+    let found = problems(&format!("{MOUNT}download = \"proxy-url\"\n"));
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert!(found[0].starts_with(
+        "mounts[0].proxy_url: missing; download = \"proxy-url\" needs it: set it to the base URL"
+    ));
+    assert!(found[1].starts_with(
+        "mounts[0].download: \"proxy-url\" signs download URLs with server.signing_key, which is not set"
+    ));
+    one_problem(
+        &format!("[server]\nsigning_key = \"0123456789abcdef\"\n{MOUNT}download = \"proxy-url\"\nproxy_url = \"ftp://x\"\n"),
+        "mounts[0].proxy_url",
+        &["\"ftp://x\" is not an http(s) URL; write it like \"https://dl.example.com\""],
+    );
+    one_problem(
+        &format!("{MOUNT}download = \"proxy-url\"\nproxy_url = \"https://dl.example.com\"\n"),
+        "mounts[0].download",
+        &["add signing_key to [server]"],
+    );
+}
+
+#[test]
+fn open_client_id() {
+    one_problem(
+        &MOUNT.replace("client_id = \"id\"\n", ""),
+        "mounts[0].client_id",
+        &["missing; set it to the client id of your app on the 123 open platform"],
+    );
+    one_problem(
+        &MOUNT.replace("client_id = \"id\"", "client_id = \" \""),
+        "mounts[0].client_id",
+        &["empty; set it to the client id"],
+    );
+}
+
+#[test]
+fn open_client_secret() {
+    let without = MOUNT.replace("client_secret = \"secret\"\n", "");
+    one_problem(
+        &without,
+        "mounts[0].client_secret",
+        &["missing; set client_secret, or client_secret_env to the name of an environment variable"],
+    );
+    one_problem(
+        &format!("{MOUNT}client_secret_env = \"S\"\n"),
+        "mounts[0].client_secret",
+        &["set either client_secret or client_secret_env, not both"],
+    );
+    one_problem(
+        &MOUNT.replace("client_secret = \"secret\"", "client_secret = \"\""),
+        "mounts[0].client_secret",
+        &["empty; set it to your app's client secret"],
+    );
+
+    let with_env = format!("{without}client_secret_env = \"PAN_SECRET\"\n");
+    let config = parse_env(&with_env, &[("PAN_SECRET", "from-env")]).unwrap();
+    let BackendConfig::Open(open) = &config.mounts[0].backend;
+    assert_eq!(open.client_secret.expose(), "from-env");
+
+    assert_eq!(
+        problems_env(&with_env, &[]),
+        ["mounts[0].client_secret_env: the environment variable PAN_SECRET is not set; export it \
+          before starting, or put the secret in mounts[0].client_secret"]
+    );
+    assert_eq!(
+        problems_env(&with_env, &[("PAN_SECRET", "")]),
+        ["mounts[0].client_secret_env: the environment variable PAN_SECRET is empty; set it to the \
+          secret before starting, or put the secret in mounts[0].client_secret"]
+    );
+    one_problem(
+        &format!("{without}client_secret_env = \"\"\n"),
+        "mounts[0].client_secret_env",
+        &["empty; set it to the name of an environment variable"],
+    );
+}
+
+#[test]
+fn open_api_base_and_durations() {
+    one_problem(
+        &format!("{MOUNT}api_base = \"open-api.123pan.com\"\n"),
+        "mounts[0].api_base",
+        &["is not a URL", "write it like \"https://open-api.123pan.com\""],
+    );
+    one_problem(
+        &format!("{MOUNT}api_base = \"https://x.example/?a=b\"\n"),
+        "mounts[0].api_base",
+        &["must not have a query or a fragment"],
+    );
+    one_problem(
+        &format!("{MOUNT}cache_ttl = \"10\"\n"),
+        "mounts[0].cache_ttl",
+        &["\"10\" is not a duration: missing unit after 10"],
+    );
+    one_problem(
+        &format!("{MOUNT}direct_link_valid = \"0\"\n"),
+        "mounts[0].direct_link_valid",
+        &["must be longer than 0s"],
+    );
+}
+
+#[test]
+fn user_names() {
+    one_problem(
+        &format!("{MOUNT}{USER}{USER}"),
+        "users[1].name",
+        &["\"alice\" is already defined by users[0]; user names must be unique"],
+    );
+    one_problem(
+        &format!("{MOUNT}{}", USER.replace("\"alice\"", "\"\"")),
+        "users[0].name",
+        &["empty; set it to the user's login name"],
+    );
+    one_problem(
+        &format!("{MOUNT}{}", USER.replace("\"alice\"", "\"a:b\"")),
+        "users[0].name",
+        &["must not contain \":\""],
+    );
+    one_problem(
+        &format!("{MOUNT}{}", USER.replace("name = \"alice\"\n", "")),
+        "users[0].name",
+        &["missing; set it to the user's login name"],
+    );
+}
+
+#[test]
+fn user_password_hashes() {
+    one_problem(
+        &format!("{MOUNT}{}", USER.replace(HASH, "hunter2")),
+        "users[0].password_hash",
+        &["not a PHC password hash", "generate one with `pan123-webdav hash-password`"],
+    );
+    one_problem(
+        &format!(
+            "{MOUNT}{}",
+            USER.replace(HASH, "$pbkdf2-sha256$i=1000$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo")
+        ),
+        "users[0].password_hash",
+        &["uses the algorithm \"pbkdf2-sha256\"; only argon2 hashes"],
+    );
+    one_problem(
+        &format!("{MOUNT}{}", USER.replace(&format!("password_hash = \"{HASH}\"\n"), "")),
+        "users[0].password_hash",
+        &["missing; generate one with `pan123-webdav hash-password`"],
+    );
+    let found = problems(&format!("{MOUNT}{}", USER.replace(HASH, "$argon2id$v=19$m=8,t=1,p=1$bad")));
+    assert!(!found[0].contains("bad"), "the hash must not be echoed: {found:?}");
+}
+
+#[test]
+fn user_mounts() {
+    one_problem(
+        &format!("{MOUNT}{USER}mounts = [\"/open\", \"/movies\"]\n"),
+        "users[0].mounts[1]",
+        &["no mount has the path \"/movies\"; the mounts are: /open (or use \"*\" for all)"],
+    );
+    one_problem(
+        &format!("{MOUNT}{USER}mounts = []\n"),
+        "users[0].mounts",
+        &["empty, so this user could see nothing"],
+    );
+    let config = ok(&format!("{MOUNT}{USER}mounts = [\"open\"]\n"));
+    assert_eq!(config.users[0].mounts, ["/open"]);
+}
+
+#[test]
+fn all_problems_are_collected() {
+    let text = r#"
+[server]
+listen = "nowhere"
+sign_ttl = "forever"
+
+[[users]]
+name = "alice"
+password_hash = "x"
+mounts = ["/nope"]
+
+[[mounts]]
+path = "/a/b"
+backend = "open"
+clinet_id = "id"
+download = "proxy-url"
+"#;
+    let err = parse_env(text, &[]).unwrap_err();
+    let keys: Vec<&str> = err.problems().iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "server.listen",
+            "server.sign_ttl",
+            "mounts[0].clinet_id",
+            "mounts[0].path",
+            "mounts[0].proxy_url",
+            "mounts[0].download",
+            "mounts[0].client_secret",
+            "users[0].password_hash",
+            "users[0].mounts[0]",
+        ]
+    );
+    assert_eq!(err.to_string().lines().count(), keys.len());
+    assert!(err
+        .to_string()
+        .lines()
+        .all(|line| line.starts_with("/etc/pan/config.toml: ")));
+}
+
+#[test]
+fn load_reports_an_unreadable_file() {
+    let err = load(Path::new("/nonexistent/pan.toml")).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("/nonexistent/pan.toml: cannot read the file:"),
+        "{err}"
+    );
+}

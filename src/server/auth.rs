@@ -1,0 +1,499 @@
+//! HTTP Basic authentication against argon2 password hashes.
+//!
+//! Argon2 is slow on purpose (tens of milliseconds of CPU per check), and WebDAV clients send
+//! Basic credentials on every request. Three things keep that affordable and safe:
+//!
+//! * A successful check is remembered for `REMEMBER_FOR`, keyed by an HMAC-SHA256 of user and
+//!   password under a random per-process key. The cache holds only that MAC, never the password,
+//!   and the MAC reveals nothing without the key. Concurrent checks of the same credentials share
+//!   one verification (moka coalesces them). Failures are not remembered.
+//! * Verifications run on the blocking pool, at most `MAX_CONCURRENT_VERIFICATIONS` at a time,
+//!   so a flood of wrong passwords queues behind that cap instead of taking every core; users
+//!   whose check is remembered never wait in that queue.
+//! * An unknown user costs the same argon2 work as a known one (a dummy hash with the same
+//!   parameters), so response times do not tell which user names exist.
+//!
+//! Nothing here logs a password, a hash or a MAC.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use argon2::password_hash::{Output, PasswordHash, PasswordVerifier};
+use argon2::Argon2;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use http::HeaderValue;
+use rand::RngCore;
+use sha2::Sha256;
+use subtle::Choice;
+use tokio::sync::Semaphore;
+
+use crate::config::UserConfig;
+
+/// How long a successful check is remembered.
+const REMEMBER_FOR: Duration = Duration::from_secs(5 * 60);
+/// Upper bound of remembered credentials; beyond it the least used are forgotten.
+const REMEMBERED_MAX: u64 = 10_000;
+/// Argon2 runs at once. The gateway is sized for small machines (2 cores); two verifications
+/// leave the rest of the work room even under a flood of bad passwords.
+const MAX_CONCURRENT_VERIFICATIONS: usize = 2;
+
+/// An authenticated user and what it may do.
+#[derive(Debug)]
+pub struct User {
+    pub name: String,
+    /// Whether the user may change files.
+    pub write: bool,
+    /// `None`: every mount; otherwise the mount paths ("/open") the user sees.
+    mounts: Option<Vec<String>>,
+}
+
+impl User {
+    /// Whether the user may see the mount at `mount_path` ("/open", or "/" for a root mount;
+    /// "open" is accepted too).
+    pub fn can_see(&self, mount_path: &str) -> bool {
+        match &self.mounts {
+            None => true,
+            Some(paths) => {
+                let wanted = mount_path.trim_matches('/');
+                paths.iter().any(|path| path.trim_matches('/') == wanted)
+            }
+        }
+    }
+
+    fn from_config(config: &UserConfig) -> Self {
+        let all = config.mounts.iter().any(|m| m == "*");
+        Self {
+            name: config.name.clone(),
+            write: config.write,
+            mounts: (!all).then(|| config.mounts.clone()),
+        }
+    }
+}
+
+/// The result of checking an `Authorization` header.
+#[derive(Debug)]
+pub enum AuthOutcome {
+    Ok(Arc<User>),
+    /// No `Authorization` header: answer 401 with the challenge.
+    Missing,
+    /// Malformed header, unknown user or wrong password.
+    Invalid,
+}
+
+/// Checks Basic credentials against the configured users. Cheap to clone.
+#[derive(Clone)]
+pub struct Authenticator {
+    inner: Arc<Inner>,
+}
+
+struct Account {
+    user: Arc<User>,
+    password_hash: String,
+}
+
+struct Inner {
+    accounts: HashMap<String, Account>,
+    /// Verified for unknown users: the parameters of a real hash, an output nobody can match.
+    /// `None` when there are no users at all (then there is nothing to hide).
+    dummy_hash: Option<String>,
+    /// Key of the MAC that names remembered credentials.
+    mac_key: [u8; 32],
+    remembered: moka::future::Cache<[u8; 32], Arc<User>>,
+    permits: Arc<Semaphore>,
+    /// Argon2 verifications run so far.
+    verifications: AtomicU64,
+    /// Verifications running now, and the most seen at once.
+    running: AtomicUsize,
+    max_running: AtomicUsize,
+}
+
+/// Why a verification did not produce a user. Never cached.
+#[derive(Debug)]
+struct Rejected;
+
+impl Authenticator {
+    /// Builds the authenticator; fails when a password hash is not a usable argon2 hash (the
+    /// config validation reports that earlier, with the key).
+    pub fn new(users: &[UserConfig]) -> anyhow::Result<Self> {
+        let mut accounts = HashMap::new();
+        for config in users {
+            if let Err(problem) = crate::config::check_password_hash(&config.password_hash) {
+                bail!("password hash of user {:?}: {problem}", config.name);
+            }
+            let account = Account {
+                user: Arc::new(User::from_config(config)),
+                password_hash: config.password_hash.clone(),
+            };
+            if accounts.insert(config.name.clone(), account).is_some() {
+                bail!("user {:?} is defined twice", config.name);
+            }
+        }
+        let dummy_hash = users
+            .first()
+            .map(|first| dummy_like(&first.password_hash))
+            .transpose()?;
+        let mut mac_key = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut mac_key);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                accounts,
+                dummy_hash,
+                mac_key,
+                remembered: moka::future::Cache::builder()
+                    .time_to_live(REMEMBER_FOR)
+                    .max_capacity(REMEMBERED_MAX)
+                    .build(),
+                permits: Arc::new(Semaphore::new(MAX_CONCURRENT_VERIFICATIONS)),
+                verifications: AtomicU64::new(0),
+                running: AtomicUsize::new(0),
+                max_running: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// Checks the `Authorization` header of a request.
+    pub async fn check(&self, authorization: Option<&HeaderValue>) -> AuthOutcome {
+        let Some(header) = authorization else {
+            return AuthOutcome::Missing;
+        };
+        let Some((name, password)) = parse_basic(header.as_bytes()) else {
+            return AuthOutcome::Invalid;
+        };
+        let key = self.inner.mac(&name, &password);
+        let inner = Arc::clone(&self.inner);
+        let verified = self
+            .inner
+            .remembered
+            .try_get_with(key, inner.verify(name, password))
+            .await;
+        match verified {
+            Ok(user) => AuthOutcome::Ok(user),
+            Err(_) => AuthOutcome::Invalid,
+        }
+    }
+
+    /// The `WWW-Authenticate` value of a 401.
+    pub fn challenge() -> HeaderValue {
+        HeaderValue::from_static(r#"Basic realm="pan123-webdav", charset="UTF-8""#)
+    }
+
+    /// Argon2 verifications run so far (for metrics; a remembered check does not count).
+    pub fn verifications(&self) -> u64 {
+        self.inner.verifications.load(Ordering::Relaxed)
+    }
+}
+
+impl Inner {
+    /// HMAC-SHA256 of the credentials, length-prefixed so that ("ab", "c") and ("a", "bc") differ.
+    fn mac(&self, name: &str, password: &str) -> [u8; 32] {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.mac_key).expect("HMAC takes keys of any length");
+        mac.update(&(name.len() as u64).to_le_bytes());
+        mac.update(name.as_bytes());
+        mac.update(password.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    async fn verify(self: Arc<Self>, name: String, password: String) -> Result<Arc<User>, Rejected> {
+        // Owned, so the permit is released when the blocking work ends even if this request
+        // was dropped meanwhile.
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| Rejected)?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            self.verify_blocking(&name, &password)
+        })
+        .await
+        .map_err(|_| Rejected)?
+    }
+
+    fn verify_blocking(&self, name: &str, password: &str) -> Result<Arc<User>, Rejected> {
+        let account = self.accounts.get(name);
+        let phc = match (account, &self.dummy_hash) {
+            (Some(account), _) => account.password_hash.as_str(),
+            (None, Some(dummy)) => dummy.as_str(),
+            (None, None) => return Err(Rejected),
+        };
+        let running = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_running.fetch_max(running, Ordering::SeqCst);
+        self.verifications.fetch_add(1, Ordering::Relaxed);
+        let matched = PasswordHash::new(phc)
+            .and_then(|hash| Argon2::default().verify_password(password.as_bytes(), &hash))
+            .is_ok();
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        // Both facts combined without a branch on either alone.
+        let ok = Choice::from(u8::from(matched)) & Choice::from(u8::from(account.is_some()));
+        match account {
+            Some(account) if bool::from(ok) => Ok(Arc::clone(&account.user)),
+            _ => Err(Rejected),
+        }
+    }
+}
+
+/// A hash with the algorithm, version, parameters and salt of `like`, and a random output that
+/// no password produces: verifying against it costs what verifying against `like` costs.
+fn dummy_like(like: &str) -> anyhow::Result<String> {
+    let mut hash = PasswordHash::new(like)
+        .map_err(|err| anyhow::anyhow!("{err}"))
+        .context("password hash")?;
+    let len = hash.hash.map_or(32, |output| output.len());
+    let mut bytes = vec![0u8; len];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    hash.hash = Some(Output::new(&bytes).map_err(|err| anyhow::anyhow!("dummy hash: {err}"))?);
+    Ok(hash.to_string())
+}
+
+/// `Basic <base64(user:password)>` → (user, password). The scheme is case-insensitive; user
+/// and password are UTF-8 (the challenge says charset="UTF-8"); the user name ends at the
+/// first colon.
+fn parse_basic(header: &[u8]) -> Option<(String, String)> {
+    let header = std::str::from_utf8(header).ok()?;
+    let (scheme, token) = header.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = BASE64.decode(token.trim_start()).ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (name, password) = decoded.split_once(':')?;
+    if name.is_empty() {
+        return None;
+    }
+    Some((name.to_string(), password.to_string()))
+}
+
+/// Standard base64; some clients leave out the padding.
+const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    use argon2::{Algorithm, Params, Version};
+
+    /// A hash with small parameters, so tests stay fast in debug builds; verification takes the
+    /// parameters from the hash.
+    fn cheap_hash(password: &str) -> String {
+        let params = Params::new(256, 1, 1, None).unwrap();
+        let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+            .hash_password(password.as_bytes(), &salt)
+            .unwrap()
+            .to_string()
+    }
+
+    fn user(name: &str, password: &str, mounts: &[&str], write: bool) -> UserConfig {
+        UserConfig {
+            name: name.to_string(),
+            password_hash: cheap_hash(password),
+            mounts: mounts.iter().map(|m| m.to_string()).collect(),
+            write,
+        }
+    }
+
+    fn basic(credentials: &str) -> HeaderValue {
+        let token = base64::engine::general_purpose::STANDARD.encode(credentials);
+        HeaderValue::from_str(&format!("Basic {token}")).unwrap()
+    }
+
+    fn authenticator() -> Authenticator {
+        Authenticator::new(&[
+            user("alice", "wonderland", &["*"], true),
+            user("bob", "builder", &["/open"], false),
+        ])
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn right_password() {
+        let auth = authenticator();
+        let AuthOutcome::Ok(user) = auth.check(Some(&basic("alice:wonderland"))).await else {
+            panic!("alice was refused");
+        };
+        assert_eq!(user.name, "alice");
+        assert!(user.write);
+        assert!(user.can_see("/open") && user.can_see("/other"));
+
+        let AuthOutcome::Ok(user) = auth.check(Some(&basic("bob:builder"))).await else {
+            panic!("bob was refused");
+        };
+        assert!(!user.write);
+        assert!(user.can_see("/open") && user.can_see("open"));
+        assert!(!user.can_see("/other") && !user.can_see("/"));
+    }
+
+    #[tokio::test]
+    async fn a_password_may_contain_colons_and_unicode() {
+        let auth = Authenticator::new(&[user("zoë", "a:b:ç", &["*"], false)]).unwrap();
+        assert!(matches!(
+            auth.check(Some(&basic("zoë:a:b:ç"))).await,
+            AuthOutcome::Ok(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn wrong_password() {
+        let auth = authenticator();
+        for credentials in ["alice:wonderlanD", "alice:", "alice:builder"] {
+            assert!(
+                matches!(auth.check(Some(&basic(credentials))).await, AuthOutcome::Invalid),
+                "{credentials}"
+            );
+        }
+        // Failures are not remembered: each costs a verification.
+        assert_eq!(auth.verifications(), 3);
+    }
+
+    #[tokio::test]
+    async fn unknown_user_costs_a_verification_too() {
+        let auth = authenticator();
+        assert!(matches!(
+            auth.check(Some(&basic("mallory:wonderland"))).await,
+            AuthOutcome::Invalid
+        ));
+        assert_eq!(auth.verifications(), 1);
+        // The dummy shares the parameters of a real hash but matches nothing.
+        let dummy = auth.inner.dummy_hash.as_deref().unwrap();
+        let real = &auth.inner.accounts["alice"].password_hash;
+        assert_eq!(dummy.rsplit_once('$').unwrap().0, real.rsplit_once('$').unwrap().0);
+        assert_ne!(dummy, real);
+    }
+
+    #[tokio::test]
+    async fn missing_and_malformed_headers() {
+        let auth = authenticator();
+        assert!(matches!(auth.check(None).await, AuthOutcome::Missing));
+        let token = base64::engine::general_purpose::STANDARD.encode("no-colon");
+        let bad_utf8 = base64::engine::general_purpose::STANDARD.encode(b"al\xffce:x");
+        let malformed = [
+            "Basic".to_string(),
+            "Basic !!!!".to_string(),
+            format!("Bearer {}", base64::engine::general_purpose::STANDARD.encode("alice:wonderland")),
+            format!("Basic {token}"),
+            format!("Basic {bad_utf8}"),
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(":pw")),
+        ];
+        for value in malformed {
+            let header = HeaderValue::from_str(&value).unwrap();
+            assert!(
+                matches!(auth.check(Some(&header)).await, AuthOutcome::Invalid),
+                "{value}"
+            );
+        }
+        let opaque = HeaderValue::from_bytes(b"Basic \xff").unwrap();
+        assert!(matches!(auth.check(Some(&opaque)).await, AuthOutcome::Invalid));
+        assert_eq!(auth.verifications(), 0, "malformed headers never reach argon2");
+
+        // Scheme case and missing padding are tolerated.
+        let token = base64::engine::general_purpose::STANDARD_NO_PAD.encode("alice:wonderland");
+        let header = HeaderValue::from_str(&format!("basic  {token}")).unwrap();
+        assert!(matches!(auth.check(Some(&header)).await, AuthOutcome::Ok(_)));
+    }
+
+    #[tokio::test]
+    async fn a_successful_check_is_remembered() {
+        let auth = authenticator();
+        for _ in 0..3 {
+            assert!(matches!(
+                auth.check(Some(&basic("alice:wonderland"))).await,
+                AuthOutcome::Ok(_)
+            ));
+        }
+        assert_eq!(auth.verifications(), 1);
+        // Another password for the same user is not the remembered one.
+        assert!(matches!(
+            auth.check(Some(&basic("alice:wonderlanD"))).await,
+            AuthOutcome::Invalid
+        ));
+        assert_eq!(auth.verifications(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_checks_of_the_same_credentials_share_one_verification() {
+        let auth = authenticator();
+        let checks: Vec<_> = (0..8)
+            .map(|_| {
+                let auth = auth.clone();
+                tokio::spawn(async move { auth.check(Some(&basic("alice:wonderland"))).await })
+            })
+            .collect();
+        for check in checks {
+            assert!(matches!(check.await.unwrap(), AuthOutcome::Ok(_)));
+        }
+        assert_eq!(auth.verifications(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn verifications_are_capped() {
+        let auth = authenticator();
+        let checks: Vec<_> = (0..12)
+            .map(|i| {
+                let auth = auth.clone();
+                tokio::spawn(async move { auth.check(Some(&basic(&format!("alice:wrong{i}")))).await })
+            })
+            .collect();
+        for check in checks {
+            assert!(matches!(check.await.unwrap(), AuthOutcome::Invalid));
+        }
+        assert_eq!(auth.verifications(), 12);
+        let max = auth.inner.max_running.load(Ordering::SeqCst);
+        assert!((1..=MAX_CONCURRENT_VERIFICATIONS).contains(&max), "{max} at once");
+    }
+
+    #[tokio::test]
+    async fn a_check_waits_for_a_free_slot() {
+        let auth = authenticator();
+        // Take every slot, as a flood of bad passwords would.
+        let held = Arc::clone(&auth.inner.permits)
+            .acquire_many_owned(MAX_CONCURRENT_VERIFICATIONS as u32)
+            .await
+            .unwrap();
+        let waiting = tokio::spawn({
+            let auth = auth.clone();
+            async move { auth.check(Some(&basic("alice:wonderland"))).await }
+        });
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!waiting.is_finished());
+        assert_eq!(auth.verifications(), 0);
+        drop(held);
+        assert!(matches!(waiting.await.unwrap(), AuthOutcome::Ok(_)));
+        assert_eq!(auth.verifications(), 1);
+    }
+
+    #[test]
+    fn bad_hashes_are_refused_at_construction() {
+        let mut bad = user("eve", "x", &["*"], false);
+        bad.password_hash = "plain".to_string();
+        let err = Authenticator::new(&[bad]).err().unwrap().to_string();
+        assert!(err.contains("password hash of user \"eve\""), "{err}");
+        assert!(!err.contains("plain"));
+    }
+
+    #[tokio::test]
+    async fn no_users_refuses_everyone() {
+        let auth = Authenticator::new(&[]).unwrap();
+        assert!(matches!(
+            auth.check(Some(&basic("alice:wonderland"))).await,
+            AuthOutcome::Invalid
+        ));
+    }
+
+    #[test]
+    fn challenge() {
+        assert_eq!(
+            Authenticator::challenge(),
+            r#"Basic realm="pan123-webdav", charset="UTF-8""#
+        );
+    }
+}

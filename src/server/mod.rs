@@ -1,0 +1,177 @@
+//! The HTTP server: listener, optional TLS, the per-request wrapper (one log line per request)
+//! and the shared state every request reads.
+
+pub mod auth;
+mod errors;
+mod index;
+pub mod paths;
+pub mod profile;
+mod router;
+mod tls;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::backend::open::client::OpenClients;
+use crate::config::Config;
+use crate::download::sign::UrlSigner;
+use crate::mount::{build_mounts, Mount};
+
+/// Everything a request may read.
+pub struct AppState {
+    pub mounts: Vec<Arc<Mount>>,
+    pub auth: auth::Authenticator,
+    /// The client for downloads and API calls (one connection pool).
+    pub http: reqwest::Client,
+    pub signer: Option<UrlSigner>,
+    pub sign_ttl: Duration,
+}
+
+/// The HTTP client every upstream call shares. No overall timeout (a film streams for hours);
+/// the idle pool timeout stays below what CDNs typically allow (60 s) so we never reuse a
+/// socket the other side already closed.
+pub fn http_client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(50))
+        .read_timeout(Duration::from_secs(60))
+        .user_agent(concat!("pan123-webdav/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("building the HTTP client")
+}
+
+impl AppState {
+    /// Builds the state from a validated config.
+    pub fn new(config: &Config) -> anyhow::Result<Self> {
+        let http = http_client()?;
+        let clients = OpenClients::new();
+        let mounts = build_mounts(&config.mounts, &http, &clients, Some(&config.server.state_dir));
+        let auth = auth::Authenticator::new(&config.users)?;
+        let signer = config.server.signing_key.as_ref().map(|k| UrlSigner::new(k.expose().as_bytes()));
+        Ok(Self { mounts, auth, http, signer, sign_ttl: config.server.sign_ttl })
+    }
+}
+
+/// A server running in the background: its address and a way to stop it.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// `http(s)://addr`, no trailing slash.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting and waits for the accept loop to end.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+
+    /// Waits until the server stops.
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Binds `config.server.listen` (port 0 allowed) and serves in the background.
+pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
+    let state = Arc::new(AppState::new(config)?);
+    let listener = TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("{}: server.listen: cannot listen on {}", config.source.display(), config.server.listen))?;
+    let tls = match (&config.server.tls_cert, &config.server.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        _ => None,
+    };
+    start_on(listener, state, tls)
+}
+
+/// Serves `state` on an already bound listener.
+pub fn start_on(listener: TcpListener, state: Arc<AppState>, tls: Option<tokio_rustls::TlsAcceptor>) -> anyhow::Result<RunningServer> {
+    let addr = listener.local_addr()?;
+    let (tx, mut rx) = watch::channel(false);
+    let st = state.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = rx.changed() => break,
+            };
+            let (stream, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let state = st.clone();
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                match tls {
+                    Some(acceptor) => match acceptor.accept(stream).await {
+                        Ok(s) => serve_connection(TokioIo::new(s), state, peer).await,
+                        Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                    },
+                    None => serve_connection(TokioIo::new(stream), state, peer).await,
+                }
+            });
+        }
+    });
+    Ok(RunningServer { addr, state, shutdown: tx, task })
+}
+
+async fn serve_connection<I>(io: I, state: Arc<AppState>, peer: SocketAddr)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let state = state.clone();
+        async move {
+            let started = Instant::now();
+            let method = req.method().clone();
+            let path = req.uri().path().to_string();
+            let res = router::handle(state, req).await;
+            tracing::info!(
+                %peer,
+                method = %method,
+                path = %path,
+                status = res.status().as_u16(),
+                ms = started.elapsed().as_millis() as u64,
+                "request"
+            );
+            Ok::<_, Infallible>(res)
+        }
+    });
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    if let Err(e) = builder.serve_connection(io, service).await {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// Runs the server until Ctrl-C.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let server = start(&config).await?;
+    tracing::info!(url = %server.url(), mounts = server.state.mounts.len(), "serving WebDAV");
+    for m in &server.state.mounts {
+        tracing::info!(mount = %m.config.path, policy = ?m.policy(), "mount ready");
+    }
+    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tracing::info!("shutting down");
+    server.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,383 @@
+//! The request pipeline, in order: internal routes, OPTIONS, auth, path decoding, mount
+//! routing, then GET/HEAD (download module), PROPFIND (after the listing is known to be
+//! complete) and the rest (dav-server).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use dav_server::{DavHandler, DavMethodSet};
+use http::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+
+use super::errors::error_response;
+use super::index;
+use super::paths;
+use super::profile::ClientProfile;
+use super::AppState;
+use crate::backend::{Entry, Error, Link};
+use crate::config::DownloadPolicy;
+use crate::dav::{MountFs, RootFs};
+use crate::download::conditional::{evaluate, Precondition, Validators};
+use crate::download::proxy::{proxy, LinkSource};
+use crate::download::respond::{self, status_text};
+use crate::download::ResponseBody;
+use crate::mount::Mount;
+
+/// Methods a read-only mount allows.
+const READ_ONLY_ALLOW: &str = "OPTIONS, GET, HEAD, PROPFIND";
+
+/// What the download policy decided for one GET.
+#[derive(Debug, PartialEq, Eq)]
+enum Delivery {
+    Redirect,
+    Proxy,
+    ProxyUrl,
+}
+
+/// Picks how a file's bytes reach this client.
+fn delivery(policy: DownloadPolicy, portable_links: bool, profile: ClientProfile) -> Delivery {
+    let wanted = match policy {
+        DownloadPolicy::Auto if portable_links => Delivery::Redirect,
+        DownloadPolicy::Auto | DownloadPolicy::Proxy => Delivery::Proxy,
+        DownloadPolicy::Redirect => Delivery::Redirect,
+        DownloadPolicy::ProxyUrl => Delivery::ProxyUrl,
+    };
+    if profile.never_redirect && wanted != Delivery::Proxy {
+        return Delivery::Proxy;
+    }
+    wanted
+}
+
+/// Answers one request.
+pub async fn handle<B>(state: Arc<AppState>, req: Request<B>) -> Response<ResponseBody>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let path = req.uri().path().to_string();
+    if let Some(rest) = path.strip_prefix("/-/") {
+        return internal(&state, &req, rest).await;
+    }
+    let segments = match paths::decode(&path) {
+        Ok(s) => s,
+        Err(bad) => return status_text(StatusCode::BAD_REQUEST, bad.0, None),
+    };
+    let route = state.route(&segments);
+    if req.method() == Method::OPTIONS {
+        return options(route.as_ref().map(|r| r.0.as_ref()));
+    }
+    let user = match state.auth.check(req.headers().get(http::header::AUTHORIZATION)).await {
+        super::auth::AuthOutcome::Ok(user) => user,
+        _ => {
+            let mut res = status_text(StatusCode::UNAUTHORIZED, "Authentication required", None);
+            res.headers_mut().insert(http::header::WWW_AUTHENTICATE, super::auth::Authenticator::challenge());
+            return res;
+        }
+    };
+    let Some((mount, rest)) = route else {
+        if segments.is_empty() {
+            let visible: Vec<Arc<Mount>> = state.mounts.iter().filter(|m| user.can_see(&m.config.path)).cloned().collect();
+            return root(req, visible).await;
+        }
+        return status_text(StatusCode::NOT_FOUND, "No such mount", None);
+    };
+    if !user.can_see(&mount.config.path) {
+        return status_text(StatusCode::FORBIDDEN, "This user may not use this mount", None);
+    }
+    let profile = ClientProfile::from_headers(req.headers());
+    let what = format!("{}{}", mount.config.path.trim_end_matches('/'), paths::encode(rest));
+    match *req.method() {
+        Method::GET | Method::HEAD => get_or_head(&state, &mount, rest, &segments, &req, profile, &what).await,
+        _ if req.method().as_str() == "PROPFIND" => propfind(&mount, rest, req, &what).await,
+        _ => status_text(StatusCode::FORBIDDEN, "This mount is read-only", None),
+    }
+}
+
+impl AppState {
+    /// The mount a path belongs to and the segments below it.
+    fn route<'a>(&self, segments: &'a [String]) -> Option<(Arc<Mount>, &'a [String])> {
+        if let Some(m) = self.mounts.iter().find(|m| m.name().is_empty()) {
+            return Some((m.clone(), segments));
+        }
+        let first = segments.first()?;
+        let m = self.mounts.iter().find(|m| m.name() == first)?;
+        Some((m.clone(), &segments[1..]))
+    }
+}
+
+/// OPTIONS needs no auth, so Windows can discover the server before it sends credentials.
+/// Until locks exist every mount is class 1 and lists no write method, so Finder mounts it
+/// read-only instead of failing every save.
+fn options(mount: Option<&Mount>) -> Response<ResponseBody> {
+    let allow = match mount {
+        Some(m) if !m.read_only() => "OPTIONS, GET, HEAD, PROPFIND, PROPPATCH, PUT, DELETE, MKCOL, COPY, MOVE",
+        _ => READ_ONLY_ALLOW,
+    };
+    let mut res = Response::new(respond::empty_body());
+    let h = res.headers_mut();
+    h.insert("DAV", HeaderValue::from_static("1"));
+    h.insert("MS-Author-Via", HeaderValue::from_static("DAV"));
+    h.insert(ALLOW, HeaderValue::from_static(allow));
+    h.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    res
+}
+
+/// The virtual root folder: an index for browsers, a PROPFIND listing of mounts for DAV.
+async fn root<B>(req: Request<B>, visible: Vec<Arc<Mount>>) -> Response<ResponseBody>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    match *req.method() {
+        Method::GET | Method::HEAD => {
+            let entries: Vec<Entry> = visible
+                .iter()
+                .map(|m| Entry {
+                    id: 0,
+                    name: m.name().to_string(),
+                    is_dir: true,
+                    size: 0,
+                    md5: None,
+                    modified: SystemTime::UNIX_EPOCH,
+                    created: SystemTime::UNIX_EPOCH,
+                })
+                .collect();
+            html(&req, index::render("/", "/", &entries))
+        }
+        _ if req.method().as_str() == "PROPFIND" => match normalise_depth(req) {
+            Ok(req) => dav(RootFs::new(visible), None, req).await,
+            Err(res) => res,
+        },
+        _ => status_text(StatusCode::FORBIDDEN, "The root folder is read-only", None),
+    }
+}
+
+fn html<B>(req: &Request<B>, page: String) -> Response<ResponseBody> {
+    let len = page.len();
+    let body = if req.method() == Method::HEAD { respond::empty_body() } else { respond::full_body(page) };
+    let mut res = Response::new(body);
+    res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    res.headers_mut().insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
+    res
+}
+
+/// Missing Depth means 1 (never an unbounded walk); infinity is refused cheaply with 403.
+fn normalise_depth<B>(mut req: Request<B>) -> Result<Request<B>, Response<ResponseBody>> {
+    match req.headers().get("Depth").map(|v| v.as_bytes().to_ascii_lowercase()) {
+        None => {
+            req.headers_mut().insert("Depth", HeaderValue::from_static("1"));
+            Ok(req)
+        }
+        Some(d) if d == b"0" || d == b"1" => Ok(req),
+        Some(d) if d == b"infinity" => {
+            let mut res = Response::new(respond::full_body(
+                "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<D:error xmlns:D=\"DAV:\"><D:propfind-finite-depth/></D:error>\n",
+            ));
+            *res.status_mut() = StatusCode::FORBIDDEN;
+            res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/xml; charset=utf-8"));
+            Err(res)
+        }
+        Some(_) => Err(status_text(StatusCode::BAD_REQUEST, "Depth must be 0, 1 or infinity", None)),
+    }
+}
+
+/// PROPFIND: resolve the target and, for Depth 1 on a folder, fetch its complete listing
+/// before dav-server writes a byte, so a failed page becomes 502/503 instead of a 207 that
+/// looks like a short or empty folder (dav-server skips folders it cannot read).
+async fn propfind<B>(mount: &Arc<Mount>, rest: &[String], req: Request<B>, what: &str) -> Response<ResponseBody>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let req = match normalise_depth(req) {
+        Ok(r) => r,
+        Err(res) => return res,
+    };
+    let entry = match mount.vfs.resolve(rest).await {
+        Ok(e) => e,
+        Err(e) => return error_response(&e, what),
+    };
+    let depth_one = req.headers().get("Depth").is_some_and(|d| d.as_bytes() == b"1");
+    if entry.is_dir && depth_one {
+        if let Err(e) = mount.vfs.list(&entry).await {
+            return error_response(&e, what);
+        }
+    }
+    let prefix = if mount.name().is_empty() { None } else { Some(format!("/{}", mount.name())) };
+    dav(MountFs::new(mount.clone()), prefix, req).await
+}
+
+/// Hands a request to dav-server over `fs`.
+async fn dav<F, B>(fs: F, prefix: Option<String>, req: Request<B>) -> Response<ResponseBody>
+where
+    F: dav_server::fs::DavFileSystem + Clone + Send + Sync + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let mut builder = DavHandler::builder().filesystem(Box::new(fs)).methods(DavMethodSet::WEBDAV_RO);
+    if let Some(p) = prefix {
+        builder = builder.strip_prefix(p);
+    }
+    let res = builder.build_handler().handle(req).await;
+    res.map(|b| b.boxed_unsync())
+}
+
+/// GET/HEAD on a mount path: a folder gets an HTML index (HEAD 200); a file goes by policy.
+async fn get_or_head<B>(
+    state: &AppState,
+    mount: &Arc<Mount>,
+    rest: &[String],
+    full: &[String],
+    req: &Request<B>,
+    profile: ClientProfile,
+    what: &str,
+) -> Response<ResponseBody> {
+    let entry = match mount.vfs.resolve(rest).await {
+        Ok(e) => e,
+        Err(e) => return error_response(&e, what),
+    };
+    if entry.is_dir {
+        let listing = match mount.vfs.list(&entry).await {
+            Ok(l) => l,
+            Err(e) => return error_response(&e, what),
+        };
+        let mut base = paths::encode(full);
+        if !base.ends_with('/') {
+            base.push('/');
+        }
+        return html(req, index::render(&base, &base, &listing.entries));
+    }
+    let v = Validators::for_entry(&entry);
+    match evaluate(req.method(), req.headers(), &v) {
+        Precondition::NotModified => return respond::not_modified(&v),
+        Precondition::Failed => return respond::precondition_failed(),
+        Precondition::Proceed { .. } => {}
+    }
+    if req.method() == Method::HEAD {
+        // From listing metadata: HEAD never costs a link call.
+        return respond::head(&entry, &v);
+    }
+    match delivery(mount.policy(), mount.vfs.backend().capabilities().portable_links, profile) {
+        Delivery::Redirect => match mount.vfs.link(&entry, false).await {
+            Ok(link) => respond::redirect(&link.url),
+            Err(e) => error_response(&e, what),
+        },
+        Delivery::ProxyUrl => proxy_url_redirect(state, mount, full),
+        Delivery::Proxy => proxy_file(state, mount, &entry, req, what).await,
+    }
+}
+
+/// 302 to `<proxy_url>/-/d/<mount>/<path>?sign=…`; that route on this server (or a CDN in
+/// front of it) checks the signature and proxies.
+fn proxy_url_redirect(state: &AppState, mount: &Mount, full: &[String]) -> Response<ResponseBody> {
+    let (Some(signer), Some(base)) = (state.signer.as_ref(), mount.config.proxy_url.as_deref()) else {
+        return status_text(StatusCode::INTERNAL_SERVER_ERROR, "proxy-url needs proxy_url and server.signing_key", None);
+    };
+    let path = paths::encode(full);
+    let expires = unix_now() + state.sign_ttl.as_secs();
+    let sign = signer.sign(&path, expires);
+    let encoded: String = percent_encoding::utf8_percent_encode(&sign, percent_encoding::NON_ALPHANUMERIC).to_string();
+    respond::redirect(&format!("{}/-/d{}?sign={}", base.trim_end_matches('/'), path, encoded))
+}
+
+struct VfsLinks<'a> {
+    mount: &'a Mount,
+    entry: &'a Entry,
+}
+
+#[async_trait::async_trait]
+impl LinkSource for VfsLinks<'_> {
+    async fn link(&self, refresh: bool) -> Result<Link, Error> {
+        self.mount.vfs.link(self.entry, refresh).await
+    }
+}
+
+async fn proxy_file<B>(state: &AppState, mount: &Mount, entry: &Entry, req: &Request<B>, what: &str) -> Response<ResponseBody> {
+    let links = VfsLinks { mount, entry };
+    match proxy(&state.http, req.method(), req.headers(), entry, &links).await {
+        Ok(res) => res,
+        Err(crate::download::proxy::ProxyError::Link(e)) => error_response(&e, what),
+        Err(e) => {
+            tracing::warn!(what, error = %e, "proxy failed");
+            status_text(e.status(), "The upstream download failed", None)
+        }
+    }
+}
+
+/// Routes under `/-/`: signed downloads (`/-/d/…`). The signature is the credential.
+async fn internal<B>(state: &AppState, req: &Request<B>, rest: &str) -> Response<ResponseBody> {
+    let Some(signed_path) = rest.strip_prefix("d/").map(|p| format!("/{p}")) else {
+        return status_text(StatusCode::NOT_FOUND, "Not found", None);
+    };
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return status_text(StatusCode::METHOD_NOT_ALLOWED, "Only GET and HEAD", None);
+    }
+    let Some(signer) = state.signer.as_ref() else {
+        return status_text(StatusCode::NOT_FOUND, "Signed downloads are not enabled", None);
+    };
+    let segments = match paths::decode(&signed_path) {
+        Ok(s) => s,
+        Err(bad) => return status_text(StatusCode::BAD_REQUEST, bad.0, None),
+    };
+    let canonical = paths::encode(&segments);
+    let sign = req
+        .uri()
+        .query()
+        .and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "sign").map(|(_, v)| v.into_owned()));
+    let Some(sign) = sign else {
+        return status_text(StatusCode::FORBIDDEN, "Missing signature", None);
+    };
+    if let Err(e) = signer.verify(&canonical, &sign, unix_now()) {
+        return status_text(StatusCode::FORBIDDEN, &format!("Invalid signature: {e}"), None);
+    }
+    let Some((mount, rest)) = state.route(&segments) else {
+        return status_text(StatusCode::NOT_FOUND, "No such mount", None);
+    };
+    let what = canonical.clone();
+    let entry = match mount.vfs.resolve(rest).await {
+        Ok(e) if !e.is_dir => e,
+        Ok(_) => return status_text(StatusCode::NOT_FOUND, "Not a file", None),
+        Err(e) => return error_response(&e, &what),
+    };
+    let v = Validators::for_entry(&entry);
+    match evaluate(req.method(), req.headers(), &v) {
+        Precondition::NotModified => return respond::not_modified(&v),
+        Precondition::Failed => return respond::precondition_failed(),
+        Precondition::Proceed { .. } => {}
+    }
+    if req.method() == Method::HEAD {
+        return respond::head(&entry, &v);
+    }
+    proxy_file(state, &mount, &entry, req, &what).await
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_table() {
+        let plain = ClientProfile::default();
+        let windows = ClientProfile { never_redirect: true, windows: true, finder: false };
+        use DownloadPolicy::*;
+        let cases = [
+            (Auto, true, plain, Delivery::Redirect),
+            (Auto, false, plain, Delivery::Proxy),
+            (Redirect, false, plain, Delivery::Redirect),
+            (Proxy, true, plain, Delivery::Proxy),
+            (ProxyUrl, false, plain, Delivery::ProxyUrl),
+            (Redirect, true, windows, Delivery::Proxy),
+            (ProxyUrl, true, windows, Delivery::Proxy),
+            (Auto, true, windows, Delivery::Proxy),
+        ];
+        for (policy, portable, profile, want) in cases {
+            assert_eq!(delivery(policy, portable, profile), want, "{policy:?} portable={portable} {profile:?}");
+        }
+    }
+}

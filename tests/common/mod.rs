@@ -1,0 +1,140 @@
+//! The test environment: the emulator and the gateway in-process on ephemeral loopback ports,
+//! spoken to over HTTP exactly as a client would. Both stop when the `TestEnv` is dropped.
+
+#![allow(dead_code)]
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use pan123_emulator::{Emulator, EmulatorConfig};
+use pan123_webdav::server::{start_on, AppState, RunningServer};
+
+pub const USER: &str = "alice";
+pub const PASSWORD: &str = "correct horse battery staple";
+pub const SIGNING_KEY: &str = "test-signing-key-0123456789abcdef";
+
+/// A generous guard against hangs; tests never assert on elapsed time.
+pub const HANG_GUARD: Duration = Duration::from_secs(60);
+
+/// The argon2 hash of `PASSWORD`, computed once per test binary.
+pub fn password_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| {
+        use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+        argon2::Argon2::default()
+            .hash_password(PASSWORD.as_bytes(), &SaltString::generate(&mut OsRng))
+            .expect("hash")
+            .to_string()
+    })
+}
+
+/// One mount's TOML, with `{api}`, `{id}`, `{secret}` and `{self}` filled in by `TestEnv`.
+pub fn open_mount(path: &str, download: &str, extra: &str) -> String {
+    format!(
+        "[[mounts]]\npath = \"{path}\"\nbackend = \"open\"\nclient_id = \"{{id}}\"\nclient_secret = \"{{secret}}\"\napi_base = \"{{api}}\"\ndownload = \"{download}\"\nproxy_url = \"{{self}}\"\n{extra}\n"
+    )
+}
+
+pub struct TestEnv {
+    pub emu: Emulator,
+    pub gw: Option<RunningServer>,
+    pub state_dir: tempfile::TempDir,
+    pub client: reqwest::Client,
+    pub base: String,
+    mounts: String,
+    extra_users: String,
+}
+
+impl TestEnv {
+    /// Starts an emulator with `cfg`, lets `setup` fill it and return the mounts' TOML, then
+    /// starts the gateway.
+    pub async fn start(cfg: EmulatorConfig, setup: impl FnOnce(&Emulator) -> String) -> TestEnv {
+        Self::start_with_users(cfg, setup, "").await
+    }
+
+    /// As `start`, with more `[[users]]` tables (`{hash}` is the test password's hash).
+    pub async fn start_with_users(cfg: EmulatorConfig, setup: impl FnOnce(&Emulator) -> String, extra_users: &str) -> TestEnv {
+        let emu = Emulator::start(cfg).await.expect("emulator starts");
+        let mounts = setup(&emu);
+        let state_dir = tempfile::tempdir().expect("tempdir");
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(HANG_GUARD)
+            .build()
+            .expect("client");
+        let mut env = TestEnv {
+            emu,
+            gw: None,
+            state_dir,
+            client,
+            base: String::new(),
+            mounts,
+            extra_users: extra_users.to_string(),
+        };
+        env.start_gateway().await;
+        env
+    }
+
+    /// (Re)starts the gateway on a new port with the same config and state_dir.
+    pub async fn start_gateway(&mut self) {
+        if let Some(gw) = self.gw.take() {
+            gw.shutdown().await;
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let base = format!("http://{addr}");
+        let mounts = self
+            .mounts
+            .replace("{api}", &self.emu.base_url())
+            .replace("{id}", &self.emu.client_id())
+            .replace("{secret}", &self.emu.client_secret())
+            .replace("{self}", &base);
+        let text = format!(
+            "[server]\nlisten = \"{addr}\"\nsigning_key = \"{SIGNING_KEY}\"\nstate_dir = \"{}\"\n\n[[users]]\nname = \"{USER}\"\npassword_hash = \"{}\"\nmounts = [\"*\"]\n\n{}\n{mounts}",
+            self.state_dir.path().display(),
+            password_hash(),
+            self.extra_users.replace("{hash}", password_hash()),
+        );
+        let config = pan123_webdav::config::parse(&text, std::path::Path::new("test.toml")).unwrap_or_else(|e| panic!("config: {e}\n{text}"));
+        let state = Arc::new(AppState::new(&config).expect("state"));
+        self.gw = Some(start_on(listener, state, None).expect("gateway starts"));
+        self.base = base;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// A request as `alice`.
+    pub fn req(&self, method: &str, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(reqwest::Method::from_bytes(method.as_bytes()).expect("method"), self.url(path))
+            .basic_auth(USER, Some(PASSWORD))
+    }
+
+    pub async fn propfind(&self, path: &str, depth: &str) -> (u16, String) {
+        let res = self.req("PROPFIND", path).header("Depth", depth).send().await.expect("propfind");
+        let status = res.status().as_u16();
+        (status, res.text().await.unwrap_or_default())
+    }
+
+    /// GET following redirects (as media players do), with optional extra headers.
+    pub async fn get_following(&self, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+        let client = reqwest::Client::builder().timeout(HANG_GUARD).build().expect("client");
+        let mut rb = client.get(self.url(path)).basic_auth(USER, Some(PASSWORD));
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
+        rb.send().await.expect("get")
+    }
+}
+
+/// Deterministic bytes for test files.
+pub fn bytes_of(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| ((i as u64 * 31 + seed as u64 * 7 + (i as u64 >> 8)) % 251) as u8).collect()
+}
+
+/// Counts `<D:response>` elements in a multistatus.
+pub fn responses(xml: &str) -> usize {
+    xml.matches("<D:response>").count()
+}
