@@ -15,7 +15,11 @@ use rand::RngCore;
 use crate::config::{self, format_duration, BackendConfig, Config};
 
 #[derive(Debug, Parser)]
-#[command(name = "pan123-webdav", version, about = "A WebDAV gateway for 123pan storage")]
+#[command(
+    name = "pan123-webdav",
+    version,
+    about = "A WebDAV gateway for 123pan storage"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -102,7 +106,6 @@ fn run_async(future: impl std::future::Future<Output = anyhow::Result<()>>) -> E
     match runtime.block_on(future) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!(error = format!("{err:#}"), "stopped");
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
@@ -144,9 +147,17 @@ fn describe(config: &Config) -> String {
     out += &format!(
         "server: listen {}, {}, state_dir {}, signing_key {}, sign_ttl {}\n",
         server.listen,
-        if server.tls_cert.is_some() { "HTTPS" } else { "HTTP" },
+        if server.tls_cert.is_some() {
+            "HTTPS"
+        } else {
+            "HTTP"
+        },
         server.state_dir.display(),
-        if server.signing_key.is_some() { "set" } else { "not set" },
+        if server.signing_key.is_some() {
+            "set"
+        } else {
+            "not set"
+        },
         format_duration(server.sign_ttl),
     );
     if let Some(url) = &server.public_url {
@@ -254,15 +265,26 @@ mod tests {
 
     #[test]
     fn parses_each_command() {
-        let cli = Cli::try_parse_from(["pan123-webdav", "serve", "-c", "c.toml", "--log-format", "json"])
-            .unwrap();
+        let cli = Cli::try_parse_from([
+            "pan123-webdav",
+            "serve",
+            "-c",
+            "c.toml",
+            "--log-format",
+            "json",
+        ])
+        .unwrap();
         assert!(matches!(
             cli.command,
-            Command::Serve { log_format: LogFormat::Json, .. }
+            Command::Serve {
+                log_format: LogFormat::Json,
+                ..
+            }
         ));
         let cli = Cli::try_parse_from(["pan123-webdav", "check", "--config", "c.toml"]).unwrap();
         assert!(matches!(cli.command, Command::Check { .. }));
-        let cli = Cli::try_parse_from(["pan123-webdav", "demo", "--listen", "127.0.0.1:0"]).unwrap();
+        let cli =
+            Cli::try_parse_from(["pan123-webdav", "demo", "--listen", "127.0.0.1:0"]).unwrap();
         assert!(matches!(cli.command, Command::Demo { listen: Some(_) }));
         assert!(Cli::try_parse_from(["pan123-webdav", "serve"]).is_err());
         assert!(Cli::try_parse_from(["pan123-webdav", "demo", "--listen", "nowhere"]).is_err());

@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use chrono::{DateTime, FixedOffset, SecondsFormat, TimeZone, Utc};
+use chrono::{DateTime, FixedOffset, Offset, SecondsFormat, Utc};
 
 /// UTC+8 (China Standard Time, no DST), the zone of every time string 123 sends.
 pub fn cst() -> FixedOffset {

@@ -113,6 +113,12 @@ impl Shared {
         lock(&self.counters).snapshot(live, issued)
     }
 
+    /// Zero the counters.
+    pub fn reset_stats(&self) {
+        let issued = lock(&self.tokens).issued();
+        lock(&self.counters).reset(issued);
+    }
+
     /// Arm a fault (or apply `ExpireTokens` at once).
     pub fn inject(&self, f: Fault) {
         if f.kind == FaultKind::ExpireTokens {
@@ -403,8 +409,7 @@ impl Emulator {
 
     /// Zero the counters.
     pub fn reset_stats(&self) {
-        let issued = lock(&self.shared.tokens).issued();
-        lock(&self.shared.counters).reset(issued);
+        self.shared.reset_stats();
     }
 
     /// Arm a fault (`ExpireTokens` takes effect at once).

@@ -4,14 +4,14 @@
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Response, StatusCode};
-use http_body_util::combinators::BoxBody;
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full, Limited};
 use hyper::body::Incoming;
 use rand::Rng;
 use serde_json::{Map, Value};
 
 /// Response body: a boxed stream of bytes; an `Err` item cuts the connection.
-pub type Body = BoxBody<Bytes, std::io::Error>;
+pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
 /// A response.
 pub type Resp = Response<Body>;
@@ -28,12 +28,14 @@ pub type HandlerResult = Result<Resp, Cut>;
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
         .map_err(|never| match never {})
-        .boxed()
+        .boxed_unsync()
 }
 
 /// An empty body.
 pub fn empty() -> Body {
-    Empty::new().map_err(|never| match never {}).boxed()
+    Empty::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// A JSON response with `Content-Type: application/json`.

@@ -1,1 +1,44 @@
-pub fn placeholder() {}
+//! pan123-emulator: a faithful local stand-in for 123pan (123云盘) servers, for tests, benchmarks
+//! and demos of the pan123-webdav gateway. One loopback port serves the Open API and its upload
+//! host, the download CDN, the direct-link host, the share web API and its download hop, and a
+//! control API; see the crate README for URLs, flags, switches and faults.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use pan123_emulator::{Emulator, EmulatorConfig};
+//! let emu = Emulator::start(EmulatorConfig::default()).await?;
+//! emu.put_file("/docs/hello.txt", "hello");
+//! println!("Open API at {}", emu.base_url());
+//! # Ok(()) }
+//! ```
+
+pub mod auth_key;
+mod cdn;
+pub mod clock;
+pub mod config;
+pub mod content;
+mod control;
+mod direct;
+mod emulator;
+pub mod faults;
+mod http;
+mod multipart;
+pub mod names;
+mod open_api;
+pub mod qps;
+mod range;
+mod server;
+mod share;
+pub mod sign;
+pub mod state;
+pub mod stats;
+mod tokens;
+mod upload;
+mod web;
+mod webpro;
+
+pub use config::{EmulatorConfig, GenerateSpec, OverwriteAt, ShareSpec, Switches, ZeroByteUpload};
+pub use emulator::{Emulator, EntryInfo};
+pub use faults::{Fault, FaultKind};
+pub use qps::default_qps;
+pub use stats::Stats;

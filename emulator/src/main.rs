@@ -1,1 +1,179 @@
-fn main() {}
+//! `pan123-emulator`: run the emulator by hand. Prints the base URL as the first line of stdout,
+//! then serves until Ctrl-C. Every flag maps onto `EmulatorConfig`/`Switches`; see the README.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Parser, ValueEnum};
+use pan123_emulator::config::{parse_duration, parse_size};
+use pan123_emulator::{
+    Emulator, EmulatorConfig, GenerateSpec, OverwriteAt, ShareSpec, Switches, ZeroByteUpload,
+};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum OverwriteAtArg {
+    Create,
+    Complete,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ZeroByteArg {
+    Reuse,
+    Normal,
+    Reject,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RedirectStyle {
+    #[value(name = "302")]
+    Found,
+    Json,
+}
+
+/// A local stand-in for 123pan's Open API, CDN, direct-link host and share web API.
+#[derive(Debug, Parser)]
+#[command(name = "pan123-emulator", version)]
+struct Cli {
+    /// Address to listen on (port 0 = any free port).
+    #[arg(long, default_value = "127.0.0.1:40123")]
+    listen: SocketAddr,
+    /// Seed the account root from this folder (read only, bodies read lazily).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Add generated files: `[/folder=]COUNT:SIZE[@SEED]`, e.g. `10000:4KiB`, `/big=1:20GiB`.
+    #[arg(long, value_parser = GenerateSpec::parse)]
+    generate: Vec<GenerateSpec>,
+    /// Developer client id.
+    #[arg(long, default_value = "demo-client")]
+    client_id: String,
+    /// Developer client secret.
+    #[arg(long, default_value = "demo-secret")]
+    client_secret: String,
+    /// Account uid.
+    #[arg(long, default_value_t = 1814435920)]
+    uid: u64,
+    /// Publish a share link: `KEY[:PASSWORD]=/path`.
+    #[arg(long, value_parser = ShareSpec::parse)]
+    share: Vec<ShareSpec>,
+    /// Root-level folder that is the direct-link space, e.g. `/direct`.
+    #[arg(long)]
+    direct_link_space: Option<String>,
+    /// Direct-link `auth_key` private key (links then need a valid `auth_key`).
+    #[arg(long)]
+    direct_link_key: Option<String>,
+    /// Disable the QPS limits.
+    #[arg(long)]
+    no_qps: bool,
+    /// Folder for uploads and the MD5 memo (default: the system temp dir).
+    #[arg(long)]
+    temp_dir: Option<PathBuf>,
+
+    /// When an overwrite (`duplicate: 2`) upload replaces the old file.
+    #[arg(long, value_enum, default_value = "create")]
+    overwrite_at: OverwriteAtArg,
+    /// Whether names differing only in case are different.
+    #[arg(long, action = ArgAction::Set, default_value_t = true)]
+    case_sensitive_names: bool,
+    /// Whether a trashed item still blocks its name.
+    #[arg(long, action = ArgAction::Set, default_value_t = false)]
+    trashed_blocks_name: bool,
+    /// What `create` does with a zero-byte file.
+    #[arg(long, value_enum, default_value = "reuse")]
+    zero_byte_upload: ZeroByteArg,
+    /// `sliceSize` handed out by create.
+    #[arg(long, value_parser = parse_size, default_value = "16MiB")]
+    slice_size: u64,
+    /// `completed: false` answers before upload_complete verifies.
+    #[arg(long, default_value_t = 2)]
+    complete_pending_polls: u32,
+    /// Minimum spacing of upload_complete polls (sooner = "verifying" error).
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    complete_poll_interval: Duration,
+    /// Serve the CDN's other-city refusal with HTTP 200 instead of 403.
+    #[arg(long)]
+    cdn_refusal_http_200: bool,
+    /// Lifetime of CDN download links.
+    #[arg(long, value_parser = parse_duration, default_value = "30m")]
+    cdn_link_ttl: Duration,
+    /// Bytes per second per CDN/direct download response (default: unlimited).
+    #[arg(long, value_parser = parse_size)]
+    cdn_rate_limit: Option<u64>,
+    /// How the share download hop answers.
+    #[arg(long, value_enum, default_value = "302")]
+    share_redirect_style: RedirectStyle,
+    /// Lifetime of access tokens.
+    #[arg(long, value_parser = parse_duration, default_value = "30d")]
+    token_ttl: Duration,
+    /// Daily CDN traffic cap in bytes; past it download_info answers 5113.
+    #[arg(long, value_parser = parse_size)]
+    daily_traffic_cap: Option<u64>,
+}
+
+impl Cli {
+    fn into_config(self) -> EmulatorConfig {
+        EmulatorConfig {
+            listen: self.listen,
+            client_id: self.client_id,
+            client_secret: self.client_secret,
+            uid: self.uid,
+            data_dir: self.data,
+            generate: self.generate,
+            shares: self.share,
+            direct_link_space: self.direct_link_space,
+            direct_link_key: self.direct_link_key,
+            qps: !self.no_qps,
+            temp_dir: self.temp_dir,
+            switches: Switches {
+                overwrite_at: match self.overwrite_at {
+                    OverwriteAtArg::Create => OverwriteAt::Create,
+                    OverwriteAtArg::Complete => OverwriteAt::Complete,
+                },
+                case_sensitive_names: self.case_sensitive_names,
+                trashed_blocks_name: self.trashed_blocks_name,
+                zero_byte_upload: match self.zero_byte_upload {
+                    ZeroByteArg::Reuse => ZeroByteUpload::Reuse,
+                    ZeroByteArg::Normal => ZeroByteUpload::Normal,
+                    ZeroByteArg::Reject => ZeroByteUpload::Reject,
+                },
+                slice_size: self.slice_size.max(1),
+                complete_pending_polls: self.complete_pending_polls,
+                complete_poll_interval: self.complete_poll_interval,
+                cdn_refusal_http_200: self.cdn_refusal_http_200,
+                cdn_link_ttl: self.cdn_link_ttl,
+                cdn_rate_limit: self.cdn_rate_limit,
+                share_redirect_json: matches!(self.share_redirect_style, RedirectStyle::Json),
+                token_ttl: self.token_ttl,
+                daily_traffic_cap: self.daily_traffic_cap,
+            },
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cfg = Cli::parse().into_config();
+    let emu = Emulator::start(cfg).await?;
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", emu.base_url())?;
+        out.flush()?;
+    }
+    eprintln!(
+        "pan123-emulator: client id {:?}, secret {:?}, uid {}; Ctrl-C to stop",
+        emu.client_id(),
+        emu.client_secret(),
+        emu.uid()
+    );
+    tokio::signal::ctrl_c().await?;
+    emu.shutdown().await;
+    Ok(())
+}

@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 
 use crate::content::{range_stream, Blob};
-use crate::http::{empty, Body, Resp};
+use crate::http::{empty, Resp};
 
 /// What a `Range` header asks for, resolved against the body size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,7 +111,7 @@ pub fn serve(blob: Blob, size: u64, range: Option<&str>, opts: ServeOpts) -> Res
     } else {
         let inner = range_stream(blob, start, end);
         let shaped = shape(Box::pin(inner), opts.rate, opts.cut_after, opts.count);
-        BodyExt::boxed(StreamBody::new(shaped.map(|r| r.map(Frame::data))))
+        BodyExt::boxed_unsync(StreamBody::new(shaped.map(|r| r.map(Frame::data))))
     };
     let mut r = Response::new(body);
     *r.status_mut() = status;

@@ -12,7 +12,7 @@ const UNITS: [(&str, u64); 5] = [
     ("ms", 1),
 ];
 
-const HINT: &str = "use whole numbers with the units d, h, m, s or ms";
+const HINT: &str = "write e.g. \"90s\", \"10m\" or \"1h30m\" (units: d, h, m, s, ms)";
 
 /// Parses a duration such as "90s", "10m", "1h30m", "500ms" or "0".
 ///
@@ -36,6 +36,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             return Err(format!("expected a number at \"{rest}\"; {HINT}"));
         }
         let (number, after) = rest.split_at(digits);
+        if after.starts_with(['.', ',']) {
+            return Err("fractions are not supported; write e.g. \"1h30m\" for 1.5h".to_string());
+        }
         let letters = after.bytes().take_while(u8::is_ascii_alphabetic).count();
         let (unit, after) = after.split_at(letters);
         if unit.is_empty() {
@@ -96,7 +99,11 @@ mod tests {
             ("0s", 0),
         ];
         for (text, secs) in cases {
-            assert_eq!(parse_duration(text), Ok(Duration::from_secs(secs)), "{text}");
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_secs(secs)),
+                "{text}"
+            );
         }
         assert_eq!(parse_duration("1s500ms"), Ok(Duration::from_millis(1500)));
     }
@@ -110,7 +117,7 @@ mod tests {
             ("1 h", "missing unit after 1"),
             ("h", "expected a number at \"h\""),
             ("-5s", "expected a number"),
-            ("1.5h", "expected a number at \".5h\""),
+            ("1.5h", "fractions are not supported"),
             ("30m1h", "must come before larger units"),
             ("1m1m", "must come before larger units"),
             ("99999999999999999999s", "number too large"),
@@ -120,7 +127,9 @@ mod tests {
             let err = parse_duration(text).unwrap_err();
             assert!(err.contains(expected), "{text:?}: {err}");
         }
-        assert!(parse_duration("10").unwrap_err().contains("d, h, m, s or ms"));
+        assert!(parse_duration("10")
+            .unwrap_err()
+            .ends_with("(units: d, h, m, s, ms)"));
     }
 
     #[test]

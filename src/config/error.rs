@@ -116,6 +116,9 @@ mod tests {
                 },
             ],
         );
-        assert_eq!(err.to_string(), "c.toml: server.listen: bad\nc.toml: whole file");
+        assert_eq!(
+            err.to_string(),
+            "c.toml: server.listen: bad\nc.toml: whole file"
+        );
     }
 }

@@ -170,14 +170,15 @@ impl Section {
         }
     }
 
-    /// Removes from `table` every key not in `valid`, reporting each: `explain` says what is
-    /// wrong with it (it is given the key); a close valid key is suggested.
+    /// Removes from `table` every key not in `valid`, reporting each: `explain` is given the
+    /// key and says what is wrong with it and what to do, as two parts between which a close
+    /// valid key is suggested.
     pub fn strip_unknown(
         &mut self,
         report: &mut Report,
         table: &mut toml::Table,
         valid: &[&str],
-        explain: impl Fn(&str) -> String,
+        explain: impl Fn(&str) -> (String, String),
     ) {
         let unknown: Vec<String> = table
             .keys()
@@ -186,12 +187,13 @@ impl Section {
             .collect();
         for key in unknown {
             table.remove(&key);
-            let mut message = explain(&key);
+            let (what, fix) = explain(&key);
+            let mut message = what;
             if let Some(close) = suggest(&key, valid).filter(|close| !table.contains_key(*close)) {
                 message = format!("{message} (did you mean {close}?)");
                 self.bad.push(close.to_string());
             }
-            report.add(self.key(&key), message);
+            report.add(self.key(&key), format!("{message}; {fix}"));
         }
     }
 
@@ -328,9 +330,19 @@ mod tests {
     fn field_lists_come_from_the_structs() {
         assert_eq!(
             fields_of::<RawMount>(),
-            ["path", "backend", "download", "proxy_url", "cache_ttl", "read_only"]
+            [
+                "path",
+                "backend",
+                "download",
+                "proxy_url",
+                "cache_ttl",
+                "read_only"
+            ]
         );
-        assert_eq!(fields_of::<RawUser>(), ["name", "password_hash", "mounts", "write"]);
+        assert_eq!(
+            fields_of::<RawUser>(),
+            ["name", "password_hash", "mounts", "write"]
+        );
         assert!(fields_of::<RawServer>().contains(&"signing_key"));
         assert!(BackendKind::Open.keys().contains(&"client_secret_env"));
     }

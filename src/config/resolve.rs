@@ -23,7 +23,8 @@ pub(super) fn parse_with_env(text: &str, source: &Path, env: Env) -> Result<Conf
     let base_dir = source.parent().unwrap_or(Path::new(""));
 
     Section::new("").strip_unknown(&mut report, &mut root, TOP_KEYS, |_| {
-        format!("unknown key; valid top-level keys are: {}", list(TOP_KEYS))
+        let fix = format!("valid top-level keys are: {}", list(TOP_KEYS));
+        ("unknown key".to_string(), fix)
     });
     let server_table = match root.remove("server") {
         None => toml::Table::new(),
@@ -98,12 +99,15 @@ fn resolve_server(report: &mut Report, mut table: toml::Table, base_dir: &Path) 
     let mut s = Section::new("server");
     let valid = fields_of::<RawServer>();
     s.strip_unknown(report, &mut table, valid, |_| {
-        format!("unknown key; valid keys in [server] are: {}", list(valid))
+        let fix = format!("valid keys in [server] are: {}", list(valid));
+        ("unknown key".to_string(), fix)
     });
     let raw: RawServer = s.deserialize(report, table);
 
     let listen = match raw.listen {
-        None => DEFAULT_LISTEN.parse().expect("the default is a socket address"),
+        None => DEFAULT_LISTEN
+            .parse()
+            .expect("the default is a socket address"),
         Some(text) => text.trim().parse::<SocketAddr>().unwrap_or_else(|_| {
             report.add(
                 s.key("listen"),
@@ -131,7 +135,14 @@ fn resolve_server(report: &mut Report, mut table: toml::Table, base_dir: &Path) 
         }
         Secret::from(key)
     });
-    let sign_ttl = duration(report, &s, "sign_ttl", raw.sign_ttl, DEFAULT_SIGN_TTL, false);
+    let sign_ttl = duration(
+        report,
+        &s,
+        "sign_ttl",
+        raw.sign_ttl,
+        DEFAULT_SIGN_TTL,
+        false,
+    );
     let state_dir = match raw.state_dir {
         Some(dir) if dir.as_os_str().is_empty() => {
             report.add(
@@ -159,7 +170,10 @@ fn resolve_server(report: &mut Report, mut table: toml::Table, base_dir: &Path) 
             );
             (None, None)
         }
-        (cert, key) => (cert.map(|p| base_dir.join(p)), key.map(|p| base_dir.join(p))),
+        (cert, key) => (
+            cert.map(|p| base_dir.join(p)),
+            key.map(|p| base_dir.join(p)),
+        ),
     };
 
     ServerConfig {
@@ -190,7 +204,11 @@ fn resolve_mount(
     // The backend decides which of the other keys are valid.
     let kind = match raw.backend.as_deref() {
         None => {
-            s.missing(report, "backend", &format!("set it to one of: {}", available_backends()));
+            s.missing(
+                report,
+                "backend",
+                &format!("set it to one of: {}", available_backends()),
+            );
             None
         }
         Some(name) => match BackendKind::from_name(name) {
@@ -208,7 +226,10 @@ fn resolve_mount(
             None => {
                 report.add(
                     s.key("backend"),
-                    format!("unknown backend \"{name}\"; use one of: {}", available_backends()),
+                    format!(
+                        "unknown backend \"{name}\"; use one of: {}",
+                        available_backends()
+                    ),
                 );
                 None
             }
@@ -234,21 +255,23 @@ fn resolve_mount(
                         owners.join(" and ")
                     )
                 };
-                format!(
-                    "{what}; valid keys for a mount with backend = \"{}\" are: {}",
+                let fix = format!(
+                    "valid keys for a mount with backend = \"{}\" are: {}",
                     kind.name(),
                     list(&valid)
-                )
+                );
+                (what, fix)
             });
         }
         None => {
             // Without a usable backend, only keys that no backend knows are reported.
             valid.extend(BackendKind::ALL.into_iter().flat_map(|kind| kind.keys()));
             s.strip_unknown(report, &mut backend_table, &valid, |_| {
-                format!(
-                    "unknown key; valid keys for a mount are: {}, and those of its backend",
+                let fix = format!(
+                    "valid keys for a mount are: {}, and those of its backend",
                     list(common)
-                )
+                );
+                ("unknown key".to_string(), fix)
             });
         }
     }
@@ -260,7 +283,10 @@ fn resolve_mount(
             let names: Vec<&str> = DownloadPolicy::ALL.iter().map(|p| p.as_str()).collect();
             report.add(
                 s.key("download"),
-                format!("\"{name}\" is not a download policy; use one of: {}", list(&names)),
+                format!(
+                    "\"{name}\" is not a download policy; use one of: {}",
+                    list(&names)
+                ),
             );
             DownloadPolicy::Auto
         }),
@@ -285,7 +311,14 @@ fn resolve_mount(
             );
         }
     }
-    let cache_ttl = duration(report, &s, "cache_ttl", raw.cache_ttl, DEFAULT_CACHE_TTL, true);
+    let cache_ttl = duration(
+        report,
+        &s,
+        "cache_ttl",
+        raw.cache_ttl,
+        DEFAULT_CACHE_TTL,
+        true,
+    );
 
     let backend = match kind {
         Some(BackendKind::Open) => {
@@ -326,17 +359,27 @@ fn available_backends() -> String {
 /// Normalises a mount path to "/name" (or "/"), reporting what is not allowed.
 fn mount_path(report: &mut Report, s: &Section, raw: Option<String>) -> String {
     let Some(raw) = raw else {
-        s.missing(report, "path", "set it to the URL path of the mount, like \"/open\"");
+        s.missing(
+            report,
+            "path",
+            "set it to the URL path of the mount, like \"/open\"",
+        );
         return String::new();
     };
     let key = s.key("path");
     let Some(rest) = raw.strip_prefix('/') else {
-        report.add(key, format!("\"{raw}\" must start with \"/\"; write \"/{raw}\""));
+        report.add(
+            key,
+            format!("\"{raw}\" must start with \"/\"; write \"/{raw}\""),
+        );
         return String::new();
     };
     let name = rest.trim_end_matches('/');
     if name.contains('/') {
-        let first = name.split('/').find(|seg| !seg.is_empty()).unwrap_or("name");
+        let first = name
+            .split('/')
+            .find(|seg| !seg.is_empty())
+            .unwrap_or("name");
         report.add(
             key,
             format!(
@@ -353,7 +396,10 @@ fn mount_path(report: &mut Report, s: &Section, raw: Option<String>) -> String {
         return String::new();
     }
     if name == "." || name == ".." {
-        report.add(key, format!("\"{raw}\" is not a usable name; choose another"));
+        report.add(
+            key,
+            format!("\"{raw}\" is not a usable name; choose another"),
+        );
         return String::new();
     }
     if name
@@ -507,7 +553,8 @@ fn resolve_user(
     let mut s = Section::new(format!("users[{index}]"));
     let valid = fields_of::<RawUser>();
     s.strip_unknown(report, &mut table, valid, |_| {
-        format!("unknown key; valid keys for a user are: {}", list(valid))
+        let fix = format!("valid keys for a user are: {}", list(valid));
+        ("unknown key".to_string(), fix)
     });
     let raw: RawUser = s.deserialize(report, table);
 
@@ -580,7 +627,8 @@ fn user_mount(report: &mut Report, s: &Section, j: usize, entry: &str, mounts: &
     }
     let path = format!("/{}", entry.trim_matches('/'));
     if !mounts.contains(&path.as_str()) {
-        let known: Vec<&str> = mounts.iter().copied().filter(|p| !p.is_empty()).collect();
+        let mut known: Vec<&str> = mounts.iter().copied().filter(|p| !p.is_empty()).collect();
+        known.dedup();
         report.add(
             format!("{}[{j}]", s.key("mounts")),
             format!(
@@ -613,8 +661,7 @@ fn check_user_names(report: &mut Report, users: &[UserConfig]) {
 /// includes the hash.
 pub(crate) fn check_password_hash(phc: &str) -> Result<(), String> {
     use argon2::password_hash::PasswordHash;
-    let hash =
-        PasswordHash::new(phc).map_err(|err| format!("not a PHC password hash ({err})"))?;
+    let hash = PasswordHash::new(phc).map_err(|err| format!("not a PHC password hash ({err})"))?;
     if argon2::Algorithm::try_from(hash.algorithm).is_err() {
         return Err(format!(
             "uses the algorithm \"{}\"; only argon2 hashes ($argon2id$...) are supported",
@@ -624,7 +671,8 @@ pub(crate) fn check_password_hash(phc: &str) -> Result<(), String> {
     if hash.salt.is_none() || hash.hash.is_none() {
         return Err("has no salt or no hash value".to_string());
     }
-    argon2::Params::try_from(&hash).map_err(|err| format!("has invalid argon2 parameters ({err})"))?;
+    argon2::Params::try_from(&hash)
+        .map_err(|err| format!("has invalid argon2 parameters ({err})"))?;
     Ok(())
 }
 
@@ -672,10 +720,7 @@ fn duration(
         Err(problem) => {
             report.add(
                 s.key(key),
-                format!(
-                    "\"{text}\" is not a duration: {problem}; write it like \"90s\", \"10m\" or \
-                     \"1h30m\""
-                ),
+                format!("\"{text}\" is not a duration: {problem}"),
             );
             default
         }

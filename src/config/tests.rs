@@ -10,7 +10,8 @@ use super::resolve::parse_with_env;
 use super::*;
 
 /// A cheap argon2id hash (m=8 KiB, t=1), so tests stay fast in debug builds.
-const HASH: &str = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHRzYWx0$Bq4mCCO6ySGXVXzQ4HVjS6IYt5LTbkjnOdxHUqHRI0c";
+const HASH: &str =
+    "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHRzYWx0$Bq4mCCO6ySGXVXzQ4HVjS6IYt5LTbkjnOdxHUqHRI0c";
 
 const MOUNT: &str = r#"
 [[mounts]]
@@ -96,7 +97,10 @@ fn the_example_file_is_valid_and_documents_every_key() {
         .chain(fields_of::<RawMount>())
         .chain(BackendKind::Open.keys());
     for key in keys {
-        assert!(documented(key), "config.example.toml does not document {key}");
+        assert!(
+            documented(key),
+            "config.example.toml does not document {key}"
+        );
     }
 }
 
@@ -177,11 +181,20 @@ direct_link_key = ""
 "#);
     let server = &config.server;
     assert_eq!(server.listen, "[::]:9000".parse().unwrap());
-    assert_eq!(server.public_url.as_deref(), Some("https://dav.example.com"));
-    assert_eq!(server.signing_key.as_ref().unwrap().expose(), "0123456789abcdef");
+    assert_eq!(
+        server.public_url.as_deref(),
+        Some("https://dav.example.com")
+    );
+    assert_eq!(
+        server.signing_key.as_ref().unwrap().expose(),
+        "0123456789abcdef"
+    );
     assert_eq!(server.sign_ttl, Duration::from_secs(7200));
     assert_eq!(server.state_dir, Path::new("/var/lib/pan"));
-    assert_eq!(server.tls_cert.as_deref(), Some(Path::new("/etc/pan/cert.pem")));
+    assert_eq!(
+        server.tls_cert.as_deref(),
+        Some(Path::new("/etc/pan/cert.pem"))
+    );
     assert_eq!(server.tls_key.as_deref(), Some(Path::new("/abs/key.pem")));
 
     assert_eq!(config.users[0].mounts, ["/a", "/b"]);
@@ -203,7 +216,10 @@ direct_link_key = ""
     let b = &config.mounts[1];
     assert_eq!(b.download, DownloadPolicy::Redirect);
     let BackendConfig::Open(open) = &b.backend;
-    assert!(open.direct_link_key.is_none(), "an empty key means unsigned");
+    assert!(
+        open.direct_link_key.is_none(),
+        "an empty key means unsigned"
+    );
 }
 
 #[test]
@@ -215,7 +231,9 @@ fn a_lone_mount_may_sit_at_the_root() {
 
 #[test]
 fn secrets_never_print() {
-    let config = ok(&format!("[server]\nsigning_key = \"0123456789abcdefXYZ\"\n{MOUNT}{USER}"));
+    let config = ok(&format!(
+        "[server]\nsigning_key = \"0123456789abcdefXYZ\"\n{MOUNT}{USER}"
+    ));
     let debug = format!("{config:?}");
     for secret in ["0123456789abcdefXYZ", "\"secret\"", "argon2id"] {
         assert!(!debug.contains(secret), "{secret} in {debug}");
@@ -254,7 +272,10 @@ fn unknown_keys_list_the_valid_ones() {
     one_problem(
         &format!("[server]\nlisen = \"x\"\n{MOUNT}{USER}"),
         "server.lisen",
-        &["unknown key (did you mean listen?)", "valid keys in [server] are: listen, public_url"],
+        &[
+            "unknown key (did you mean listen?)",
+            "valid keys in [server] are: listen, public_url",
+        ],
     );
     one_problem(
         &format!("{MOUNT}{USER}admin = true\n"),
@@ -296,12 +317,18 @@ fn a_key_of_another_backend_says_so() {
 #[test]
 fn backends() {
     one_problem(
-        &format!("{}{USER}", MOUNT.replace("\"open\"\nclient", "\"share\"\nclient")),
+        &format!(
+            "{}{USER}",
+            MOUNT.replace("\"open\"\nclient", "\"share\"\nclient")
+        ),
         "mounts[0].backend",
         &["backend \"share\" is not available yet; this version supports: open"],
     );
     one_problem(
-        &format!("{}{USER}", MOUNT.replace("\"open\"\nclient", "\"ftp\"\nclient")),
+        &format!(
+            "{}{USER}",
+            MOUNT.replace("\"open\"\nclient", "\"ftp\"\nclient")
+        ),
         "mounts[0].backend",
         &["unknown backend \"ftp\"; use one of: open"],
     );
@@ -316,14 +343,19 @@ fn backends() {
         MOUNT.replace("backend = \"open\"\n", "")
     ));
     assert_eq!(found.len(), 2, "{found:#?}");
-    assert!(found[1].starts_with("mounts[0].nonsense: unknown key; valid keys for a mount are: path,"));
+    assert!(
+        found[1].starts_with("mounts[0].nonsense: unknown key; valid keys for a mount are: path,")
+    );
 }
 
 #[test]
 fn wrong_types_are_each_reported() {
-    let found = problems(&format!("{MOUNT}root_id = \"x\"\nread_only = \"yes\"\n{USER}write = 1\n"));
+    let found = problems(&format!(
+        "{MOUNT}root_id = \"x\"\nread_only = \"yes\"\n{USER}write = 1\n"
+    ));
     assert_eq!(found.len(), 3, "{found:#?}");
-    assert!(found[0].starts_with("mounts[0].read_only: invalid type: string \"yes\", expected a boolean"));
+    assert!(found[0]
+        .starts_with("mounts[0].read_only: invalid type: string \"yes\", expected a boolean"));
     assert!(found[1].starts_with("mounts[0].root_id: invalid type: string \"x\", expected u64"));
     assert!(found[2].starts_with("users[0].write: invalid type: integer `1`, expected a boolean"));
     one_problem(
@@ -338,7 +370,10 @@ fn wrong_types_are_each_reported() {
     );
     // A wrongly typed key is not also called missing.
     one_problem(
-        &format!("{}{USER}", MOUNT.replace("client_id = \"id\"", "client_id = 7")),
+        &format!(
+            "{}{USER}",
+            MOUNT.replace("client_id = \"id\"", "client_id = 7")
+        ),
         "mounts[0].client_id",
         &["invalid type: integer `7`, expected a string"],
     );
@@ -380,12 +415,18 @@ fn server_urls_and_durations() {
     one_problem(
         &format!("[server]\npublic_url = \"dav.example.com\"\n{MOUNT}{USER}"),
         "server.public_url",
-        &["\"dav.example.com\" is not a URL", "write it like \"https://dav.example.com\""],
+        &[
+            "\"dav.example.com\" is not a URL",
+            "write it like \"https://dav.example.com\"",
+        ],
     );
     one_problem(
         &format!("[server]\nsign_ttl = \"1 hour\"\n{MOUNT}{USER}"),
         "server.sign_ttl",
-        &["\"1 hour\" is not a duration: missing unit after 1", "write it like \"90s\", \"10m\" or \"1h30m\""],
+        &[
+            "\"1 hour\" is not a duration: missing unit after 1",
+            "; write e.g. \"90s\", \"10m\" or \"1h30m\" (units: d, h, m, s, ms)",
+        ],
     );
     one_problem(
         &format!("[server]\nsign_ttl = \"0s\"\n{MOUNT}{USER}"),
@@ -404,7 +445,10 @@ fn signing_key_length() {
     one_problem(
         &format!("[server]\nsigning_key = \"short\"\n{MOUNT}{USER}"),
         "server.signing_key",
-        &["too short (5 characters); use at least 16 random characters", "openssl rand -hex 32"],
+        &[
+            "too short (5 characters); use at least 16 random characters",
+            "openssl rand -hex 32",
+        ],
     );
 }
 
@@ -418,7 +462,10 @@ fn tls_needs_both_files() {
     one_problem(
         &format!("[server]\ntls_key = \"k.pem\"\n{MOUNT}{USER}"),
         "server.tls_cert",
-        &["missing; tls_key is set", "or remove tls_key to serve plain HTTP"],
+        &[
+            "missing; tls_key is set",
+            "or remove tls_key to serve plain HTTP",
+        ],
     );
 }
 
@@ -426,7 +473,10 @@ fn tls_needs_both_files() {
 fn mount_paths() {
     let cases = [
         ("open", "\"open\" must start with \"/\"; write \"/open\""),
-        ("/a/b", "\"/a/b\" is nested; a mount is a single segment under the root, like \"/a\""),
+        (
+            "/a/b",
+            "\"/a/b\" is nested; a mount is a single segment under the root, like \"/a\"",
+        ),
         ("//a", "\"//a\" is nested"),
         ("/-", "\"/-\" is reserved for the server's own routes"),
         ("/..", "\"/..\" is not a usable name"),
@@ -445,7 +495,10 @@ fn mount_paths() {
         &["missing; set it to the URL path of the mount, like \"/open\""],
     );
     // A dash inside a name is fine.
-    assert_eq!(ok(&MOUNT.replace("/open", "/my-files")).mounts[0].path, "/my-files");
+    assert_eq!(
+        ok(&MOUNT.replace("/open", "/my-files")).mounts[0].path,
+        "/my-files"
+    );
 }
 
 #[test]
@@ -575,7 +628,10 @@ fn open_api_base_and_durations() {
     one_problem(
         &format!("{MOUNT}api_base = \"open-api.123pan.com\"\n"),
         "mounts[0].api_base",
-        &["is not a URL", "write it like \"https://open-api.123pan.com\""],
+        &[
+            "is not a URL",
+            "write it like \"https://open-api.123pan.com\"",
+        ],
     );
     one_problem(
         &format!("{MOUNT}api_base = \"https://x.example/?a=b\"\n"),
@@ -623,7 +679,10 @@ fn user_password_hashes() {
     one_problem(
         &format!("{MOUNT}{}", USER.replace(HASH, "hunter2")),
         "users[0].password_hash",
-        &["not a PHC password hash", "generate one with `pan123-webdav hash-password`"],
+        &[
+            "not a PHC password hash",
+            "generate one with `pan123-webdav hash-password`",
+        ],
     );
     one_problem(
         &format!(
@@ -634,12 +693,21 @@ fn user_password_hashes() {
         &["uses the algorithm \"pbkdf2-sha256\"; only argon2 hashes"],
     );
     one_problem(
-        &format!("{MOUNT}{}", USER.replace(&format!("password_hash = \"{HASH}\"\n"), "")),
+        &format!(
+            "{MOUNT}{}",
+            USER.replace(&format!("password_hash = \"{HASH}\"\n"), "")
+        ),
         "users[0].password_hash",
         &["missing; generate one with `pan123-webdav hash-password`"],
     );
-    let found = problems(&format!("{MOUNT}{}", USER.replace(HASH, "$argon2id$v=19$m=8,t=1,p=1$bad")));
-    assert!(!found[0].contains("bad"), "the hash must not be echoed: {found:?}");
+    let found = problems(&format!(
+        "{MOUNT}{}",
+        USER.replace(HASH, "$argon2id$v=19$m=8,t=1,p=1$bad")
+    ));
+    assert!(
+        !found[0].contains("bad"),
+        "the hash must not be echoed: {found:?}"
+    );
 }
 
 #[test]

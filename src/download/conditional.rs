@@ -296,7 +296,8 @@ mod tests {
         let list_with = format!("\"a\", {TAG}");
         let list_with_weak = format!("\"a\", {weak}");
         let comma_tag = "\"a,b\"";
-        let cases: Vec<(Method, Vec<(&str, &str)>, Precondition)> = vec![
+        type Case<'a> = (Method, Vec<(&'a str, &'a str)>, Precondition);
+        let cases: Vec<Case> = vec![
             (Method::GET, vec![], GO),
             // If-Match: strong comparison
             (Method::GET, vec![("if-match", TAG)], GO),

@@ -198,7 +198,11 @@ impl Inner {
         mac.finalize().into_bytes().into()
     }
 
-    async fn verify(self: Arc<Self>, name: String, password: String) -> Result<Arc<User>, Rejected> {
+    async fn verify(
+        self: Arc<Self>,
+        name: String,
+        password: String,
+    ) -> Result<Arc<User>, Rejected> {
         // Owned, so the permit is released when the blocking work ends even if this request
         // was dropped meanwhile.
         let permit = Arc::clone(&self.permits)
@@ -345,7 +349,10 @@ mod tests {
         let auth = authenticator();
         for credentials in ["alice:wonderlanD", "alice:", "alice:builder"] {
             assert!(
-                matches!(auth.check(Some(&basic(credentials))).await, AuthOutcome::Invalid),
+                matches!(
+                    auth.check(Some(&basic(credentials))).await,
+                    AuthOutcome::Invalid
+                ),
                 "{credentials}"
             );
         }
@@ -364,7 +371,10 @@ mod tests {
         // The dummy shares the parameters of a real hash but matches nothing.
         let dummy = auth.inner.dummy_hash.as_deref().unwrap();
         let real = &auth.inner.accounts["alice"].password_hash;
-        assert_eq!(dummy.rsplit_once('$').unwrap().0, real.rsplit_once('$').unwrap().0);
+        assert_eq!(
+            dummy.rsplit_once('$').unwrap().0,
+            real.rsplit_once('$').unwrap().0
+        );
         assert_ne!(dummy, real);
     }
 
@@ -377,10 +387,16 @@ mod tests {
         let malformed = [
             "Basic".to_string(),
             "Basic !!!!".to_string(),
-            format!("Bearer {}", base64::engine::general_purpose::STANDARD.encode("alice:wonderland")),
+            format!(
+                "Bearer {}",
+                base64::engine::general_purpose::STANDARD.encode("alice:wonderland")
+            ),
             format!("Basic {token}"),
             format!("Basic {bad_utf8}"),
-            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(":pw")),
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(":pw")
+            ),
         ];
         for value in malformed {
             let header = HeaderValue::from_str(&value).unwrap();
@@ -390,13 +406,23 @@ mod tests {
             );
         }
         let opaque = HeaderValue::from_bytes(b"Basic \xff").unwrap();
-        assert!(matches!(auth.check(Some(&opaque)).await, AuthOutcome::Invalid));
-        assert_eq!(auth.verifications(), 0, "malformed headers never reach argon2");
+        assert!(matches!(
+            auth.check(Some(&opaque)).await,
+            AuthOutcome::Invalid
+        ));
+        assert_eq!(
+            auth.verifications(),
+            0,
+            "malformed headers never reach argon2"
+        );
 
         // Scheme case and missing padding are tolerated.
         let token = base64::engine::general_purpose::STANDARD_NO_PAD.encode("alice:wonderland");
         let header = HeaderValue::from_str(&format!("basic  {token}")).unwrap();
-        assert!(matches!(auth.check(Some(&header)).await, AuthOutcome::Ok(_)));
+        assert!(matches!(
+            auth.check(Some(&header)).await,
+            AuthOutcome::Ok(_)
+        ));
     }
 
     #[tokio::test]
@@ -438,7 +464,9 @@ mod tests {
         let checks: Vec<_> = (0..12)
             .map(|i| {
                 let auth = auth.clone();
-                tokio::spawn(async move { auth.check(Some(&basic(&format!("alice:wrong{i}")))).await })
+                tokio::spawn(
+                    async move { auth.check(Some(&basic(&format!("alice:wrong{i}")))).await },
+                )
             })
             .collect();
         for check in checks {
@@ -446,7 +474,10 @@ mod tests {
         }
         assert_eq!(auth.verifications(), 12);
         let max = auth.inner.max_running.load(Ordering::SeqCst);
-        assert!((1..=MAX_CONCURRENT_VERIFICATIONS).contains(&max), "{max} at once");
+        assert!(
+            (1..=MAX_CONCURRENT_VERIFICATIONS).contains(&max),
+            "{max} at once"
+        );
     }
 
     #[tokio::test]

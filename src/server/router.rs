@@ -146,10 +146,13 @@ where
                 .collect();
             html(&req, index::render("/", "/", &entries))
         }
-        _ if req.method().as_str() == "PROPFIND" => match normalise_depth(req) {
-            Ok(req) => dav(RootFs::new(visible), None, req).await,
-            Err(res) => res,
-        },
+        _ if req.method().as_str() == "PROPFIND" => {
+            let mut req = req;
+            match normalise_depth(&mut req) {
+                Some(res) => res,
+                None => dav(RootFs::new(visible), None, req).await,
+            }
+        }
         _ => status_text(StatusCode::FORBIDDEN, "The root folder is read-only", None),
     }
 }
@@ -164,37 +167,37 @@ fn html<B>(req: &Request<B>, page: String) -> Response<ResponseBody> {
 }
 
 /// Missing Depth means 1 (never an unbounded walk); infinity is refused cheaply with 403.
-fn normalise_depth<B>(mut req: Request<B>) -> Result<Request<B>, Response<ResponseBody>> {
+/// Returns the response to send instead when the Depth is refused.
+fn normalise_depth<B>(req: &mut Request<B>) -> Option<Response<ResponseBody>> {
     match req.headers().get("Depth").map(|v| v.as_bytes().to_ascii_lowercase()) {
         None => {
             req.headers_mut().insert("Depth", HeaderValue::from_static("1"));
-            Ok(req)
+            None
         }
-        Some(d) if d == b"0" || d == b"1" => Ok(req),
+        Some(d) if d == b"0" || d == b"1" => None,
         Some(d) if d == b"infinity" => {
             let mut res = Response::new(respond::full_body(
                 "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<D:error xmlns:D=\"DAV:\"><D:propfind-finite-depth/></D:error>\n",
             ));
             *res.status_mut() = StatusCode::FORBIDDEN;
             res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/xml; charset=utf-8"));
-            Err(res)
+            Some(res)
         }
-        Some(_) => Err(status_text(StatusCode::BAD_REQUEST, "Depth must be 0, 1 or infinity", None)),
+        Some(_) => Some(status_text(StatusCode::BAD_REQUEST, "Depth must be 0, 1 or infinity", None)),
     }
 }
 
 /// PROPFIND: resolve the target and, for Depth 1 on a folder, fetch its complete listing
 /// before dav-server writes a byte, so a failed page becomes 502/503 instead of a 207 that
 /// looks like a short or empty folder (dav-server skips folders it cannot read).
-async fn propfind<B>(mount: &Arc<Mount>, rest: &[String], req: Request<B>, what: &str) -> Response<ResponseBody>
+async fn propfind<B>(mount: &Arc<Mount>, rest: &[String], mut req: Request<B>, what: &str) -> Response<ResponseBody>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let req = match normalise_depth(req) {
-        Ok(r) => r,
-        Err(res) => return res,
-    };
+    if let Some(res) = normalise_depth(&mut req) {
+        return res;
+    }
     let entry = match mount.vfs.resolve(rest).await {
         Ok(e) => e,
         Err(e) => return error_response(&e, what),

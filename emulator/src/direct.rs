@@ -1,0 +1,83 @@
+//! The direct-link host (stats word `direct`): files inside the direct-link space folder at
+//! `/<uid>/<space folder name>/<path inside>` (spec open-api §5.2), with optional `auth_key`
+//! checking (§5.3). Links do not expire and are not bound to the requester.
+
+use http::{Request, StatusCode};
+use hyper::body::Incoming;
+use percent_encoding::percent_decode_str;
+
+use crate::emulator::{lock, Shared};
+use crate::http::{encode_path, query, query_pairs, text, Resp};
+use crate::server::Ctx;
+use crate::state::ROOT;
+
+/// The direct link of a live file, or `None` when it is not inside the direct-link space.
+pub fn url_for(sh: &Shared, id: u64) -> Option<String> {
+    let space = sh.direct_space?;
+    let fs = lock(&sh.fs);
+    if !fs.tree.is_live(space) || !fs.tree.is_live(id) {
+        return None;
+    }
+    let mut names = Vec::new();
+    let mut cur = id;
+    while cur != space {
+        if cur == ROOT {
+            return None;
+        }
+        let e = fs.tree.get(cur)?;
+        names.push(e.name.clone());
+        cur = e.parent;
+    }
+    names.push(fs.tree.get(space)?.name.clone());
+    let uid = sh.uid.to_string();
+    names.push(uid);
+    names.reverse();
+    Some(format!(
+        "{}{}",
+        sh.base_url,
+        encode_path(names.iter().map(String::as_str))
+    ))
+}
+
+/// `GET|HEAD /<uid>/<space>/<path>`.
+pub fn handle(ctx: &Ctx, req: Request<Incoming>) -> Resp {
+    let sh = &ctx.shared;
+    let Ok(decoded) = percent_decode_str(req.uri().path()).decode_utf8() else {
+        return text(StatusCode::NOT_FOUND, "404 Not Found");
+    };
+    let decoded = decoded.into_owned();
+    if let Some(key) = &sh.direct_link_key {
+        let pairs = query_pairs(req.uri());
+        if let Err(e) = crate::auth_key::verify(&decoded, query(&pairs, "auth_key"), sh.uid, key, sh.now())
+        {
+            return text(StatusCode::FORBIDDEN, &format!("403 Forbidden: {e}"));
+        }
+    }
+    let segs: Vec<&str> = decoded.split('/').skip(1).collect();
+    let (Some(uid), Some(space_name)) = (segs.first(), segs.get(1)) else {
+        return text(StatusCode::NOT_FOUND, "404 Not Found");
+    };
+    let found = (|| {
+        if *uid != sh.uid.to_string() {
+            return None;
+        }
+        let space = sh.direct_space?;
+        let fs = lock(&sh.fs);
+        let space_entry = fs.tree.get(space)?;
+        if !fs.tree.is_live(space) || space_entry.name != *space_name {
+            return None;
+        }
+        let mut cur = space;
+        for seg in &segs[2..] {
+            cur = fs.tree.live_child(cur, seg)?;
+        }
+        let e = fs.tree.get(cur)?;
+        (!e.is_dir).then(|| (e.md5.clone(), e.size, e.name.clone()))
+    })();
+    match found {
+        Some((md5, size, name)) => {
+            crate::cdn::serve_content(ctx, &req, "direct", &md5, size, Some(name))
+        }
+        None => text(StatusCode::NOT_FOUND, "404 Not Found"),
+    }
+}

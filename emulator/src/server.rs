@@ -1,0 +1,323 @@
+//! Listener, routing on (method, path), and the request pipeline every call goes through.
+//!
+//! All emulated hosts share one port and are told apart by path prefix:
+//! `/api/…` and `/upload/…` the Open API (and its upload host), `/b/api/…` the web API,
+//! `/cdn/…` the download CDN, `/web-pro/…` the share download hop, `/<uid>/…` the direct-link
+//! host, `/__emulator/…` the control API.
+//!
+//! Pipeline order (the README repeats it): injected latency → injected 429 / HTTP status →
+//! family checks (Open API: `Platform` header, then token, then QPS; web API: signature) →
+//! handler. Every routed request is counted in `calls`, except 429 refusals, counted in `refused`.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{Method, Request, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::emulator::{lock, Shared};
+use crate::faults::Refusal;
+use crate::http::{err, not_found, text, HandlerResult};
+use crate::qps::default_qps;
+
+/// Message sent with code 429 (the real text is unpublished).
+pub const MSG_429: &str = "操作频繁，请稍后再试";
+/// Message sent with code 401 for an unknown, expired or evicted token.
+pub const MSG_401: &str = "access_token无效或已过期";
+/// Message sent with code 1 when the `Platform` header is missing (OpenList#2675).
+pub const MSG_PLATFORM: &str = "Please include the platform field in the request header";
+
+/// Every routed endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ep {
+    AccessToken,
+    UserInfo,
+    FileList,
+    DownloadInfo,
+    DirectLinkUrl,
+    Mkdir,
+    Move,
+    Rename,
+    Trash,
+    Delete,
+    UploadDomain,
+    Create,
+    Slice,
+    Complete,
+    ShareGet,
+    ShareDownloadInfo,
+    Cdn,
+    WebPro,
+    Direct,
+}
+
+/// Which checks an endpoint gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Open,
+    Web,
+    Host,
+}
+
+impl Ep {
+    /// The key used in stats, faults and the QPS table.
+    pub fn key(self) -> &'static str {
+        match self {
+            Ep::AccessToken => "/api/v1/access_token",
+            Ep::UserInfo => "/api/v1/user/info",
+            Ep::FileList => "/api/v2/file/list",
+            Ep::DownloadInfo => "/api/v1/file/download_info",
+            Ep::DirectLinkUrl => "/api/v1/direct-link/url",
+            Ep::Mkdir => "/upload/v1/file/mkdir",
+            Ep::Move => "/api/v1/file/move",
+            Ep::Rename => "/api/v1/file/name",
+            Ep::Trash => "/api/v1/file/trash",
+            Ep::Delete => "/api/v1/file/delete",
+            Ep::UploadDomain => "/upload/v2/file/domain",
+            Ep::Create => "/upload/v2/file/create",
+            Ep::Slice => "/upload/v2/file/slice",
+            Ep::Complete => "/upload/v2/file/upload_complete",
+            Ep::ShareGet => "/b/api/share/get",
+            Ep::ShareDownloadInfo => "/b/api/share/download/info",
+            Ep::Cdn => "cdn",
+            Ep::WebPro => "web-pro",
+            Ep::Direct => "direct",
+        }
+    }
+
+    fn family(self) -> Family {
+        match self {
+            Ep::ShareGet | Ep::ShareDownloadInfo => Family::Web,
+            Ep::Cdn | Ep::WebPro | Ep::Direct => Family::Host,
+            _ => Family::Open,
+        }
+    }
+}
+
+/// Map (method, path) to an endpoint.
+fn route(method: &Method, path: &str) -> Option<Ep> {
+    let get = method == Method::GET;
+    let get_or_head = get || method == Method::HEAD;
+    let post = method == Method::POST;
+    let ep = match path {
+        "/api/v1/access_token" if post => Ep::AccessToken,
+        "/api/v1/user/info" if get => Ep::UserInfo,
+        "/api/v2/file/list" if get => Ep::FileList,
+        "/api/v1/file/download_info" if get => Ep::DownloadInfo,
+        "/api/v1/direct-link/url" if get => Ep::DirectLinkUrl,
+        "/upload/v1/file/mkdir" if post => Ep::Mkdir,
+        "/api/v1/file/move" if post => Ep::Move,
+        "/api/v1/file/name" if method == Method::PUT => Ep::Rename,
+        "/api/v1/file/trash" if post => Ep::Trash,
+        "/api/v1/file/delete" if post => Ep::Delete,
+        "/upload/v2/file/domain" if get => Ep::UploadDomain,
+        "/upload/v2/file/create" if post => Ep::Create,
+        "/upload/v2/file/slice" if post => Ep::Slice,
+        "/upload/v2/file/upload_complete" if post => Ep::Complete,
+        "/b/api/share/get" if get => Ep::ShareGet,
+        "/b/api/share/download/info" if post => Ep::ShareDownloadInfo,
+        p if p.starts_with("/cdn/") && get_or_head => Ep::Cdn,
+        p if p.starts_with("/web-pro/") && get => Ep::WebPro,
+        p if get_or_head && is_direct_path(p) => Ep::Direct,
+        _ => return None,
+    };
+    Some(ep)
+}
+
+/// `/<digits>/…`: the direct-link host.
+fn is_direct_path(p: &str) -> bool {
+    let mut parts = p.splitn(3, '/');
+    let _ = parts.next();
+    matches!(parts.next(), Some(uid) if !uid.is_empty() && uid.bytes().all(|b| b.is_ascii_digit()))
+        && parts.next().is_some()
+}
+
+/// Per-request context handed to handlers.
+pub(crate) struct Ctx {
+    pub shared: Arc<Shared>,
+    pub peer: SocketAddr,
+    pub ep: Ep,
+    /// Set when the QPS gate refused this call (counted as `refused`, not `calls`).
+    pub refused: bool,
+}
+
+impl Ctx {
+    /// The QPS gate for this endpoint and caller; false = answer code 429.
+    pub fn admit(&mut self, owner: &str) -> bool {
+        if !self.shared.qps.load(Ordering::Relaxed) {
+            return true;
+        }
+        let Some(limit) = default_qps(self.ep.key()) else {
+            return true;
+        };
+        let ok = lock(&self.shared.limiter).try_acquire(owner, self.ep.key(), limit, Instant::now());
+        if !ok {
+            self.refused = true;
+        }
+        ok
+    }
+}
+
+/// Accept connections until `stop` flips, then close them all.
+pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            res = listener.accept() => {
+                let (stream, peer) = match res {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // e.g. out of file descriptors: back off instead of spinning
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let shared = shared.clone();
+                let mut conn_stop = stop.clone();
+                conns.spawn(async move {
+                    let svc = service_fn(move |req| handle(shared.clone(), peer, req));
+                    let builder = Builder::new(TokioExecutor::new());
+                    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = conn_stop.changed() => {}
+                    }
+                });
+            }
+            _ = stop.changed() => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    conns.abort_all();
+    while conns.join_next().await.is_some() {}
+}
+
+/// One request through the pipeline.
+async fn handle(shared: Arc<Shared>, peer: SocketAddr, req: Request<Incoming>) -> HandlerResult {
+    let path = req.uri().path().to_string();
+    if path == "/__emulator" || path.starts_with("/__emulator/") {
+        return Ok(crate::control::handle(&shared, req).await);
+    }
+    let Some(ep) = route(req.method(), &path) else {
+        return Ok(not_found());
+    };
+    let key = ep.key();
+    tracing::debug!(method = %req.method(), path = %path, peer = %peer, "request");
+
+    let latency = lock(&shared.faults).take_latency(key);
+    if let Some(ms) = latency {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let refusal = lock(&shared.faults).take_refusal(key);
+    match refusal {
+        Some(Refusal::Code429) => {
+            lock(&shared.counters).refuse(key);
+            return Ok(match ep.family() {
+                Family::Host => text(StatusCode::TOO_MANY_REQUESTS, "429 Too Many Requests"),
+                _ => err(429, MSG_429),
+            });
+        }
+        Some(Refusal::Http(status)) => {
+            lock(&shared.counters).call(key);
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return Ok(text(status, status.canonical_reason().unwrap_or("error")));
+        }
+        None => {}
+    }
+
+    let mut ctx = Ctx {
+        shared: shared.clone(),
+        peer,
+        ep,
+        refused: false,
+    };
+    let resp = match ep.family() {
+        Family::Open => open(&mut ctx, req).await,
+        Family::Web => crate::web::handle(&mut ctx, req).await,
+        Family::Host => match ep {
+            Ep::Cdn => Ok(crate::cdn::handle(&ctx, req)),
+            Ep::WebPro => Ok(crate::webpro::handle(&ctx, req)),
+            _ => Ok(crate::direct::handle(&ctx, req)),
+        },
+    };
+    {
+        let mut c = lock(&shared.counters);
+        if ctx.refused {
+            c.refuse(key);
+        } else {
+            c.call(key);
+        }
+    }
+    resp
+}
+
+/// The Open API's header, token and QPS checks, then the handler.
+async fn open(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
+    let platform = req
+        .headers()
+        .get("platform")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
+    if platform != Some("open_platform") {
+        return Ok(err(1, MSG_PLATFORM));
+    }
+    if ctx.ep != Ep::AccessToken {
+        let token = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim);
+        let now = ctx.shared.now();
+        let owner = token.and_then(|t| lock(&ctx.shared.tokens).check(t, now));
+        let Some(owner) = owner else {
+            return Ok(err(401, MSG_401));
+        };
+        if !ctx.admit(&owner) {
+            return Ok(err(429, MSG_429));
+        }
+    }
+    use crate::{open_api as api, upload};
+    match ctx.ep {
+        Ep::AccessToken => api::access_token(ctx, req).await,
+        Ep::UserInfo => Ok(api::user_info(ctx)),
+        Ep::FileList => Ok(api::file_list(ctx, &req)),
+        Ep::DownloadInfo => Ok(api::download_info(ctx, &req)),
+        Ep::DirectLinkUrl => Ok(api::direct_link_url(ctx, &req)),
+        Ep::Mkdir => api::mkdir(ctx, req).await,
+        Ep::Move => api::move_files(ctx, req).await,
+        Ep::Rename => api::rename(ctx, req).await,
+        Ep::Trash => api::trash(ctx, req).await,
+        Ep::Delete => api::delete(ctx, req).await,
+        Ep::UploadDomain => Ok(upload::domain(ctx)),
+        Ep::Create => upload::create(ctx, req).await,
+        Ep::Slice => upload::slice(ctx, req).await,
+        Ep::Complete => upload::complete(ctx, req).await,
+        _ => Ok(not_found()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routing() {
+        assert_eq!(route(&Method::GET, "/api/v2/file/list"), Some(Ep::FileList));
+        assert_eq!(route(&Method::POST, "/api/v2/file/list"), None);
+        assert_eq!(route(&Method::HEAD, "/cdn/123-61/x"), Some(Ep::Cdn));
+        assert_eq!(route(&Method::GET, "/13/files/1.txt"), Some(Ep::Direct));
+        assert_eq!(route(&Method::GET, "/13"), None);
+        assert_eq!(route(&Method::GET, "/abc/files"), None);
+        assert_eq!(route(&Method::PUT, "/api/v1/file/name"), Some(Ep::Rename));
+    }
+}

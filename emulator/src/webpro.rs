@@ -1,0 +1,67 @@
+//! The share download hop (stats word `web-pro`, spec web §0.5).
+//!
+//! `/web-pro/download-v2/?params=<base64 URL>&is_s3=0` is the outer `DownloadURL`; clients decode
+//! `params` themselves (a browser GET is answered with a 302 to the decoded URL). The decoded URL,
+//! `/web-pro/redirect/<cdn tail>?…&auto_redirect=0`, answers 302 + `Location` or, with the
+//! `share_redirect_json` switch, 200 + `{"code":0,"message":"ok","data":{"redirect_url":…}}`.
+//! The final `/cdn/…` URL needs `Referer: <base>/`.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use http::header::{HeaderValue, LOCATION};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::json;
+
+use crate::cdn::{verify, LinkError};
+use crate::http::{empty, json, query, query_pairs, text, Resp};
+use crate::server::Ctx;
+
+/// `GET /web-pro/…`.
+pub fn handle(ctx: &Ctx, req: Request<Incoming>) -> Resp {
+    let sh = &ctx.shared;
+    let path = req.uri().path();
+    let pairs = query_pairs(req.uri());
+    if path == "/web-pro/download-v2/" || path == "/web-pro/download-v2" {
+        let decoded = query(&pairs, "params")
+            .and_then(|p| STANDARD.decode(p.trim()).ok())
+            .and_then(|b| String::from_utf8(b).ok());
+        return match decoded {
+            Some(url) => redirect(&url),
+            None => text(StatusCode::BAD_REQUEST, "400 Bad Request: params"),
+        };
+    }
+    let Some(tail) = path.strip_prefix("/web-pro/redirect") else {
+        return text(StatusCode::NOT_FOUND, "404 Not Found");
+    };
+    match verify(sh, tail, &pairs) {
+        Ok(_) => {}
+        Err(LinkError::Invalid) => return text(StatusCode::FORBIDDEN, "403 Forbidden: invalid link"),
+        Err(LinkError::Expired) => return text(StatusCode::FORBIDDEN, "403 Forbidden: link expired"),
+    }
+    let q: Vec<&str> = req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|kv| !kv.is_empty() && kv.split('=').next() != Some("auto_redirect"))
+        .collect();
+    let target = format!("{}/cdn{tail}?{}", sh.base_url, q.join("&"));
+    if sh.switches().share_redirect_json {
+        json(
+            StatusCode::OK,
+            &json!({"code": 0, "message": "ok", "data": {"redirect_url": target}}),
+        )
+    } else {
+        redirect(&target)
+    }
+}
+
+fn redirect(url: &str) -> Resp {
+    let mut r = Response::new(empty());
+    *r.status_mut() = StatusCode::FOUND;
+    if let Ok(v) = HeaderValue::from_str(url) {
+        r.headers_mut().insert(LOCATION, v);
+    }
+    r
+}

@@ -1,0 +1,12 @@
+//! Integration tests: every test starts its own emulator on 127.0.0.1:0 and talks real HTTP.
+
+mod common;
+
+mod binary;
+mod cdn;
+mod control;
+mod direct;
+mod limits;
+mod open_api;
+mod share;
+mod upload;
