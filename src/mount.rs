@@ -32,16 +32,30 @@ impl Mount {
 }
 
 /// Builds every mount of a config. Mounts that share a client id share one `OpenClient`.
-pub fn build_mounts(mounts: &[MountConfig], http: &reqwest::Client, clients: &OpenClients, state_dir: Option<&Path>) -> Vec<Arc<Mount>> {
+pub fn build_mounts(
+    mounts: &[MountConfig],
+    http: &reqwest::Client,
+    clients: &OpenClients,
+    state_dir: Option<&Path>,
+) -> Vec<Arc<Mount>> {
     mounts
         .iter()
         .map(|m| {
             let backend: Arc<dyn Backend> = match &m.backend {
                 BackendConfig::Open(open) => {
-                    let client = clients.get(http, &open.api_base, &open.client_id, open.client_secret.expose(), state_dir);
+                    let client = clients.get(
+                        http,
+                        &open.api_base,
+                        &open.client_id,
+                        open.client_secret.expose(),
+                        state_dir,
+                    );
                     let links = if open.direct_link {
                         LinkMode::Direct {
-                            key: open.direct_link_key.as_ref().map(|k| k.expose().to_string()),
+                            key: open
+                                .direct_link_key
+                                .as_ref()
+                                .map(|k| k.expose().to_string()),
                             valid: open.direct_link_valid,
                         }
                     } else {
@@ -50,7 +64,10 @@ pub fn build_mounts(mounts: &[MountConfig], http: &reqwest::Client, clients: &Op
                     Arc::new(OpenBackend::new(client, open.root_id, links))
                 }
             };
-            Arc::new(Mount { config: m.clone(), vfs: Vfs::new(backend, m.cache_ttl) })
+            Arc::new(Mount {
+                config: m.clone(),
+                vfs: Vfs::new(backend, m.cache_ttl),
+            })
         })
         .collect()
 }

@@ -33,18 +33,27 @@ fn seed(emu: &Emulator, root: &str) {
     for (i, name) in HOSTILE_NAMES.iter().enumerate() {
         emu.put_file(&format!("{root}/names/{name}"), bytes_of(100 + i, i as u8));
     }
-    emu.put_file(&format!("{root}/sub/deeper/leaf.txt"), "leaf".as_bytes().to_vec());
+    emu.put_file(
+        &format!("{root}/sub/deeper/leaf.txt"),
+        "leaf".as_bytes().to_vec(),
+    );
 }
 
 /// Starts a row: `direct` puts the files in the emulator's direct-link space and mounts that
 /// folder with direct links on.
 async fn row(download: &str, direct: bool) -> TestEnv {
-    let cfg = EmulatorConfig { direct_link_space: Some("/direct".into()), ..Default::default() };
+    let cfg = EmulatorConfig {
+        direct_link_space: Some("/direct".into()),
+        ..Default::default()
+    };
     let root = if direct { "/direct" } else { "/lib" };
     TestEnv::start(cfg, |emu| {
         seed(emu, root);
         let id = emu.lookup(root).map(|e| e.id).unwrap_or(0);
-        let extra = format!("root_id = {id}\n{}", if direct { "direct_link = true\n" } else { "" });
+        let extra = format!(
+            "root_id = {id}\n{}",
+            if direct { "direct_link = true\n" } else { "" }
+        );
         open_mount("/m", download, &extra)
     })
     .await
@@ -64,20 +73,40 @@ mod cases {
         assert_eq!(status, 207, "{body}");
         assert_eq!(responses(&body), HOSTILE_NAMES.len() + 1, "{body}");
         for (i, name) in HOSTILE_NAMES.iter().enumerate() {
-            let md5 = env.emu.lookup(&format!("{}/names/{name}", env_root(&env))).expect("seeded").md5;
-            assert!(body.contains(&format!("MD5:{md5}")), "checksum of {name} missing:\n{body}");
-            assert!(body.contains(&format!("<D:getcontentlength>{}</D:getcontentlength>", 100 + i)), "{name}");
+            let md5 = env
+                .emu
+                .lookup(&format!("{}/names/{name}", env_root(&env)))
+                .expect("seeded")
+                .md5;
+            assert!(
+                body.contains(&format!("MD5:{md5}")),
+                "checksum of {name} missing:\n{body}"
+            );
+            assert!(
+                body.contains(&format!(
+                    "<D:getcontentlength>{}</D:getcontentlength>",
+                    100 + i
+                )),
+                "{name}"
+            );
         }
         assert!(body.contains("<D:getetag>"), "{body}");
     }
 
     pub async fn gets_hostile_names(env: TestEnv) {
         for (i, name) in HOSTILE_NAMES.iter().enumerate() {
-            let path = format!("/m/names/{}", pan123_webdav::server::paths::encode_segment(name));
+            let path = format!(
+                "/m/names/{}",
+                pan123_webdav::server::paths::encode_segment(name)
+            );
             let res = env.get_following(&path, &[]).await;
             assert_eq!(res.status().as_u16(), 200, "GET {name}");
             let body = res.bytes().await.expect("body");
-            assert_eq!(body.as_ref(), bytes_of(100 + i, i as u8).as_slice(), "bytes of {name}");
+            assert_eq!(
+                body.as_ref(),
+                bytes_of(100 + i, i as u8).as_slice(),
+                "bytes of {name}"
+            );
         }
     }
 
@@ -95,12 +124,19 @@ mod cases {
         for (range, start, end) in cases {
             let res = env.get_following("/m/big.bin", &[("Range", range)]).await;
             assert_eq!(res.status().as_u16(), 206, "{range}");
-            let cr = res.headers().get("content-range").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            let cr = res
+                .headers()
+                .get("content-range")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
             assert_eq!(cr, format!("bytes {start}-{end}/{BIG}"), "{range}");
             let body = res.bytes().await.expect("body");
             assert_eq!(body.as_ref(), &all[*start..=*end], "{range}");
         }
-        let res = env.get_following("/m/big.bin", &[("Range", "bytes=400000-")]).await;
+        let res = env
+            .get_following("/m/big.bin", &[("Range", "bytes=400000-")])
+            .await;
         assert_eq!(res.status().as_u16(), 416);
         let full = env.get_following("/m/big.bin", &[]).await;
         assert_eq!(full.status().as_u16(), 200);
@@ -111,10 +147,27 @@ mod cases {
         env.emu.reset_stats();
         let res = env.req("HEAD", "/m/big.bin").send().await.expect("head");
         assert_eq!(res.status().as_u16(), 200);
-        assert_eq!(res.headers().get("content-length").and_then(|v| v.to_str().ok()), Some(BIG.to_string().as_str()));
-        let md5 = env.emu.lookup(&format!("{}/big.bin", env_root(&env))).expect("seeded").md5;
-        assert_eq!(res.headers().get("etag").and_then(|v| v.to_str().ok()), Some(format!("\"{md5}\"").as_str()));
-        assert_eq!(res.headers().get("accept-ranges").and_then(|v| v.to_str().ok()), Some("bytes"));
+        assert_eq!(
+            res.headers()
+                .get("content-length")
+                .and_then(|v| v.to_str().ok()),
+            Some(BIG.to_string().as_str())
+        );
+        let md5 = env
+            .emu
+            .lookup(&format!("{}/big.bin", env_root(&env)))
+            .expect("seeded")
+            .md5;
+        assert_eq!(
+            res.headers().get("etag").and_then(|v| v.to_str().ok()),
+            Some(format!("\"{md5}\"").as_str())
+        );
+        assert_eq!(
+            res.headers()
+                .get("accept-ranges")
+                .and_then(|v| v.to_str().ok()),
+            Some("bytes")
+        );
         let stats = env.emu.stats();
         assert_eq!(stats.calls("/api/v1/file/download_info"), 0);
         assert_eq!(stats.calls("/api/v1/direct-link/url"), 0);
@@ -126,14 +179,23 @@ mod cases {
         let res = env.req("GET", "/m/names/").send().await.expect("get");
         assert_eq!(res.status().as_u16(), 200);
         let html = res.text().await.expect("html");
-        assert!(html.contains("semi;colon&amp;amp=+.txt"), "names are escaped: {html}");
+        assert!(
+            html.contains("semi;colon&amp;amp=+.txt"),
+            "names are escaped: {html}"
+        );
         let (status, _) = env.propfind("/m/nope/", "1").await;
         assert_eq!(status, 404);
     }
 
     pub async fn etag_is_one_validator(env: TestEnv) {
-        let md5 = env.emu.lookup(&format!("{}/big.bin", env_root(&env))).expect("seeded").md5;
-        let res = env.get_following("/m/big.bin", &[("If-None-Match", &format!("\"{md5}\""))]).await;
+        let md5 = env
+            .emu
+            .lookup(&format!("{}/big.bin", env_root(&env)))
+            .expect("seeded")
+            .md5;
+        let res = env
+            .get_following("/m/big.bin", &[("If-None-Match", &format!("\"{md5}\""))])
+            .await;
         assert_eq!(res.status().as_u16(), 304);
         let (_, body) = env.propfind("/m/big.bin", "0").await;
         assert!(body.contains(&md5), "{body}");

@@ -36,16 +36,32 @@ async fn demo_starts_and_answers_propfind() {
     let (mut url, mut user, mut password) = (None, None, None);
     let deadline = Instant::now() + Duration::from_secs(120);
     while (url.is_none() || user.is_none() || password.is_none()) && Instant::now() < deadline {
-        let Ok(line) = rx.recv_timeout(Duration::from_secs(1)) else { continue };
-        let value = |prefix: &str| line.trim().strip_prefix(prefix).map(|v| v.trim().to_string());
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(1)) else {
+            continue;
+        };
+        let value = |prefix: &str| {
+            line.trim()
+                .strip_prefix(prefix)
+                .map(|v| v.trim().to_string())
+        };
         url = url.or(value("WebDAV URL:"));
         user = user.or(value("user:"));
         password = password.or(value("password:"));
     }
-    let (url, user, password) = (url.expect("URL printed"), user.expect("user printed"), password.expect("password printed"));
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client");
+    let (url, user, password) = (
+        url.expect("URL printed"),
+        user.expect("user printed"),
+        password.expect("password printed"),
+    );
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client");
     let res = client
-        .request(reqwest::Method::from_bytes(b"PROPFIND").expect("method"), format!("{}open/", url))
+        .request(
+            reqwest::Method::from_bytes(b"PROPFIND").expect("method"),
+            format!("{}open/", url),
+        )
         .basic_auth(&user, Some(&password))
         .header("Depth", "1")
         .send()

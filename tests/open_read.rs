@@ -21,7 +21,10 @@ fn lib_mount(emu: &pan123_emulator::Emulator, path: &str, download: &str) -> Str
 async fn thousand_entry_folder_costs_ten_calls_cold_and_none_warm() {
     let env = TestEnv::start(EmulatorConfig::default(), |emu| {
         for i in 0..1000 {
-            emu.put_file(&format!("/lib/big/f{i:04}.txt"), format!("file {i}").into_bytes());
+            emu.put_file(
+                &format!("/lib/big/f{i:04}.txt"),
+                format!("file {i}").into_bytes(),
+            );
         }
         lib_mount(emu, "/m", "proxy")
     })
@@ -35,13 +38,24 @@ async fn thousand_entry_folder_costs_ten_calls_cold_and_none_warm() {
     assert_eq!(responses(&body), 1001);
     for i in [0, 1, 99, 100, 101, 500, 999] {
         let name = format!("f{i:04}.txt");
-        assert!(body.contains(&format!("<D:href>/m/big/{name}</D:href>")), "{name} missing");
+        assert!(
+            body.contains(&format!("<D:href>/m/big/{name}</D:href>")),
+            "{name} missing"
+        );
     }
-    assert_eq!(env.emu.stats().calls(LIST), 10, "cold listing = ceil(1000/100) calls");
+    assert_eq!(
+        env.emu.stats().calls(LIST),
+        10,
+        "cold listing = ceil(1000/100) calls"
+    );
     let (status, body) = env.propfind("/m/big/", "1").await;
     assert_eq!(status, 207);
     assert_eq!(responses(&body), 1001);
-    assert_eq!(env.emu.stats().calls(LIST), 10, "warm listing costs nothing");
+    assert_eq!(
+        env.emu.stats().calls(LIST),
+        10,
+        "warm listing costs nothing"
+    );
 }
 
 #[tokio::test]
@@ -55,7 +69,13 @@ async fn a_failed_page_is_never_a_short_folder() {
     .await;
     let (status, _) = env.propfind("/m/", "1").await;
     assert_eq!(status, 207);
-    env.emu.inject(Fault { endpoint: LIST.into(), kind: FaultKind::FailPage { page: 2, count: 100 } });
+    env.emu.inject(Fault {
+        endpoint: LIST.into(),
+        kind: FaultKind::FailPage {
+            page: 2,
+            count: 100,
+        },
+    });
     let (status, body) = env.propfind("/m/big/", "1").await;
     assert!(status == 502 || status == 503, "got {status}: {body}");
     assert!(!body.contains("multistatus"));
@@ -76,13 +96,24 @@ async fn a_429_storm_ends_in_503_with_retry_after_after_bounded_retries() {
     let (status, _) = env.propfind("/m/", "1").await;
     assert_eq!(status, 207);
     env.emu.reset_stats();
-    env.emu.inject(Fault { endpoint: LIST.into(), kind: FaultKind::Code429 { count: 1000 } });
-    let res = env.req("PROPFIND", "/m/a/").header("Depth", "1").send().await.expect("propfind");
+    env.emu.inject(Fault {
+        endpoint: LIST.into(),
+        kind: FaultKind::Code429 { count: 1000 },
+    });
+    let res = env
+        .req("PROPFIND", "/m/a/")
+        .header("Depth", "1")
+        .send()
+        .await
+        .expect("propfind");
     assert_eq!(res.status().as_u16(), 503);
     assert!(res.headers().get("retry-after").is_some());
     let stats = env.emu.stats();
     let attempts = stats.calls(LIST) + stats.refused(LIST);
-    assert!((2..=10).contains(&attempts), "bounded retries, got {attempts}");
+    assert!(
+        (2..=10).contains(&attempts),
+        "bounded retries, got {attempts}"
+    );
 }
 
 #[tokio::test]
@@ -98,9 +129,17 @@ async fn head_makes_no_link_call_and_ten_range_gets_make_one() {
     let all = bytes_of(50_000, 3);
     for i in 0..10u64 {
         let start = i * 4000;
-        let res = env.req("GET", "/m/film.mkv").header("Range", format!("bytes={start}-{}", start + 999)).send().await.expect("get");
+        let res = env
+            .req("GET", "/m/film.mkv")
+            .header("Range", format!("bytes={start}-{}", start + 999))
+            .send()
+            .await
+            .expect("get");
         assert_eq!(res.status().as_u16(), 206);
-        assert_eq!(res.bytes().await.expect("body").as_ref(), &all[start as usize..start as usize + 1000]);
+        assert_eq!(
+            res.bytes().await.expect("body").as_ref(),
+            &all[start as usize..start as usize + 1000]
+        );
     }
     assert_eq!(env.emu.stats().calls(DOWNLOAD_INFO), 1);
 }
@@ -109,19 +148,41 @@ async fn head_makes_no_link_call_and_ten_range_gets_make_one() {
 async fn auto_proxies_download_info_links_and_a_forced_redirect_fails_from_elsewhere() {
     let env = TestEnv::start(EmulatorConfig::default(), |emu| {
         emu.put_file("/lib/film.mkv", bytes_of(10_000, 4));
-        format!("{}{}", lib_mount(emu, "/auto", "auto"), lib_mount(emu, "/redir", "redirect"))
+        format!(
+            "{}{}",
+            lib_mount(emu, "/auto", "auto"),
+            lib_mount(emu, "/redir", "redirect")
+        )
     })
     .await;
     // auto never redirects a download_info link.
     let res = env.req("GET", "/auto/film.mkv").send().await.expect("get");
     assert_eq!(res.status().as_u16(), 200);
-    assert_eq!(res.bytes().await.expect("body").as_ref(), bytes_of(10_000, 4).as_slice());
+    assert_eq!(
+        res.bytes().await.expect("body").as_ref(),
+        bytes_of(10_000, 4).as_slice()
+    );
     // A client at 127.0.0.2 following a forced redirect meets the CDN's refusal.
     let res = env.req("GET", "/redir/film.mkv").send().await.expect("get");
     assert_eq!(res.status().as_u16(), 302);
-    assert_eq!(res.headers().get("cache-control").and_then(|v| v.to_str().ok()), Some("no-store"));
-    assert_eq!(res.headers().get("referrer-policy").and_then(|v| v.to_str().ok()), Some("no-referrer"));
-    let location = res.headers().get("location").and_then(|v| v.to_str().ok()).expect("location").to_string();
+    assert_eq!(
+        res.headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok()),
+        Some("no-store")
+    );
+    assert_eq!(
+        res.headers()
+            .get("referrer-policy")
+            .and_then(|v| v.to_str().ok()),
+        Some("no-referrer")
+    );
+    let location = res
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .expect("location")
+        .to_string();
     let elsewhere = reqwest::Client::builder()
         .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
         .timeout(HANG_GUARD)
@@ -131,9 +192,17 @@ async fn auto_proxies_download_info_links_and_a_forced_redirect_fails_from_elsew
     assert_eq!(refused.status().as_u16(), 403);
     assert!(refused.text().await.unwrap_or_default().contains("1010"));
     // The same client through the proxy mount gets the bytes.
-    let res = elsewhere.get(env.url("/auto/film.mkv")).basic_auth(USER, Some(PASSWORD)).send().await.expect("get");
+    let res = elsewhere
+        .get(env.url("/auto/film.mkv"))
+        .basic_auth(USER, Some(PASSWORD))
+        .send()
+        .await
+        .expect("get");
     assert_eq!(res.status().as_u16(), 200);
-    assert_eq!(res.bytes().await.expect("body").as_ref(), bytes_of(10_000, 4).as_slice());
+    assert_eq!(
+        res.bytes().await.expect("body").as_ref(),
+        bytes_of(10_000, 4).as_slice()
+    );
 }
 
 #[tokio::test]
@@ -151,7 +220,11 @@ async fn a_cdn_error_page_is_never_passed_on_as_bytes() {
             s.cdn_refusal_http_200 = http_200;
         });
         let res = env.req("GET", "/m/film.mkv").send().await.expect("get");
-        assert_eq!(res.status().as_u16(), 502, "refusal style http_200={http_200}");
+        assert_eq!(
+            res.status().as_u16(),
+            502,
+            "refusal style http_200={http_200}"
+        );
         let body = res.bytes().await.unwrap_or_default();
         assert_ne!(body.as_ref(), bytes_of(10_000, 5).as_slice());
         // One fresh link was tried, then the gateway gave up.
@@ -166,7 +239,13 @@ async fn an_upstream_cut_mid_body_gives_fewer_bytes_never_wrong_ones() {
         lib_mount(emu, "/m", "proxy")
     })
     .await;
-    env.emu.inject(Fault { endpoint: "cdn".into(), kind: FaultKind::CutAfter { bytes: 70_000, count: 1 } });
+    env.emu.inject(Fault {
+        endpoint: "cdn".into(),
+        kind: FaultKind::CutAfter {
+            bytes: 70_000,
+            count: 1,
+        },
+    });
     let res = env.req("GET", "/m/film.mkv").send().await.expect("get");
     assert_eq!(res.status().as_u16(), 200);
     let mut got = Vec::new();
@@ -182,16 +261,27 @@ async fn an_upstream_cut_mid_body_gives_fewer_bytes_never_wrong_ones() {
             }
         }
     }
-    assert!(failed, "the client must see the cut, not a complete-looking body");
+    assert!(
+        failed,
+        "the client must see the cut, not a complete-looking body"
+    );
     assert!(got.len() < 200_000);
-    assert_eq!(got.as_slice(), &bytes_of(200_000, 6)[..got.len()], "every byte delivered is right");
+    assert_eq!(
+        got.as_slice(),
+        &bytes_of(200_000, 6)[..got.len()],
+        "every byte delivered is right"
+    );
 }
 
 #[tokio::test]
 async fn two_mounts_share_one_token_and_a_restart_reuses_it() {
     let mut env = TestEnv::start(EmulatorConfig::default(), |emu| {
         emu.put_file("/lib/a.txt", b"a".to_vec());
-        format!("{}{}", lib_mount(emu, "/one", "proxy"), lib_mount(emu, "/two", "proxy"))
+        format!(
+            "{}{}",
+            lib_mount(emu, "/one", "proxy"),
+            lib_mount(emu, "/two", "proxy")
+        )
     })
     .await;
     assert_eq!(env.propfind("/one/", "1").await.0, 207);
@@ -199,7 +289,11 @@ async fn two_mounts_share_one_token_and_a_restart_reuses_it() {
     assert_eq!(env.emu.stats().tokens_issued, 1);
     env.start_gateway().await;
     assert_eq!(env.propfind("/one/", "1").await.0, 207);
-    assert_eq!(env.emu.stats().tokens_issued, 1, "the persisted token is reused after a restart");
+    assert_eq!(
+        env.emu.stats().tokens_issued,
+        1,
+        "the persisted token is reused after a restart"
+    );
 }
 
 #[tokio::test]
@@ -216,8 +310,12 @@ async fn concurrent_401s_cause_one_refresh() {
     env.emu.expire_tokens();
     let mut tasks = Vec::new();
     for i in 0..8 {
-        let rb = env.req("PROPFIND", &format!("/m/d{i}/")).header("Depth", "1");
-        tasks.push(tokio::spawn(async move { rb.send().await.map(|r| r.status().as_u16()) }));
+        let rb = env
+            .req("PROPFIND", &format!("/m/d{i}/"))
+            .header("Depth", "1");
+        tasks.push(tokio::spawn(async move {
+            rb.send().await.map(|r| r.status().as_u16())
+        }));
     }
     for t in tasks {
         assert_eq!(t.await.expect("join").expect("propfind"), 207);
@@ -231,26 +329,83 @@ async fn auth_and_mount_permissions() {
         EmulatorConfig::default(),
         |emu| {
             emu.put_file("/lib/a.txt", b"a".to_vec());
-            format!("{}{}", lib_mount(emu, "/one", "proxy"), lib_mount(emu, "/two", "proxy"))
+            format!(
+                "{}{}",
+                lib_mount(emu, "/one", "proxy"),
+                lib_mount(emu, "/two", "proxy")
+            )
         },
         "[[users]]\nname = \"bob\"\npassword_hash = \"{hash}\"\nmounts = [\"/one\"]\n",
     )
     .await;
-    let res = env.client.request(reqwest::Method::from_bytes(b"PROPFIND").unwrap(), env.url("/one/")).basic_auth(USER, Some("wrong")).send().await.expect("req");
+    let res = env
+        .client
+        .request(
+            reqwest::Method::from_bytes(b"PROPFIND").unwrap(),
+            env.url("/one/"),
+        )
+        .basic_auth(USER, Some("wrong"))
+        .send()
+        .await
+        .expect("req");
     assert_eq!(res.status().as_u16(), 401);
-    let challenge = res.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let challenge = res
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     assert!(challenge.starts_with("Basic"), "{challenge}");
-    let res = env.client.get(env.url("/one/a.txt")).send().await.expect("req");
+    let res = env
+        .client
+        .get(env.url("/one/a.txt"))
+        .send()
+        .await
+        .expect("req");
     assert_eq!(res.status().as_u16(), 401);
-    let bob = |path: &str| env.client.get(env.url(path)).basic_auth("bob", Some(PASSWORD));
-    assert_eq!(bob("/one/a.txt").send().await.expect("req").status().as_u16(), 200);
-    assert_eq!(bob("/two/a.txt").send().await.expect("req").status().as_u16(), 403);
+    let bob = |path: &str| {
+        env.client
+            .get(env.url(path))
+            .basic_auth("bob", Some(PASSWORD))
+    };
+    assert_eq!(
+        bob("/one/a.txt")
+            .send()
+            .await
+            .expect("req")
+            .status()
+            .as_u16(),
+        200
+    );
+    assert_eq!(
+        bob("/two/a.txt")
+            .send()
+            .await
+            .expect("req")
+            .status()
+            .as_u16(),
+        403
+    );
     // OPTIONS needs no credentials.
-    let res = env.client.request(reqwest::Method::OPTIONS, env.url("/one/")).send().await.expect("options");
+    let res = env
+        .client
+        .request(reqwest::Method::OPTIONS, env.url("/one/"))
+        .send()
+        .await
+        .expect("options");
     assert_eq!(res.status().as_u16(), 200);
-    assert_eq!(res.headers().get("dav").and_then(|v| v.to_str().ok()), Some("1"));
-    let allow = res.headers().get("allow").and_then(|v| v.to_str().ok()).unwrap_or("");
-    assert!(!allow.contains("PUT") && !allow.contains("DELETE"), "{allow}");
+    assert_eq!(
+        res.headers().get("dav").and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    let allow = res
+        .headers()
+        .get("allow")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    assert!(
+        !allow.contains("PUT") && !allow.contains("DELETE"),
+        "{allow}"
+    );
 }
 
 #[tokio::test]
@@ -263,23 +418,71 @@ async fn signed_urls_are_checked() {
     .await;
     let res = env.req("GET", "/m/a.txt").send().await.expect("get");
     assert_eq!(res.status().as_u16(), 302);
-    let location = res.headers().get("location").and_then(|v| v.to_str().ok()).expect("location").to_string();
-    assert!(location.starts_with(&format!("{}/-/d/m/a.txt?sign=", env.base)), "{location}");
+    let location = res
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .expect("location")
+        .to_string();
+    assert!(
+        location.starts_with(&format!("{}/-/d/m/a.txt?sign=", env.base)),
+        "{location}"
+    );
     // The signed URL works without credentials.
     let ok = env.client.get(&location).send().await.expect("get");
     assert_eq!(ok.status().as_u16(), 200);
     assert_eq!(ok.bytes().await.expect("body").as_ref(), b"signed bytes");
     // Another path with the same signature, a tampered signature, an expired one.
     let foreign = location.replace("/a.txt?", "/b.txt?");
-    assert_eq!(env.client.get(&foreign).send().await.expect("get").status().as_u16(), 403);
+    assert_eq!(
+        env.client
+            .get(&foreign)
+            .send()
+            .await
+            .expect("get")
+            .status()
+            .as_u16(),
+        403
+    );
     let sign = location.split("sign=").nth(1).unwrap_or("").to_string();
     let tampered = location.replace(&sign, &format!("A{sign}"));
-    assert_eq!(env.client.get(&tampered).send().await.expect("get").status().as_u16(), 403);
+    assert_eq!(
+        env.client
+            .get(&tampered)
+            .send()
+            .await
+            .expect("get")
+            .status()
+            .as_u16(),
+        403
+    );
     let signer = pan123_webdav::download::sign::UrlSigner::new(SIGNING_KEY.as_bytes());
     let expired = signer.sign("/m/a.txt", 1_000);
-    let url = format!("{}/-/d/m/a.txt?sign={}", env.base, percent_encoding::utf8_percent_encode(&expired, percent_encoding::NON_ALPHANUMERIC));
-    assert_eq!(env.client.get(&url).send().await.expect("get").status().as_u16(), 403);
-    assert_eq!(env.client.get(format!("{}/-/d/m/a.txt", env.base)).send().await.expect("get").status().as_u16(), 403);
+    let url = format!(
+        "{}/-/d/m/a.txt?sign={}",
+        env.base,
+        percent_encoding::utf8_percent_encode(&expired, percent_encoding::NON_ALPHANUMERIC)
+    );
+    assert_eq!(
+        env.client
+            .get(&url)
+            .send()
+            .await
+            .expect("get")
+            .status()
+            .as_u16(),
+        403
+    );
+    assert_eq!(
+        env.client
+            .get(format!("{}/-/d/m/a.txt", env.base))
+            .send()
+            .await
+            .expect("get")
+            .status()
+            .as_u16(),
+        403
+    );
 }
 
 #[tokio::test]
@@ -289,10 +492,20 @@ async fn mini_redirector_gets_bytes_on_a_redirect_mount() {
         lib_mount(emu, "/m", "redirect")
     })
     .await;
-    let res = env.req("GET", "/m/a.txt").header("User-Agent", "Microsoft-WebDAV-MiniRedir/10.0.19045").send().await.expect("get");
+    let res = env
+        .req("GET", "/m/a.txt")
+        .header("User-Agent", "Microsoft-WebDAV-MiniRedir/10.0.19045")
+        .send()
+        .await
+        .expect("get");
     assert_eq!(res.status().as_u16(), 200);
     assert_eq!(res.bytes().await.expect("body").as_ref(), b"windows bytes");
-    let res = env.req("GET", "/m/a.txt").header("User-Agent", "rclone/v1.60").send().await.expect("get");
+    let res = env
+        .req("GET", "/m/a.txt")
+        .header("User-Agent", "rclone/v1.60")
+        .send()
+        .await
+        .expect("get");
     assert_eq!(res.status().as_u16(), 302);
 }
 
@@ -303,15 +516,56 @@ async fn depth_rules_and_stale_if_range() {
         lib_mount(emu, "/m", "proxy")
     })
     .await;
-    let res = env.req("PROPFIND", "/m/d/").header("Depth", "infinity").send().await.expect("propfind");
+    let res = env
+        .req("PROPFIND", "/m/d/")
+        .header("Depth", "infinity")
+        .send()
+        .await
+        .expect("propfind");
     assert_eq!(res.status().as_u16(), 403);
-    assert!(res.text().await.unwrap_or_default().contains("propfind-finite-depth"));
+    assert!(res
+        .text()
+        .await
+        .unwrap_or_default()
+        .contains("propfind-finite-depth"));
     // Missing Depth means 1: the folder and its child.
     let res = env.req("PROPFIND", "/m/d/").send().await.expect("propfind");
     assert_eq!(res.status().as_u16(), 207);
     assert_eq!(responses(&res.text().await.unwrap_or_default()), 2);
     // If-Range with a stale ETag: the full file, 200.
-    let res = env.req("GET", "/m/d/a.txt").header("Range", "bytes=0-9").header("If-Range", "\"0123456789abcdef0123456789abcdef\"").send().await.expect("get");
+    let res = env
+        .req("GET", "/m/d/a.txt")
+        .header("Range", "bytes=0-9")
+        .header("If-Range", "\"0123456789abcdef0123456789abcdef\"")
+        .send()
+        .await
+        .expect("get");
     assert_eq!(res.status().as_u16(), 200);
     assert_eq!(res.bytes().await.expect("body").len(), 1000);
+}
+
+#[tokio::test]
+async fn a_refused_cached_link_is_fetched_again_once() {
+    let env = TestEnv::start(EmulatorConfig::default(), |emu| {
+        emu.put_file("/lib/film.mkv", bytes_of(10_000, 7));
+        lib_mount(emu, "/m", "proxy")
+    })
+    .await;
+    let res = env.req("GET", "/m/film.mkv").send().await.expect("get");
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(env.emu.stats().calls(DOWNLOAD_INFO), 1);
+    // Two hours later the cached link has expired at the CDN.
+    env.emu.set_clock_offset(2 * 3600);
+    let res = env
+        .req("GET", "/m/film.mkv")
+        .header("Range", "bytes=100-199")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(res.status().as_u16(), 206);
+    assert_eq!(
+        res.bytes().await.expect("body").as_ref(),
+        &bytes_of(10_000, 7)[100..200]
+    );
+    assert_eq!(env.emu.stats().calls(DOWNLOAD_INFO), 2);
 }

@@ -85,11 +85,23 @@ mod tests {
         let k = sign("/13/files/1.txt", 1689220731, "123", 13, "289ds32418bxdba");
         assert_eq!(k, "1689220731-123-13-3bdacc0e031fd67fe829152f37c8fbad");
         assert_eq!(
-            verify("/13/files/1.txt", Some(&k), 13, "289ds32418bxdba", 1689220000),
+            verify(
+                "/13/files/1.txt",
+                Some(&k),
+                13,
+                "289ds32418bxdba",
+                1689220000
+            ),
             Ok(())
         );
         assert_eq!(
-            verify("/13/files/1.txt", Some(&k), 13, "289ds32418bxdba", 1689220732),
+            verify(
+                "/13/files/1.txt",
+                Some(&k),
+                13,
+                "289ds32418bxdba",
+                1689220732
+            ),
             Err(AuthKeyError::Expired)
         );
     }

@@ -9,7 +9,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::header::{HeaderValue, CONTENT_TYPE, REFERER, RANGE};
+use http::header::{HeaderValue, CONTENT_TYPE, RANGE, REFERER};
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
@@ -83,7 +83,11 @@ pub(crate) enum LinkError {
 }
 
 /// Check a link's tail + query (signature and expiry; not the requester).
-pub(crate) fn verify(sh: &Shared, tail: &str, pairs: &[(String, String)]) -> Result<Parsed, LinkError> {
+pub(crate) fn verify(
+    sh: &Shared,
+    tail: &str,
+    pairs: &[(String, String)],
+) -> Result<Parsed, LinkError> {
     let segs: Vec<&str> = tail.split('/').collect();
     let [_, _bucket, _prefix, size0, md5] = segs.as_slice() else {
         return Err(LinkError::Invalid);
@@ -117,7 +121,14 @@ pub(crate) fn verify(sh: &Shared, tail: &str, pairs: &[(String, String)]) -> Res
 /// last octet, so 127.0.0.1 and 127.0.0.2 are "different cities".
 fn city(ip: &str) -> &'static str {
     const CITIES: [&str; 8] = [
-        "shanghai", "beijing", "guangzhou", "shenzhen", "hangzhou", "chengdu", "wuhan", "nanjing",
+        "shanghai",
+        "beijing",
+        "guangzhou",
+        "shenzhen",
+        "hangzhou",
+        "chengdu",
+        "wuhan",
+        "nanjing",
     ];
     let last = ip
         .rsplit(['.', ':'])
@@ -134,8 +145,12 @@ pub fn handle(ctx: &Ctx, req: Request<Incoming>) -> Resp {
     let pairs = query_pairs(req.uri());
     let link = match verify(sh, &tail, &pairs) {
         Ok(l) => l,
-        Err(LinkError::Invalid) => return text(StatusCode::FORBIDDEN, "403 Forbidden: invalid link"),
-        Err(LinkError::Expired) => return text(StatusCode::FORBIDDEN, "403 Forbidden: link expired"),
+        Err(LinkError::Invalid) => {
+            return text(StatusCode::FORBIDDEN, "403 Forbidden: invalid link")
+        }
+        Err(LinkError::Expired) => {
+            return text(StatusCode::FORBIDDEN, "403 Forbidden: link expired")
+        }
     };
     let requester = ctx.peer.ip().to_string();
     if requester != link.ip {
@@ -155,8 +170,10 @@ pub fn handle(ctx: &Ctx, req: Request<Incoming>) -> Resp {
         let got = req.headers().get(REFERER).and_then(|v| v.to_str().ok());
         if got != Some(want.as_str()) {
             let mut r = text(StatusCode::FORBIDDEN, "403 Forbidden: anti-leech (Referer)");
-            r.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
             return r;
         }
     }

@@ -23,7 +23,9 @@ pub struct Clock {
 impl Clock {
     /// Current Unix time in seconds.
     pub fn now(&self) -> i64 {
-        Utc::now().timestamp() + self.offset_secs.load(Ordering::Relaxed)
+        Utc::now()
+            .timestamp()
+            .saturating_add(self.offset_secs.load(Ordering::Relaxed))
     }
 
     /// Shift the clock: `now()` becomes system time + `secs`.
@@ -59,7 +61,7 @@ pub fn cst_minute_stamp(unix: i64) -> String {
 
 /// The calendar day (UTC+8) of a Unix time, as days since the epoch; used for daily quotas.
 pub fn cst_day(unix: i64) -> i64 {
-    (unix + 8 * 3600).div_euclid(86400)
+    unix.saturating_add(8 * 3600).div_euclid(86400)
 }
 
 #[cfg(test)]

@@ -293,9 +293,15 @@ mod tests {
     #[test]
     fn cli_specs_parse() {
         let g = GenerateSpec::parse("/big=2:1MiB@7").unwrap();
-        assert_eq!((g.path.as_str(), g.count, g.size, g.seed), ("/big", 2, 1 << 20, 7));
+        assert_eq!(
+            (g.path.as_str(), g.count, g.size, g.seed),
+            ("/big", 2, 1 << 20, 7)
+        );
         let g = GenerateSpec::parse("10:4k").unwrap();
-        assert_eq!((g.path.as_str(), g.count, g.size, g.seed), ("/generated", 10, 4096, 1));
+        assert_eq!(
+            (g.path.as_str(), g.count, g.size, g.seed),
+            ("/generated", 10, 4096, 1)
+        );
         let s = ShareSpec::parse("abc-DEF:pw12=/films").unwrap();
         assert_eq!(s.key, "abc-DEF");
         assert_eq!(s.password.as_deref(), Some("pw12"));

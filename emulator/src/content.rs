@@ -33,7 +33,10 @@ pub enum Blob {
     /// A file on disk, read when served.
     File(PathBuf),
     /// Generated from a seed (see `generated_fill`).
-    Generated { seed: u64 },
+    Generated {
+        /// The seed; byte i is a function of (seed, i).
+        seed: u64,
+    },
 }
 
 /// Content key: lowercase hex MD5 and size.

@@ -119,20 +119,24 @@ pub(crate) async fn handle(sh: &Shared, req: Request<Incoming>) -> Resp {
             StatusCode::OK,
             &json!({"now": sh.now(), "offset_secs": sh.clock.offset()}),
         ),
-        (Method::POST, "/__emulator/clock") => match parsed().ok().and_then(|v| v["offset_secs"].as_i64()) {
-            Some(o) => {
-                sh.clock.set_offset(o);
-                json(StatusCode::OK, &json!({"now": sh.now(), "offset_secs": o}))
+        (Method::POST, "/__emulator/clock") => {
+            match parsed().ok().and_then(|v| v["offset_secs"].as_i64()) {
+                Some(o) => {
+                    sh.clock.set_offset(o);
+                    json(StatusCode::OK, &json!({"now": sh.now(), "offset_secs": o}))
+                }
+                None => bad("expected {\"offset_secs\": N}"),
             }
-            None => bad("expected {\"offset_secs\": N}"),
-        },
-        (Method::POST, "/__emulator/qps") => match parsed().ok().and_then(|v| v["enabled"].as_bool()) {
-            Some(on) => {
-                sh.qps.store(on, Ordering::Relaxed);
-                done()
+        }
+        (Method::POST, "/__emulator/qps") => {
+            match parsed().ok().and_then(|v| v["enabled"].as_bool()) {
+                Some(on) => {
+                    sh.qps.store(on, Ordering::Relaxed);
+                    done()
+                }
+                None => bad("expected {\"enabled\": bool}"),
             }
-            None => bad("expected {\"enabled\": bool}"),
-        },
+        }
         _ => not_found(),
     }
 }

@@ -48,7 +48,8 @@ pub fn handle(ctx: &Ctx, req: Request<Incoming>) -> Resp {
     let decoded = decoded.into_owned();
     if let Some(key) = &sh.direct_link_key {
         let pairs = query_pairs(req.uri());
-        if let Err(e) = crate::auth_key::verify(&decoded, query(&pairs, "auth_key"), sh.uid, key, sh.now())
+        if let Err(e) =
+            crate::auth_key::verify(&decoded, query(&pairs, "auth_key"), sh.uid, key, sh.now())
         {
             return text(StatusCode::FORBIDDEN, &format!("403 Forbidden: {e}"));
         }

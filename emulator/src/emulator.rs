@@ -186,8 +186,7 @@ impl Emulator {
                 for k in 1..=spec.count {
                     let seed = spec.seed.wrapping_add(k - 1);
                     let md5 = content::generated_md5(seed, spec.size, &cache);
-                    fs.content
-                        .insert(&md5, spec.size, Blob::Generated { seed });
+                    fs.content.insert(&md5, spec.size, Blob::Generated { seed });
                     fs.tree.insert(
                         dir,
                         &format!("file-{k:0width$}.bin"),
@@ -205,7 +204,10 @@ impl Emulator {
             .map(|p| mkdir_p(&mut fs, p, now));
         let mut shares = HashMap::new();
         for s in &cfg.shares {
-            let root = fs.tree.resolve(&s.path).unwrap_or_else(|| mkdir_p(&mut fs, &s.path, now));
+            let root = fs
+                .tree
+                .resolve(&s.path)
+                .unwrap_or_else(|| mkdir_p(&mut fs, &s.path, now));
             shares.insert(
                 s.key.clone(),
                 Share {

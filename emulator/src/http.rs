@@ -33,9 +33,7 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 
 /// An empty body.
 pub fn empty() -> Body {
-    Empty::new()
-        .map_err(|never| match never {})
-        .boxed_unsync()
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 
 /// A JSON response with `Content-Type: application/json`.
@@ -137,7 +135,9 @@ pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, BodyError>
     match Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 Err(BodyError::TooLarge)
             } else {
                 Err(BodyError::Io)
@@ -165,7 +165,9 @@ impl Args {
         self.0.get(key).or_else(|| {
             self.0
                 .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(key) || k.to_lowercase() == key.to_lowercase())
+                .find(|(k, _)| {
+                    k.eq_ignore_ascii_case(key) || k.to_lowercase() == key.to_lowercase()
+                })
                 .map(|(_, v)| v)
         })
     }
@@ -197,7 +199,12 @@ impl Args {
     pub fn ids(&self, key: &str) -> Result<Option<Vec<i64>>, ()> {
         match self.get(key) {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::Array(a)) => a.iter().map(as_int).collect::<Option<Vec<_>>>().map(Some).ok_or(()),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(as_int)
+                .collect::<Option<Vec<_>>>()
+                .map(Some)
+                .ok_or(()),
             Some(_) => Err(()),
         }
     }
@@ -259,8 +266,10 @@ mod tests {
 
     #[test]
     fn args_are_go_lenient() {
-        let a = Args::parse(br#"{"parentFileId":"12","FILENAME":"x","size":5,"containDir":true,"fileIDs":[1,"2"]}"#)
-            .unwrap();
+        let a = Args::parse(
+            br#"{"parentFileId":"12","FILENAME":"x","size":5,"containDir":true,"fileIDs":[1,"2"]}"#,
+        )
+        .unwrap();
         assert_eq!(a.int("parentFileID"), Ok(Some(12)));
         assert_eq!(a.str("filename"), Some("x"));
         assert_eq!(a.int("size"), Ok(Some(5)));
@@ -272,7 +281,10 @@ mod tests {
 
     #[test]
     fn path_encoding() {
-        assert_eq!(encode_path(["1", "视频", "a b.mp4"]), "/1/%E8%A7%86%E9%A2%91/a%20b.mp4");
+        assert_eq!(
+            encode_path(["1", "视频", "a b.mp4"]),
+            "/1/%E8%A7%86%E9%A2%91/a%20b.mp4"
+        );
         assert_eq!(encode_path(["a%b", "q?"]), "/a%25b/q%3F");
     }
 }

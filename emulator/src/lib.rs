@@ -12,6 +12,11 @@
 //! # Ok(()) }
 //! ```
 
+// Handlers return a ready error response as `Err(Resp)` for early exits; a response is built
+// at most once per request, so its size on the stack does not matter.
+#![allow(clippy::result_large_err)]
+#![warn(missing_docs)]
+
 pub mod auth_key;
 mod cdn;
 pub mod clock;

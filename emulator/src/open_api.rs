@@ -64,7 +64,9 @@ pub async fn access_token(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResul
     let ttl = i64::try_from(sh.switches().token_ttl.as_secs()).unwrap_or(i64::MAX);
     let now = sh.now();
     let (token, expires) = lock(&sh.tokens).issue(&id, now, ttl);
-    Ok(ok(json!({"accessToken": token, "expiredAt": rfc3339_cst(expires)})))
+    Ok(ok(
+        json!({"accessToken": token, "expiredAt": rfc3339_cst(expires)}),
+    ))
 }
 
 /// `GET /api/v1/user/info`.
@@ -143,7 +145,10 @@ pub fn file_list(ctx: &Ctx, req: &Request<Incoming>) -> Resp {
         Some(_) => return err(1, "limit参数错误,最大为100"),
     };
     let last = last.unwrap_or(0);
-    let search = crate::http::query(&q, "searchData").unwrap_or("").trim().to_string();
+    let search = crate::http::query(&q, "searchData")
+        .unwrap_or("")
+        .trim()
+        .to_string();
     let exact = crate::http::query(&q, "searchMode").map(str::trim) == Some("1");
 
     let sh = &ctx.shared;
@@ -173,13 +178,20 @@ pub fn file_list(ctx: &Ctx, req: &Request<Incoming>) -> Resp {
     if last < 0 {
         return ok(json!({"lastFileId": -1, "fileList": []}));
     }
-    let before = candidates.iter().take_while(|e| e.id as i64 <= last).count();
+    let before = candidates
+        .iter()
+        .take_while(|e| e.id as i64 <= last)
+        .count();
     let page = 1 + (before / limit) as u64;
     if lock(&sh.faults).take_fail_page(ctx.ep.key(), page) {
         return err(1, "服务器内部错误,请稍后重试");
     }
     let rest = &candidates[before..];
-    let items: Vec<Value> = rest.iter().take(limit).map(|e| open_item(e, sh.uid)).collect();
+    let items: Vec<Value> = rest
+        .iter()
+        .take(limit)
+        .map(|e| open_item(e, sh.uid))
+        .collect();
     let next = if rest.len() > limit {
         rest[limit - 1].id as i64
     } else {
@@ -225,7 +237,9 @@ pub fn download_info(ctx: &Ctx, req: &Request<Incoming>) -> Resp {
             filename: e.name.clone(),
             ip: ctx.peer.ip(),
             referer: false,
-            expires: sh.now() + i64::try_from(sw.cdn_link_ttl.as_secs()).unwrap_or(i64::MAX / 2),
+            expires: sh
+                .now()
+                .saturating_add(i64::try_from(sw.cdn_link_ttl.as_secs()).unwrap_or(i64::MAX)),
         },
     );
     ok(json!({"downloadUrl": url}))
@@ -390,7 +404,10 @@ pub async fn trash(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
     };
     let now = ctx.shared.now();
     let mut fs = lock(&ctx.shared.fs);
-    if ids.iter().any(|id| *id == ROOT || fs.tree.get(*id).is_none()) {
+    if ids
+        .iter()
+        .any(|id| *id == ROOT || fs.tree.get(*id).is_none())
+    {
         return Ok(err(CODE_NOT_FOUND, MSG_NOT_FOUND));
     }
     for id in ids {

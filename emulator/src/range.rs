@@ -143,6 +143,9 @@ fn header(s: &str) -> HeaderValue {
     HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
+/// Pause before a deliberate cut (see `shape`).
+const CUT_FLUSH_PAUSE: Duration = Duration::from_millis(30);
+
 type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
 
 /// Apply the rate cap, the cut fault and byte counting to a body stream.
@@ -178,6 +181,9 @@ fn shape(
         }
         if st.cut_after.is_some_and(|c| st.sent >= c) {
             st.done = true;
+            // Give hyper a chance to flush the headers and the bytes already yielded: it drops
+            // its write buffer when the body fails, and the client must see exactly K bytes.
+            tokio::time::sleep(CUT_FLUSH_PAUSE).await;
             return Some((Err(std::io::Error::other("cut by fault injection")), st));
         }
         if st.pending.is_empty() {

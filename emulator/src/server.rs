@@ -157,7 +157,8 @@ impl Ctx {
         let Some(limit) = default_qps(self.ep.key()) else {
             return true;
         };
-        let ok = lock(&self.shared.limiter).try_acquire(owner, self.ep.key(), limit, Instant::now());
+        let ok =
+            lock(&self.shared.limiter).try_acquire(owner, self.ep.key(), limit, Instant::now());
         if !ok {
             self.refused = true;
         }
@@ -166,7 +167,11 @@ impl Ctx {
 }
 
 /// Accept connections until `stop` flips, then close them all.
-pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut conns = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
@@ -275,7 +280,10 @@ async fn open(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
             .headers()
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim);
         let now = ctx.shared.now();
         let owner = token.and_then(|t| lock(&ctx.shared.tokens).check(t, now));

@@ -58,7 +58,9 @@ pub fn list(ctx: &Ctx, q: &[(String, String)]) -> Resp {
         Err(r) => return r,
     };
     let num = |name: &str| query(q, name).and_then(|v| v.trim().parse::<i64>().ok());
-    let parent = num("parentFileId").or_else(|| num("ParentFileId")).unwrap_or(0);
+    let parent = num("parentFileId")
+        .or_else(|| num("ParentFileId"))
+        .unwrap_or(0);
     let page = num("Page").unwrap_or(1).max(1);
     let limit = num("limit")
         .filter(|l| (1..=PAGE as i64).contains(l))
@@ -130,13 +132,15 @@ pub async fn download_info(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResu
         let fs = lock(&sh.fs);
         let id = u64::try_from(id).unwrap_or(u64::MAX);
         match fs.tree.get(id) {
-            Some(e) if !e.is_dir && fs.tree.is_live(id) && fs.tree.is_ancestor_or_self(root, id) => {
+            Some(e)
+                if !e.is_dir && fs.tree.is_live(id) && fs.tree.is_ancestor_or_self(root, id) =>
+            {
                 e.clone()
             }
             _ => return Ok(web_err(5066, MSG_NOT_FOUND)),
         }
     };
-    let ttl = i64::try_from(sh.switches().cdn_link_ttl.as_secs()).unwrap_or(i64::MAX / 2);
+    let ttl = i64::try_from(sh.switches().cdn_link_ttl.as_secs()).unwrap_or(i64::MAX);
     let link = CdnLink {
         bucket: "123-680",
         md5: file.md5,

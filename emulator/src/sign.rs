@@ -97,11 +97,35 @@ mod tests {
 
     /// Spec §0.3 vectors: (path, ts, random, key, dataSign).
     const VECTORS: [(&str, i64, u32, u32, u32); 5] = [
-        ("/b/api/file/list/new", 1700000000, 1234567, 883022862, 226109213),
-        ("/b/api/user/info", 1700000000, 1234567, 883022862, 3025781655),
+        (
+            "/b/api/file/list/new",
+            1700000000,
+            1234567,
+            883022862,
+            226109213,
+        ),
+        (
+            "/b/api/user/info",
+            1700000000,
+            1234567,
+            883022862,
+            3025781655,
+        ),
         ("/b/api/share/get", 1735689599, 0, 477515232, 2376106428),
-        ("/b/api/file/download_info", 1735660800, 10000000, 3396700159, 1526885358),
-        ("/b/api/share/download/info", 1690439821, 5790548, 1946841013, 3456942785),
+        (
+            "/b/api/file/download_info",
+            1735660800,
+            10000000,
+            3396700159,
+            1526885358,
+        ),
+        (
+            "/b/api/share/download/info",
+            1690439821,
+            5790548,
+            1946841013,
+            3456942785,
+        ),
     ];
 
     fn q(name: &str, value: &str) -> Vec<(String, String)> {

@@ -21,7 +21,7 @@ use crate::http::{err, ok, read_body, Cut, HandlerResult, Resp};
 use crate::names;
 use crate::open_api::{read_args, tree_err, MSG_NAME_TAKEN};
 use crate::server::Ctx;
-use crate::state::{Fs, NamePolicy, TreeError, ROOT};
+use crate::state::{Fs, NamePolicy, TreeError};
 
 /// Developer single-file limit (spec open-api §4.1: 10 GB).
 pub const MAX_UPLOAD: u64 = 10 << 30;
@@ -186,7 +186,9 @@ pub async fn create(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
             fs.tree.trash(old, now);
         }
         let id = fs.tree.insert(parent, &final_name, Some((size, etag)), now);
-        return Ok(ok(json!({"fileID": id, "preuploadID": "", "reuse": true, "sliceSize": 0})));
+        return Ok(ok(
+            json!({"fileID": id, "preuploadID": "", "reuse": true, "sliceSize": 0}),
+        ));
     }
     if let (Some(old), OverwriteAt::Create) = (replace, sw.overwrite_at) {
         fs.tree.trash(old, now);
@@ -273,7 +275,12 @@ pub async fn slice(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
             .unwrap_or(0);
         biggest.max(sh.switches().slice_size).max(16 << 20) + (1 << 20)
     };
-    let body = match read_body(req.into_body(), usize::try_from(limit).unwrap_or(usize::MAX)).await {
+    let body = match read_body(
+        req.into_body(),
+        usize::try_from(limit).unwrap_or(usize::MAX),
+    )
+    .await
+    {
         Ok(b) => b,
         Err(e) => return Ok(err(1, &e.to_string())),
     };
@@ -300,7 +307,12 @@ pub async fn slice(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
         let Some(s) = ups.sessions.get(pre.trim()) else {
             return Ok(err(1, MSG_NO_SESSION));
         };
-        let Some(no) = no.trim().parse::<u64>().ok().filter(|n| (1..=s.slices()).contains(n)) else {
+        let Some(no) = no
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (1..=s.slices()).contains(n))
+        else {
             return Ok(err(1, "sliceNo参数错误"));
         };
         let offset = (no - 1) * s.slice_size;
@@ -333,7 +345,11 @@ pub async fn complete(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
         Ok(a) => a,
         Err(r) => return Ok(r),
     };
-    let pre = args.str("preuploadID").unwrap_or_default().trim().to_string();
+    let pre = args
+        .str("preuploadID")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
     let sh = ctx.shared.clone();
     let sw = sh.switches();
     let (path, md5, size) = {
@@ -394,7 +410,7 @@ fn finish(sh: &Shared, s: &Session) -> Result<u64, Resp> {
     let policy = sh.name_policy();
     let now = sh.now();
     let mut fs = lock(&sh.fs);
-    if fs.tree.live_dir(s.parent).is_err() && s.parent != ROOT {
+    if fs.tree.live_dir(s.parent).is_err() {
         return Err(err(1, MSG_UPLOAD_FAILED));
     }
     let (name, replace) = match place(&fs, s.parent, &s.name, s.duplicate, policy) {
@@ -411,5 +427,7 @@ fn finish(sh: &Shared, s: &Session) -> Result<u64, Resp> {
         fs.content
             .insert(&s.md5, s.size, Blob::File(s.path.clone()));
     }
-    Ok(fs.tree.insert(s.parent, &name, Some((s.size, s.md5.clone())), now))
+    Ok(fs
+        .tree
+        .insert(s.parent, &name, Some((s.size, s.md5.clone())), now))
 }

@@ -32,12 +32,18 @@ pub(crate) async fn handle(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResu
 
 /// Web success envelope (no trace id; HTTP 200, JSON).
 pub fn web_ok(data: Value) -> Resp {
-    json(StatusCode::OK, &json!({"code": 0, "message": "ok", "data": data}))
+    json(
+        StatusCode::OK,
+        &json!({"code": 0, "message": "ok", "data": data}),
+    )
 }
 
 /// Web error envelope.
 pub fn web_err(code: i64, message: &str) -> Resp {
-    json(StatusCode::OK, &json!({"code": code, "message": message, "data": null}))
+    json(
+        StatusCode::OK,
+        &json!({"code": code, "message": message, "data": null}),
+    )
 }
 
 /// A web `InfoList` item (spec web §0.4): the eight keys OpenList decodes, plus a few the real

@@ -36,8 +36,12 @@ pub fn handle(ctx: &Ctx, req: Request<Incoming>) -> Resp {
     };
     match verify(sh, tail, &pairs) {
         Ok(_) => {}
-        Err(LinkError::Invalid) => return text(StatusCode::FORBIDDEN, "403 Forbidden: invalid link"),
-        Err(LinkError::Expired) => return text(StatusCode::FORBIDDEN, "403 Forbidden: link expired"),
+        Err(LinkError::Invalid) => {
+            return text(StatusCode::FORBIDDEN, "403 Forbidden: invalid link")
+        }
+        Err(LinkError::Expired) => {
+            return text(StatusCode::FORBIDDEN, "403 Forbidden: link expired")
+        }
     }
     let q: Vec<&str> = req
         .uri()

@@ -13,7 +13,9 @@ use percent_encoding::percent_decode_str;
 /// be parsed.
 pub fn sign_url(url: &str, key: &str, uid: u64, expires_unix: u64, rand: &str) -> Option<String> {
     let mut parsed = url::Url::parse(url).ok()?;
-    let decoded_path = percent_decode_str(parsed.path()).decode_utf8_lossy().into_owned();
+    let decoded_path = percent_decode_str(parsed.path())
+        .decode_utf8_lossy()
+        .into_owned();
     let to_hash = format!("{decoded_path}-{expires_unix}-{rand}-{uid}-{key}");
     let digest = hex(&Md5::digest(to_hash.as_bytes()));
     let auth_key = format!("{expires_unix}-{rand}-{uid}-{digest}");
@@ -36,10 +38,12 @@ pub fn random_rand() -> String {
 /// Lowercase hex of a byte string.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 #[cfg(test)]
@@ -48,7 +52,13 @@ mod tests {
 
     #[test]
     fn official_example() {
-        let got = sign_url("http://vip.123pan.cn/13/files/1.txt", "289ds32418bxdba", 13, 1689220731, "123");
+        let got = sign_url(
+            "http://vip.123pan.cn/13/files/1.txt",
+            "289ds32418bxdba",
+            13,
+            1689220731,
+            "123",
+        );
         assert_eq!(
             got.as_deref(),
             Some("http://vip.123pan.cn/13/files/1.txt?auth_key=1689220731-123-13-3bdacc0e031fd67fe829152f37c8fbad")
@@ -75,7 +85,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(got, "https://vip.123pan.cn/1812000499/%E8%A7%86%E9%A2%91/a%20b.mp4?auth_key=1700001800-5577006791947779410-1812000499-8806ffe939d6226ea2110643bbea38ff");
-        let got = sign_url("http://vip.123pan.cn/13/files/1.txt?b=2&a=1", "289ds32418bxdba", 13, 1689220731, "123").unwrap();
+        let got = sign_url(
+            "http://vip.123pan.cn/13/files/1.txt?b=2&a=1",
+            "289ds32418bxdba",
+            13,
+            1689220731,
+            "123",
+        )
+        .unwrap();
         assert_eq!(got, "http://vip.123pan.cn/13/files/1.txt?a=1&auth_key=1689220731-123-13-3bdacc0e031fd67fe829152f37c8fbad&b=2");
     }
 

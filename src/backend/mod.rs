@@ -51,9 +51,16 @@ pub enum Error {
     #[error("authentication with 123 failed: {0}")]
     Auth(String),
     #[error("123 daily download traffic exceeded: {message}")]
-    TrafficExceeded { message: String, retry_after: Duration },
+    TrafficExceeded {
+        message: String,
+        retry_after: Duration,
+    },
     #[error("123 answered code {code}: {message}")]
-    Upstream { code: i64, message: String, trace_id: String },
+    Upstream {
+        code: i64,
+        message: String,
+        trace_id: String,
+    },
     #[error("upstream unavailable: {0}")]
     Unavailable(String),
     #[error("transport error talking to 123: {0}")]

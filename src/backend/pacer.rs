@@ -38,7 +38,10 @@ impl QpsLimiter {
                 let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
                 let window = windows.entry(key.to_string()).or_default();
                 let now = Instant::now();
-                while window.front().is_some_and(|t| now.duration_since(*t) >= WINDOW) {
+                while window
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) >= WINDOW)
+                {
                     window.pop_front();
                 }
                 if window.len() < qps as usize {
@@ -85,7 +88,11 @@ mod tests {
             (1, Some(Duration::from_secs(3600)), Duration::from_secs(30)),
         ];
         for (attempt, ra, want) in cases {
-            assert_eq!(backoff(attempt, ra), want, "attempt {attempt} retry_after {ra:?}");
+            assert_eq!(
+                backoff(attempt, ra),
+                want,
+                "attempt {attempt} retry_after {ra:?}"
+            );
         }
     }
 

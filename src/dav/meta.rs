@@ -36,7 +36,11 @@ impl DavMetaData for EntryMeta {
         if self.entry.is_dir {
             return None;
         }
-        let quoted = crate::download::conditional::etag_for(self.entry.md5.as_deref(), self.entry.size, self.entry.modified);
+        let quoted = crate::download::conditional::etag_for(
+            self.entry.md5.as_deref(),
+            self.entry.size,
+            self.entry.modified,
+        );
         Some(quoted.trim_matches('"').to_string())
     }
 }

@@ -13,8 +13,8 @@ use std::time::SystemTime;
 
 use dav_server::davpath::DavPath;
 use dav_server::fs::{
-    DavDirEntry, DavFile, DavFileSystem, DavMetaData, DavProp, FsError, FsFuture, FsResult, FsStream, OpenOptions,
-    ReadDirMeta,
+    DavDirEntry, DavFile, DavFileSystem, DavMetaData, DavProp, FsError, FsFuture, FsResult,
+    FsStream, OpenOptions, ReadDirMeta,
 };
 use futures_util::{stream, FutureExt};
 use unicode_normalization::UnicodeNormalization;
@@ -71,7 +71,11 @@ impl MountFs {
 
     async fn entry(&self, path: &DavPath) -> FsResult<Entry> {
         let segs = segments(path)?;
-        self.mount.vfs.resolve(&segs).await.map_err(|e| fs_error(&e))
+        self.mount
+            .vfs
+            .resolve(&segs)
+            .await
+            .map_err(|e| fs_error(&e))
     }
 }
 
@@ -123,19 +127,29 @@ impl DavFile for MetaOnlyFile {
 }
 
 impl DavFileSystem for MountFs {
-    fn open<'a>(&'a self, path: &'a DavPath, options: OpenOptions) -> FsFuture<'a, Box<dyn DavFile>> {
+    fn open<'a>(
+        &'a self,
+        path: &'a DavPath,
+        options: OpenOptions,
+    ) -> FsFuture<'a, Box<dyn DavFile>> {
         async move {
             if options.write || options.create || options.create_new || options.append {
                 return Err(FsError::Forbidden);
             }
             let entry = self.entry(path).await?;
-            let f: Box<dyn DavFile> = Box::new(MetaOnlyFile { meta: EntryMeta::new(entry) });
+            let f: Box<dyn DavFile> = Box::new(MetaOnlyFile {
+                meta: EntryMeta::new(entry),
+            });
             Ok(f)
         }
         .boxed()
     }
 
-    fn read_dir<'a>(&'a self, path: &'a DavPath, _meta: ReadDirMeta) -> FsFuture<'a, FsStream<Box<dyn DavDirEntry>>> {
+    fn read_dir<'a>(
+        &'a self,
+        path: &'a DavPath,
+        _meta: ReadDirMeta,
+    ) -> FsFuture<'a, FsStream<Box<dyn DavDirEntry>>> {
         async move {
             let dir = self.entry(path).await?;
             let listing = self.mount.vfs.list(&dir).await.map_err(|e| fs_error(&e))?;
@@ -143,7 +157,9 @@ impl DavFileSystem for MountFs {
                 .entries
                 .iter()
                 .map(|e| {
-                    let d: Box<dyn DavDirEntry> = Box::new(Dirent { meta: EntryMeta::new(e.clone()) });
+                    let d: Box<dyn DavDirEntry> = Box::new(Dirent {
+                        meta: EntryMeta::new(e.clone()),
+                    });
                     Ok(d)
                 })
                 .collect();
@@ -162,7 +178,10 @@ impl DavFileSystem for MountFs {
         .boxed()
     }
 
-    fn have_props<'a>(&'a self, _path: &'a DavPath) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
+    fn have_props<'a>(
+        &'a self,
+        _path: &'a DavPath,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
         Box::pin(async { true })
     }
 
@@ -180,7 +199,9 @@ impl DavFileSystem for MountFs {
                 return Err(FsError::NotFound);
             }
             let entry = self.entry(path).await?;
-            checksum_prop(&entry, true).and_then(|p| p.xml).ok_or(FsError::NotFound)
+            checksum_prop(&entry, true)
+                .and_then(|p| p.xml)
+                .ok_or(FsError::NotFound)
         }
         .boxed()
     }
@@ -218,7 +239,9 @@ pub struct RootFs {
 
 impl RootFs {
     pub fn new(mounts: Vec<Arc<Mount>>) -> Self {
-        Self { mounts: Arc::new(mounts) }
+        Self {
+            mounts: Arc::new(mounts),
+        }
     }
 }
 
@@ -235,11 +258,19 @@ fn folder_meta(name: &str) -> EntryMeta {
 }
 
 impl DavFileSystem for RootFs {
-    fn open<'a>(&'a self, _path: &'a DavPath, _options: OpenOptions) -> FsFuture<'a, Box<dyn DavFile>> {
+    fn open<'a>(
+        &'a self,
+        _path: &'a DavPath,
+        _options: OpenOptions,
+    ) -> FsFuture<'a, Box<dyn DavFile>> {
         async { Err(FsError::Forbidden) }.boxed()
     }
 
-    fn read_dir<'a>(&'a self, path: &'a DavPath, _meta: ReadDirMeta) -> FsFuture<'a, FsStream<Box<dyn DavDirEntry>>> {
+    fn read_dir<'a>(
+        &'a self,
+        path: &'a DavPath,
+        _meta: ReadDirMeta,
+    ) -> FsFuture<'a, FsStream<Box<dyn DavDirEntry>>> {
         async move {
             if !segments(path)?.is_empty() {
                 return Err(FsError::NotFound);
@@ -248,7 +279,9 @@ impl DavFileSystem for RootFs {
                 .mounts
                 .iter()
                 .map(|m| {
-                    let d: Box<dyn DavDirEntry> = Box::new(Dirent { meta: folder_meta(m.name()) });
+                    let d: Box<dyn DavDirEntry> = Box::new(Dirent {
+                        meta: folder_meta(m.name()),
+                    });
                     Ok(d)
                 })
                 .collect();
@@ -263,7 +296,9 @@ impl DavFileSystem for RootFs {
             let segs = segments(path)?;
             let m: Box<dyn DavMetaData> = match segs.as_slice() {
                 [] => Box::new(folder_meta("")),
-                [name] if self.mounts.iter().any(|m| m.name() == name) => Box::new(folder_meta(name)),
+                [name] if self.mounts.iter().any(|m| m.name() == name) => {
+                    Box::new(folder_meta(name))
+                }
                 _ => return Err(FsError::NotFound),
             };
             Ok(m)

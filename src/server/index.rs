@@ -26,7 +26,11 @@ pub fn render(title: &str, base: &str, entries: &[Entry]) -> String {
     sorted.sort_by(|a, b| b.is_dir.cmp(&a.is_dir).then_with(|| a.name.cmp(&b.name)));
     for e in sorted {
         let slash = if e.is_dir { "/" } else { "" };
-        let size = if e.is_dir { String::new() } else { e.size.to_string() };
+        let size = if e.is_dir {
+            String::new()
+        } else {
+            e.size.to_string()
+        };
         rows.push_str(&format!(
             "<tr><td><a href=\"{base}{href}{slash}\">{name}{slash}</a></td><td>{size}</td></tr>\n",
             href = encode_segment(&e.name),

@@ -53,10 +53,25 @@ impl AppState {
     pub fn new(config: &Config) -> anyhow::Result<Self> {
         let http = http_client()?;
         let clients = OpenClients::new();
-        let mounts = build_mounts(&config.mounts, &http, &clients, Some(&config.server.state_dir));
+        let mounts = build_mounts(
+            &config.mounts,
+            &http,
+            &clients,
+            Some(&config.server.state_dir),
+        );
         let auth = auth::Authenticator::new(&config.users)?;
-        let signer = config.server.signing_key.as_ref().map(|k| UrlSigner::new(k.expose().as_bytes()));
-        Ok(Self { mounts, auth, http, signer, sign_ttl: config.server.sign_ttl })
+        let signer = config
+            .server
+            .signing_key
+            .as_ref()
+            .map(|k| UrlSigner::new(k.expose().as_bytes()));
+        Ok(Self {
+            mounts,
+            auth,
+            http,
+            signer,
+            sign_ttl: config.server.sign_ttl,
+        })
     }
 }
 
@@ -91,7 +106,13 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
     let state = Arc::new(AppState::new(config)?);
     let listener = TcpListener::bind(config.server.listen)
         .await
-        .with_context(|| format!("{}: server.listen: cannot listen on {}", config.source.display(), config.server.listen))?;
+        .with_context(|| {
+            format!(
+                "{}: server.listen: cannot listen on {}",
+                config.source.display(),
+                config.server.listen
+            )
+        })?;
     let tls = match (&config.server.tls_cert, &config.server.tls_key) {
         (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
         _ => None,
@@ -100,7 +121,11 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
 }
 
 /// Serves `state` on an already bound listener.
-pub fn start_on(listener: TcpListener, state: Arc<AppState>, tls: Option<tokio_rustls::TlsAcceptor>) -> anyhow::Result<RunningServer> {
+pub fn start_on(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> anyhow::Result<RunningServer> {
     let addr = listener.local_addr()?;
     let (tx, mut rx) = watch::channel(false);
     let st = state.clone();
@@ -132,7 +157,12 @@ pub fn start_on(listener: TcpListener, state: Arc<AppState>, tls: Option<tokio_r
             });
         }
     });
-    Ok(RunningServer { addr, state, shutdown: tx, task })
+    Ok(RunningServer {
+        addr,
+        state,
+        shutdown: tx,
+        task,
+    })
 }
 
 async fn serve_connection<I>(io: I, state: Arc<AppState>, peer: SocketAddr)
@@ -170,7 +200,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     for m in &server.state.mounts {
         tracing::info!(mount = %m.config.path, policy = ?m.policy(), "mount ready");
     }
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     tracing::info!("shutting down");
     server.shutdown().await;
     Ok(())

@@ -18,11 +18,18 @@ pub struct ClientProfile {
 impl ClientProfile {
     /// The profile for a request, from its User-Agent.
     pub fn from_headers(headers: &HeaderMap) -> Self {
-        let ua = headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let ua = headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         let windows = ua.contains("Microsoft-WebDAV-MiniRedir");
         let finder = ua.contains("WebDAVFS") || ua.contains("WebDAVLib");
         let never_redirect = windows || ua.contains("RaiDrive") || ua.contains("Kodi");
-        Self { never_redirect, windows, finder }
+        Self {
+            never_redirect,
+            windows,
+            finder,
+        }
     }
 }
 
@@ -43,6 +50,9 @@ mod tests {
         assert!(profile("Kodi/20.2 (X11; Linux x86_64)").never_redirect);
         assert!(profile("WebDAVFS/3.0.0 (03008000) Darwin/22.1.0").finder);
         assert!(!profile("rclone/v1.60.1").never_redirect);
-        assert_eq!(ClientProfile::from_headers(&HeaderMap::new()), ClientProfile::default());
+        assert_eq!(
+            ClientProfile::from_headers(&HeaderMap::new()),
+            ClientProfile::default()
+        );
     }
 }

@@ -68,28 +68,50 @@ where
     if req.method() == Method::OPTIONS {
         return options(route.as_ref().map(|r| r.0.as_ref()));
     }
-    let user = match state.auth.check(req.headers().get(http::header::AUTHORIZATION)).await {
+    let user = match state
+        .auth
+        .check(req.headers().get(http::header::AUTHORIZATION))
+        .await
+    {
         super::auth::AuthOutcome::Ok(user) => user,
         _ => {
             let mut res = status_text(StatusCode::UNAUTHORIZED, "Authentication required", None);
-            res.headers_mut().insert(http::header::WWW_AUTHENTICATE, super::auth::Authenticator::challenge());
+            res.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                super::auth::Authenticator::challenge(),
+            );
             return res;
         }
     };
     let Some((mount, rest)) = route else {
         if segments.is_empty() {
-            let visible: Vec<Arc<Mount>> = state.mounts.iter().filter(|m| user.can_see(&m.config.path)).cloned().collect();
+            let visible: Vec<Arc<Mount>> = state
+                .mounts
+                .iter()
+                .filter(|m| user.can_see(&m.config.path))
+                .cloned()
+                .collect();
             return root(req, visible).await;
         }
         return status_text(StatusCode::NOT_FOUND, "No such mount", None);
     };
     if !user.can_see(&mount.config.path) {
-        return status_text(StatusCode::FORBIDDEN, "This user may not use this mount", None);
+        return status_text(
+            StatusCode::FORBIDDEN,
+            "This user may not use this mount",
+            None,
+        );
     }
     let profile = ClientProfile::from_headers(req.headers());
-    let what = format!("{}{}", mount.config.path.trim_end_matches('/'), paths::encode(rest));
+    let what = format!(
+        "{}{}",
+        mount.config.path.trim_end_matches('/'),
+        paths::encode(rest)
+    );
     match *req.method() {
-        Method::GET | Method::HEAD => get_or_head(&state, &mount, rest, &segments, &req, profile, &what).await,
+        Method::GET | Method::HEAD => {
+            get_or_head(&state, &mount, rest, &segments, &req, profile, &what).await
+        }
         _ if req.method().as_str() == "PROPFIND" => propfind(&mount, rest, req, &what).await,
         _ => status_text(StatusCode::FORBIDDEN, "This mount is read-only", None),
     }
@@ -112,7 +134,9 @@ impl AppState {
 /// read-only instead of failing every save.
 fn options(mount: Option<&Mount>) -> Response<ResponseBody> {
     let allow = match mount {
-        Some(m) if !m.read_only() => "OPTIONS, GET, HEAD, PROPFIND, PROPPATCH, PUT, DELETE, MKCOL, COPY, MOVE",
+        Some(m) if !m.read_only() => {
+            "OPTIONS, GET, HEAD, PROPFIND, PROPPATCH, PUT, DELETE, MKCOL, COPY, MOVE"
+        }
         _ => READ_ONLY_ALLOW,
     };
     let mut res = Response::new(respond::empty_body());
@@ -159,19 +183,32 @@ where
 
 fn html<B>(req: &Request<B>, page: String) -> Response<ResponseBody> {
     let len = page.len();
-    let body = if req.method() == Method::HEAD { respond::empty_body() } else { respond::full_body(page) };
+    let body = if req.method() == Method::HEAD {
+        respond::empty_body()
+    } else {
+        respond::full_body(page)
+    };
     let mut res = Response::new(body);
-    res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    res.headers_mut().insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
+    res.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    res.headers_mut()
+        .insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
     res
 }
 
 /// Missing Depth means 1 (never an unbounded walk); infinity is refused cheaply with 403.
 /// Returns the response to send instead when the Depth is refused.
 fn normalise_depth<B>(req: &mut Request<B>) -> Option<Response<ResponseBody>> {
-    match req.headers().get("Depth").map(|v| v.as_bytes().to_ascii_lowercase()) {
+    match req
+        .headers()
+        .get("Depth")
+        .map(|v| v.as_bytes().to_ascii_lowercase())
+    {
         None => {
-            req.headers_mut().insert("Depth", HeaderValue::from_static("1"));
+            req.headers_mut()
+                .insert("Depth", HeaderValue::from_static("1"));
             None
         }
         Some(d) if d == b"0" || d == b"1" => None,
@@ -180,17 +217,29 @@ fn normalise_depth<B>(req: &mut Request<B>) -> Option<Response<ResponseBody>> {
                 "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<D:error xmlns:D=\"DAV:\"><D:propfind-finite-depth/></D:error>\n",
             ));
             *res.status_mut() = StatusCode::FORBIDDEN;
-            res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/xml; charset=utf-8"));
+            res.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/xml; charset=utf-8"),
+            );
             Some(res)
         }
-        Some(_) => Some(status_text(StatusCode::BAD_REQUEST, "Depth must be 0, 1 or infinity", None)),
+        Some(_) => Some(status_text(
+            StatusCode::BAD_REQUEST,
+            "Depth must be 0, 1 or infinity",
+            None,
+        )),
     }
 }
 
 /// PROPFIND: resolve the target and, for Depth 1 on a folder, fetch its complete listing
 /// before dav-server writes a byte, so a failed page becomes 502/503 instead of a 207 that
 /// looks like a short or empty folder (dav-server skips folders it cannot read).
-async fn propfind<B>(mount: &Arc<Mount>, rest: &[String], mut req: Request<B>, what: &str) -> Response<ResponseBody>
+async fn propfind<B>(
+    mount: &Arc<Mount>,
+    rest: &[String],
+    mut req: Request<B>,
+    what: &str,
+) -> Response<ResponseBody>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -202,13 +251,20 @@ where
         Ok(e) => e,
         Err(e) => return error_response(&e, what),
     };
-    let depth_one = req.headers().get("Depth").is_some_and(|d| d.as_bytes() == b"1");
+    let depth_one = req
+        .headers()
+        .get("Depth")
+        .is_some_and(|d| d.as_bytes() == b"1");
     if entry.is_dir && depth_one {
         if let Err(e) = mount.vfs.list(&entry).await {
             return error_response(&e, what);
         }
     }
-    let prefix = if mount.name().is_empty() { None } else { Some(format!("/{}", mount.name())) };
+    let prefix = if mount.name().is_empty() {
+        None
+    } else {
+        Some(format!("/{}", mount.name()))
+    };
     dav(MountFs::new(mount.clone()), prefix, req).await
 }
 
@@ -219,7 +275,9 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let mut builder = DavHandler::builder().filesystem(Box::new(fs)).methods(DavMethodSet::WEBDAV_RO);
+    let mut builder = DavHandler::builder()
+        .filesystem(Box::new(fs))
+        .methods(DavMethodSet::WEBDAV_RO);
     if let Some(p) = prefix {
         builder = builder.strip_prefix(p);
     }
@@ -262,7 +320,11 @@ async fn get_or_head<B>(
         // From listing metadata: HEAD never costs a link call.
         return respond::head(&entry, &v);
     }
-    match delivery(mount.policy(), mount.vfs.backend().capabilities().portable_links, profile) {
+    match delivery(
+        mount.policy(),
+        mount.vfs.backend().capabilities().portable_links,
+        profile,
+    ) {
         Delivery::Redirect => match mount.vfs.link(&entry, false).await {
             Ok(link) => respond::redirect(&link.url),
             Err(e) => error_response(&e, what),
@@ -275,14 +337,26 @@ async fn get_or_head<B>(
 /// 302 to `<proxy_url>/-/d/<mount>/<path>?sign=…`; that route on this server (or a CDN in
 /// front of it) checks the signature and proxies.
 fn proxy_url_redirect(state: &AppState, mount: &Mount, full: &[String]) -> Response<ResponseBody> {
-    let (Some(signer), Some(base)) = (state.signer.as_ref(), mount.config.proxy_url.as_deref()) else {
-        return status_text(StatusCode::INTERNAL_SERVER_ERROR, "proxy-url needs proxy_url and server.signing_key", None);
+    let (Some(signer), Some(base)) = (state.signer.as_ref(), mount.config.proxy_url.as_deref())
+    else {
+        return status_text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "proxy-url needs proxy_url and server.signing_key",
+            None,
+        );
     };
     let path = paths::encode(full);
     let expires = unix_now() + state.sign_ttl.as_secs();
     let sign = signer.sign(&path, expires);
-    let encoded: String = percent_encoding::utf8_percent_encode(&sign, percent_encoding::NON_ALPHANUMERIC).to_string();
-    respond::redirect(&format!("{}/-/d{}?sign={}", base.trim_end_matches('/'), path, encoded))
+    let encoded: String =
+        percent_encoding::utf8_percent_encode(&sign, percent_encoding::NON_ALPHANUMERIC)
+            .to_string();
+    respond::redirect(&format!(
+        "{}/-/d{}?sign={}",
+        base.trim_end_matches('/'),
+        path,
+        encoded
+    ))
 }
 
 struct VfsLinks<'a> {
@@ -297,7 +371,13 @@ impl LinkSource for VfsLinks<'_> {
     }
 }
 
-async fn proxy_file<B>(state: &AppState, mount: &Mount, entry: &Entry, req: &Request<B>, what: &str) -> Response<ResponseBody> {
+async fn proxy_file<B>(
+    state: &AppState,
+    mount: &Mount,
+    entry: &Entry,
+    req: &Request<B>,
+    what: &str,
+) -> Response<ResponseBody> {
     let links = VfsLinks { mount, entry };
     match proxy(&state.http, req.method(), req.headers(), entry, &links).await {
         Ok(res) => res,
@@ -318,22 +398,31 @@ async fn internal<B>(state: &AppState, req: &Request<B>, rest: &str) -> Response
         return status_text(StatusCode::METHOD_NOT_ALLOWED, "Only GET and HEAD", None);
     }
     let Some(signer) = state.signer.as_ref() else {
-        return status_text(StatusCode::NOT_FOUND, "Signed downloads are not enabled", None);
+        return status_text(
+            StatusCode::NOT_FOUND,
+            "Signed downloads are not enabled",
+            None,
+        );
     };
     let segments = match paths::decode(&signed_path) {
         Ok(s) => s,
         Err(bad) => return status_text(StatusCode::BAD_REQUEST, bad.0, None),
     };
     let canonical = paths::encode(&segments);
-    let sign = req
-        .uri()
-        .query()
-        .and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "sign").map(|(_, v)| v.into_owned()));
+    let sign = req.uri().query().and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "sign")
+            .map(|(_, v)| v.into_owned())
+    });
     let Some(sign) = sign else {
         return status_text(StatusCode::FORBIDDEN, "Missing signature", None);
     };
     if let Err(e) = signer.verify(&canonical, &sign, unix_now()) {
-        return status_text(StatusCode::FORBIDDEN, &format!("Invalid signature: {e}"), None);
+        return status_text(
+            StatusCode::FORBIDDEN,
+            &format!("Invalid signature: {e}"),
+            None,
+        );
     }
     let Some((mount, rest)) = state.route(&segments) else {
         return status_text(StatusCode::NOT_FOUND, "No such mount", None);
@@ -357,7 +446,10 @@ async fn internal<B>(state: &AppState, req: &Request<B>, rest: &str) -> Response
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs()
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs()
 }
 
 #[cfg(test)]
@@ -367,7 +459,11 @@ mod tests {
     #[test]
     fn delivery_table() {
         let plain = ClientProfile::default();
-        let windows = ClientProfile { never_redirect: true, windows: true, finder: false };
+        let windows = ClientProfile {
+            never_redirect: true,
+            windows: true,
+            finder: false,
+        };
         use DownloadPolicy::*;
         let cases = [
             (Auto, true, plain, Delivery::Redirect),
@@ -380,7 +476,11 @@ mod tests {
             (Auto, true, windows, Delivery::Proxy),
         ];
         for (policy, portable, profile, want) in cases {
-            assert_eq!(delivery(policy, portable, profile), want, "{policy:?} portable={portable} {profile:?}");
+            assert_eq!(
+                delivery(policy, portable, profile),
+                want,
+                "{policy:?} portable={portable} {profile:?}"
+            );
         }
     }
 }

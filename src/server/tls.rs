@@ -8,12 +8,19 @@ use anyhow::Context;
 /// Loads the certificate chain and key and builds an acceptor offering HTTP/2 and HTTP/1.1.
 pub fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
     let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(
-        std::fs::File::open(cert).with_context(|| format!("server.tls_cert: cannot open {}", cert.display()))?,
+        std::fs::File::open(cert)
+            .with_context(|| format!("server.tls_cert: cannot open {}", cert.display()))?,
     ))
     .collect::<Result<Vec<_>, _>>()
-    .with_context(|| format!("server.tls_cert: {} is not a PEM certificate chain", cert.display()))?;
+    .with_context(|| {
+        format!(
+            "server.tls_cert: {} is not a PEM certificate chain",
+            cert.display()
+        )
+    })?;
     let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(
-        std::fs::File::open(key).with_context(|| format!("server.tls_key: cannot open {}", key.display()))?,
+        std::fs::File::open(key)
+            .with_context(|| format!("server.tls_key: cannot open {}", key.display()))?,
     ))
     .with_context(|| format!("server.tls_key: {} is not a PEM private key", key.display()))?
     .with_context(|| format!("server.tls_key: no private key found in {}", key.display()))?;

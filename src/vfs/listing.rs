@@ -27,7 +27,11 @@ impl Listing {
             // lookups must be deterministic.
             by_name.entry(e.name.nfc().collect::<String>()).or_insert(i);
         }
-        Self { entries, by_name, fetched_at: Instant::now() }
+        Self {
+            entries,
+            by_name,
+            fetched_at: Instant::now(),
+        }
     }
 
     /// The child called `name` (compared in NFC).
@@ -55,7 +59,12 @@ impl ListingCache {
             // nobody looked at for a day.
             .time_to_idle(Duration::from_secs(24 * 3600))
             .build();
-        Self { backend, ttl, cache, inflight: Arc::new(Mutex::new(HashMap::new())) }
+        Self {
+            backend,
+            ttl,
+            cache,
+            inflight: Arc::new(Mutex::new(HashMap::new())),
+        }
     }
 
     pub(super) async fn get(&self, dir_id: u64) -> Result<Arc<Listing>, Error> {
@@ -84,11 +93,17 @@ impl ListingCache {
         let cache = self.cache.clone();
         let registry = self.inflight.clone();
         let task = tokio::spawn(async move {
-            let result = backend.list(dir_id).await.map(|entries| Arc::new(Listing::new(entries)));
+            let result = backend
+                .list(dir_id)
+                .await
+                .map(|entries| Arc::new(Listing::new(entries)));
             if let Ok(listing) = &result {
                 cache.insert(dir_id, listing.clone()).await;
             }
-            registry.lock().unwrap_or_else(|p| p.into_inner()).remove(&dir_id);
+            registry
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&dir_id);
             result
         });
         let fut: Fetch = async move {

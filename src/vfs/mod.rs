@@ -36,7 +36,12 @@ pub struct Vfs {
 struct LinkExpiry;
 
 impl moka::Expiry<u64, Link> for LinkExpiry {
-    fn expire_after_create(&self, _key: &u64, link: &Link, _now: std::time::Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _key: &u64,
+        link: &Link,
+        _now: std::time::Instant,
+    ) -> Option<Duration> {
         Some(link_ttl(link, SystemTime::now()))
     }
 }
@@ -44,7 +49,10 @@ impl moka::Expiry<u64, Link> for LinkExpiry {
 /// How long a link may be reused: its validity minus a margin, or a default when unknown.
 pub fn link_ttl(link: &Link, now: SystemTime) -> Duration {
     match link.expires_at {
-        Some(at) => at.duration_since(now).unwrap_or_default().saturating_sub(LINK_MARGIN),
+        Some(at) => at
+            .duration_since(now)
+            .unwrap_or_default()
+            .saturating_sub(LINK_MARGIN),
         None => LINK_UNKNOWN_TTL,
     }
 }
@@ -53,8 +61,14 @@ impl Vfs {
     pub fn new(backend: Arc<dyn Backend>, listing_ttl: Duration) -> Self {
         Self {
             listings: listing::ListingCache::new(backend.clone(), listing_ttl, MAX_CACHED_ENTRIES),
-            links: moka::future::Cache::builder().max_capacity(100_000).expire_after(LinkExpiry).build(),
-            quota: moka::future::Cache::builder().max_capacity(1).time_to_live(QUOTA_TTL).build(),
+            links: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .expire_after(LinkExpiry)
+                .build(),
+            quota: moka::future::Cache::builder()
+                .max_capacity(1)
+                .time_to_live(QUOTA_TTL)
+                .build(),
             backend,
         }
     }
@@ -121,7 +135,10 @@ impl Vfs {
     /// Space used and total, cached for a few minutes.
     pub async fn quota(&self) -> Result<Quota, Error> {
         let backend = self.backend.clone();
-        self.quota.try_get_with((), async move { backend.quota().await }).await.map_err(|e: Arc<Error>| (*e).clone())
+        self.quota
+            .try_get_with((), async move { backend.quota().await })
+            .await
+            .map_err(|e: Arc<Error>| (*e).clone())
     }
 
     /// Forgets a folder's listing (after a write through the gateway).

@@ -53,7 +53,16 @@ impl TestEnv {
     }
 
     /// As `start`, with more `[[users]]` tables (`{hash}` is the test password's hash).
-    pub async fn start_with_users(cfg: EmulatorConfig, setup: impl FnOnce(&Emulator) -> String, extra_users: &str) -> TestEnv {
+    pub async fn start_with_users(
+        cfg: EmulatorConfig,
+        setup: impl FnOnce(&Emulator) -> String,
+        extra_users: &str,
+    ) -> TestEnv {
+        // RUST_LOG=debug shows the gateway's and the emulator's logs for a failing test.
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .try_init();
         let emu = Emulator::start(cfg).await.expect("emulator starts");
         let mounts = setup(&emu);
         let state_dir = tempfile::tempdir().expect("tempdir");
@@ -80,7 +89,9 @@ impl TestEnv {
         if let Some(gw) = self.gw.take() {
             gw.shutdown().await;
         }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let base = format!("http://{addr}");
         let mounts = self
@@ -95,7 +106,8 @@ impl TestEnv {
             password_hash(),
             self.extra_users.replace("{hash}", password_hash()),
         );
-        let config = pan123_webdav::config::parse(&text, std::path::Path::new("test.toml")).unwrap_or_else(|e| panic!("config: {e}\n{text}"));
+        let config = pan123_webdav::config::parse(&text, std::path::Path::new("test.toml"))
+            .unwrap_or_else(|e| panic!("config: {e}\n{text}"));
         let state = Arc::new(AppState::new(&config).expect("state"));
         self.gw = Some(start_on(listener, state, None).expect("gateway starts"));
         self.base = base;
@@ -108,19 +120,30 @@ impl TestEnv {
     /// A request as `alice`.
     pub fn req(&self, method: &str, path: &str) -> reqwest::RequestBuilder {
         self.client
-            .request(reqwest::Method::from_bytes(method.as_bytes()).expect("method"), self.url(path))
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).expect("method"),
+                self.url(path),
+            )
             .basic_auth(USER, Some(PASSWORD))
     }
 
     pub async fn propfind(&self, path: &str, depth: &str) -> (u16, String) {
-        let res = self.req("PROPFIND", path).header("Depth", depth).send().await.expect("propfind");
+        let res = self
+            .req("PROPFIND", path)
+            .header("Depth", depth)
+            .send()
+            .await
+            .expect("propfind");
         let status = res.status().as_u16();
         (status, res.text().await.unwrap_or_default())
     }
 
     /// GET following redirects (as media players do), with optional extra headers.
     pub async fn get_following(&self, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
-        let client = reqwest::Client::builder().timeout(HANG_GUARD).build().expect("client");
+        let client = reqwest::Client::builder()
+            .timeout(HANG_GUARD)
+            .build()
+            .expect("client");
         let mut rb = client.get(self.url(path)).basic_auth(USER, Some(PASSWORD));
         for (k, v) in headers {
             rb = rb.header(*k, *v);
@@ -131,7 +154,9 @@ impl TestEnv {
 
 /// Deterministic bytes for test files.
 pub fn bytes_of(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| ((i as u64 * 31 + seed as u64 * 7 + (i as u64 >> 8)) % 251) as u8).collect()
+    (0..len)
+        .map(|i| ((i as u64 * 31 + seed as u64 * 7 + (i as u64 >> 8)) % 251) as u8)
+        .collect()
 }
 
 /// Counts `<D:response>` elements in a multistatus.

@@ -20,8 +20,19 @@ async fn prints_base_url_then_serves() {
     let tmp = tempfile::tempdir().unwrap();
     let mut child = Child(
         Command::new(env!("CARGO_BIN_EXE_pan123-emulator"))
-            .args(["--listen", "127.0.0.1:0", "--no-qps", "--generate", "3:1KiB"])
-            .args(["--share", "k:pw=/generated", "--complete-poll-interval", "0"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--no-qps",
+                "--generate",
+                "3:1KiB",
+            ])
+            .args([
+                "--share",
+                "k:pw=/generated",
+                "--complete-poll-interval",
+                "0",
+            ])
             .arg("--temp-dir")
             .arg(tmp.path())
             .stdout(Stdio::piped())

@@ -9,7 +9,9 @@ use crate::common::{self, fetch, Api};
 
 async fn link(emu: &Emulator, api: &Api, path: &str) -> String {
     let id = emu.lookup(path).unwrap().id;
-    let v = api.get(&format!("/api/v1/file/download_info?fileId={id}")).await;
+    let v = api
+        .get(&format!("/api/v1/file/download_info?fileId={id}"))
+        .await;
     assert_eq!(v["code"], 0, "{v}");
     v["data"]["downloadUrl"].as_str().unwrap().to_string()
 }
@@ -121,7 +123,11 @@ async fn rate_cap_slows_downloads() {
     assert_eq!((st, body.len()), (200, data.len()));
     assert_eq!(body, data);
     // 128 KiB at 256 KiB/s cannot take less than ~0.5 s (a lower bound, never flaky)
-    assert!(t0.elapsed() >= Duration::from_millis(450), "{:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() >= Duration::from_millis(450),
+        "{:?}",
+        t0.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -133,7 +139,10 @@ async fn cut_after_k_bytes() {
     let url = link(&emu, &api, "/f.bin").await;
     emu.inject(pan123_emulator::Fault {
         endpoint: "cdn".into(),
-        kind: pan123_emulator::FaultKind::CutAfter { bytes: 70_000, count: 1 },
+        kind: pan123_emulator::FaultKind::CutAfter {
+            bytes: 70_000,
+            count: 1,
+        },
     });
     let r = api.http.get(&url).send().await.unwrap();
     assert_eq!(r.status(), 200);
@@ -147,7 +156,10 @@ async fn cut_after_k_bytes() {
             Err(e) => break Some(e),
         }
     };
-    assert!(err.is_some(), "the body must end in an error, not look complete");
+    assert!(
+        err.is_some(),
+        "the body must end in an error, not look complete"
+    );
     assert_eq!(got, 70_000);
     assert!(emu.faults().is_empty());
     let (st, _, body) = fetch(&api.http, &url, None).await;

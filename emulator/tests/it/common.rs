@@ -130,7 +130,13 @@ impl Api {
     }
 
     /// `create` for `data` under `parent`.
-    pub async fn create(&self, parent: u64, name: &str, data: &[u8], duplicate: Option<i64>) -> Value {
+    pub async fn create(
+        &self,
+        parent: u64,
+        name: &str,
+        data: &[u8],
+        duplicate: Option<i64>,
+    ) -> Value {
         let mut body = json!({
             "parentFileID": parent, "filename": name, "etag": md5(data), "size": data.len(),
         });
@@ -141,12 +147,21 @@ impl Api {
     }
 
     /// Send slice `no` (1-based) with the given MD5.
-    pub async fn slice(&self, pre: &str, no: u64, data: Vec<u8>, slice_md5: &str) -> reqwest::Result<Value> {
+    pub async fn slice(
+        &self,
+        pre: &str,
+        no: u64,
+        data: Vec<u8>,
+        slice_md5: &str,
+    ) -> reqwest::Result<Value> {
         let form = reqwest::multipart::Form::new()
             .text("preuploadID", pre.to_string())
             .text("sliceNo", no.to_string())
             .text("sliceMD5", slice_md5.to_string())
-            .part("slice", reqwest::multipart::Part::bytes(data).file_name(format!("x.part{no}")));
+            .part(
+                "slice",
+                reqwest::multipart::Part::bytes(data).file_name(format!("x.part{no}")),
+            );
         self.req(reqwest::Method::POST, "/upload/v2/file/slice")
             .multipart(form)
             .send()
@@ -170,7 +185,10 @@ impl Api {
     pub async fn complete(&self, pre: &str) -> Value {
         for _ in 0..20 {
             let v = self
-                .post("/upload/v2/file/upload_complete", json!({"preuploadID": pre}))
+                .post(
+                    "/upload/v2/file/upload_complete",
+                    json!({"preuploadID": pre}),
+                )
                 .await;
             if v["code"] != 0 || v["data"]["completed"] == true {
                 return v;
@@ -180,7 +198,13 @@ impl Api {
     }
 
     /// The whole upload flow; returns the final complete (or create, if reused) answer.
-    pub async fn upload(&self, parent: u64, name: &str, data: &[u8], duplicate: Option<i64>) -> Value {
+    pub async fn upload(
+        &self,
+        parent: u64,
+        name: &str,
+        data: &[u8],
+        duplicate: Option<i64>,
+    ) -> Value {
         let c = self.create(parent, name, data, duplicate).await;
         if c["code"] != 0 || c["data"]["reuse"] == true {
             return c;
@@ -192,7 +216,11 @@ impl Api {
     }
 
     /// GET a URL (absolute) with optional Range, returning (status, headers, body).
-    pub async fn fetch(&self, url: &str, range: Option<&str>) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+    pub async fn fetch(
+        &self,
+        url: &str,
+        range: Option<&str>,
+    ) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
         fetch(&self.http, url, range).await
     }
 }

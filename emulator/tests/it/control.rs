@@ -7,7 +7,12 @@ use serde_json::{json, Value};
 
 use crate::common::{self, http, signed, Api};
 
-async fn control(base: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+async fn control(
+    base: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let mut rb = http().request(method, format!("{base}/__emulator/{path}"));
     if let Some(b) = body {
         rb = rb.json(&b);
@@ -36,7 +41,10 @@ async fn code429_http_status_and_latency_faults() {
     assert_eq!(st, 200);
     let (_, armed) = control(&base, reqwest::Method::GET, "faults", None).await;
     assert_eq!(armed.as_array().unwrap().len(), 3);
-    assert_eq!(armed[1], json!({"endpoint": "/api/v2/file/list", "kind": "http", "status": 503, "count": 1}));
+    assert_eq!(
+        armed[1],
+        json!({"endpoint": "/api/v2/file/list", "kind": "http", "status": 503, "count": 1})
+    );
 
     for _ in 0..2 {
         assert_eq!(api.get("/api/v1/user/info").await["code"], 429);
@@ -55,7 +63,10 @@ async fn code429_http_status_and_latency_faults() {
     assert_eq!(api.list(0, 100, 0).await["code"], 0);
 
     let t0 = Instant::now();
-    assert_eq!(api.get("/api/v1/file/download_info?fileId=1").await["code"], 5066);
+    assert_eq!(
+        api.get("/api/v1/file/download_info?fileId=1").await["code"],
+        5066
+    );
     assert!(t0.elapsed() >= Duration::from_millis(300));
 
     let (_, stats) = control(&base, reqwest::Method::GET, "stats", None).await;
@@ -77,7 +88,13 @@ async fn expire_tokens_fault_and_clear() {
     let emu = common::start().await;
     let base = emu.base_url();
     let api = Api::new(&emu).await;
-    control(&base, reqwest::Method::POST, "faults", Some(json!({"kind": "expire_tokens"}))).await;
+    control(
+        &base,
+        reqwest::Method::POST,
+        "faults",
+        Some(json!({"kind": "expire_tokens"})),
+    )
+    .await;
     assert_eq!(api.get("/api/v1/user/info").await["code"], 401);
     let api = Api::new(&emu).await;
     emu.inject(Fault {
@@ -94,7 +111,13 @@ async fn expire_tokens_fault_and_clear() {
         kind: FaultKind::ExpireTokens,
     });
     assert_eq!(api.get("/api/v1/user/info").await["code"], 401);
-    let (st, _) = control(&base, reqwest::Method::POST, "faults", Some(json!({"kind": "bogus"}))).await;
+    let (st, _) = control(
+        &base,
+        reqwest::Method::POST,
+        "faults",
+        Some(json!({"kind": "bogus"})),
+    )
+    .await;
     assert_eq!(st, 400);
 }
 
@@ -132,8 +155,21 @@ async fn fail_page_on_both_listings() {
         kind: FaultKind::FailPage { page: 2, count: 1 },
     });
     let get = |page: u32| {
-        let url = signed(&emu, "/b/api/share/get", &format!("shareKey=s&SharePwd=&parentFileId=0&Page={page}"));
-        async move { http().get(url).send().await.unwrap().json::<Value>().await.unwrap() }
+        let url = signed(
+            &emu,
+            "/b/api/share/get",
+            &format!("shareKey=s&SharePwd=&parentFileId=0&Page={page}"),
+        );
+        async move {
+            http()
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
     };
     assert_eq!(get(1).await["code"], 0);
     assert_ne!(get(2).await["code"], 0);
@@ -156,7 +192,18 @@ async fn cut_a_direct_download() {
     let r = http().get(&url).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.bytes().await.is_err());
-    assert_eq!(http().get(&url).send().await.unwrap().bytes().await.unwrap().len(), 10_000);
+    assert_eq!(
+        http()
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .len(),
+        10_000
+    );
 }
 
 #[tokio::test]
@@ -179,18 +226,64 @@ async fn switches_info_clock_and_qps_over_http() {
     assert!(sw.share_redirect_json);
     assert_eq!(sw.cdn_link_ttl, Duration::from_secs(60));
     assert_eq!(sw.overwrite_at, pan123_emulator::OverwriteAt::Complete);
-    let (st, _) = control(&base, reqwest::Method::POST, "switches", Some(json!({"nope": 1}))).await;
+    let (st, _) = control(
+        &base,
+        reqwest::Method::POST,
+        "switches",
+        Some(json!({"nope": 1})),
+    )
+    .await;
     assert_eq!(st, 400);
-    assert!(emu.switches().share_redirect_json, "a bad patch changes nothing");
+    assert!(
+        emu.switches().share_redirect_json,
+        "a bad patch changes nothing"
+    );
 
     let (_, v) = control(&base, reqwest::Method::GET, "info", None).await;
     assert_eq!(v["base_url"], base.as_str());
     assert_eq!(v["client_id"], "demo-client");
-    let (_, v) = control(&base, reqwest::Method::POST, "clock", Some(json!({"offset_secs": 3600}))).await;
+    let (_, v) = control(
+        &base,
+        reqwest::Method::POST,
+        "clock",
+        Some(json!({"offset_secs": 3600})),
+    )
+    .await;
     assert_eq!(v["offset_secs"], 3600);
     assert!((emu.now() - chrono::Utc::now().timestamp() - 3600).abs() <= 2);
-    let (st, _) = control(&base, reqwest::Method::POST, "qps", Some(json!({"enabled": true}))).await;
+    let (st, _) = control(
+        &base,
+        reqwest::Method::POST,
+        "qps",
+        Some(json!({"enabled": true})),
+    )
+    .await;
     assert_eq!(st, 200);
     let (st, _) = control(&base, reqwest::Method::GET, "nothing", None).await;
     assert_eq!(st, 404);
+}
+
+#[tokio::test]
+async fn shutdown_stops_serving() {
+    let emu = common::start().await;
+    let base = emu.base_url();
+    let c = http();
+    assert_eq!(
+        c.get(format!("{base}/__emulator/stats"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    emu.shutdown().await;
+    let fresh = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    assert!(fresh
+        .get(format!("{base}/__emulator/stats"))
+        .send()
+        .await
+        .is_err());
 }

@@ -15,14 +15,20 @@ async fn official_auth_key_vector() {
     let c = http();
     let base = emu.base_url();
     emu.set_clock_offset(1689220000 - chrono::Utc::now().timestamp());
-    let good = format!("{base}/13/files/1.txt?auth_key=1689220731-123-13-3bdacc0e031fd67fe829152f37c8fbad");
+    let good = format!(
+        "{base}/13/files/1.txt?auth_key=1689220731-123-13-3bdacc0e031fd67fe829152f37c8fbad"
+    );
     let (st, _, body) = fetch(&c, &good, None).await;
     assert_eq!((st, body.as_slice()), (200, b"one".as_slice()));
     // tampered hash, missing key, wrong part count
     let bad = good.replace("3bdacc", "3bdacd");
     assert_eq!(fetch(&c, &bad, None).await.0, 403);
-    assert_eq!(fetch(&c, &format!("{base}/13/files/1.txt"), None).await.0, 403);
-    let short = format!("{base}/13/files/1.txt?auth_key=1689220731-123-3bdacc0e031fd67fe829152f37c8fbad");
+    assert_eq!(
+        fetch(&c, &format!("{base}/13/files/1.txt"), None).await.0,
+        403
+    );
+    let short =
+        format!("{base}/13/files/1.txt?auth_key=1689220731-123-3bdacc0e031fd67fe829152f37c8fbad");
     assert_eq!(fetch(&c, &short, None).await.0, 403);
     // after the expiry
     emu.set_clock_offset(1689220732 - chrono::Utc::now().timestamp());
@@ -79,11 +85,19 @@ async fn unsigned_space_serves_with_ranges() {
     assert_eq!(h["content-range"], "bytes 495-499/500");
     assert_eq!(body, &data[495..]);
     let (st, h, _) = fetch(&c, &format!("{base}/direct/sub/f.bin"), Some("bytes=500-")).await;
-    assert_eq!((st, h["content-range"].to_str().unwrap()), (416, "bytes */500"));
+    assert_eq!(
+        (st, h["content-range"].to_str().unwrap()),
+        (416, "bytes */500")
+    );
     // not in the space, a folder, another uid, not there
     assert_eq!(fetch(&c, &format!("{base}/outside.bin"), None).await.0, 404);
     assert_eq!(fetch(&c, &format!("{base}/direct/sub"), None).await.0, 404);
-    assert_eq!(fetch(&c, &format!("{}/42/direct/sub/f.bin", emu.base_url()), None).await.0, 404);
+    assert_eq!(
+        fetch(&c, &format!("{}/42/direct/sub/f.bin", emu.base_url()), None)
+            .await
+            .0,
+        404
+    );
     assert_eq!(fetch(&c, &format!("{base}/direct/nope"), None).await.0, 404);
     // a signed URL made like OpenList does it (decoded path) for a fresh emulator with a key
     let emu = common::start_with(|c| {

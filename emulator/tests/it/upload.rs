@@ -46,18 +46,28 @@ async fn several_slices_out_of_order_with_pending_polls() {
     for no in [3u64, 1, 2] {
         let from = (no as usize - 1) * 1024;
         let chunk = &data[from..(from + 1024).min(3000)];
-        let v = api.slice(&pre, no, chunk.to_vec(), &md5(chunk)).await.unwrap();
+        let v = api
+            .slice(&pre, no, chunk.to_vec(), &md5(chunk))
+            .await
+            .unwrap();
         assert_eq!(v["code"], 0, "{v}");
         assert!(v["data"].is_null());
     }
-    assert!(emu.lookup("/up/big.bin").is_none(), "not there before complete");
+    assert!(
+        emu.lookup("/up/big.bin").is_none(),
+        "not there before complete"
+    );
     let complete = json!({"preuploadID": pre});
     for _ in 0..2 {
-        let v = api.post("/upload/v2/file/upload_complete", complete.clone()).await;
+        let v = api
+            .post("/upload/v2/file/upload_complete", complete.clone())
+            .await;
         assert_eq!(v["code"], 0);
         assert_eq!(v["data"]["completed"], false);
     }
-    let v = api.post("/upload/v2/file/upload_complete", complete.clone()).await;
+    let v = api
+        .post("/upload/v2/file/upload_complete", complete.clone())
+        .await;
     assert_eq!(v["data"]["completed"], true, "{v}");
     let id = v["data"]["fileID"].as_u64().unwrap();
     assert_ne!(id, 0);
@@ -85,11 +95,22 @@ async fn wrong_slice_md5_and_wrong_whole_md5() {
     assert_ne!(v["code"], 0);
     let v = api.slice(&pre, 3, vec![1], &md5(&[1])).await.unwrap();
     assert_ne!(v["code"], 0, "slice number out of range");
-    let v = api.slice(&pre, 1, data[..1000].to_vec(), &md5(&data[..1000])).await.unwrap();
+    let v = api
+        .slice(&pre, 1, data[..1000].to_vec(), &md5(&data[..1000]))
+        .await
+        .unwrap();
     assert_ne!(v["code"], 0, "slice of the wrong size");
-    let v = api.slice("nope", 1, data[..1024].to_vec(), &md5(&data[..1024])).await.unwrap();
+    let v = api
+        .slice("nope", 1, data[..1024].to_vec(), &md5(&data[..1024]))
+        .await
+        .unwrap();
     assert_ne!(v["code"], 0, "unknown preuploadID");
-    let v = api.post("/upload/v2/file/upload_complete", json!({"preuploadID": pre})).await;
+    let v = api
+        .post(
+            "/upload/v2/file/upload_complete",
+            json!({"preuploadID": pre}),
+        )
+        .await;
     assert_ne!(v["code"], 0, "slices missing");
     api.send_slices(&pre, &data, 1024).await;
     let v = api.complete(&pre).await;
@@ -105,7 +126,12 @@ async fn wrong_slice_md5_and_wrong_whole_md5() {
     assert_eq!(v["message"], "文件上传失败");
     assert!(emu.lookup("/b.bin").is_none());
     // the session is over
-    let v = api.post("/upload/v2/file/upload_complete", json!({"preuploadID": pre})).await;
+    let v = api
+        .post(
+            "/upload/v2/file/upload_complete",
+            json!({"preuploadID": pre}),
+        )
+        .await;
     assert_ne!(v["code"], 0);
 }
 
@@ -168,7 +194,19 @@ async fn name_rules_on_create() {
     let emu = common::start().await;
     let api = Api::new(&emu).await;
     let long = "n".repeat(256);
-    for bad in ["a\"b", "a\\b", "a/b", "a:b", "a*b", "a?b", "a|b", "a>b", "a<b", "   ", long.as_str()] {
+    for bad in [
+        "a\"b",
+        "a\\b",
+        "a/b",
+        "a:b",
+        "a*b",
+        "a?b",
+        "a|b",
+        "a>b",
+        "a<b",
+        "   ",
+        long.as_str(),
+    ] {
         let v = api.create(0, bad, b"data", None).await;
         assert_eq!(v["code"], 1, "{bad:?}");
     }
@@ -217,9 +255,13 @@ async fn poll_interval_and_slice_size_switches() {
     let pre = v["data"]["preuploadID"].as_str().unwrap().to_string();
     api.send_slices(&pre, &data, 16 << 20).await;
     let body = json!({"preuploadID": pre});
-    let v = api.post("/upload/v2/file/upload_complete", body.clone()).await;
+    let v = api
+        .post("/upload/v2/file/upload_complete", body.clone())
+        .await;
     assert_eq!(v["data"]["completed"], false);
-    let v = api.post("/upload/v2/file/upload_complete", body.clone()).await;
+    let v = api
+        .post("/upload/v2/file/upload_complete", body.clone())
+        .await;
     assert_ne!(v["code"], 0);
     assert_eq!(v["message"], "文件正在校验中,请间隔1秒后再试");
     tokio::time::sleep(Duration::from_millis(350)).await;
@@ -239,7 +281,10 @@ async fn cut_upload_then_retry() {
     let pre = v["data"]["preuploadID"].as_str().unwrap().to_string();
     emu.inject(Fault {
         endpoint: "/upload/v2/file/slice".into(),
-        kind: FaultKind::CutAfter { bytes: 100, count: 1 },
+        kind: FaultKind::CutAfter {
+            bytes: 100,
+            count: 1,
+        },
     });
     let r = api.slice(&pre, 1, data.clone(), &md5(&data)).await;
     assert!(r.is_err(), "the connection is dropped: {r:?}");

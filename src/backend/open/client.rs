@@ -84,8 +84,17 @@ pub struct OpenClient {
 }
 
 impl OpenClient {
-    fn new(http: reqwest::Client, api_base: &str, client_id: &str, client_secret: &str, state_dir: Option<&Path>) -> Self {
-        let persist = state_dir.map(|d| d.join("tokens").join(format!("open-{}.json", token_file_key(api_base, client_id))));
+    fn new(
+        http: reqwest::Client,
+        api_base: &str,
+        client_id: &str,
+        client_secret: &str,
+        state_dir: Option<&Path>,
+    ) -> Self {
+        let persist = state_dir.map(|d| {
+            d.join("tokens")
+                .join(format!("open-{}.json", token_file_key(api_base, client_id)))
+        });
         Self {
             http,
             api_base: api_base.trim_end_matches('/').to_string(),
@@ -114,9 +123,16 @@ impl OpenClient {
     }
 
     /// A GET with query parameters, through the pacer.
-    pub async fn get<T: DeserializeOwned>(&self, ep: Endpoint, query: &[(&str, String)]) -> Result<T, Error> {
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        ep: Endpoint,
+        query: &[(&str, String)],
+    ) -> Result<T, Error> {
         let url = format!("{}{}", self.api_base, ep.path());
-        self.call(ep, true, |http, token| http.get(&url).query(query).bearer_auth(token)).await
+        self.call(ep, true, |http, token| {
+            http.get(&url).query(query).bearer_auth(token)
+        })
+        .await
     }
 
     async fn call<T, B>(&self, ep: Endpoint, idempotent: bool, build: B) -> Result<T, Error>
@@ -138,20 +154,36 @@ impl OpenClient {
                 Ok(Reply::Data(data)) => return Ok(data),
                 Ok(Reply::Code { code: 401, .. }) if !refreshed => {
                     refreshed = true;
-                    tracing::info!(endpoint = ep.path(), "123 answered 401; refreshing the token");
-                    token = self.tokens.refresh_after_401(&token, || self.fetch_token()).await?;
+                    tracing::info!(
+                        endpoint = ep.path(),
+                        "123 answered 401; refreshing the token"
+                    );
+                    token = self
+                        .tokens
+                        .refresh_after_401(&token, || self.fetch_token())
+                        .await?;
                     continue;
                 }
                 Ok(Reply::Code { code: 429, .. }) => {
                     rate_limited += 1;
                     if rate_limited > MAX_429_RETRIES {
-                        tracing::warn!(endpoint = ep.path(), attempts = rate_limited, "123 keeps answering 429; giving up");
-                        return Err(Error::RateLimited { retry_after: Some(Duration::from_secs(2)) });
+                        tracing::warn!(
+                            endpoint = ep.path(),
+                            attempts = rate_limited,
+                            "123 keeps answering 429; giving up"
+                        );
+                        return Err(Error::RateLimited {
+                            retry_after: Some(Duration::from_secs(2)),
+                        });
                     }
                     tokio::time::sleep(backoff(rate_limited, None)).await;
                     continue;
                 }
-                Ok(Reply::Code { code, message, trace_id }) => return Err(classify(code, message, trace_id)),
+                Ok(Reply::Code {
+                    code,
+                    message,
+                    trace_id,
+                }) => return Err(classify(code, message, trace_id)),
                 Err(e) => e,
             };
             let retryable = matches!(error, Error::Unavailable(_) | Error::Transport(_));
@@ -172,11 +204,19 @@ impl OpenClient {
     /// `POST /api/v1/access_token`; the only call without a bearer token.
     async fn fetch_token(&self) -> Result<Token, Error> {
         let url = format!("{}{}", self.api_base, Endpoint::AccessToken.path());
-        let body = serde_json::json!({ "clientID": self.client_id, "clientSecret": self.client_secret });
+        let body =
+            serde_json::json!({ "clientID": self.client_id, "clientSecret": self.client_secret });
         let mut rate_limited = 0;
         loop {
-            self.limiter.acquire(Endpoint::AccessToken.path(), Endpoint::AccessToken.qps()).await;
-            let request = self.http.post(&url).header("Platform", "open_platform").json(&body).timeout(API_TIMEOUT);
+            self.limiter
+                .acquire(Endpoint::AccessToken.path(), Endpoint::AccessToken.qps())
+                .await;
+            let request = self
+                .http
+                .post(&url)
+                .header("Platform", "open_platform")
+                .json(&body)
+                .timeout(API_TIMEOUT);
             match send::<api::AccessToken>(request).await? {
                 Reply::Data(t) => {
                     let expires_at = chrono::DateTime::parse_from_rfc3339(&t.expired_at)
@@ -184,14 +224,19 @@ impl OpenClient {
                         // Lenient: the documented lifetime is 30 days.
                         .unwrap_or_else(|_| unix(SystemTime::now()) + 30 * 24 * 3600);
                     tracing::info!(client_id = %self.client_id, expires_at, "obtained a 123 access token");
-                    return Ok(Token { access_token: t.access_token, expires_at });
+                    return Ok(Token {
+                        access_token: t.access_token,
+                        expires_at,
+                    });
                 }
                 Reply::Code { code: 429, .. } if rate_limited < MAX_429_RETRIES => {
                     rate_limited += 1;
                     tokio::time::sleep(backoff(rate_limited, None)).await;
                 }
                 Reply::Code { code, message, .. } => {
-                    return Err(Error::Auth(format!("123 refused the client credentials (code {code}): {message}")))
+                    return Err(Error::Auth(format!(
+                        "123 refused the client credentials (code {code}): {message}"
+                    )))
                 }
             }
         }
@@ -200,26 +245,44 @@ impl OpenClient {
 
 enum Reply<T> {
     Data(T),
-    Code { code: i64, message: String, trace_id: String },
+    Code {
+        code: i64,
+        message: String,
+        trace_id: String,
+    },
 }
 
 async fn send<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> Result<Reply<T>, Error> {
     let response = request.send().await.map_err(transport)?;
     let status = response.status();
     if status.is_server_error() {
-        return Err(Error::Unavailable(format!("123 answered HTTP {}", status.as_u16())));
+        return Err(Error::Unavailable(format!(
+            "123 answered HTTP {}",
+            status.as_u16()
+        )));
     }
     let body = response.bytes().await.map_err(transport)?;
-    let envelope: Envelope<serde_json::Value> = serde_json::from_slice(&body).map_err(|e| {
-        Error::Upstream { code: -1, message: format!("HTTP {} with an unreadable body: {e}", status.as_u16()), trace_id: String::new() }
-    })?;
+    let envelope: Envelope<serde_json::Value> =
+        serde_json::from_slice(&body).map_err(|e| Error::Upstream {
+            code: -1,
+            message: format!("HTTP {} with an unreadable body: {e}", status.as_u16()),
+            trace_id: String::new(),
+        })?;
     if envelope.code != 0 {
-        return Ok(Reply::Code { code: envelope.code, message: envelope.message, trace_id: envelope.trace_id });
+        return Ok(Reply::Code {
+            code: envelope.code,
+            message: envelope.message,
+            trace_id: envelope.trace_id,
+        });
     }
     let data = envelope.data.unwrap_or(serde_json::Value::Null);
     serde_json::from_value(data)
         .map(Reply::Data)
-        .map_err(|e| Error::Upstream { code: 0, message: format!("unexpected answer shape: {e}"), trace_id: envelope.trace_id })
+        .map_err(|e| Error::Upstream {
+            code: 0,
+            message: format!("unexpected answer shape: {e}"),
+            trace_id: envelope.trace_id,
+        })
 }
 
 fn transport(e: reqwest::Error) -> Error {
@@ -236,13 +299,22 @@ fn classify(code: i64, message: String, trace_id: String) -> Error {
         // 文件不存在: file does not exist.
         5066 => Error::NotFound,
         // 您今日自用下载流量已超出1GB上限…: daily self-use download traffic exceeded.
-        5113 | 5114 => Error::TrafficExceeded { message, retry_after: until_midnight_china(SystemTime::now()) },
+        5113 | 5114 => Error::TrafficExceeded {
+            message,
+            retry_after: until_midnight_china(SystemTime::now()),
+        },
         // Still 401 after a refresh, or 429 past our retries: handled by the caller's loop.
         401 => Error::Auth(message),
-        429 => Error::RateLimited { retry_after: Some(Duration::from_secs(2)) },
+        429 => Error::RateLimited {
+            retry_after: Some(Duration::from_secs(2)),
+        },
         // 该目录下已经有同名文件夹,无法进行创建: a folder of that name exists.
         1 if message.contains("同名") => Error::AlreadyExists,
-        _ => Error::Upstream { code, message, trace_id },
+        _ => Error::Upstream {
+            code,
+            message,
+            trace_id,
+        },
     }
 }
 
@@ -273,12 +345,30 @@ impl OpenClients {
     }
 
     /// The shared client for this credential, created on first use.
-    pub fn get(&self, http: &reqwest::Client, api_base: &str, client_id: &str, client_secret: &str, state_dir: Option<&Path>) -> Arc<OpenClient> {
-        let key = (api_base.trim_end_matches('/').to_string(), client_id.to_string());
+    pub fn get(
+        &self,
+        http: &reqwest::Client,
+        api_base: &str,
+        client_id: &str,
+        client_secret: &str,
+        state_dir: Option<&Path>,
+    ) -> Arc<OpenClient> {
+        let key = (
+            api_base.trim_end_matches('/').to_string(),
+            client_id.to_string(),
+        );
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         clients
             .entry(key)
-            .or_insert_with(|| Arc::new(OpenClient::new(http.clone(), api_base, client_id, client_secret, state_dir)))
+            .or_insert_with(|| {
+                Arc::new(OpenClient::new(
+                    http.clone(),
+                    api_base,
+                    client_id,
+                    client_secret,
+                    state_dir,
+                ))
+            })
             .clone()
     }
 }
@@ -289,11 +379,30 @@ mod tests {
 
     #[test]
     fn classify_table() {
-        assert!(matches!(classify(5066, "文件不存在".into(), String::new()), Error::NotFound));
-        assert!(matches!(classify(5113, "流量".into(), String::new()), Error::TrafficExceeded { .. }));
-        assert!(matches!(classify(1, "该目录下已经有同名文件夹,无法进行创建".into(), String::new()), Error::AlreadyExists));
-        assert!(matches!(classify(1, "other".into(), String::new()), Error::Upstream { code: 1, .. }));
-        assert!(matches!(classify(401, "expired".into(), String::new()), Error::Auth(_)));
+        assert!(matches!(
+            classify(5066, "文件不存在".into(), String::new()),
+            Error::NotFound
+        ));
+        assert!(matches!(
+            classify(5113, "流量".into(), String::new()),
+            Error::TrafficExceeded { .. }
+        ));
+        assert!(matches!(
+            classify(
+                1,
+                "该目录下已经有同名文件夹,无法进行创建".into(),
+                String::new()
+            ),
+            Error::AlreadyExists
+        ));
+        assert!(matches!(
+            classify(1, "other".into(), String::new()),
+            Error::Upstream { code: 1, .. }
+        ));
+        assert!(matches!(
+            classify(401, "expired".into(), String::new()),
+            Error::Auth(_)
+        ));
     }
 
     #[test]

@@ -22,7 +22,10 @@ pub enum LinkMode {
     /// `download_info`: a CDN URL bound to the requester's location.
     DownloadInfo,
     /// `direct-link/url`: a stable URL in the account's direct-link space, optionally signed.
-    Direct { key: Option<String>, valid: Duration },
+    Direct {
+        key: Option<String>,
+        valid: Duration,
+    },
 }
 
 /// One Open mount: a client (shared per client id), a root folder and a link mode.
@@ -34,7 +37,11 @@ pub struct OpenBackend {
 
 impl OpenBackend {
     pub fn new(client: Arc<OpenClient>, root_id: u64, links: LinkMode) -> Self {
-        Self { client, root_id, links }
+        Self {
+            client,
+            root_id,
+            links,
+        }
     }
 
     /// The shared client, for health reports.
@@ -46,7 +53,9 @@ impl OpenBackend {
 #[async_trait]
 impl Backend for OpenBackend {
     fn capabilities(&self) -> Capabilities {
-        Capabilities { portable_links: matches!(self.links, LinkMode::Direct { .. }) }
+        Capabilities {
+            portable_links: matches!(self.links, LinkMode::Direct { .. }),
+        }
     }
 
     fn root_id(&self) -> u64 {
@@ -68,13 +77,22 @@ impl Backend for OpenBackend {
                     ],
                 )
                 .await?;
-            entries.extend(page.file_list.into_iter().filter(|f| f.trashed == 0).map(entry_from_item));
+            entries.extend(
+                page.file_list
+                    .into_iter()
+                    .filter(|f| f.trashed == 0)
+                    .map(entry_from_item),
+            );
             if page.last_file_id == -1 {
                 break;
             }
             // A cursor that does not move would loop forever: treat it as the end, loudly.
             if page.last_file_id <= last_file_id {
-                tracing::warn!(dir_id, cursor = page.last_file_id, "123 returned a cursor that does not advance; stopping");
+                tracing::warn!(
+                    dir_id,
+                    cursor = page.last_file_id,
+                    "123 returned a cursor that does not advance; stopping"
+                );
                 break;
             }
             last_file_id = page.last_file_id;
@@ -85,22 +103,51 @@ impl Backend for OpenBackend {
     async fn link(&self, file: &Entry) -> Result<Link, Error> {
         match &self.links {
             LinkMode::DownloadInfo => {
-                let info: api::DownloadInfo =
-                    self.client.get(Endpoint::DownloadInfo, &[("fileId", file.id.to_string())]).await?;
-                Ok(Link { url: info.download_url, headers: Default::default(), expires_at: None, portable: false })
+                let info: api::DownloadInfo = self
+                    .client
+                    .get(Endpoint::DownloadInfo, &[("fileId", file.id.to_string())])
+                    .await?;
+                Ok(Link {
+                    url: info.download_url,
+                    headers: Default::default(),
+                    expires_at: None,
+                    portable: false,
+                })
             }
             LinkMode::Direct { key, valid } => {
-                let direct: api::DirectLinkUrl =
-                    self.client.get(Endpoint::DirectLinkUrl, &[("fileID", file.id.to_string())]).await?;
+                let direct: api::DirectLinkUrl = self
+                    .client
+                    .get(Endpoint::DirectLinkUrl, &[("fileID", file.id.to_string())])
+                    .await?;
                 let Some(key) = key else {
                     // Unsigned direct links do not expire.
-                    return Ok(Link { url: direct.url, headers: Default::default(), expires_at: None, portable: true });
+                    return Ok(Link {
+                        url: direct.url,
+                        headers: Default::default(),
+                        expires_at: None,
+                        portable: true,
+                    });
                 };
                 let uid = self.client.uid().await?;
                 let expires_at = SystemTime::now() + *valid;
-                let url = auth_key::sign_url(&direct.url, key, uid, token::unix(expires_at), &auth_key::random_rand())
-                    .ok_or_else(|| Error::Upstream { code: 0, message: "123 returned an unparsable direct link".into(), trace_id: String::new() })?;
-                Ok(Link { url, headers: Default::default(), expires_at: Some(expires_at), portable: true })
+                let url = auth_key::sign_url(
+                    &direct.url,
+                    key,
+                    uid,
+                    token::unix(expires_at),
+                    &auth_key::random_rand(),
+                )
+                .ok_or_else(|| Error::Upstream {
+                    code: 0,
+                    message: "123 returned an unparsable direct link".into(),
+                    trace_id: String::new(),
+                })?;
+                Ok(Link {
+                    url,
+                    headers: Default::default(),
+                    expires_at: Some(expires_at),
+                    portable: true,
+                })
             }
         }
     }
@@ -108,15 +155,26 @@ impl Backend for OpenBackend {
     async fn quota(&self) -> Result<Quota, Error> {
         let info: api::UserInfo = self.client.get(Endpoint::UserInfo, &[]).await?;
         let total = (info.space_permanent.max(0) + info.space_temp.max(0)) as u64;
-        Ok(Quota { used: info.space_used.max(0) as u64, total: Some(total) })
+        Ok(Quota {
+            used: info.space_used.max(0) as u64,
+            total: Some(total),
+        })
     }
 }
 
 fn entry_from_item(item: api::FileItem) -> Entry {
     let is_dir = item.kind == 1;
-    let md5 = if is_dir || item.etag.is_empty() { None } else { Some(item.etag.to_ascii_lowercase()) };
+    let md5 = if is_dir || item.etag.is_empty() {
+        None
+    } else {
+        Some(item.etag.to_ascii_lowercase())
+    };
     let modified = parse_china_time(&item.update_at);
-    let created = if item.create_at.is_empty() { modified } else { parse_china_time(&item.create_at) };
+    let created = if item.create_at.is_empty() {
+        modified
+    } else {
+        parse_china_time(&item.create_at)
+    };
     Entry {
         id: item.file_id.max(0) as u64,
         name: item.filename.nfc().collect(),
@@ -150,7 +208,10 @@ mod tests {
     fn china_time_is_utc_plus_8() {
         let t = parse_china_time("2025-03-23 15:48:37");
         // 2025-03-23T07:48:37Z
-        assert_eq!(t, SystemTime::UNIX_EPOCH + Duration::from_secs(1_742_716_117));
+        assert_eq!(
+            t,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_742_716_117)
+        );
         assert_eq!(parse_china_time("garbage"), SystemTime::UNIX_EPOCH);
     }
 }

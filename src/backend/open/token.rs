@@ -28,7 +28,10 @@ pub struct Token {
 
 impl std::fmt::Debug for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Token").field("access_token", &"<redacted>").field("expires_at", &self.expires_at).finish()
+        f.debug_struct("Token")
+            .field("access_token", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .finish()
     }
 }
 
@@ -44,9 +47,13 @@ impl Token {
 pub enum TokenState {
     /// No token yet (nothing was needed so far).
     Empty,
-    Valid { expires_at: u64 },
+    Valid {
+        expires_at: u64,
+    },
     /// The last refresh failed; the message says why.
-    Failing { message: String },
+    Failing {
+        message: String,
+    },
 }
 
 struct Failure {
@@ -81,10 +88,14 @@ impl TokenManager {
     /// The current state, for readiness reports.
     pub fn state(&self) -> TokenState {
         if let Some(f) = lock(&self.failure).as_ref() {
-            return TokenState::Failing { message: f.error.to_string() };
+            return TokenState::Failing {
+                message: f.error.to_string(),
+            };
         }
         match lock(&self.current).as_ref() {
-            Some(t) => TokenState::Valid { expires_at: t.expires_at },
+            Some(t) => TokenState::Valid {
+                expires_at: t.expires_at,
+            },
             None => TokenState::Empty,
         }
     }
@@ -123,7 +134,10 @@ impl TokenManager {
     }
 
     fn usable(&self) -> Option<Token> {
-        lock(&self.current).as_ref().filter(|t| t.usable_at(SystemTime::now())).cloned()
+        lock(&self.current)
+            .as_ref()
+            .filter(|t| t.usable_at(SystemTime::now()))
+            .cloned()
     }
 
     async fn refresh_locked<F, Fut>(&self, fetch: F) -> Result<Token, Error>
@@ -151,14 +165,20 @@ impl TokenManager {
                     .map(|b| (b * 2).min(MAX_FAILURE_BACKOFF))
                     .unwrap_or(Duration::from_secs(1));
                 tracing::warn!(error = %error, retry_in_s = backoff.as_secs(), "123 token refresh failed");
-                *lock(&self.failure) = Some(Failure { at: tokio::time::Instant::now(), backoff, error: error.clone() });
+                *lock(&self.failure) = Some(Failure {
+                    at: tokio::time::Instant::now(),
+                    backoff,
+                    error: error.clone(),
+                });
                 Err(error)
             }
         }
     }
 
     fn persist(&self, token: &Token) {
-        let Some(path) = &self.persist_path else { return };
+        let Some(path) = &self.persist_path else {
+            return;
+        };
         let result = (|| -> std::io::Result<()> {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
@@ -178,7 +198,12 @@ impl TokenManager {
 fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(bytes)?;
     f.sync_all()
 }
@@ -194,5 +219,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Unix seconds of `t` (0 before the epoch).
 pub fn unix(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
