@@ -105,7 +105,8 @@ pub(crate) fn verify(
     if signature(&sh.cdn_secret, tail, t, ip, r) != s {
         return Err(LinkError::Invalid);
     }
-    if t < sh.now() {
+    // A link is good up to, not including, its expiry second: a zero TTL is born expired.
+    if t <= sh.now() {
         return Err(LinkError::Expired);
     }
     Ok(Parsed {
@@ -149,7 +150,12 @@ pub fn handle(ctx: &Ctx, req: Request<Incoming>) -> Resp {
             return text(StatusCode::FORBIDDEN, "403 Forbidden: invalid link")
         }
         Err(LinkError::Expired) => {
-            return text(StatusCode::FORBIDDEN, "403 Forbidden: link expired")
+            // The 200-with-JSON refusal style applies to every refusal of the CDN.
+            if sh.switches().cdn_refusal_http_200 {
+                let body = json!({"code": 1010, "message": "download err: 50002"});
+                return json(StatusCode::OK, &body);
+            }
+            return text(StatusCode::FORBIDDEN, "403 Forbidden: link expired");
         }
     };
     let requester = ctx.peer.ip().to_string();

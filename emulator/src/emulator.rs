@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -166,48 +166,22 @@ impl Emulator {
         };
         let base_url = format!("http://{shown}");
 
-        let mut fs = Fs::new();
         let now = chrono::Utc::now().timestamp();
-        if let Some(dir) = &cfg.data_dir {
-            let dir = dir.clone();
+        let mut fs = {
+            let cfg = cfg.clone();
             let cache = cache_dir.clone();
-            fs = tokio::task::spawn_blocking(move || -> anyhow::Result<Fs> {
-                seed_dir(&mut fs, ROOT, &dir, &cache)?;
-                Ok(fs)
-            })
-            .await??;
-        }
-        for spec in &cfg.generate {
-            let spec = spec.clone();
-            let cache = cache_dir.clone();
-            fs = tokio::task::spawn_blocking(move || {
-                let dir = mkdir_p(&mut fs, &spec.path, now);
-                let width = spec.count.to_string().len().max(5);
-                for k in 1..=spec.count {
-                    let seed = spec.seed.wrapping_add(k - 1);
-                    let md5 = content::generated_md5(seed, spec.size, &cache);
-                    fs.content.insert(&md5, spec.size, Blob::Generated { seed });
-                    fs.tree.insert(
-                        dir,
-                        &format!("file-{k:0width$}.bin"),
-                        Some((spec.size, md5)),
-                        now,
-                    );
-                }
-                fs
-            })
-            .await?;
-        }
+            tokio::task::spawn_blocking(move || crate::seed::seed(&cfg, &cache, now)).await??
+        };
         let direct_space = cfg
             .direct_link_space
             .as_deref()
-            .map(|p| mkdir_p(&mut fs, p, now));
+            .map(|p| fs.tree.mkdir_p(p, now));
         let mut shares = HashMap::new();
         for s in &cfg.shares {
             let root = fs
                 .tree
                 .resolve(&s.path)
-                .unwrap_or_else(|| mkdir_p(&mut fs, &s.path, now));
+                .unwrap_or_else(|| fs.tree.mkdir_p(&s.path, now));
             shares.insert(
                 s.key.clone(),
                 Share {
@@ -280,7 +254,7 @@ impl Emulator {
     /// trashed.
     pub fn mkdir_p(&self, path: &str) -> u64 {
         let now = self.shared.now();
-        mkdir_p(&mut lock(&self.shared.fs), path, now)
+        lock(&self.shared.fs).tree.mkdir_p(path, now)
     }
 
     /// Put a file with these bytes at `path` (parents created). A live file of that name keeps its
@@ -304,7 +278,7 @@ impl Emulator {
         let (dir, name) = split_parent(path);
         let mut fs = lock(&self.shared.fs);
         fs.content.insert(&md5, size, blob);
-        let parent = mkdir_p(&mut fs, dir, now);
+        let parent = fs.tree.mkdir_p(dir, now);
         if let Some(id) = fs.tree.live_child(parent, name) {
             if let Some(e) = fs.tree.get_mut(id) {
                 if !e.is_dir {
@@ -340,6 +314,13 @@ impl Emulator {
     /// Any entry by id, trashed ones included.
     pub fn entry(&self, id: u64) -> Option<EntryInfo> {
         lock(&self.shared.fs).tree.get(id).map(info)
+    }
+
+    /// The path of any entry by id, e.g. `/a/b.txt` (trashed entries keep their old path).
+    pub fn path_of(&self, id: u64) -> Option<String> {
+        let fs = lock(&self.shared.fs);
+        fs.tree.get(id)?;
+        fs.tree.path_of(id)
     }
 
     /// Names of the live children of the folder at `path`, in id order.
@@ -392,7 +373,7 @@ impl Emulator {
             let mut fs = lock(&self.shared.fs);
             match fs.tree.resolve(path) {
                 Some(id) => id,
-                None => mkdir_p(&mut fs, path, now),
+                None => fs.tree.mkdir_p(path, now),
             }
         };
         lock(&self.shared.shares).insert(
@@ -494,53 +475,4 @@ fn split_parent(path: &str) -> (&str, &str) {
         Some(i) => (&p[..i], &p[i + 1..]),
         None => ("", p),
     }
-}
-
-/// Create folders along `path` (exact names, live entries); a file in the way is trashed.
-pub(crate) fn mkdir_p(fs: &mut Fs, path: &str, now: i64) -> u64 {
-    let mut cur = ROOT;
-    for part in path.split('/').filter(|p| !p.is_empty()) {
-        cur = match fs.tree.live_child(cur, part) {
-            Some(id) if fs.tree.get(id).is_some_and(|e| e.is_dir) => id,
-            Some(id) => {
-                fs.tree.trash(id, now);
-                fs.tree.insert(cur, part, None, now)
-            }
-            None => fs.tree.insert(cur, part, None, now),
-        };
-    }
-    cur
-}
-
-/// Mirror a local folder into `parent` (names sorted, so ids are stable between runs).
-fn seed_dir(fs: &mut Fs, parent: u64, dir: &Path, cache: &Path) -> anyhow::Result<()> {
-    let mut items: Vec<_> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .filter_map(Result::ok)
-        .collect();
-    items.sort_by_key(|e| e.file_name());
-    for item in items {
-        let path = item.path();
-        let name = item.file_name().to_string_lossy().into_owned();
-        let meta = match std::fs::metadata(&path) {
-            Ok(m) => m,
-            Err(_) => continue, // dangling symlink and the like
-        };
-        let mtime = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| i64::try_from(d.as_secs()).unwrap_or(0))
-            .unwrap_or(0);
-        if meta.is_dir() {
-            let id = fs.tree.insert(parent, &name, None, mtime);
-            seed_dir(fs, id, &path, cache)?;
-        } else if meta.is_file() {
-            let (md5, size) = content::file_md5_memo(&path, cache)
-                .with_context(|| format!("hashing {}", path.display()))?;
-            fs.content.insert(&md5, size, Blob::File(path.clone()));
-            fs.tree.insert(parent, &name, Some((size, md5)), mtime);
-        }
-    }
-    Ok(())
 }

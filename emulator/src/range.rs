@@ -144,7 +144,7 @@ fn header(s: &str) -> HeaderValue {
 }
 
 /// Pause before a deliberate cut (see `shape`).
-const CUT_FLUSH_PAUSE: Duration = Duration::from_millis(30);
+const CUT_FLUSH_PAUSE: Duration = Duration::from_millis(50);
 
 type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
 

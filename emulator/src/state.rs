@@ -243,6 +243,23 @@ impl Tree {
         Some(cur)
     }
 
+    /// Make sure the folder `path` exists (exact names, live entries), creating what is missing;
+    /// a file in the way is trashed. Returns the folder's id.
+    pub fn mkdir_p(&mut self, path: &str, now: i64) -> u64 {
+        let mut cur = ROOT;
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            cur = match self.live_child(cur, part) {
+                Some(id) if self.get(id).is_some_and(|e| e.is_dir) => id,
+                Some(id) => {
+                    self.trash(id, now);
+                    self.insert(cur, part, None, now)
+                }
+                None => self.insert(cur, part, None, now),
+            };
+        }
+        cur
+    }
+
     /// The path of an entry from the root, e.g. `/a/b.txt`.
     pub fn path_of(&self, id: u64) -> Option<String> {
         let mut parts = Vec::new();

@@ -6,7 +6,10 @@ use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
 
+pub mod link;
 pub mod open;
+pub mod share;
+pub mod web_sign;
 
 /// One file or folder as listed by a backend.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,8 +21,12 @@ pub struct Entry {
     pub is_dir: bool,
     /// Bytes; 0 for folders.
     pub size: u64,
-    /// Lowercase hex MD5 of the content when the backend knows it (123's `etag`).
+    /// Lowercase hex MD5 of the content when the backend knows it (123's `etag`). Only ever a
+    /// real MD5: it is also published as the `oc:checksums` checksum.
     pub md5: Option<String>,
+    /// An opaque validator for entries without an MD5 (link mounts: derived from the URL and
+    /// size), stable across restarts; the ETag when `md5` is `None`. Visible ASCII, no `"`.
+    pub version: Option<String>,
     pub modified: SystemTime,
     pub created: SystemTime,
 }
@@ -67,6 +74,9 @@ pub enum Error {
     Transport(String),
     #[error("not supported by this backend")]
     Unsupported,
+    /// The name cannot be stored on 123 (the text says why).
+    #[error("invalid name: {0}")]
+    InvalidName(String),
 }
 
 pub mod auth_key;
@@ -78,6 +88,15 @@ pub mod pacer;
 pub struct Capabilities {
     /// Links work from any address with no extra headers, so `auto` may redirect to them.
     pub portable_links: bool,
+    /// The backend implements the write methods.
+    pub writable: bool,
+    /// Links carry headers the upstream requires (share links: a `Referer`), so a client sent
+    /// there by a plain redirect is refused; `download = "redirect"` draws a startup warning.
+    pub links_need_headers: bool,
+    /// A listed size of 0 may mean "unknown" (a link-tree file whose size could not be learned):
+    /// such a file is redirected to, never proxied, because the proxy promises exactly `size`
+    /// bytes and would answer an empty 200.
+    pub sizes_may_be_unknown: bool,
 }
 
 /// Space used and available, for the DAV quota properties.
@@ -104,4 +123,70 @@ pub trait Backend: Send + Sync {
 
     /// Space used and total.
     async fn quota(&self) -> Result<Quota, Error>;
+
+    /// A start-up check run in the background once the server listens (share: does the key and
+    /// password open the share; link: learn missing sizes by HEAD). An error is logged as a
+    /// warning naming the mount; the mount keeps answering, with the error its requests meet.
+    async fn probe(&self) -> Result<(), Error> {
+        Ok(())
+    }
+
+    // Writes. Names are 123-side names (already mapped and validated by the vfs). Backends
+    // that cannot write keep the defaults.
+
+    /// Creates folder `name` in `parent`. `AlreadyExists` when the name is taken.
+    async fn mkdir(&self, _parent: u64, _name: &str) -> Result<Entry, Error> {
+        Err(Error::Unsupported)
+    }
+
+    /// Renames entry `id` in place. `AlreadyExists` when the name is taken.
+    async fn rename(&self, _id: u64, _name: &str) -> Result<(), Error> {
+        Err(Error::Unsupported)
+    }
+
+    /// Moves entries into folder `parent`, keeping their names.
+    async fn move_to(&self, _ids: &[u64], _parent: u64) -> Result<(), Error> {
+        Err(Error::Unsupported)
+    }
+
+    /// Moves entries (folders as a whole) to the recycle bin, in as few calls as possible.
+    async fn trash(&self, _ids: &[u64]) -> Result<(), Error> {
+        Err(Error::Unsupported)
+    }
+
+    /// Creates `name` in `parent` from content 123 already has (instant reuse by MD5 + size).
+    /// `Ok(None)` when 123 does not have the content; then nothing was created.
+    async fn copy_instant(&self, _parent: u64, _name: &str, _md5: &str, _size: u64) -> Result<Option<Entry>, Error> {
+        Err(Error::Unsupported)
+    }
+
+    /// Uploads a spooled file as `name` in `parent` and returns the complete entry. The name
+    /// must be free (`AlreadyExists` otherwise): safe overwrite is the upload queue's job.
+    async fn upload(&self, _parent: u64, _name: &str, _src: &UploadSource, _opts: &UploadOptions) -> Result<Entry, Error> {
+        Err(Error::Unsupported)
+    }
+}
+
+/// A file on local disk, ready to upload: 123 needs the MD5 and size before the first byte.
+#[derive(Clone, Debug)]
+pub struct UploadSource {
+    pub path: std::path::PathBuf,
+    pub size: u64,
+    /// Lowercase hex MD5 of the whole file.
+    pub md5: String,
+}
+
+/// Knobs of one upload.
+#[derive(Clone)]
+pub struct UploadOptions {
+    /// Slices sent in parallel (123 accepts them in any order).
+    pub parallel_slices: usize,
+    /// Called with the number of bytes confirmed so far.
+    pub progress: Option<std::sync::Arc<dyn Fn(u64) + Send + Sync>>,
+}
+
+impl Default for UploadOptions {
+    fn default() -> Self {
+        Self { parallel_slices: 3, progress: None }
+    }
 }

@@ -6,8 +6,9 @@ use dav_server::fs::{DavMetaData, FsResult};
 
 use crate::backend::Entry;
 
-/// An entry as dav-server sees it. The ETag is the MD5 (dav-server adds the quotes in
-/// headers), so PROPFIND, GET and HEAD share one validator.
+/// An entry as dav-server sees it. The ETag is the MD5, or the backend's version when there is
+/// no MD5 (dav-server adds the quotes in headers), so PROPFIND, GET and HEAD share one
+/// validator.
 #[derive(Clone, Debug)]
 pub struct EntryMeta {
     pub entry: Entry,
@@ -38,6 +39,7 @@ impl DavMetaData for EntryMeta {
         }
         let quoted = crate::download::conditional::etag_for(
             self.entry.md5.as_deref(),
+            self.entry.version.as_deref(),
             self.entry.size,
             self.entry.modified,
         );

@@ -36,6 +36,8 @@ pub fn fs_error(e: &Error) -> FsError {
         Error::NotADirectory => FsError::Forbidden,
         Error::AlreadyExists => FsError::Exists,
         Error::Unsupported => FsError::NotImplemented,
+        // dav-server has no 400 for names; 403 tells the client the operation is refused.
+        Error::InvalidName(_) => FsError::Forbidden,
         Error::RateLimited { .. }
         | Error::Auth(_)
         | Error::TrafficExceeded { .. }
@@ -252,6 +254,7 @@ fn folder_meta(name: &str) -> EntryMeta {
         is_dir: true,
         size: 0,
         md5: None,
+        version: None,
         modified: SystemTime::UNIX_EPOCH,
         created: SystemTime::UNIX_EPOCH,
     })

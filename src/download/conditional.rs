@@ -22,11 +22,16 @@ pub struct Validators {
 }
 
 impl Validators {
-    /// The validators of a listed file: [`etag_for`] its MD5 (or size and time) and its
-    /// modification time.
+    /// The validators of a listed file: [`etag_for`] its MD5 (or version, or size and time)
+    /// and its modification time.
     pub fn for_entry(entry: &Entry) -> Validators {
         Validators {
-            etag: Some(etag_for(entry.md5.as_deref(), entry.size, entry.modified)),
+            etag: Some(etag_for(
+                entry.md5.as_deref(),
+                entry.version.as_deref(),
+                entry.size,
+                entry.modified,
+            )),
             last_modified: entry.modified,
         }
     }
@@ -118,12 +123,22 @@ pub fn if_range_allows(headers: &HeaderMap, v: &Validators) -> bool {
 }
 
 /// The quoted strong entity tag of a file: `"<md5>"` when the MD5 is known, else
-/// `"<size hex>-<mtime secs hex>"`. An MD5 that is not plain hex (which would not fit in a tag)
-/// is ignored.
-pub fn etag_for(md5: Option<&str>, size: u64, modified: SystemTime) -> String {
-    match md5 {
-        Some(md5) if !md5.is_empty() && md5.bytes().all(|b| b.is_ascii_hexdigit()) => {
+/// `"<version>"` when the backend has an opaque validator (link mounts), else
+/// `"<size hex>-<mtime secs hex>"`. An MD5 that is not plain hex, or a version with characters
+/// an entity tag cannot hold, is ignored.
+pub fn etag_for(
+    md5: Option<&str>,
+    version: Option<&str>,
+    size: u64,
+    modified: SystemTime,
+) -> String {
+    match (md5, version) {
+        (Some(md5), _) if !md5.is_empty() && md5.bytes().all(|b| b.is_ascii_hexdigit()) => {
             format!("\"{}\"", md5.to_ascii_lowercase())
+        }
+        // etagc of RFC 9110 §8.8.3, kept to visible ASCII.
+        (_, Some(v)) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_graphic() && b != b'"') => {
+            format!("\"{v}\"")
         }
         _ => format!("\"{:x}-{:x}\"", size, unix_secs(modified)),
     }
@@ -524,18 +539,27 @@ mod tests {
     fn etags() {
         let t = UNIX_EPOCH + Duration::from_secs(0x6593_7f25);
         assert_eq!(
-            etag_for(Some("0CC175B9C0F1B6A831C399E269772661"), 1, t),
+            etag_for(Some("0CC175B9C0F1B6A831C399E269772661"), Some("v1"), 1, t),
             "\"0cc175b9c0f1b6a831c399e269772661\""
         );
-        assert_eq!(etag_for(None, 0x1234, t), "\"1234-65937f25\"");
-        assert_eq!(etag_for(Some(""), 0, t), "\"0-65937f25\"");
-        assert_eq!(etag_for(Some("ab\"cd"), 16, t), "\"10-65937f25\"");
+        assert_eq!(etag_for(None, None, 0x1234, t), "\"1234-65937f25\"");
+        assert_eq!(etag_for(Some(""), None, 0, t), "\"0-65937f25\"");
+        assert_eq!(etag_for(Some("ab\"cd"), None, 16, t), "\"10-65937f25\"");
         assert_eq!(
-            etag_for(None, 5, UNIX_EPOCH - Duration::from_secs(1)),
+            etag_for(None, None, 5, UNIX_EPOCH - Duration::from_secs(1)),
             "\"5-0\""
         );
+        // Without an MD5 the version is the tag, unless it cannot be one.
+        assert_eq!(etag_for(None, Some("1f-ab12"), 0x1f, t), "\"1f-ab12\"");
+        assert_eq!(etag_for(Some(""), Some("v2"), 0, t), "\"v2\"");
+        assert_eq!(etag_for(None, Some("a\"b"), 16, t), "\"10-65937f25\"");
+        assert_eq!(etag_for(None, Some("a b"), 16, t), "\"10-65937f25\"");
+        assert_eq!(etag_for(None, Some(""), 16, t), "\"10-65937f25\"");
         // The tags we make must be valid header values and parse back as one strong tag.
-        let tag = etag_for(None, u64::MAX, t);
+        let tag = etag_for(None, Some("3-0123abcd"), u64::MAX, t);
+        assert!(HeaderValue::from_str(&tag).is_ok());
+        assert_eq!(parse_etag_list(&tag), Some(vec![Tag::Tag(&tag)]));
+        let tag = etag_for(None, None, u64::MAX, t);
         assert!(HeaderValue::from_str(&tag).is_ok());
         assert_eq!(parse_etag_list(&tag), Some(vec![Tag::Tag(&tag)]));
     }
@@ -548,6 +572,7 @@ mod tests {
             is_dir: false,
             size: 3,
             md5: Some("900150983cd24fb0d6963f7d28e17f72".into()),
+            version: None,
             modified: modified(),
             created: modified(),
         };

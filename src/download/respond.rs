@@ -221,6 +221,7 @@ mod tests {
             is_dir: false,
             size,
             md5: Some("900150983cd24fb0d6963f7d28e17f72".into()),
+            version: None,
             modified: UNIX_EPOCH + Duration::from_secs(1_704_164_645),
             created: SystemTime::UNIX_EPOCH,
         }

@@ -55,6 +55,7 @@ mod tests {
             is_dir: false,
             size: 3,
             md5: None,
+            version: None,
             modified: std::time::SystemTime::UNIX_EPOCH,
             created: std::time::SystemTime::UNIX_EPOCH,
         };

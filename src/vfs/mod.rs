@@ -85,6 +85,7 @@ impl Vfs {
             is_dir: true,
             size: 0,
             md5: None,
+            version: None,
             modified: SystemTime::UNIX_EPOCH,
             created: SystemTime::UNIX_EPOCH,
         }

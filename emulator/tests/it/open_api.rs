@@ -366,6 +366,7 @@ async fn move_rename_trash_delete() {
     assert_eq!(v["code"], 0, "{v}");
     assert!(v["data"].is_null());
     assert_eq!(emu.lookup("/dir/a.txt").unwrap().id, a);
+    assert_eq!(emu.path_of(a).as_deref(), Some("/dir/a.txt"));
     let v = api
         .post(
             "/api/v1/file/move",
@@ -594,4 +595,74 @@ async fn seeded_from_a_folder_and_generated() {
     assert_eq!((st, body.as_slice()), (206, b"bytes".as_slice()));
     // the data folder is never written
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+}
+
+#[tokio::test]
+async fn bad_input_gets_errors_not_panics() {
+    let emu = common::start().await;
+    let api = Api::new(&emu).await;
+    let base = emu.base_url();
+    for path in [
+        "/upload/v1/file/mkdir",
+        "/api/v1/file/move",
+        "/api/v1/file/trash",
+        "/api/v1/file/delete",
+        "/upload/v2/file/create",
+        "/upload/v2/file/upload_complete",
+        "/upload/v2/file/slice",
+    ] {
+        for body in [
+            "",
+            "not json",
+            "[1,2]",
+            "{\"fileIDs\": \"x\"}",
+            "{\"size\": -5}",
+        ] {
+            let r = api
+                .http
+                .post(format!("{base}{path}"))
+                .header("Platform", "open_platform")
+                .header("Authorization", format!("Bearer {}", api.token))
+                .header("Content-Type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{path} {body:?}");
+            let v: Value = r.json().await.unwrap();
+            assert_ne!(v["code"], 0, "{path} {body:?}");
+        }
+    }
+    let r = api
+        .http
+        .post(format!("{base}/upload/v2/file/slice"))
+        .header("Platform", "open_platform")
+        .header("Authorization", format!("Bearer {}", api.token))
+        .header("Content-Type", "multipart/form-data; boundary=zzz")
+        .body("--zzz\r\ngarbage")
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_ne!(v["code"], 0);
+    for q in ["fileId=abc", "fileId=-1", "fileId=99999999999999999999", ""] {
+        let v = api.get(&format!("/api/v1/file/download_info?{q}")).await;
+        assert_ne!(v["code"], 0, "{q}");
+    }
+    for p in [
+        "/cdn/x",
+        "/cdn/123-61/a/b/c?t=1&s=2&ip=3",
+        "/web-pro/redirect/x",
+        "/web-pro/download-v2/?params=%%%",
+    ] {
+        let st = http()
+            .get(format!("{base}{p}"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert!(st.is_client_error(), "{p}: {st}");
+    }
+    // still serving
+    assert_eq!(api.get("/api/v1/user/info").await["code"], 0);
 }

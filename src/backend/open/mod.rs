@@ -55,6 +55,7 @@ impl Backend for OpenBackend {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             portable_links: matches!(self.links, LinkMode::Direct { .. }),
+            writable: true,
         }
     }
 
@@ -181,6 +182,7 @@ fn entry_from_item(item: api::FileItem) -> Entry {
         is_dir,
         size: if is_dir { 0 } else { item.size.max(0) as u64 },
         md5,
+        version: None,
         modified,
         created,
     }
