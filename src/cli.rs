@@ -169,7 +169,8 @@ fn describe(config: &Config) -> String {
             mount.path,
             mount.backend.kind(),
             mount.download,
-            yes_no(mount.read_only),
+            // Share and link mounts are read-only whatever the file says.
+            yes_no(mount.read_only || !matches!(mount.backend, BackendConfig::Open(_))),
             format_duration(mount.cache_ttl),
         );
         if let Some(url) = &mount.proxy_url {
@@ -183,6 +184,28 @@ fn describe(config: &Config) -> String {
                     open.client_id,
                     open.root_id,
                     yes_no(open.direct_link),
+                );
+            }
+            BackendConfig::Share(share) => {
+                out += &format!(
+                    ", api_base {}, share_key {}, root_id {}, password {}\n",
+                    share.api_base,
+                    share.share_key,
+                    share.root_id,
+                    if share.share_password.is_some() {
+                        "set"
+                    } else {
+                        "none"
+                    },
+                );
+            }
+            BackendConfig::Link(link) => {
+                let files = link.tree.files().count();
+                out += &format!(
+                    ", {} files in {} folders, signed {}\n",
+                    files,
+                    link.tree.nodes.len().saturating_sub(files + 1),
+                    yes_no(link.direct_link_key.is_some()),
                 );
             }
         }

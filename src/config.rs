@@ -17,10 +17,14 @@ mod file;
 mod resolve;
 #[cfg(test)]
 mod tests;
+mod upload;
 
 pub use duration::{format_duration, parse_duration};
 pub use error::{ConfigError, Problem};
 pub(crate) use resolve::check_password_hash;
+pub use upload::{
+    parse_size, UploadMode, DEFAULT_SPOOL_MAX, DEFAULT_UPLOAD_SLICES, DEFAULT_UPLOAD_WORKERS,
+};
 
 /// Default `server.listen`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -30,9 +34,11 @@ pub const DEFAULT_SIGN_TTL: Duration = Duration::from_secs(3600);
 pub const DEFAULT_STATE_DIR: &str = "state";
 /// Default `api_base` of an open mount.
 pub const DEFAULT_OPEN_API_BASE: &str = "https://open-api.123pan.com";
+/// Default `api_base` of a share mount (123's web API; requests go to `<api_base>/b/api/...`).
+pub const DEFAULT_WEB_API_BASE: &str = "https://yun.123pan.com";
 /// Default `cache_ttl` of a mount.
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(600);
-/// Default `direct_link_valid` of an open mount.
+/// Default `direct_link_valid` of an open or link mount.
 pub const DEFAULT_DIRECT_LINK_VALID: Duration = Duration::from_secs(1800);
 /// Minimum length of `server.signing_key`.
 pub const MIN_SIGNING_KEY_LEN: usize = 16;
@@ -61,6 +67,10 @@ pub struct ServerConfig {
     /// PEM certificate chain; set together with `tls_key`.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Most bytes the upload spool holds (bodies not yet uploaded to 123).
+    pub spool_max: u64,
+    /// Uploads to 123 running at once, across all mounts.
+    pub upload_workers: usize,
 }
 
 #[derive(Clone)]
@@ -97,6 +107,10 @@ pub struct MountConfig {
     pub cache_ttl: Duration,
     pub read_only: bool,
     pub backend: BackendConfig,
+    /// When a PUT is answered (open mounts; `Background` for the others).
+    pub upload: UploadMode,
+    /// Slices of one upload sent in parallel (open mounts).
+    pub upload_slices: usize,
 }
 
 impl MountConfig {
@@ -109,6 +123,8 @@ impl MountConfig {
 #[derive(Clone, Debug)]
 pub enum BackendConfig {
     Open(OpenMountConfig),
+    Share(ShareMountConfig),
+    Link(LinkMountConfig),
 }
 
 impl BackendConfig {
@@ -116,8 +132,38 @@ impl BackendConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Open(_) => "open",
+            Self::Share(_) => "share",
+            Self::Link(_) => "link",
         }
     }
+}
+
+/// A public share link, read through 123's signed web API.
+#[derive(Clone, Debug)]
+pub struct ShareMountConfig {
+    /// The last path segment of `https://www.123pan.com/s/<share_key>` (without `.html`).
+    pub share_key: String,
+    /// The extraction code (提取码), if the share has one.
+    pub share_password: Option<Secret>,
+    /// The folder id shown as the mount's root; 0 is the share's root.
+    pub root_id: u64,
+    /// A Bearer token of a logged-in web session (lets large files resolve).
+    pub access_token: Option<Secret>,
+    /// Without a trailing slash.
+    pub api_base: String,
+}
+
+/// A tree of direct links written in the config.
+#[derive(Clone, Debug)]
+pub struct LinkMountConfig {
+    /// The parsed `urls` text.
+    pub tree: crate::backend::link::LinkTree,
+    /// Key for `auth_key` signing; `None` when the links are served unsigned.
+    pub direct_link_key: Option<Secret>,
+    /// The account uid that `auth_key` carries (required with a key).
+    pub uid: u64,
+    /// Validity of a signed link.
+    pub direct_link_valid: Duration,
 }
 
 #[derive(Clone, Debug)]

@@ -9,6 +9,9 @@ use pan123_emulator::{Emulator, EmulatorConfig};
 
 /// The demo user's name.
 pub const DEMO_USER: &str = "demo";
+/// The key and extraction code of the demo's share link (of `/Documents`).
+pub const DEMO_SHARE_KEY: &str = "demo-Share";
+pub const DEMO_SHARE_PASSWORD: &str = "123pan";
 
 /// Fills the emulator with a small library: folders, text files, a video-sized file and a
 /// direct-link space.
@@ -26,18 +29,33 @@ pub fn seed(emu: &Emulator) {
     emu.put_generated_file("/Music/track01.flac", 24 * 1024 * 1024, 2);
     emu.put_file("/direct/hello.txt", "Served from the direct-link space.\n");
     emu.put_generated_file("/direct/trailer.mp4", 16 * 1024 * 1024, 3);
+    emu.add_share(DEMO_SHARE_KEY, Some(DEMO_SHARE_PASSWORD), "/Documents");
 }
 
-/// The TOML config the demo runs with (the same parser as `serve`).
+/// The `urls` of the demo's link mount: files of the direct-link space by their direct links
+/// (`<base>/<uid>/direct/<file>`), one with its size and date, one without a size so the
+/// gateway learns it with a HEAD request at start-up.
+pub fn link_urls(emu: &Emulator) -> String {
+    let base = emu.base_url();
+    let uid = emu.uid();
+    let hello = emu.lookup("/direct/hello.txt").map_or(0, |e| e.size);
+    format!(
+        "{hello}:1767225600:{base}/{uid}/direct/hello.txt\nClips:\n  {base}/{uid}/direct/trailer.mp4\n"
+    )
+}
+
+/// The TOML config the demo runs with (the same parser as `serve`), for the seeded `emu`.
 pub fn config_text(
-    api_base: &str,
-    client_id: &str,
-    client_secret: &str,
+    emu: &Emulator,
     listen: SocketAddr,
     state_dir: &str,
     password_hash: &str,
-    direct_root: u64,
 ) -> String {
+    let api_base = emu.base_url();
+    let client_id = emu.client_id();
+    let client_secret = emu.client_secret();
+    let direct_root = emu.lookup("/direct").map(|e| e.id).unwrap_or(0);
+    let link_urls = link_urls(emu);
     format!(
         r#"[server]
 listen = "{listen}"
@@ -66,6 +84,21 @@ api_base = "{api_base}"
 root_id = {direct_root}
 direct_link = true
 download = "auto"
+
+[[mounts]]
+path = "/share"
+backend = "share"
+share_key = "{DEMO_SHARE_KEY}"
+share_password = "{DEMO_SHARE_PASSWORD}"
+api_base = "{api_base}"
+download = "auto"
+
+[[mounts]]
+path = "/links"
+backend = "link"
+download = "auto"
+urls = '''
+{link_urls}'''
 "#
     )
 }
@@ -79,7 +112,6 @@ pub async fn run(listen: Option<SocketAddr>) -> anyhow::Result<()> {
     .await
     .context("starting the emulated 123 cloud")?;
     seed(&emu);
-    let direct_root = emu.lookup("/direct").map(|e| e.id).unwrap_or(0);
     let state_dir = tempfile::tempdir().context("creating a state directory")?;
     let password: String = {
         use rand::Rng;
@@ -94,15 +126,7 @@ pub async fn run(listen: Option<SocketAddr>) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("hashing the demo password: {e}"))?
         .to_string();
     let listen = listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
-    let text = config_text(
-        &emu.base_url(),
-        &emu.client_id(),
-        &emu.client_secret(),
-        listen,
-        &state_dir.path().display().to_string(),
-        &hash,
-        direct_root,
-    );
+    let text = config_text(&emu, listen, &state_dir.path().display().to_string(), &hash);
     let config = crate::config::parse(&text, std::path::Path::new("<demo>"))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let server = crate::server::start(&config).await?;
@@ -111,6 +135,9 @@ pub async fn run(listen: Option<SocketAddr>) -> anyhow::Result<()> {
     println!("  user:       {DEMO_USER}");
     println!("  password:   {password}");
     println!("  emulated 123 cloud: {}", emu.base_url());
+    println!(
+        "  mounts:     /open, /direct (Open API), /share (a share link), /links (a link tree)"
+    );
     println!(
         "Try: curl -u {DEMO_USER}:{password} -X PROPFIND -H 'Depth: 1' {}/open/",
         server.url()

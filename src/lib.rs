@@ -12,4 +12,5 @@ pub mod demo;
 pub mod download;
 pub mod mount;
 pub mod server;
+pub mod upload;
 pub mod vfs;

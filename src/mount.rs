@@ -1,18 +1,39 @@
-//! A mount: one backend behind one path, with its caches and download policy.
+//! A mount: one backend behind one path, with its caches, download policy and the local
+//! side stores (locks, dead properties, client junk) that 123 has no place for.
 
 use std::path::Path;
 use std::sync::Arc;
 
+use dav_server::memls::MemLs;
+
 use crate::backend::open::client::OpenClients;
+use crate::backend::link::{LinkBackend, Signing};
 use crate::backend::open::{LinkMode, OpenBackend};
+use crate::backend::share::{ShareBackend, ShareParams};
 use crate::backend::Backend;
 use crate::config::{BackendConfig, DownloadPolicy, MountConfig};
+use crate::dav::junk::JunkStore;
+use crate::dav::props::PropStore;
 use crate::vfs::Vfs;
+
+/// How a writable mount stores uploads.
+pub struct Writes {
+    pub queue: Arc<crate::upload::UploadQueue>,
+    pub spool: Arc<crate::upload::Spool>,
+    /// `upload = "sync"`: a PUT answers only once 123 has the file.
+    pub sync: bool,
+}
 
 /// One configured mount, ready to serve.
 pub struct Mount {
     pub config: MountConfig,
     pub vfs: Vfs,
+    /// Class-2 locks; per process, like dav-server's own.
+    pub locks: Box<MemLs>,
+    pub props: PropStore,
+    pub junk: JunkStore,
+    /// `None` for read-only mounts.
+    pub writes: Option<Writes>,
 }
 
 impl Mount {
@@ -22,8 +43,7 @@ impl Mount {
     }
 
     pub fn read_only(&self) -> bool {
-        // Writes arrive with the write issue; until then every mount is read-only.
-        true
+        self.writes.is_none()
     }
 
     pub fn policy(&self) -> DownloadPolicy {
@@ -31,31 +51,17 @@ impl Mount {
     }
 }
 
-/// Builds every mount of a config. Mounts that share a client id share one `OpenClient`.
-pub fn build_mounts(
-    mounts: &[MountConfig],
-    http: &reqwest::Client,
-    clients: &OpenClients,
-    state_dir: Option<&Path>,
-) -> Vec<Arc<Mount>> {
+/// Builds the backend of every mount. Mounts that share a client id share one `OpenClient`.
+pub fn build_backends(mounts: &[MountConfig], http: &reqwest::Client, clients: &OpenClients, state_dir: Option<&Path>) -> Vec<Arc<dyn Backend>> {
     mounts
         .iter()
-        .map(|m| {
-            let backend: Arc<dyn Backend> = match &m.backend {
+        .map(|m| -> Arc<dyn Backend> {
+            match &m.backend {
                 BackendConfig::Open(open) => {
-                    let client = clients.get(
-                        http,
-                        &open.api_base,
-                        &open.client_id,
-                        open.client_secret.expose(),
-                        state_dir,
-                    );
+                    let client = clients.get(http, &open.api_base, &open.client_id, open.client_secret.expose(), state_dir);
                     let links = if open.direct_link {
                         LinkMode::Direct {
-                            key: open
-                                .direct_link_key
-                                .as_ref()
-                                .map(|k| k.expose().to_string()),
+                            key: open.direct_link_key.as_ref().map(|k| k.expose().to_string()),
                             valid: open.direct_link_valid,
                         }
                     } else {
@@ -63,11 +69,76 @@ pub fn build_mounts(
                     };
                     Arc::new(OpenBackend::new(client, open.root_id, links))
                 }
-            };
-            Arc::new(Mount {
-                config: m.clone(),
-                vfs: Vfs::new(backend, m.cache_ttl),
-            })
+                BackendConfig::Share(share) => {
+                    let backend = Arc::new(ShareBackend::new(
+                        http.clone(),
+                        ShareParams {
+                            api_base: share.api_base.clone(),
+                            share_key: share.share_key.clone(),
+                            share_password: share
+                                .share_password
+                                .as_ref()
+                                .map(|p| p.expose().to_string()),
+                            access_token: share
+                                .access_token
+                                .as_ref()
+                                .map(|t| t.expose().to_string()),
+                            root_id: share.root_id,
+                        },
+                    ));
+                    warn_if_redirect_fails(m, backend.as_ref());
+                    backend
+                }
+                BackendConfig::Link(link) => Arc::new(LinkBackend::new(
+                    http.clone(),
+                    link.tree.clone(),
+                    link.direct_link_key.as_ref().map(|key| Signing {
+                        key: key.expose().to_string(),
+                        uid: link.uid,
+                        valid: link.direct_link_valid,
+                    }),
+                )),
+            }
         })
         .collect()
+}
+
+/// `download = "redirect"` is honoured on mounts whose links need headers (share links need
+/// their Referer), but most clients will then be refused by the CDN: say so at start-up.
+fn warn_if_redirect_fails(m: &MountConfig, backend: &dyn Backend) {
+    if m.download == DownloadPolicy::Redirect && backend.capabilities().links_need_headers {
+        tracing::warn!(
+            mount = %m.path,
+            "download = \"redirect\" on a {} mount: its links need a Referer that most clients do \
+             not send, so the CDN will refuse them; use \"auto\" or \"proxy\"",
+            m.backend.kind()
+        );
+    }
+}
+
+/// Builds a mount around its backend. `writes` is given for mounts that may be written.
+pub fn build_mount(config: &MountConfig, backend: Arc<dyn Backend>, state_dir: Option<&Path>, writes: Option<Writes>) -> Arc<Mount> {
+    let props_file = state_dir.map(|d| d.join("props").join(format!("{}.json", store_name(config.name()))));
+    let writes = writes.filter(|_| !config.read_only && backend.capabilities().writable);
+    let vfs = Vfs::new(backend, config.cache_ttl);
+    if let Some(w) = &writes {
+        vfs.overlay().set_queue(w.queue.clone(), config.name());
+    }
+    Arc::new(Mount {
+        config: config.clone(),
+        vfs,
+        locks: MemLs::new(),
+        props: PropStore::open(props_file),
+        junk: JunkStore::new(),
+        writes,
+    })
+}
+
+/// A file-name-safe name for a mount's side stores ("root" for the mount at "/").
+fn store_name(mount: &str) -> String {
+    if mount.is_empty() {
+        "root".into()
+    } else {
+        mount.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+    }
 }

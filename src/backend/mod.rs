@@ -77,6 +77,9 @@ pub enum Error {
     /// The name cannot be stored on 123 (the text says why).
     #[error("invalid name: {0}")]
     InvalidName(String),
+    /// The file is bigger than 123 accepts (10 GiB through the Open API).
+    #[error("file too large for 123")]
+    TooLarge,
 }
 
 pub mod auth_key;
@@ -183,10 +186,17 @@ pub struct UploadOptions {
     pub parallel_slices: usize,
     /// Called with the number of bytes confirmed so far.
     pub progress: Option<std::sync::Arc<dyn Fn(u64) + Send + Sync>>,
+    /// Wait between `upload_complete` polls while 123 verifies the file. 123 asks for 1 s;
+    /// tests against an emulator without poll spacing use 0.
+    pub complete_poll_interval: Duration,
 }
 
 impl Default for UploadOptions {
     fn default() -> Self {
-        Self { parallel_slices: 3, progress: None }
+        Self {
+            parallel_slices: 3,
+            progress: None,
+            complete_poll_interval: Duration::from_secs(1),
+        }
     }
 }

@@ -16,10 +16,26 @@ use tokio::time::Instant;
 /// the emulator (and 123) see the arrival time, we see the start time.
 const WINDOW: Duration = Duration::from_millis(1050);
 
-/// Spaces calls so that at most `qps` start within any window, per key.
+/// Spaces calls so that at most `qps` start within any window, per key; or, with
+/// [`QpsLimiter::space`], at least a fixed interval apart, per key.
 #[derive(Default)]
 pub struct QpsLimiter {
     windows: Mutex<HashMap<String, VecDeque<Instant>>>,
+    /// Per key, the earliest start of the next spaced call.
+    next_slot: Mutex<HashMap<String, Instant>>,
+}
+
+/// How far apart listing pages of 123's web API start (share links, later personal accounts):
+/// OpenList's token bucket of one page per 700 ms, burst 1, added at 123's request (alist#6012)
+/// so that mass listing is not taken for an attack (spec web §1.2, §2.3).
+pub const WEB_LIST_INTERVAL: Duration = Duration::from_millis(700);
+
+/// The one limiter for 123's web API in this process. 123 sees every share (and later
+/// personal-account) mount of this gateway as one client, so their listing pages share one
+/// spacing per API host: keyed by `api_base`, which is the same for every real mount.
+pub fn web_api() -> &'static QpsLimiter {
+    static WEB: std::sync::OnceLock<QpsLimiter> = std::sync::OnceLock::new();
+    WEB.get_or_init(QpsLimiter::new)
 }
 
 impl QpsLimiter {
@@ -53,6 +69,22 @@ impl QpsLimiter {
             };
             tokio::time::sleep_until(wait_until).await;
         }
+    }
+}
+
+impl QpsLimiter {
+    /// Waits until a call on `key` may start at least `interval` after the previous one on
+    /// `key` started, then records it. A slot is reserved before waiting, so concurrent
+    /// callers queue in order and a cancelled caller only leaves a gap.
+    pub async fn space(&self, key: &str, interval: Duration) {
+        let start = {
+            let mut slots = self.next_slot.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            let slot = slots.get(key).map_or(now, |next| (*next).max(now));
+            slots.insert(key.to_string(), slot + interval);
+            slot
+        };
+        tokio::time::sleep_until(start).await;
     }
 }
 
@@ -114,5 +146,44 @@ mod tests {
         for _ in 0..100 {
             l.acquire("slice", 0).await;
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn spacing_is_per_key_and_shared_by_callers() {
+        let l = std::sync::Arc::new(QpsLimiter::new());
+        let start = Instant::now();
+        l.space("web", WEB_LIST_INTERVAL).await;
+        assert!(
+            start.elapsed() < Duration::from_millis(10),
+            "the first call is free"
+        );
+        // Three concurrent callers on one key start one interval apart, in order.
+        let tasks: Vec<_> = (0..3)
+            .map(|_| {
+                let l = l.clone();
+                tokio::spawn(async move {
+                    l.space("web", WEB_LIST_INTERVAL).await;
+                    Instant::now()
+                })
+            })
+            .collect();
+        let mut starts = Vec::new();
+        for t in tasks {
+            starts.push(t.await.expect("task"));
+        }
+        starts.sort();
+        assert!(starts[0] - start >= WEB_LIST_INTERVAL);
+        for pair in starts.windows(2) {
+            assert!(pair[1] - pair[0] >= WEB_LIST_INTERVAL, "{starts:?}");
+        }
+        // Another key is independent.
+        let t = Instant::now();
+        l.space("other", WEB_LIST_INTERVAL).await;
+        assert!(t.elapsed() < Duration::from_millis(10));
+        // After a quiet interval the next call is free again.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let t = Instant::now();
+        l.space("web", WEB_LIST_INTERVAL).await;
+        assert!(t.elapsed() < Duration::from_millis(10));
     }
 }

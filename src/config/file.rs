@@ -25,6 +25,8 @@ pub(super) struct RawServer {
     pub state_dir: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub spool_max: Option<String>,
+    pub upload_workers: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -60,6 +62,29 @@ pub(super) struct RawOpen {
     pub direct_link: Option<bool>,
     pub direct_link_key: Option<String>,
     pub direct_link_valid: Option<String>,
+    pub upload: Option<String>,
+    pub upload_slices: Option<i64>,
+}
+
+/// The keys of a mount with `backend = "share"`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawShare {
+    pub share_key: Option<String>,
+    pub share_password: Option<String>,
+    pub root_id: Option<u64>,
+    pub access_token: Option<String>,
+    pub api_base: Option<String>,
+}
+
+/// The keys of a mount with `backend = "link"`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLink {
+    pub urls: Option<String>,
+    pub direct_link_key: Option<String>,
+    pub uid: Option<u64>,
+    pub direct_link_valid: Option<String>,
 }
 
 /// The backends a mount can name. Adding one: a variant here, its `Raw*` struct above, and a
@@ -90,7 +115,7 @@ impl BackendKind {
 
     /// Whether this version can serve the backend.
     pub fn available(self) -> bool {
-        matches!(self, Self::Open)
+        matches!(self, Self::Open | Self::Share | Self::Link)
     }
 
     /// Backend-specific keys. The planned backends list theirs already, so that such a key on
@@ -99,14 +124,8 @@ impl BackendKind {
     pub fn keys(self) -> &'static [&'static str] {
         match self {
             Self::Open => fields_of::<RawOpen>(),
-            Self::Share => &[
-                "share_key",
-                "share_password",
-                "root_id",
-                "access_token",
-                "api_base",
-            ],
-            Self::Link => &["urls", "direct_link_key", "uid", "direct_link_valid"],
+            Self::Share => fields_of::<RawShare>(),
+            Self::Link => fields_of::<RawLink>(),
             Self::Web => &[
                 "username",
                 "password",
@@ -345,6 +364,20 @@ mod tests {
         );
         assert!(fields_of::<RawServer>().contains(&"signing_key"));
         assert!(BackendKind::Open.keys().contains(&"client_secret_env"));
+        assert_eq!(
+            BackendKind::Share.keys(),
+            [
+                "share_key",
+                "share_password",
+                "root_id",
+                "access_token",
+                "api_base"
+            ]
+        );
+        assert_eq!(
+            BackendKind::Link.keys(),
+            ["urls", "direct_link_key", "uid", "direct_link_valid"]
+        );
     }
 
     #[test]

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::file::{
-    fields_of, list, BackendKind, RawMount, RawOpen, RawServer, RawUser, Report, Section, TOP_KEYS,
+    fields_of, list, BackendKind, RawLink, RawMount, RawOpen, RawServer, RawShare, RawUser, Report,
+    Section, TOP_KEYS,
 };
 use super::*;
 
@@ -176,6 +177,9 @@ fn resolve_server(report: &mut Report, mut table: toml::Table, base_dir: &Path) 
         ),
     };
 
+    let (spool_max, upload_workers) =
+        super::upload::resolve_server_upload(report, &s, raw.spool_max, raw.upload_workers);
+
     ServerConfig {
         listen,
         public_url,
@@ -184,6 +188,8 @@ fn resolve_server(report: &mut Report, mut table: toml::Table, base_dir: &Path) 
         state_dir,
         tls_cert,
         tls_key,
+        spool_max,
+        upload_workers,
     }
 }
 
@@ -320,10 +326,25 @@ fn resolve_mount(
         true,
     );
 
+    let mut upload = (UploadMode::default(), DEFAULT_UPLOAD_SLICES);
     let backend = match kind {
         Some(BackendKind::Open) => {
             let raw_open: RawOpen = s.deserialize(report, backend_table);
+            upload = super::upload::resolve_mount_upload(
+                report,
+                &s,
+                raw_open.upload.clone(),
+                raw_open.upload_slices,
+            );
             BackendConfig::Open(resolve_open(report, &s, raw_open, env))
+        }
+        Some(BackendKind::Share) => {
+            let raw_share: RawShare = s.deserialize(report, backend_table);
+            BackendConfig::Share(resolve_share(report, &s, raw_share))
+        }
+        Some(BackendKind::Link) => {
+            let raw_link: RawLink = s.deserialize(report, backend_table);
+            BackendConfig::Link(resolve_link(report, &s, raw_link))
         }
         // The backend's problem is reported already; a placeholder keeps the other checks going.
         _ => BackendConfig::Open(OpenMountConfig {
@@ -344,6 +365,8 @@ fn resolve_mount(
         cache_ttl,
         read_only: raw.read_only.unwrap_or(false),
         backend,
+        upload: upload.0,
+        upload_slices: upload.1,
     }
 }
 
@@ -517,6 +540,125 @@ fn resolve_open(report: &mut Report, s: &Section, raw: RawOpen, env: Env) -> Ope
             .direct_link_key
             .filter(|key| !key.is_empty())
             .map(Secret::from),
+        direct_link_valid,
+    }
+}
+
+fn resolve_share(report: &mut Report, s: &Section, raw: RawShare) -> ShareMountConfig {
+    const FIX: &str = "set it to the last part of the share's URL, like \"vj8eVv-QQ413\" for \
+                       https://www.123pan.com/s/vj8eVv-QQ413.html";
+    let share_key = match raw.share_key {
+        None => {
+            s.missing(report, "share_key", FIX);
+            String::new()
+        }
+        Some(key) => {
+            let trimmed = key.trim();
+            if trimmed.is_empty() {
+                report.add(s.key("share_key"), format!("empty; {FIX}"));
+            } else if trimmed.contains(['/', '?', '#', ' ']) || trimmed.ends_with(".html") {
+                let last = trimmed
+                    .split(['?', '#'])
+                    .next()
+                    .unwrap_or_default()
+                    .trim_end_matches('/')
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+                    .trim_end_matches(".html");
+                report.add(
+                    s.key("share_key"),
+                    format!(
+                        "\"{key}\" is not a share key; write only the part after /s/, without \
+                         .html, like \"{last}\""
+                    ),
+                );
+            }
+            trimmed.to_string()
+        }
+    };
+    let api_base = http_url(
+        report,
+        s.key("api_base"),
+        raw.api_base.as_deref().unwrap_or(DEFAULT_WEB_API_BASE),
+        DEFAULT_WEB_API_BASE,
+    );
+    if api_base.ends_with("/b/api") {
+        report.add(
+            s.key("api_base"),
+            format!(
+                "\"{api_base}\" includes the API path; requests go to <api_base>/b/api/..., so \
+                 write only the scheme and host, like \"{DEFAULT_WEB_API_BASE}\""
+            ),
+        );
+    }
+    ShareMountConfig {
+        share_key,
+        share_password: raw
+            .share_password
+            .filter(|p| !p.is_empty())
+            .map(Secret::from),
+        root_id: raw.root_id.unwrap_or(0),
+        access_token: raw
+            .access_token
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| Secret::from(t.trim())),
+        api_base,
+    }
+}
+
+fn resolve_link(report: &mut Report, s: &Section, raw: RawLink) -> LinkMountConfig {
+    const GRAMMAR: &str = "one file per line as [size:][mtime:]URL, folders as lines ending in \
+                           ':', nested by two spaces (see config.example.toml)";
+    let empty = crate::backend::link::LinkTree { nodes: Vec::new() };
+    let tree = match raw.urls {
+        None => {
+            s.missing(report, "urls", &format!("list the files: {GRAMMAR}"));
+            empty
+        }
+        Some(text) => match crate::backend::link::tree::parse(&text) {
+            Ok(tree) if tree.nodes.len() <= 1 => {
+                report.add(s.key("urls"), format!("has no files; write {GRAMMAR}"));
+                tree
+            }
+            Ok(tree) => tree,
+            Err(err) => {
+                report.add(s.key("urls"), format!("{err}; write {GRAMMAR}"));
+                empty
+            }
+        },
+    };
+    let direct_link_key = raw
+        .direct_link_key
+        .filter(|key| !key.is_empty())
+        .map(Secret::from);
+    let uid = match raw.uid {
+        Some(uid) => uid,
+        None => {
+            if direct_link_key.is_some() {
+                s.missing(
+                    report,
+                    "uid",
+                    "direct_link_key signs links with your account's uid: set uid to the number \
+                     shown on 123's direct-link settings page (it is the first path segment of \
+                     your direct links)",
+                );
+            }
+            0
+        }
+    };
+    let direct_link_valid = duration(
+        report,
+        s,
+        "direct_link_valid",
+        raw.direct_link_valid,
+        DEFAULT_DIRECT_LINK_VALID,
+        false,
+    );
+    LinkMountConfig {
+        tree,
+        direct_link_key,
+        uid,
         direct_link_valid,
     }
 }

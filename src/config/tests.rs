@@ -95,7 +95,9 @@ fn the_example_file_is_valid_and_documents_every_key() {
         .iter()
         .chain(fields_of::<RawUser>())
         .chain(fields_of::<RawMount>())
-        .chain(BackendKind::Open.keys());
+        .chain(BackendKind::Open.keys())
+        .chain(BackendKind::Share.keys())
+        .chain(BackendKind::Link.keys());
     for key in keys {
         assert!(
             documented(key),
@@ -128,7 +130,9 @@ fn defaults() {
     assert_eq!(mount.proxy_url, None);
     assert_eq!(mount.cache_ttl, Duration::from_secs(600));
     assert!(!mount.read_only);
-    let BackendConfig::Open(open) = &mount.backend;
+    let BackendConfig::Open(open) = &mount.backend else {
+        panic!("an open mount")
+    };
     assert_eq!(open.client_id, "id");
     assert_eq!(open.client_secret.expose(), "secret");
     assert_eq!(open.root_id, 0);
@@ -206,7 +210,9 @@ direct_link_key = ""
     assert_eq!(a.proxy_url.as_deref(), Some("https://dl.example.com"));
     assert_eq!(a.cache_ttl, Duration::ZERO);
     assert!(a.read_only);
-    let BackendConfig::Open(open) = &a.backend;
+    let BackendConfig::Open(open) = &a.backend else {
+        panic!("an open mount")
+    };
     assert_eq!(open.root_id, 42);
     assert_eq!(open.api_base, "http://127.0.0.1:5000");
     assert!(open.direct_link);
@@ -215,7 +221,9 @@ direct_link_key = ""
 
     let b = &config.mounts[1];
     assert_eq!(b.download, DownloadPolicy::Redirect);
-    let BackendConfig::Open(open) = &b.backend;
+    let BackendConfig::Open(open) = &b.backend else {
+        panic!("an open mount")
+    };
     assert!(
         open.direct_link_key.is_none(),
         "an empty key means unsigned"
@@ -262,7 +270,7 @@ fn unknown_keys_list_the_valid_ones() {
         "mounts[0].clinet_id: unknown key (did you mean client_id?); valid keys for a mount with \
          backend = \"open\" are: path, backend, download, proxy_url, cache_ttl, read_only, \
          client_id, client_secret, client_secret_env, root_id, api_base, direct_link, \
-         direct_link_key, direct_link_valid"
+         direct_link_key, direct_link_valid, upload, upload_slices"
     );
     let err = parse_env(&text, &[]).unwrap_err();
     assert!(err
@@ -319,10 +327,11 @@ fn backends() {
     one_problem(
         &format!(
             "{}{USER}",
-            MOUNT.replace("\"open\"\nclient", "\"share\"\nclient")
-        ),
+            MOUNT.replace("\"open\"\nclient", "\"web\"\nclient")
+        )
+        .replace("client_id = \"id\"\nclient_secret = \"secret\"\n", ""),
         "mounts[0].backend",
-        &["backend \"share\" is not available yet; this version supports: open"],
+        &["backend \"web\" is not available yet; this version supports: open, share, link"],
     );
     one_problem(
         &format!(
@@ -330,12 +339,12 @@ fn backends() {
             MOUNT.replace("\"open\"\nclient", "\"ftp\"\nclient")
         ),
         "mounts[0].backend",
-        &["unknown backend \"ftp\"; use one of: open"],
+        &["unknown backend \"ftp\"; use one of: open, share, link"],
     );
     one_problem(
         &format!("{}{USER}", MOUNT.replace("backend = \"open\"\n", "")),
         "mounts[0].backend",
-        &["missing; set it to one of: open"],
+        &["missing; set it to one of: open, share, link"],
     );
     // Without a backend, only keys no backend knows are reported.
     let found = problems(&format!(
@@ -603,7 +612,9 @@ fn open_client_secret() {
 
     let with_env = format!("{without}client_secret_env = \"PAN_SECRET\"\n");
     let config = parse_env(&with_env, &[("PAN_SECRET", "from-env")]).unwrap();
-    let BackendConfig::Open(open) = &config.mounts[0].backend;
+    let BackendConfig::Open(open) = &config.mounts[0].backend else {
+        panic!("an open mount")
+    };
     assert_eq!(open.client_secret.expose(), "from-env");
 
     assert_eq!(
@@ -775,4 +786,165 @@ fn load_reports_an_unreadable_file() {
             .starts_with("/nonexistent/pan.toml: cannot read the file:"),
         "{err}"
     );
+}
+
+const SHARE: &str = r#"
+[[mounts]]
+path = "/s"
+backend = "share"
+share_key = "abc-DEF"
+"#;
+
+#[test]
+fn share_mounts() {
+    let config = ok(&format!("{SHARE}{USER}"));
+    let BackendConfig::Share(share) = &config.mounts[0].backend else {
+        panic!("a share mount")
+    };
+    assert_eq!(share.share_key, "abc-DEF");
+    assert_eq!(share.api_base, "https://yun.123pan.com");
+    assert_eq!(share.root_id, 0);
+    assert!(share.share_password.is_none() && share.access_token.is_none());
+    assert_eq!(config.mounts[0].backend.kind(), "share");
+
+    let config = ok(&format!(
+        "{SHARE}share_password = \"pw12\"\nroot_id = 7\naccess_token = \"tok\"\n\
+         api_base = \"http://127.0.0.1:9/\"\n{USER}"
+    ));
+    let BackendConfig::Share(share) = &config.mounts[0].backend else {
+        panic!("a share mount")
+    };
+    assert_eq!(
+        share.share_password.as_ref().map(Secret::expose),
+        Some("pw12")
+    );
+    assert_eq!(share.access_token.as_ref().map(Secret::expose), Some("tok"));
+    assert_eq!(
+        (share.root_id, share.api_base.as_str()),
+        (7, "http://127.0.0.1:9")
+    );
+    let shown = format!("{config:?}");
+    assert!(
+        !shown.contains("pw12") && !shown.contains("tok\""),
+        "{shown}"
+    );
+
+    one_problem(
+        &format!("{}{USER}", SHARE.replace("share_key = \"abc-DEF\"\n", "")),
+        "mounts[0].share_key",
+        &["missing; set it to the last part of the share's URL"],
+    );
+    one_problem(
+        &format!(
+            "{}{USER}",
+            SHARE.replace("abc-DEF", "https://www.123pan.com/s/abc-DEF.html")
+        ),
+        "mounts[0].share_key",
+        &["write only the part after /s/, without .html, like \"abc-DEF\""],
+    );
+    one_problem(
+        &format!("{SHARE}api_base = \"https://yun.123pan.com/b/api\"\n{USER}"),
+        "mounts[0].api_base",
+        &["includes the API path", "like \"https://yun.123pan.com\""],
+    );
+    one_problem(
+        &format!("{SHARE}client_id = \"x\"\n{USER}"),
+        "mounts[0].client_id",
+        &["not a key of backend \"share\" (it belongs to backend \"open\")"],
+    );
+}
+
+fn link_mount(urls: &str, extra: &str) -> String {
+    format!("\n[[mounts]]\npath = \"/l\"\nbackend = \"link\"\nurls = '''\n{urls}'''\n{extra}{USER}")
+}
+
+#[test]
+fn link_mounts() {
+    let config = ok(&link_mount(
+        "100:https://h/1/a.bin\nFilms:\n  https://h/1/f%20g.mkv\n",
+        "",
+    ));
+    let BackendConfig::Link(link) = &config.mounts[0].backend else {
+        panic!("a link mount")
+    };
+    assert_eq!(link.tree.files().count(), 2);
+    assert!(link.direct_link_key.is_none());
+    assert_eq!(link.direct_link_valid, Duration::from_secs(1800));
+
+    let config = ok(&link_mount(
+        "https://h/1/a.bin\n",
+        "direct_link_key = \"k\"\nuid = 1\ndirect_link_valid = \"1h\"\n",
+    ));
+    let BackendConfig::Link(link) = &config.mounts[0].backend else {
+        panic!("a link mount")
+    };
+    assert_eq!(link.uid, 1);
+    assert_eq!(link.direct_link_valid, Duration::from_secs(3600));
+    assert_eq!(link.direct_link_key.as_ref().map(Secret::expose), Some("k"));
+
+    one_problem(
+        &link_mount("https://h/1/a.bin\n", "direct_link_key = \"k\"\n"),
+        "mounts[0].uid",
+        &["missing; direct_link_key signs links with your account's uid"],
+    );
+    one_problem(
+        &format!("\n[[mounts]]\npath = \"/l\"\nbackend = \"link\"\n{USER}"),
+        "mounts[0].urls",
+        &["missing; list the files"],
+    );
+    one_problem(
+        &link_mount("\n  \n", ""),
+        "mounts[0].urls",
+        &["has no files"],
+    );
+    one_problem(
+        &link_mount("https://h/1/a.bin\n", "direct_link_valid = \"0s\"\n"),
+        "mounts[0].direct_link_valid",
+        &["must be longer than 0s"],
+    );
+}
+
+/// Each error case of the grammar (spec web §3.2) is reported by `check` on `urls`, with the
+/// line number, the line and the reason.
+#[test]
+fn link_urls_errors_name_line_and_reason() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "ok.txt:\n   https://a/b\n",
+            "line 2 (\"   https://a/b\"): indented by 3 spaces, which is not a multiple of 2",
+        ),
+        (
+            "123: https://a/b\n",
+            "line 1 (\"123: https://a/b\"): the text before the URL (\"123: \") must end with ':'",
+        ),
+        (
+            ":https://a/b\n",
+            "line 1 (\":https://a/b\"): nothing before the ':'",
+        ),
+        (
+            "name:https://a/b\n",
+            "line 1 (\"name:https://a/b\"): the file size \"name\" must be an integer",
+        ),
+        (
+            "https://a/b\njust text\n",
+            "line 2 (\"just text\"): a file line needs an http:// or https:// URL",
+        ),
+        (
+            "https://a/?u=http://b\n",
+            "line 1 (\"https://a/?u=http://b\"): the text before the URL (\"https://a/?u=\") must \
+             end with ':'",
+        ),
+        (
+            "1:yesterday:https://a/b\n",
+            "line 1 (\"1:yesterday:https://a/b\"): the modification time \"yesterday\" must be a \
+             Unix timestamp",
+        ),
+    ];
+    for (urls, message) in cases {
+        one_problem(
+            &link_mount(urls, ""),
+            "mounts[0].urls",
+            &[message, "write one file per line as [size:][mtime:]URL"],
+        );
+    }
 }

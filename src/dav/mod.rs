@@ -1,11 +1,14 @@
-//! The dav-server adapter: a read view of one mount (`MountFs`) and the virtual root folder
+//! The dav-server adapter: the DAV view of one mount (`MountFs`) and the virtual root folder
 //! listing the mounts a user may see (`RootFs`).
 //!
-//! It knows DAV, not 123: it asks the vfs for entries and maps vfs errors to `FsError` in one
-//! place. GET and HEAD on files never reach it (the download module answers them), so its
-//! `DavFile` only reports metadata.
+//! It knows DAV, not 123: it asks the vfs for entries, keeps what 123 cannot hold (dead
+//! properties, client junk) in the mount's side stores, and maps vfs errors to `FsError` in one
+//! place. GET and HEAD on files never reach it (the download module answers them).
 
+pub mod junk;
 mod meta;
+pub mod props;
+mod write;
 
 use std::io::SeekFrom;
 use std::sync::Arc;
@@ -13,10 +16,11 @@ use std::time::SystemTime;
 
 use dav_server::davpath::DavPath;
 use dav_server::fs::{
-    DavDirEntry, DavFile, DavFileSystem, DavMetaData, DavProp, FsError, FsFuture, FsResult,
-    FsStream, OpenOptions, ReadDirMeta,
+    DavDirEntry, DavFile, DavFileSystem, DavMetaData, DavProp, FsError, FsFuture, FsResult, FsStream, GuardedFileSystem,
+    OpenOptions, ReadDirMeta,
 };
 use futures_util::{stream, FutureExt};
+use http::StatusCode;
 use unicode_normalization::UnicodeNormalization;
 
 pub use meta::EntryMeta;
@@ -27,6 +31,19 @@ use crate::mount::Mount;
 /// ownCloud's namespace, for `oc:checksums` (rclone's owncloud vendor reads the MD5 there).
 pub const OC_NS: &str = "http://owncloud.org/ns";
 
+/// What dav-server passes to the filesystem about the request being served.
+#[derive(Clone, Debug)]
+pub struct Ctx {
+    pub method: http::Method,
+    pub user: String,
+    /// The user may write and the mount is writable.
+    pub can_write: bool,
+    /// MOVE/COPY: the destination path inside the mount ("/a/b"), decoded.
+    pub destination: Option<String>,
+    /// A modification time the client asked for (`X-OC-Mtime`).
+    pub oc_mtime: Option<SystemTime>,
+}
+
 /// Maps a backend error to what dav-server can express. dav-server has no 503: a rate-limited
 /// or unavailable upstream during PROPFIND is caught before dav-server runs (the server
 /// pre-fetches the listing), so here it can only be a general failure (500), never "empty".
@@ -36,8 +53,9 @@ pub fn fs_error(e: &Error) -> FsError {
         Error::NotADirectory => FsError::Forbidden,
         Error::AlreadyExists => FsError::Exists,
         Error::Unsupported => FsError::NotImplemented,
-        // dav-server has no 400 for names; 403 tells the client the operation is refused.
+        // dav-server has no 400 for names; the router refuses bad names with 400 first.
         Error::InvalidName(_) => FsError::Forbidden,
+        Error::TooLarge => FsError::TooLarge,
         Error::RateLimited { .. }
         | Error::Auth(_)
         | Error::TrafficExceeded { .. }
@@ -60,6 +78,15 @@ pub fn segments(path: &DavPath) -> FsResult<Vec<String>> {
     Ok(out)
 }
 
+/// The key of a path in the side stores: "/a/b" ("" for the mount root).
+pub fn store_key(segs: &[String]) -> String {
+    segs.iter().fold(String::new(), |mut s, seg| {
+        s.push('/');
+        s.push_str(seg);
+        s
+    })
+}
+
 /// The DAV view of one mount.
 #[derive(Clone)]
 pub struct MountFs {
@@ -71,13 +98,47 @@ impl MountFs {
         Self { mount }
     }
 
-    async fn entry(&self, path: &DavPath) -> FsResult<Entry> {
-        let segs = segments(path)?;
-        self.mount
-            .vfs
-            .resolve(&segs)
-            .await
-            .map_err(|e| fs_error(&e))
+    /// The entry at `segs` as the user sees it (junk from the side store, the client's
+    /// modification time where one was stored).
+    async fn entry(&self, segs: &[String], ctx: &Ctx) -> FsResult<Entry> {
+        if let Some(name) = segs.last() {
+            if junk::is_junk(name) {
+                let key = store_key(segs);
+                return self.mount.junk.get(&ctx.user, &key).map(|f| junk_entry(name, &f)).ok_or(FsError::NotFound);
+            }
+        }
+        let mut entry = self.mount.vfs.resolve(segs).await.map_err(|e| fs_error(&e))?;
+        self.apply_mtime(&store_key(segs), &mut entry);
+        Ok(entry)
+    }
+
+    fn apply_mtime(&self, key: &str, entry: &mut Entry) {
+        if let Some(t) = self.mount.props.mtime(key, entry.md5.as_deref()) {
+            entry.modified = t;
+        }
+    }
+
+    /// The parent folder entry and the last name of `segs`.
+    async fn parent_of(&self, segs: &[String]) -> FsResult<(Entry, String)> {
+        let (name, parent) = segs.split_last().ok_or(FsError::Forbidden)?;
+        let parent = self.mount.vfs.resolve(parent).await.map_err(|e| fs_error(&e))?;
+        if !parent.is_dir {
+            return Err(FsError::Forbidden);
+        }
+        Ok((parent, name.clone()))
+    }
+}
+
+fn junk_entry(name: &str, f: &junk::JunkFile) -> Entry {
+    Entry {
+        id: 0,
+        name: name.to_string(),
+        is_dir: false,
+        size: f.bytes.len() as u64,
+        md5: None,
+        version: None,
+        modified: f.modified,
+        created: f.modified,
     }
 }
 
@@ -97,6 +158,17 @@ impl DavDirEntry for Dirent {
         let d = self.meta.entry.is_dir;
         async move { Ok(d) }.boxed()
     }
+}
+
+fn dir_stream(entries: Vec<Entry>) -> FsStream<Box<dyn DavDirEntry>> {
+    let items: Vec<FsResult<Box<dyn DavDirEntry>>> = entries
+        .into_iter()
+        .map(|e| {
+            let d: Box<dyn DavDirEntry> = Box::new(Dirent { meta: EntryMeta::new(e) });
+            Ok(d)
+        })
+        .collect();
+    Box::pin(stream::iter(items))
 }
 
 /// A handle dav-server holds while answering about a file; bytes are served elsewhere.
@@ -128,87 +200,112 @@ impl DavFile for MetaOnlyFile {
     }
 }
 
-impl DavFileSystem for MountFs {
-    fn open<'a>(
-        &'a self,
-        path: &'a DavPath,
-        options: OpenOptions,
-    ) -> FsFuture<'a, Box<dyn DavFile>> {
+impl GuardedFileSystem<Ctx> for MountFs {
+    fn open<'a>(&'a self, path: &'a DavPath, options: OpenOptions, ctx: &'a Ctx) -> FsFuture<'a, Box<dyn DavFile>> {
         async move {
+            let segs = segments(path)?;
             if options.write || options.create || options.create_new || options.append {
-                return Err(FsError::Forbidden);
+                return self.open_for_write(&segs, options, ctx).await;
             }
-            let entry = self.entry(path).await?;
-            let f: Box<dyn DavFile> = Box::new(MetaOnlyFile {
-                meta: EntryMeta::new(entry),
-            });
+            let entry = self.entry(&segs, ctx).await?;
+            let f: Box<dyn DavFile> = Box::new(MetaOnlyFile { meta: EntryMeta::new(entry) });
             Ok(f)
         }
         .boxed()
     }
 
-    fn read_dir<'a>(
-        &'a self,
-        path: &'a DavPath,
-        _meta: ReadDirMeta,
-    ) -> FsFuture<'a, FsStream<Box<dyn DavDirEntry>>> {
+    fn read_dir<'a>(&'a self, path: &'a DavPath, _meta: ReadDirMeta, ctx: &'a Ctx) -> FsFuture<'a, FsStream<Box<dyn DavDirEntry>>> {
         async move {
-            let dir = self.entry(path).await?;
-            let listing = self.mount.vfs.list(&dir).await.map_err(|e| fs_error(&e))?;
-            let items: Vec<FsResult<Box<dyn DavDirEntry>>> = listing
-                .entries
-                .iter()
-                .map(|e| {
-                    let d: Box<dyn DavDirEntry> = Box::new(Dirent {
-                        meta: EntryMeta::new(e.clone()),
-                    });
-                    Ok(d)
-                })
-                .collect();
-            let s: FsStream<Box<dyn DavDirEntry>> = Box::pin(stream::iter(items));
-            Ok(s)
+            let segs = segments(path)?;
+            let key = store_key(&segs);
+            // DELETE, and the replaced destination of MOVE/COPY, remove whole folders with one
+            // call (`remove_dir`): showing dav-server no children keeps it from deleting them
+            // one by one. Locks below were already checked by dav-server for the whole tree.
+            let whole_folder = ctx.method == http::Method::DELETE
+                || ctx.destination.as_deref().is_some_and(|d| key == d || key.starts_with(&format!("{d}/")));
+            if whole_folder {
+                return Ok(dir_stream(Vec::new()));
+            }
+            let dir = self.entry(&segs, ctx).await?;
+            let mut entries = self.mount.vfs.list_view(&dir).await.map_err(|e| fs_error(&e))?;
+            for e in &mut entries {
+                self.apply_mtime(&format!("{key}/{}", e.name), e);
+            }
+            entries.extend(self.mount.junk.list(&ctx.user, &key).into_iter().map(|(n, f)| junk_entry(&n, &f)));
+            Ok(dir_stream(entries))
         }
         .boxed()
     }
 
-    fn metadata<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, Box<dyn DavMetaData>> {
+    fn metadata<'a>(&'a self, path: &'a DavPath, ctx: &'a Ctx) -> FsFuture<'a, Box<dyn DavMetaData>> {
         async move {
-            let entry = self.entry(path).await?;
+            let entry = self.entry(&segments(path)?, ctx).await?;
             let m: Box<dyn DavMetaData> = Box::new(EntryMeta::new(entry));
             Ok(m)
         }
         .boxed()
     }
 
-    fn have_props<'a>(
-        &'a self,
-        _path: &'a DavPath,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
+    fn create_dir<'a>(&'a self, path: &'a DavPath, ctx: &'a Ctx) -> FsFuture<'a, ()> {
+        async move { self.create_dir_at(&segments(path)?, ctx).await }.boxed()
+    }
+
+    fn remove_dir<'a>(&'a self, path: &'a DavPath, ctx: &'a Ctx) -> FsFuture<'a, ()> {
+        async move { self.remove_at(&segments(path)?, ctx).await }.boxed()
+    }
+
+    fn remove_file<'a>(&'a self, path: &'a DavPath, ctx: &'a Ctx) -> FsFuture<'a, ()> {
+        async move { self.remove_at(&segments(path)?, ctx).await }.boxed()
+    }
+
+    fn rename<'a>(&'a self, from: &'a DavPath, to: &'a DavPath, ctx: &'a Ctx) -> FsFuture<'a, ()> {
+        async move { self.rename_at(&segments(from)?, &segments(to)?, ctx).await }.boxed()
+    }
+
+    fn copy<'a>(&'a self, from: &'a DavPath, to: &'a DavPath, ctx: &'a Ctx) -> FsFuture<'a, ()> {
+        async move { self.copy_at(&segments(from)?, &segments(to)?, ctx).await }.boxed()
+    }
+
+    fn have_props<'a>(&'a self, _path: &'a DavPath, _ctx: &'a Ctx) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
         Box::pin(async { true })
     }
 
-    fn get_props<'a>(&'a self, path: &'a DavPath, do_content: bool) -> FsFuture<'a, Vec<DavProp>> {
+    fn patch_props<'a>(&'a self, path: &'a DavPath, patch: Vec<(bool, DavProp)>, ctx: &'a Ctx) -> FsFuture<'a, Vec<(StatusCode, DavProp)>> {
         async move {
-            let entry = self.entry(path).await?;
-            Ok(checksum_prop(&entry, do_content).into_iter().collect())
-        }
-        .boxed()
-    }
-
-    fn get_prop<'a>(&'a self, path: &'a DavPath, prop: DavProp) -> FsFuture<'a, Vec<u8>> {
-        async move {
-            if prop.name != "checksums" || prop.namespace.as_deref() != Some(OC_NS) {
-                return Err(FsError::NotFound);
+            if !ctx.can_write {
+                return Err(FsError::Forbidden);
             }
-            let entry = self.entry(path).await?;
-            checksum_prop(&entry, true)
-                .and_then(|p| p.xml)
-                .ok_or(FsError::NotFound)
+            let segs = segments(path)?;
+            self.entry(&segs, ctx).await?;
+            Ok(self.mount.props.patch(&store_key(&segs), patch))
         }
         .boxed()
     }
 
-    fn get_quota(&'_ self) -> FsFuture<'_, (u64, Option<u64>)> {
+    fn get_props<'a>(&'a self, path: &'a DavPath, do_content: bool, ctx: &'a Ctx) -> FsFuture<'a, Vec<DavProp>> {
+        async move {
+            let segs = segments(path)?;
+            let entry = self.entry(&segs, ctx).await?;
+            let mut props = self.mount.props.all(&store_key(&segs), do_content);
+            props.extend(checksum_prop(&entry, do_content));
+            Ok(props)
+        }
+        .boxed()
+    }
+
+    fn get_prop<'a>(&'a self, path: &'a DavPath, prop: DavProp, ctx: &'a Ctx) -> FsFuture<'a, Vec<u8>> {
+        async move {
+            let segs = segments(path)?;
+            if prop.name == "checksums" && prop.namespace.as_deref() == Some(OC_NS) {
+                let entry = self.entry(&segs, ctx).await?;
+                return checksum_prop(&entry, true).and_then(|p| p.xml).ok_or(FsError::NotFound);
+            }
+            self.mount.props.get(&store_key(&segs), &prop).ok_or(FsError::NotFound)
+        }
+        .boxed()
+    }
+
+    fn get_quota<'a>(&'a self, _ctx: &'a Ctx) -> FsFuture<'a, (u64, Option<u64>)> {
         async move {
             let q = self.mount.vfs.quota().await.map_err(|e| fs_error(&e))?;
             Ok((q.used, q.total))
@@ -241,9 +338,7 @@ pub struct RootFs {
 
 impl RootFs {
     pub fn new(mounts: Vec<Arc<Mount>>) -> Self {
-        Self {
-            mounts: Arc::new(mounts),
-        }
+        Self { mounts: Arc::new(mounts) }
     }
 }
 
@@ -261,35 +356,17 @@ fn folder_meta(name: &str) -> EntryMeta {
 }
 
 impl DavFileSystem for RootFs {
-    fn open<'a>(
-        &'a self,
-        _path: &'a DavPath,
-        _options: OpenOptions,
-    ) -> FsFuture<'a, Box<dyn DavFile>> {
+    fn open<'a>(&'a self, _path: &'a DavPath, _options: OpenOptions) -> FsFuture<'a, Box<dyn DavFile>> {
         async { Err(FsError::Forbidden) }.boxed()
     }
 
-    fn read_dir<'a>(
-        &'a self,
-        path: &'a DavPath,
-        _meta: ReadDirMeta,
-    ) -> FsFuture<'a, FsStream<Box<dyn DavDirEntry>>> {
+    fn read_dir<'a>(&'a self, path: &'a DavPath, _meta: ReadDirMeta) -> FsFuture<'a, FsStream<Box<dyn DavDirEntry>>> {
         async move {
             if !segments(path)?.is_empty() {
                 return Err(FsError::NotFound);
             }
-            let items: Vec<FsResult<Box<dyn DavDirEntry>>> = self
-                .mounts
-                .iter()
-                .map(|m| {
-                    let d: Box<dyn DavDirEntry> = Box::new(Dirent {
-                        meta: folder_meta(m.name()),
-                    });
-                    Ok(d)
-                })
-                .collect();
-            let s: FsStream<Box<dyn DavDirEntry>> = Box::pin(stream::iter(items));
-            Ok(s)
+            let entries = self.mounts.iter().map(|m| folder_meta(m.name()).entry).collect();
+            Ok(dir_stream(entries))
         }
         .boxed()
     }
@@ -299,9 +376,7 @@ impl DavFileSystem for RootFs {
             let segs = segments(path)?;
             let m: Box<dyn DavMetaData> = match segs.as_slice() {
                 [] => Box::new(folder_meta("")),
-                [name] if self.mounts.iter().any(|m| m.name() == name) => {
-                    Box::new(folder_meta(name))
-                }
+                [name] if self.mounts.iter().any(|m| m.name() == name) => Box::new(folder_meta(name)),
                 _ => return Err(FsError::NotFound),
             };
             Ok(m)

@@ -7,6 +7,7 @@ use bytes::Bytes;
 pub type ResponseBody = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
 
 pub mod conditional;
+pub mod local;
 pub mod proxy;
 pub mod range;
 pub mod respond;

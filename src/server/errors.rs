@@ -42,6 +42,7 @@ pub fn error_response(e: &Error, what: &str) -> Response<ResponseBody> {
         Error::Transport(_) => (StatusCode::BAD_GATEWAY, "Could not reach 123".into(), None),
         Error::Unsupported => (StatusCode::NOT_IMPLEMENTED, "Not supported by this mount".into(), None),
         Error::InvalidName(why) => (StatusCode::BAD_REQUEST, format!("This name cannot be stored on 123: {why}"), None),
+        Error::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "123 does not accept files over 10 GiB".into(), None),
     };
     if status.is_server_error() {
         let trace_id = match e {

@@ -9,6 +9,7 @@ pub mod profile;
 mod router;
 mod tls;
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,9 +22,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::backend::open::client::OpenClients;
+use crate::backend::{Backend, UploadOptions};
 use crate::config::Config;
 use crate::download::sign::UrlSigner;
-use crate::mount::{build_mounts, Mount};
+use crate::mount::{build_backends, build_mount, Mount, Writes};
+use crate::upload::{QueueConfig, UploadQueue};
 
 /// Everything a request may read.
 pub struct AppState {
@@ -33,6 +36,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     pub signer: Option<UrlSigner>,
     pub sign_ttl: Duration,
+    /// The upload queue shared by every writable mount.
+    pub uploads: Arc<UploadQueue>,
 }
 
 /// The HTTP client every upstream call shares. No overall timeout (a film streams for hours);
@@ -49,29 +54,50 @@ pub fn http_client() -> anyhow::Result<reqwest::Client> {
 }
 
 impl AppState {
-    /// Builds the state from a validated config.
-    pub fn new(config: &Config) -> anyhow::Result<Self> {
+    /// Builds the state from a validated config: backends, the upload queue (which resumes
+    /// uploads a previous run left), and the mounts.
+    pub async fn new(config: &Config) -> anyhow::Result<Self> {
         let http = http_client()?;
         let clients = OpenClients::new();
-        let mounts = build_mounts(
-            &config.mounts,
-            &http,
-            &clients,
-            Some(&config.server.state_dir),
-        );
+        let state_dir = &config.server.state_dir;
+        let backends = build_backends(&config.mounts, &http, &clients, Some(state_dir));
+        let writable: HashMap<String, Arc<dyn Backend>> = config
+            .mounts
+            .iter()
+            .zip(&backends)
+            .filter(|(m, b)| !m.read_only && b.capabilities().writable)
+            .map(|(m, b)| (m.name().to_string(), b.clone()))
+            .collect();
+        let slices = config.mounts.iter().map(|m| m.upload_slices).max().unwrap_or(3);
+        let mut queue_config = QueueConfig::new(state_dir.clone());
+        queue_config.workers = config.server.upload_workers;
+        queue_config.spool_max = config.server.spool_max;
+        queue_config.upload = UploadOptions { parallel_slices: slices, ..UploadOptions::default() };
+        let uploads = UploadQueue::start(queue_config, writable)
+            .await
+            .with_context(|| format!("{}: server.state_dir: cannot open the upload queue", config.source.display()))?;
+        let mounts: Vec<Arc<Mount>> = config
+            .mounts
+            .iter()
+            .zip(backends)
+            .map(|(m, b)| {
+                let writes = Writes {
+                    queue: uploads.clone(),
+                    spool: uploads.spool(),
+                    sync: m.upload == crate::config::UploadMode::Sync,
+                };
+                build_mount(m, b, Some(state_dir), Some(writes))
+            })
+            .collect();
+        let weak: Vec<std::sync::Weak<Mount>> = mounts.iter().map(Arc::downgrade).collect();
+        uploads.on_change(Arc::new(move |mount: &str, parent: u64| {
+            if let Some(m) = weak.iter().filter_map(|w| w.upgrade()).find(|m| m.name() == mount) {
+                tokio::spawn(async move { m.vfs.invalidate(parent).await });
+            }
+        }));
         let auth = auth::Authenticator::new(&config.users)?;
-        let signer = config
-            .server
-            .signing_key
-            .as_ref()
-            .map(|k| UrlSigner::new(k.expose().as_bytes()));
-        Ok(Self {
-            mounts,
-            auth,
-            http,
-            signer,
-            sign_ttl: config.server.sign_ttl,
-        })
+        let signer = config.server.signing_key.as_ref().map(|k| UrlSigner::new(k.expose().as_bytes()));
+        Ok(Self { mounts, auth, http, signer, sign_ttl: config.server.sign_ttl, uploads })
     }
 }
 
@@ -89,10 +115,12 @@ impl RunningServer {
         format!("http://{}", self.addr)
     }
 
-    /// Stops accepting and waits for the accept loop to end.
+    /// Stops accepting, waits for the accept loop to end and stops the upload workers (queued
+    /// uploads stay on disk for the next start).
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
+        self.state.uploads.shutdown().await;
     }
 
     /// Waits until the server stops.
@@ -103,7 +131,7 @@ impl RunningServer {
 
 /// Binds `config.server.listen` (port 0 allowed) and serves in the background.
 pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
-    let state = Arc::new(AppState::new(config)?);
+    let state = Arc::new(AppState::new(config).await?);
     let listener = TcpListener::bind(config.server.listen)
         .await
         .with_context(|| {
@@ -127,6 +155,7 @@ pub fn start_on(
     tls: Option<tokio_rustls::TlsAcceptor>,
 ) -> anyhow::Result<RunningServer> {
     let addr = listener.local_addr()?;
+    spawn_probes(&state);
     let (tx, mut rx) = watch::channel(false);
     let st = state.clone();
     let task = tokio::spawn(async move {
@@ -163,6 +192,26 @@ pub fn start_on(
         shutdown: tx,
         task,
     })
+}
+
+/// Runs every mount's start-up probe (`Backend::probe`) in the background, so a slow or failing
+/// upstream never delays listening. A failure is logged once, naming the mount; the mount keeps
+/// serving, and its requests meet the same error (mapped like any other).
+fn spawn_probes(state: &AppState) {
+    for mount in &state.mounts {
+        let mount = mount.clone();
+        tokio::spawn(async move {
+            match mount.vfs.backend().probe().await {
+                Ok(()) => tracing::debug!(mount = %mount.config.path, "mount probe passed"),
+                Err(e) => tracing::warn!(
+                    mount = %mount.config.path,
+                    backend = mount.config.backend.kind(),
+                    error = %e,
+                    "mount probe failed; this mount's requests will fail the same way"
+                ),
+            }
+        });
+    }
 }
 
 async fn serve_connection<I>(io: I, state: Arc<AppState>, peer: SocketAddr)

@@ -18,8 +18,9 @@ use super::profile::ClientProfile;
 use super::AppState;
 use crate::backend::{Entry, Error, Link};
 use crate::config::DownloadPolicy;
-use crate::dav::{MountFs, RootFs};
+use crate::dav::{store_key, Ctx, MountFs, RootFs};
 use crate::download::conditional::{evaluate, Precondition, Validators};
+use crate::download::local;
 use crate::download::proxy::{proxy, LinkSource};
 use crate::download::respond::{self, status_text};
 use crate::download::ResponseBody;
@@ -27,6 +28,10 @@ use crate::mount::Mount;
 
 /// Methods a read-only mount allows.
 const READ_ONLY_ALLOW: &str = "OPTIONS, GET, HEAD, PROPFIND";
+/// Methods a writable mount allows.
+const WRITABLE_ALLOW: &str = "OPTIONS, GET, HEAD, PROPFIND, PROPPATCH, PUT, DELETE, MKCOL, COPY, MOVE, LOCK, UNLOCK";
+/// A LOCK without a Timeout still expires (dav-server would keep it forever).
+const DEFAULT_LOCK_TIMEOUT: &str = "Second-600";
 
 /// What the download policy decided for one GET.
 #[derive(Debug, PartialEq, Eq)]
@@ -108,13 +113,100 @@ where
         mount.config.path.trim_end_matches('/'),
         paths::encode(rest)
     );
-    match *req.method() {
-        Method::GET | Method::HEAD => {
-            get_or_head(&state, &mount, rest, &segments, &req, profile, &what).await
+    let ctx = Ctx {
+        method: req.method().clone(),
+        user: user.name.clone(),
+        can_write: user.write && !mount.read_only(),
+        destination: None,
+        oc_mtime: None,
+    };
+    match req.method().as_str() {
+        "GET" | "HEAD" => get_or_head(&state, &mount, rest, &segments, &req, profile, &ctx, &what).await,
+        "PROPFIND" => propfind(&mount, rest, req, ctx, &what).await,
+        "PUT" | "PATCH" | "MKCOL" | "DELETE" | "MOVE" | "COPY" | "PROPPATCH" | "LOCK" | "UNLOCK" => {
+            if mount.read_only() {
+                return status_text(StatusCode::FORBIDDEN, "This mount is read-only", None);
+            }
+            if !user.write {
+                return status_text(StatusCode::FORBIDDEN, "This user may not write", None);
+            }
+            write(&state, &mount, rest, req, ctx).await
         }
-        _ if req.method().as_str() == "PROPFIND" => propfind(&mount, rest, req, &what).await,
-        _ => status_text(StatusCode::FORBIDDEN, "This mount is read-only", None),
+        _ => {
+            let mut res = status_text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", None);
+            let allow = if mount.read_only() { READ_ONLY_ALLOW } else { WRITABLE_ALLOW };
+            res.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
+            res
+        }
     }
+}
+
+/// Write methods, after the checks dav-server cannot express: partial PUTs, names 123 cannot
+/// store (400 with the reason), the destination of MOVE/COPY, lock timeouts, client mtimes.
+async fn write<B>(state: &AppState, mount: &Arc<Mount>, rest: &[String], mut req: Request<B>, mut ctx: Ctx) -> Response<ResponseBody>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let method = req.method().as_str().to_string();
+    if method == "PATCH" || (method == "PUT" && req.headers().contains_key(http::header::CONTENT_RANGE)) {
+        return status_text(StatusCode::NOT_IMPLEMENTED, "Partial uploads are not supported; send the whole file", None);
+    }
+    if method == "PUT" || method == "MKCOL" {
+        if let Some(name) = rest.last() {
+            if let Err(e) = valid_name(name) {
+                return e;
+            }
+        }
+    }
+    if method == "MOVE" || method == "COPY" {
+        let Some(dest) = destination(req.headers()) else {
+            return status_text(StatusCode::BAD_REQUEST, "Missing or invalid Destination header", None);
+        };
+        match state.route(&dest) {
+            Some((m, dest_rest)) if Arc::ptr_eq(&m, mount) => {
+                if let Some(name) = dest_rest.last() {
+                    if let Err(e) = valid_name(name) {
+                        return e;
+                    }
+                }
+                ctx.destination = Some(store_key(dest_rest));
+            }
+            _ => return status_text(StatusCode::BAD_GATEWAY, "Moving or copying between mounts is not supported yet", None),
+        }
+    }
+    if method == "LOCK" && !req.headers().contains_key("Timeout") {
+        req.headers_mut().insert("Timeout", HeaderValue::from_static(DEFAULT_LOCK_TIMEOUT));
+    }
+    if method == "PUT" {
+        ctx.oc_mtime = req
+            .headers()
+            .get("X-OC-Mtime")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s));
+    }
+    let stored_mtime = ctx.oc_mtime.is_some();
+    let mut res = dav_mount(mount, ctx, req).await;
+    if stored_mtime && res.status().is_success() {
+        res.headers_mut().insert("X-OC-Mtime", HeaderValue::from_static("accepted"));
+    }
+    res
+}
+
+/// 400 with the reason when 123 cannot store `name`.
+fn valid_name(name: &str) -> Result<(), Response<ResponseBody>> {
+    if crate::dav::junk::is_junk(name) {
+        return Ok(());
+    }
+    crate::vfs::cloud_name(name).map(|_| ()).map_err(|e| status_text(StatusCode::BAD_REQUEST, &e.to_string(), None))
+}
+
+/// The decoded segments of the Destination header's path.
+fn destination(headers: &http::HeaderMap) -> Option<Vec<String>> {
+    let raw = headers.get("Destination")?.to_str().ok()?;
+    let path = if raw.starts_with('/') { raw.to_string() } else { url::Url::parse(raw).ok()?.path().to_string() };
+    paths::decode(&path).ok()
 }
 
 impl AppState {
@@ -130,18 +222,16 @@ impl AppState {
 }
 
 /// OPTIONS needs no auth, so Windows can discover the server before it sends credentials.
-/// Until locks exist every mount is class 1 and lists no write method, so Finder mounts it
-/// read-only instead of failing every save.
+/// Writable mounts are class 2 (locks); read-only ones class 1 with no write method in
+/// `Allow`, so Finder mounts them read-only instead of failing every save.
 fn options(mount: Option<&Mount>) -> Response<ResponseBody> {
-    let allow = match mount {
-        Some(m) if !m.read_only() => {
-            "OPTIONS, GET, HEAD, PROPFIND, PROPPATCH, PUT, DELETE, MKCOL, COPY, MOVE"
-        }
-        _ => READ_ONLY_ALLOW,
+    let (allow, dav) = match mount {
+        Some(m) if !m.read_only() => (WRITABLE_ALLOW, "1, 2"),
+        _ => (READ_ONLY_ALLOW, "1"),
     };
     let mut res = Response::new(respond::empty_body());
     let h = res.headers_mut();
-    h.insert("DAV", HeaderValue::from_static("1"));
+    h.insert("DAV", HeaderValue::from_static(dav));
     h.insert("MS-Author-Via", HeaderValue::from_static("DAV"));
     h.insert(ALLOW, HeaderValue::from_static(allow));
     h.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
@@ -235,12 +325,7 @@ fn normalise_depth<B>(req: &mut Request<B>) -> Option<Response<ResponseBody>> {
 /// PROPFIND: resolve the target and, for Depth 1 on a folder, fetch its complete listing
 /// before dav-server writes a byte, so a failed page becomes 502/503 instead of a 207 that
 /// looks like a short or empty folder (dav-server skips folders it cannot read).
-async fn propfind<B>(
-    mount: &Arc<Mount>,
-    rest: &[String],
-    mut req: Request<B>,
-    what: &str,
-) -> Response<ResponseBody>
+async fn propfind<B>(mount: &Arc<Mount>, rest: &[String], mut req: Request<B>, ctx: Ctx, what: &str) -> Response<ResponseBody>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -248,25 +333,41 @@ where
     if let Some(res) = normalise_depth(&mut req) {
         return res;
     }
-    let entry = match mount.vfs.resolve(rest).await {
-        Ok(e) => e,
-        Err(e) => return error_response(&e, what),
-    };
-    let depth_one = req
-        .headers()
-        .get("Depth")
-        .is_some_and(|d| d.as_bytes() == b"1");
-    if entry.is_dir && depth_one {
-        if let Err(e) = mount.vfs.list(&entry).await {
-            return error_response(&e, what);
+    let is_junk = rest.last().is_some_and(|n| crate::dav::junk::is_junk(n));
+    if !is_junk {
+        let entry = match mount.vfs.resolve(rest).await {
+            Ok(e) => e,
+            Err(e) => return error_response(&e, what),
+        };
+        let depth_one = req.headers().get("Depth").is_some_and(|d| d.as_bytes() == b"1");
+        if entry.is_dir && depth_one {
+            if let Err(e) = mount.vfs.list(&entry).await {
+                return error_response(&e, what);
+            }
         }
     }
-    let prefix = if mount.name().is_empty() {
-        None
+    dav_mount(mount, ctx, req).await
+}
+
+/// Hands a request to dav-server over the mount's filesystem, with its locks when writable.
+async fn dav_mount<B>(mount: &Arc<Mount>, ctx: Ctx, req: Request<B>) -> Response<ResponseBody>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let user = ctx.user.clone();
+    let mut builder = DavHandler::builder().filesystem(Box::new(MountFs::new(mount.clone())));
+    builder = if mount.read_only() {
+        builder.methods(DavMethodSet::WEBDAV_RO)
     } else {
-        Some(format!("/{}", mount.name()))
+        let ls: Box<dyn dav_server::ls::DavLockSystem> = mount.locks.clone();
+        builder.locksystem(ls).methods(DavMethodSet::WEBDAV_RW)
     };
-    dav(MountFs::new(mount.clone()), prefix, req).await
+    if !mount.name().is_empty() {
+        builder = builder.strip_prefix(format!("/{}", mount.name()));
+    }
+    let res = builder.build_handler().handle_guarded(req, user, ctx).await;
+    res.map(|b| b.boxed_unsync())
 }
 
 /// Hands a request to dav-server over `fs`.
@@ -287,6 +388,7 @@ where
 }
 
 /// GET/HEAD on a mount path: a folder gets an HTML index (HEAD 200); a file goes by policy.
+#[allow(clippy::too_many_arguments)]
 async fn get_or_head<B>(
     state: &AppState,
     mount: &Arc<Mount>,
@@ -294,12 +396,39 @@ async fn get_or_head<B>(
     full: &[String],
     req: &Request<B>,
     profile: ClientProfile,
+    ctx: &Ctx,
     what: &str,
 ) -> Response<ResponseBody> {
+    // Client junk is answered locally: from the side store, or a fast 404 that never asks 123.
+    if let Some(name) = rest.last().filter(|n| crate::dav::junk::is_junk(n)) {
+        let Some(file) = mount.junk.get(&ctx.user, &store_key(rest)) else {
+            return status_text(StatusCode::NOT_FOUND, "Not found", None);
+        };
+        let entry = Entry {
+            id: 0,
+            name: name.clone(),
+            is_dir: false,
+            size: file.bytes.len() as u64,
+            md5: None,
+            version: None,
+            modified: file.modified,
+            created: file.modified,
+        };
+        return local::serve(req.method(), req.headers(), &entry, local::Source::Memory(file.bytes.clone())).await;
+    }
     let entry = match mount.vfs.resolve(rest).await {
         Ok(e) => e,
         Err(e) => return error_response(&e, what),
     };
+    match mount.vfs.local(&entry) {
+        Some(crate::vfs::Local::Spooled(path)) => {
+            return local::serve(req.method(), req.headers(), &entry, local::Source::File(&path)).await
+        }
+        Some(crate::vfs::Local::Empty) => {
+            return local::serve(req.method(), req.headers(), &entry, local::Source::Memory(Bytes::new())).await
+        }
+        None => {}
+    }
     if entry.is_dir {
         let listing = match mount.vfs.list(&entry).await {
             Ok(l) => l,
@@ -379,6 +508,20 @@ async fn proxy_file<B>(
     req: &Request<B>,
     what: &str,
 ) -> Response<ResponseBody> {
+    // A size the backend does not know (a link-tree file whose HEAD failed) cannot be proxied:
+    // the proxy promises exactly `entry.size` bytes, which would be an empty 200. Send the
+    // client to the link itself, which such backends hand out portable.
+    if entry.size == 0 && mount.vfs.backend().capabilities().sizes_may_be_unknown {
+        return match mount.vfs.link(entry, false).await {
+            Ok(link) if link.portable => respond::redirect(&link.url),
+            Ok(_) => status_text(
+                StatusCode::BAD_GATEWAY,
+                "The size of this file is unknown, so it cannot be proxied",
+                None,
+            ),
+            Err(e) => error_response(&e, what),
+        };
+    }
     let links = VfsLinks { mount, entry };
     match proxy(&state.http, req.method(), req.headers(), entry, &links).await {
         Ok(res) => res,

@@ -96,7 +96,7 @@ impl ListingCache {
             let result = backend
                 .list(dir_id)
                 .await
-                .map(|entries| Arc::new(Listing::new(entries)));
+                .map(|entries| Arc::new(Listing::new(client_view(entries))));
             if let Ok(listing) = &result {
                 cache.insert(dir_id, listing.clone()).await;
             }
@@ -117,4 +117,16 @@ impl ListingCache {
         inflight.insert(dir_id, fut.clone());
         fut
     }
+}
+
+/// Cloud names as clients see them, without the upload queue's temporary files.
+fn client_view(entries: Vec<Entry>) -> Vec<Entry> {
+    entries
+        .into_iter()
+        .filter(|e| !crate::upload::is_temp_name(&e.name))
+        .map(|mut e| {
+            e.name = super::names::from_cloud(&e.name);
+            e
+        })
+        .collect()
 }

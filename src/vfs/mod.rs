@@ -8,11 +8,14 @@
 //! * Links: cached until their validity minus a margin, one fetch in flight per file.
 
 mod listing;
+pub mod names;
+mod overlay;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 pub use listing::Listing;
+pub use overlay::Local;
 
 use crate::backend::{Backend, Entry, Error, Link, Quota};
 
@@ -28,6 +31,7 @@ const MAX_CACHED_ENTRIES: u64 = 2_000_000;
 /// The cached view of one mount's backend.
 pub struct Vfs {
     backend: Arc<dyn Backend>,
+    overlay: overlay::Overlay,
     listings: listing::ListingCache,
     links: moka::future::Cache<u64, Link>,
     quota: moka::future::Cache<(), Quota>,
@@ -60,6 +64,7 @@ pub fn link_ttl(link: &Link, now: SystemTime) -> Duration {
 impl Vfs {
     pub fn new(backend: Arc<dyn Backend>, listing_ttl: Duration) -> Self {
         Self {
+            overlay: overlay::Overlay::default(),
             listings: listing::ListingCache::new(backend.clone(), listing_ttl, MAX_CACHED_ENTRIES),
             links: moka::future::Cache::builder()
                 .max_capacity(100_000)
@@ -99,18 +104,93 @@ impl Vfs {
         self.listings.get(dir.id).await
     }
 
-    /// Resolves a path given as decoded, NFC-normalised segments below the mount root.
+    /// Resolves a path given as decoded, NFC-normalised segments below the mount root. Files
+    /// that exist only locally (pending uploads, placeholders) are found too.
     pub async fn resolve(&self, segments: &[String]) -> Result<Entry, Error> {
         let mut current = self.root();
         for segment in segments {
-            let listing = match self.list(&current).await {
-                Ok(l) => l,
-                Err(Error::NotADirectory) => return Err(Error::NotFound),
-                Err(e) => return Err(e),
-            };
+            if !current.is_dir {
+                return Err(Error::NotFound);
+            }
+            if let Some(local) = self.overlay.find(current.id, segment) {
+                current = local;
+                continue;
+            }
+            let listing = self.list(&current).await?;
             current = listing.find(segment).cloned().ok_or(Error::NotFound)?;
         }
         Ok(current)
+    }
+
+    /// What a client sees in folder `dir`: the cloud listing with local files laid over it.
+    pub async fn list_view(&self, dir: &Entry) -> Result<Vec<Entry>, Error> {
+        let listing = self.list(dir).await?;
+        let local = self.overlay.list(dir.id);
+        if local.is_empty() {
+            return Ok(listing.entries.clone());
+        }
+        let mut out: Vec<Entry> = listing.entries.iter().filter(|e| !local.iter().any(|l| l.name == e.name)).cloned().collect();
+        out.extend(local);
+        Ok(out)
+    }
+
+    /// The local bytes behind an entry that exists only here (a pending upload or a
+    /// placeholder), if it is one.
+    pub fn local(&self, entry: &Entry) -> Option<Local> {
+        self.overlay.local(entry.id)
+    }
+
+    /// The local-file overlay (pending uploads, placeholders).
+    pub fn overlay(&self) -> &overlay::Overlay {
+        &self.overlay
+    }
+
+    /// Creates folder `name` (a client-side name) in `parent`.
+    pub async fn mkdir(&self, parent: &Entry, name: &str) -> Result<Entry, Error> {
+        let cloud = cloud_name(name)?;
+        let result = self.backend.mkdir(parent.id, &cloud).await;
+        self.invalidate(parent.id).await;
+        let mut entry = result?;
+        entry.name = names::from_cloud(&entry.name);
+        Ok(entry)
+    }
+
+    /// Renames and/or moves `entry` from folder `from` to folder `to` under `name`.
+    pub async fn rename_move(&self, entry: &Entry, from: &Entry, to: &Entry, name: &str) -> Result<(), Error> {
+        let cloud = cloud_name(name)?;
+        let renamed = entry.name != name;
+        // Rename first, in the source folder, so the move never meets the old name there.
+        let result = async {
+            if renamed {
+                self.backend.rename(entry.id, &cloud).await?;
+            }
+            if from.id != to.id {
+                self.backend.move_to(&[entry.id], to.id).await?;
+            }
+            Ok(())
+        }
+        .await;
+        self.invalidate(from.id).await;
+        self.invalidate(to.id).await;
+        result
+    }
+
+    /// Moves `entry` (a folder as a whole) to the recycle bin.
+    pub async fn trash(&self, entry: &Entry, parent: &Entry) -> Result<(), Error> {
+        let result = self.backend.trash(&[entry.id]).await;
+        self.invalidate(parent.id).await;
+        if entry.is_dir {
+            self.invalidate(entry.id).await;
+        }
+        result
+    }
+
+    /// Creates `name` in `parent` from content 123 already has; `Ok(None)` when it does not.
+    pub async fn copy_instant(&self, parent: &Entry, name: &str, md5: &str, size: u64) -> Result<Option<Entry>, Error> {
+        let cloud = cloud_name(name)?;
+        let result = self.backend.copy_instant(parent.id, &cloud, md5, size).await;
+        self.invalidate(parent.id).await;
+        result
     }
 
     /// A link to the bytes of `file`; `refresh` bypasses the cache (the last one was refused).
@@ -146,4 +226,9 @@ impl Vfs {
     pub async fn invalidate(&self, dir_id: u64) {
         self.listings.invalidate(dir_id).await;
     }
+}
+
+/// The 123-side name for a client-side name, or `InvalidName` saying why it cannot be stored.
+pub fn cloud_name(name: &str) -> Result<String, Error> {
+    names::to_cloud(name).map_err(|e| Error::InvalidName(e.to_string()))
 }

@@ -43,6 +43,8 @@ pub struct TestEnv {
     pub base: String,
     mounts: String,
     extra_users: String,
+    /// More `[server]` keys.
+    pub server_extra: String,
 }
 
 impl TestEnv {
@@ -57,6 +59,16 @@ impl TestEnv {
         cfg: EmulatorConfig,
         setup: impl FnOnce(&Emulator) -> String,
         extra_users: &str,
+    ) -> TestEnv {
+        Self::start_full(cfg, setup, extra_users, "").await
+    }
+
+    /// As `start_with_users`, with more `[server]` keys.
+    pub async fn start_full(
+        cfg: EmulatorConfig,
+        setup: impl FnOnce(&Emulator) -> String,
+        extra_users: &str,
+        server_extra: &str,
     ) -> TestEnv {
         // RUST_LOG=debug shows the gateway's and the emulator's logs for a failing test.
         let _ = tracing_subscriber::fmt()
@@ -79,6 +91,7 @@ impl TestEnv {
             base: String::new(),
             mounts,
             extra_users: extra_users.to_string(),
+            server_extra: server_extra.to_string(),
         };
         env.start_gateway().await;
         env
@@ -101,14 +114,15 @@ impl TestEnv {
             .replace("{secret}", &self.emu.client_secret())
             .replace("{self}", &base);
         let text = format!(
-            "[server]\nlisten = \"{addr}\"\nsigning_key = \"{SIGNING_KEY}\"\nstate_dir = \"{}\"\n\n[[users]]\nname = \"{USER}\"\npassword_hash = \"{}\"\nmounts = [\"*\"]\n\n{}\n{mounts}",
+            "[server]\nlisten = \"{addr}\"\nsigning_key = \"{SIGNING_KEY}\"\nstate_dir = \"{}\"\n{}\n\n[[users]]\nname = \"{USER}\"\npassword_hash = \"{}\"\nmounts = [\"*\"]\nwrite = true\n\n{}\n{mounts}",
             self.state_dir.path().display(),
+            self.server_extra,
             password_hash(),
             self.extra_users.replace("{hash}", password_hash()),
         );
         let config = pan123_webdav::config::parse(&text, std::path::Path::new("test.toml"))
             .unwrap_or_else(|e| panic!("config: {e}\n{text}"));
-        let state = Arc::new(AppState::new(&config).expect("state"));
+        let state = Arc::new(AppState::new(&config).await.expect("state"));
         self.gw = Some(start_on(listener, state, None).expect("gateway starts"));
         self.base = base;
     }
@@ -162,4 +176,67 @@ pub fn bytes_of(len: usize, seed: u8) -> Vec<u8> {
 /// Counts `<D:response>` elements in a multistatus.
 pub fn responses(xml: &str) -> usize {
     xml.matches("<D:response>").count()
+}
+
+/// Waits (bounded) until `cond` holds, polling; panics with `what` if it never does.
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..600 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+/// A share mount's TOML (`{api}` is filled in by `TestEnv`).
+pub fn share_mount(
+    path: &str,
+    download: &str,
+    share_key: &str,
+    password: Option<&str>,
+    extra: &str,
+) -> String {
+    let password = password
+        .map(|p| format!("share_password = \"{p}\"\n"))
+        .unwrap_or_default();
+    format!(
+        "[[mounts]]\npath = \"{path}\"\nbackend = \"share\"\nshare_key = \"{share_key}\"\n{password}api_base = \"{{api}}\"\ndownload = \"{download}\"\nproxy_url = \"{{self}}\"\n{extra}\n"
+    )
+}
+
+/// A link mount's TOML; `urls` is written as a TOML literal multi-line string.
+pub fn link_mount(path: &str, download: &str, urls: &str, extra: &str) -> String {
+    format!(
+        "[[mounts]]\npath = \"{path}\"\nbackend = \"link\"\ndownload = \"{download}\"\nproxy_url = \"{{self}}\"\nurls = '''\n{urls}'''\n{extra}\n"
+    )
+}
+
+/// The direct-link URL of the file at `account_path` (inside the emulator's direct-link space
+/// folder, e.g. `/direct/a b.txt`): `<base>/<uid>/direct/a%20b.txt`.
+pub fn direct_url(emu: &pan123_emulator::Emulator, account_path: &str) -> String {
+    let encoded: String = account_path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| format!("/{}", pan123_webdav::server::paths::encode_segment(s)))
+        .collect();
+    format!("{}/{}{encoded}", emu.base_url(), emu.uid())
+}
+
+/// The first mount's backend capabilities, as the gateway sees them.
+pub fn capabilities(env: &TestEnv) -> pan123_webdav::backend::Capabilities {
+    env.gw
+        .as_ref()
+        .and_then(|gw| gw.state.mounts.first())
+        .map(|m| m.vfs.backend().capabilities())
+        .unwrap_or_default()
+}
+
+/// A response header as text ("" when absent).
+pub fn header(res: &reqwest::Response, name: &str) -> String {
+    res.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
 }

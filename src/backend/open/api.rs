@@ -85,6 +85,38 @@ pub struct DirectLinkUrl {
     pub url: String,
 }
 
+/// `POST /upload/v1/file/mkdir` → `data`.
+#[derive(Debug, Deserialize)]
+pub struct Mkdir {
+    #[serde(rename = "dirID", deserialize_with = "lenient_i64")]
+    pub dir_id: i64,
+}
+
+/// `POST /upload/v2/file/create` → `data`. With `reuse: true` the file exists already
+/// (instant upload) and the other fields are empty.
+#[derive(Debug, Deserialize)]
+pub struct UploadCreate {
+    #[serde(rename = "fileID", default, deserialize_with = "lenient_i64")]
+    pub file_id: i64,
+    #[serde(rename = "preuploadID", default)]
+    pub preupload_id: Option<String>,
+    #[serde(default)]
+    pub reuse: bool,
+    #[serde(rename = "sliceSize", default, deserialize_with = "lenient_i64")]
+    pub slice_size: i64,
+    #[serde(default)]
+    pub servers: Option<Vec<String>>,
+}
+
+/// `POST /upload/v2/file/upload_complete` → `data`: finished when `completed` and `fileID` ≠ 0.
+#[derive(Debug, Deserialize)]
+pub struct UploadComplete {
+    #[serde(default)]
+    pub completed: bool,
+    #[serde(rename = "fileID", default, deserialize_with = "lenient_i64")]
+    pub file_id: i64,
+}
+
 /// Accepts an integer given as a JSON number or a numeric string (and null as 0).
 pub fn lenient_i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     #[derive(Deserialize)]

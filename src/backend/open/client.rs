@@ -21,8 +21,14 @@ use crate::backend::Error;
 const MAX_429_RETRIES: u32 = 4;
 /// How many times a 5xx or transport failure is retried on an idempotent call.
 const MAX_TRANSIENT_RETRIES: u32 = 2;
+/// How many times a slice is retried after a 5xx or a cut: 4 attempts in all. Slices are the
+/// calls that fail most often on real uploads (spec §8, "500" on larger files), and resending
+/// one is always safe: 123 writes it at its offset.
+const MAX_SLICE_RETRIES: u32 = 3;
 /// Per-call timeout for API requests (not downloads).
 const API_TIMEOUT: Duration = Duration::from_secs(30);
+/// Per-attempt timeout of one slice: a 16 MiB slice at a slow 100 KiB/s still fits.
+const SLICE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The Open API endpoints the gateway uses, named by their URL path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -32,9 +38,33 @@ pub enum Endpoint {
     FileList,
     DownloadInfo,
     DirectLinkUrl,
+    Mkdir,
+    Move,
+    Rename,
+    Trash,
+    UploadCreate,
+    /// On the upload host from `create`'s `servers`, not on the API base.
+    UploadSlice,
+    UploadComplete,
 }
 
 impl Endpoint {
+    /// Every endpoint, for tables and tests.
+    pub const ALL: [Endpoint; 12] = [
+        Endpoint::AccessToken,
+        Endpoint::UserInfo,
+        Endpoint::FileList,
+        Endpoint::DownloadInfo,
+        Endpoint::DirectLinkUrl,
+        Endpoint::Mkdir,
+        Endpoint::Move,
+        Endpoint::Rename,
+        Endpoint::Trash,
+        Endpoint::UploadCreate,
+        Endpoint::UploadSlice,
+        Endpoint::UploadComplete,
+    ];
+
     /// The URL path, which is also how stats and faults name the endpoint.
     pub fn path(self) -> &'static str {
         match self {
@@ -43,6 +73,13 @@ impl Endpoint {
             Endpoint::FileList => "/api/v2/file/list",
             Endpoint::DownloadInfo => "/api/v1/file/download_info",
             Endpoint::DirectLinkUrl => "/api/v1/direct-link/url",
+            Endpoint::Mkdir => "/upload/v1/file/mkdir",
+            Endpoint::Move => "/api/v1/file/move",
+            Endpoint::Rename => "/api/v1/file/name",
+            Endpoint::Trash => "/api/v1/file/trash",
+            Endpoint::UploadCreate => "/upload/v2/file/create",
+            Endpoint::UploadSlice => "/upload/v2/file/slice",
+            Endpoint::UploadComplete => "/upload/v2/file/upload_complete",
         }
     }
 
@@ -69,6 +106,36 @@ pub fn qps_for_path(path: &str) -> u32 {
         "/api/v1/file/delete" => 1,
         "/upload/v2/file/create" => 2,
         _ => 0,
+    }
+}
+
+/// Whether a call may be sent again after a 5xx or a transport failure, when 123 may or may
+/// not have acted on it. A 401 or 429 is always retried: 123 refused those before acting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    /// Sending it twice has the effect of sending it once (reads, trash, move, rename,
+    /// upload_complete).
+    Safe,
+    /// A second send could act twice (mkdir, create): the caller re-checks instead.
+    Never,
+}
+
+/// How one call is retried and how long each attempt may take.
+#[derive(Clone, Copy, Debug)]
+struct CallOpts {
+    transient_retries: u32,
+    timeout: Duration,
+}
+
+impl From<Retry> for CallOpts {
+    fn from(retry: Retry) -> Self {
+        CallOpts {
+            transient_retries: match retry {
+                Retry::Safe => MAX_TRANSIENT_RETRIES,
+                Retry::Never => 0,
+            },
+            timeout: API_TIMEOUT,
+        }
     }
 }
 
@@ -129,13 +196,81 @@ impl OpenClient {
         query: &[(&str, String)],
     ) -> Result<T, Error> {
         let url = format!("{}{}", self.api_base, ep.path());
-        self.call(ep, true, |http, token| {
+        self.call(ep, Retry::Safe.into(), |http, token| {
             http.get(&url).query(query).bearer_auth(token)
         })
         .await
     }
 
-    async fn call<T, B>(&self, ep: Endpoint, idempotent: bool, build: B) -> Result<T, Error>
+    /// A JSON POST, through the pacer.
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        ep: Endpoint,
+        body: &serde_json::Value,
+        retry: Retry,
+    ) -> Result<T, Error> {
+        self.send_json(reqwest::Method::POST, ep, body, retry).await
+    }
+
+    /// A JSON PUT, through the pacer.
+    pub async fn put<T: DeserializeOwned>(
+        &self,
+        ep: Endpoint,
+        body: &serde_json::Value,
+        retry: Retry,
+    ) -> Result<T, Error> {
+        self.send_json(reqwest::Method::PUT, ep, body, retry).await
+    }
+
+    async fn send_json<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        ep: Endpoint,
+        body: &serde_json::Value,
+        retry: Retry,
+    ) -> Result<T, Error> {
+        let url = format!("{}{}", self.api_base, ep.path());
+        let bytes = bytes::Bytes::from(
+            serde_json::to_vec(body)
+                .map_err(|e| Error::Transport(format!("could not encode a request body: {e}")))?,
+        );
+        self.call(ep, retry.into(), |http, token| {
+            http.request(method.clone(), &url)
+                .bearer_auth(token)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(bytes.clone())
+        })
+        .await
+    }
+
+    /// Sends one upload slice (a ready multipart body) to `server`, an upload host from
+    /// `create`'s `servers`. Retried on 5xx and cuts (resending a slice is harmless) and, like
+    /// every call, with a fresh token after a 401.
+    pub async fn post_slice<T: DeserializeOwned>(
+        &self,
+        server: &str,
+        content_type: &str,
+        body: bytes::Bytes,
+    ) -> Result<T, Error> {
+        let url = format!(
+            "{}{}",
+            server.trim_end_matches('/'),
+            Endpoint::UploadSlice.path()
+        );
+        let opts = CallOpts {
+            transient_retries: MAX_SLICE_RETRIES,
+            timeout: SLICE_TIMEOUT,
+        };
+        self.call(Endpoint::UploadSlice, opts, |http, token| {
+            http.post(&url)
+                .bearer_auth(token)
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(body.clone())
+        })
+        .await
+    }
+
+    async fn call<T, B>(&self, ep: Endpoint, opts: CallOpts, build: B) -> Result<T, Error>
     where
         T: DeserializeOwned,
         B: Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
@@ -148,7 +283,7 @@ impl OpenClient {
             self.limiter.acquire(ep.path(), ep.qps()).await;
             let request = build(&self.http, &token.access_token)
                 .header("Platform", "open_platform")
-                .timeout(API_TIMEOUT);
+                .timeout(opts.timeout);
             let outcome = send::<T>(request).await;
             let error = match outcome {
                 Ok(Reply::Data(data)) => return Ok(data),
@@ -187,7 +322,7 @@ impl OpenClient {
                 Err(e) => e,
             };
             let retryable = matches!(error, Error::Unavailable(_) | Error::Transport(_));
-            if retryable && idempotent && transient < MAX_TRANSIENT_RETRIES {
+            if retryable && transient < opts.transient_retries {
                 transient += 1;
                 tracing::info!(endpoint = ep.path(), attempt = transient, error = %error, "retrying a failed 123 call");
                 tokio::time::sleep(backoff(transient, None)).await;
@@ -318,6 +453,23 @@ fn classify(code: i64, message: String, trace_id: String) -> Error {
     }
 }
 
+/// Code of `upload_complete` while 123 verifies the file (seen by OpenList; spec §1).
+const CODE_VERIFYING: i64 = 20103;
+
+/// True when an `upload_complete` error means "still verifying, poll again":
+/// 文件正在校验中,请间隔1秒后再试 (the file is being verified, try again in 1 s). Its code is
+/// not published, so the message counts as much as 20103.
+pub fn is_verifying(e: &Error) -> bool {
+    matches!(e, Error::Upstream { code, message, .. }
+        if *code == CODE_VERIFYING || message.contains("校验中"))
+}
+
+/// True when an `upload_complete` error is 文件上传失败 (upload failed): the joined slices do
+/// not have the announced MD5. Sending the same bytes again cannot help.
+pub fn is_upload_failed(e: &Error) -> bool {
+    matches!(e, Error::Upstream { message, .. } if message.contains("上传失败"))
+}
+
 /// Time until the next midnight in China (UTC+8), when 123's daily traffic quota resets.
 pub fn until_midnight_china(now: SystemTime) -> Duration {
     let secs = unix(now) + 8 * 3600;
@@ -413,6 +565,32 @@ mod tests {
         // 16:00Z is exactly midnight in China: a whole day to the next one.
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_704_124_800);
         assert_eq!(until_midnight_china(t), Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn qps_table_matches_the_emulator() {
+        for ep in Endpoint::ALL {
+            assert_eq!(
+                ep.qps(),
+                pan123_emulator::default_qps(ep.path()).unwrap_or(0),
+                "{}",
+                ep.path()
+            );
+        }
+    }
+
+    #[test]
+    fn complete_poll_answers() {
+        let up = |code, message: &str| Error::Upstream {
+            code,
+            message: message.into(),
+            trace_id: String::new(),
+        };
+        assert!(is_verifying(&up(20103, "文件正在校验中,请间隔1秒后再试")));
+        assert!(is_verifying(&up(1, "文件正在校验中,请间隔1秒后再试")));
+        assert!(!is_verifying(&up(1, "文件上传失败")));
+        assert!(is_upload_failed(&up(1, "文件上传失败")));
+        assert!(!is_upload_failed(&Error::NotFound));
     }
 
     #[test]

@@ -1,8 +1,12 @@
-//! The 123 Open API backend (client id + secret): listing, links, quota.
+//! The 123 Open API backend (client id + secret): listing, links, quota, and writes
+//! (`write.rs`).
 
 pub mod api;
 pub mod client;
 pub mod token;
+mod write;
+
+pub use write::MAX_UPLOAD_SIZE;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -11,7 +15,9 @@ use async_trait::async_trait;
 use unicode_normalization::UnicodeNormalization;
 
 use self::client::{Endpoint, OpenClient};
-use crate::backend::{auth_key, Backend, Capabilities, Entry, Error, Link, Quota};
+use crate::backend::{
+    auth_key, Backend, Capabilities, Entry, Error, Link, Quota, UploadOptions, UploadSource,
+};
 
 /// Page size of `/api/v2/file/list`: the maximum 123 allows.
 const PAGE_LIMIT: u32 = 100;
@@ -56,6 +62,7 @@ impl Backend for OpenBackend {
         Capabilities {
             portable_links: matches!(self.links, LinkMode::Direct { .. }),
             writable: true,
+            ..Capabilities::default()
         }
     }
 
@@ -160,6 +167,42 @@ impl Backend for OpenBackend {
             used: info.space_used.max(0) as u64,
             total: Some(total),
         })
+    }
+
+    async fn mkdir(&self, parent: u64, name: &str) -> Result<Entry, Error> {
+        self.write_mkdir(parent, name).await
+    }
+
+    async fn rename(&self, id: u64, name: &str) -> Result<(), Error> {
+        self.write_rename(id, name).await
+    }
+
+    async fn move_to(&self, ids: &[u64], parent: u64) -> Result<(), Error> {
+        self.write_move(ids, parent).await
+    }
+
+    async fn trash(&self, ids: &[u64]) -> Result<(), Error> {
+        self.write_trash(ids).await
+    }
+
+    async fn copy_instant(
+        &self,
+        parent: u64,
+        name: &str,
+        md5: &str,
+        size: u64,
+    ) -> Result<Option<Entry>, Error> {
+        self.write_copy_instant(parent, name, md5, size).await
+    }
+
+    async fn upload(
+        &self,
+        parent: u64,
+        name: &str,
+        src: &UploadSource,
+        opts: &UploadOptions,
+    ) -> Result<Entry, Error> {
+        self.write_upload(parent, name, src, opts).await
     }
 }
 

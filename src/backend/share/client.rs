@@ -1,0 +1,365 @@
+//! The one way every share-link web API call is made: signature, pacing, retries and error
+//! classification; and the download hop (spec web §0.5).
+//!
+//! Retries live here and nowhere else: code 429 (or HTTP 429) backs off a bounded number of
+//! times, a 5xx or a transport failure is retried a bounded number of times (both endpoints are
+//! reads). Every other code is classified once in `classify`. Listing pages are spaced by the
+//! process-wide web API limiter (`pacer::web_api`), retries included.
+
+use std::time::{Duration, SystemTime};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use http::header::{HeaderValue, LOCATION, REFERER};
+use http::StatusCode;
+use serde::de::DeserializeOwned;
+
+use super::api::{Envelope, HopReply};
+use crate::backend::open::client::until_midnight_china;
+use crate::backend::pacer::{self, backoff, WEB_LIST_INTERVAL};
+use crate::backend::{web_sign, Error};
+
+/// How many times a call backs off after code 429 before giving up with `RateLimited`.
+const MAX_429_RETRIES: u32 = 4;
+/// How many times a 5xx or transport failure is retried.
+const MAX_TRANSIENT_RETRIES: u32 = 2;
+/// Per-call timeout for API requests and the download hop (not downloads).
+const API_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest API answer read: a page of 100 items is a few tens of KiB.
+const MAX_BODY: usize = 8 << 20;
+
+/// The web API endpoints a share mount calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    ShareGet,
+    DownloadInfo,
+}
+
+impl Endpoint {
+    /// The URL path, which is also what is signed.
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::ShareGet => "/b/api/share/get",
+            Endpoint::DownloadInfo => "/b/api/share/download/info",
+        }
+    }
+}
+
+/// One share's connection to the web API.
+pub struct ShareClient {
+    http: reqwest::Client,
+    /// For the download hop, which must not follow redirects (its 302 *is* the answer).
+    /// `None` when it could not be built; links then fail with a transport error.
+    hop: Option<reqwest::Client>,
+    api_base: String,
+    /// `<scheme>://<host[:port]>` of `api_base`, sent as `Origin` and, with a `/`, `Referer`.
+    origin: String,
+    access_token: Option<String>,
+}
+
+impl ShareClient {
+    pub fn new(http: reqwest::Client, api_base: &str, access_token: Option<String>) -> Self {
+        let api_base = api_base.trim_end_matches('/').to_string();
+        let origin = url::Url::parse(&api_base)
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_else(|_| api_base.clone());
+        let hop = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("pan123-webdav/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| tracing::error!(error = %e, "cannot build the share download-hop client"))
+            .ok();
+        Self {
+            http,
+            hop,
+            api_base,
+            origin,
+            access_token: access_token.filter(|t| !t.is_empty()),
+        }
+    }
+
+    /// A signed GET (listing pages are spaced by the shared web API limiter).
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        ep: Endpoint,
+        query: &[(&str, String)],
+    ) -> Result<T, Error> {
+        self.call(ep, |http, url| http.get(url).query(query)).await
+    }
+
+    /// A signed POST with a JSON body.
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        ep: Endpoint,
+        body: &serde_json::Value,
+    ) -> Result<T, Error> {
+        self.call(ep, |http, url| http.post(url).json(body)).await
+    }
+
+    async fn call<T, B>(&self, ep: Endpoint, build: B) -> Result<T, Error>
+    where
+        T: DeserializeOwned,
+        B: Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
+    {
+        let mut rate_limited = 0u32;
+        let mut transient = 0u32;
+        let url = format!("{}{}", self.api_base, ep.path());
+        loop {
+            if ep == Endpoint::ShareGet {
+                pacer::web_api()
+                    .space(&self.api_base, WEB_LIST_INTERVAL)
+                    .await;
+            }
+            // A fresh signature per attempt: it carries the time.
+            let (sign_key, sign_value) = web_sign::sign(ep.path());
+            let mut request = build(&self.http, &url)
+                .query(&[(sign_key.as_str(), sign_value.as_str())])
+                .header("origin", self.origin.as_str())
+                .header("referer", format!("{}/", self.origin))
+                .header("platform", "web")
+                .header("app-version", "3")
+                .timeout(API_TIMEOUT);
+            if let Some(token) = &self.access_token {
+                request = request.bearer_auth(token);
+            }
+            let error = match send(request).await {
+                Ok(data) => {
+                    return serde_json::from_value(data).map_err(|e| Error::Upstream {
+                        code: 0,
+                        message: format!("unexpected answer shape from {}: {e}", ep.path()),
+                        trace_id: String::new(),
+                    })
+                }
+                Err(e) => e,
+            };
+            match error {
+                Error::RateLimited { .. } if rate_limited < MAX_429_RETRIES => {
+                    rate_limited += 1;
+                    tokio::time::sleep(backoff(rate_limited, None)).await;
+                }
+                Error::Unavailable(_) | Error::Transport(_)
+                    if transient < MAX_TRANSIENT_RETRIES =>
+                {
+                    transient += 1;
+                    tracing::info!(endpoint = ep.path(), attempt = transient, error = %error, "retrying a failed 123 web call");
+                    tokio::time::sleep(backoff(transient, None)).await;
+                }
+                e => return Err(e),
+            }
+        }
+    }
+
+    /// Resolves a share `DownloadURL` to the final CDN URL and the `Referer` it needs (spec web
+    /// §0.5): decode `params` (standard base64) when present, GET that URL without following
+    /// redirects, and take the `Location` of a 302 or the `data.redirect_url` of a 2xx JSON
+    /// answer. The Referer is the origin of the *outer* URL.
+    pub async fn resolve(&self, download_url: &str) -> Result<(String, HeaderValue), Error> {
+        let outer = url::Url::parse(download_url)
+            .map_err(|_| unparsable("123 returned a download URL that is not a URL"))?;
+        let referer = HeaderValue::from_str(&format!("{}/", outer.origin().ascii_serialization()))
+            .map_err(|_| unparsable("123 returned a download URL without a usable host"))?;
+        let hop = decode_params(&outer).unwrap_or_else(|| outer.clone());
+        let Some(client) = &self.hop else {
+            return Err(Error::Transport(
+                "the download-hop HTTP client could not be built".into(),
+            ));
+        };
+        let response = client
+            .get(hop.as_str())
+            .header(REFERER, format!("{}/", self.origin))
+            .timeout(API_TIMEOUT)
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = response.status();
+        let target = if status == StatusCode::FOUND {
+            let location = response
+                .headers()
+                .get(LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| unparsable("the download hop answered 302 without a Location"))?;
+            hop.join(location)
+                .map_err(|_| unparsable("the download hop answered 302 with a bad Location"))?
+        } else if status.is_success() {
+            let body = read_capped(response, MAX_BODY).await?;
+            let reply: HopReply = serde_json::from_slice(&body)
+                .map_err(|_| unparsable("the download hop answered 2xx without JSON"))?;
+            let url = reply
+                .data
+                .and_then(|d| d.redirect_url)
+                .filter(|u| !u.is_empty())
+                .ok_or_else(|| unparsable("the download hop answered without redirect_url"))?;
+            url::Url::parse(&url)
+                .map_err(|_| unparsable("the download hop's redirect_url is not a URL"))?
+        } else if status.is_server_error() {
+            // Not the spec's "keep the decoded URL": a 5xx link would be cached and fail for
+            // minutes, while an error is retried by the next request.
+            return Err(Error::Unavailable(format!(
+                "the download hop answered HTTP {}",
+                status.as_u16()
+            )));
+        } else {
+            // Other statuses (301, 307, 4xx): keep the decoded URL, as OpenList does. A 4xx
+            // then shows at the CDN, where the proxy fetches one fresh link.
+            hop
+        };
+        if !matches!(target.scheme(), "http" | "https") {
+            return Err(unparsable("the final download URL is not http(s)"));
+        }
+        Ok((target.into(), referer))
+    }
+}
+
+/// The URL inside `params` (standard base64 with padding), if there is one that decodes.
+/// Query unescaping turns a raw `+` into a space; it is put back before decoding.
+fn decode_params(outer: &url::Url) -> Option<url::Url> {
+    let (_, params) = outer.query_pairs().find(|(k, _)| k == "params")?;
+    let params = params.trim().replace(' ', "+");
+    let bytes = STANDARD.decode(params.as_bytes()).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    url::Url::parse(text.trim()).ok()
+}
+
+fn unparsable(message: &str) -> Error {
+    Error::Upstream {
+        code: -1,
+        message: message.to_string(),
+        trace_id: String::new(),
+    }
+}
+
+/// Sends one request and opens the envelope: `Ok(data)` for code 0, the classified error
+/// otherwise. A body that is not a JSON envelope with a `code` is an error, never "empty".
+async fn send(request: reqwest::RequestBuilder) -> Result<serde_json::Value, Error> {
+    let response = request.send().await.map_err(transport)?;
+    let status = response.status();
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        return Err(Error::RateLimited { retry_after: None });
+    }
+    if status.is_server_error() {
+        return Err(Error::Unavailable(format!(
+            "123 answered HTTP {}",
+            status.as_u16()
+        )));
+    }
+    let content_type = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body = read_capped(response, MAX_BODY).await?;
+    let envelope: Envelope = serde_json::from_slice(&body).map_err(|_| Error::Upstream {
+        code: -1,
+        message: format!(
+            "HTTP {} with a body that is not JSON (Content-Type {content_type:?}); not read as \
+             an empty answer",
+            status.as_u16()
+        ),
+        trace_id: String::new(),
+    })?;
+    match envelope.code {
+        None => Err(Error::Upstream {
+            code: -1,
+            message: format!("HTTP {} with an answer that has no code", status.as_u16()),
+            trace_id: String::new(),
+        }),
+        Some(0) => Ok(envelope.data.unwrap_or(serde_json::Value::Null)),
+        Some(code) => Err(classify(code, envelope.message)),
+    }
+}
+
+/// Classifies a non-zero code. Messages are 123's own and reach the client (502).
+fn classify(code: i64, message: String) -> Error {
+    match code {
+        // 文件不存在: the file is not (or no longer) in the share.
+        5066 => Error::NotFound,
+        // Download traffic quota used up (observed on the Android API).
+        5113 | 5114 => Error::TrafficExceeded {
+            message,
+            retry_after: until_midnight_china(SystemTime::now()),
+        },
+        429 => Error::RateLimited { retry_after: None },
+        // Everything else, e.g. code 1 分享码错误或者分享地址错误 (wrong key or password), or a
+        // refused access token: the message is the explanation the user needs.
+        _ => Error::Upstream {
+            code,
+            message,
+            trace_id: String::new(),
+        },
+    }
+}
+
+fn transport(e: reqwest::Error) -> Error {
+    if e.is_timeout() {
+        Error::Unavailable("123 did not answer in time".into())
+    } else {
+        Error::Transport(e.without_url().to_string())
+    }
+}
+
+/// Reads a body of at most `cap` bytes; a longer one is an error, not a truncated answer.
+async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<u8>, Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport)? {
+        if body.len() + chunk.len() > cap {
+            return Err(unparsable("123 sent an answer larger than expected"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_decode() {
+        let inner = "http://127.0.0.1:1/web-pro/redirect/x?a=1&auto_redirect=0";
+        let encoded = STANDARD.encode(inner);
+        let percent: String =
+            percent_encoding::utf8_percent_encode(&encoded, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        let outer = url::Url::parse(&format!(
+            "https://web-pro2.123952.com/download-v2/?params={percent}&is_s3=0"
+        ))
+        .expect("url");
+        assert_eq!(
+            decode_params(&outer).map(String::from).as_deref(),
+            Some(inner)
+        );
+        // A raw `+` read back as a space still decodes.
+        let raw = url::Url::parse(&format!("https://h/d/?params={encoded}")).expect("url");
+        assert_eq!(
+            decode_params(&raw).map(String::from).as_deref(),
+            Some(inner)
+        );
+        // Garbage keeps the outer URL (None here).
+        let bad = url::Url::parse("https://h/d/?params=%%%").expect("url");
+        assert!(decode_params(&bad).is_none());
+        let none = url::Url::parse("https://h/d/?x=1").expect("url");
+        assert!(decode_params(&none).is_none());
+    }
+
+    #[test]
+    fn classify_table() {
+        assert!(matches!(classify(5066, "x".into()), Error::NotFound));
+        assert!(matches!(
+            classify(5113, "x".into()),
+            Error::TrafficExceeded { .. }
+        ));
+        assert!(matches!(
+            classify(429, "x".into()),
+            Error::RateLimited { .. }
+        ));
+        match classify(1, "分享码错误或者分享地址错误".into()) {
+            Error::Upstream { code, message, .. } => {
+                assert_eq!(code, 1);
+                assert_eq!(message, "分享码错误或者分享地址错误");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,390 @@
+//! The write side of `MountFs`: PUT bodies into the spool and the upload queue, MKCOL, DELETE,
+//! MOVE and COPY through the vfs, with the side stores kept in step.
+
+use std::io::SeekFrom;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::{Buf, Bytes};
+use dav_server::fs::{DavFile, DavMetaData, FsError, FsFuture, FsResult, OpenOptions};
+use futures_util::FutureExt;
+
+use super::{fs_error, junk, store_key, Ctx, EntryMeta, MountFs};
+use crate::backend::Entry;
+use crate::mount::Mount;
+use crate::upload::{NewJob, SpoolError, SpoolWriter};
+use crate::vfs::{cloud_name, Local};
+
+/// How long an empty PUT stays a local placeholder before it is uploaded as an empty file:
+/// Explorer sends an empty PUT, then LOCK, then the real PUT; the real one replaces it.
+const EMPTY_PUT_GRACE: Duration = Duration::from_secs(30);
+/// Junk files are small; a bigger one is refused rather than held in memory.
+const MAX_JUNK_BYTES: usize = 4 * 1024 * 1024;
+
+fn spool_error(e: SpoolError) -> FsError {
+    match e {
+        SpoolError::TooLarge => FsError::TooLarge,
+        SpoolError::Full => FsError::InsufficientStorage,
+        other => {
+            tracing::warn!(error = %other, "spool write failed");
+            FsError::GeneralFailure
+        }
+    }
+}
+
+impl MountFs {
+    fn require_write(&self, ctx: &Ctx) -> FsResult<()> {
+        if ctx.can_write && self.mount.writes.is_some() {
+            Ok(())
+        } else {
+            Err(FsError::Forbidden)
+        }
+    }
+
+    pub(super) async fn open_for_write(&self, segs: &[String], options: OpenOptions, ctx: &Ctx) -> FsResult<Box<dyn DavFile>> {
+        self.require_write(ctx)?;
+        let (parent, name) = self.parent_of(segs).await?;
+        let key = store_key(segs);
+        let existing = match self.entry(segs, ctx).await {
+            Ok(e) => Some(e),
+            Err(FsError::NotFound) => None,
+            Err(e) => return Err(e),
+        };
+        match &existing {
+            Some(e) if e.is_dir => return Err(FsError::Forbidden),
+            Some(_) if options.create_new => return Err(FsError::Exists),
+            None if !options.create && !options.create_new => return Err(FsError::NotFound),
+            _ => {}
+        }
+        if junk::is_junk(&name) {
+            return Ok(Box::new(JunkWriter { mount: self.mount.clone(), user: ctx.user.clone(), key, name, buf: Vec::new() }));
+        }
+        let cloud = cloud_name(&name).map_err(|e| fs_error(&e))?;
+        if ctx.method.as_str() == "LOCK" {
+            // A LOCK on an unmapped URL creates an empty resource: a local placeholder, never
+            // a 0-byte cloud file, that expires unless a PUT follows.
+            if existing.is_none() {
+                self.mount.vfs.overlay().add_placeholder(parent.id, &name);
+            }
+            let entry = existing.unwrap_or_else(|| empty_entry(&name));
+            return Ok(Box::new(super::MetaOnlyFile { meta: EntryMeta::new(entry) }));
+        }
+        let Some(writes) = self.mount.writes.as_ref() else { return Err(FsError::Forbidden) };
+        let writer = writes.spool.writer(options.size).await.map_err(spool_error)?;
+        Ok(Box::new(SpoolFile {
+            mount: self.mount.clone(),
+            parent: parent.id,
+            name,
+            cloud,
+            key,
+            expected: options.size,
+            written: 0,
+            mtime: ctx.oc_mtime,
+            writer: Some(writer),
+        }))
+    }
+
+    pub(super) async fn create_dir_at(&self, segs: &[String], ctx: &Ctx) -> FsResult<()> {
+        self.require_write(ctx)?;
+        let (parent, name) = self.parent_of(segs).await?;
+        if junk::is_junk(&name) {
+            return Err(FsError::Forbidden);
+        }
+        if self.entry(segs, ctx).await.is_ok() {
+            return Err(FsError::Exists);
+        }
+        self.mount.vfs.mkdir(&parent, &name).await.map(|_| ()).map_err(|e| fs_error(&e))
+    }
+
+    pub(super) async fn remove_at(&self, segs: &[String], ctx: &Ctx) -> FsResult<()> {
+        self.require_write(ctx)?;
+        let key = store_key(segs);
+        let (parent, name) = self.parent_of(segs).await?;
+        if junk::is_junk(&name) {
+            return if self.mount.junk.remove(&ctx.user, &key) { Ok(()) } else { Err(FsError::NotFound) };
+        }
+        let entry = self.entry(segs, ctx).await?;
+        match self.mount.vfs.local(&entry) {
+            Some(Local::Empty) => {
+                self.mount.vfs.overlay().remove(parent.id, &name);
+            }
+            Some(Local::Spooled(_)) => {
+                let cloud = cloud_name(&name).map_err(|e| fs_error(&e))?;
+                let queue = &self.mount.writes.as_ref().ok_or(FsError::Forbidden)?.queue;
+                if !queue.cancel(self.mount.name(), parent.id, &cloud).await {
+                    return Err(FsError::NotFound);
+                }
+            }
+            None => self.mount.vfs.trash(&entry, &parent).await.map_err(|e| fs_error(&e))?,
+        }
+        self.mount.props.remove(&key);
+        Ok(())
+    }
+
+    pub(super) async fn rename_at(&self, from: &[String], to: &[String], ctx: &Ctx) -> FsResult<()> {
+        self.require_write(ctx)?;
+        let (from_parent, from_name) = self.parent_of(from).await?;
+        let (to_parent, to_name) = self.parent_of(to).await?;
+        let (from_key, to_key) = (store_key(from), store_key(to));
+        if junk::is_junk(&from_name) {
+            let f = self.mount.junk.get(&ctx.user, &from_key).ok_or(FsError::NotFound)?;
+            self.mount.junk.remove(&ctx.user, &from_key);
+            self.mount.junk.put(&ctx.user, &to_key, f.bytes.clone());
+            return Ok(());
+        }
+        let entry = self.entry(from, ctx).await?;
+        match self.mount.vfs.local(&entry) {
+            Some(Local::Empty) => {
+                self.mount.vfs.overlay().remove(from_parent.id, &from_name);
+                self.mount.vfs.overlay().add_placeholder(to_parent.id, &to_name);
+            }
+            Some(Local::Spooled(_)) => {
+                let (old, new) = (cloud_name(&from_name), cloud_name(&to_name));
+                let (old, new) = (old.map_err(|e| fs_error(&e))?, new.map_err(|e| fs_error(&e))?);
+                let queue = &self.mount.writes.as_ref().ok_or(FsError::Forbidden)?.queue;
+                if !queue.retarget(self.mount.name(), from_parent.id, &old, to_parent.id, &new).await {
+                    return Err(FsError::NotFound);
+                }
+            }
+            None => self
+                .mount
+                .vfs
+                .rename_move(&entry, &from_parent, &to_parent, &to_name)
+                .await
+                .map_err(|e| fs_error(&e))?,
+        }
+        self.mount.props.relocate(&from_key, &to_key, false);
+        Ok(())
+    }
+
+    pub(super) async fn copy_at(&self, from: &[String], to: &[String], ctx: &Ctx) -> FsResult<()> {
+        self.require_write(ctx)?;
+        let (to_parent, to_name) = self.parent_of(to).await?;
+        let (from_key, to_key) = (store_key(from), store_key(to));
+        let entry = self.entry(from, ctx).await?;
+        if from.last().is_some_and(|n| junk::is_junk(n)) {
+            let f = self.mount.junk.get(&ctx.user, &from_key).ok_or(FsError::NotFound)?;
+            self.mount.junk.put(&ctx.user, &to_key, f.bytes.clone());
+            return Ok(());
+        }
+        match self.mount.vfs.local(&entry) {
+            Some(Local::Empty) => self.mount.vfs.overlay().add_placeholder(to_parent.id, &to_name),
+            Some(Local::Spooled(path)) => self.copy_spooled(&path, to_parent.id, &to_name).await?,
+            None => {
+                let md5 = entry.md5.as_deref().ok_or(FsError::NotImplemented)?;
+                let copied = self.mount.vfs.copy_instant(&to_parent, &to_name, md5, entry.size).await.map_err(|e| fs_error(&e))?;
+                if copied.is_none() {
+                    tracing::warn!(mount = %self.mount.config.path, file = %entry.name, "123 did not reuse the content of a copy");
+                    return Err(FsError::NotImplemented);
+                }
+            }
+        }
+        self.mount.props.relocate(&from_key, &to_key, true);
+        Ok(())
+    }
+
+    /// Copies a file still waiting in the queue: a second spool file, a second job.
+    async fn copy_spooled(&self, path: &std::path::Path, parent: u64, name: &str) -> FsResult<()> {
+        use tokio::io::AsyncReadExt;
+        let cloud = cloud_name(name).map_err(|e| fs_error(&e))?;
+        let writes = self.mount.writes.as_ref().ok_or(FsError::Forbidden)?;
+        let mut src = tokio::fs::File::open(path).await.map_err(|_| FsError::NotFound)?;
+        let mut writer = writes.spool.writer(None).await.map_err(spool_error)?;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = src.read(&mut buf).await.map_err(|_| FsError::GeneralFailure)?;
+            if n == 0 {
+                break;
+            }
+            writer.write(&buf[..n]).await.map_err(spool_error)?;
+        }
+        let file = writer.finish().await.map_err(spool_error)?;
+        let job = NewJob { mount: self.mount.name().to_string(), parent_id: parent, name: cloud, file, modified: SystemTime::now() };
+        writes.queue.enqueue(job).await.map(|_| ()).map_err(|e| {
+            tracing::warn!(error = %e, "could not queue a copy");
+            FsError::GeneralFailure
+        })
+    }
+}
+
+fn empty_entry(name: &str) -> Entry {
+    let now = SystemTime::now();
+    Entry { id: 0, name: name.to_string(), is_dir: false, size: 0, md5: None, version: None, modified: now, created: now }
+}
+
+/// A PUT body on its way into the spool. Dropped without `flush` (the client went away, or the
+/// body was short) it leaves nothing behind: the writer removes its file.
+struct SpoolFile {
+    mount: Arc<Mount>,
+    parent: u64,
+    name: String,
+    cloud: String,
+    key: String,
+    expected: Option<u64>,
+    written: u64,
+    mtime: Option<SystemTime>,
+    writer: Option<SpoolWriter>,
+}
+
+impl std::fmt::Debug for SpoolFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpoolFile").field("name", &self.name).field("written", &self.written).finish()
+    }
+}
+
+impl SpoolFile {
+    async fn write(&mut self, buf: &[u8]) -> FsResult<()> {
+        let w = self.writer.as_mut().ok_or(FsError::GeneralFailure)?;
+        w.write(buf).await.map_err(spool_error)?;
+        self.written += buf.len() as u64;
+        Ok(())
+    }
+
+    async fn finish(&mut self) -> FsResult<()> {
+        let writer = self.writer.take().ok_or(FsError::GeneralFailure)?;
+        let file = writer.finish().await.map_err(spool_error)?;
+        if self.expected.is_some_and(|n| n != file.size) {
+            // A short body: dav-server calls flush before it checks the length. Never upload it.
+            file.discard().await;
+            return Err(FsError::GeneralFailure);
+        }
+        let Some(writes) = self.mount.writes.as_ref() else { return Err(FsError::Forbidden) };
+        let md5 = file.md5.clone();
+        let modified = self.mtime.unwrap_or_else(SystemTime::now);
+        let job = NewJob { mount: self.mount.name().to_string(), parent_id: self.parent, name: self.cloud.clone(), file, modified };
+        let overlay = self.mount.vfs.overlay();
+        if writes.sync {
+            overlay.remove(self.parent, &self.name);
+            let result = writes.queue.upload_now(job).await;
+            self.mount.vfs.invalidate(self.parent).await;
+            result.map_err(|e| fs_error(&e))?;
+        } else if job.file.size == 0 {
+            // Explorer's empty PUT before the real one: a placeholder, uploaded only if nothing
+            // replaces it soon.
+            overlay.add_placeholder(self.parent, &self.name);
+            let mount = self.mount.clone();
+            let (parent, name) = (self.parent, self.name.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(EMPTY_PUT_GRACE).await;
+                let Some(writes) = mount.writes.as_ref() else { return };
+                if mount.vfs.overlay().is_placeholder(parent, &name) {
+                    mount.vfs.overlay().remove(parent, &name);
+                    if let Err(e) = writes.queue.enqueue(job).await {
+                        tracing::warn!(error = %e, "could not queue an empty file");
+                    }
+                } else {
+                    job.file.discard().await;
+                }
+            });
+        } else {
+            writes.queue.enqueue(job).await.map_err(|e| {
+                tracing::warn!(error = %e, "could not queue an upload");
+                FsError::GeneralFailure
+            })?;
+            overlay.remove(self.parent, &self.name);
+        }
+        if let Some(t) = self.mtime {
+            self.mount.props.set_mtime(&self.key, t, Some(&md5));
+        }
+        Ok(())
+    }
+}
+
+impl DavFile for SpoolFile {
+    fn metadata(&'_ mut self) -> FsFuture<'_, Box<dyn DavMetaData>> {
+        let mut e = empty_entry(&self.name);
+        e.size = self.written;
+        let m: Box<dyn DavMetaData> = Box::new(EntryMeta::new(e));
+        async move { Ok(m) }.boxed()
+    }
+    fn write_buf(&'_ mut self, mut buf: Box<dyn Buf + Send>) -> FsFuture<'_, ()> {
+        async move {
+            while buf.has_remaining() {
+                let chunk = buf.chunk().to_vec();
+                self.write(&chunk).await?;
+                buf.advance(chunk.len());
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+    fn write_bytes(&'_ mut self, buf: Bytes) -> FsFuture<'_, ()> {
+        async move { self.write(&buf).await }.boxed()
+    }
+    fn read_bytes(&'_ mut self, _count: usize) -> FsFuture<'_, Bytes> {
+        async { Err(FsError::GeneralFailure) }.boxed()
+    }
+    fn seek(&'_ mut self, pos: SeekFrom) -> FsFuture<'_, u64> {
+        // Only "rewind to where we are" is meaningful for a spool: partial PUTs are refused.
+        let here = self.written;
+        async move {
+            match pos {
+                SeekFrom::Start(n) if n == here => Ok(n),
+                _ => Err(FsError::NotImplemented),
+            }
+        }
+        .boxed()
+    }
+    fn flush(&'_ mut self) -> FsFuture<'_, ()> {
+        async move { self.finish().await }.boxed()
+    }
+}
+
+/// A junk file being written: held in memory, stored in the side store on flush.
+struct JunkWriter {
+    mount: Arc<Mount>,
+    user: String,
+    key: String,
+    name: String,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for JunkWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JunkWriter").field("name", &self.name).finish()
+    }
+}
+
+impl JunkWriter {
+    fn push(&mut self, b: &[u8]) -> FsResult<()> {
+        if self.buf.len() + b.len() > MAX_JUNK_BYTES {
+            return Err(FsError::TooLarge);
+        }
+        self.buf.extend_from_slice(b);
+        Ok(())
+    }
+}
+
+impl DavFile for JunkWriter {
+    fn metadata(&'_ mut self) -> FsFuture<'_, Box<dyn DavMetaData>> {
+        let mut e = empty_entry(&self.name);
+        e.size = self.buf.len() as u64;
+        let m: Box<dyn DavMetaData> = Box::new(EntryMeta::new(e));
+        async move { Ok(m) }.boxed()
+    }
+    fn write_buf(&'_ mut self, mut buf: Box<dyn Buf + Send>) -> FsFuture<'_, ()> {
+        let r = (|| {
+            while buf.has_remaining() {
+                let chunk = buf.chunk().to_vec();
+                self.push(&chunk)?;
+                buf.advance(chunk.len());
+            }
+            Ok(())
+        })();
+        async move { r }.boxed()
+    }
+    fn write_bytes(&'_ mut self, buf: Bytes) -> FsFuture<'_, ()> {
+        let r = self.push(&buf);
+        async move { r }.boxed()
+    }
+    fn read_bytes(&'_ mut self, _count: usize) -> FsFuture<'_, Bytes> {
+        async { Err(FsError::GeneralFailure) }.boxed()
+    }
+    fn seek(&'_ mut self, _pos: SeekFrom) -> FsFuture<'_, u64> {
+        async { Err(FsError::NotImplemented) }.boxed()
+    }
+    fn flush(&'_ mut self) -> FsFuture<'_, ()> {
+        self.mount.junk.put(&self.user, &self.key, Bytes::from(std::mem::take(&mut self.buf)));
+        async { Ok(()) }.boxed()
+    }
+}

@@ -1,0 +1,385 @@
+//! The queue on disk: one JSON manifest per job under `<state_dir>/queue/`, the source of
+//! truth after a crash, and `<state_dir>/failed/<job id>/` for uploads that gave up.
+//!
+//! A manifest is replaced atomically (temp file, fsync, rename, fsync of the directory), so
+//! after a crash it holds either the previous phase or the next one, never a torn mix.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use super::queue::NewJob;
+use super::spool::{blocking, sync_dir, Spool};
+
+/// The format of a manifest; bumped if a field changes meaning.
+const VERSION: u32 = 1;
+
+/// Identifies one upload job. Sortable by creation time.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId(String);
+
+impl JobId {
+    pub(super) fn new() -> Self {
+        let ms = unix_ms(SystemTime::now());
+        JobId(format!("{ms:012x}{:08x}", rand::random::<u32>()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Only ids this queue could have made: they end up in file names.
+    fn parse(s: &str) -> Option<Self> {
+        (!s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric()))
+            .then(|| JobId(s.to_string()))
+    }
+}
+
+impl std::fmt::Display for JobId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How far a job got. Each step is persisted before the next starts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub(super) enum Phase {
+    /// Nothing sent yet.
+    Queued,
+    /// An upload as `name` in `parent` has been started (it may have completed if we crashed).
+    Uploading { parent: u64, name: String },
+    /// 123 has the file as entry `id`, named `name` in `parent`; it still has to be put in its
+    /// place (old file trashed, renamed, or moved after a retarget).
+    Uploaded { id: u64, parent: u64, name: String },
+}
+
+/// One job's manifest.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(super) struct Record {
+    pub version: u32,
+    pub id: JobId,
+    pub mount: String,
+    /// Where the file lands (changed by a retarget).
+    pub parent_id: u64,
+    /// The 123-side name it lands under.
+    pub name: String,
+    pub size: u64,
+    pub md5: String,
+    pub spool_path: PathBuf,
+    /// The client's modification time (unix ms), shown while the file is pending.
+    pub modified_ms: u64,
+    pub created_ms: u64,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    pub phase: Phase,
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+impl Record {
+    /// The manifest of a new job, in phase `Queued`.
+    pub fn new(id: JobId, job: &NewJob) -> Self {
+        Record {
+            version: VERSION,
+            id,
+            mount: job.mount.clone(),
+            parent_id: job.parent_id,
+            name: job.name.clone(),
+            size: job.file.size,
+            md5: job.file.md5.clone(),
+            spool_path: job.file.path.clone(),
+            modified_ms: unix_ms(job.modified),
+            created_ms: unix_ms(SystemTime::now()),
+            attempts: 0,
+            phase: Phase::Queued,
+            last_error: None,
+        }
+    }
+
+    pub fn modified(&self) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(self.modified_ms)
+    }
+}
+
+/// What `failed/<id>/manifest.json` says about an upload that gave up.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FailedManifest {
+    pub id: String,
+    pub mount: String,
+    pub parent_id: u64,
+    pub name: String,
+    pub size: u64,
+    pub md5: String,
+    pub error: String,
+    /// RFC 3339, UTC.
+    pub failed_at: String,
+    /// The kept copy of the content, inside the same folder; `None` when it was missing.
+    pub data_file: Option<String>,
+    /// An entry 123 already has under a temporary name, if the upload got that far.
+    pub uploaded_id: Option<u64>,
+}
+
+/// The folders of the queue under the state dir.
+#[derive(Clone, Debug)]
+pub(super) struct Dirs {
+    pub queue: PathBuf,
+    pub spool: PathBuf,
+    pub failed: PathBuf,
+}
+
+impl Dirs {
+    pub fn new(state_dir: &Path) -> Self {
+        Dirs {
+            queue: state_dir.join("queue"),
+            spool: state_dir.join("spool"),
+            failed: state_dir.join("failed"),
+        }
+    }
+
+    fn manifest(&self, id: &JobId) -> PathBuf {
+        self.queue.join(format!("{id}.json"))
+    }
+
+    /// Writes a job's manifest atomically and durably.
+    pub async fn save(&self, record: &Record) -> std::io::Result<()> {
+        let path = self.manifest(&record.id);
+        let text = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
+        blocking(move || write_atomic(&path, &text)).await
+    }
+
+    /// Removes a job's manifest (the job is over).
+    pub async fn remove(&self, id: &JobId) -> std::io::Result<()> {
+        let path = self.manifest(id);
+        let dir = self.queue.clone();
+        blocking(move || {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e),
+            }
+            sync_dir(&dir)
+        })
+        .await
+    }
+
+    /// Every manifest on disk, oldest job first; unreadable ones are set aside and reported.
+    pub async fn load(&self) -> std::io::Result<Vec<Record>> {
+        let dirs = self.clone();
+        blocking(move || {
+            std::fs::create_dir_all(&dirs.queue)?;
+            std::fs::create_dir_all(&dirs.spool)?;
+            std::fs::create_dir_all(&dirs.failed)?;
+            let mut records = Vec::new();
+            for item in std::fs::read_dir(&dirs.queue)? {
+                let path = item?.path();
+                let Some(file) = path.file_name().and_then(|n| n.to_str()) else {
+                    continue;
+                };
+                if file.ends_with(".tmp") {
+                    // A manifest write that did not reach its rename.
+                    let _ = std::fs::remove_file(&path);
+                    continue;
+                }
+                let Some(stem) = file.strip_suffix(".json") else {
+                    continue;
+                };
+                let parsed = std::fs::read(&path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| serde_json::from_slice::<Record>(&b).map_err(|e| e.to_string()))
+                    .and_then(|r| {
+                        if JobId::parse(stem).as_ref() == Some(&r.id) && r.version == VERSION {
+                            Ok(r)
+                        } else {
+                            Err("id or version does not match the file".to_string())
+                        }
+                    });
+                match parsed {
+                    Ok(r) => records.push(r),
+                    Err(e) => {
+                        let aside = path.with_extension("unreadable");
+                        tracing::error!(path = %path.display(), error = %e, "unreadable upload manifest; set aside");
+                        let _ = std::fs::rename(&path, &aside);
+                    }
+                }
+            }
+            records.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
+            Ok(records)
+        })
+        .await
+    }
+
+    /// Removes spool files that no manifest names (bodies of PUTs cut by a crash, files whose
+    /// job finished just before one). Returns how many were removed.
+    pub async fn sweep_spool(&self, keep: Vec<PathBuf>) -> std::io::Result<usize> {
+        let dir = self.spool.clone();
+        blocking(move || {
+            let mut removed = 0;
+            for item in std::fs::read_dir(&dir)? {
+                let path = item?.path();
+                if Spool::is_spool_file(&path) && !keep.iter().any(|k| k == &path) {
+                    std::fs::remove_file(&path)?;
+                    removed += 1;
+                }
+            }
+            Ok(removed)
+        })
+        .await
+    }
+
+    /// Moves a job's content to `failed/<id>/` with a manifest saying why.
+    pub async fn fail(
+        &self,
+        record: &Record,
+        error: &str,
+        uploaded_id: Option<u64>,
+    ) -> std::io::Result<PathBuf> {
+        let folder = self.failed.join(record.id.as_str());
+        let spool_path = record.spool_path.clone();
+        let mut manifest = FailedManifest {
+            id: record.id.to_string(),
+            mount: record.mount.clone(),
+            parent_id: record.parent_id,
+            name: record.name.clone(),
+            size: record.size,
+            md5: record.md5.clone(),
+            error: error.to_string(),
+            failed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            data_file: Some("data".to_string()),
+            uploaded_id,
+        };
+        let out = folder.clone();
+        blocking(move || {
+            std::fs::create_dir_all(&folder)?;
+            let data = folder.join("data");
+            match move_file(&spool_path, &data) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => manifest.data_file = None,
+                Err(e) => return Err(e),
+            }
+            let text = serde_json::to_vec_pretty(&manifest).map_err(std::io::Error::other)?;
+            write_atomic(&folder.join("manifest.json"), &text)?;
+            Ok(())
+        })
+        .await?;
+        Ok(out)
+    }
+}
+
+/// Temp file, fsync, rename over the target, fsync the directory.
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .ok_or_else(|| std::io::Error::other("a manifest path has no folder"))?;
+    std::fs::create_dir_all(dir)?;
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = PathBuf::from(tmp_name);
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    sync_dir(dir)
+}
+
+/// Rename, or copy and remove when the two paths are on different file systems.
+fn move_file(from: &Path, to: &Path) -> std::io::Result<()> {
+    match std::fs::rename(from, to) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(e),
+        Err(_) => {
+            std::fs::copy(from, to)?;
+            std::fs::File::open(to)?.sync_all()?;
+            std::fs::remove_file(from)
+        }
+    }
+}
+
+pub(super) fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: JobId) -> Record {
+        let job = NewJob {
+            mount: "m".into(),
+            parent_id: 7,
+            name: "a.txt".into(),
+            file: super::super::SpooledFile::unaccounted(
+                PathBuf::from("/x.spool"),
+                3,
+                "abc".into(),
+            ),
+            modified: SystemTime::UNIX_EPOCH,
+        };
+        Record::new(id, &job)
+    }
+
+    #[tokio::test]
+    async fn manifests_round_trip_and_bad_ones_are_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = Dirs::new(dir.path());
+        assert!(dirs.load().await.unwrap().is_empty());
+        let mut r = record(JobId::new());
+        r.phase = Phase::Uploaded {
+            id: 5,
+            parent: 7,
+            name: ".pan123-upload-x-a.txt".into(),
+        };
+        dirs.save(&r).await.unwrap();
+        std::fs::write(dirs.queue.join("zzz.json"), b"{not json").unwrap();
+        std::fs::write(dirs.queue.join("old.json.tmp"), b"{}").unwrap();
+        let loaded = dirs.load().await.unwrap();
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(loaded[0].phase, r.phase);
+        assert!(dirs.queue.join("zzz.unreadable").exists());
+        assert!(!dirs.queue.join("old.json.tmp").exists());
+        dirs.remove(&r.id).await.unwrap();
+        dirs.remove(&r.id).await.unwrap();
+        assert!(dirs.load().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn failed_keeps_the_content_and_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = Dirs::new(dir.path());
+        dirs.load().await.unwrap();
+        let spooled = dirs.spool.join("f.spool");
+        std::fs::write(&spooled, b"abc").unwrap();
+        let mut r = record(JobId::new());
+        r.spool_path = spooled.clone();
+        let folder = dirs
+            .fail(&r, "123 answered code 1: 文件上传失败", None)
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(folder.join("data")).unwrap(), b"abc");
+        assert!(!spooled.exists());
+        let m: FailedManifest =
+            serde_json::from_slice(&std::fs::read(folder.join("manifest.json")).unwrap()).unwrap();
+        assert_eq!(
+            (m.mount.as_str(), m.parent_id, m.name.as_str(), m.size),
+            ("m", 7, "a.txt", 3)
+        );
+        assert!(m.error.contains("文件上传失败"));
+    }
+
+    #[test]
+    fn job_ids_sort_by_time_and_are_file_safe() {
+        let a = JobId::new();
+        std::thread::sleep(Duration::from_millis(2));
+        let b = JobId::new();
+        assert!(a < b);
+        assert!(JobId::parse(a.as_str()).is_some());
+        assert!(JobId::parse("../x").is_none());
+    }
+}

@@ -1,0 +1,140 @@
+//! Files that exist only on this side for now, laid over cloud listings: uploads waiting in the
+//! queue (readable from their spool file) and placeholders (a LOCK on an unmapped URL, or an
+//! empty PUT that Explorer sends before the real one), which never become 0-byte cloud files
+//! unless nothing replaces them.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::backend::Entry;
+
+/// Ids of local entries live in a range 123 never uses.
+const LOCAL_ID_BASE: u64 = 1 << 62;
+/// A placeholder nobody writes to disappears after this long.
+pub const PLACEHOLDER_TTL: Duration = Duration::from_secs(10 * 60);
+
+/// Where the bytes of a local entry are.
+#[derive(Clone, Debug)]
+pub enum Local {
+    /// A spooled upload waiting for (or in) the queue.
+    Spooled(PathBuf),
+    /// No bytes (a placeholder).
+    Empty,
+}
+
+#[derive(Clone, Debug)]
+struct Item {
+    entry: Entry,
+    local: Local,
+    /// Placeholders expire; spooled files stay until the queue is done with them.
+    expires: Option<Instant>,
+}
+
+/// The local files of one mount, by (parent folder id, name): placeholders kept here, and the
+/// upload queue's pending files (asked live, so they show after a restart too).
+#[derive(Default)]
+pub struct Overlay {
+    items: Mutex<HashMap<(u64, String), Item>>,
+    next_id: std::sync::atomic::AtomicU64,
+    queue: std::sync::OnceLock<(std::sync::Arc<crate::upload::UploadQueue>, String)>,
+    /// Stable ids of pending files, by spool path, and back.
+    pending_ids: Mutex<HashMap<PathBuf, u64>>,
+}
+
+impl Overlay {
+    fn items(&self) -> std::sync::MutexGuard<'_, HashMap<(u64, String), Item>> {
+        self.items.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn new_entry(&self, name: &str, size: u64, md5: Option<String>, modified: SystemTime) -> Entry {
+        let n = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Entry { id: LOCAL_ID_BASE + n, name: name.to_string(), is_dir: false, size, md5, version: None, modified, created: modified }
+    }
+
+    /// Connects the upload queue whose pending files of `mount` this overlay shows.
+    pub fn set_queue(&self, queue: std::sync::Arc<crate::upload::UploadQueue>, mount: &str) {
+        let _ = self.queue.set((queue, mount.to_string()));
+    }
+
+    fn pending_entry(&self, p: &crate::upload::PendingFile) -> Entry {
+        let mut ids = self.pending_ids.lock().unwrap_or_else(|e| e.into_inner());
+        let id = *ids
+            .entry(p.path.clone())
+            .or_insert_with(|| LOCAL_ID_BASE + self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        Entry {
+            id,
+            name: super::names::from_cloud(&p.name),
+            is_dir: false,
+            size: p.size,
+            md5: Some(p.md5.clone()),
+            version: None,
+            modified: p.modified,
+            created: p.modified,
+        }
+    }
+
+    fn pending(&self, parent: u64) -> Vec<Entry> {
+        let Some((queue, mount)) = self.queue.get() else { return Vec::new() };
+        queue.pending(mount, parent).iter().map(|p| self.pending_entry(p)).collect()
+    }
+
+    /// Shows an empty placeholder in `parent` (unless something is already there).
+    pub fn add_placeholder(&self, parent: u64, name: &str) {
+        let entry = self.new_entry(name, 0, None, SystemTime::now());
+        self.items()
+            .entry((parent, name.to_string()))
+            .or_insert(Item { entry, local: Local::Empty, expires: Some(Instant::now() + PLACEHOLDER_TTL) });
+    }
+
+    /// Is the local file at (parent, name) a placeholder?
+    pub fn is_placeholder(&self, parent: u64, name: &str) -> bool {
+        self.items().get(&(parent, name.to_string())).is_some_and(|i| matches!(i.local, Local::Empty))
+    }
+
+    /// Removes a placeholder.
+    pub fn remove(&self, parent: u64, name: &str) -> bool {
+        self.items().remove(&(parent, name.to_string())).is_some()
+    }
+
+    /// The pending upload or placeholder called `name` in `parent`. A pending upload wins: it
+    /// is newer than any placeholder.
+    pub fn find(&self, parent: u64, name: &str) -> Option<Entry> {
+        if let Some(e) = self.pending(parent).into_iter().find(|e| e.name == name) {
+            return Some(e);
+        }
+        let mut items = self.items();
+        let key = (parent, name.to_string());
+        if items.get(&key).is_some_and(|i| i.expires.is_some_and(|t| t <= Instant::now())) {
+            items.remove(&key);
+            return None;
+        }
+        items.get(&key).map(|i| i.entry.clone())
+    }
+
+    pub fn list(&self, parent: u64) -> Vec<Entry> {
+        let mut out = self.pending(parent);
+        let now = Instant::now();
+        let mut items = self.items();
+        items.retain(|_, i| i.expires.is_none_or(|t| t > now));
+        let placeholders: Vec<Entry> = items
+            .iter()
+            .filter(|(k, _)| k.0 == parent && !out.iter().any(|e| e.name == k.1))
+            .map(|(_, i)| i.entry.clone())
+            .collect();
+        out.extend(placeholders);
+        out
+    }
+
+    pub fn local(&self, id: u64) -> Option<Local> {
+        if id < LOCAL_ID_BASE {
+            return None;
+        }
+        if let Some(i) = self.items().values().find(|i| i.entry.id == id) {
+            return Some(i.local.clone());
+        }
+        let ids = self.pending_ids.lock().unwrap_or_else(|e| e.into_inner());
+        ids.iter().find(|(_, v)| **v == id).map(|(p, _)| Local::Spooled(p.clone()))
+    }
+}

@@ -1,0 +1,331 @@
+//! Writing through an Open mount: uploads (background and sync), safe overwrite, names,
+//! MKCOL/DELETE/MOVE/COPY, locks, client junk, and what each costs at 123.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use pan123_emulator::{EmulatorConfig, Fault, FaultKind, OverwriteAt};
+
+const CREATE: &str = "/upload/v2/file/create";
+const SLICE: &str = "/upload/v2/file/slice";
+const TRASH: &str = "/api/v1/file/trash";
+
+/// Small slices and instant completion polls, so uploads are quick and multi-slice.
+fn fast_cfg() -> EmulatorConfig {
+    let mut cfg = EmulatorConfig::default();
+    cfg.switches.slice_size = 64 * 1024;
+    cfg.switches.complete_pending_polls = 1;
+    cfg.switches.complete_poll_interval = Duration::ZERO;
+    cfg
+}
+
+fn lib_mount(emu: &pan123_emulator::Emulator, extra: &str) -> String {
+    let id = emu.lookup("/lib").map(|e| e.id).unwrap_or(0);
+    open_mount("/m", "proxy", &format!("root_id = {id}\n{extra}"))
+}
+
+async fn env(extra: &str) -> TestEnv {
+    let extra = extra.to_string();
+    TestEnv::start(fast_cfg(), move |emu| {
+        emu.mkdir_p("/lib");
+        lib_mount(emu, &extra)
+    })
+    .await
+}
+
+async fn put(env: &TestEnv, path: &str, body: Vec<u8>) -> u16 {
+    env.req("PUT", path).body(body).send().await.expect("put").status().as_u16()
+}
+
+#[tokio::test]
+async fn background_put_is_readable_at_once_and_lands_in_123() {
+    let env = env("").await;
+    let data = bytes_of(300_000, 1);
+    assert_eq!(put(&env, "/m/film.mkv", data.clone()).await, 201);
+    // Straight after the PUT: listed with its size and MD5, and readable.
+    let (status, body) = env.propfind("/m/", "1").await;
+    assert_eq!(status, 207);
+    assert!(body.contains("<D:getcontentlength>300000</D:getcontentlength>"), "{body}");
+    let res = env.req("GET", "/m/film.mkv").header("Range", "bytes=1000-1999").send().await.expect("get");
+    assert_eq!(res.status().as_u16(), 206);
+    assert_eq!(res.bytes().await.expect("body").as_ref(), &data[1000..2000]);
+    // Then the queue uploads it, in slices.
+    eventually("the upload completes", || env.emu.read("/lib/film.mkv").is_some()).await;
+    assert_eq!(env.emu.read("/lib/film.mkv").expect("uploaded"), data);
+    assert_eq!(env.emu.stats().calls(SLICE), 5, "300,000 bytes in 64 KiB slices");
+    let full = env.req("GET", "/m/film.mkv").send().await.expect("get");
+    assert_eq!(full.bytes().await.expect("body").as_ref(), data.as_slice());
+}
+
+#[tokio::test]
+async fn known_content_is_uploaded_instantly() {
+    let env = TestEnv::start(fast_cfg(), |emu| {
+        emu.put_file("/lib/original.bin", bytes_of(200_000, 2));
+        lib_mount(emu, "")
+    })
+    .await;
+    assert_eq!(put(&env, "/m/copy.bin", bytes_of(200_000, 2)).await, 201);
+    eventually("the reuse completes", || env.emu.lookup("/lib/copy.bin").is_some()).await;
+    assert_eq!(env.emu.stats().calls(SLICE), 0);
+}
+
+#[tokio::test]
+async fn a_slice_fault_is_retried() {
+    let env = env("").await;
+    env.emu.inject(Fault { endpoint: SLICE.into(), kind: FaultKind::Http { status: 500, count: 1 } });
+    let data = bytes_of(200_000, 3);
+    assert_eq!(put(&env, "/m/a.bin", data.clone()).await, 201);
+    eventually("the upload completes", || env.emu.read("/lib/a.bin").is_some()).await;
+    assert_eq!(env.emu.read("/lib/a.bin").expect("uploaded"), data);
+}
+
+#[tokio::test]
+async fn sync_upload_answers_after_completion() {
+    let env = env("upload = \"sync\"").await;
+    let data = bytes_of(150_000, 4);
+    assert_eq!(put(&env, "/m/s.bin", data.clone()).await, 201);
+    assert_eq!(env.emu.read("/lib/s.bin").expect("complete before the answer"), data);
+}
+
+#[tokio::test]
+async fn a_failed_overwrite_keeps_the_old_file() {
+    for at in [OverwriteAt::Create, OverwriteAt::Complete] {
+        let env = TestEnv::start(fast_cfg(), |emu| {
+            emu.put_file("/lib/doc.txt", b"old version".to_vec());
+            lib_mount(emu, "upload = \"sync\"")
+        })
+        .await;
+        env.emu.set_switches(|s| s.overwrite_at = at);
+        env.emu.inject(Fault { endpoint: SLICE.into(), kind: FaultKind::Http { status: 500, count: 10_000 } });
+        let status = put(&env, "/m/doc.txt", bytes_of(200_000, 5)).await;
+        assert!(status >= 500, "{at:?}: {status}");
+        assert_eq!(env.emu.read("/lib/doc.txt").expect("old file kept"), b"old version", "{at:?}");
+        env.emu.clear_faults();
+        // And a later overwrite succeeds and replaces it.
+        assert_eq!(put(&env, "/m/doc.txt", b"new version".to_vec()).await, 204);
+        assert_eq!(env.emu.read("/lib/doc.txt").expect("replaced"), b"new version", "{at:?}");
+        let names = env.emu.list_names("/lib").expect("listing");
+        assert_eq!(names, vec!["doc.txt".to_string()], "{at:?}: no temporary files left");
+    }
+}
+
+#[tokio::test]
+async fn explorer_sequence_costs_one_upload() {
+    let env = env("").await;
+    let ua = "Microsoft-WebDAV-MiniRedir/10.0.19045";
+    let r = env.req("PUT", "/m/new.txt").header("User-Agent", ua).body(Vec::new()).send().await.expect("put");
+    assert_eq!(r.status().as_u16(), 201);
+    let lock_body = r#"<?xml version="1.0" encoding="utf-8"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner>me</D:owner></D:lockinfo>"#;
+    let r = env.req("LOCK", "/m/new.txt").header("User-Agent", ua).header("Timeout", "Second-3600").body(lock_body).send().await.expect("lock");
+    assert_eq!(r.status().as_u16(), 200);
+    let token = r.headers().get("lock-token").and_then(|v| v.to_str().ok()).expect("lock token").to_string();
+    let r = env.req("PUT", "/m/new.txt").header("User-Agent", ua).header("If", format!("({token})")).body(b"hello from windows".to_vec()).send().await.expect("put");
+    assert!(r.status().is_success(), "{}", r.status());
+    let patch = r#"<?xml version="1.0" encoding="utf-8"?><D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:schemas-microsoft-com:"><D:set><D:prop><Z:Win32LastModifiedTime>Mon, 23 Nov 2026 10:00:00 GMT</Z:Win32LastModifiedTime></D:prop></D:set></D:propertyupdate>"#;
+    let r = env.req("PROPPATCH", "/m/new.txt").header("User-Agent", ua).header("If", format!("({token})")).body(patch).send().await.expect("proppatch");
+    assert_eq!(r.status().as_u16(), 207);
+    assert!(r.text().await.unwrap_or_default().contains("200"));
+    let r = env.req("UNLOCK", "/m/new.txt").header("User-Agent", ua).header("Lock-Token", &token).send().await.expect("unlock");
+    assert_eq!(r.status().as_u16(), 204);
+    eventually("the upload completes", || env.emu.read("/lib/new.txt").is_some()).await;
+    assert_eq!(env.emu.read("/lib/new.txt").expect("uploaded"), b"hello from windows");
+    assert_eq!(env.emu.stats().calls(CREATE), 1, "one upload, not two");
+}
+
+#[tokio::test]
+async fn finder_chunked_put() {
+    let env = env("").await;
+    let data = bytes_of(100_000, 6);
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = data.chunks(7000).map(|c| Ok(c.to_vec())).collect();
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let r = env
+        .req("PUT", "/m/finder.bin")
+        .header("User-Agent", "WebDAVFS/3.0.0 (03008000) Darwin/22.1.0")
+        .header("X-Expected-Entity-Length", data.len().to_string())
+        .body(body)
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status().as_u16(), 201);
+    eventually("the upload completes", || env.emu.read("/lib/finder.bin").is_some()).await;
+    assert_eq!(env.emu.read("/lib/finder.bin").expect("uploaded"), data);
+}
+
+#[tokio::test]
+async fn partial_put_is_refused() {
+    let env = env("").await;
+    let r = env.req("PUT", "/m/p.bin").header("Content-Range", "bytes 0-9/100").body(vec![0u8; 10]).send().await.expect("put");
+    assert_eq!(r.status().as_u16(), 501);
+    assert!(env.emu.lookup("/lib/p.bin").is_none());
+}
+
+#[tokio::test]
+async fn too_large_and_spool_full() {
+    let env = TestEnv::start_full(
+        fast_cfg(),
+        |emu| {
+            emu.mkdir_p("/lib");
+            lib_mount(emu, "")
+        },
+        "",
+        "spool_max = \"1MiB\"",
+    )
+    .await;
+    // Over the spool quota: 507, and nothing uploaded.
+    assert_eq!(put(&env, "/m/big.bin", vec![7u8; 2 * 1024 * 1024]).await, 507);
+    assert!(env.emu.lookup("/lib/big.bin").is_none());
+    // Announced over 123's 10 GB limit: 413 before a byte is read.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = env.base.trim_start_matches("http://").to_string();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    let auth = base64_basic();
+    let req = format!("PUT /m/huge.bin HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {auth}\r\nContent-Length: 20000000000\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(HANG_GUARD, s.read(&mut buf)).await.expect("answer in time").expect("read");
+    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+}
+
+fn base64_basic() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
+}
+
+#[tokio::test]
+async fn forbidden_characters_round_trip() {
+    let env = env("upload = \"sync\"").await;
+    let path = "/m/a%3Ab%3Fc%2A.txt";
+    assert_eq!(put(&env, path, b"odd".to_vec()).await, 201);
+    let (_, body) = env.propfind("/m/", "1").await;
+    assert!(body.to_ascii_lowercase().contains("<d:href>/m/a%3ab%3fc%2a.txt</d:href>"), "{body}");
+    let names = env.emu.list_names("/lib").expect("listing");
+    assert_eq!(names, vec!["a\u{FF1A}b\u{FF1F}c\u{FF0A}.txt".to_string()]);
+    let r = env.req("GET", path).send().await.expect("get");
+    assert_eq!(r.bytes().await.expect("body").as_ref(), b"odd");
+    // A name 123 can never store: 400 with the reason.
+    let r = env.req("PUT", &format!("/m/{}", "x".repeat(300))).body(b"x".to_vec()).send().await.expect("put");
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.text().await.unwrap_or_default().contains("256"));
+}
+
+#[tokio::test]
+async fn mkcol_rules_and_cache_invalidation() {
+    let env = env("").await;
+    assert_eq!(env.propfind("/m/", "1").await.0, 207);
+    assert_eq!(env.req("MKCOL", "/m/docs").send().await.expect("mkcol").status().as_u16(), 201);
+    assert!(env.propfind("/m/", "1").await.1.contains("/m/docs/"), "a new folder shows at once");
+    assert_eq!(env.req("MKCOL", "/m/docs").send().await.expect("mkcol").status().as_u16(), 405);
+    assert_eq!(env.req("MKCOL", "/m/nope/sub").send().await.expect("mkcol").status().as_u16(), 409);
+    assert_eq!(env.req("DELETE", "/m/docs").send().await.expect("delete").status().as_u16(), 204);
+    assert!(!env.propfind("/m/", "1").await.1.contains("/m/docs/"), "a deleted folder is gone at once");
+}
+
+#[tokio::test]
+async fn delete_of_a_big_folder_and_move_onto_a_folder_cost_one_trash_call() {
+    let env = TestEnv::start(fast_cfg(), |emu| {
+        for i in 0..500 {
+            emu.put_file(&format!("/lib/big/f{i}.txt"), b"x".to_vec());
+        }
+        emu.put_file("/lib/src/a.txt", b"a".to_vec());
+        emu.put_file("/lib/dst/b.txt", b"b".to_vec());
+        lib_mount(emu, "")
+    })
+    .await;
+    env.emu.reset_stats();
+    assert_eq!(env.req("DELETE", "/m/big/").send().await.expect("delete").status().as_u16(), 204);
+    assert_eq!(env.emu.stats().calls(TRASH), 1);
+    assert!(env.emu.lookup("/lib/big").is_none());
+    env.emu.reset_stats();
+    let r = env.req("MOVE", "/m/src/").header("Destination", env.url("/m/dst/")).header("Overwrite", "T").send().await.expect("move");
+    assert_eq!(r.status().as_u16(), 204);
+    assert_eq!(env.emu.stats().calls(TRASH), 1);
+    assert_eq!(env.emu.read("/lib/dst/a.txt").expect("moved"), b"a");
+    assert!(env.emu.lookup("/lib/dst/b.txt").is_none());
+    // Overwrite: F onto an existing target is refused.
+    env.emu.put_file("/lib/x.txt", b"x".to_vec());
+    env.emu.put_file("/lib/y.txt", b"y".to_vec());
+    let r = env.req("MOVE", "/m/x.txt").header("Destination", env.url("/m/y.txt")).header("Overwrite", "F").send().await.expect("move");
+    assert_eq!(r.status().as_u16(), 412);
+}
+
+#[tokio::test]
+async fn case_only_rename_is_a_rename() {
+    let env = TestEnv::start(fast_cfg(), |emu| {
+        emu.put_file("/lib/a.txt", b"a".to_vec());
+        lib_mount(emu, "")
+    })
+    .await;
+    let r = env.req("MOVE", "/m/a.txt").header("Destination", env.url("/m/A.txt")).send().await.expect("move");
+    assert_eq!(r.status().as_u16(), 201);
+    assert_eq!(env.emu.list_names("/lib").expect("listing"), vec!["A.txt".to_string()]);
+    assert_eq!(env.emu.stats().calls(TRASH), 0);
+    assert_eq!(env.emu.read("/lib/A.txt").expect("renamed"), b"a");
+}
+
+#[tokio::test]
+async fn delete_of_a_locked_file_is_423() {
+    let env = TestEnv::start(fast_cfg(), |emu| {
+        emu.put_file("/lib/l.txt", b"l".to_vec());
+        lib_mount(emu, "")
+    })
+    .await;
+    let lock_body = r#"<?xml version="1.0" encoding="utf-8"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockinfo>"#;
+    let r = env.req("LOCK", "/m/l.txt").body(lock_body).send().await.expect("lock");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(env.req("DELETE", "/m/l.txt").send().await.expect("delete").status().as_u16(), 423);
+    assert!(env.emu.lookup("/lib/l.txt").is_some());
+}
+
+#[tokio::test]
+async fn copy_reuses_content() {
+    let env = TestEnv::start(fast_cfg(), |emu| {
+        emu.put_file("/lib/orig.bin", bytes_of(100_000, 8));
+        emu.mkdir_p("/lib/dir");
+        lib_mount(emu, "")
+    })
+    .await;
+    let r = env.req("COPY", "/m/orig.bin").header("Destination", env.url("/m/dir/copy.bin")).send().await.expect("copy");
+    assert_eq!(r.status().as_u16(), 201);
+    assert_eq!(env.emu.read("/lib/dir/copy.bin").expect("copied"), bytes_of(100_000, 8));
+    assert_eq!(env.emu.stats().calls(SLICE), 0);
+    assert!(env.propfind("/m/dir/", "1").await.1.contains("copy.bin"));
+}
+
+#[tokio::test]
+async fn client_junk_stays_local() {
+    let env = env("").await;
+    env.emu.reset_stats();
+    assert_eq!(put(&env, "/m/._film.mkv", b"apple double".to_vec()).await, 201);
+    assert_eq!(put(&env, "/m/.DS_Store", b"ds".to_vec()).await, 201);
+    let (_, body) = env.propfind("/m/", "1").await;
+    assert!(body.contains("._film.mkv") && body.contains(".DS_Store"), "{body}");
+    let r = env.req("GET", "/m/._film.mkv").send().await.expect("get");
+    assert_eq!(r.bytes().await.expect("body").as_ref(), b"apple double");
+    assert_eq!(env.req("GET", "/m/Thumbs.db").send().await.expect("get").status().as_u16(), 404);
+    assert_eq!(env.emu.stats().calls(CREATE), 0, "junk never reaches 123");
+    assert!(env.emu.lookup("/lib/.DS_Store").is_none());
+}
+
+#[tokio::test]
+async fn read_only_mounts_and_users_without_write_get_403() {
+    let env = TestEnv::start_with_users(
+        fast_cfg(),
+        |emu| {
+            emu.mkdir_p("/lib");
+            let id = emu.lookup("/lib").map(|e| e.id).unwrap_or(0);
+            format!("{}{}", open_mount("/m", "proxy", &format!("root_id = {id}")), open_mount("/ro", "proxy", &format!("root_id = {id}\nread_only = true")))
+        },
+        "[[users]]\nname = \"reader\"\npassword_hash = \"{hash}\"\n",
+    )
+    .await;
+    assert_eq!(put(&env, "/ro/x.txt", b"x".to_vec()).await, 403);
+    let r = env.client.put(env.url("/m/x.txt")).basic_auth("reader", Some(PASSWORD)).body(b"x".to_vec()).send().await.expect("put");
+    assert_eq!(r.status().as_u16(), 403);
+    let res = env.client.request(reqwest::Method::OPTIONS, env.url("/m/")).send().await.expect("options");
+    assert_eq!(res.headers().get("dav").and_then(|v| v.to_str().ok()), Some("1, 2"));
+    let res = env.client.request(reqwest::Method::OPTIONS, env.url("/ro/")).send().await.expect("options");
+    assert_eq!(res.headers().get("dav").and_then(|v| v.to_str().ok()), Some("1"));
+}
