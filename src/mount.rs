@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use dav_server::memls::MemLs;
 
-use crate::backend::open::client::OpenClients;
 use crate::backend::link::{LinkBackend, Signing};
+use crate::backend::open::client::OpenClients;
 use crate::backend::open::{LinkMode, OpenBackend};
 use crate::backend::share::{ShareBackend, ShareParams};
 use crate::backend::Backend;

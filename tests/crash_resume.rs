@@ -78,7 +78,8 @@ async fn a_killed_upload_resumes_after_restart() {
         .send()
         .await
         .expect("put");
-    assert_eq!(r.status().as_u16(), 201);
+    let status = r.status().as_u16();
+    assert_eq!(status, 201, "{}", r.text().await.unwrap_or_default());
     eventually("a slice is in flight", || emu.stats().calls("/upload/v2/file/slice") > 0).await;
     drop(gw); // SIGKILL
     assert!(emu.lookup("/lib/film.mkv").is_none(), "not complete when killed");

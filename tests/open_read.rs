@@ -385,7 +385,7 @@ async fn auth_and_mount_permissions() {
             .as_u16(),
         403
     );
-    // OPTIONS needs no credentials.
+    // OPTIONS needs no credentials; a writable Open mount is class 2 with locks.
     let res = env
         .client
         .request(reqwest::Method::OPTIONS, env.url("/one/"))
@@ -393,19 +393,9 @@ async fn auth_and_mount_permissions() {
         .await
         .expect("options");
     assert_eq!(res.status().as_u16(), 200);
-    assert_eq!(
-        res.headers().get("dav").and_then(|v| v.to_str().ok()),
-        Some("1")
-    );
-    let allow = res
-        .headers()
-        .get("allow")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    assert!(
-        !allow.contains("PUT") && !allow.contains("DELETE"),
-        "{allow}"
-    );
+    assert_eq!(res.headers().get("dav").and_then(|v| v.to_str().ok()), Some("1, 2"));
+    let allow = res.headers().get("allow").and_then(|v| v.to_str().ok()).unwrap_or("");
+    assert!(allow.contains("PUT") && allow.contains("LOCK"), "{allow}");
 }
 
 #[tokio::test]

@@ -329,3 +329,19 @@ async fn read_only_mounts_and_users_without_write_get_403() {
     let res = env.client.request(reqwest::Method::OPTIONS, env.url("/ro/")).send().await.expect("options");
     assert_eq!(res.headers().get("dav").and_then(|v| v.to_str().ok()), Some("1"));
 }
+
+#[tokio::test]
+async fn copy_and_move_onto_existing_files() {
+    let env = env("").await;
+    assert_eq!(put(&env, "/m/src.txt", b"source".to_vec()).await, 201);
+    let copy = |dest: &str, overwrite: &str| {
+        env.req("COPY", "/m/src.txt").header("Destination", env.url(dest)).header("Overwrite", overwrite.to_string()).send()
+    };
+    assert_eq!(copy("/m/dst.txt", "T").await.expect("copy").status().as_u16(), 201);
+    assert_eq!(copy("/m/dst.txt", "F").await.expect("copy").status().as_u16(), 412);
+    assert_eq!(copy("/m/dst.txt", "T").await.expect("copy").status().as_u16(), 204);
+    assert_eq!(copy("/m/nonesuch/dst.txt", "T").await.expect("copy").status().as_u16(), 409);
+    eventually("both uploads land", || env.emu.read("/lib/dst.txt").is_some() && env.emu.read("/lib/src.txt").is_some()).await;
+    assert_eq!(copy("/m/dst.txt", "T").await.expect("copy").status().as_u16(), 204);
+    assert_eq!(env.emu.read("/lib/dst.txt").expect("copied"), b"source");
+}

@@ -166,6 +166,24 @@ async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
+/// A queue with one worker, kept busy by a job whose `create` is held for a while, so that
+/// the next jobs stay queued until the test is done with them.
+async fn busy_queue(env: &Env) -> Arc<UploadQueue> {
+    let mut cfg = env.queue_config();
+    cfg.workers = 1;
+    let q = UploadQueue::start(cfg, env.backends()).await.unwrap();
+    env.emu
+        .inject(fault(CREATE, FaultKind::Latency { ms: 700, count: 1 }));
+    q.enqueue(job(&q, 0, "blocker.bin", b"blocker").await)
+        .await
+        .unwrap();
+    wait_for("the blocker to hold the worker", || {
+        env.latency_taken(CREATE)
+    })
+    .await;
+    q
+}
+
 fn no_temp_names(emu: &Emulator, folder: &str) {
     let names = emu.list_names(folder).unwrap();
     assert!(
@@ -436,8 +454,8 @@ async fn queued_upload_lands_and_cleans_up() {
             .count(),
         0
     );
-    // A new file is uploaded under its own name: one listing, no rename, no trash.
-    assert_eq!(env.calls(LIST), 1);
+    // A new file is uploaded under its own name: no listing, no rename, no trash.
+    assert_eq!(env.calls(LIST), 0);
     assert_eq!(env.calls(RENAME), 0);
     assert_eq!(env.calls(TRASH), 0);
     q.shutdown().await;
@@ -457,12 +475,16 @@ async fn overwrite_replaces_and_trashes_the_old_version() {
     assert_eq!(env.emu.list_names("/d").unwrap(), ["a.txt"]);
     assert_eq!((env.calls(TRASH), env.calls(RENAME)), (1, 1));
 
-    // The same content again: 123 has it already, nothing is sent.
+    // The same content again: 123 has it already, no byte is sent and the file stays.
+    let kept = env.emu.lookup("/d/a.txt").unwrap().id;
     env.emu.reset_stats();
     q.enqueue(job(&q, dir, "a.txt", &body).await).await.unwrap();
     wait_for("completion", || q.stats().completed == 2).await;
-    assert_eq!(env.calls(CREATE), 0);
+    assert_eq!(env.calls(SLICE_EP), 0);
+    assert_eq!(env.calls(RENAME), 0);
+    assert_eq!(env.emu.lookup("/d/a.txt").unwrap().id, kept);
     assert_eq!(env.emu.read("/d/a.txt").unwrap(), body);
+    no_temp_names(&env.emu, "/d");
     q.shutdown().await;
 }
 
@@ -546,49 +568,49 @@ async fn wrong_md5_fails_for_good_with_a_manifest() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_newer_upload_supersedes_the_queued_one() {
     let env = Env::new().await;
-    let q = env.queue().await;
-    // Hold the first job in its first step (the listing) while the second arrives.
-    env.emu
-        .inject(fault(LIST, FaultKind::Latency { ms: 400, count: 1 }));
+    let q = busy_queue(&env).await;
+    // Explorer: an empty PUT, then the real one, while the first is still queued.
     let first = job(&q, 0, "doc.txt", b"").await;
     let first_path = first.file.path.clone();
     q.enqueue(first).await.unwrap();
     let body = data((2 * SLICE + 7) as usize, 11);
     q.enqueue(job(&q, 0, "doc.txt", &body).await).await.unwrap();
     assert!(!first_path.exists());
-    assert_eq!(q.pending(MOUNT, 0).len(), 1);
-    wait_for("completion", || q.stats().completed == 1).await;
+    let pending = q.pending(MOUNT, 0);
+    let docs: Vec<_> = pending.iter().filter(|p| p.name == "doc.txt").collect();
+    assert_eq!(docs.len(), 1);
+    assert_eq!(docs[0].size, body.len() as u64);
+    wait_for("completion", || q.stats().completed == 2).await;
     assert_eq!(env.emu.read("/doc.txt").unwrap(), body);
-    // One upload: the empty file never reached 123.
-    assert_eq!(env.calls(CREATE), 1);
+    // One upload: the empty file never reached 123 (the other create is the blocker's).
+    assert_eq!(env.calls(CREATE), 2);
     let stats = q.stats();
-    assert_eq!((stats.queued, stats.running, stats.completed), (0, 0, 1));
+    assert_eq!((stats.queued, stats.running, stats.completed), (0, 0, 2));
     q.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_removes_a_pending_upload() {
     let env = Env::new().await;
-    let q = env.queue().await;
-    env.emu
-        .inject(fault(LIST, FaultKind::Latency { ms: 300, count: 1 }));
+    let q = busy_queue(&env).await;
     let j = job(&q, 0, "gone.bin", &data(1000, 12)).await;
     let path = j.file.path.clone();
     q.enqueue(j).await.unwrap();
     assert!(q.cancel(MOUNT, 0, "gone.bin").await);
     assert!(!q.cancel(MOUNT, 0, "gone.bin").await);
-    assert!(q.pending(MOUNT, 0).is_empty());
+    assert!(q.pending(MOUNT, 0).iter().all(|p| p.name != "gone.bin"));
     assert!(!path.exists());
-    assert_eq!(q.spool().used(), 0);
+    // Only the blocker is left.
+    assert_eq!(q.spool().used(), b"blocker".len() as u64);
     let stats = q.stats();
-    assert_eq!((stats.queued, stats.running), (0, 0));
+    assert_eq!(stats.queued + stats.running, 1);
     // A later job still runs, and the cancelled one never reached 123.
     q.enqueue(job(&q, 0, "other.bin", b"x").await)
         .await
         .unwrap();
-    wait_for("completion", || q.stats().completed == 1).await;
+    wait_for("completion", || q.stats().completed == 2).await;
     assert!(env.emu.lookup("/gone.bin").is_none());
-    assert_eq!(env.calls(CREATE), 1);
+    assert_eq!(env.calls(CREATE), 2);
     q.shutdown().await;
 }
 
@@ -620,17 +642,15 @@ async fn retarget_changes_where_it_lands() {
     let env = Env::new().await;
     let a = env.emu.mkdir_p("/a");
     let b = env.emu.mkdir_p("/b");
-    let q = env.queue().await;
+    let q = busy_queue(&env).await;
 
     // Queued: it simply lands at the new place.
-    env.emu
-        .inject(fault(LIST, FaultKind::Latency { ms: 300, count: 1 }));
     let one = data(5000, 14);
     q.enqueue(job(&q, a, "one.txt", &one).await).await.unwrap();
     assert!(q.retarget(MOUNT, a, "one.txt", b, "uno.txt").await);
     assert!(!q.retarget(MOUNT, a, "one.txt", b, "x.txt").await);
     assert!(q.find(MOUNT, b, "uno.txt").is_some());
-    wait_for("first", || q.stats().completed == 1).await;
+    wait_for("first", || q.stats().completed == 2).await;
     assert_eq!(env.emu.read("/b/uno.txt").unwrap(), one);
 
     // Uploading under its own name: once 123 has it, it is moved and renamed.
@@ -647,7 +667,7 @@ async fn retarget_changes_where_it_lands() {
     env.emu
         .put_file("/b/dos.txt", "older file at the new place");
     assert!(q.retarget(MOUNT, a, "two.txt", b, "dos.txt").await);
-    wait_for("second", || q.stats().completed == 2).await;
+    wait_for("second", || q.stats().completed == 3).await;
     env.emu.clear_faults();
     assert_eq!(env.emu.read("/b/dos.txt").unwrap(), two);
     assert!(env.emu.list_names("/a").unwrap().is_empty());

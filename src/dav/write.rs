@@ -172,7 +172,20 @@ impl MountFs {
             Some(Local::Spooled(path)) => self.copy_spooled(&path, to_parent.id, &to_name).await?,
             None => {
                 let md5 = entry.md5.as_deref().ok_or(FsError::NotImplemented)?;
-                let copied = self.mount.vfs.copy_instant(&to_parent, &to_name, md5, entry.size).await.map_err(|e| fs_error(&e))?;
+                let vfs = &self.mount.vfs;
+                let mut copied = vfs.copy_instant(&to_parent, &to_name, md5, entry.size).await;
+                if matches!(copied, Err(crate::backend::Error::AlreadyExists)) {
+                    // dav-server removed the destination (or saw none) before calling us; a file
+                    // there now is a queued upload that landed meanwhile. The client asked for
+                    // this copy to win.
+                    if let Ok(existing) = vfs.resolve(to).await {
+                        if vfs.local(&existing).is_none() {
+                            vfs.trash(&existing, &to_parent).await.map_err(|e| fs_error(&e))?;
+                        }
+                    }
+                    copied = vfs.copy_instant(&to_parent, &to_name, md5, entry.size).await;
+                }
+                let copied = copied.map_err(|e| fs_error(&e))?;
                 if copied.is_none() {
                     tracing::warn!(mount = %self.mount.config.path, file = %entry.name, "123 did not reuse the content of a copy");
                     return Err(FsError::NotImplemented);

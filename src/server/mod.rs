@@ -92,7 +92,7 @@ impl AppState {
         let weak: Vec<std::sync::Weak<Mount>> = mounts.iter().map(Arc::downgrade).collect();
         uploads.on_change(Arc::new(move |mount: &str, parent: u64| {
             if let Some(m) = weak.iter().filter_map(|w| w.upgrade()).find(|m| m.name() == mount) {
-                tokio::spawn(async move { m.vfs.invalidate(parent).await });
+                m.vfs.invalidate_now(parent);
             }
         }));
         let auth = auth::Authenticator::new(&config.users)?;

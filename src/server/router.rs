@@ -155,7 +155,7 @@ where
     if method == "PUT" || method == "MKCOL" {
         if let Some(name) = rest.last() {
             if let Err(e) = valid_name(name) {
-                return e;
+                return *e;
             }
         }
     }
@@ -165,9 +165,16 @@ where
         };
         match state.route(&dest) {
             Some((m, dest_rest)) if Arc::ptr_eq(&m, mount) => {
-                if let Some(name) = dest_rest.last() {
+                if let Some((name, parent)) = dest_rest.split_last() {
                     if let Err(e) = valid_name(name) {
-                        return e;
+                        return *e;
+                    }
+                    match mount.vfs.resolve(parent).await {
+                        Ok(p) if p.is_dir => {}
+                        Ok(_) | Err(crate::backend::Error::NotFound) => {
+                            return status_text(StatusCode::CONFLICT, "The destination folder does not exist", None)
+                        }
+                        Err(e) => return error_response(&e, "destination"),
                     }
                 }
                 ctx.destination = Some(store_key(dest_rest));
@@ -195,11 +202,13 @@ where
 }
 
 /// 400 with the reason when 123 cannot store `name`.
-fn valid_name(name: &str) -> Result<(), Response<ResponseBody>> {
+fn valid_name(name: &str) -> Result<(), Box<Response<ResponseBody>>> {
     if crate::dav::junk::is_junk(name) {
         return Ok(());
     }
-    crate::vfs::cloud_name(name).map(|_| ()).map_err(|e| status_text(StatusCode::BAD_REQUEST, &e.to_string(), None))
+    crate::vfs::cloud_name(name)
+        .map(|_| ())
+        .map_err(|e| Box::new(status_text(StatusCode::BAD_REQUEST, &e.to_string(), None)))
 }
 
 /// The decoded segments of the Destination header's path.

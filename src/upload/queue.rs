@@ -224,13 +224,13 @@ impl UploadQueue {
     /// Durably records the job (fsync of the manifest) and returns; the upload runs in the
     /// background. A queued or running job for the same (mount, parent, name) is superseded
     /// (cancelled, its spool removed): Explorer's empty PUT then real PUT costs one upload.
+    /// When the job cannot be taken, its spooled file is removed (the caller answers with an
+    /// error, so the body is of no further use).
     pub async fn enqueue(&self, job: NewJob) -> anyhow::Result<JobId> {
-        anyhow::ensure!(!self.is_closed(), "the upload queue is shut down");
-        anyhow::ensure!(
-            self.backends.contains_key(&job.mount),
-            "no writable mount named {:?}",
-            job.mount
-        );
+        if let Some(problem) = self.refusal(&job.mount) {
+            job.file.discard().await;
+            anyhow::bail!("{problem}");
+        }
         let _admin = self.admin.lock().await;
         let id = self.admit(job).await?;
         {
@@ -244,16 +244,15 @@ impl UploadQueue {
     /// Runs the job now and returns when 123 reports the file complete (upload = "sync"),
     /// with the same safe overwrite. A failure keeps the content under `failed/`.
     pub async fn upload_now(&self, job: NewJob) -> Result<Entry, Error> {
-        if self.is_closed() {
+        let me = self.me.upgrade();
+        if let Some(problem) = self.refusal(&job.mount) {
+            job.file.discard().await;
+            return Err(Error::Unavailable(problem));
+        }
+        let Some(me) = me else {
+            job.file.discard().await;
             return Err(Error::Unavailable("the upload queue is shut down".into()));
-        }
-        if !self.backends.contains_key(&job.mount) {
-            return Err(Error::Unsupported);
-        }
-        let me = self
-            .me
-            .upgrade()
-            .ok_or_else(|| Error::Unavailable("the upload queue is shut down".into()))?;
+        };
         let handle = {
             let _admin = self.admin.lock().await;
             let id = self
@@ -390,15 +389,26 @@ impl UploadQueue {
         self.closed.load(Ordering::SeqCst)
     }
 
+    /// Why a job for `mount` cannot be taken, if it cannot.
+    fn refusal(&self, mount: &str) -> Option<String> {
+        if self.is_closed() {
+            Some("the upload queue is shut down".to_string())
+        } else if !self.backends.contains_key(mount) {
+            Some(format!("no writable mount named {mount:?}"))
+        } else {
+            None
+        }
+    }
+
     /// Records a new job durably and supersedes any other job for its target. Called with
     /// `admin` held.
     async fn admit(&self, job: NewJob) -> anyhow::Result<JobId> {
         let id = JobId::new();
         let record = Record::new(id.clone(), &job);
-        self.dirs
-            .save(&record)
-            .await
-            .context("writing the upload manifest")?;
+        if let Err(e) = self.dirs.save(&record).await {
+            job.file.discard().await;
+            return Err(anyhow::Error::new(e).context("writing the upload manifest"));
+        }
         if let Some(old) = self.job_at(&record.mount, record.parent_id, &record.name) {
             self.cancel_job(&old, "superseded by a newer upload").await;
         }
@@ -516,6 +526,10 @@ impl UploadQueue {
     }
 
     /// Brings a job from its persisted phase to "the file is in place on 123".
+    ///
+    /// A new file is uploaded under its own name: `create` refuses a taken name before any
+    /// byte is sent, so trying it first costs nothing and spares a listing of the folder.
+    /// When the name is taken it is an overwrite, and the upload goes to a temporary name.
     async fn drive(&self, id: &JobId) -> Result<(Entry, OwnedMutexGuard<()>), Error> {
         let (mount, step, src) = self
             .with_job(id, |j| {
@@ -530,82 +544,38 @@ impl UploadQueue {
         loop {
             let guard = step.clone().lock_owned().await;
             let rec = self.record(id).ok_or_else(cancelled)?;
+            let temp = temp_name(&rec.id, &rec.name);
             match rec.phase.clone() {
                 Phase::Queued => {
-                    let children = backend.list(rec.parent_id).await?;
-                    let temp = temp_name(&rec.id, &rec.name);
-                    if let Some(e) = children
-                        .iter()
-                        .find(|e| same_name(&e.name, &temp) && holds(e, &rec))
-                    {
-                        // The temporary upload finished before a crash: no need to send it again.
-                        self.set_phase(
-                            id,
-                            Phase::Uploaded {
-                                id: e.id,
-                                parent: rec.parent_id,
-                                name: temp,
-                            },
-                        )
-                        .await?;
-                    } else {
-                        match children.iter().find(|e| same_name(&e.name, &rec.name)) {
-                            Some(e) if e.is_dir => return Err(Error::AlreadyExists),
-                            Some(e) if holds(e, &rec) => {
-                                tracing::info!(job = %id, "123 has this exact file already");
-                                return Ok((e.clone(), guard));
-                            }
-                            // An overwrite: upload beside the old file, swap afterwards.
-                            Some(_) => {
-                                self.set_phase(
-                                    id,
-                                    Phase::Uploading {
-                                        parent: rec.parent_id,
-                                        name: temp,
-                                    },
-                                )
-                                .await?
-                            }
-                            // A new file: nothing to protect, upload under its own name.
-                            None => {
-                                self.set_phase(
-                                    id,
-                                    Phase::Uploading {
-                                        parent: rec.parent_id,
-                                        name: rec.name.clone(),
-                                    },
-                                )
-                                .await?
-                            }
-                        }
-                    }
-                    fresh = true;
+                    let phase = Phase::Uploading {
+                        parent: rec.parent_id,
+                        name: rec.name.clone(),
+                    };
+                    self.set_phase(id, phase).await?;
                 }
                 Phase::Uploading { parent, name } => {
                     drop(guard);
                     if !fresh {
+                        // The upload may have completed before a crash or a lost answer.
                         let children = backend.list(parent).await?;
                         match children.iter().find(|e| same_name(&e.name, &name)) {
                             Some(e) if holds(e, &rec) => {
-                                self.set_phase(
-                                    id,
-                                    Phase::Uploaded {
-                                        id: e.id,
-                                        parent,
-                                        name,
-                                    },
-                                )
-                                .await?;
+                                let phase = Phase::Uploaded {
+                                    id: e.id,
+                                    parent,
+                                    name,
+                                };
+                                self.set_phase(id, phase).await?;
                                 fresh = true;
                                 continue;
                             }
-                            Some(_) => {
-                                // Someone else's file took the name: decide again.
-                                self.set_phase(id, Phase::Queued).await?;
+                            Some(_) if !is_temp_name(&name) => {
+                                let phase = Phase::Uploading { parent, name: temp };
+                                self.set_phase(id, phase).await?;
                                 fresh = true;
                                 continue;
                             }
-                            None => {}
+                            _ => {}
                         }
                     }
                     match backend.upload(parent, &name, &src, &self.options()).await {
@@ -620,41 +590,45 @@ impl UploadQueue {
                             )
                             .await?
                         }
+                        // The name is taken: an overwrite. Upload beside the old file.
+                        Err(Error::AlreadyExists) if !is_temp_name(&name) => {
+                            let phase = Phase::Uploading { parent, name: temp };
+                            self.set_phase(id, phase).await?;
+                        }
                         Err(Error::AlreadyExists) if redecide < MAX_REDECIDE => {
                             redecide += 1;
                             self.set_phase(id, Phase::Queued).await?;
                         }
                         Err(e) => return Err(e),
                     }
-                    fresh = true;
                 }
                 Phase::Uploaded {
                     id: file_id,
                     parent,
                     name,
-                } => {
-                    let placed = self.place(&*backend, &rec, file_id, parent, &name).await;
-                    match placed {
-                        Ok(Some(entry)) => return Ok((entry, guard)),
-                        Ok(None) => {}
-                        // The uploaded file vanished, or the name was taken again mid-swap.
-                        Err(Error::NotFound | Error::AlreadyExists) if redecide < MAX_REDECIDE => {
-                            redecide += 1;
-                            if self.still_there(&*backend, file_id, parent, &name).await? {
-                                continue;
-                            }
+                } => match self.place(&*backend, &rec, file_id, parent, &name).await {
+                    Ok(Placed::Done(entry)) => return Ok((entry, guard)),
+                    Ok(Placed::Moved) => {}
+                    Ok(Placed::Blocked) => {
+                        tracing::error!(job = %id, "a folder has the name this upload should take");
+                        return Err(Error::AlreadyExists);
+                    }
+                    // The uploaded file vanished, or the name was taken again mid-swap.
+                    Err(Error::NotFound | Error::AlreadyExists) if redecide < MAX_REDECIDE => {
+                        redecide += 1;
+                        if !self.still_there(&*backend, file_id, parent, &name).await? {
                             self.set_phase(id, Phase::Queued).await?;
                         }
-                        Err(e) => return Err(e),
                     }
-                    fresh = true;
-                }
+                    Err(e) => return Err(e),
+                },
             }
+            fresh = true;
         }
     }
 
     /// One step of putting uploaded entry `file_id` (now `name` in `parent`) where the job's
-    /// target says; `Some(entry)` once it is there. Called with the step lock held.
+    /// target says. Called with the step lock held.
     async fn place(
         &self,
         backend: &dyn Backend,
@@ -662,73 +636,61 @@ impl UploadQueue {
         file_id: u64,
         parent: u64,
         name: &str,
-    ) -> Result<Option<Entry>, Error> {
+    ) -> Result<Placed, Error> {
         let id = &rec.id;
         if parent != rec.parent_id {
             // Retargeted to another folder: move it under a name nobody else has.
             if is_temp_name(name) {
                 backend.move_to(&[file_id], rec.parent_id).await?;
-                self.set_phase(
-                    id,
-                    Phase::Uploaded {
-                        id: file_id,
-                        parent: rec.parent_id,
-                        name: name.to_string(),
-                    },
-                )
-                .await?;
+                let phase = Phase::Uploaded {
+                    id: file_id,
+                    parent: rec.parent_id,
+                    name: name.to_string(),
+                };
+                self.set_phase(id, phase).await?;
             } else {
                 let temp = temp_name(id, &rec.name);
                 backend.rename(file_id, &temp).await?;
-                self.set_phase(
-                    id,
-                    Phase::Uploaded {
-                        id: file_id,
-                        parent,
-                        name: temp,
-                    },
-                )
-                .await?;
-            }
-            return Ok(None);
-        }
-        if !same_name(name, &rec.name) {
-            let children = backend.list(parent).await?;
-            let old: Vec<&Entry> = children
-                .iter()
-                .filter(|e| same_name(&e.name, &rec.name) && e.id != file_id)
-                .collect();
-            if old.iter().any(|e| e.is_dir) {
-                return Err(Error::AlreadyExists);
-            }
-            if !old.is_empty() {
-                let ids: Vec<u64> = old.iter().map(|e| e.id).collect();
-                tracing::info!(job = %id, old = ?ids, "overwrite: the previous version goes to the recycle bin");
-                backend.trash(&ids).await?;
-            }
-            backend.rename(file_id, &rec.name).await?;
-            self.set_phase(
-                id,
-                Phase::Uploaded {
+                let phase = Phase::Uploaded {
                     id: file_id,
                     parent,
-                    name: rec.name.clone(),
-                },
-            )
-            .await?;
-            return Ok(None);
+                    name: temp,
+                };
+                self.set_phase(id, phase).await?;
+            }
+            return Ok(Placed::Moved);
         }
-        let now = SystemTime::now();
-        Ok(Some(Entry {
+        if same_name(name, &rec.name) {
+            return Ok(Placed::Done(file_entry(file_id, rec)));
+        }
+        let children = backend.list(parent).await?;
+        let old: Vec<&Entry> = children
+            .iter()
+            .filter(|e| same_name(&e.name, &rec.name) && e.id != file_id)
+            .collect();
+        if old.iter().any(|e| e.is_dir) {
+            return Ok(Placed::Blocked);
+        }
+        if let [same] = old.as_slice() {
+            if holds(same, rec) && is_temp_name(name) {
+                // 123 had this very content under the name already: keep that file.
+                backend.trash(&[file_id]).await?;
+                return Ok(Placed::Done((*same).clone()));
+            }
+        }
+        if !old.is_empty() {
+            let ids: Vec<u64> = old.iter().map(|e| e.id).collect();
+            tracing::info!(job = %id, old = ?ids, "overwrite: the previous version goes to the recycle bin");
+            backend.trash(&ids).await?;
+        }
+        backend.rename(file_id, &rec.name).await?;
+        let phase = Phase::Uploaded {
             id: file_id,
-            name: rec.name.nfc().collect(),
-            is_dir: false,
-            size: rec.size,
-            md5: Some(rec.md5.clone()),
-            version: None,
-            modified: now,
-            created: now,
-        }))
+            parent,
+            name: rec.name.clone(),
+        };
+        self.set_phase(id, phase).await?;
+        Ok(Placed::Moved)
     }
 
     /// Whether entry `file_id` is still `name` in `parent`.
@@ -911,6 +873,11 @@ impl UploadQueue {
     /// Moves a job to `failed/` and tells listeners.
     async fn fail_job(&self, job: Job, error: &str) {
         let _persist = job.persist.lock().await;
+        // A complete upload under a temporary name is ours alone: to the recycle bin with it
+        // (the content stays under failed/).
+        if matches!(&job.record.phase, Phase::Uploaded { name, .. } if is_temp_name(name)) {
+            self.cleanup_remote(&job.record).await;
+        }
         // The content leaves the spool: its bytes no longer count.
         drop(job.file);
         self.fail_record(&job.record, error).await;
@@ -999,6 +966,31 @@ impl UploadQueue {
 
     fn with_job<T>(&self, id: &JobId, f: impl FnOnce(&mut Job) -> T) -> Option<T> {
         lock(&self.state).jobs.get_mut(id).map(f)
+    }
+}
+
+/// What one step of `place` achieved.
+enum Placed {
+    /// The file is in place.
+    Done(Entry),
+    /// A step was made; another follows.
+    Moved,
+    /// A folder holds the target name: the file cannot replace it.
+    Blocked,
+}
+
+/// The entry of a job's file once it is in place.
+fn file_entry(id: u64, rec: &Record) -> Entry {
+    let now = SystemTime::now();
+    Entry {
+        id,
+        name: rec.name.nfc().collect(),
+        is_dir: false,
+        size: rec.size,
+        md5: Some(rec.md5.clone()),
+        version: None,
+        modified: now,
+        created: now,
     }
 }
 

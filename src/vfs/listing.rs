@@ -17,6 +17,8 @@ pub struct Listing {
     pub entries: Vec<Entry>,
     by_name: HashMap<String, usize>,
     fetched_at: Instant,
+    /// The folder's generation when the fetch started (see `ListingCache::generations`).
+    generation: u64,
 }
 
 impl Listing {
@@ -31,6 +33,7 @@ impl Listing {
             entries,
             by_name,
             fetched_at: Instant::now(),
+            generation: 0,
         }
     }
 
@@ -47,7 +50,12 @@ pub(super) struct ListingCache {
     backend: Arc<dyn Backend>,
     ttl: Duration,
     cache: moka::future::Cache<u64, Arc<Listing>>,
-    inflight: Arc<Mutex<HashMap<u64, Fetch>>>,
+    /// Fetches in flight, with the generation they started at.
+    inflight: Arc<Mutex<HashMap<u64, (u64, Fetch)>>>,
+    /// Bumped by every invalidation, synchronously: a listing (or a fetch in flight) from an
+    /// older generation is never served, so a PROPFIND right after a write shows the truth
+    /// even when the write raced a listing fetch.
+    generations: Arc<Mutex<HashMap<u64, u64>>>,
 }
 
 impl ListingCache {
@@ -64,11 +72,21 @@ impl ListingCache {
             ttl,
             cache,
             inflight: Arc::new(Mutex::new(HashMap::new())),
+            generations: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
+    fn generation(&self, dir_id: u64) -> u64 {
+        generation_of(&self.generations, dir_id)
+    }
+
+    /// Marks a folder's listing out of date at once (callable from synchronous code).
+    pub(super) fn invalidate_now(&self, dir_id: u64) {
+        *self.generations.lock().unwrap_or_else(|p| p.into_inner()).entry(dir_id).or_insert(0) += 1;
+    }
+
     pub(super) async fn get(&self, dir_id: u64) -> Result<Arc<Listing>, Error> {
-        if let Some(listing) = self.cache.get(&dir_id).await {
+        if let Some(listing) = self.cache.get(&dir_id).await.filter(|l| l.generation == self.generation(dir_id)) {
             if listing.fetched_at.elapsed() > self.ttl {
                 // Stale: answer now, refresh in the background (one fetch in flight).
                 drop(self.fetch(dir_id));
@@ -79,31 +97,40 @@ impl ListingCache {
     }
 
     pub(super) async fn invalidate(&self, dir_id: u64) {
+        self.invalidate_now(dir_id);
         self.cache.invalidate(&dir_id).await;
     }
 
     /// Joins the fetch in flight for `dir_id`, or starts one as its own task so it finishes
     /// (and fills the cache) even if every waiter goes away.
     fn fetch(&self, dir_id: u64) -> Fetch {
+        let generation = self.generation(dir_id);
         let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(f) = inflight.get(&dir_id) {
-            return f.clone();
+        if let Some((g, f)) = inflight.get(&dir_id) {
+            if *g == generation {
+                return f.clone();
+            }
         }
         let backend = self.backend.clone();
         let cache = self.cache.clone();
         let registry = self.inflight.clone();
+        let generations = self.generations.clone();
         let task = tokio::spawn(async move {
-            let result = backend
-                .list(dir_id)
-                .await
-                .map(|entries| Arc::new(Listing::new(client_view(entries))));
+            let result = backend.list(dir_id).await.map(|entries| {
+                let mut listing = Listing::new(client_view(entries));
+                listing.generation = generation;
+                Arc::new(listing)
+            });
             if let Ok(listing) = &result {
-                cache.insert(dir_id, listing.clone()).await;
+                // A write during the fetch made this listing old: don't keep it.
+                if generation_of(&generations, dir_id) == generation {
+                    cache.insert(dir_id, listing.clone()).await;
+                }
             }
-            registry
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&dir_id);
+            let mut registry = registry.lock().unwrap_or_else(|p| p.into_inner());
+            if registry.get(&dir_id).is_some_and(|(g, _)| *g == generation) {
+                registry.remove(&dir_id);
+            }
             result
         });
         let fut: Fetch = async move {
@@ -114,9 +141,13 @@ impl ListingCache {
         }
         .boxed()
         .shared();
-        inflight.insert(dir_id, fut.clone());
+        inflight.insert(dir_id, (generation, fut.clone()));
         fut
     }
+}
+
+fn generation_of(generations: &Mutex<HashMap<u64, u64>>, dir_id: u64) -> u64 {
+    generations.lock().unwrap_or_else(|p| p.into_inner()).get(&dir_id).copied().unwrap_or(0)
 }
 
 /// Cloud names as clients see them, without the upload queue's temporary files.

@@ -226,6 +226,12 @@ impl Vfs {
     pub async fn invalidate(&self, dir_id: u64) {
         self.listings.invalidate(dir_id).await;
     }
+
+    /// Marks a folder's listing out of date at once, from synchronous code (the upload queue's
+    /// notifications); the stale copy is never served again.
+    pub fn invalidate_now(&self, dir_id: u64) {
+        self.listings.invalidate_now(dir_id);
+    }
 }
 
 /// The 123-side name for a client-side name, or `InvalidName` saying why it cannot be stored.
