@@ -52,16 +52,30 @@ impl Mount {
 }
 
 /// Builds the backend of every mount. Mounts that share a client id share one `OpenClient`.
-pub fn build_backends(mounts: &[MountConfig], http: &reqwest::Client, clients: &OpenClients, state_dir: Option<&Path>) -> Vec<Arc<dyn Backend>> {
+pub fn build_backends(
+    mounts: &[MountConfig],
+    http: &reqwest::Client,
+    clients: &OpenClients,
+    state_dir: Option<&Path>,
+) -> Vec<Arc<dyn Backend>> {
     mounts
         .iter()
         .map(|m| -> Arc<dyn Backend> {
             match &m.backend {
                 BackendConfig::Open(open) => {
-                    let client = clients.get(http, &open.api_base, &open.client_id, open.client_secret.expose(), state_dir);
+                    let client = clients.get(
+                        http,
+                        &open.api_base,
+                        &open.client_id,
+                        open.client_secret.expose(),
+                        state_dir,
+                    );
                     let links = if open.direct_link {
                         LinkMode::Direct {
-                            key: open.direct_link_key.as_ref().map(|k| k.expose().to_string()),
+                            key: open
+                                .direct_link_key
+                                .as_ref()
+                                .map(|k| k.expose().to_string()),
                             valid: open.direct_link_valid,
                         }
                     } else {
@@ -117,8 +131,16 @@ fn warn_if_redirect_fails(m: &MountConfig, backend: &dyn Backend) {
 }
 
 /// Builds a mount around its backend. `writes` is given for mounts that may be written.
-pub fn build_mount(config: &MountConfig, backend: Arc<dyn Backend>, state_dir: Option<&Path>, writes: Option<Writes>) -> Arc<Mount> {
-    let props_file = state_dir.map(|d| d.join("props").join(format!("{}.json", store_name(config.name()))));
+pub fn build_mount(
+    config: &MountConfig,
+    backend: Arc<dyn Backend>,
+    state_dir: Option<&Path>,
+    writes: Option<Writes>,
+) -> Arc<Mount> {
+    let props_file = state_dir.map(|d| {
+        d.join("props")
+            .join(format!("{}.json", store_name(config.name())))
+    });
     let writes = writes.filter(|_| !config.read_only && backend.capabilities().writable);
     let vfs = Vfs::new(backend, config.cache_ttl);
     if let Some(w) = &writes {
@@ -139,6 +161,15 @@ fn store_name(mount: &str) -> String {
     if mount.is_empty() {
         "root".into()
     } else {
-        mount.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+        mount
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
     }
 }

@@ -19,7 +19,10 @@ impl Drop for Gateway {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 async fn start(config: &std::path::Path, port: u16) -> Gateway {
@@ -33,7 +36,15 @@ async fn start(config: &std::path::Path, port: u16) -> Gateway {
     let gw = Gateway(child);
     let client = reqwest::Client::new();
     for _ in 0..200 {
-        if client.request(reqwest::Method::OPTIONS, format!("http://127.0.0.1:{port}/")).send().await.is_ok() {
+        if client
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("http://127.0.0.1:{port}/"),
+            )
+            .send()
+            .await
+            .is_ok()
+        {
             return gw;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -41,7 +52,13 @@ async fn start(config: &std::path::Path, port: u16) -> Gateway {
     panic!("the gateway did not start");
 }
 
-fn write_config(path: &std::path::Path, emu: &Emulator, port: u16, state: &std::path::Path, root: u64) {
+fn write_config(
+    path: &std::path::Path,
+    emu: &Emulator,
+    port: u16,
+    state: &std::path::Path,
+    root: u64,
+) {
     let text = format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\n\n[[users]]\nname = \"{USER}\"\npassword_hash = \"{}\"\nwrite = true\n\n[[mounts]]\npath = \"/m\"\nbackend = \"open\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\napi_base = \"{}\"\nroot_id = {root}\n",
         state.display(),
@@ -66,7 +83,13 @@ async fn a_killed_upload_resumes_after_restart() {
     let config = dir.path().join("config.toml");
 
     // Slices crawl, so the upload is mid-way when the gateway dies.
-    emu.inject(Fault { endpoint: "/upload/v2/file/slice".into(), kind: FaultKind::Latency { ms: 400, count: 1000 } });
+    emu.inject(Fault {
+        endpoint: "/upload/v2/file/slice".into(),
+        kind: FaultKind::Latency {
+            ms: 400,
+            count: 1000,
+        },
+    });
     let port = free_port();
     write_config(&config, &emu, port, &state, root);
     let gw = start(&config, port).await;
@@ -80,16 +103,29 @@ async fn a_killed_upload_resumes_after_restart() {
         .expect("put");
     let status = r.status().as_u16();
     assert_eq!(status, 201, "{}", r.text().await.unwrap_or_default());
-    eventually("a slice is in flight", || emu.stats().calls("/upload/v2/file/slice") > 0).await;
+    eventually("a slice is in flight", || {
+        emu.stats().calls("/upload/v2/file/slice") > 0
+    })
+    .await;
     drop(gw); // SIGKILL
-    assert!(emu.lookup("/lib/film.mkv").is_none(), "not complete when killed");
+    assert!(
+        emu.lookup("/lib/film.mkv").is_none(),
+        "not complete when killed"
+    );
 
     emu.clear_faults();
     let port = free_port();
     write_config(&config, &emu, port, &state, root);
     let _gw = start(&config, port).await;
-    eventually("the upload resumes and completes", || emu.read("/lib/film.mkv").is_some()).await;
+    eventually("the upload resumes and completes", || {
+        emu.read("/lib/film.mkv").is_some()
+    })
+    .await;
     assert_eq!(emu.read("/lib/film.mkv").expect("uploaded"), data);
     let names = emu.list_names("/lib").expect("listing");
-    assert_eq!(names, vec!["film.mkv".to_string()], "no temporary files left");
+    assert_eq!(
+        names,
+        vec!["film.mkv".to_string()],
+        "no temporary files left"
+    );
 }

@@ -19,7 +19,10 @@ fn litmus_available() -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn litmus_passes_every_suite() {
     if !litmus_available() {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "litmus is not installed (apt-get install litmus)");
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "litmus is not installed (apt-get install litmus)"
+        );
         eprintln!("litmus not installed; skipping");
         return;
     }
@@ -49,7 +52,9 @@ async fn litmus_passes_every_suite() {
     for line in text.lines() {
         // " 7. delete_fragment....... FAIL (…)" or "WARNING" lines; FAIL lines matter.
         if let Some(idx) = line.find("FAIL") {
-            let name = line[..idx].trim().trim_start_matches(|c: char| c.is_ascii_digit() || c == '.' || c == ' ');
+            let name = line[..idx]
+                .trim()
+                .trim_start_matches(|c: char| c.is_ascii_digit() || c == '.' || c == ' ');
             let name = name.trim_end_matches('.').trim().to_string();
             if !KNOWN_FAILURES.iter().any(|(k, _)| *k == name) {
                 failures.push(line.to_string());
@@ -58,5 +63,9 @@ async fn litmus_passes_every_suite() {
     }
     let summaries: Vec<&str> = text.lines().filter(|l| l.contains("summary for")).collect();
     assert_eq!(summaries.len(), 5, "every suite ran:\n{text}");
-    assert!(failures.is_empty(), "litmus failures:\n{}\n\n{text}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "litmus failures:\n{}\n\n{text}",
+        failures.join("\n")
+    );
 }

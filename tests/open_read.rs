@@ -393,8 +393,15 @@ async fn auth_and_mount_permissions() {
         .await
         .expect("options");
     assert_eq!(res.status().as_u16(), 200);
-    assert_eq!(res.headers().get("dav").and_then(|v| v.to_str().ok()), Some("1, 2"));
-    let allow = res.headers().get("allow").and_then(|v| v.to_str().ok()).unwrap_or("");
+    assert_eq!(
+        res.headers().get("dav").and_then(|v| v.to_str().ok()),
+        Some("1, 2")
+    );
+    let allow = res
+        .headers()
+        .get("allow")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     assert!(allow.contains("PUT") && allow.contains("LOCK"), "{allow}");
 }
 

@@ -36,7 +36,13 @@ async fn env(extra: &str) -> TestEnv {
 }
 
 async fn put(env: &TestEnv, path: &str, body: Vec<u8>) -> u16 {
-    env.req("PUT", path).body(body).send().await.expect("put").status().as_u16()
+    env.req("PUT", path)
+        .body(body)
+        .send()
+        .await
+        .expect("put")
+        .status()
+        .as_u16()
 }
 
 #[tokio::test]
@@ -47,14 +53,29 @@ async fn background_put_is_readable_at_once_and_lands_in_123() {
     // Straight after the PUT: listed with its size and MD5, and readable.
     let (status, body) = env.propfind("/m/", "1").await;
     assert_eq!(status, 207);
-    assert!(body.contains("<D:getcontentlength>300000</D:getcontentlength>"), "{body}");
-    let res = env.req("GET", "/m/film.mkv").header("Range", "bytes=1000-1999").send().await.expect("get");
+    assert!(
+        body.contains("<D:getcontentlength>300000</D:getcontentlength>"),
+        "{body}"
+    );
+    let res = env
+        .req("GET", "/m/film.mkv")
+        .header("Range", "bytes=1000-1999")
+        .send()
+        .await
+        .expect("get");
     assert_eq!(res.status().as_u16(), 206);
     assert_eq!(res.bytes().await.expect("body").as_ref(), &data[1000..2000]);
     // Then the queue uploads it, in slices.
-    eventually("the upload completes", || env.emu.read("/lib/film.mkv").is_some()).await;
+    eventually("the upload completes", || {
+        env.emu.read("/lib/film.mkv").is_some()
+    })
+    .await;
     assert_eq!(env.emu.read("/lib/film.mkv").expect("uploaded"), data);
-    assert_eq!(env.emu.stats().calls(SLICE), 5, "300,000 bytes in 64 KiB slices");
+    assert_eq!(
+        env.emu.stats().calls(SLICE),
+        5,
+        "300,000 bytes in 64 KiB slices"
+    );
     let full = env.req("GET", "/m/film.mkv").send().await.expect("get");
     assert_eq!(full.bytes().await.expect("body").as_ref(), data.as_slice());
 }
@@ -67,17 +88,29 @@ async fn known_content_is_uploaded_instantly() {
     })
     .await;
     assert_eq!(put(&env, "/m/copy.bin", bytes_of(200_000, 2)).await, 201);
-    eventually("the reuse completes", || env.emu.lookup("/lib/copy.bin").is_some()).await;
+    eventually("the reuse completes", || {
+        env.emu.lookup("/lib/copy.bin").is_some()
+    })
+    .await;
     assert_eq!(env.emu.stats().calls(SLICE), 0);
 }
 
 #[tokio::test]
 async fn a_slice_fault_is_retried() {
     let env = env("").await;
-    env.emu.inject(Fault { endpoint: SLICE.into(), kind: FaultKind::Http { status: 500, count: 1 } });
+    env.emu.inject(Fault {
+        endpoint: SLICE.into(),
+        kind: FaultKind::Http {
+            status: 500,
+            count: 1,
+        },
+    });
     let data = bytes_of(200_000, 3);
     assert_eq!(put(&env, "/m/a.bin", data.clone()).await, 201);
-    eventually("the upload completes", || env.emu.read("/lib/a.bin").is_some()).await;
+    eventually("the upload completes", || {
+        env.emu.read("/lib/a.bin").is_some()
+    })
+    .await;
     assert_eq!(env.emu.read("/lib/a.bin").expect("uploaded"), data);
 }
 
@@ -86,7 +119,12 @@ async fn sync_upload_answers_after_completion() {
     let env = env("upload = \"sync\"").await;
     let data = bytes_of(150_000, 4);
     assert_eq!(put(&env, "/m/s.bin", data.clone()).await, 201);
-    assert_eq!(env.emu.read("/lib/s.bin").expect("complete before the answer"), data);
+    assert_eq!(
+        env.emu
+            .read("/lib/s.bin")
+            .expect("complete before the answer"),
+        data
+    );
 }
 
 #[tokio::test]
@@ -98,16 +136,34 @@ async fn a_failed_overwrite_keeps_the_old_file() {
         })
         .await;
         env.emu.set_switches(|s| s.overwrite_at = at);
-        env.emu.inject(Fault { endpoint: SLICE.into(), kind: FaultKind::Http { status: 500, count: 10_000 } });
+        env.emu.inject(Fault {
+            endpoint: SLICE.into(),
+            kind: FaultKind::Http {
+                status: 500,
+                count: 10_000,
+            },
+        });
         let status = put(&env, "/m/doc.txt", bytes_of(200_000, 5)).await;
         assert!(status >= 500, "{at:?}: {status}");
-        assert_eq!(env.emu.read("/lib/doc.txt").expect("old file kept"), b"old version", "{at:?}");
+        assert_eq!(
+            env.emu.read("/lib/doc.txt").expect("old file kept"),
+            b"old version",
+            "{at:?}"
+        );
         env.emu.clear_faults();
         // And a later overwrite succeeds and replaces it.
         assert_eq!(put(&env, "/m/doc.txt", b"new version".to_vec()).await, 204);
-        assert_eq!(env.emu.read("/lib/doc.txt").expect("replaced"), b"new version", "{at:?}");
+        assert_eq!(
+            env.emu.read("/lib/doc.txt").expect("replaced"),
+            b"new version",
+            "{at:?}"
+        );
         let names = env.emu.list_names("/lib").expect("listing");
-        assert_eq!(names, vec!["doc.txt".to_string()], "{at:?}: no temporary files left");
+        assert_eq!(
+            names,
+            vec!["doc.txt".to_string()],
+            "{at:?}: no temporary files left"
+        );
     }
 }
 
@@ -115,22 +171,66 @@ async fn a_failed_overwrite_keeps_the_old_file() {
 async fn explorer_sequence_costs_one_upload() {
     let env = env("").await;
     let ua = "Microsoft-WebDAV-MiniRedir/10.0.19045";
-    let r = env.req("PUT", "/m/new.txt").header("User-Agent", ua).body(Vec::new()).send().await.expect("put");
+    let r = env
+        .req("PUT", "/m/new.txt")
+        .header("User-Agent", ua)
+        .body(Vec::new())
+        .send()
+        .await
+        .expect("put");
     assert_eq!(r.status().as_u16(), 201);
     let lock_body = r#"<?xml version="1.0" encoding="utf-8"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner>me</D:owner></D:lockinfo>"#;
-    let r = env.req("LOCK", "/m/new.txt").header("User-Agent", ua).header("Timeout", "Second-3600").body(lock_body).send().await.expect("lock");
+    let r = env
+        .req("LOCK", "/m/new.txt")
+        .header("User-Agent", ua)
+        .header("Timeout", "Second-3600")
+        .body(lock_body)
+        .send()
+        .await
+        .expect("lock");
     assert_eq!(r.status().as_u16(), 200);
-    let token = r.headers().get("lock-token").and_then(|v| v.to_str().ok()).expect("lock token").to_string();
-    let r = env.req("PUT", "/m/new.txt").header("User-Agent", ua).header("If", format!("({token})")).body(b"hello from windows".to_vec()).send().await.expect("put");
+    let token = r
+        .headers()
+        .get("lock-token")
+        .and_then(|v| v.to_str().ok())
+        .expect("lock token")
+        .to_string();
+    let r = env
+        .req("PUT", "/m/new.txt")
+        .header("User-Agent", ua)
+        .header("If", format!("({token})"))
+        .body(b"hello from windows".to_vec())
+        .send()
+        .await
+        .expect("put");
     assert!(r.status().is_success(), "{}", r.status());
     let patch = r#"<?xml version="1.0" encoding="utf-8"?><D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:schemas-microsoft-com:"><D:set><D:prop><Z:Win32LastModifiedTime>Mon, 23 Nov 2026 10:00:00 GMT</Z:Win32LastModifiedTime></D:prop></D:set></D:propertyupdate>"#;
-    let r = env.req("PROPPATCH", "/m/new.txt").header("User-Agent", ua).header("If", format!("({token})")).body(patch).send().await.expect("proppatch");
+    let r = env
+        .req("PROPPATCH", "/m/new.txt")
+        .header("User-Agent", ua)
+        .header("If", format!("({token})"))
+        .body(patch)
+        .send()
+        .await
+        .expect("proppatch");
     assert_eq!(r.status().as_u16(), 207);
     assert!(r.text().await.unwrap_or_default().contains("200"));
-    let r = env.req("UNLOCK", "/m/new.txt").header("User-Agent", ua).header("Lock-Token", &token).send().await.expect("unlock");
+    let r = env
+        .req("UNLOCK", "/m/new.txt")
+        .header("User-Agent", ua)
+        .header("Lock-Token", &token)
+        .send()
+        .await
+        .expect("unlock");
     assert_eq!(r.status().as_u16(), 204);
-    eventually("the upload completes", || env.emu.read("/lib/new.txt").is_some()).await;
-    assert_eq!(env.emu.read("/lib/new.txt").expect("uploaded"), b"hello from windows");
+    eventually("the upload completes", || {
+        env.emu.read("/lib/new.txt").is_some()
+    })
+    .await;
+    assert_eq!(
+        env.emu.read("/lib/new.txt").expect("uploaded"),
+        b"hello from windows"
+    );
     assert_eq!(env.emu.stats().calls(CREATE), 1, "one upload, not two");
 }
 
@@ -138,7 +238,8 @@ async fn explorer_sequence_costs_one_upload() {
 async fn finder_chunked_put() {
     let env = env("").await;
     let data = bytes_of(100_000, 6);
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = data.chunks(7000).map(|c| Ok(c.to_vec())).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        data.chunks(7000).map(|c| Ok(c.to_vec())).collect();
     let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
     let r = env
         .req("PUT", "/m/finder.bin")
@@ -149,14 +250,23 @@ async fn finder_chunked_put() {
         .await
         .expect("put");
     assert_eq!(r.status().as_u16(), 201);
-    eventually("the upload completes", || env.emu.read("/lib/finder.bin").is_some()).await;
+    eventually("the upload completes", || {
+        env.emu.read("/lib/finder.bin").is_some()
+    })
+    .await;
     assert_eq!(env.emu.read("/lib/finder.bin").expect("uploaded"), data);
 }
 
 #[tokio::test]
 async fn partial_put_is_refused() {
     let env = env("").await;
-    let r = env.req("PUT", "/m/p.bin").header("Content-Range", "bytes 0-9/100").body(vec![0u8; 10]).send().await.expect("put");
+    let r = env
+        .req("PUT", "/m/p.bin")
+        .header("Content-Range", "bytes 0-9/100")
+        .body(vec![0u8; 10])
+        .send()
+        .await
+        .expect("put");
     assert_eq!(r.status().as_u16(), 501);
     assert!(env.emu.lookup("/lib/p.bin").is_none());
 }
@@ -174,17 +284,25 @@ async fn too_large_and_spool_full() {
     )
     .await;
     // Over the spool quota: 507, and nothing uploaded.
-    assert_eq!(put(&env, "/m/big.bin", vec![7u8; 2 * 1024 * 1024]).await, 507);
+    assert_eq!(
+        put(&env, "/m/big.bin", vec![7u8; 2 * 1024 * 1024]).await,
+        507
+    );
     assert!(env.emu.lookup("/lib/big.bin").is_none());
     // Announced over 123's 10 GB limit: 413 before a byte is read.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = env.base.trim_start_matches("http://").to_string();
-    let mut s = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    let mut s = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
     let auth = base64_basic();
     let req = format!("PUT /m/huge.bin HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {auth}\r\nContent-Length: 20000000000\r\n\r\n");
     s.write_all(req.as_bytes()).await.expect("write");
     let mut buf = vec![0u8; 1024];
-    let n = tokio::time::timeout(HANG_GUARD, s.read(&mut buf)).await.expect("answer in time").expect("read");
+    let n = tokio::time::timeout(HANG_GUARD, s.read(&mut buf))
+        .await
+        .expect("answer in time")
+        .expect("read");
     let head = String::from_utf8_lossy(&buf[..n]).to_string();
     assert!(head.starts_with("HTTP/1.1 413"), "{head}");
 }
@@ -200,13 +318,22 @@ async fn forbidden_characters_round_trip() {
     let path = "/m/a%3Ab%3Fc%2A.txt";
     assert_eq!(put(&env, path, b"odd".to_vec()).await, 201);
     let (_, body) = env.propfind("/m/", "1").await;
-    assert!(body.to_ascii_lowercase().contains("<d:href>/m/a%3ab%3fc%2a.txt</d:href>"), "{body}");
+    assert!(
+        body.to_ascii_lowercase()
+            .contains("<d:href>/m/a%3ab%3fc%2a.txt</d:href>"),
+        "{body}"
+    );
     let names = env.emu.list_names("/lib").expect("listing");
     assert_eq!(names, vec!["a\u{FF1A}b\u{FF1F}c\u{FF0A}.txt".to_string()]);
     let r = env.req("GET", path).send().await.expect("get");
     assert_eq!(r.bytes().await.expect("body").as_ref(), b"odd");
     // A name 123 can never store: 400 with the reason.
-    let r = env.req("PUT", &format!("/m/{}", "x".repeat(300))).body(b"x".to_vec()).send().await.expect("put");
+    let r = env
+        .req("PUT", &format!("/m/{}", "x".repeat(300)))
+        .body(b"x".to_vec())
+        .send()
+        .await
+        .expect("put");
     assert_eq!(r.status().as_u16(), 400);
     assert!(r.text().await.unwrap_or_default().contains("256"));
 }
@@ -215,12 +342,50 @@ async fn forbidden_characters_round_trip() {
 async fn mkcol_rules_and_cache_invalidation() {
     let env = env("").await;
     assert_eq!(env.propfind("/m/", "1").await.0, 207);
-    assert_eq!(env.req("MKCOL", "/m/docs").send().await.expect("mkcol").status().as_u16(), 201);
-    assert!(env.propfind("/m/", "1").await.1.contains("/m/docs/"), "a new folder shows at once");
-    assert_eq!(env.req("MKCOL", "/m/docs").send().await.expect("mkcol").status().as_u16(), 405);
-    assert_eq!(env.req("MKCOL", "/m/nope/sub").send().await.expect("mkcol").status().as_u16(), 409);
-    assert_eq!(env.req("DELETE", "/m/docs").send().await.expect("delete").status().as_u16(), 204);
-    assert!(!env.propfind("/m/", "1").await.1.contains("/m/docs/"), "a deleted folder is gone at once");
+    assert_eq!(
+        env.req("MKCOL", "/m/docs")
+            .send()
+            .await
+            .expect("mkcol")
+            .status()
+            .as_u16(),
+        201
+    );
+    assert!(
+        env.propfind("/m/", "1").await.1.contains("/m/docs/"),
+        "a new folder shows at once"
+    );
+    assert_eq!(
+        env.req("MKCOL", "/m/docs")
+            .send()
+            .await
+            .expect("mkcol")
+            .status()
+            .as_u16(),
+        405
+    );
+    assert_eq!(
+        env.req("MKCOL", "/m/nope/sub")
+            .send()
+            .await
+            .expect("mkcol")
+            .status()
+            .as_u16(),
+        409
+    );
+    assert_eq!(
+        env.req("DELETE", "/m/docs")
+            .send()
+            .await
+            .expect("delete")
+            .status()
+            .as_u16(),
+        204
+    );
+    assert!(
+        !env.propfind("/m/", "1").await.1.contains("/m/docs/"),
+        "a deleted folder is gone at once"
+    );
 }
 
 #[tokio::test]
@@ -235,11 +400,25 @@ async fn delete_of_a_big_folder_and_move_onto_a_folder_cost_one_trash_call() {
     })
     .await;
     env.emu.reset_stats();
-    assert_eq!(env.req("DELETE", "/m/big/").send().await.expect("delete").status().as_u16(), 204);
+    assert_eq!(
+        env.req("DELETE", "/m/big/")
+            .send()
+            .await
+            .expect("delete")
+            .status()
+            .as_u16(),
+        204
+    );
     assert_eq!(env.emu.stats().calls(TRASH), 1);
     assert!(env.emu.lookup("/lib/big").is_none());
     env.emu.reset_stats();
-    let r = env.req("MOVE", "/m/src/").header("Destination", env.url("/m/dst/")).header("Overwrite", "T").send().await.expect("move");
+    let r = env
+        .req("MOVE", "/m/src/")
+        .header("Destination", env.url("/m/dst/"))
+        .header("Overwrite", "T")
+        .send()
+        .await
+        .expect("move");
     assert_eq!(r.status().as_u16(), 204);
     assert_eq!(env.emu.stats().calls(TRASH), 1);
     assert_eq!(env.emu.read("/lib/dst/a.txt").expect("moved"), b"a");
@@ -247,7 +426,13 @@ async fn delete_of_a_big_folder_and_move_onto_a_folder_cost_one_trash_call() {
     // Overwrite: F onto an existing target is refused.
     env.emu.put_file("/lib/x.txt", b"x".to_vec());
     env.emu.put_file("/lib/y.txt", b"y".to_vec());
-    let r = env.req("MOVE", "/m/x.txt").header("Destination", env.url("/m/y.txt")).header("Overwrite", "F").send().await.expect("move");
+    let r = env
+        .req("MOVE", "/m/x.txt")
+        .header("Destination", env.url("/m/y.txt"))
+        .header("Overwrite", "F")
+        .send()
+        .await
+        .expect("move");
     assert_eq!(r.status().as_u16(), 412);
 }
 
@@ -258,9 +443,17 @@ async fn case_only_rename_is_a_rename() {
         lib_mount(emu, "")
     })
     .await;
-    let r = env.req("MOVE", "/m/a.txt").header("Destination", env.url("/m/A.txt")).send().await.expect("move");
+    let r = env
+        .req("MOVE", "/m/a.txt")
+        .header("Destination", env.url("/m/A.txt"))
+        .send()
+        .await
+        .expect("move");
     assert_eq!(r.status().as_u16(), 201);
-    assert_eq!(env.emu.list_names("/lib").expect("listing"), vec!["A.txt".to_string()]);
+    assert_eq!(
+        env.emu.list_names("/lib").expect("listing"),
+        vec!["A.txt".to_string()]
+    );
     assert_eq!(env.emu.stats().calls(TRASH), 0);
     assert_eq!(env.emu.read("/lib/A.txt").expect("renamed"), b"a");
 }
@@ -273,9 +466,22 @@ async fn delete_of_a_locked_file_is_423() {
     })
     .await;
     let lock_body = r#"<?xml version="1.0" encoding="utf-8"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockinfo>"#;
-    let r = env.req("LOCK", "/m/l.txt").body(lock_body).send().await.expect("lock");
+    let r = env
+        .req("LOCK", "/m/l.txt")
+        .body(lock_body)
+        .send()
+        .await
+        .expect("lock");
     assert_eq!(r.status().as_u16(), 200);
-    assert_eq!(env.req("DELETE", "/m/l.txt").send().await.expect("delete").status().as_u16(), 423);
+    assert_eq!(
+        env.req("DELETE", "/m/l.txt")
+            .send()
+            .await
+            .expect("delete")
+            .status()
+            .as_u16(),
+        423
+    );
     assert!(env.emu.lookup("/lib/l.txt").is_some());
 }
 
@@ -287,9 +493,17 @@ async fn copy_reuses_content() {
         lib_mount(emu, "")
     })
     .await;
-    let r = env.req("COPY", "/m/orig.bin").header("Destination", env.url("/m/dir/copy.bin")).send().await.expect("copy");
+    let r = env
+        .req("COPY", "/m/orig.bin")
+        .header("Destination", env.url("/m/dir/copy.bin"))
+        .send()
+        .await
+        .expect("copy");
     assert_eq!(r.status().as_u16(), 201);
-    assert_eq!(env.emu.read("/lib/dir/copy.bin").expect("copied"), bytes_of(100_000, 8));
+    assert_eq!(
+        env.emu.read("/lib/dir/copy.bin").expect("copied"),
+        bytes_of(100_000, 8)
+    );
     assert_eq!(env.emu.stats().calls(SLICE), 0);
     assert!(env.propfind("/m/dir/", "1").await.1.contains("copy.bin"));
 }
@@ -298,13 +512,27 @@ async fn copy_reuses_content() {
 async fn client_junk_stays_local() {
     let env = env("").await;
     env.emu.reset_stats();
-    assert_eq!(put(&env, "/m/._film.mkv", b"apple double".to_vec()).await, 201);
+    assert_eq!(
+        put(&env, "/m/._film.mkv", b"apple double".to_vec()).await,
+        201
+    );
     assert_eq!(put(&env, "/m/.DS_Store", b"ds".to_vec()).await, 201);
     let (_, body) = env.propfind("/m/", "1").await;
-    assert!(body.contains("._film.mkv") && body.contains(".DS_Store"), "{body}");
+    assert!(
+        body.contains("._film.mkv") && body.contains(".DS_Store"),
+        "{body}"
+    );
     let r = env.req("GET", "/m/._film.mkv").send().await.expect("get");
     assert_eq!(r.bytes().await.expect("body").as_ref(), b"apple double");
-    assert_eq!(env.req("GET", "/m/Thumbs.db").send().await.expect("get").status().as_u16(), 404);
+    assert_eq!(
+        env.req("GET", "/m/Thumbs.db")
+            .send()
+            .await
+            .expect("get")
+            .status()
+            .as_u16(),
+        404
+    );
     assert_eq!(env.emu.stats().calls(CREATE), 0, "junk never reaches 123");
     assert!(env.emu.lookup("/lib/.DS_Store").is_none());
 }
@@ -316,18 +544,45 @@ async fn read_only_mounts_and_users_without_write_get_403() {
         |emu| {
             emu.mkdir_p("/lib");
             let id = emu.lookup("/lib").map(|e| e.id).unwrap_or(0);
-            format!("{}{}", open_mount("/m", "proxy", &format!("root_id = {id}")), open_mount("/ro", "proxy", &format!("root_id = {id}\nread_only = true")))
+            format!(
+                "{}{}",
+                open_mount("/m", "proxy", &format!("root_id = {id}")),
+                open_mount("/ro", "proxy", &format!("root_id = {id}\nread_only = true"))
+            )
         },
         "[[users]]\nname = \"reader\"\npassword_hash = \"{hash}\"\n",
     )
     .await;
     assert_eq!(put(&env, "/ro/x.txt", b"x".to_vec()).await, 403);
-    let r = env.client.put(env.url("/m/x.txt")).basic_auth("reader", Some(PASSWORD)).body(b"x".to_vec()).send().await.expect("put");
+    let r = env
+        .client
+        .put(env.url("/m/x.txt"))
+        .basic_auth("reader", Some(PASSWORD))
+        .body(b"x".to_vec())
+        .send()
+        .await
+        .expect("put");
     assert_eq!(r.status().as_u16(), 403);
-    let res = env.client.request(reqwest::Method::OPTIONS, env.url("/m/")).send().await.expect("options");
-    assert_eq!(res.headers().get("dav").and_then(|v| v.to_str().ok()), Some("1, 2"));
-    let res = env.client.request(reqwest::Method::OPTIONS, env.url("/ro/")).send().await.expect("options");
-    assert_eq!(res.headers().get("dav").and_then(|v| v.to_str().ok()), Some("1"));
+    let res = env
+        .client
+        .request(reqwest::Method::OPTIONS, env.url("/m/"))
+        .send()
+        .await
+        .expect("options");
+    assert_eq!(
+        res.headers().get("dav").and_then(|v| v.to_str().ok()),
+        Some("1, 2")
+    );
+    let res = env
+        .client
+        .request(reqwest::Method::OPTIONS, env.url("/ro/"))
+        .send()
+        .await
+        .expect("options");
+    assert_eq!(
+        res.headers().get("dav").and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
 }
 
 #[tokio::test]
@@ -335,13 +590,54 @@ async fn copy_and_move_onto_existing_files() {
     let env = env("").await;
     assert_eq!(put(&env, "/m/src.txt", b"source".to_vec()).await, 201);
     let copy = |dest: &str, overwrite: &str| {
-        env.req("COPY", "/m/src.txt").header("Destination", env.url(dest)).header("Overwrite", overwrite.to_string()).send()
+        env.req("COPY", "/m/src.txt")
+            .header("Destination", env.url(dest))
+            .header("Overwrite", overwrite.to_string())
+            .send()
     };
-    assert_eq!(copy("/m/dst.txt", "T").await.expect("copy").status().as_u16(), 201);
-    assert_eq!(copy("/m/dst.txt", "F").await.expect("copy").status().as_u16(), 412);
-    assert_eq!(copy("/m/dst.txt", "T").await.expect("copy").status().as_u16(), 204);
-    assert_eq!(copy("/m/nonesuch/dst.txt", "T").await.expect("copy").status().as_u16(), 409);
-    eventually("both uploads land", || env.emu.read("/lib/dst.txt").is_some() && env.emu.read("/lib/src.txt").is_some()).await;
-    assert_eq!(copy("/m/dst.txt", "T").await.expect("copy").status().as_u16(), 204);
+    assert_eq!(
+        copy("/m/dst.txt", "T")
+            .await
+            .expect("copy")
+            .status()
+            .as_u16(),
+        201
+    );
+    assert_eq!(
+        copy("/m/dst.txt", "F")
+            .await
+            .expect("copy")
+            .status()
+            .as_u16(),
+        412
+    );
+    assert_eq!(
+        copy("/m/dst.txt", "T")
+            .await
+            .expect("copy")
+            .status()
+            .as_u16(),
+        204
+    );
+    assert_eq!(
+        copy("/m/nonesuch/dst.txt", "T")
+            .await
+            .expect("copy")
+            .status()
+            .as_u16(),
+        409
+    );
+    eventually("both uploads land", || {
+        env.emu.read("/lib/dst.txt").is_some() && env.emu.read("/lib/src.txt").is_some()
+    })
+    .await;
+    assert_eq!(
+        copy("/m/dst.txt", "T")
+            .await
+            .expect("copy")
+            .status()
+            .as_u16(),
+        204
+    );
     assert_eq!(env.emu.read("/lib/dst.txt").expect("copied"), b"source");
 }

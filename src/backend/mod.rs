@@ -159,13 +159,25 @@ pub trait Backend: Send + Sync {
 
     /// Creates `name` in `parent` from content 123 already has (instant reuse by MD5 + size).
     /// `Ok(None)` when 123 does not have the content; then nothing was created.
-    async fn copy_instant(&self, _parent: u64, _name: &str, _md5: &str, _size: u64) -> Result<Option<Entry>, Error> {
+    async fn copy_instant(
+        &self,
+        _parent: u64,
+        _name: &str,
+        _md5: &str,
+        _size: u64,
+    ) -> Result<Option<Entry>, Error> {
         Err(Error::Unsupported)
     }
 
     /// Uploads a spooled file as `name` in `parent` and returns the complete entry. The name
     /// must be free (`AlreadyExists` otherwise): safe overwrite is the upload queue's job.
-    async fn upload(&self, _parent: u64, _name: &str, _src: &UploadSource, _opts: &UploadOptions) -> Result<Entry, Error> {
+    async fn upload(
+        &self,
+        _parent: u64,
+        _name: &str,
+        _src: &UploadSource,
+        _opts: &UploadOptions,
+    ) -> Result<Entry, Error> {
         Err(Error::Unsupported)
     }
 }

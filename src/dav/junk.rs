@@ -44,14 +44,22 @@ impl JunkStore {
         Self {
             files: moka::sync::Cache::builder()
                 .max_capacity(MAX_BYTES)
-                .weigher(|_k: &(String, String), v: &Arc<JunkFile>| u32::try_from(v.bytes.len()).unwrap_or(u32::MAX).max(1))
+                .weigher(|_k: &(String, String), v: &Arc<JunkFile>| {
+                    u32::try_from(v.bytes.len()).unwrap_or(u32::MAX).max(1)
+                })
                 .time_to_live(TTL)
                 .build(),
         }
     }
 
     pub fn put(&self, user: &str, path: &str, bytes: Bytes) {
-        self.files.insert((user.into(), path.into()), Arc::new(JunkFile { bytes, modified: SystemTime::now() }));
+        self.files.insert(
+            (user.into(), path.into()),
+            Arc::new(JunkFile {
+                bytes,
+                modified: SystemTime::now(),
+            }),
+        );
     }
 
     pub fn get(&self, user: &str, path: &str) -> Option<Arc<JunkFile>> {
@@ -59,7 +67,9 @@ impl JunkStore {
     }
 
     pub fn remove(&self, user: &str, path: &str) -> bool {
-        self.files.remove(&(user.to_string(), path.to_string())).is_some()
+        self.files
+            .remove(&(user.to_string(), path.to_string()))
+            .is_some()
     }
 
     /// Junk files directly inside folder `dir` ("/a/b"), as (name, file).
@@ -82,7 +92,13 @@ mod tests {
 
     #[test]
     fn names() {
-        for n in ["._film.mkv", ".DS_Store", "Thumbs.db", "desktop.ini", "Desktop.ini"] {
+        for n in [
+            "._film.mkv",
+            ".DS_Store",
+            "Thumbs.db",
+            "desktop.ini",
+            "Desktop.ini",
+        ] {
             assert!(is_junk(n), "{n}");
         }
         for n in ["film.mkv", "_x", ".hidden", "folder.jpg"] {

@@ -16,8 +16,8 @@ use std::time::SystemTime;
 
 use dav_server::davpath::DavPath;
 use dav_server::fs::{
-    DavDirEntry, DavFile, DavFileSystem, DavMetaData, DavProp, FsError, FsFuture, FsResult, FsStream, GuardedFileSystem,
-    OpenOptions, ReadDirMeta,
+    DavDirEntry, DavFile, DavFileSystem, DavMetaData, DavProp, FsError, FsFuture, FsResult,
+    FsStream, GuardedFileSystem, OpenOptions, ReadDirMeta,
 };
 use futures_util::{stream, FutureExt};
 use http::StatusCode;
@@ -104,10 +104,20 @@ impl MountFs {
         if let Some(name) = segs.last() {
             if junk::is_junk(name) {
                 let key = store_key(segs);
-                return self.mount.junk.get(&ctx.user, &key).map(|f| junk_entry(name, &f)).ok_or(FsError::NotFound);
+                return self
+                    .mount
+                    .junk
+                    .get(&ctx.user, &key)
+                    .map(|f| junk_entry(name, &f))
+                    .ok_or(FsError::NotFound);
             }
         }
-        let mut entry = self.mount.vfs.resolve(segs).await.map_err(|e| fs_error(&e))?;
+        let mut entry = self
+            .mount
+            .vfs
+            .resolve(segs)
+            .await
+            .map_err(|e| fs_error(&e))?;
         self.apply_mtime(&store_key(segs), &mut entry);
         Ok(entry)
     }
@@ -121,7 +131,12 @@ impl MountFs {
     /// The parent folder entry and the last name of `segs`.
     async fn parent_of(&self, segs: &[String]) -> FsResult<(Entry, String)> {
         let (name, parent) = segs.split_last().ok_or(FsError::Forbidden)?;
-        let parent = self.mount.vfs.resolve(parent).await.map_err(|e| fs_error(&e))?;
+        let parent = self
+            .mount
+            .vfs
+            .resolve(parent)
+            .await
+            .map_err(|e| fs_error(&e))?;
         if !parent.is_dir {
             return Err(FsError::Forbidden);
         }
@@ -164,7 +179,9 @@ fn dir_stream(entries: Vec<Entry>) -> FsStream<Box<dyn DavDirEntry>> {
     let items: Vec<FsResult<Box<dyn DavDirEntry>>> = entries
         .into_iter()
         .map(|e| {
-            let d: Box<dyn DavDirEntry> = Box::new(Dirent { meta: EntryMeta::new(e) });
+            let d: Box<dyn DavDirEntry> = Box::new(Dirent {
+                meta: EntryMeta::new(e),
+            });
             Ok(d)
         })
         .collect();
@@ -201,20 +218,32 @@ impl DavFile for MetaOnlyFile {
 }
 
 impl GuardedFileSystem<Ctx> for MountFs {
-    fn open<'a>(&'a self, path: &'a DavPath, options: OpenOptions, ctx: &'a Ctx) -> FsFuture<'a, Box<dyn DavFile>> {
+    fn open<'a>(
+        &'a self,
+        path: &'a DavPath,
+        options: OpenOptions,
+        ctx: &'a Ctx,
+    ) -> FsFuture<'a, Box<dyn DavFile>> {
         async move {
             let segs = segments(path)?;
             if options.write || options.create || options.create_new || options.append {
                 return self.open_for_write(&segs, options, ctx).await;
             }
             let entry = self.entry(&segs, ctx).await?;
-            let f: Box<dyn DavFile> = Box::new(MetaOnlyFile { meta: EntryMeta::new(entry) });
+            let f: Box<dyn DavFile> = Box::new(MetaOnlyFile {
+                meta: EntryMeta::new(entry),
+            });
             Ok(f)
         }
         .boxed()
     }
 
-    fn read_dir<'a>(&'a self, path: &'a DavPath, _meta: ReadDirMeta, ctx: &'a Ctx) -> FsFuture<'a, FsStream<Box<dyn DavDirEntry>>> {
+    fn read_dir<'a>(
+        &'a self,
+        path: &'a DavPath,
+        _meta: ReadDirMeta,
+        ctx: &'a Ctx,
+    ) -> FsFuture<'a, FsStream<Box<dyn DavDirEntry>>> {
         async move {
             let segs = segments(path)?;
             let key = store_key(&segs);
@@ -222,22 +251,40 @@ impl GuardedFileSystem<Ctx> for MountFs {
             // call (`remove_dir`): showing dav-server no children keeps it from deleting them
             // one by one. Locks below were already checked by dav-server for the whole tree.
             let whole_folder = ctx.method == http::Method::DELETE
-                || ctx.destination.as_deref().is_some_and(|d| key == d || key.starts_with(&format!("{d}/")));
+                || ctx
+                    .destination
+                    .as_deref()
+                    .is_some_and(|d| key == d || key.starts_with(&format!("{d}/")));
             if whole_folder {
                 return Ok(dir_stream(Vec::new()));
             }
             let dir = self.entry(&segs, ctx).await?;
-            let mut entries = self.mount.vfs.list_view(&dir).await.map_err(|e| fs_error(&e))?;
+            let mut entries = self
+                .mount
+                .vfs
+                .list_view(&dir)
+                .await
+                .map_err(|e| fs_error(&e))?;
             for e in &mut entries {
                 self.apply_mtime(&format!("{key}/{}", e.name), e);
             }
-            entries.extend(self.mount.junk.list(&ctx.user, &key).into_iter().map(|(n, f)| junk_entry(&n, &f)));
+            entries.extend(
+                self.mount
+                    .junk
+                    .list(&ctx.user, &key)
+                    .into_iter()
+                    .map(|(n, f)| junk_entry(&n, &f)),
+            );
             Ok(dir_stream(entries))
         }
         .boxed()
     }
 
-    fn metadata<'a>(&'a self, path: &'a DavPath, ctx: &'a Ctx) -> FsFuture<'a, Box<dyn DavMetaData>> {
+    fn metadata<'a>(
+        &'a self,
+        path: &'a DavPath,
+        ctx: &'a Ctx,
+    ) -> FsFuture<'a, Box<dyn DavMetaData>> {
         async move {
             let entry = self.entry(&segments(path)?, ctx).await?;
             let m: Box<dyn DavMetaData> = Box::new(EntryMeta::new(entry));
@@ -266,11 +313,20 @@ impl GuardedFileSystem<Ctx> for MountFs {
         async move { self.copy_at(&segments(from)?, &segments(to)?, ctx).await }.boxed()
     }
 
-    fn have_props<'a>(&'a self, _path: &'a DavPath, _ctx: &'a Ctx) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
+    fn have_props<'a>(
+        &'a self,
+        _path: &'a DavPath,
+        _ctx: &'a Ctx,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
         Box::pin(async { true })
     }
 
-    fn patch_props<'a>(&'a self, path: &'a DavPath, patch: Vec<(bool, DavProp)>, ctx: &'a Ctx) -> FsFuture<'a, Vec<(StatusCode, DavProp)>> {
+    fn patch_props<'a>(
+        &'a self,
+        path: &'a DavPath,
+        patch: Vec<(bool, DavProp)>,
+        ctx: &'a Ctx,
+    ) -> FsFuture<'a, Vec<(StatusCode, DavProp)>> {
         async move {
             if !ctx.can_write {
                 return Err(FsError::Forbidden);
@@ -282,7 +338,12 @@ impl GuardedFileSystem<Ctx> for MountFs {
         .boxed()
     }
 
-    fn get_props<'a>(&'a self, path: &'a DavPath, do_content: bool, ctx: &'a Ctx) -> FsFuture<'a, Vec<DavProp>> {
+    fn get_props<'a>(
+        &'a self,
+        path: &'a DavPath,
+        do_content: bool,
+        ctx: &'a Ctx,
+    ) -> FsFuture<'a, Vec<DavProp>> {
         async move {
             let segs = segments(path)?;
             let entry = self.entry(&segs, ctx).await?;
@@ -293,14 +354,24 @@ impl GuardedFileSystem<Ctx> for MountFs {
         .boxed()
     }
 
-    fn get_prop<'a>(&'a self, path: &'a DavPath, prop: DavProp, ctx: &'a Ctx) -> FsFuture<'a, Vec<u8>> {
+    fn get_prop<'a>(
+        &'a self,
+        path: &'a DavPath,
+        prop: DavProp,
+        ctx: &'a Ctx,
+    ) -> FsFuture<'a, Vec<u8>> {
         async move {
             let segs = segments(path)?;
             if prop.name == "checksums" && prop.namespace.as_deref() == Some(OC_NS) {
                 let entry = self.entry(&segs, ctx).await?;
-                return checksum_prop(&entry, true).and_then(|p| p.xml).ok_or(FsError::NotFound);
+                return checksum_prop(&entry, true)
+                    .and_then(|p| p.xml)
+                    .ok_or(FsError::NotFound);
             }
-            self.mount.props.get(&store_key(&segs), &prop).ok_or(FsError::NotFound)
+            self.mount
+                .props
+                .get(&store_key(&segs), &prop)
+                .ok_or(FsError::NotFound)
         }
         .boxed()
     }
@@ -338,7 +409,9 @@ pub struct RootFs {
 
 impl RootFs {
     pub fn new(mounts: Vec<Arc<Mount>>) -> Self {
-        Self { mounts: Arc::new(mounts) }
+        Self {
+            mounts: Arc::new(mounts),
+        }
     }
 }
 
@@ -356,16 +429,28 @@ fn folder_meta(name: &str) -> EntryMeta {
 }
 
 impl DavFileSystem for RootFs {
-    fn open<'a>(&'a self, _path: &'a DavPath, _options: OpenOptions) -> FsFuture<'a, Box<dyn DavFile>> {
+    fn open<'a>(
+        &'a self,
+        _path: &'a DavPath,
+        _options: OpenOptions,
+    ) -> FsFuture<'a, Box<dyn DavFile>> {
         async { Err(FsError::Forbidden) }.boxed()
     }
 
-    fn read_dir<'a>(&'a self, path: &'a DavPath, _meta: ReadDirMeta) -> FsFuture<'a, FsStream<Box<dyn DavDirEntry>>> {
+    fn read_dir<'a>(
+        &'a self,
+        path: &'a DavPath,
+        _meta: ReadDirMeta,
+    ) -> FsFuture<'a, FsStream<Box<dyn DavDirEntry>>> {
         async move {
             if !segments(path)?.is_empty() {
                 return Err(FsError::NotFound);
             }
-            let entries = self.mounts.iter().map(|m| folder_meta(m.name()).entry).collect();
+            let entries = self
+                .mounts
+                .iter()
+                .map(|m| folder_meta(m.name()).entry)
+                .collect();
             Ok(dir_stream(entries))
         }
         .boxed()
@@ -376,7 +461,9 @@ impl DavFileSystem for RootFs {
             let segs = segments(path)?;
             let m: Box<dyn DavMetaData> = match segs.as_slice() {
                 [] => Box::new(folder_meta("")),
-                [name] if self.mounts.iter().any(|m| m.name() == name) => Box::new(folder_meta(name)),
+                [name] if self.mounts.iter().any(|m| m.name() == name) => {
+                    Box::new(folder_meta(name))
+                }
                 _ => return Err(FsError::NotFound),
             };
             Ok(m)

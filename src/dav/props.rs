@@ -34,7 +34,11 @@ pub struct PropStore {
 }
 
 fn key(prop: &DavProp) -> String {
-    format!("{{{}}}{}", prop.namespace.as_deref().unwrap_or(""), prop.name)
+    format!(
+        "{{{}}}{}",
+        prop.namespace.as_deref().unwrap_or(""),
+        prop.name
+    )
 }
 
 impl PropStore {
@@ -45,7 +49,10 @@ impl PropStore {
             .and_then(|f| std::fs::read(f).ok())
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
-        Self { file, nodes: Mutex::new(nodes) }
+        Self {
+            file,
+            nodes: Mutex::new(nodes),
+        }
     }
 
     fn nodes(&self) -> std::sync::MutexGuard<'_, HashMap<String, Node>> {
@@ -59,7 +66,10 @@ impl PropStore {
                 std::fs::create_dir_all(dir)?;
             }
             let tmp = file.with_extension("tmp");
-            std::fs::write(&tmp, serde_json::to_vec(nodes).map_err(std::io::Error::other)?)?;
+            std::fs::write(
+                &tmp,
+                serde_json::to_vec(nodes).map_err(std::io::Error::other)?,
+            )?;
             std::fs::rename(&tmp, file)
         })();
         if let Err(e) = result {
@@ -68,13 +78,23 @@ impl PropStore {
     }
 
     /// Applies a PROPPATCH: `(true, prop)` sets, `(false, prop)` removes.
-    pub fn patch(&self, path: &str, patch: Vec<(bool, DavProp)>) -> Vec<(http::StatusCode, DavProp)> {
+    pub fn patch(
+        &self,
+        path: &str,
+        patch: Vec<(bool, DavProp)>,
+    ) -> Vec<(http::StatusCode, DavProp)> {
         let mut nodes = self.nodes();
         let node = nodes.entry(path.to_string()).or_default();
         let mut out = Vec::with_capacity(patch.len());
         for (set, prop) in patch {
             if set {
-                node.props.insert(key(&prop), StoredProp { prefix: prop.prefix.clone(), xml: prop.xml.clone() });
+                node.props.insert(
+                    key(&prop),
+                    StoredProp {
+                        prefix: prop.prefix.clone(),
+                        xml: prop.xml.clone(),
+                    },
+                );
             } else {
                 node.props.remove(&key(&prop));
             }
@@ -87,7 +107,9 @@ impl PropStore {
     /// Every dead property of `path`.
     pub fn all(&self, path: &str, do_content: bool) -> Vec<DavProp> {
         let nodes = self.nodes();
-        let Some(node) = nodes.get(path) else { return Vec::new() };
+        let Some(node) = nodes.get(path) else {
+            return Vec::new();
+        };
         node.props
             .iter()
             .filter_map(|(k, p)| {
@@ -109,7 +131,10 @@ impl PropStore {
 
     /// Records a client modification time for the content with `md5`.
     pub fn set_mtime(&self, path: &str, mtime: SystemTime, md5: Option<&str>) {
-        let secs = mtime.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let secs = mtime
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         let mut nodes = self.nodes();
         nodes.entry(path.to_string()).or_default().mtime = Some((secs, md5.map(str::to_string)));
         self.save(&nodes);
@@ -128,7 +153,9 @@ impl PropStore {
     /// Moves (or copies) the properties of `from` and everything below it to `to`.
     pub fn relocate(&self, from: &str, to: &str, copy: bool) {
         let mut nodes = self.nodes();
-        let below = |p: &str, root: &str| p == root || p.starts_with(&format!("{}/", root.trim_end_matches('/')));
+        let below = |p: &str, root: &str| {
+            p == root || p.starts_with(&format!("{}/", root.trim_end_matches('/')))
+        };
         // The destination's old properties are replaced.
         nodes.retain(|p, _| !below(p, to));
         let moved: Vec<(String, Node)> = nodes

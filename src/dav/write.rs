@@ -41,7 +41,12 @@ impl MountFs {
         }
     }
 
-    pub(super) async fn open_for_write(&self, segs: &[String], options: OpenOptions, ctx: &Ctx) -> FsResult<Box<dyn DavFile>> {
+    pub(super) async fn open_for_write(
+        &self,
+        segs: &[String],
+        options: OpenOptions,
+        ctx: &Ctx,
+    ) -> FsResult<Box<dyn DavFile>> {
         self.require_write(ctx)?;
         let (parent, name) = self.parent_of(segs).await?;
         let key = store_key(segs);
@@ -57,7 +62,13 @@ impl MountFs {
             _ => {}
         }
         if junk::is_junk(&name) {
-            return Ok(Box::new(JunkWriter { mount: self.mount.clone(), user: ctx.user.clone(), key, name, buf: Vec::new() }));
+            return Ok(Box::new(JunkWriter {
+                mount: self.mount.clone(),
+                user: ctx.user.clone(),
+                key,
+                name,
+                buf: Vec::new(),
+            }));
         }
         let cloud = cloud_name(&name).map_err(|e| fs_error(&e))?;
         if ctx.method.as_str() == "LOCK" {
@@ -67,10 +78,18 @@ impl MountFs {
                 self.mount.vfs.overlay().add_placeholder(parent.id, &name);
             }
             let entry = existing.unwrap_or_else(|| empty_entry(&name));
-            return Ok(Box::new(super::MetaOnlyFile { meta: EntryMeta::new(entry) }));
+            return Ok(Box::new(super::MetaOnlyFile {
+                meta: EntryMeta::new(entry),
+            }));
         }
-        let Some(writes) = self.mount.writes.as_ref() else { return Err(FsError::Forbidden) };
-        let writer = writes.spool.writer(options.size).await.map_err(spool_error)?;
+        let Some(writes) = self.mount.writes.as_ref() else {
+            return Err(FsError::Forbidden);
+        };
+        let writer = writes
+            .spool
+            .writer(options.size)
+            .await
+            .map_err(spool_error)?;
         Ok(Box::new(SpoolFile {
             mount: self.mount.clone(),
             parent: parent.id,
@@ -93,7 +112,12 @@ impl MountFs {
         if self.entry(segs, ctx).await.is_ok() {
             return Err(FsError::Exists);
         }
-        self.mount.vfs.mkdir(&parent, &name).await.map(|_| ()).map_err(|e| fs_error(&e))
+        self.mount
+            .vfs
+            .mkdir(&parent, &name)
+            .await
+            .map(|_| ())
+            .map_err(|e| fs_error(&e))
     }
 
     pub(super) async fn remove_at(&self, segs: &[String], ctx: &Ctx) -> FsResult<()> {
@@ -101,7 +125,11 @@ impl MountFs {
         let key = store_key(segs);
         let (parent, name) = self.parent_of(segs).await?;
         if junk::is_junk(&name) {
-            return if self.mount.junk.remove(&ctx.user, &key) { Ok(()) } else { Err(FsError::NotFound) };
+            return if self.mount.junk.remove(&ctx.user, &key) {
+                Ok(())
+            } else {
+                Err(FsError::NotFound)
+            };
         }
         let entry = self.entry(segs, ctx).await?;
         match self.mount.vfs.local(&entry) {
@@ -115,19 +143,33 @@ impl MountFs {
                     return Err(FsError::NotFound);
                 }
             }
-            None => self.mount.vfs.trash(&entry, &parent).await.map_err(|e| fs_error(&e))?,
+            None => self
+                .mount
+                .vfs
+                .trash(&entry, &parent)
+                .await
+                .map_err(|e| fs_error(&e))?,
         }
         self.mount.props.remove(&key);
         Ok(())
     }
 
-    pub(super) async fn rename_at(&self, from: &[String], to: &[String], ctx: &Ctx) -> FsResult<()> {
+    pub(super) async fn rename_at(
+        &self,
+        from: &[String],
+        to: &[String],
+        ctx: &Ctx,
+    ) -> FsResult<()> {
         self.require_write(ctx)?;
         let (from_parent, from_name) = self.parent_of(from).await?;
         let (to_parent, to_name) = self.parent_of(to).await?;
         let (from_key, to_key) = (store_key(from), store_key(to));
         if junk::is_junk(&from_name) {
-            let f = self.mount.junk.get(&ctx.user, &from_key).ok_or(FsError::NotFound)?;
+            let f = self
+                .mount
+                .junk
+                .get(&ctx.user, &from_key)
+                .ok_or(FsError::NotFound)?;
             self.mount.junk.remove(&ctx.user, &from_key);
             self.mount.junk.put(&ctx.user, &to_key, f.bytes.clone());
             return Ok(());
@@ -136,13 +178,22 @@ impl MountFs {
         match self.mount.vfs.local(&entry) {
             Some(Local::Empty) => {
                 self.mount.vfs.overlay().remove(from_parent.id, &from_name);
-                self.mount.vfs.overlay().add_placeholder(to_parent.id, &to_name);
+                self.mount
+                    .vfs
+                    .overlay()
+                    .add_placeholder(to_parent.id, &to_name);
             }
             Some(Local::Spooled(_)) => {
                 let (old, new) = (cloud_name(&from_name), cloud_name(&to_name));
-                let (old, new) = (old.map_err(|e| fs_error(&e))?, new.map_err(|e| fs_error(&e))?);
+                let (old, new) = (
+                    old.map_err(|e| fs_error(&e))?,
+                    new.map_err(|e| fs_error(&e))?,
+                );
                 let queue = &self.mount.writes.as_ref().ok_or(FsError::Forbidden)?.queue;
-                if !queue.retarget(self.mount.name(), from_parent.id, &old, to_parent.id, &new).await {
+                if !queue
+                    .retarget(self.mount.name(), from_parent.id, &old, to_parent.id, &new)
+                    .await
+                {
                     return Err(FsError::NotFound);
                 }
             }
@@ -163,27 +214,41 @@ impl MountFs {
         let (from_key, to_key) = (store_key(from), store_key(to));
         let entry = self.entry(from, ctx).await?;
         if from.last().is_some_and(|n| junk::is_junk(n)) {
-            let f = self.mount.junk.get(&ctx.user, &from_key).ok_or(FsError::NotFound)?;
+            let f = self
+                .mount
+                .junk
+                .get(&ctx.user, &from_key)
+                .ok_or(FsError::NotFound)?;
             self.mount.junk.put(&ctx.user, &to_key, f.bytes.clone());
             return Ok(());
         }
         match self.mount.vfs.local(&entry) {
-            Some(Local::Empty) => self.mount.vfs.overlay().add_placeholder(to_parent.id, &to_name),
+            Some(Local::Empty) => self
+                .mount
+                .vfs
+                .overlay()
+                .add_placeholder(to_parent.id, &to_name),
             Some(Local::Spooled(path)) => self.copy_spooled(&path, to_parent.id, &to_name).await?,
             None => {
                 let md5 = entry.md5.as_deref().ok_or(FsError::NotImplemented)?;
                 let vfs = &self.mount.vfs;
-                let mut copied = vfs.copy_instant(&to_parent, &to_name, md5, entry.size).await;
+                let mut copied = vfs
+                    .copy_instant(&to_parent, &to_name, md5, entry.size)
+                    .await;
                 if matches!(copied, Err(crate::backend::Error::AlreadyExists)) {
                     // dav-server removed the destination (or saw none) before calling us; a file
                     // there now is a queued upload that landed meanwhile. The client asked for
                     // this copy to win.
                     if let Ok(existing) = vfs.resolve(to).await {
                         if vfs.local(&existing).is_none() {
-                            vfs.trash(&existing, &to_parent).await.map_err(|e| fs_error(&e))?;
+                            vfs.trash(&existing, &to_parent)
+                                .await
+                                .map_err(|e| fs_error(&e))?;
                         }
                     }
-                    copied = vfs.copy_instant(&to_parent, &to_name, md5, entry.size).await;
+                    copied = vfs
+                        .copy_instant(&to_parent, &to_name, md5, entry.size)
+                        .await;
                 }
                 let copied = copied.map_err(|e| fs_error(&e))?;
                 if copied.is_none() {
@@ -201,18 +266,29 @@ impl MountFs {
         use tokio::io::AsyncReadExt;
         let cloud = cloud_name(name).map_err(|e| fs_error(&e))?;
         let writes = self.mount.writes.as_ref().ok_or(FsError::Forbidden)?;
-        let mut src = tokio::fs::File::open(path).await.map_err(|_| FsError::NotFound)?;
+        let mut src = tokio::fs::File::open(path)
+            .await
+            .map_err(|_| FsError::NotFound)?;
         let mut writer = writes.spool.writer(None).await.map_err(spool_error)?;
         let mut buf = vec![0u8; 256 * 1024];
         loop {
-            let n = src.read(&mut buf).await.map_err(|_| FsError::GeneralFailure)?;
+            let n = src
+                .read(&mut buf)
+                .await
+                .map_err(|_| FsError::GeneralFailure)?;
             if n == 0 {
                 break;
             }
             writer.write(&buf[..n]).await.map_err(spool_error)?;
         }
         let file = writer.finish().await.map_err(spool_error)?;
-        let job = NewJob { mount: self.mount.name().to_string(), parent_id: parent, name: cloud, file, modified: SystemTime::now() };
+        let job = NewJob {
+            mount: self.mount.name().to_string(),
+            parent_id: parent,
+            name: cloud,
+            file,
+            modified: SystemTime::now(),
+        };
         writes.queue.enqueue(job).await.map(|_| ()).map_err(|e| {
             tracing::warn!(error = %e, "could not queue a copy");
             FsError::GeneralFailure
@@ -222,7 +298,16 @@ impl MountFs {
 
 fn empty_entry(name: &str) -> Entry {
     let now = SystemTime::now();
-    Entry { id: 0, name: name.to_string(), is_dir: false, size: 0, md5: None, version: None, modified: now, created: now }
+    Entry {
+        id: 0,
+        name: name.to_string(),
+        is_dir: false,
+        size: 0,
+        md5: None,
+        version: None,
+        modified: now,
+        created: now,
+    }
 }
 
 /// A PUT body on its way into the spool. Dropped without `flush` (the client went away, or the
@@ -241,7 +326,10 @@ struct SpoolFile {
 
 impl std::fmt::Debug for SpoolFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SpoolFile").field("name", &self.name).field("written", &self.written).finish()
+        f.debug_struct("SpoolFile")
+            .field("name", &self.name)
+            .field("written", &self.written)
+            .finish()
     }
 }
 
@@ -261,10 +349,18 @@ impl SpoolFile {
             file.discard().await;
             return Err(FsError::GeneralFailure);
         }
-        let Some(writes) = self.mount.writes.as_ref() else { return Err(FsError::Forbidden) };
+        let Some(writes) = self.mount.writes.as_ref() else {
+            return Err(FsError::Forbidden);
+        };
         let md5 = file.md5.clone();
         let modified = self.mtime.unwrap_or_else(SystemTime::now);
-        let job = NewJob { mount: self.mount.name().to_string(), parent_id: self.parent, name: self.cloud.clone(), file, modified };
+        let job = NewJob {
+            mount: self.mount.name().to_string(),
+            parent_id: self.parent,
+            name: self.cloud.clone(),
+            file,
+            modified,
+        };
         let overlay = self.mount.vfs.overlay();
         if writes.sync {
             overlay.remove(self.parent, &self.name);
@@ -279,7 +375,9 @@ impl SpoolFile {
             let (parent, name) = (self.parent, self.name.clone());
             tokio::spawn(async move {
                 tokio::time::sleep(EMPTY_PUT_GRACE).await;
-                let Some(writes) = mount.writes.as_ref() else { return };
+                let Some(writes) = mount.writes.as_ref() else {
+                    return;
+                };
                 if mount.vfs.overlay().is_placeholder(parent, &name) {
                     mount.vfs.overlay().remove(parent, &name);
                     if let Err(e) = writes.queue.enqueue(job).await {
@@ -354,7 +452,9 @@ struct JunkWriter {
 
 impl std::fmt::Debug for JunkWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JunkWriter").field("name", &self.name).finish()
+        f.debug_struct("JunkWriter")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
@@ -397,7 +497,11 @@ impl DavFile for JunkWriter {
         async { Err(FsError::NotImplemented) }.boxed()
     }
     fn flush(&'_ mut self) -> FsFuture<'_, ()> {
-        self.mount.junk.put(&self.user, &self.key, Bytes::from(std::mem::take(&mut self.buf)));
+        self.mount.junk.put(
+            &self.user,
+            &self.key,
+            Bytes::from(std::mem::take(&mut self.buf)),
+        );
         async { Ok(()) }.boxed()
     }
 }

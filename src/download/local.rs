@@ -5,7 +5,9 @@ use std::path::Path;
 
 use bytes::Bytes;
 use futures_util::stream;
-use http::header::{HeaderValue, ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, LAST_MODIFIED};
+use http::header::{
+    HeaderValue, ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, LAST_MODIFIED,
+};
 use http::{Method, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -26,7 +28,12 @@ pub enum Source<'a> {
 
 /// Answers GET/HEAD for `entry` from local bytes, with the same validators, preconditions and
 /// Range handling as the proxy.
-pub async fn serve(method: &Method, headers: &http::HeaderMap, entry: &Entry, source: Source<'_>) -> Response<ResponseBody> {
+pub async fn serve(
+    method: &Method,
+    headers: &http::HeaderMap,
+    entry: &Entry,
+    source: Source<'_>,
+) -> Response<ResponseBody> {
     let v = Validators::for_entry(entry);
     let honour_range = match evaluate(method, headers, &v) {
         Precondition::NotModified => return respond::not_modified(&v),
@@ -37,16 +44,26 @@ pub async fn serve(method: &Method, headers: &http::HeaderMap, entry: &Entry, so
         return respond::head(entry, &v);
     }
     let size = entry.size;
-    let range = if honour_range { parse_range(headers.get(http::header::RANGE), size) } else { RangeRequest::Full };
+    let range = if honour_range {
+        parse_range(headers.get(http::header::RANGE), size)
+    } else {
+        RangeRequest::Full
+    };
     let (status, start, len) = match range {
         RangeRequest::Unsatisfiable => return respond::range_not_satisfiable(size),
         RangeRequest::Full => (StatusCode::OK, 0, size),
-        RangeRequest::Partial { start, end } => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
+        RangeRequest::Partial { start, end } => {
+            (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
+        }
     };
     let body = match source {
         Source::Memory(bytes) => {
-            let s = usize::try_from(start).unwrap_or(usize::MAX).min(bytes.len());
-            let e = usize::try_from(start + len).unwrap_or(usize::MAX).min(bytes.len());
+            let s = usize::try_from(start)
+                .unwrap_or(usize::MAX)
+                .min(bytes.len());
+            let e = usize::try_from(start + len)
+                .unwrap_or(usize::MAX)
+                .min(bytes.len());
             respond::full_body(bytes.slice(s..e))
         }
         Source::File(path) => match file_body(path, start, len).await {
@@ -63,14 +80,19 @@ pub async fn serve(method: &Method, headers: &http::HeaderMap, entry: &Entry, so
     h.insert(CONTENT_LENGTH, HeaderValue::from(len));
     h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(CONTENT_TYPE, content_type(&entry.name));
-    if let Some(tag) = v.etag.as_deref().and_then(|t| HeaderValue::from_str(t).ok()) {
+    if let Some(tag) = v
+        .etag
+        .as_deref()
+        .and_then(|t| HeaderValue::from_str(t).ok())
+    {
         h.insert(ETAG, tag);
     }
     if let Ok(lm) = HeaderValue::from_str(&httpdate::fmt_http_date(entry.modified)) {
         h.insert(LAST_MODIFIED, lm);
     }
     if status == StatusCode::PARTIAL_CONTENT {
-        if let Ok(cr) = HeaderValue::from_str(&format!("bytes {start}-{}/{size}", start + len - 1)) {
+        if let Ok(cr) = HeaderValue::from_str(&format!("bytes {start}-{}/{size}", start + len - 1))
+        {
             h.insert(CONTENT_RANGE, cr);
         }
     }
@@ -88,10 +110,16 @@ async fn file_body(path: &Path, start: u64, len: u64) -> std::io::Result<Respons
         }
         let mut buf = vec![0u8; CHUNK.min(usize::try_from(left).unwrap_or(CHUNK))];
         match file.read(&mut buf).await {
-            Ok(0) => Some((Err(std::io::Error::other("spooled file shorter than its size")), (file, 0))),
+            Ok(0) => Some((
+                Err(std::io::Error::other("spooled file shorter than its size")),
+                (file, 0),
+            )),
             Ok(n) => {
                 buf.truncate(n);
-                Some((Ok(http_body::Frame::data(Bytes::from(buf))), (file, left - n as u64)))
+                Some((
+                    Ok(http_body::Frame::data(Bytes::from(buf))),
+                    (file, left - n as u64),
+                ))
             }
             Err(e) => Some((Err(e), (file, 0))),
         }

@@ -68,14 +68,27 @@ impl AppState {
             .filter(|(m, b)| !m.read_only && b.capabilities().writable)
             .map(|(m, b)| (m.name().to_string(), b.clone()))
             .collect();
-        let slices = config.mounts.iter().map(|m| m.upload_slices).max().unwrap_or(3);
+        let slices = config
+            .mounts
+            .iter()
+            .map(|m| m.upload_slices)
+            .max()
+            .unwrap_or(3);
         let mut queue_config = QueueConfig::new(state_dir.clone());
         queue_config.workers = config.server.upload_workers;
         queue_config.spool_max = config.server.spool_max;
-        queue_config.upload = UploadOptions { parallel_slices: slices, ..UploadOptions::default() };
+        queue_config.upload = UploadOptions {
+            parallel_slices: slices,
+            ..UploadOptions::default()
+        };
         let uploads = UploadQueue::start(queue_config, writable)
             .await
-            .with_context(|| format!("{}: server.state_dir: cannot open the upload queue", config.source.display()))?;
+            .with_context(|| {
+                format!(
+                    "{}: server.state_dir: cannot open the upload queue",
+                    config.source.display()
+                )
+            })?;
         let mounts: Vec<Arc<Mount>> = config
             .mounts
             .iter()
@@ -91,13 +104,28 @@ impl AppState {
             .collect();
         let weak: Vec<std::sync::Weak<Mount>> = mounts.iter().map(Arc::downgrade).collect();
         uploads.on_change(Arc::new(move |mount: &str, parent: u64| {
-            if let Some(m) = weak.iter().filter_map(|w| w.upgrade()).find(|m| m.name() == mount) {
+            if let Some(m) = weak
+                .iter()
+                .filter_map(|w| w.upgrade())
+                .find(|m| m.name() == mount)
+            {
                 m.vfs.invalidate_now(parent);
             }
         }));
         let auth = auth::Authenticator::new(&config.users)?;
-        let signer = config.server.signing_key.as_ref().map(|k| UrlSigner::new(k.expose().as_bytes()));
-        Ok(Self { mounts, auth, http, signer, sign_ttl: config.server.sign_ttl, uploads })
+        let signer = config
+            .server
+            .signing_key
+            .as_ref()
+            .map(|k| UrlSigner::new(k.expose().as_bytes()));
+        Ok(Self {
+            mounts,
+            auth,
+            http,
+            signer,
+            sign_ttl: config.server.sign_ttl,
+            uploads,
+        })
     }
 }
 

@@ -29,7 +29,8 @@ use crate::mount::Mount;
 /// Methods a read-only mount allows.
 const READ_ONLY_ALLOW: &str = "OPTIONS, GET, HEAD, PROPFIND";
 /// Methods a writable mount allows.
-const WRITABLE_ALLOW: &str = "OPTIONS, GET, HEAD, PROPFIND, PROPPATCH, PUT, DELETE, MKCOL, COPY, MOVE, LOCK, UNLOCK";
+const WRITABLE_ALLOW: &str =
+    "OPTIONS, GET, HEAD, PROPFIND, PROPPATCH, PUT, DELETE, MKCOL, COPY, MOVE, LOCK, UNLOCK";
 /// A LOCK without a Timeout still expires (dav-server would keep it forever).
 const DEFAULT_LOCK_TIMEOUT: &str = "Second-600";
 
@@ -121,9 +122,12 @@ where
         oc_mtime: None,
     };
     match req.method().as_str() {
-        "GET" | "HEAD" => get_or_head(&state, &mount, rest, &segments, &req, profile, &ctx, &what).await,
+        "GET" | "HEAD" => {
+            get_or_head(&state, &mount, rest, &segments, &req, profile, &ctx, &what).await
+        }
         "PROPFIND" => propfind(&mount, rest, req, ctx, &what).await,
-        "PUT" | "PATCH" | "MKCOL" | "DELETE" | "MOVE" | "COPY" | "PROPPATCH" | "LOCK" | "UNLOCK" => {
+        "PUT" | "PATCH" | "MKCOL" | "DELETE" | "MOVE" | "COPY" | "PROPPATCH" | "LOCK"
+        | "UNLOCK" => {
             if mount.read_only() {
                 return status_text(StatusCode::FORBIDDEN, "This mount is read-only", None);
             }
@@ -134,8 +138,13 @@ where
         }
         _ => {
             let mut res = status_text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", None);
-            let allow = if mount.read_only() { READ_ONLY_ALLOW } else { WRITABLE_ALLOW };
-            res.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
+            let allow = if mount.read_only() {
+                READ_ONLY_ALLOW
+            } else {
+                WRITABLE_ALLOW
+            };
+            res.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static(allow));
             res
         }
     }
@@ -143,14 +152,26 @@ where
 
 /// Write methods, after the checks dav-server cannot express: partial PUTs, names 123 cannot
 /// store (400 with the reason), the destination of MOVE/COPY, lock timeouts, client mtimes.
-async fn write<B>(state: &AppState, mount: &Arc<Mount>, rest: &[String], mut req: Request<B>, mut ctx: Ctx) -> Response<ResponseBody>
+async fn write<B>(
+    state: &AppState,
+    mount: &Arc<Mount>,
+    rest: &[String],
+    mut req: Request<B>,
+    mut ctx: Ctx,
+) -> Response<ResponseBody>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let method = req.method().as_str().to_string();
-    if method == "PATCH" || (method == "PUT" && req.headers().contains_key(http::header::CONTENT_RANGE)) {
-        return status_text(StatusCode::NOT_IMPLEMENTED, "Partial uploads are not supported; send the whole file", None);
+    if method == "PATCH"
+        || (method == "PUT" && req.headers().contains_key(http::header::CONTENT_RANGE))
+    {
+        return status_text(
+            StatusCode::NOT_IMPLEMENTED,
+            "Partial uploads are not supported; send the whole file",
+            None,
+        );
     }
     if method == "PUT" || method == "MKCOL" {
         if let Some(name) = rest.last() {
@@ -161,7 +182,11 @@ where
     }
     if method == "MOVE" || method == "COPY" {
         let Some(dest) = destination(req.headers()) else {
-            return status_text(StatusCode::BAD_REQUEST, "Missing or invalid Destination header", None);
+            return status_text(
+                StatusCode::BAD_REQUEST,
+                "Missing or invalid Destination header",
+                None,
+            );
         };
         match state.route(&dest) {
             Some((m, dest_rest)) if Arc::ptr_eq(&m, mount) => {
@@ -172,18 +197,29 @@ where
                     match mount.vfs.resolve(parent).await {
                         Ok(p) if p.is_dir => {}
                         Ok(_) | Err(crate::backend::Error::NotFound) => {
-                            return status_text(StatusCode::CONFLICT, "The destination folder does not exist", None)
+                            return status_text(
+                                StatusCode::CONFLICT,
+                                "The destination folder does not exist",
+                                None,
+                            )
                         }
                         Err(e) => return error_response(&e, "destination"),
                     }
                 }
                 ctx.destination = Some(store_key(dest_rest));
             }
-            _ => return status_text(StatusCode::BAD_GATEWAY, "Moving or copying between mounts is not supported yet", None),
+            _ => {
+                return status_text(
+                    StatusCode::BAD_GATEWAY,
+                    "Moving or copying between mounts is not supported yet",
+                    None,
+                )
+            }
         }
     }
     if method == "LOCK" && !req.headers().contains_key("Timeout") {
-        req.headers_mut().insert("Timeout", HeaderValue::from_static(DEFAULT_LOCK_TIMEOUT));
+        req.headers_mut()
+            .insert("Timeout", HeaderValue::from_static(DEFAULT_LOCK_TIMEOUT));
     }
     if method == "PUT" {
         ctx.oc_mtime = req
@@ -196,7 +232,8 @@ where
     let stored_mtime = ctx.oc_mtime.is_some();
     let mut res = dav_mount(mount, ctx, req).await;
     if stored_mtime && res.status().is_success() {
-        res.headers_mut().insert("X-OC-Mtime", HeaderValue::from_static("accepted"));
+        res.headers_mut()
+            .insert("X-OC-Mtime", HeaderValue::from_static("accepted"));
     }
     res
 }
@@ -214,7 +251,11 @@ fn valid_name(name: &str) -> Result<(), Box<Response<ResponseBody>>> {
 /// The decoded segments of the Destination header's path.
 fn destination(headers: &http::HeaderMap) -> Option<Vec<String>> {
     let raw = headers.get("Destination")?.to_str().ok()?;
-    let path = if raw.starts_with('/') { raw.to_string() } else { url::Url::parse(raw).ok()?.path().to_string() };
+    let path = if raw.starts_with('/') {
+        raw.to_string()
+    } else {
+        url::Url::parse(raw).ok()?.path().to_string()
+    };
     paths::decode(&path).ok()
 }
 
@@ -334,7 +375,13 @@ fn normalise_depth<B>(req: &mut Request<B>) -> Option<Response<ResponseBody>> {
 /// PROPFIND: resolve the target and, for Depth 1 on a folder, fetch its complete listing
 /// before dav-server writes a byte, so a failed page becomes 502/503 instead of a 207 that
 /// looks like a short or empty folder (dav-server skips folders it cannot read).
-async fn propfind<B>(mount: &Arc<Mount>, rest: &[String], mut req: Request<B>, ctx: Ctx, what: &str) -> Response<ResponseBody>
+async fn propfind<B>(
+    mount: &Arc<Mount>,
+    rest: &[String],
+    mut req: Request<B>,
+    ctx: Ctx,
+    what: &str,
+) -> Response<ResponseBody>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -348,7 +395,10 @@ where
             Ok(e) => e,
             Err(e) => return error_response(&e, what),
         };
-        let depth_one = req.headers().get("Depth").is_some_and(|d| d.as_bytes() == b"1");
+        let depth_one = req
+            .headers()
+            .get("Depth")
+            .is_some_and(|d| d.as_bytes() == b"1");
         if entry.is_dir && depth_one {
             if let Err(e) = mount.vfs.list(&entry).await {
                 return error_response(&e, what);
@@ -423,7 +473,13 @@ async fn get_or_head<B>(
             modified: file.modified,
             created: file.modified,
         };
-        return local::serve(req.method(), req.headers(), &entry, local::Source::Memory(file.bytes.clone())).await;
+        return local::serve(
+            req.method(),
+            req.headers(),
+            &entry,
+            local::Source::Memory(file.bytes.clone()),
+        )
+        .await;
     }
     let entry = match mount.vfs.resolve(rest).await {
         Ok(e) => e,
@@ -431,10 +487,22 @@ async fn get_or_head<B>(
     };
     match mount.vfs.local(&entry) {
         Some(crate::vfs::Local::Spooled(path)) => {
-            return local::serve(req.method(), req.headers(), &entry, local::Source::File(&path)).await
+            return local::serve(
+                req.method(),
+                req.headers(),
+                &entry,
+                local::Source::File(&path),
+            )
+            .await
         }
         Some(crate::vfs::Local::Empty) => {
-            return local::serve(req.method(), req.headers(), &entry, local::Source::Memory(Bytes::new())).await
+            return local::serve(
+                req.method(),
+                req.headers(),
+                &entry,
+                local::Source::Memory(Bytes::new()),
+            )
+            .await
         }
         None => {}
     }

@@ -599,6 +599,20 @@ impl UploadQueue {
                             redecide += 1;
                             self.set_phase(id, Phase::Queued).await?;
                         }
+                        // 123's wording for a taken name is not published: if a refusal we
+                        // do not recognise coincides with a taken name, treat it as one.
+                        Err(e @ Error::Upstream { .. }) if !is_temp_name(&name) => {
+                            let taken = backend
+                                .list(parent)
+                                .await?
+                                .iter()
+                                .any(|c| same_name(&c.name, &name));
+                            if !taken {
+                                return Err(e);
+                            }
+                            let phase = Phase::Uploading { parent, name: temp };
+                            self.set_phase(id, phase).await?;
+                        }
                         Err(e) => return Err(e),
                     }
                 }
@@ -718,8 +732,16 @@ impl UploadQueue {
         match outcome {
             Ok((entry, guard)) => {
                 // Removed under the step lock: a cancel or retarget either came first (and
-                // the job is gone) or sees it finished.
-                let job = lock(&self.state).jobs.remove(id);
+                // the job is gone) or sees it finished. Listeners hear of it before it leaves
+                // the pending list, so no reader finds it in neither place (not pending, and
+                // hidden by a listing cached before it landed).
+                let job = {
+                    let mut st = lock(&self.state);
+                    if let Some(j) = st.jobs.get(id) {
+                        self.changed(&j.record.mount, j.record.parent_id);
+                    }
+                    st.jobs.remove(id)
+                };
                 drop(guard);
                 let Some(job) = job else {
                     return Err(cancelled());

@@ -82,11 +82,21 @@ impl ListingCache {
 
     /// Marks a folder's listing out of date at once (callable from synchronous code).
     pub(super) fn invalidate_now(&self, dir_id: u64) {
-        *self.generations.lock().unwrap_or_else(|p| p.into_inner()).entry(dir_id).or_insert(0) += 1;
+        *self
+            .generations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(dir_id)
+            .or_insert(0) += 1;
     }
 
     pub(super) async fn get(&self, dir_id: u64) -> Result<Arc<Listing>, Error> {
-        if let Some(listing) = self.cache.get(&dir_id).await.filter(|l| l.generation == self.generation(dir_id)) {
+        if let Some(listing) = self
+            .cache
+            .get(&dir_id)
+            .await
+            .filter(|l| l.generation == self.generation(dir_id))
+        {
             if listing.fetched_at.elapsed() > self.ttl {
                 // Stale: answer now, refresh in the background (one fetch in flight).
                 drop(self.fetch(dir_id));
@@ -147,7 +157,12 @@ impl ListingCache {
 }
 
 fn generation_of(generations: &Mutex<HashMap<u64, u64>>, dir_id: u64) -> u64 {
-    generations.lock().unwrap_or_else(|p| p.into_inner()).get(&dir_id).copied().unwrap_or(0)
+    generations
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&dir_id)
+        .copied()
+        .unwrap_or(0)
 }
 
 /// Cloud names as clients see them, without the upload queue's temporary files.

@@ -129,7 +129,12 @@ impl Vfs {
         if local.is_empty() {
             return Ok(listing.entries.clone());
         }
-        let mut out: Vec<Entry> = listing.entries.iter().filter(|e| !local.iter().any(|l| l.name == e.name)).cloned().collect();
+        let mut out: Vec<Entry> = listing
+            .entries
+            .iter()
+            .filter(|e| !local.iter().any(|l| l.name == e.name))
+            .cloned()
+            .collect();
         out.extend(local);
         Ok(out)
     }
@@ -156,7 +161,13 @@ impl Vfs {
     }
 
     /// Renames and/or moves `entry` from folder `from` to folder `to` under `name`.
-    pub async fn rename_move(&self, entry: &Entry, from: &Entry, to: &Entry, name: &str) -> Result<(), Error> {
+    pub async fn rename_move(
+        &self,
+        entry: &Entry,
+        from: &Entry,
+        to: &Entry,
+        name: &str,
+    ) -> Result<(), Error> {
         let cloud = cloud_name(name)?;
         let renamed = entry.name != name;
         // Rename first, in the source folder, so the move never meets the old name there.
@@ -186,9 +197,18 @@ impl Vfs {
     }
 
     /// Creates `name` in `parent` from content 123 already has; `Ok(None)` when it does not.
-    pub async fn copy_instant(&self, parent: &Entry, name: &str, md5: &str, size: u64) -> Result<Option<Entry>, Error> {
+    pub async fn copy_instant(
+        &self,
+        parent: &Entry,
+        name: &str,
+        md5: &str,
+        size: u64,
+    ) -> Result<Option<Entry>, Error> {
         let cloud = cloud_name(name)?;
-        let result = self.backend.copy_instant(parent.id, &cloud, md5, size).await;
+        let result = self
+            .backend
+            .copy_instant(parent.id, &cloud, md5, size)
+            .await;
         self.invalidate(parent.id).await;
         result
     }

@@ -60,7 +60,15 @@ pub fn to_cloud(name: &str) -> Result<String, NameError> {
     if name.chars().any(|c| c.is_control()) {
         return Err(NameError::Control);
     }
-    let mapped: String = name.chars().map(|c| MAP.iter().find(|(a, _)| *a == c).map(|(_, b)| *b).unwrap_or(c)).collect();
+    let mapped: String = name
+        .chars()
+        .map(|c| {
+            MAP.iter()
+                .find(|(a, _)| *a == c)
+                .map(|(_, b)| *b)
+                .unwrap_or(c)
+        })
+        .collect();
     if mapped.chars().count() > MAX_NAME_CHARS {
         return Err(NameError::TooLong);
     }
@@ -69,7 +77,14 @@ pub fn to_cloud(name: &str) -> Result<String, NameError> {
 
 /// The name to show a client for a name stored on 123.
 pub fn from_cloud(name: &str) -> String {
-    name.nfc().map(|c| MAP.iter().find(|(_, b)| *b == c).map(|(a, _)| *a).unwrap_or(c)).collect()
+    name.nfc()
+        .map(|c| {
+            MAP.iter()
+                .find(|(_, b)| *b == c)
+                .map(|(a, _)| *a)
+                .unwrap_or(c)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -80,7 +95,10 @@ mod tests {
     fn forbidden_characters_round_trip() {
         for name in ["a:b?.txt", "x*y|z<w>\"q\\.md", "plain.txt", "电影.mkv"] {
             let cloud = to_cloud(name).unwrap();
-            assert!(!cloud.contains(['"', '\\', '/', ':', '*', '?', '|', '>', '<']), "{cloud}");
+            assert!(
+                !cloud.contains(['"', '\\', '/', ':', '*', '?', '|', '>', '<']),
+                "{cloud}"
+            );
             assert_eq!(from_cloud(&cloud), name);
         }
     }

@@ -49,8 +49,19 @@ impl Overlay {
     }
 
     fn new_entry(&self, name: &str, size: u64, md5: Option<String>, modified: SystemTime) -> Entry {
-        let n = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Entry { id: LOCAL_ID_BASE + n, name: name.to_string(), is_dir: false, size, md5, version: None, modified, created: modified }
+        let n = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Entry {
+            id: LOCAL_ID_BASE + n,
+            name: name.to_string(),
+            is_dir: false,
+            size,
+            md5,
+            version: None,
+            modified,
+            created: modified,
+        }
     }
 
     /// Connects the upload queue whose pending files of `mount` this overlay shows.
@@ -60,9 +71,12 @@ impl Overlay {
 
     fn pending_entry(&self, p: &crate::upload::PendingFile) -> Entry {
         let mut ids = self.pending_ids.lock().unwrap_or_else(|e| e.into_inner());
-        let id = *ids
-            .entry(p.path.clone())
-            .or_insert_with(|| LOCAL_ID_BASE + self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let id = *ids.entry(p.path.clone()).or_insert_with(|| {
+            LOCAL_ID_BASE
+                + self
+                    .next_id
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        });
         Entry {
             id,
             name: super::names::from_cloud(&p.name),
@@ -76,8 +90,14 @@ impl Overlay {
     }
 
     fn pending(&self, parent: u64) -> Vec<Entry> {
-        let Some((queue, mount)) = self.queue.get() else { return Vec::new() };
-        queue.pending(mount, parent).iter().map(|p| self.pending_entry(p)).collect()
+        let Some((queue, mount)) = self.queue.get() else {
+            return Vec::new();
+        };
+        queue
+            .pending(mount, parent)
+            .iter()
+            .map(|p| self.pending_entry(p))
+            .collect()
     }
 
     /// Shows an empty placeholder in `parent` (unless something is already there).
@@ -85,12 +105,18 @@ impl Overlay {
         let entry = self.new_entry(name, 0, None, SystemTime::now());
         self.items()
             .entry((parent, name.to_string()))
-            .or_insert(Item { entry, local: Local::Empty, expires: Some(Instant::now() + PLACEHOLDER_TTL) });
+            .or_insert(Item {
+                entry,
+                local: Local::Empty,
+                expires: Some(Instant::now() + PLACEHOLDER_TTL),
+            });
     }
 
     /// Is the local file at (parent, name) a placeholder?
     pub fn is_placeholder(&self, parent: u64, name: &str) -> bool {
-        self.items().get(&(parent, name.to_string())).is_some_and(|i| matches!(i.local, Local::Empty))
+        self.items()
+            .get(&(parent, name.to_string()))
+            .is_some_and(|i| matches!(i.local, Local::Empty))
     }
 
     /// Removes a placeholder.
@@ -106,7 +132,10 @@ impl Overlay {
         }
         let mut items = self.items();
         let key = (parent, name.to_string());
-        if items.get(&key).is_some_and(|i| i.expires.is_some_and(|t| t <= Instant::now())) {
+        if items
+            .get(&key)
+            .is_some_and(|i| i.expires.is_some_and(|t| t <= Instant::now()))
+        {
             items.remove(&key);
             return None;
         }
@@ -135,6 +164,8 @@ impl Overlay {
             return Some(i.local.clone());
         }
         let ids = self.pending_ids.lock().unwrap_or_else(|e| e.into_inner());
-        ids.iter().find(|(_, v)| **v == id).map(|(p, _)| Local::Spooled(p.clone()))
+        ids.iter()
+            .find(|(_, v)| **v == id)
+            .map(|(p, _)| Local::Spooled(p.clone()))
     }
 }
