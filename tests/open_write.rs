@@ -641,3 +641,87 @@ async fn copy_and_move_onto_existing_files() {
     );
     assert_eq!(env.emu.read("/lib/dst.txt").expect("copied"), b"source");
 }
+
+#[tokio::test]
+async fn cross_mount_copy_and_move() {
+    let env = TestEnv::start(fast_cfg(), |emu| {
+        emu.put_file("/lib/a.bin", bytes_of(100_000, 10));
+        emu.put_file("/lib/dir/x.txt", b"x".to_vec());
+        emu.put_file("/lib/dir/deep/y.txt", b"y".to_vec());
+        emu.mkdir_p("/other/sub");
+        let lib = emu.lookup("/lib").map(|e| e.id).unwrap_or(0);
+        let other = emu.lookup("/other").map(|e| e.id).unwrap_or(0);
+        format!(
+            "{}{}",
+            open_mount("/m", "proxy", &format!("root_id = {lib}")),
+            open_mount(
+                "/n",
+                "proxy",
+                &format!("root_id = {other}\nupload = \"sync\"")
+            )
+        )
+    })
+    .await;
+    // Content 123 already has: instant reuse in the target mount, no bytes sent.
+    env.emu.reset_stats();
+    let r = env
+        .req("COPY", "/m/a.bin")
+        .header("Destination", env.url("/n/sub/a.bin"))
+        .send()
+        .await
+        .expect("copy");
+    assert_eq!(r.status().as_u16(), 201);
+    assert_eq!(
+        env.emu.read("/other/sub/a.bin").expect("copied"),
+        bytes_of(100_000, 10)
+    );
+    assert_eq!(env.emu.stats().calls(SLICE), 0);
+    assert!(env.propfind("/n/sub/", "1").await.1.contains("a.bin"));
+    // Overwrite: F onto it is refused; a missing destination folder is 409.
+    let r = env
+        .req("COPY", "/m/a.bin")
+        .header("Destination", env.url("/n/sub/a.bin"))
+        .header("Overwrite", "F")
+        .send()
+        .await
+        .expect("copy");
+    assert_eq!(r.status().as_u16(), 412);
+    let r = env
+        .req("COPY", "/m/a.bin")
+        .header("Destination", env.url("/n/nope/a.bin"))
+        .send()
+        .await
+        .expect("copy");
+    assert_eq!(r.status().as_u16(), 409);
+    // A file still in the queue is streamed through the gateway; MOVE removes the source.
+    assert_eq!(put(&env, "/m/fresh.bin", bytes_of(150_000, 11)).await, 201);
+    let r = env
+        .req("MOVE", "/m/fresh.bin")
+        .header("Destination", env.url("/n/fresh.bin"))
+        .send()
+        .await
+        .expect("move");
+    assert_eq!(r.status().as_u16(), 201);
+    assert_eq!(
+        env.emu.read("/other/fresh.bin").expect("moved"),
+        bytes_of(150_000, 11)
+    );
+    assert_eq!(
+        env.req("GET", "/m/fresh.bin")
+            .send()
+            .await
+            .expect("get")
+            .status()
+            .as_u16(),
+        404
+    );
+    // A folder, recursively.
+    let r = env
+        .req("COPY", "/m/dir/")
+        .header("Destination", env.url("/n/dir/"))
+        .send()
+        .await
+        .expect("copy");
+    assert_eq!(r.status().as_u16(), 201);
+    assert_eq!(env.emu.read("/other/dir/deep/y.txt").expect("copied"), b"y");
+}

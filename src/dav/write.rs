@@ -9,7 +9,7 @@ use bytes::{Buf, Bytes};
 use dav_server::fs::{DavFile, DavMetaData, FsError, FsFuture, FsResult, OpenOptions};
 use futures_util::FutureExt;
 
-use super::{fs_error, junk, store_key, Ctx, EntryMeta, MountFs};
+use super::{fs_error, store_key, Ctx, EntryMeta, MountFs};
 use crate::backend::Entry;
 use crate::mount::Mount;
 use crate::upload::{NewJob, SpoolError, SpoolWriter};
@@ -61,7 +61,7 @@ impl MountFs {
             None if !options.create && !options.create_new => return Err(FsError::NotFound),
             _ => {}
         }
-        if junk::is_junk(&name) {
+        if ctx.is_junk(&name) {
             return Ok(Box::new(JunkWriter {
                 mount: self.mount.clone(),
                 user: ctx.user.clone(),
@@ -106,7 +106,7 @@ impl MountFs {
     pub(super) async fn create_dir_at(&self, segs: &[String], ctx: &Ctx) -> FsResult<()> {
         self.require_write(ctx)?;
         let (parent, name) = self.parent_of(segs).await?;
-        if junk::is_junk(&name) {
+        if ctx.is_junk(&name) {
             return Err(FsError::Forbidden);
         }
         if self.entry(segs, ctx).await.is_ok() {
@@ -124,7 +124,7 @@ impl MountFs {
         self.require_write(ctx)?;
         let key = store_key(segs);
         let (parent, name) = self.parent_of(segs).await?;
-        if junk::is_junk(&name) {
+        if ctx.is_junk(&name) {
             return if self.mount.junk.remove(&ctx.user, &key) {
                 Ok(())
             } else {
@@ -140,7 +140,22 @@ impl MountFs {
                 let cloud = cloud_name(&name).map_err(|e| fs_error(&e))?;
                 let queue = &self.mount.writes.as_ref().ok_or(FsError::Forbidden)?.queue;
                 if !queue.cancel(self.mount.name(), parent.id, &cloud).await {
-                    return Err(FsError::NotFound);
+                    // It landed in 123 meanwhile: remove that instead.
+                    self.mount.vfs.invalidate(parent.id).await;
+                    let landed = self
+                        .mount
+                        .vfs
+                        .child(&parent, &name)
+                        .await
+                        .map_err(|e| fs_error(&e))?;
+                    if self.mount.vfs.local(&landed).is_some() {
+                        return Err(FsError::NotFound);
+                    }
+                    self.mount
+                        .vfs
+                        .trash(&landed, &parent)
+                        .await
+                        .map_err(|e| fs_error(&e))?;
                 }
             }
             None => self
@@ -164,7 +179,7 @@ impl MountFs {
         let (from_parent, from_name) = self.parent_of(from).await?;
         let (to_parent, to_name) = self.parent_of(to).await?;
         let (from_key, to_key) = (store_key(from), store_key(to));
-        if junk::is_junk(&from_name) {
+        if ctx.is_junk(&from_name) {
             let f = self
                 .mount
                 .junk
@@ -213,7 +228,7 @@ impl MountFs {
         let (to_parent, to_name) = self.parent_of(to).await?;
         let (from_key, to_key) = (store_key(from), store_key(to));
         let entry = self.entry(from, ctx).await?;
-        if from.last().is_some_and(|n| junk::is_junk(n)) {
+        if from.last().is_some_and(|n| ctx.is_junk(n)) {
             let f = self
                 .mount
                 .junk

@@ -1,9 +1,13 @@
 //! The HTTP server: listener, optional TLS, the per-request wrapper (one log line per request)
 //! and the shared state every request reads.
 
+mod access;
+mod across;
 pub mod auth;
 mod errors;
+pub mod health;
 mod index;
+pub mod metrics;
 pub mod paths;
 pub mod profile;
 mod router;
@@ -38,6 +42,12 @@ pub struct AppState {
     pub sign_ttl: Duration,
     /// The upload queue shared by every writable mount.
     pub uploads: Arc<UploadQueue>,
+    /// Readiness of each mount (`/-/readyz`).
+    pub health: health::Health,
+    /// `/-/metrics` asks for Basic auth.
+    pub metrics_auth: bool,
+    /// `[[clients]]`: per-User-Agent overrides, first match wins.
+    pub clients: Vec<crate::config::ClientRule>,
 }
 
 /// The HTTP client every upstream call shares. No overall timeout (a film streams for hours);
@@ -112,6 +122,10 @@ impl AppState {
                 m.vfs.invalidate_now(parent);
             }
         }));
+        let health = health::Health::new(
+            health::token_sources(&config.mounts, &http, &clients, state_dir),
+            config.server.ready_probe_interval,
+        );
         let auth = auth::Authenticator::new(&config.users)?;
         let signer = config
             .server
@@ -125,6 +139,9 @@ impl AppState {
             signer,
             sign_ttl: config.server.sign_ttl,
             uploads,
+            health,
+            metrics_auth: config.server.metrics_auth,
+            clients: config.clients.clone(),
         })
     }
 }
@@ -184,6 +201,7 @@ pub fn start_on(
 ) -> anyhow::Result<RunningServer> {
     let addr = listener.local_addr()?;
     spawn_probes(&state);
+    health::spawn_reprobe(&state);
     let (tx, mut rx) = watch::channel(false);
     let st = state.clone();
     let task = tokio::spawn(async move {
@@ -225,11 +243,22 @@ pub fn start_on(
 /// Runs every mount's start-up probe (`Backend::probe`) in the background, so a slow or failing
 /// upstream never delays listening. A failure is logged once, naming the mount; the mount keeps
 /// serving, and its requests meet the same error (mapped like any other).
-fn spawn_probes(state: &AppState) {
+fn spawn_probes(state: &Arc<AppState>) {
     for mount in &state.mounts {
         let mount = mount.clone();
+        let state = state.clone();
         tokio::spawn(async move {
-            match mount.vfs.backend().probe().await {
+            let started = Instant::now();
+            let result = mount.vfs.backend().probe().await;
+            health::startup_probe(
+                &state,
+                &mount,
+                result
+                    .as_ref()
+                    .map(|()| started.elapsed())
+                    .map_err(|e| e.to_string()),
+            );
+            match result {
                 Ok(()) => tracing::debug!(mount = %mount.config.path, "mount probe passed"),
                 Err(e) => tracing::warn!(
                     mount = %mount.config.path,
@@ -252,16 +281,26 @@ where
             let started = Instant::now();
             let method = req.method().clone();
             let path = req.uri().path().to_string();
-            let res = router::handle(state, req).await;
-            tracing::info!(
-                %peer,
-                method = %method,
-                path = %path,
-                status = res.status().as_u16(),
-                ms = started.elapsed().as_millis() as u64,
-                "request"
-            );
-            Ok::<_, Infallible>(res)
+            let note = access::Note::default();
+            let mut req = req;
+            req.extensions_mut().insert(note.clone());
+            let res = router::handle(state.clone(), req).await;
+            let status = res.status();
+            let mount = note.mount_path();
+            metrics::request(method.as_str(), status.as_u16(), &mount);
+            if !mount.is_empty() {
+                health::observe(&state, &mount, status);
+            }
+            let line = access::Line {
+                id: access::next_request_id(),
+                peer,
+                method: method.to_string(),
+                path,
+                status: status.as_u16(),
+                started,
+                note,
+            };
+            Ok::<_, Infallible>(res.map(|body| access::log_when_done(body, line)))
         }
     });
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());

@@ -71,6 +71,9 @@ where
         Err(bad) => return status_text(StatusCode::BAD_REQUEST, bad.0, None),
     };
     let route = state.route(&segments);
+    if let Some((m, _)) = &route {
+        super::access::note_mount(&req, m);
+    }
     if req.method() == Method::OPTIONS {
         return options(route.as_ref().map(|r| r.0.as_ref()));
     }
@@ -108,7 +111,8 @@ where
             None,
         );
     }
-    let profile = ClientProfile::from_headers(req.headers());
+    let profile = ClientProfile::from_rules(req.headers(), &state.clients);
+    super::access::note_profile(&req, &profile);
     let what = format!(
         "{}{}",
         mount.config.path.trim_end_matches('/'),
@@ -120,6 +124,7 @@ where
         can_write: user.write && !mount.read_only(),
         destination: None,
         oc_mtime: None,
+        junk_local: profile.junk_local,
     };
     match req.method().as_str() {
         "GET" | "HEAD" => {
@@ -134,7 +139,7 @@ where
             if !user.write {
                 return status_text(StatusCode::FORBIDDEN, "This user may not write", None);
             }
-            write(&state, &mount, rest, req, ctx).await
+            write(&state, &mount, rest, &user, req, ctx).await
         }
         _ => {
             let mut res = status_text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", None);
@@ -156,6 +161,7 @@ async fn write<B>(
     state: &AppState,
     mount: &Arc<Mount>,
     rest: &[String],
+    user: &super::auth::User,
     mut req: Request<B>,
     mut ctx: Ctx,
 ) -> Response<ResponseBody>
@@ -208,10 +214,37 @@ where
                 }
                 ctx.destination = Some(store_key(dest_rest));
             }
-            _ => {
+            Some((other, dest_rest)) => {
+                if !user.can_see(&other.config.path) {
+                    return status_text(
+                        StatusCode::FORBIDDEN,
+                        "This user may not use the destination mount",
+                        None,
+                    );
+                }
+                if let Some(name) = dest_rest.last() {
+                    if let Err(e) = valid_name(name) {
+                        return *e;
+                    }
+                }
+                let dest_rest = dest_rest.to_vec();
+                let is_move = method == "MOVE";
+                return super::across::copy_or_move(
+                    state,
+                    mount,
+                    rest,
+                    &other,
+                    &dest_rest,
+                    req.headers(),
+                    &user.name,
+                    is_move,
+                )
+                .await;
+            }
+            None => {
                 return status_text(
                     StatusCode::BAD_GATEWAY,
-                    "Moving or copying between mounts is not supported yet",
+                    "The destination is not on this server",
                     None,
                 )
             }
@@ -389,7 +422,7 @@ where
     if let Some(res) = normalise_depth(&mut req) {
         return res;
     }
-    let is_junk = rest.last().is_some_and(|n| crate::dav::junk::is_junk(n));
+    let is_junk = rest.last().is_some_and(|n| ctx.is_junk(n));
     if !is_junk {
         let entry = match mount.vfs.resolve(rest).await {
             Ok(e) => e,
@@ -459,7 +492,7 @@ async fn get_or_head<B>(
     what: &str,
 ) -> Response<ResponseBody> {
     // Client junk is answered locally: from the side store, or a fast 404 that never asks 123.
-    if let Some(name) = rest.last().filter(|n| crate::dav::junk::is_junk(n)) {
+    if let Some(name) = rest.last().filter(|n| ctx.is_junk(n)) {
         let Some(file) = mount.junk.get(&ctx.user, &store_key(rest)) else {
             return status_text(StatusCode::NOT_FOUND, "Not found", None);
         };
@@ -612,6 +645,9 @@ async fn proxy_file<B>(
 
 /// Routes under `/-/`: signed downloads (`/-/d/…`). The signature is the credential.
 async fn internal<B>(state: &AppState, req: &Request<B>, rest: &str) -> Response<ResponseBody> {
+    if let Some(res) = super::health::route(state, req, rest).await {
+        return res;
+    }
     let Some(signed_path) = rest.strip_prefix("d/").map(|p| format!("/{p}")) else {
         return status_text(StatusCode::NOT_FOUND, "Not found", None);
     };
@@ -648,6 +684,7 @@ async fn internal<B>(state: &AppState, req: &Request<B>, rest: &str) -> Response
     let Some((mount, rest)) = state.route(&segments) else {
         return status_text(StatusCode::NOT_FOUND, "No such mount", None);
     };
+    super::access::note_mount(req, &mount);
     let what = canonical.clone();
     let entry = match mount.vfs.resolve(rest).await {
         Ok(e) if !e.is_dir => e,
@@ -683,7 +720,7 @@ mod tests {
         let windows = ClientProfile {
             never_redirect: true,
             windows: true,
-            finder: false,
+            ..ClientProfile::default()
         };
         use DownloadPolicy::*;
         let cases = [

@@ -122,6 +122,18 @@ impl Vfs {
         Ok(current)
     }
 
+    /// The child `name` of folder `parent` (local files first, as `resolve` does).
+    pub async fn child(&self, parent: &Entry, name: &str) -> Result<Entry, Error> {
+        if let Some(local) = self.overlay.find(parent.id, name) {
+            return Ok(local);
+        }
+        self.list(parent)
+            .await?
+            .find(name)
+            .cloned()
+            .ok_or(Error::NotFound)
+    }
+
     /// What a client sees in folder `dir`: the cloud listing with local files laid over it.
     pub async fn list_view(&self, dir: &Entry) -> Result<Vec<Entry>, Error> {
         let listing = self.list(dir).await?;
@@ -218,6 +230,7 @@ impl Vfs {
         if refresh {
             self.links.invalidate(&file.id).await;
         }
+        crate::server::metrics::cache("link", self.links.contains_key(&file.id));
         let backend = self.backend.clone();
         let entry = file.clone();
         let link = self

@@ -1,0 +1,329 @@
+//! COPY and MOVE between mounts, which dav-server cannot do (one filesystem per request).
+//!
+//! A file is created in the target account by instant reuse (MD5 + size) when 123 already has
+//! the content, and otherwise streamed through the gateway into the target mount's spool and
+//! upload queue. Folders are copied entry by entry. MOVE is COPY, then the source to the
+//! recycle bin. Locks are checked here as dav-server would: the destination (and for MOVE the
+//! source) must not be locked by someone else, unless the request carries the lock token.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use dav_server::davpath::DavPath;
+use dav_server::ls::DavLockSystem;
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, StreamExt};
+use http::{HeaderMap, Response, StatusCode};
+
+use super::errors::error_response;
+use super::paths;
+use super::AppState;
+use crate::backend::{Entry, Error};
+use crate::download::respond::status_text;
+use crate::download::ResponseBody;
+use crate::mount::Mount;
+use crate::upload::NewJob;
+use crate::vfs::{cloud_name, Local};
+
+type Outcome = Result<(), Response<ResponseBody>>;
+
+/// The lock tokens a request submits in its `If` header.
+fn submitted_tokens(headers: &HeaderMap) -> Vec<String> {
+    let Some(value) = headers.get("If").and_then(|v| v.to_str().ok()) else {
+        return Vec::new();
+    };
+    value
+        .split('<')
+        .skip(1)
+        .filter_map(|s| s.split_once('>').map(|(t, _)| t.to_string()))
+        .filter(|t| t.starts_with("opaquelocktoken:") || t.starts_with("urn:uuid:"))
+        .collect()
+}
+
+/// 423 unless `segs` (and below) is free of other people's locks or the request holds them.
+async fn check_unlocked(mount: &Mount, segs: &[String], user: &str, tokens: &[String]) -> Outcome {
+    let Ok(path) = DavPath::new(&paths::encode(segs)) else {
+        return Ok(());
+    };
+    match mount
+        .locks
+        .check(&path, Some(user), false, true, tokens)
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(_) => Err(status_text(
+            StatusCode::LOCKED,
+            "The resource is locked",
+            None,
+        )),
+    }
+}
+
+/// Answers a COPY or MOVE whose Destination is in another mount.
+#[allow(clippy::too_many_arguments)]
+pub async fn copy_or_move(
+    state: &AppState,
+    src: &Arc<Mount>,
+    src_segs: &[String],
+    dst: &Arc<Mount>,
+    dst_segs: &[String],
+    headers: &HeaderMap,
+    user: &str,
+    is_move: bool,
+) -> Response<ResponseBody> {
+    match run(state, src, src_segs, dst, dst_segs, headers, user, is_move).await {
+        Ok(existed) => {
+            let mut res = Response::new(crate::download::respond::empty_body());
+            *res.status_mut() = if existed {
+                StatusCode::NO_CONTENT
+            } else {
+                StatusCode::CREATED
+            };
+            res
+        }
+        Err(res) => res,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    state: &AppState,
+    src: &Arc<Mount>,
+    src_segs: &[String],
+    dst: &Arc<Mount>,
+    dst_segs: &[String],
+    headers: &HeaderMap,
+    user: &str,
+    is_move: bool,
+) -> Result<bool, Response<ResponseBody>> {
+    let what = |m: &Mount, segs: &[String]| {
+        format!(
+            "{}{}",
+            m.config.path.trim_end_matches('/'),
+            paths::encode(segs)
+        )
+    };
+    if dst.read_only() {
+        return Err(status_text(
+            StatusCode::FORBIDDEN,
+            "The destination mount is read-only",
+            None,
+        ));
+    }
+    let overwrite = !headers
+        .get("Overwrite")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"F"));
+    let tokens = submitted_tokens(headers);
+    if is_move {
+        check_unlocked(src, src_segs, user, &tokens).await?;
+    }
+    check_unlocked(dst, dst_segs, user, &tokens).await?;
+    let entry = src
+        .vfs
+        .resolve(src_segs)
+        .await
+        .map_err(|e| error_response(&e, &what(src, src_segs)))?;
+    let Some((name, dst_parent_segs)) = dst_segs.split_last() else {
+        return Err(status_text(
+            StatusCode::FORBIDDEN,
+            "Cannot replace a mount's root",
+            None,
+        ));
+    };
+    let dst_parent = match dst.vfs.resolve(dst_parent_segs).await {
+        Ok(p) if p.is_dir => p,
+        Ok(_) | Err(Error::NotFound) => {
+            return Err(status_text(
+                StatusCode::CONFLICT,
+                "The destination folder does not exist",
+                None,
+            ))
+        }
+        Err(e) => return Err(error_response(&e, &what(dst, dst_segs))),
+    };
+    let existed = match dst.vfs.resolve(dst_segs).await {
+        Ok(existing) => {
+            if !overwrite {
+                return Err(status_text(
+                    StatusCode::PRECONDITION_FAILED,
+                    "The destination exists and Overwrite is F",
+                    None,
+                ));
+            }
+            remove(dst, &existing, &dst_parent, name)
+                .await
+                .map_err(|e| error_response(&e, &what(dst, dst_segs)))?;
+            true
+        }
+        Err(Error::NotFound) => false,
+        Err(e) => return Err(error_response(&e, &what(dst, dst_segs))),
+    };
+    copy_entry(state, src, entry.clone(), dst, dst_parent, name.clone())
+        .await
+        .map_err(|e| error_response(&e, &what(dst, dst_segs)))?;
+    if is_move {
+        let src_parent = src
+            .vfs
+            .resolve(&src_segs[..src_segs.len().saturating_sub(1)])
+            .await;
+        let src_parent = src_parent.map_err(|e| error_response(&e, &what(src, src_segs)))?;
+        remove(
+            src,
+            &entry,
+            &src_parent,
+            src_segs.last().map(String::as_str).unwrap_or(""),
+        )
+        .await
+        .map_err(|e| error_response(&e, &what(src, src_segs)))?;
+    }
+    Ok(existed)
+}
+
+/// Removes an entry: a pending upload from the queue, anything else to the recycle bin.
+async fn remove(mount: &Mount, entry: &Entry, parent: &Entry, name: &str) -> Result<(), Error> {
+    match mount.vfs.local(entry) {
+        Some(Local::Empty) => {
+            mount.vfs.overlay().remove(parent.id, name);
+            Ok(())
+        }
+        Some(Local::Spooled(_)) => {
+            let cancelled = match mount.writes.as_ref() {
+                Some(w) => {
+                    w.queue
+                        .cancel(mount.name(), parent.id, &cloud_name(name)?)
+                        .await
+                }
+                None => false,
+            };
+            if cancelled {
+                return Ok(());
+            }
+            // It landed in 123 meanwhile: remove that.
+            mount.vfs.invalidate(parent.id).await;
+            match mount.vfs.child(parent, name).await {
+                Ok(landed) if mount.vfs.local(&landed).is_none() => {
+                    mount.vfs.trash(&landed, parent).await
+                }
+                Ok(_) | Err(Error::NotFound) => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+        None => mount.vfs.trash(entry, parent).await,
+    }
+}
+
+fn copy_entry<'a>(
+    state: &'a AppState,
+    src: &'a Arc<Mount>,
+    entry: Entry,
+    dst: &'a Arc<Mount>,
+    dst_parent: Entry,
+    name: String,
+) -> BoxFuture<'a, Result<(), Error>> {
+    async move {
+        if entry.is_dir {
+            let folder = dst.vfs.mkdir(&dst_parent, &name).await?;
+            for child in src.vfs.list_view(&entry).await? {
+                let child_name = child.name.clone();
+                copy_entry(state, src, child, dst, folder.clone(), child_name).await?;
+            }
+            return Ok(());
+        }
+        if let (Some(md5), None) = (entry.md5.as_deref(), src.vfs.local(&entry)) {
+            if dst
+                .vfs
+                .copy_instant(&dst_parent, &name, md5, entry.size)
+                .await?
+                .is_some()
+            {
+                return Ok(());
+            }
+        }
+        stream_file(state, src, &entry, dst, &dst_parent, &name).await
+    }
+    .boxed()
+}
+
+/// Copies a file's bytes through the gateway into the destination's upload queue.
+async fn stream_file(
+    state: &AppState,
+    src: &Mount,
+    entry: &Entry,
+    dst: &Mount,
+    dst_parent: &Entry,
+    name: &str,
+) -> Result<(), Error> {
+    let writes = dst.writes.as_ref().ok_or(Error::Unsupported)?;
+    let io = |e: crate::upload::SpoolError| match e {
+        crate::upload::SpoolError::TooLarge => Error::TooLarge,
+        other => Error::Unavailable(format!("spooling a copy: {other}")),
+    };
+    let mut writer = writes.spool.writer(Some(entry.size)).await.map_err(io)?;
+    match src.vfs.local(entry) {
+        Some(Local::Empty) => {}
+        Some(Local::Spooled(path)) => {
+            use tokio::io::AsyncReadExt;
+            let mut file = tokio::fs::File::open(&path)
+                .await
+                .map_err(|e| Error::Transport(e.to_string()))?;
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let n = file
+                    .read(&mut buf)
+                    .await
+                    .map_err(|e| Error::Transport(e.to_string()))?;
+                if n == 0 {
+                    break;
+                }
+                writer.write(&buf[..n]).await.map_err(io)?;
+            }
+        }
+        None => {
+            let link = src.vfs.link(entry, false).await?;
+            let res = state
+                .http
+                .get(&link.url)
+                .headers(link.headers.clone())
+                .send()
+                .await
+                .map_err(|e| Error::Transport(e.without_url().to_string()))?;
+            if res.status() != StatusCode::OK {
+                return Err(Error::Unavailable(format!(
+                    "the source download answered HTTP {}",
+                    res.status().as_u16()
+                )));
+            }
+            let mut body = res.bytes_stream();
+            while let Some(chunk) = body.next().await {
+                let chunk: Bytes =
+                    chunk.map_err(|e| Error::Transport(e.without_url().to_string()))?;
+                writer.write(&chunk).await.map_err(io)?;
+            }
+        }
+    }
+    let file = writer.finish().await.map_err(io)?;
+    if file.size != entry.size {
+        file.discard().await;
+        return Err(Error::Unavailable("the source ended early".into()));
+    }
+    let job = NewJob {
+        mount: dst.name().to_string(),
+        parent_id: dst_parent.id,
+        name: cloud_name(name)?,
+        file,
+        modified: SystemTime::now(),
+    };
+    if writes.sync {
+        writes.queue.upload_now(job).await.map(|_| ())?;
+        dst.vfs.invalidate(dst_parent.id).await;
+        Ok(())
+    } else {
+        writes
+            .queue
+            .enqueue(job)
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::Unavailable(format!("queueing a copy: {e}")))
+    }
+}
