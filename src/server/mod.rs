@@ -6,6 +6,7 @@ mod across;
 pub mod auth;
 mod errors;
 pub mod health;
+mod if_header;
 mod index;
 pub mod metrics;
 pub mod paths;
@@ -31,6 +32,9 @@ use crate::config::Config;
 use crate::download::sign::UrlSigner;
 use crate::mount::{build_backends, build_mount, Mount, Writes};
 use crate::upload::{QueueConfig, UploadQueue};
+
+/// The most header bytes one request may carry.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// Everything a request may read.
 pub struct AppState {
@@ -303,7 +307,12 @@ where
             Ok::<_, Infallible>(res.map(|body| access::log_when_done(body, line)))
         }
     });
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // No WebDAV client needs more than a few KiB of headers; refuse floods early (431).
+    builder.http1().max_buf_size(MAX_HEADER_BYTES);
+    builder
+        .http2()
+        .max_header_list_size(MAX_HEADER_BYTES as u32);
     if let Err(e) = builder.serve_connection(io, service).await {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }

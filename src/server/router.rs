@@ -111,6 +111,13 @@ where
             None,
         );
     }
+    if req
+        .headers()
+        .get("If")
+        .is_some_and(|v| !super::if_header::well_formed(v.as_bytes()))
+    {
+        return status_text(StatusCode::BAD_REQUEST, "Malformed If header", None);
+    }
     let profile = ClientProfile::from_rules(req.headers(), &state.clients);
     super::access::note_profile(&req, &profile);
     let what = format!(
@@ -187,6 +194,13 @@ where
         }
     }
     if method == "MOVE" || method == "COPY" {
+        let overwrite = req
+            .headers()
+            .get("Overwrite")
+            .map(|v| v.as_bytes().to_ascii_uppercase());
+        if overwrite.is_some_and(|v| v != b"T" && v != b"F") {
+            return status_text(StatusCode::BAD_REQUEST, "Overwrite must be T or F", None);
+        }
         let Some(dest) = destination(req.headers()) else {
             return status_text(
                 StatusCode::BAD_REQUEST,
@@ -282,14 +296,24 @@ fn valid_name(name: &str) -> Result<(), Box<Response<ResponseBody>>> {
 }
 
 /// The decoded segments of the Destination header's path.
+///
+/// The path is taken as sent, not normalised by a URL parser (which would resolve `%2e%2e`
+/// before we see it): `paths::decode` refuses every dot-segment and encoded slash, so no
+/// Destination can climb out of its mount.
 fn destination(headers: &http::HeaderMap) -> Option<Vec<String>> {
     let raw = headers.get("Destination")?.to_str().ok()?;
-    let path = if raw.starts_with('/') {
-        raw.to_string()
-    } else {
-        url::Url::parse(raw).ok()?.path().to_string()
+    let path = match raw.split_once("://") {
+        Some((scheme, rest))
+            if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") =>
+        {
+            &rest[rest.find('/')?..]
+        }
+        Some(_) => return None,
+        None if raw.starts_with('/') => raw,
+        None => return None,
     };
-    paths::decode(&path).ok()
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    paths::decode(path).ok()
 }
 
 impl AppState {
