@@ -6,7 +6,7 @@ mod across;
 pub mod auth;
 mod errors;
 pub mod health;
-mod if_header;
+pub mod if_header;
 mod index;
 pub mod metrics;
 pub mod paths;

@@ -1,0 +1,113 @@
+//! A full session with logging at trace level must not print a single secret: not the client
+//! secret, the access token, a password, the signing key, an `auth_key`, or a CDN signature.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use pan123_emulator::{Emulator, EmulatorConfig};
+
+const SECRET: &str = "client-secret-4f2a9c";
+const DIRECT_KEY: &str = "direct-key-77b1e0";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_logs_hold_no_secrets() {
+    let cfg = EmulatorConfig {
+        client_secret: SECRET.into(),
+        direct_link_space: Some("/direct".into()),
+        direct_link_key: Some(DIRECT_KEY.into()),
+        ..Default::default()
+    };
+    let emu = Emulator::start(cfg).await.expect("emulator");
+    emu.put_file("/lib/a.txt", bytes_of(5000, 1));
+    emu.put_file("/direct/d.txt", b"direct".to_vec());
+    let lib = emu.lookup("/lib").map(|e| e.id).unwrap_or(0);
+    let direct = emu.lookup("/direct").map(|e| e.id).unwrap_or(0);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mount = |path: &str, download: &str, extra: &str| {
+        open_mount(path, download, extra)
+            .replace("{api}", &emu.base_url())
+            .replace("{id}", &emu.client_id())
+            .replace("{secret}", SECRET)
+            .replace("{self}", &base)
+    };
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\nsigning_key = \"{SIGNING_KEY}\"\nstate_dir = \"{}\"\n\n[[users]]\nname = \"{USER}\"\npassword_hash = \"{}\"\nwrite = true\n\n{}{}{}{}",
+        dir.path().join("state").display(),
+        password_hash(),
+        mount("/proxy", "proxy", &format!("root_id = {lib}")),
+        mount("/redir", "redirect", &format!("root_id = {lib}")),
+        mount("/signed", "proxy-url", &format!("root_id = {lib}")),
+        mount("/direct", "auto", &format!("root_id = {direct}\ndirect_link = true\ndirect_link_key = \"{DIRECT_KEY}\"\nuid = {}", emu.uid())),
+    );
+    // `uid` is not a key of Open mounts: drop it if the config refuses it.
+    let config = if pan123_webdav::config::parse(&config, std::path::Path::new("c.toml")).is_ok() {
+        config
+    } else {
+        config.replace(&format!("uid = {}\n", emu.uid()), "")
+    };
+    let config_path = dir.path().join("config.toml");
+    std::fs::write(&config_path, &config).expect("config");
+    let log_path = dir.path().join("log.txt");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pan123-webdav"))
+        .args(["serve", "-c"])
+        .arg(&config_path)
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::from(log.try_clone().expect("clone")))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("spawn");
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(HANG_GUARD).build().expect("client");
+    let mut up = false;
+    for _ in 0..200 {
+        if client.request(reqwest::Method::OPTIONS, format!("{base}/")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "gateway started");
+    let get = |path: &str| client.get(format!("{base}{path}")).basic_auth(USER, Some(PASSWORD)).send();
+    let mut handed_out = Vec::new();
+    assert_eq!(client.request(reqwest::Method::from_bytes(b"PROPFIND").expect("m"), format!("{base}/proxy/")).basic_auth(USER, Some(PASSWORD)).header("Depth", "1").send().await.expect("propfind").status().as_u16(), 207);
+    assert_eq!(get("/proxy/a.txt").await.expect("get").status().as_u16(), 200);
+    for path in ["/redir/a.txt", "/signed/a.txt", "/direct/d.txt"] {
+        let r = get(path).await.expect("get");
+        assert_eq!(r.status().as_u16(), 302, "{path}");
+        let location = r.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let query = location.split_once('?').map(|(_, q)| q.to_string()).unwrap_or_default();
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            if ["s", "sign", "auth_key"].contains(&k.as_ref()) && v.len() > 8 {
+                handed_out.push(v.into_owned());
+            }
+        }
+    }
+    assert!(handed_out.len() >= 3, "signatures seen: {handed_out:?}");
+    let r = client.put(format!("{base}/proxy/up.txt")).basic_auth(USER, Some(PASSWORD)).body(b"upload".to_vec()).send().await.expect("put");
+    assert!(r.status().is_success());
+    let r = client.get(format!("{base}/proxy/a.txt")).basic_auth(USER, Some("wrong password")).send().await.expect("get");
+    assert_eq!(r.status().as_u16(), 401);
+    eventually("the upload lands", || emu.read("/lib/up.txt").is_some()).await;
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let logs = std::fs::read_to_string(&log_path).expect("logs");
+    assert!(logs.len() > 1000, "trace logging was on");
+    let token_file = std::fs::read_dir(dir.path().join("state").join("tokens")).expect("tokens").filter_map(Result::ok).next().expect("a token file");
+    let token: serde_json::Value = serde_json::from_slice(&std::fs::read(token_file.path()).expect("read")).expect("json");
+    let access_token = token["access_token"].as_str().expect("token").to_string();
+    let mut secrets = vec![SECRET.to_string(), DIRECT_KEY.to_string(), PASSWORD.to_string(), SIGNING_KEY.to_string(), access_token];
+    secrets.extend(handed_out);
+    for s in &secrets {
+        assert!(!logs.contains(s.as_str()), "a secret ({}…) appears in the logs", &s[..6.min(s.len())]);
+    }
+}
