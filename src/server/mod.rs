@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod paths;
 pub mod profile;
 mod router;
+pub mod shutdown;
 mod tls;
 
 use std::collections::HashMap;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub sign_ttl: Duration,
     /// The upload queue shared by every writable mount.
     pub uploads: Arc<UploadQueue>,
+    /// Requests in flight, for a graceful stop.
+    pub inflight: Arc<shutdown::InFlight>,
     /// Readiness of each mount (`/-/readyz`).
     pub health: health::Health,
     /// `/-/metrics` asks for Basic auth.
@@ -146,6 +149,7 @@ impl AppState {
             health,
             metrics_auth: config.server.metrics_auth,
             clients: config.clients.clone(),
+            inflight: Arc::default(),
         })
     }
 }
@@ -170,6 +174,23 @@ impl RunningServer {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
         self.state.uploads.shutdown().await;
+    }
+
+    /// Stops accepting, lets requests in flight finish for up to `grace`, then stops the upload
+    /// workers (queued uploads stay on disk for the next start). Returns whether every
+    /// request finished in time.
+    pub async fn shutdown_gracefully(self, grace: std::time::Duration) -> bool {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+        let idle = self.state.inflight.wait_idle(grace).await;
+        if !idle {
+            tracing::warn!(
+                in_flight = self.state.inflight.count(),
+                "grace period over; ending the remaining requests"
+            );
+        }
+        self.state.uploads.shutdown().await;
+        idle
     }
 
     /// Waits until the server stops.
@@ -282,6 +303,7 @@ where
     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let state = state.clone();
         async move {
+            let guard = state.inflight.enter();
             let started = Instant::now();
             let method = req.method().clone();
             let path = req.uri().path().to_string();
@@ -304,7 +326,9 @@ where
                 started,
                 note,
             };
-            Ok::<_, Infallible>(res.map(|body| access::log_when_done(body, line)))
+            Ok::<_, Infallible>(
+                res.map(|body| shutdown::hold(access::log_when_done(body, line), guard)),
+            )
         }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -318,17 +342,19 @@ where
     }
 }
 
-/// Runs the server until Ctrl-C.
+/// Runs the server until SIGTERM or Ctrl-C, then stops gracefully.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let server = start(&config).await?;
     tracing::info!(url = %server.url(), mounts = server.state.mounts.len(), "serving WebDAV");
     for m in &server.state.mounts {
         tracing::info!(mount = %m.config.path, policy = ?m.policy(), "mount ready");
     }
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
-    tracing::info!("shutting down");
-    server.shutdown().await;
+    shutdown::signal().await;
+    tracing::info!(
+        in_flight = server.state.inflight.count(),
+        "stop signal: no new connections; letting requests in flight finish"
+    );
+    server.shutdown_gracefully(shutdown::DEFAULT_GRACE).await;
+    tracing::info!("stopped");
     Ok(())
 }

@@ -1,0 +1,136 @@
+//! SIGTERM: the gateway stops accepting, lets a download in flight finish, keeps queued uploads
+//! for the next start, and exits cleanly.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use pan123_emulator::{Emulator, EmulatorConfig, Fault, FaultKind};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_requests_and_keeps_the_queue() {
+    let mut cfg = EmulatorConfig::default();
+    cfg.switches.cdn_rate_limit = Some(150_000);
+    cfg.switches.slice_size = 64 * 1024;
+    let emu = Emulator::start(cfg).await.expect("emulator");
+    emu.put_file("/lib/film.mkv", bytes_of(450_000, 3));
+    let lib = emu.lookup("/lib").map(|e| e.id).unwrap_or(0);
+    // Uploads stall, so one is still queued at the stop.
+    emu.inject(Fault {
+        endpoint: "/upload/v2/file/create".into(),
+        kind: FaultKind::Latency {
+            ms: 5_000,
+            count: 100,
+        },
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\n\n[[users]]\nname = \"{USER}\"\npassword_hash = \"{}\"\nwrite = true\n\n{}",
+        dir.path().join("state").display(),
+        password_hash(),
+        open_mount("/m", "proxy", &format!("root_id = {lib}"))
+            .replace("{api}", &emu.base_url())
+            .replace("{id}", &emu.client_id())
+            .replace("{secret}", &emu.client_secret())
+            .replace("{self}", "http://localhost"),
+    );
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, config).expect("config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pan123-webdav"))
+        .args(["serve", "-c"])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder()
+        .timeout(HANG_GUARD)
+        .build()
+        .expect("client");
+    let mut up = false;
+    for _ in 0..200 {
+        if client
+            .request(reqwest::Method::OPTIONS, format!("{base}/"))
+            .send()
+            .await
+            .is_ok()
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "gateway started");
+    let r = client
+        .put(format!("{base}/m/queued.txt"))
+        .basic_auth(USER, Some(PASSWORD))
+        .body(b"queued".to_vec())
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status().as_u16(), 201);
+    let mut download = client
+        .get(format!("{base}/m/film.mkv"))
+        .basic_auth(USER, Some(PASSWORD))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(download.status().as_u16(), 200);
+    let mut got = download
+        .chunk()
+        .await
+        .expect("first bytes")
+        .expect("some")
+        .to_vec();
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    while let Some(chunk) = download
+        .chunk()
+        .await
+        .expect("the download in flight completes")
+    {
+        got.extend_from_slice(&chunk);
+    }
+    assert_eq!(
+        got,
+        bytes_of(450_000, 3),
+        "every byte, after the stop signal"
+    );
+    let mut exited = None;
+    for _ in 0..400 {
+        if let Some(status) = child.try_wait().expect("wait") {
+            exited = Some(status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = exited.unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("the gateway did not exit after SIGTERM");
+    });
+    assert!(status.success(), "clean exit: {status}");
+    assert!(
+        client
+            .request(reqwest::Method::OPTIONS, format!("{base}/"))
+            .send()
+            .await
+            .is_err(),
+        "no longer accepting"
+    );
+    // The queued upload is still on disk for the next start.
+    let manifests = std::fs::read_dir(dir.path().join("state").join("queue"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(manifests, 1, "the queued upload's manifest is kept");
+}
