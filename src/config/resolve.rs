@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::file::{
-    fields_of, list, BackendKind, RawLink, RawMount, RawOpen, RawServer, RawShare, RawUser, Report,
-    Section, TOP_KEYS,
+    fields_of, list, BackendKind, RawLink, RawMount, RawOpen, RawServer, RawShare, RawUser, RawWeb,
+    Report, Section, TOP_KEYS,
 };
 use super::*;
 
@@ -60,6 +60,9 @@ pub(super) fn parse_with_env(text: &str, source: &Path, env: Env) -> Result<Conf
         .collect();
     check_user_names(&mut report, &users);
 
+    let client_tables = array_of_tables(&mut report, "clients", root.remove("clients"));
+    let clients = super::clients::resolve(&mut report, client_tables);
+
     if !report.problems.is_empty() {
         return Err(ConfigError::new(source, report.problems));
     }
@@ -68,6 +71,7 @@ pub(super) fn parse_with_env(text: &str, source: &Path, env: Env) -> Result<Conf
         server,
         users,
         mounts,
+        clients,
     })
 }
 
@@ -177,6 +181,26 @@ fn resolve_server(report: &mut Report, mut table: toml::Table, base_dir: &Path) 
         ),
     };
 
+    let metrics_listen = raw.metrics_listen.and_then(|text| {
+        text.trim().parse::<SocketAddr>().ok().or_else(|| {
+            report.add(
+                s.key("metrics_listen"),
+                format!(
+                    "\"{text}\" is not a socket address; write an IP address and a port, like \
+                     \"127.0.0.1:9090\", or remove the key to serve /-/metrics on listen"
+                ),
+            );
+            None
+        })
+    });
+    let ready_probe_interval = duration(
+        report,
+        &s,
+        "ready_probe_interval",
+        raw.ready_probe_interval,
+        DEFAULT_READY_PROBE_INTERVAL,
+        false,
+    );
     let (spool_max, upload_workers) =
         super::upload::resolve_server_upload(report, &s, raw.spool_max, raw.upload_workers);
 
@@ -190,6 +214,9 @@ fn resolve_server(report: &mut Report, mut table: toml::Table, base_dir: &Path) 
         tls_key,
         spool_max,
         upload_workers,
+        ready_probe_interval,
+        metrics_auth: raw.metrics_auth.unwrap_or(false),
+        metrics_listen,
     }
 }
 
@@ -345,6 +372,10 @@ fn resolve_mount(
         Some(BackendKind::Link) => {
             let raw_link: RawLink = s.deserialize(report, backend_table);
             BackendConfig::Link(resolve_link(report, &s, raw_link))
+        }
+        Some(BackendKind::Web) => {
+            let raw_web: RawWeb = s.deserialize(report, backend_table);
+            BackendConfig::Web(resolve_web(report, &s, raw_web, env))
         }
         // The backend's problem is reported already; a placeholder keeps the other checks going.
         _ => BackendConfig::Open(OpenMountConfig {
@@ -607,6 +638,81 @@ fn resolve_share(report: &mut Report, s: &Section, raw: RawShare) -> ShareMountC
     }
 }
 
+fn resolve_web(report: &mut Report, s: &Section, raw: RawWeb, env: Env) -> WebMountConfig {
+    const USER_FIX: &str =
+        "set it to the phone number (or e-mail address) you log in to 123pan with";
+    let username = match raw.username {
+        None => {
+            s.missing(report, "username", USER_FIX);
+            String::new()
+        }
+        Some(name) => {
+            let name = name.trim().to_string();
+            if name.is_empty() {
+                report.add(s.key("username"), format!("empty; {USER_FIX}"));
+            }
+            name
+        }
+    };
+    let password = match (raw.password, raw.password_env) {
+        (Some(_), Some(_)) => {
+            report.add(
+                s.key("password"),
+                "set either password or password_env, not both",
+            );
+            String::new()
+        }
+        (None, None) => {
+            if !s.is_bad("password_env") {
+                s.missing(
+                    report,
+                    "password",
+                    "set password, or password_env to the name of an environment variable that \
+                     holds it",
+                );
+            }
+            String::new()
+        }
+        (Some(password), None) => {
+            if password.is_empty() {
+                report.add(
+                    s.key("password"),
+                    "empty; set it to the account's password, or use password_env",
+                );
+            }
+            password
+        }
+        (None, Some(var)) => secret_from_env(report, s.key("password_env"), &var, env),
+    };
+    let mut base = |key: &str, value: Option<String>, default: &str| {
+        let url = http_url(
+            report,
+            s.key(key),
+            value.as_deref().unwrap_or(default),
+            default,
+        );
+        if url.ends_with("/b/api") || url.ends_with("/api") {
+            report.add(
+                s.key(key),
+                format!(
+                    "\"{url}\" includes the API path; write only the scheme and host, like \
+                     \"{default}\""
+                ),
+            );
+        }
+        url
+    };
+    let api_base = base("api_base", raw.api_base, DEFAULT_WEB_API_BASE);
+    let login_base = base("login_base", raw.login_base, DEFAULT_WEB_LOGIN_BASE);
+    WebMountConfig {
+        username,
+        password: Secret::from(password),
+        root_id: raw.root_id.unwrap_or(0),
+        api_base,
+        login_base,
+    }
+}
+
 fn resolve_link(report: &mut Report, s: &Section, raw: RawLink) -> LinkMountConfig {
     const GRAMMAR: &str = "one file per line as [size:][mtime:]URL, folders as lines ending in \
                            ':', nested by two spaces (see config.example.toml)";
@@ -694,7 +800,14 @@ fn resolve_user(
 ) -> UserConfig {
     let mut s = Section::new(format!("users[{index}]"));
     let valid = fields_of::<RawUser>();
-    s.strip_unknown(report, &mut table, valid, |_| {
+    s.strip_unknown(report, &mut table, valid, |key| {
+        if key == "password" {
+            // A plain password in a config file is a secret at rest; only hashes are accepted.
+            return (
+                "plain passwords are not accepted".to_string(),
+                "run `pan123-webdav hash-password`, put its output in password_hash, and remove password".to_string(),
+            );
+        }
         let fix = format!("valid keys for a user are: {}", list(valid));
         ("unknown key".to_string(), fix)
     });

@@ -97,7 +97,9 @@ fn the_example_file_is_valid_and_documents_every_key() {
         .chain(fields_of::<RawMount>())
         .chain(BackendKind::Open.keys())
         .chain(BackendKind::Share.keys())
-        .chain(BackendKind::Link.keys());
+        .chain(BackendKind::Link.keys())
+        .chain(BackendKind::Web.keys())
+        .chain(fields_of::<super::clients::RawClient>());
     for key in keys {
         assert!(
             documented(key),
@@ -329,9 +331,12 @@ fn backends() {
             "{}{USER}",
             MOUNT.replace("\"open\"\nclient", "\"web\"\nclient")
         )
-        .replace("client_id = \"id\"\nclient_secret = \"secret\"\n", ""),
-        "mounts[0].backend",
-        &["backend \"web\" is not available yet; this version supports: open, share, link"],
+        .replace(
+            "client_id = \"id\"\nclient_secret = \"secret\"\n",
+            "password = \"pw\"\n",
+        ),
+        "mounts[0].username",
+        &["missing; set it to the phone number (or e-mail address)"],
     );
     one_problem(
         &format!(
@@ -339,12 +344,12 @@ fn backends() {
             MOUNT.replace("\"open\"\nclient", "\"ftp\"\nclient")
         ),
         "mounts[0].backend",
-        &["unknown backend \"ftp\"; use one of: open, share, link"],
+        &["unknown backend \"ftp\"; use one of: open, share, link, web"],
     );
     one_problem(
         &format!("{}{USER}", MOUNT.replace("backend = \"open\"\n", "")),
         "mounts[0].backend",
-        &["missing; set it to one of: open, share, link"],
+        &["missing; set it to one of: open, share, link, web"],
     );
     // Without a backend, only keys no backend knows are reported.
     let found = problems(&format!(
@@ -947,4 +952,143 @@ fn link_urls_errors_name_line_and_reason() {
             &[message, "write one file per line as [size:][mtime:]URL"],
         );
     }
+}
+
+#[test]
+fn clients_table_overrides_the_built_in_rows() {
+    let config = ok(&format!(
+        "{MOUNT}{USER}\n[[clients]]\nuser_agent = \"kodi\"\ndownload = \"mount\"\n\n[[clients]]\nuser_agent = \"rclone\"\njunk_local = false\n"
+    ));
+    let rows: Vec<(&str, ClientDownload, bool, bool)> = config
+        .clients
+        .iter()
+        .map(|r| (r.user_agent.as_str(), r.download, r.junk_local, r.builtin))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("kodi", ClientDownload::Mount, true, false),
+            ("rclone", ClientDownload::Mount, false, false),
+            (
+                "Microsoft-WebDAV-MiniRedir",
+                ClientDownload::Proxy,
+                true,
+                true
+            ),
+            ("RaiDrive", ClientDownload::Proxy, true, true),
+            ("Lavf", ClientDownload::Proxy, true, true),
+        ]
+    );
+    assert_eq!(ok(&format!("{MOUNT}{USER}")).clients, builtin_clients());
+}
+
+#[test]
+fn clients_table_problems() {
+    one_problem(
+        &format!("{MOUNT}{USER}\n[[clients]]\ndownload = \"proxy\"\n"),
+        "clients[0].user_agent",
+        &["missing", "part of the client's User-Agent"],
+    );
+    one_problem(
+        &format!("{MOUNT}{USER}\n[[clients]]\nuser_agent = \"Kodi\"\ndownload = \"redirect\"\n"),
+        "clients[0].download",
+        &[
+            "\"redirect\" is not a client download override",
+            "mount, proxy",
+        ],
+    );
+    one_problem(
+        &format!("{MOUNT}{USER}\n[[clients]]\nuser_agent = \"\"\n"),
+        "clients[0].user_agent",
+        &["empty, so it would match every client"],
+    );
+    one_problem(
+        &format!(
+            "{MOUNT}{USER}\n[[clients]]\nuser_agent = \"a\"\n[[clients]]\nuser_agent = \"A\"\n"
+        ),
+        "clients[1].user_agent",
+        &["already used by clients[0]"],
+    );
+    one_problem(
+        &format!("{MOUNT}{USER}\n[[clients]]\nuser_agent = \"a\"\njunk_locale = true\n"),
+        "clients[0].junk_locale",
+        &[
+            "unknown key (did you mean junk_local?)",
+            "user_agent, download, junk_local",
+        ],
+    );
+}
+
+const WEB: &str = r#"
+[[mounts]]
+path = "/me"
+backend = "web"
+username = "13800138000"
+password = "pw"
+"#;
+
+#[test]
+fn web_mounts() {
+    let config = ok(&format!("{WEB}{USER}"));
+    let BackendConfig::Web(web) = &config.mounts[0].backend else {
+        panic!("a web mount")
+    };
+    assert_eq!(web.username, "13800138000");
+    assert_eq!(web.password.expose(), "pw");
+    assert_eq!(web.api_base, "https://yun.123pan.com");
+    assert_eq!(web.login_base, "https://login.123pan.com");
+    assert_eq!(web.root_id, 0);
+    assert_eq!(config.mounts[0].backend.kind(), "web");
+    assert!(
+        !format!("{config:?}").contains("\"pw\""),
+        "the password is redacted"
+    );
+    let config = parse_env(
+        &format!(
+            "{}password_env = \"PW\"\nroot_id = 9\napi_base = \"http://127.0.0.1:1/\"\nlogin_base = \"http://127.0.0.1:2\"\n{USER}",
+            WEB.replace("password = \"pw\"\n", "")
+        ),
+        &[("PW", "from-env")],
+    )
+    .expect("config");
+    let BackendConfig::Web(web) = &config.mounts[0].backend else {
+        panic!("a web mount")
+    };
+    assert_eq!(web.password.expose(), "from-env");
+    assert_eq!(
+        (web.root_id, web.api_base.as_str(), web.login_base.as_str()),
+        (9, "http://127.0.0.1:1", "http://127.0.0.1:2")
+    );
+    one_problem(
+        &format!("{WEB}password_env = \"PW\"\n{USER}"),
+        "mounts[0].password",
+        &["set either password or password_env, not both"],
+    );
+    one_problem(
+        &format!("{}{USER}", WEB.replace("password = \"pw\"\n", "")),
+        "mounts[0].password",
+        &["missing; set password, or password_env"],
+    );
+    one_problem(
+        &format!("{WEB}login_base = \"https://login.123pan.com/api\"\n{USER}"),
+        "mounts[0].login_base",
+        &["includes the API path"],
+    );
+    one_problem(
+        &format!("{WEB}share_key = \"x\"\n{USER}"),
+        "mounts[0].share_key",
+        &["not a key of backend \"web\" (it belongs to backend \"share\")"],
+    );
+}
+
+#[test]
+fn plain_passwords_are_refused_with_the_way_out() {
+    let text = format!(
+        "{MOUNT}\n[[users]]\nname = \"bob\"\npassword = \"hunter2\"\npassword_hash = \"{HASH}\"\n"
+    );
+    one_problem(
+        &text,
+        "users[0].password",
+        &["plain passwords are not accepted", "hash-password"],
+    );
 }
