@@ -211,3 +211,82 @@ async fn malformed_bodies_and_headers_get_4xx() {
         200
     );
 }
+
+/// The same defences on a personal-account (`web`) mount, next to an Open mount it must not
+/// reach into: encoded traversal is a 4xx, absurd ranges never give wrong bytes.
+#[tokio::test]
+async fn a_web_mount_resists_traversal_and_absurd_ranges() {
+    let env = TestEnv::start(EmulatorConfig::default(), |emu| {
+        emu.put_file("/lib/a.txt", bytes_of(1000, 1));
+        emu.put_file("/secret/s.txt", b"other mount".to_vec());
+        let lib = emu.lookup("/lib").map(|e| e.id).unwrap_or(0);
+        let secret = emu.lookup("/secret").map(|e| e.id).unwrap_or(0);
+        format!(
+            "{}{}",
+            web_mount("/w", "proxy", &format!("root_id = {lib}")),
+            open_mount("/private", "proxy", &format!("root_id = {secret}"))
+        )
+    })
+    .await;
+    for path in [
+        "/w/../private/s.txt",
+        "/w/%2e%2e/private/s.txt",
+        "/w/..%2fprivate%2fs.txt",
+        "/w/a.txt%00.jpg",
+        "/w/%ff%fe",
+    ] {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {}\r\nConnection: close\r\n\r\n", auth());
+        let code = raw(&env, req.as_bytes()).await;
+        assert!((400..500).contains(&code), "{path} answered {code}");
+    }
+    let all = bytes_of(1000, 1);
+    for range in [
+        "bytes=500-100",
+        "bytes=--5",
+        "items=0-5",
+        "bytes=99999999999999999999-",
+    ] {
+        let r = env
+            .req("GET", "/w/a.txt")
+            .header("Range", range)
+            .send()
+            .await
+            .expect("get");
+        let status = r.status().as_u16();
+        assert!(status == 200 || status == 416, "{status} for {range}");
+        if status == 200 {
+            assert_eq!(r.bytes().await.expect("body").as_ref(), all.as_slice());
+        }
+    }
+    // Writes are refused (read-only mount) and change nothing upstream.
+    let r = env
+        .req("PUT", "/w/new.txt")
+        .body("x")
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status().as_u16(), 403);
+    assert!(env.emu.lookup("/lib/new.txt").is_none());
+}
+
+#[tokio::test]
+async fn repeated_wrong_credentials_lock_the_client_out() {
+    let env = env().await;
+    // Probes without credentials, as Explorer and Finder send first, never count.
+    for _ in 0..15 {
+        let r = env.client.get(env.url("/m/a.txt")).send().await.expect("get");
+        assert_eq!(r.status().as_u16(), 401);
+    }
+    assert_eq!(env.req("GET", "/m/a.txt").send().await.expect("get").status().as_u16(), 200);
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let r = env.client.get(env.url("/m/a.txt")).basic_auth(USER, Some("guess")).send().await.expect("get");
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 401).count(), 9, "{statuses:?}");
+    assert!(statuses[9..].iter().all(|s| *s == 429), "{statuses:?}");
+    // Locked out: even the right password waits, and is told how long.
+    let r = env.req("GET", "/m/a.txt").send().await.expect("get");
+    assert_eq!(r.status().as_u16(), 429);
+    assert!(r.headers().get("retry-after").is_some());
+}

@@ -8,6 +8,7 @@ mod errors;
 pub mod health;
 pub mod if_header;
 mod index;
+pub mod lockout;
 pub mod metrics;
 pub mod paths;
 pub mod profile;
@@ -49,10 +50,14 @@ pub struct AppState {
     pub uploads: Arc<UploadQueue>,
     /// Requests in flight, for a graceful stop.
     pub inflight: Arc<shutdown::InFlight>,
+    /// Clients locked out after repeated wrong credentials.
+    pub lockout: lockout::Lockout,
     /// Readiness of each mount (`/-/readyz`).
     pub health: health::Health,
     /// `/-/metrics` asks for Basic auth.
     pub metrics_auth: bool,
+    /// `/-/metrics` is served on `server.metrics_listen`, not on the main listener.
+    pub metrics_elsewhere: bool,
     /// `[[clients]]`: per-User-Agent overrides, first match wins.
     pub clients: Vec<crate::config::ClientRule>,
 }
@@ -148,8 +153,10 @@ impl AppState {
             uploads,
             health,
             metrics_auth: config.server.metrics_auth,
+            metrics_elsewhere: config.server.metrics_listen.is_some(),
             clients: config.clients.clone(),
             inflight: Arc::default(),
+            lockout: lockout::Lockout::default(),
         })
     }
 }
@@ -215,6 +222,15 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
         (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
         _ => None,
     };
+    if let Some(addr) = config.server.metrics_listen {
+        let listener = TcpListener::bind(addr).await.with_context(|| {
+            format!(
+                "{}: server.metrics_listen: cannot listen on {addr}",
+                config.source.display()
+            )
+        })?;
+        health::spawn_metrics_listener(listener, &state);
+    }
     start_on(listener, state, tls)
 }
 
@@ -310,6 +326,7 @@ where
             let note = access::Note::default();
             let mut req = req;
             req.extensions_mut().insert(note.clone());
+            req.extensions_mut().insert(lockout::Peer(peer));
             let res = router::handle(state.clone(), req).await;
             let status = res.status();
             let mount = note.mount_path();

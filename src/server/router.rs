@@ -77,13 +77,41 @@ where
     if req.method() == Method::OPTIONS {
         return options(route.as_ref().map(|r| r.0.as_ref()));
     }
+    let client_ip = req
+        .extensions()
+        .get::<super::lockout::Peer>()
+        .map(|p| p.0.ip());
+    if client_ip.is_some_and(|ip| state.lockout.is_locked(ip)) {
+        let retry = state.lockout.retry_after();
+        return status_text(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many wrong credentials; try again later",
+            Some(retry),
+        );
+    }
     let user = match state
         .auth
         .check(req.headers().get(http::header::AUTHORIZATION))
         .await
     {
-        super::auth::AuthOutcome::Ok(user) => user,
-        _ => {
+        super::auth::AuthOutcome::Ok(user) => {
+            if let Some(ip) = client_ip {
+                state.lockout.succeeded(ip);
+            }
+            user
+        }
+        outcome => {
+            // Wrong credentials count towards a lockout; a request without any does not.
+            if let (super::auth::AuthOutcome::Invalid, Some(ip)) = (&outcome, client_ip) {
+                if state.lockout.failed(ip) {
+                    let retry = state.lockout.retry_after();
+                    return status_text(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "Too many wrong credentials; try again later",
+                        Some(retry),
+                    );
+                }
+            }
             let mut res = status_text(StatusCode::UNAUTHORIZED, "Authentication required", None);
             res.headers_mut().insert(
                 http::header::WWW_AUTHENTICATE,
