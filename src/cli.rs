@@ -40,6 +40,18 @@ enum Command {
     Check {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
+        /// Also list each mount's root folder on 123 and print how long it took.
+        #[arg(long)]
+        probe: bool,
+    },
+    /// Exit 0 when the URL answers 200 (for container health checks, where no curl exists).
+    Healthcheck {
+        #[arg(
+            long,
+            value_name = "URL",
+            default_value = "http://127.0.0.1:8080/-/healthz"
+        )]
+        url: String,
     },
     /// Read a password from the terminal (or one line of stdin) and print its argon2id hash,
     /// for a user's password_hash.
@@ -70,7 +82,8 @@ pub fn run() -> ExitCode {
     };
     match cli.command {
         Command::Serve { config, log_format } => serve(&config, log_format),
-        Command::Check { config } => check(&config),
+        Command::Check { config, probe } => check(&config, probe),
+        Command::Healthcheck { url } => run_async(crate::server::health::healthcheck(url)),
         Command::HashPassword => hash_password(),
         Command::Demo { listen } => {
             init_tracing(LogFormat::Text);
@@ -126,10 +139,13 @@ fn init_tracing(format: LogFormat) {
     };
 }
 
-fn check(path: &Path) -> ExitCode {
+fn check(path: &Path, probe: bool) -> ExitCode {
     match config::load(path) {
         Ok(config) => {
             print!("{}", describe(&config));
+            if probe {
+                return run_async(crate::server::health::probe_mounts(config));
+            }
             ExitCode::SUCCESS
         }
         Err(err) => {
@@ -199,6 +215,12 @@ fn describe(config: &Config) -> String {
                     },
                 );
             }
+            BackendConfig::Web(web) => {
+                out += &format!(
+                    ", api_base {}, login_base {}, root_id {}, password set (unofficial web API)\n",
+                    web.api_base, web.login_base, web.root_id,
+                );
+            }
             BackendConfig::Link(link) => {
                 let files = link.tree.files().count();
                 out += &format!(
@@ -220,6 +242,16 @@ fn describe(config: &Config) -> String {
     }
     if config.users.is_empty() {
         out += "warning: no [[users]] are defined, so every request will be refused\n";
+    }
+    // The client table in the order it is tried; the first matching row wins.
+    for rule in &config.clients {
+        out += &format!(
+            "client \"{}\": download {}, junk kept locally {}{}\n",
+            rule.user_agent,
+            rule.download.as_str(),
+            yes_no(rule.junk_local),
+            if rule.builtin { " (built-in)" } else { "" },
+        );
     }
     out
 }

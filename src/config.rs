@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod clients;
 mod duration;
 mod error;
 mod file;
@@ -19,6 +20,7 @@ mod resolve;
 mod tests;
 mod upload;
 
+pub use clients::{builtin_clients, ClientDownload, ClientRule};
 pub use duration::{format_duration, parse_duration};
 pub use error::{ConfigError, Problem};
 pub(crate) use resolve::check_password_hash;
@@ -36,10 +38,14 @@ pub const DEFAULT_STATE_DIR: &str = "state";
 pub const DEFAULT_OPEN_API_BASE: &str = "https://open-api.123pan.com";
 /// Default `api_base` of a share mount (123's web API; requests go to `<api_base>/b/api/...`).
 pub const DEFAULT_WEB_API_BASE: &str = "https://yun.123pan.com";
+/// The login host of personal-account (`web`) mounts (`<login_base>/api/user/sign_in`).
+pub const DEFAULT_WEB_LOGIN_BASE: &str = "https://login.123pan.com";
 /// Default `cache_ttl` of a mount.
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(600);
 /// Default `direct_link_valid` of an open or link mount.
 pub const DEFAULT_DIRECT_LINK_VALID: Duration = Duration::from_secs(1800);
+/// Default `server.ready_probe_interval`.
+pub const DEFAULT_READY_PROBE_INTERVAL: Duration = Duration::from_secs(30);
 /// Minimum length of `server.signing_key`.
 pub const MIN_SIGNING_KEY_LEN: usize = 16;
 
@@ -51,6 +57,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub users: Vec<UserConfig>,
     pub mounts: Vec<MountConfig>,
+    /// `[[clients]]`: the file's rows, then the built-in rows they do not replace.
+    pub clients: Vec<ClientRule>,
 }
 
 #[derive(Clone, Debug)]
@@ -71,6 +79,12 @@ pub struct ServerConfig {
     pub spool_max: u64,
     /// Uploads to 123 running at once, across all mounts.
     pub upload_workers: usize,
+    /// How often `/-/readyz` re-probes a failing mount.
+    pub ready_probe_interval: Duration,
+    /// `/-/metrics` asks for Basic auth like the WebDAV routes.
+    pub metrics_auth: bool,
+    /// Serve `/-/metrics` (and health) on this address only, instead of on `listen`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Clone)]
@@ -125,6 +139,7 @@ pub enum BackendConfig {
     Open(OpenMountConfig),
     Share(ShareMountConfig),
     Link(LinkMountConfig),
+    Web(WebMountConfig),
 }
 
 impl BackendConfig {
@@ -134,6 +149,7 @@ impl BackendConfig {
             Self::Open(_) => "open",
             Self::Share(_) => "share",
             Self::Link(_) => "link",
+            Self::Web(_) => "web",
         }
     }
 }
@@ -151,6 +167,20 @@ pub struct ShareMountConfig {
     pub access_token: Option<Secret>,
     /// Without a trailing slash.
     pub api_base: String,
+}
+
+/// A personal account through 123's (unofficial) web API.
+#[derive(Clone, Debug)]
+pub struct WebMountConfig {
+    /// A phone number, or an e-mail address (then e-mail login is used).
+    pub username: String,
+    pub password: Secret,
+    /// The folder id shown as the mount's root; 0 is the drive's root.
+    pub root_id: u64,
+    /// The web API, without a trailing slash (requests go to `<api_base>/b/api/...`).
+    pub api_base: String,
+    /// The login host, without a trailing slash (`<login_base>/api/user/sign_in`).
+    pub login_base: String,
 }
 
 /// A tree of direct links written in the config.

@@ -56,6 +56,8 @@ pub fn config_text(
     let client_secret = emu.client_secret();
     let direct_root = emu.lookup("/direct").map(|e| e.id).unwrap_or(0);
     let link_urls = link_urls(emu);
+    let web_user = emu.web_user();
+    let web_password = emu.web_password();
     format!(
         r#"[server]
 listen = "{listen}"
@@ -91,6 +93,15 @@ backend = "share"
 share_key = "{DEMO_SHARE_KEY}"
 share_password = "{DEMO_SHARE_PASSWORD}"
 api_base = "{api_base}"
+download = "auto"
+
+[[mounts]]
+path = "/me"
+backend = "web"
+username = "{web_user}"
+password = "{web_password}"
+api_base = "{api_base}"
+login_base = "{api_base}"
 download = "auto"
 
 [[mounts]]
@@ -136,7 +147,8 @@ pub async fn run(listen: Option<SocketAddr>) -> anyhow::Result<()> {
     println!("  password:   {password}");
     println!("  emulated 123 cloud: {}", emu.base_url());
     println!(
-        "  mounts:     /open, /direct (Open API), /share (a share link), /links (a link tree)"
+        "  mounts:     /open, /direct (Open API), /share (a share link), /me (a personal account \
+         through the web API), /links (a link tree)"
     );
     println!(
         "Try: curl -u {DEMO_USER}:{password} -X PROPFIND -H 'Depth: 1' {}/open/",

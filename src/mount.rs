@@ -10,6 +10,7 @@ use crate::backend::link::{LinkBackend, Signing};
 use crate::backend::open::client::OpenClients;
 use crate::backend::open::{LinkMode, OpenBackend};
 use crate::backend::share::{ShareBackend, ShareParams};
+use crate::backend::web::{token_file, WebBackend, WebParams};
 use crate::backend::Backend;
 use crate::config::{BackendConfig, DownloadPolicy, MountConfig};
 use crate::dav::junk::JunkStore;
@@ -98,6 +99,21 @@ pub fn build_backends(
                                 .as_ref()
                                 .map(|t| t.expose().to_string()),
                             root_id: share.root_id,
+                        },
+                    ));
+                    warn_if_redirect_fails(m, backend.as_ref());
+                    backend
+                }
+                BackendConfig::Web(web) => {
+                    let backend = Arc::new(WebBackend::new(
+                        http.clone(),
+                        WebParams {
+                            api_base: web.api_base.clone(),
+                            login_base: web.login_base.clone(),
+                            username: web.username.clone(),
+                            password: web.password.clone(),
+                            root_id: web.root_id,
+                            token_file: state_dir.map(|d| token_file(d, &web.username)),
                         },
                     ));
                     warn_if_redirect_fails(m, backend.as_ref());

@@ -97,6 +97,16 @@ fn check_accepts_the_example_and_lists_what_it_sets_up() {
         "a secret was printed: {stdout}"
     );
     assert!(!stdout.contains("argon2"), "a hash was printed: {stdout}");
+    assert!(
+        stdout.contains("client \"VLC\": download proxy, junk kept locally yes\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "client \"Microsoft-WebDAV-MiniRedir\": download proxy, junk kept locally yes (built-in)"
+        ),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -55,6 +55,8 @@ enum Backend {
     OpenDirect,
     /// A password-protected share of the folder.
     Share,
+    /// A personal account through the web API (login, signed listing, the `params` hop).
+    Web,
     /// A link tree of the direct-link space's URLs; the `names/` files have no size in the
     /// text, so their sizes come from HEAD requests.
     Link,
@@ -64,7 +66,7 @@ impl Backend {
     /// Where the files are, inside the account.
     fn root(self) -> &'static str {
         match self {
-            Backend::Open | Backend::Share => "/lib",
+            Backend::Open | Backend::Share | Backend::Web => "/lib",
             Backend::OpenDirect | Backend::Link => "/direct",
         }
     }
@@ -121,6 +123,7 @@ async fn row(row: Row) -> TestEnv {
                 emu.add_share("conformance", Some("pw42"), root);
                 share_mount("/m", row.download, "conformance", Some("pw42"), "")
             }
+            Backend::Web => web_mount("/m", row.download, &format!("root_id = {id}\n")),
             Backend::Link => link_mount("/m", row.download, &link_urls(emu), ""),
         }
     })
@@ -334,6 +337,7 @@ mod cases {
             "/api/v1/file/download_info",
             "/api/v1/direct-link/url",
             "/b/api/share/download/info",
+            "/b/api/file/download_info",
             "web-pro",
             "cdn",
             "direct",
@@ -454,6 +458,10 @@ row!(share_redirect, Backend::Share, "redirect");
 row!(share_proxy, Backend::Share, "proxy");
 row!(share_proxy_url, Backend::Share, "proxy-url");
 row!(share_auto, Backend::Share, "auto");
+row!(web_redirect, Backend::Web, "redirect");
+row!(web_proxy, Backend::Web, "proxy");
+row!(web_proxy_url, Backend::Web, "proxy-url");
+row!(web_auto, Backend::Web, "auto");
 row!(link_redirect, Backend::Link, "redirect");
 row!(link_proxy, Backend::Link, "proxy");
 row!(link_proxy_url, Backend::Link, "proxy-url");

@@ -70,4 +70,18 @@ async fn demo_starts_and_answers_propfind() {
     assert_eq!(res.status().as_u16(), 207);
     let body = res.text().await.expect("body");
     assert!(body.contains("Movies"), "{body}");
+    // The personal-account mount shows the same account through the web API.
+    let res = client
+        .request(
+            reqwest::Method::from_bytes(b"PROPFIND").expect("method"),
+            format!("{}me/", url),
+        )
+        .basic_auth(&user, Some(&password))
+        .header("Depth", "1")
+        .send()
+        .await
+        .expect("propfind");
+    assert_eq!(res.status().as_u16(), 207);
+    let body = res.text().await.expect("body");
+    assert!(body.contains("Movies"), "{body}");
 }

@@ -274,16 +274,39 @@ async fn repeated_wrong_credentials_lock_the_client_out() {
     let env = env().await;
     // Probes without credentials, as Explorer and Finder send first, never count.
     for _ in 0..15 {
-        let r = env.client.get(env.url("/m/a.txt")).send().await.expect("get");
+        let r = env
+            .client
+            .get(env.url("/m/a.txt"))
+            .send()
+            .await
+            .expect("get");
         assert_eq!(r.status().as_u16(), 401);
     }
-    assert_eq!(env.req("GET", "/m/a.txt").send().await.expect("get").status().as_u16(), 200);
+    assert_eq!(
+        env.req("GET", "/m/a.txt")
+            .send()
+            .await
+            .expect("get")
+            .status()
+            .as_u16(),
+        200
+    );
     let mut statuses = Vec::new();
     for _ in 0..12 {
-        let r = env.client.get(env.url("/m/a.txt")).basic_auth(USER, Some("guess")).send().await.expect("get");
+        let r = env
+            .client
+            .get(env.url("/m/a.txt"))
+            .basic_auth(USER, Some("guess"))
+            .send()
+            .await
+            .expect("get");
         statuses.push(r.status().as_u16());
     }
-    assert_eq!(statuses.iter().filter(|s| **s == 401).count(), 9, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        9,
+        "{statuses:?}"
+    );
     assert!(statuses[9..].iter().all(|s| *s == 429), "{statuses:?}");
     // Locked out: even the right password waits, and is told how long.
     let r = env.req("GET", "/m/a.txt").send().await.expect("get");

@@ -569,7 +569,13 @@ async fn a_refused_cached_link_is_fetched_again_once() {
 
 #[tokio::test]
 async fn daily_traffic_exceeded_is_503_until_midnight_china_time() {
-    let cfg = EmulatorConfig { switches: pan123_emulator::Switches { daily_traffic_cap: Some(1), ..Default::default() }, ..Default::default() };
+    let cfg = EmulatorConfig {
+        switches: pan123_emulator::Switches {
+            daily_traffic_cap: Some(1),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
     let env = TestEnv::start(cfg, |emu| {
         emu.put_file("/lib/a.bin", bytes_of(5000, 1));
         emu.put_file("/lib/b.bin", bytes_of(5000, 2));
@@ -577,10 +583,21 @@ async fn daily_traffic_exceeded_is_503_until_midnight_china_time() {
     })
     .await;
     // The first download uses up the (tiny) daily quota; the next link is refused with 5113.
-    let _ = env.req("GET", "/m/a.bin").send().await.expect("get").bytes().await;
+    let _ = env
+        .req("GET", "/m/a.bin")
+        .send()
+        .await
+        .expect("get")
+        .bytes()
+        .await;
     let r = env.req("GET", "/m/b.bin").send().await.expect("get");
     assert_eq!(r.status().as_u16(), 503);
-    let retry: u64 = r.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).expect("Retry-After");
+    let retry: u64 = r
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After");
     assert!(retry > 0 && retry <= 86_400, "{retry}");
     assert!(r.text().await.unwrap_or_default().contains("traffic"));
 }
@@ -595,13 +612,30 @@ async fn a_5xx_burst_is_retried_and_a_lasting_outage_is_503() {
     .await;
     assert_eq!(env.propfind("/m/", "1").await.0, 207);
     // Two 502s in a row: retried, and the folder lists completely.
-    env.emu.inject(Fault { endpoint: LIST.into(), kind: FaultKind::Http { status: 502, count: 2 } });
+    env.emu.inject(Fault {
+        endpoint: LIST.into(),
+        kind: FaultKind::Http {
+            status: 502,
+            count: 2,
+        },
+    });
     let (status, body) = env.propfind("/m/a/", "1").await;
     assert_eq!(status, 207);
     assert!(body.contains("x.txt"));
     // A lasting outage: 503 with Retry-After, never an empty folder.
-    env.emu.inject(Fault { endpoint: LIST.into(), kind: FaultKind::Http { status: 503, count: 1000 } });
-    let r = env.req("PROPFIND", "/m/b/").header("Depth", "1").send().await.expect("propfind");
+    env.emu.inject(Fault {
+        endpoint: LIST.into(),
+        kind: FaultKind::Http {
+            status: 503,
+            count: 1000,
+        },
+    });
+    let r = env
+        .req("PROPFIND", "/m/b/")
+        .header("Depth", "1")
+        .send()
+        .await
+        .expect("propfind");
     assert_eq!(r.status().as_u16(), 503);
     assert!(r.headers().get("retry-after").is_some());
 }

@@ -6,7 +6,10 @@ use pan123_webdav::server::{if_header, paths};
 use proptest::prelude::*;
 
 fn config() -> ProptestConfig {
-    ProptestConfig { cases: 512, ..ProptestConfig::default() }
+    ProptestConfig {
+        cases: 512,
+        ..ProptestConfig::default()
+    }
 }
 
 proptest! {

@@ -13,7 +13,10 @@ const SECRET: &str = "client-secret-4f2a9c";
 const DIRECT_KEY: &str = "direct-key-77b1e0";
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,25 +69,64 @@ async fn trace_logs_hold_no_secrets() {
         .stderr(Stdio::from(log))
         .spawn()
         .expect("spawn");
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(HANG_GUARD).build().expect("client");
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(HANG_GUARD)
+        .build()
+        .expect("client");
     let mut up = false;
     for _ in 0..200 {
-        if client.request(reqwest::Method::OPTIONS, format!("{base}/")).send().await.is_ok() {
+        if client
+            .request(reqwest::Method::OPTIONS, format!("{base}/"))
+            .send()
+            .await
+            .is_ok()
+        {
             up = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(up, "gateway started");
-    let get = |path: &str| client.get(format!("{base}{path}")).basic_auth(USER, Some(PASSWORD)).send();
+    let get = |path: &str| {
+        client
+            .get(format!("{base}{path}"))
+            .basic_auth(USER, Some(PASSWORD))
+            .send()
+    };
     let mut handed_out = Vec::new();
-    assert_eq!(client.request(reqwest::Method::from_bytes(b"PROPFIND").expect("m"), format!("{base}/proxy/")).basic_auth(USER, Some(PASSWORD)).header("Depth", "1").send().await.expect("propfind").status().as_u16(), 207);
-    assert_eq!(get("/proxy/a.txt").await.expect("get").status().as_u16(), 200);
+    assert_eq!(
+        client
+            .request(
+                reqwest::Method::from_bytes(b"PROPFIND").expect("m"),
+                format!("{base}/proxy/")
+            )
+            .basic_auth(USER, Some(PASSWORD))
+            .header("Depth", "1")
+            .send()
+            .await
+            .expect("propfind")
+            .status()
+            .as_u16(),
+        207
+    );
+    assert_eq!(
+        get("/proxy/a.txt").await.expect("get").status().as_u16(),
+        200
+    );
     for path in ["/redir/a.txt", "/signed/a.txt", "/direct/d.txt"] {
         let r = get(path).await.expect("get");
         assert_eq!(r.status().as_u16(), 302, "{path}");
-        let location = r.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-        let query = location.split_once('?').map(|(_, q)| q.to_string()).unwrap_or_default();
+        let location = r
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let query = location
+            .split_once('?')
+            .map(|(_, q)| q.to_string())
+            .unwrap_or_default();
         for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
             if ["s", "sign", "auth_key"].contains(&k.as_ref()) && v.len() > 8 {
                 handed_out.push(v.into_owned());
@@ -92,9 +134,20 @@ async fn trace_logs_hold_no_secrets() {
         }
     }
     assert!(handed_out.len() >= 3, "signatures seen: {handed_out:?}");
-    let r = client.put(format!("{base}/proxy/up.txt")).basic_auth(USER, Some(PASSWORD)).body(b"upload".to_vec()).send().await.expect("put");
+    let r = client
+        .put(format!("{base}/proxy/up.txt"))
+        .basic_auth(USER, Some(PASSWORD))
+        .body(b"upload".to_vec())
+        .send()
+        .await
+        .expect("put");
     assert!(r.status().is_success());
-    let r = client.get(format!("{base}/proxy/a.txt")).basic_auth(USER, Some("wrong password")).send().await.expect("get");
+    let r = client
+        .get(format!("{base}/proxy/a.txt"))
+        .basic_auth(USER, Some("wrong password"))
+        .send()
+        .await
+        .expect("get");
     assert_eq!(r.status().as_u16(), 401);
     eventually("the upload lands", || emu.read("/lib/up.txt").is_some()).await;
     let _ = child.kill();
@@ -102,12 +155,27 @@ async fn trace_logs_hold_no_secrets() {
 
     let logs = std::fs::read_to_string(&log_path).expect("logs");
     assert!(logs.len() > 1000, "trace logging was on");
-    let token_file = std::fs::read_dir(dir.path().join("state").join("tokens")).expect("tokens").filter_map(Result::ok).next().expect("a token file");
-    let token: serde_json::Value = serde_json::from_slice(&std::fs::read(token_file.path()).expect("read")).expect("json");
+    let token_file = std::fs::read_dir(dir.path().join("state").join("tokens"))
+        .expect("tokens")
+        .filter_map(Result::ok)
+        .next()
+        .expect("a token file");
+    let token: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(token_file.path()).expect("read")).expect("json");
     let access_token = token["access_token"].as_str().expect("token").to_string();
-    let mut secrets = vec![SECRET.to_string(), DIRECT_KEY.to_string(), PASSWORD.to_string(), SIGNING_KEY.to_string(), access_token];
+    let mut secrets = vec![
+        SECRET.to_string(),
+        DIRECT_KEY.to_string(),
+        PASSWORD.to_string(),
+        SIGNING_KEY.to_string(),
+        access_token,
+    ];
     secrets.extend(handed_out);
     for s in &secrets {
-        assert!(!logs.contains(s.as_str()), "a secret ({}…) appears in the logs", &s[..6.min(s.len())]);
+        assert!(
+            !logs.contains(s.as_str()),
+            "a secret ({}…) appears in the logs",
+            &s[..6.min(s.len())]
+        );
     }
 }

@@ -36,6 +36,11 @@ pub struct EmulatorConfig {
     pub qps: bool,
     /// Where uploads and the MD5 memo live; default: the system temp dir.
     pub temp_dir: Option<PathBuf>,
+    /// The personal account's login name for the web API (`passport`: a phone number, or an
+    /// e-mail address logged in with `mail`). Open and web APIs serve the same account tree.
+    pub web_user: String,
+    /// Its password.
+    pub web_password: String,
     /// Behaviour switches (also changeable at run time).
     pub switches: Switches,
 }
@@ -54,6 +59,8 @@ impl Default for EmulatorConfig {
             direct_link_key: None,
             qps: true,
             temp_dir: None,
+            web_user: "13800138000".to_string(),
+            web_password: "demo-password".to_string(),
             switches: Switches::default(),
         }
     }
@@ -196,6 +203,10 @@ pub struct Switches {
     pub token_ttl: Duration,
     /// Daily CDN traffic cap in bytes; past it `download_info` answers 5113. Default none.
     pub daily_traffic_cap: Option<u64>,
+    /// Web login (`/api/user/sign_in`) is refused for risk control with 123's message
+    /// `当前账号存在安全风险，请使用短信验证码或者微信进行登录。`. Default false.
+    #[serde(default)]
+    pub web_risk_control: bool,
 }
 
 impl Default for Switches {
@@ -214,6 +225,7 @@ impl Default for Switches {
             share_redirect_json: false,
             token_ttl: Duration::from_secs(30 * 24 * 3600),
             daily_traffic_cap: None,
+            web_risk_control: false,
         }
     }
 }

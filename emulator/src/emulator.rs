@@ -62,6 +62,11 @@ pub(crate) struct Shared {
     pub switches: Mutex<Switches>,
     pub fs: Mutex<Fs>,
     pub tokens: Mutex<Tokens>,
+    /// Web API session tokens of the personal account (`/api/user/sign_in`).
+    pub web_tokens: Mutex<Tokens>,
+    /// The personal account's login name and password.
+    pub web_user: String,
+    pub web_password: String,
     pub limiter: Mutex<Limiter>,
     pub faults: Mutex<Faults>,
     pub counters: Mutex<Counters>,
@@ -123,6 +128,7 @@ impl Shared {
     pub fn inject(&self, f: Fault) {
         if f.kind == FaultKind::ExpireTokens {
             lock(&self.tokens).expire_all();
+            lock(&self.web_tokens).expire_all();
         } else {
             lock(&self.faults).add(f);
         }
@@ -205,6 +211,9 @@ impl Emulator {
             switches: Mutex::new(cfg.switches.clone()),
             fs: Mutex::new(fs),
             tokens: Mutex::new(Tokens::default()),
+            web_tokens: Mutex::new(Tokens::default()),
+            web_user: cfg.web_user.clone(),
+            web_password: cfg.web_password.clone(),
             limiter: Mutex::new(Limiter::default()),
             faults: Mutex::new(Faults::default()),
             counters: Mutex::new(Counters::default()),
@@ -425,9 +434,20 @@ impl Emulator {
         self.shared.qps.store(on, Ordering::Relaxed);
     }
 
-    /// Invalidate every access token now.
+    /// The personal account's web login name (phone number or e-mail).
+    pub fn web_user(&self) -> String {
+        self.shared.web_user.clone()
+    }
+
+    /// The personal account's web password.
+    pub fn web_password(&self) -> String {
+        self.shared.web_password.clone()
+    }
+
+    /// Invalidate every access token now (Open API and web sessions).
     pub fn expire_tokens(&self) {
         lock(&self.shared.tokens).expire_all();
+        lock(&self.shared.web_tokens).expire_all();
     }
 
     /// Shift the emulator's wall clock by `secs` from system time (token, link and signature

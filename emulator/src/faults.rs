@@ -51,6 +51,15 @@ pub enum FaultKind {
         /// Times it fails.
         count: u32,
     },
+    /// Personal web listing (`/b/api/file/list/new`): page `page` (the `Page` parameter)
+    /// invalidates every web token and answers code 401, `count` times, so a test can expire a
+    /// session in the middle of a listing walk.
+    ExpireAtPage {
+        /// Page index that expires the session.
+        page: u32,
+        /// Times it happens.
+        count: u32,
+    },
     /// Downloads (`cdn`, `direct`): send the headers and `bytes` body bytes, then drop the
     /// connection. Uploads (`/upload/v2/file/slice`): read `bytes` of the request body, then drop it.
     CutAfter {
@@ -68,6 +77,7 @@ impl FaultKind {
             | FaultKind::Http { count, .. }
             | FaultKind::Latency { count, .. }
             | FaultKind::FailPage { count, .. }
+            | FaultKind::ExpireAtPage { count, .. }
             | FaultKind::CutAfter { count, .. } => Some(count),
             FaultKind::ExpireTokens => None,
         }
@@ -148,6 +158,15 @@ impl Faults {
     pub fn take_fail_page(&mut self, endpoint: &str, page: u64) -> bool {
         self.take(endpoint, |k| match k {
             FaultKind::FailPage { page: p, .. } if u64::from(*p) == page => Some(()),
+            _ => None,
+        })
+        .is_some()
+    }
+
+    /// Whether page `page` of a personal listing must expire the session now.
+    pub fn take_expire_page(&mut self, endpoint: &str, page: u64) -> bool {
+        self.take(endpoint, |k| match k {
+            FaultKind::ExpireAtPage { page: p, .. } if u64::from(*p) == page => Some(()),
             _ => None,
         })
         .is_some()

@@ -30,6 +30,7 @@ mod http;
 mod multipart;
 pub mod names;
 mod open_api;
+mod personal;
 pub mod qps;
 mod range;
 mod seed;

@@ -108,6 +108,22 @@ struct Cli {
     /// Daily CDN traffic cap in bytes; past it download_info answers 5113.
     #[arg(long, value_parser = parse_size)]
     daily_traffic_cap: Option<u64>,
+    /// The personal account of the web API: `PHONE:PASSWORD` (or `MAIL:PASSWORD`).
+    #[arg(long, value_parser = parse_web_user, default_value = "13800138000:demo-password")]
+    web_user: (String, String),
+    /// Refuse web logins for risk control (123's `当前账号存在安全风险…` message).
+    #[arg(long)]
+    web_risk_control: bool,
+}
+
+/// `USER:PASSWORD`, split at the first colon.
+fn parse_web_user(s: &str) -> Result<(String, String), String> {
+    match s.split_once(':') {
+        Some((user, password)) if !user.is_empty() && !password.is_empty() => {
+            Ok((user.to_string(), password.to_string()))
+        }
+        _ => Err(format!("expected PHONE:PASSWORD in {s:?}")),
+    }
 }
 
 impl Cli {
@@ -124,6 +140,8 @@ impl Cli {
             direct_link_key: self.direct_link_key,
             qps: !self.no_qps,
             temp_dir: self.temp_dir,
+            web_user: self.web_user.0,
+            web_password: self.web_user.1,
             switches: Switches {
                 overwrite_at: match self.overwrite_at {
                     OverwriteAtArg::Create => OverwriteAt::Create,
@@ -145,6 +163,7 @@ impl Cli {
                 share_redirect_json: matches!(self.share_redirect_style, RedirectStyle::Json),
                 token_ttl: self.token_ttl,
                 daily_traffic_cap: self.daily_traffic_cap,
+                web_risk_control: self.web_risk_control,
             },
         }
     }
@@ -168,10 +187,11 @@ async fn main() -> anyhow::Result<()> {
         out.flush()?;
     }
     eprintln!(
-        "pan123-emulator: client id {:?}, secret {:?}, uid {}; Ctrl-C to stop",
+        "pan123-emulator: client id {:?}, secret {:?}, uid {}, web user {:?}; Ctrl-C to stop",
         emu.client_id(),
         emu.client_secret(),
-        emu.uid()
+        emu.uid(),
+        emu.web_user()
     );
     tokio::signal::ctrl_c().await?;
     emu.shutdown().await;

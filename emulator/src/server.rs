@@ -1,7 +1,8 @@
 //! Listener, routing on (method, path), and the request pipeline every call goes through.
 //!
 //! All emulated hosts share one port and are told apart by path prefix:
-//! `/api/…` and `/upload/…` the Open API (and its upload host), `/b/api/…` the web API,
+//! `/api/…` and `/upload/…` the Open API (and its upload host), `/api/user/sign_in` the web
+//! login host, `/b/api/…` the web API,
 //! `/cdn/…` the download CDN, `/web-pro/…` the share download hop, `/<uid>/…` the direct-link
 //! host, `/__emulator/…` the control API.
 //!
@@ -53,6 +54,10 @@ pub(crate) enum Ep {
     Complete,
     ShareGet,
     ShareDownloadInfo,
+    WebLogin,
+    WebUserInfo,
+    WebFileList,
+    WebDownloadInfo,
     Cdn,
     WebPro,
     Direct,
@@ -86,6 +91,10 @@ impl Ep {
             Ep::Complete => "/upload/v2/file/upload_complete",
             Ep::ShareGet => "/b/api/share/get",
             Ep::ShareDownloadInfo => "/b/api/share/download/info",
+            Ep::WebLogin => "/api/user/sign_in",
+            Ep::WebUserInfo => "/b/api/user/info",
+            Ep::WebFileList => "/b/api/file/list/new",
+            Ep::WebDownloadInfo => "/b/api/file/download_info",
             Ep::Cdn => "cdn",
             Ep::WebPro => "web-pro",
             Ep::Direct => "direct",
@@ -94,7 +103,12 @@ impl Ep {
 
     fn family(self) -> Family {
         match self {
-            Ep::ShareGet | Ep::ShareDownloadInfo => Family::Web,
+            Ep::ShareGet
+            | Ep::ShareDownloadInfo
+            | Ep::WebLogin
+            | Ep::WebUserInfo
+            | Ep::WebFileList
+            | Ep::WebDownloadInfo => Family::Web,
             Ep::Cdn | Ep::WebPro | Ep::Direct => Family::Host,
             _ => Family::Open,
         }
@@ -123,6 +137,10 @@ fn route(method: &Method, path: &str) -> Option<Ep> {
         "/upload/v2/file/upload_complete" if post => Ep::Complete,
         "/b/api/share/get" if get => Ep::ShareGet,
         "/b/api/share/download/info" if post => Ep::ShareDownloadInfo,
+        "/api/user/sign_in" if post => Ep::WebLogin,
+        "/b/api/user/info" if get => Ep::WebUserInfo,
+        "/b/api/file/list/new" if get => Ep::WebFileList,
+        "/b/api/file/download_info" if post => Ep::WebDownloadInfo,
         p if p.starts_with("/cdn/") && get_or_head => Ep::Cdn,
         p if p.starts_with("/web-pro/") && get => Ep::WebPro,
         p if get_or_head && is_direct_path(p) => Ep::Direct,

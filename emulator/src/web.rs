@@ -1,8 +1,6 @@
 //! The web API host (`/b/api/…`): request-signature gate, its envelope and file object, and the
-//! router. Only the share endpoints exist today; a personal-account backend (`/b/api/user/info`,
-//! `/b/api/file/list/new`, `/b/api/file/download_info`, login on its own prefix) plugs in here: add
-//! its `Ep` variants in `server.rs` and a module beside `share.rs`, reusing `web_ok`, `web_err`
-//! and `web_item`.
+//! router. Share links live in `share.rs`, the personal account (and its unsigned login on the
+//! login host) in `personal.rs`.
 
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
@@ -16,6 +14,10 @@ use crate::state::Entry;
 /// Route a signed web request. A missing or bad signature gets HTTP 403 with a JSON body: the
 /// real server's answer is unconfirmed (spec web §6), and 403 makes a signing bug loud.
 pub(crate) async fn handle(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
+    // Login is on its own host and is not signed (spec web §0.3).
+    if ctx.ep == Ep::WebLogin {
+        return crate::personal::sign_in(ctx, req).await;
+    }
     let pairs = query_pairs(req.uri());
     if let Err(e) = crate::sign::verify(req.uri().path(), &pairs, ctx.shared.now()) {
         return Ok(json(
@@ -26,6 +28,16 @@ pub(crate) async fn handle(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResu
     match ctx.ep {
         Ep::ShareGet => Ok(crate::share::list(ctx, &pairs)),
         Ep::ShareDownloadInfo => crate::share::download_info(ctx, req).await,
+        Ep::WebUserInfo | Ep::WebFileList | Ep::WebDownloadInfo => {
+            if let Err(refused) = crate::personal::check(ctx, req.headers()) {
+                return Ok(refused);
+            }
+            match ctx.ep {
+                Ep::WebUserInfo => Ok(crate::personal::user_info(ctx)),
+                Ep::WebFileList => Ok(crate::personal::list(ctx, &pairs)),
+                _ => crate::personal::download_info(ctx, req).await,
+            }
+        }
         _ => Ok(not_found()),
     }
 }

@@ -9,6 +9,7 @@ use http::HeaderMap;
 pub mod link;
 pub mod open;
 pub mod share;
+pub mod web;
 pub mod web_sign;
 
 /// One file or folder as listed by a backend.

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::error::Problem;
 
 /// Top-level keys of the file.
-pub(super) const TOP_KEYS: &[&str] = &["server", "users", "mounts"];
+pub(super) const TOP_KEYS: &[&str] = &["server", "users", "mounts", "clients"];
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,6 +27,9 @@ pub(super) struct RawServer {
     pub tls_key: Option<PathBuf>,
     pub spool_max: Option<String>,
     pub upload_workers: Option<i64>,
+    pub ready_probe_interval: Option<String>,
+    pub metrics_auth: Option<bool>,
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -77,6 +80,18 @@ pub(super) struct RawShare {
     pub api_base: Option<String>,
 }
 
+/// The keys of a mount with `backend = "web"` (a personal account through the web API).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWeb {
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub password_env: Option<String>,
+    pub root_id: Option<u64>,
+    pub api_base: Option<String>,
+    pub login_base: Option<String>,
+}
+
 /// The keys of a mount with `backend = "link"`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -115,7 +130,7 @@ impl BackendKind {
 
     /// Whether this version can serve the backend.
     pub fn available(self) -> bool {
-        matches!(self, Self::Open | Self::Share | Self::Link)
+        matches!(self, Self::Open | Self::Share | Self::Link | Self::Web)
     }
 
     /// Backend-specific keys. The planned backends list theirs already, so that such a key on
@@ -126,14 +141,7 @@ impl BackendKind {
             Self::Open => fields_of::<RawOpen>(),
             Self::Share => fields_of::<RawShare>(),
             Self::Link => fields_of::<RawLink>(),
-            Self::Web => &[
-                "username",
-                "password",
-                "password_env",
-                "root_id",
-                "api_base",
-                "login_base",
-            ],
+            Self::Web => fields_of::<RawWeb>(),
         }
     }
 }

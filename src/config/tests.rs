@@ -1092,3 +1092,34 @@ fn plain_passwords_are_refused_with_the_way_out() {
         &["plain passwords are not accepted", "hash-password"],
     );
 }
+
+#[test]
+fn operations_keys() {
+    let server = ok(&format!("{MOUNT}{USER}")).server;
+    assert_eq!(server.ready_probe_interval, Duration::from_secs(30));
+    assert!(!server.metrics_auth);
+    assert_eq!(server.metrics_listen, None);
+    let server = ok(&format!(
+        "[server]\nready_probe_interval = \"5s\"\nmetrics_auth = true\nmetrics_listen = \"127.0.0.1:9090\"\n{MOUNT}{USER}"
+    ))
+    .server;
+    assert_eq!(server.ready_probe_interval, Duration::from_secs(5));
+    assert!(server.metrics_auth);
+    assert_eq!(
+        server.metrics_listen,
+        Some("127.0.0.1:9090".parse().unwrap())
+    );
+    one_problem(
+        &format!("[server]\nmetrics_listen = \"localhost\"\n{MOUNT}{USER}"),
+        "server.metrics_listen",
+        &[
+            "\"localhost\" is not a socket address",
+            "or remove the key to serve /-/metrics on listen",
+        ],
+    );
+    one_problem(
+        &format!("[server]\nready_probe_interval = \"0s\"\n{MOUNT}{USER}"),
+        "server.ready_probe_interval",
+        &["must be longer than 0s"],
+    );
+}

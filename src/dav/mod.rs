@@ -42,6 +42,15 @@ pub struct Ctx {
     pub destination: Option<String>,
     /// A modification time the client asked for (`X-OC-Mtime`).
     pub oc_mtime: Option<SystemTime>,
+    /// The client's junk is kept in the side store (its profile's `junk_local`).
+    pub junk_local: bool,
+}
+
+impl Ctx {
+    /// Is `name` client junk that this request keeps locally?
+    pub fn is_junk(&self, name: &str) -> bool {
+        self.junk_local && junk::is_junk(name)
+    }
 }
 
 /// Maps a backend error to what dav-server can express. dav-server has no 503: a rate-limited
@@ -102,7 +111,7 @@ impl MountFs {
     /// modification time where one was stored).
     async fn entry(&self, segs: &[String], ctx: &Ctx) -> FsResult<Entry> {
         if let Some(name) = segs.last() {
-            if junk::is_junk(name) {
+            if ctx.is_junk(name) {
                 let key = store_key(segs);
                 return self
                     .mount

@@ -403,6 +403,8 @@ struct ExactBody<S> {
     delivered: u64,
     file_id: u64,
     name: String,
+    /// Counts this stream in the metrics while it lives.
+    _active: crate::server::metrics::ActiveStream,
 }
 
 impl<S> ExactBody<S> {
@@ -415,6 +417,7 @@ impl<S> ExactBody<S> {
             delivered: 0,
             file_id: entry.id,
             name: entry.name.clone(),
+            _active: crate::server::metrics::ActiveStream::start(),
         }
     }
 
@@ -514,6 +517,7 @@ where
             let n = chunk.len() as u64;
             this.remaining -= n;
             this.delivered += n;
+            crate::server::metrics::proxied_bytes(n);
             return Poll::Ready(Some(Ok(Frame::data(chunk))));
         }
     }

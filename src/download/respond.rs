@@ -143,12 +143,15 @@ pub fn status_text(
 }
 
 /// The `Content-Type` for a file name, by extension; `application/octet-stream` when unknown.
+/// Text types say `charset=utf-8`: with `nosniff` and no charset a browser decodes a text file
+/// in its locale's legacy encoding (windows-1252 in most), garbling every UTF-8 name and note.
 pub fn content_type(name: &str) -> HeaderValue {
-    mime_guess::from_path(name)
-        .first_raw()
-        .map_or(HeaderValue::from_static("application/octet-stream"), |m| {
-            HeaderValue::from_static(m)
-        })
+    match mime_guess::from_path(name).first_raw() {
+        None => HeaderValue::from_static("application/octet-stream"),
+        Some(m) if m.starts_with("text/") => HeaderValue::from_str(&format!("{m}; charset=utf-8"))
+            .unwrap_or(HeaderValue::from_static(m)),
+        Some(m) => HeaderValue::from_static(m),
+    }
 }
 
 /// The headers every file response (HEAD, 200, 206) carries, except the length ones.
@@ -193,7 +196,13 @@ fn validator_headers(headers: &mut HeaderMap, v: &Validators) {
 }
 
 fn is_active_content(content_type: &HeaderValue) -> bool {
-    let essence = content_type.to_str().unwrap_or("").to_ascii_lowercase();
+    let value = content_type.to_str().unwrap_or("");
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     matches!(
         essence.as_str(),
         "text/html"
@@ -270,7 +279,7 @@ mod tests {
         for (name, want) in [
             ("a.mp4", "video/mp4"),
             ("A.MP4", "video/mp4"),
-            ("a.txt", "text/plain"),
+            ("a.txt", "text/plain; charset=utf-8"),
             ("a.unknownext", "application/octet-stream"),
             ("noext", "application/octet-stream"),
             (".hidden", "application/octet-stream"),

@@ -38,6 +38,8 @@ const MAX_RETRY_WAIT: Duration = Duration::from_secs(600);
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(15);
 /// How often one job may find its name taken by someone else mid-way and decide again.
 const MAX_REDECIDE: u32 = 3;
+/// How often a running upload logs its progress.
+const PROGRESS_LOG_EVERY: Duration = Duration::from_secs(5);
 
 /// How the queue runs.
 #[derive(Clone)]
@@ -578,7 +580,15 @@ impl UploadQueue {
                             _ => {}
                         }
                     }
-                    match backend.upload(parent, &name, &src, &self.options()).await {
+                    match backend
+                        .upload(
+                            parent,
+                            &name,
+                            &src,
+                            &self.options(&rec.mount, &name, src.size),
+                        )
+                        .await
+                    {
                         Ok(e) => {
                             self.set_phase(
                                 id,
@@ -949,16 +959,31 @@ impl UploadQueue {
         self.dirs.save(&record).await
     }
 
-    /// Upload options whose progress also counts `bytes_uploaded`.
-    fn options(&self) -> UploadOptions {
+    /// Upload options whose progress also counts `bytes_uploaded` and logs a progress line
+    /// every `PROGRESS_LOG_EVERY` while the upload runs.
+    fn options(&self, mount: &str, name: &str, size: u64) -> UploadOptions {
         let mut opts = self.upload.clone();
         let user = opts.progress.take();
         let total = self.bytes.clone();
         let last = AtomicU64::new(0);
+        let logged = Mutex::new(std::time::Instant::now());
+        let (mount, name) = (mount.to_string(), name.to_string());
         opts.progress = Some(Arc::new(move |done| {
             let before = last.swap(done, Ordering::Relaxed);
             if done > before {
                 total.fetch_add(done - before, Ordering::Relaxed);
+            }
+            let mut at = lock(&logged);
+            if at.elapsed() >= PROGRESS_LOG_EVERY && done < size {
+                *at = std::time::Instant::now();
+                tracing::info!(
+                    mount = %mount,
+                    name = %name,
+                    done,
+                    size,
+                    percent = done.saturating_mul(100) / size.max(1),
+                    "upload progress"
+                );
             }
             if let Some(user) = &user {
                 user(done);

@@ -101,8 +101,10 @@ impl ListingCache {
                 // Stale: answer now, refresh in the background (one fetch in flight).
                 drop(self.fetch(dir_id));
             }
+            crate::server::metrics::cache("listing", true);
             return Ok(listing);
         }
+        crate::server::metrics::cache("listing", false);
         self.fetch(dir_id).await
     }
 

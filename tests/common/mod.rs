@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod tools;
+
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -239,4 +241,14 @@ pub fn header(res: &reqwest::Response, name: &str) -> String {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string()
+}
+
+/// A personal-account (`web`) mount's TOML for the emulator's default web account (`{api}` is
+/// filled in by `TestEnv`; both the web API and the login host are the emulator).
+pub fn web_mount(path: &str, download: &str, extra: &str) -> String {
+    let defaults = pan123_emulator::EmulatorConfig::default();
+    format!(
+        "[[mounts]]\npath = \"{path}\"\nbackend = \"web\"\nusername = \"{}\"\npassword = \"{}\"\napi_base = \"{{api}}\"\nlogin_base = \"{{api}}\"\ndownload = \"{download}\"\nproxy_url = \"{{self}}\"\n{extra}\n",
+        defaults.web_user, defaults.web_password
+    )
 }

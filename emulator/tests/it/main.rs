@@ -8,5 +8,6 @@ mod control;
 mod direct;
 mod limits;
 mod open_api;
+mod personal;
 mod share;
 mod upload;

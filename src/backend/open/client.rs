@@ -285,6 +285,9 @@ impl OpenClient {
                 .header("Platform", "open_platform")
                 .timeout(opts.timeout);
             let outcome = send::<T>(request).await;
+            let result = outcome_class(&outcome);
+            crate::server::metrics::upstream(ep.path(), result);
+            tracing::debug!(endpoint = ep.path(), result, "123 API call");
             let error = match outcome {
                 Ok(Reply::Data(data)) => return Ok(data),
                 Ok(Reply::Code { code: 401, .. }) if !refreshed => {
@@ -352,7 +355,16 @@ impl OpenClient {
                 .header("Platform", "open_platform")
                 .json(&body)
                 .timeout(API_TIMEOUT);
-            match send::<api::AccessToken>(request).await? {
+            let outcome = send::<api::AccessToken>(request).await;
+            let result = outcome_class(&outcome);
+            crate::server::metrics::upstream(Endpoint::AccessToken.path(), result);
+            crate::server::metrics::token_refresh(result == "ok");
+            tracing::debug!(
+                endpoint = Endpoint::AccessToken.path(),
+                result,
+                "123 API call"
+            );
+            match outcome? {
                 Reply::Data(t) => {
                     let expires_at = chrono::DateTime::parse_from_rfc3339(&t.expired_at)
                         .map(|d| d.timestamp().max(0) as u64)
@@ -418,6 +430,19 @@ async fn send<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> Result<R
             message: format!("unexpected answer shape: {e}"),
             trace_id: envelope.trace_id,
         })
+}
+
+/// A short, bounded class of a call's outcome for metrics and debug logs.
+fn outcome_class<T>(outcome: &Result<Reply<T>, Error>) -> &'static str {
+    match outcome {
+        Ok(Reply::Data(_)) => "ok",
+        Ok(Reply::Code { code: 401, .. }) => "code_401",
+        Ok(Reply::Code { code: 429, .. }) => "code_429",
+        Ok(Reply::Code { .. }) => "error_code",
+        Err(Error::Unavailable(_)) => "unavailable",
+        Err(Error::Transport(_)) => "transport",
+        Err(_) => "bad_answer",
+    }
 }
 
 fn transport(e: reqwest::Error) -> Error {

@@ -123,7 +123,17 @@ impl ShareClient {
             if let Some(token) = &self.access_token {
                 request = request.bearer_auth(token);
             }
-            let error = match send(request).await {
+            let outcome = send(request).await;
+            let result = match &outcome {
+                Ok(_) => "ok",
+                Err(Error::RateLimited { .. }) => "code_429",
+                Err(Error::Unavailable(_)) => "unavailable",
+                Err(Error::Transport(_)) => "transport",
+                Err(_) => "error_code",
+            };
+            crate::server::metrics::upstream(ep.path(), result);
+            tracing::debug!(endpoint = ep.path(), result, "123 web API call");
+            let error = match outcome {
                 Ok(data) => {
                     return serde_json::from_value(data).map_err(|e| Error::Upstream {
                         code: 0,
@@ -231,7 +241,7 @@ fn unparsable(message: &str) -> Error {
 
 /// Sends one request and opens the envelope: `Ok(data)` for code 0, the classified error
 /// otherwise. A body that is not a JSON envelope with a `code` is an error, never "empty".
-async fn send(request: reqwest::RequestBuilder) -> Result<serde_json::Value, Error> {
+pub(crate) async fn send(request: reqwest::RequestBuilder) -> Result<serde_json::Value, Error> {
     let response = request.send().await.map_err(transport)?;
     let status = response.status();
     if status == StatusCode::TOO_MANY_REQUESTS {

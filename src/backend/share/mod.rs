@@ -91,29 +91,11 @@ impl Backend for ShareBackend {
     }
 
     async fn list(&self, dir_id: u64) -> Result<Vec<Entry>, Error> {
-        let mut entries = Vec::new();
-        for page_no in 1..=MAX_PAGES {
+        list_pages(dir_id, &self.key_flags, |page_no| async move {
             let page = self.page(dir_id, page_no).await?;
-            let items = page.info_list.unwrap_or_default();
-            let last = items.is_empty() || page.next == "-1";
-            {
-                let mut flags = self.key_flags.lock().unwrap_or_else(|p| p.into_inner());
-                for item in &items {
-                    if let Some(flag) = item.s3_key_flag.as_ref().filter(|f| !f.is_empty()) {
-                        flags.insert(item.file_id.max(0) as u64, flag.clone());
-                    }
-                }
-            }
-            entries.extend(items.into_iter().map(entry_from_item));
-            if last {
-                return Ok(entries);
-            }
-        }
-        Err(Error::Upstream {
-            code: -1,
-            message: format!("the folder has more than {MAX_PAGES} pages; refusing to list it"),
-            trace_id: String::new(),
+            Ok((page.info_list.unwrap_or_default(), page.next, None))
         })
+        .await
     }
 
     async fn link(&self, file: &Entry) -> Result<Link, Error> {
@@ -162,7 +144,7 @@ impl Backend for ShareBackend {
     }
 }
 
-fn entry_from_item(item: api::FileItem) -> Entry {
+pub(crate) fn entry_from_item(item: api::FileItem) -> Entry {
     let is_dir = item.kind == 1;
     let md5 = item
         .etag
@@ -223,4 +205,51 @@ mod tests {
         assert!(d.is_dir && d.size == 0 && d.md5.is_none());
         assert_eq!(d.modified, SystemTime::UNIX_EPOCH);
     }
+}
+
+/// One listing page of the web API: its items, its `Next` and, where sent, its `Total`.
+pub(crate) type WebPage = (Vec<api::FileItem>, String, Option<i64>);
+
+/// Walks a web-API folder listing (share and personal alike): `Page` 1, 2, … until an empty
+/// page or `Next == "-1"`, remembering each file's `S3KeyFlag` (download links need it). Any
+/// failed page is an error, never a short list.
+pub(crate) async fn list_pages<F, Fut>(
+    dir_id: u64,
+    key_flags: &Mutex<HashMap<u64, String>>,
+    mut fetch: F,
+) -> Result<Vec<Entry>, Error>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: std::future::Future<Output = Result<WebPage, Error>>,
+{
+    let mut entries = Vec::new();
+    for page_no in 1..=MAX_PAGES {
+        let (items, next, total) = fetch(page_no).await?;
+        let last = items.is_empty() || next == "-1";
+        {
+            let mut flags = key_flags.lock().unwrap_or_else(|p| p.into_inner());
+            for item in &items {
+                if let Some(flag) = item.s3_key_flag.as_ref().filter(|f| !f.is_empty()) {
+                    flags.insert(item.file_id.max(0) as u64, flag.clone());
+                }
+            }
+        }
+        entries.extend(items.into_iter().map(entry_from_item));
+        if last {
+            if let Some(total) = total.filter(|t| *t as usize != entries.len()) {
+                tracing::warn!(
+                    folder = dir_id,
+                    listed = entries.len(),
+                    total,
+                    "123 listed a different number of entries than its Total"
+                );
+            }
+            return Ok(entries);
+        }
+    }
+    Err(Error::Upstream {
+        code: -1,
+        message: format!("the folder has more than {MAX_PAGES} pages; refusing to list it"),
+        trace_id: String::new(),
+    })
 }

@@ -1,0 +1,217 @@
+//! The personal account on the web API (spec web §1): login on the login host
+//! (`POST /api/user/sign_in`, unsigned, success is code 200), then signed `/b/api/...` calls with
+//! the session token: `user/info`, `file/list/new` (`Page`-based, 100 per page, trashed hidden,
+//! `file_id desc`) and `file/download_info` (the same "web-pro" hop as share links).
+//!
+//! Headers are checked as the web client sends them: `platform: web` (else code 1), an
+//! `app-version`, a `referer`, and `authorization: Bearer <token>` (an unknown or expired token
+//! is code 401, which the client answers by logging in again).
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use http::{HeaderMap, Request};
+use hyper::body::Incoming;
+use serde_json::{json, Value};
+
+use crate::cdn::{tail_and_query, CdnLink};
+use crate::emulator::lock;
+use crate::http::{encode_query_value, query, HandlerResult, Resp};
+use crate::open_api::read_args;
+use crate::server::{Ctx, MSG_PLATFORM};
+use crate::web::{web_err, web_item, web_ok};
+
+/// The login refusal for risk control (spec web §0.2, OpenList docs); its code is unknown.
+pub const MSG_RISK: &str = "当前账号存在安全风险，请使用短信验证码或者微信进行登录。";
+/// Wrong name or password (the real text is unpublished).
+pub const MSG_BAD_LOGIN: &str = "账号或密码错误";
+/// Code 401 on the web API (the real text is unconfirmed, spec web §6).
+pub const MSG_WEB_401: &str = "token is expired";
+/// Missing file or folder.
+const MSG_NOT_FOUND: &str = "文件不存在";
+/// Code for a missing file or folder (as on the Open API).
+const CODE_NOT_FOUND: i64 = 5066;
+/// Items per page.
+const PAGE: usize = 100;
+/// Web sessions are kept apart from Open API tokens by their owner name.
+const LOGIN_OWNER_PREFIX: &str = "web:";
+
+/// `POST /api/user/sign_in` on the login host (unsigned).
+pub async fn sign_in(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
+    if header(req.headers(), "platform") != Some("web") {
+        return Ok(web_err(1, MSG_PLATFORM));
+    }
+    let args = match read_args(req).await {
+        Ok(a) => a,
+        Err(r) => return Ok(r),
+    };
+    let sh = ctx.shared.clone();
+    // Phone (or other passport) logins send `passport`; e-mail logins `mail` with type 2.
+    let name = match (args.str("passport"), args.str("mail")) {
+        (Some(p), _) => p,
+        (None, Some(m)) if args.int("type") == Ok(Some(2)) => m,
+        _ => return Ok(web_err(1, "请输入账号")),
+    };
+    let password = args.str("password").unwrap_or_default();
+    if name != sh.web_user || password != sh.web_password {
+        return Ok(web_err(1, MSG_BAD_LOGIN));
+    }
+    if sh.switches().web_risk_control {
+        return Ok(web_err(1, MSG_RISK));
+    }
+    let now = sh.now();
+    let ttl = i64::try_from(sh.switches().token_ttl.as_secs()).unwrap_or(i64::MAX);
+    let (token, expires) =
+        lock(&sh.web_tokens).issue(&format!("{LOGIN_OWNER_PREFIX}{}", sh.web_user), now, ttl);
+    Ok(crate::http::json(
+        http::StatusCode::OK,
+        &json!({
+            "code": 200,
+            "message": "success",
+            "data": {
+                "token": token,
+                "expire": crate::clock::rfc3339_cst(expires),
+                "refresh_token_expire_time": expires,
+            }
+        }),
+    ))
+}
+
+/// The header checks of every personal `/b/api` call; `Err` is the answer to send instead.
+pub fn check(ctx: &Ctx, headers: &HeaderMap) -> Result<(), Resp> {
+    if header(headers, "platform") != Some("web") {
+        return Err(web_err(1, MSG_PLATFORM));
+    }
+    if header(headers, "app-version").is_none_or(str::is_empty) {
+        return Err(web_err(1, "app-version is required"));
+    }
+    if header(headers, "referer").is_none_or(str::is_empty) {
+        return Err(web_err(1, "123pan forbidden"));
+    }
+    let token = header(headers, "authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or_default();
+    let now = ctx.shared.now();
+    if token.is_empty() || lock(&ctx.shared.web_tokens).check(token, now).is_none() {
+        return Err(web_err(401, MSG_WEB_401));
+    }
+    Ok(())
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
+/// `GET /b/api/user/info`.
+pub fn user_info(ctx: &Ctx) -> Resp {
+    let sh = &ctx.shared;
+    let (used, count) = {
+        let fs = lock(&sh.fs);
+        let count = fs.tree.all().filter(|e| !e.trashed).count();
+        (fs.tree.space_used(), count)
+    };
+    web_ok(json!({
+        "UID": sh.uid,
+        "Nickname": "emulated",
+        "SpaceUsed": used,
+        "SpacePermanent": 2_u64 << 40,
+        "SpaceTemp": 0,
+        "FileCount": count,
+    }))
+}
+
+/// `GET /b/api/file/list/new`.
+pub fn list(ctx: &Ctx, q: &[(String, String)]) -> Resp {
+    let sh = &ctx.shared;
+    let num = |name: &str| query(q, name).and_then(|v| v.trim().parse::<i64>().ok());
+    let parent = u64::try_from(num("parentFileId").unwrap_or(0)).unwrap_or(u64::MAX);
+    let page = num("Page").unwrap_or(1).max(1);
+    let limit = num("limit")
+        .filter(|l| (1..=PAGE as i64).contains(l))
+        .map_or(PAGE, |l| l as usize);
+    let asc = query(q, "orderDirection").is_some_and(|d| d.eq_ignore_ascii_case("asc"));
+    let trashed = query(q, "trashed").is_some_and(|t| t == "true");
+
+    let mut items: Vec<Value> = {
+        let fs = lock(&sh.fs);
+        let live_dir = parent == 0
+            || (fs.tree.is_live(parent) && fs.tree.get(parent).is_some_and(|e| e.is_dir));
+        if !live_dir {
+            return web_err(CODE_NOT_FOUND, MSG_NOT_FOUND);
+        }
+        fs.tree
+            .children(parent)
+            .filter(|e| e.trashed == trashed)
+            .map(|e| web_item(e, sh.uid))
+            .collect()
+    };
+    if !asc {
+        items.reverse();
+    }
+    let page_u = u64::try_from(page).unwrap_or(u64::MAX);
+    if lock(&sh.faults).take_expire_page(ctx.ep.key(), page_u) {
+        lock(&sh.web_tokens).expire_all();
+        return web_err(401, MSG_WEB_401);
+    }
+    if lock(&sh.faults).take_fail_page(ctx.ep.key(), page_u) {
+        return web_err(1, "服务器繁忙,请稍后重试");
+    }
+    let total = items.len();
+    let start = usize::try_from(page - 1)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(limit);
+    let page_items: Vec<Value> = items.iter().skip(start).take(limit).cloned().collect();
+    let more = start.saturating_add(limit) < total;
+    let next = match page_items.last() {
+        Some(last) if more => last["FileId"].to_string(),
+        _ => "-1".to_string(),
+    };
+    web_ok(json!({
+        "InfoList": page_items,
+        "Next": next,
+        "Total": total,
+        "Len": page_items.len(),
+        "IsFirst": page == 1,
+    }))
+}
+
+/// `POST /b/api/file/download_info` → `data.DownloadUrl` (lower-case `rl`, unlike shares).
+pub async fn download_info(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
+    let args = match read_args(req).await {
+        Ok(a) => a,
+        Err(r) => return Ok(r),
+    };
+    let sh = ctx.shared.clone();
+    let Ok(Some(id)) = args.int("fileId") else {
+        return Ok(web_err(1, "fileId参数错误"));
+    };
+    let file = {
+        let fs = lock(&sh.fs);
+        let id = u64::try_from(id).unwrap_or(u64::MAX);
+        match fs.tree.get(id) {
+            Some(e) if !e.is_dir && fs.tree.is_live(id) => e.clone(),
+            _ => return Ok(web_err(CODE_NOT_FOUND, MSG_NOT_FOUND)),
+        }
+    };
+    let ttl = i64::try_from(sh.switches().cdn_link_ttl.as_secs()).unwrap_or(i64::MAX);
+    let link = CdnLink {
+        bucket: "123-680",
+        md5: file.md5,
+        size: file.size,
+        filename: file.name,
+        ip: ctx.peer.ip(),
+        referer: true,
+        expires: sh.now().saturating_add(ttl),
+    };
+    let (tail, q) = tail_and_query(&sh, &link);
+    let hop = format!("{}/web-pro/redirect{tail}?{q}&auto_redirect=0", sh.base_url);
+    let outer = format!(
+        "{}/web-pro/download-v2/?params={}&is_s3=0",
+        sh.base_url,
+        encode_query_value(&STANDARD.encode(hop))
+    );
+    Ok(web_ok(json!({"DownloadUrl": outer})))
+}

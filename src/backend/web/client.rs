@@ -1,0 +1,145 @@
+//! The one way every personal-account web API call is made: the session token, the signature
+//! (`web_sign`, shared with share mounts), the headers of spec web §1.2, pacing of listing pages
+//! on the process-wide web limiter (`pacer::web_api`, shared with share mounts), one re-login
+//! and one retry on code 401, and bounded retries of 429 / 5xx / transport failures. The
+//! envelope is opened by the share client's `send`, so both read 123's answers alike.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use super::session::Session;
+use crate::backend::pacer::{self, backoff, WEB_LIST_INTERVAL};
+use crate::backend::share::client::send;
+use crate::backend::{web_sign, Error};
+
+const MAX_429_RETRIES: u32 = 4;
+const MAX_TRANSIENT_RETRIES: u32 = 2;
+const API_TIMEOUT: Duration = Duration::from_secs(30);
+/// The User-Agent OpenList's personal driver sends on `/b/api` calls (spec web §1.2).
+const API_USER_AGENT: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) openlist-client";
+
+/// The personal endpoints a web mount calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    UserInfo,
+    FileList,
+    DownloadInfo,
+}
+
+impl Endpoint {
+    /// The URL path, which is also what is signed.
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::UserInfo => "/b/api/user/info",
+            Endpoint::FileList => "/b/api/file/list/new",
+            Endpoint::DownloadInfo => "/b/api/file/download_info",
+        }
+    }
+}
+
+pub struct WebClient {
+    http: reqwest::Client,
+    api_base: String,
+    origin: String,
+    pub session: Session,
+}
+
+impl WebClient {
+    pub fn new(http: reqwest::Client, api_base: &str, session: Session) -> Self {
+        let api_base = api_base.trim_end_matches('/').to_string();
+        Self {
+            http,
+            origin: origin_of(&api_base),
+            api_base,
+            session,
+        }
+    }
+
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        ep: Endpoint,
+        query: &[(&str, String)],
+    ) -> Result<T, Error> {
+        self.call(ep, |http, url| http.get(url).query(query)).await
+    }
+
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        ep: Endpoint,
+        body: &serde_json::Value,
+    ) -> Result<T, Error> {
+        self.call(ep, |http, url| http.post(url).json(body)).await
+    }
+
+    async fn call<T, B>(&self, ep: Endpoint, build: B) -> Result<T, Error>
+    where
+        T: DeserializeOwned,
+        B: Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
+    {
+        let mut relogged = false;
+        let mut rate_limited = 0u32;
+        let mut transient = 0u32;
+        let url = format!("{}{}", self.api_base, ep.path());
+        // Bounded: every turn either returns or uses up one of the counted retries.
+        loop {
+            let (generation, token) = self.session.token().await?;
+            if ep == Endpoint::FileList {
+                pacer::web_api()
+                    .space(&self.api_base, WEB_LIST_INTERVAL)
+                    .await;
+            }
+            // A fresh signature per attempt: it carries the time.
+            let (sign_key, sign_value) = web_sign::sign(ep.path());
+            let request = build(&self.http, &url)
+                .query(&[(sign_key.as_str(), sign_value.as_str())])
+                .header("origin", self.origin.as_str())
+                .header("referer", format!("{}/", self.origin))
+                .header("user-agent", API_USER_AGENT)
+                .header("platform", "web")
+                .header("app-version", "3")
+                .bearer_auth(token)
+                .timeout(API_TIMEOUT);
+            let error = match send(request).await {
+                Ok(data) => {
+                    return serde_json::from_value(data).map_err(|e| Error::Upstream {
+                        code: 0,
+                        message: format!("unexpected answer shape from {}: {e}", ep.path()),
+                        trace_id: String::new(),
+                    })
+                }
+                Err(e) => e,
+            };
+            match error {
+                // The token is invalid or expired: log in again (once, whoever asks first)
+                // and retry once, as the web client does (spec web §1.3).
+                Error::Upstream { code: 401, .. } if !relogged => {
+                    relogged = true;
+                    self.session.relogin(generation).await?;
+                }
+                Error::Upstream {
+                    code: 401, message, ..
+                } => return Err(Error::Auth(message)),
+                Error::RateLimited { .. } if rate_limited < MAX_429_RETRIES => {
+                    rate_limited += 1;
+                    tokio::time::sleep(backoff(rate_limited, None)).await;
+                }
+                Error::Unavailable(_) | Error::Transport(_)
+                    if transient < MAX_TRANSIENT_RETRIES =>
+                {
+                    transient += 1;
+                    tracing::info!(endpoint = ep.path(), attempt = transient, error = %error, "retrying a failed 123 web call");
+                    tokio::time::sleep(backoff(transient, None)).await;
+                }
+                e => return Err(e),
+            }
+        }
+    }
+}
+
+/// `<scheme>://<host[:port]>` of a base URL.
+pub fn origin_of(base: &str) -> String {
+    url::Url::parse(base)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_else(|_| base.trim_end_matches('/').to_string())
+}

@@ -1,0 +1,183 @@
+//! Personal accounts through 123's web API (`backend = "web"`): a phone number (or e-mail) and
+//! password instead of Open Platform keys (spec web §1). Unofficial: 123 applies anti-leech and
+//! risk controls to it, and the Open API mount is preferred when the user has keys.
+//!
+//! Listing is `file/list/new` by `Page` until `Next == "-1"`, trashed items hidden, paced with
+//! share mounts on the one web limiter; downloads are `download_info`, then the `params` hop of
+//! share links (`ShareClient::resolve`, one implementation), and the CDN wants
+//! `Referer: <origin of the DownloadUrl>/`, so links are not portable and `auto` proxies.
+//!
+//! Read-only: the write endpoints (`upload_request`, the presigned-part flow,
+//! `upload_complete/v2`, `mod_pid`, `rename`, `trash`) are not implemented yet; the router
+//! answers 403 to writes on this mount (`Capabilities.writable = false`).
+
+pub mod api;
+pub mod client;
+pub mod session;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use http::header::REFERER;
+
+use self::client::{origin_of, Endpoint, WebClient};
+use self::session::Session;
+use crate::backend::share::client::ShareClient;
+use crate::backend::{Backend, Capabilities, Entry, Error, Link, Quota};
+use crate::config::Secret;
+
+/// Items per listing page: the most the web API hands out.
+const PAGE_LIMIT: u32 = 100;
+
+/// What a web mount needs from its config.
+pub struct WebParams {
+    pub api_base: String,
+    pub login_base: String,
+    pub username: String,
+    pub password: Secret,
+    pub root_id: u64,
+    /// Where the session token is kept across restarts (created 0600).
+    pub token_file: Option<PathBuf>,
+}
+
+/// One personal-account mount.
+pub struct WebBackend {
+    client: WebClient,
+    /// Only for the download hop (`resolve`), shared with share mounts.
+    hop: ShareClient,
+    root_id: u64,
+    /// `S3KeyFlag` of every file listed so far, which `download_info` wants back.
+    key_flags: Mutex<HashMap<u64, String>>,
+}
+
+impl WebBackend {
+    pub fn new(http: reqwest::Client, params: WebParams) -> Self {
+        let origin = origin_of(&params.api_base);
+        let session = Session::new(
+            http.clone(),
+            &params.login_base,
+            origin,
+            params.username,
+            params.password,
+            params.token_file,
+        );
+        Self {
+            client: WebClient::new(http.clone(), &params.api_base, session),
+            hop: ShareClient::new(http, &params.api_base, None),
+            root_id: params.root_id,
+            key_flags: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// One page of `parent`'s children (spec web §1.4, every parameter as the web client sends).
+    async fn page(&self, parent: u64, page: u32) -> Result<api::ListPage, Error> {
+        self.client
+            .get(
+                Endpoint::FileList,
+                &[
+                    ("driveId", "0".to_string()),
+                    ("limit", PAGE_LIMIT.to_string()),
+                    ("next", "0".to_string()),
+                    ("orderBy", "file_id".to_string()),
+                    ("orderDirection", "desc".to_string()),
+                    ("parentFileId", parent.to_string()),
+                    ("trashed", "false".to_string()),
+                    ("SearchData", String::new()),
+                    ("Page", page.to_string()),
+                    ("OnlyLookAbnormalFile", "0".to_string()),
+                    ("event", "homeListFile".to_string()),
+                    ("operateType", "4".to_string()),
+                    ("inDirectSpace", "false".to_string()),
+                ],
+            )
+            .await
+    }
+}
+
+/// The token file of an account in `state_dir`: named by a hash of the login name, so the name
+/// (a phone number) is not written in the file name.
+pub fn token_file(state_dir: &std::path::Path, username: &str) -> PathBuf {
+    use md5::{Digest, Md5};
+    let digest = Md5::digest(username.as_bytes());
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    state_dir.join("tokens").join(format!("web-{hex}.json"))
+}
+
+#[async_trait]
+impl Backend for WebBackend {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            portable_links: false,
+            links_need_headers: true,
+            ..Capabilities::default()
+        }
+    }
+
+    fn root_id(&self) -> u64 {
+        self.root_id
+    }
+
+    async fn list(&self, dir_id: u64) -> Result<Vec<Entry>, Error> {
+        crate::backend::share::list_pages(dir_id, &self.key_flags, |page_no| async move {
+            let page = self.page(dir_id, page_no).await?;
+            Ok((page.info_list.unwrap_or_default(), page.next, page.total))
+        })
+        .await
+    }
+
+    async fn link(&self, file: &Entry) -> Result<Link, Error> {
+        let key_flag = self
+            .key_flags
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&file.id)
+            .cloned()
+            .unwrap_or_default();
+        let body = serde_json::json!({
+            "driveId": 0,
+            "etag": file.md5.clone().unwrap_or_default(),
+            "fileId": file.id,
+            "fileName": file.name,
+            "s3keyFlag": key_flag,
+            "size": file.size,
+            "type": 0,
+        });
+        let info: api::DownloadInfo = self.client.post(Endpoint::DownloadInfo, &body).await?;
+        if info.download_url.is_empty() {
+            return Err(Error::Upstream {
+                code: 0,
+                message: "123 returned an empty download URL".into(),
+                trace_id: String::new(),
+            });
+        }
+        let (url, referer) = self.hop.resolve(&info.download_url).await?;
+        let mut headers = http::HeaderMap::new();
+        headers.insert(REFERER, referer);
+        Ok(Link {
+            url,
+            headers,
+            expires_at: None,
+            portable: false,
+        })
+    }
+
+    async fn quota(&self) -> Result<Quota, Error> {
+        let info: api::UserInfo = self.client.get(Endpoint::UserInfo, &[]).await?;
+        let total = info.space_permanent.max(0) as u64 + info.space_temp.max(0) as u64;
+        Ok(Quota {
+            used: info.space_used.max(0) as u64,
+            total: (total > 0).then_some(total),
+        })
+    }
+
+    /// Logs in (through `user/info`, as the web client's `Init` does), so a refused login shows
+    /// in the log and in readiness at start-up.
+    async fn probe(&self) -> Result<(), Error> {
+        self.client
+            .get::<serde_json::Value>(Endpoint::UserInfo, &[])
+            .await
+            .map(|_| ())
+    }
+}

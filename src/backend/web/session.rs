@@ -1,0 +1,295 @@
+//! The login session of a personal-account mount (spec web §1.3): log in on the login host with
+//! the phone number (or e-mail) and password, keep the Bearer token in memory and in
+//! `state_dir`, and log in again when 123 answers code 401.
+//!
+//! Logins are serialised and counted by a generation number: every request remembers the
+//! generation of the token it sent, and a 401 asks for a login *past that generation*. So when
+//! many requests see 401 together, the first logs in and the others find a newer token waiting
+//! (one login, not many; OpenList has no such lock, spec web §1.3 item 3).
+//!
+//! A refused login (wrong password, or 123's risk control: `当前账号存在安全风险…`, `请进行验证`)
+//! is remembered with a growing back-off: until it elapses every request fails at once with
+//! 123's message, without calling the login host, so a blocked account is never hammered.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::api::LoginReply;
+use crate::backend::open::token::write_private;
+use crate::backend::Error;
+use crate::config::Secret;
+
+/// The first wait after a refused login; it doubles per refusal up to `MAX_BACKOFF`.
+const FIRST_BACKOFF: Duration = Duration::from_secs(15);
+/// The longest wait between login attempts (a risk-control block lasts until the user acts).
+const MAX_BACKOFF: Duration = Duration::from_secs(30 * 60);
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// The User-Agent of OpenList's login call (spec web §1.3).
+const LOGIN_USER_AGENT: &str = "Dart/2.19(dart:io)-openlist";
+
+/// The e-mail rule of the web client (spec web §1.1): such a name logs in with `mail`/`type 2`,
+/// anything else (a phone number) with `passport`.
+pub fn is_mail(name: &str) -> bool {
+    let Some((local, domain)) = name.split_once('@') else {
+        return false;
+    };
+    let first_ok = |s: &str| {
+        s.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+    };
+    let local_ok = (1..=32).contains(&local.len())
+        && first_ok(local)
+        && local
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase() || b"_.-".contains(&b));
+    let labels: Vec<&str> = domain.split('.').collect();
+    let Some((tld, hosts)) = labels.split_last() else {
+        return false;
+    };
+    let tld_ok = (2..=4).contains(&tld.len()) && tld.bytes().all(|b| b.is_ascii_lowercase());
+    let hosts_ok = (1..=4).contains(&hosts.len())
+        && hosts.iter().all(|h| {
+            (2..=32).contains(&h.len())
+                && first_ok(h)
+                && h.bytes()
+                    .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase() || b == b'-')
+                && !h.ends_with('-')
+        });
+    local_ok && tld_ok && hosts_ok
+}
+
+/// The wait after the `n`-th refusal in a row (n ≥ 1).
+fn backoff(n: u32) -> Duration {
+    FIRST_BACKOFF
+        .saturating_mul(1u32 << n.saturating_sub(1).min(16))
+        .min(MAX_BACKOFF)
+}
+
+struct Refusal {
+    until: Instant,
+    count: u32,
+    message: String,
+}
+
+/// The token of one account, shared by the requests of its mount.
+pub struct Session {
+    http: reqwest::Client,
+    login_url: String,
+    /// `<scheme>://<host>` of the web API, sent as `Origin` (and, with `/`, `Referer`).
+    origin: String,
+    username: String,
+    password: Secret,
+    persist_path: Option<PathBuf>,
+    /// (generation, token). The generation grows by one per successful login.
+    current: Mutex<(u64, Option<Secret>)>,
+    refusal: Mutex<Option<Refusal>>,
+    login_lock: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("login_url", &self.login_url)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    pub fn new(
+        http: reqwest::Client,
+        login_base: &str,
+        origin: String,
+        username: String,
+        password: Secret,
+        persist_path: Option<PathBuf>,
+    ) -> Self {
+        let token = persist_path.as_ref().and_then(|p| {
+            let text = std::fs::read_to_string(p).ok()?;
+            let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+            value["token"]
+                .as_str()
+                .filter(|t| !t.is_empty())
+                .map(Secret::from)
+        });
+        Self {
+            http,
+            login_url: format!("{}/api/user/sign_in", login_base.trim_end_matches('/')),
+            origin,
+            username,
+            password,
+            persist_path,
+            current: Mutex::new((0, token)),
+            refusal: Mutex::new(None),
+            login_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The token to send and its generation, logging in first when there is none.
+    pub async fn token(&self) -> Result<(u64, String), Error> {
+        // Bounded: a successful login leaves a token; a failed one returns its error.
+        for _ in 0..2 {
+            let (generation, token) = {
+                let current = lock(&self.current);
+                (
+                    current.0,
+                    current.1.as_ref().map(|t| t.expose().to_string()),
+                )
+            };
+            match token {
+                Some(token) => return Ok((generation, token)),
+                None => self.relogin(generation).await?,
+            }
+        }
+        Err(Error::Auth("123 web login gave no token".into()))
+    }
+
+    /// Makes sure a token newer than generation `seen` exists: logs in unless another request
+    /// already did, or a refused login is still backing off (then its error, at once).
+    pub async fn relogin(&self, seen: u64) -> Result<(), Error> {
+        let _one_at_a_time = self.login_lock.lock().await;
+        {
+            let current = lock(&self.current);
+            if current.0 != seen && current.1.is_some() {
+                return Ok(());
+            }
+        }
+        if let Some(r) = lock(&self.refusal).as_ref() {
+            if Instant::now() < r.until {
+                return Err(Error::Auth(r.message.clone()));
+            }
+        }
+        match self.login().await {
+            Ok(token) => {
+                {
+                    let mut current = lock(&self.current);
+                    current.0 += 1;
+                    current.1 = Some(Secret::from(token.as_str()));
+                }
+                *lock(&self.refusal) = None;
+                self.persist(&token);
+                tracing::info!(username = %self.username, "logged in to 123's web API");
+                Ok(())
+            }
+            Err(message) => {
+                let mut refusal = lock(&self.refusal);
+                let count = refusal.as_ref().map_or(0, |r| r.count) + 1;
+                let wait = backoff(count);
+                tracing::warn!(
+                    username = %self.username,
+                    error = %message,
+                    retry_in_secs = wait.as_secs(),
+                    "123 web login failed; the mount stays unready until a login succeeds"
+                );
+                *refusal = Some(Refusal {
+                    until: Instant::now() + wait,
+                    count,
+                    message: message.clone(),
+                });
+                // The old token is dead (it drew a 401, or there was none).
+                lock(&self.current).1 = None;
+                Err(Error::Auth(message))
+            }
+        }
+    }
+
+    /// One `POST /api/user/sign_in` (unsigned, no authorization). `Err` is the text to show.
+    async fn login(&self) -> Result<String, String> {
+        let body = if is_mail(&self.username) {
+            serde_json::json!({"mail": self.username, "password": self.password.expose(), "type": 2})
+        } else {
+            serde_json::json!({"passport": self.username, "password": self.password.expose(), "remember": true})
+        };
+        let response = self
+            .http
+            .post(&self.login_url)
+            .header("origin", self.origin.as_str())
+            .header("referer", format!("{}/", self.origin))
+            .header("user-agent", LOGIN_USER_AGENT)
+            .header("platform", "web")
+            .header("app-version", "3")
+            .timeout(LOGIN_TIMEOUT)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach 123's login host: {}", e.without_url()))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| format!("cannot read 123's login answer: {}", e.without_url()))?;
+        let reply: LoginReply = serde_json::from_slice(&bytes).map_err(|_| {
+            format!(
+                "123's login host answered HTTP {} without JSON",
+                status.as_u16()
+            )
+        })?;
+        match reply.code() {
+            Some(200) => reply
+                .data
+                .and_then(|d| d.token)
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| "123's login answer has no token".to_string()),
+            // 123's own words: a wrong password, or risk control (当前账号存在安全风险…,
+            // 请进行验证), which needs the user to log in once on the web from the same place.
+            Some(code) if !reply.message.is_empty() => Err(format!(
+                "123 refused the login (code {code}): {}",
+                reply.message
+            )),
+            code => Err(format!(
+                "123 refused the login (code {})",
+                code.map_or_else(|| "missing".to_string(), |c| c.to_string())
+            )),
+        }
+    }
+
+    fn persist(&self, token: &str) {
+        let Some(path) = &self.persist_path else {
+            return;
+        };
+        let result = (|| -> std::io::Result<()> {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let tmp = path.with_extension("tmp");
+            let text = serde_json::to_vec(&serde_json::json!({ "token": token }))
+                .map_err(std::io::Error::other)?;
+            write_private(&tmp, &text)?;
+            std::fs::rename(&tmp, path)
+        })();
+        if let Err(e) = result {
+            tracing::warn!(path = %path.display(), error = %e, "could not persist the 123 web token; a restart will log in again");
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mail_rule() {
+        assert!(is_mail("user.name@example.com"));
+        assert!(is_mail("a@mail.example.cn"));
+        assert!(!is_mail("13800138000"));
+        assert!(!is_mail("User@example.com"));
+        assert!(!is_mail("a@b.c"));
+        assert!(!is_mail("@example.com"));
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(backoff(1), FIRST_BACKOFF);
+        assert_eq!(backoff(2), FIRST_BACKOFF * 2);
+        assert!(backoff(3) > backoff(2));
+        assert_eq!(backoff(40), MAX_BACKOFF);
+    }
+}

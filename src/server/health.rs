@@ -1,0 +1,470 @@
+//! Liveness and readiness: `/-/healthz` (the process answers) and `/-/readyz` (every mount can
+//! reach 123), plus the background task that re-probes failing mounts.
+//!
+//! Readiness is judged from evidence the gateway already has, so a healthy gateway costs 123 no
+//! extra calls: the token manager's state (a failed refresh), the start-up probe, and probes
+//! prompted by requests of a mount that ended in 502/503/504. A failing mount is re-probed every
+//! `server.ready_probe_interval` by listing its root folder straight from the backend (no cache),
+//! and is ready again as soon as a probe passes. Reports carry no secret: token states, error
+//! messages (which never hold a token or a URL) and counts.
+
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use http::{Response, StatusCode};
+use serde_json::json;
+
+use super::AppState;
+use crate::backend::open::client::{OpenClient, OpenClients};
+use crate::backend::open::token::TokenState;
+use crate::config::BackendConfig;
+use crate::download::respond;
+use crate::download::ResponseBody;
+use crate::mount::Mount;
+
+/// What is known of a mount's upstream.
+#[derive(Clone, Debug, Default)]
+enum Upstream {
+    /// No evidence yet.
+    #[default]
+    Unknown,
+    Ok,
+    Failing(String),
+}
+
+#[derive(Clone, Debug, Default)]
+struct MountHealth {
+    upstream: Upstream,
+    /// Unix seconds of the last probe.
+    checked_at: Option<u64>,
+    latency_ms: Option<u64>,
+    /// When the last probe prompted by a failed request started.
+    probe_started: Option<Instant>,
+}
+
+/// The readiness state of every mount, in mount order.
+pub struct Health {
+    mounts: Vec<Mutex<MountHealth>>,
+    /// The Open client of each mount (its token), `None` for backends without one.
+    tokens: Vec<Option<Arc<OpenClient>>>,
+    pub probe_interval: Duration,
+}
+
+impl Health {
+    pub fn new(tokens: Vec<Option<Arc<OpenClient>>>, probe_interval: Duration) -> Self {
+        Self {
+            mounts: tokens.iter().map(|_| Mutex::default()).collect(),
+            tokens,
+            probe_interval,
+        }
+    }
+
+    fn set(&self, index: usize, upstream: Upstream, latency: Option<Duration>) {
+        if let Some(m) = self.mounts.get(index) {
+            let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
+            m.upstream = upstream;
+            if let Some(latency) = latency {
+                m.latency_ms = Some(latency.as_millis() as u64);
+                m.checked_at = Some(unix_now());
+            }
+        }
+    }
+
+    fn get(&self, index: usize) -> MountHealth {
+        self.mounts
+            .get(index)
+            .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .unwrap_or_default()
+    }
+
+    fn token(&self, index: usize) -> Option<TokenState> {
+        self.tokens
+            .get(index)
+            .and_then(|c| c.as_ref())
+            .map(|c| c.token_state())
+    }
+
+    fn ready(&self, index: usize) -> bool {
+        !matches!(self.get(index).upstream, Upstream::Failing(_))
+            && !matches!(self.token(index), Some(TokenState::Failing { .. }))
+    }
+}
+
+/// The Open client (and so the token) of each mount, in mount order; the same shared clients
+/// the backends use (`OpenClients` hands out one per credential).
+pub fn token_sources(
+    mounts: &[crate::config::MountConfig],
+    http: &reqwest::Client,
+    clients: &OpenClients,
+    state_dir: &std::path::Path,
+) -> Vec<Option<Arc<OpenClient>>> {
+    mounts
+        .iter()
+        .map(|m| match &m.backend {
+            BackendConfig::Open(open) => Some(clients.get(
+                http,
+                &open.api_base,
+                &open.client_id,
+                open.client_secret.expose(),
+                Some(state_dir),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Records the outcome of a mount's start-up probe.
+pub fn startup_probe(state: &AppState, mount: &Mount, result: Result<Duration, String>) {
+    let Some(index) = index_of(state, mount) else {
+        return;
+    };
+    match result {
+        Ok(latency) => state.health.set(index, Upstream::Ok, Some(latency)),
+        Err(e) => state.health.set(index, Upstream::Failing(e), None),
+    }
+}
+
+/// Notes the final status of a request to the mount at `mount_path`. A 502/503/504 is a hint,
+/// not a verdict (one broken file or a bad `Destination` must not take the gateway out of a
+/// load balancer): it starts a probe of the mount, at most one per `ready_probe_interval`, and
+/// the probe decides.
+pub fn observe(state: &Arc<AppState>, mount_path: &str, status: StatusCode) {
+    if !matches!(status.as_u16(), 502..=504) {
+        return;
+    }
+    let Some(index) = state
+        .mounts
+        .iter()
+        .position(|m| m.config.path == mount_path)
+    else {
+        return;
+    };
+    if let Some(m) = state.health.mounts.get(index) {
+        let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
+        if m.probe_started
+            .is_some_and(|t| t.elapsed() < state.health.probe_interval)
+        {
+            return;
+        }
+        m.probe_started = Some(Instant::now());
+    }
+    let state = state.clone();
+    tokio::spawn(async move {
+        if let Some(mount) = state.mounts.get(index) {
+            let result = probe(mount).await;
+            record(&state, index, result);
+        }
+    });
+}
+
+/// Stores a probe's outcome, logging changes of readiness.
+fn record(state: &AppState, index: usize, result: Result<Duration, String>) {
+    let path = state
+        .mounts
+        .get(index)
+        .map(|m| m.config.path.as_str())
+        .unwrap_or("");
+    let was_failing = matches!(state.health.get(index).upstream, Upstream::Failing(_));
+    match result {
+        Ok(latency) => {
+            if was_failing {
+                tracing::info!(mount = path, "mount probe passed; the mount is ready again");
+            }
+            state.health.set(index, Upstream::Ok, Some(latency));
+        }
+        Err(e) => {
+            if was_failing {
+                tracing::debug!(mount = path, error = %e, "mount probe failed again");
+            } else {
+                tracing::warn!(mount = path, error = %e, "mount probe failed; the mount is not ready");
+            }
+            state
+                .health
+                .set(index, Upstream::Failing(e), Some(Duration::ZERO));
+        }
+    }
+}
+
+fn index_of(state: &AppState, mount: &Mount) -> Option<usize> {
+    state.mounts.iter().position(|m| std::ptr::eq(&**m, mount))
+}
+
+/// Lists a mount's root straight from its backend: `Ok(latency)` or the error's text.
+pub async fn probe(mount: &Mount) -> Result<Duration, String> {
+    let started = Instant::now();
+    let backend = mount.vfs.backend();
+    match backend.list(backend.root_id()).await {
+        Ok(_) => Ok(started.elapsed()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Re-probes failing mounts every `probe_interval` while the state lives.
+pub fn spawn_reprobe(state: &Arc<AppState>) {
+    let weak: Weak<AppState> = Arc::downgrade(state);
+    let interval = state.health.probe_interval.max(Duration::from_millis(10));
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(interval).await;
+            let Some(state) = weak.upgrade() else {
+                return;
+            };
+            for (index, mount) in state.mounts.iter().enumerate() {
+                if state.health.ready(index) {
+                    continue;
+                }
+                let result = probe(mount).await;
+                record(&state, index, result);
+            }
+        }
+    });
+}
+
+/// `/-/healthz`: the process is alive.
+pub fn healthz() -> Response<ResponseBody> {
+    let mut res = Response::new(respond::full_body("ok\n"));
+    let h = res.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// `/-/readyz`: each mount's token and upstream state and the upload queue; 200 when every
+/// mount is ready, 503 otherwise.
+pub fn readyz(state: &AppState) -> Response<ResponseBody> {
+    let (body, ready) = report(state);
+    let mut res = Response::new(respond::full_body(body.to_string()));
+    *res.status_mut() = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let h = res.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// The readiness report and whether every mount is ready.
+pub fn report(state: &AppState) -> (serde_json::Value, bool) {
+    let mut all_ready = true;
+    let mounts: Vec<serde_json::Value> = state
+        .mounts
+        .iter()
+        .enumerate()
+        .map(|(index, mount)| {
+            let h = state.health.get(index);
+            let ready = state.health.ready(index);
+            all_ready &= ready;
+            let (token, token_expires_at, token_error) = match state.health.token(index) {
+                None => ("none", None, None),
+                Some(TokenState::Empty) => ("empty", None, None),
+                Some(TokenState::Valid { expires_at }) => ("valid", Some(expires_at), None),
+                Some(TokenState::Failing { message }) => ("failing", None, Some(message)),
+            };
+            let (upstream, upstream_error) = match h.upstream {
+                Upstream::Unknown => ("unknown", None),
+                Upstream::Ok => ("ok", None),
+                Upstream::Failing(e) => ("failing", Some(e)),
+            };
+            json!({
+                "path": mount.config.path,
+                "backend": mount.config.backend.kind(),
+                "ready": ready,
+                "token": token,
+                "token_expires_at": token_expires_at,
+                "token_error": token_error,
+                "upstream": upstream,
+                "upstream_error": upstream_error,
+                "checked_at": h.checked_at,
+                "probe_latency_ms": h.latency_ms,
+            })
+        })
+        .collect();
+    let q = state.uploads.stats();
+    let body = json!({
+        "ready": all_ready,
+        "mounts": mounts,
+        "uploads": {
+            "queued": q.queued,
+            "running": q.running,
+            "failed": q.failed,
+            "completed": q.completed,
+            "bytes_uploaded": q.bytes_uploaded,
+        },
+    });
+    (body, all_ready)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The operational routes under `/-/`: `healthz`, `readyz` and `metrics`; `None` for other
+/// paths. Health answers without auth; metrics asks for it when `server.metrics_auth` is set.
+pub async fn route<B>(
+    state: &AppState,
+    req: &http::Request<B>,
+    rest: &str,
+) -> Option<Response<ResponseBody>> {
+    route_on(state, req, rest, false).await
+}
+
+/// As `route`; `own_listener` is true on `server.metrics_listen`, the only place metrics are
+/// served when that key is set.
+async fn route_on<B>(
+    state: &AppState,
+    req: &http::Request<B>,
+    rest: &str,
+    own_listener: bool,
+) -> Option<Response<ResponseBody>> {
+    let res = match rest {
+        "healthz" => healthz(),
+        "readyz" => readyz(state),
+        "metrics" if state.metrics_elsewhere && !own_listener => return None,
+        "metrics" => {
+            if state.metrics_auth {
+                let outcome = state
+                    .auth
+                    .check(req.headers().get(http::header::AUTHORIZATION))
+                    .await;
+                if !matches!(outcome, super::auth::AuthOutcome::Ok(_)) {
+                    let mut res = respond::status_text(
+                        StatusCode::UNAUTHORIZED,
+                        "Authentication required",
+                        None,
+                    );
+                    res.headers_mut().insert(
+                        http::header::WWW_AUTHENTICATE,
+                        super::auth::Authenticator::challenge(),
+                    );
+                    return Some(res);
+                }
+            }
+            let mut res = Response::new(respond::full_body(super::metrics::render(
+                state.uploads.stats(),
+            )));
+            res.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(super::metrics::CONTENT_TYPE),
+            );
+            res.headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            res
+        }
+        _ => return None,
+    };
+    if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
+        return Some(respond::status_text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Only GET and HEAD",
+            None,
+        ));
+    }
+    Some(res)
+}
+
+/// `check --probe`: lists each mount's root on 123 and prints one line per mount with the
+/// latency or the error; fails when a mount fails. Builds only the backends (not the upload
+/// queue, which would resume uploads beside a running server), reusing persisted tokens.
+pub async fn probe_mounts(config: crate::config::Config) -> anyhow::Result<()> {
+    let http = super::http_client()?;
+    let clients = OpenClients::new();
+    let backends = crate::mount::build_backends(
+        &config.mounts,
+        &http,
+        &clients,
+        Some(&config.server.state_dir),
+    );
+    let mut failed = 0;
+    for (mount, backend) in config.mounts.iter().zip(backends) {
+        let started = Instant::now();
+        match backend.list(backend.root_id()).await {
+            Ok(entries) => println!(
+                "probe {}: OK, {} entries in the root, {} ms",
+                mount.path,
+                entries.len(),
+                started.elapsed().as_millis()
+            ),
+            Err(e) => {
+                failed += 1;
+                println!(
+                    "probe {}: FAILED after {} ms: {e}",
+                    mount.path,
+                    started.elapsed().as_millis()
+                );
+            }
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} mount(s) failed the probe");
+    }
+    Ok(())
+}
+
+/// `healthcheck`: succeeds when `url` answers 200 within a few seconds.
+pub async fn healthcheck(url: String) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let status = client.get(&url).send().await?.status();
+    if status != StatusCode::OK {
+        anyhow::bail!("{url} answered {status}");
+    }
+    Ok(())
+}
+
+/// Serves `/-/metrics`, `/-/healthz` and `/-/readyz` (nothing else) on `listener`, for as long
+/// as the state lives.
+pub fn spawn_metrics_listener(listener: tokio::net::TcpListener, state: &Arc<AppState>) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let weak = Arc::downgrade(state);
+    tokio::spawn(async move {
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics listener: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            if weak.strong_count() == 0 {
+                return;
+            }
+            let weak = weak.clone();
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let state = weak.upgrade();
+                        async move {
+                            let path = req.uri().path().to_string();
+                            let res = match (state, path.strip_prefix("/-/")) {
+                                (Some(state), Some(rest)) => {
+                                    route_on(&state, &req, rest, true).await
+                                }
+                                _ => None,
+                            };
+                            Ok::<_, std::convert::Infallible>(res.unwrap_or_else(|| {
+                                respond::status_text(StatusCode::NOT_FOUND, "Not found", None)
+                            }))
+                        }
+                    });
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                if let Err(e) = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await
+                {
+                    tracing::debug!(%peer, error = %e, "metrics connection ended with an error");
+                }
+            });
+        }
+    });
+}

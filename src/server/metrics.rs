@@ -1,0 +1,241 @@
+//! The Prometheus metrics of the process, in one registry, and the small interface the other
+//! modules call to count things.
+//!
+//! The registry is process-wide (a `OnceLock`), like the counters of any Prometheus client:
+//! upstream calls and caches are counted deep in the backends and the vfs, where no request
+//! state is at hand. Gauges that mirror state owned elsewhere (the upload queue) are set from
+//! that state at scrape time, so they are never out of date. Label values are bounded sets
+//! (methods, statuses, mount names, endpoint paths): never a file path, a user or a URL.
+
+use std::fmt::Write as _;
+use std::sync::OnceLock;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::upload::QueueStats;
+
+/// The content type of `/-/metrics` (OpenMetrics text, which Prometheus reads natively).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    status: u16,
+    mount: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    endpoint: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
+    cache: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    endpoint: String,
+}
+
+struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    upstream: Family<UpstreamLabels, Counter>,
+    cache: Family<CacheLabels, Counter>,
+    proxied_bytes: Counter,
+    active_streams: Gauge,
+    token_refreshes: Family<ResultLabels, Counter>,
+    rate_limited: Family<EndpointLabels, Counter>,
+    uploads_queued: Gauge,
+    uploads_running: Gauge,
+    uploads_failed: Gauge,
+    uploads_completed: Gauge,
+    upload_bytes: Gauge,
+}
+
+fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(|| {
+        let mut registry = Registry::with_prefix("pan123");
+        let m = Metrics {
+            requests: Family::default(),
+            upstream: Family::default(),
+            cache: Family::default(),
+            proxied_bytes: Counter::default(),
+            active_streams: Gauge::default(),
+            token_refreshes: Family::default(),
+            rate_limited: Family::default(),
+            uploads_queued: Gauge::default(),
+            uploads_running: Gauge::default(),
+            uploads_failed: Gauge::default(),
+            uploads_completed: Gauge::default(),
+            upload_bytes: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by method, status and mount",
+            m.requests.clone(),
+        );
+        registry.register(
+            "upstream_calls",
+            "Calls to 123's APIs, by endpoint and result",
+            m.upstream.clone(),
+        );
+        registry.register(
+            "cache_lookups",
+            "Listing and link cache lookups, by cache and result (hit or miss)",
+            m.cache.clone(),
+        );
+        registry.register(
+            "proxied_bytes",
+            "File bytes streamed to clients by the download proxy",
+            m.proxied_bytes.clone(),
+        );
+        registry.register(
+            "proxy_active_streams",
+            "Download proxy streams open now",
+            m.active_streams.clone(),
+        );
+        registry.register(
+            "token_refreshes",
+            "Access token requests to 123, by result",
+            m.token_refreshes.clone(),
+        );
+        registry.register(
+            "upstream_rate_limited",
+            "Answers of code 429 (rate limited) from 123, by endpoint",
+            m.rate_limited.clone(),
+        );
+        registry.register(
+            "uploads_queued",
+            "Uploads waiting for a worker or a retry",
+            m.uploads_queued.clone(),
+        );
+        registry.register(
+            "uploads_running",
+            "Uploads to 123 running now",
+            m.uploads_running.clone(),
+        );
+        registry.register(
+            "uploads_failed",
+            "Uploads that gave up since start",
+            m.uploads_failed.clone(),
+        );
+        registry.register(
+            "uploads_completed",
+            "Uploads that finished since start",
+            m.uploads_completed.clone(),
+        );
+        registry.register(
+            "upload_bytes",
+            "Bytes sent to 123 and confirmed since start",
+            m.upload_bytes.clone(),
+        );
+        Metrics { registry, ..m }
+    })
+}
+
+/// One answered request. `mount` is the mount's path (`/open`), or `""` outside any mount.
+pub fn request(method: &str, status: u16, mount: &str) {
+    metrics()
+        .requests
+        .get_or_create(&RequestLabels {
+            method: method.to_string(),
+            status,
+            mount: mount.to_string(),
+        })
+        .inc();
+}
+
+/// One attempt of an upstream call: `endpoint` is its URL path (`/api/v2/file/list`), `result`
+/// a short class (`ok`, `code_401`, `code_429`, `http_5xx`, `transport`, …).
+pub fn upstream(endpoint: &str, result: &str) {
+    let m = metrics();
+    m.upstream
+        .get_or_create(&UpstreamLabels {
+            endpoint: endpoint.to_string(),
+            result: result.to_string(),
+        })
+        .inc();
+    if result == "code_429" {
+        m.rate_limited
+            .get_or_create(&EndpointLabels {
+                endpoint: endpoint.to_string(),
+            })
+            .inc();
+    }
+}
+
+/// A token request's outcome (`ok` or `error`).
+pub fn token_refresh(ok: bool) {
+    metrics()
+        .token_refreshes
+        .get_or_create(&ResultLabels {
+            result: if ok { "ok" } else { "error" }.to_string(),
+        })
+        .inc();
+}
+
+/// A lookup in one of the vfs caches (`listing`, `link`).
+pub fn cache(cache: &str, hit: bool) {
+    metrics()
+        .cache
+        .get_or_create(&CacheLabels {
+            cache: cache.to_string(),
+            result: if hit { "hit" } else { "miss" }.to_string(),
+        })
+        .inc();
+}
+
+/// Bytes the download proxy handed to a client.
+pub fn proxied_bytes(n: u64) {
+    metrics().proxied_bytes.inc_by(n);
+}
+
+/// Counts one open proxy stream while it lives.
+#[derive(Debug)]
+pub struct ActiveStream(());
+
+impl ActiveStream {
+    pub fn start() -> Self {
+        metrics().active_streams.inc();
+        ActiveStream(())
+    }
+}
+
+impl Drop for ActiveStream {
+    fn drop(&mut self) {
+        metrics().active_streams.dec();
+    }
+}
+
+/// The text of `/-/metrics`, with the upload gauges taken from `uploads` now.
+pub fn render(uploads: QueueStats) -> String {
+    let m = metrics();
+    let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    m.uploads_queued.set(gauge(uploads.queued as u64));
+    m.uploads_running.set(gauge(uploads.running as u64));
+    m.uploads_failed.set(gauge(uploads.failed));
+    m.uploads_completed.set(gauge(uploads.completed));
+    m.upload_bytes.set(gauge(uploads.bytes_uploaded));
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &m.registry) {
+        out.clear();
+        let _ = writeln!(out, "# encoding the metrics failed: {e}\n# EOF");
+    }
+    out
+}

@@ -1,0 +1,397 @@
+//! Personal-account (`web`) mounts beyond the conformance suite: login and the persisted token,
+//! one re-login for a 401 in the middle of a listing and for many concurrent 401s, folders of
+//! more than 100 entries, ranges under proxy (with the CDN's Referer), e-mail login, a login
+//! refused for risk control while other mounts keep working, and secrets kept out of the log.
+
+mod common;
+
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use pan123_emulator::{Emulator, EmulatorConfig, Fault, FaultKind};
+
+const LOGIN: &str = "/api/user/sign_in";
+const LIST: &str = "/b/api/file/list/new";
+const INFO: &str = "/b/api/file/download_info";
+const MANY: usize = 250;
+const RISK: &str = "当前账号存在安全风险，请使用短信验证码或者微信进行登录。";
+
+fn seed(emu: &Emulator) {
+    for i in 0..MANY {
+        emu.put_file(&format!("/me/many/f{i:03}.txt"), format!("file {i}"));
+    }
+    emu.put_file("/me/film.mkv", bytes_of(200_000, 5));
+    emu.put_file("/me/old.txt", "trashed");
+    emu.trash("/me/old.txt");
+    for i in 0..5 {
+        emu.put_file(&format!("/me/five/p{i}.bin"), bytes_of(10_000, i));
+    }
+}
+
+/// A web mount at `/w` whose root is `/me`, plus `more` mounts.
+async fn web_env(cfg: EmulatorConfig, download: &str, more: &str) -> TestEnv {
+    let download = download.to_string();
+    let more = more.to_string();
+    TestEnv::start(cfg, move |emu| {
+        seed(emu);
+        let root = emu.lookup("/me").map(|e| e.id).unwrap_or(0);
+        format!(
+            "{}{more}",
+            web_mount("/w", &download, &format!("root_id = {root}\n"))
+        )
+    })
+    .await
+}
+
+/// Waits (bounded) until the emulator has seen `calls` calls of `endpoint`.
+async fn settle(env: &TestEnv, endpoint: &str, calls: u64) {
+    for _ in 0..400 {
+        if env.emu.stats().calls(endpoint) >= calls {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the emulator never saw {calls} calls of {endpoint}");
+}
+
+#[tokio::test]
+async fn logs_in_once_lists_250_entries_and_keeps_the_token() {
+    let mut env = web_env(EmulatorConfig::default(), "auto", "").await;
+    let (status, body) = env.propfind("/w/", "1").await;
+    assert_eq!(status, 207, "{body}");
+    assert!(body.contains("/w/film.mkv</D:href>"));
+    assert!(!body.contains("old.txt"), "trashed entries are hidden");
+    settle(&env, "/b/api/user/info", 1).await;
+    assert_eq!(
+        env.emu.stats().calls(LOGIN),
+        1,
+        "probe and listing share one login"
+    );
+
+    env.emu.reset_stats();
+    let started = std::time::Instant::now();
+    let (status, body) = env.propfind("/w/many/", "1").await;
+    let elapsed = started.elapsed();
+    assert_eq!(status, 207, "{body}");
+    assert_eq!(responses(&body), MANY + 1);
+    eprintln!("{MANY} entries listed in {elapsed:?} (paced pages)");
+    for i in [0, 99, 100, 199, 200, MANY - 1] {
+        assert!(
+            body.contains(&format!("/w/many/f{i:03}.txt</D:href>")),
+            "f{i:03}"
+        );
+    }
+    let stats = env.emu.stats();
+    assert_eq!(
+        stats.calls(LIST),
+        3,
+        "100 + 100 + 50, stopping at Next = -1"
+    );
+    assert_eq!(stats.calls(LOGIN), 0);
+    // Modification times come from UpdateAt (RFC 3339).
+    assert!(body.contains("<D:getlastmodified>"), "{body}");
+
+    // The token is in state_dir, private, and a restart reuses it: no new login.
+    let tokens = env.state_dir.path().join("tokens");
+    let file = std::fs::read_dir(&tokens)
+        .expect("tokens dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("web-"))
+        })
+        .expect("a web token file");
+    assert!(
+        !file.to_string_lossy().contains("13800138000"),
+        "no phone number in the name"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+    }
+    env.start_gateway().await;
+    let (status, _) = env.propfind("/w/five/", "1").await;
+    assert_eq!(status, 207);
+    assert_eq!(
+        env.emu.stats().calls(LOGIN),
+        0,
+        "the persisted token was reused"
+    );
+}
+
+#[tokio::test]
+async fn a_401_in_the_middle_of_a_listing_is_one_relogin_and_one_retry() {
+    let env = web_env(EmulatorConfig::default(), "auto", "").await;
+    let (status, _) = env.propfind("/w/", "1").await;
+    assert_eq!(status, 207);
+    settle(&env, "/b/api/user/info", 1).await;
+    env.emu.reset_stats();
+    env.emu.inject(Fault {
+        endpoint: LIST.into(),
+        kind: FaultKind::ExpireAtPage { page: 2, count: 1 },
+    });
+    let (status, body) = env.propfind("/w/many/", "1").await;
+    assert_eq!(status, 207, "{body}");
+    assert_eq!(responses(&body), MANY + 1, "complete, not a short folder");
+    let stats = env.emu.stats();
+    assert_eq!(stats.calls(LOGIN), 1, "one re-login");
+    assert_eq!(stats.calls(LIST), 4, "pages 1, 2 (401), 2 again, 3");
+}
+
+#[tokio::test]
+async fn concurrent_401s_cause_one_login() {
+    let env = web_env(EmulatorConfig::default(), "proxy", "").await;
+    let (status, _) = env.propfind("/w/five/", "1").await;
+    assert_eq!(status, 207);
+    settle(&env, "/b/api/user/info", 1).await;
+    env.emu.expire_tokens();
+    env.emu.reset_stats();
+    let env = Arc::new(env);
+    let mut tasks = Vec::new();
+    for i in 0..5u8 {
+        let env = env.clone();
+        tasks.push(tokio::spawn(async move {
+            let res = env
+                .get_following(&format!("/w/five/p{i}.bin"), &[("Range", "bytes=10-19")])
+                .await;
+            (i, res.status().as_u16(), res.bytes().await.expect("body"))
+        }));
+    }
+    for task in tasks {
+        let (i, status, body) = task.await.expect("task");
+        assert_eq!(status, 206, "p{i}");
+        assert_eq!(body.as_ref(), &bytes_of(10_000, i)[10..20], "p{i}");
+    }
+    let stats = env.emu.stats();
+    eprintln!(
+        "download_info calls for five concurrent 401s: {}",
+        stats.calls(INFO)
+    );
+    assert_eq!(stats.calls(LOGIN), 1, "five requests saw 401, one login");
+    assert!(
+        stats.calls(INFO) >= 6 && stats.calls(INFO) <= 10,
+        "{:?}",
+        stats.calls
+    );
+}
+
+#[tokio::test]
+async fn ranges_under_proxy_send_the_referer() {
+    for download in ["proxy", "auto"] {
+        let env = web_env(EmulatorConfig::default(), download, "").await;
+        let all = bytes_of(200_000, 5);
+        env.emu.reset_stats();
+        let res = env
+            .get_following("/w/film.mkv", &[("Range", "bytes=1000-1999")])
+            .await;
+        assert_eq!(res.status().as_u16(), 206, "{download}");
+        assert_eq!(header(&res, "content-range"), "bytes 1000-1999/200000");
+        assert_eq!(res.bytes().await.expect("body").as_ref(), &all[1000..2000]);
+        let stats = env.emu.stats();
+        assert_eq!(stats.calls(INFO), 1);
+        assert_eq!(stats.calls("web-pro"), 1);
+        // The CDN answers 403 without `Referer: <origin of DownloadUrl>/`: the bytes prove the
+        // gateway sent it.
+        assert_eq!(stats.calls("cdn"), 1);
+        let res = env
+            .get_following("/w/film.mkv", &[("Range", "bytes=-10")])
+            .await;
+        assert_eq!(res.status().as_u16(), 206);
+        assert_eq!(
+            res.bytes().await.expect("body").as_ref(),
+            &all[all.len() - 10..]
+        );
+        assert_eq!(env.emu.stats().calls(INFO), 1, "the link is cached");
+        // Out of range: 416, no upstream call.
+        let res = env
+            .get_following("/w/film.mkv", &[("Range", "bytes=300000-")])
+            .await;
+        assert_eq!(res.status().as_u16(), 416);
+    }
+}
+
+#[tokio::test]
+async fn an_email_account_logs_in_by_mail() {
+    let cfg = EmulatorConfig {
+        web_user: "someone@example.com".into(),
+        web_password: "mail-password".into(),
+        ..Default::default()
+    };
+    let env = TestEnv::start(cfg, |emu| {
+        emu.put_file("/hello.txt", "hi");
+        "[[mounts]]\npath = \"/w\"\nbackend = \"web\"\nusername = \"someone@example.com\"\npassword = \"mail-password\"\napi_base = \"{api}\"\nlogin_base = \"{api}\"\n"
+            .to_string()
+    })
+    .await;
+    let res = env.get_following("/w/hello.txt", &[]).await;
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(res.text().await.expect("body"), "hi");
+}
+
+#[tokio::test]
+async fn risk_control_leaves_the_mount_unready_and_other_mounts_working() {
+    let mut cfg = EmulatorConfig::default();
+    cfg.switches.web_risk_control = true;
+    let mut env = web_env(cfg, "auto", &open_mount("/open", "proxy", "")).await;
+    // The start-up probe's login is refused; readiness names 123's message.
+    let mut report = serde_json::Value::Null;
+    for _ in 0..400 {
+        let res = env
+            .client
+            .get(env.url("/-/readyz"))
+            .send()
+            .await
+            .expect("readyz");
+        let status = res.status().as_u16();
+        report = res.json().await.expect("readyz json");
+        if status == 503 && report.to_string().contains(RISK) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let text = report.to_string();
+    assert!(text.contains(RISK), "{text}");
+    assert!(!text.contains("demo-password"), "{text}");
+    let web = report["mounts"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["path"] == "/w"))
+        .expect("the web mount in readyz");
+    assert_eq!(web["ready"], false, "{web}");
+
+    // Requests fail fast (503), and the blocked login is not retried in a loop.
+    for _ in 0..5 {
+        let (status, _) = env.propfind("/w/", "1").await;
+        assert_eq!(status, 503);
+    }
+    let res = env.get_following("/w/film.mkv", &[]).await;
+    assert_eq!(res.status().as_u16(), 503);
+    assert_eq!(
+        env.emu.stats().calls(LOGIN),
+        1,
+        "one refused login, then back-off"
+    );
+    assert_eq!(env.emu.stats().calls(LIST), 0);
+
+    // The other mount works.
+    let (status, body) = env.propfind("/open/", "1").await;
+    assert_eq!(status, 207, "{body}");
+    assert!(body.contains("/open/me/"));
+
+    // Once the user has cleared the block, a restart logs in.
+    env.emu.set_switches(|s| s.web_risk_control = false);
+    env.start_gateway().await;
+    let (status, body) = env.propfind("/w/", "1").await;
+    assert_eq!(status, 207, "{body}");
+}
+
+struct Gateway(std::process::Child);
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The real binary, at debug level: neither the password nor the session token nor a CDN
+/// signature reaches the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_password_and_token_stay_out_of_the_log() {
+    let emu = Emulator::start(EmulatorConfig::default())
+        .await
+        .expect("emulator");
+    emu.put_file("/a.txt", "hello");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    let state = dir.path().join("state");
+    let config = dir.path().join("config.toml");
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\n\n[[users]]\nname = \"{USER}\"\npassword_hash = \"{}\"\n\n[[mounts]]\npath = \"/w\"\nbackend = \"web\"\nusername = \"{}\"\npassword_env = \"PAN123_TEST_WEB_PASSWORD\"\napi_base = \"{}\"\nlogin_base = \"{}\"\ndownload = \"proxy\"\n",
+        state.display(),
+        password_hash(),
+        emu.web_user(),
+        emu.base_url(),
+        emu.base_url()
+    );
+    std::fs::write(&config, text).expect("write config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pan123-webdav"))
+        .args(["serve", "-c"])
+        .arg(&config)
+        .env("RUST_LOG", "debug")
+        .env("PAN123_TEST_WEB_PASSWORD", emu.web_password())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn gateway");
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut readers = Vec::new();
+    let pipes: Vec<Box<dyn std::io::Read + Send>> = vec![
+        Box::new(child.stdout.take().expect("stdout")),
+        Box::new(child.stderr.take().expect("stderr")),
+    ];
+    for pipe in pipes {
+        let lines = lines.clone();
+        readers.push(std::thread::spawn(move || {
+            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                lines.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
+        }));
+    }
+    let gw = Gateway(child);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder()
+        .timeout(HANG_GUARD)
+        .build()
+        .expect("client");
+    let mut body = None;
+    for _ in 0..200 {
+        if let Ok(res) = client
+            .get(format!("{base}/w/a.txt"))
+            .basic_auth(USER, Some(PASSWORD))
+            .send()
+            .await
+        {
+            body = Some((res.status().as_u16(), res.text().await.unwrap_or_default()));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(body, Some((200, "hello".to_string())));
+    let token_file = std::fs::read_dir(state.join("tokens"))
+        .expect("tokens dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().contains("web-"))
+        .expect("token file");
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(token_file).expect("read")).expect("json");
+    let token = saved["token"].as_str().expect("token").to_string();
+    assert!(token.len() > 20);
+    drop(gw);
+    for r in readers {
+        let _ = r.join();
+    }
+    let lines = lines.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("logged in to 123's web API")),
+        "{}",
+        lines.join("\n")
+    );
+    for line in &lines {
+        for secret in [emu.web_password(), token.clone(), PASSWORD.to_string()] {
+            assert!(!line.contains(&secret), "a secret in the log: {line}");
+        }
+        assert!(!line.contains("&s="), "a CDN signature in the log: {line}");
+    }
+}
