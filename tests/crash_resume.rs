@@ -3,54 +3,10 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
 use pan123_emulator::{Emulator, EmulatorConfig, Fault, FaultKind};
-
-struct Gateway(std::process::Child);
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-async fn start(config: &std::path::Path, port: u16) -> Gateway {
-    let child = Command::new(env!("CARGO_BIN_EXE_pan123-webdav"))
-        .args(["serve", "-c"])
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn gateway");
-    let gw = Gateway(child);
-    let client = reqwest::Client::new();
-    for _ in 0..200 {
-        if client
-            .request(
-                reqwest::Method::OPTIONS,
-                format!("http://127.0.0.1:{port}/"),
-            )
-            .send()
-            .await
-            .is_ok()
-        {
-            return gw;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the gateway did not start");
-}
 
 fn write_config(
     path: &std::path::Path,
@@ -92,7 +48,7 @@ async fn a_killed_upload_resumes_after_restart() {
     });
     let port = free_port();
     write_config(&config, &emu, port, &state, root);
-    let gw = start(&config, port).await;
+    let gw = GatewayProcess::spawn(&config, port, &[], None).await;
     let data = bytes_of(640 * 1024, 9);
     let r = reqwest::Client::new()
         .put(format!("http://127.0.0.1:{port}/m/film.mkv"))
@@ -116,7 +72,7 @@ async fn a_killed_upload_resumes_after_restart() {
     emu.clear_faults();
     let port = free_port();
     write_config(&config, &emu, port, &state, root);
-    let _gw = start(&config, port).await;
+    let _gw = GatewayProcess::spawn(&config, port, &[], None).await;
     eventually("the upload resumes and completes", || {
         emu.read("/lib/film.mkv").is_some()
     })

@@ -3,21 +3,11 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
 use common::*;
 use pan123_emulator::{Emulator, EmulatorConfig};
 
 const SECRET: &str = "client-secret-4f2a9c";
 const DIRECT_KEY: &str = "direct-key-77b1e0";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trace_logs_hold_no_secrets() {
@@ -61,33 +51,13 @@ async fn trace_logs_hold_no_secrets() {
     std::fs::write(&config_path, &config).expect("config");
     let log_path = dir.path().join("log.txt");
     let log = std::fs::File::create(&log_path).expect("log file");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pan123-webdav"))
-        .args(["serve", "-c"])
-        .arg(&config_path)
-        .env("RUST_LOG", "trace")
-        .stdout(Stdio::from(log.try_clone().expect("clone")))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("spawn");
+    let mut gw =
+        GatewayProcess::spawn(&config_path, port, &[("RUST_LOG", "trace")], Some(log)).await;
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(HANG_GUARD)
         .build()
         .expect("client");
-    let mut up = false;
-    for _ in 0..200 {
-        if client
-            .request(reqwest::Method::OPTIONS, format!("{base}/"))
-            .send()
-            .await
-            .is_ok()
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "gateway started");
     let get = |path: &str| {
         client
             .get(format!("{base}{path}"))
@@ -150,8 +120,8 @@ async fn trace_logs_hold_no_secrets() {
         .expect("get");
     assert_eq!(r.status().as_u16(), 401);
     eventually("the upload lands", || emu.read("/lib/up.txt").is_some()).await;
-    let _ = child.kill();
-    let _ = child.wait();
+    let _ = gw.child.kill();
+    let _ = gw.child.wait();
 
     let logs = std::fs::read_to_string(&log_path).expect("logs");
     assert!(logs.len() > 1000, "trace logging was on");

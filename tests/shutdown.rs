@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -26,10 +26,7 @@ async fn sigterm_drains_in_flight_requests_and_keeps_the_queue() {
         },
     });
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port");
+    let port = free_port();
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\n\n[[users]]\nname = \"{USER}\"\npassword_hash = \"{}\"\nwrite = true\n\n{}",
         dir.path().join("state").display(),
@@ -42,32 +39,12 @@ async fn sigterm_drains_in_flight_requests_and_keeps_the_queue() {
     );
     let path = dir.path().join("config.toml");
     std::fs::write(&path, config).expect("config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pan123-webdav"))
-        .args(["serve", "-c"])
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let base = format!("http://127.0.0.1:{port}");
+    let mut gw = GatewayProcess::spawn(&path, port, &[], None).await;
+    let base = gw.base.clone();
     let client = reqwest::Client::builder()
         .timeout(HANG_GUARD)
         .build()
         .expect("client");
-    let mut up = false;
-    for _ in 0..200 {
-        if client
-            .request(reqwest::Method::OPTIONS, format!("{base}/"))
-            .send()
-            .await
-            .is_ok()
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "gateway started");
     let r = client
         .put(format!("{base}/m/queued.txt"))
         .basic_auth(USER, Some(PASSWORD))
@@ -91,7 +68,7 @@ async fn sigterm_drains_in_flight_requests_and_keeps_the_queue() {
         .to_vec();
 
     let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &gw.child.id().to_string()])
         .status()
         .expect("kill");
     assert!(killed.success());
@@ -109,14 +86,14 @@ async fn sigterm_drains_in_flight_requests_and_keeps_the_queue() {
     );
     let mut exited = None;
     for _ in 0..400 {
-        if let Some(status) = child.try_wait().expect("wait") {
+        if let Some(status) = gw.child.try_wait().expect("wait") {
             exited = Some(status);
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let status = exited.unwrap_or_else(|| {
-        let _ = child.kill();
+        let _ = gw.child.kill();
         panic!("the gateway did not exit after SIGTERM");
     });
     assert!(status.success(), "clean exit: {status}");

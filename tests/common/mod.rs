@@ -252,3 +252,70 @@ pub fn web_mount(path: &str, download: &str, extra: &str) -> String {
         defaults.web_user, defaults.web_password
     )
 }
+
+/// A port that was free a moment ago (for the real binary, which binds it itself).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The real binary serving a config file on `port`; killed (SIGKILL) and reaped on drop, so a
+/// failing assertion still cleans up.
+pub struct GatewayProcess {
+    pub child: std::process::Child,
+    pub base: String,
+}
+
+impl GatewayProcess {
+    /// Starts `pan123-webdav serve -c config` with extra environment and its output going to
+    /// `log` (or nowhere), and waits (bounded) until it answers.
+    pub async fn spawn(
+        config: &std::path::Path,
+        port: u16,
+        envs: &[(&str, &str)],
+        log: Option<std::fs::File>,
+    ) -> GatewayProcess {
+        use std::process::Stdio;
+        let (out, err) = match log {
+            Some(f) => (
+                Stdio::from(f.try_clone().expect("clone log")),
+                Stdio::from(f),
+            ),
+            None => (Stdio::null(), Stdio::null()),
+        };
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pan123-webdav"));
+        cmd.args(["serve", "-c"])
+            .arg(config)
+            .stdout(out)
+            .stderr(err);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let gw = GatewayProcess {
+            child: cmd.spawn().expect("spawn gateway"),
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let client = reqwest::Client::new();
+        for _ in 0..400 {
+            if client
+                .request(reqwest::Method::OPTIONS, format!("{}/", gw.base))
+                .send()
+                .await
+                .is_ok()
+            {
+                return gw;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the gateway did not start");
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
