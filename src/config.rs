@@ -120,6 +120,8 @@ pub struct MountConfig {
     /// Lifetime of cached listings.
     pub cache_ttl: Duration,
     pub read_only: bool,
+    /// Anyone may read this mount without credentials (writes still need a user).
+    pub anonymous: bool,
     pub backend: BackendConfig,
     /// When a PUT is answered (open mounts; `Background` for the others).
     pub upload: UploadMode,

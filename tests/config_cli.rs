@@ -142,7 +142,7 @@ fn a_misspelt_key_is_named_with_the_valid_ones() {
         stderr.contains(
             "mounts[0].clinet_id: unknown key (did you mean client_id?); valid keys for a mount \
              with backend = \"open\" are: path, backend, download, proxy_url, cache_ttl, \
-             read_only, client_id, client_secret"
+             read_only, anonymous, client_id, client_secret"
         ),
         "{stderr}"
     );

@@ -313,3 +313,72 @@ async fn repeated_wrong_credentials_lock_the_client_out() {
     assert_eq!(r.status().as_u16(), 429);
     assert!(r.headers().get("retry-after").is_some());
 }
+
+#[tokio::test]
+async fn anonymous_reads_only_where_a_mount_says_so() {
+    let env = TestEnv::start(EmulatorConfig::default(), |emu| {
+        emu.put_file("/pub/a.txt", b"public".to_vec());
+        emu.put_file("/priv/b.txt", b"private".to_vec());
+        let public = emu.lookup("/pub").map(|e| e.id).unwrap_or(0);
+        let private = emu.lookup("/priv").map(|e| e.id).unwrap_or(0);
+        format!(
+            "{}{}",
+            open_mount(
+                "/pub",
+                "proxy",
+                &format!("root_id = {public}\nanonymous = true")
+            ),
+            open_mount("/priv", "proxy", &format!("root_id = {private}"))
+        )
+    })
+    .await;
+    let anon = |method: &str, path: &str| {
+        env.client.request(
+            reqwest::Method::from_bytes(method.as_bytes()).expect("m"),
+            env.url(path),
+        )
+    };
+    let r = anon("GET", "/pub/a.txt").send().await.expect("get");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.bytes().await.expect("body").as_ref(), b"public");
+    assert_eq!(
+        anon("PROPFIND", "/pub/")
+            .header("Depth", "1")
+            .send()
+            .await
+            .expect("propfind")
+            .status()
+            .as_u16(),
+        207
+    );
+    // Writes still need a user; other mounts still need credentials.
+    assert_eq!(
+        anon("PUT", "/pub/x.txt")
+            .body("x")
+            .send()
+            .await
+            .expect("put")
+            .status()
+            .as_u16(),
+        401
+    );
+    assert_eq!(
+        anon("GET", "/priv/b.txt")
+            .send()
+            .await
+            .expect("get")
+            .status()
+            .as_u16(),
+        401
+    );
+    assert_eq!(
+        anon("PROPFIND", "/")
+            .header("Depth", "1")
+            .send()
+            .await
+            .expect("propfind")
+            .status()
+            .as_u16(),
+        401
+    );
+}

@@ -31,9 +31,11 @@ fn rss_kib() -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_clients_get_no_gateway_errors() {
-    let mut cfg = EmulatorConfig::default();
     // The load is the gateway's; the emulator's QPS table would turn it into 503s by design.
-    cfg.qps = false;
+    let mut cfg = EmulatorConfig {
+        qps: false,
+        ..EmulatorConfig::default()
+    };
     cfg.switches.complete_poll_interval = Duration::ZERO;
     let env = TestEnv::start(cfg, |emu| {
         for i in 0..20 {

@@ -51,6 +51,7 @@ pub(super) struct RawMount {
     pub proxy_url: Option<String>,
     pub cache_ttl: Option<String>,
     pub read_only: Option<bool>,
+    pub anonymous: Option<bool>,
 }
 
 /// The keys of a mount with `backend = "open"`.
@@ -363,7 +364,8 @@ mod tests {
                 "download",
                 "proxy_url",
                 "cache_ttl",
-                "read_only"
+                "read_only",
+                "anonymous"
             ]
         );
         assert_eq!(

@@ -395,6 +395,7 @@ fn resolve_mount(
         proxy_url,
         cache_ttl,
         read_only: raw.read_only.unwrap_or(false),
+        anonymous: raw.anonymous.unwrap_or(false),
         backend,
         upload: upload.0,
         upload_slices: upload.1,

@@ -271,7 +271,7 @@ fn unknown_keys_list_the_valid_ones() {
         found[0],
         "mounts[0].clinet_id: unknown key (did you mean client_id?); valid keys for a mount with \
          backend = \"open\" are: path, backend, download, proxy_url, cache_ttl, read_only, \
-         client_id, client_secret, client_secret_env, root_id, api_base, direct_link, \
+         anonymous, client_id, client_secret, client_secret_env, root_id, api_base, direct_link, \
          direct_link_key, direct_link_valid, upload, upload_slices"
     );
     let err = parse_env(&text, &[]).unwrap_err();

@@ -64,6 +64,15 @@ impl User {
         }
     }
 
+    /// The reader of a mount that allows anonymous reads: sees that mount only, never writes.
+    pub fn anonymous(mount_path: &str) -> Self {
+        Self {
+            name: "anonymous".into(),
+            write: false,
+            mounts: Some(vec![mount_path.to_string()]),
+        }
+    }
+
     fn from_config(config: &UserConfig) -> Self {
         let all = config.mounts.iter().any(|m| m == "*");
         Self {

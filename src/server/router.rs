@@ -100,6 +100,17 @@ where
             }
             user
         }
+        super::auth::AuthOutcome::Missing
+            if matches!(req.method().as_str(), "GET" | "HEAD" | "PROPFIND")
+                && route.as_ref().is_some_and(|(m, _)| m.config.anonymous) =>
+        {
+            // A mount that says so may be read without credentials.
+            let path = route
+                .as_ref()
+                .map(|(m, _)| m.config.path.clone())
+                .unwrap_or_default();
+            Arc::new(super::auth::User::anonymous(&path))
+        }
         outcome => {
             // Wrong credentials count towards a lockout; a request without any does not.
             if let (super::auth::AuthOutcome::Invalid, Some(ip)) = (&outcome, client_ip) {

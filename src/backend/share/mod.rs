@@ -178,35 +178,6 @@ fn parse_rfc3339(s: &str) -> SystemTime {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn items_become_entries() {
-        let item: api::FileItem = serde_json::from_str(
-            r#"{"FileId":5,"FileName":"cafe\u0301.txt","Type":0,"Size":10,
-                "Etag":"0CC175B9C0F1B6A831C399E269772661","UpdateAt":"2024-01-02T15:04:05+08:00"}"#,
-        )
-        .expect("item");
-        let e = entry_from_item(item);
-        assert_eq!(e.name, "caf\u{e9}.txt");
-        assert_eq!(e.md5.as_deref(), Some("0cc175b9c0f1b6a831c399e269772661"));
-        assert_eq!(
-            e.modified,
-            SystemTime::UNIX_EPOCH + Duration::from_secs(1_704_179_045)
-        );
-        assert_eq!(e.created, e.modified);
-        let dir: api::FileItem = serde_json::from_str(
-            r#"{"FileId":6,"FileName":"d","Type":1,"Size":99,"Etag":"","UpdateAt":"garbage"}"#,
-        )
-        .expect("item");
-        let d = entry_from_item(dir);
-        assert!(d.is_dir && d.size == 0 && d.md5.is_none());
-        assert_eq!(d.modified, SystemTime::UNIX_EPOCH);
-    }
-}
-
 /// One listing page of the web API: its items, its `Next` and, where sent, its `Total`.
 pub(crate) type WebPage = (Vec<api::FileItem>, String, Option<i64>);
 
@@ -252,4 +223,33 @@ where
         message: format!("the folder has more than {MAX_PAGES} pages; refusing to list it"),
         trace_id: String::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_become_entries() {
+        let item: api::FileItem = serde_json::from_str(
+            r#"{"FileId":5,"FileName":"cafe\u0301.txt","Type":0,"Size":10,
+                "Etag":"0CC175B9C0F1B6A831C399E269772661","UpdateAt":"2024-01-02T15:04:05+08:00"}"#,
+        )
+        .expect("item");
+        let e = entry_from_item(item);
+        assert_eq!(e.name, "caf\u{e9}.txt");
+        assert_eq!(e.md5.as_deref(), Some("0cc175b9c0f1b6a831c399e269772661"));
+        assert_eq!(
+            e.modified,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_704_179_045)
+        );
+        assert_eq!(e.created, e.modified);
+        let dir: api::FileItem = serde_json::from_str(
+            r#"{"FileId":6,"FileName":"d","Type":1,"Size":99,"Etag":"","UpdateAt":"garbage"}"#,
+        )
+        .expect("item");
+        let d = entry_from_item(dir);
+        assert!(d.is_dir && d.size == 0 && d.md5.is_none());
+        assert_eq!(d.modified, SystemTime::UNIX_EPOCH);
+    }
 }
