@@ -48,6 +48,12 @@ pub const DEFAULT_DIRECT_LINK_VALID: Duration = Duration::from_secs(1800);
 pub const DEFAULT_READY_PROBE_INTERVAL: Duration = Duration::from_secs(30);
 /// Minimum length of `server.signing_key`.
 pub const MIN_SIGNING_KEY_LEN: usize = 16;
+/// Default `server.upstream_connect_timeout`.
+pub const DEFAULT_UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `server.upstream_first_byte_timeout`.
+pub const DEFAULT_UPSTREAM_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `server.upstream_idle_timeout`.
+pub const DEFAULT_UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A validated configuration.
 #[derive(Clone, Debug)]
@@ -85,6 +91,14 @@ pub struct ServerConfig {
     pub metrics_auth: bool,
     /// Serve `/-/metrics` (and health) on this address only, instead of on `listen`.
     pub metrics_listen: Option<SocketAddr>,
+    /// How long to wait for a TCP (and TLS) connection to 123 or its CDN.
+    pub upstream_connect_timeout: Duration,
+    /// How long to wait for an API answer, or for a download's response headers.
+    pub upstream_first_byte_timeout: Duration,
+    /// How long a download may stall mid-body before the client's connection is cut.
+    pub upstream_idle_timeout: Duration,
+    /// Reverse proxies whose `X-Forwarded-For` names the real client (for the lockout).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 #[derive(Clone)]

@@ -85,6 +85,7 @@ pub enum Error {
 
 pub mod auth_key;
 pub mod pacer;
+pub mod timeouts;
 
 /// What a backend can do, read by the vfs and the download policy instead of matching on
 /// backend names.

@@ -30,6 +30,10 @@ pub(super) struct RawServer {
     pub ready_probe_interval: Option<String>,
     pub metrics_auth: Option<bool>,
     pub metrics_listen: Option<String>,
+    pub upstream_connect_timeout: Option<String>,
+    pub upstream_first_byte_timeout: Option<String>,
+    pub upstream_idle_timeout: Option<String>,
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

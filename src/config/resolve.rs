@@ -203,6 +203,45 @@ fn resolve_server(report: &mut Report, mut table: toml::Table, base_dir: &Path) 
     );
     let (spool_max, upload_workers) =
         super::upload::resolve_server_upload(report, &s, raw.spool_max, raw.upload_workers);
+    let upstream_connect_timeout = duration(
+        report,
+        &s,
+        "upstream_connect_timeout",
+        raw.upstream_connect_timeout,
+        DEFAULT_UPSTREAM_CONNECT_TIMEOUT,
+        false,
+    );
+    let upstream_first_byte_timeout = duration(
+        report,
+        &s,
+        "upstream_first_byte_timeout",
+        raw.upstream_first_byte_timeout,
+        DEFAULT_UPSTREAM_FIRST_BYTE_TIMEOUT,
+        false,
+    );
+    let upstream_idle_timeout = duration(
+        report,
+        &s,
+        "upstream_idle_timeout",
+        raw.upstream_idle_timeout,
+        DEFAULT_UPSTREAM_IDLE_TIMEOUT,
+        false,
+    );
+    let trusted_proxies = raw
+        .trusted_proxies
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, text)| {
+            text.trim().parse::<std::net::IpAddr>().ok().or_else(|| {
+                report.add(
+                    format!("{}[{i}]", s.key("trusted_proxies")),
+                    format!("\"{text}\" is not an IP address; list the addresses of your reverse proxies, like \"127.0.0.1\""),
+                );
+                None
+            })
+        })
+        .collect();
 
     ServerConfig {
         listen,
@@ -217,6 +256,10 @@ fn resolve_server(report: &mut Report, mut table: toml::Table, base_dir: &Path) 
         ready_probe_interval,
         metrics_auth: raw.metrics_auth.unwrap_or(false),
         metrics_listen,
+        upstream_connect_timeout,
+        upstream_first_byte_timeout,
+        upstream_idle_timeout,
+        trusted_proxies,
     }
 }
 

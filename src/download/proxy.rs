@@ -11,8 +11,10 @@
 //! connection is cut (`ExactBody`: a short or failing upstream body becomes an I/O error, an
 //! overlong one is truncated); and a CDN error page is never served as file content.
 //!
-//! Timeouts: [`proxy`] bounds the wait for the upstream response head with
-//! [`UPSTREAM_HEADERS_TIMEOUT`]. A stall in the middle of the body is the `reqwest::Client`'s
+//! Timeouts: [`proxy`] bounds the wait for the upstream response head with the configured
+//! first-byte timeout (`server.upstream_first_byte_timeout`, default 30 s: room for a cold
+//! object at a far offset, while a CDN that accepts and then says nothing cannot hold the
+//! client forever). A stall in the middle of the body is the `reqwest::Client`'s
 //! business: build it with `connect_timeout` and `read_timeout`, never with a total `timeout`
 //! (which would cut every download longer than it).
 
@@ -20,7 +22,6 @@ use std::fmt;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -34,11 +35,6 @@ use super::range::{parse_range, RangeRequest};
 use super::respond;
 use super::ResponseBody;
 use crate::backend::{Entry, Link};
-
-/// How long the CDN may take to send its response head. A CDN that accepts the connection and
-/// then says nothing would otherwise hold the client until it gives up; 30 s leaves room for a
-/// cold object at a far offset.
-pub const UPSTREAM_HEADERS_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The User-Agent of our upstream requests, unless the link demands another.
 const USER_AGENT: &str = concat!("pan123-webdav/", env!("CARGO_PKG_VERSION"));
@@ -197,7 +193,7 @@ async fn send(
         headers.insert(header::RANGE, value);
     }
     let request = client.get(link.url.as_str()).headers(headers).send();
-    match tokio::time::timeout(UPSTREAM_HEADERS_TIMEOUT, request).await {
+    match tokio::time::timeout(crate::backend::timeouts::get().first_byte, request).await {
         Err(_elapsed) => Err(ProxyError::Timeout),
         Ok(Err(e)) if e.is_timeout() => Err(ProxyError::Timeout),
         Ok(Err(e)) => Err(ProxyError::Upstream(describe(e))),
@@ -544,6 +540,7 @@ mod tests {
 
     use super::*;
     use crate::backend::Error as BackendError;
+    use std::time::Duration;
 
     const SIZE: u64 = 100;
 

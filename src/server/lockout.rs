@@ -65,9 +65,91 @@ impl Lockout {
     }
 }
 
+/// The address a request comes from: the peer, or, when the peer is a trusted reverse proxy,
+/// the nearest address in `X-Forwarded-For` (or `Forwarded: for=`) that is not one of the
+/// trusted proxies. Headers from anyone else are ignored: they are trivially forged.
+pub fn client_ip(peer: IpAddr, headers: &http::HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let mut chain: Vec<IpAddr> = Vec::new();
+    for value in headers
+        .get_all("forwarded")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+    {
+        for part in value.split([',', ';']) {
+            if let Some(addr) = part
+                .trim()
+                .strip_prefix("for=")
+                .or_else(|| part.trim().strip_prefix("For="))
+            {
+                let addr = addr.trim_matches('"').trim_start_matches('[');
+                let addr = addr.split(']').next().unwrap_or(addr);
+                if let Ok(ip) = addr.parse() {
+                    chain.push(ip);
+                } else if let Some(Ok(ip)) = addr.rsplit_once(':').map(|(h, _)| h.parse()) {
+                    chain.push(ip);
+                }
+            }
+        }
+    }
+    if chain.is_empty() {
+        for value in headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+        {
+            chain.extend(
+                value
+                    .split(',')
+                    .filter_map(|a| a.trim().parse::<IpAddr>().ok()),
+            );
+        }
+    }
+    chain
+        .iter()
+        .rev()
+        .find(|ip| !trusted.contains(ip))
+        .or(chain.first())
+        .copied()
+        .unwrap_or(peer)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_address_behind_trusted_proxies() {
+        let proxy: IpAddr = [127, 0, 0, 1].into();
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            "203.0.113.7, 10.0.0.9, 127.0.0.1".parse().unwrap(),
+        );
+        // An untrusted peer's header is ignored.
+        assert_eq!(
+            client_ip([10, 0, 0, 9].into(), &h, &[proxy]),
+            IpAddr::from([10, 0, 0, 9])
+        );
+        // Behind the trusted proxy: the nearest untrusted hop.
+        assert_eq!(client_ip(proxy, &h, &[proxy]), IpAddr::from([10, 0, 0, 9]));
+        assert_eq!(
+            client_ip(proxy, &h, &[proxy, [10, 0, 0, 9].into()]),
+            IpAddr::from([203, 0, 113, 7])
+        );
+        let mut f = http::HeaderMap::new();
+        f.insert(
+            "forwarded",
+            "for=\"[2001:db8::1]:4711\";proto=https".parse().unwrap(),
+        );
+        assert_eq!(
+            client_ip(proxy, &f, &[proxy]),
+            "2001:db8::1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(client_ip(proxy, &http::HeaderMap::new(), &[proxy]), proxy);
+    }
 
     #[test]
     fn locks_after_max_failures_and_success_resets() {

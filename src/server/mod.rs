@@ -52,6 +52,8 @@ pub struct AppState {
     pub inflight: Arc<shutdown::InFlight>,
     /// Clients locked out after repeated wrong credentials.
     pub lockout: lockout::Lockout,
+    /// Reverse proxies whose forwarding headers name the real client.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Readiness of each mount (`/-/readyz`).
     pub health: health::Health,
     /// `/-/metrics` asks for Basic auth.
@@ -67,9 +69,9 @@ pub struct AppState {
 /// socket the other side already closed.
 pub fn http_client() -> anyhow::Result<reqwest::Client> {
     reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
+        .connect_timeout(crate::backend::timeouts::get().connect)
         .pool_idle_timeout(Duration::from_secs(50))
-        .read_timeout(Duration::from_secs(60))
+        .read_timeout(crate::backend::timeouts::get().idle)
         .user_agent(concat!("pan123-webdav/", env!("CARGO_PKG_VERSION")))
         .build()
         .context("building the HTTP client")
@@ -79,6 +81,11 @@ impl AppState {
     /// Builds the state from a validated config: backends, the upload queue (which resumes
     /// uploads a previous run left), and the mounts.
     pub async fn new(config: &Config) -> anyhow::Result<Self> {
+        crate::backend::timeouts::set(crate::backend::timeouts::UpstreamTimeouts {
+            connect: config.server.upstream_connect_timeout,
+            first_byte: config.server.upstream_first_byte_timeout,
+            idle: config.server.upstream_idle_timeout,
+        });
         let http = http_client()?;
         let clients = OpenClients::new();
         let state_dir = &config.server.state_dir;
@@ -157,6 +164,7 @@ impl AppState {
             clients: config.clients.clone(),
             inflight: Arc::default(),
             lockout: lockout::Lockout::default(),
+            trusted_proxies: config.server.trusted_proxies.clone(),
         })
     }
 }

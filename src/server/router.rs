@@ -80,7 +80,7 @@ where
     let client_ip = req
         .extensions()
         .get::<super::lockout::Peer>()
-        .map(|p| p.0.ip());
+        .map(|p| super::lockout::client_ip(p.0.ip(), req.headers(), &state.trusted_proxies));
     if client_ip.is_some_and(|ip| state.lockout.is_locked(ip)) {
         let retry = state.lockout.retry_after();
         return status_text(

@@ -25,8 +25,6 @@ const MAX_TRANSIENT_RETRIES: u32 = 2;
 /// calls that fail most often on real uploads (spec §8, "500" on larger files), and resending
 /// one is always safe: 123 writes it at its offset.
 const MAX_SLICE_RETRIES: u32 = 3;
-/// Per-call timeout for API requests (not downloads).
-const API_TIMEOUT: Duration = Duration::from_secs(30);
 /// Per-attempt timeout of one slice: a 16 MiB slice at a slow 100 KiB/s still fits.
 const SLICE_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -134,7 +132,7 @@ impl From<Retry> for CallOpts {
                 Retry::Safe => MAX_TRANSIENT_RETRIES,
                 Retry::Never => 0,
             },
-            timeout: API_TIMEOUT,
+            timeout: crate::backend::timeouts::get().first_byte,
         }
     }
 }
@@ -354,7 +352,7 @@ impl OpenClient {
                 .post(&url)
                 .header("Platform", "open_platform")
                 .json(&body)
-                .timeout(API_TIMEOUT);
+                .timeout(crate::backend::timeouts::get().first_byte);
             let outcome = send::<api::AccessToken>(request).await;
             let result = outcome_class(&outcome);
             crate::server::metrics::upstream(Endpoint::AccessToken.path(), result);

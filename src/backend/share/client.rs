@@ -6,7 +6,7 @@
 //! reads). Every other code is classified once in `classify`. Listing pages are spaced by the
 //! process-wide web API limiter (`pacer::web_api`), retries included.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -23,8 +23,6 @@ use crate::backend::{web_sign, Error};
 const MAX_429_RETRIES: u32 = 4;
 /// How many times a 5xx or transport failure is retried.
 const MAX_TRANSIENT_RETRIES: u32 = 2;
-/// Per-call timeout for API requests and the download hop (not downloads).
-const API_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest API answer read: a page of 100 items is a few tens of KiB.
 const MAX_BODY: usize = 8 << 20;
 
@@ -65,7 +63,7 @@ impl ShareClient {
             .unwrap_or_else(|_| api_base.clone());
         let hop = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(10))
+            .connect_timeout(crate::backend::timeouts::get().connect)
             .user_agent(concat!("pan123-webdav/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| tracing::error!(error = %e, "cannot build the share download-hop client"))
@@ -119,7 +117,7 @@ impl ShareClient {
                 .header("referer", format!("{}/", self.origin))
                 .header("platform", "web")
                 .header("app-version", "3")
-                .timeout(API_TIMEOUT);
+                .timeout(crate::backend::timeouts::get().first_byte);
             if let Some(token) = &self.access_token {
                 request = request.bearer_auth(token);
             }
@@ -178,7 +176,7 @@ impl ShareClient {
         let response = client
             .get(hop.as_str())
             .header(REFERER, format!("{}/", self.origin))
-            .timeout(API_TIMEOUT)
+            .timeout(crate::backend::timeouts::get().first_byte)
             .send()
             .await
             .map_err(transport)?;

@@ -4,8 +4,6 @@
 //! and one retry on code 401, and bounded retries of 429 / 5xx / transport failures. The
 //! envelope is opened by the share client's `send`, so both read 123's answers alike.
 
-use std::time::Duration;
-
 use serde::de::DeserializeOwned;
 
 use super::session::Session;
@@ -15,7 +13,6 @@ use crate::backend::{web_sign, Error};
 
 const MAX_429_RETRIES: u32 = 4;
 const MAX_TRANSIENT_RETRIES: u32 = 2;
-const API_TIMEOUT: Duration = Duration::from_secs(30);
 /// The User-Agent OpenList's personal driver sends on `/b/api` calls (spec web §1.2).
 const API_USER_AGENT: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) openlist-client";
 
@@ -99,7 +96,7 @@ impl WebClient {
                 .header("platform", "web")
                 .header("app-version", "3")
                 .bearer_auth(token)
-                .timeout(API_TIMEOUT);
+                .timeout(crate::backend::timeouts::get().first_byte);
             let error = match send(request).await {
                 Ok(data) => {
                     return serde_json::from_value(data).map_err(|e| Error::Upstream {
