@@ -115,23 +115,7 @@ impl Backend for ShareBackend {
             "size": file.size,
         });
         let info: api::DownloadInfo = self.client.post(Endpoint::DownloadInfo, &body).await?;
-        if info.download_url.is_empty() {
-            return Err(Error::Upstream {
-                code: 0,
-                message: "123 returned an empty download URL".into(),
-                trace_id: String::new(),
-            });
-        }
-        let (url, referer) = self.client.resolve(&info.download_url).await?;
-        let mut headers = http::HeaderMap::new();
-        headers.insert(REFERER, referer);
-        Ok(Link {
-            url,
-            headers,
-            // The CDN URL's lifetime is not documented: the vfs caches it for its default.
-            expires_at: None,
-            portable: false,
-        })
+        link_from_download_url(&self.client, &info.download_url).await
     }
 
     async fn quota(&self) -> Result<Quota, Error> {
@@ -176,6 +160,31 @@ fn parse_rfc3339(s: &str) -> SystemTime {
         }
         _ => SystemTime::UNIX_EPOCH,
     }
+}
+
+/// The link behind a web-API `DownloadUrl` (share and personal alike): the `params` hop
+/// resolved, and the Referer the CDN checks attached.
+pub(crate) async fn link_from_download_url(
+    hop: &ShareClient,
+    download_url: &str,
+) -> Result<Link, Error> {
+    if download_url.is_empty() {
+        return Err(Error::Upstream {
+            code: 0,
+            message: "123 returned an empty download URL".into(),
+            trace_id: String::new(),
+        });
+    }
+    let (url, referer) = hop.resolve(download_url).await?;
+    let mut headers = http::HeaderMap::new();
+    headers.insert(REFERER, referer);
+    Ok(Link {
+        url,
+        headers,
+        // The CDN URL's lifetime is not documented: the vfs caches it for its default.
+        expires_at: None,
+        portable: false,
+    })
 }
 
 /// One listing page of the web API: its items, its `Next` and, where sent, its `Total`.

@@ -20,7 +20,6 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use http::header::REFERER;
 
 use self::client::{origin_of, Endpoint, WebClient};
 use self::session::Session;
@@ -145,22 +144,7 @@ impl Backend for WebBackend {
             "type": 0,
         });
         let info: api::DownloadInfo = self.client.post(Endpoint::DownloadInfo, &body).await?;
-        if info.download_url.is_empty() {
-            return Err(Error::Upstream {
-                code: 0,
-                message: "123 returned an empty download URL".into(),
-                trace_id: String::new(),
-            });
-        }
-        let (url, referer) = self.hop.resolve(&info.download_url).await?;
-        let mut headers = http::HeaderMap::new();
-        headers.insert(REFERER, referer);
-        Ok(Link {
-            url,
-            headers,
-            expires_at: None,
-            portable: false,
-        })
+        crate::backend::share::link_from_download_url(&self.hop, &info.download_url).await
     }
 
     async fn quota(&self) -> Result<Quota, Error> {
