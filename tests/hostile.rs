@@ -382,3 +382,44 @@ async fn anonymous_reads_only_where_a_mount_says_so() {
         401
     );
 }
+
+#[tokio::test]
+async fn the_lockout_follows_the_client_behind_a_trusted_proxy() {
+    let env = TestEnv::start_full(
+        EmulatorConfig::default(),
+        |emu| {
+            emu.put_file("/lib/a.txt", b"a".to_vec());
+            let id = emu.lookup("/lib").map(|e| e.id).unwrap_or(0);
+            open_mount("/m", "proxy", &format!("root_id = {id}"))
+        },
+        "",
+        "trusted_proxies = [\"127.0.0.1\"]",
+    )
+    .await;
+    for _ in 0..10 {
+        let r = env
+            .client
+            .get(env.url("/m/a.txt"))
+            .header("X-Forwarded-For", "203.0.113.7")
+            .basic_auth(USER, Some("guess"))
+            .send()
+            .await
+            .expect("get");
+        assert!(r.status().as_u16() == 401 || r.status().as_u16() == 429);
+    }
+    let locked = env
+        .req("GET", "/m/a.txt")
+        .header("X-Forwarded-For", "203.0.113.7")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(locked.status().as_u16(), 429);
+    // Another client behind the same proxy is not affected.
+    let other = env
+        .req("GET", "/m/a.txt")
+        .header("X-Forwarded-For", "203.0.113.8")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(other.status().as_u16(), 200);
+}
