@@ -141,21 +141,10 @@ impl MountFs {
                 let queue = &self.mount.writes.as_ref().ok_or(FsError::Forbidden)?.queue;
                 if !queue.cancel(self.mount.name(), parent.id, &cloud).await {
                     // It landed in 123 meanwhile: remove that instead.
-                    self.mount.vfs.invalidate(parent.id).await;
-                    let landed = self
-                        .mount
-                        .vfs
-                        .child(&parent, &name)
-                        .await
-                        .map_err(|e| fs_error(&e))?;
-                    if self.mount.vfs.local(&landed).is_some() {
+                    let trashed = self.mount.vfs.trash_landed(&parent, &name).await;
+                    if !trashed.map_err(|e| fs_error(&e))? {
                         return Err(FsError::NotFound);
                     }
-                    self.mount
-                        .vfs
-                        .trash(&landed, &parent)
-                        .await
-                        .map_err(|e| fs_error(&e))?;
                 }
             }
             None => self
@@ -278,24 +267,13 @@ impl MountFs {
 
     /// Copies a file still waiting in the queue: a second spool file, a second job.
     async fn copy_spooled(&self, path: &std::path::Path, parent: u64, name: &str) -> FsResult<()> {
-        use tokio::io::AsyncReadExt;
         let cloud = cloud_name(name).map_err(|e| fs_error(&e))?;
         let writes = self.mount.writes.as_ref().ok_or(FsError::Forbidden)?;
         let mut src = tokio::fs::File::open(path)
             .await
             .map_err(|_| FsError::NotFound)?;
         let mut writer = writes.spool.writer(None).await.map_err(spool_error)?;
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = src
-                .read(&mut buf)
-                .await
-                .map_err(|_| FsError::GeneralFailure)?;
-            if n == 0 {
-                break;
-            }
-            writer.write(&buf[..n]).await.map_err(spool_error)?;
-        }
+        writer.write_from(&mut src).await.map_err(spool_error)?;
         let file = writer.finish().await.map_err(spool_error)?;
         let job = NewJob {
             mount: self.mount.name().to_string(),

@@ -200,14 +200,7 @@ async fn remove(mount: &Mount, entry: &Entry, parent: &Entry, name: &str) -> Res
                 return Ok(());
             }
             // It landed in 123 meanwhile: remove that.
-            mount.vfs.invalidate(parent.id).await;
-            match mount.vfs.child(parent, name).await {
-                Ok(landed) if mount.vfs.local(&landed).is_none() => {
-                    mount.vfs.trash(&landed, parent).await
-                }
-                Ok(_) | Err(Error::NotFound) => Ok(()),
-                Err(e) => Err(e),
-            }
+            mount.vfs.trash_landed(parent, name).await.map(|_| ())
         }
         None => mount.vfs.trash(entry, parent).await,
     }
@@ -263,21 +256,10 @@ async fn stream_file(
     match src.vfs.local(entry) {
         Some(Local::Empty) => {}
         Some(Local::Spooled(path)) => {
-            use tokio::io::AsyncReadExt;
             let mut file = tokio::fs::File::open(&path)
                 .await
                 .map_err(|e| Error::Transport(e.to_string()))?;
-            let mut buf = vec![0u8; 256 * 1024];
-            loop {
-                let n = file
-                    .read(&mut buf)
-                    .await
-                    .map_err(|e| Error::Transport(e.to_string()))?;
-                if n == 0 {
-                    break;
-                }
-                writer.write(&buf[..n]).await.map_err(io)?;
-            }
+            writer.write_from(&mut file).await.map_err(io)?;
         }
         None => {
             let link = src.vfs.link(entry, false).await?;

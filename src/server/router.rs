@@ -613,15 +613,8 @@ async fn get_or_head<B>(
         }
         return html(req, index::render(&base, &base, &listing.entries));
     }
-    let v = Validators::for_entry(&entry);
-    match evaluate(req.method(), req.headers(), &v) {
-        Precondition::NotModified => return respond::not_modified(&v),
-        Precondition::Failed => return respond::precondition_failed(),
-        Precondition::Proceed { .. } => {}
-    }
-    if req.method() == Method::HEAD {
-        // From listing metadata: HEAD never costs a link call.
-        return respond::head(&entry, &v);
+    if let Some(res) = answer_from_metadata(req, &entry) {
+        return res;
     }
     match delivery(
         mount.policy(),
@@ -754,16 +747,24 @@ async fn internal<B>(state: &AppState, req: &Request<B>, rest: &str) -> Response
         Ok(_) => return status_text(StatusCode::NOT_FOUND, "Not a file", None),
         Err(e) => return error_response(&e, &what),
     };
-    let v = Validators::for_entry(&entry);
-    match evaluate(req.method(), req.headers(), &v) {
-        Precondition::NotModified => return respond::not_modified(&v),
-        Precondition::Failed => return respond::precondition_failed(),
-        Precondition::Proceed { .. } => {}
-    }
-    if req.method() == Method::HEAD {
-        return respond::head(&entry, &v);
+    if let Some(res) = answer_from_metadata(req, &entry) {
+        return res;
     }
     proxy_file(state, &mount, &entry, req, &what).await
+}
+
+/// What a file request can be answered with before any link is fetched: 304/412 from the
+/// conditional headers, and HEAD from listing metadata (HEAD never costs a link call).
+fn answer_from_metadata<B>(req: &Request<B>, entry: &Entry) -> Option<Response<ResponseBody>> {
+    let v = Validators::for_entry(entry);
+    match evaluate(req.method(), req.headers(), &v) {
+        Precondition::NotModified => Some(respond::not_modified(&v)),
+        Precondition::Failed => Some(respond::precondition_failed()),
+        Precondition::Proceed { .. } if req.method() == Method::HEAD => {
+            Some(respond::head(entry, &v))
+        }
+        Precondition::Proceed { .. } => None,
+    }
 }
 
 fn unix_now() -> u64 {

@@ -187,6 +187,19 @@ pub struct SpoolWriter {
 }
 
 impl SpoolWriter {
+    /// Appends the rest of `src` (copying a file that is already local, chunk by chunk).
+    pub async fn write_from(&mut self, src: &mut tokio::fs::File) -> Result<(), SpoolError> {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = src.read(&mut buf).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            self.write(&buf[..n]).await?;
+        }
+    }
+
     /// Appends a chunk of the body.
     pub async fn write(&mut self, chunk: &[u8]) -> Result<(), SpoolError> {
         let n = chunk.len() as u64;

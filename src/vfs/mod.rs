@@ -208,6 +208,19 @@ impl Vfs {
         result
     }
 
+    /// Trashes the cloud file `name` in `parent` after a pending upload of it landed before it
+    /// could be cancelled. `Ok(false)` when there is no such cloud file (any more).
+    pub async fn trash_landed(&self, parent: &Entry, name: &str) -> Result<bool, Error> {
+        self.invalidate(parent.id).await;
+        match self.child(parent, name).await {
+            Ok(landed) if self.local(&landed).is_none() => {
+                self.trash(&landed, parent).await.map(|()| true)
+            }
+            Ok(_) | Err(Error::NotFound) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Creates `name` in `parent` from content 123 already has; `Ok(None)` when it does not.
     pub async fn copy_instant(
         &self,
