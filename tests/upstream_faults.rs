@@ -1,0 +1,565 @@
+//! Upstream faults for the share, link (direct-link tree) and web (personal account) mounts,
+//! all injected through the emulator: 429 storms and bursts, 5xx bursts and outages on listing,
+//! on the download-link endpoints, on the `web-pro` hop and on the CDN / direct host; cuts in
+//! the middle of a body; links the CDN refuses; 123's daily traffic limit (5113).
+//!
+//! Each case asserts statuses and upstream call counts (emulator stats), never timings, except
+//! a generous hang guard around every request. Slow upstreams (the configured timeouts) are in
+//! `tests/upstream_timeouts.rs`: timeouts are process-wide.
+//!
+//! Covered elsewhere, not repeated here:
+//! * Open API mounts: `tests/open_read.rs`, `tests/timeouts.rs`.
+//! * A web session expiring in the middle of a listing walk: `tests/web.rs`
+//!   (`a_401_in_the_middle_of_a_listing_is_one_relogin_and_one_retry`).
+//! * An expired `auth_key` re-signed on a link mount: `tests/link.rs`
+//!   (`an_expired_auth_key_is_re_signed`, `a_refused_signed_link_is_re_signed_by_the_proxy`).
+//! * A share listing page failing with a code (`fail_page`) or answering a body that is not
+//!   JSON: `tests/share.rs`.
+
+mod common;
+
+use std::future::Future;
+use std::time::Duration;
+
+use common::*;
+use pan123_emulator::{Emulator, EmulatorConfig, Fault, FaultKind};
+
+const SHARE_LIST: &str = "/b/api/share/get";
+const SHARE_INFO: &str = "/b/api/share/download/info";
+const WEB_LIST: &str = "/b/api/file/list/new";
+const WEB_INFO: &str = "/b/api/file/download_info";
+const WEB_PROBE: &str = "/b/api/user/info";
+const SHARE_KEY: &str = "faults-Key";
+/// Attempts of one web API call under a lasting 429: the first and four retries.
+const ATTEMPTS_429: u64 = 5;
+/// Attempts of one web API call under a lasting 5xx: the first and two retries.
+const ATTEMPTS_5XX: u64 = 3;
+/// Bytes of each small test file.
+const SMALL: usize = 20_000;
+/// Bytes of the film cut in the middle.
+const FILM: usize = 200_000;
+/// Per-request hang guard (the client's own timeout is longer).
+const GUARD: Duration = Duration::from_secs(30);
+
+/// Awaits `fut`, failing the test if it takes longer than the hang guard.
+async fn guard<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(GUARD, fut)
+        .await
+        .unwrap_or_else(|_| panic!("hung: {what}"))
+}
+
+/// Which mount of the environment a case runs against.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Share,
+    Web,
+}
+
+impl Kind {
+    fn mount(self) -> &'static str {
+        match self {
+            Kind::Share => "/s",
+            Kind::Web => "/w",
+        }
+    }
+    fn list(self) -> &'static str {
+        match self {
+            Kind::Share => SHARE_LIST,
+            Kind::Web => WEB_LIST,
+        }
+    }
+    fn info(self) -> &'static str {
+        match self {
+            Kind::Share => SHARE_INFO,
+            Kind::Web => WEB_INFO,
+        }
+    }
+}
+
+/// `/lib`: six small folders (one file each), twelve small files and a film; shared as
+/// `SHARE_KEY`, and the root of the web mount.
+fn seed(emu: &Emulator) {
+    for d in 1..=6 {
+        emu.put_file(&format!("/lib/d{d}/x{d}.txt"), format!("in d{d}"));
+    }
+    for i in 0..12u8 {
+        emu.put_file(&format!("/lib/f{i:02}.bin"), bytes_of(SMALL, i));
+    }
+    emu.put_file("/lib/film.mkv", bytes_of(FILM, 99));
+    emu.add_share(SHARE_KEY, None, "/lib");
+}
+
+/// A share mount `/s` and a web mount `/w` over the same `/lib`, both proxying.
+async fn env(cfg: EmulatorConfig) -> TestEnv {
+    let env = TestEnv::start(cfg, |emu| {
+        seed(emu);
+        let root = emu.lookup("/lib").map(|e| e.id).unwrap_or(0);
+        format!(
+            "{}{}",
+            share_mount("/s", "proxy", SHARE_KEY, None, ""),
+            web_mount("/w", "proxy", &format!("root_id = {root}\n")),
+        )
+    })
+    .await;
+    // Both start-up probes have reached the emulator, and both roots are listed (and cached),
+    // so the counts that follow are the test's own.
+    settle(&env, SHARE_LIST, 1).await;
+    settle(&env, WEB_PROBE, 1).await;
+    for mount in ["/s/", "/w/"] {
+        let (status, body) = guard("root", env.propfind(mount, "1")).await;
+        assert_eq!(status, 207, "{mount}: {body}");
+    }
+    env.emu.reset_stats();
+    env
+}
+
+/// Waits (bounded) until the emulator has seen `calls` calls of `endpoint`.
+async fn settle(env: &TestEnv, endpoint: &str, calls: u64) {
+    for _ in 0..400 {
+        if env.emu.stats().calls(endpoint) >= calls {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the emulator never saw {calls} calls of {endpoint}");
+}
+
+fn inject(env: &TestEnv, endpoint: &str, kind: FaultKind) {
+    env.emu.inject(Fault {
+        endpoint: endpoint.into(),
+        kind,
+    });
+}
+
+fn http(status: u16, count: u32) -> FaultKind {
+    FaultKind::Http { status, count }
+}
+
+/// A PROPFIND (Depth 1) under the hang guard: status, Retry-After, body.
+async fn propfind(env: &TestEnv, path: &str) -> (u16, String, String) {
+    let res = guard(
+        path,
+        env.req("PROPFIND", path).header("Depth", "1").send(),
+    )
+    .await
+    .expect("propfind");
+    let status = res.status().as_u16();
+    let retry = header(&res, "retry-after");
+    let body = guard(path, res.text()).await.unwrap_or_default();
+    (status, retry, body)
+}
+
+/// A GET under the hang guard: status, Retry-After, the body (as far as it came) and whether
+/// the body ended in an error (a cut connection).
+async fn get(env: &TestEnv, path: &str) -> (u16, String, Vec<u8>, bool) {
+    let mut res = guard(path, env.req("GET", path).send())
+        .await
+        .expect("get");
+    let status = res.status().as_u16();
+    let retry = header(&res, "retry-after");
+    let mut body = Vec::new();
+    let mut cut = false;
+    // Bounded: every turn reads a chunk of a finite body, or ends.
+    loop {
+        match guard(path, res.chunk()).await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) => break,
+            Err(_) => {
+                cut = true;
+                break;
+            }
+        }
+    }
+    (status, retry, body, cut)
+}
+
+/// A GET that must succeed with exactly the emulator's content of `account_path`.
+async fn get_ok(env: &TestEnv, path: &str, account_path: &str) {
+    let (status, _, body, cut) = get(env, path).await;
+    assert_eq!(status, 200, "{path}");
+    assert!(!cut, "{path}: cut");
+    let want = env.emu.read(account_path).expect("content");
+    assert!(body == want, "{path}: wrong bytes ({} bytes)", body.len());
+}
+
+/// A failed GET: an error page, never the file's bytes.
+fn assert_not_file(env: &TestEnv, account_path: &str, body: &[u8]) {
+    let file = env.emu.read(account_path).expect("content");
+    assert!(body.len() < 1000, "an error page, not {} bytes", body.len());
+    assert_ne!(body, file.as_slice());
+}
+
+fn attempts(env: &TestEnv, endpoint: &str) -> u64 {
+    let stats = env.emu.stats();
+    stats.calls(endpoint) + stats.refused(endpoint)
+}
+
+// ---- 1. 429 on listing -----------------------------------------------------------------------
+
+/// A burst of 429 shorter than the retry budget is absorbed; a storm ends in 503 with
+/// Retry-After after a bounded number of attempts, and nothing short is cached.
+async fn listing_429(kind: Kind) {
+    let env = env(EmulatorConfig::default()).await;
+    let m = kind.mount();
+    inject(&env, kind.list(), FaultKind::Code429 { count: 2 });
+    let (status, _, body) = propfind(&env, &format!("{m}/d1/")).await;
+    assert_eq!(status, 207, "{kind:?}: {body}");
+    assert_eq!(responses(&body), 2, "{kind:?}: {body}");
+    assert!(body.contains("x1.txt"), "{kind:?}: {body}");
+    let stats = env.emu.stats();
+    assert_eq!(stats.refused(kind.list()), 2, "{kind:?}");
+    assert_eq!(stats.calls(kind.list()), 1, "{kind:?}");
+
+    env.emu.reset_stats();
+    inject(&env, kind.list(), FaultKind::Code429 { count: 1000 });
+    let (status, retry, body) = propfind(&env, &format!("{m}/d2/")).await;
+    assert_eq!(status, 503, "{kind:?}: {body}");
+    assert!(!retry.is_empty(), "{kind:?}: Retry-After");
+    assert!(!body.contains("x2.txt"), "{kind:?}: {body}");
+    assert_eq!(attempts(&env, kind.list()), ATTEMPTS_429, "{kind:?}: bounded");
+    assert_eq!(env.emu.stats().calls(kind.list()), 0);
+
+    env.emu.clear_faults();
+    let (status, _, body) = propfind(&env, &format!("{m}/d2/")).await;
+    assert_eq!(status, 207, "{kind:?}: {body}");
+    assert!(body.contains("x2.txt"), "{kind:?}: {body}");
+}
+
+#[tokio::test]
+async fn share_listing_429_burst_is_absorbed_and_a_storm_is_503() {
+    listing_429(Kind::Share).await;
+}
+
+#[tokio::test]
+async fn web_listing_429_burst_is_absorbed_and_a_storm_is_503() {
+    listing_429(Kind::Web).await;
+}
+
+// ---- 3. 5xx on listing -----------------------------------------------------------------------
+
+/// Two 502s are retried and the folder lists completely; a lasting 503 or 500 is a 503 with
+/// Retry-After after three attempts, never a short or empty 207.
+async fn listing_5xx(kind: Kind) {
+    let env = env(EmulatorConfig::default()).await;
+    let m = kind.mount();
+    inject(&env, kind.list(), http(502, 2));
+    let (status, _, body) = propfind(&env, &format!("{m}/d1/")).await;
+    assert_eq!(status, 207, "{kind:?}: {body}");
+    assert_eq!(responses(&body), 2, "{kind:?}: {body}");
+    assert_eq!(env.emu.stats().calls(kind.list()), 3, "{kind:?}");
+
+    for (status_in, dir) in [(503, "d2"), (500, "d3")] {
+        env.emu.reset_stats();
+        inject(&env, kind.list(), http(status_in, 1000));
+        let (status, retry, body) = propfind(&env, &format!("{m}/{dir}/")).await;
+        assert_eq!(status, 503, "{kind:?} {status_in}: {body}");
+        assert!(!retry.is_empty(), "{kind:?} {status_in}: Retry-After");
+        assert!(!body.contains("<D:multistatus"), "{kind:?}: {body}");
+        assert_eq!(
+            env.emu.stats().calls(kind.list()),
+            ATTEMPTS_5XX,
+            "{kind:?} {status_in}: bounded"
+        );
+        env.emu.clear_faults();
+    }
+    // Nothing was cached: the folder lists once 123 is back.
+    let (status, _, body) = propfind(&env, &format!("{m}/d2/")).await;
+    assert_eq!(status, 207, "{kind:?}: {body}");
+    assert!(body.contains("x2.txt"), "{kind:?}: {body}");
+}
+
+#[tokio::test]
+async fn share_listing_5xx_burst_is_retried_and_an_outage_is_503() {
+    listing_5xx(Kind::Share).await;
+}
+
+#[tokio::test]
+async fn web_listing_5xx_burst_is_retried_and_an_outage_is_503() {
+    listing_5xx(Kind::Web).await;
+}
+
+// ---- 2. 429 / 5xx on the download-link endpoint ----------------------------------------------
+
+/// Bursts on `download/info` (`download_info`) are retried and the bytes are right; a lasting
+/// 429 or 5xx is a 503 with Retry-After after bounded attempts, and no failure is cached.
+async fn download_info_faults(kind: Kind) {
+    let env = env(EmulatorConfig::default()).await;
+    let m = kind.mount();
+    let info = kind.info();
+
+    inject(&env, info, FaultKind::Code429 { count: 2 });
+    get_ok(&env, &format!("{m}/f00.bin"), "/lib/f00.bin").await;
+    assert_eq!(env.emu.stats().refused(info), 2, "{kind:?}");
+    assert_eq!(env.emu.stats().calls(info), 1, "{kind:?}");
+
+    env.emu.reset_stats();
+    inject(&env, info, FaultKind::Code429 { count: 1000 });
+    let (status, retry, body, _) = get(&env, &format!("{m}/f01.bin")).await;
+    assert_eq!(status, 503, "{kind:?}");
+    assert!(!retry.is_empty(), "{kind:?}: Retry-After");
+    assert_not_file(&env, "/lib/f01.bin", &body);
+    assert_eq!(attempts(&env, info), ATTEMPTS_429, "{kind:?}: bounded");
+    assert_eq!(env.emu.stats().calls("cdn"), 0);
+    env.emu.clear_faults();
+
+    env.emu.reset_stats();
+    inject(&env, info, http(502, 2));
+    get_ok(&env, &format!("{m}/f02.bin"), "/lib/f02.bin").await;
+    assert_eq!(env.emu.stats().calls(info), 3, "{kind:?}");
+
+    env.emu.reset_stats();
+    inject(&env, info, http(503, 1000));
+    let (status, retry, body, _) = get(&env, &format!("{m}/f03.bin")).await;
+    assert_eq!(status, 503, "{kind:?}");
+    assert!(!retry.is_empty(), "{kind:?}: Retry-After");
+    assert_not_file(&env, "/lib/f03.bin", &body);
+    assert_eq!(env.emu.stats().calls(info), ATTEMPTS_5XX, "{kind:?}: bounded");
+    env.emu.clear_faults();
+
+    // The failures were not cached.
+    env.emu.reset_stats();
+    get_ok(&env, &format!("{m}/f01.bin"), "/lib/f01.bin").await;
+    get_ok(&env, &format!("{m}/f03.bin"), "/lib/f03.bin").await;
+    assert_eq!(env.emu.stats().calls(info), 2, "{kind:?}");
+}
+
+#[tokio::test]
+async fn share_download_info_faults() {
+    download_info_faults(Kind::Share).await;
+}
+
+#[tokio::test]
+async fn web_download_info_faults() {
+    download_info_faults(Kind::Web).await;
+}
+
+// ---- 2. 429 / 5xx on the web-pro hop and the CDN ---------------------------------------------
+
+/// One faulty answer of the hop or the CDN is retried and the bytes are right; a lasting fault
+/// ends in an error status after bounded attempts, never in the fault's body served as bytes.
+async fn hop_and_cdn_faults(kind: Kind) {
+    let env = env(EmulatorConfig::default()).await;
+    let m = kind.mount();
+    let cases: [(&str, FaultKind, FaultKind, u16); 4] = [
+        ("web-pro", http(503, 1), http(503, 1000), 503),
+        ("web-pro", FaultKind::Code429 { count: 1 }, FaultKind::Code429 { count: 1000 }, 503),
+        ("cdn", http(503, 1), http(503, 1000), 502),
+        ("cdn", FaultKind::Code429 { count: 1 }, FaultKind::Code429 { count: 1000 }, 502),
+    ];
+    for (i, (endpoint, burst, lasting, lasting_status)) in cases.into_iter().enumerate() {
+        let what = format!("{kind:?} {endpoint} {burst:?}");
+        let short = format!("/lib/f{:02}.bin", 2 * i + 4);
+        let long = format!("/lib/f{:02}.bin", 2 * i + 5);
+        env.emu.reset_stats();
+        inject(&env, endpoint, burst);
+        get_ok(&env, &format!("{m}{}", &short[4..]), &short).await;
+        let stats = env.emu.stats();
+        eprintln!("{what} burst: {:?} refused {:?}", stats.calls, stats.refused);
+        assert_eq!(attempts(&env, endpoint), 2, "{what}: the fault and one retry");
+        assert_eq!(stats.calls(kind.info()), 1, "{what}");
+
+        env.emu.reset_stats();
+        inject(&env, endpoint, lasting);
+        let (status, retry, body, _) = get(&env, &format!("{m}{}", &long[4..])).await;
+        let stats = env.emu.stats();
+        eprintln!("{what} lasting: {status} {:?} refused {:?}", stats.calls, stats.refused);
+        assert_eq!(status, lasting_status, "{what}");
+        if status == 503 {
+            assert!(!retry.is_empty(), "{what}: Retry-After");
+        }
+        assert_not_file(&env, &long, &body);
+        let tries = attempts(&env, endpoint);
+        assert!((2..=ATTEMPTS_429).contains(&tries), "{what}: bounded, {tries}");
+        env.emu.clear_faults();
+        // Once the fault is gone the same file downloads.
+        get_ok(&env, &format!("{m}{}", &long[4..]), &long).await;
+    }
+}
+
+#[tokio::test]
+async fn share_hop_and_cdn_faults() {
+    hop_and_cdn_faults(Kind::Share).await;
+}
+
+#[tokio::test]
+async fn web_hop_and_cdn_faults() {
+    hop_and_cdn_faults(Kind::Web).await;
+}
+
+// ---- 5. a cut in the middle of a download ----------------------------------------------------
+
+/// The CDN drops the connection after 70 000 bytes: the client gets fewer bytes than the
+/// Content-Length and a cut connection, every byte right; the next GET is whole.
+async fn cut_mid_download(env: &TestEnv, endpoint: &str, path: &str, account_path: &str) {
+    let file = env.emu.read(account_path).expect("content");
+    inject(
+        env,
+        endpoint,
+        FaultKind::CutAfter {
+            bytes: 70_000,
+            count: 1,
+        },
+    );
+    let res = guard(path, env.req("GET", path).send()).await.expect("get");
+    assert_eq!(res.status().as_u16(), 200, "{path}");
+    assert_eq!(header(&res, "content-length"), file.len().to_string());
+    let mut res = res;
+    let mut got = Vec::new();
+    let mut cut = false;
+    loop {
+        match guard(path, res.chunk()).await {
+            Ok(Some(c)) => got.extend_from_slice(&c),
+            Ok(None) => break,
+            Err(_) => {
+                cut = true;
+                break;
+            }
+        }
+    }
+    assert!(cut, "{path}: the client must see the cut");
+    assert!(got.len() < file.len(), "{path}: {} bytes", got.len());
+    assert!(
+        got.as_slice() == &file[..got.len()],
+        "{path}: every byte delivered is right"
+    );
+    get_ok(env, path, account_path).await;
+}
+
+#[tokio::test]
+async fn share_and_web_cuts_mid_download_are_cut_connections() {
+    let env = env(EmulatorConfig::default()).await;
+    cut_mid_download(&env, "cdn", "/s/film.mkv", "/lib/film.mkv").await;
+    cut_mid_download(&env, "cdn", "/w/film.mkv", "/lib/film.mkv").await;
+}
+
+// ---- 6. the CDN refuses a link -----------------------------------------------------------------
+
+/// Every link the CDN sees has expired (403, or 200 with a JSON error): the gateway fetches
+/// exactly one fresh link, then answers 502, never the error page as file bytes.
+#[tokio::test]
+async fn a_refused_link_is_fetched_again_once_then_502() {
+    for http_200 in [false, true] {
+        let env = env(EmulatorConfig::default()).await;
+        env.emu.set_switches(|s| {
+            s.cdn_link_ttl = Duration::ZERO;
+            s.cdn_refusal_http_200 = http_200;
+        });
+        for kind in [Kind::Share, Kind::Web] {
+            env.emu.reset_stats();
+            let path = format!("{}/f00.bin", kind.mount());
+            let (status, _, body, _) = get(&env, &path).await;
+            let what = format!("{kind:?} http_200={http_200}");
+            assert_eq!(status, 502, "{what}");
+            assert_not_file(&env, "/lib/f00.bin", &body);
+            let stats = env.emu.stats();
+            assert_eq!(stats.calls(kind.info()), 2, "{what}: one fresh link");
+            assert_eq!(stats.calls("web-pro"), 2, "{what}");
+            assert_eq!(stats.calls("cdn"), 2, "{what}");
+        }
+    }
+}
+
+// ---- 7. 123's daily traffic limit (5113) on the personal download_info -----------------------
+
+#[tokio::test]
+async fn web_daily_traffic_exceeded_is_503_until_midnight_china_time() {
+    let cfg = EmulatorConfig {
+        switches: pan123_emulator::Switches {
+            daily_traffic_cap: Some(1),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let env = env(cfg).await;
+    // The first download uses up the (tiny) daily quota; the next link is refused with 5113.
+    get_ok(&env, "/w/f00.bin", "/lib/f00.bin").await;
+    let (status, retry, body, _) = get(&env, "/w/f01.bin").await;
+    assert_eq!(status, 503);
+    let retry: u64 = retry.parse().expect("Retry-After in seconds");
+    assert!(retry > 0 && retry <= 86_400, "{retry}");
+    assert!(String::from_utf8_lossy(&body).contains("traffic"));
+    assert_eq!(env.emu.stats().calls(WEB_INFO), 2, "5113 is not retried");
+}
+
+// ---- link mounts: faults of the direct host ----------------------------------------------------
+
+fn link_cfg(key: Option<&str>) -> EmulatorConfig {
+    EmulatorConfig {
+        direct_link_space: Some("/direct".into()),
+        direct_link_key: key.map(str::to_string),
+        ..Default::default()
+    }
+}
+
+const LINK_KEY: &str = "upstream-faults-key";
+
+/// A proxying link mount `/l` over `/direct` (sizes in the text, so no HEAD at start-up).
+async fn link_env(key: Option<&str>) -> TestEnv {
+    let key = key.map(str::to_string);
+    TestEnv::start(link_cfg(key.as_deref()), move |emu| {
+        let mut urls = String::new();
+        for i in 0..6u8 {
+            let path = format!("/direct/f{i:02}.bin");
+            emu.put_file(&path, bytes_of(SMALL, i));
+            urls.push_str(&format!("{SMALL}:{}\n", direct_url(emu, &path)));
+        }
+        emu.put_file("/direct/film.mkv", bytes_of(FILM, 99));
+        urls.push_str(&format!("{FILM}:{}\n", direct_url(emu, "/direct/film.mkv")));
+        let signing = key
+            .map(|k| {
+                format!(
+                    "direct_link_key = \"{k}\"\nuid = {}\ndirect_link_valid = \"30m\"\n",
+                    emu.uid()
+                )
+            })
+            .unwrap_or_default();
+        link_mount("/l", "proxy", &urls, &signing)
+    })
+    .await
+}
+
+/// One faulty answer of the direct host is retried; a lasting 5xx or 429 is a 502 after
+/// bounded attempts; a cut is a cut connection with right bytes.
+#[tokio::test]
+async fn link_direct_host_faults() {
+    let env = link_env(None).await;
+    let cases: [(FaultKind, FaultKind); 2] = [
+        (http(503, 1), http(503, 1000)),
+        (FaultKind::Code429 { count: 1 }, FaultKind::Code429 { count: 1000 }),
+    ];
+    for (i, (burst, lasting)) in cases.into_iter().enumerate() {
+        let short = format!("/direct/f{:02}.bin", 2 * i);
+        let long = format!("/direct/f{:02}.bin", 2 * i + 1);
+        env.emu.reset_stats();
+        inject(&env, "direct", burst.clone());
+        get_ok(&env, &format!("/l{}", &short[7..]), &short).await;
+        assert_eq!(attempts(&env, "direct"), 2, "{burst:?}: the fault and one retry");
+
+        env.emu.reset_stats();
+        inject(&env, "direct", lasting);
+        let (status, _, body, _) = get(&env, &format!("/l{}", &long[7..])).await;
+        assert_eq!(status, 502, "{burst:?}");
+        assert_not_file(&env, &long, &body);
+        let tries = attempts(&env, "direct");
+        assert!((2..=ATTEMPTS_429).contains(&tries), "{burst:?}: bounded, {tries}");
+        env.emu.clear_faults();
+        get_ok(&env, &format!("/l{}", &long[7..]), &long).await;
+    }
+    cut_mid_download(&env, "direct", "/l/film.mkv", "/direct/film.mkv").await;
+}
+
+/// With `auth_key` signing, a direct host that keeps refusing (403) gets one freshly signed
+/// link, then 502. (One refusal that a fresh signature cures: `tests/link.rs`.)
+#[tokio::test]
+async fn link_lasting_refusal_is_one_re_sign_then_502() {
+    let env = link_env(Some(LINK_KEY)).await;
+    get_ok(&env, "/l/f00.bin", "/direct/f00.bin").await;
+    env.emu.reset_stats();
+    inject(&env, "direct", http(403, 1000));
+    let (status, _, body, _) = get(&env, "/l/f00.bin").await;
+    assert_eq!(status, 502);
+    assert_not_file(&env, "/direct/f00.bin", &body);
+    assert_eq!(env.emu.stats().calls("direct"), 2, "the cached link and one fresh");
+    env.emu.clear_faults();
+    get_ok(&env, "/l/f00.bin", "/direct/f00.bin").await;
+}
