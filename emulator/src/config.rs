@@ -207,6 +207,19 @@ pub struct Switches {
     /// `当前账号存在安全风险，请使用短信验证码或者微信进行登录。`. Default false.
     #[serde(default)]
     pub web_risk_control: bool,
+    /// Lifetime of the presigned part URLs of personal (web) uploads; an expired URL gets HTTP 403.
+    /// Default 15 min.
+    #[serde(
+        rename = "presign_ttl_ms",
+        with = "duration_ms",
+        default = "default_presign_ttl"
+    )]
+    pub presign_ttl: Duration,
+}
+
+/// Default of `Switches::presign_ttl` (also for switch JSON written before it existed).
+fn default_presign_ttl() -> Duration {
+    Duration::from_secs(15 * 60)
 }
 
 impl Default for Switches {
@@ -226,6 +239,7 @@ impl Default for Switches {
             token_ttl: Duration::from_secs(30 * 24 * 3600),
             daily_traffic_cap: None,
             web_risk_control: false,
+            presign_ttl: default_presign_ttl(),
         }
     }
 }

@@ -17,6 +17,7 @@ use crate::clock::Clock;
 use crate::config::{EmulatorConfig, Switches};
 use crate::content::{self, Blob};
 use crate::faults::{Fault, FaultKind, Faults};
+use crate::personal_upload::WebUploads;
 use crate::qps::Limiter;
 use crate::share::Share;
 use crate::state::{Fs, NamePolicy, ROOT};
@@ -71,8 +72,10 @@ pub(crate) struct Shared {
     pub faults: Mutex<Faults>,
     pub counters: Mutex<Counters>,
     pub uploads: Mutex<Uploads>,
+    /// Personal (web) uploads waiting for their presigned parts.
+    pub web_uploads: Mutex<WebUploads>,
     pub shares: Mutex<HashMap<String, Share>>,
-    /// Secret for CDN link signatures (`s`).
+    /// Secret for CDN link signatures (`s`) and presigned part URLs.
     pub cdn_secret: String,
     /// Where upload sessions assemble their slices.
     pub upload_dir: PathBuf,
@@ -218,6 +221,7 @@ impl Emulator {
             faults: Mutex::new(Faults::default()),
             counters: Mutex::new(Counters::default()),
             uploads: Mutex::new(Uploads::default()),
+            web_uploads: Mutex::new(WebUploads::default()),
             shares: Mutex::new(shares),
             cdn_secret: crate::auth_key::hex(&secret),
             upload_dir,

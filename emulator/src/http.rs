@@ -92,6 +92,37 @@ pub fn err(code: i64, message: &str) -> Resp {
     )
 }
 
+/// A refusal as a code and a message, before it is put into an envelope. Logic shared by the
+/// Open API and the web API (uploads, tree changes) returns this, and each API wraps it in its
+/// own envelope (`open()` adds the trace id, `web()` does not).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// Envelope `code`.
+    pub code: i64,
+    /// Envelope `message`.
+    pub message: String,
+}
+
+impl Refused {
+    /// A refusal with this code and message.
+    pub fn new(code: i64, message: impl Into<String>) -> Refused {
+        Refused {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The Open API envelope.
+    pub fn open(&self) -> Resp {
+        err(self.code, &self.message)
+    }
+
+    /// The web API envelope.
+    pub fn web(&self) -> Resp {
+        crate::web::web_err(self.code, &self.message)
+    }
+}
+
 /// Decoded query pairs in order.
 pub fn query_pairs(uri: &http::Uri) -> Vec<(String, String)> {
     uri.query()
@@ -152,6 +183,11 @@ pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, BodyError>
 pub struct Args(Map<String, Value>);
 
 impl Args {
+    /// An object value (e.g. an item of a JSON array); anything else is `None`.
+    pub fn from_value(v: &Value) -> Option<Args> {
+        v.as_object().cloned().map(Args)
+    }
+
     /// Parse a body; anything but a JSON object is `None`.
     pub fn parse(body: &[u8]) -> Option<Args> {
         match serde_json::from_slice::<Value>(body) {

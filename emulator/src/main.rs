@@ -114,6 +114,9 @@ struct Cli {
     /// Refuse web logins for risk control (123's `当前账号存在安全风险…` message).
     #[arg(long)]
     web_risk_control: bool,
+    /// Lifetime of the presigned part URLs of personal (web) uploads.
+    #[arg(long, value_parser = parse_duration, default_value = "15m")]
+    presign_ttl: Duration,
 }
 
 /// `USER:PASSWORD`, split at the first colon.
@@ -164,6 +167,7 @@ impl Cli {
                 token_ttl: self.token_ttl,
                 daily_traffic_cap: self.daily_traffic_cap,
                 web_risk_control: self.web_risk_control,
+                presign_ttl: self.presign_ttl,
             },
         }
     }

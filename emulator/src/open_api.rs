@@ -9,8 +9,8 @@ use hyper::body::Incoming;
 use serde_json::{json, Value};
 
 use crate::clock::{open_api_time, rfc3339_cst};
-use crate::emulator::lock;
-use crate::http::{err, ok, query_i64, query_pairs, read_body, Args, HandlerResult, Resp};
+use crate::emulator::{lock, Shared};
+use crate::http::{err, ok, query_i64, query_pairs, read_body, Args, HandlerResult, Refused, Resp};
 use crate::names;
 use crate::server::{Ctx, MSG_429};
 use crate::state::{Entry, TreeError, ROOT};
@@ -23,12 +23,14 @@ pub const MSG_NOT_FOUND: &str = "文件不存在";
 pub const MSG_DIR_EXISTS: &str = "该目录下已经有同名文件夹,无法进行创建";
 /// A name taken in the target folder (rename, move, create without `duplicate`).
 pub const MSG_NAME_TAKEN: &str = "该目录下已经有同名文件";
+/// Daily download traffic used up (spec open-api §1, web §0.2).
+pub const CODE_TRAFFIC: i64 = 5113;
 /// Code 5113 message (spec open-api §1).
 pub const MSG_TRAFFIC: &str = "您今日自用下载流量已超出1GB上限";
 /// Largest JSON body accepted.
 const JSON_LIMIT: usize = 1 << 20;
 /// Most ids per batch call (move, trash, delete).
-const MAX_BATCH: usize = 100;
+pub(crate) const MAX_BATCH: usize = 100;
 
 /// Read a JSON object body, or the envelope error to send instead.
 pub(crate) async fn read_args(req: Request<Incoming>) -> Result<Args, Resp> {
@@ -38,11 +40,28 @@ pub(crate) async fn read_args(req: Request<Incoming>) -> Result<Args, Resp> {
     Args::parse(&body).ok_or_else(|| err(1, "请求参数格式错误"))
 }
 
+/// A tree failure as 123 answers it: 5066 for a missing item, code 1 with the reason otherwise.
+pub(crate) fn tree_refused(e: &TreeError) -> Refused {
+    match e {
+        TreeError::NotFound => Refused::new(CODE_NOT_FOUND, MSG_NOT_FOUND),
+        other => Refused::new(1, other.to_string()),
+    }
+}
+
 /// An envelope error for a tree failure.
 pub(crate) fn tree_err(e: &TreeError) -> Resp {
-    match e {
-        TreeError::NotFound => err(CODE_NOT_FOUND, MSG_NOT_FOUND),
-        other => err(1, &other.to_string()),
+    tree_refused(e).open()
+}
+
+/// Whether today's CDN traffic has reached the `daily_traffic_cap` switch (then `download_info`
+/// answers 5113, on the Open API and the personal web API alike).
+pub(crate) fn over_traffic_cap(sh: &Shared) -> bool {
+    match sh.switches().daily_traffic_cap {
+        Some(cap) => {
+            let day = crate::clock::cst_day(sh.now());
+            lock(&sh.counters).traffic_on(day) >= cap
+        }
+        None => false,
     }
 }
 
@@ -222,11 +241,8 @@ pub fn download_info(ctx: &Ctx, req: &Request<Incoming>) -> Resp {
     };
     let sh = &ctx.shared;
     let sw = sh.switches();
-    if let Some(cap) = sw.daily_traffic_cap {
-        let day = crate::clock::cst_day(sh.now());
-        if lock(&sh.counters).traffic_on(day) >= cap {
-            return err(5113, MSG_TRAFFIC);
-        }
+    if over_traffic_cap(sh) {
+        return err(CODE_TRAFFIC, MSG_TRAFFIC);
     }
     let url = crate::cdn::mint(
         sh,
@@ -320,44 +336,11 @@ pub async fn move_files(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult 
     let sh = &ctx.shared;
     let policy = sh.name_policy();
     let now = sh.now();
-    let mut fs = lock(&sh.fs);
-    if let Err(e) = fs.tree.live_dir(target) {
-        return Ok(tree_err(&e));
-    }
-    let mut names_moving: Vec<String> = Vec::new();
-    for &id in &ids {
-        if id == ROOT || !fs.tree.is_live(id) {
-            return Ok(err(CODE_NOT_FOUND, MSG_NOT_FOUND));
-        }
-        let Some(e) = fs.tree.get(id) else {
-            return Ok(err(CODE_NOT_FOUND, MSG_NOT_FOUND));
-        };
-        if e.is_dir && fs.tree.is_ancestor_or_self(id, target) {
-            return Ok(tree_err(&TreeError::Cycle));
-        }
-        if e.parent == target {
-            continue;
-        }
-        let taken = fs
-            .tree
-            .conflict(target, &e.name, policy, None)
-            .is_some_and(|c| !ids.contains(&c));
-        if taken
-            || names_moving
-                .iter()
-                .any(|n| names::same(n, &e.name, policy.case_sensitive))
-        {
-            return Ok(err(1, MSG_NAME_TAKEN));
-        }
-        names_moving.push(e.name.clone());
-    }
-    for id in ids {
-        fs.tree.set_parent(id, target);
-        if let Some(e) = fs.tree.get_mut(id) {
-            e.updated = now;
-        }
-    }
-    Ok(ok(Value::Null))
+    let moved = lock(&sh.fs).tree.move_entries(&ids, target, policy, now);
+    Ok(match moved {
+        Ok(()) => ok(Value::Null),
+        Err(e) => tree_err(&e),
+    })
 }
 
 /// `PUT /api/v1/file/name` (`fileId`, `fileName`).
@@ -370,26 +353,15 @@ pub async fn rename(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
         return Ok(err(1, "fileId参数错误"));
     };
     let name = args.str("fileName").unwrap_or_default().to_string();
-    if let Err(e) = names::validate(&name) {
-        return Ok(err(1, &e.to_string()));
-    }
     let id = id.and_then(|i| u64::try_from(i).ok()).unwrap_or(ROOT);
     let sh = &ctx.shared;
     let policy = sh.name_policy();
     let now = sh.now();
-    let mut fs = lock(&sh.fs);
-    if id == ROOT || !fs.tree.is_live(id) {
-        return Ok(err(CODE_NOT_FOUND, MSG_NOT_FOUND));
-    }
-    let parent = fs.tree.get(id).map(|e| e.parent).unwrap_or(ROOT);
-    if fs.tree.conflict(parent, &name, policy, Some(id)).is_some() {
-        return Ok(err(1, MSG_NAME_TAKEN));
-    }
-    if let Some(e) = fs.tree.get_mut(id) {
-        e.name = name;
-        e.updated = now;
-    }
-    Ok(ok(Value::Null))
+    let renamed = lock(&sh.fs).tree.rename(id, &name, policy, now);
+    Ok(match renamed {
+        Ok(()) => ok(Value::Null),
+        Err(e) => tree_err(&e),
+    })
 }
 
 /// `POST /api/v1/file/trash` (`fileIDs` ≤ 100): into the recycle bin.
@@ -403,17 +375,11 @@ pub async fn trash(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
         Err(r) => return Ok(r),
     };
     let now = ctx.shared.now();
-    let mut fs = lock(&ctx.shared.fs);
-    if ids
-        .iter()
-        .any(|id| *id == ROOT || fs.tree.get(*id).is_none())
-    {
-        return Ok(err(CODE_NOT_FOUND, MSG_NOT_FOUND));
-    }
-    for id in ids {
-        fs.tree.trash(id, now);
-    }
-    Ok(ok(Value::Null))
+    let trashed = lock(&ctx.shared.fs).tree.trash_all(&ids, now);
+    Ok(match trashed {
+        Ok(()) => ok(Value::Null),
+        Err(e) => tree_err(&e),
+    })
 }
 
 /// `POST /api/v1/file/delete` (`fileIDs` ≤ 100): for good, only items already trashed.

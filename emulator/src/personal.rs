@@ -1,7 +1,9 @@
 //! The personal account on the web API (spec web §1): login on the login host
 //! (`POST /api/user/sign_in`, unsigned, success is code 200), then signed `/b/api/...` calls with
 //! the session token: `user/info`, `file/list/new` (`Page`-based, 100 per page, trashed hidden,
-//! `file_id desc`) and `file/download_info` (the same "web-pro" hop as share links).
+//! `file_id desc`) and `file/download_info` (the same "web-pro" hop as share links, and the
+//! same `daily_traffic_cap` as the Open API). Tree changes are in `personal_write.rs`, uploads
+//! in `personal_upload.rs`.
 //!
 //! Headers are checked as the web client sends them: `platform: web` (else code 1), an
 //! `app-version`, a `referer`, and `authorization: Bearer <token>` (an unknown or expired token
@@ -16,7 +18,7 @@ use serde_json::{json, Value};
 use crate::cdn::{tail_and_query, CdnLink};
 use crate::emulator::lock;
 use crate::http::{encode_query_value, query, HandlerResult, Resp};
-use crate::open_api::read_args;
+use crate::open_api::{over_traffic_cap, read_args, CODE_TRAFFIC, MSG_TRAFFIC};
 use crate::server::{Ctx, MSG_PLATFORM};
 use crate::web::{web_err, web_item, web_ok};
 
@@ -196,6 +198,10 @@ pub async fn download_info(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResu
             _ => return Ok(web_err(CODE_NOT_FOUND, MSG_NOT_FOUND)),
         }
     };
+    // The personal CDN bytes count toward the same daily cap as the Open API's.
+    if over_traffic_cap(&sh) {
+        return Ok(web_err(CODE_TRAFFIC, MSG_TRAFFIC));
+    }
     let ttl = i64::try_from(sh.switches().cdn_link_ttl.as_secs()).unwrap_or(i64::MAX);
     let link = CdnLink {
         bucket: "123-680",

@@ -3,8 +3,8 @@
 //! All emulated hosts share one port and are told apart by path prefix:
 //! `/api/…` and `/upload/…` the Open API (and its upload host), `/api/user/sign_in` the web
 //! login host, `/b/api/…` the web API,
-//! `/cdn/…` the download CDN, `/web-pro/…` the share download hop, `/<uid>/…` the direct-link
-//! host, `/__emulator/…` the control API.
+//! `/cdn/…` the download CDN, `/web-pro/…` the share download hop, `/s3/…` the presigned
+//! part host of web uploads, `/<uid>/…` the direct-link host, `/__emulator/…` the control API.
 //!
 //! Pipeline order (the README repeats it): injected latency → injected 429 / HTTP status →
 //! family checks (Open API: `Platform` header, then token, then QPS; web API: signature) →
@@ -58,9 +58,17 @@ pub(crate) enum Ep {
     WebUserInfo,
     WebFileList,
     WebDownloadInfo,
+    WebUploadRequest,
+    WebUploadAuth,
+    WebUploadPartsBatch,
+    WebUploadComplete,
+    WebMove,
+    WebRename,
+    WebTrash,
     Cdn,
     WebPro,
     Direct,
+    S3,
 }
 
 /// Which checks an endpoint gets.
@@ -95,9 +103,17 @@ impl Ep {
             Ep::WebUserInfo => "/b/api/user/info",
             Ep::WebFileList => "/b/api/file/list/new",
             Ep::WebDownloadInfo => "/b/api/file/download_info",
+            Ep::WebUploadRequest => "/b/api/file/upload_request",
+            Ep::WebUploadAuth => "/b/api/file/s3_upload_object/auth",
+            Ep::WebUploadPartsBatch => "/b/api/file/s3_repare_upload_parts_batch",
+            Ep::WebUploadComplete => "/b/api/file/upload_complete/v2",
+            Ep::WebMove => "/b/api/file/mod_pid",
+            Ep::WebRename => "/b/api/file/rename",
+            Ep::WebTrash => "/b/api/file/trash",
             Ep::Cdn => "cdn",
             Ep::WebPro => "web-pro",
             Ep::Direct => "direct",
+            Ep::S3 => "s3",
         }
     }
 
@@ -108,8 +124,15 @@ impl Ep {
             | Ep::WebLogin
             | Ep::WebUserInfo
             | Ep::WebFileList
-            | Ep::WebDownloadInfo => Family::Web,
-            Ep::Cdn | Ep::WebPro | Ep::Direct => Family::Host,
+            | Ep::WebDownloadInfo
+            | Ep::WebUploadRequest
+            | Ep::WebUploadAuth
+            | Ep::WebUploadPartsBatch
+            | Ep::WebUploadComplete
+            | Ep::WebMove
+            | Ep::WebRename
+            | Ep::WebTrash => Family::Web,
+            Ep::Cdn | Ep::WebPro | Ep::Direct | Ep::S3 => Family::Host,
             _ => Family::Open,
         }
     }
@@ -141,6 +164,14 @@ fn route(method: &Method, path: &str) -> Option<Ep> {
         "/b/api/user/info" if get => Ep::WebUserInfo,
         "/b/api/file/list/new" if get => Ep::WebFileList,
         "/b/api/file/download_info" if post => Ep::WebDownloadInfo,
+        "/b/api/file/upload_request" if post => Ep::WebUploadRequest,
+        "/b/api/file/s3_upload_object/auth" if post => Ep::WebUploadAuth,
+        "/b/api/file/s3_repare_upload_parts_batch" if post => Ep::WebUploadPartsBatch,
+        "/b/api/file/upload_complete/v2" if post => Ep::WebUploadComplete,
+        "/b/api/file/mod_pid" if post => Ep::WebMove,
+        "/b/api/file/rename" if post => Ep::WebRename,
+        "/b/api/file/trash" if post => Ep::WebTrash,
+        p if p.starts_with("/s3/") && method == Method::PUT => Ep::S3,
         p if p.starts_with("/cdn/") && get_or_head => Ep::Cdn,
         p if p.starts_with("/web-pro/") && get => Ep::WebPro,
         p if get_or_head && is_direct_path(p) => Ep::Direct,
@@ -269,6 +300,7 @@ async fn handle(shared: Arc<Shared>, peer: SocketAddr, req: Request<Incoming>) -
         Family::Host => match ep {
             Ep::Cdn => Ok(crate::cdn::handle(&ctx, req)),
             Ep::WebPro => Ok(crate::webpro::handle(&ctx, req)),
+            Ep::S3 => crate::s3::handle(&ctx, req).await,
             _ => Ok(crate::direct::handle(&ctx, req)),
         },
     };
@@ -345,5 +377,11 @@ mod tests {
         assert_eq!(route(&Method::GET, "/13"), None);
         assert_eq!(route(&Method::GET, "/abc/files"), None);
         assert_eq!(route(&Method::PUT, "/api/v1/file/name"), Some(Ep::Rename));
+        assert_eq!(route(&Method::PUT, "/s3/b/k/x"), Some(Ep::S3));
+        assert_eq!(route(&Method::GET, "/s3/b/k/x"), None);
+        assert_eq!(
+            route(&Method::POST, "/b/api/file/s3_repare_upload_parts_batch"),
+            Some(Ep::WebUploadPartsBatch)
+        );
     }
 }

@@ -207,8 +207,27 @@ impl Tree {
         file: Option<(u64, String)>,
         now: i64,
     ) -> u64 {
+        let id = self.reserve_id();
+        self.insert_as(id, parent, name, file, now)
+    }
+
+    /// Hand out an id now for an entry that appears later (the web upload's `FileId` is known
+    /// at `upload_request`, the file only exists after `upload_complete/v2`).
+    pub fn reserve_id(&mut self) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
+        id
+    }
+
+    /// Add an entry under an id from `reserve_id` (or `insert`), without any checks.
+    pub fn insert_as(
+        &mut self,
+        id: u64,
+        parent: u64,
+        name: &str,
+        file: Option<(u64, String)>,
+        now: i64,
+    ) -> u64 {
         let (is_dir, size, md5) = match file {
             Some((size, md5)) => (false, size, md5),
             None => (true, 0, String::new()),
@@ -334,6 +353,91 @@ impl Tree {
         if let Some(e) = self.entries.get_mut(&id) {
             e.parent = new_parent;
         }
+    }
+
+    /// Move `ids` into the folder `target`, all or nothing. Refused when the target is not a live
+    /// folder, an id is unknown, trashed or the root (`NotFound`), a folder would go into itself
+    /// or below (`Cycle`), or a name is taken in the target, also by another moved item
+    /// (`Conflict`). Items already in `target` stay put. Shared by the Open API's `file/move`
+    /// and the web API's `mod_pid`, so both answer the same.
+    pub fn move_entries(
+        &mut self,
+        ids: &[u64],
+        target: u64,
+        policy: NamePolicy,
+        now: i64,
+    ) -> Result<(), TreeError> {
+        self.live_dir(target)?;
+        let mut names_moving: Vec<String> = Vec::new();
+        for &id in ids {
+            if id == ROOT || !self.is_live(id) {
+                return Err(TreeError::NotFound);
+            }
+            let e = self.get(id).ok_or(TreeError::NotFound)?;
+            if e.is_dir && self.is_ancestor_or_self(id, target) {
+                return Err(TreeError::Cycle);
+            }
+            if e.parent == target {
+                continue;
+            }
+            let taken = self
+                .conflict(target, &e.name, policy, None)
+                .filter(|c| !ids.contains(c));
+            if let Some(c) = taken {
+                return Err(TreeError::Conflict(c));
+            }
+            if names_moving
+                .iter()
+                .any(|n| names::same(n, &e.name, policy.case_sensitive))
+            {
+                return Err(TreeError::Conflict(id));
+            }
+            names_moving.push(e.name.clone());
+        }
+        for &id in ids {
+            self.set_parent(id, target);
+            if let Some(e) = self.get_mut(id) {
+                e.updated = now;
+            }
+        }
+        Ok(())
+    }
+
+    /// Rename a live entry: the name must follow 123's rules (`Name`), the entry must be live
+    /// and not the root (`NotFound`), and no sibling may hold the name (`Conflict`). Shared by
+    /// the Open API's `file/name` and the web API's `file/rename`.
+    pub fn rename(
+        &mut self,
+        id: u64,
+        name: &str,
+        policy: NamePolicy,
+        now: i64,
+    ) -> Result<(), TreeError> {
+        names::validate(name)?;
+        if id == ROOT || !self.is_live(id) {
+            return Err(TreeError::NotFound);
+        }
+        let parent = self.get(id).map(|e| e.parent).unwrap_or(ROOT);
+        if let Some(c) = self.conflict(parent, name, policy, Some(id)) {
+            return Err(TreeError::Conflict(c));
+        }
+        if let Some(e) = self.get_mut(id) {
+            e.name = name.to_string();
+            e.updated = now;
+        }
+        Ok(())
+    }
+
+    /// Put `ids` into the recycle bin, all or nothing: an unknown id or the root is `NotFound`;
+    /// an item already trashed is fine. Shared by both APIs' trash calls.
+    pub fn trash_all(&mut self, ids: &[u64], now: i64) -> Result<(), TreeError> {
+        if ids.iter().any(|id| *id == ROOT || self.get(*id).is_none()) {
+            return Err(TreeError::NotFound);
+        }
+        for &id in ids {
+            self.trash(id, now);
+        }
+        Ok(())
     }
 
     /// Total bytes of all files (trash included, as a drive's quota counts it).

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -17,9 +17,9 @@ use serde_json::{json, Value};
 use crate::config::{OverwriteAt, ZeroByteUpload};
 use crate::content::{self, Blob};
 use crate::emulator::{lock, Shared};
-use crate::http::{err, ok, read_body, Cut, HandlerResult, Resp};
+use crate::http::{err, ok, read_body, Cut, HandlerResult, Refused, Resp};
 use crate::names;
-use crate::open_api::{read_args, tree_err, MSG_NAME_TAKEN};
+use crate::open_api::{read_args, tree_refused, MSG_NAME_TAKEN};
 use crate::server::Ctx;
 use crate::state::{Fs, NamePolicy, TreeError};
 
@@ -31,17 +31,35 @@ pub const CODE_VERIFYING: i64 = 20103;
 pub const MSG_VERIFYING: &str = "文件正在校验中,请间隔1秒后再试";
 /// Terminal failure of `upload_complete` (whole-file MD5 mismatch).
 pub const MSG_UPLOAD_FAILED: &str = "文件上传失败";
+/// Files over `MAX_UPLOAD`.
+pub const MSG_TOO_BIG: &str = "单个文件不能超过10GB";
+/// Zero-byte uploads under `zero_byte_upload: reject`.
+pub const MSG_NO_EMPTY: &str = "不支持上传空文件";
+/// The emulator could not make its temp file.
+pub const MSG_NO_SPACE: &str = "服务器存储空间不足";
 /// Unknown or finished-and-failed preupload id.
 const MSG_NO_SESSION: &str = "preuploadID不存在或已过期";
+
+/// Where an upload lands once its bytes are verified. Shared by the Open API's preupload
+/// sessions and the web API's presigned-part uploads.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    /// Folder that receives the file.
+    pub parent: u64,
+    /// Name resolved at create time (`duplicate` is applied again at completion).
+    pub name: String,
+    /// Lowercase hex MD5 the whole body must have.
+    pub md5: String,
+    /// Bytes the whole body must have.
+    pub size: u64,
+    /// 1 = keep both, 2 = overwrite, anything else = refuse a taken name.
+    pub duplicate: i64,
+}
 
 /// One preupload session.
 #[derive(Debug)]
 pub struct Session {
-    parent: u64,
-    name: String,
-    md5: String,
-    size: u64,
-    duplicate: i64,
+    target: Target,
     slice_size: u64,
     path: PathBuf,
     received: BTreeSet<u64>,
@@ -52,7 +70,7 @@ pub struct Session {
 
 impl Session {
     fn slices(&self) -> u64 {
-        self.size.div_ceil(self.slice_size.max(1))
+        self.target.size.div_ceil(self.slice_size.max(1))
     }
 }
 
@@ -69,23 +87,29 @@ pub fn domain(ctx: &Ctx) -> Resp {
 }
 
 /// Where an upload's name lands, resolved against the folder's current children.
-enum Placement {
-    /// Use this name; `replace` is a live file to trash first (overwrite).
-    Name { name: String, replace: Option<u64> },
-    /// Refused with this envelope.
-    Refused(Resp),
+struct Placement {
+    /// The name to use.
+    name: String,
+    /// A live file to trash first (overwrite).
+    replace: Option<u64>,
 }
 
 /// Apply the `duplicate` rules to `name` in `parent`.
-fn place(fs: &Fs, parent: u64, name: &str, duplicate: i64, policy: NamePolicy) -> Placement {
+fn place(
+    fs: &Fs,
+    parent: u64,
+    name: &str,
+    duplicate: i64,
+    policy: NamePolicy,
+) -> Result<Placement, Refused> {
     let Some(existing) = fs.tree.conflict(parent, name, policy, None) else {
-        return Placement::Name {
+        return Ok(Placement {
             name: name.to_string(),
             replace: None,
-        };
+        });
     };
     let Some(ex) = fs.tree.get(existing) else {
-        return Placement::Refused(err(1, MSG_NAME_TAKEN));
+        return Err(Refused::new(1, MSG_NAME_TAKEN));
     };
     match duplicate {
         1 => {
@@ -93,19 +117,19 @@ fn place(fs: &Fs, parent: u64, name: &str, duplicate: i64, policy: NamePolicy) -
             loop {
                 let candidate = names::with_suffix(name, n);
                 if fs.tree.conflict(parent, &candidate, policy, None).is_none() {
-                    return Placement::Name {
+                    return Ok(Placement {
                         name: candidate,
                         replace: None,
-                    };
+                    });
                 }
                 n += 1;
             }
         }
-        2 if !ex.is_dir => Placement::Name {
+        2 if !ex.is_dir => Ok(Placement {
             name: name.to_string(),
             replace: (!ex.trashed).then_some(existing),
-        },
-        _ => Placement::Refused(err(1, MSG_NAME_TAKEN)),
+        }),
+        _ => Err(Refused::new(1, MSG_NAME_TAKEN)),
     }
 }
 
@@ -119,6 +143,77 @@ fn make_dirs(fs: &mut Fs, mut parent: u64, dirs: &[&str], now: i64) -> Result<u6
         };
     }
     Ok(parent)
+}
+
+/// What a new upload asks for: Open `create` or web `upload_request` (type 0).
+pub(crate) struct NewUpload<'a> {
+    /// Folder id from the request.
+    pub parent: u64,
+    /// Folders to make under `parent` first (Open `containDir`), outermost first.
+    pub dirs: Vec<&'a str>,
+    /// File name.
+    pub name: &'a str,
+    /// `etag` as sent.
+    pub etag: &'a str,
+    /// Bytes.
+    pub size: u64,
+    /// `duplicate` as the API means it (see `Target::duplicate`).
+    pub duplicate: i64,
+}
+
+/// How a new upload starts.
+pub(crate) enum Begun {
+    /// Instant upload: the file exists now with this id.
+    Reused(u64),
+    /// The bytes must be sent; the file lands at this target when they are verified.
+    Fresh(Target),
+}
+
+/// The checks and tree work every upload start shares: etag, size limit, name rules, the
+/// zero-byte switch, the parent folder, `duplicate`, instant reuse by MD5+size, and an
+/// overwrite at create time (`overwrite_at`).
+pub(crate) fn begin(sh: &Shared, up: &NewUpload<'_>) -> Result<Begun, Refused> {
+    let etag = up.etag.to_ascii_lowercase();
+    if etag.len() != 32 || !etag.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Refused::new(1, "etag参数错误"));
+    }
+    if up.size > MAX_UPLOAD {
+        return Err(Refused::new(1, MSG_TOO_BIG));
+    }
+    for seg in up.dirs.iter().chain(std::iter::once(&up.name)) {
+        names::validate(seg).map_err(|e| Refused::new(1, e.to_string()))?;
+    }
+    let sw = sh.switches();
+    if up.size == 0 && sw.zero_byte_upload == ZeroByteUpload::Reject {
+        return Err(Refused::new(1, MSG_NO_EMPTY));
+    }
+    let policy = sh.name_policy();
+    let now = sh.now();
+    let mut fs = lock(&sh.fs);
+    fs.tree.live_dir(up.parent).map_err(|e| tree_refused(&e))?;
+    let parent = make_dirs(&mut fs, up.parent, &up.dirs, now)
+        .map_err(|_| Refused::new(1, MSG_NAME_TAKEN))?;
+    let placed = place(&fs, parent, up.name, up.duplicate, policy)?;
+    let zero_normal = up.size == 0 && sw.zero_byte_upload == ZeroByteUpload::Normal;
+    if fs.content.contains(&etag, up.size) && !zero_normal {
+        if let Some(old) = placed.replace {
+            fs.tree.trash(old, now);
+        }
+        let id = fs
+            .tree
+            .insert(parent, &placed.name, Some((up.size, etag)), now);
+        return Ok(Begun::Reused(id));
+    }
+    if let (Some(old), OverwriteAt::Create) = (placed.replace, sw.overwrite_at) {
+        fs.tree.trash(old, now);
+    }
+    Ok(Begun::Fresh(Target {
+        parent,
+        name: placed.name,
+        md5: etag,
+        size: up.size,
+        duplicate: up.duplicate,
+    }))
 }
 
 /// `POST /upload/v2/file/create`.
@@ -135,18 +230,10 @@ pub async fn create(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
         return Ok(err(1, "参数错误"));
     };
     let filename = args.str("filename").unwrap_or_default().to_string();
-    let etag = args.str("etag").unwrap_or_default().to_ascii_lowercase();
     let contain_dir = args.bool("containDir").unwrap_or(false);
-    let duplicate = duplicate.unwrap_or(0);
     let Some(size) = size.and_then(|s| u64::try_from(s).ok()) else {
         return Ok(err(1, "size参数错误"));
     };
-    if etag.len() != 32 || !etag.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Ok(err(1, "etag参数错误"));
-    }
-    if size > MAX_UPLOAD {
-        return Ok(err(1, "单个文件不能超过10GB"));
-    }
     let (dirs, name): (Vec<&str>, &str) = if contain_dir {
         let mut segs: Vec<&str> = filename.split('/').filter(|s| !s.is_empty()).collect();
         let name = segs.pop().unwrap_or("");
@@ -154,62 +241,36 @@ pub async fn create(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
     } else {
         (Vec::new(), filename.as_str())
     };
-    for seg in dirs.iter().chain(std::iter::once(&name)) {
-        if let Err(e) = names::validate(seg) {
-            return Ok(err(1, &e.to_string()));
-        }
-    }
     let sh = ctx.shared.clone();
-    let sw = sh.switches();
-    if size == 0 && sw.zero_byte_upload == ZeroByteUpload::Reject {
-        return Ok(err(1, "不支持上传空文件"));
-    }
-    let policy = sh.name_policy();
-    let now = sh.now();
-    let parent = u64::try_from(parent.unwrap_or(0)).unwrap_or(u64::MAX);
-
-    let mut fs = lock(&sh.fs);
-    if let Err(e) = fs.tree.live_dir(parent) {
-        return Ok(tree_err(&e));
-    }
-    let parent = match make_dirs(&mut fs, parent, &dirs, now) {
-        Ok(p) => p,
-        Err(_) => return Ok(err(1, MSG_NAME_TAKEN)),
+    let up = NewUpload {
+        parent: u64::try_from(parent.unwrap_or(0)).unwrap_or(u64::MAX),
+        dirs,
+        name,
+        etag: args.str("etag").unwrap_or_default(),
+        size,
+        duplicate: duplicate.unwrap_or(0),
     };
-    let (final_name, replace) = match place(&fs, parent, name, duplicate, policy) {
-        Placement::Name { name, replace } => (name, replace),
-        Placement::Refused(r) => return Ok(r),
-    };
-    let zero_normal = size == 0 && sw.zero_byte_upload == ZeroByteUpload::Normal;
-    if fs.content.contains(&etag, size) && !zero_normal {
-        if let Some(old) = replace {
-            fs.tree.trash(old, now);
+    let target = match begin(&sh, &up) {
+        Ok(Begun::Reused(id)) => {
+            return Ok(ok(
+                json!({"fileID": id, "preuploadID": "", "reuse": true, "sliceSize": 0}),
+            ))
         }
-        let id = fs.tree.insert(parent, &final_name, Some((size, etag)), now);
-        return Ok(ok(
-            json!({"fileID": id, "preuploadID": "", "reuse": true, "sliceSize": 0}),
-        ));
-    }
-    if let (Some(old), OverwriteAt::Create) = (replace, sw.overwrite_at) {
-        fs.tree.trash(old, now);
-    }
-    drop(fs);
+        Ok(Begun::Fresh(t)) => t,
+        Err(r) => return Ok(r.open()),
+    };
 
     let id = new_preupload_id();
     let path = sh.upload_dir.join(format!("{id}.part"));
     let made = std::fs::File::create(&path).and_then(|f| f.set_len(size));
     if made.is_err() {
-        return Ok(err(1, "服务器存储空间不足"));
+        return Ok(err(1, MSG_NO_SPACE));
     }
-    let slice_size = sw.slice_size.max(1);
+    let slice_size = sh.switches().slice_size.max(1);
     lock(&sh.uploads).sessions.insert(
         id.clone(),
         Session {
-            parent,
-            name: final_name,
-            md5: etag,
-            size,
-            duplicate,
+            target,
             slice_size,
             path,
             received: BTreeSet::new(),
@@ -228,7 +289,7 @@ pub async fn create(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
 }
 
 /// A long opaque preupload id, like 123's.
-fn new_preupload_id() -> String {
+pub(crate) fn new_preupload_id() -> String {
     let mut rng = rand::thread_rng();
     let a: u128 = rng.gen();
     let b: u128 = rng.gen();
@@ -236,7 +297,7 @@ fn new_preupload_id() -> String {
 }
 
 /// Read `bytes` of a request body, then give up on the connection (the "cut upload" fault).
-async fn cut_body(mut body: Incoming, bytes: u64) -> Cut {
+pub(crate) async fn cut_body(mut body: Incoming, bytes: u64) -> Cut {
     let mut seen = 0u64;
     while seen < bytes {
         match body.frame().await {
@@ -316,7 +377,7 @@ pub async fn slice(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
             return Ok(err(1, "sliceNo参数错误"));
         };
         let offset = (no - 1) * s.slice_size;
-        let expected = s.slice_size.min(s.size - offset);
+        let expected = s.slice_size.min(s.target.size - offset);
         if data.len() as u64 != expected {
             return Ok(err(1, "分片大小与sliceSize不符"));
         }
@@ -376,7 +437,7 @@ pub async fn complete(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
             return Ok(err(1, &format!("分片未全部上传: 缺少分片{missing}")));
         }
         s.verifying = true;
-        (s.path.clone(), s.md5.clone(), s.size)
+        (s.path.clone(), s.target.md5.clone(), s.target.size)
     };
     let hashed = {
         let path = path.clone();
@@ -393,41 +454,47 @@ pub async fn complete(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
         let _ = std::fs::remove_file(&path);
         return Ok(err(1, MSG_UPLOAD_FAILED));
     }
-    match finish(&sh, &session) {
+    match finish(&sh, &session.target, &session.path, None) {
         Ok(id) => {
             lock(&sh.uploads).finished.insert(pre, id);
             Ok(ok(json!({"completed": true, "fileID": id})))
         }
         Err(r) => {
             let _ = std::fs::remove_file(&path);
-            Ok(r)
+            Ok(r.open())
         }
     }
 }
 
-/// Put a verified upload into the tree (resolving the name again: the folder may have changed).
-fn finish(sh: &Shared, s: &Session) -> Result<u64, Resp> {
+/// Put a verified upload (its whole body at `path`) into the tree, resolving the name again (the
+/// folder may have changed). `id` is an id reserved earlier (web uploads announce theirs at
+/// `upload_request`); `None` takes a new one. On `Err` nothing was added.
+pub(crate) fn finish(
+    sh: &Shared,
+    t: &Target,
+    path: &Path,
+    id: Option<u64>,
+) -> Result<u64, Refused> {
     let policy = sh.name_policy();
     let now = sh.now();
     let mut fs = lock(&sh.fs);
-    if fs.tree.live_dir(s.parent).is_err() {
-        return Err(err(1, MSG_UPLOAD_FAILED));
+    if fs.tree.live_dir(t.parent).is_err() {
+        return Err(Refused::new(1, MSG_UPLOAD_FAILED));
     }
-    let (name, replace) = match place(&fs, s.parent, &s.name, s.duplicate, policy) {
-        Placement::Name { name, replace } => (name, replace),
-        Placement::Refused(r) => return Err(r),
-    };
-    if let Some(old) = replace {
+    let placed = place(&fs, t.parent, &t.name, t.duplicate, policy)?;
+    if let Some(old) = placed.replace {
         fs.tree.trash(old, now);
     }
-    if fs.content.contains(&s.md5, s.size) {
+    if fs.content.contains(&t.md5, t.size) {
         // Same bytes already stored: the assembled copy is redundant.
-        let _ = std::fs::remove_file(&s.path);
+        let _ = std::fs::remove_file(path);
     } else {
         fs.content
-            .insert(&s.md5, s.size, Blob::File(s.path.clone()));
+            .insert(&t.md5, t.size, Blob::File(path.to_path_buf()));
     }
-    Ok(fs
-        .tree
-        .insert(s.parent, &name, Some((s.size, s.md5.clone())), now))
+    let file = Some((t.size, t.md5.clone()));
+    Ok(match id {
+        Some(id) => fs.tree.insert_as(id, t.parent, &placed.name, file, now),
+        None => fs.tree.insert(t.parent, &placed.name, file, now),
+    })
 }

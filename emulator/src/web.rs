@@ -1,6 +1,7 @@
 //! The web API host (`/b/api/…`): request-signature gate, its envelope and file object, and the
 //! router. Share links live in `share.rs`, the personal account (and its unsigned login on the
-//! login host) in `personal.rs`.
+//! login host) in `personal.rs`, its tree changes in `personal_write.rs` and its uploads in
+//! `personal_upload.rs` (parts go to the `/s3/` host, `s3.rs`).
 
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
@@ -28,17 +29,25 @@ pub(crate) async fn handle(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResu
     match ctx.ep {
         Ep::ShareGet => Ok(crate::share::list(ctx, &pairs)),
         Ep::ShareDownloadInfo => crate::share::download_info(ctx, req).await,
-        Ep::WebUserInfo | Ep::WebFileList | Ep::WebDownloadInfo => {
+        _ => {
+            // Every other web endpoint belongs to the personal account.
             if let Err(refused) = crate::personal::check(ctx, req.headers()) {
                 return Ok(refused);
             }
+            use crate::{personal, personal_upload as up, personal_write as write};
             match ctx.ep {
-                Ep::WebUserInfo => Ok(crate::personal::user_info(ctx)),
-                Ep::WebFileList => Ok(crate::personal::list(ctx, &pairs)),
-                _ => crate::personal::download_info(ctx, req).await,
+                Ep::WebUserInfo => Ok(personal::user_info(ctx)),
+                Ep::WebFileList => Ok(personal::list(ctx, &pairs)),
+                Ep::WebDownloadInfo => personal::download_info(ctx, req).await,
+                Ep::WebUploadRequest => write::upload_request(ctx, req).await,
+                Ep::WebUploadAuth | Ep::WebUploadPartsBatch => up::presign(ctx, req).await,
+                Ep::WebUploadComplete => up::complete(ctx, req).await,
+                Ep::WebMove => write::mod_pid(ctx, req).await,
+                Ep::WebRename => write::rename(ctx, req).await,
+                Ep::WebTrash => write::trash(ctx, req).await,
+                _ => Ok(not_found()),
             }
         }
-        _ => Ok(not_found()),
     }
 }
 
