@@ -9,7 +9,7 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, ETAG};
+use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, ETAG, TRANSFER_ENCODING};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use md5::{Digest, Md5};
@@ -110,11 +110,13 @@ fn admit(sh: &Shared, req: &Request<Incoming>) -> Result<Accepted, Resp> {
             path,
         ));
     }
-    let len = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    // HTTP/1.1 framing: without `Content-Length` and `Transfer-Encoding` the body is empty
+    // (hyper sends an empty PUT that way); a chunked body has no length and is refused.
+    let len = match req.headers().get(CONTENT_LENGTH) {
+        Some(v) => v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()),
+        None if req.headers().contains_key(TRANSFER_ENCODING) => None,
+        None => Some(0),
+    };
     let Some(len) = len else {
         return Err(s3_error(
             StatusCode::LENGTH_REQUIRED,

@@ -9,5 +9,6 @@ mod direct;
 mod limits;
 mod open_api;
 mod personal;
+mod personal_write;
 mod share;
 mod upload;

@@ -23,7 +23,7 @@ async fn login(emu: &Emulator, body: Value) -> Value {
     r.json().await.unwrap()
 }
 
-async fn token(emu: &Emulator) -> String {
+pub async fn token(emu: &Emulator) -> String {
     let v = login(
         emu,
         json!({"passport": emu.web_user(), "password": emu.web_password(), "remember": true}),
@@ -34,7 +34,7 @@ async fn token(emu: &Emulator) -> String {
 }
 
 /// A signed personal call with the web client's headers.
-fn call(
+pub fn call(
     emu: &Emulator,
     method: reqwest::Method,
     path: &str,
@@ -50,7 +50,7 @@ fn call(
         .header("authorization", format!("Bearer {tok}"))
 }
 
-async fn json_of(rb: reqwest::RequestBuilder) -> Value {
+pub async fn json_of(rb: reqwest::RequestBuilder) -> Value {
     let r = rb.send().await.unwrap();
     assert_eq!(r.status(), 200);
     r.json().await.unwrap()
