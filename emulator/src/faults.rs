@@ -1,8 +1,8 @@
 //! Injected faults: failures a test arms for the next N calls of one endpoint.
 //!
 //! Endpoints are named as in `Stats`: the URL path for API calls (`/api/v2/file/list`,
-//! `/b/api/share/get`, `/upload/v2/file/slice`) and a short word for download hosts (`cdn`,
-//! `direct`, `web-pro`). The same JSON is accepted by `POST /__emulator/faults`.
+//! `/b/api/share/get`, `/upload/v2/file/slice`) and a short word for download and upload hosts
+//! (`cdn`, `direct`, `web-pro`, `s3`). The same JSON is accepted by `POST /__emulator/faults`.
 
 use serde::{Deserialize, Serialize};
 
@@ -61,7 +61,8 @@ pub enum FaultKind {
         count: u32,
     },
     /// Downloads (`cdn`, `direct`): send the headers and `bytes` body bytes, then drop the
-    /// connection. Uploads (`/upload/v2/file/slice`): read `bytes` of the request body, then drop it.
+    /// connection. Uploads (`/upload/v2/file/slice`, `s3`): read `bytes` of the request body, then
+    /// drop it (nothing is stored).
     CutAfter {
         /// Bytes let through before the cut.
         bytes: u64,

@@ -488,6 +488,48 @@ mod tests {
     }
 
     #[test]
+    fn reserved_ids_and_batch_operations() {
+        let mut t = Tree::new();
+        let a = t.insert(ROOT, "a", None, 1);
+        let b = t.insert(ROOT, "b", None, 1);
+        let f = t.insert(a, "f.txt", Some((1, "x".into())), 1);
+        t.insert(b, "f.txt", Some((1, "y".into())), 1);
+        let reserved = t.reserve_id();
+        let later = t.insert(ROOT, "later", None, 1);
+        assert!(later > reserved && t.get(reserved).is_none());
+        assert_eq!(t.insert_as(reserved, a, "r.txt", None, 2), reserved);
+        assert_eq!(t.resolve("/a/r.txt"), Some(reserved));
+        // all or nothing: a taken name moves nothing
+        assert!(matches!(
+            t.move_entries(&[reserved, f], b, P, 3),
+            Err(TreeError::Conflict(_))
+        ));
+        assert_eq!(t.get(reserved).map(|e| e.parent), Some(a));
+        assert_eq!(t.move_entries(&[a], a, P, 3), Err(TreeError::Cycle));
+        assert_eq!(t.move_entries(&[999], b, P, 3), Err(TreeError::NotFound));
+        assert_eq!(t.move_entries(&[reserved], b, P, 3), Ok(()));
+        assert_eq!(t.resolve("/b/r.txt"), Some(reserved));
+        assert_eq!(
+            t.rename(reserved, "f.txt", P, 4),
+            Err(TreeError::Conflict(t.resolve("/b/f.txt").unwrap_or(0)))
+        );
+        assert!(matches!(
+            t.rename(reserved, "a:b", P, 4),
+            Err(TreeError::Name(_))
+        ));
+        assert_eq!(t.rename(reserved, "s.txt", P, 4), Ok(()));
+        assert_eq!(t.trash_all(&[reserved, 999], 5), Err(TreeError::NotFound));
+        assert!(t.is_live(reserved));
+        assert_eq!(t.trash_all(&[reserved], 5), Ok(()));
+        assert_eq!(
+            t.trash_all(&[reserved], 6),
+            Ok(()),
+            "already trashed is fine"
+        );
+        assert!(!t.is_live(reserved));
+    }
+
+    #[test]
     fn ancestors() {
         let mut t = Tree::new();
         let a = t.insert(ROOT, "a", None, 1);

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 /// A snapshot of the counters (also the JSON of `GET /__emulator/stats`).
 ///
 /// Keys: URL path for API endpoints (`/api/v2/file/list`, `/b/api/share/get`), short words for
-/// download hosts (`cdn`, `direct`, `web-pro`).
+/// download and upload hosts (`cdn`, `direct`, `web-pro`, `s3`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
     /// Requests per endpoint, except those refused with 429.

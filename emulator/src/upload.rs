@@ -1,6 +1,9 @@
 //! Upload v2 (spec open-api §4.1): `create` (instant reuse by MD5+size, or a preupload session),
 //! `slice` (multipart, per-slice MD5 checked, written at its offset in a temp file),
 //! `upload_complete` (pending polls, poll spacing, whole-file MD5 check).
+//!
+//! The start of an upload (`begin`: checks, `duplicate`, reuse, `overwrite_at`) and its landing
+//! in the tree (`finish`) are shared with the personal web uploads (`personal_upload.rs`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::os::unix::fs::FileExt;
