@@ -11,6 +11,10 @@
 //! connection is cut (`ExactBody`: a short or failing upstream body becomes an I/O error, an
 //! overlong one is truncated); and a CDN error page is never served as file content.
 //!
+//! Before the client has seen anything, a CDN 5xx or 429 is retried with the same link (twice,
+//! after 250 and 500 ms), and a refused link (401, 403, 404, 410, an error page) is replaced by
+//! one fresh link; then the client gets 502.
+//!
 //! Timeouts: [`proxy`] bounds the wait for the upstream response head with the configured
 //! first-byte timeout (`server.upstream_first_byte_timeout`, default 30 s: room for a cold
 //! object at a far offset, while a CDN that accepts and then says nothing cannot hold the
@@ -38,6 +42,10 @@ use crate::backend::{Entry, Link};
 
 /// The User-Agent of our upstream requests, unless the link demands another.
 const USER_AGENT: &str = concat!("pan123-webdav/", env!("CARGO_PKG_VERSION"));
+
+/// How many times an upstream 5xx or 429 (before any byte reached the client) is retried
+/// before the client gets 502.
+const MAX_BUSY_RETRIES: u32 = 2;
 
 /// While skipping a prefix that the CDN sent although we asked for a range, yield to the
 /// runtime after this many discarded chunks so one download cannot hog a worker thread.
@@ -133,8 +141,28 @@ pub async fn proxy(
 
     let mut link = links.link(false).await.map_err(ProxyError::Link)?;
     let mut refreshed = false;
+    let mut retried = 0u32;
+    // Bounded: every turn returns or uses up the one refresh or one of the counted retries.
     loop {
         let upstream = send(client, &link, want).await?;
+        let status = upstream.status();
+        if (status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS)
+            && retried < MAX_BUSY_RETRIES
+        {
+            // Nothing was sent to the client yet: a brief outage or rate limit of the CDN is
+            // retried with the same link, after a short back-off.
+            retried += 1;
+            tracing::info!(
+                file_id = entry.id,
+                name = %entry.name,
+                %status,
+                attempt = retried,
+                "upstream download failed; retrying"
+            );
+            drop(upstream);
+            tokio::time::sleep(crate::backend::pacer::backoff(retried, None)).await;
+            continue;
+        }
         match judge(want, entry.size, upstream.status(), upstream.headers()) {
             Verdict::Accept { skip } => {
                 if skip > 0 {
@@ -1209,7 +1237,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn upstream_failures_are_not_retried() {
+    async fn upstream_failures_are_retried_twice_with_the_same_link() {
         let stub = Stub::start(|_, _| {
             Some(reply(
                 "503 Service Unavailable",
@@ -1221,7 +1249,7 @@ mod tests {
         let links = Links::new(&stub);
         let err = get(&links, SIZE, &[]).await.expect_err("503");
         assert!(matches!(err, ProxyError::Upstream(_)), "{err:?}");
-        assert_eq!(stub.heads().len(), 1);
+        assert_eq!(stub.heads().len(), 1 + MAX_BUSY_RETRIES as usize);
         assert_eq!(links.calls(), (1, 0));
 
         // A length mismatch is not the file, and not retried either.

@@ -2,11 +2,12 @@
 //! classification; and the download hop (spec web §0.5).
 //!
 //! Retries live here and nowhere else: code 429 (or HTTP 429) backs off a bounded number of
-//! times, a 5xx or a transport failure is retried a bounded number of times (both endpoints are
-//! reads). Every other code is classified once in `classify`. Listing pages are spaced by the
-//! process-wide web API limiter (`pacer::web_api`), retries included.
+//! times, a 5xx or a transport failure is retried a bounded number of times (both endpoints and
+//! the download hop are reads; `retry_delay` decides for all three). Every other code is
+//! classified once in `classify`. Listing pages are spaced by the process-wide web API limiter
+//! (`pacer::web_api`), retries included.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -141,19 +142,14 @@ impl ShareClient {
                 }
                 Err(e) => e,
             };
-            match error {
-                Error::RateLimited { .. } if rate_limited < MAX_429_RETRIES => {
-                    rate_limited += 1;
-                    tokio::time::sleep(backoff(rate_limited, None)).await;
+            match retry_delay(&error, &mut rate_limited, &mut transient) {
+                Some(delay) => {
+                    if !matches!(error, Error::RateLimited { .. }) {
+                        tracing::info!(endpoint = ep.path(), attempt = transient, error = %error, "retrying a failed 123 web call");
+                    }
+                    tokio::time::sleep(delay).await;
                 }
-                Error::Unavailable(_) | Error::Transport(_)
-                    if transient < MAX_TRANSIENT_RETRIES =>
-                {
-                    transient += 1;
-                    tracing::info!(endpoint = ep.path(), attempt = transient, error = %error, "retrying a failed 123 web call");
-                    tokio::time::sleep(backoff(transient, None)).await;
-                }
-                e => return Err(e),
+                None => return Err(error),
             }
         }
     }
@@ -173,13 +169,37 @@ impl ShareClient {
                 "the download-hop HTTP client could not be built".into(),
             ));
         };
-        let response = client
-            .get(hop.as_str())
-            .header(REFERER, format!("{}/", self.origin))
-            .timeout(crate::backend::timeouts::get().first_byte)
-            .send()
-            .await
-            .map_err(transport)?;
+        let mut rate_limited = 0u32;
+        let mut transient = 0u32;
+        // Bounded: every turn returns or uses up one of the counted retries.
+        let response = loop {
+            let outcome = client
+                .get(hop.as_str())
+                .header(REFERER, format!("{}/", self.origin))
+                .timeout(crate::backend::timeouts::get().first_byte)
+                .send()
+                .await;
+            let error = match outcome {
+                Ok(r) if r.status() == StatusCode::TOO_MANY_REQUESTS => {
+                    Error::RateLimited { retry_after: None }
+                }
+                // Not the spec's "keep the decoded URL": a 5xx link would be cached and fail
+                // for minutes, while an error is retried (here, and by the next request).
+                Ok(r) if r.status().is_server_error() => Error::Unavailable(format!(
+                    "the download hop answered HTTP {}",
+                    r.status().as_u16()
+                )),
+                Ok(r) => break r,
+                Err(e) => transport(e),
+            };
+            match retry_delay(&error, &mut rate_limited, &mut transient) {
+                Some(delay) => {
+                    tracing::info!(error = %error, "retrying the download hop");
+                    tokio::time::sleep(delay).await;
+                }
+                None => return Err(error),
+            }
+        };
         let status = response.status();
         let target = if status == StatusCode::FOUND {
             let location = response
@@ -200,15 +220,8 @@ impl ShareClient {
                 .ok_or_else(|| unparsable("the download hop answered without redirect_url"))?;
             url::Url::parse(&url)
                 .map_err(|_| unparsable("the download hop's redirect_url is not a URL"))?
-        } else if status.is_server_error() {
-            // Not the spec's "keep the decoded URL": a 5xx link would be cached and fail for
-            // minutes, while an error is retried by the next request.
-            return Err(Error::Unavailable(format!(
-                "the download hop answered HTTP {}",
-                status.as_u16()
-            )));
         } else {
-            // Other statuses (301, 307, 4xx): keep the decoded URL, as OpenList does. A 4xx
+            // Other statuses (301, 307, 4xx but 429): keep the decoded URL, as OpenList does. A 4xx
             // then shows at the CDN, where the proxy fetches one fresh link.
             hop
         };
@@ -216,6 +229,23 @@ impl ShareClient {
             return Err(unparsable("the final download URL is not http(s)"));
         }
         Ok((target.into(), referer))
+    }
+}
+
+/// Counts one more retry of `error` and says how long to wait before it, or `None` when it is
+/// not retried: code 429 backs off up to `MAX_429_RETRIES` times, a 5xx or a transport failure
+/// is retried up to `MAX_TRANSIENT_RETRIES` times, anything else is final.
+fn retry_delay(error: &Error, rate_limited: &mut u32, transient: &mut u32) -> Option<Duration> {
+    match error {
+        Error::RateLimited { .. } if *rate_limited < MAX_429_RETRIES => {
+            *rate_limited += 1;
+            Some(backoff(*rate_limited, None))
+        }
+        Error::Unavailable(_) | Error::Transport(_) if *transient < MAX_TRANSIENT_RETRIES => {
+            *transient += 1;
+            Some(backoff(*transient, None))
+        }
+        _ => None,
     }
 }
 
