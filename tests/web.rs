@@ -263,6 +263,8 @@ async fn risk_control_leaves_the_mount_unready_and_other_mounts_working() {
         .and_then(|m| m.iter().find(|m| m["path"] == "/w"))
         .expect("the web mount in readyz");
     assert_eq!(web["ready"], false, "{web}");
+    assert_eq!(web["token"], "failing", "{web}");
+    assert!(web["token_error"].to_string().contains(RISK), "{web}");
 
     // Requests fail fast (503), and the blocked login is not retried in a loop.
     for _ in 0..5 {
@@ -288,6 +290,21 @@ async fn risk_control_leaves_the_mount_unready_and_other_mounts_working() {
     env.start_gateway().await;
     let (status, body) = env.propfind("/w/", "1").await;
     assert_eq!(status, 207, "{body}");
+    let report: serde_json::Value = env
+        .client
+        .get(env.url("/-/readyz"))
+        .send()
+        .await
+        .expect("readyz")
+        .json()
+        .await
+        .expect("readyz json");
+    let web = report["mounts"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["path"] == "/w"))
+        .expect("the web mount in readyz");
+    assert_eq!(web["token"], "valid", "{web}");
+    assert_eq!(web["ready"], true, "{web}");
 }
 
 struct Gateway(std::process::Child);
@@ -394,4 +411,186 @@ async fn the_password_and_token_stay_out_of_the_log() {
         }
         assert!(!line.contains("&s="), "a CDN signature in the log: {line}");
     }
+}
+
+const UPLOAD_REQUEST: &str = "/b/api/file/upload_request";
+const PARTS_BATCH: &str = "/b/api/file/s3_repare_upload_parts_batch";
+const OBJECT_AUTH: &str = "/b/api/file/s3_upload_object/auth";
+const COMPLETE: &str = "/b/api/file/upload_complete/v2";
+/// The presigned part host.
+const PART: &str = "s3";
+
+/// A writable web mount at `/w` on `/me`, uploading synchronously so each PUT's answer says
+/// whether the file reached 123.
+async fn upload_env() -> TestEnv {
+    TestEnv::start(EmulatorConfig::default(), |emu| {
+        emu.mkdir_p("/me");
+        let root = emu.lookup("/me").map(|e| e.id).unwrap_or(0);
+        web_mount(
+            "/w",
+            "proxy",
+            &format!("root_id = {root}\nupload = \"sync\"\n"),
+        )
+    })
+    .await
+}
+
+async fn put(env: &TestEnv, path: &str, body: Vec<u8>) -> u16 {
+    env.req("PUT", path)
+        .body(body)
+        .send()
+        .await
+        .expect("put")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_40_mib_upload_goes_in_three_presigned_parts() {
+    let env = upload_env().await;
+    let data = bytes_of(40 << 20, 21);
+    env.emu.reset_stats();
+    assert_eq!(put(&env, "/w/big.bin", data.clone()).await, 201);
+    assert!(env.emu.read("/me/big.bin").expect("uploaded") == data);
+    let stats = env.emu.stats();
+    assert_eq!(stats.calls(UPLOAD_REQUEST), 1);
+    assert_eq!(
+        stats.calls(PARTS_BATCH),
+        1,
+        "three parts: one batch of URLs"
+    );
+    assert_eq!(stats.calls(OBJECT_AUTH), 0);
+    assert_eq!(stats.calls(PART), 3, "16 + 16 + 8 MiB");
+    assert_eq!(stats.calls(COMPLETE), 1);
+    // Read back through the gateway: listed with its size, bytes right.
+    let res = env
+        .get_following("/w/big.bin", &[("Range", "bytes=20000000-20000009")])
+        .await;
+    assert_eq!(res.status().as_u16(), 206);
+    assert_eq!(
+        res.bytes().await.expect("body").as_ref(),
+        &data[20_000_000..20_000_010]
+    );
+}
+
+#[tokio::test]
+async fn a_small_upload_is_one_part_and_known_content_none() {
+    let env = upload_env().await;
+    env.emu.reset_stats();
+    assert_eq!(put(&env, "/w/a.txt", b"hello web".to_vec()).await, 201);
+    assert_eq!(env.emu.read("/me/a.txt").expect("uploaded"), b"hello web");
+    let stats = env.emu.stats();
+    assert_eq!(
+        stats.calls(OBJECT_AUTH),
+        1,
+        "one part: the single-object URL"
+    );
+    assert_eq!(stats.calls(PARTS_BATCH), 0);
+    assert_eq!(stats.calls(PART), 1);
+    // The same content again: 123 reuses it, no bytes sent.
+    env.emu.reset_stats();
+    assert_eq!(put(&env, "/w/b.txt", b"hello web".to_vec()).await, 201);
+    assert_eq!(env.emu.read("/me/b.txt").expect("reused"), b"hello web");
+    assert_eq!(env.emu.stats().calls(PART), 0);
+    assert_eq!(env.emu.stats().calls(COMPLETE), 0);
+}
+
+#[tokio::test]
+async fn a_refused_part_url_is_presigned_again_and_a_cut_part_is_resent() {
+    let env = upload_env().await;
+    env.emu.reset_stats();
+    env.emu.inject(Fault {
+        endpoint: PART.into(),
+        kind: FaultKind::Http {
+            status: 403,
+            count: 1,
+        },
+    });
+    let data = bytes_of(100_000, 22);
+    assert_eq!(put(&env, "/w/r.bin", data.clone()).await, 201);
+    assert_eq!(env.emu.read("/me/r.bin").expect("uploaded"), data);
+    let stats = env.emu.stats();
+    assert_eq!(stats.calls(PART), 2, "refused once, then sent");
+    assert_eq!(stats.calls(OBJECT_AUTH), 2, "a fresh URL after the 403");
+
+    env.emu.reset_stats();
+    env.emu.inject(Fault {
+        endpoint: PART.into(),
+        kind: FaultKind::CutAfter {
+            bytes: 1000,
+            count: 1,
+        },
+    });
+    let data = bytes_of(100_000, 23);
+    assert_eq!(put(&env, "/w/c.bin", data.clone()).await, 201);
+    assert_eq!(env.emu.read("/me/c.bin").expect("uploaded"), data);
+    let stats = env.emu.stats();
+    assert_eq!(stats.calls(PART), 2, "cut once, then sent");
+    assert_eq!(stats.calls(OBJECT_AUTH), 1, "the URL was still good");
+}
+
+#[tokio::test]
+async fn a_session_expiring_mid_upload_is_one_relogin() {
+    let env = upload_env().await;
+    settle(&env, "/b/api/user/info", 1).await;
+    env.emu.reset_stats();
+    // The part is slow; the session expires while it is in flight; completing then meets a
+    // 401, logs in again once and completes.
+    env.emu.inject(Fault {
+        endpoint: PART.into(),
+        kind: FaultKind::Latency { ms: 600, count: 1 },
+    });
+    let env = Arc::new(env);
+    let task = {
+        let env = env.clone();
+        tokio::spawn(async move { put(&env, "/w/slow.bin", bytes_of(50_000, 24)).await })
+    };
+    // The part's URL was handed out: the (slow) part is in flight.
+    settle(&env, OBJECT_AUTH, 1).await;
+    env.emu.expire_tokens();
+    assert_eq!(task.await.expect("put task"), 201);
+    assert_eq!(
+        env.emu.read("/me/slow.bin").expect("uploaded"),
+        bytes_of(50_000, 24)
+    );
+    let stats = env.emu.stats();
+    assert_eq!(stats.calls(LOGIN), 1, "one re-login");
+    assert_eq!(stats.calls(COMPLETE), 2, "401, then completed");
+}
+
+#[tokio::test]
+async fn a_lost_answer_is_rechecked_before_resending() {
+    let env = upload_env().await;
+    env.emu.reset_stats();
+    env.emu.inject(Fault {
+        endpoint: UPLOAD_REQUEST.into(),
+        kind: FaultKind::Http {
+            status: 502,
+            count: 1,
+        },
+    });
+    assert_eq!(
+        put(&env, "/w/once.txt", b"exactly once".to_vec()).await,
+        201
+    );
+    assert_eq!(
+        env.emu.list_names("/me").expect("listing"),
+        vec!["once.txt".to_string()]
+    );
+    assert_eq!(
+        env.emu.stats().calls(UPLOAD_REQUEST),
+        2,
+        "re-checked, then resent"
+    );
+    // A folder the same way.
+    env.emu.inject(Fault {
+        endpoint: UPLOAD_REQUEST.into(),
+        kind: FaultKind::Http {
+            status: 503,
+            count: 1,
+        },
+    });
+    let res = env.req("MKCOL", "/w/dir").send().await.expect("mkcol");
+    assert_eq!(res.status().as_u16(), 201);
+    assert!(env.emu.lookup("/me/dir").is_some_and(|e| e.is_dir));
 }

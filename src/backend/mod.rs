@@ -86,6 +86,7 @@ pub enum Error {
 pub mod auth_key;
 pub mod pacer;
 pub mod timeouts;
+pub mod unsure;
 
 /// What a backend can do, read by the vfs and the download policy instead of matching on
 /// backend names.
@@ -134,6 +135,12 @@ pub trait Backend: Send + Sync {
     /// warning naming the mount; the mount keeps answering, with the error its requests meet.
     async fn probe(&self) -> Result<(), Error> {
         Ok(())
+    }
+
+    /// The state of the mount's credential (Open token, web session) for `/-/readyz`; `None`
+    /// for backends without one.
+    fn token_state(&self) -> Option<open::token::TokenState> {
+        None
     }
 
     // Writes. Names are 123-side names (already mapped and validated by the vfs). Backends

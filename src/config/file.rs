@@ -95,6 +95,8 @@ pub(super) struct RawWeb {
     pub root_id: Option<u64>,
     pub api_base: Option<String>,
     pub login_base: Option<String>,
+    pub upload: Option<String>,
+    pub upload_slices: Option<i64>,
 }
 
 /// The keys of a mount with `backend = "link"`.

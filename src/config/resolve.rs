@@ -418,6 +418,12 @@ fn resolve_mount(
         }
         Some(BackendKind::Web) => {
             let raw_web: RawWeb = s.deserialize(report, backend_table);
+            upload = super::upload::resolve_mount_upload(
+                report,
+                &s,
+                raw_web.upload.clone(),
+                raw_web.upload_slices,
+            );
             BackendConfig::Web(resolve_web(report, &s, raw_web, env))
         }
         // The backend's problem is reported already; a placeholder keeps the other checks going.

@@ -1,5 +1,5 @@
-//! The upload keys: per open mount `upload` and `upload_slices`, in `[server]` `spool_max` and
-//! `upload_workers`, with their checks and the size syntax (`"10GiB"`, `"500MB"`).
+//! The upload keys: per writable mount (open, web) `upload` and `upload_slices`, in `[server]`
+//! `spool_max` and `upload_workers`, with their checks and the size syntax (`"10GiB"`, `"500MB"`).
 
 use std::fmt;
 
@@ -99,7 +99,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     u64::try_from(value).map_err(|_| "too large".to_string())
 }
 
-/// `upload` and `upload_slices` of an open mount.
+/// `upload` and `upload_slices` of a writable mount (open, web).
 pub(super) fn resolve_mount_upload(
     report: &mut Report,
     s: &Section,

@@ -2,7 +2,7 @@
 //! reach 123), plus the background task that re-probes failing mounts.
 //!
 //! Readiness is judged from evidence the gateway already has, so a healthy gateway costs 123 no
-//! extra calls: the token manager's state (a failed refresh), the start-up probe, and probes
+//! extra calls: the credential's state (a failed token refresh or web login), the start-up probe, and probes
 //! prompted by requests of a mount that ended in 502/503/504. A failing mount is re-probed every
 //! `server.ready_probe_interval` by listing its root folder straight from the backend (no cache),
 //! and is ready again as soon as a probe passes. Reports carry no secret: token states, error
@@ -16,9 +16,7 @@ use http::{Response, StatusCode};
 use serde_json::json;
 
 use super::AppState;
-use crate::backend::open::client::{OpenClient, OpenClients};
 use crate::backend::open::token::TokenState;
-use crate::config::BackendConfig;
 use crate::download::respond;
 use crate::download::ResponseBody;
 use crate::mount::Mount;
@@ -46,16 +44,13 @@ struct MountHealth {
 /// The readiness state of every mount, in mount order.
 pub struct Health {
     mounts: Vec<Mutex<MountHealth>>,
-    /// The Open client of each mount (its token), `None` for backends without one.
-    tokens: Vec<Option<Arc<OpenClient>>>,
     pub probe_interval: Duration,
 }
 
 impl Health {
-    pub fn new(tokens: Vec<Option<Arc<OpenClient>>>, probe_interval: Duration) -> Self {
+    pub fn new(mount_count: usize, probe_interval: Duration) -> Self {
         Self {
-            mounts: tokens.iter().map(|_| Mutex::default()).collect(),
-            tokens,
+            mounts: (0..mount_count).map(|_| Mutex::default()).collect(),
             probe_interval,
         }
     }
@@ -78,40 +73,13 @@ impl Health {
             .unwrap_or_default()
     }
 
-    fn token(&self, index: usize) -> Option<TokenState> {
-        self.tokens
-            .get(index)
-            .and_then(|c| c.as_ref())
-            .map(|c| c.token_state())
-    }
-
-    fn ready(&self, index: usize) -> bool {
+    fn ready(&self, index: usize, mount: &Mount) -> bool {
         !matches!(self.get(index).upstream, Upstream::Failing(_))
-            && !matches!(self.token(index), Some(TokenState::Failing { .. }))
+            && !matches!(
+                mount.vfs.backend().token_state(),
+                Some(TokenState::Failing { .. })
+            )
     }
-}
-
-/// The Open client (and so the token) of each mount, in mount order; the same shared clients
-/// the backends use (`OpenClients` hands out one per credential).
-pub fn token_sources(
-    mounts: &[crate::config::MountConfig],
-    http: &reqwest::Client,
-    clients: &OpenClients,
-    state_dir: &std::path::Path,
-) -> Vec<Option<Arc<OpenClient>>> {
-    mounts
-        .iter()
-        .map(|m| match &m.backend {
-            BackendConfig::Open(open) => Some(clients.get(
-                http,
-                &open.api_base,
-                &open.client_id,
-                open.client_secret.expose(),
-                Some(state_dir),
-            )),
-            _ => None,
-        })
-        .collect()
 }
 
 /// Records the outcome of a mount's start-up probe.
@@ -211,7 +179,7 @@ pub fn spawn_reprobe(state: &Arc<AppState>) {
                 return;
             };
             for (index, mount) in state.mounts.iter().enumerate() {
-                if state.health.ready(index) {
+                if state.health.ready(index, mount) {
                     continue;
                 }
                 let result = probe(mount).await;
@@ -258,12 +226,13 @@ pub fn report(state: &AppState) -> (serde_json::Value, bool) {
         .enumerate()
         .map(|(index, mount)| {
             let h = state.health.get(index);
-            let ready = state.health.ready(index);
+            let ready = state.health.ready(index, mount);
             all_ready &= ready;
-            let (token, token_expires_at, token_error) = match state.health.token(index) {
+            let (token, token_expires_at, token_error) = match mount.vfs.backend().token_state() {
                 None => ("none", None, None),
                 Some(TokenState::Empty) => ("empty", None, None),
                 Some(TokenState::Valid { expires_at }) => ("valid", Some(expires_at), None),
+                Some(TokenState::LoggedIn) => ("valid", None, None),
                 Some(TokenState::Failing { message }) => ("failing", None, Some(message)),
             };
             let (upstream, upstream_error) = match h.upstream {
@@ -376,7 +345,7 @@ async fn route_on<B>(
 /// queue, which would resume uploads beside a running server), reusing persisted tokens.
 pub async fn probe_mounts(config: crate::config::Config) -> anyhow::Result<()> {
     let http = super::http_client()?;
-    let clients = OpenClients::new();
+    let clients = crate::backend::open::client::OpenClients::new();
     let backends = crate::mount::build_backends(
         &config.mounts,
         &http,

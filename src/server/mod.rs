@@ -141,10 +141,7 @@ impl AppState {
                 m.vfs.invalidate_now(parent);
             }
         }));
-        let health = health::Health::new(
-            health::token_sources(&config.mounts, &http, &clients, state_dir),
-            config.server.ready_probe_interval,
-        );
+        let health = health::Health::new(mounts.len(), config.server.ready_probe_interval);
         let auth = auth::Authenticator::new(&config.users)?;
         let signer = config
             .server

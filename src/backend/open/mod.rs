@@ -66,6 +66,10 @@ impl Backend for OpenBackend {
         }
     }
 
+    fn token_state(&self) -> Option<token::TokenState> {
+        Some(self.client.token_state())
+    }
+
     fn root_id(&self) -> u64 {
         self.root_id
     }

@@ -50,6 +50,8 @@ pub enum TokenState {
     Valid {
         expires_at: u64,
     },
+    /// A session token whose expiry 123 does not say (web login): valid until a 401.
+    LoggedIn,
     /// The last refresh failed; the message says why.
     Failing {
         message: String,

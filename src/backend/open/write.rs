@@ -8,17 +8,16 @@
 
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use futures_util::{StreamExt, TryStreamExt};
 use md5::{Digest, Md5};
 use serde_json::json;
-use unicode_normalization::UnicodeNormalization;
 
 use super::api;
 use super::client::{is_upload_failed, is_verifying, Endpoint, Retry};
 use super::OpenBackend;
-use crate::backend::pacer::backoff;
+use crate::backend::unsure::{made_file, made_folder, send_unsure, Outcome};
 use crate::backend::{Entry, Error, UploadOptions, UploadSource};
 
 /// 123 refuses single files over 10 GB through the Open API (spec §4.1). The emulator reads
@@ -27,8 +26,6 @@ pub const MAX_UPLOAD_SIZE: u64 = 10 << 30;
 
 /// Most ids per `move` / `trash` call (spec §3).
 const MAX_BATCH: usize = 100;
-/// How often an unsure `mkdir` / `create` is tried in all (after re-checking each time).
-const UNSURE_ATTEMPTS: u32 = 3;
 /// `upload_complete` polls before giving up, as OpenList does (60 × 1 s).
 const MAX_COMPLETE_POLLS: u32 = 60;
 /// Most slices in flight, whatever the options say (OpenList allows 1..=32).
@@ -37,26 +34,18 @@ const MAX_PARALLEL_SLICES: usize = 32;
 impl OpenBackend {
     pub(super) async fn write_mkdir(&self, parent: u64, name: &str) -> Result<Entry, Error> {
         let body = json!({ "name": name, "parentID": parent });
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self
-                .client
-                .post::<api::Mkdir>(Endpoint::Mkdir, &body, Retry::Never)
-                .await
-            {
-                Ok(reply) => return Ok(folder_entry(reply.dir_id, name)),
-                Err(e) if transient(&e) && attempt < UNSURE_ATTEMPTS => {
-                    // 123 may have made the folder before the answer was lost.
-                    match self.find_child(parent, name).await? {
-                        Some(entry) if entry.is_dir => return Ok(entry),
-                        Some(_) => return Err(Error::AlreadyExists),
-                        None => tokio::time::sleep(backoff(attempt, None)).await,
-                    }
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        send_unsure(
+            || async {
+                let reply = self
+                    .client
+                    .post::<api::Mkdir>(Endpoint::Mkdir, &body, Retry::Never)
+                    .await?;
+                Ok(Entry::new_folder(reply.dir_id.max(0) as u64, name))
+            },
+            // 123 may have made the folder before the answer was lost.
+            || made_folder(self, parent, name),
+        )
+        .await
     }
 
     pub(super) async fn write_rename(&self, id: u64, name: &str) -> Result<(), Error> {
@@ -133,7 +122,7 @@ impl OpenBackend {
         let id = self
             .complete(&session.preupload_id, opts.complete_poll_interval)
             .await?;
-        Ok(file_entry(id, name, src.size, &md5))
+        Ok(Entry::new_file(id, name, src.size, &md5))
     }
 
     /// `create` without `duplicate`: the name must be free. Resent only after a re-check shows
@@ -151,38 +140,31 @@ impl OpenBackend {
             "etag": md5,
             "size": size,
         });
-        let mut attempt = 0;
-        let reply = loop {
-            attempt += 1;
-            match self
-                .client
-                .post::<api::UploadCreate>(Endpoint::UploadCreate, &body, Retry::Never)
-                .await
-            {
-                Ok(reply) => break reply,
-                Err(e) if transient(&e) && attempt < UNSURE_ATTEMPTS => {
-                    // An instant upload may have happened before the answer was lost. A lost
-                    // `reuse: false` answer only leaves an unused session behind.
-                    match self.find_child(parent, name).await? {
-                        Some(entry)
-                            if !entry.is_dir
-                                && entry.size == size
-                                && entry.md5.as_deref() == Some(md5) =>
-                        {
-                            return Ok(Created::Done(entry))
-                        }
-                        Some(_) => return Err(Error::AlreadyExists),
-                        None => tokio::time::sleep(backoff(attempt, None)).await,
-                    }
-                }
-                Err(e) => return Err(e),
-            }
+        // An instant upload may have happened before the answer was lost. A lost
+        // `reuse: false` answer only leaves an unused session behind.
+        let reply = send_unsure(
+            || async {
+                self.client
+                    .post::<api::UploadCreate>(Endpoint::UploadCreate, &body, Retry::Never)
+                    .await
+                    .map(Outcome::Answered)
+            },
+            || async {
+                Ok(made_file(self, parent, name, md5, size)
+                    .await?
+                    .map(Outcome::Found))
+            },
+        )
+        .await?;
+        let reply = match reply {
+            Outcome::Answered(reply) => reply,
+            Outcome::Found(entry) => return Ok(Created::Done(entry)),
         };
         if reply.reuse {
             if reply.file_id <= 0 {
-                return Err(shape("create answered reuse without a fileID"));
+                return Err(Error::unexpected("create answered reuse without a fileID"));
             }
-            return Ok(Created::Done(file_entry(
+            return Ok(Created::Done(Entry::new_file(
                 reply.file_id as u64,
                 name,
                 size,
@@ -192,15 +174,15 @@ impl OpenBackend {
         let preupload_id = reply
             .preupload_id
             .filter(|p| !p.is_empty())
-            .ok_or_else(|| shape("create answered without a preuploadID"))?;
+            .ok_or_else(|| Error::unexpected("create answered without a preuploadID"))?;
         let server = reply
             .servers
             .and_then(|s| s.into_iter().find(|s| !s.is_empty()))
-            .ok_or_else(|| shape("create answered without an upload server"))?;
+            .ok_or_else(|| Error::unexpected("create answered without an upload server"))?;
         let slice_size = u64::try_from(reply.slice_size)
             .ok()
             .filter(|s| *s > 0)
-            .ok_or_else(|| shape("create answered without a sliceSize"))?;
+            .ok_or_else(|| Error::unexpected("create answered without a sliceSize"))?;
         Ok(Created::Session(Session {
             preupload_id,
             server,
@@ -275,17 +257,6 @@ impl OpenBackend {
         Err(Error::Unavailable(format!(
             "123 did not finish verifying the upload after {MAX_COMPLETE_POLLS} polls"
         )))
-    }
-
-    /// The live child of `parent` named exactly `name`, if any.
-    async fn find_child(&self, parent: u64, name: &str) -> Result<Option<Entry>, Error> {
-        use crate::backend::Backend;
-        let wanted: String = name.nfc().collect();
-        Ok(self
-            .list(parent)
-            .await?
-            .into_iter()
-            .find(|e| e.name == wanted))
     }
 }
 
@@ -367,47 +338,6 @@ fn hex(bytes: &[u8]) -> String {
 fn report(opts: &UploadOptions, bytes: u64) {
     if let Some(progress) = &opts.progress {
         progress(bytes);
-    }
-}
-
-/// Failures after which 123 may or may not have acted on the call.
-fn transient(e: &Error) -> bool {
-    matches!(e, Error::Unavailable(_) | Error::Transport(_))
-}
-
-fn shape(message: &str) -> Error {
-    Error::Upstream {
-        code: 0,
-        message: format!("unexpected answer: {message}"),
-        trace_id: String::new(),
-    }
-}
-
-fn folder_entry(id: i64, name: &str) -> Entry {
-    let now = SystemTime::now();
-    Entry {
-        id: id.max(0) as u64,
-        name: name.nfc().collect(),
-        is_dir: true,
-        size: 0,
-        md5: None,
-        version: None,
-        modified: now,
-        created: now,
-    }
-}
-
-fn file_entry(id: u64, name: &str, size: u64, md5: &str) -> Entry {
-    let now = SystemTime::now();
-    Entry {
-        id,
-        name: name.nfc().collect(),
-        is_dir: false,
-        size,
-        md5: Some(md5.to_ascii_lowercase()),
-        version: None,
-        modified: now,
-        created: now,
     }
 }
 

@@ -40,6 +40,47 @@ pub struct UserInfo {
     pub space_temp: i64,
 }
 
+/// `POST /b/api/file/upload_request` → `data` (spec web §1.4 "Upload" step 2). For a folder
+/// (`type: 1`) only `FileId` matters, and even that is not confirmed: without it the folder is
+/// found by listing. No `Debug`: it may carry S3 credentials.
+#[derive(Default, Deserialize)]
+#[serde(default)]
+pub struct UploadRequest {
+    #[serde(
+        rename = "FileId",
+        deserialize_with = "crate::backend::open::api::lenient_i64"
+    )]
+    pub file_id: i64,
+    /// 123 had the content: the file exists already (instant upload).
+    #[serde(rename = "Reuse")]
+    pub reuse: bool,
+    #[serde(rename = "Key")]
+    pub key: String,
+    #[serde(rename = "Bucket")]
+    pub bucket: String,
+    #[serde(rename = "UploadId")]
+    pub upload_id: String,
+    #[serde(rename = "StorageNode")]
+    pub storage_node: String,
+    /// Static S3 credentials; when any is empty the presigned-part flow is used (the only
+    /// flow this gateway implements).
+    #[serde(rename = "AccessKeyId")]
+    pub access_key_id: String,
+    #[serde(rename = "SecretAccessKey")]
+    pub secret_access_key: String,
+    #[serde(rename = "SessionToken")]
+    pub session_token: String,
+}
+
+/// `s3_upload_object/auth` and `s3_repare_upload_parts_batch` → `data`: part number (decimal
+/// string) → presigned URL. The URLs are signed: never logged.
+#[derive(Default, Deserialize)]
+#[serde(default)]
+pub struct PresignedUrls {
+    #[serde(rename = "presignedUrls")]
+    pub urls: std::collections::HashMap<String, String>,
+}
+
 /// The login host's answer: success is code **200** with the token at `data.token`.
 #[derive(Deserialize)]
 pub struct LoginReply {

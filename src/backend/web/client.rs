@@ -22,6 +22,17 @@ pub enum Endpoint {
     UserInfo,
     FileList,
     DownloadInfo,
+    /// Makes a folder (`type: 1`) or opens a file upload (`type: 0`).
+    UploadRequest,
+    /// The presigned URL of a single-part upload.
+    UploadObjectAuth,
+    /// Presigned URLs of a batch of parts (sic: "repare").
+    UploadPartsBatch,
+    UploadCompleteV2,
+    /// Move.
+    ModPid,
+    Rename,
+    Trash,
 }
 
 impl Endpoint {
@@ -31,6 +42,13 @@ impl Endpoint {
             Endpoint::UserInfo => "/b/api/user/info",
             Endpoint::FileList => "/b/api/file/list/new",
             Endpoint::DownloadInfo => "/b/api/file/download_info",
+            Endpoint::UploadRequest => "/b/api/file/upload_request",
+            Endpoint::UploadObjectAuth => "/b/api/file/s3_upload_object/auth",
+            Endpoint::UploadPartsBatch => "/b/api/file/s3_repare_upload_parts_batch",
+            Endpoint::UploadCompleteV2 => "/b/api/file/upload_complete/v2",
+            Endpoint::ModPid => "/b/api/file/mod_pid",
+            Endpoint::Rename => "/b/api/file/rename",
+            Endpoint::Trash => "/b/api/file/trash",
         }
     }
 }
@@ -58,7 +76,10 @@ impl WebClient {
         ep: Endpoint,
         query: &[(&str, String)],
     ) -> Result<T, Error> {
-        self.call(ep, |http, url| http.get(url).query(query)).await
+        self.call(ep, MAX_TRANSIENT_RETRIES, |http, url| {
+            http.get(url).query(query)
+        })
+        .await
     }
 
     pub async fn post<T: DeserializeOwned>(
@@ -66,10 +87,25 @@ impl WebClient {
         ep: Endpoint,
         body: &serde_json::Value,
     ) -> Result<T, Error> {
-        self.call(ep, |http, url| http.post(url).json(body)).await
+        self.call(ep, MAX_TRANSIENT_RETRIES, |http, url| {
+            http.post(url).json(body)
+        })
+        .await
     }
 
-    async fn call<T, B>(&self, ep: Endpoint, build: B) -> Result<T, Error>
+    /// A POST that is not resent after a 5xx or a cut, because it may have acted before its
+    /// answer was lost (making a folder, opening an upload): the caller re-checks first
+    /// (`unsure::send_unsure`). A 401 or a 429 is still retried: 123 did not act on those.
+    pub async fn post_unsure<T: DeserializeOwned>(
+        &self,
+        ep: Endpoint,
+        body: &serde_json::Value,
+    ) -> Result<T, Error> {
+        self.call(ep, 0, |http, url| http.post(url).json(body))
+            .await
+    }
+
+    async fn call<T, B>(&self, ep: Endpoint, transient_retries: u32, build: B) -> Result<T, Error>
     where
         T: DeserializeOwned,
         B: Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
@@ -121,9 +157,7 @@ impl WebClient {
                     rate_limited += 1;
                     tokio::time::sleep(backoff(rate_limited, None)).await;
                 }
-                Error::Unavailable(_) | Error::Transport(_)
-                    if transient < MAX_TRANSIENT_RETRIES =>
-                {
+                Error::Unavailable(_) | Error::Transport(_) if transient < transient_retries => {
                     transient += 1;
                     tracing::info!(endpoint = ep.path(), attempt = transient, error = %error, "retrying a failed 123 web call");
                     tokio::time::sleep(backoff(transient, None)).await;

@@ -7,13 +7,14 @@
 //! share links (`ShareClient::resolve`, one implementation), and the CDN wants
 //! `Referer: <origin of the DownloadUrl>/`, so links are not portable and `auto` proxies.
 //!
-//! Read-only: the write endpoints (`upload_request`, the presigned-part flow,
-//! `upload_complete/v2`, `mod_pid`, `rename`, `trash`) are not implemented yet; the router
-//! answers 403 to writes on this mount (`Capabilities.writable = false`).
+//! Writable (`write`): folders and uploads through `upload_request` and the presigned-part
+//! flow, moves, renames and trash, behind the same trait as Open mounts, so spooling, the
+//! upload queue, safe overwrite, names and cache invalidation apply unchanged.
 
 pub mod api;
 pub mod client;
 pub mod session;
+mod write;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -24,7 +25,9 @@ use async_trait::async_trait;
 use self::client::{origin_of, Endpoint, WebClient};
 use self::session::Session;
 use crate::backend::share::client::ShareClient;
-use crate::backend::{Backend, Capabilities, Entry, Error, Link, Quota};
+use crate::backend::{
+    Backend, Capabilities, Entry, Error, Link, Quota, UploadOptions, UploadSource,
+};
 use crate::config::Secret;
 
 /// Items per listing page: the most the web API hands out.
@@ -44,11 +47,25 @@ pub struct WebParams {
 /// One personal-account mount.
 pub struct WebBackend {
     client: WebClient,
+    /// For the presigned part uploads, which carry no session.
+    http: reqwest::Client,
     /// Only for the download hop (`resolve`), shared with share mounts.
     hop: ShareClient,
     root_id: u64,
     /// `S3KeyFlag` of every file listed so far, which `download_info` wants back.
     key_flags: Mutex<HashMap<u64, String>>,
+    /// What `trash` sends back of each entry listed (or made) so far: the web client sends
+    /// the whole listed object (spec web §1.4).
+    listed: Mutex<HashMap<u64, Listed>>,
+}
+
+/// The listed fields of one entry, as the trash call wants them back.
+struct Listed {
+    name: String,
+    kind: i64,
+    size: i64,
+    etag: String,
+    update_at: String,
 }
 
 impl WebBackend {
@@ -64,9 +81,63 @@ impl WebBackend {
         );
         Self {
             client: WebClient::new(http.clone(), &params.api_base, session),
-            hop: ShareClient::new(http, &params.api_base, None),
+            hop: ShareClient::new(http.clone(), &params.api_base, None),
+            http,
             root_id: params.root_id,
             key_flags: Mutex::new(HashMap::new()),
+            listed: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn listed(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Listed>> {
+        self.listed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps what `trash` will need of an entry this gateway just made.
+    fn remember(&self, entry: &Entry) {
+        let update_at = chrono::DateTime::<chrono::Utc>::from(entry.modified)
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
+        self.listed().insert(
+            entry.id,
+            Listed {
+                name: entry.name.clone(),
+                kind: i64::from(entry.is_dir),
+                size: entry.size as i64,
+                etag: entry.md5.clone().unwrap_or_default(),
+                update_at,
+            },
+        );
+    }
+
+    fn forget(&self, ids: &[u64]) {
+        let mut listed = self.listed();
+        for id in ids {
+            listed.remove(id);
+        }
+    }
+
+    /// The file object `trash` sends for `id`: as listed when known, else just the id (which
+    /// is what identifies it; whether 123 needs more is not confirmed).
+    fn trash_object(&self, id: u64) -> serde_json::Value {
+        let key_flag = self
+            .key_flags
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+            .unwrap_or_default();
+        match self.listed().get(&id) {
+            Some(l) => serde_json::json!({
+                "FileId": id,
+                "FileName": l.name,
+                "Type": l.kind,
+                "Size": l.size,
+                "Etag": l.etag,
+                "S3KeyFlag": key_flag,
+                "UpdateAt": l.update_at,
+                "DownloadUrl": "",
+            }),
+            None => serde_json::json!({ "FileId": id }),
         }
     }
 
@@ -110,8 +181,13 @@ impl Backend for WebBackend {
         Capabilities {
             portable_links: false,
             links_need_headers: true,
+            writable: true,
             ..Capabilities::default()
         }
+    }
+
+    fn token_state(&self) -> Option<crate::backend::open::token::TokenState> {
+        Some(self.client.session.state())
     }
 
     fn root_id(&self) -> u64 {
@@ -121,7 +197,22 @@ impl Backend for WebBackend {
     async fn list(&self, dir_id: u64) -> Result<Vec<Entry>, Error> {
         crate::backend::share::list_pages(dir_id, &self.key_flags, |page_no| async move {
             let page = self.page(dir_id, page_no).await?;
-            Ok((page.info_list.unwrap_or_default(), page.next, page.total))
+            let items = page.info_list.unwrap_or_default();
+            let mut listed = self.listed();
+            for item in &items {
+                listed.insert(
+                    item.file_id.max(0) as u64,
+                    Listed {
+                        name: item.file_name.clone(),
+                        kind: item.kind,
+                        size: item.size,
+                        etag: item.etag.clone().unwrap_or_default(),
+                        update_at: item.update_at.clone().unwrap_or_default(),
+                    },
+                );
+            }
+            drop(listed);
+            Ok((items, page.next, page.total))
         })
         .await
     }
@@ -163,5 +254,41 @@ impl Backend for WebBackend {
             .get::<serde_json::Value>(Endpoint::UserInfo, &[])
             .await
             .map(|_| ())
+    }
+
+    async fn mkdir(&self, parent: u64, name: &str) -> Result<Entry, Error> {
+        self.write_mkdir(parent, name).await
+    }
+
+    async fn rename(&self, id: u64, name: &str) -> Result<(), Error> {
+        self.write_rename(id, name).await
+    }
+
+    async fn move_to(&self, ids: &[u64], parent: u64) -> Result<(), Error> {
+        self.write_move(ids, parent).await
+    }
+
+    async fn trash(&self, ids: &[u64]) -> Result<(), Error> {
+        self.write_trash(ids).await
+    }
+
+    async fn copy_instant(
+        &self,
+        parent: u64,
+        name: &str,
+        md5: &str,
+        size: u64,
+    ) -> Result<Option<Entry>, Error> {
+        self.write_copy_instant(parent, name, md5, size).await
+    }
+
+    async fn upload(
+        &self,
+        parent: u64,
+        name: &str,
+        src: &UploadSource,
+        opts: &UploadOptions,
+    ) -> Result<Entry, Error> {
+        self.write_upload(parent, name, src, opts).await
     }
 }

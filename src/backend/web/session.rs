@@ -129,6 +129,21 @@ impl Session {
         }
     }
 
+    /// What `/-/readyz` shows: a refused login (still backing off) wins over an old token.
+    pub fn state(&self) -> crate::backend::open::token::TokenState {
+        use crate::backend::open::token::TokenState;
+        if let Some(r) = lock(&self.refusal).as_ref() {
+            return TokenState::Failing {
+                message: r.message.clone(),
+            };
+        }
+        if lock(&self.current).1.is_some() {
+            TokenState::LoggedIn
+        } else {
+            TokenState::Empty
+        }
+    }
+
     /// The token to send and its generation, logging in first when there is none.
     pub async fn token(&self) -> Result<(u64, String), Error> {
         // Bounded: a successful login leaves a token; a failed one returns its error.

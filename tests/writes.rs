@@ -1,5 +1,7 @@
-//! Writing through an Open mount: uploads (background and sync), safe overwrite, names,
-//! MKCOL/DELETE/MOVE/COPY, locks, client junk, and what each costs at 123.
+//! Writing through every writable backend (Open API and personal account): uploads
+//! (background and sync), safe overwrite, names, MKCOL/DELETE/MOVE/COPY, locks, client junk,
+//! and what each costs at 123. Each scenario runs once per backend (`both!`); what differs is
+//! only which endpoints 123 counts (`Kind`).
 
 mod common;
 
@@ -8,9 +10,72 @@ use std::time::Duration;
 use common::*;
 use pan123_emulator::{EmulatorConfig, Fault, FaultKind, OverwriteAt};
 
-const CREATE: &str = "/upload/v2/file/create";
-const SLICE: &str = "/upload/v2/file/slice";
-const TRASH: &str = "/api/v1/file/trash";
+/// The writable backends, and the endpoints each uses for the same job.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Open,
+    Web,
+}
+
+impl Kind {
+    /// Opens an upload (and for `Web` also makes folders).
+    fn create(self) -> &'static str {
+        match self {
+            Kind::Open => "/upload/v2/file/create",
+            Kind::Web => "/b/api/file/upload_request",
+        }
+    }
+
+    /// Carries the bytes of one slice or part.
+    fn part(self) -> &'static str {
+        match self {
+            Kind::Open => "/upload/v2/file/slice",
+            Kind::Web => "s3",
+        }
+    }
+
+    fn trash(self) -> &'static str {
+        match self {
+            Kind::Open => "/api/v1/file/trash",
+            Kind::Web => "/b/api/file/trash",
+        }
+    }
+
+    /// Slices or parts a file of `len` bytes takes (`fast_cfg`'s 64 KiB slices for Open, the
+    /// web flow's fixed 16 MiB parts).
+    fn parts(self, len: u64) -> u64 {
+        match self {
+            Kind::Open => len.div_ceil(64 * 1024),
+            Kind::Web => len.div_ceil(16 << 20).max(1),
+        }
+    }
+
+    /// A mount of this backend at `path` on the emulator folder `root`.
+    fn mount(self, emu: &pan123_emulator::Emulator, path: &str, root: &str, extra: &str) -> String {
+        let id = emu.lookup(root).map(|e| e.id).unwrap_or(0);
+        let extra = format!("root_id = {id}\n{extra}");
+        match self {
+            Kind::Open => open_mount(path, "proxy", &extra),
+            Kind::Web => web_mount(path, "proxy", &extra),
+        }
+    }
+}
+
+/// One `#[tokio::test]` per backend for a scenario `async fn name(kind: Kind)`.
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn open() {
+                super::$name(super::Kind::Open).await
+            }
+            #[tokio::test]
+            async fn web() {
+                super::$name(super::Kind::Web).await
+            }
+        }
+    )*};
+}
 
 /// Small slices and instant completion polls, so uploads are quick and multi-slice.
 fn fast_cfg() -> EmulatorConfig {
@@ -21,16 +86,15 @@ fn fast_cfg() -> EmulatorConfig {
     cfg
 }
 
-fn lib_mount(emu: &pan123_emulator::Emulator, extra: &str) -> String {
-    let id = emu.lookup("/lib").map(|e| e.id).unwrap_or(0);
-    open_mount("/m", "proxy", &format!("root_id = {id}\n{extra}"))
+fn lib_mount(kind: Kind, emu: &pan123_emulator::Emulator, extra: &str) -> String {
+    kind.mount(emu, "/m", "/lib", extra)
 }
 
-async fn env(extra: &str) -> TestEnv {
+async fn env(kind: Kind, extra: &str) -> TestEnv {
     let extra = extra.to_string();
     TestEnv::start(fast_cfg(), move |emu| {
         emu.mkdir_p("/lib");
-        lib_mount(emu, &extra)
+        lib_mount(kind, emu, &extra)
     })
     .await
 }
@@ -45,9 +109,8 @@ async fn put(env: &TestEnv, path: &str, body: Vec<u8>) -> u16 {
         .as_u16()
 }
 
-#[tokio::test]
-async fn background_put_is_readable_at_once_and_lands_in_123() {
-    let env = env("").await;
+async fn background_put_is_readable_at_once_and_lands_in_123(kind: Kind) {
+    let env = env(kind, "").await;
     let data = bytes_of(300_000, 1);
     assert_eq!(put(&env, "/m/film.mkv", data.clone()).await, 201);
     // Straight after the PUT: listed with its size and MD5, and readable.
@@ -72,19 +135,18 @@ async fn background_put_is_readable_at_once_and_lands_in_123() {
     .await;
     assert_eq!(env.emu.read("/lib/film.mkv").expect("uploaded"), data);
     assert_eq!(
-        env.emu.stats().calls(SLICE),
-        5,
-        "300,000 bytes in 64 KiB slices"
+        env.emu.stats().calls(kind.part()),
+        kind.parts(300_000),
+        "300,000 bytes in 64 KiB slices (Open) or one 16 MiB part (web)"
     );
     let full = env.req("GET", "/m/film.mkv").send().await.expect("get");
     assert_eq!(full.bytes().await.expect("body").as_ref(), data.as_slice());
 }
 
-#[tokio::test]
-async fn known_content_is_uploaded_instantly() {
+async fn known_content_is_uploaded_instantly(kind: Kind) {
     let env = TestEnv::start(fast_cfg(), |emu| {
         emu.put_file("/lib/original.bin", bytes_of(200_000, 2));
-        lib_mount(emu, "")
+        lib_mount(kind, emu, "")
     })
     .await;
     assert_eq!(put(&env, "/m/copy.bin", bytes_of(200_000, 2)).await, 201);
@@ -92,14 +154,13 @@ async fn known_content_is_uploaded_instantly() {
         env.emu.lookup("/lib/copy.bin").is_some()
     })
     .await;
-    assert_eq!(env.emu.stats().calls(SLICE), 0);
+    assert_eq!(env.emu.stats().calls(kind.part()), 0);
 }
 
-#[tokio::test]
-async fn a_slice_fault_is_retried() {
-    let env = env("").await;
+async fn a_slice_fault_is_retried(kind: Kind) {
+    let env = env(kind, "").await;
     env.emu.inject(Fault {
-        endpoint: SLICE.into(),
+        endpoint: kind.part().into(),
         kind: FaultKind::Http {
             status: 500,
             count: 1,
@@ -114,9 +175,8 @@ async fn a_slice_fault_is_retried() {
     assert_eq!(env.emu.read("/lib/a.bin").expect("uploaded"), data);
 }
 
-#[tokio::test]
-async fn sync_upload_answers_after_completion() {
-    let env = env("upload = \"sync\"").await;
+async fn sync_upload_answers_after_completion(kind: Kind) {
+    let env = env(kind, "upload = \"sync\"").await;
     let data = bytes_of(150_000, 4);
     assert_eq!(put(&env, "/m/s.bin", data.clone()).await, 201);
     assert_eq!(
@@ -127,17 +187,16 @@ async fn sync_upload_answers_after_completion() {
     );
 }
 
-#[tokio::test]
-async fn a_failed_overwrite_keeps_the_old_file() {
+async fn a_failed_overwrite_keeps_the_old_file(kind: Kind) {
     for at in [OverwriteAt::Create, OverwriteAt::Complete] {
         let env = TestEnv::start(fast_cfg(), |emu| {
             emu.put_file("/lib/doc.txt", b"old version".to_vec());
-            lib_mount(emu, "upload = \"sync\"")
+            lib_mount(kind, emu, "upload = \"sync\"")
         })
         .await;
         env.emu.set_switches(|s| s.overwrite_at = at);
         env.emu.inject(Fault {
-            endpoint: SLICE.into(),
+            endpoint: kind.part().into(),
             kind: FaultKind::Http {
                 status: 500,
                 count: 10_000,
@@ -167,9 +226,8 @@ async fn a_failed_overwrite_keeps_the_old_file() {
     }
 }
 
-#[tokio::test]
-async fn explorer_sequence_costs_one_upload() {
-    let env = env("").await;
+async fn explorer_sequence_costs_one_upload(kind: Kind) {
+    let env = env(kind, "").await;
     let ua = "Microsoft-WebDAV-MiniRedir/10.0.19045";
     let r = env
         .req("PUT", "/m/new.txt")
@@ -231,12 +289,15 @@ async fn explorer_sequence_costs_one_upload() {
         env.emu.read("/lib/new.txt").expect("uploaded"),
         b"hello from windows"
     );
-    assert_eq!(env.emu.stats().calls(CREATE), 1, "one upload, not two");
+    assert_eq!(
+        env.emu.stats().calls(kind.create()),
+        1,
+        "one upload, not two"
+    );
 }
 
-#[tokio::test]
-async fn finder_chunked_put() {
-    let env = env("").await;
+async fn finder_chunked_put(kind: Kind) {
+    let env = env(kind, "").await;
     let data = bytes_of(100_000, 6);
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
         data.chunks(7000).map(|c| Ok(c.to_vec())).collect();
@@ -257,9 +318,8 @@ async fn finder_chunked_put() {
     assert_eq!(env.emu.read("/lib/finder.bin").expect("uploaded"), data);
 }
 
-#[tokio::test]
-async fn partial_put_is_refused() {
-    let env = env("").await;
+async fn partial_put_is_refused(kind: Kind) {
+    let env = env(kind, "").await;
     let r = env
         .req("PUT", "/m/p.bin")
         .header("Content-Range", "bytes 0-9/100")
@@ -271,13 +331,12 @@ async fn partial_put_is_refused() {
     assert!(env.emu.lookup("/lib/p.bin").is_none());
 }
 
-#[tokio::test]
-async fn too_large_and_spool_full() {
+async fn too_large_and_spool_full(kind: Kind) {
     let env = TestEnv::start_full(
         fast_cfg(),
         |emu| {
             emu.mkdir_p("/lib");
-            lib_mount(emu, "")
+            lib_mount(kind, emu, "")
         },
         "",
         "spool_max = \"1MiB\"",
@@ -312,9 +371,8 @@ fn base64_basic() -> String {
     base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
 }
 
-#[tokio::test]
-async fn forbidden_characters_round_trip() {
-    let env = env("upload = \"sync\"").await;
+async fn forbidden_characters_round_trip(kind: Kind) {
+    let env = env(kind, "upload = \"sync\"").await;
     let path = "/m/a%3Ab%3Fc%2A.txt";
     assert_eq!(put(&env, path, b"odd".to_vec()).await, 201);
     let (_, body) = env.propfind("/m/", "1").await;
@@ -338,9 +396,8 @@ async fn forbidden_characters_round_trip() {
     assert!(r.text().await.unwrap_or_default().contains("256"));
 }
 
-#[tokio::test]
-async fn mkcol_rules_and_cache_invalidation() {
-    let env = env("").await;
+async fn mkcol_rules_and_cache_invalidation(kind: Kind) {
+    let env = env(kind, "").await;
     assert_eq!(env.propfind("/m/", "1").await.0, 207);
     assert_eq!(
         env.req("MKCOL", "/m/docs")
@@ -388,15 +445,14 @@ async fn mkcol_rules_and_cache_invalidation() {
     );
 }
 
-#[tokio::test]
-async fn delete_of_a_big_folder_and_move_onto_a_folder_cost_one_trash_call() {
+async fn delete_of_a_big_folder_and_move_onto_a_folder_cost_one_trash_call(kind: Kind) {
     let env = TestEnv::start(fast_cfg(), |emu| {
         for i in 0..500 {
             emu.put_file(&format!("/lib/big/f{i}.txt"), b"x".to_vec());
         }
         emu.put_file("/lib/src/a.txt", b"a".to_vec());
         emu.put_file("/lib/dst/b.txt", b"b".to_vec());
-        lib_mount(emu, "")
+        lib_mount(kind, emu, "")
     })
     .await;
     env.emu.reset_stats();
@@ -409,7 +465,7 @@ async fn delete_of_a_big_folder_and_move_onto_a_folder_cost_one_trash_call() {
             .as_u16(),
         204
     );
-    assert_eq!(env.emu.stats().calls(TRASH), 1);
+    assert_eq!(env.emu.stats().calls(kind.trash()), 1);
     assert!(env.emu.lookup("/lib/big").is_none());
     env.emu.reset_stats();
     let r = env
@@ -420,7 +476,7 @@ async fn delete_of_a_big_folder_and_move_onto_a_folder_cost_one_trash_call() {
         .await
         .expect("move");
     assert_eq!(r.status().as_u16(), 204);
-    assert_eq!(env.emu.stats().calls(TRASH), 1);
+    assert_eq!(env.emu.stats().calls(kind.trash()), 1);
     assert_eq!(env.emu.read("/lib/dst/a.txt").expect("moved"), b"a");
     assert!(env.emu.lookup("/lib/dst/b.txt").is_none());
     // Overwrite: F onto an existing target is refused.
@@ -436,11 +492,10 @@ async fn delete_of_a_big_folder_and_move_onto_a_folder_cost_one_trash_call() {
     assert_eq!(r.status().as_u16(), 412);
 }
 
-#[tokio::test]
-async fn case_only_rename_is_a_rename() {
+async fn case_only_rename_is_a_rename(kind: Kind) {
     let env = TestEnv::start(fast_cfg(), |emu| {
         emu.put_file("/lib/a.txt", b"a".to_vec());
-        lib_mount(emu, "")
+        lib_mount(kind, emu, "")
     })
     .await;
     let r = env
@@ -454,15 +509,14 @@ async fn case_only_rename_is_a_rename() {
         env.emu.list_names("/lib").expect("listing"),
         vec!["A.txt".to_string()]
     );
-    assert_eq!(env.emu.stats().calls(TRASH), 0);
+    assert_eq!(env.emu.stats().calls(kind.trash()), 0);
     assert_eq!(env.emu.read("/lib/A.txt").expect("renamed"), b"a");
 }
 
-#[tokio::test]
-async fn delete_of_a_locked_file_is_423() {
+async fn delete_of_a_locked_file_is_423(kind: Kind) {
     let env = TestEnv::start(fast_cfg(), |emu| {
         emu.put_file("/lib/l.txt", b"l".to_vec());
-        lib_mount(emu, "")
+        lib_mount(kind, emu, "")
     })
     .await;
     let lock_body = r#"<?xml version="1.0" encoding="utf-8"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockinfo>"#;
@@ -485,12 +539,11 @@ async fn delete_of_a_locked_file_is_423() {
     assert!(env.emu.lookup("/lib/l.txt").is_some());
 }
 
-#[tokio::test]
-async fn copy_reuses_content() {
+async fn copy_reuses_content(kind: Kind) {
     let env = TestEnv::start(fast_cfg(), |emu| {
         emu.put_file("/lib/orig.bin", bytes_of(100_000, 8));
         emu.mkdir_p("/lib/dir");
-        lib_mount(emu, "")
+        lib_mount(kind, emu, "")
     })
     .await;
     let r = env
@@ -504,13 +557,12 @@ async fn copy_reuses_content() {
         env.emu.read("/lib/dir/copy.bin").expect("copied"),
         bytes_of(100_000, 8)
     );
-    assert_eq!(env.emu.stats().calls(SLICE), 0);
+    assert_eq!(env.emu.stats().calls(kind.part()), 0);
     assert!(env.propfind("/m/dir/", "1").await.1.contains("copy.bin"));
 }
 
-#[tokio::test]
-async fn client_junk_stays_local() {
-    let env = env("").await;
+async fn client_junk_stays_local(kind: Kind) {
+    let env = env(kind, "").await;
     env.emu.reset_stats();
     assert_eq!(
         put(&env, "/m/._film.mkv", b"apple double".to_vec()).await,
@@ -533,7 +585,11 @@ async fn client_junk_stays_local() {
             .as_u16(),
         404
     );
-    assert_eq!(env.emu.stats().calls(CREATE), 0, "junk never reaches 123");
+    assert_eq!(
+        env.emu.stats().calls(kind.create()),
+        0,
+        "junk never reaches 123"
+    );
     assert!(env.emu.lookup("/lib/.DS_Store").is_none());
 }
 
@@ -585,9 +641,8 @@ async fn read_only_mounts_and_users_without_write_get_403() {
     );
 }
 
-#[tokio::test]
-async fn copy_and_move_onto_existing_files() {
-    let env = env("").await;
+async fn copy_and_move_onto_existing_files(kind: Kind) {
+    let env = env(kind, "").await;
     assert_eq!(put(&env, "/m/src.txt", b"source".to_vec()).await, 201);
     let copy = |dest: &str, overwrite: &str| {
         env.req("COPY", "/m/src.txt")
@@ -642,23 +697,16 @@ async fn copy_and_move_onto_existing_files() {
     assert_eq!(env.emu.read("/lib/dst.txt").expect("copied"), b"source");
 }
 
-#[tokio::test]
-async fn cross_mount_copy_and_move() {
+async fn cross_mount_copy_and_move(kind: Kind) {
     let env = TestEnv::start(fast_cfg(), |emu| {
         emu.put_file("/lib/a.bin", bytes_of(100_000, 10));
         emu.put_file("/lib/dir/x.txt", b"x".to_vec());
         emu.put_file("/lib/dir/deep/y.txt", b"y".to_vec());
         emu.mkdir_p("/other/sub");
-        let lib = emu.lookup("/lib").map(|e| e.id).unwrap_or(0);
-        let other = emu.lookup("/other").map(|e| e.id).unwrap_or(0);
         format!(
             "{}{}",
-            open_mount("/m", "proxy", &format!("root_id = {lib}")),
-            open_mount(
-                "/n",
-                "proxy",
-                &format!("root_id = {other}\nupload = \"sync\"")
-            )
+            kind.mount(emu, "/m", "/lib", ""),
+            kind.mount(emu, "/n", "/other", "upload = \"sync\"")
         )
     })
     .await;
@@ -675,7 +723,7 @@ async fn cross_mount_copy_and_move() {
         env.emu.read("/other/sub/a.bin").expect("copied"),
         bytes_of(100_000, 10)
     );
-    assert_eq!(env.emu.stats().calls(SLICE), 0);
+    assert_eq!(env.emu.stats().calls(kind.part()), 0);
     assert!(env.propfind("/n/sub/", "1").await.1.contains("a.bin"));
     // Overwrite: F onto it is refused; a missing destination folder is 409.
     let r = env
@@ -725,3 +773,24 @@ async fn cross_mount_copy_and_move() {
     assert_eq!(r.status().as_u16(), 201);
     assert_eq!(env.emu.read("/other/dir/deep/y.txt").expect("copied"), b"y");
 }
+
+both!(
+    background_put_is_readable_at_once_and_lands_in_123,
+    known_content_is_uploaded_instantly,
+    a_slice_fault_is_retried,
+    sync_upload_answers_after_completion,
+    a_failed_overwrite_keeps_the_old_file,
+    explorer_sequence_costs_one_upload,
+    finder_chunked_put,
+    partial_put_is_refused,
+    too_large_and_spool_full,
+    forbidden_characters_round_trip,
+    mkcol_rules_and_cache_invalidation,
+    delete_of_a_big_folder_and_move_onto_a_folder_cost_one_trash_call,
+    case_only_rename_is_a_rename,
+    delete_of_a_locked_file_is_423,
+    copy_reuses_content,
+    client_junk_stays_local,
+    copy_and_move_onto_existing_files,
+    cross_mount_copy_and_move,
+);

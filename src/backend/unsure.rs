@@ -1,0 +1,136 @@
+//! Writes that may have acted although their answer was lost (a 5xx or a cut after 123 made
+//! the folder or the file). Such calls are never resent blindly: the folder is listed first,
+//! and only when the name is still missing is the call sent again. One implementation for
+//! every writable backend.
+
+use std::future::Future;
+use std::time::SystemTime;
+
+use unicode_normalization::UnicodeNormalization;
+
+use super::pacer::backoff;
+use super::{Backend, Entry, Error};
+
+/// How often an unsure call is tried in all (after re-checking each time).
+const UNSURE_ATTEMPTS: u32 = 3;
+
+/// Failures after which 123 may or may not have acted on the call.
+pub fn transient(e: &Error) -> bool {
+    matches!(e, Error::Unavailable(_) | Error::Transport(_))
+}
+
+/// Sends `call`; after a transient failure asks `recheck` whether the call acted anyway
+/// (`Ok(Some(_))`: it did; `Ok(None)`: it did not, so it is sent again; `Err`: give up, e.g.
+/// `AlreadyExists` when something else now holds the name).
+pub async fn send_unsure<T, C, CF, K, KF>(mut call: C, mut recheck: K) -> Result<T, Error>
+where
+    C: FnMut() -> CF,
+    CF: Future<Output = Result<T, Error>>,
+    K: FnMut() -> KF,
+    KF: Future<Output = Result<Option<T>, Error>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match call().await {
+            Ok(v) => return Ok(v),
+            Err(e) if transient(&e) && attempt < UNSURE_ATTEMPTS => {
+                tracing::info!(attempt, error = %e, "a write may or may not have acted: re-checking");
+                if let Some(v) = recheck().await? {
+                    return Ok(v);
+                }
+                tokio::time::sleep(backoff(attempt, None)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// What an unsure call that opens something led to: its own answer, or, after a lost answer,
+/// the entry the re-check found (the call had acted).
+pub enum Outcome<T> {
+    Answered(T),
+    Found(Entry),
+}
+
+/// The live child of `parent` named exactly `name` (compared in NFC, as listed), if any.
+pub async fn find_child<B: Backend + ?Sized>(
+    backend: &B,
+    parent: u64,
+    name: &str,
+) -> Result<Option<Entry>, Error> {
+    let wanted: String = name.nfc().collect();
+    Ok(backend
+        .list(parent)
+        .await?
+        .into_iter()
+        .find(|e| e.name == wanted))
+}
+
+/// The re-check of an unsure `mkdir`: the folder if it is there now, `AlreadyExists` when a
+/// file holds the name.
+pub async fn made_folder<B: Backend + ?Sized>(
+    backend: &B,
+    parent: u64,
+    name: &str,
+) -> Result<Option<Entry>, Error> {
+    match find_child(backend, parent, name).await? {
+        Some(entry) if entry.is_dir => Ok(Some(entry)),
+        Some(_) => Err(Error::AlreadyExists),
+        None => Ok(None),
+    }
+}
+
+/// The re-check of an unsure file creation: the file if it is there with this content,
+/// `AlreadyExists` when something else holds the name.
+pub async fn made_file<B: Backend + ?Sized>(
+    backend: &B,
+    parent: u64,
+    name: &str,
+    md5: &str,
+    size: u64,
+) -> Result<Option<Entry>, Error> {
+    match find_child(backend, parent, name).await? {
+        Some(e) if !e.is_dir && e.size == size && e.md5.as_deref() == Some(md5) => Ok(Some(e)),
+        Some(_) => Err(Error::AlreadyExists),
+        None => Ok(None),
+    }
+}
+
+impl Entry {
+    /// A folder just made: 123 answers only its id, so the times are "now".
+    pub fn new_folder(id: u64, name: &str) -> Entry {
+        let now = SystemTime::now();
+        Entry {
+            id,
+            name: name.nfc().collect(),
+            is_dir: true,
+            size: 0,
+            md5: None,
+            version: None,
+            modified: now,
+            created: now,
+        }
+    }
+
+    /// A file just uploaded: 123 answers only its id, the rest is what was sent.
+    pub fn new_file(id: u64, name: &str, size: u64, md5: &str) -> Entry {
+        Entry {
+            is_dir: false,
+            size,
+            md5: Some(md5.to_ascii_lowercase()),
+            ..Entry::new_folder(id, name)
+        }
+    }
+}
+
+impl Error {
+    /// 123 answered with success but not in the shape its API has (a missing id, say).
+    pub fn unexpected(what: &str) -> Error {
+        Error::Upstream {
+            code: 0,
+            message: format!("unexpected answer: {what}"),
+            trace_id: String::new(),
+        }
+    }
+}

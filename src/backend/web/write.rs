@@ -1,0 +1,396 @@
+//! Writes through the personal web API (spec web §1.4): folders and uploads through
+//! `upload_request`, parts through presigned URLs, then `upload_complete/v2`; moves
+//! (`mod_pid`), renames and trash.
+//!
+//! Ids go out as strings where the web client sends strings (spec web §1.4 notes the mixed
+//! types). Calls that could act twice if resent after a lost answer (`upload_request`,
+//! `upload_complete/v2`) are re-checked by listing before a resend (`unsure`). Only the
+//! presigned-part flow is implemented: when 123 hands out static S3 credentials instead, the
+//! upload fails with a clear message rather than guessing at an S3 client (README says so).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::{StreamExt, TryStreamExt};
+use serde_json::json;
+
+use super::api;
+use super::client::Endpoint;
+use super::WebBackend;
+use crate::backend::pacer::backoff;
+use crate::backend::unsure::{find_child, made_file, made_folder, send_unsure, Outcome};
+use crate::backend::{Entry, Error, UploadOptions, UploadSource};
+
+/// Part size of the presigned-part flow (spec web §1.4: 16 MiB).
+pub const PART_SIZE: u64 = 16 << 20;
+/// Presigned URLs asked for in one call (the web client's batch).
+const URL_BATCH: u64 = 10;
+/// Attempts per part (the web client's 3).
+const PART_ATTEMPTS: u32 = 3;
+/// Most parts in flight, whatever the options say.
+const MAX_PARALLEL_PARTS: usize = 16;
+/// Ids per `mod_pid` / `trash` call (the limit is not documented; the Open API's 100).
+const MAX_BATCH: usize = 100;
+/// A part of 16 MiB on a slow line: the whole PUT may take this long.
+const PART_TIMEOUT: Duration = Duration::from_secs(300);
+/// `duplicate` of `upload_request`: 2 = overwrite, as the web client sends. What 123 does
+/// with a taken name otherwise (0) is not confirmed, so `request_upload` first makes sure the
+/// name is free (the queue's safe overwrite relies on a taken name being refused); 2 matters
+/// only if something takes the name in between.
+const DUPLICATE_OVERWRITE: i64 = 2;
+
+/// One upload opened by `upload_request` that needs its bytes.
+struct Session {
+    file_id: u64,
+    bucket: String,
+    key: String,
+    upload_id: String,
+    storage_node: String,
+    parts: u64,
+}
+
+impl WebBackend {
+    pub(super) async fn write_mkdir(&self, parent: u64, name: &str) -> Result<Entry, Error> {
+        let body = json!({
+            "driveId": 0,
+            "etag": "",
+            "fileName": name,
+            "parentFileId": parent.to_string(),
+            "size": 0,
+            "type": 1,
+        });
+        send_unsure(
+            || async {
+                let reply: api::UploadRequest = self
+                    .client
+                    .post_unsure(Endpoint::UploadRequest, &body)
+                    .await?;
+                match u64::try_from(reply.file_id) {
+                    Ok(id) if id > 0 => Ok(Entry::new_folder(id, name)),
+                    // The reply's shape for folders is not confirmed: find it by listing.
+                    _ => made_folder(self, parent, name)
+                        .await?
+                        .ok_or_else(|| Error::unexpected("upload_request made no folder")),
+                }
+            },
+            || made_folder(self, parent, name),
+        )
+        .await
+        .inspect(|e| self.remember(e))
+    }
+
+    pub(super) async fn write_rename(&self, id: u64, name: &str) -> Result<(), Error> {
+        // Renaming to the name it already has succeeds, so a resend is harmless.
+        let body = json!({ "driveId": 0, "fileId": id.to_string(), "fileName": name });
+        self.client
+            .post::<serde::de::IgnoredAny>(Endpoint::Rename, &body)
+            .await?;
+        self.forget(&[id]);
+        Ok(())
+    }
+
+    pub(super) async fn write_move(&self, ids: &[u64], parent: u64) -> Result<(), Error> {
+        // An entry already in the target is not moved again, so a resend is harmless.
+        for chunk in ids.chunks(MAX_BATCH) {
+            let list: Vec<_> = chunk
+                .iter()
+                .map(|id| json!({ "FileId": id.to_string() }))
+                .collect();
+            let body = json!({ "fileIdList": list, "parentFileId": parent.to_string() });
+            self.client
+                .post::<serde::de::IgnoredAny>(Endpoint::ModPid, &body)
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn write_trash(&self, ids: &[u64]) -> Result<(), Error> {
+        // Trashing what is in the trash already succeeds, so a resend is harmless.
+        for chunk in ids.chunks(MAX_BATCH) {
+            let objects: Vec<_> = chunk.iter().map(|id| self.trash_object(*id)).collect();
+            let body = json!({ "driveId": 0, "operation": true, "fileTrashInfoList": objects });
+            self.client
+                .post::<serde::de::IgnoredAny>(Endpoint::Trash, &body)
+                .await?;
+            self.forget(chunk);
+        }
+        Ok(())
+    }
+
+    pub(super) async fn write_copy_instant(
+        &self,
+        parent: u64,
+        name: &str,
+        md5: &str,
+        size: u64,
+    ) -> Result<Option<Entry>, Error> {
+        // An upload that 123 cannot reuse opens a session that is simply abandoned.
+        match self.request_upload(parent, name, md5, size).await? {
+            Requested::Done(entry) => Ok(Some(entry)),
+            Requested::Session(_) => Ok(None),
+        }
+    }
+
+    pub(super) async fn write_upload(
+        &self,
+        parent: u64,
+        name: &str,
+        src: &UploadSource,
+        opts: &UploadOptions,
+    ) -> Result<Entry, Error> {
+        let md5 = src.md5.to_ascii_lowercase();
+        let session = match self.request_upload(parent, name, &md5, src.size).await? {
+            Requested::Done(entry) => {
+                tracing::debug!(
+                    parent,
+                    size = src.size,
+                    "123 had the content: instant upload"
+                );
+                return Ok(entry);
+            }
+            Requested::Session(s) => s,
+        };
+        self.send_parts(&session, src, opts).await?;
+        let body = json!({
+            "StorageNode": session.storage_node,
+            "bucket": session.bucket,
+            "fileId": session.file_id,
+            "fileSize": src.size,
+            "isMultipart": session.parts > 1,
+            "key": session.key,
+            "uploadId": session.upload_id,
+        });
+        let entry = Entry::new_file(session.file_id, name, src.size, &md5);
+        send_unsure(
+            || async {
+                self.client
+                    .post_unsure::<serde::de::IgnoredAny>(Endpoint::UploadCompleteV2, &body)
+                    .await
+                    .map(|_| entry.clone())
+            },
+            // A lost answer to a completion that worked: the file is listed with its content.
+            || made_file(self, parent, name, &md5, src.size),
+        )
+        .await
+        .inspect(|e| self.remember(e))
+    }
+
+    /// `upload_request` for a file: done at once when 123 has the content, else a session.
+    /// `AlreadyExists` when the name is taken (one listing of `parent` first: the web API has
+    /// no confirmed "refuse a taken name" mode, and `duplicate: 2` would replace the file).
+    async fn request_upload(
+        &self,
+        parent: u64,
+        name: &str,
+        md5: &str,
+        size: u64,
+    ) -> Result<Requested, Error> {
+        if find_child(self, parent, name).await?.is_some() {
+            return Err(Error::AlreadyExists);
+        }
+        let body = json!({
+            "driveId": 0,
+            "duplicate": DUPLICATE_OVERWRITE,
+            "etag": md5,
+            "fileName": name,
+            "parentFileId": parent.to_string(),
+            "size": size,
+            "type": 0,
+        });
+        // An instant upload may have happened before the answer was lost; a lost session
+        // answer only leaves an unused session behind.
+        let reply = send_unsure(
+            || async {
+                self.client
+                    .post_unsure::<api::UploadRequest>(Endpoint::UploadRequest, &body)
+                    .await
+                    .map(Outcome::Answered)
+            },
+            || async {
+                Ok(made_file(self, parent, name, md5, size)
+                    .await?
+                    .map(Outcome::Found))
+            },
+        )
+        .await?;
+        let reply = match reply {
+            Outcome::Answered(reply) => reply,
+            Outcome::Found(entry) => return Ok(Requested::Done(entry)),
+        };
+        let file_id = u64::try_from(reply.file_id)
+            .ok()
+            .filter(|id| *id > 0)
+            .ok_or_else(|| Error::unexpected("upload_request answered without a FileId"))?;
+        if reply.reuse || reply.key.is_empty() {
+            let entry = Entry::new_file(file_id, name, size, md5);
+            self.remember(&entry);
+            return Ok(Requested::Done(entry));
+        }
+        let static_credentials = !reply.access_key_id.is_empty()
+            && !reply.secret_access_key.is_empty()
+            && !reply.session_token.is_empty();
+        if static_credentials {
+            tracing::warn!(
+                "123 asked for an upload with static S3 credentials, which this gateway does \
+                 not implement (only the presigned-part flow)"
+            );
+            return Err(Error::Upstream {
+                code: 0,
+                message: "123 asked for the S3-credential upload flow, which is not supported"
+                    .into(),
+                trace_id: String::new(),
+            });
+        }
+        if reply.upload_id.is_empty() || reply.bucket.is_empty() {
+            return Err(Error::unexpected(
+                "upload_request answered without an UploadId or Bucket",
+            ));
+        }
+        Ok(Requested::Session(Session {
+            file_id,
+            bucket: reply.bucket,
+            key: reply.key,
+            upload_id: reply.upload_id,
+            storage_node: reply.storage_node,
+            parts: size.div_ceil(PART_SIZE).max(1),
+        }))
+    }
+
+    /// Sends every part, batch by batch of presigned URLs, `parallel_slices` at a time.
+    async fn send_parts(
+        &self,
+        session: &Session,
+        src: &UploadSource,
+        opts: &UploadOptions,
+    ) -> Result<(), Error> {
+        let parallel = opts.parallel_slices.clamp(1, MAX_PARALLEL_PARTS);
+        let confirmed = AtomicU64::new(0);
+        let mut first = 1;
+        while first <= session.parts {
+            let end = (first + URL_BATCH).min(session.parts + 1);
+            let urls = self.presign(session, first, end).await?;
+            futures_util::stream::iter(first..end)
+                .map(|no| self.send_part(session, src, no, urls.get(&no.to_string()).cloned()))
+                .buffer_unordered(parallel)
+                .try_for_each(|len| {
+                    let done = confirmed.fetch_add(len, Ordering::Relaxed) + len;
+                    if let Some(progress) = &opts.progress {
+                        progress(done);
+                    }
+                    async { Ok(()) }
+                })
+                .await?;
+            first = end;
+        }
+        Ok(())
+    }
+
+    /// Presigned URLs of parts `first..end` (end exclusive, as the API counts).
+    async fn presign(
+        &self,
+        session: &Session,
+        first: u64,
+        end: u64,
+    ) -> Result<std::collections::HashMap<String, String>, Error> {
+        let ep = if session.parts == 1 {
+            Endpoint::UploadObjectAuth
+        } else {
+            Endpoint::UploadPartsBatch
+        };
+        let body = json!({
+            "bucket": session.bucket,
+            "key": session.key,
+            "partNumberStart": first,
+            "partNumberEnd": end,
+            "uploadId": session.upload_id,
+            "StorageNode": session.storage_node,
+        });
+        let reply: api::PresignedUrls = self.client.post(ep, &body).await?;
+        Ok(reply.urls)
+    }
+
+    /// PUTs part `no`, read from disk; a refused (expired) URL is presigned again.
+    async fn send_part(
+        &self,
+        session: &Session,
+        src: &UploadSource,
+        no: u64,
+        url: Option<String>,
+    ) -> Result<u64, Error> {
+        let offset = (no - 1) * PART_SIZE;
+        let len = PART_SIZE.min(src.size - offset);
+        let path = src.path.clone();
+        let bytes = tokio::task::spawn_blocking(move || read_part(&path, offset, len))
+            .await
+            .map_err(|e| Error::Unavailable(format!("part reader stopped: {e}")))?
+            .map_err(|e| Error::Unavailable(format!("cannot read the file to upload: {e}")))?;
+        let mut url = url;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let target = match url.take() {
+                Some(u) => u,
+                None => self
+                    .presign(session, no, no + 1)
+                    .await?
+                    .remove(&no.to_string())
+                    .ok_or_else(|| Error::unexpected("no presigned URL for a part"))?,
+            };
+            let outcome = self
+                .http
+                .put(&target)
+                .header(reqwest::header::CONTENT_LENGTH, len)
+                .body(bytes.clone())
+                .timeout(PART_TIMEOUT)
+                .send()
+                .await;
+            let failure = match outcome {
+                Ok(res) if res.status().is_success() => return Ok(len),
+                Ok(res) if res.status() == reqwest::StatusCode::FORBIDDEN => {
+                    // Expired or refused: the next attempt asks for a fresh URL.
+                    format!("the part URL was refused ({})", res.status())
+                }
+                Ok(res) if res.status().is_server_error() || res.status().as_u16() == 429 => {
+                    url = Some(target);
+                    format!("the part upload answered {}", res.status())
+                }
+                Ok(res) => {
+                    return Err(Error::Upstream {
+                        code: i64::from(res.status().as_u16()),
+                        message: format!("the part upload answered {}", res.status()),
+                        trace_id: String::new(),
+                    })
+                }
+                Err(e) => {
+                    url = Some(target);
+                    // Without the URL: reqwest errors may print it.
+                    format!("the part upload failed: {}", e.without_url())
+                }
+            };
+            if attempt >= PART_ATTEMPTS {
+                return Err(Error::Unavailable(failure));
+            }
+            tracing::info!(part = no, attempt, reason = %failure, "retrying an upload part");
+            tokio::time::sleep(backoff(attempt, None)).await;
+        }
+    }
+}
+
+/// What opening an upload led to.
+enum Requested {
+    /// The file exists: instant upload (or an earlier send made it).
+    Done(Entry),
+    /// Bytes must be sent.
+    Session(Session),
+}
+
+/// `len` bytes of `path` at `offset`; a file shorter than that is an error, never a short part.
+fn read_part(path: &std::path::Path, offset: u64, len: u64) -> std::io::Result<bytes::Bytes> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = usize::try_from(len).map_err(std::io::Error::other)?;
+    let mut buf = vec![0; len];
+    let mut file = std::fs::File::open(path)?;
+    file.seek(SeekFrom::Start(offset))?;
+    file.read_exact(&mut buf)?;
+    Ok(bytes::Bytes::from(buf))
+}
