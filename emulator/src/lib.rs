@@ -1,7 +1,8 @@
 //! pan123-emulator: a faithful local stand-in for 123pan (123云盘) servers, for tests, benchmarks
 //! and demos of the pan123-webdav gateway. One loopback port serves the Open API and its upload
-//! host, the download CDN, the direct-link host, the share web API and its download hop, and a
-//! control API; see the crate README for URLs, flags, switches and faults.
+//! host, the download CDN, the direct-link host, the web API (share links and the personal
+//! account, with its presigned-part upload host) and its download hop, and a control API; see
+//! the crate README for URLs, flags, switches and faults.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {

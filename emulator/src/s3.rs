@@ -50,6 +50,29 @@ pub(crate) fn presigned_url(
     )
 }
 
+/// An S3 error used in more than one place: status, `Code`, `Message`.
+type S3Err = (StatusCode, &'static str, &'static str);
+const TOO_LARGE: S3Err = (
+    StatusCode::BAD_REQUEST,
+    "EntityTooLarge",
+    "Your proposed upload exceeds the maximum allowed size.",
+);
+const INCOMPLETE: S3Err = (
+    StatusCode::BAD_REQUEST,
+    "IncompleteBody",
+    "You did not provide the number of bytes specified by the Content-Length HTTP header.",
+);
+const NO_UPLOAD: S3Err = (
+    StatusCode::NOT_FOUND,
+    "NoSuchUpload",
+    "The specified upload does not exist.",
+);
+
+/// `s3_error` for one of the shared errors above.
+fn s3_error_of(e: S3Err, resource: &str) -> Resp {
+    s3_error(e.0, e.1, e.2, resource)
+}
+
 /// An S3-style XML error.
 fn s3_error(status: StatusCode, code: &str, message: &str, resource: &str) -> Resp {
     let request_id: u64 = rand::thread_rng().gen();
@@ -132,12 +155,7 @@ fn admit(sh: &Shared, req: &Request<Incoming>) -> Result<Accepted, Resp> {
             .get(upload_id)
             .filter(|u| format!("/{}/{}", u.bucket, u.key) == path)
         else {
-            return Err(s3_error(
-                StatusCode::NOT_FOUND,
-                "NoSuchUpload",
-                "The specified upload does not exist.",
-                path,
-            ));
+            return Err(s3_error_of(NO_UPLOAD, path));
         };
         if part < 1 || part > u.part_count() {
             return Err(s3_error(
@@ -149,12 +167,7 @@ fn admit(sh: &Shared, req: &Request<Incoming>) -> Result<Accepted, Resp> {
         }
     }
     if len > WEB_PART_SIZE {
-        return Err(s3_error(
-            StatusCode::BAD_REQUEST,
-            "EntityTooLarge",
-            "Your proposed upload exceeds the maximum allowed size.",
-            path,
-        ));
+        return Err(s3_error_of(TOO_LARGE, path));
     }
     let content_md5 = req
         .headers()
@@ -189,28 +202,11 @@ pub(crate) async fn handle(ctx: &Ctx, req: Request<Incoming>) -> HandlerResult {
     };
     let body = match read_body(req.into_body(), limit).await {
         Ok(b) => b,
-        Err(BodyError::TooLarge) => {
-            return Ok(s3_error(
-                StatusCode::BAD_REQUEST,
-                "EntityTooLarge",
-                "Your proposed upload exceeds the maximum allowed size.",
-                &path,
-            ))
-        }
-        Err(BodyError::Io) => return Ok(s3_error(
-            StatusCode::BAD_REQUEST,
-            "IncompleteBody",
-            "You did not provide the number of bytes specified by the Content-Length HTTP header.",
-            &path,
-        )),
+        Err(BodyError::TooLarge) => return Ok(s3_error_of(TOO_LARGE, &path)),
+        Err(BodyError::Io) => return Ok(s3_error_of(INCOMPLETE, &path)),
     };
     if body.len() as u64 != acc.len {
-        return Ok(s3_error(
-            StatusCode::BAD_REQUEST,
-            "IncompleteBody",
-            "You did not provide the number of bytes specified by the Content-Length HTTP header.",
-            &path,
-        ));
+        return Ok(s3_error_of(INCOMPLETE, &path));
     }
     let digest = Md5::digest(&body);
     if let Some(want) = &acc.content_md5 {
@@ -265,12 +261,7 @@ pub(crate) async fn handle(ctx: &Ctx, req: Request<Incoming>) -> HandlerResult {
         // Completed or ended while this part was arriving.
         Err(()) => {
             let _ = std::fs::remove_file(&file);
-            Ok(s3_error(
-                StatusCode::NOT_FOUND,
-                "NoSuchUpload",
-                "The specified upload does not exist.",
-                &path,
-            ))
+            Ok(s3_error_of(NO_UPLOAD, &path))
         }
     }
 }
