@@ -1,4 +1,5 @@
-//! `pan123-webdav demo` starts, prints its URL and credentials, and answers PROPFIND.
+//! `pan123-webdav demo` starts, prints its URL and credentials, answers PROPFIND and takes a
+//! file through the personal-account mount.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -84,4 +85,28 @@ async fn demo_starts_and_answers_propfind() {
     assert_eq!(res.status().as_u16(), 207);
     let body = res.text().await.expect("body");
     assert!(body.contains("Movies"), "{body}");
+    // And takes a file, readable at once.
+    let res = client
+        .put(format!("{}me/hello-from-demo.txt", url))
+        .basic_auth(&user, Some(&password))
+        .body("hello")
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(res.status().as_u16(), 201);
+    let mut seen = String::new();
+    for _ in 0..200 {
+        let res = client
+            .get(format!("{}me/hello-from-demo.txt", url))
+            .basic_auth(&user, Some(&password))
+            .send()
+            .await
+            .expect("get");
+        if res.status().is_success() {
+            seen = res.text().await.unwrap_or_default();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, "hello");
 }

@@ -332,7 +332,7 @@ async fn the_password_and_token_stay_out_of_the_log() {
     let state = dir.path().join("state");
     let config = dir.path().join("config.toml");
     let text = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\n\n[[users]]\nname = \"{USER}\"\npassword_hash = \"{}\"\n\n[[mounts]]\npath = \"/w\"\nbackend = \"web\"\nusername = \"{}\"\npassword_env = \"PAN123_TEST_WEB_PASSWORD\"\napi_base = \"{}\"\nlogin_base = \"{}\"\ndownload = \"proxy\"\n",
+        "[server]\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\n\n[[users]]\nname = \"{USER}\"\npassword_hash = \"{}\"\nwrite = true\n\n[[mounts]]\npath = \"/w\"\nbackend = \"web\"\nusername = \"{}\"\npassword_env = \"PAN123_TEST_WEB_PASSWORD\"\napi_base = \"{}\"\nlogin_base = \"{}\"\ndownload = \"proxy\"\n",
         state.display(),
         password_hash(),
         emu.web_user(),
@@ -383,6 +383,29 @@ async fn the_password_and_token_stay_out_of_the_log() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(body, Some((200, "hello".to_string())));
+    // An upload whose first part URL is refused: the retry is logged, its URL is not.
+    emu.inject(Fault {
+        endpoint: "s3".into(),
+        kind: FaultKind::Http {
+            status: 403,
+            count: 1,
+        },
+    });
+    let res = client
+        .put(format!("{base}/w/up.bin"))
+        .basic_auth(USER, Some(PASSWORD))
+        .body(bytes_of(70_000, 31))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(res.status().as_u16(), 201);
+    for _ in 0..400 {
+        if emu.read("/up.bin").is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(emu.read("/up.bin"), Some(bytes_of(70_000, 31)));
     let token_file = std::fs::read_dir(state.join("tokens"))
         .expect("tokens dir")
         .filter_map(Result::ok)
@@ -405,11 +428,20 @@ async fn the_password_and_token_stay_out_of_the_log() {
         "{}",
         lines.join("\n")
     );
+    assert!(
+        lines.iter().any(|l| l.contains("retrying an upload part")),
+        "{}",
+        lines.join("\n")
+    );
     for line in &lines {
         for secret in [emu.web_password(), token.clone(), PASSWORD.to_string()] {
             assert!(!line.contains(&secret), "a secret in the log: {line}");
         }
         assert!(!line.contains("&s="), "a CDN signature in the log: {line}");
+        assert!(
+            !line.contains("signature="),
+            "a presigned part URL in the log: {line}"
+        );
     }
 }
 
