@@ -213,7 +213,8 @@ async fn malformed_bodies_and_headers_get_4xx() {
 }
 
 /// The same defences on a personal-account (`web`) mount, next to an Open mount it must not
-/// reach into: encoded traversal is a 4xx, absurd ranges never give wrong bytes.
+/// reach into: encoded traversal is a 4xx (in reads, writes and `Destination`), absurd ranges
+/// never give wrong bytes.
 #[tokio::test]
 async fn a_web_mount_resists_traversal_and_absurd_ranges() {
     let env = TestEnv::start(EmulatorConfig::default(), |emu| {
@@ -258,15 +259,29 @@ async fn a_web_mount_resists_traversal_and_absurd_ranges() {
             assert_eq!(r.bytes().await.expect("body").as_ref(), all.as_slice());
         }
     }
-    // Writes are refused (read-only mount) and change nothing upstream.
-    let r = env
-        .req("PUT", "/w/new.txt")
-        .body("x")
-        .send()
-        .await
-        .expect("put");
-    assert_eq!(r.status().as_u16(), 403);
-    assert!(env.emu.lookup("/lib/new.txt").is_none());
+    // Writes (web mounts write) cannot climb out either: not in the path, not in Destination.
+    for path in ["/w/..%2fprivate%2fevil.txt", "/w/%2e%2e/private/evil.txt"] {
+        let req = format!("PUT {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {}\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx", auth());
+        let code = raw(&env, req.as_bytes()).await;
+        assert!((400..500).contains(&code), "PUT {path} answered {code}");
+    }
+    for dest in ["/w/%2e%2e/private/s.txt", "/w/../private/s.txt", "/w/a%2fb"] {
+        let r = env
+            .req("MOVE", "/w/a.txt")
+            .header("Destination", env.url(dest))
+            .header("Overwrite", "T")
+            .send()
+            .await
+            .expect("move");
+        assert!(r.status().is_client_error(), "{dest}: {}", r.status());
+    }
+    assert_eq!(env.emu.read("/lib/a.txt").expect("still there"), all);
+    assert_eq!(
+        env.emu.read("/secret/s.txt").expect("untouched"),
+        b"other mount"
+    );
+    assert!(env.emu.lookup("/secret/evil.txt").is_none());
+    assert!(env.emu.lookup("/lib/evil.txt").is_none());
 }
 
 #[tokio::test]
