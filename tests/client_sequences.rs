@@ -303,11 +303,18 @@ async fn windows_explorer_sequence() {
         )
         .await;
     assert_eq!(res.status, 201, "MOVE: {}", res.text());
-    assert!(env.emu.lookup("/lib/docs/renamed.bin").is_some());
-    assert!(env.emu.lookup("/lib/docs/new.bin").is_none());
+    // The upload's job may still be finishing: then the move is applied as it lands.
+    eventually("the rename reaches 123", || {
+        env.emu.lookup("/lib/docs/renamed.bin").is_some()
+            && env.emu.lookup("/lib/docs/new.bin").is_none()
+    })
+    .await;
     let res = c.send("DELETE", "/m/docs/renamed.bin", true, &[]).await;
     assert_eq!(res.status, 204, "DELETE");
-    assert!(env.emu.lookup("/lib/docs/renamed.bin").is_none());
+    eventually("the delete reaches 123", || {
+        env.emu.lookup("/lib/docs/renamed.bin").is_none()
+    })
+    .await;
     let gone = c.propfind("/m/docs/renamed.bin", "0").await;
     assert_eq!(gone.status, 404);
 }

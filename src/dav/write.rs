@@ -198,7 +198,19 @@ impl MountFs {
                     .retarget(self.mount.name(), from_parent.id, &old, to_parent.id, &new)
                     .await
                 {
-                    return Err(FsError::NotFound);
+                    // The upload finished while the move waited for it: move the real file.
+                    let landed = self
+                        .mount
+                        .vfs
+                        .landed(&from_parent, &from_name)
+                        .await
+                        .map_err(|e| fs_error(&e))?
+                        .ok_or(FsError::NotFound)?;
+                    self.mount
+                        .vfs
+                        .rename_move(&landed, &from_parent, &to_parent, &to_name)
+                        .await
+                        .map_err(|e| fs_error(&e))?;
                 }
             }
             None => self

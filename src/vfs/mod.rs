@@ -208,16 +208,23 @@ impl Vfs {
         result
     }
 
+    /// The cloud file `name` in `parent` after a pending upload of it landed while a DELETE or
+    /// MOVE waited for it (listed afresh); `None` when there is no such cloud file (any more).
+    pub async fn landed(&self, parent: &Entry, name: &str) -> Result<Option<Entry>, Error> {
+        self.invalidate(parent.id).await;
+        match self.child(parent, name).await {
+            Ok(landed) if self.local(&landed).is_none() => Ok(Some(landed)),
+            Ok(_) | Err(Error::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Trashes the cloud file `name` in `parent` after a pending upload of it landed before it
     /// could be cancelled. `Ok(false)` when there is no such cloud file (any more).
     pub async fn trash_landed(&self, parent: &Entry, name: &str) -> Result<bool, Error> {
-        self.invalidate(parent.id).await;
-        match self.child(parent, name).await {
-            Ok(landed) if self.local(&landed).is_none() => {
-                self.trash(&landed, parent).await.map(|()| true)
-            }
-            Ok(_) | Err(Error::NotFound) => Ok(false),
-            Err(e) => Err(e),
+        match self.landed(parent, name).await? {
+            Some(landed) => self.trash(&landed, parent).await.map(|()| true),
+            None => Ok(false),
         }
     }
 
