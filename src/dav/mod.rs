@@ -7,6 +7,7 @@
 
 pub mod junk;
 mod meta;
+pub mod multistatus;
 pub mod props;
 mod write;
 
@@ -82,7 +83,14 @@ pub fn segments(path: &DavPath) -> FsResult<Vec<String>> {
         if seg == "." || seg == ".." {
             return Err(FsError::Forbidden);
         }
-        out.push(seg.nfc().collect());
+        // Most names are NFC already (all ASCII ones are): skip the rewrite for them.
+        if unicode_normalization::is_nfc_quick(seg.chars())
+            == unicode_normalization::IsNormalized::Yes
+        {
+            out.push(seg.to_string());
+        } else {
+            out.push(seg.nfc().collect());
+        }
     }
     Ok(out)
 }
@@ -135,6 +143,29 @@ impl MountFs {
         if let Some(t) = self.mount.props.mtime(key, entry.md5.as_deref()) {
             entry.modified = t;
         }
+    }
+
+    /// The children of the folder at `segs` (`key` = its side-store key) as the user sees
+    /// them: the listing with client modification times, then the user's junk kept locally.
+    async fn children(&self, segs: &[String], key: &str, ctx: &Ctx) -> FsResult<Vec<Entry>> {
+        let dir = self.entry(segs, ctx).await?;
+        let mut entries = self
+            .mount
+            .vfs
+            .list_view(&dir)
+            .await
+            .map_err(|e| fs_error(&e))?;
+        for e in &mut entries {
+            self.apply_mtime(&format!("{key}/{}", e.name), e);
+        }
+        entries.extend(
+            self.mount
+                .junk
+                .list(&ctx.user, key)
+                .into_iter()
+                .map(|(n, f)| junk_entry(&n, &f)),
+        );
+        Ok(entries)
     }
 
     /// The parent folder entry and the last name of `segs`.
@@ -267,24 +298,7 @@ impl GuardedFileSystem<Ctx> for MountFs {
             if whole_folder {
                 return Ok(dir_stream(Vec::new()));
             }
-            let dir = self.entry(&segs, ctx).await?;
-            let mut entries = self
-                .mount
-                .vfs
-                .list_view(&dir)
-                .await
-                .map_err(|e| fs_error(&e))?;
-            for e in &mut entries {
-                self.apply_mtime(&format!("{key}/{}", e.name), e);
-            }
-            entries.extend(
-                self.mount
-                    .junk
-                    .list(&ctx.user, &key)
-                    .into_iter()
-                    .map(|(n, f)| junk_entry(&n, &f)),
-            );
-            Ok(dir_stream(entries))
+            Ok(dir_stream(self.children(&segs, &key, ctx).await?))
         }
         .boxed()
     }

@@ -124,6 +124,16 @@ impl PropStore {
             .collect()
     }
 
+    /// Does `dir` ("/a/b", "" for the mount root) or anything below it have dead properties?
+    pub fn any_at_or_below(&self, dir: &str) -> bool {
+        self.nodes().iter().any(|(path, node)| {
+            !node.props.is_empty()
+                && (dir.is_empty()
+                    || path == dir
+                    || path.strip_prefix(dir).is_some_and(|r| r.starts_with('/')))
+        })
+    }
+
     /// One dead property's XML.
     pub fn get(&self, path: &str, prop: &DavProp) -> Option<Vec<u8>> {
         self.nodes().get(path)?.props.get(&key(prop))?.xml.clone()

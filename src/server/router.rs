@@ -499,6 +499,21 @@ where
             if let Err(e) = mount.vfs.list(&entry).await {
                 return error_response(&e, what);
             }
+            // No body = allprop: the commonest listing, written directly when it can be
+            // written exactly as dav-server would (see `dav::multistatus`).
+            if http_body::Body::is_end_stream(req.body()) {
+                let ua = req
+                    .headers()
+                    .get(http::header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                if let Some(res) =
+                    crate::dav::multistatus::depth_one_allprop(mount, &ctx, req.uri().path(), ua)
+                        .await
+                {
+                    return res;
+                }
+            }
         }
     }
     dav_mount(mount, ctx, req).await
