@@ -178,6 +178,22 @@ async fn client_times_and_declined_cases_agree_too() {
     let body = same(&env, "/rw/d/", "x").await;
     assert!(body.contains("2017"), "{body}");
 
+    // Client junk kept locally (Explorer's Thumbs.db): listed for its user, whatever the
+    // client; the fast path declines for the clients whose junk is local (the name is junk to
+    // them) and answers for the others.
+    let res = env
+        .req("PUT", "/rw/d/Thumbs.db")
+        .header("User-Agent", AGENTS[1])
+        .body("junk")
+        .send()
+        .await
+        .expect("put junk");
+    assert!(res.status().is_success(), "{}", res.status());
+    for ua in AGENTS {
+        let body = same(&env, "/rw/d/", ua).await;
+        assert!(body.contains("Thumbs.db"), "{ua}: {body}");
+    }
+
     // A dead property on a child: the fast path declines, dav-server answers both.
     let proppatch = "<?xml version=\"1.0\"?><D:propertyupdate xmlns:D=\"DAV:\" xmlns:Z=\"urn:x\"><D:set><D:prop><Z:color>red</Z:color></D:prop></D:set></D:propertyupdate>";
     let res = env
