@@ -626,3 +626,38 @@ async fn a_lost_answer_is_rechecked_before_resending() {
     assert_eq!(res.status().as_u16(), 201);
     assert!(env.emu.lookup("/me/dir").is_some_and(|e| e.is_dir));
 }
+
+/// The upload's "is the name taken" check reads the listing the gateway just made, so it costs
+/// no listing of its own (each page is 700 ms of the shared web pacer).
+#[tokio::test]
+async fn uploads_into_a_freshly_listed_folder_list_nothing_more() {
+    let env = upload_env().await;
+    env.emu.put_file("/me/old.txt", "old");
+    assert_eq!(env.propfind("/w/", "1").await.0, 207);
+    env.emu.reset_stats();
+    assert_eq!(put(&env, "/w/new0.txt", b"zero".to_vec()).await, 201);
+    assert_eq!(
+        env.emu.stats().calls(LIST),
+        0,
+        "the PROPFIND's listing answered both the PUT and the upload"
+    );
+    for i in 1..5u8 {
+        let status = put(&env, &format!("/w/new{i}.txt"), vec![i; 1000]).await;
+        assert_eq!(status, 201);
+    }
+    // An overwrite: the name is known to be taken, so it goes beside the old file and swaps.
+    assert_eq!(put(&env, "/w/old.txt", b"new".to_vec()).await, 204);
+    assert_eq!(env.emu.read("/me/old.txt").expect("replaced"), b"new");
+    let stats = env.emu.stats();
+    // Each completed upload makes the folder's cached listing stale, so the next PUT lists it
+    // once (the gateway's listing, which the upload's check then reuses): one per later PUT,
+    // and one more as the overwrite swaps the files. None for the checks themselves.
+    assert!(stats.calls(LIST) <= 6, "{:?}", stats.calls);
+    assert_eq!(stats.calls(UPLOAD_REQUEST), 6);
+    let mut names = env.emu.list_names("/me").expect("listing");
+    names.sort();
+    assert_eq!(
+        names,
+        ["new0.txt", "new1.txt", "new2.txt", "new3.txt", "new4.txt", "old.txt"]
+    );
+}

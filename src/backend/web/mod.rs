@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod client;
+mod seen;
 pub mod session;
 mod write;
 
@@ -30,6 +31,8 @@ use crate::backend::{
 };
 use crate::config::Secret;
 
+/// How long a folder's listing is trusted to tell whether an upload's name is taken.
+const SEEN_NAMES_FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(30);
 /// Items per listing page: the most the web API hands out.
 const PAGE_LIMIT: u32 = 100;
 
@@ -57,6 +60,8 @@ pub struct WebBackend {
     /// What `trash` sends back of each entry listed (or made) so far: the web client sends
     /// the whole listed object (spec web §1.4).
     listed: Mutex<HashMap<u64, Listed>>,
+    /// Names of recently listed folders, so most uploads need no listing to refuse a taken name.
+    seen: seen::SeenNames,
 }
 
 /// The listed fields of one entry, as the trash call wants them back.
@@ -86,6 +91,7 @@ impl WebBackend {
             root_id: params.root_id,
             key_flags: Mutex::new(HashMap::new()),
             listed: Mutex::new(HashMap::new()),
+            seen: seen::SeenNames::new(SEEN_NAMES_FRESH_FOR),
         }
     }
 
@@ -107,6 +113,13 @@ impl WebBackend {
                 update_at,
             },
         );
+    }
+
+    /// Notes an entry this gateway made in `parent` (for trash, and for the next upload's
+    /// "is the name taken" check).
+    fn made(&self, parent: u64, entry: &Entry) {
+        self.remember(entry);
+        self.seen.added(parent, &entry.name);
     }
 
     fn forget(&self, ids: &[u64]) {
@@ -215,6 +228,10 @@ impl Backend for WebBackend {
             Ok((items, page.next, page.total))
         })
         .await
+        .inspect(|entries| {
+            self.seen
+                .listed(dir_id, entries.iter().map(|e| e.name.as_str()))
+        })
     }
 
     async fn link(&self, file: &Entry) -> Result<Link, Error> {

@@ -33,11 +33,11 @@ const MAX_PARALLEL_PARTS: usize = 16;
 const MAX_BATCH: usize = 100;
 /// A part of 16 MiB on a slow line: the whole PUT may take this long.
 const PART_TIMEOUT: Duration = Duration::from_secs(300);
-/// `duplicate` of `upload_request`: 2 = overwrite, as the web client sends. What 123 does
-/// with a taken name otherwise (0) is not confirmed, so `request_upload` first makes sure the
-/// name is free (the queue's safe overwrite relies on a taken name being refused); 2 matters
-/// only if something takes the name in between.
-const DUPLICATE_OVERWRITE: i64 = 2;
+/// `duplicate` of `upload_request`: 1 = keep both (123 gives the new file a suffixed name).
+/// What 0 does is not confirmed and 2 replaces the old file, so `request_upload` refuses a
+/// taken name itself (the queue's safe overwrite relies on that) and 1 only matters if another
+/// client takes the name in between: then both files are kept, never one lost.
+const DUPLICATE_KEEP_BOTH: i64 = 1;
 
 /// One upload opened by `upload_request` that needs its bytes.
 struct Session {
@@ -76,7 +76,7 @@ impl WebBackend {
             || made_folder(self, parent, name),
         )
         .await
-        .inspect(|e| self.remember(e))
+        .inspect(|e| self.made(parent, e))
     }
 
     pub(super) async fn write_rename(&self, id: u64, name: &str) -> Result<(), Error> {
@@ -86,6 +86,7 @@ impl WebBackend {
             .post::<serde::de::IgnoredAny>(Endpoint::Rename, &body)
             .await?;
         self.forget(&[id]);
+        self.seen.forget_all();
         Ok(())
     }
 
@@ -101,6 +102,7 @@ impl WebBackend {
                 .post::<serde::de::IgnoredAny>(Endpoint::ModPid, &body)
                 .await?;
         }
+        self.seen.forget_all();
         Ok(())
     }
 
@@ -114,6 +116,7 @@ impl WebBackend {
                 .await?;
             self.forget(chunk);
         }
+        self.seen.forget_all();
         Ok(())
     }
 
@@ -172,12 +175,13 @@ impl WebBackend {
             || made_file(self, parent, name, &md5, src.size),
         )
         .await
-        .inspect(|e| self.remember(e))
+        .inspect(|e| self.made(parent, e))
     }
 
     /// `upload_request` for a file: done at once when 123 has the content, else a session.
-    /// `AlreadyExists` when the name is taken (one listing of `parent` first: the web API has
-    /// no confirmed "refuse a taken name" mode, and `duplicate: 2` would replace the file).
+    /// `AlreadyExists` when the name is taken, as a listing of `parent` from the last
+    /// `SEEN_NAMES_FRESH_FOR` (or a new one) says: the web API has no confirmed "refuse a taken
+    /// name" mode.
     async fn request_upload(
         &self,
         parent: u64,
@@ -185,12 +189,16 @@ impl WebBackend {
         md5: &str,
         size: u64,
     ) -> Result<Requested, Error> {
-        if find_child(self, parent, name).await?.is_some() {
+        let taken = match self.seen.taken(parent, name) {
+            Some(taken) => taken,
+            None => find_child(self, parent, name).await?.is_some(),
+        };
+        if taken {
             return Err(Error::AlreadyExists);
         }
         let body = json!({
             "driveId": 0,
-            "duplicate": DUPLICATE_OVERWRITE,
+            "duplicate": DUPLICATE_KEEP_BOTH,
             "etag": md5,
             "fileName": name,
             "parentFileId": parent.to_string(),
@@ -223,7 +231,7 @@ impl WebBackend {
             .ok_or_else(|| Error::unexpected("upload_request answered without a FileId"))?;
         if reply.reuse || reply.key.is_empty() {
             let entry = Entry::new_file(file_id, name, size, md5);
-            self.remember(&entry);
+            self.made(parent, &entry);
             return Ok(Requested::Done(entry));
         }
         let static_credentials = !reply.access_key_id.is_empty()
