@@ -1,5 +1,5 @@
-//! SIGTERM: the gateway stops accepting, lets a download in flight finish, keeps queued uploads
-//! for the next start, and exits cleanly.
+//! SIGTERM: the gateway stops accepting, lets downloads in flight finish, keeps queued uploads
+//! (of an Open and a personal web mount) for the next start, and exits cleanly.
 
 mod common;
 
@@ -18,21 +18,27 @@ async fn sigterm_drains_in_flight_requests_and_keeps_the_queue() {
     emu.put_file("/lib/film.mkv", bytes_of(450_000, 3));
     let lib = emu.lookup("/lib").map(|e| e.id).unwrap_or(0);
     // Uploads stall, so one is still queued at the stop.
-    emu.inject(Fault {
-        endpoint: "/upload/v2/file/create".into(),
-        kind: FaultKind::Latency {
-            ms: 5_000,
-            count: 100,
-        },
-    });
+    for endpoint in ["/upload/v2/file/create", "/b/api/file/upload_request"] {
+        emu.inject(Fault {
+            endpoint: endpoint.into(),
+            kind: FaultKind::Latency {
+                ms: 5_000,
+                count: 100,
+            },
+        });
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\n\n[[users]]\nname = \"{USER}\"\npassword_hash = \"{}\"\nwrite = true\n\n{}",
         dir.path().join("state").display(),
         password_hash(),
-        open_mount("/m", "proxy", &format!("root_id = {lib}"))
-            .replace("{api}", &emu.base_url())
+        format!(
+            "{}{}",
+            open_mount("/m", "proxy", &format!("root_id = {lib}")),
+            web_mount("/w", "proxy", &format!("root_id = {lib}"))
+        )
+        .replace("{api}", &emu.base_url())
             .replace("{id}", &emu.client_id())
             .replace("{secret}", &emu.client_secret())
             .replace("{self}", "http://localhost"),
@@ -53,6 +59,27 @@ async fn sigterm_drains_in_flight_requests_and_keeps_the_queue() {
         .await
         .expect("put");
     assert_eq!(r.status().as_u16(), 201);
+    let r = client
+        .put(format!("{base}/w/queued-web.txt"))
+        .basic_auth(USER, Some(PASSWORD))
+        .body(b"queued on the web mount".to_vec())
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status().as_u16(), 201);
+    let mut web_download = client
+        .get(format!("{base}/w/film.mkv"))
+        .basic_auth(USER, Some(PASSWORD))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(web_download.status().as_u16(), 200);
+    let mut web_got = web_download
+        .chunk()
+        .await
+        .expect("first bytes")
+        .expect("some")
+        .to_vec();
     let mut download = client
         .get(format!("{base}/m/film.mkv"))
         .basic_auth(USER, Some(PASSWORD))
@@ -84,6 +111,14 @@ async fn sigterm_drains_in_flight_requests_and_keeps_the_queue() {
         bytes_of(450_000, 3),
         "every byte, after the stop signal"
     );
+    while let Some(chunk) = web_download
+        .chunk()
+        .await
+        .expect("the web download in flight completes")
+    {
+        web_got.extend_from_slice(&chunk);
+    }
+    assert_eq!(web_got, bytes_of(450_000, 3), "the web mount's too");
     let mut exited = None;
     for _ in 0..400 {
         if let Some(status) = gw.child.try_wait().expect("wait") {
@@ -109,5 +144,5 @@ async fn sigterm_drains_in_flight_requests_and_keeps_the_queue() {
     let manifests = std::fs::read_dir(dir.path().join("state").join("queue"))
         .map(|d| d.count())
         .unwrap_or(0);
-    assert_eq!(manifests, 1, "the queued upload's manifest is kept");
+    assert_eq!(manifests, 2, "both queued uploads' manifests are kept");
 }
