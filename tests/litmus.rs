@@ -37,8 +37,12 @@ async fn litmus_passes_every_suite() {
     })
     .await;
     let url = env.url("/m/");
+    // litmus writes debug.log (megabytes) into its working directory: not the repository.
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let cwd = scratch.path().to_path_buf();
     let output = tokio::task::spawn_blocking(move || {
         Command::new("timeout")
+            .current_dir(cwd)
             .args(["300", "litmus", "-k", &url, USER, PASSWORD])
             .env("TESTS", "basic copymove props locks http")
             .output()
