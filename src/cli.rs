@@ -186,7 +186,13 @@ fn describe(config: &Config) -> String {
             mount.backend.kind(),
             mount.download,
             // Share and link mounts are read-only whatever the file says.
-            yes_no(mount.read_only || !matches!(mount.backend, BackendConfig::Open(_))),
+            yes_no(
+                mount.read_only
+                    || !matches!(
+                        mount.backend,
+                        BackendConfig::Open(_) | BackendConfig::Web(_)
+                    )
+            ),
             format_duration(mount.cache_ttl),
         );
         if let Some(url) = &mount.proxy_url {

@@ -89,6 +89,14 @@ fn check_accepts_the_example_and_lists_what_it_sets_up() {
         "{stdout}"
     );
     assert!(
+        stdout.contains("mount /me: backend web, download auto, read-only no,"),
+        "personal-account mounts write: {stdout}"
+    );
+    assert!(
+        stdout.contains("mount /share: backend share, download auto, read-only yes,"),
+        "{stdout}"
+    );
+    assert!(
         stdout.contains("server: listen 127.0.0.1:8080, HTTP"),
         "{stdout}"
     );
