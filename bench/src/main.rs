@@ -419,6 +419,8 @@ struct Load {
     client_errors: u64,
     p50_ms: f64,
     p99_ms: f64,
+    /// Median latency of PROPFIND, GET and PUT.
+    p50_kind: [f64; 3],
 }
 
 async fn throughput(env: &Env, url: reqwest::RequestBuilder) -> Result<f64> {
@@ -720,6 +722,9 @@ async fn mixed_load(env: &Env, gw: &Gateway, k: usize) -> Result<Load> {
             lat.push(f64::from(ms));
             by_kind[usize::from(kind)].push(f64::from(ms));
         }
+    }
+    for (i, v) in by_kind.iter().enumerate() {
+        load.p50_kind[i] = median(v);
     }
     for (name, v) in ["PROPFIND", "GET", "PUT"].iter().zip(&by_kind) {
         eprintln!(
@@ -1055,12 +1060,12 @@ async fn mem_loop(n: usize) -> Result<()> {
             .await?
             .error_for_status()?;
         let dump = std::env::temp_dir().join(format!("gw-smaps-{i}.txt"));
-        let rate = std::env::var("BENCH_STREAM_RATE")
-            .ok()
-            .and_then(|r| r.parse().ok())
-            .unwrap_or(STREAM_RATE);
-        let (peak, took) = stream_memory(&env, &gw, rate, Some(&dump)).await?;
-        eprintln!("{STREAMS} streams at {rate} B/s took {took:.2}s");
+        // As in a run: the sustainable rate, then the overload, on the same gateway.
+        let (peak, took) = stream_memory(&env, &gw, STREAM_RATE, Some(&dump)).await?;
+        let (burst, burst_took) = stream_memory(&env, &gw, STREAM_RATE_BURST, None).await?;
+        eprintln!(
+            "{STREAMS} streams: at {STREAM_RATE} B/s {peak:.1} MiB ({took:.2}s), then at {STREAM_RATE_BURST} B/s {burst:.1} MiB ({burst_took:.2}s)"
+        );
         let threads = std::fs::read_dir(format!("/proc/{}/task", gw.pid()))?.count();
         eprintln!(
             "idle {idle:.1} MiB, peak {peak:.1} MiB, {threads} threads, smaps at the peak: {}",
@@ -1285,7 +1290,7 @@ fn report(runs: &[Run], size_mib: u64) -> String {
     );
     let rb = col(&|r| r.rss_peak_burst);
     row(
-        "5 peak RSS, 100 streams at 8 MB/s each, CPU-bound (MiB)",
+        "5 peak RSS, then 100 streams at 8 MB/s each, near CPU-bound (MiB)",
         rb,
         1,
         "(reported; see below)",
@@ -1365,10 +1370,10 @@ fn report(runs: &[Run], size_mib: u64) -> String {
             if *ok { "yes" } else { "**no**" }
         ));
     }
-    s.push_str("\n## Raw figures per run\n\n| run | capped MB/s proxy / direct | uncapped MB/s proxy / direct | seek median ms proxy / direct | seek p99 ms proxy / direct | redirects/s gateway / bare | warm list s gateway / rclone / dufs | cold list s / calls | RSS MiB idle / peak (streams s) / peak at 8 MB/s (s) | upload s answered / complete / floor / local write | API calls player / rclone | load requests / s / errors / 4xx / p50 / p99 ms |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    s.push_str("\n## Raw figures per run\n\n| run | capped MB/s proxy / direct | uncapped MB/s proxy / direct | seek median ms proxy / direct | seek p99 ms proxy / direct | redirects/s gateway / bare | warm list s gateway / rclone / dufs | cold list s / calls | RSS MiB idle / peak (streams s) / peak at 8 MB/s (s) | upload s answered / complete / floor / local write | API calls player / rclone | load requests / s / errors / 4xx / p50 / p99 ms | load p50 ms PROPFIND / GET / PUT |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (i, r) in runs.iter().enumerate() {
         s.push_str(&format!(
-            "| {} | {:.1} / {:.1} | {:.0} / {:.0} | {:.2} / {:.2} | {:.2} / {:.2} | {:.0} / {:.0} | {:.3} / {:.3} / {:.3} | {:.1} / {} | {:.1} / {:.1} ({:.1}) / {:.1} ({:.1}) | {:.2} / {:.2} / {:.2} / {:.2} | {} / {} | {} / {:.1} / {} / {} / {:.1} / {:.0} |\n",
+            "| {} | {:.1} / {:.1} | {:.0} / {:.0} | {:.2} / {:.2} | {:.2} / {:.2} | {:.0} / {:.0} | {:.3} / {:.3} / {:.3} | {:.1} / {} | {:.1} / {:.1} ({:.1}) / {:.1} ({:.1}) | {:.2} / {:.2} / {:.2} / {:.2} | {} / {} | {} / {:.1} / {} / {} / {:.1} / {:.0} | {:.1} / {:.1} / {:.0} |\n",
             i + 1,
             r.tp_capped_proxy, r.tp_capped_direct, r.tp_proxy, r.tp_direct,
             r.seek_med_proxy, r.seek_med_direct, r.seek_p99_proxy, r.seek_p99_direct,
@@ -1376,7 +1381,10 @@ fn report(runs: &[Run], size_mib: u64) -> String {
             r.list_cold_s, r.list_cold_calls, r.rss_idle, r.rss_peak, r.rss_took, r.rss_peak_burst, r.rss_took_burst,
             r.up_answer, r.up_complete, r.up_floor, r.up_local, r.eco_player, r.eco_rclone,
             r.load.requests, r.load.secs, r.load.errors, r.load.client_errors, r.load.p50_ms,
-            r.load.p99_ms
+            r.load.p99_ms,
+            r.load.p50_kind[0],
+            r.load.p50_kind[1],
+            r.load.p50_kind[2]
         ));
     }
     s.push_str(METHOD);
@@ -1412,9 +1420,9 @@ shared (2 cores; other builds may run meanwhile), so only same-run ratios are co
 5. **Memory**: VmRSS of the gateway 0.5 s after start (idle), and the maximum VmRSS sampled every
    10 ms while 100 concurrent clients each stream 8 MiB through the proxy, all started at once:
    with the CDN capped at 2 MB/s per response (200 MB/s in all, which this machine carries: the
-   streams end in about the 4.2 s the cap allows, see the raw table), and again at 8 MB/s per
-   response (800 MB/s in all: the three processes saturate the 2 cores and the streams take
-   longer than the cap allows).
+   streams end in about the 4.2 s the cap allows, see the raw table), then on the same gateway
+   at 8 MB/s per response (800 MB/s in all, about what the three processes can move on 2 cores:
+   the streams take up to 1.5× the 1.05 s the cap allows).
 6. **Upload**: PUT of 1 GiB of random bytes to `/open`, timed until the emulator holds the
    complete file; floor = writing the same bytes to a local file + fsync + MD5 + sending the
    slices straight to the emulator's upload API, 3 in parallel (the gateway's `upload_slices`
@@ -1445,32 +1453,29 @@ const ANALYSIS: &str = r#"
   whenever its answer could differ (a request body, dead properties, locks, junk or non-NFC
   names), and `tests/propfind_fast.rs` checks that both answers are the same, parsed. Requests
   with a body (rclone's own PROPFIND, Finder, Windows) still go through dav-server.
-* **Peak RSS with 100 streams**: a heap profile (`heaptrack` on the gateway,
-  `BENCH_GATEWAY_WRAP="heaptrack -o …" pan123-bench mem-loop`) showed ~95 % of the peak heap in
+* **Peak RSS with 100 streams**: a heap profile (`heaptrack` on the gateway:
+  `BENCH_GATEWAY_WRAP="heaptrack -o …" pan123-bench mem-loop`) put ~95 % of the peak heap in
   the read buffers of the upstream (CDN) connections: hyper's client grows a connection's read
-  buffer with the size of the reads, up to ~400 KiB, and reqwest offers no way to cap it. The
+  buffer with the size of its reads, up to ~400 KiB, and reqwest offers no way to cap it. The
   emulated CDN delivers a capped response in pieces of 1/20 s (100 KB at 2 MB/s, 400 KB at
-  8 MB/s), so each stream's buffer grows to about one piece. What was changed: the proxy now
-  hands the client a copy of each chunk instead of a slice of that buffer (a slice pinned the
-  whole buffer while it waited in the client's write queue, so the next upstream read
-  allocated another one: up to one buffer per queued chunk); per stream that leaves one
-  upstream buffer plus what the client has not taken yet (the server's write queue is capped by
-  `max_buf_size`, 64 KiB). Measured at 2 MB/s before: 34.8–68.8 MiB over 13 runs (two near
-  66–69 MiB, when buffers were pinned), after: 35.6–36.3 MiB over 6 runs. At 8 MB/s the pieces are 400 KB and the three
-  processes saturate the CPU, so each stream holds about one piece in its read buffer and one
-  in its write queue: ~70–80 MiB, over the goal; only a bounded upstream read buffer (a hyper
-  client built with `max_buf_size`, which reqwest does not expose) would lower it, at the cost
-  of replacing reqwest's client on the download path. glibc malloc tuning
-  (`glibc.malloc.arena_max=1`, a fixed `mmap_threshold` of 128 KiB, `trim_threshold`), tried
-  through `GLIBC_TUNABLES`, did not change the peak beyond the run-to-run spread (the memory is
-  live, not freed-but-kept), so no allocator change was made.
-* **Mixed load (8)**: PUTs dominate the latency (p50 about a second under this load, where
-  PROPFIND and GET answer in milliseconds): each background PUT is answered only once its
+  8 MB/s), so each stream's buffer grows to about one piece, and a chunk still waiting in the
+  client's write queue keeps its buffer alive while the next read allocates another. At 2 MB/s
+  per stream that is ~36 MiB (goal met; 2 of 18 runs made while investigating doubled to
+  66–69 MiB, when buffers were pinned that way). At 8 MB/s per stream, with the CPU saturated,
+  it is 60–110 MiB, over the goal: only a bounded upstream read buffer (a hyper client built
+  with `max_buf_size`, which reqwest does not expose) would lower it, at the cost of replacing
+  reqwest's client on the download path. Tried and not kept: handing the client a copy of each
+  chunk (whole, or in 64 KiB pieces) so that the upstream connection reuses its one buffer: not
+  measurably better at 2 MB/s (35.5–36.3 MiB over 11 runs), and worse at 8 MB/s (a reused buffer that must grow
+  doubles: 97–111 MiB against 63–105 MiB without copies, each after the 2 MB/s test); glibc
+  malloc tuning through `GLIBC_TUNABLES` (`arena_max=1`, a fixed 128 KiB `mmap_threshold`,
+  `trim_threshold`): no change beyond the run-to-run spread (the memory is live, not
+  freed-but-kept). So neither the proxy nor the allocator was changed.
+* **Mixed load (8)**: PUTs dominate the latency (see the p50 per kind in the raw table): each background PUT is answered only once its
   upload job is durable, and `UploadQueue::enqueue` records jobs one at a time (its `admin`
   lock held across the manifest's temp-file write, fsync, rename and directory fsync), so PUTs
-  are served at the disk's fsync rate (~180/s here). Grouping those writes (one fsync for the
-  jobs that arrived meanwhile) would raise it; that is the upload queue's business and is not
-  changed here.
+  are served one durable write after another, at the disk's fsync rate. Grouping those writes (one fsync for the jobs that arrived
+  meanwhile) would raise it; that is the upload queue's business and is not changed here.
 * The upload ratio is below 1 because the gateway computes the MD5 while it spools, where the
   floor writes, then hashes, then sends.
 "#;

@@ -417,8 +417,7 @@ fn looks_like_error_page(content_type: &str) -> bool {
 
 /// A body that yields exactly `remaining` bytes of an upstream stream after discarding `skip`
 /// bytes, or an I/O error (which makes hyper cut the connection) if the upstream fails or ends
-/// early. One chunk at a time, each copied out of the upstream's read buffer: memory stays
-/// bounded by the upstream's chunk size. Dropping it
+/// early. One chunk at a time: memory stays bounded by the upstream's chunk size. Dropping it
 /// drops the upstream stream, which cancels the upstream request.
 struct ExactBody<S> {
     /// `None` once finished or failed.
@@ -543,13 +542,6 @@ where
             this.remaining -= n;
             this.delivered += n;
             crate::server::metrics::proxied_bytes(n);
-            // The chunk is a slice of the upstream connection's read buffer (hyper grows it up
-            // to ~400 KiB, and reqwest cannot cap it). Handed on as is, it would pin that whole
-            // buffer while it waits in the client connection's write queue, and the next
-            // upstream read would allocate another; a copy of exactly the chunk lets the
-            // upstream reuse its one buffer. Per stream: one read buffer plus what the client
-            // has not taken yet (hyper's write queue, bounded by the server's max_buf_size).
-            let chunk = Bytes::copy_from_slice(&chunk);
             return Poll::Ready(Some(Ok(Frame::data(chunk))));
         }
     }
