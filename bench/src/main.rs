@@ -1461,10 +1461,12 @@ const ANALYSIS: &str = r#"
   8 MB/s), so each stream's buffer grows to about one piece, and a chunk still waiting in the
   client's write queue keeps its buffer alive while the next read allocates another. At 2 MB/s
   per stream that is ~36 MiB (goal met; 2 of 18 runs made while investigating doubled to
-  66–69 MiB, when buffers were pinned that way). At 8 MB/s per stream, with the CPU saturated,
-  it is 60–110 MiB, over the goal: only a bounded upstream read buffer (a hyper client built
-  with `max_buf_size`, which reqwest does not expose) would lower it, at the cost of replacing
-  reqwest's client on the download path. Tried and not kept: handing the client a copy of each
+  66–69 MiB, when buffers were pinned that way). At 8 MB/s per stream it depends on how busy
+  the machine is: 39–58 MiB in the runs of this report (the streams kept to their cap), 60–111
+  MiB in runs made while other builds loaded the machine (streams 1.1–2.2 s), over the goal
+  then: only a bounded upstream read buffer (a hyper client built with `max_buf_size`, which
+  reqwest does not expose) would bound it, at the cost of replacing reqwest's client on the
+  download path. Tried and not kept: handing the client a copy of each
   chunk (whole, or in 64 KiB pieces) so that the upstream connection reuses its one buffer: not
   measurably better at 2 MB/s (35.5–36.3 MiB over 11 runs), and worse at 8 MB/s (a reused buffer that must grow
   doubles: 97–111 MiB against 63–105 MiB without copies, each after the 2 MB/s test); glibc
