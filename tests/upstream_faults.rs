@@ -430,14 +430,14 @@ async fn hop_and_cdn_faults(kind: Kind) {
             503,
             ATTEMPTS_429,
         ),
-        // The proxy retries the CDN twice with the same link, then answers 502: the link was
-        // good and 123's CDN failed.
+        // The proxy retries the CDN twice with the same link, then answers 502 (the link was
+        // good and 123's CDN failed) or, for a CDN still rate limiting, 503 with Retry-After.
         ("cdn", http(503, 1), http(503, 1000), 502, 3),
         (
             "cdn",
             FaultKind::Code429 { count: 1 },
             FaultKind::Code429 { count: 1000 },
-            502,
+            503,
             3,
         ),
     ];
@@ -645,14 +645,16 @@ async fn link_env(key: Option<&str>) -> TestEnv {
 #[tokio::test]
 async fn link_direct_host_faults() {
     let env = link_env(None).await;
-    let cases: [(FaultKind, FaultKind); 2] = [
-        (http(503, 1), http(503, 1000)),
+    // (burst, lasting fault, status for the lasting fault: 502, or 503 while rate limited)
+    let cases: [(FaultKind, FaultKind, u16); 2] = [
+        (http(503, 1), http(503, 1000), 502),
         (
             FaultKind::Code429 { count: 1 },
             FaultKind::Code429 { count: 1000 },
+            503,
         ),
     ];
-    for (i, (burst, lasting)) in cases.into_iter().enumerate() {
+    for (i, (burst, lasting, lasting_status)) in cases.into_iter().enumerate() {
         let short = format!("/direct/f{:02}.bin", 2 * i);
         let long = format!("/direct/f{:02}.bin", 2 * i + 1);
         env.emu.reset_stats();
@@ -666,8 +668,16 @@ async fn link_direct_host_faults() {
 
         env.emu.reset_stats();
         inject(&env, "direct", lasting);
-        let Got { status, body, .. } = get(&env, &format!("/l{}", &long[7..])).await;
-        assert_eq!(status, 502, "{burst:?}");
+        let Got {
+            status,
+            retry,
+            body,
+            ..
+        } = get(&env, &format!("/l{}", &long[7..])).await;
+        assert_eq!(status, lasting_status, "{burst:?}");
+        if status == 503 {
+            assert!(!retry.is_empty(), "{burst:?}: Retry-After");
+        }
         assert_not_file(&env, &long, &body);
         assert_eq!(attempts(&env, "direct"), 3, "{burst:?}: bounded");
         env.emu.clear_faults();

@@ -26,6 +26,7 @@ use std::fmt;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -44,8 +45,12 @@ use crate::backend::{Entry, Link};
 const USER_AGENT: &str = concat!("pan123-webdav/", env!("CARGO_PKG_VERSION"));
 
 /// How many times an upstream 5xx or 429 (before any byte reached the client) is retried
-/// before the client gets 502.
+/// before the client gets 502 (or, for a lasting 429, 503).
 const MAX_BUSY_RETRIES: u32 = 2;
+/// `Retry-After` for a CDN that kept answering 429 without saying how long to wait.
+const CDN_BUSY_RETRY_AFTER: Duration = Duration::from_secs(5);
+/// The longest upstream `Retry-After` passed on.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// While skipping a prefix that the CDN sent although we asked for a range, yield to the
 /// runtime after this many discarded chunks so one download cannot hog a worker thread.
@@ -77,17 +82,30 @@ pub enum ProxyError {
     /// The CDN did not answer in time.
     #[error("upstream did not answer in time")]
     Timeout,
+    /// The CDN kept answering 429 (rate limited) through the retries: try again later.
+    #[error("upstream is rate limiting downloads")]
+    Busy { retry_after: Duration },
 }
 
 impl ProxyError {
-    /// The status to answer: 502 for `Refused` and `Upstream`, 504 for `Timeout`. For
-    /// `Link` this is only a fallback (502); callers map the backend error themselves.
+    /// The status to answer: 502 for `Refused` and `Upstream`, 504 for `Timeout`, 503 for
+    /// `Busy` (with [`ProxyError::retry_after`]). For `Link` this is only a fallback (502);
+    /// callers map the backend error themselves.
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::Link(_) | ProxyError::Refused(_) | ProxyError::Upstream(_) => {
                 StatusCode::BAD_GATEWAY
             }
             ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The `Retry-After` to send with [`ProxyError::status`], if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ProxyError::Busy { retry_after } => Some(*retry_after),
+            _ => None,
         }
     }
 }
@@ -163,6 +181,13 @@ pub async fn proxy(
             tokio::time::sleep(crate::backend::pacer::backoff(retried, None)).await;
             continue;
         }
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            // Still rate limited after the retries: the client should come back later.
+            let retry_after = retry_after_seconds(upstream.headers())
+                .unwrap_or(CDN_BUSY_RETRY_AFTER)
+                .min(MAX_RETRY_AFTER);
+            return Err(ProxyError::Busy { retry_after });
+        }
         match judge(want, entry.size, upstream.status(), upstream.headers()) {
             Verdict::Accept { skip } => {
                 if skip > 0 {
@@ -195,6 +220,18 @@ pub async fn proxy(
             Verdict::Bad(reason) => return Err(ProxyError::Upstream(reason)),
         }
     }
+}
+
+/// An upstream `Retry-After` in delta-seconds (the HTTP-date form is not worth the code).
+fn retry_after_seconds(headers: &HeaderMap) -> Option<Duration> {
+    let secs: u64 = headers
+        .get(header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs.max(1)))
 }
 
 /// The one upstream request for `want`.

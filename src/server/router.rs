@@ -709,7 +709,7 @@ async fn proxy_file<B>(
         Err(crate::download::proxy::ProxyError::Link(e)) => error_response(&e, what),
         Err(e) => {
             tracing::warn!(what, error = %e, "proxy failed");
-            status_text(e.status(), "The upstream download failed", None)
+            status_text(e.status(), "The upstream download failed", e.retry_after())
         }
     }
 }
