@@ -233,8 +233,7 @@ impl UploadQueue {
             job.file.discard().await;
             anyhow::bail!("{problem}");
         }
-        let _admin = self.admin.lock().await;
-        let id = self.admit(job).await?;
+        let (id, _admin) = self.admit(job).await?;
         {
             let mut st = lock(&self.state);
             st.ready.push_back(id.clone());
@@ -256,8 +255,7 @@ impl UploadQueue {
             return Err(Error::Unavailable("the upload queue is shut down".into()));
         };
         let handle = {
-            let _admin = self.admin.lock().await;
-            let id = self
+            let (id, _admin) = self
                 .admit(job)
                 .await
                 .map_err(|e| Error::Unavailable(format!("cannot record the upload: {e:#}")))?;
@@ -402,15 +400,18 @@ impl UploadQueue {
         }
     }
 
-    /// Records a new job durably and supersedes any other job for its target. Called with
-    /// `admin` held.
-    async fn admit(&self, job: NewJob) -> anyhow::Result<JobId> {
+    /// Records a new job durably, supersedes any other job for its target, and returns it with the admin lock held. The manifest of a new job is
+    /// written (and fsynced) before the lock is taken, so PUTs of different files do not queue
+    /// behind each other's fsync; only superseding an older job of the same target and the
+    /// insertion happen under the lock.
+    async fn admit(&self, job: NewJob) -> anyhow::Result<(JobId, tokio::sync::MutexGuard<'_, ()>)> {
         let id = JobId::new();
         let record = Record::new(id.clone(), &job);
         if let Err(e) = self.dirs.save(&record).await {
             job.file.discard().await;
             return Err(anyhow::Error::new(e).context("writing the upload manifest"));
         }
+        let admin = self.admin.lock().await;
         if let Some(old) = self.job_at(&record.mount, record.parent_id, &record.name) {
             self.cancel_job(&old, "superseded by a newer upload").await;
         }
@@ -426,7 +427,7 @@ impl UploadQueue {
                 persist: Default::default(),
             },
         );
-        Ok(id)
+        Ok((id, admin))
     }
 
     /// Takes jobs loaded from disk into the queue.
