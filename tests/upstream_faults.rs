@@ -18,17 +18,12 @@
 
 mod common;
 
-use std::future::Future;
 use std::time::Duration;
 
+use common::web_api::*;
 use common::*;
-use pan123_emulator::{Emulator, EmulatorConfig, Fault, FaultKind};
+use pan123_emulator::{Emulator, EmulatorConfig, FaultKind};
 
-const SHARE_LIST: &str = "/b/api/share/get";
-const SHARE_INFO: &str = "/b/api/share/download/info";
-const WEB_LIST: &str = "/b/api/file/list/new";
-const WEB_INFO: &str = "/b/api/file/download_info";
-const WEB_PROBE: &str = "/b/api/user/info";
 const SHARE_KEY: &str = "faults-Key";
 /// Attempts of one web API call under a lasting 429: the first and four retries.
 const ATTEMPTS_429: u64 = 5;
@@ -40,43 +35,6 @@ const SMALL: usize = 20_000;
 const FILM: usize = 200_000;
 /// Entries of `/lib/big`: two listing pages.
 const BIG: usize = 101;
-/// Per-request hang guard (the client's own timeout is longer).
-const GUARD: Duration = Duration::from_secs(30);
-
-/// Awaits `fut`, failing the test if it takes longer than the hang guard.
-async fn guard<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(GUARD, fut)
-        .await
-        .unwrap_or_else(|_| panic!("hung: {what}"))
-}
-
-/// Which mount of the environment a case runs against.
-#[derive(Clone, Copy, Debug)]
-enum Kind {
-    Share,
-    Web,
-}
-
-impl Kind {
-    fn mount(self) -> &'static str {
-        match self {
-            Kind::Share => "/s",
-            Kind::Web => "/w",
-        }
-    }
-    fn list(self) -> &'static str {
-        match self {
-            Kind::Share => SHARE_LIST,
-            Kind::Web => WEB_LIST,
-        }
-    }
-    fn info(self) -> &'static str {
-        match self {
-            Kind::Share => SHARE_INFO,
-            Kind::Web => WEB_INFO,
-        }
-    }
-}
 
 /// `/lib`: six small folders (one file each), twelve small files and a film; shared as
 /// `SHARE_KEY`, and the root of the web mount.
@@ -136,24 +94,6 @@ async fn env(cfg: EmulatorConfig) -> TestEnv {
     tokio::time::sleep(Duration::from_millis(100)).await;
     env.emu.reset_stats();
     env
-}
-
-/// Waits (bounded) until the emulator has seen `calls` calls of `endpoint`.
-async fn settle(env: &TestEnv, endpoint: &str, calls: u64) {
-    for _ in 0..400 {
-        if env.emu.stats().calls(endpoint) >= calls {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("the emulator never saw {calls} calls of {endpoint}");
-}
-
-fn inject(env: &TestEnv, endpoint: &str, kind: FaultKind) {
-    env.emu.inject(Fault {
-        endpoint: endpoint.into(),
-        kind,
-    });
 }
 
 fn http(status: u16, count: u32) -> FaultKind {

@@ -9,17 +9,10 @@
 
 mod common;
 
-use std::future::Future;
-use std::time::Duration;
-
+use common::web_api::*;
 use common::*;
-use pan123_emulator::{EmulatorConfig, Fault, FaultKind};
+use pan123_emulator::{EmulatorConfig, FaultKind};
 
-const SHARE_LIST: &str = "/b/api/share/get";
-const SHARE_INFO: &str = "/b/api/share/download/info";
-const WEB_LIST: &str = "/b/api/file/list/new";
-const WEB_INFO: &str = "/b/api/file/download_info";
-const WEB_PROBE: &str = "/b/api/user/info";
 const SHARE_KEY: &str = "slow-Key";
 /// The same for every test of this binary (the timeouts are process-wide); no mount is
 /// re-probed more than once an hour, so the probes are the setup's own.
@@ -29,47 +22,6 @@ const SLOW_MS: u64 = 4_000;
 /// Attempts of one web API call that times out: the first and two retries.
 const ATTEMPTS_5XX: u32 = 3;
 const SIZE: usize = 50_000;
-const GUARD: Duration = Duration::from_secs(30);
-
-async fn guard<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(GUARD, fut)
-        .await
-        .unwrap_or_else(|_| panic!("hung: {what}"))
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Kind {
-    Share,
-    Web,
-}
-
-impl Kind {
-    fn mount(self) -> &'static str {
-        match self {
-            Kind::Share => "/s",
-            Kind::Web => "/w",
-        }
-    }
-    fn list(self) -> &'static str {
-        match self {
-            Kind::Share => SHARE_LIST,
-            Kind::Web => WEB_LIST,
-        }
-    }
-    fn info(self) -> &'static str {
-        match self {
-            Kind::Share => SHARE_INFO,
-            Kind::Web => WEB_INFO,
-        }
-    }
-}
-
-fn inject(env: &TestEnv, endpoint: &str, kind: FaultKind) {
-    env.emu.inject(Fault {
-        endpoint: endpoint.into(),
-        kind,
-    });
-}
 
 fn slow(count: u32) -> FaultKind {
     FaultKind::Latency { ms: SLOW_MS, count }
@@ -88,16 +40,6 @@ fn delayed(env: &TestEnv, endpoint: &str, armed: u32) -> u32 {
         })
         .sum::<u32>();
     armed - left
-}
-
-async fn settle(env: &TestEnv, endpoint: &str, calls: u64) {
-    for _ in 0..400 {
-        if env.emu.stats().calls(endpoint) >= calls {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("the emulator never saw {calls} calls of {endpoint}");
 }
 
 /// A GET under the hang guard: status, Content-Length, the body as far as it came, and whether

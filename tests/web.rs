@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::web_api::settle;
 use common::*;
 use pan123_emulator::{Emulator, EmulatorConfig, Fault, FaultKind};
 
@@ -44,17 +45,6 @@ async fn web_env(cfg: EmulatorConfig, download: &str, more: &str) -> TestEnv {
         )
     })
     .await
-}
-
-/// Waits (bounded) until the emulator has seen `calls` calls of `endpoint`.
-async fn settle(env: &TestEnv, endpoint: &str, calls: u64) {
-    for _ in 0..400 {
-        if env.emu.stats().calls(endpoint) >= calls {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("the emulator never saw {calls} calls of {endpoint}");
 }
 
 #[tokio::test]

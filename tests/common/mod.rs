@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod tools;
+pub mod web_api;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
