@@ -5,9 +5,7 @@
 
 mod common;
 
-use std::io::BufRead;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::web_api::settle;
@@ -297,15 +295,6 @@ async fn risk_control_leaves_the_mount_unready_and_other_mounts_working() {
     assert_eq!(web["ready"], true, "{web}");
 }
 
-struct Gateway(std::process::Child);
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The real binary, at debug level: neither the password nor the session token nor a CDN
 /// signature reaches the log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -315,10 +304,7 @@ async fn the_password_and_token_stay_out_of_the_log() {
         .expect("emulator");
     emu.put_file("/a.txt", "hello");
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
+    let port = free_port();
     let state = dir.path().join("state");
     let config = dir.path().join("config.toml");
     let text = format!(
@@ -330,31 +316,19 @@ async fn the_password_and_token_stay_out_of_the_log() {
         emu.base_url()
     );
     std::fs::write(&config, text).expect("write config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pan123-webdav"))
-        .args(["serve", "-c"])
-        .arg(&config)
-        .env("RUST_LOG", "debug")
-        .env("PAN123_TEST_WEB_PASSWORD", emu.web_password())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn gateway");
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    let mut readers = Vec::new();
-    let pipes: Vec<Box<dyn std::io::Read + Send>> = vec![
-        Box::new(child.stdout.take().expect("stdout")),
-        Box::new(child.stderr.take().expect("stderr")),
-    ];
-    for pipe in pipes {
-        let lines = lines.clone();
-        readers.push(std::thread::spawn(move || {
-            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
-                lines.lock().unwrap_or_else(|p| p.into_inner()).push(line);
-            }
-        }));
-    }
-    let gw = Gateway(child);
-    let base = format!("http://127.0.0.1:{port}");
+    let log_path = dir.path().join("gateway.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let gw = GatewayProcess::spawn(
+        &config,
+        port,
+        &[
+            ("RUST_LOG", "debug"),
+            ("PAN123_TEST_WEB_PASSWORD", &emu.web_password()),
+        ],
+        Some(log),
+    )
+    .await;
+    let base = gw.base.clone();
     let client = reqwest::Client::builder()
         .timeout(HANG_GUARD)
         .build()
@@ -407,10 +381,8 @@ async fn the_password_and_token_stay_out_of_the_log() {
     let token = saved["token"].as_str().expect("token").to_string();
     assert!(token.len() > 20);
     drop(gw);
-    for r in readers {
-        let _ = r.join();
-    }
-    let lines = lines.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let text = std::fs::read_to_string(&log_path).expect("read the log");
+    let lines: Vec<&str> = text.lines().collect();
     assert!(
         lines
             .iter()

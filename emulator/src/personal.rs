@@ -9,15 +9,12 @@
 //! `app-version`, a `referer`, and `authorization: Bearer <token>` (an unknown or expired token
 //! is code 401, which the client answers by logging in again).
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use http::{HeaderMap, Request};
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 
-use crate::cdn::{tail_and_query, CdnLink};
 use crate::emulator::lock;
-use crate::http::{encode_query_value, query, HandlerResult, Resp};
+use crate::http::{query, HandlerResult, Resp};
 use crate::open_api::{over_traffic_cap, read_args, CODE_TRAFFIC, MSG_TRAFFIC};
 use crate::server::{Ctx, MSG_PLATFORM};
 use crate::web::{web_err, web_item, web_ok};
@@ -202,22 +199,6 @@ pub async fn download_info(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResu
     if over_traffic_cap(&sh) {
         return Ok(web_err(CODE_TRAFFIC, MSG_TRAFFIC));
     }
-    let ttl = i64::try_from(sh.switches().cdn_link_ttl.as_secs()).unwrap_or(i64::MAX);
-    let link = CdnLink {
-        bucket: "123-680",
-        md5: file.md5,
-        size: file.size,
-        filename: file.name,
-        ip: ctx.peer.ip(),
-        referer: true,
-        expires: sh.now().saturating_add(ttl),
-    };
-    let (tail, q) = tail_and_query(&sh, &link);
-    let hop = format!("{}/web-pro/redirect{tail}?{q}&auto_redirect=0", sh.base_url);
-    let outer = format!(
-        "{}/web-pro/download-v2/?params={}&is_s3=0",
-        sh.base_url,
-        encode_query_value(&STANDARD.encode(hop))
-    );
-    Ok(web_ok(json!({"DownloadUrl": outer})))
+    let url = crate::webpro::download_url(&sh, file, ctx.peer.ip());
+    Ok(web_ok(json!({"DownloadUrl": url})))
 }

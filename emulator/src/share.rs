@@ -2,15 +2,12 @@
 //! per page, trashed items hidden) and `POST /b/api/share/download/info` (a "web-pro" hop URL
 //! whose `params` decode to a Referer-bound CDN link, see `webpro.rs`).
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use http::Request;
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 
-use crate::cdn::{tail_and_query, CdnLink};
 use crate::emulator::{lock, Shared};
-use crate::http::{encode_query_value, query, HandlerResult, Resp};
+use crate::http::{query, HandlerResult, Resp};
 use crate::open_api::read_args;
 use crate::server::Ctx;
 use crate::web::{web_err, web_item, web_ok};
@@ -140,22 +137,6 @@ pub async fn download_info(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResu
             _ => return Ok(web_err(5066, MSG_NOT_FOUND)),
         }
     };
-    let ttl = i64::try_from(sh.switches().cdn_link_ttl.as_secs()).unwrap_or(i64::MAX);
-    let link = CdnLink {
-        bucket: "123-680",
-        md5: file.md5,
-        size: file.size,
-        filename: file.name,
-        ip: ctx.peer.ip(),
-        referer: true,
-        expires: sh.now().saturating_add(ttl),
-    };
-    let (tail, q) = tail_and_query(&sh, &link);
-    let hop = format!("{}/web-pro/redirect{tail}?{q}&auto_redirect=0", sh.base_url);
-    let outer = format!(
-        "{}/web-pro/download-v2/?params={}&is_s3=0",
-        sh.base_url,
-        encode_query_value(&STANDARD.encode(hop))
-    );
-    Ok(web_ok(json!({"DownloadURL": outer})))
+    let url = crate::webpro::download_url(&sh, file, ctx.peer.ip());
+    Ok(web_ok(json!({"DownloadURL": url})))
 }

@@ -13,9 +13,34 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
 
-use crate::cdn::{verify, LinkError};
-use crate::http::{empty, json, query, query_pairs, text, Resp};
+use crate::cdn::{tail_and_query, verify, CdnLink, LinkError};
+use crate::emulator::Shared;
+use crate::http::{empty, encode_query_value, json, query, query_pairs, text, Resp};
 use crate::server::Ctx;
+use crate::state::Entry;
+
+/// The outer download URL that share and personal `download_info` hand out for `file`: the
+/// `params` hop around a CDN link bound to `peer` that wants the Referer, valid for
+/// `cdn_link_ttl`.
+pub fn download_url(sh: &Shared, file: Entry, peer: std::net::IpAddr) -> String {
+    let ttl = i64::try_from(sh.switches().cdn_link_ttl.as_secs()).unwrap_or(i64::MAX);
+    let link = CdnLink {
+        bucket: "123-680",
+        md5: file.md5,
+        size: file.size,
+        filename: file.name,
+        ip: peer,
+        referer: true,
+        expires: sh.now().saturating_add(ttl),
+    };
+    let (tail, q) = tail_and_query(sh, &link);
+    let hop = format!("{}/web-pro/redirect{tail}?{q}&auto_redirect=0", sh.base_url);
+    format!(
+        "{}/web-pro/download-v2/?params={}&is_s3=0",
+        sh.base_url,
+        encode_query_value(&STANDARD.encode(hop))
+    )
+}
 
 /// `GET /web-pro/…`.
 pub fn handle(ctx: &Ctx, req: Request<Incoming>) -> Resp {
