@@ -99,6 +99,10 @@ pub struct ServerConfig {
     pub upstream_idle_timeout: Duration,
     /// Reverse proxies whose `X-Forwarded-For` names the real client (for the lockout).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Other names clients reach this server by (`host` or `host:port`, lower case): a COPY or
+    /// MOVE `Destination` naming one of them (or the request's `Host`, or `public_url`'s) is
+    /// this server; any other host is refused with 502.
+    pub host_aliases: Vec<String>,
 }
 
 #[derive(Clone)]

@@ -34,6 +34,7 @@ pub(super) struct RawServer {
     pub upstream_first_byte_timeout: Option<String>,
     pub upstream_idle_timeout: Option<String>,
     pub trusted_proxies: Option<Vec<String>>,
+    pub host_aliases: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

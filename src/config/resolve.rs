@@ -242,6 +242,28 @@ fn resolve_server(report: &mut Report, mut table: toml::Table, base_dir: &Path) 
             })
         })
         .collect();
+    let host_aliases = raw
+        .host_aliases
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, text)| {
+            let host = text.trim().to_ascii_lowercase();
+            let plain = !host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+            if plain {
+                Some(host)
+            } else {
+                report.add(
+                    format!("{}[{i}]", s.key("host_aliases")),
+                    format!("\"{text}\" is not a host name; write it as clients do in URLs, like \"dav.example.com\" or \"nas.local:8080\""),
+                );
+                None
+            }
+        })
+        .collect();
 
     ServerConfig {
         listen,
@@ -260,6 +282,7 @@ fn resolve_server(report: &mut Report, mut table: toml::Table, base_dir: &Path) 
         upstream_first_byte_timeout,
         upstream_idle_timeout,
         trusted_proxies,
+        host_aliases,
     }
 }
 
@@ -964,6 +987,9 @@ fn check_user_names(report: &mut Report, users: &[UserConfig]) {
 
 /// Checks that a password hash is an argon2 PHC string that can be verified. The message never
 /// includes the hash.
+/// The most memory (KiB) one password hash may ask argon2 for.
+const MAX_ARGON2_M_COST: u32 = 256 * 1024;
+
 pub(crate) fn check_password_hash(phc: &str) -> Result<(), String> {
     use argon2::password_hash::PasswordHash;
     let hash = PasswordHash::new(phc).map_err(|err| format!("not a PHC password hash ({err})"))?;
@@ -976,8 +1002,17 @@ pub(crate) fn check_password_hash(phc: &str) -> Result<(), String> {
     if hash.salt.is_none() || hash.hash.is_none() {
         return Err("has no salt or no hash value".to_string());
     }
-    argon2::Params::try_from(&hash)
+    let params = argon2::Params::try_from(&hash)
         .map_err(|err| format!("has invalid argon2 parameters ({err})"))?;
+    // Each check holds m KiB; two run at once. 256 MiB is far above what hash-password writes.
+    if params.m_cost() > MAX_ARGON2_M_COST {
+        return Err(format!(
+            "asks for {} MiB of memory per check (m={}); at most {} MiB is allowed: make a new hash with `pan123-webdav hash-password`",
+            params.m_cost() / 1024,
+            params.m_cost(),
+            MAX_ARGON2_M_COST / 1024
+        ));
+    }
     Ok(())
 }
 

@@ -79,6 +79,46 @@ pub fn note_profile<B>(req: &Request<B>, profile: &ClientProfile) {
     }
 }
 
+/// The methods this server knows by name. Any other is answered 501 before anything else and is
+/// counted and logged as `other`, so clients cannot grow the metrics or the log with names.
+const KNOWN_METHODS: [&str; 16] = [
+    "OPTIONS",
+    "GET",
+    "HEAD",
+    "POST",
+    "PUT",
+    "PATCH",
+    "DELETE",
+    "TRACE",
+    "CONNECT",
+    "PROPFIND",
+    "PROPPATCH",
+    "MKCOL",
+    "COPY",
+    "MOVE",
+    "LOCK",
+    "UNLOCK",
+];
+
+/// The method's name when it is a known one, else `None`.
+pub fn known_method(method: &http::Method) -> Option<&'static str> {
+    KNOWN_METHODS
+        .iter()
+        .copied()
+        .find(|m| *m == method.as_str())
+}
+
+/// The most characters of a client-chosen string (the path) written to a log line.
+const MAX_LOGGED_CHARS: usize = 512;
+
+/// `s` cut to `MAX_LOGGED_CHARS` characters, marked with `…` when it was cut.
+pub fn capped(s: &str) -> String {
+    match s.char_indices().nth(MAX_LOGGED_CHARS) {
+        Some((at, _)) => format!("{}…", &s[..at]),
+        None => s.to_string(),
+    }
+}
+
 /// A short request id: process-unique, increasing.
 pub fn next_request_id() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(1);
@@ -89,7 +129,9 @@ pub fn next_request_id() -> String {
 pub struct Line {
     pub id: String,
     pub peer: std::net::SocketAddr,
-    pub method: String,
+    /// A known method's name, or `other`.
+    pub method: &'static str,
+    /// Capped (`capped`).
     pub path: String,
     pub status: u16,
     pub started: Instant,
@@ -122,7 +164,7 @@ impl LoggedBody {
         tracing::info!(
             request_id = %line.id,
             peer = %line.peer,
-            method = %line.method,
+            method = line.method,
             path = %line.path,
             status = line.status,
             bytes = self.bytes,

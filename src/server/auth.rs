@@ -10,6 +10,11 @@
 //! * Verifications run on the blocking pool, at most `MAX_CONCURRENT_VERIFICATIONS` at a time,
 //!   so a flood of wrong passwords queues behind that cap instead of taking every core; users
 //!   whose check is remembered never wait in that queue.
+//! * Their working memory (`m` KiB per hash, 19 MiB by default) comes from a pool of at most
+//!   `MAX_CONCURRENT_VERIFICATIONS` buffers that are reused, never freed and allocated again:
+//!   fresh allocations of that size on ever-changing blocking threads leave one malloc arena
+//!   per thread holding its high-water mark, so a flood of wrong passwords grew the process
+//!   by hundreds of MiB that it never gave back.
 //! * An unknown user costs the same argon2 work as a known one (a dummy hash with the same
 //!   parameters), so response times do not tell which user names exist.
 //!
@@ -21,8 +26,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use argon2::password_hash::{Output, PasswordHash, PasswordVerifier};
-use argon2::Argon2;
+use argon2::password_hash::{Output, PasswordHash};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use http::HeaderValue;
@@ -113,6 +118,8 @@ struct Inner {
     mac_key: [u8; 32],
     remembered: moka::future::Cache<[u8; 32], Arc<User>>,
     permits: Arc<Semaphore>,
+    /// Argon2 working memory, one buffer per permit, reused (see the module comment).
+    memory: std::sync::Mutex<Vec<Vec<Block>>>,
     /// Argon2 verifications run so far.
     verifications: AtomicU64,
     /// Verifications running now, and the most seen at once.
@@ -157,6 +164,7 @@ impl Authenticator {
                     .max_capacity(REMEMBERED_MAX)
                     .build(),
                 permits: Arc::new(Semaphore::new(MAX_CONCURRENT_VERIFICATIONS)),
+                memory: std::sync::Mutex::new(Vec::new()),
                 verifications: AtomicU64::new(0),
                 running: AtomicUsize::new(0),
                 max_running: AtomicUsize::new(0),
@@ -236,9 +244,7 @@ impl Inner {
         let running = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_running.fetch_max(running, Ordering::SeqCst);
         self.verifications.fetch_add(1, Ordering::Relaxed);
-        let matched = PasswordHash::new(phc)
-            .and_then(|hash| Argon2::default().verify_password(password.as_bytes(), &hash))
-            .is_ok();
+        let matched = self.matches(phc, password.as_bytes());
         self.running.fetch_sub(1, Ordering::SeqCst);
         // Both facts combined without a branch on either alone.
         let ok = Choice::from(u8::from(matched)) & Choice::from(u8::from(account.is_some()));
@@ -246,6 +252,50 @@ impl Inner {
             Some(account) if bool::from(ok) => Ok(Arc::clone(&account.user)),
             _ => Err(Rejected),
         }
+    }
+
+    /// Does `password` hash to `phc`? Computed as argon2's own verification does, with working
+    /// memory from the pool; compared in constant time.
+    fn matches(&self, phc: &str, password: &[u8]) -> bool {
+        let Ok(hash) = PasswordHash::new(phc) else {
+            return false;
+        };
+        let (Some(salt), Some(expected)) = (hash.salt, hash.hash) else {
+            return false;
+        };
+        let Ok(params) = Params::try_from(&hash) else {
+            return false;
+        };
+        let Ok(algorithm) = Algorithm::try_from(hash.algorithm) else {
+            return false;
+        };
+        let version = match hash.version.map(Version::try_from).transpose() {
+            Ok(v) => v.unwrap_or_default(),
+            Err(_) => return false,
+        };
+        let mut salt_buf = [0u8; 64];
+        let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+            return false;
+        };
+        let mut blocks = self
+            .memory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+            .unwrap_or_default();
+        blocks.resize(params.block_count(), Block::default());
+        let mut out = vec![0u8; expected.len()];
+        let hashed = Argon2::new(algorithm, version, params).hash_password_into_with_memory(
+            password,
+            salt,
+            &mut out,
+            &mut blocks[..],
+        );
+        self.memory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(blocks);
+        hashed.is_ok() && Output::new(&out).is_ok_and(|out| out == expected)
     }
 }
 

@@ -201,10 +201,50 @@ pub fn healthz() -> Response<ResponseBody> {
     res
 }
 
-/// `/-/readyz`: each mount's token and upstream state and the upload queue; 200 when every
-/// mount is ready, 503 otherwise.
-pub fn readyz(state: &AppState) -> Response<ResponseBody> {
-    let (body, ready) = report(state);
+/// Who asks `/-/readyz`, and so how much the answer says.
+pub enum ReadyView<'a> {
+    /// Anyone: whether the server is ready, and counts of mounts and uploads. No mount path,
+    /// backend type or upstream message.
+    Public,
+    /// A signed-in user: the details of the mounts this user may see.
+    User(&'a super::auth::User),
+    /// The private `metrics_listen` address (without `metrics_auth`): every detail.
+    Operator,
+}
+
+/// `/-/readyz`: 200 when every mount is ready, 503 otherwise; the body says as much as `view`
+/// may know (each mount's token and upstream state and the upload queue, or only counts).
+pub fn readyz(state: &AppState, view: ReadyView<'_>) -> Response<ResponseBody> {
+    let (mut body, ready) = report(state);
+    match view {
+        ReadyView::Operator => {}
+        ReadyView::User(user) => {
+            if let Some(mounts) = body.get_mut("mounts").and_then(|m| m.as_array_mut()) {
+                mounts.retain(|m| {
+                    m.get("path")
+                        .and_then(|p| p.as_str())
+                        .is_some_and(|p| user.can_see(p))
+                });
+            }
+        }
+        ReadyView::Public => {
+            let mounts = body
+                .get("mounts")
+                .and_then(|m| m.as_array())
+                .map(|m| m.as_slice())
+                .unwrap_or_default();
+            let ready_mounts = mounts
+                .iter()
+                .filter(|m| m.get("ready").and_then(|r| r.as_bool()) == Some(true))
+                .count();
+            body = json!({
+                "ready": ready,
+                "mounts": mounts.len(),
+                "ready_mounts": ready_mounts,
+                "uploads": body.get("uploads").cloned().unwrap_or_default(),
+            });
+        }
+    }
     let mut res = Response::new(respond::full_body(body.to_string()));
     *res.status_mut() = if ready {
         StatusCode::OK
@@ -296,7 +336,27 @@ async fn route_on<B>(
 ) -> Option<Response<ResponseBody>> {
     let res = match rest {
         "healthz" => healthz(),
-        "readyz" => readyz(state),
+        "readyz" => {
+            let operator = own_listener && !state.metrics_auth;
+            let user = if operator {
+                None
+            } else {
+                match state
+                    .auth
+                    .check(req.headers().get(http::header::AUTHORIZATION))
+                    .await
+                {
+                    super::auth::AuthOutcome::Ok(user) => Some(user),
+                    _ => None,
+                }
+            };
+            let view = match &user {
+                _ if operator => ReadyView::Operator,
+                Some(user) => ReadyView::User(user),
+                None => ReadyView::Public,
+            };
+            readyz(state, view)
+        }
         "metrics" if state.metrics_elsewhere && !own_listener => return None,
         "metrics" => {
             if state.metrics_auth {
@@ -330,12 +390,8 @@ async fn route_on<B>(
         }
         _ => return None,
     };
-    if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
-        return Some(respond::status_text(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "Only GET and HEAD",
-            None,
-        ));
+    if !is_read(req) {
+        return Some(only_get_and_head());
     }
     Some(res)
 }
@@ -436,4 +492,12 @@ pub fn spawn_metrics_listener(listener: tokio::net::TcpListener, state: &Arc<App
             });
         }
     });
+}
+
+fn is_read<B>(req: &http::Request<B>) -> bool {
+    req.method() == http::Method::GET || req.method() == http::Method::HEAD
+}
+
+fn only_get_and_head() -> Response<ResponseBody> {
+    respond::status_text(StatusCode::METHOD_NOT_ALLOWED, "Only GET and HEAD", None)
 }

@@ -64,6 +64,7 @@ struct Metrics {
     uploads_failed: Gauge,
     uploads_completed: Gauge,
     upload_bytes: Gauge,
+    panics: Counter,
 }
 
 fn metrics() -> &'static Metrics {
@@ -83,6 +84,7 @@ fn metrics() -> &'static Metrics {
             uploads_failed: Gauge::default(),
             uploads_completed: Gauge::default(),
             upload_bytes: Gauge::default(),
+            panics: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -145,12 +147,24 @@ fn metrics() -> &'static Metrics {
             "Bytes sent to 123 and confirmed since start",
             m.upload_bytes.clone(),
         );
+        registry.register(
+            "request_panics",
+            "Requests whose handler panicked (answered 500; the process kept serving)",
+            m.panics.clone(),
+        );
         Metrics { registry, ..m }
     })
 }
 
-/// One answered request. `mount` is the mount's path (`/open`), or `""` outside any mount.
-pub fn request(method: &str, status: u16, mount: &str) {
+/// A request handler that panicked and was answered 500.
+pub fn request_panicked() {
+    metrics().panics.inc();
+}
+
+/// One answered request. `method` is one of a fixed set of names (`other` for the rest), so
+/// clients cannot grow the label set; `mount` is the mount's path (`/open`), or `""` outside any
+/// mount.
+pub fn request(method: &'static str, status: u16, mount: &str) {
     metrics()
         .requests
         .get_or_create(&RequestLabels {

@@ -15,6 +15,7 @@ pub mod profile;
 mod router;
 pub mod shutdown;
 mod tls;
+pub mod xml_body;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -31,6 +32,7 @@ use tokio::sync::watch;
 use crate::backend::open::client::OpenClients;
 use crate::backend::{Backend, UploadOptions};
 use crate::config::Config;
+use crate::download::respond;
 use crate::download::sign::UrlSigner;
 use crate::mount::{build_backends, build_mount, Mount, Writes};
 use crate::upload::{QueueConfig, UploadQueue};
@@ -62,6 +64,9 @@ pub struct AppState {
     pub metrics_elsewhere: bool,
     /// `[[clients]]`: per-User-Agent overrides, first match wins.
     pub clients: Vec<crate::config::ClientRule>,
+    /// `host[:port]` of `public_url` and `server.host_aliases`: names of this server that a
+    /// COPY or MOVE Destination may carry besides the request's own `Host`.
+    pub own_hosts: Vec<String>,
 }
 
 /// The HTTP client every upstream call shares. No overall timeout (a film streams for hours);
@@ -162,8 +167,28 @@ impl AppState {
             inflight: Arc::default(),
             lockout: lockout::Lockout::default(),
             trusted_proxies: config.server.trusted_proxies.clone(),
+            own_hosts: own_hosts(&config.server),
         })
     }
+}
+
+/// `public_url`'s authority and the configured aliases.
+fn own_hosts(server: &crate::config::ServerConfig) -> Vec<String> {
+    let public = server
+        .public_url
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+        .and_then(|u| {
+            let host = u.host_str()?.to_ascii_lowercase();
+            Some(match u.port() {
+                Some(p) => format!("{host}:{p}"),
+                None => host,
+            })
+        });
+    public
+        .into_iter()
+        .chain(server.host_aliases.iter().cloned())
+        .collect()
 }
 
 /// A server running in the background: its address and a way to stop it.
@@ -326,23 +351,35 @@ where
         async move {
             let guard = state.inflight.enter();
             let started = Instant::now();
-            let method = req.method().clone();
-            let path = req.uri().path().to_string();
+            let method = access::known_method(req.method());
+            let path = access::capped(req.uri().path());
             let note = access::Note::default();
-            let mut req = req;
-            req.extensions_mut().insert(note.clone());
-            req.extensions_mut().insert(lockout::Peer(peer));
-            let res = router::handle(state.clone(), req).await;
+            let res = match method {
+                // Unknown methods are answered before auth or routing: nothing of theirs is
+                // counted or logged by name.
+                None => respond::status_text(
+                    http::StatusCode::NOT_IMPLEMENTED,
+                    "Method not implemented",
+                    None,
+                ),
+                Some(name) => {
+                    let mut req = req;
+                    req.extensions_mut().insert(note.clone());
+                    req.extensions_mut().insert(lockout::Peer(peer));
+                    catching_panics(router::handle(state.clone(), req), name, &path).await
+                }
+            };
+            let method = method.unwrap_or("other");
             let status = res.status();
             let mount = note.mount_path();
-            metrics::request(method.as_str(), status.as_u16(), &mount);
+            metrics::request(method, status.as_u16(), &mount);
             if !mount.is_empty() {
                 health::observe(&state, &mount, status);
             }
             let line = access::Line {
                 id: access::next_request_id(),
                 peer,
-                method: method.to_string(),
+                method,
                 path,
                 status: status.as_u16(),
                 started,
@@ -364,6 +401,47 @@ where
     }
 }
 
+/// Answers with `handler`'s response; a panic anywhere in it becomes a 500 that closes the
+/// connection, with a log line and a metric, instead of an empty reply: the process and every
+/// other request keep going (shared state is poison-tolerant, so nothing is left unusable).
+async fn catching_panics<F>(
+    handler: F,
+    method: &'static str,
+    path: &str,
+) -> hyper::Response<crate::download::ResponseBody>
+where
+    F: std::future::Future<Output = hyper::Response<crate::download::ResponseBody>>,
+{
+    use futures_util::FutureExt;
+    match std::panic::AssertUnwindSafe(handler).catch_unwind().await {
+        Ok(res) => res,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(
+                method,
+                path,
+                panic = %access::capped(&message),
+                "a request handler panicked; answered 500"
+            );
+            metrics::request_panicked();
+            let mut res = respond::status_text(
+                http::StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal error",
+                None,
+            );
+            res.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+            res
+        }
+    }
+}
+
 /// Runs the server until SIGTERM or Ctrl-C, then stops gracefully.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let server = start(&config).await?;
@@ -379,4 +457,29 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     server.shutdown_gracefully(shutdown::DEFAULT_GRACE).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_answered_500_and_closes_the_connection() {
+        let res = catching_panics(
+            async {
+                if std::hint::black_box(true) {
+                    panic!("boom");
+                }
+                hyper::Response::new(respond::empty_body())
+            },
+            "GET",
+            "/x",
+        )
+        .await;
+        assert_eq!(res.status(), http::StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            res.headers().get(http::header::CONNECTION),
+            Some(&http::HeaderValue::from_static("close"))
+        );
+    }
 }

@@ -59,7 +59,7 @@ fn delivery(policy: DownloadPolicy, portable_links: bool, profile: ClientProfile
 /// Answers one request.
 pub async fn handle<B>(state: Arc<AppState>, req: Request<B>) -> Response<ResponseBody>
 where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let path = req.uri().path().to_string();
@@ -131,6 +131,11 @@ where
             return res;
         }
     };
+    // Before any XML parser sees the body (PROPFIND of an anonymous mount included).
+    let req = match super::xml_body::guard(req).await {
+        Ok(req) => req,
+        Err(res) => return res,
+    };
     let Some((mount, rest)) = route else {
         if segments.is_empty() {
             let visible: Vec<Arc<Mount>> = state
@@ -179,7 +184,12 @@ where
         "PROPFIND" => propfind(&mount, rest, req, ctx, &what).await,
         "PUT" | "PATCH" | "MKCOL" | "DELETE" | "MOVE" | "COPY" | "PROPPATCH" | "LOCK"
         | "UNLOCK" => {
-            if mount.read_only() {
+            // A COPY only reads its source: out of a read-only mount into a writable one is fine.
+            let copies_out = req.method().as_str() == "COPY"
+                && destination(req.headers())
+                    .and_then(|(_, dest)| state.route(&dest).map(|(m, _)| m))
+                    .is_some_and(|m| !Arc::ptr_eq(&m, &mount) && !m.read_only());
+            if mount.read_only() && !copies_out {
                 return status_text(StatusCode::FORBIDDEN, "This mount is read-only", None);
             }
             if !user.write {
@@ -232,6 +242,13 @@ where
             }
         }
     }
+    if rest.is_empty() && matches!(method.as_str(), "MOVE" | "DELETE") {
+        return status_text(
+            StatusCode::FORBIDDEN,
+            "A mount's root cannot be moved or deleted",
+            None,
+        );
+    }
     if method == "MOVE" || method == "COPY" {
         let overwrite = req
             .headers()
@@ -240,13 +257,31 @@ where
         if overwrite.is_some_and(|v| v != b"T" && v != b"F") {
             return status_text(StatusCode::BAD_REQUEST, "Overwrite must be T or F", None);
         }
-        let Some(dest) = destination(req.headers()) else {
+        let Some((authority, dest)) = destination(req.headers()) else {
             return status_text(
                 StatusCode::BAD_REQUEST,
                 "Missing or invalid Destination header",
                 None,
             );
         };
+        if let Some(authority) = authority {
+            if !state.is_own_host(&authority, req.headers().get(http::header::HOST)) {
+                // RFC 4918 9.8.4 / 9.9.4: a destination on another server may be refused with 502.
+                return status_text(
+                    StatusCode::BAD_GATEWAY,
+                    "The destination is on another server",
+                    None,
+                );
+            }
+        }
+        // Neither the server's root nor a mount's can be replaced (dav-server would panic).
+        if dest.is_empty() || state.route(&dest).is_some_and(|(_, r)| r.is_empty()) {
+            return status_text(
+                StatusCode::FORBIDDEN,
+                "A mount's root cannot be the destination",
+                None,
+            );
+        }
         match state.route(&dest) {
             Some((m, dest_rest)) if Arc::ptr_eq(&m, mount) => {
                 if let Some((name, parent)) = dest_rest.split_last() {
@@ -334,28 +369,62 @@ fn valid_name(name: &str) -> Result<(), Box<Response<ResponseBody>>> {
         .map_err(|e| Box::new(status_text(StatusCode::BAD_REQUEST, &e.to_string(), None)))
 }
 
-/// The decoded segments of the Destination header's path.
+/// The Destination header's authority (`host[:port]`, when it is an absolute URL) and the
+/// decoded segments of its path.
 ///
 /// The path is taken as sent, not normalised by a URL parser (which would resolve `%2e%2e`
 /// before we see it): `paths::decode` refuses every dot-segment and encoded slash, so no
 /// Destination can climb out of its mount.
-fn destination(headers: &http::HeaderMap) -> Option<Vec<String>> {
+fn destination(headers: &http::HeaderMap) -> Option<(Option<String>, Vec<String>)> {
     let raw = headers.get("Destination")?.to_str().ok()?;
-    let path = match raw.split_once("://") {
+    let (authority, path) = match raw.split_once("://") {
         Some((scheme, rest))
             if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") =>
         {
-            &rest[rest.find('/')?..]
+            let slash = rest.find('/')?;
+            // Credentials in the URL (`user@host`) name no other host.
+            let authority = rest[..slash].rsplit('@').next().unwrap_or("");
+            (Some(authority.to_ascii_lowercase()), &rest[slash..])
         }
         Some(_) => return None,
-        None if raw.starts_with('/') => raw,
+        None if raw.starts_with('/') => (None, raw),
         None => return None,
     };
     let path = path.split(['?', '#']).next().unwrap_or("");
-    paths::decode(path).ok()
+    paths::decode(path).ok().map(|segs| (authority, segs))
+}
+
+/// Splits `host[:port]` (IPv6 in brackets) into a lower-case host and its port, if written.
+fn host_and_port(authority: &str) -> (String, Option<&str>) {
+    let (host, port) = match authority.rfind(':') {
+        Some(i) if !authority[i..].contains(']') => (&authority[..i], Some(&authority[i + 1..])),
+        _ => (authority, None),
+    };
+    (host.to_ascii_lowercase(), port.filter(|p| !p.is_empty()))
+}
+
+/// Do two authorities name the same server? The same host, and the same port when both say
+/// one (a URL without a port means the scheme's default, which the other side may spell out).
+fn same_authority(a: &str, b: &str) -> bool {
+    let (host_a, port_a) = host_and_port(a);
+    let (host_b, port_b) = host_and_port(b);
+    host_a == host_b
+        && match (port_a, port_b) {
+            (Some(x), Some(y)) => x == y,
+            _ => true,
+        }
 }
 
 impl AppState {
+    /// Is `authority` (a Destination's `host[:port]`) this server: the request's `Host`,
+    /// `public_url`'s host or one of `server.host_aliases`?
+    fn is_own_host(&self, authority: &str, host: Option<&HeaderValue>) -> bool {
+        host.and_then(|h| h.to_str().ok())
+            .into_iter()
+            .chain(self.own_hosts.iter().map(String::as_str))
+            .any(|own| same_authority(authority, own))
+    }
+
     /// The mount a path belongs to and the segments below it.
     fn route<'a>(&self, segments: &'a [String]) -> Option<(Arc<Mount>, &'a [String])> {
         if let Some(m) = self.mounts.iter().find(|m| m.name().is_empty()) {
@@ -792,6 +861,34 @@ fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn authorities() {
+        assert!(same_authority("dav.example.com", "DAV.example.com:443"));
+        assert!(same_authority("127.0.0.1:8080", "127.0.0.1:8080"));
+        assert!(!same_authority("127.0.0.1:8080", "127.0.0.1:9090"));
+        assert!(!same_authority("evil.example.com", "dav.example.com"));
+        assert!(same_authority("[::1]:8080", "[::1]:8080"));
+        assert!(same_authority("[::1]", "[::1]:8080"));
+        assert!(!same_authority("[::1]:8080", "[::2]:8080"));
+    }
+
+    #[test]
+    fn destination_header() {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            "Destination",
+            HeaderValue::from_static("http://u:p@Host:80/a/b"),
+        );
+        assert_eq!(
+            destination(&h),
+            Some((Some("host:80".into()), vec!["a".into(), "b".into()]))
+        );
+        h.insert("Destination", HeaderValue::from_static("/a/"));
+        assert_eq!(destination(&h), Some((None, vec!["a".into()])));
+        h.insert("Destination", HeaderValue::from_static("ftp://host/a"));
+        assert_eq!(destination(&h), None);
+    }
 
     #[test]
     fn delivery_table() {
