@@ -49,7 +49,7 @@ pub fn error_response(e: &Error, what: &str) -> Response<ResponseBody> {
             Error::Upstream { trace_id, .. } => trace_id.as_str(),
             _ => "",
         };
-        tracing::warn!(what, status = status.as_u16(), error = %e, trace_id, "upstream trouble");
+        tracing::warn!(what = %super::access::capped(what), status = status.as_u16(), error = %e, trace_id, "upstream trouble");
     }
     status_text(status, &text, retry)
 }

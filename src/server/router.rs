@@ -777,7 +777,7 @@ async fn proxy_file<B>(
         Ok(res) => res,
         Err(crate::download::proxy::ProxyError::Link(e)) => error_response(&e, what),
         Err(e) => {
-            tracing::warn!(what, error = %e, "proxy failed");
+            tracing::warn!(what = %super::access::capped(what), error = %e, "proxy failed");
             status_text(e.status(), "The upstream download failed", e.retry_after())
         }
     }
