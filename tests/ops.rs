@@ -143,13 +143,17 @@ async fn metrics_count_a_scripted_session() {
     assert!(after.contains_key("pan123_proxy_active_streams"));
 }
 
+/// `/-/readyz` as a signed-in user (the details); strangers get only counts.
 async fn readyz(env: &TestEnv) -> (u16, serde_json::Value) {
-    let res = env
+    let public = env
         .client
         .get(env.url("/-/readyz"))
         .send()
         .await
-        .expect("readyz");
+        .expect("readyz without auth");
+    let public: serde_json::Value = public.json().await.expect("public readyz is JSON");
+    assert!(public["mounts"].is_number(), "{public}");
+    let res = env.req("GET", "/-/readyz").send().await.expect("readyz");
     let status = res.status().as_u16();
     let text = res.text().await.expect("readyz body");
     assert!(!text.contains(&env.emu.client_secret()), "{text}");

@@ -230,12 +230,7 @@ async fn risk_control_leaves_the_mount_unready_and_other_mounts_working() {
     // The start-up probe's login is refused; readiness names 123's message.
     let mut report = serde_json::Value::Null;
     for _ in 0..400 {
-        let res = env
-            .client
-            .get(env.url("/-/readyz"))
-            .send()
-            .await
-            .expect("readyz");
+        let res = env.req("GET", "/-/readyz").send().await.expect("readyz");
         let status = res.status().as_u16();
         report = res.json().await.expect("readyz json");
         if status == 503 && report.to_string().contains(RISK) {
@@ -279,8 +274,7 @@ async fn risk_control_leaves_the_mount_unready_and_other_mounts_working() {
     let (status, body) = env.propfind("/w/", "1").await;
     assert_eq!(status, 207, "{body}");
     let report: serde_json::Value = env
-        .client
-        .get(env.url("/-/readyz"))
+        .req("GET", "/-/readyz")
         .send()
         .await
         .expect("readyz")
