@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod skips;
 pub mod tools;
 pub mod web_api;
 
