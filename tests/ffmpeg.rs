@@ -106,6 +106,7 @@ async fn probe_and_decode_a_middle_frame_through_every_policy() {
     }
 
     for mount in ["p", "r", "u"] {
+        let before = get_counts(&env, mount).await;
         let url = authed_url(&env, &format!("/{mount}/films/clip.mp4"));
         let args: Vec<String> = [
             "-v",
@@ -142,5 +143,57 @@ async fn probe_and_decode_a_middle_frame_through_every_policy() {
             frame == local,
             "/{mount}: the frame at 2 s differs from the local decode"
         );
+        // ffmpeg itself was streamed through the gateway, never redirected.
+        let after = get_counts(&env, mount).await;
+        assert_eq!(
+            after.redirected, before.redirected,
+            "/{mount}: Lavf was redirected"
+        );
+        assert!(
+            after.streamed > before.streamed,
+            "/{mount}: no GET answered with bytes ({before:?} then {after:?})"
+        );
     }
+}
+
+/// GETs of one mount answered so far, from the gateway's metrics.
+#[derive(Debug, Clone, Copy, Default)]
+struct GetCounts {
+    /// 302s.
+    redirected: u64,
+    /// 200s and 206s.
+    streamed: u64,
+}
+
+async fn get_counts(env: &TestEnv, mount: &str) -> GetCounts {
+    let text = env
+        .client
+        .get(env.url("/-/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics body");
+    let mut counts = GetCounts::default();
+    let mount_label = format!("mount=\"/{mount}\"");
+    for line in text.lines() {
+        if !line.starts_with("pan123_http_requests_total{")
+            || !line.contains("method=\"GET\"")
+            || !line.contains(&mount_label)
+        {
+            continue;
+        }
+        let n: u64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if line.contains("status=\"302\"") {
+            counts.redirected += n;
+        } else if line.contains("status=\"200\"") || line.contains("status=\"206\"") {
+            counts.streamed += n;
+        }
+    }
+    counts
 }
