@@ -530,15 +530,17 @@ async fn web_daily_traffic_exceeded_is_503_until_midnight_china_time() {
     let env = env(cfg).await;
     // The first download uses up the (tiny) daily quota; the next link is refused with 5113.
     get_ok(&env, "/w/f00.bin", "/lib/f00.bin").await;
+    let sent = env.emu.now();
     let Got {
         status,
         retry,
         body,
         ..
     } = get(&env, "/w/f01.bin").await;
+    let answered = env.emu.now();
     assert_eq!(status, 503);
     let retry: u64 = retry.parse().expect("Retry-After in seconds");
-    assert!(retry > 0 && retry <= 86_400, "{retry}");
+    assert_until_china_midnight(retry, sent, answered);
     assert!(String::from_utf8_lossy(&body).contains("traffic"));
     assert_eq!(env.emu.stats().calls(WEB_INFO), 2, "5113 is not retried");
 }

@@ -321,3 +321,23 @@ impl Drop for GatewayProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Seconds from `unix` to the next midnight in China (UTC+8), when 123's daily quota resets.
+pub fn seconds_to_china_midnight(unix: i64) -> i64 {
+    const DAY: i64 = 86_400;
+    DAY - (unix + 8 * 3600).rem_euclid(DAY)
+}
+
+/// Asserts a `Retry-After` of "until midnight China time" for a request sent at `sent` and
+/// answered at `answered` (the emulator's Unix time, without an offset the gateway's too),
+/// within a second.
+#[track_caller]
+pub fn assert_until_china_midnight(retry: u64, sent: i64, answered: i64) {
+    let latest = seconds_to_china_midnight(sent) + 1;
+    let earliest = seconds_to_china_midnight(answered) - 1;
+    let retry = retry as i64;
+    assert!(
+        (earliest..=latest).contains(&retry),
+        "Retry-After {retry}, expected {earliest}..={latest}"
+    );
+}
