@@ -449,35 +449,33 @@ async fn check_probe_and_healthcheck_subcommands() {
     let env = TestEnv::start(EmulatorConfig::default(), |emu| {
         emu.put_file("/a.txt", "a");
         emu.put_file("/b.txt", "b");
-        format!(
-            "{}{}",
-            open_mount("/m", "proxy", ""),
-            open_mount("/n", "proxy", "root_id = 424242")
-        )
+        open_mount("/m", "proxy", "")
     })
     .await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("config.toml");
-    let text = format!(
-        "[server]\nstate_dir = \"{}\"\n\n{}",
-        dir.path().join("state").display(),
-        open_mount("/m", "proxy", "")
-            .replace("{api}", &env.emu.base_url())
-            .replace("{id}", &env.emu.client_id())
-            .replace("{secret}", &env.emu.client_secret())
-            .replace("proxy_url = \"{self}\"\n", "")
-    );
-    std::fs::write(&config, text).expect("write config");
     let bin = env!("CARGO_BIN_EXE_pan123-webdav");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(bin)
-            .args(["check", "--probe", "-c"])
-            .arg(&config)
-            .output()
-            .expect("check runs")
-    })
-    .await
-    .expect("join");
+    // `check --probe` with these mounts: its exit status and output.
+    let probe = |name: &str, mounts: String| {
+        let config = dir.path().join(name);
+        let text = format!(
+            "[server]\nstate_dir = \"{}\"\n\n{}",
+            dir.path().join("state").display(),
+            mounts
+                .replace("{api}", &env.emu.base_url())
+                .replace("{id}", &env.emu.client_id())
+                .replace("proxy_url = \"{self}\"\n", "")
+        );
+        std::fs::write(&config, text).expect("write config");
+        tokio::task::spawn_blocking(move || {
+            Command::new(bin)
+                .args(["check", "--probe", "-c"])
+                .arg(&config)
+                .output()
+                .expect("check runs")
+        })
+    };
+    let good = open_mount("/m", "proxy", "").replace("{secret}", &env.emu.client_secret());
+    let out = probe("good.toml", good.clone()).await.expect("join");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         out.status.success(),
@@ -489,6 +487,26 @@ async fn check_probe_and_healthcheck_subcommands() {
         .find(|l| l.starts_with("probe /m: OK, 2 entries in the root, "))
         .unwrap_or_else(|| panic!("no probe line in:\n{stdout}"));
     assert!(line.ends_with(" ms"), "{line}");
+    // A mount whose credentials 123 refuses fails the probe: exit 1, the good mount still OK.
+    let bad = open_mount("/bad", "proxy", "")
+        .replace("{id}", "unknown-client")
+        .replace("{secret}", "not-the-secret");
+    let out = probe("bad.toml", format!("{good}{bad}"))
+        .await
+        .expect("join");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with("probe /m: OK")),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("probe /bad: FAILED after ")),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("not-the-secret"), "{stdout}");
 
     let url = env.url("/-/healthz");
     let ok = tokio::task::spawn_blocking(move || {

@@ -99,6 +99,25 @@ async fn sigterm_drains_in_flight_requests_and_keeps_the_queue() {
         .status()
         .expect("kill");
     assert!(killed.success());
+    // While the downloads are still running, new connections are already refused.
+    let mut refused = false;
+    for _ in 0..100 {
+        if client
+            .request(reqwest::Method::OPTIONS, format!("{base}/"))
+            .send()
+            .await
+            .is_err()
+        {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refused, "still accepting new connections after SIGTERM");
+    assert!(
+        gw.child.try_wait().expect("wait").is_none(),
+        "the gateway exited before its downloads finished"
+    );
     while let Some(chunk) = download
         .chunk()
         .await
