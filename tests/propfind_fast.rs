@@ -2,7 +2,9 @@
 //! body) says exactly what dav-server says for the same request (an explicit `<allprop/>`
 //! body, which always goes to dav-server): same responses, hrefs, properties, values and
 //! statuses, compared parsed, for the client profiles and mount kinds that change the answer,
-//! and for the cases where the fast path must decline (dead properties, locks).
+//! and for the cases where the fast path must decline (dead properties, locks). Which writer
+//! answered each request is read from `pan123_propfind_answers_total` and asserted, so a fast
+//! path that silently stopped answering fails here.
 
 mod common;
 
@@ -114,10 +116,68 @@ async fn propfind(env: &TestEnv, path: &str, ua: &str, body: Option<&str>) -> An
     }
 }
 
-/// The body-less PROPFIND and the `<allprop/>` one agree; returns the body-less body.
-async fn same(env: &TestEnv, path: &str, ua: &str) -> String {
+/// The tests of this file one at a time: the writer counts are process-wide.
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Which writer answered a PROPFIND (from the gateway's metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writer {
+    Direct,
+    DavServer,
+}
+
+/// PROPFIND answers so far, by writer: (direct, dav-server).
+async fn writer_counts(env: &TestEnv) -> (u64, u64) {
+    let text = env
+        .client
+        .get(env.url("/-/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics body");
+    let count = |writer: &str| {
+        text.lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "pan123_propfind_answers_total{{writer=\"{writer}\"}}"
+                ))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (count("direct"), count("dav-server"))
+}
+
+/// The writer of the one PROPFIND sent between the two counts.
+fn writer_between(before: (u64, u64), after: (u64, u64)) -> Writer {
+    match (after.0 - before.0, after.1 - before.1) {
+        (1, 0) => Writer::Direct,
+        (0, 1) => Writer::DavServer,
+        other => panic!("one PROPFIND was counted as {other:?}"),
+    }
+}
+
+/// The body-less PROPFIND and the `<allprop/>` one agree; `fast_writer` answered the first
+/// (dav-server always answers the second). Returns the body-less body.
+async fn same(env: &TestEnv, path: &str, ua: &str, fast_writer: Writer) -> String {
+    let before = writer_counts(env).await;
     let fast = propfind(env, path, ua, None).await;
+    let middle = writer_counts(env).await;
     let slow = propfind(env, path, ua, Some(ALLPROP)).await;
+    let after = writer_counts(env).await;
+    assert_eq!(
+        writer_between(before, middle),
+        fast_writer,
+        "{path} {ua}: without a body"
+    );
+    assert_eq!(
+        writer_between(middle, after),
+        Writer::DavServer,
+        "{path} {ua}: <allprop/>"
+    );
     assert_eq!(fast.status, 207, "{path} {ua}: {}", fast.body);
     assert_eq!(slow.status, 207, "{path} {ua}: {}", slow.body);
     assert_eq!(fast.content_type, slow.content_type, "{path} {ua}");
@@ -142,6 +202,7 @@ const AGENTS: &[&str] = &[
 
 #[tokio::test]
 async fn the_direct_listing_equals_dav_servers() {
+    let _turn = TURN.lock().await;
     let env = env().await;
     for ua in AGENTS {
         for path in [
@@ -153,18 +214,19 @@ async fn the_direct_listing_equals_dav_servers() {
             "/ro/",
             "/rw/d/sub%20folder/",
         ] {
-            let body = same(&env, path, ua).await;
+            let body = same(&env, path, ua, Writer::Direct).await;
             assert!(body.contains("<D:response>"), "{path}: {body}");
         }
     }
     // Every name made it, with its checksum.
-    let body = same(&env, "/rw/d/", "x").await;
+    let body = same(&env, "/rw/d/", "x", Writer::Direct).await;
     assert_eq!(responses(&body), 1 + NAMES.len() + 3, "{body}");
     assert!(body.contains("MD5:"), "{body}");
 }
 
 #[tokio::test]
 async fn client_times_and_declined_cases_agree_too() {
+    let _turn = TURN.lock().await;
     let env = env().await;
     // A client modification time (kept locally) shows in both.
     let res = env
@@ -175,7 +237,7 @@ async fn client_times_and_declined_cases_agree_too() {
         .await
         .expect("put");
     assert!(res.status().is_success(), "{}", res.status());
-    let body = same(&env, "/rw/d/", "x").await;
+    let body = same(&env, "/rw/d/", "x", Writer::Direct).await;
     assert!(body.contains("2017"), "{body}");
 
     // Client junk kept locally (Explorer's Thumbs.db): listed for its user, whatever the
@@ -190,7 +252,7 @@ async fn client_times_and_declined_cases_agree_too() {
         .expect("put junk");
     assert!(res.status().is_success(), "{}", res.status());
     for ua in AGENTS {
-        let body = same(&env, "/rw/d/", ua).await;
+        let body = same(&env, "/rw/d/", ua, Writer::DavServer).await;
         assert!(body.contains("Thumbs.db"), "{ua}: {body}");
     }
 
@@ -203,7 +265,7 @@ async fn client_times_and_declined_cases_agree_too() {
         .await
         .expect("proppatch");
     assert_eq!(res.status().as_u16(), 207);
-    let body = same(&env, "/rw/d/", "x").await;
+    let body = same(&env, "/rw/d/", "x", Writer::DavServer).await;
     assert!(body.contains("red"), "{body}");
 
     // A lock on a child: its lockdiscovery is not empty, in both.
@@ -217,8 +279,8 @@ async fn client_times_and_declined_cases_agree_too() {
         .expect("lock");
     assert_eq!(res.status().as_u16(), 200);
     for ua in AGENTS {
-        let body = same(&env, "/rw/d/sub%20folder/", ua).await;
+        let body = same(&env, "/rw/d/sub%20folder/", ua, Writer::DavServer).await;
         assert!(body.contains("activelock"), "{body}");
-        same(&env, "/rw/d/", ua).await;
+        same(&env, "/rw/d/", ua, Writer::DavServer).await;
     }
 }

@@ -65,6 +65,12 @@ struct Metrics {
     uploads_completed: Gauge,
     upload_bytes: Gauge,
     panics: Counter,
+    propfind_writers: Family<WriterLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WriterLabels {
+    writer: &'static str,
 }
 
 fn metrics() -> &'static Metrics {
@@ -85,6 +91,7 @@ fn metrics() -> &'static Metrics {
             uploads_completed: Gauge::default(),
             upload_bytes: Gauge::default(),
             panics: Counter::default(),
+            propfind_writers: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -152,8 +159,22 @@ fn metrics() -> &'static Metrics {
             "Requests whose handler panicked (answered 500; the process kept serving)",
             m.panics.clone(),
         );
+        registry.register(
+            "propfind_answers",
+            "PROPFIND answers by the writer that produced them: direct (one pass from the \
+             listing) or dav-server",
+            m.propfind_writers.clone(),
+        );
         Metrics { registry, ..m }
     })
+}
+
+/// Which writer answered a PROPFIND: `direct` or `dav-server`.
+pub fn propfind_answered(writer: &'static str) {
+    metrics()
+        .propfind_writers
+        .get_or_create(&WriterLabels { writer })
+        .inc();
 }
 
 /// A request handler that panicked and was answered 500.

@@ -580,11 +580,13 @@ where
                     crate::dav::multistatus::depth_one_allprop(mount, &ctx, req.uri().path(), ua)
                         .await
                 {
+                    super::metrics::propfind_answered("direct");
                     return res;
                 }
             }
         }
     }
+    super::metrics::propfind_answered("dav-server");
     dav_mount(mount, ctx, req).await
 }
 
