@@ -1,5 +1,7 @@
-//! 123 unreachable (issue 14): refusing connections (nothing listening). Writes answer 502/503
-//! like reads, never 500.
+//! 123 unreachable (issue 14): hanging (accepting connections, never answering) or refusing
+//! connections (nothing listening). Every request meets one overall upstream deadline
+//! (`server.upstream_deadline`) across all its retries and answers 503/504 with Retry-After;
+//! writes answer 502/503 like reads, never 500.
 //!
 //! Its own test binary: the upstream timeouts are process-wide (the first gateway started in a
 //! process sets them), so every test here uses the same `SERVER` keys. The first-byte timeout
@@ -13,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::web_api::*;
 use common::*;
-use pan123_emulator::{Emulator, EmulatorConfig};
+use pan123_emulator::{Emulator, EmulatorConfig, FaultKind};
 
 const SHARE_KEY: &str = "unreachable-Key";
 const SERVER: &str = "upstream_deadline = \"2s\"\nready_probe_interval = \"1h\"\n";
@@ -26,7 +28,7 @@ async fn env() -> TestEnv {
     let env = TestEnv::start_full(
         EmulatorConfig::default(),
         |emu| {
-            for d in ["d1", "d2"] {
+            for d in ["d1", "d2", "d3"] {
                 emu.put_file(&format!("/lib/{d}/x.txt"), d);
             }
             for f in ["a", "b", "c", "e", "f", "g"] {
@@ -110,6 +112,55 @@ fn requests(env: &TestEnv, m: &str, writes: bool) -> Vec<(String, reqwest::Reque
         ));
     }
     out
+}
+
+#[tokio::test]
+async fn a_hanging_upstream_is_503_within_the_deadline() {
+    let env = env().await;
+    env.emu.inject(pan123_emulator::Fault {
+        endpoint: "*".into(),
+        kind: FaultKind::Hang { count: 100_000 },
+    });
+    let mut all = requests(&env, "/m", true);
+    all.extend(requests(&env, "/w", true));
+    all.extend(requests(&env, "/s", false));
+    let answers = futures_util::future::join_all(
+        all.into_iter()
+            .map(|(what, rb)| async { (ask(&what, rb).await, what) }),
+    )
+    .await;
+    for ((status, retry), what) in answers {
+        assert!(status == 503 || status == 504, "{what}: {status}");
+        assert!(!retry.is_empty(), "{what}: Retry-After");
+    }
+    // Nothing was changed meanwhile, and 123 back is 123 back (a folder no request touched).
+    env.emu.clear_faults();
+    assert!(env.emu.lookup("/lib/b.bin").is_some());
+    assert!(env.emu.lookup("/lib/new").is_none());
+    let (status, body) = guard("d2", env.propfind("/m/d2/", "1")).await;
+    assert_eq!(status, 207, "{body}");
+    // A token refresh that hangs meets the same deadline (the token expired; only the token
+    // endpoint hangs). Last: the listing fetch this starts keeps waiting for its token in the
+    // background, bounded by the first-byte timeout, not by this request's deadline.
+    env.emu.expire_tokens();
+    env.emu.inject(pan123_emulator::Fault {
+        endpoint: "/api/v1/access_token".into(),
+        kind: FaultKind::Hang { count: 100_000 },
+    });
+    let (read, write) = tokio::join!(
+        ask(
+            "PROPFIND /m/d3/ (token refresh hangs)",
+            env.req("PROPFIND", "/m/d3/").header("Depth", "1"),
+        ),
+        ask(
+            "MKCOL /m/new2 (token refresh hangs)",
+            env.req("MKCOL", "/m/new2")
+        ),
+    );
+    for (status, retry) in [read, write] {
+        assert!(status == 503 || status == 504, "token refresh: {status}");
+        assert!(!retry.is_empty(), "token refresh: Retry-After");
+    }
 }
 
 #[tokio::test]

@@ -2,7 +2,8 @@
 //! and the shared state every request reads.
 //!
 //! Every connection is bounded: the per-address cap and the header and keep-alive timeouts
-//! (`conn`), and the request body's idle limit (`body`).
+//! (`conn`), the request body's idle limit (`body`), and one upstream deadline per request
+//! (`backend::deadline`).
 
 mod access;
 mod across;
@@ -75,6 +76,8 @@ pub struct AppState {
     pub limits: conn::ClientLimits,
     /// Live connections per client address.
     pub per_ip: Arc<conn::PerIp>,
+    /// How long one request may spend on 123 in all (`server.upstream_deadline`).
+    pub upstream_deadline: Duration,
 }
 
 /// The HTTP client every upstream call shares. No overall timeout (a film streams for hours);
@@ -182,6 +185,7 @@ impl AppState {
                 connections_per_ip: config.server.connections_per_ip,
             },
             per_ip: Arc::default(),
+            upstream_deadline: config.server.upstream_deadline,
         })
     }
 }
@@ -391,7 +395,11 @@ async fn serve_connection<I>(
             );
             req.extensions_mut().insert(note.clone());
             req.extensions_mut().insert(lockout::Peer(peer));
-            let res = router::handle(state.clone(), req).await;
+            let res = crate::backend::deadline::scope(
+                state.upstream_deadline,
+                router::handle(state.clone(), req),
+            )
+            .await;
             // A body the client failed to send is the client's error, whatever the handler
             // made of it.
             let res = fate.answer(res, http1);
