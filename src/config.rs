@@ -54,6 +54,18 @@ pub const DEFAULT_UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_UPSTREAM_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default `server.upstream_idle_timeout`.
 pub const DEFAULT_UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default `server.upstream_deadline`.
+pub const DEFAULT_UPSTREAM_DEADLINE: Duration = Duration::from_secs(30);
+/// Default `server.header_timeout`.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `server.keepalive_timeout`.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default `server.body_idle_timeout`.
+pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default `server.connections_per_ip`.
+pub const DEFAULT_CONNECTIONS_PER_IP: usize = 64;
+/// Largest `server.connections_per_ip` accepted.
+pub const MAX_CONNECTIONS_PER_IP: usize = 100_000;
 
 /// A validated configuration.
 #[derive(Clone, Debug)]
@@ -97,12 +109,24 @@ pub struct ServerConfig {
     pub upstream_first_byte_timeout: Duration,
     /// How long a download may stall mid-body before the client's connection is cut.
     pub upstream_idle_timeout: Duration,
-    /// Reverse proxies whose `X-Forwarded-For` names the real client (for the lockout).
+    /// Reverse proxies whose `X-Forwarded-For` names the real client (for the lockout); the
+    /// per-address connection cap does not apply to them.
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Other names clients reach this server by (`host` or `host:port`, lower case): a COPY or
     /// MOVE `Destination` naming one of them (or the request's `Host`, or `public_url`'s) is
     /// this server; any other host is refused with 502.
     pub host_aliases: Vec<String>,
+    /// How long one request may spend on 123 in all, retries included.
+    pub upstream_deadline: Duration,
+    /// How long a client may take to send a request's headers (from its first byte; on a new
+    /// connection, from the connection).
+    pub header_timeout: Duration,
+    /// How long a connection with no request in flight stays open.
+    pub keepalive_timeout: Duration,
+    /// A request body that delivers less than 1 KiB in this long is cut (408).
+    pub body_idle_timeout: Duration,
+    /// Connections one client address may hold at once.
+    pub connections_per_ip: usize,
 }
 
 #[derive(Clone)]

@@ -282,6 +282,31 @@ async fn a_web_mount_resists_traversal_and_absurd_ranges() {
     assert!(env.emu.lookup("/lib/evil.txt").is_none());
 }
 
+/// A chunked PUT body whose chunk size is not hexadecimal is the client's mistake: 400, not a
+/// 502 that blames 123. Nothing is stored, and the server keeps serving.
+#[tokio::test]
+async fn a_malformed_chunk_size_is_400() {
+    let env = env().await;
+    for body in ["zz\r\nabc\r\n0\r\n\r\n", "3\r\nabc\r\n-1\r\nx\r\n0\r\n\r\n"] {
+        let req = format!(
+            "PUT /m/chunked.txt HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{body}",
+            auth()
+        );
+        let code = raw(&env, req.as_bytes()).await;
+        assert_eq!(code, 400, "{body:?}");
+    }
+    assert!(env.emu.lookup("/lib/chunked.txt").is_none());
+    assert_eq!(
+        env.req("GET", "/m/a.txt")
+            .send()
+            .await
+            .expect("get")
+            .status()
+            .as_u16(),
+        200
+    );
+}
+
 #[tokio::test]
 async fn repeated_wrong_credentials_lock_the_client_out() {
     let env = env().await;

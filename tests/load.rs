@@ -59,37 +59,43 @@ async fn two_hundred_clients_get_no_gateway_errors() {
         ..EmulatorConfig::default()
     };
     cfg.switches.complete_poll_interval = Duration::ZERO;
-    let env = TestEnv::start(cfg, |emu| {
-        for i in 0..FILES {
-            let name = format!("d{}/f{i}.bin", i % 4);
-            emu.put_file(&format!("/lib/{name}"), bytes_of(50_000, i as u8));
-            emu.put_file(&format!("/direct/{name}"), bytes_of(50_000, i as u8));
-        }
-        emu.mkdir_p("/lib/up");
-        emu.add_share(SHARE_KEY, None, "/lib");
-        let id = emu.lookup("/lib").map(|e| e.id).unwrap_or(0);
-        let urls: String = (0..4)
-            .map(|d| {
-                let files: String = (0..FILES)
-                    .filter(|i| i % 4 == d)
-                    .map(|i| {
-                        format!(
-                            "  50000:{}\n",
-                            direct_url(emu, &format!("/direct/d{d}/f{i}.bin"))
-                        )
-                    })
-                    .collect();
-                format!("d{d}:\n{files}")
-            })
-            .collect();
-        format!(
-            "{}{}{}{}",
-            open_mount("/m", "proxy", &format!("root_id = {id}")),
-            web_mount("/w", "proxy", &format!("root_id = {id}")),
-            share_mount("/s", "proxy", SHARE_KEY, None, ""),
-            link_mount("/l", "proxy", &urls, "")
-        )
-    })
+    // All 200 clients share one address (loopback): lift the per-address connection cap.
+    let env = TestEnv::start_full(
+        cfg,
+        |emu| {
+            for i in 0..FILES {
+                let name = format!("d{}/f{i}.bin", i % 4);
+                emu.put_file(&format!("/lib/{name}"), bytes_of(50_000, i as u8));
+                emu.put_file(&format!("/direct/{name}"), bytes_of(50_000, i as u8));
+            }
+            emu.mkdir_p("/lib/up");
+            emu.add_share(SHARE_KEY, None, "/lib");
+            let id = emu.lookup("/lib").map(|e| e.id).unwrap_or(0);
+            let urls: String = (0..4)
+                .map(|d| {
+                    let files: String = (0..FILES)
+                        .filter(|i| i % 4 == d)
+                        .map(|i| {
+                            format!(
+                                "  50000:{}\n",
+                                direct_url(emu, &format!("/direct/d{d}/f{i}.bin"))
+                            )
+                        })
+                        .collect();
+                    format!("d{d}:\n{files}")
+                })
+                .collect();
+            format!(
+                "{}{}{}{}",
+                open_mount("/m", "proxy", &format!("root_id = {id}")),
+                web_mount("/w", "proxy", &format!("root_id = {id}")),
+                share_mount("/s", "proxy", SHARE_KEY, None, ""),
+                link_mount("/l", "proxy", &urls, "")
+            )
+        },
+        "",
+        "connections_per_ip = 1000",
+    )
     .await;
     // Warm up once so the comparison below measures the load, not first-use allocations (and
     // the web and share listings, paced at 700 ms a page, are cached).

@@ -315,7 +315,7 @@ impl Env {
         let api = self.emu.base_url();
         let (id, secret) = (self.emu.client_id(), self.emu.client_secret());
         let mut text = format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\nsigning_key = \"bench-signing-key-0123456789abcdef\"\nstate_dir = \"{}\"\n\n[[users]]\nname = \"{USER}\"\npassword_hash = \"{}\"\nmounts = [\"*\"]\nwrite = true\n",
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nsigning_key = \"bench-signing-key-0123456789abcdef\"\nstate_dir = \"{}\"\n# Every client is on loopback: lift the per-address cap (default 64).\nconnections_per_ip = 1000\n\n[[users]]\nname = \"{USER}\"\npassword_hash = \"{}\"\nmounts = [\"*\"]\nwrite = true\n",
             state.path().display(),
             self.hash
         );

@@ -2,14 +2,15 @@
 //!
 //! Endpoints are named as in `Stats`: the URL path for API calls (`/api/v2/file/list`,
 //! `/b/api/share/get`, `/upload/v2/file/slice`) and a short word for download and upload hosts
-//! (`cdn`, `direct`, `web-pro`, `s3`). The same JSON is accepted by `POST /__emulator/faults`.
+//! (`cdn`, `direct`, `web-pro`, `s3`); `*` matches every endpoint (an outage of all of 123).
+//! The same JSON is accepted by `POST /__emulator/faults`.
 
 use serde::{Deserialize, Serialize};
 
 /// One armed fault.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fault {
-    /// Endpoint key (see module doc). Ignored by `ExpireTokens`.
+    /// Endpoint key (see module doc), or `*` for every endpoint. Ignored by `ExpireTokens`.
     #[serde(default)]
     pub endpoint: String,
     /// What happens.
@@ -60,6 +61,12 @@ pub enum FaultKind {
         /// Times it happens.
         count: u32,
     },
+    /// Accept the next `count` calls and never answer them: the connection stays open, silent,
+    /// until the client gives up or the emulator stops (a 123 that hangs).
+    Hang {
+        /// Calls affected.
+        count: u32,
+    },
     /// Downloads (`cdn`, `direct`): send the headers and `bytes` body bytes, then drop the
     /// connection. Uploads (`/upload/v2/file/slice`, `s3`): read `bytes` of the request body, then
     /// drop it (nothing is stored).
@@ -79,6 +86,7 @@ impl FaultKind {
             | FaultKind::Latency { count, .. }
             | FaultKind::FailPage { count, .. }
             | FaultKind::ExpireAtPage { count, .. }
+            | FaultKind::Hang { count }
             | FaultKind::CutAfter { count, .. } => Some(count),
             FaultKind::ExpireTokens => None,
         }
@@ -120,10 +128,9 @@ impl Faults {
 
     /// Use up one call of the first armed fault on `endpoint` that `pick` accepts.
     fn take<T>(&mut self, endpoint: &str, pick: impl Fn(&FaultKind) -> Option<T>) -> Option<T> {
-        let idx = self
-            .armed
-            .iter()
-            .position(|f| f.endpoint == endpoint && pick(&f.kind).is_some())?;
+        let idx = self.armed.iter().position(|f| {
+            (f.endpoint == endpoint || f.endpoint == "*") && pick(&f.kind).is_some()
+        })?;
         let out = pick(&self.armed[idx].kind);
         let exhausted = match self.armed[idx].kind.count_mut() {
             Some(c) => {
@@ -136,6 +143,15 @@ impl Faults {
             self.armed.remove(idx);
         }
         out
+    }
+
+    /// Whether this call must hang (never be answered).
+    pub fn take_hang(&mut self, endpoint: &str) -> bool {
+        self.take(endpoint, |k| match k {
+            FaultKind::Hang { .. } => Some(()),
+            _ => None,
+        })
+        .is_some()
     }
 
     /// Added latency for this call, if armed.
@@ -228,5 +244,20 @@ mod tests {
         assert!(fs.take_fail_page("e", 3));
         assert!(!fs.take_fail_page("e", 3));
         assert!(fs.list().is_empty());
+    }
+
+    #[test]
+    fn a_star_matches_every_endpoint() {
+        let mut fs = Faults::default();
+        fs.add(Fault {
+            endpoint: "*".into(),
+            kind: FaultKind::Hang { count: 2 },
+        });
+        assert!(!fs.take_fail_page("cdn", 1));
+        assert!(fs.take_hang("cdn"));
+        assert!(fs.take_hang("/api/v2/file/list"));
+        assert!(!fs.take_hang("cdn"));
+        let h: Fault = serde_json::from_str(r#"{"endpoint":"*","kind":"hang","count":1}"#).unwrap();
+        assert_eq!(h.kind, FaultKind::Hang { count: 1 });
     }
 }

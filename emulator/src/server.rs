@@ -267,6 +267,13 @@ async fn handle(shared: Arc<Shared>, peer: SocketAddr, req: Request<Incoming>) -
     let key = ep.key();
     tracing::debug!(method = %req.method(), path = %path, peer = %peer, "request");
 
+    let hang = lock(&shared.faults).take_hang(key);
+    if hang {
+        // Counted like any call, then never answered: the connection stays open and silent
+        // until the client gives up (or the emulator stops and drops it).
+        lock(&shared.counters).call(key);
+        std::future::pending::<()>().await;
+    }
     let latency = lock(&shared.faults).take_latency(key);
     if let Some(ms) = latency {
         tokio::time::sleep(Duration::from_millis(ms)).await;

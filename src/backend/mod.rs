@@ -84,6 +84,7 @@ pub enum Error {
 }
 
 pub mod auth_key;
+pub mod deadline;
 pub mod pacer;
 pub mod timeouts;
 pub mod unsure;

@@ -39,6 +39,10 @@ where
                 if let Some(v) = recheck().await? {
                     return Ok(v);
                 }
+                // No resend that would start past the request's deadline.
+                if !super::deadline::allows(backoff(attempt, None)) {
+                    return Err(e);
+                }
                 tokio::time::sleep(backoff(attempt, None)).await;
             }
             Err(e) => return Err(e),

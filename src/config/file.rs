@@ -35,6 +35,11 @@ pub(super) struct RawServer {
     pub upstream_idle_timeout: Option<String>,
     pub trusted_proxies: Option<Vec<String>>,
     pub host_aliases: Option<Vec<String>>,
+    pub upstream_deadline: Option<String>,
+    pub header_timeout: Option<String>,
+    pub keepalive_timeout: Option<String>,
+    pub body_idle_timeout: Option<String>,
+    pub connections_per_ip: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

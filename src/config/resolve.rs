@@ -227,6 +227,46 @@ fn resolve_server(report: &mut Report, mut table: toml::Table, base_dir: &Path) 
         DEFAULT_UPSTREAM_IDLE_TIMEOUT,
         false,
     );
+    let upstream_deadline = duration(
+        report,
+        &s,
+        "upstream_deadline",
+        raw.upstream_deadline,
+        DEFAULT_UPSTREAM_DEADLINE,
+        false,
+    );
+    let header_timeout = duration(
+        report,
+        &s,
+        "header_timeout",
+        raw.header_timeout,
+        DEFAULT_HEADER_TIMEOUT,
+        false,
+    );
+    let keepalive_timeout = duration(
+        report,
+        &s,
+        "keepalive_timeout",
+        raw.keepalive_timeout,
+        DEFAULT_KEEPALIVE_TIMEOUT,
+        false,
+    );
+    let body_idle_timeout = duration(
+        report,
+        &s,
+        "body_idle_timeout",
+        raw.body_idle_timeout,
+        DEFAULT_BODY_IDLE_TIMEOUT,
+        false,
+    );
+    let connections_per_ip = super::upload::in_range(
+        report,
+        &s,
+        "connections_per_ip",
+        raw.connections_per_ip,
+        DEFAULT_CONNECTIONS_PER_IP,
+        MAX_CONNECTIONS_PER_IP,
+    );
     let trusted_proxies = raw
         .trusted_proxies
         .unwrap_or_default()
@@ -283,6 +323,11 @@ fn resolve_server(report: &mut Report, mut table: toml::Table, base_dir: &Path) 
         upstream_idle_timeout,
         trusted_proxies,
         host_aliases,
+        upstream_deadline,
+        header_timeout,
+        keepalive_timeout,
+        body_idle_timeout,
+        connections_per_ip,
     }
 }
 

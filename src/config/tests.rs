@@ -1094,6 +1094,47 @@ fn plain_passwords_are_refused_with_the_way_out() {
 }
 
 #[test]
+fn client_and_deadline_limits() {
+    let server = ok(&format!("{MOUNT}{USER}")).server;
+    assert_eq!(server.upstream_deadline, Duration::from_secs(30));
+    assert_eq!(server.header_timeout, Duration::from_secs(10));
+    assert_eq!(server.keepalive_timeout, Duration::from_secs(60));
+    assert_eq!(server.body_idle_timeout, Duration::from_secs(60));
+    assert_eq!(server.connections_per_ip, 64);
+    let server = ok(&format!(
+        "[server]\nupstream_deadline = \"5s\"\nheader_timeout = \"2s\"\nkeepalive_timeout = \"15s\"\nbody_idle_timeout = \"20s\"\nconnections_per_ip = 8\n{MOUNT}{USER}"
+    ))
+    .server;
+    assert_eq!(server.upstream_deadline, Duration::from_secs(5));
+    assert_eq!(server.header_timeout, Duration::from_secs(2));
+    assert_eq!(server.keepalive_timeout, Duration::from_secs(15));
+    assert_eq!(server.body_idle_timeout, Duration::from_secs(20));
+    assert_eq!(server.connections_per_ip, 8);
+    for key in [
+        "upstream_deadline",
+        "header_timeout",
+        "keepalive_timeout",
+        "body_idle_timeout",
+    ] {
+        one_problem(
+            &format!("[server]\n{key} = \"0s\"\n{MOUNT}{USER}"),
+            &format!("server.{key}"),
+            &["must be longer than 0s"],
+        );
+        one_problem(
+            &format!("[server]\n{key} = \"soon\"\n{MOUNT}{USER}"),
+            &format!("server.{key}"),
+            &["\"soon\" is not a duration"],
+        );
+    }
+    one_problem(
+        &format!("[server]\nconnections_per_ip = 0\n{MOUNT}{USER}"),
+        "server.connections_per_ip",
+        &["0 is out of range", "default 64"],
+    );
+}
+
+#[test]
 fn operations_keys() {
     let server = ok(&format!("{MOUNT}{USER}")).server;
     assert_eq!(server.ready_probe_interval, Duration::from_secs(30));

@@ -45,18 +45,49 @@ pub struct Ctx {
     pub oc_mtime: Option<SystemTime>,
     /// The client's junk is kept in the side store (its profile's `junk_local`).
     pub junk_local: bool,
+    /// The backend error behind a failure dav-server can only call 500 (see [`Failure`]).
+    pub failure: Failure,
+}
+
+/// The backend error behind a request's `FsError::GeneralFailure`. dav-server has no 502, 503
+/// or Retry-After, so a write that met an unreachable or rate-limiting 123 would be a bare
+/// 500; the error is kept here and the server answers it as it answers every backend error
+/// (`server::errors`), after dav-server is done. Shared by the clones of one request's `Ctx`.
+#[derive(Clone, Debug, Default)]
+pub struct Failure(Arc<std::sync::Mutex<Option<Error>>>);
+
+impl Failure {
+    /// `fs_error(e)`, remembering `e` when that is a general failure.
+    pub fn fs_error(&self, e: &Error) -> FsError {
+        let mapped = fs_error(e);
+        if mapped == FsError::GeneralFailure {
+            *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
+        }
+        mapped
+    }
+
+    /// The last backend error that became a general failure, if any.
+    pub fn take(&self) -> Option<Error> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
 }
 
 impl Ctx {
+    /// Maps a backend error for dav-server (see [`Failure`]).
+    pub fn fs_error(&self, e: &Error) -> FsError {
+        self.failure.fs_error(e)
+    }
+
     /// Is `name` client junk that this request keeps locally?
     pub fn is_junk(&self, name: &str) -> bool {
         self.junk_local && junk::is_junk(name)
     }
 }
 
-/// Maps a backend error to what dav-server can express. dav-server has no 503: a rate-limited
-/// or unavailable upstream during PROPFIND is caught before dav-server runs (the server
-/// pre-fetches the listing), so here it can only be a general failure (500), never "empty".
+/// Maps a backend error to what dav-server can express. dav-server has no 503: an upstream
+/// failure can only be a general failure (500), never "empty"; requests keep the error itself
+/// in their [`Failure`] so the server answers 502/503 instead (PROPFIND pre-fetches the listing
+/// and never gets here with one).
 pub fn fs_error(e: &Error) -> FsError {
     match e {
         Error::NotFound => FsError::NotFound,
@@ -134,7 +165,7 @@ impl MountFs {
             .vfs
             .resolve(segs)
             .await
-            .map_err(|e| fs_error(&e))?;
+            .map_err(|e| ctx.fs_error(&e))?;
         self.apply_mtime(&store_key(segs), &mut entry);
         Ok(entry)
     }
@@ -154,7 +185,7 @@ impl MountFs {
             .vfs
             .list_view(&dir)
             .await
-            .map_err(|e| fs_error(&e))?;
+            .map_err(|e| ctx.fs_error(&e))?;
         for e in &mut entries {
             self.apply_mtime(&format!("{key}/{}", e.name), e);
         }
@@ -169,14 +200,14 @@ impl MountFs {
     }
 
     /// The parent folder entry and the last name of `segs`.
-    async fn parent_of(&self, segs: &[String]) -> FsResult<(Entry, String)> {
+    async fn parent_of(&self, segs: &[String], ctx: &Ctx) -> FsResult<(Entry, String)> {
         let (name, parent) = segs.split_last().ok_or(FsError::Forbidden)?;
         let parent = self
             .mount
             .vfs
             .resolve(parent)
             .await
-            .map_err(|e| fs_error(&e))?;
+            .map_err(|e| ctx.fs_error(&e))?;
         if !parent.is_dir {
             return Err(FsError::Forbidden);
         }
@@ -399,9 +430,9 @@ impl GuardedFileSystem<Ctx> for MountFs {
         .boxed()
     }
 
-    fn get_quota<'a>(&'a self, _ctx: &'a Ctx) -> FsFuture<'a, (u64, Option<u64>)> {
+    fn get_quota<'a>(&'a self, ctx: &'a Ctx) -> FsFuture<'a, (u64, Option<u64>)> {
         async move {
-            let q = self.mount.vfs.quota().await.map_err(|e| fs_error(&e))?;
+            let q = self.mount.vfs.quota().await.map_err(|e| ctx.fs_error(&e))?;
             Ok((q.used, q.total))
         }
         .boxed()

@@ -48,7 +48,7 @@ impl MountFs {
         ctx: &Ctx,
     ) -> FsResult<Box<dyn DavFile>> {
         self.require_write(ctx)?;
-        let (parent, name) = self.parent_of(segs).await?;
+        let (parent, name) = self.parent_of(segs, ctx).await?;
         let key = store_key(segs);
         let existing = match self.entry(segs, ctx).await {
             Ok(e) => Some(e),
@@ -70,7 +70,7 @@ impl MountFs {
                 buf: Vec::new(),
             }));
         }
-        let cloud = cloud_name(&name).map_err(|e| fs_error(&e))?;
+        let cloud = cloud_name(&name).map_err(|e| ctx.fs_error(&e))?;
         if ctx.method.as_str() == "LOCK" {
             // A LOCK on an unmapped URL creates an empty resource: a local placeholder, never
             // a 0-byte cloud file, that expires unless a PUT follows.
@@ -100,12 +100,13 @@ impl MountFs {
             written: 0,
             mtime: ctx.oc_mtime,
             writer: Some(writer),
+            failure: ctx.failure.clone(),
         }))
     }
 
     pub(super) async fn create_dir_at(&self, segs: &[String], ctx: &Ctx) -> FsResult<()> {
         self.require_write(ctx)?;
-        let (parent, name) = self.parent_of(segs).await?;
+        let (parent, name) = self.parent_of(segs, ctx).await?;
         if ctx.is_junk(&name) {
             return Err(FsError::Forbidden);
         }
@@ -117,13 +118,13 @@ impl MountFs {
             .mkdir(&parent, &name)
             .await
             .map(|_| ())
-            .map_err(|e| fs_error(&e))
+            .map_err(|e| ctx.fs_error(&e))
     }
 
     pub(super) async fn remove_at(&self, segs: &[String], ctx: &Ctx) -> FsResult<()> {
         self.require_write(ctx)?;
         let key = store_key(segs);
-        let (parent, name) = self.parent_of(segs).await?;
+        let (parent, name) = self.parent_of(segs, ctx).await?;
         if ctx.is_junk(&name) {
             return if self.mount.junk.remove(&ctx.user, &key) {
                 Ok(())
@@ -137,12 +138,12 @@ impl MountFs {
                 self.mount.vfs.overlay().remove(parent.id, &name);
             }
             Some(Local::Spooled(_)) => {
-                let cloud = cloud_name(&name).map_err(|e| fs_error(&e))?;
+                let cloud = cloud_name(&name).map_err(|e| ctx.fs_error(&e))?;
                 let queue = &self.mount.writes.as_ref().ok_or(FsError::Forbidden)?.queue;
                 if !queue.cancel(self.mount.name(), parent.id, &cloud).await {
                     // It landed in 123 meanwhile: remove that instead.
                     let trashed = self.mount.vfs.trash_landed(&parent, &name).await;
-                    if !trashed.map_err(|e| fs_error(&e))? {
+                    if !trashed.map_err(|e| ctx.fs_error(&e))? {
                         return Err(FsError::NotFound);
                     }
                 }
@@ -152,7 +153,7 @@ impl MountFs {
                 .vfs
                 .trash(&entry, &parent)
                 .await
-                .map_err(|e| fs_error(&e))?,
+                .map_err(|e| ctx.fs_error(&e))?,
         }
         self.mount.props.remove(&key);
         Ok(())
@@ -165,8 +166,8 @@ impl MountFs {
         ctx: &Ctx,
     ) -> FsResult<()> {
         self.require_write(ctx)?;
-        let (from_parent, from_name) = self.parent_of(from).await?;
-        let (to_parent, to_name) = self.parent_of(to).await?;
+        let (from_parent, from_name) = self.parent_of(from, ctx).await?;
+        let (to_parent, to_name) = self.parent_of(to, ctx).await?;
         let (from_key, to_key) = (store_key(from), store_key(to));
         if ctx.is_junk(&from_name) {
             let f = self
@@ -190,8 +191,8 @@ impl MountFs {
             Some(Local::Spooled(_)) => {
                 let (old, new) = (cloud_name(&from_name), cloud_name(&to_name));
                 let (old, new) = (
-                    old.map_err(|e| fs_error(&e))?,
-                    new.map_err(|e| fs_error(&e))?,
+                    old.map_err(|e| ctx.fs_error(&e))?,
+                    new.map_err(|e| ctx.fs_error(&e))?,
                 );
                 let queue = &self.mount.writes.as_ref().ok_or(FsError::Forbidden)?.queue;
                 if !queue
@@ -204,13 +205,13 @@ impl MountFs {
                         .vfs
                         .landed(&from_parent, &from_name)
                         .await
-                        .map_err(|e| fs_error(&e))?
+                        .map_err(|e| ctx.fs_error(&e))?
                         .ok_or(FsError::NotFound)?;
                     self.mount
                         .vfs
                         .rename_move(&landed, &from_parent, &to_parent, &to_name)
                         .await
-                        .map_err(|e| fs_error(&e))?;
+                        .map_err(|e| ctx.fs_error(&e))?;
                 }
             }
             None => self
@@ -218,7 +219,7 @@ impl MountFs {
                 .vfs
                 .rename_move(&entry, &from_parent, &to_parent, &to_name)
                 .await
-                .map_err(|e| fs_error(&e))?,
+                .map_err(|e| ctx.fs_error(&e))?,
         }
         self.mount.props.relocate(&from_key, &to_key, false);
         Ok(())
@@ -226,7 +227,7 @@ impl MountFs {
 
     pub(super) async fn copy_at(&self, from: &[String], to: &[String], ctx: &Ctx) -> FsResult<()> {
         self.require_write(ctx)?;
-        let (to_parent, to_name) = self.parent_of(to).await?;
+        let (to_parent, to_name) = self.parent_of(to, ctx).await?;
         let (from_key, to_key) = (store_key(from), store_key(to));
         let entry = self.entry(from, ctx).await?;
         if from.last().is_some_and(|n| ctx.is_junk(n)) {
@@ -259,14 +260,14 @@ impl MountFs {
                         if vfs.local(&existing).is_none() {
                             vfs.trash(&existing, &to_parent)
                                 .await
-                                .map_err(|e| fs_error(&e))?;
+                                .map_err(|e| ctx.fs_error(&e))?;
                         }
                     }
                     copied = vfs
                         .copy_instant(&to_parent, &to_name, md5, entry.size)
                         .await;
                 }
-                let copied = copied.map_err(|e| fs_error(&e))?;
+                let copied = copied.map_err(|e| ctx.fs_error(&e))?;
                 if copied.is_none() {
                     tracing::warn!(mount = %self.mount.config.path, file = %entry.name, "123 did not reuse the content of a copy");
                     return Err(FsError::NotImplemented);
@@ -327,6 +328,8 @@ struct SpoolFile {
     written: u64,
     mtime: Option<SystemTime>,
     writer: Option<SpoolWriter>,
+    /// The request's failure slot (a sync upload's error is answered 502/503, not 500).
+    failure: super::Failure,
 }
 
 impl std::fmt::Debug for SpoolFile {
@@ -371,7 +374,7 @@ impl SpoolFile {
             overlay.remove(self.parent, &self.name);
             let result = writes.queue.upload_now(job).await;
             self.mount.vfs.invalidate(self.parent).await;
-            result.map_err(|e| fs_error(&e))?;
+            result.map_err(|e| self.failure.fs_error(&e))?;
         } else if job.file.size == 0 {
             // Explorer's empty PUT before the real one: a placeholder, uploaded only if nothing
             // replaces it soon.

@@ -18,7 +18,9 @@
 //! Timeouts: [`proxy`] bounds the wait for the upstream response head with the configured
 //! first-byte timeout (`server.upstream_first_byte_timeout`, default 30 s: room for a cold
 //! object at a far offset, while a CDN that accepts and then says nothing cannot hold the
-//! client forever). A stall in the middle of the body is the `reqwest::Client`'s
+//! client forever), shortened to what is left of the request's deadline
+//! (`server.upstream_deadline`, `backend::deadline`), which also stops the retries. A stall in
+//! the middle of the body is the `reqwest::Client`'s
 //! business: build it with `connect_timeout` and `read_timeout`, never with a total `timeout`
 //! (which would cut every download longer than it).
 
@@ -49,6 +51,8 @@ const USER_AGENT: &str = concat!("pan123-webdav/", env!("CARGO_PKG_VERSION"));
 const MAX_BUSY_RETRIES: u32 = 2;
 /// `Retry-After` for a CDN that kept answering 429 without saying how long to wait.
 const CDN_BUSY_RETRY_AFTER: Duration = Duration::from_secs(5);
+/// `Retry-After` for a CDN that did not answer in time (504).
+const TIMEOUT_RETRY_AFTER: Duration = Duration::from_secs(5);
 /// The longest upstream `Retry-After` passed on.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
@@ -105,6 +109,7 @@ impl ProxyError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             ProxyError::Busy { retry_after } => Some(*retry_after),
+            ProxyError::Timeout => Some(TIMEOUT_RETRY_AFTER),
             _ => None,
         }
     }
@@ -166,6 +171,7 @@ pub async fn proxy(
         let status = upstream.status();
         if (status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS)
             && retried < MAX_BUSY_RETRIES
+            && crate::backend::deadline::allows(crate::backend::pacer::backoff(retried + 1, None))
         {
             // Nothing was sent to the client yet: a brief outage or rate limit of the CDN is
             // retried with the same link, after a short back-off.
@@ -257,8 +263,10 @@ async fn send(
             .map_err(|_| ProxyError::Upstream("unrepresentable range".to_owned()))?;
         headers.insert(header::RANGE, value);
     }
+    let limit = crate::backend::deadline::attempt(crate::backend::timeouts::get().first_byte)
+        .map_err(|_| ProxyError::Timeout)?;
     let request = client.get(link.url.as_str()).headers(headers).send();
-    match tokio::time::timeout(crate::backend::timeouts::get().first_byte, request).await {
+    match tokio::time::timeout(limit, request).await {
         Err(_elapsed) => Err(ProxyError::Timeout),
         Ok(Err(e)) if e.is_timeout() => Err(ProxyError::Timeout),
         Ok(Err(e)) => Err(ProxyError::Upstream(describe(e))),

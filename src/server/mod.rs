@@ -1,9 +1,15 @@
 //! The HTTP server: listener, optional TLS, the per-request wrapper (one log line per request)
 //! and the shared state every request reads.
+//!
+//! Every connection is bounded: the per-address cap and the header and keep-alive timeouts
+//! (`conn`), the request body's idle limit (`body`), and one upstream deadline per request
+//! (`backend::deadline`).
 
 mod access;
 mod across;
 pub mod auth;
+pub mod body;
+pub mod conn;
 mod errors;
 pub mod health;
 pub mod if_header;
@@ -25,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -39,6 +45,10 @@ use crate::upload::{QueueConfig, UploadQueue};
 
 /// The most header bytes one request may carry.
 const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Requests one HTTP/2 connection may have in flight at once.
+const MAX_H2_STREAMS: u32 = 64;
+/// How often an HTTP/2 connection is pinged to see that the client is still there.
+const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Everything a request may read.
 pub struct AppState {
@@ -67,6 +77,12 @@ pub struct AppState {
     /// `host[:port]` of `public_url` and `server.host_aliases`: names of this server that a
     /// COPY or MOVE Destination may carry besides the request's own `Host`.
     pub own_hosts: Vec<String>,
+    /// Header, keep-alive and body timeouts and the per-address connection cap.
+    pub limits: conn::ClientLimits,
+    /// Live connections per client address.
+    pub per_ip: Arc<conn::PerIp>,
+    /// How long one request may spend on 123 in all (`server.upstream_deadline`).
+    pub upstream_deadline: Duration,
 }
 
 /// The HTTP client every upstream call shares. No overall timeout (a film streams for hours);
@@ -168,6 +184,14 @@ impl AppState {
             lockout: lockout::Lockout::default(),
             trusted_proxies: config.server.trusted_proxies.clone(),
             own_hosts: own_hosts(&config.server),
+            limits: conn::ClientLimits {
+                header_timeout: config.server.header_timeout,
+                keepalive_timeout: config.server.keepalive_timeout,
+                body_idle_timeout: config.server.body_idle_timeout,
+                connections_per_ip: config.server.connections_per_ip,
+            },
+            per_ip: Arc::default(),
+            upstream_deadline: config.server.upstream_deadline,
         })
     }
 }
@@ -289,16 +313,42 @@ pub fn start_on(
                     continue;
                 }
             };
+            // The TCP peer counts, not a forwarding header (none has been read yet). A trusted
+            // reverse proxy carries many clients on its one address: it is not capped.
+            let slot = if st.trusted_proxies.contains(&peer.ip()) {
+                None
+            } else {
+                match st.per_ip.admit(peer.ip(), st.limits.connections_per_ip) {
+                    Some(slot) => Some(slot),
+                    None => {
+                        tracing::debug!(%peer, limit = st.limits.connections_per_ip, "too many connections from this address; closing");
+                        drop(stream);
+                        continue;
+                    }
+                }
+            };
             let _ = stream.set_nodelay(true);
             let state = st.clone();
             let tls = tls.clone();
             tokio::spawn(async move {
+                let _slot = slot;
+                let activity = conn::Activity::new();
+                let stream = conn::Watched::new(stream, activity.clone());
                 match tls {
-                    Some(acceptor) => match acceptor.accept(stream).await {
-                        Ok(s) => serve_connection(TokioIo::new(s), state, peer).await,
-                        Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                    },
-                    None => serve_connection(TokioIo::new(stream), state, peer).await,
+                    Some(acceptor) => {
+                        // The handshake is part of the first request's header time.
+                        let limit = state.limits.header_timeout;
+                        match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+                            Ok(Ok(s)) => {
+                                serve_connection(TokioIo::new(s), state, peer, activity).await
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed")
+                            }
+                            Err(_) => tracing::debug!(%peer, "TLS handshake too slow; closing"),
+                        }
+                    }
+                    None => serve_connection(TokioIo::new(stream), state, peer, activity).await,
                 }
             });
         }
@@ -342,18 +392,27 @@ fn spawn_probes(state: &Arc<AppState>) {
     }
 }
 
-async fn serve_connection<I>(io: I, state: Arc<AppState>, peer: SocketAddr)
-where
+async fn serve_connection<I>(
+    io: I,
+    state: Arc<AppState>,
+    peer: SocketAddr,
+    activity: Arc<conn::Activity>,
+) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
+    let limits = state.limits;
+    let per_request = activity.clone();
     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let state = state.clone();
+        let busy = per_request.begin();
         async move {
             let guard = state.inflight.enter();
             let started = Instant::now();
             let method = access::known_method(req.method());
             let path = access::capped(req.uri().path());
+            let http1 = req.version() < http::Version::HTTP_2;
             let note = access::Note::default();
+            let fate = body::Fate::default();
             let res = match method {
                 // Unknown methods are answered before auth or routing: nothing of theirs is
                 // counted or logged by name.
@@ -363,10 +422,25 @@ where
                     None,
                 ),
                 Some(name) => {
-                    let mut req = req;
+                    let (parts, incoming) = req.into_parts();
+                    let mut req = hyper::Request::from_parts(
+                        parts,
+                        body::ClientBody::new(
+                            incoming,
+                            state.limits.body_idle_timeout,
+                            fate.clone(),
+                        ),
+                    );
                     req.extensions_mut().insert(note.clone());
                     req.extensions_mut().insert(lockout::Peer(peer));
-                    catching_panics(router::handle(state.clone(), req), name, &path).await
+                    let handled = crate::backend::deadline::scope(
+                        state.upstream_deadline,
+                        router::handle(state.clone(), req),
+                    );
+                    let res = catching_panics(handled, name, &path).await;
+                    // A body the client failed to send is the client's error, whatever the
+                    // handler made of it.
+                    fate.answer(res, http1)
                 }
             };
             let method = method.unwrap_or("other");
@@ -386,18 +460,48 @@ where
                 note,
             };
             Ok::<_, Infallible>(
-                res.map(|body| shutdown::hold(access::log_when_done(body, line), guard)),
+                res.map(|body| shutdown::hold(access::log_when_done(body, line), (guard, busy))),
             )
         }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    // No WebDAV client needs more than a few KiB of headers; refuse floods early (431).
+    // No WebDAV client needs more than a few KiB of headers; refuse floods early (431). The
+    // header and keep-alive timeouts are the watchdog's below (hyper's own header timeout
+    // cannot tell a slow client from an idle one), so none is set here.
     builder.http1().max_buf_size(MAX_HEADER_BYTES);
     builder
         .http2()
-        .max_header_list_size(MAX_HEADER_BYTES as u32);
-    if let Err(e) = builder.serve_connection(io, service).await {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
+        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        .max_concurrent_streams(MAX_H2_STREAMS)
+        .keep_alive_interval(H2_PING_INTERVAL)
+        .keep_alive_timeout(limits.header_timeout)
+        .timer(TokioTimer::new());
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    // Bounded: every turn ends the connection or waits for the next time to look.
+    loop {
+        match activity.verdict(tokio::time::Instant::now(), &limits) {
+            conn::Verdict::Wait(until) => tokio::select! {
+                ended = conn.as_mut() => {
+                    if let Err(e) = ended {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                _ = tokio::time::sleep_until(until) => {}
+            },
+            conn::Verdict::SlowHeaders => {
+                tracing::debug!(%peer, "request headers too slow; closing the connection");
+                return;
+            }
+            conn::Verdict::Idle => {
+                // Nothing is in flight, so this ends at once (HTTP/2 says GOAWAY first).
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(limits.header_timeout, conn.as_mut()).await;
+                tracing::debug!(%peer, "idle connection closed");
+                return;
+            }
+        }
     }
 }
 

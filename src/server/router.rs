@@ -176,6 +176,7 @@ where
         destination: None,
         oc_mtime: None,
         junk_local: profile.junk_local,
+        failure: crate::dav::Failure::default(),
     };
     match req.method().as_str() {
         "GET" | "HEAD" => {
@@ -195,7 +196,7 @@ where
             if !user.write {
                 return status_text(StatusCode::FORBIDDEN, "This user may not write", None);
             }
-            write(&state, &mount, rest, &user, req, ctx).await
+            write(&state, &mount, rest, &user, req, ctx, &what).await
         }
         _ => {
             let mut res = status_text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", None);
@@ -220,6 +221,7 @@ async fn write<B>(
     user: &super::auth::User,
     mut req: Request<B>,
     mut ctx: Ctx,
+    what: &str,
 ) -> Response<ResponseBody>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -351,7 +353,7 @@ where
             .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s));
     }
     let stored_mtime = ctx.oc_mtime.is_some();
-    let mut res = dav_mount(mount, ctx, req).await;
+    let mut res = dav_mount(mount, ctx, req, what).await;
     if stored_mtime && res.status().is_success() {
         res.headers_mut()
             .insert("X-OC-Mtime", HeaderValue::from_static("accepted"));
@@ -587,11 +589,18 @@ where
         }
     }
     super::metrics::propfind_answered("dav-server");
-    dav_mount(mount, ctx, req).await
+    dav_mount(mount, ctx, req, what).await
 }
 
 /// Hands a request to dav-server over the mount's filesystem, with its locks when writable.
-async fn dav_mount<B>(mount: &Arc<Mount>, ctx: Ctx, req: Request<B>) -> Response<ResponseBody>
+/// A 500 that a backend error caused is answered as that error (502/503 with Retry-After,
+/// like reads), not as dav-server's bare 500.
+async fn dav_mount<B>(
+    mount: &Arc<Mount>,
+    ctx: Ctx,
+    req: Request<B>,
+    what: &str,
+) -> Response<ResponseBody>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -607,7 +616,13 @@ where
     if !mount.name().is_empty() {
         builder = builder.strip_prefix(format!("/{}", mount.name()));
     }
+    let failure = ctx.failure.clone();
     let res = builder.build_handler().handle_guarded(req, user, ctx).await;
+    if res.status() == StatusCode::INTERNAL_SERVER_ERROR {
+        if let Some(e) = failure.take() {
+            return error_response(&e, what);
+        }
+    }
     res.map(|b| b.boxed_unsync())
 }
 

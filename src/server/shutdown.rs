@@ -57,8 +57,9 @@ impl InFlight {
     }
 }
 
-/// Keeps `guard` alive for as long as the body is.
-pub fn hold(body: ResponseBody, guard: Guard) -> ResponseBody {
+/// Keeps `guard` (anything whose drop marks the end of a request) alive for as long as the
+/// body is.
+pub fn hold<G: Send + 'static>(body: ResponseBody, guard: G) -> ResponseBody {
     body.map_err(move |e| {
         let _keep = &guard;
         e

@@ -105,7 +105,9 @@ impl ListingCache {
             return Ok(listing);
         }
         crate::server::metrics::cache("listing", false);
-        self.fetch(dir_id).await
+        // The fetch runs as its own task and fills the cache even if this request stops
+        // waiting for it at its deadline (the client's retry then finds the listing).
+        crate::backend::deadline::bound(self.fetch(dir_id)).await
     }
 
     pub(super) async fn invalidate(&self, dir_id: u64) {

@@ -253,11 +253,14 @@ impl Vfs {
         crate::server::metrics::cache("link", self.links.contains_key(&file.id));
         let backend = self.backend.clone();
         let entry = file.clone();
-        let link = self
-            .links
-            .try_get_with(file.id, async move { backend.link(&entry).await })
-            .await
-            .map_err(|e: Arc<Error>| (*e).clone())?;
+        // Another request's fetch of the same link is waited for only until our deadline.
+        let link = crate::backend::deadline::bound(async {
+            self.links
+                .try_get_with(file.id, async move { backend.link(&entry).await })
+                .await
+                .map_err(|e: Arc<Error>| (*e).clone())
+        })
+        .await?;
         if link_ttl(&link, SystemTime::now()).is_zero() {
             // Too close to expiry to hand out; fetch one that lives long enough.
             self.links.invalidate(&file.id).await;
@@ -269,10 +272,13 @@ impl Vfs {
     /// Space used and total, cached for a few minutes.
     pub async fn quota(&self) -> Result<Quota, Error> {
         let backend = self.backend.clone();
-        self.quota
-            .try_get_with((), async move { backend.quota().await })
-            .await
-            .map_err(|e: Arc<Error>| (*e).clone())
+        crate::backend::deadline::bound(async {
+            self.quota
+                .try_get_with((), async move { backend.quota().await })
+                .await
+                .map_err(|e: Arc<Error>| (*e).clone())
+        })
+        .await
     }
 
     /// Forgets a folder's listing (after a write through the gateway).

@@ -3,7 +3,8 @@
 //! Retries live here and nowhere else: a 401 refreshes the token once (if it is still the
 //! current one), a 429 backs off a bounded number of times, a 5xx or a transport failure on an
 //! idempotent call is retried a bounded number of times. Every other code is classified once in
-//! `classify`.
+//! `classify`. All of it meets the client request's deadline (`backend::deadline`): attempts
+//! are shortened to it, and no retry starts that would end past it.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -15,7 +16,7 @@ use serde::de::DeserializeOwned;
 use super::api::{self, Envelope};
 use super::token::{unix, Token, TokenManager, TokenState};
 use crate::backend::pacer::{backoff, QpsLimiter};
-use crate::backend::Error;
+use crate::backend::{deadline, Error};
 
 /// How many times a call backs off after code 429 before giving up with `RateLimited`.
 const MAX_429_RETRIES: u32 = 4;
@@ -278,10 +279,10 @@ impl OpenClient {
         let mut transient = 0u32;
         let mut token = self.token().await?;
         loop {
-            self.limiter.acquire(ep.path(), ep.qps()).await;
+            deadline::wait(self.limiter.acquire(ep.path(), ep.qps())).await?;
             let request = build(&self.http, &token.access_token)
                 .header("Platform", "open_platform")
-                .timeout(opts.timeout);
+                .timeout(deadline::attempt(opts.timeout)?);
             let outcome = send::<T>(request).await;
             let result = outcome_class(&outcome);
             crate::server::metrics::upstream(ep.path(), result);
@@ -294,15 +295,17 @@ impl OpenClient {
                         endpoint = ep.path(),
                         "123 answered 401; refreshing the token"
                     );
-                    token = self
-                        .tokens
-                        .refresh_after_401(&token, || self.fetch_token())
-                        .await?;
+                    token = deadline::bound(
+                        self.tokens.refresh_after_401(&token, || self.fetch_token()),
+                    )
+                    .await?;
                     continue;
                 }
                 Ok(Reply::Code { code: 429, .. }) => {
                     rate_limited += 1;
-                    if rate_limited > MAX_429_RETRIES {
+                    if rate_limited > MAX_429_RETRIES
+                        || !deadline::allows(backoff(rate_limited, None))
+                    {
                         tracing::warn!(
                             endpoint = ep.path(),
                             attempts = rate_limited,
@@ -323,7 +326,10 @@ impl OpenClient {
                 Err(e) => e,
             };
             let retryable = matches!(error, Error::Unavailable(_) | Error::Transport(_));
-            if retryable && transient < opts.transient_retries {
+            if retryable
+                && transient < opts.transient_retries
+                && deadline::allows(backoff(transient + 1, None))
+            {
                 transient += 1;
                 tracing::info!(endpoint = ep.path(), attempt = transient, error = %error, "retrying a failed 123 call");
                 tokio::time::sleep(backoff(transient, None)).await;
@@ -333,8 +339,9 @@ impl OpenClient {
         }
     }
 
+    /// The token, waiting for a refresh another request runs at most until the deadline.
     async fn token(&self) -> Result<Token, Error> {
-        self.tokens.get(|| self.fetch_token()).await
+        deadline::bound(self.tokens.get(|| self.fetch_token())).await
     }
 
     /// `POST /api/v1/access_token`; the only call without a bearer token.
@@ -344,15 +351,19 @@ impl OpenClient {
             serde_json::json!({ "clientID": self.client_id, "clientSecret": self.client_secret });
         let mut rate_limited = 0;
         loop {
-            self.limiter
-                .acquire(Endpoint::AccessToken.path(), Endpoint::AccessToken.qps())
-                .await;
+            deadline::wait(
+                self.limiter
+                    .acquire(Endpoint::AccessToken.path(), Endpoint::AccessToken.qps()),
+            )
+            .await?;
             let request = self
                 .http
                 .post(&url)
                 .header("Platform", "open_platform")
                 .json(&body)
-                .timeout(crate::backend::timeouts::get().first_byte);
+                .timeout(deadline::attempt(
+                    crate::backend::timeouts::get().first_byte,
+                )?);
             let outcome = send::<api::AccessToken>(request).await;
             let result = outcome_class(&outcome);
             crate::server::metrics::upstream(Endpoint::AccessToken.path(), result);
@@ -374,7 +385,10 @@ impl OpenClient {
                         expires_at,
                     });
                 }
-                Reply::Code { code: 429, .. } if rate_limited < MAX_429_RETRIES => {
+                Reply::Code { code: 429, .. }
+                    if rate_limited < MAX_429_RETRIES
+                        && deadline::allows(backoff(rate_limited + 1, None)) =>
+                {
                     rate_limited += 1;
                     tokio::time::sleep(backoff(rate_limited, None)).await;
                 }

@@ -5,7 +5,8 @@
 //! times, a 5xx or a transport failure is retried a bounded number of times (both endpoints and
 //! the download hop are reads; `retry_delay` decides for all three). Every other code is
 //! classified once in `classify`. Listing pages are spaced by the process-wide web API limiter
-//! (`pacer::web_api`), retries included.
+//! (`pacer::web_api`), retries included. All of it meets the client request's deadline
+//! (`backend::deadline`).
 
 use std::time::{Duration, SystemTime};
 
@@ -18,7 +19,7 @@ use serde::de::DeserializeOwned;
 use super::api::{Envelope, HopReply};
 use crate::backend::open::client::until_midnight_china;
 use crate::backend::pacer::{self, backoff, WEB_LIST_INTERVAL};
-use crate::backend::{web_sign, Error};
+use crate::backend::{deadline, web_sign, Error};
 
 /// How many times a call backs off after code 429 before giving up with `RateLimited`.
 const MAX_429_RETRIES: u32 = 4;
@@ -106,9 +107,7 @@ impl ShareClient {
         let url = format!("{}{}", self.api_base, ep.path());
         loop {
             if ep == Endpoint::ShareGet {
-                pacer::web_api()
-                    .space(&self.api_base, WEB_LIST_INTERVAL)
-                    .await;
+                deadline::wait(pacer::web_api().space(&self.api_base, WEB_LIST_INTERVAL)).await?;
             }
             // A fresh signature per attempt: it carries the time.
             let (sign_key, sign_value) = web_sign::sign(ep.path());
@@ -118,7 +117,9 @@ impl ShareClient {
                 .header("referer", format!("{}/", self.origin))
                 .header("platform", "web")
                 .header("app-version", "3")
-                .timeout(crate::backend::timeouts::get().first_byte);
+                .timeout(deadline::attempt(
+                    crate::backend::timeouts::get().first_byte,
+                )?);
             if let Some(token) = &self.access_token {
                 request = request.bearer_auth(token);
             }
@@ -176,7 +177,9 @@ impl ShareClient {
             let outcome = client
                 .get(hop.as_str())
                 .header(REFERER, format!("{}/", self.origin))
-                .timeout(crate::backend::timeouts::get().first_byte)
+                .timeout(deadline::attempt(
+                    crate::backend::timeouts::get().first_byte,
+                )?)
                 .send()
                 .await;
             let error = match outcome {
@@ -234,9 +237,10 @@ impl ShareClient {
 
 /// Counts one more retry of `error` and says how long to wait before it, or `None` when it is
 /// not retried: code 429 backs off up to `MAX_429_RETRIES` times, a 5xx or a transport failure
-/// is retried up to `MAX_TRANSIENT_RETRIES` times, anything else is final.
+/// is retried up to `MAX_TRANSIENT_RETRIES` times, anything else is final; and no retry that
+/// would start past the request's deadline.
 fn retry_delay(error: &Error, rate_limited: &mut u32, transient: &mut u32) -> Option<Duration> {
-    match error {
+    let delay = match error {
         Error::RateLimited { .. } if *rate_limited < MAX_429_RETRIES => {
             *rate_limited += 1;
             Some(backoff(*rate_limited, None))
@@ -246,7 +250,8 @@ fn retry_delay(error: &Error, rate_limited: &mut u32, transient: &mut u32) -> Op
             Some(backoff(*transient, None))
         }
         _ => None,
-    }
+    };
+    delay.filter(|d| deadline::allows(*d))
 }
 
 /// The URL inside `params` (standard base64 with padding), if there is one that decodes.

@@ -1,15 +1,16 @@
 //! The one way every personal-account web API call is made: the session token, the signature
 //! (`web_sign`, shared with share mounts), the headers of spec web §1.2, pacing of listing pages
 //! on the process-wide web limiter (`pacer::web_api`, shared with share mounts), one re-login
-//! and one retry on code 401, and bounded retries of 429 / 5xx / transport failures. The
-//! envelope is opened by the share client's `send`, so both read 123's answers alike.
+//! and one retry on code 401, and bounded retries of 429 / 5xx / transport failures, all within
+//! the client request's deadline (`backend::deadline`). The envelope is opened by the share
+//! client's `send`, so both read 123's answers alike.
 
 use serde::de::DeserializeOwned;
 
 use super::session::Session;
 use crate::backend::pacer::{self, backoff, WEB_LIST_INTERVAL};
 use crate::backend::share::client::send;
-use crate::backend::{web_sign, Error};
+use crate::backend::{deadline, web_sign, Error};
 
 const MAX_429_RETRIES: u32 = 4;
 const MAX_TRANSIENT_RETRIES: u32 = 2;
@@ -116,11 +117,9 @@ impl WebClient {
         let url = format!("{}{}", self.api_base, ep.path());
         // Bounded: every turn either returns or uses up one of the counted retries.
         loop {
-            let (generation, token) = self.session.token().await?;
+            let (generation, token) = deadline::bound(self.session.token()).await?;
             if ep == Endpoint::FileList {
-                pacer::web_api()
-                    .space(&self.api_base, WEB_LIST_INTERVAL)
-                    .await;
+                deadline::wait(pacer::web_api().space(&self.api_base, WEB_LIST_INTERVAL)).await?;
             }
             // A fresh signature per attempt: it carries the time.
             let (sign_key, sign_value) = web_sign::sign(ep.path());
@@ -132,7 +131,9 @@ impl WebClient {
                 .header("platform", "web")
                 .header("app-version", "3")
                 .bearer_auth(token)
-                .timeout(crate::backend::timeouts::get().first_byte);
+                .timeout(deadline::attempt(
+                    crate::backend::timeouts::get().first_byte,
+                )?);
             let error = match send(request).await {
                 Ok(data) => {
                     return serde_json::from_value(data).map_err(|e| Error::Upstream {
@@ -148,16 +149,22 @@ impl WebClient {
                 // and retry once, as the web client does (spec web §1.3).
                 Error::Upstream { code: 401, .. } if !relogged => {
                     relogged = true;
-                    self.session.relogin(generation).await?;
+                    deadline::bound(self.session.relogin(generation)).await?;
                 }
                 Error::Upstream {
                     code: 401, message, ..
                 } => return Err(Error::Auth(message)),
-                Error::RateLimited { .. } if rate_limited < MAX_429_RETRIES => {
+                Error::RateLimited { .. }
+                    if rate_limited < MAX_429_RETRIES
+                        && deadline::allows(backoff(rate_limited + 1, None)) =>
+                {
                     rate_limited += 1;
                     tokio::time::sleep(backoff(rate_limited, None)).await;
                 }
-                Error::Unavailable(_) | Error::Transport(_) if transient < transient_retries => {
+                Error::Unavailable(_) | Error::Transport(_)
+                    if transient < transient_retries
+                        && deadline::allows(backoff(transient + 1, None)) =>
+                {
                     transient += 1;
                     tracing::info!(endpoint = ep.path(), attempt = transient, error = %error, "retrying a failed 123 web call");
                     tokio::time::sleep(backoff(transient, None)).await;

@@ -227,7 +227,7 @@ impl Session {
             .header("user-agent", LOGIN_USER_AGENT)
             .header("platform", "web")
             .header("app-version", "3")
-            .timeout(LOGIN_TIMEOUT)
+            .timeout(crate::backend::deadline::attempt(LOGIN_TIMEOUT).map_err(|e| e.to_string())?)
             .json(&body)
             .send()
             .await
