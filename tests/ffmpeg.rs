@@ -166,15 +166,7 @@ struct GetCounts {
 }
 
 async fn get_counts(env: &TestEnv, mount: &str) -> GetCounts {
-    let text = env
-        .client
-        .get(env.url("/-/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics body");
+    let text = metrics_text(env).await;
     let mut counts = GetCounts::default();
     let mount_label = format!("mount=\"/{mount}\"");
     for line in text.lines() {

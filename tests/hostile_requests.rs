@@ -181,21 +181,7 @@ async fn copy_or_move_onto_a_root_is_refused() {
 #[tokio::test]
 async fn unknown_methods_are_answered_early_and_counted_as_one() {
     let env = env().await;
-    let metrics = |env: &TestEnv| {
-        let url = env.url("/-/metrics");
-        let client = env.client.clone();
-        async move {
-            client
-                .get(url)
-                .send()
-                .await
-                .expect("metrics")
-                .text()
-                .await
-                .expect("metrics body")
-        }
-    };
-    let before = metrics(&env).await;
+    let before = metrics_text(&env).await;
     for i in 0..300 {
         let name = format!("X{i:04}{}", "Q".repeat(200));
         let r = env
@@ -209,7 +195,7 @@ async fn unknown_methods_are_answered_early_and_counted_as_one() {
             .expect("answer");
         assert_eq!(r.status(), 501, "{name}");
     }
-    let after = metrics(&env).await;
+    let after = metrics_text(&env).await;
     assert!(!after.contains("QQQQ"), "a method name became a label");
     assert!(after.contains("method=\"other\""));
     assert!(

@@ -128,15 +128,7 @@ enum Writer {
 
 /// PROPFIND answers so far, by writer: (direct, dav-server).
 async fn writer_counts(env: &TestEnv) -> (u64, u64) {
-    let text = env
-        .client
-        .get(env.url("/-/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics body");
+    let text = metrics_text(env).await;
     let count = |writer: &str| {
         text.lines()
             .find(|l| {

@@ -341,3 +341,15 @@ pub fn assert_until_china_midnight(retry: u64, sent: i64, answered: i64) {
         "Retry-After {retry}, expected {earliest}..={latest}"
     );
 }
+
+/// The gateway's `/-/metrics` text.
+pub async fn metrics_text(env: &TestEnv) -> String {
+    env.client
+        .get(env.url("/-/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics body")
+}
