@@ -61,17 +61,9 @@ impl PropStore {
 
     fn save(&self, nodes: &HashMap<String, Node>) {
         let Some(file) = &self.file else { return };
-        let result = (|| -> std::io::Result<()> {
-            if let Some(dir) = file.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let tmp = file.with_extension("tmp");
-            std::fs::write(
-                &tmp,
-                serde_json::to_vec(nodes).map_err(std::io::Error::other)?,
-            )?;
-            std::fs::rename(&tmp, file)
-        })();
+        let result = serde_json::to_vec(nodes)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| crate::state_files::replace(file, &bytes, false));
         if let Err(e) = result {
             tracing::warn!(file = %file.display(), error = %e, "could not save dead properties");
         }
