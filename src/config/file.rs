@@ -34,6 +34,12 @@ pub(super) struct RawServer {
     pub upstream_first_byte_timeout: Option<String>,
     pub upstream_idle_timeout: Option<String>,
     pub trusted_proxies: Option<Vec<String>>,
+    pub lock_timeout_max: Option<String>,
+    pub locks_per_user_max: Option<i64>,
+    pub props_max_bytes: Option<String>,
+    pub props_per_user_max_bytes: Option<String>,
+    pub junk_max_files: Option<i64>,
+    pub junk_per_user_max_files: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

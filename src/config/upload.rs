@@ -173,7 +173,7 @@ pub(super) fn resolve_server_upload(
 }
 
 /// An integer key in `1..=max`, its default when absent.
-fn in_range(
+pub(super) fn in_range(
     report: &mut Report,
     s: &Section,
     key: &str,
