@@ -4,11 +4,236 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 use pan123_emulator::{EmulatorConfig, Fault, FaultKind};
 
+/// A writable Open mount at `/m` over `/lib` (holding `a.txt`), with more `[server]` keys, and
+/// a second writing user `bob`.
+async fn env(server_extra: &str) -> TestEnv {
+    TestEnv::start_full(
+        EmulatorConfig::default(),
+        |emu| {
+            emu.put_file("/lib/a.txt", bytes_of(100, 1));
+            let lib = emu.lookup("/lib").map(|e| e.id).unwrap_or(0);
+            open_mount("/m", "proxy", &format!("root_id = {lib}"))
+        },
+        "[[users]]\nname = \"bob\"\npassword_hash = \"{hash}\"\nmounts = [\"*\"]\nwrite = true\n",
+        server_extra,
+    )
+    .await
+}
+
+fn lockinfo(scope: &str, owner: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?><D:lockinfo xmlns:D=\"DAV:\"><D:lockscope><D:{scope}/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner>{owner}</D:owner></D:lockinfo>"
+    )
+}
+
+/// LOCK as `user`; the status and the lock token (empty when refused).
+async fn lock(
+    env: &TestEnv,
+    user: &str,
+    path: &str,
+    scope: &str,
+    depth: &str,
+    timeout: &str,
+    owner: &str,
+) -> (u16, String, String) {
+    let r = env
+        .client
+        .request(
+            reqwest::Method::from_bytes(b"LOCK").expect("method"),
+            env.url(path),
+        )
+        .basic_auth(user, Some(PASSWORD))
+        .header("Depth", depth)
+        .header("Timeout", timeout)
+        .body(lockinfo(scope, owner))
+        .send()
+        .await
+        .expect("lock");
+    let status = r.status().as_u16();
+    let token = header(&r, "lock-token");
+    (status, token, r.text().await.unwrap_or_default())
+}
+
 async fn status_of(rb: reqwest::RequestBuilder) -> u16 {
     rb.send().await.expect("answered").status().as_u16()
+}
+
+/// LOCK then UNLOCK of the mount root once broke every later request on the mount (the lock
+/// store panicked and stayed poisoned).
+#[tokio::test]
+async fn locking_and_unlocking_a_mount_root_keeps_the_mount_serving() {
+    let env = env("").await;
+    for depth in ["0", "infinity"] {
+        let (status, token, _) =
+            lock(&env, USER, "/m/", "exclusive", depth, "Second-60", "me").await;
+        assert_eq!(status, 200, "LOCK /m/ Depth {depth}");
+        assert!(!token.is_empty());
+        let unlock = env.req("UNLOCK", "/m/").header("Lock-Token", &token);
+        assert_eq!(status_of(unlock).await, 204, "UNLOCK /m/ Depth {depth}");
+        let (status, _) = env.propfind("/m/", "1").await;
+        assert_eq!(status, 207, "PROPFIND after UNLOCK of the root");
+        let name = format!("/m/after-{depth}.txt");
+        assert_eq!(status_of(env.req("PUT", &name).body("x")).await, 201, "PUT");
+        let dir = format!("/m/dir-{depth}");
+        assert_eq!(status_of(env.req("MKCOL", &dir)).await, 201, "MKCOL");
+        assert_eq!(status_of(env.req("DELETE", &dir)).await, 204, "DELETE");
+    }
+    // A lock on the root held by someone else still protects the whole mount.
+    let (status, token, _) = lock(
+        &env,
+        USER,
+        "/m/",
+        "exclusive",
+        "infinity",
+        "Second-60",
+        "me",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let as_bob = |m: &str, p: &str| {
+        env.client
+            .request(
+                reqwest::Method::from_bytes(m.as_bytes()).expect("m"),
+                env.url(p),
+            )
+            .basic_auth("bob", Some(PASSWORD))
+    };
+    assert_eq!(status_of(as_bob("PUT", "/m/bob.txt").body("b")).await, 423);
+    let unlock = env.req("UNLOCK", "/m/").header("Lock-Token", &token);
+    assert_eq!(status_of(unlock).await, 204);
+    assert_eq!(status_of(as_bob("PUT", "/m/bob.txt").body("b")).await, 201);
+}
+
+/// A lock lasts as long as its Timeout asked (capped by `lock_timeout_max`), then expires.
+#[tokio::test]
+async fn lock_timeouts_are_honoured_and_capped() {
+    let env = env("lock_timeout_max = \"2m\"").await;
+    let (status, _, body) = lock(&env, USER, "/m/a.txt", "exclusive", "0", "Second-1", "me").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("Second-1<"), "{body}");
+    // Expired after its second: another user's write goes through (bounded wait, no timing
+    // asserted).
+    let mut answered = Vec::new();
+    for _ in 0..120 {
+        let put = env
+            .client
+            .put(env.url("/m/a.txt"))
+            .basic_auth("bob", Some(PASSWORD))
+            .body("overwritten by bob");
+        let s = status_of(put).await;
+        answered.push(s);
+        if s != 423 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        answered.last().is_some_and(|s| (200..300).contains(s)),
+        "the expired lock still refuses writes: {answered:?}"
+    );
+    // A shared lock asking for a day gets `lock_timeout_max`.
+    let (status, _, body) = lock(&env, USER, "/m/b.txt", "shared", "0", "Second-86400", "me").await;
+    assert_eq!(status, 201);
+    assert!(body.contains("Second-120<"), "{body}");
+    // A LOCK without Timeout keeps the default of 600 s (here within the cap).
+    let r = env
+        .req("LOCK", "/m/c.txt")
+        .header("Depth", "0")
+        .body(lockinfo("exclusive", "me"))
+        .send()
+        .await
+        .expect("lock");
+    assert_eq!(r.status().as_u16(), 201);
+    assert!(r.text().await.unwrap_or_default().contains("Second-120<"));
+}
+
+/// Locks are capped per resource and per user, and a lock's owner is capped in size; the mount
+/// answers 507 (caps) or 400 (owner) and keeps serving.
+#[tokio::test]
+async fn locks_are_capped_per_resource_user_and_owner_size() {
+    let env = env("locks_per_user_max = 20").await;
+    // Per resource: shared locks on one file.
+    let mut statuses = Vec::new();
+    for i in 0..20 {
+        let (s, _, _) = lock(
+            &env,
+            "bob",
+            "/m/a.txt",
+            "shared",
+            "0",
+            "Second-600",
+            &format!("o{i}"),
+        )
+        .await;
+        statuses.push(s);
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        16,
+        "{statuses:?}"
+    );
+    assert!(statuses[16..].iter().all(|s| *s == 507), "{statuses:?}");
+    // Per user: alice may hold 20 locks in this mount.
+    let mut statuses = Vec::new();
+    let mut tokens = Vec::new();
+    for i in 0..25 {
+        let (s, token, _) = lock(
+            &env,
+            USER,
+            &format!("/m/f{i}.txt"),
+            "exclusive",
+            "0",
+            "Second-600",
+            "me",
+        )
+        .await;
+        statuses.push(s);
+        tokens.push(token);
+    }
+    assert!(statuses[..20].iter().all(|s| *s == 201), "{statuses:?}");
+    assert!(statuses[20..].iter().all(|s| *s == 507), "{statuses:?}");
+    // Releasing one frees a place.
+    let unlock = env
+        .req("UNLOCK", "/m/f0.txt")
+        .header("Lock-Token", &tokens[0]);
+    assert_eq!(status_of(unlock).await, 204);
+    let (s, _, _) = lock(&env, USER, "/m/g.txt", "exclusive", "0", "Second-600", "me").await;
+    assert_eq!(s, 201);
+    // An owner over 4 KiB is refused; one under it is kept.
+    let big = "x".repeat(5000);
+    let (s, _, _) = lock(
+        &env,
+        "bob",
+        "/m/h.txt",
+        "exclusive",
+        "0",
+        "Second-600",
+        &big,
+    )
+    .await;
+    assert_eq!(s, 400);
+    let fine = "y".repeat(3000);
+    let (s, _, body) = lock(
+        &env,
+        "bob",
+        "/m/h.txt",
+        "exclusive",
+        "0",
+        "Second-600",
+        &fine,
+    )
+    .await;
+    assert_eq!(s, 201);
+    assert!(body.contains(&fine));
+    // The lock discovery of a file stays bounded (16 shared locks, small owners).
+    let (status, body) = env.propfind("/m/a.txt", "0").await;
+    assert_eq!(status, 207);
+    assert_eq!(body.matches("<D:activelock>").count(), 16);
 }
 
 fn proppatch(name: &str, value: &str) -> String {

@@ -6,6 +6,7 @@
 //! place. GET and HEAD on files never reach it (the download module answers them).
 
 pub mod junk;
+pub mod locks;
 mod meta;
 pub mod multistatus;
 pub mod props;

@@ -136,7 +136,7 @@ impl AppState {
                     spool: uploads.spool(),
                     sync: m.upload == crate::config::UploadMode::Sync,
                 };
-                build_mount(m, b, Some(state_dir), Some(writes))
+                build_mount(m, b, Some(state_dir), Some(writes), &config.server.stores)
             })
             .collect();
         let weak: Vec<std::sync::Weak<Mount>> = mounts.iter().map(Arc::downgrade).collect();
