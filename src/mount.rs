@@ -13,7 +13,7 @@ use crate::backend::Backend;
 use crate::config::{BackendConfig, DownloadPolicy, MountConfig, StoreLimits};
 use crate::dav::junk::JunkStore;
 use crate::dav::locks::{LockStore, MemoryLocks};
-use crate::dav::props::PropStore;
+use crate::dav::props::{Budget, PropStore};
 use crate::vfs::Vfs;
 
 /// How a writable mount stores uploads.
@@ -170,7 +170,13 @@ pub fn build_mount(
             limits.lock_timeout_max,
             limits.locks_per_user_max,
         )),
-        props: PropStore::open(props_file),
+        props: PropStore::open(
+            props_file,
+            Budget {
+                total: limits.props_max_bytes,
+                per_user: limits.props_per_user_max_bytes,
+            },
+        ),
         junk: JunkStore::new(),
         writes,
     })

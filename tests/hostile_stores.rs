@@ -242,6 +242,80 @@ fn proppatch(name: &str, value: &str) -> String {
     )
 }
 
+/// Bytes of every file below `dir`.
+fn bytes_below(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    if let Ok(items) = std::fs::read_dir(dir) {
+        for item in items.flatten() {
+            let path = item.path();
+            if path.is_dir() {
+                total += bytes_below(&path);
+            } else {
+                total += item.metadata().map(|m| m.len()).unwrap_or(0);
+            }
+        }
+    }
+    total
+}
+
+/// Dead properties are capped per mount and per user (507 beyond), stored compactly on disk,
+/// and survive a restart.
+#[tokio::test]
+async fn dead_properties_are_capped_and_stored_compactly() {
+    let mut env = env("props_max_bytes = \"1MiB\"\nprops_per_user_max_bytes = \"600KiB\"").await;
+    let value = "v".repeat(60_000);
+    let as_user = |user: &str, i: usize| {
+        env.client
+            .request(
+                reqwest::Method::from_bytes(b"PROPPATCH").expect("m"),
+                env.url("/m/a.txt"),
+            )
+            .basic_auth(user, Some(PASSWORD))
+            .body(proppatch(&format!("p{user}{i}"), &value))
+    };
+    let mut alice = Vec::new();
+    for i in 0..15 {
+        alice.push(status_of(as_user(USER, i)).await);
+    }
+    // 600 KiB per user: ten 60 KB values fit, the eleventh does not.
+    assert!(alice[..10].iter().all(|s| *s == 207), "{alice:?}");
+    assert!(alice[10..].iter().all(|s| *s == 507), "{alice:?}");
+    // Bob has his own share, until the mount's 1 MiB is full.
+    let mut bob = Vec::new();
+    for i in 0..15 {
+        bob.push(status_of(as_user("bob", i)).await);
+    }
+    assert!(bob[..5].iter().all(|s| *s == 207), "{bob:?}");
+    assert!(bob[7..].iter().all(|s| *s == 507), "{bob:?}");
+    let stored = bob.iter().chain(&alice).filter(|s| **s == 207).count() as u64;
+    // On disk: about the bytes stored, not four times as many.
+    let on_disk = bytes_below(&env.state_dir.path().join("props"));
+    assert!(
+        on_disk < stored * 60_000 * 3 / 2,
+        "{on_disk} bytes on disk for {stored} values of 60 KB"
+    );
+    // Removing frees room.
+    let remove = "<?xml version=\"1.0\" encoding=\"utf-8\"?><D:propertyupdate xmlns:D=\"DAV:\" xmlns:X=\"urn:x-test\"><D:remove><D:prop><X:palice0/></D:prop></D:remove></D:propertyupdate>";
+    let r = env.req("PROPPATCH", "/m/a.txt").body(remove);
+    assert_eq!(status_of(r).await, 207);
+    assert_eq!(status_of(as_user(USER, 20)).await, 207);
+    // Kept across a restart.
+    env.start_gateway().await;
+    let body = "<?xml version=\"1.0\" encoding=\"utf-8\"?><D:propfind xmlns:D=\"DAV:\" xmlns:X=\"urn:x-test\"><D:prop><X:palice20/><X:palice0/></D:prop></D:propfind>";
+    let r = env
+        .req("PROPFIND", "/m/a.txt")
+        .header("Depth", "0")
+        .body(body)
+        .send()
+        .await
+        .expect("propfind");
+    assert_eq!(r.status().as_u16(), 207);
+    let text = r.text().await.unwrap_or_default();
+    assert!(text.contains(&value), "the property survived the restart");
+    // (dav-server lists every dead property of the file, whatever was asked.)
+    assert!(!text.contains("palice0 "), "the removed one stayed removed");
+}
+
 #[cfg(unix)]
 fn loose_modes(dir: &std::path::Path, out: &mut Vec<String>) {
     use std::os::unix::fs::PermissionsExt;

@@ -357,7 +357,10 @@ impl GuardedFileSystem<Ctx> for MountFs {
             }
             let segs = segments(path)?;
             self.entry(&segs, ctx).await?;
-            Ok(self.mount.props.patch(&store_key(&segs), patch))
+            self.mount
+                .props
+                .patch(&store_key(&segs), &ctx.user, patch)
+                .map_err(|_| FsError::InsufficientStorage)
         }
         .boxed()
     }
