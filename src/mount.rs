@@ -177,7 +177,7 @@ pub fn build_mount(
                 per_user: limits.props_per_user_max_bytes,
             },
         ),
-        junk: JunkStore::new(),
+        junk: JunkStore::new(limits.junk_max_files, limits.junk_per_user_max_files),
         writes,
     })
 }

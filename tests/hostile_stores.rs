@@ -316,6 +316,63 @@ async fn dead_properties_are_capped_and_stored_compactly() {
     assert!(!text.contains("palice0 "), "the removed one stayed removed");
 }
 
+/// Client junk is capped in count per mount and per user: the oldest files go, a listing
+/// stays bounded.
+#[tokio::test]
+async fn client_junk_is_capped_in_count() {
+    let env = env("junk_max_files = 60\njunk_per_user_max_files = 40").await;
+    for i in 0..100 {
+        let r = env.req("PUT", &format!("/m/._f{i}")).body(Vec::new());
+        assert_eq!(status_of(r).await, 201, "junk {i}");
+    }
+    let (status, body) = env.propfind("/m/", "1").await;
+    assert_eq!(status, 207);
+    let listed = body.matches("._f").count();
+    assert!(listed <= 40 * 2, "{listed} junk names listed");
+    assert!(body.contains("._f99<"), "the newest is kept");
+    assert_eq!(
+        status_of(env.req("GET", "/m/._f0")).await,
+        404,
+        "the oldest went"
+    );
+    assert_eq!(status_of(env.req("GET", "/m/._f99")).await, 200);
+    // Bob's junk counts against the mount: 60 files in all.
+    let as_bob = |p: String| {
+        env.client
+            .put(env.url(&p))
+            .basic_auth("bob", Some(PASSWORD))
+            .body(Vec::new())
+    };
+    for i in 0..40 {
+        assert_eq!(status_of(as_bob(format!("/m/._b{i}"))).await, 201);
+    }
+    let kept = |user: &str| {
+        let env = &env;
+        let user = user.to_string();
+        async move {
+            let r = env
+                .client
+                .request(
+                    reqwest::Method::from_bytes(b"PROPFIND").expect("m"),
+                    env.url("/m/"),
+                )
+                .basic_auth(&user, Some(PASSWORD))
+                .header("Depth", "1")
+                .send()
+                .await
+                .expect("propfind");
+            r.text()
+                .await
+                .unwrap_or_default()
+                .matches("<D:href>/m/._")
+                .count()
+        }
+    };
+    let (a, b) = (kept(USER).await, kept("bob").await);
+    assert_eq!(b, 40);
+    assert!(a + b <= 60, "alice {a} + bob {b}");
+}
+
 #[cfg(unix)]
 fn loose_modes(dir: &std::path::Path, out: &mut Vec<String>) {
     use std::os::unix::fs::PermissionsExt;
