@@ -15,6 +15,7 @@ mod clients;
 mod duration;
 mod error;
 mod file;
+mod limits;
 mod resolve;
 #[cfg(test)]
 mod tests;
@@ -23,6 +24,11 @@ mod upload;
 pub use clients::{builtin_clients, ClientDownload, ClientRule};
 pub use duration::{format_duration, parse_duration};
 pub use error::{ConfigError, Problem};
+pub use limits::{
+    StoreLimits, DEFAULT_JUNK_MAX_FILES, DEFAULT_JUNK_PER_USER_MAX_FILES,
+    DEFAULT_LOCKS_PER_USER_MAX, DEFAULT_LOCK_TIMEOUT_MAX, DEFAULT_PROPS_MAX_BYTES,
+    DEFAULT_PROPS_PER_USER_MAX_BYTES,
+};
 pub(crate) use resolve::check_password_hash;
 pub use upload::{
     parse_size, UploadMode, DEFAULT_SPOOL_MAX, DEFAULT_UPLOAD_SLICES, DEFAULT_UPLOAD_WORKERS,
@@ -127,6 +133,8 @@ pub struct ServerConfig {
     pub body_idle_timeout: Duration,
     /// Connections one client address may hold at once.
     pub connections_per_ip: usize,
+    /// Caps of every mount's side stores: locks, dead properties, client junk.
+    pub stores: StoreLimits,
 }
 
 #[derive(Clone)]

@@ -12,5 +12,6 @@ pub mod demo;
 pub mod download;
 pub mod mount;
 pub mod server;
+pub mod state_files;
 pub mod upload;
 pub mod vfs;

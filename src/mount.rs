@@ -4,17 +4,16 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use dav_server::memls::MemLs;
-
 use crate::backend::link::{LinkBackend, Signing};
 use crate::backend::open::client::OpenClients;
 use crate::backend::open::{LinkMode, OpenBackend};
 use crate::backend::share::{ShareBackend, ShareParams};
 use crate::backend::web::{token_file, WebBackend, WebParams};
 use crate::backend::Backend;
-use crate::config::{BackendConfig, DownloadPolicy, MountConfig};
+use crate::config::{BackendConfig, DownloadPolicy, MountConfig, StoreLimits};
 use crate::dav::junk::JunkStore;
-use crate::dav::props::PropStore;
+use crate::dav::locks::{LockStore, MemoryLocks};
+use crate::dav::props::{Budget, PropStore};
 use crate::vfs::Vfs;
 
 /// How a writable mount stores uploads.
@@ -29,8 +28,8 @@ pub struct Writes {
 pub struct Mount {
     pub config: MountConfig,
     pub vfs: Vfs,
-    /// Class-2 locks; per process, like dav-server's own.
-    pub locks: Box<MemLs>,
+    /// Class-2 locks; per process, bounded (see `dav::locks`).
+    pub locks: Box<dyn LockStore>,
     pub props: PropStore,
     pub junk: JunkStore,
     /// `None` for read-only mounts.
@@ -146,12 +145,14 @@ fn warn_if_redirect_fails(m: &MountConfig, backend: &dyn Backend) {
     }
 }
 
-/// Builds a mount around its backend. `writes` is given for mounts that may be written.
+/// Builds a mount around its backend. `writes` is given for mounts that may be written;
+/// `limits` caps its side stores.
 pub fn build_mount(
     config: &MountConfig,
     backend: Arc<dyn Backend>,
     state_dir: Option<&Path>,
     writes: Option<Writes>,
+    limits: &StoreLimits,
 ) -> Arc<Mount> {
     let props_file = state_dir.map(|d| {
         d.join("props")
@@ -165,9 +166,18 @@ pub fn build_mount(
     Arc::new(Mount {
         config: config.clone(),
         vfs,
-        locks: MemLs::new(),
-        props: PropStore::open(props_file),
-        junk: JunkStore::new(),
+        locks: Box::new(MemoryLocks::new(
+            limits.lock_timeout_max,
+            limits.locks_per_user_max,
+        )),
+        props: PropStore::open(
+            props_file,
+            Budget {
+                total: limits.props_max_bytes,
+                per_user: limits.props_per_user_max_bytes,
+            },
+        ),
+        junk: JunkStore::new(limits.junk_max_files, limits.junk_per_user_max_files),
         writes,
     })
 }

@@ -40,6 +40,12 @@ pub(super) struct RawServer {
     pub keepalive_timeout: Option<String>,
     pub body_idle_timeout: Option<String>,
     pub connections_per_ip: Option<i64>,
+    pub lock_timeout_max: Option<String>,
+    pub locks_per_user_max: Option<i64>,
+    pub props_max_bytes: Option<String>,
+    pub props_per_user_max_bytes: Option<String>,
+    pub junk_max_files: Option<i64>,
+    pub junk_per_user_max_files: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -305,6 +305,27 @@ fn resolve_server(report: &mut Report, mut table: toml::Table, base_dir: &Path) 
         })
         .collect();
 
+    let lock_timeout_max = duration(
+        report,
+        &s,
+        "lock_timeout_max",
+        raw.lock_timeout_max,
+        DEFAULT_LOCK_TIMEOUT_MAX,
+        false,
+    );
+    let stores = super::limits::resolve(
+        report,
+        &s,
+        super::limits::RawLimits {
+            lock_timeout_max,
+            locks_per_user_max: raw.locks_per_user_max,
+            props_max_bytes: raw.props_max_bytes,
+            props_per_user_max_bytes: raw.props_per_user_max_bytes,
+            junk_max_files: raw.junk_max_files,
+            junk_per_user_max_files: raw.junk_per_user_max_files,
+        },
+    );
+
     ServerConfig {
         listen,
         public_url,
@@ -328,6 +349,7 @@ fn resolve_server(report: &mut Report, mut table: toml::Table, base_dir: &Path) 
         keepalive_timeout,
         body_idle_timeout,
         connections_per_ip,
+        stores,
     }
 }
 

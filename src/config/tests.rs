@@ -425,6 +425,61 @@ fn server_listen() {
 }
 
 #[test]
+fn store_limits() {
+    assert_eq!(
+        ok(&format!("{MOUNT}{USER}")).server.stores,
+        StoreLimits::default()
+    );
+    let config = ok(&format!(
+        "[server]\nlock_timeout_max = \"2m\"\nlocks_per_user_max = 20\nprops_max_bytes = \"1MiB\"\n\
+         props_per_user_max_bytes = \"600KiB\"\njunk_max_files = 60\njunk_per_user_max_files = 40\n\
+         {MOUNT}{USER}"
+    ));
+    assert_eq!(
+        config.server.stores,
+        StoreLimits {
+            lock_timeout_max: Duration::from_secs(120),
+            locks_per_user_max: 20,
+            props_max_bytes: 1 << 20,
+            props_per_user_max_bytes: 600 << 10,
+            junk_max_files: 60,
+            junk_per_user_max_files: 40,
+        }
+    );
+    one_problem(
+        &format!("[server]\nlock_timeout_max = \"0s\"\n{MOUNT}{USER}"),
+        "server.lock_timeout_max",
+        &["must be longer than 0s"],
+    );
+    one_problem(
+        &format!("[server]\nlocks_per_user_max = 0\n{MOUNT}{USER}"),
+        "server.locks_per_user_max",
+        &["0 is out of range; use a number from 1 to 1000000 (default 1000)"],
+    );
+    one_problem(
+        &format!("[server]\nprops_max_bytes = \"1KiB\"\n{MOUNT}{USER}"),
+        "server.props_max_bytes",
+        &["\"1KiB\" is too small", "at least \"64KiB\""],
+    );
+    one_problem(
+        &format!("[server]\nprops_per_user_max_bytes = \"lots\"\n{MOUNT}{USER}"),
+        "server.props_per_user_max_bytes",
+        &["\"lots\" is not a size", "like \"16MiB\""],
+    );
+    one_problem(
+        &format!("[server]\njunk_per_user_max_files = -5\n{MOUNT}{USER}"),
+        "server.junk_per_user_max_files",
+        &["-5 is out of range"],
+    );
+    // The error names the file.
+    let err = parse_env(&format!("[server]\njunk_max_files = 0\n{MOUNT}{USER}"), &[])
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("/etc/pan/config.toml"), "{err}");
+}
+
+#[test]
 fn server_urls_and_durations() {
     one_problem(
         &format!("[server]\npublic_url = \"dav.example.com\"\n{MOUNT}{USER}"),

@@ -3,10 +3,13 @@
 //! Finder writes an AppleDouble file next to every file it copies and a `.DS_Store` in every
 //! folder it opens; Explorer probes `desktop.ini` and `Thumbs.db`. Uploading them floods 123 with
 //! calls (and rate limits); refusing them fails whole copies. So they live in memory per mount,
-//! per user, for a day, bounded in total size, and are listed back to the user who wrote them.
+//! per user, for a day, bounded in total size and in count (`junk_max_files` per mount,
+//! `junk_per_user_max_files` per user; the oldest go first), and are listed back to the user
+//! who wrote them.
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
@@ -28,46 +31,153 @@ pub struct JunkFile {
     pub modified: SystemTime,
 }
 
-/// The junk of one mount, keyed by (user, path inside the mount).
+/// The junk of one mount, keyed by (user, path inside the mount). Bounded in bytes, in files
+/// per mount and in files per user: beyond a cap the oldest files are forgotten (refusing
+/// them would fail a whole Finder copy, and junk is disposable), so a listing never holds
+/// more than a user's cap of junk.
 pub struct JunkStore {
-    files: moka::sync::Cache<(String, String), Arc<JunkFile>>,
+    max_files: usize,
+    per_user_max: usize,
+    inner: Mutex<Inner>,
+}
+
+struct Stored {
+    file: Arc<JunkFile>,
+    /// Order of arrival: the smallest is the oldest.
+    seq: u64,
+    expires: Instant,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// (user, path) → file; ordered so a user's folder is one range.
+    files: BTreeMap<(String, String), Stored>,
+    /// Every file, oldest first.
+    order: BTreeMap<u64, (String, String)>,
+    /// Each user's files, oldest first.
+    per_user: HashMap<String, BTreeMap<u64, String>>,
+    bytes: u64,
+    next_seq: u64,
+}
+
+impl Inner {
+    fn remove(&mut self, key: &(String, String)) -> Option<Stored> {
+        let gone = self.files.remove(key)?;
+        self.order.remove(&gone.seq);
+        if let Some(mine) = self.per_user.get_mut(&key.0) {
+            mine.remove(&gone.seq);
+            if mine.is_empty() {
+                self.per_user.remove(&key.0);
+            }
+        }
+        self.bytes = self.bytes.saturating_sub(gone.file.bytes.len() as u64);
+        Some(gone)
+    }
+
+    /// Forgets the oldest file of everyone (`None`) or of one user.
+    fn evict_oldest(&mut self, user: Option<&str>) {
+        let key = match user {
+            None => self.order.values().next().cloned(),
+            Some(u) => self
+                .per_user
+                .get(u)
+                .and_then(|mine| mine.values().next())
+                .map(|path| (u.to_string(), path.clone())),
+        };
+        if let Some(key) = key {
+            self.remove(&key);
+        }
+    }
+
+    /// Forgets files past their day (the oldest expire first).
+    fn expire(&mut self, now: Instant) {
+        while let Some(key) = self.order.values().next().cloned() {
+            match self.files.get(&key) {
+                Some(s) if s.expires > now => break,
+                _ => {
+                    if self.remove(&key).is_none() {
+                        // An order entry without its file: drop it.
+                        let first = self.order.keys().next().copied();
+                        if let Some(seq) = first {
+                            self.order.remove(&seq);
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl Default for JunkStore {
     fn default() -> Self {
-        Self::new()
+        Self::new(
+            crate::config::DEFAULT_JUNK_MAX_FILES,
+            crate::config::DEFAULT_JUNK_PER_USER_MAX_FILES,
+        )
     }
 }
 
 impl JunkStore {
-    pub fn new() -> Self {
+    /// An empty store keeping at most `max_files` files, `per_user_max` of them per user.
+    pub fn new(max_files: usize, per_user_max: usize) -> Self {
         Self {
-            files: moka::sync::Cache::builder()
-                .max_capacity(MAX_BYTES)
-                .weigher(|_k: &(String, String), v: &Arc<JunkFile>| {
-                    u32::try_from(v.bytes.len()).unwrap_or(u32::MAX).max(1)
-                })
-                .time_to_live(TTL)
-                .build(),
+            max_files: max_files.max(1),
+            per_user_max: per_user_max.max(1),
+            inner: Mutex::new(Inner::default()),
         }
     }
 
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.expire(Instant::now());
+        inner
+    }
+
+    /// Stores (or replaces) a junk file, forgetting the oldest ones beyond the caps.
     pub fn put(&self, user: &str, path: &str, bytes: Bytes) {
-        self.files.insert(
-            (user.into(), path.into()),
-            Arc::new(JunkFile {
-                bytes,
-                modified: SystemTime::now(),
-            }),
+        let key = (user.to_string(), path.to_string());
+        let mut inner = self.inner();
+        inner.remove(&key);
+        let seq = inner.next_seq;
+        inner.next_seq += 1;
+        inner.bytes += bytes.len() as u64;
+        inner.order.insert(seq, key.clone());
+        inner
+            .per_user
+            .entry(key.0.clone())
+            .or_default()
+            .insert(seq, key.1.clone());
+        inner.files.insert(
+            key,
+            Stored {
+                file: Arc::new(JunkFile {
+                    bytes,
+                    modified: SystemTime::now(),
+                }),
+                seq,
+                expires: Instant::now() + TTL,
+            },
         );
+        while inner.per_user.get(user).map_or(0, BTreeMap::len) > self.per_user_max {
+            inner.evict_oldest(Some(user));
+        }
+        while inner.files.len() > self.max_files || inner.bytes > MAX_BYTES {
+            inner.evict_oldest(None);
+        }
     }
 
+    /// The junk file at `path` that `user` stored.
     pub fn get(&self, user: &str, path: &str) -> Option<Arc<JunkFile>> {
-        self.files.get(&(user.to_string(), path.to_string()))
+        let inner = self.inner();
+        inner
+            .files
+            .get(&(user.to_string(), path.to_string()))
+            .map(|s| s.file.clone())
     }
 
+    /// Forgets a junk file; false when there was none.
     pub fn remove(&self, user: &str, path: &str) -> bool {
-        self.files
+        self.inner()
             .remove(&(user.to_string(), path.to_string()))
             .is_some()
     }
@@ -75,14 +185,28 @@ impl JunkStore {
     /// Junk files directly inside folder `dir` ("/a/b"), as (name, file).
     pub fn list(&self, user: &str, dir: &str) -> Vec<(String, Arc<JunkFile>)> {
         let prefix = format!("{}/", dir.trim_end_matches('/'));
-        self.files
-            .iter()
-            .filter(|(k, _)| k.0 == user)
-            .filter_map(|(k, v)| {
-                let rest = k.1.strip_prefix(&prefix)?;
-                (!rest.contains('/')).then(|| (rest.to_string(), v))
+        // Every path starting with `prefix` sorts between it and `prefix` with its last
+        // character ('/') replaced by the next one ('0').
+        let end = format!("{}0", dir.trim_end_matches('/'));
+        let inner = self.inner();
+        inner
+            .files
+            .range((user.to_string(), prefix.clone())..(user.to_string(), end))
+            .filter_map(|((_, path), s)| {
+                let rest = path.strip_prefix(&prefix)?;
+                (!rest.contains('/')).then(|| (rest.to_string(), s.file.clone()))
             })
             .collect()
+    }
+
+    /// How many junk files the store holds.
+    pub fn len(&self) -> usize {
+        self.inner().files.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -108,12 +232,43 @@ mod tests {
 
     #[test]
     fn per_user_listing() {
-        let s = JunkStore::new();
+        let s = JunkStore::default();
         s.put("alice", "/a/.DS_Store", Bytes::from_static(b"x"));
         s.put("bob", "/a/._f", Bytes::from_static(b"y"));
         s.put("alice", "/a/b/._g", Bytes::from_static(b"z"));
         let l = s.list("alice", "/a");
         assert_eq!(l.len(), 1);
         assert_eq!(l[0].0, ".DS_Store");
+        assert_eq!(s.list("alice", "/a/b").len(), 1);
+        assert_eq!(s.list("alice", "").len(), 0);
+    }
+
+    #[test]
+    fn the_oldest_go_beyond_the_caps() {
+        let s = JunkStore::new(5, 3);
+        for i in 0..4 {
+            s.put("alice", &format!("/._a{i}"), Bytes::new());
+        }
+        assert!(s.get("alice", "/._a0").is_none(), "alice keeps 3");
+        assert_eq!(s.list("alice", "").len(), 3);
+        for i in 0..3 {
+            s.put("bob", &format!("/d/._b{i}"), Bytes::new());
+        }
+        assert_eq!(s.len(), 5, "the mount keeps 5");
+        assert!(s.get("alice", "/._a1").is_none(), "the oldest of all went");
+        assert!(s.get("bob", "/d/._b2").is_some());
+        // Replacing a file makes it the newest, and does not count twice.
+        s.put("bob", "/d/._b0", Bytes::from_static(b"again"));
+        s.put("alice", "/._a9", Bytes::new());
+        assert!(s.get("bob", "/d/._b0").is_some());
+        assert!(
+            s.get("alice", "/._a2").is_none(),
+            "the oldest of all went again"
+        );
+        assert!(s.get("bob", "/d/._b1").is_some());
+        assert_eq!(s.len(), 5);
+        assert!(s.remove("bob", "/d/._b0"));
+        assert!(!s.remove("bob", "/d/._b0"));
+        assert_eq!(s.len(), 4);
     }
 }

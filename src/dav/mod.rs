@@ -6,6 +6,7 @@
 //! place. GET and HEAD on files never reach it (the download module answers them).
 
 pub mod junk;
+pub mod locks;
 mod meta;
 pub mod multistatus;
 pub mod props;
@@ -387,7 +388,10 @@ impl GuardedFileSystem<Ctx> for MountFs {
             }
             let segs = segments(path)?;
             self.entry(&segs, ctx).await?;
-            Ok(self.mount.props.patch(&store_key(&segs), patch))
+            self.mount
+                .props
+                .patch(&store_key(&segs), &ctx.user, patch)
+                .map_err(|_| FsError::InsufficientStorage)
         }
         .boxed()
     }

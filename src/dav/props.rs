@@ -1,21 +1,80 @@
 //! Dead properties (PROPPATCH) and client modification times, kept locally per mount.
 //!
-//! 123 has nowhere to store them, so they live in one JSON file per mount in `state_dir`,
-//! keyed by the path inside the mount, and follow the file on MOVE, COPY and DELETE. Small by
-//! nature (a few properties per file that clients set); rewritten atomically on each change.
+//! 123 has nowhere to store them, so they live in memory, keyed by the path inside the mount,
+//! and follow the file on MOVE, COPY and DELETE. They are bounded: `props_max_bytes` per mount
+//! and `props_per_user_max_bytes` per user (the user who set a value pays for it); a PROPPATCH
+//! that would go over either is refused whole (507).
+//!
+//! On disk (`state_dir/props/<mount>.json` and `.log`): a snapshot, and an append-only log of
+//! the changes since, one JSON line each, numbered. A change costs one append of its own size;
+//! when the log outgrows the live data (and 1 MiB) the snapshot is rewritten and the log
+//! emptied, so the total write cost stays proportional to what is written. Values are stored
+//! as text (base64 when not UTF-8); snapshots of older versions, which stored them as arrays
+//! of numbers (four times the size), still load.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
-use std::sync::Mutex;
+use std::fs::File;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
 
+use base64::Engine;
 use dav_server::fs::DavProp;
 use serde::{Deserialize, Serialize};
+
+use crate::state_files;
+
+/// The log is compacted into the snapshot once it is larger than this and than the live data.
+const COMPACT_MIN: u64 = 1 << 20;
+
+/// A value as written on disk: text when it is UTF-8 (XML nearly always is), base64
+/// otherwise; older stores wrote arrays of numbers, which are still read.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Xml {
+    Text(String),
+    Base64 { b64: String },
+    Numbers(Vec<u8>),
+}
+
+impl Xml {
+    fn of(bytes: &[u8]) -> Self {
+        match std::str::from_utf8(bytes) {
+            Ok(s) => Xml::Text(s.to_string()),
+            Err(_) => Xml::Base64 {
+                b64: base64::engine::general_purpose::STANDARD.encode(bytes),
+            },
+        }
+    }
+
+    fn bytes(self) -> Vec<u8> {
+        match self {
+            Xml::Text(s) => s.into_bytes(),
+            Xml::Base64 { b64 } => base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .unwrap_or_default(),
+            Xml::Numbers(v) => v,
+        }
+    }
+}
+
+fn ser_xml<S: serde::Serializer>(xml: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+    xml.as_deref().map(Xml::of).serialize(s)
+}
+
+fn de_xml<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+    Ok(Option::<Xml>::deserialize(d)?.map(Xml::bytes))
+}
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct StoredProp {
     prefix: Option<String>,
+    #[serde(serialize_with = "ser_xml", deserialize_with = "de_xml", default)]
     xml: Option<Vec<u8>>,
+    /// Who set it (and pays for it); none for values stored by older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -27,10 +86,92 @@ struct Node {
     mtime: Option<(u64, Option<String>)>,
 }
 
-/// The store of one mount.
-pub struct PropStore {
-    file: Option<PathBuf>,
-    nodes: Mutex<HashMap<String, Node>>,
+/// The snapshot file: this version's, or an older version's bare map.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Snapshot {
+    Current {
+        version: u32,
+        /// The last log line it contains.
+        seq: u64,
+        nodes: HashMap<String, Node>,
+    },
+    Old(HashMap<String, Node>),
+}
+
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    version: u32,
+    seq: u64,
+    nodes: &'a HashMap<String, Node>,
+}
+
+/// One change, as logged.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Op {
+    Set {
+        path: String,
+        key: String,
+        prefix: Option<String>,
+        #[serde(serialize_with = "ser_xml", deserialize_with = "de_xml", default)]
+        xml: Option<Vec<u8>>,
+        user: Option<String>,
+    },
+    Unset {
+        path: String,
+        key: String,
+    },
+    Mtime {
+        path: String,
+        secs: u64,
+        md5: Option<String>,
+    },
+    Relocate {
+        from: String,
+        to: String,
+        copy: bool,
+        user: Option<String>,
+    },
+    Forget {
+        path: String,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+struct Line {
+    seq: u64,
+    #[serde(flatten)]
+    op: Op,
+}
+
+/// A PROPPATCH or COPY refused because it would go over a budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OverBudget;
+
+/// The caps of one store.
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    /// Bytes of the whole mount.
+    pub total: u64,
+    /// Bytes one user may set.
+    pub per_user: u64,
+}
+
+impl Budget {
+    /// No caps (tests, tools).
+    pub const UNLIMITED: Budget = Budget {
+        total: u64::MAX,
+        per_user: u64::MAX,
+    };
+}
+
+/// What a property costs against the budgets: its path, name, prefix and value.
+fn cost(path: &str, key: &str, p: &StoredProp) -> u64 {
+    (path.len()
+        + key.len()
+        + p.prefix.as_deref().map_or(0, str::len)
+        + p.xml.as_deref().map_or(0, <[u8]>::len)) as u64
 }
 
 fn key(prop: &DavProp) -> String {
@@ -41,73 +182,355 @@ fn key(prop: &DavProp) -> String {
     )
 }
 
-impl PropStore {
-    /// Loads the store kept in `file` (a missing or unreadable file starts empty).
-    pub fn open(file: Option<PathBuf>) -> Self {
-        let nodes = file
-            .as_ref()
-            .and_then(|f| std::fs::read(f).ok())
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
-        Self {
-            file,
-            nodes: Mutex::new(nodes),
+/// Is `p` the path `root` or below it?
+fn at_or_below(p: &str, root: &str) -> bool {
+    let root = root.trim_end_matches('/');
+    root.is_empty() || p == root || p.strip_prefix(root).is_some_and(|r| r.starts_with('/'))
+}
+
+/// The properties in memory, with what each user holds.
+#[derive(Default)]
+struct Props {
+    nodes: HashMap<String, Node>,
+    total: u64,
+    per_user: HashMap<String, u64>,
+}
+
+impl Props {
+    fn from_nodes(nodes: HashMap<String, Node>) -> Self {
+        let mut props = Props {
+            nodes,
+            ..Props::default()
+        };
+        let costs: Vec<(Option<String>, u64)> = props
+            .nodes
+            .iter()
+            .flat_map(|(path, node)| {
+                node.props
+                    .iter()
+                    .map(move |(k, p)| (p.user.clone(), cost(path, k, p)))
+            })
+            .collect();
+        for (user, c) in costs {
+            props.charge(user.as_deref(), c);
+        }
+        props
+    }
+
+    fn charge(&mut self, user: Option<&str>, c: u64) {
+        self.total = self.total.saturating_add(c);
+        if let Some(u) = user {
+            let n = self.per_user.entry(u.to_string()).or_insert(0);
+            *n = n.saturating_add(c);
         }
     }
 
-    fn nodes(&self) -> std::sync::MutexGuard<'_, HashMap<String, Node>> {
-        self.nodes.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn save(&self, nodes: &HashMap<String, Node>) {
-        let Some(file) = &self.file else { return };
-        let result = (|| -> std::io::Result<()> {
-            if let Some(dir) = file.parent() {
-                std::fs::create_dir_all(dir)?;
+    fn refund(&mut self, user: Option<&str>, c: u64) {
+        self.total = self.total.saturating_sub(c);
+        if let Some(u) = user {
+            if let Some(n) = self.per_user.get_mut(u) {
+                *n = n.saturating_sub(c);
+                if *n == 0 {
+                    self.per_user.remove(u);
+                }
             }
-            let tmp = file.with_extension("tmp");
-            std::fs::write(
-                &tmp,
-                serde_json::to_vec(nodes).map_err(std::io::Error::other)?,
-            )?;
-            std::fs::rename(&tmp, file)
-        })();
-        if let Err(e) = result {
-            tracing::warn!(file = %file.display(), error = %e, "could not save dead properties");
         }
     }
 
-    /// Applies a PROPPATCH: `(true, prop)` sets, `(false, prop)` removes.
+    fn used_by(&self, user: &str) -> u64 {
+        self.per_user.get(user).copied().unwrap_or(0)
+    }
+
+    /// Would setting and removing these go over `budget`? Only growth is refused.
+    fn fits(
+        &self,
+        path: &str,
+        user: &str,
+        changes: &[(bool, String, StoredProp)],
+        b: Budget,
+    ) -> bool {
+        let node = self.nodes.get(path);
+        let (mut total, mut mine) = (self.total as i128, self.used_by(user) as i128);
+        let (old_total, old_mine) = (total, mine);
+        // The same name set twice in one request counts once: the last one stays.
+        let mut seen: HashMap<&str, ()> = HashMap::new();
+        for (set, k, p) in changes.iter().rev() {
+            if seen.insert(k.as_str(), ()).is_some() {
+                continue;
+            }
+            if let Some(old) = node.and_then(|n| n.props.get(k)) {
+                let c = cost(path, k, old) as i128;
+                total -= c;
+                if old.user.as_deref() == Some(user) {
+                    mine -= c;
+                }
+            }
+            if *set {
+                let c = cost(path, k, p) as i128;
+                total += c;
+                mine += c;
+            }
+        }
+        (total <= old_total || total <= b.total as i128)
+            && (mine <= old_mine || mine <= b.per_user as i128)
+    }
+
+    fn set(&mut self, path: &str, k: String, p: StoredProp) {
+        let c = cost(path, &k, &p);
+        let user = p.user.clone();
+        let old = self
+            .nodes
+            .entry(path.to_string())
+            .or_default()
+            .props
+            .insert(k.clone(), p);
+        if let Some(old) = old {
+            self.refund(old.user.as_deref(), cost(path, &k, &old));
+        }
+        self.charge(user.as_deref(), c);
+    }
+
+    fn unset(&mut self, path: &str, k: &str) {
+        let Some(node) = self.nodes.get_mut(path) else {
+            return;
+        };
+        let old = node.props.remove(k);
+        let empty = node.props.is_empty() && node.mtime.is_none();
+        if empty {
+            self.nodes.remove(path);
+        }
+        if let Some(old) = old {
+            self.refund(old.user.as_deref(), cost(path, k, &old));
+        }
+    }
+
+    fn set_mtime(&mut self, path: &str, secs: u64, md5: Option<String>) {
+        self.nodes.entry(path.to_string()).or_default().mtime = Some((secs, md5));
+    }
+
+    /// Removes `root` and everything below it; returns what was there.
+    fn take_below(&mut self, root: &str) -> Vec<(String, Node)> {
+        let paths: Vec<String> = self
+            .nodes
+            .keys()
+            .filter(|p| at_or_below(p, root))
+            .cloned()
+            .collect();
+        let mut out = Vec::with_capacity(paths.len());
+        for path in paths {
+            if let Some(node) = self.nodes.remove(&path) {
+                for (k, p) in &node.props {
+                    self.refund(p.user.as_deref(), cost(&path, k, p));
+                }
+                out.push((path, node));
+            }
+        }
+        out
+    }
+
+    /// What copying `from` (and below) to `to` would add, charged to `user`.
+    fn copy_cost(&self, from: &str, to: &str) -> u64 {
+        self.nodes
+            .iter()
+            .filter(|(p, _)| at_or_below(p, from))
+            .flat_map(|(p, node)| {
+                let dest = format!("{to}{}", p.get(from.len()..).unwrap_or(""));
+                node.props.iter().map(move |(k, prop)| cost(&dest, k, prop))
+            })
+            .sum()
+    }
+
+    fn relocate(&mut self, from: &str, to: &str, copy: bool, user: Option<&str>) {
+        // The destination's old properties are replaced.
+        self.take_below(to);
+        let sources: Vec<(String, Node)> = if copy {
+            self.nodes
+                .iter()
+                .filter(|(p, _)| at_or_below(p, from))
+                .map(|(p, n)| (p.clone(), n.clone()))
+                .collect()
+        } else {
+            self.take_below(from)
+        };
+        for (p, mut node) in sources {
+            let dest = format!("{to}{}", p.get(from.len()..).unwrap_or(""));
+            if copy {
+                // A copy belongs to whoever made it.
+                for prop in node.props.values_mut() {
+                    prop.user = user.map(str::to_string);
+                }
+            }
+            for (k, prop) in &node.props {
+                self.charge(prop.user.as_deref(), cost(&dest, k, prop));
+            }
+            self.nodes.insert(dest, node);
+        }
+    }
+
+    fn apply(&mut self, op: Op) {
+        match op {
+            Op::Set {
+                path,
+                key,
+                prefix,
+                xml,
+                user,
+            } => self.set(&path, key, StoredProp { prefix, xml, user }),
+            Op::Unset { path, key } => self.unset(&path, &key),
+            Op::Mtime { path, secs, md5 } => self.set_mtime(&path, secs, md5),
+            Op::Relocate {
+                from,
+                to,
+                copy,
+                user,
+            } => self.relocate(&from, &to, copy, user.as_deref()),
+            Op::Forget { path } => {
+                self.take_below(&path);
+            }
+        }
+    }
+}
+
+/// The files of a store and the log being appended to.
+struct Disk {
+    snapshot: PathBuf,
+    log: PathBuf,
+    /// Open for appending once the first change is written.
+    writer: Option<File>,
+    /// Bytes in the log.
+    log_bytes: u64,
+    /// The number of the last logged change.
+    seq: u64,
+}
+
+struct Inner {
+    props: Props,
+    disk: Option<Disk>,
+}
+
+/// The dead properties of one mount.
+pub struct PropStore {
+    budget: Budget,
+    inner: Mutex<Inner>,
+}
+
+/// The snapshot format this version writes.
+const VERSION: u32 = 2;
+
+impl PropStore {
+    /// Loads the store kept in `file` (its log next to it, `.log`); a missing or unreadable
+    /// file starts empty. `budget` caps what PROPPATCH may add.
+    pub fn open(file: Option<PathBuf>, budget: Budget) -> Self {
+        let Some(snapshot) = file else {
+            return Self {
+                budget,
+                inner: Mutex::new(Inner {
+                    props: Props::default(),
+                    disk: None,
+                }),
+            };
+        };
+        let log = snapshot.with_extension("log");
+        let (nodes, seq) = match std::fs::read(&snapshot)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Snapshot>(&b).ok())
+        {
+            Some(Snapshot::Current {
+                version,
+                seq,
+                nodes,
+            }) => {
+                if version > VERSION {
+                    tracing::warn!(file = %snapshot.display(), version, "dead properties written by a newer version; reading what this one knows");
+                }
+                (nodes, seq)
+            }
+            Some(Snapshot::Old(nodes)) => (nodes, 0),
+            None => (HashMap::new(), 0),
+        };
+        let mut props = Props::from_nodes(nodes);
+        let (replayed, last) = replay(&log, seq, &mut props);
+        let store = Self {
+            budget,
+            inner: Mutex::new(Inner {
+                props,
+                disk: Some(Disk {
+                    snapshot,
+                    log,
+                    writer: None,
+                    log_bytes: 0,
+                    seq: last,
+                }),
+            }),
+        };
+        if replayed > 0 || last > seq {
+            // Fold the log into a fresh snapshot, so it starts empty.
+            let mut inner = store.inner();
+            let Inner { props, disk } = &mut *inner;
+            if let Some(disk) = disk.as_mut() {
+                compact(disk, props);
+            }
+        }
+        store
+    }
+
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies a PROPPATCH by `user`: `(true, prop)` sets, `(false, prop)` removes. Refused
+    /// whole, changing nothing, when it would take the mount or the user over the budget.
     pub fn patch(
         &self,
         path: &str,
+        user: &str,
         patch: Vec<(bool, DavProp)>,
-    ) -> Vec<(http::StatusCode, DavProp)> {
-        let mut nodes = self.nodes();
-        let node = nodes.entry(path.to_string()).or_default();
-        let mut out = Vec::with_capacity(patch.len());
-        for (set, prop) in patch {
-            if set {
-                node.props.insert(
-                    key(&prop),
-                    StoredProp {
-                        prefix: prop.prefix.clone(),
-                        xml: prop.xml.clone(),
-                    },
-                );
-            } else {
-                node.props.remove(&key(&prop));
-            }
-            out.push((http::StatusCode::OK, DavProp { xml: None, ..prop }));
+    ) -> Result<Vec<(http::StatusCode, DavProp)>, OverBudget> {
+        let changes: Vec<(bool, String, StoredProp)> = patch
+            .iter()
+            .map(|(set, prop)| {
+                let stored = StoredProp {
+                    prefix: prop.prefix.clone(),
+                    xml: prop.xml.clone(),
+                    user: Some(user.to_string()),
+                };
+                (*set, key(prop), stored)
+            })
+            .collect();
+        let mut inner = self.inner();
+        if !inner.props.fits(path, user, &changes, self.budget) {
+            return Err(OverBudget);
         }
-        self.save(&nodes);
-        out
+        let ops = changes
+            .into_iter()
+            .map(|(set, key, p)| {
+                if set {
+                    Op::Set {
+                        path: path.to_string(),
+                        key,
+                        prefix: p.prefix,
+                        xml: p.xml,
+                        user: p.user,
+                    }
+                } else {
+                    Op::Unset {
+                        path: path.to_string(),
+                        key,
+                    }
+                }
+            })
+            .collect();
+        inner.record(ops);
+        Ok(patch
+            .into_iter()
+            .map(|(_, prop)| (http::StatusCode::OK, DavProp { xml: None, ..prop }))
+            .collect())
     }
 
     /// Every dead property of `path`.
     pub fn all(&self, path: &str, do_content: bool) -> Vec<DavProp> {
-        let nodes = self.nodes();
-        let Some(node) = nodes.get(path) else {
+        let inner = self.inner();
+        let Some(node) = inner.props.nodes.get(path) else {
             return Vec::new();
         };
         node.props
@@ -126,17 +549,23 @@ impl PropStore {
 
     /// Does `dir` ("/a/b", "" for the mount root) or anything below it have dead properties?
     pub fn any_at_or_below(&self, dir: &str) -> bool {
-        self.nodes().iter().any(|(path, node)| {
-            !node.props.is_empty()
-                && (dir.is_empty()
-                    || path == dir
-                    || path.strip_prefix(dir).is_some_and(|r| r.starts_with('/')))
-        })
+        self.inner()
+            .props
+            .nodes
+            .iter()
+            .any(|(path, node)| !node.props.is_empty() && at_or_below(path, dir))
     }
 
     /// One dead property's XML.
     pub fn get(&self, path: &str, prop: &DavProp) -> Option<Vec<u8>> {
-        self.nodes().get(path)?.props.get(&key(prop))?.xml.clone()
+        self.inner()
+            .props
+            .nodes
+            .get(path)?
+            .props
+            .get(&key(prop))?
+            .xml
+            .clone()
     }
 
     /// Records a client modification time for the content with `md5`.
@@ -145,48 +574,160 @@ impl PropStore {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let mut nodes = self.nodes();
-        nodes.entry(path.to_string()).or_default().mtime = Some((secs, md5.map(str::to_string)));
-        self.save(&nodes);
+        self.inner().record(vec![Op::Mtime {
+            path: path.to_string(),
+            secs,
+            md5: md5.map(str::to_string),
+        }]);
     }
 
     /// The client modification time of `path`, if one was stored for this content.
     pub fn mtime(&self, path: &str, md5: Option<&str>) -> Option<SystemTime> {
-        let nodes = self.nodes();
-        let (secs, stored_md5) = nodes.get(path)?.mtime.as_ref()?;
+        let inner = self.inner();
+        let (secs, stored_md5) = inner.props.nodes.get(path)?.mtime.as_ref()?;
         if stored_md5.is_some() && md5.is_some() && stored_md5.as_deref() != md5 {
             return None;
         }
         Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(*secs))
     }
 
-    /// Moves (or copies) the properties of `from` and everything below it to `to`.
-    pub fn relocate(&self, from: &str, to: &str, copy: bool) {
-        let mut nodes = self.nodes();
-        let below = |p: &str, root: &str| {
-            p == root || p.starts_with(&format!("{}/", root.trim_end_matches('/')))
-        };
-        // The destination's old properties are replaced.
-        nodes.retain(|p, _| !below(p, to));
-        let moved: Vec<(String, Node)> = nodes
-            .iter()
-            .filter(|(p, _)| below(p, from))
-            .map(|(p, n)| (format!("{}{}", to, &p[from.len()..]), n.clone()))
-            .collect();
-        if !copy {
-            nodes.retain(|p, _| !below(p, from));
+    /// Would copying the properties of `from` (and below) to `to` for `user` fit the budget?
+    /// (Checked before a COPY, which then always carries them.)
+    pub fn copy_fits(&self, from: &str, to: &str, user: &str) -> Result<(), OverBudget> {
+        let inner = self.inner();
+        let add = inner.props.copy_cost(from, to);
+        if add == 0 {
+            return Ok(());
         }
-        nodes.extend(moved);
-        self.save(&nodes);
+        let total = inner.props.total.saturating_add(add);
+        let mine = inner.props.used_by(user).saturating_add(add);
+        if total > self.budget.total || mine > self.budget.per_user {
+            return Err(OverBudget);
+        }
+        Ok(())
+    }
+
+    /// Moves (or copies, for `user`) the properties of `from` and everything below it to `to`.
+    pub fn relocate(&self, from: &str, to: &str, copy: bool, user: &str) {
+        self.inner().record(vec![Op::Relocate {
+            from: from.to_string(),
+            to: to.to_string(),
+            copy,
+            user: Some(user.to_string()),
+        }]);
     }
 
     /// Forgets `path` and everything below it.
     pub fn remove(&self, path: &str) {
-        let mut nodes = self.nodes();
-        let root = path.trim_end_matches('/').to_string();
-        nodes.retain(|p, _| p != &root && !p.starts_with(&format!("{root}/")));
-        self.save(&nodes);
+        let path = path.trim_end_matches('/').to_string();
+        self.inner().record(vec![Op::Forget { path }]);
     }
+}
+
+impl Inner {
+    /// Applies `ops` in memory and appends them to the log (compacting when it is due).
+    fn record(&mut self, ops: Vec<Op>) {
+        let Inner { props, disk } = self;
+        let Some(disk) = disk.as_mut() else {
+            for op in ops {
+                props.apply(op);
+            }
+            return;
+        };
+        let mut text = Vec::new();
+        for op in &ops {
+            disk.seq += 1;
+            let line = Line {
+                seq: disk.seq,
+                op: op.clone(),
+            };
+            if serde_json::to_writer(&mut text, &line).is_ok() {
+                text.push(b'\n');
+            }
+        }
+        for op in ops {
+            props.apply(op);
+        }
+        if let Err(e) = append(disk, &text) {
+            tracing::warn!(file = %disk.log.display(), error = %e, "could not log a dead-property change");
+            // Keep what is in memory on disk another way.
+            compact(disk, props);
+            return;
+        }
+        if disk.log_bytes > COMPACT_MIN && disk.log_bytes > props.total {
+            compact(disk, props);
+        }
+    }
+}
+
+fn append(disk: &mut Disk, text: &[u8]) -> std::io::Result<()> {
+    if disk.writer.is_none() {
+        if let Some(dir) = disk.log.parent() {
+            state_files::create_dir_all(dir)?;
+        }
+        let f = state_files::append(&disk.log)?;
+        disk.log_bytes = f.metadata().map(|m| m.len()).unwrap_or(0);
+        disk.writer = Some(f);
+    }
+    let Some(f) = disk.writer.as_mut() else {
+        return Ok(());
+    };
+    f.write_all(text)?;
+    disk.log_bytes += text.len() as u64;
+    Ok(())
+}
+
+/// Writes the snapshot (up to the last logged change) and empties the log.
+fn compact(disk: &mut Disk, props: &Props) {
+    let snapshot = SnapshotRef {
+        version: VERSION,
+        seq: disk.seq,
+        nodes: &props.nodes,
+    };
+    let result = serde_json::to_vec(&snapshot)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| state_files::replace(&disk.snapshot, &bytes, false))
+        .and_then(|()| {
+            // Lines up to `seq` are in the snapshot; replay skips them even if this truncation
+            // is lost.
+            disk.writer = None;
+            match std::fs::remove_file(&disk.log) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            }
+        });
+    match result {
+        Ok(()) => disk.log_bytes = 0,
+        Err(e) => {
+            tracing::warn!(file = %disk.snapshot.display(), error = %e, "could not save dead properties")
+        }
+    }
+}
+
+/// Applies the log lines after `after` to `props`; returns how many were applied and the last
+/// number seen. A torn last line (a crash mid-append) ends the replay.
+fn replay(log: &Path, after: u64, props: &mut Props) -> (usize, u64) {
+    let Ok(f) = File::open(log) else {
+        return (0, after);
+    };
+    let (mut applied, mut last) = (0, after);
+    for line in std::io::BufReader::new(f).split(b'\n') {
+        let Ok(line) = line else { break };
+        if line.is_empty() {
+            continue;
+        }
+        let Ok(line) = serde_json::from_slice::<Line>(&line) else {
+            tracing::warn!(file = %log.display(), "a dead-property log ends with a torn line; ignored");
+            break;
+        };
+        if line.seq <= after {
+            continue;
+        }
+        last = last.max(line.seq);
+        props.apply(line.op);
+        applied += 1;
+    }
+    (applied, last)
 }
 
 #[cfg(test)]
@@ -197,28 +738,129 @@ mod tests {
         DavProp::new(name.into(), "x".into(), "urn:test".into(), value.into())
     }
 
+    fn open(dir: &Path, budget: Budget) -> PropStore {
+        PropStore::open(Some(dir.join("props.json")), budget)
+    }
+
     #[test]
     fn set_get_move_remove() {
         let dir = tempfile::tempdir().unwrap();
-        let store = PropStore::open(Some(dir.path().join("props.json")));
-        store.patch("/a/f", vec![(true, prop("color", "red"))]);
+        let store = open(dir.path(), Budget::UNLIMITED);
+        store
+            .patch("/a/f", "u", vec![(true, prop("color", "red"))])
+            .unwrap();
         assert!(store.get("/a/f", &prop("color", "")).is_some());
-        store.relocate("/a", "/b", false);
+        store.relocate("/a", "/b", false, "u");
         assert!(store.get("/a/f", &prop("color", "")).is_none());
         assert!(store.get("/b/f", &prop("color", "")).is_some());
         // Persisted.
-        let again = PropStore::open(Some(dir.path().join("props.json")));
+        drop(store);
+        let again = open(dir.path(), Budget::UNLIMITED);
         assert_eq!(again.all("/b/f", true).len(), 1);
         again.remove("/b");
         assert!(again.all("/b/f", true).is_empty());
+        drop(again);
+        assert!(open(dir.path(), Budget::UNLIMITED)
+            .all("/b/f", true)
+            .is_empty());
     }
 
     #[test]
     fn mtime_is_tied_to_content() {
-        let store = PropStore::open(None);
+        let store = PropStore::open(None, Budget::UNLIMITED);
         let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
         store.set_mtime("/f", t, Some("abc"));
         assert_eq!(store.mtime("/f", Some("abc")), Some(t));
         assert_eq!(store.mtime("/f", Some("def")), None);
+    }
+
+    #[test]
+    fn an_old_store_loads_and_is_rewritten_compactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("props.json");
+        // What earlier versions wrote: a bare map, values as arrays of numbers.
+        let xml: Vec<u8> = b"<x:color xmlns:x=\"urn:test\">red</x:color>".to_vec();
+        let old = serde_json::json!({
+            "/a/f": {"props": {"{urn:test}color": {"prefix": "x", "xml": xml}}, "mtime": [1600000000u64, "abc"]}
+        });
+        std::fs::write(&file, serde_json::to_vec(&old).unwrap()).unwrap();
+        let store = open(dir.path(), Budget::UNLIMITED);
+        assert_eq!(store.get("/a/f", &prop("color", "")), Some(xml.clone()));
+        assert!(store.mtime("/a/f", Some("abc")).is_some());
+        store
+            .patch("/a/g", "u", vec![(true, prop("size", "big"))])
+            .unwrap();
+        drop(store);
+        let store = open(dir.path(), Budget::UNLIMITED);
+        assert_eq!(store.get("/a/f", &prop("color", "")), Some(xml));
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.contains("red</x:color>"), "stored as text: {text}");
+    }
+
+    #[test]
+    fn budgets_refuse_growth_only() {
+        let budget = Budget {
+            total: 1000,
+            per_user: 600,
+        };
+        let store = PropStore::open(None, budget);
+        let v = "v".repeat(250);
+        for i in 0..2 {
+            store
+                .patch("/f", "a", vec![(true, prop(&format!("p{i}"), &v))])
+                .unwrap();
+        }
+        assert!(
+            matches!(
+                store.patch("/f", "a", vec![(true, prop("p2", &v))]),
+                Err(OverBudget)
+            ),
+            "a over 600"
+        );
+        // Replacing a value with one of the same size is no growth.
+        store
+            .patch("/f", "a", vec![(true, prop("p1", &v))])
+            .unwrap();
+        store
+            .patch("/f", "b", vec![(true, prop("q0", &v))])
+            .unwrap();
+        assert!(
+            matches!(
+                store.patch("/f", "b", vec![(true, prop("q1", &v))]),
+                Err(OverBudget)
+            ),
+            "the mount over 1000"
+        );
+        store
+            .patch("/f", "a", vec![(false, prop("p0", ""))])
+            .unwrap();
+        store
+            .patch("/f", "b", vec![(true, prop("q1", &v))])
+            .unwrap();
+        assert!(store.copy_fits("/f", "/g", "b").is_err());
+        assert!(store.copy_fits("/none", "/g", "b").is_ok());
+    }
+
+    #[test]
+    fn the_log_is_compacted_and_a_torn_line_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), Budget::UNLIMITED);
+        let v = "v".repeat(100_000);
+        for i in 0..30 {
+            store
+                .patch("/f", "u", vec![(true, prop("same", &format!("{v}{i}")))])
+                .unwrap();
+        }
+        drop(store);
+        let log = dir.path().join("props.log");
+        let log_len = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+        assert!(log_len <= 2 * COMPACT_MIN, "log {log_len} bytes");
+        // A crash mid-append leaves half a line.
+        let mut f = state_files::append(&log).unwrap();
+        f.write_all(b"{\"seq\":99999,\"op\":\"se").unwrap();
+        drop(f);
+        let store = open(dir.path(), Budget::UNLIMITED);
+        let got = store.get("/f", &prop("same", "")).unwrap();
+        assert!(got.ends_with(b"29</x:same>"));
     }
 }

@@ -221,7 +221,9 @@ impl MountFs {
                 .await
                 .map_err(|e| ctx.fs_error(&e))?,
         }
-        self.mount.props.relocate(&from_key, &to_key, false);
+        self.mount
+            .props
+            .relocate(&from_key, &to_key, false, &ctx.user);
         Ok(())
     }
 
@@ -229,6 +231,12 @@ impl MountFs {
         self.require_write(ctx)?;
         let (to_parent, to_name) = self.parent_of(to, ctx).await?;
         let (from_key, to_key) = (store_key(from), store_key(to));
+        // The copy carries the dead properties: refuse it (507) before anything is copied
+        // when they would go over the budget.
+        self.mount
+            .props
+            .copy_fits(&from_key, &to_key, &ctx.user)
+            .map_err(|_| FsError::InsufficientStorage)?;
         let entry = self.entry(from, ctx).await?;
         if from.last().is_some_and(|n| ctx.is_junk(n)) {
             let f = self
@@ -274,7 +282,9 @@ impl MountFs {
                 }
             }
         }
-        self.mount.props.relocate(&from_key, &to_key, true);
+        self.mount
+            .props
+            .relocate(&from_key, &to_key, true, &ctx.user);
         Ok(())
     }
 

@@ -11,7 +11,6 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use dav_server::davpath::DavPath;
-use dav_server::ls::DavLockSystem;
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 use http::{HeaderMap, Response, StatusCode};

@@ -110,6 +110,14 @@ impl AppState {
         let http = http_client()?;
         let clients = OpenClients::new();
         let state_dir = &config.server.state_dir;
+        let tightened = crate::state_files::tighten(state_dir);
+        if tightened > 0 {
+            tracing::info!(
+                state_dir = %state_dir.display(),
+                entries = tightened,
+                "made files under state_dir private to the service user (0600/0700)"
+            );
+        }
         let backends = build_backends(&config.mounts, &http, &clients, Some(state_dir));
         let writable: HashMap<String, Arc<dyn Backend>> = config
             .mounts
@@ -149,7 +157,7 @@ impl AppState {
                     spool: uploads.spool(),
                     sync: m.upload == crate::config::UploadMode::Sync,
                 };
-                build_mount(m, b, Some(state_dir), Some(writes))
+                build_mount(m, b, Some(state_dir), Some(writes), &config.server.stores)
             })
             .collect();
         let weak: Vec<std::sync::Weak<Mount>> = mounts.iter().map(Arc::downgrade).collect();

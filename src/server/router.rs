@@ -31,8 +31,11 @@ const READ_ONLY_ALLOW: &str = "OPTIONS, GET, HEAD, PROPFIND";
 /// Methods a writable mount allows.
 const WRITABLE_ALLOW: &str =
     "OPTIONS, GET, HEAD, PROPFIND, PROPPATCH, PUT, DELETE, MKCOL, COPY, MOVE, LOCK, UNLOCK";
-/// A LOCK without a Timeout still expires (dav-server would keep it forever).
+/// A LOCK without a Timeout still expires (dav-server would keep it forever); the lock store
+/// caps it at `lock_timeout_max`.
 const DEFAULT_LOCK_TIMEOUT: &str = "Second-600";
+/// The largest LOCK body read (dav-server reads at most this much of any XML body).
+const LOCK_BODY_MAX: usize = 64 * 1024;
 
 /// What the download policy decided for one GET.
 #[derive(Debug, PartialEq, Eq)]
@@ -219,7 +222,7 @@ async fn write<B>(
     mount: &Arc<Mount>,
     rest: &[String],
     user: &super::auth::User,
-    mut req: Request<B>,
+    req: Request<B>,
     mut ctx: Ctx,
     what: &str,
 ) -> Response<ResponseBody>
@@ -340,9 +343,8 @@ where
             }
         }
     }
-    if method == "LOCK" && !req.headers().contains_key("Timeout") {
-        req.headers_mut()
-            .insert("Timeout", HeaderValue::from_static(DEFAULT_LOCK_TIMEOUT));
+    if method == "LOCK" {
+        return lock(mount, rest, ctx, req, what).await;
     }
     if method == "PUT" {
         ctx.oc_mtime = req
@@ -359,6 +361,66 @@ where
             .insert("X-OC-Mtime", HeaderValue::from_static("accepted"));
     }
     res
+}
+
+/// LOCK: a missing Timeout gets the default (dav-server would keep the lock forever). A new
+/// lock whose owner is over 4 KiB gets 400, and one over a cap (locks per resource, per user)
+/// 507 with the reason, before dav-server, which can only answer 423 to a refused lock. The
+/// lock store enforces the same caps itself (two LOCKs racing past this check get 423).
+async fn lock<B>(
+    mount: &Arc<Mount>,
+    rest: &[String],
+    ctx: Ctx,
+    mut req: Request<B>,
+    what: &str,
+) -> Response<ResponseBody>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    if !req.headers().contains_key("Timeout") {
+        req.headers_mut()
+            .insert("Timeout", HeaderValue::from_static(DEFAULT_LOCK_TIMEOUT));
+    }
+    let (parts, body) = req.into_parts();
+    let body = match http_body_util::Limited::new(body, LOCK_BODY_MAX)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return status_text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "The LOCK body is larger than 64 KiB",
+                None,
+            )
+        }
+        Err(_) => return status_text(StatusCode::BAD_REQUEST, "The LOCK body was cut", None),
+    };
+    if !body.is_empty() {
+        if lock_owner(&body).is_some_and(|o| crate::dav::locks::owner_too_large(&o)) {
+            return status_text(
+                StatusCode::BAD_REQUEST,
+                crate::dav::locks::Refusal::OwnerTooLarge.message(),
+                None,
+            );
+        }
+        if let Ok(path) = dav_server::davpath::DavPath::new(&paths::encode(rest)) {
+            if let Err(refusal) = mount.locks.admit(&path, &ctx.user) {
+                return status_text(StatusCode::INSUFFICIENT_STORAGE, refusal.message(), None);
+            }
+        }
+    }
+    let req = Request::from_parts(parts, http_body_util::Full::new(body));
+    dav_mount(mount, ctx, req, what).await
+}
+
+/// The `owner` element of a LOCK body, as dav-server will store it (prefix `D`).
+fn lock_owner(body: &[u8]) -> Option<xmltree::Element> {
+    let info = xmltree::Element::parse(body).ok()?;
+    let mut owner = info.get_child("owner")?.clone();
+    owner.prefix = Some("D".into());
+    Some(owner)
 }
 
 /// 400 with the reason when 123 cannot store `name`.
@@ -610,8 +672,9 @@ where
     builder = if mount.read_only() {
         builder.methods(DavMethodSet::WEBDAV_RO)
     } else {
-        let ls: Box<dyn dav_server::ls::DavLockSystem> = mount.locks.clone();
-        builder.locksystem(ls).methods(DavMethodSet::WEBDAV_RW)
+        builder
+            .locksystem(mount.locks.dav())
+            .methods(DavMethodSet::WEBDAV_RW)
     };
     if !mount.name().is_empty() {
         builder = builder.strip_prefix(format!("/{}", mount.name()));

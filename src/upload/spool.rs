@@ -115,16 +115,13 @@ impl Spool {
         if announced_len.is_some_and(|n| n > self.inner.max_total) {
             return Err(SpoolError::Full);
         }
-        tokio::fs::create_dir_all(&self.inner.dir).await?;
         let stem = unique_stem();
         let part = self.inner.dir.join(format!("{stem}.{PART_SUFFIX}"));
         let file = {
-            let part = part.clone();
+            let (dir, part) = (self.inner.dir.clone(), part.clone());
             blocking(move || {
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&part)
+                crate::state_files::create_dir_all(&dir)?;
+                crate::state_files::create_new(&part)
             })
             .await?
         };
@@ -373,18 +370,7 @@ where
         .map_err(|e| std::io::Error::other(format!("blocking task failed: {e}")))?
 }
 
-/// Makes a rename or a new file in `dir` durable.
-pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        std::fs::File::open(dir)?.sync_all()
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = dir;
-        Ok(())
-    }
-}
+pub(crate) use crate::state_files::sync_dir;
 
 #[cfg(test)]
 mod tests {

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::queue::NewJob;
 use super::spool::{blocking, sync_dir, Spool};
+use crate::state_files;
 
 /// The format of a manifest; bumped if a field changes meaning.
 const VERSION: u32 = 1;
@@ -169,9 +170,9 @@ impl Dirs {
     pub async fn load(&self) -> std::io::Result<Vec<Record>> {
         let dirs = self.clone();
         blocking(move || {
-            std::fs::create_dir_all(&dirs.queue)?;
-            std::fs::create_dir_all(&dirs.spool)?;
-            std::fs::create_dir_all(&dirs.failed)?;
+            state_files::create_dir_all(&dirs.queue)?;
+            state_files::create_dir_all(&dirs.spool)?;
+            state_files::create_dir_all(&dirs.failed)?;
             let mut records = Vec::new();
             for item in std::fs::read_dir(&dirs.queue)? {
                 let path = item?.path();
@@ -252,7 +253,7 @@ impl Dirs {
         };
         let out = folder.clone();
         blocking(move || {
-            std::fs::create_dir_all(&folder)?;
+            state_files::create_dir_all(&folder)?;
             let data = folder.join("data");
             match move_file(&spool_path, &data) {
                 Ok(()) => {}
@@ -268,23 +269,9 @@ impl Dirs {
     }
 }
 
-/// Temp file, fsync, rename over the target, fsync the directory.
+/// Temp file, fsync, rename over the target, fsync the directory; private to the service user.
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path
-        .parent()
-        .ok_or_else(|| std::io::Error::other("a manifest path has no folder"))?;
-    std::fs::create_dir_all(dir)?;
-    let mut tmp_name = path.as_os_str().to_owned();
-    tmp_name.push(".tmp");
-    let tmp = PathBuf::from(tmp_name);
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    sync_dir(dir)
+    state_files::replace(path, bytes, true)
 }
 
 /// Rename, or copy and remove when the two paths are on different file systems.

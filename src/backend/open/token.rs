@@ -181,38 +181,13 @@ impl TokenManager {
         let Some(path) = &self.persist_path else {
             return;
         };
-        let result = (|| -> std::io::Result<()> {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let tmp = path.with_extension("tmp");
-            let text = serde_json::to_vec(token).map_err(std::io::Error::other)?;
-            write_private(&tmp, &text)?;
-            std::fs::rename(&tmp, path)
-        })();
+        let result = serde_json::to_vec(token)
+            .map_err(std::io::Error::other)
+            .and_then(|text| crate::state_files::replace(path, &text, false));
         if let Err(e) = result {
             tracing::warn!(path = %path.display(), error = %e, "could not persist the 123 token; a restart will request a new one");
         }
     }
-}
-
-#[cfg(unix)]
-pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
-}
-
-#[cfg(not(unix))]
-pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::write(path, bytes)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -18,7 +18,6 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::api::LoginReply;
-use crate::backend::open::token::write_private;
 use crate::backend::Error;
 use crate::config::Secret;
 
@@ -266,16 +265,9 @@ impl Session {
         let Some(path) = &self.persist_path else {
             return;
         };
-        let result = (|| -> std::io::Result<()> {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let tmp = path.with_extension("tmp");
-            let text = serde_json::to_vec(&serde_json::json!({ "token": token }))
-                .map_err(std::io::Error::other)?;
-            write_private(&tmp, &text)?;
-            std::fs::rename(&tmp, path)
-        })();
+        let result = serde_json::to_vec(&serde_json::json!({ "token": token }))
+            .map_err(std::io::Error::other)
+            .and_then(|text| crate::state_files::replace(path, &text, false));
         if let Err(e) = result {
             tracing::warn!(path = %path.display(), error = %e, "could not persist the 123 web token; a restart will log in again");
         }
