@@ -461,11 +461,11 @@ async fn check_probe_and_healthcheck_subcommands() {
     let text = format!(
         "[server]\nstate_dir = \"{}\"\n\n{}",
         dir.path().join("state").display(),
-        open_mount("/m", "proxy", "")
-            .replace("{api}", &env.emu.base_url())
-            .replace("{id}", &env.emu.client_id())
-            .replace("{secret}", &env.emu.client_secret())
-            .replace("proxy_url = \"{self}\"\n", "")
+        fill_hosts(
+            &open_mount("/m", "proxy", "").replace("proxy_url = \"{self}\"\n", ""),
+            &env.emu,
+            ""
+        )
     );
     std::fs::write(&config, text).expect("write config");
     let bin = env!("CARGO_BIN_EXE_pan123-webdav");
