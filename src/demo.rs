@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
-use pan123_emulator::{Emulator, EmulatorConfig};
+use pan123_emulator::{Emulator, EmulatorConfig, Host};
 
 /// The demo user's name.
 pub const DEMO_USER: &str = "demo";
@@ -33,10 +33,10 @@ pub fn seed(emu: &Emulator) {
 }
 
 /// The `urls` of the demo's link mount: files of the direct-link space by their direct links
-/// (`<base>/<uid>/direct/<file>`), one with its size and date, one without a size so the
+/// (`<direct host>/<uid>/direct/<file>`), one with its size and date, one without a size so the
 /// gateway learns it with a HEAD request at start-up.
 pub fn link_urls(emu: &Emulator) -> String {
-    let base = emu.base_url();
+    let base = emu.host_url(Host::Direct);
     let uid = emu.uid();
     let hello = emu.lookup("/direct/hello.txt").map_or(0, |e| e.size);
     format!(
@@ -44,7 +44,9 @@ pub fn link_urls(emu: &Emulator) -> String {
     )
 }
 
-/// The TOML config the demo runs with (the same parser as `serve`), for the seeded `emu`.
+/// The TOML config the demo runs with (the same parser as `serve`), for the seeded `emu`. Each
+/// mount names the 123 host it talks to: the Open API for `open` mounts, the web API (and the
+/// login host) for share and personal mounts, the direct-link host in the link tree.
 pub fn config_text(
     emu: &Emulator,
     listen: SocketAddr,
@@ -52,6 +54,8 @@ pub fn config_text(
     password_hash: &str,
 ) -> String {
     let api_base = emu.base_url();
+    let web_base = emu.host_url(Host::Web);
+    let login_base = emu.host_url(Host::Login);
     let client_id = emu.client_id();
     let client_secret = emu.client_secret();
     let direct_root = emu.lookup("/direct").map(|e| e.id).unwrap_or(0);
@@ -92,7 +96,7 @@ path = "/share"
 backend = "share"
 share_key = "{DEMO_SHARE_KEY}"
 share_password = "{DEMO_SHARE_PASSWORD}"
-api_base = "{api_base}"
+api_base = "{web_base}"
 download = "auto"
 
 [[mounts]]
@@ -100,8 +104,8 @@ path = "/me"
 backend = "web"
 username = "{web_user}"
 password = "{web_password}"
-api_base = "{api_base}"
-login_base = "{api_base}"
+api_base = "{web_base}"
+login_base = "{login_base}"
 download = "auto"
 
 [[mounts]]
@@ -145,7 +149,11 @@ pub async fn run(listen: Option<SocketAddr>) -> anyhow::Result<()> {
     println!("  WebDAV URL: {}/", server.url());
     println!("  user:       {DEMO_USER}");
     println!("  password:   {password}");
-    println!("  emulated 123 cloud: {}", emu.base_url());
+    println!(
+        "  emulated 123 cloud: {} (every host: {}/__emulator/hosts)",
+        emu.base_url(),
+        emu.base_url()
+    );
     println!(
         "  mounts:     /open, /direct (Open API), /share (a share link), /me (a personal account \
          through the web API), /links (a link tree)"

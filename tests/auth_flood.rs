@@ -49,11 +49,11 @@ async fn wrong_passwords_from_many_addresses_leave_memory_bounded() {
         "[server]\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\ntrusted_proxies = [\"127.0.0.1\"]\n\n[[users]]\nname = \"{USER}\"\npassword_hash = \"{}\"\n\n{}",
         dir.path().join("state").display(),
         password_hash(),
-        open_mount("/m", "proxy", &format!("root_id = {lib}"))
-            .replace("{api}", &emu.base_url())
-            .replace("{id}", &emu.client_id())
-            .replace("{secret}", &emu.client_secret())
-            .replace("{self}", &base),
+        fill_hosts(
+            &open_mount("/m", "proxy", &format!("root_id = {lib}")),
+            &emu,
+            &base
+        ),
     );
     let path = dir.path().join("config.toml");
     std::fs::write(&path, config).expect("config");

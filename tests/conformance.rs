@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use pan123_emulator::{Emulator, EmulatorConfig};
+use pan123_emulator::{Emulator, EmulatorConfig, Host};
 
 /// Hostile but legal names: everything 123 accepts (its forbidden characters are
 /// `" \ / : * ? | > <`) that tends to break encoders, decoders and normalisers.
@@ -142,13 +142,13 @@ fn bytes_unreachable(env: &TestEnv, row: Row) -> Option<&'static str> {
 mod cases {
     use super::*;
 
-    pub async fn root_lists_the_mount(env: TestEnv, _row: Row) {
+    pub async fn root_lists_the_mount(env: &TestEnv, _row: Row) {
         let (status, body) = env.propfind("/", "1").await;
         assert_eq!(status, 207, "{body}");
         assert!(body.contains("<D:href>/m/</D:href>"), "{body}");
     }
 
-    pub async fn lists_hostile_names_with_properties(env: TestEnv, row: Row) {
+    pub async fn lists_hostile_names_with_properties(env: &TestEnv, row: Row) {
         let (status, body) = env.propfind("/m/names/", "1").await;
         assert_eq!(status, 207, "{body}");
         assert_eq!(responses(&body), HOSTILE_NAMES.len() + 1, "{body}");
@@ -180,7 +180,7 @@ mod cases {
         assert!(body.contains("<D:getlastmodified>"), "{body}");
     }
 
-    pub async fn lists_a_folder_of_several_pages(env: TestEnv, row: Row) {
+    pub async fn lists_a_folder_of_several_pages(env: &TestEnv, row: Row) {
         let (status, body) = env.propfind("/m/many/", "1").await;
         assert_eq!(status, 207, "{body}");
         assert_eq!(responses(&body), MANY + 1);
@@ -190,7 +190,7 @@ mod cases {
                 "f{i:03}"
             );
         }
-        if let Some(reason) = bytes_unreachable(&env, row) {
+        if let Some(reason) = bytes_unreachable(env, row) {
             eprintln!("{reason}");
             return;
         }
@@ -199,7 +199,7 @@ mod cases {
         assert_eq!(res.text().await.expect("body"), "file 123");
     }
 
-    pub async fn nested_folders_resolve(env: TestEnv, row: Row) {
+    pub async fn nested_folders_resolve(env: &TestEnv, row: Row) {
         let (status, body) = env.propfind("/m/sub/", "1").await;
         assert_eq!(status, 207, "{body}");
         assert!(body.contains("<D:href>/m/sub/deeper/</D:href>"), "{body}");
@@ -211,7 +211,7 @@ mod cases {
         );
         let (status, _) = env.propfind("/m/sub/deeper/nope.txt", "0").await;
         assert_eq!(status, 404);
-        if let Some(reason) = bytes_unreachable(&env, row) {
+        if let Some(reason) = bytes_unreachable(env, row) {
             eprintln!("{reason}");
             return;
         }
@@ -220,8 +220,8 @@ mod cases {
         assert_eq!(res.text().await.expect("body"), "leaf");
     }
 
-    pub async fn gets_hostile_names(env: TestEnv, row: Row) {
-        if let Some(reason) = bytes_unreachable(&env, row) {
+    pub async fn gets_hostile_names(env: &TestEnv, row: Row) {
+        if let Some(reason) = bytes_unreachable(env, row) {
             eprintln!("{reason}");
             return;
         }
@@ -241,8 +241,8 @@ mod cases {
         }
     }
 
-    pub async fn ranges_are_exact(env: TestEnv, row: Row) {
-        if let Some(reason) = bytes_unreachable(&env, row) {
+    pub async fn ranges_are_exact(env: &TestEnv, row: Row) {
+        if let Some(reason) = bytes_unreachable(env, row) {
             eprintln!("{reason}");
             return;
         }
@@ -281,7 +281,7 @@ mod cases {
     /// Under `redirect` a GET is a 302 to the upstream link. Where links need headers the
     /// client does not have (share: the Referer), the CDN refuses the plain follow-up, and
     /// accepts it with the Referer, which is why `auto` proxies such mounts.
-    pub async fn redirect_is_honest(env: TestEnv, row: Row) {
+    pub async fn redirect_is_honest(env: &TestEnv, row: Row) {
         if row.download != "redirect" {
             eprintln!("skipped: only for download = \"redirect\"");
             return;
@@ -292,7 +292,7 @@ mod cases {
         assert!(location.starts_with("http"), "{location}");
         let plain = reqwest::Client::new();
         let fetched = plain.get(&location).send().await.expect("upstream");
-        if capabilities(&env).links_need_headers {
+        if capabilities(env).links_need_headers {
             assert_eq!(
                 fetched.status().as_u16(),
                 403,
@@ -300,7 +300,7 @@ mod cases {
             );
             let with_referer = plain
                 .get(&location)
-                .header("Referer", format!("{}/", env.emu.base_url()))
+                .header("Referer", format!("{}/", env.emu.host_url(Host::WebPro)))
                 .send()
                 .await
                 .expect("upstream");
@@ -312,7 +312,7 @@ mod cases {
         }
     }
 
-    pub async fn head_is_metadata_only(env: TestEnv, row: Row) {
+    pub async fn head_is_metadata_only(env: &TestEnv, row: Row) {
         // Let the start-up work finish first (a link mount's HEADs for missing sizes).
         let (status, _) = env.propfind("/m/names/", "1").await;
         assert_eq!(status, 207);
@@ -346,7 +346,7 @@ mod cases {
         }
     }
 
-    pub async fn folders_answer_get_and_head(env: TestEnv, _row: Row) {
+    pub async fn folders_answer_get_and_head(env: &TestEnv, _row: Row) {
         let res = env.req("HEAD", "/m/sub/").send().await.expect("head");
         assert_eq!(res.status().as_u16(), 200);
         let res = env.req("GET", "/m/names/").send().await.expect("get");
@@ -360,7 +360,7 @@ mod cases {
         assert_eq!(status, 404);
     }
 
-    pub async fn etag_is_one_validator(env: TestEnv, row: Row) {
+    pub async fn etag_is_one_validator(env: &TestEnv, row: Row) {
         let head = env.req("HEAD", "/m/big.bin").send().await.expect("head");
         let etag = header(&head, "etag");
         if row.backend.lists_md5() {
@@ -381,7 +381,7 @@ mod cases {
 
     /// Every mount of these backends is read-only today: OPTIONS advertises no write method
     /// and writes get 403 (when the lead's writes arrive, only writable backends change).
-    pub async fn hostile_requests_stay_inside(env: TestEnv, row: Row) {
+    pub async fn hostile_requests_stay_inside(env: &TestEnv, row: Row) {
         // Encodings that try to climb out of the mount: 4xx, whatever the backend. (Dot-segments
         // themselves are normalised by the HTTP client; tests/hostile.rs sends them raw.)
         for path in [
@@ -408,7 +408,7 @@ mod cases {
             .expect("propfind");
         assert_eq!(res.status().as_u16(), 400);
         // Absurd ranges: the whole file or 416, never wrong bytes (through any policy).
-        if capabilities(&env).links_need_headers && row.download == "redirect" {
+        if capabilities(env).links_need_headers && row.download == "redirect" {
             eprintln!("skipped the ranges: a plain client cannot follow this redirect (Referer)");
             return;
         }
@@ -432,8 +432,8 @@ mod cases {
         }
     }
 
-    pub async fn read_only_mounts_say_so(env: TestEnv, _row: Row) {
-        if capabilities(&env).writable {
+    pub async fn read_only_mounts_say_so(env: &TestEnv, _row: Row) {
+        if capabilities(env).writable {
             eprintln!("skipped: the backend can write");
             return;
         }
@@ -493,7 +493,10 @@ macro_rules! row {
         $(
             #[tokio::test]
             async fn $case() {
-                cases::$case(row(ROW).await, ROW).await
+                let env = row(ROW).await;
+                cases::$case(&env, ROW).await;
+                // Every call went to the 123 host that serves it.
+                assert_no_wrong_host(&env.emu);
             }
         )*
     };

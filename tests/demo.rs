@@ -1,5 +1,6 @@
-//! `pan123-webdav demo` starts, prints its URL and credentials, answers PROPFIND and takes a
-//! file through the personal-account mount.
+//! `pan123-webdav demo` starts, prints its URL and credentials, answers PROPFIND, takes a file
+//! through the personal-account mount, serves the share and link mounts, and every mount talks
+//! to the 123 host that serves it (the emulator counts none on the wrong host).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -34,9 +35,11 @@ async fn demo_starts_and_answers_propfind() {
             }
         }
     });
-    let (mut url, mut user, mut password) = (None, None, None);
+    let (mut url, mut user, mut password, mut cloud) = (None, None, None, None);
     let deadline = Instant::now() + Duration::from_secs(120);
-    while (url.is_none() || user.is_none() || password.is_none()) && Instant::now() < deadline {
+    while (url.is_none() || user.is_none() || password.is_none() || cloud.is_none())
+        && Instant::now() < deadline
+    {
         let Ok(line) = rx.recv_timeout(Duration::from_secs(1)) else {
             continue;
         };
@@ -48,7 +51,10 @@ async fn demo_starts_and_answers_propfind() {
         url = url.or(value("WebDAV URL:"));
         user = user.or(value("user:"));
         password = password.or(value("password:"));
+        cloud = cloud.or(value("emulated 123 cloud:")
+            .and_then(|v| v.split_whitespace().next().map(str::to_string)));
     }
+    let cloud = cloud.expect("the emulated cloud's URL printed");
     let (url, user, password) = (
         url.expect("URL printed"),
         user.expect("user printed"),
@@ -109,4 +115,31 @@ async fn demo_starts_and_answers_propfind() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(seen, "hello");
+    // The share and link mounts read through their hosts (web API, hop, CDN; direct links).
+    for path in ["share/readme.txt", "links/hello.txt"] {
+        let res = client
+            .get(format!("{url}{path}"))
+            .basic_auth(&user, Some(&password))
+            .send()
+            .await
+            .expect("get");
+        assert!(res.status().is_success(), "{path}: {}", res.status());
+        let text = res.text().await.expect("body");
+        assert!(!text.is_empty(), "{path}");
+    }
+    let stats: serde_json::Value = client
+        .get(format!("{cloud}/__emulator/stats"))
+        .send()
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("stats json");
+    assert_eq!(stats["wrong_host"], serde_json::json!({}), "{stats}");
+    for host in ["/b/api/share/get", "/api/user/sign_in", "direct", "cdn"] {
+        assert!(
+            stats["calls"][host].as_u64().unwrap_or(0) > 0,
+            "{host}: {stats}"
+        );
+    }
 }

@@ -467,11 +467,8 @@ async fn fuzzed_requests_get_documented_answers_and_never_crash_the_gateway() {
             "proxy-url",
             &format!("root_id = {public}\nanonymous = true")
         ),
-    )
-    .replace("{api}", &emu.base_url())
-    .replace("{id}", &emu.client_id())
-    .replace("{secret}", &emu.client_secret())
-    .replace("{self}", &base);
+    );
+    let mounts = fill_hosts(&mounts, &emu, &base);
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\nsigning_key = \"{SIGNING_KEY}\"\ntrusted_proxies = [\"127.0.0.1\"]\n\n[[users]]\nname = \"{USER}\"\npassword_hash = \"{}\"\nwrite = true\n\n[[users]]\nname = \"bob\"\npassword_hash = \"{bob_hash}\"\n\n{mounts}",
         dir.path().join("state").display(),

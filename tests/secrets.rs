@@ -26,11 +26,11 @@ async fn trace_logs_hold_no_secrets() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let mount = |path: &str, download: &str, extra: &str| {
-        open_mount(path, download, extra)
-            .replace("{api}", &emu.base_url())
-            .replace("{id}", &emu.client_id())
-            .replace("{secret}", SECRET)
-            .replace("{self}", &base)
+        fill_hosts(
+            &open_mount(path, download, extra).replace("{secret}", SECRET),
+            &emu,
+            &base,
+        )
     };
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\nsigning_key = \"{SIGNING_KEY}\"\nstate_dir = \"{}\"\n\n[[users]]\nname = \"{USER}\"\npassword_hash = \"{}\"\nwrite = true\n\n{}{}{}{}",

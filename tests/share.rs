@@ -6,7 +6,7 @@ mod common;
 use std::time::Instant;
 
 use common::*;
-use pan123_emulator::{Emulator, EmulatorConfig, Fault, FaultKind};
+use pan123_emulator::{Emulator, EmulatorConfig, Fault, FaultKind, Host};
 
 const KEY: &str = "sh4re-Key";
 const PASSWORD: &str = "pw42";
@@ -86,14 +86,14 @@ async fn the_emulator_checks_every_signature() {
     let env = share_env("auto").await;
     let unsigned = reqwest::get(format!(
         "{}{LIST}?shareKey={KEY}&SharePwd={PASSWORD}&parentFileId=0&Page=1",
-        env.emu.base_url()
+        env.emu.host_url(Host::Web)
     ))
     .await
     .expect("unsigned");
     assert_eq!(unsigned.status().as_u16(), 403);
     let forged = reqwest::get(format!(
         "{}{LIST}?883022862=1700000000-1234567-226109213&shareKey={KEY}&SharePwd={PASSWORD}",
-        env.emu.base_url()
+        env.emu.host_url(Host::Web)
     ))
     .await
     .expect("forged");
@@ -124,7 +124,7 @@ async fn auto_proxies_with_the_referer_through_either_hop_style() {
     let stats = env.emu.stats();
     assert_eq!(stats.calls("/b/api/share/download/info"), 1);
     assert_eq!(stats.calls("web-pro"), 1);
-    // The CDN answers 403 without `Referer: <base>/`: the bytes prove it was sent.
+    // The CDN answers 403 without `Referer: <web-pro host>/`: the bytes prove it was sent.
     assert_eq!(stats.calls("cdn"), 1);
 
     // A second range reuses the cached link: no API call, no hop.
@@ -145,6 +145,8 @@ async fn auto_proxies_with_the_referer_through_either_hop_style() {
     let res = env.get_following("/s/film.mkv", &[]).await;
     assert_eq!(res.status().as_u16(), 200);
     assert_eq!(res.bytes().await.expect("body").as_ref(), all.as_slice());
+    // The web API, the hop and the CDN each on its own host, with the Referer each wants.
+    assert_no_wrong_host(&env.emu);
 }
 
 /// A forced redirect is a 302 to the CDN, which refuses a client that does not send the

@@ -33,15 +33,15 @@ async fn sigterm_drains_in_flight_requests_and_keeps_the_queue() {
         "[server]\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\n\n[[users]]\nname = \"{USER}\"\npassword_hash = \"{}\"\nwrite = true\n\n{}",
         dir.path().join("state").display(),
         password_hash(),
-        format!(
-            "{}{}",
-            open_mount("/m", "proxy", &format!("root_id = {lib}")),
-            web_mount("/w", "proxy", &format!("root_id = {lib}"))
-        )
-        .replace("{api}", &emu.base_url())
-            .replace("{id}", &emu.client_id())
-            .replace("{secret}", &emu.client_secret())
-            .replace("{self}", "http://localhost"),
+        fill_hosts(
+            &format!(
+                "{}{}",
+                open_mount("/m", "proxy", &format!("root_id = {lib}")),
+                web_mount("/w", "proxy", &format!("root_id = {lib}"))
+            ),
+            &emu,
+            "http://localhost",
+        ),
     );
     let path = dir.path().join("config.toml");
     std::fs::write(&path, config).expect("config");

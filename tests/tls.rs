@@ -28,11 +28,11 @@ async fn serves_over_tls() {
         state = dir.path().join("state").display(),
         d = dir.path().display(),
         hash = password_hash(),
-        mount = open_mount("/m", "proxy", &format!("root_id = {lib}"))
-            .replace("{api}", &emu.base_url())
-            .replace("{id}", &emu.client_id())
-            .replace("{secret}", &emu.client_secret())
-            .replace("{self}", "https://localhost"),
+        mount = fill_hosts(
+            &open_mount("/m", "proxy", &format!("root_id = {lib}")),
+            &emu,
+            "https://localhost"
+        ),
     );
     let config =
         pan123_webdav::config::parse(&text, std::path::Path::new("tls.toml")).expect("config");

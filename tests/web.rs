@@ -201,6 +201,8 @@ async fn ranges_under_proxy_send_the_referer() {
             .get_following("/w/film.mkv", &[("Range", "bytes=300000-")])
             .await;
         assert_eq!(res.status().as_u16(), 416);
+        // Login on the login host, calls on the web host, the hop and the CDN on theirs.
+        assert_no_wrong_host(&env.emu);
     }
 }
 
@@ -213,7 +215,7 @@ async fn an_email_account_logs_in_by_mail() {
     };
     let env = TestEnv::start(cfg, |emu| {
         emu.put_file("/hello.txt", "hi");
-        "[[mounts]]\npath = \"/w\"\nbackend = \"web\"\nusername = \"someone@example.com\"\npassword = \"mail-password\"\napi_base = \"{api}\"\nlogin_base = \"{api}\"\n"
+        "[[mounts]]\npath = \"/w\"\nbackend = \"web\"\nusername = \"someone@example.com\"\npassword = \"mail-password\"\napi_base = \"{web}\"\nlogin_base = \"{login}\"\n"
             .to_string()
     })
     .await;
@@ -301,13 +303,15 @@ async fn the_password_and_token_stay_out_of_the_log() {
     let port = free_port();
     let state = dir.path().join("state");
     let config = dir.path().join("config.toml");
-    let text = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\n\n[[users]]\nname = \"{USER}\"\npassword_hash = \"{}\"\nwrite = true\n\n[[mounts]]\npath = \"/w\"\nbackend = \"web\"\nusername = \"{}\"\npassword_env = \"PAN123_TEST_WEB_PASSWORD\"\napi_base = \"{}\"\nlogin_base = \"{}\"\ndownload = \"proxy\"\n",
-        state.display(),
-        password_hash(),
-        emu.web_user(),
-        emu.base_url(),
-        emu.base_url()
+    let text = fill_hosts(
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\n\n[[users]]\nname = \"{USER}\"\npassword_hash = \"{}\"\nwrite = true\n\n[[mounts]]\npath = \"/w\"\nbackend = \"web\"\nusername = \"{}\"\npassword_env = \"PAN123_TEST_WEB_PASSWORD\"\napi_base = \"{{web}}\"\nlogin_base = \"{{login}}\"\ndownload = \"proxy\"\n",
+            state.display(),
+            password_hash(),
+            emu.web_user(),
+        ),
+        &emu,
+        "",
     );
     std::fs::write(&config, text).expect("write config");
     let log_path = dir.path().join("gateway.log");
@@ -375,6 +379,8 @@ async fn the_password_and_token_stay_out_of_the_log() {
     let token = saved["token"].as_str().expect("token").to_string();
     assert!(token.len() > 20);
     drop(gw);
+    // The real binary, configured as an operator would, called every 123 host correctly.
+    assert_no_wrong_host(&emu);
     let text = std::fs::read_to_string(&log_path).expect("read the log");
     let lines: Vec<&str> = text.lines().collect();
     assert!(
@@ -459,6 +465,8 @@ async fn a_40_mib_upload_goes_in_three_presigned_parts() {
         res.bytes().await.expect("body").as_ref(),
         &data[20_000_000..20_000_010]
     );
+    // Parts went to the presigned part host, the rest to the web host.
+    assert_no_wrong_host(&env.emu);
 }
 
 #[tokio::test]

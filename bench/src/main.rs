@@ -525,6 +525,14 @@ async fn upload_floor(env: &Env, api: &Api, data: &[u8], name: &str) -> Result<f
         .or_else(|| d["sliceSize"].as_str().and_then(|x| x.parse().ok()))
         .filter(|&x| x > 0)
         .unwrap_or(16 << 20) as usize;
+    // Slices go to the upload server `create` names, not to the Open API host.
+    let server = d["servers"][0]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| anyhow!("create named no upload server: {d}"))?
+        .trim_end_matches('/')
+        .to_string();
+    let server = &server;
     let chunks: Vec<(usize, &[u8])> = data.chunks(slice).enumerate().collect();
     let results: Vec<Result<()>> = futures_util::stream::iter(chunks)
         .map(|(i, c)| {
@@ -541,7 +549,7 @@ async fn upload_floor(env: &Env, api: &Api, data: &[u8], name: &str) -> Result<f
                             reqwest::multipart::Part::bytes(c.to_vec()).file_name("s"),
                         );
                     api.client
-                        .post(format!("{}/upload/v2/file/slice", api.base))
+                        .post(format!("{server}/upload/v2/file/slice"))
                         .multipart(form)
                 })
                 .await

@@ -2,7 +2,7 @@
 //! that asked for them (spec open-api §5.1), optionally also bound to a `Referer` (share links,
 //! spec web §0.5).
 //!
-//! Link shape: `<base>/cdn/<bucket>/<md5[..8]>/<size>-0/<md5>?v=3&t=<expiry>&s=<sig>&filename=…&ip=<requester>[&r=1]`.
+//! Link shape: `<cdn host>/cdn/<bucket>/<md5[..8]>/<size>-0/<md5>?v=3&t=<expiry>&s=<sig>&filename=…&ip=<requester>[&r=1]`.
 //! `s` is an MD5 over a per-process secret, the path after `/cdn`, `t`, `ip` and `r`, so a link
 //! cannot be altered; the emulator keeps no per-link state.
 
@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use crate::emulator::{lock, Shared};
+use crate::hosts::Host;
 use crate::http::{encode_query_value, json, query, query_pairs, text, Resp};
 use crate::range::{serve, ServeOpts};
 use crate::server::Ctx;
@@ -31,7 +32,7 @@ pub struct CdnLink {
     pub filename: String,
     /// The address that asked for the link; only it may use the link.
     pub ip: IpAddr,
-    /// Require `Referer: <base>/` (share links).
+    /// Require `Referer: <web-pro host>/` (share and personal web links).
     pub referer: bool,
     /// Unix expiry (`t`).
     pub expires: i64,
@@ -62,7 +63,7 @@ pub(crate) fn tail_and_query(sh: &Shared, link: &CdnLink) -> (String, String) {
 /// A full CDN URL for a link.
 pub fn mint(sh: &Shared, link: &CdnLink) -> String {
     let (tail, q) = tail_and_query(sh, link);
-    format!("{}/cdn{tail}?{q}", sh.base_url)
+    format!("{}/cdn{tail}?{q}", sh.url(Host::Cdn))
 }
 
 /// A link read back from a request: `(md5, size, ip, referer required, filename)`.
@@ -172,7 +173,8 @@ pub fn handle(ctx: &Ctx, req: Request<Incoming>) -> Resp {
         return json(status, &body);
     }
     if link.referer {
-        let want = format!("{}/", sh.base_url);
+        // The origin of the outer DownloadURL, the hop host (spec web §0.5 step 5).
+        let want = format!("{}/", sh.url(Host::WebPro));
         let got = req.headers().get(REFERER).and_then(|v| v.to_str().ok());
         if got != Some(want.as_str()) {
             let mut r = text(StatusCode::FORBIDDEN, "403 Forbidden: anti-leech (Referer)");

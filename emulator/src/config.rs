@@ -14,8 +14,12 @@ use serde::{Deserialize, Serialize};
 /// demo credentials, an empty account and the default switches.
 #[derive(Debug, Clone)]
 pub struct EmulatorConfig {
-    /// Address to bind; port 0 picks a free port (read it back with `Emulator::addr`).
+    /// Address of the Open API host; port 0 picks a free port (read it back with
+    /// `Emulator::addr`). Every other host listens on the same IP (see `hosts_port_base`).
     pub listen: SocketAddr,
+    /// Ports of the other hosts: `None` = free ports; `Some(p)` = `p`, `p + 1`, … in the order
+    /// of `Host::ALL` after the Open API (upload, cdn, direct, web, login, web-pro, s3).
+    pub hosts_port_base: Option<u16>,
     /// The one developer client id the Open API accepts.
     pub client_id: String,
     /// Its secret.
@@ -49,6 +53,7 @@ impl Default for EmulatorConfig {
     fn default() -> Self {
         EmulatorConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            hosts_port_base: None,
             client_id: "demo-client".to_string(),
             client_secret: "demo-secret".to_string(),
             uid: 1814435920,

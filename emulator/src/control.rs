@@ -3,7 +3,8 @@
 //!
 //! | method + path | body | effect |
 //! |---|---|---|
-//! | `GET /__emulator/info` | | base URL, client id/secret, uid |
+//! | `GET /__emulator/info` | | base URL, hosts, client id/secret, uid |
+//! | `GET /__emulator/hosts` | | `{"open": url, "upload": url, …}`: every host's base URL |
 //! | `GET /__emulator/stats` | | `Stats` |
 //! | `DELETE /__emulator/stats` | | zero the counters |
 //! | `GET /__emulator/faults` | | armed faults |
@@ -24,6 +25,7 @@ use serde_json::{json, Value};
 use crate::config::Switches;
 use crate::emulator::{lock, Shared};
 use crate::faults::Fault;
+use crate::hosts::Host;
 use crate::http::{json, not_found, read_body, Resp};
 
 fn bad(msg: &str) -> Resp {
@@ -47,12 +49,14 @@ pub(crate) async fn handle(sh: &Shared, req: Request<Incoming>) -> Resp {
         (Method::GET, "/__emulator/info") => json(
             StatusCode::OK,
             &json!({
-                "base_url": sh.base_url,
+                "base_url": sh.url(Host::Open),
+                "hosts": sh.hosts.map(),
                 "client_id": sh.client_id,
                 "client_secret": sh.client_secret,
                 "uid": sh.uid,
             }),
         ),
+        (Method::GET, "/__emulator/hosts") => json(StatusCode::OK, &json!(sh.hosts.map())),
         (Method::GET, "/__emulator/stats") => match serde_json::to_value(sh.stats()) {
             Ok(v) => json(StatusCode::OK, &v),
             Err(e) => bad(&e.to_string()),

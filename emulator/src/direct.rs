@@ -7,6 +7,7 @@ use hyper::body::Incoming;
 use percent_encoding::percent_decode_str;
 
 use crate::emulator::{lock, Shared};
+use crate::hosts::Host;
 use crate::http::{encode_path, query, query_pairs, text, Resp};
 use crate::server::Ctx;
 use crate::state::ROOT;
@@ -34,7 +35,7 @@ pub fn url_for(sh: &Shared, id: u64) -> Option<String> {
     names.reverse();
     Some(format!(
         "{}{}",
-        sh.base_url,
+        sh.url(Host::Direct),
         encode_path(names.iter().map(String::as_str))
     ))
 }

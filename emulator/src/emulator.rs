@@ -1,6 +1,6 @@
 //! The running emulator: shared state, start-up seeding, and the Rust API tests drive it with.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +17,7 @@ use crate::clock::Clock;
 use crate::config::{EmulatorConfig, Switches};
 use crate::content::{self, Blob};
 use crate::faults::{Fault, FaultKind, Faults};
+use crate::hosts::{Host, HostUrls};
 use crate::personal_upload::WebUploads;
 use crate::qps::Limiter;
 use crate::share::Share;
@@ -51,7 +52,8 @@ pub struct EntryInfo {
 
 /// Everything the handlers share.
 pub(crate) struct Shared {
-    pub base_url: String,
+    /// The base URL of every host (each has its own listener).
+    pub hosts: HostUrls,
     pub client_id: String,
     pub client_secret: String,
     pub uid: u64,
@@ -86,6 +88,17 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// `http://IP:PORT` of `host`, no trailing slash.
+    pub fn url(&self, host: Host) -> &str {
+        self.hosts.get(host)
+    }
+
+    /// The origin the web client's pages live on (the web API host), which its `Referer` and
+    /// `Origin` name on the web API, the login host and the download hop.
+    pub fn web_origin(&self) -> &str {
+        self.hosts.get(Host::Web)
+    }
+
     /// Wall-clock Unix seconds (shiftable, see `Clock`).
     pub fn now(&self) -> i64 {
         self.clock.now()
@@ -143,7 +156,46 @@ pub struct Emulator {
     shared: Arc<Shared>,
     addr: SocketAddr,
     stop: watch::Sender<bool>,
-    task: Option<JoinHandle<()>>,
+    /// One server task per host.
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// `http://<addr>`, with an unspecified address shown as loopback.
+fn url_of(addr: SocketAddr) -> String {
+    let shown = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), addr.port())
+        }
+        _ => addr,
+    };
+    format!("http://{shown}")
+}
+
+/// Bind one listener per host: the Open API on `cfg.listen`, the others on the same IP, on
+/// `hosts_port_base + k` or free ports.
+async fn bind_hosts(cfg: &EmulatorConfig) -> anyhow::Result<Vec<(Host, TcpListener)>> {
+    let mut out = Vec::with_capacity(Host::ALL.len());
+    for (k, host) in Host::ALL.into_iter().enumerate() {
+        let addr = match (host, cfg.hosts_port_base) {
+            (Host::Open, _) => cfg.listen,
+            (_, Some(base)) => {
+                let port = u16::try_from(k - 1)
+                    .ok()
+                    .and_then(|k| base.checked_add(k))
+                    .context("--hosts-port-base leaves no room for every host")?;
+                SocketAddr::new(cfg.listen.ip(), port)
+            }
+            (_, None) => SocketAddr::new(cfg.listen.ip(), 0),
+        };
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr} for the {host} host"))?;
+        out.push((host, listener));
+    }
+    Ok(out)
 }
 
 impl Emulator {
@@ -160,20 +212,12 @@ impl Emulator {
         std::fs::create_dir_all(&upload_dir)?;
         let cache_dir = temp_root.join("pan123-emulator-cache");
 
-        let listener = TcpListener::bind(cfg.listen)
-            .await
-            .with_context(|| format!("binding {}", cfg.listen))?;
-        let addr = listener.local_addr()?;
-        let shown = match addr.ip() {
-            IpAddr::V4(ip) if ip.is_unspecified() => {
-                SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())
-            }
-            IpAddr::V6(ip) if ip.is_unspecified() => {
-                SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), addr.port())
-            }
-            _ => addr,
-        };
-        let base_url = format!("http://{shown}");
+        let listeners = bind_hosts(&cfg).await?;
+        let mut urls: [String; 8] = Default::default();
+        for (host, l) in &listeners {
+            urls[host.index()] = url_of(l.local_addr()?);
+        }
+        let addr = listeners[Host::Open.index()].1.local_addr()?;
 
         let now = chrono::Utc::now().timestamp();
         let mut fs = {
@@ -203,7 +247,7 @@ impl Emulator {
         let mut secret = [0u8; 16];
         rand::thread_rng().fill(&mut secret);
         let shared = Arc::new(Shared {
-            base_url,
+            hosts: HostUrls::new(urls),
             client_id: cfg.client_id.clone(),
             client_secret: cfg.client_secret.clone(),
             uid: cfg.uid,
@@ -229,21 +273,43 @@ impl Emulator {
             _tmp: tmp,
         });
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(crate::server::serve(listener, shared.clone(), stop_rx));
+        let tasks = listeners
+            .into_iter()
+            .map(|(host, l)| {
+                tokio::spawn(crate::server::serve(
+                    l,
+                    host,
+                    shared.clone(),
+                    stop_rx.clone(),
+                ))
+            })
+            .collect();
         Ok(Emulator {
             shared,
             addr,
             stop,
-            task: Some(task),
+            tasks,
         })
     }
 
-    /// `http://127.0.0.1:PORT`, no trailing slash: the base of every emulated host.
+    /// `http://127.0.0.1:PORT`, no trailing slash: the Open API host (the first line the binary
+    /// prints). Every other host has its own port: see `host_url`.
     pub fn base_url(&self) -> String {
-        self.shared.base_url.clone()
+        self.shared.url(Host::Open).to_string()
     }
 
-    /// The bound address.
+    /// `http://127.0.0.1:PORT`, no trailing slash, of one host.
+    pub fn host_url(&self, host: Host) -> String {
+        self.shared.url(host).to_string()
+    }
+
+    /// Every host's base URL by its name (`open`, `upload`, `cdn`, `direct`, `web`, `login`,
+    /// `web-pro`, `s3`), as `GET /__emulator/hosts` lists them.
+    pub fn hosts(&self) -> BTreeMap<String, String> {
+        self.shared.hosts.map()
+    }
+
+    /// The bound address of the Open API host.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -465,10 +531,10 @@ impl Emulator {
         self.shared.now()
     }
 
-    /// Stop accepting, close open connections and wait for the server task.
+    /// Stop accepting, close open connections and wait for the server tasks.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
-        if let Some(t) = self.task.take() {
+        for t in std::mem::take(&mut self.tasks) {
             let _ = t.await;
         }
     }

@@ -1,8 +1,9 @@
 //! pan123-emulator: a faithful local stand-in for 123pan (123云盘) servers, for tests, benchmarks
-//! and demos of the pan123-webdav gateway. One loopback port serves the Open API and its upload
-//! host, the download CDN, the direct-link host, the web API (share links and the personal
-//! account, with its presigned-part upload host) and its download hop, and a control API; see
-//! the crate README for URLs, flags, switches and faults.
+//! and demos of the pan123-webdav gateway. Each 123 host has its own loopback listener (its own
+//! origin): the Open API, its upload host, the download CDN, the direct-link host, the web API
+//! (share links and the personal account), the web login host, the download hop and the
+//! presigned-part upload host; every listener also answers the control API. See the crate README
+//! for URLs, flags, switches and faults.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -10,6 +11,7 @@
 //! let emu = Emulator::start(EmulatorConfig::default()).await?;
 //! emu.put_file("/docs/hello.txt", "hello");
 //! println!("Open API at {}", emu.base_url());
+//! println!("web API at {}", emu.host_url(pan123_emulator::Host::Web));
 //! # Ok(()) }
 //! ```
 
@@ -27,6 +29,7 @@ mod control;
 mod direct;
 mod emulator;
 pub mod faults;
+pub mod hosts;
 mod http;
 mod multipart;
 pub mod names;
@@ -51,6 +54,7 @@ mod webpro;
 pub use config::{EmulatorConfig, GenerateSpec, OverwriteAt, ShareSpec, Switches, ZeroByteUpload};
 pub use emulator::{Emulator, EntryInfo};
 pub use faults::{Fault, FaultKind};
+pub use hosts::Host;
 pub use personal_upload::{MAX_PRESIGN_BATCH, WEB_PART_SIZE};
 pub use qps::default_qps;
 pub use stats::Stats;

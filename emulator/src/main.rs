@@ -1,5 +1,6 @@
-//! `pan123-emulator`: run the emulator by hand. Prints the base URL as the first line of stdout,
-//! then serves until Ctrl-C. Every flag maps onto `EmulatorConfig`/`Switches`; see the README.
+//! `pan123-emulator`: run the emulator by hand. Prints the Open API base URL as the first line of
+//! stdout and then one `name url` line per host, then serves until Ctrl-C. Every flag maps onto
+//! `EmulatorConfig`/`Switches`; see the README.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,13 +32,18 @@ enum RedirectStyle {
     Json,
 }
 
-/// A local stand-in for 123pan's Open API, CDN, direct-link host and share web API.
+/// A local stand-in for 123pan's hosts: Open API, upload, CDN, direct-link, web API, login,
+/// download hop and presigned part host, each on its own port.
 #[derive(Debug, Parser)]
 #[command(name = "pan123-emulator", version)]
 struct Cli {
-    /// Address to listen on (port 0 = any free port).
+    /// Address of the Open API host (port 0 = any free port); the other hosts use its IP.
     #[arg(long, default_value = "127.0.0.1:40123")]
     listen: SocketAddr,
+    /// Ports of the other hosts: PORT, PORT+1, … for upload, cdn, direct, web, login, web-pro,
+    /// s3 (default: free ports).
+    #[arg(long, value_name = "PORT")]
+    hosts_port_base: Option<u16>,
     /// Seed the account root from this folder (read only, bodies read lazily).
     #[arg(long)]
     data: Option<PathBuf>,
@@ -133,6 +139,7 @@ impl Cli {
     fn into_config(self) -> EmulatorConfig {
         EmulatorConfig {
             listen: self.listen,
+            hosts_port_base: self.hosts_port_base,
             client_id: self.client_id,
             client_secret: self.client_secret,
             uid: self.uid,
@@ -188,6 +195,9 @@ async fn main() -> anyhow::Result<()> {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
         writeln!(out, "{}", emu.base_url())?;
+        for (name, url) in emu.hosts() {
+            writeln!(out, "{name} {url}")?;
+        }
         out.flush()?;
     }
     eprintln!(

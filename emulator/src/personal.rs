@@ -5,9 +5,9 @@
 //! same `daily_traffic_cap` as the Open API). Tree changes are in `personal_write.rs`, uploads
 //! in `personal_upload.rs`.
 //!
-//! Headers are checked as the web client sends them: `platform: web` (else code 1), an
-//! `app-version`, a `referer`, and `authorization: Bearer <token>` (an unknown or expired token
-//! is code 401, which the client answers by logging in again).
+//! The web client's headers (`platform`, `app-version`, `Referer`/`Origin`) are checked for
+//! every web call in `web.rs`; personal calls also need `authorization: Bearer <token>` (an
+//! unknown or expired token is code 401, which the client answers by logging in again).
 
 use http::{HeaderMap, Request};
 use hyper::body::Incoming;
@@ -16,8 +16,8 @@ use serde_json::{json, Value};
 use crate::emulator::lock;
 use crate::http::{query, HandlerResult, Resp};
 use crate::open_api::{over_traffic_cap, read_args, CODE_TRAFFIC, MSG_TRAFFIC};
-use crate::server::{Ctx, MSG_PLATFORM};
-use crate::web::{web_err, web_item, web_ok};
+use crate::server::Ctx;
+use crate::web::{header, web_err, web_item, web_ok};
 
 /// The login refusal for risk control (spec web §0.2, OpenList docs); its code is unknown.
 pub const MSG_RISK: &str = "当前账号存在安全风险，请使用短信验证码或者微信进行登录。";
@@ -34,11 +34,8 @@ const PAGE: usize = 100;
 /// Web sessions are kept apart from Open API tokens by their owner name.
 const LOGIN_OWNER_PREFIX: &str = "web:";
 
-/// `POST /api/user/sign_in` on the login host (unsigned).
+/// `POST /api/user/sign_in` on the login host (unsigned; headers checked in `web.rs`).
 pub async fn sign_in(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
-    if header(req.headers(), "platform") != Some("web") {
-        return Ok(web_err(1, MSG_PLATFORM));
-    }
     let args = match read_args(req).await {
         Ok(a) => a,
         Err(r) => return Ok(r),
@@ -75,33 +72,18 @@ pub async fn sign_in(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
     ))
 }
 
-/// The header checks of every personal `/b/api` call; `Err` is the answer to send instead.
-pub fn check(ctx: &Ctx, headers: &HeaderMap) -> Result<(), Resp> {
-    if header(headers, "platform") != Some("web") {
-        return Err(web_err(1, MSG_PLATFORM));
-    }
-    if header(headers, "app-version").is_none_or(str::is_empty) {
-        return Err(web_err(1, "app-version is required"));
-    }
-    if header(headers, "referer").is_none_or(str::is_empty) {
-        return Err(web_err(1, "123pan forbidden"));
-    }
+/// The session check of every personal `/b/api` call: the token's owner (for the QPS gate), or
+/// the answer to send instead.
+pub fn check(ctx: &Ctx, headers: &HeaderMap) -> Result<String, Resp> {
     let token = header(headers, "authorization")
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .unwrap_or_default();
     let now = ctx.shared.now();
-    if token.is_empty() || lock(&ctx.shared.web_tokens).check(token, now).is_none() {
-        return Err(web_err(401, MSG_WEB_401));
-    }
-    Ok(())
-}
-
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
+    let owner = (!token.is_empty())
+        .then(|| lock(&ctx.shared.web_tokens).check(token, now))
+        .flatten();
+    owner.ok_or_else(|| web_err(401, MSG_WEB_401))
 }
 
 /// `GET /b/api/user/info`.

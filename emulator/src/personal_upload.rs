@@ -18,6 +18,7 @@ use rand::Rng;
 use serde_json::{json, Map, Value};
 
 use crate::emulator::{lock, Shared};
+use crate::hosts::Host;
 use crate::http::{Args, HandlerResult, Resp};
 use crate::open_api::read_args;
 use crate::server::Ctx;
@@ -176,7 +177,7 @@ pub(crate) fn request(ctx: &Ctx, args: &Args) -> Resp {
     web_ok(json!({
         "AccessKeyId": "", "SecretAccessKey": "", "SessionToken": "",
         "Bucket": BUCKET, "Key": key, "UploadId": upload_id,
-        "StorageNode": STORAGE_NODE, "EndPoint": format!("{}/s3", sh.base_url),
+        "StorageNode": STORAGE_NODE, "EndPoint": format!("{}/s3", sh.url(Host::S3)),
         "FileId": file_id, "Reuse": false,
     }))
 }

@@ -1,13 +1,19 @@
-//! Per-endpoint request-rate limits, as 123 enforces them (envelope code 429 when exceeded).
+//! Per-endpoint request-rate limits, as 123 enforces them (envelope code 429 when exceeded), on
+//! the Open API and on the web API and its login host.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-/// The QPS limit of an Open API endpoint (by URL path), `None` = not limited.
+/// The QPS limit of an endpoint (by URL path), `None` = not limited.
 ///
-/// Published developer free-tier numbers (spec open-api §7) where they exist; for endpoints the
-/// docs leave out, OpenList's limiter values (spec §3 table / §6), which have worked in practice.
-/// The gateway uses the same function so both sides agree.
+/// Open API: published developer free-tier numbers (spec open-api §7) where they exist; for
+/// endpoints the docs leave out, OpenList's limiter values (spec §3 table / §6), which have worked
+/// in practice. The gateway uses the same function so both sides agree.
+///
+/// Web API and login host: 123 publishes no numbers, so these are the emulator's choice. Listing
+/// pages get 3 a second: the web client spaces them 700 ms apart (at 123's request, spec web
+/// §1.2), so a paced client never sees 429 and an unpaced burst does. Login gets 5, everything
+/// else 10.
 pub fn default_qps(endpoint: &str) -> Option<u32> {
     match endpoint {
         // spec §7, developer free tier
@@ -24,6 +30,10 @@ pub fn default_qps(endpoint: &str) -> Option<u32> {
         "/api/v1/file/trash" => Some(2),
         "/upload/v2/file/create" => Some(2),
         // upload_complete and slice: unlimited (OpenList: 0 / bypass)
+        // web API and login host (the emulator's choice, see above)
+        "/b/api/share/get" | "/b/api/file/list/new" => Some(3),
+        "/api/user/sign_in" => Some(5),
+        p if p.starts_with("/b/api/") => Some(10),
         _ => None,
     }
 }
@@ -69,6 +79,11 @@ mod tests {
         assert_eq!(default_qps("/api/v1/file/delete"), Some(1));
         assert_eq!(default_qps("/upload/v2/file/slice"), None);
         assert_eq!(default_qps("/upload/v2/file/upload_complete"), None);
+        assert_eq!(default_qps("/b/api/file/list/new"), Some(3));
+        assert_eq!(default_qps("/b/api/share/get"), Some(3));
+        assert_eq!(default_qps("/b/api/file/upload_request"), Some(10));
+        assert_eq!(default_qps("/api/user/sign_in"), Some(5));
+        assert_eq!(default_qps("cdn"), None);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The presigned part host of personal uploads (`/s3/…`, stats and fault word `s3`): where the
 //! driver `PUT`s raw part bytes (spec web §1.4 "Upload" step 4).
 //!
-//! URL shape: `<base>/s3/<bucket>/<key>?partNumber=N&uploadId=<id>&expires=<unix>&signature=<hex>`.
+//! URL shape: `<s3 host>/s3/<bucket>/<key>?partNumber=N&uploadId=<id>&expires=<unix>&signature=<hex>`.
 //! `signature` is an MD5 over a per-process secret, the path after `/s3`, the part number, the
 //! upload id and `expires`, so an edited or forged URL gets 403 (`SignatureDoesNotMatch`), as
 //! does one past `expires` (`AccessDenied`, see the `presign_ttl` switch). Errors are S3-style
@@ -16,6 +16,7 @@ use md5::{Digest, Md5};
 use rand::Rng;
 
 use crate::emulator::{lock, Shared};
+use crate::hosts::Host;
 use crate::http::{
     empty, encode_query_value, full, query, query_pairs, read_body, BodyError, HandlerResult, Resp,
 };
@@ -45,7 +46,7 @@ pub(crate) fn presigned_url(
     let sig = signature(&sh.cdn_secret, &path, part, upload_id, expires);
     format!(
         "{}/s3{path}?partNumber={part}&uploadId={}&expires={expires}&signature={sig}",
-        sh.base_url,
+        sh.url(Host::S3),
         encode_query_value(upload_id)
     )
 }

@@ -1,14 +1,16 @@
-//! Listener, routing on (method, path), and the request pipeline every call goes through.
+//! Listeners, routing on (method, path), and the request pipeline every call goes through.
 //!
-//! All emulated hosts share one port and are told apart by path prefix:
-//! `/api/…` and `/upload/…` the Open API (and its upload host), `/api/user/sign_in` the web
-//! login host, `/b/api/…` the web API,
-//! `/cdn/…` the download CDN, `/web-pro/…` the share download hop, `/s3/…` the presigned
-//! part host of web uploads, `/<uid>/…` the direct-link host, `/__emulator/…` the control API.
+//! Each emulated host has its own listener (`Host`), and every endpoint belongs to exactly one
+//! host (`Ep::host`): the Open API (`/api/…`, mkdir, create, upload_complete, domain), the
+//! upload host (slices), the web API (`/b/api/…`), the login host (`/api/user/sign_in`), the
+//! CDN (`/cdn/…`), the download hop (`/web-pro/…`), the presigned part host (`/s3/…`) and the
+//! direct-link host (`/<uid>/…`). Paths keep their shapes; a routed path on the wrong listener
+//! is a 404, counted in `wrong_host`. `/__emulator/…` (the control API) answers on every listener.
 //!
-//! Pipeline order (the README repeats it): injected latency → injected 429 / HTTP status →
-//! family checks (Open API: `Platform` header, then token, then QPS; web API: signature) →
-//! handler. Every routed request is counted in `calls`, except 429 refusals, counted in `refused`.
+//! Pipeline order (the README repeats it): host check → injected latency → injected 429 / HTTP
+//! status → family checks (Open API: `Platform` header, then token, then QPS; web API:
+//! signature, client headers, token, then QPS) → handler. Every routed request on its own host is
+//! counted in `calls`, except 429 refusals, counted in `refused`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -25,6 +27,7 @@ use tokio::sync::watch;
 
 use crate::emulator::{lock, Shared};
 use crate::faults::Refusal;
+use crate::hosts::Host;
 use crate::http::{err, not_found, text, HandlerResult};
 use crate::qps::default_qps;
 
@@ -114,6 +117,22 @@ impl Ep {
             Ep::WebPro => "web-pro",
             Ep::Direct => "direct",
             Ep::S3 => "s3",
+        }
+    }
+
+    /// The one host that serves this endpoint.
+    pub fn host(self) -> Host {
+        match self {
+            Ep::Slice => Host::Upload,
+            Ep::WebLogin => Host::Login,
+            Ep::Cdn => Host::Cdn,
+            Ep::WebPro => Host::WebPro,
+            Ep::Direct => Host::Direct,
+            Ep::S3 => Host::S3,
+            _ => match self.family() {
+                Family::Web => Host::Web,
+                _ => Host::Open,
+            },
         }
     }
 
@@ -215,9 +234,10 @@ impl Ctx {
     }
 }
 
-/// Accept connections until `stop` flips, then close them all.
+/// Accept connections for `host` until `stop` flips, then close them all.
 pub(crate) async fn serve(
     listener: TcpListener,
+    host: Host,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -238,7 +258,7 @@ pub(crate) async fn serve(
                 let shared = shared.clone();
                 let mut conn_stop = stop.clone();
                 conns.spawn(async move {
-                    let svc = service_fn(move |req| handle(shared.clone(), peer, req));
+                    let svc = service_fn(move |req| handle(shared.clone(), host, peer, req));
                     let builder = Builder::new(TokioExecutor::new());
                     let conn = builder.serve_connection(TokioIo::new(stream), svc);
                     tokio::select! {
@@ -256,7 +276,12 @@ pub(crate) async fn serve(
 }
 
 /// One request through the pipeline.
-async fn handle(shared: Arc<Shared>, peer: SocketAddr, req: Request<Incoming>) -> HandlerResult {
+async fn handle(
+    shared: Arc<Shared>,
+    host: Host,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> HandlerResult {
     let path = req.uri().path().to_string();
     if path == "/__emulator" || path.starts_with("/__emulator/") {
         return Ok(crate::control::handle(&shared, req).await);
@@ -265,7 +290,13 @@ async fn handle(shared: Arc<Shared>, peer: SocketAddr, req: Request<Incoming>) -
         return Ok(not_found());
     };
     let key = ep.key();
-    tracing::debug!(method = %req.method(), path = %path, peer = %peer, "request");
+    if ep.host() != host {
+        // 123's other hosts know nothing of this path.
+        tracing::debug!(method = %req.method(), path = %path, %host, want = %ep.host(), "wrong host");
+        lock(&shared.counters).wrong_host(key);
+        return Ok(not_found());
+    }
+    tracing::debug!(method = %req.method(), path = %path, %host, peer = %peer, "request");
 
     let hang = lock(&shared.faults).take_hang(key);
     if hang {
@@ -390,5 +421,21 @@ mod tests {
             route(&Method::POST, "/b/api/file/s3_repare_upload_parts_batch"),
             Some(Ep::WebUploadPartsBatch)
         );
+    }
+
+    #[test]
+    fn hosts_of_endpoints() {
+        assert_eq!(Ep::Slice.host(), Host::Upload);
+        assert_eq!(Ep::Create.host(), Host::Open);
+        assert_eq!(Ep::Complete.host(), Host::Open);
+        assert_eq!(Ep::Mkdir.host(), Host::Open);
+        assert_eq!(Ep::UploadDomain.host(), Host::Open);
+        assert_eq!(Ep::WebLogin.host(), Host::Login);
+        assert_eq!(Ep::ShareGet.host(), Host::Web);
+        assert_eq!(Ep::WebTrash.host(), Host::Web);
+        assert_eq!(Ep::Cdn.host(), Host::Cdn);
+        assert_eq!(Ep::WebPro.host(), Host::WebPro);
+        assert_eq!(Ep::Direct.host(), Host::Direct);
+        assert_eq!(Ep::S3.host(), Host::S3);
     }
 }

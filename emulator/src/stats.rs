@@ -14,6 +14,10 @@ pub struct Stats {
     pub calls: BTreeMap<String, u64>,
     /// Requests refused with 429 (QPS limiter or an injected fault).
     pub refused: BTreeMap<String, u64>,
+    /// Requests for an endpoint that reached another host's listener (answered 404, counted
+    /// nowhere else). A correct client leaves this empty.
+    #[serde(default)]
+    pub wrong_host: BTreeMap<String, u64>,
     /// Body bytes sent by the download hosts, all together.
     pub bytes_served: u64,
     /// Body bytes sent, per download host word.
@@ -35,6 +39,16 @@ impl Stats {
         self.refused.get(endpoint).copied().unwrap_or(0)
     }
 
+    /// Requests for `endpoint` sent to another host (0 if none).
+    pub fn wrong_host(&self, endpoint: &str) -> u64 {
+        self.wrong_host.get(endpoint).copied().unwrap_or(0)
+    }
+
+    /// Requests sent to the wrong host, all endpoints together.
+    pub fn wrong_host_total(&self) -> u64 {
+        self.wrong_host.values().sum()
+    }
+
     /// Bytes served by one download host word (0 if none).
     pub fn bytes(&self, host: &str) -> u64 {
         self.bytes.get(host).copied().unwrap_or(0)
@@ -46,6 +60,7 @@ impl Stats {
 pub struct Counters {
     calls: BTreeMap<String, u64>,
     refused: BTreeMap<String, u64>,
+    wrong_host: BTreeMap<String, u64>,
     bytes: BTreeMap<String, u64>,
     bytes_served: u64,
     tokens_issued_base: u64,
@@ -63,6 +78,11 @@ impl Counters {
     /// Count one 429 refusal.
     pub fn refuse(&mut self, endpoint: &str) {
         *self.refused.entry(endpoint.to_string()).or_default() += 1;
+    }
+
+    /// Count one request sent to the wrong host.
+    pub fn wrong_host(&mut self, endpoint: &str) {
+        *self.wrong_host.entry(endpoint.to_string()).or_default() += 1;
     }
 
     /// Count body bytes sent by a download host on day `day`.
@@ -100,6 +120,7 @@ impl Counters {
         Stats {
             calls: self.calls.clone(),
             refused: self.refused.clone(),
+            wrong_host: self.wrong_host.clone(),
             bytes_served: self.bytes_served,
             bytes: self.bytes.clone(),
             live_tokens,

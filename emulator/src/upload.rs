@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 use crate::config::{OverwriteAt, ZeroByteUpload};
 use crate::content::{self, Blob};
 use crate::emulator::{lock, Shared};
+use crate::hosts::Host;
 use crate::http::{err, ok, read_body, Cut, HandlerResult, Refused, Resp};
 use crate::names;
 use crate::open_api::{read_args, tree_refused, MSG_NAME_TAKEN};
@@ -84,9 +85,9 @@ pub struct Uploads {
     finished: HashMap<String, u64>,
 }
 
-/// `GET /upload/v2/file/domain`: the upload hosts (this emulator).
+/// `GET /upload/v2/file/domain` (on the Open API host): the upload hosts.
 pub fn domain(ctx: &Ctx) -> Resp {
-    ok(json!([ctx.shared.base_url]))
+    ok(json!([ctx.shared.url(Host::Upload)]))
 }
 
 /// Where an upload's name lands, resolved against the folder's current children.
@@ -287,7 +288,7 @@ pub async fn create(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
         "preuploadID": id,
         "reuse": false,
         "sliceSize": slice_size,
-        "servers": [sh.base_url],
+        "servers": [sh.url(Host::Upload)],
     })))
 }
 

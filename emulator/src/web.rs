@@ -1,22 +1,38 @@
-//! The web API host (`/b/api/…`): request-signature gate, its envelope and file object, and the
-//! router. Share links live in `share.rs`, the personal account (and its unsigned login on the
-//! login host) in `personal.rs`, its tree changes in `personal_write.rs` and its uploads in
-//! `personal_upload.rs` (parts go to the `/s3/` host, `s3.rs`).
+//! The web API host (`/b/api/…`) and the login host: request-signature gate, the web client's
+//! header checks, the QPS gate, the envelope and file object, and the router. Share links live
+//! in `share.rs`, the personal account (and its unsigned login on the login host) in
+//! `personal.rs`, its tree changes in `personal_write.rs` and its uploads in `personal_upload.rs`
+//! (parts go to the S3 host, `s3.rs`).
 
-use http::{Request, StatusCode};
+use http::{HeaderMap, Request, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 
 use crate::clock::rfc3339_cst;
+use crate::emulator::Shared;
 use crate::http::{json, not_found, query_pairs, HandlerResult, Resp};
-use crate::server::{Ctx, Ep};
+use crate::server::{Ctx, Ep, MSG_429, MSG_PLATFORM};
 use crate::state::Entry;
 
-/// Route a signed web request. A missing or bad signature gets HTTP 403 with a JSON body: the
-/// real server's answer is unconfirmed (spec web §6), and 403 makes a signing bug loud.
+/// Refusal text for a client that does not look like 123's web client (alist#4756, #4758).
+pub const MSG_FORBIDDEN: &str = "123pan forbidden";
+/// Refusal text for a missing `app-version` header.
+pub const MSG_APP_VERSION: &str = "app-version is required";
+/// The `app-version` the web client sends with `platform: web` (spec web §1.2, §1.3).
+pub const WEB_APP_VERSION: &str = "3";
+
+/// Route a web API or login request. A missing or bad signature gets HTTP 403 with a JSON body:
+/// the real server's answer is unconfirmed (spec web §6), and 403 makes a signing bug loud.
 pub(crate) async fn handle(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
-    // Login is on its own host and is not signed (spec web §0.3).
+    // Login is on its own host and is not signed (spec web §0.3), but it is called by the same
+    // web page, so it gets the same header checks.
     if ctx.ep == Ep::WebLogin {
+        if let Err(refused) = check_client(&ctx.shared, req.headers()) {
+            return Ok(refused);
+        }
+        if !ctx.admit(&format!("ip:{}", ctx.peer.ip())) {
+            return Ok(web_err(429, MSG_429));
+        }
         return crate::personal::sign_in(ctx, req).await;
     }
     let pairs = query_pairs(req.uri());
@@ -26,13 +42,29 @@ pub(crate) async fn handle(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResu
             &json!({"code": 403, "message": format!("签名校验失败: {e}")}),
         ));
     }
+    if let Err(refused) = check_client(&ctx.shared, req.headers()) {
+        return Ok(refused);
+    }
     match ctx.ep {
-        Ep::ShareGet => Ok(crate::share::list(ctx, &pairs)),
-        Ep::ShareDownloadInfo => crate::share::download_info(ctx, req).await,
+        Ep::ShareGet | Ep::ShareDownloadInfo => {
+            // Anonymous: counted per address.
+            if !ctx.admit(&format!("ip:{}", ctx.peer.ip())) {
+                return Ok(web_err(429, MSG_429));
+            }
+            if ctx.ep == Ep::ShareGet {
+                Ok(crate::share::list(ctx, &pairs))
+            } else {
+                crate::share::download_info(ctx, req).await
+            }
+        }
         _ => {
             // Every other web endpoint belongs to the personal account.
-            if let Err(refused) = crate::personal::check(ctx, req.headers()) {
-                return Ok(refused);
+            let owner = match crate::personal::check(ctx, req.headers()) {
+                Ok(owner) => owner,
+                Err(refused) => return Ok(refused),
+            };
+            if !ctx.admit(&owner) {
+                return Ok(web_err(429, MSG_429));
             }
             use crate::{personal, personal_upload as up, personal_write as write};
             match ctx.ep {
@@ -49,6 +81,47 @@ pub(crate) async fn handle(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResu
             }
         }
     }
+}
+
+/// The checks 123 makes of the web client on the web API and the login host, as strictly as the
+/// Open API checks `Platform`: `platform: web` (else code 1 with the Open API's text), its
+/// `app-version` (missing: code 1 `app-version is required`; another value: code 1
+/// `123pan forbidden`), and a `Referer` whose origin is the web host, the origin its pages live
+/// on (missing or another origin: code 1 `123pan forbidden`). An `Origin`, when sent (a browser
+/// leaves it off same-origin GETs), must be that origin too.
+pub(crate) fn check_client(sh: &Shared, headers: &HeaderMap) -> Result<(), Resp> {
+    if header(headers, "platform") != Some("web") {
+        return Err(web_err(1, MSG_PLATFORM));
+    }
+    match header(headers, "app-version") {
+        None | Some("") => return Err(web_err(1, MSG_APP_VERSION)),
+        Some(WEB_APP_VERSION) => {}
+        Some(_) => return Err(web_err(1, MSG_FORBIDDEN)),
+    }
+    if !names_web_origin(sh, header(headers, "referer")) {
+        return Err(web_err(1, MSG_FORBIDDEN));
+    }
+    if headers.contains_key("origin") && !names_web_origin(sh, header(headers, "origin")) {
+        return Err(web_err(1, MSG_FORBIDDEN));
+    }
+    Ok(())
+}
+
+/// Whether a `Referer` or `Origin` value is a URL on the web host's origin.
+pub(crate) fn names_web_origin(sh: &Shared, value: Option<&str>) -> bool {
+    let web = url::Url::parse(sh.web_origin()).map(|u| u.origin());
+    match (value.and_then(|v| url::Url::parse(v).ok()), web) {
+        (Some(v), Ok(web)) => v.origin() == web,
+        _ => false,
+    }
+}
+
+/// A header's trimmed text (`None` when absent or not text).
+pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
 }
 
 /// Web success envelope (no trace id; HTTP 200, JSON).

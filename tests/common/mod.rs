@@ -10,7 +10,7 @@ pub mod web_api;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use pan123_emulator::{Emulator, EmulatorConfig};
+use pan123_emulator::{Emulator, EmulatorConfig, Host};
 use pan123_webdav::server::{start_on, AppState, RunningServer};
 
 pub const USER: &str = "alice";
@@ -30,6 +30,31 @@ pub fn password_hash() -> &'static str {
             .expect("hash")
             .to_string()
     })
+}
+
+/// Fills a config text's placeholders with the emulator's hosts and credentials: `{api}` the
+/// Open API, `{web}` the web API (share and personal mounts' `api_base`), `{login}` the web
+/// login host, `{id}` and `{secret}` the developer credentials, `{self}` the gateway's own URL.
+/// The one place tests turn a mount template into config, so each 123 host is named once.
+pub fn fill_hosts(text: &str, emu: &Emulator, self_url: &str) -> String {
+    text.replace("{api}", &emu.base_url())
+        .replace("{web}", &emu.host_url(Host::Web))
+        .replace("{login}", &emu.host_url(Host::Login))
+        .replace("{id}", &emu.client_id())
+        .replace("{secret}", &emu.client_secret())
+        .replace("{self}", self_url)
+}
+
+/// Fails the test if any request reached the wrong 123 host (the emulator answered it 404 and
+/// counted it by endpoint).
+pub fn assert_no_wrong_host(emu: &Emulator) {
+    let stats = emu.stats();
+    assert_eq!(
+        stats.wrong_host_total(),
+        0,
+        "requests sent to the wrong 123 host: {:?}",
+        stats.wrong_host
+    );
 }
 
 /// One mount's TOML, with `{api}`, `{id}`, `{secret}` and `{self}` filled in by `TestEnv`.
@@ -111,12 +136,7 @@ impl TestEnv {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let base = format!("http://{addr}");
-        let mounts = self
-            .mounts
-            .replace("{api}", &self.emu.base_url())
-            .replace("{id}", &self.emu.client_id())
-            .replace("{secret}", &self.emu.client_secret())
-            .replace("{self}", &base);
+        let mounts = fill_hosts(&self.mounts, &self.emu, &base);
         let text = format!(
             "[server]\nlisten = \"{addr}\"\nsigning_key = \"{SIGNING_KEY}\"\nstate_dir = \"{}\"\n{}\n\n[[users]]\nname = \"{USER}\"\npassword_hash = \"{}\"\nmounts = [\"*\"]\nwrite = true\n\n{}\n{mounts}",
             self.state_dir.path().display(),
@@ -170,6 +190,16 @@ impl TestEnv {
     }
 }
 
+/// Every test against the emulator ends by checking that each call went to the 123 host that
+/// serves it (skipped while a test is already failing).
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            assert_no_wrong_host(&self.emu);
+        }
+    }
+}
+
 /// Deterministic bytes for test files.
 pub fn bytes_of(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
@@ -193,7 +223,7 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     panic!("timed out waiting for: {what}");
 }
 
-/// A share mount's TOML (`{api}` is filled in by `TestEnv`).
+/// A share mount's TOML (`{web}`, the web API host, is filled in by `TestEnv`).
 pub fn share_mount(
     path: &str,
     download: &str,
@@ -205,7 +235,7 @@ pub fn share_mount(
         .map(|p| format!("share_password = \"{p}\"\n"))
         .unwrap_or_default();
     format!(
-        "[[mounts]]\npath = \"{path}\"\nbackend = \"share\"\nshare_key = \"{share_key}\"\n{password}api_base = \"{{api}}\"\ndownload = \"{download}\"\nproxy_url = \"{{self}}\"\n{extra}\n"
+        "[[mounts]]\npath = \"{path}\"\nbackend = \"share\"\nshare_key = \"{share_key}\"\n{password}api_base = \"{{web}}\"\ndownload = \"{download}\"\nproxy_url = \"{{self}}\"\n{extra}\n"
     )
 }
 
@@ -217,14 +247,14 @@ pub fn link_mount(path: &str, download: &str, urls: &str, extra: &str) -> String
 }
 
 /// The direct-link URL of the file at `account_path` (inside the emulator's direct-link space
-/// folder, e.g. `/direct/a b.txt`): `<base>/<uid>/direct/a%20b.txt`.
+/// folder, e.g. `/direct/a b.txt`): `<direct host>/<uid>/direct/a%20b.txt`.
 pub fn direct_url(emu: &pan123_emulator::Emulator, account_path: &str) -> String {
     let encoded: String = account_path
         .split('/')
         .filter(|s| !s.is_empty())
         .map(|s| format!("/{}", pan123_webdav::server::paths::encode_segment(s)))
         .collect();
-    format!("{}/{}{encoded}", emu.base_url(), emu.uid())
+    format!("{}/{}{encoded}", emu.host_url(Host::Direct), emu.uid())
 }
 
 /// The first mount's backend capabilities, as the gateway sees them.
@@ -245,12 +275,12 @@ pub fn header(res: &reqwest::Response, name: &str) -> String {
         .to_string()
 }
 
-/// A personal-account (`web`) mount's TOML for the emulator's default web account (`{api}` is
-/// filled in by `TestEnv`; both the web API and the login host are the emulator).
+/// A personal-account (`web`) mount's TOML for the emulator's default web account (`{web}` and
+/// `{login}`, the web API and login hosts, are filled in by `TestEnv`).
 pub fn web_mount(path: &str, download: &str, extra: &str) -> String {
     let defaults = pan123_emulator::EmulatorConfig::default();
     format!(
-        "[[mounts]]\npath = \"{path}\"\nbackend = \"web\"\nusername = \"{}\"\npassword = \"{}\"\napi_base = \"{{api}}\"\nlogin_base = \"{{api}}\"\ndownload = \"{download}\"\nproxy_url = \"{{self}}\"\n{extra}\n",
+        "[[mounts]]\npath = \"{path}\"\nbackend = \"web\"\nusername = \"{}\"\npassword = \"{}\"\napi_base = \"{{web}}\"\nlogin_base = \"{{login}}\"\ndownload = \"{download}\"\nproxy_url = \"{{self}}\"\n{extra}\n",
         defaults.web_user, defaults.web_password
     )
 }

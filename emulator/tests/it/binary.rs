@@ -1,4 +1,5 @@
-//! The binary: first stdout line is the base URL, and it serves until killed.
+//! The binary: first stdout line is the Open API base URL, then one line per host, and it serves
+//! until killed.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -41,16 +42,36 @@ async fn prints_base_url_then_serves() {
             .unwrap(),
     );
     let stdout = child.0.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    // the Open API base URL, then `name url` for each of the 8 hosts
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut r = BufReader::new(stdout);
+        (0..9)
+            .map(|_| {
+                let mut line = String::new();
+                r.read_line(&mut line).map(|_| line.trim().to_string())
+            })
+            .collect::<std::io::Result<Vec<String>>>()
     })
     .await
     .unwrap()
     .unwrap();
-    let base = line.trim().to_string();
+    let base = lines[0].clone();
     assert!(base.starts_with("http://127.0.0.1:"), "{base:?}");
     let c = reqwest::Client::new();
+    let hosts: Value = c
+        .get(format!("{base}/__emulator/hosts"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for line in &lines[1..] {
+        let (name, url) = line.split_once(' ').unwrap();
+        assert_eq!(hosts[name], url, "{line}");
+    }
+    assert_eq!(hosts["open"], base.as_str());
+    assert_eq!(hosts.as_object().unwrap().len(), 8);
     let info: Value = c
         .get(format!("{base}/__emulator/info"))
         .send()

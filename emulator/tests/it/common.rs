@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use pan123_emulator::{Emulator, EmulatorConfig};
+use pan123_emulator::{Emulator, EmulatorConfig, Host};
 use serde_json::{json, Value};
 
 /// A config for tests: no QPS limits, small slices, no poll delays (tests that need the real
@@ -41,7 +41,10 @@ pub fn http() -> reqwest::Client {
 
 /// An Open API client with a token.
 pub struct Api {
+    /// The Open API host.
     pub base: String,
+    /// The upload host (`create`'s `servers`), where slices go.
+    pub upload: String,
     pub http: reqwest::Client,
     pub token: String,
 }
@@ -66,14 +69,20 @@ impl Api {
     pub async fn new(emu: &Emulator) -> Api {
         Api {
             base: emu.base_url(),
+            upload: emu.host_url(Host::Upload),
             http: http(),
             token: token(emu).await,
         }
     }
 
     fn req(&self, m: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.req_at(&self.base, m, path)
+    }
+
+    /// A request with the Open API headers to `path` on the host at `base`.
+    pub fn req_at(&self, base: &str, m: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.http
-            .request(m, format!("{}{path}", self.base))
+            .request(m, format!("{base}{path}"))
             .header("Platform", "open_platform")
             .header("Authorization", format!("Bearer {}", self.token))
     }
@@ -162,7 +171,7 @@ impl Api {
                 "slice",
                 reqwest::multipart::Part::bytes(data).file_name(format!("x.part{no}")),
             );
-        self.req(reqwest::Method::POST, "/upload/v2/file/slice")
+        self.req_at(&self.upload, reqwest::Method::POST, "/upload/v2/file/slice")
             .multipart(form)
             .send()
             .await?
@@ -253,9 +262,29 @@ pub fn bytes(n: usize, seed: u64) -> Vec<u8> {
     v
 }
 
-/// A signed web API URL for `path` with `query` at the emulator's current time.
+/// A signed web API URL (on the web host) for `path` with `query` at the emulator's current time.
 pub fn signed(emu: &Emulator, path: &str, query: &str) -> String {
     let (k, v) = pan123_emulator::sign::sign_path(path, emu.now(), 4242);
     let sep = if query.is_empty() { "" } else { "&" };
-    format!("{}{path}?{k}={v}{sep}{query}", emu.base_url())
+    format!("{}{path}?{k}={v}{sep}{query}", emu.host_url(Host::Web))
+}
+
+/// `path` on `host`.
+pub fn at(emu: &Emulator, host: Host, path: &str) -> String {
+    format!("{}{path}", emu.host_url(host))
+}
+
+/// The web client's headers (spec web §1.2) on a request: `platform: web`, `app-version: 3`,
+/// `Origin` and `Referer` naming the web host.
+pub fn web_headers(emu: &Emulator, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    let web = emu.host_url(Host::Web);
+    rb.header("platform", "web")
+        .header("app-version", "3")
+        .header("origin", web.as_str())
+        .header("referer", format!("{web}/"))
+}
+
+/// The `Referer` the CDN wants for web (share and personal) links: the hop host's origin.
+pub fn hop_referer(emu: &Emulator) -> String {
+    format!("{}/", emu.host_url(Host::WebPro))
 }

@@ -2,10 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use pan123_emulator::{Fault, FaultKind, Stats, Switches};
+use pan123_emulator::{Fault, FaultKind, Host, Stats, Switches};
 use serde_json::{json, Value};
 
-use crate::common::{self, http, signed, Api};
+use crate::common::{self, http, signed, web_headers, Api};
 
 async fn control(
     base: &str,
@@ -160,16 +160,8 @@ async fn fail_page_on_both_listings() {
             "/b/api/share/get",
             &format!("shareKey=s&SharePwd=&parentFileId=0&Page={page}"),
         );
-        async move {
-            http()
-                .get(url)
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }
+        let rb = web_headers(&emu, http().get(url));
+        async move { rb.send().await.unwrap().json::<Value>().await.unwrap() }
     };
     assert_eq!(get(1).await["code"], 0);
     assert_ne!(get(2).await["code"], 0);
@@ -180,7 +172,7 @@ async fn fail_page_on_both_listings() {
 async fn cut_a_direct_download() {
     let emu = common::start_with(|c| c.direct_link_space = Some("/direct".into())).await;
     emu.put_file("/direct/f.bin", common::bytes(10_000, 1));
-    let url = format!("{}/{}/direct/f.bin", emu.base_url(), emu.uid());
+    let url = format!("{}/{}/direct/f.bin", emu.host_url(Host::Direct), emu.uid());
     let base = emu.base_url();
     control(
         &base,
@@ -241,6 +233,7 @@ async fn switches_info_clock_and_qps_over_http() {
 
     let (_, v) = control(&base, reqwest::Method::GET, "info", None).await;
     assert_eq!(v["base_url"], base.as_str());
+    assert_eq!(v["hosts"]["web"], emu.host_url(Host::Web).as_str());
     assert_eq!(v["client_id"], "demo-client");
     let (_, v) = control(
         &base,
@@ -266,24 +259,33 @@ async fn switches_info_clock_and_qps_over_http() {
 #[tokio::test]
 async fn shutdown_stops_serving() {
     let emu = common::start().await;
-    let base = emu.base_url();
+    let hosts = emu.hosts();
+    assert_eq!(hosts.len(), 8);
     let c = http();
-    assert_eq!(
-        c.get(format!("{base}/__emulator/stats"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    for base in hosts.values() {
+        assert_eq!(
+            c.get(format!("{base}/__emulator/stats"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200,
+            "{base}"
+        );
+    }
     emu.shutdown().await;
     let fresh = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap();
-    assert!(fresh
-        .get(format!("{base}/__emulator/stats"))
-        .send()
-        .await
-        .is_err());
+    for base in hosts.values() {
+        assert!(
+            fresh
+                .get(format!("{base}/__emulator/stats"))
+                .send()
+                .await
+                .is_err(),
+            "{base}"
+        );
+    }
 }

@@ -1,5 +1,7 @@
 //! The direct-link host and `auth_key`, including the spec's vectors over real HTTP.
 
+use pan123_emulator::Host;
+
 use crate::common::{self, fetch, http};
 
 /// Spec open-api §5.3, official example, with the emulator's clock set before the expiry.
@@ -13,7 +15,7 @@ async fn official_auth_key_vector() {
     .await;
     emu.put_file("/files/1.txt", "one");
     let c = http();
-    let base = emu.base_url();
+    let base = emu.host_url(Host::Direct);
     emu.set_clock_offset(1689220000 - chrono::Utc::now().timestamp());
     let good = format!(
         "{base}/13/files/1.txt?auth_key=1689220731-123-13-3bdacc0e031fd67fe829152f37c8fbad"
@@ -49,7 +51,7 @@ async fn web_page_vectors_ascii_and_non_ascii() {
     let c = http();
     let url = format!(
         "{}/1812000499/%E8%A7%86%E9%A2%91/a%20b.mp4?auth_key=1700001800-5577006791947779410-1812000499-8806ffe939d6226ea2110643bbea38ff",
-        emu.base_url()
+        emu.host_url(Host::Direct)
     );
     let (st, _, body) = fetch(&c, &url, Some("bytes=1-3")).await;
     assert_eq!((st, body.as_slice()), (206, b"ide".as_slice()));
@@ -64,7 +66,7 @@ async fn web_page_vectors_ascii_and_non_ascii() {
     emu2.set_clock_offset(1700000000 - chrono::Utc::now().timestamp());
     let url = format!(
         "{}/1812000499/123-link-Test/linuxqq_3.2.0-16736_mips64el.deb?auth_key=1700001800-5577006791947779410-1812000499-d41240e5d1d100ad8975bc3c15feaddf",
-        emu2.base_url()
+        emu2.host_url(Host::Direct)
     );
     let (st, _, body) = fetch(&c, &url, None).await;
     assert_eq!((st, body.as_slice()), (200, b"deb".as_slice()));
@@ -79,7 +81,7 @@ async fn unsigned_space_serves_with_ranges() {
     emu.put_file("/direct/sub/f.bin", data.clone());
     emu.put_file("/outside.bin", "no");
     let c = http();
-    let base = format!("{}/{}", emu.base_url(), emu.uid());
+    let base = format!("{}/{}", emu.host_url(Host::Direct), emu.uid());
     let (st, h, body) = fetch(&c, &format!("{base}/direct/sub/f.bin"), Some("bytes=-5")).await;
     assert_eq!(st, 206);
     assert_eq!(h["content-range"], "bytes 495-499/500");
@@ -93,9 +95,13 @@ async fn unsigned_space_serves_with_ranges() {
     assert_eq!(fetch(&c, &format!("{base}/outside.bin"), None).await.0, 404);
     assert_eq!(fetch(&c, &format!("{base}/direct/sub"), None).await.0, 404);
     assert_eq!(
-        fetch(&c, &format!("{}/42/direct/sub/f.bin", emu.base_url()), None)
-            .await
-            .0,
+        fetch(
+            &c,
+            &format!("{}/42/direct/sub/f.bin", emu.host_url(Host::Direct)),
+            None
+        )
+        .await
+        .0,
         404
     );
     assert_eq!(fetch(&c, &format!("{base}/direct/nope"), None).await.0, 404);
@@ -110,7 +116,7 @@ async fn unsigned_space_serves_with_ranges() {
     let key = pan123_emulator::auth_key::sign(&path, emu.now() + 60, "abc", emu.uid(), "k3y");
     let url = format!(
         "{}/{}/direct/%E6%96%87%E4%BB%B6%201.txt?auth_key={key}",
-        emu.base_url(),
+        emu.host_url(Host::Direct),
         emu.uid()
     );
     let (st, _, body) = fetch(&c, &url, None).await;

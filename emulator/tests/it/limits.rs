@@ -81,3 +81,90 @@ async fn token_lifetime_and_expiry() {
     assert_eq!(api.get("/api/v1/user/info").await["code"], 401);
     assert_eq!(emu.stats().live_tokens, 0);
 }
+
+#[tokio::test]
+async fn the_web_api_and_login_are_rate_limited_too() {
+    use crate::common::{at, http, signed, web_headers};
+    use pan123_emulator::Host;
+    let emu = common::start_with(|c| c.qps = true).await;
+    emu.add_share("k", None, "/shared");
+    let codes =
+        |vs: Vec<Value>| -> Vec<i64> { vs.iter().map(|v| v["code"].as_i64().unwrap()).collect() };
+    // login: 5 a second per address; success is code 200
+    let body = serde_json::json!({"passport": emu.web_user(), "password": emu.web_password()});
+    let logins = (0..6).map(|_| async {
+        web_headers(
+            &emu,
+            http().post(at(&emu, Host::Login, "/api/user/sign_in")),
+        )
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()
+    });
+    let answers = join_all(logins).await;
+    let got = codes(answers.clone());
+    assert_eq!(got.iter().filter(|c| **c == 200).count(), 5, "{got:?}");
+    assert_eq!(got.iter().filter(|c| **c == 429).count(), 1, "{got:?}");
+    // (an account keeps 3 live sessions: take one that is still live)
+    let mut tok = String::new();
+    for t in answers.iter().filter_map(|v| v["data"]["token"].as_str()) {
+        let url = signed(&emu, "/b/api/user/info", "");
+        let v: Value = web_headers(&emu, http().get(url))
+            .header("authorization", format!("Bearer {t}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["code"] == 0 {
+            tok = t.to_string();
+            break;
+        }
+    }
+    assert!(!tok.is_empty(), "a live session");
+    // listing pages: 3 a second (the web client spaces them 700 ms apart)
+    let share_page = || async {
+        let url = signed(&emu, "/b/api/share/get", "shareKey=k&SharePwd=&Page=1");
+        web_headers(&emu, http().get(url))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let got = codes(join_all((0..4).map(|_| share_page())).await);
+    assert_eq!(got.iter().filter(|c| **c == 0).count(), 3, "{got:?}");
+    assert_eq!(got.iter().filter(|c| **c == 429).count(), 1, "{got:?}");
+    let personal_page = || async {
+        let url = signed(&emu, "/b/api/file/list/new", "parentFileId=0&Page=1");
+        web_headers(&emu, http().get(url))
+            .header("authorization", format!("Bearer {tok}"))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let got = codes(join_all((0..4).map(|_| personal_page())).await);
+    assert_eq!(got.iter().filter(|c| **c == 0).count(), 3, "{got:?}");
+    assert_eq!(got.iter().filter(|c| **c == 429).count(), 1, "{got:?}");
+    let s = emu.stats();
+    for (key, calls) in [
+        ("/api/user/sign_in", 5),
+        ("/b/api/share/get", 3),
+        ("/b/api/file/list/new", 3),
+    ] {
+        assert_eq!((s.calls(key), s.refused(key)), (calls, 1), "{key}");
+    }
+    // the same switch turns it off
+    emu.set_qps(false);
+    let got = codes(join_all((0..6).map(|_| share_page())).await);
+    assert!(got.iter().all(|c| *c == 0), "{got:?}");
+}

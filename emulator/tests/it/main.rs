@@ -6,6 +6,7 @@ mod binary;
 mod cdn;
 mod control;
 mod direct;
+mod hosts;
 mod limits;
 mod open_api;
 mod personal;

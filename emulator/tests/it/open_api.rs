@@ -2,9 +2,10 @@
 
 use std::collections::BTreeSet;
 
+use pan123_emulator::Host;
 use serde_json::{json, Value};
 
-use crate::common::{self, http, md5, Api};
+use crate::common::{self, at, http, md5, Api};
 
 #[tokio::test]
 async fn access_token_and_header_checks() {
@@ -494,6 +495,7 @@ async fn download_info_and_traffic_cap() {
         u.path().starts_with(&format!("/cdn/123-61/{}/", &m[..8])),
         "{url}"
     );
+    assert!(url.starts_with(&emu.host_url(Host::Cdn)), "{url}");
     let q: std::collections::HashMap<_, _> = u.query_pairs().into_owned().collect();
     for k in ["v", "t", "s"] {
         assert!(q.contains_key(k), "{k} in {url}");
@@ -541,14 +543,14 @@ async fn direct_link_url_and_domain() {
         url,
         format!(
             "{}/{}/direct/%E8%A7%86%E9%A2%91/a%20b.txt",
-            emu.base_url(),
+            emu.host_url(Host::Direct),
             emu.uid()
         )
     );
     let (st, _, body) = api.fetch(url, None).await;
     assert_eq!((st, body.as_slice()), (200, b"inside".as_slice()));
     let v = api.get("/upload/v2/file/domain").await;
-    assert_eq!(v["data"], json!([emu.base_url()]));
+    assert_eq!(v["data"], json!([emu.host_url(Host::Upload)]));
 }
 
 #[tokio::test]
@@ -601,7 +603,6 @@ async fn seeded_from_a_folder_and_generated() {
 async fn bad_input_gets_errors_not_panics() {
     let emu = common::start().await;
     let api = Api::new(&emu).await;
-    let base = emu.base_url();
     for path in [
         "/upload/v1/file/mkdir",
         "/api/v1/file/move",
@@ -618,9 +619,14 @@ async fn bad_input_gets_errors_not_panics() {
             "{\"fileIDs\": \"x\"}",
             "{\"size\": -5}",
         ] {
+            let host = if path.ends_with("/slice") {
+                Host::Upload
+            } else {
+                Host::Open
+            };
             let r = api
                 .http
-                .post(format!("{base}{path}"))
+                .post(at(&emu, host, path))
                 .header("Platform", "open_platform")
                 .header("Authorization", format!("Bearer {}", api.token))
                 .header("Content-Type", "application/json")
@@ -635,7 +641,7 @@ async fn bad_input_gets_errors_not_panics() {
     }
     let r = api
         .http
-        .post(format!("{base}/upload/v2/file/slice"))
+        .post(at(&emu, Host::Upload, "/upload/v2/file/slice"))
         .header("Platform", "open_platform")
         .header("Authorization", format!("Bearer {}", api.token))
         .header("Content-Type", "multipart/form-data; boundary=zzz")
@@ -649,18 +655,13 @@ async fn bad_input_gets_errors_not_panics() {
         let v = api.get(&format!("/api/v1/file/download_info?{q}")).await;
         assert_ne!(v["code"], 0, "{q}");
     }
-    for p in [
-        "/cdn/x",
-        "/cdn/123-61/a/b/c?t=1&s=2&ip=3",
-        "/web-pro/redirect/x",
-        "/web-pro/download-v2/?params=%%%",
+    for (host, p) in [
+        (Host::Cdn, "/cdn/x"),
+        (Host::Cdn, "/cdn/123-61/a/b/c?t=1&s=2&ip=3"),
+        (Host::WebPro, "/web-pro/redirect/x"),
+        (Host::WebPro, "/web-pro/download-v2/?params=%%%"),
     ] {
-        let st = http()
-            .get(format!("{base}{p}"))
-            .send()
-            .await
-            .unwrap()
-            .status();
+        let st = http().get(at(&emu, host, p)).send().await.unwrap().status();
         assert!(st.is_client_error(), "{p}: {st}");
     }
     // still serving

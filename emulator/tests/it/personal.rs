@@ -1,18 +1,15 @@
 //! The personal account on the web API: login (and its risk-control refusal), header and token
 //! checks, listing pages, download info and the web-pro hop.
 
-use pan123_emulator::{Emulator, Fault, FaultKind};
+use pan123_emulator::{Emulator, Fault, FaultKind, Host};
 use serde_json::{json, Value};
 
-use crate::common::{self, http, signed};
+use crate::common::{self, at, hop_referer, http, signed, web_headers};
 
 const UA: &str = "test";
 
 async fn login(emu: &Emulator, body: Value) -> Value {
-    let r = http()
-        .post(format!("{}/api/user/sign_in", emu.base_url()))
-        .header("platform", "web")
-        .header("app-version", "3")
+    let r = web_headers(emu, http().post(at(emu, Host::Login, "/api/user/sign_in")))
         .header("user-agent", UA)
         .json(&body)
         .send()
@@ -41,12 +38,7 @@ pub fn call(
     query: &str,
     tok: &str,
 ) -> reqwest::RequestBuilder {
-    http()
-        .request(method, signed(emu, path, query))
-        .header("platform", "web")
-        .header("app-version", "3")
-        .header("origin", emu.base_url())
-        .header("referer", format!("{}/", emu.base_url()))
+    web_headers(emu, http().request(method, signed(emu, path, query)))
         .header("authorization", format!("Bearer {tok}"))
 }
 
@@ -77,7 +69,7 @@ async fn login_by_phone_and_mail_and_risk_control() {
     assert!(tok.starts_with("eyJ"), "JWT-shaped");
     // without the platform header: code 1
     let r = http()
-        .post(format!("{}/api/user/sign_in", emu.base_url()))
+        .post(at(&emu, Host::Login, "/api/user/sign_in"))
         .json(&json!({"passport": emu.web_user(), "password": emu.web_password()}))
         .send()
         .await
@@ -133,7 +125,7 @@ async fn headers_signature_and_token_are_checked() {
     assert_eq!(json_of(r).await["code"], 1);
     // unsigned: 403
     let r = http()
-        .get(format!("{}/b/api/user/info", emu.base_url()))
+        .get(at(&emu, Host::Web, "/b/api/user/info"))
         .header("platform", "web")
         .header("authorization", format!("Bearer {tok}"))
         .send()
@@ -144,6 +136,139 @@ async fn headers_signature_and_token_are_checked() {
     emu.expire_tokens();
     let v = json_of(call(&emu, get, "/b/api/user/info", "", &tok)).await;
     assert_eq!(v["code"], 401);
+}
+
+/// Header edits: a name and its new value (`None` leaves the header out).
+type Edits = Vec<(&'static str, Option<String>)>;
+
+/// The header variants a web call is refused for: (what, header edits). Every one is code 1 on
+/// the web API (share and personal) and on the login host, where the right headers pass.
+fn bad_client_headers(emu: &Emulator) -> Vec<(&'static str, Edits)> {
+    let login = emu.host_url(Host::Login);
+    let open = emu.base_url();
+    vec![
+        ("no platform", vec![("platform", None)]),
+        (
+            "platform open_platform",
+            vec![("platform", Some("open_platform".into()))],
+        ),
+        (
+            "platform android",
+            vec![("platform", Some("android".into()))],
+        ),
+        ("no app-version", vec![("app-version", None)]),
+        ("app-version 61", vec![("app-version", Some("61".into()))]),
+        ("no Referer", vec![("referer", None)]),
+        ("Referer not a URL", vec![("referer", Some("x".into()))]),
+        (
+            "Referer of the login host",
+            vec![("referer", Some(format!("{login}/")))],
+        ),
+        (
+            "Referer of the Open API host",
+            vec![("referer", Some(format!("{open}/")))],
+        ),
+        (
+            "Referer of 123 itself",
+            vec![("referer", Some("https://yun.123pan.com/".into()))],
+        ),
+        (
+            "Origin of the login host",
+            vec![("origin", Some(login.clone()))],
+        ),
+        (
+            "Origin of the hop host",
+            vec![("origin", Some(emu.host_url(Host::WebPro)))],
+        ),
+    ]
+}
+
+/// `rb` with the web client's headers, then `edits` applied (`None` leaves a header out).
+fn with_headers(
+    emu: &Emulator,
+    rb: reqwest::RequestBuilder,
+    edits: &[(&'static str, Option<String>)],
+) -> reqwest::RequestBuilder {
+    let web = emu.host_url(Host::Web);
+    let mut headers = vec![
+        ("platform", "web".to_string()),
+        ("app-version", "3".to_string()),
+        ("origin", web.clone()),
+        ("referer", format!("{web}/")),
+    ];
+    for (name, value) in edits {
+        headers.retain(|(n, _)| n != name);
+        if let Some(v) = value {
+            headers.push((name, v.clone()));
+        }
+    }
+    headers.into_iter().fold(rb, |rb, (n, v)| rb.header(n, v))
+}
+
+#[tokio::test]
+async fn a_call_not_from_the_web_client_is_refused() {
+    let emu = common::start().await;
+    emu.add_share("k", None, "/shared");
+    let tok = token(&emu).await;
+    let cases = bad_client_headers(&emu);
+    for (what, edits) in &cases {
+        // personal
+        let rb = http()
+            .get(signed(&emu, "/b/api/user/info", ""))
+            .header("authorization", format!("Bearer {tok}"));
+        let v = json_of(with_headers(&emu, rb, edits)).await;
+        assert_eq!(v["code"], 1, "personal, {what}: {v}");
+        // share
+        let rb = http().get(signed(
+            &emu,
+            "/b/api/share/get",
+            "shareKey=k&SharePwd=&Page=1",
+        ));
+        let v = json_of(with_headers(&emu, rb, edits)).await;
+        assert_eq!(v["code"], 1, "share, {what}: {v}");
+        // login
+        let rb = http()
+            .post(at(&emu, Host::Login, "/api/user/sign_in"))
+            .json(&json!({"passport": emu.web_user(), "password": emu.web_password()}));
+        let v = json_of(with_headers(&emu, rb, edits)).await;
+        assert_eq!(v["code"], 1, "login, {what}: {v}");
+    }
+    // the messages: the Open API's for platform, then app-version, then 123pan forbidden
+    let rb = http().get(signed(&emu, "/b/api/share/get", "shareKey=k"));
+    let v = json_of(with_headers(&emu, rb, &[("platform", None)])).await;
+    assert_eq!(
+        v["message"],
+        "Please include the platform field in the request header"
+    );
+    let rb = http().get(signed(&emu, "/b/api/share/get", "shareKey=k"));
+    let v = json_of(with_headers(&emu, rb, &[("app-version", None)])).await;
+    assert_eq!(v["message"], "app-version is required");
+    let rb = http().get(signed(&emu, "/b/api/share/get", "shareKey=k"));
+    let v = json_of(with_headers(&emu, rb, &[("referer", None)])).await;
+    assert_eq!(v["message"], "123pan forbidden");
+    // The right headers pass; a same-origin GET without Origin (as a browser sends it) and a
+    // Referer naming a page of the web host pass too.
+    let web = emu.host_url(Host::Web);
+    let rb = http()
+        .get(signed(&emu, "/b/api/user/info", ""))
+        .header("authorization", format!("Bearer {tok}"));
+    let edits = [("origin", None), ("referer", Some(format!("{web}/s/k")))];
+    let v = json_of(with_headers(&emu, rb, &edits)).await;
+    assert_eq!(v["code"], 0, "{v}");
+    let v = json_of(with_headers(
+        &emu,
+        http().get(signed(
+            &emu,
+            "/b/api/share/get",
+            "shareKey=k&SharePwd=&Page=1",
+        )),
+        &[],
+    ))
+    .await;
+    assert_eq!(v["code"], 0, "{v}");
+    let stats = emu.stats();
+    assert_eq!(stats.calls("/api/user/sign_in"), 1 + cases.len() as u64);
+    assert_eq!(stats.wrong_host_total(), 0, "{:?}", stats.wrong_host);
 }
 
 #[tokio::test]
@@ -262,12 +387,23 @@ async fn download_info_and_the_hop() {
     assert_eq!(r.status(), 403, "no Referer");
     let r = http()
         .get(&fin)
-        .header("Referer", format!("{}/", emu.base_url()))
+        .header("Referer", hop_referer(&emu))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap().as_ref(), b"hello web");
+    assert!(outer.starts_with(&emu.host_url(Host::WebPro)), "{outer}");
+    assert!(hop.starts_with(&emu.host_url(Host::WebPro)), "{hop}");
+    assert!(fin.starts_with(&emu.host_url(Host::Cdn)), "{fin}");
+    // the web API's origin is not the CDN's Referer: only the hop's is
+    let r = http()
+        .get(&fin)
+        .header("Referer", format!("{}/", emu.host_url(Host::Web)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "the web host as Referer");
     // a folder or a missing id: 5066
     let dir = emu.lookup("/docs").unwrap().id;
     for bad in [dir, 999_999] {

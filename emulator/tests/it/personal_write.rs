@@ -1,10 +1,12 @@
 //! The personal account's write endpoints on the web API: make folder, uploads with presigned
 //! parts on the `s3` host, move, rename, trash, and the traffic cap of personal downloads.
 
-use pan123_emulator::{Emulator, Fault, FaultKind, OverwriteAt, ZeroByteUpload, WEB_PART_SIZE};
+use pan123_emulator::{
+    Emulator, Fault, FaultKind, Host, OverwriteAt, ZeroByteUpload, WEB_PART_SIZE,
+};
 use serde_json::{json, Value};
 
-use crate::common::{self, bytes, http, md5, signed};
+use crate::common::{self, at, bytes, hop_referer, http, md5, signed, web_headers};
 use crate::personal::{call, json_of, token};
 
 const PART: usize = WEB_PART_SIZE as usize;
@@ -173,16 +175,15 @@ async fn write_endpoints_check_signature_headers_and_token() {
     let web = Web::new(&emu).await;
     let body = json!({"driveId": 0, "etag": "", "fileName": "d", "parentFileId": "0", "size": 0, "type": 1});
     // unsigned: 403
-    let r = http()
-        .post(format!("{}/b/api/file/upload_request", emu.base_url()))
-        .header("platform", "web")
-        .header("app-version", "3")
-        .header("referer", "x")
-        .header("authorization", format!("Bearer {}", web.tok))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = web_headers(
+        &emu,
+        http().post(at(&emu, Host::Web, "/b/api/file/upload_request")),
+    )
+    .header("authorization", format!("Bearer {}", web.tok))
+    .json(&body)
+    .send()
+    .await
+    .unwrap();
     assert_eq!(r.status(), 403);
     // no token, a wrong token: 401
     for tok in ["", "nope"] {
@@ -271,7 +272,11 @@ async fn one_part_upload() {
     assert!(emu.lookup("/one.bin").is_none(), "not before complete");
 
     let url = web.url(&up, 1).await;
-    assert!(url.starts_with(&format!("{}/s3/", emu.base_url())), "{url}");
+    assert!(
+        url.starts_with(&format!("{}/s3/", emu.host_url(Host::S3))),
+        "{url}"
+    );
+    assert_eq!(d["EndPoint"], format!("{}/s3", emu.host_url(Host::S3)));
     let r = put(&url, data.clone()).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["etag"], format!("\"{}\"", md5(&data)).as_str());
@@ -763,7 +768,7 @@ async fn personal_download_info_honours_the_daily_traffic_cap() {
     let fin = r.headers()["location"].to_str().unwrap().to_string();
     let r = http()
         .get(&fin)
-        .header("Referer", format!("{}/", emu.base_url()))
+        .header("Referer", hop_referer(&emu))
         .send()
         .await
         .unwrap();

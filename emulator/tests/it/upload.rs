@@ -40,7 +40,10 @@ async fn several_slices_out_of_order_with_pending_polls() {
     assert_eq!(d["reuse"], false);
     assert_eq!(d["fileID"], 0);
     assert_eq!(d["sliceSize"], 1024);
-    assert_eq!(d["servers"], json!([emu.base_url()]));
+    assert_eq!(
+        d["servers"],
+        json!([emu.host_url(pan123_emulator::Host::Upload)])
+    );
     let pre = d["preuploadID"].as_str().unwrap().to_string();
     assert!(pre.len() > 32);
     for no in [3u64, 1, 2] {
