@@ -34,8 +34,6 @@ const WRITABLE_ALLOW: &str =
 /// A LOCK without a Timeout still expires (dav-server would keep it forever); the lock store
 /// caps it at `lock_timeout_max`.
 const DEFAULT_LOCK_TIMEOUT: &str = "Second-600";
-/// The largest LOCK body read (dav-server reads at most this much of any XML body).
-const LOCK_BODY_MAX: usize = 64 * 1024;
 
 /// What the download policy decided for one GET.
 #[derive(Debug, PartialEq, Eq)]
@@ -279,15 +277,16 @@ where
                 );
             }
         }
+        let routed = state.route(&dest);
         // Neither the server's root nor a mount's can be replaced (dav-server would panic).
-        if dest.is_empty() || state.route(&dest).is_some_and(|(_, r)| r.is_empty()) {
+        if dest.is_empty() || routed.as_ref().is_some_and(|(_, r)| r.is_empty()) {
             return status_text(
                 StatusCode::FORBIDDEN,
                 "A mount's root cannot be the destination",
                 None,
             );
         }
-        match state.route(&dest) {
+        match routed {
             Some((m, dest_rest)) if Arc::ptr_eq(&m, mount) => {
                 if let Some((name, parent)) = dest_rest.split_last() {
                     if let Err(e) = valid_name(name) {
@@ -383,7 +382,7 @@ where
             .insert("Timeout", HeaderValue::from_static(DEFAULT_LOCK_TIMEOUT));
     }
     let (parts, body) = req.into_parts();
-    let body = match http_body_util::Limited::new(body, LOCK_BODY_MAX)
+    let body = match http_body_util::Limited::new(body, super::xml_body::MAX_XML_BYTES)
         .collect()
         .await
     {
