@@ -99,10 +99,15 @@ async fn sigterm_drains_in_flight_requests_and_keeps_the_queue() {
         .status()
         .expect("kill");
     assert!(killed.success());
-    // While the downloads are still running, new connections are already refused.
+    // While the downloads are still running, new connections are already refused. (A client
+    // of its own without a pool: `client` may hold a kept-alive connection, which is served.)
+    let fresh = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
     let mut refused = false;
     for _ in 0..100 {
-        if client
+        if fresh
             .request(reqwest::Method::OPTIONS, format!("{base}/"))
             .send()
             .await
