@@ -200,20 +200,18 @@ async fn a_destination_on_another_host_is_refused() {
     env.server_extra =
         "host_aliases = [\"nas.local:8080\"]\npublic_url = \"https://dav.example.com\"".into();
     env.start_gateway().await;
-    let r = env
-        .req("COPY", "/m/a.txt")
-        .header("Destination", "http://evil.example.com/m/x.txt")
-        .send()
-        .await
-        .expect("copy");
-    assert_eq!(r.status(), 502);
-    let r = env
-        .req("MOVE", "/m/a.txt")
-        .header("Destination", "https://evil.example.com/m/y.txt")
-        .send()
-        .await
-        .expect("move");
-    assert_eq!(r.status(), 502);
+    for (method, dest) in [
+        ("COPY", "http://evil.example.com/m/x.txt"),
+        ("MOVE", "https://evil.example.com/m/y.txt"),
+    ] {
+        let r = env
+            .req(method, "/m/a.txt")
+            .header("Destination", dest)
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(r.status(), 502, "{method} to {dest}");
+    }
     assert!(env.emu.read("/lib/x.txt").is_none() && env.emu.read("/lib/y.txt").is_none());
     assert!(env.emu.read("/lib/a.txt").is_some());
     // This server by its Host, its public_url and its alias.
