@@ -476,12 +476,17 @@ mod cases {
 
 macro_rules! row {
     ($name:ident, $backend:expr, $download:expr) => {
+        row!($name, $backend, $download, Default);
+    };
+    ($name:ident, $backend:expr, $download:expr, $profile:ident) => {
         mod $name {
             use super::*;
+            use common::profiles::{use_profile, Profile};
             const ROW: Row = Row {
                 backend: $backend,
                 download: $download,
             };
+            const PROFILE: Profile = Profile::$profile;
             row!(@cases root_lists_the_mount, lists_hostile_names_with_properties,
                 lists_a_folder_of_several_pages, nested_folders_resolve, gets_hostile_names,
                 ranges_are_exact, redirect_is_honest, head_is_metadata_only,
@@ -493,6 +498,7 @@ macro_rules! row {
         $(
             #[tokio::test]
             async fn $case() {
+                use_profile(PROFILE);
                 let env = row(ROW).await;
                 cases::$case(&env, ROW).await;
                 // Every call went to the 123 host that serves it.
@@ -521,3 +527,46 @@ row!(link_redirect, Backend::Link, "redirect");
 row!(link_proxy, Backend::Link, "proxy");
 row!(link_proxy_url, Backend::Link, "proxy-url");
 row!(link_auto, Backend::Link, "auto");
+
+// Other readings of 123 (`common::profiles`): a row per backend, under the policy that sends
+// the most calls to 123 (proxy reads every link; auto decides per request).
+row!(
+    open_auto_openlist_reading,
+    Backend::Open,
+    "auto",
+    OpenListReading
+);
+row!(open_auto_sdk_reading, Backend::Open, "auto", SdkReading);
+row!(
+    open_direct_proxy_openlist_reading,
+    Backend::OpenDirect,
+    "proxy",
+    OpenListReading
+);
+row!(
+    open_direct_proxy_sdk_reading,
+    Backend::OpenDirect,
+    "proxy",
+    SdkReading
+);
+row!(
+    share_proxy_openlist_reading,
+    Backend::Share,
+    "proxy",
+    OpenListReading
+);
+row!(share_proxy_sdk_reading, Backend::Share, "proxy", SdkReading);
+row!(
+    web_proxy_openlist_reading,
+    Backend::Web,
+    "proxy",
+    OpenListReading
+);
+row!(web_proxy_sdk_reading, Backend::Web, "proxy", SdkReading);
+row!(
+    link_proxy_openlist_reading,
+    Backend::Link,
+    "proxy",
+    OpenListReading
+);
+row!(link_proxy_sdk_reading, Backend::Link, "proxy", SdkReading);

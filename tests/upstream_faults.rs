@@ -647,3 +647,36 @@ async fn link_lasting_refusal_is_one_re_sign_then_502() {
     env.emu.clear_faults();
     get_ok(&env, "/l/f00.bin", "/direct/f00.bin").await;
 }
+
+// ---- other readings of 123 -------------------------------------------------------------------
+
+/// The listing, link, hop and CDN fault cases again under each other reading of 123
+/// (`common::profiles`): the same statuses, bytes and call counts.
+mod other_readings {
+    use super::*;
+    use common::profiles::{use_profile, Profile};
+
+    async fn all_cases(profile: Profile) {
+        use_profile(profile);
+        tokio::join!(listing_429(Kind::Share), listing_429(Kind::Web));
+        tokio::join!(listing_5xx(Kind::Share), listing_5xx(Kind::Web));
+        tokio::join!(
+            download_info_faults(Kind::Share),
+            download_info_faults(Kind::Web)
+        );
+        tokio::join!(
+            hop_and_cdn_faults(Kind::Share),
+            hop_and_cdn_faults(Kind::Web)
+        );
+    }
+
+    #[tokio::test]
+    async fn openlist_reading() {
+        all_cases(Profile::OpenListReading).await;
+    }
+
+    #[tokio::test]
+    async fn sdk_reading() {
+        all_cases(Profile::SdkReading).await;
+    }
+}

@@ -61,20 +61,27 @@ impl Kind {
     }
 }
 
-/// One `#[tokio::test]` per backend for a scenario `async fn name(kind: Kind)`.
+/// One `#[tokio::test]` per backend for a scenario `async fn name(kind: Kind)`, and one per
+/// backend under each other reading of 123 (`common::profiles`).
 macro_rules! both {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
-            #[tokio::test]
-            async fn open() {
-                super::$name(super::Kind::Open).await
-            }
-            #[tokio::test]
-            async fn web() {
-                super::$name(super::Kind::Web).await
-            }
+            use super::common::profiles::{use_profile, Profile};
+            both!(@row $name, open, Open, Default);
+            both!(@row $name, web, Web, Default);
+            both!(@row $name, open_openlist_reading, Open, OpenListReading);
+            both!(@row $name, web_openlist_reading, Web, OpenListReading);
+            both!(@row $name, open_sdk_reading, Open, SdkReading);
+            both!(@row $name, web_sdk_reading, Web, SdkReading);
         }
     )*};
+    (@row $name:ident, $test:ident, $kind:ident, $profile:ident) => {
+        #[tokio::test]
+        async fn $test() {
+            use_profile(Profile::$profile);
+            super::$name(super::Kind::$kind).await
+        }
+    };
 }
 
 /// Small slices and instant completion polls, so uploads are quick and multi-slice.

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod profiles;
 pub mod skips;
 pub mod tools;
 pub mod web_api;
@@ -94,7 +95,7 @@ impl TestEnv {
 
     /// As `start_with_users`, with more `[server]` keys.
     pub async fn start_full(
-        cfg: EmulatorConfig,
+        mut cfg: EmulatorConfig,
         setup: impl FnOnce(&Emulator) -> String,
         extra_users: &str,
         server_extra: &str,
@@ -104,6 +105,8 @@ impl TestEnv {
             .with_test_writer()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .try_init();
+        // The row's reading of 123 (`profiles`), over the test's own switches.
+        profiles::current_profile().apply(&mut cfg.switches);
         let emu = Emulator::start(cfg).await.expect("emulator starts");
         let mounts = setup(&emu);
         let state_dir = tempfile::tempdir().expect("tempdir");
