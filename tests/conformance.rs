@@ -70,18 +70,19 @@ impl Backend {
             Backend::OpenDirect | Backend::Link => "/direct",
         }
     }
-
-    /// Whether listings carry 123's MD5 (a link tree knows only URLs).
-    fn lists_md5(self) -> bool {
-        self != Backend::Link
-    }
 }
 
-/// One row: a backend under a download policy.
+/// One row: a backend under a download policy, with what the row expects of it. The
+/// expectations are written in the table below, never asked of the backend (`capabilities()`),
+/// so a backend that misreports itself fails its row instead of skipping the checks that would
+/// catch it.
 #[derive(Clone, Copy, Debug)]
 struct Row {
     backend: Backend,
     download: &'static str,
+    /// Listings carry 123's MD5 (ETag and `oc:checksums`). Whether the mount is writable and
+    /// whether its links need headers decide which cases the row gets (`row!`).
+    md5: bool,
 }
 
 /// The link tree of everything `seed` put under `/direct`.
@@ -130,15 +131,6 @@ async fn row(row: Row) -> TestEnv {
     .await
 }
 
-/// Why GET cases cannot run on this row, if they cannot: a forced redirect to a link that
-/// needs headers (share: the Referer) is refused by the CDN for a plain client, by design.
-/// `redirect_is_honest` covers that row instead.
-fn bytes_unreachable(env: &TestEnv, row: Row) -> Option<&'static str> {
-    (row.download == "redirect" && capabilities(env).links_need_headers).then_some(
-        "skipped: links need headers the client does not send (redirect_is_honest covers it)",
-    )
-}
-
 mod cases {
     use super::*;
 
@@ -161,7 +153,7 @@ mod cases {
             // A link tree has no MD5, and must never publish anything else as one.
             assert_eq!(
                 body.contains(&format!("MD5:{md5}")),
-                row.backend.lists_md5(),
+                row.md5,
                 "checksum of {name}:\n{body}"
             );
             assert!(
@@ -180,7 +172,7 @@ mod cases {
         assert!(body.contains("<D:getlastmodified>"), "{body}");
     }
 
-    pub async fn lists_a_folder_of_several_pages(env: &TestEnv, row: Row) {
+    pub async fn lists_a_folder_of_several_pages(env: &TestEnv, _row: Row) {
         let (status, body) = env.propfind("/m/many/", "1").await;
         assert_eq!(status, 207, "{body}");
         assert_eq!(responses(&body), MANY + 1);
@@ -190,16 +182,15 @@ mod cases {
                 "f{i:03}"
             );
         }
-        if let Some(reason) = bytes_unreachable(env, row) {
-            eprintln!("{reason}");
-            return;
-        }
+    }
+
+    pub async fn reads_a_file_of_a_big_folder(env: &TestEnv, _row: Row) {
         let res = env.get_following("/m/many/f123.txt", &[]).await;
         assert_eq!(res.status().as_u16(), 200);
         assert_eq!(res.text().await.expect("body"), "file 123");
     }
 
-    pub async fn nested_folders_resolve(env: &TestEnv, row: Row) {
+    pub async fn nested_folders_resolve(env: &TestEnv, _row: Row) {
         let (status, body) = env.propfind("/m/sub/", "1").await;
         assert_eq!(status, 207, "{body}");
         assert!(body.contains("<D:href>/m/sub/deeper/</D:href>"), "{body}");
@@ -211,20 +202,15 @@ mod cases {
         );
         let (status, _) = env.propfind("/m/sub/deeper/nope.txt", "0").await;
         assert_eq!(status, 404);
-        if let Some(reason) = bytes_unreachable(env, row) {
-            eprintln!("{reason}");
-            return;
-        }
+    }
+
+    pub async fn reads_a_nested_file(env: &TestEnv, _row: Row) {
         let res = env.get_following("/m/sub/deeper/leaf.txt", &[]).await;
         assert_eq!(res.status().as_u16(), 200);
         assert_eq!(res.text().await.expect("body"), "leaf");
     }
 
-    pub async fn gets_hostile_names(env: &TestEnv, row: Row) {
-        if let Some(reason) = bytes_unreachable(env, row) {
-            eprintln!("{reason}");
-            return;
-        }
+    pub async fn gets_hostile_names(env: &TestEnv, _row: Row) {
         for (i, name) in HOSTILE_NAMES.iter().enumerate() {
             let path = format!(
                 "/m/names/{}",
@@ -241,11 +227,7 @@ mod cases {
         }
     }
 
-    pub async fn ranges_are_exact(env: &TestEnv, row: Row) {
-        if let Some(reason) = bytes_unreachable(env, row) {
-            eprintln!("{reason}");
-            return;
-        }
+    pub async fn ranges_are_exact(env: &TestEnv, _row: Row) {
         let all = bytes_of(BIG, 9);
         let cases: &[(&str, usize, usize)] = &[
             ("bytes=0-0", 0, 0),
@@ -278,38 +260,43 @@ mod cases {
         assert_eq!(full.bytes().await.expect("body").as_ref(), all.as_slice());
     }
 
-    /// Under `redirect` a GET is a 302 to the upstream link. Where links need headers the
-    /// client does not have (share: the Referer), the CDN refuses the plain follow-up, and
-    /// accepts it with the Referer, which is why `auto` proxies such mounts.
-    pub async fn redirect_is_honest(env: &TestEnv, row: Row) {
-        if row.download != "redirect" {
-            eprintln!("skipped: only for download = \"redirect\"");
-            return;
-        }
+    /// Under `redirect` a GET is a 302 to the upstream link.
+    async fn redirected_to(env: &TestEnv) -> String {
         let res = env.req("GET", "/m/big.bin").send().await.expect("get");
         assert_eq!(res.status().as_u16(), 302);
         let location = header(&res, "location");
         assert!(location.starts_with("http"), "{location}");
+        location
+    }
+
+    /// A redirect to a link any client can follow.
+    pub async fn redirect_is_plain(env: &TestEnv, _row: Row) {
+        let location = redirected_to(env).await;
+        let fetched = reqwest::get(&location).await.expect("upstream");
+        assert_eq!(fetched.status().as_u16(), 200);
+        assert_eq!(fetched.bytes().await.expect("body").len(), BIG);
+    }
+
+    /// Where links need headers the client does not have (share: the Referer), the CDN refuses
+    /// the plain follow-up and accepts it with the Referer, which is why `auto` proxies such
+    /// mounts: the redirect is honest about what it is.
+    pub async fn redirect_needs_the_referer(env: &TestEnv, _row: Row) {
+        let location = redirected_to(env).await;
         let plain = reqwest::Client::new();
         let fetched = plain.get(&location).send().await.expect("upstream");
-        if capabilities(env).links_need_headers {
-            assert_eq!(
-                fetched.status().as_u16(),
-                403,
-                "refused without the Referer"
-            );
-            let with_referer = plain
-                .get(&location)
-                .header("Referer", format!("{}/", env.emu.host_url(Host::WebPro)))
-                .send()
-                .await
-                .expect("upstream");
-            assert_eq!(with_referer.status().as_u16(), 200);
-            assert_eq!(with_referer.bytes().await.expect("body").len(), BIG);
-        } else {
-            assert_eq!(fetched.status().as_u16(), 200);
-            assert_eq!(fetched.bytes().await.expect("body").len(), BIG);
-        }
+        assert_eq!(
+            fetched.status().as_u16(),
+            403,
+            "refused without the Referer"
+        );
+        let with_referer = plain
+            .get(&location)
+            .header("Referer", format!("{}/", env.emu.host_url(Host::WebPro)))
+            .send()
+            .await
+            .expect("upstream");
+        assert_eq!(with_referer.status().as_u16(), 200);
+        assert_eq!(with_referer.bytes().await.expect("body").len(), BIG);
     }
 
     pub async fn head_is_metadata_only(env: &TestEnv, row: Row) {
@@ -321,7 +308,7 @@ mod cases {
         assert_eq!(res.status().as_u16(), 200);
         assert_eq!(header(&res, "content-length"), BIG.to_string());
         let etag = header(&res, "etag");
-        if row.backend.lists_md5() {
+        if row.md5 {
             let md5 = env
                 .emu
                 .lookup(&format!("{}/big.bin", row.backend.root()))
@@ -363,7 +350,7 @@ mod cases {
     pub async fn etag_is_one_validator(env: &TestEnv, row: Row) {
         let head = env.req("HEAD", "/m/big.bin").send().await.expect("head");
         let etag = header(&head, "etag");
-        if row.backend.lists_md5() {
+        if row.md5 {
             let md5 = env
                 .emu
                 .lookup(&format!("{}/big.bin", row.backend.root()))
@@ -379,9 +366,7 @@ mod cases {
         assert!(body.contains(etag.trim_matches('"')), "{body}");
     }
 
-    /// Every mount of these backends is read-only today: OPTIONS advertises no write method
-    /// and writes get 403 (when the lead's writes arrive, only writable backends change).
-    pub async fn hostile_requests_stay_inside(env: &TestEnv, row: Row) {
+    pub async fn hostile_requests_stay_inside(env: &TestEnv, _row: Row) {
         // Encodings that try to climb out of the mount: 4xx, whatever the backend. (Dot-segments
         // themselves are normalised by the HTTP client; tests/hostile.rs sends them raw.)
         for path in [
@@ -407,11 +392,10 @@ mod cases {
             .await
             .expect("propfind");
         assert_eq!(res.status().as_u16(), 400);
-        // Absurd ranges: the whole file or 416, never wrong bytes (through any policy).
-        if capabilities(env).links_need_headers && row.download == "redirect" {
-            eprintln!("skipped the ranges: a plain client cannot follow this redirect (Referer)");
-            return;
-        }
+    }
+
+    /// Absurd ranges: the whole file or 416, never wrong bytes (through any policy).
+    pub async fn absurd_ranges_are_whole_or_416(env: &TestEnv, _row: Row) {
         let all = bytes_of(BIG, 9);
         for range in [
             "bytes=500-100",
@@ -432,11 +416,32 @@ mod cases {
         }
     }
 
-    pub async fn read_only_mounts_say_so(env: &TestEnv, _row: Row) {
-        if capabilities(env).writable {
-            eprintln!("skipped: the backend can write");
-            return;
+    /// A writable backend's mount advertises its writes (and a user with `write` may use them).
+    pub async fn writable_mounts_say_so(env: &TestEnv, _row: Row) {
+        let res = env.req("OPTIONS", "/m/").send().await.expect("options");
+        assert_eq!(res.status().as_u16(), 200);
+        let allow = header(&res, "allow");
+        for method in [
+            "PUT",
+            "DELETE",
+            "MKCOL",
+            "MOVE",
+            "COPY",
+            "PROPPATCH",
+            "LOCK",
+        ] {
+            assert!(allow.contains(method), "{method}: {allow}");
         }
+        let res = env
+            .req("MKCOL", "/m/made-by-conformance")
+            .send()
+            .await
+            .expect("mkcol");
+        assert_eq!(res.status().as_u16(), 201);
+    }
+
+    /// A read-only backend's mount advertises no write method, and writes get 403.
+    pub async fn read_only_mounts_say_so(env: &TestEnv, _row: Row) {
         let res = env.req("OPTIONS", "/m/").send().await.expect("options");
         assert_eq!(header(&res, "dav"), "1");
         let allow = header(&res, "allow");
@@ -474,26 +479,41 @@ mod cases {
     }
 }
 
+/// A module of tests per row. Which cases a row gets follows from its expectations: bytes are
+/// read through every row but a redirect to links that need headers; the redirect cases only
+/// for `redirect`; the read-only case only where the table says the backend cannot write.
 macro_rules! row {
-    ($name:ident, $backend:expr, $download:expr) => {
-        row!($name, $backend, $download, Default);
-    };
-    ($name:ident, $backend:expr, $download:expr, $profile:ident) => {
+    ($name:ident, $backend:expr, $download:tt, $profile:ident,
+     md5: $md5:ident, writable: $writable:ident, headers: $headers:ident) => {
         mod $name {
             use super::*;
             use common::profiles::{use_profile, Profile};
             const ROW: Row = Row {
                 backend: $backend,
                 download: $download,
+                md5: row!(@bool $md5),
             };
             const PROFILE: Profile = Profile::$profile;
             row!(@cases root_lists_the_mount, lists_hostile_names_with_properties,
-                lists_a_folder_of_several_pages, nested_folders_resolve, gets_hostile_names,
-                ranges_are_exact, redirect_is_honest, head_is_metadata_only,
-                folders_answer_get_and_head, etag_is_one_validator, read_only_mounts_say_so,
-                hostile_requests_stay_inside);
+                lists_a_folder_of_several_pages, nested_folders_resolve, head_is_metadata_only,
+                folders_answer_get_and_head, etag_is_one_validator, hostile_requests_stay_inside);
+            row!(@bytes $download, $headers);
+            row!(@redirect $download, $headers);
+            row!(@writable $writable);
         }
     };
+    (@bool yes) => { true };
+    (@bool no) => { false };
+    (@bytes "redirect", yes) => {};
+    (@bytes $download:tt, $headers:ident) => {
+        row!(@cases reads_a_file_of_a_big_folder, reads_a_nested_file, gets_hostile_names,
+            ranges_are_exact, absurd_ranges_are_whole_or_416);
+    };
+    (@redirect "redirect", yes) => { row!(@cases redirect_needs_the_referer); };
+    (@redirect "redirect", no) => { row!(@cases redirect_is_plain); };
+    (@redirect $download:tt, $headers:ident) => {};
+    (@writable yes) => { row!(@cases writable_mounts_say_so); };
+    (@writable no) => { row!(@cases read_only_mounts_say_so); };
     (@cases $($case:ident),* $(,)?) => {
         $(
             #[tokio::test]
@@ -508,65 +528,47 @@ macro_rules! row {
     };
 }
 
-// The matrix: backend × download policy.
-row!(open_redirect, Backend::Open, "redirect");
-row!(open_proxy, Backend::Open, "proxy");
-row!(open_proxy_url, Backend::Open, "proxy-url");
-row!(open_auto, Backend::Open, "auto");
-row!(open_direct_auto, Backend::OpenDirect, "auto");
-row!(open_direct_proxy, Backend::OpenDirect, "proxy");
-row!(share_redirect, Backend::Share, "redirect");
-row!(share_proxy, Backend::Share, "proxy");
-row!(share_proxy_url, Backend::Share, "proxy-url");
-row!(share_auto, Backend::Share, "auto");
-row!(web_redirect, Backend::Web, "redirect");
-row!(web_proxy, Backend::Web, "proxy");
-row!(web_proxy_url, Backend::Web, "proxy-url");
-row!(web_auto, Backend::Web, "auto");
-row!(link_redirect, Backend::Link, "redirect");
-row!(link_proxy, Backend::Link, "proxy");
-row!(link_proxy_url, Backend::Link, "proxy-url");
-row!(link_auto, Backend::Link, "auto");
+// The matrix: backend × download policy, each with what it expects. A link tree lists no MD5;
+// Open and personal (web) mounts write; share and web links need headers (the Referer of the
+// hop) that a plain client following a redirect does not send.
+row!(open_redirect, Backend::Open, "redirect", Default, md5: yes, writable: yes, headers: no);
+row!(open_proxy, Backend::Open, "proxy", Default, md5: yes, writable: yes, headers: no);
+row!(open_proxy_url, Backend::Open, "proxy-url", Default, md5: yes, writable: yes, headers: no);
+row!(open_auto, Backend::Open, "auto", Default, md5: yes, writable: yes, headers: no);
+row!(open_direct_auto, Backend::OpenDirect, "auto", Default, md5: yes, writable: yes, headers: no);
+row!(open_direct_proxy, Backend::OpenDirect, "proxy", Default, md5: yes, writable: yes, headers: no);
+row!(share_redirect, Backend::Share, "redirect", Default, md5: yes, writable: no, headers: yes);
+row!(share_proxy, Backend::Share, "proxy", Default, md5: yes, writable: no, headers: yes);
+row!(share_proxy_url, Backend::Share, "proxy-url", Default, md5: yes, writable: no, headers: yes);
+row!(share_auto, Backend::Share, "auto", Default, md5: yes, writable: no, headers: yes);
+row!(web_redirect, Backend::Web, "redirect", Default, md5: yes, writable: yes, headers: yes);
+row!(web_proxy, Backend::Web, "proxy", Default, md5: yes, writable: yes, headers: yes);
+row!(web_proxy_url, Backend::Web, "proxy-url", Default, md5: yes, writable: yes, headers: yes);
+row!(web_auto, Backend::Web, "auto", Default, md5: yes, writable: yes, headers: yes);
+row!(link_redirect, Backend::Link, "redirect", Default, md5: no, writable: no, headers: no);
+row!(link_proxy, Backend::Link, "proxy", Default, md5: no, writable: no, headers: no);
+row!(link_proxy_url, Backend::Link, "proxy-url", Default, md5: no, writable: no, headers: no);
+row!(link_auto, Backend::Link, "auto", Default, md5: no, writable: no, headers: no);
 
 // Other readings of 123 (`common::profiles`): a row per backend, under the policy that sends
 // the most calls to 123 (proxy reads every link; auto decides per request).
-row!(
-    open_auto_openlist_reading,
-    Backend::Open,
-    "auto",
-    OpenListReading
-);
-row!(open_auto_sdk_reading, Backend::Open, "auto", SdkReading);
-row!(
-    open_direct_proxy_openlist_reading,
-    Backend::OpenDirect,
-    "proxy",
-    OpenListReading
-);
-row!(
-    open_direct_proxy_sdk_reading,
-    Backend::OpenDirect,
-    "proxy",
-    SdkReading
-);
-row!(
-    share_proxy_openlist_reading,
-    Backend::Share,
-    "proxy",
-    OpenListReading
-);
-row!(share_proxy_sdk_reading, Backend::Share, "proxy", SdkReading);
-row!(
-    web_proxy_openlist_reading,
-    Backend::Web,
-    "proxy",
-    OpenListReading
-);
-row!(web_proxy_sdk_reading, Backend::Web, "proxy", SdkReading);
-row!(
-    link_proxy_openlist_reading,
-    Backend::Link,
-    "proxy",
-    OpenListReading
-);
-row!(link_proxy_sdk_reading, Backend::Link, "proxy", SdkReading);
+row!(open_auto_openlist_reading, Backend::Open, "auto", OpenListReading,
+    md5: yes, writable: yes, headers: no);
+row!(open_auto_sdk_reading, Backend::Open, "auto", SdkReading,
+    md5: yes, writable: yes, headers: no);
+row!(open_direct_proxy_openlist_reading, Backend::OpenDirect, "proxy", OpenListReading,
+    md5: yes, writable: yes, headers: no);
+row!(open_direct_proxy_sdk_reading, Backend::OpenDirect, "proxy", SdkReading,
+    md5: yes, writable: yes, headers: no);
+row!(share_proxy_openlist_reading, Backend::Share, "proxy", OpenListReading,
+    md5: yes, writable: no, headers: yes);
+row!(share_proxy_sdk_reading, Backend::Share, "proxy", SdkReading,
+    md5: yes, writable: no, headers: yes);
+row!(web_proxy_openlist_reading, Backend::Web, "proxy", OpenListReading,
+    md5: yes, writable: yes, headers: yes);
+row!(web_proxy_sdk_reading, Backend::Web, "proxy", SdkReading,
+    md5: yes, writable: yes, headers: yes);
+row!(link_proxy_openlist_reading, Backend::Link, "proxy", OpenListReading,
+    md5: no, writable: no, headers: no);
+row!(link_proxy_sdk_reading, Backend::Link, "proxy", SdkReading,
+    md5: no, writable: no, headers: no);

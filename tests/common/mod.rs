@@ -260,15 +260,6 @@ pub fn direct_url(emu: &pan123_emulator::Emulator, account_path: &str) -> String
     format!("{}/{}{encoded}", emu.host_url(Host::Direct), emu.uid())
 }
 
-/// The first mount's backend capabilities, as the gateway sees them.
-pub fn capabilities(env: &TestEnv) -> pan123_webdav::backend::Capabilities {
-    env.gw
-        .as_ref()
-        .and_then(|gw| gw.state.mounts.first())
-        .map(|m| m.vfs.backend().capabilities())
-        .unwrap_or_default()
-}
-
 /// A response header as text ("" when absent).
 pub fn header(res: &reqwest::Response, name: &str) -> String {
     res.headers()
