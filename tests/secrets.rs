@@ -1,5 +1,7 @@
 //! A full session with logging at trace level must not print a single secret: not the client
-//! secret, the access token, a password, the signing key, an `auth_key`, or a CDN signature.
+//! secret, the access token, a password, the signing key, an `auth_key`, or a CDN signature;
+//! nor, for share and personal (web) mounts, the share's password and access token, the web
+//! password or the web session's token.
 
 mod common;
 
@@ -8,6 +10,9 @@ use pan123_emulator::{Emulator, EmulatorConfig};
 
 const SECRET: &str = "client-secret-4f2a9c";
 const DIRECT_KEY: &str = "direct-key-77b1e0";
+const SHARE_PASSWORD: &str = "sharepw-93c1";
+const SHARE_TOKEN: &str = "share-access-token-e05f7a";
+const WEB_PASSWORD: &str = "web-password-5d3e21";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trace_logs_hold_no_secrets() {
@@ -15,11 +20,13 @@ async fn trace_logs_hold_no_secrets() {
         client_secret: SECRET.into(),
         direct_link_space: Some("/direct".into()),
         direct_link_key: Some(DIRECT_KEY.into()),
+        web_password: WEB_PASSWORD.into(),
         ..Default::default()
     };
     let emu = Emulator::start(cfg).await.expect("emulator");
     emu.put_file("/lib/a.txt", bytes_of(5000, 1));
     emu.put_file("/direct/d.txt", b"direct".to_vec());
+    emu.add_share("secretsKey", Some(SHARE_PASSWORD), "/lib");
     let lib = emu.lookup("/lib").map(|e| e.id).unwrap_or(0);
     let direct = emu.lookup("/direct").map(|e| e.id).unwrap_or(0);
     let dir = tempfile::tempdir().expect("tempdir");
@@ -32,8 +39,25 @@ async fn trace_logs_hold_no_secrets() {
             &base,
         )
     };
+    let share = fill_hosts(
+        &share_mount(
+            "/share",
+            "proxy",
+            "secretsKey",
+            Some(SHARE_PASSWORD),
+            &format!("access_token = \"{SHARE_TOKEN}\""),
+        ),
+        &emu,
+        &base,
+    );
+    let web = fill_hosts(
+        &web_mount("/web", "proxy", &format!("root_id = {lib}"))
+            .replace(&EmulatorConfig::default().web_password, WEB_PASSWORD),
+        &emu,
+        &base,
+    );
     let config = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\nsigning_key = \"{SIGNING_KEY}\"\nstate_dir = \"{}\"\n\n[[users]]\nname = \"{USER}\"\npassword_hash = \"{}\"\nwrite = true\n\n{}{}{}{}",
+        "[server]\nlisten = \"127.0.0.1:{port}\"\nsigning_key = \"{SIGNING_KEY}\"\nstate_dir = \"{}\"\n\n[[users]]\nname = \"{USER}\"\npassword_hash = \"{}\"\nwrite = true\n\n{}{}{}{}{share}{web}",
         dir.path().join("state").display(),
         password_hash(),
         mount("/proxy", "proxy", &format!("root_id = {lib}")),
@@ -80,10 +104,11 @@ async fn trace_logs_hold_no_secrets() {
             .as_u16(),
         207
     );
-    assert_eq!(
-        get("/proxy/a.txt").await.expect("get").status().as_u16(),
-        200
-    );
+    for path in ["/proxy/a.txt", "/share/a.txt", "/web/a.txt"] {
+        let r = get(path).await.expect("get");
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+        assert_eq!(r.bytes().await.expect("body").len(), 5000, "{path}");
+    }
     for path in ["/redir/a.txt", "/signed/a.txt", "/direct/d.txt"] {
         let r = get(path).await.expect("get");
         assert_eq!(r.status().as_u16(), 302, "{path}");
@@ -125,21 +150,19 @@ async fn trace_logs_hold_no_secrets() {
 
     let logs = std::fs::read_to_string(&log_path).expect("logs");
     assert!(logs.len() > 1000, "trace logging was on");
-    let token_file = std::fs::read_dir(dir.path().join("state").join("tokens"))
-        .expect("tokens")
-        .filter_map(Result::ok)
-        .next()
-        .expect("a token file");
-    let token: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(token_file.path()).expect("read")).expect("json");
-    let access_token = token["access_token"].as_str().expect("token").to_string();
+    // Every token the gateway persisted: the Open access token and the web session's token.
+    let tokens = persisted_tokens(&dir.path().join("state"));
+    assert_eq!(tokens.len(), 2, "an Open and a web token: {}", tokens.len());
     let mut secrets = vec![
         SECRET.to_string(),
         DIRECT_KEY.to_string(),
         PASSWORD.to_string(),
         SIGNING_KEY.to_string(),
-        access_token,
+        SHARE_PASSWORD.to_string(),
+        SHARE_TOKEN.to_string(),
+        WEB_PASSWORD.to_string(),
     ];
+    secrets.extend(tokens);
     secrets.extend(handed_out);
     for s in &secrets {
         assert!(
@@ -148,4 +171,30 @@ async fn trace_logs_hold_no_secrets() {
             &s[..6.min(s.len())]
         );
     }
+}
+
+/// The values of `access_token` and `token` in every JSON file under `dir`.
+fn persisted_tokens(dir: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                todo.push(path);
+                continue;
+            }
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(
+                &std::fs::read(&path).unwrap_or_default(),
+            ) else {
+                continue;
+            };
+            for key in ["access_token", "token"] {
+                if let Some(t) = v.get(key).and_then(|t| t.as_str()) {
+                    found.push(t.to_string());
+                }
+            }
+        }
+    }
+    found
 }
