@@ -31,9 +31,6 @@ const READ_ONLY_ALLOW: &str = "OPTIONS, GET, HEAD, PROPFIND";
 /// Methods a writable mount allows.
 const WRITABLE_ALLOW: &str =
     "OPTIONS, GET, HEAD, PROPFIND, PROPPATCH, PUT, DELETE, MKCOL, COPY, MOVE, LOCK, UNLOCK";
-/// A LOCK without a Timeout still expires (dav-server would keep it forever); the lock store
-/// caps it at `lock_timeout_max`.
-const DEFAULT_LOCK_TIMEOUT: &str = "Second-600";
 
 /// What the download policy decided for one GET.
 #[derive(Debug, PartialEq, Eq)]
@@ -378,8 +375,11 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     if !req.headers().contains_key("Timeout") {
-        req.headers_mut()
-            .insert("Timeout", HeaderValue::from_static(DEFAULT_LOCK_TIMEOUT));
+        // A LOCK without a Timeout still expires (dav-server would keep it forever).
+        let default = format!("Second-{}", crate::dav::locks::DEFAULT_TIMEOUT.as_secs());
+        if let Ok(v) = HeaderValue::from_str(&default) {
+            req.headers_mut().insert("Timeout", v);
+        }
     }
     let (parts, body) = req.into_parts();
     let body = match http_body_util::Limited::new(body, super::xml_body::MAX_XML_BYTES)
