@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod dav;
 pub mod demo;

@@ -10,6 +10,7 @@ use crate::backend::open::{LinkMode, OpenBackend};
 use crate::backend::share::{ShareBackend, ShareParams};
 use crate::backend::web::{token_file, WebBackend, WebParams};
 use crate::backend::Backend;
+use crate::clock::Clock;
 use crate::config::{BackendConfig, DownloadPolicy, MountConfig, StoreLimits};
 use crate::dav::junk::JunkStore;
 use crate::dav::locks::{LockStore, MemoryLocks};
@@ -57,6 +58,7 @@ pub fn build_backends(
     http: &reqwest::Client,
     clients: &OpenClients,
     state_dir: Option<&Path>,
+    clock: &Clock,
 ) -> Vec<Arc<dyn Backend>> {
     mounts
         .iter()
@@ -113,6 +115,7 @@ pub fn build_backends(
                             password: web.password.clone(),
                             root_id: web.root_id,
                             token_file: state_dir.map(|d| token_file(d, &web.username)),
+                            clock: clock.clone(),
                         },
                     ));
                     warn_if_redirect_fails(m, backend.as_ref());
@@ -153,6 +156,7 @@ pub fn build_mount(
     state_dir: Option<&Path>,
     writes: Option<Writes>,
     limits: &StoreLimits,
+    clock: &Clock,
 ) -> Arc<Mount> {
     let props_file = state_dir.map(|d| {
         d.join("props")
@@ -177,7 +181,11 @@ pub fn build_mount(
                 per_user: limits.props_per_user_max_bytes,
             },
         ),
-        junk: JunkStore::new(limits.junk_max_files, limits.junk_per_user_max_files),
+        junk: JunkStore::new(
+            limits.junk_max_files,
+            limits.junk_per_user_max_files,
+            clock.clone(),
+        ),
         writes,
     })
 }

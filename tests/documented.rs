@@ -1,7 +1,8 @@
 //! Behaviour README promises that no other suite checks: the LOCK default timeout, dead
 //! properties and client times surviving a restart, client junk seen only by its writer, the
-//! listing cache's stale-while-revalidate, the lifetime of issued signed URLs, and the built-in
-//! client rows (RaiDrive, Kodi) proxied on a redirect mount.
+//! listing cache's stale-while-revalidate, the lifetime of issued signed URLs and of client
+//! junk (by moving the gateway's clock, not by waiting), and the built-in client rows
+//! (RaiDrive, Kodi) proxied on a redirect mount.
 
 mod common;
 
@@ -195,47 +196,63 @@ async fn an_expired_listing_is_served_at_once_then_refreshed_in_the_background()
     assert_eq!(env.emu.stats().calls("/api/v2/file/list"), 1);
 }
 
-/// A URL issued by `proxy-url` works at once and is refused once `sign_ttl` has passed.
+/// A URL issued by `proxy-url` works until `sign_ttl` (1 h by default) has passed, and is
+/// refused after (the gateway's clock is moved forward, no waiting).
 #[tokio::test]
 async fn issued_signed_urls_work_until_sign_ttl() {
-    let env = TestEnv::start_full(
-        EmulatorConfig::default(),
-        |emu| {
-            emu.put_file("/lib/a.txt", b"signed bytes".to_vec());
-            let id = emu.lookup("/lib").map(|e| e.id).unwrap_or(0);
-            open_mount("/m", "proxy-url", &format!("root_id = {id}"))
-        },
-        "",
-        "sign_ttl = \"2s\"\n",
-    )
+    let env = TestEnv::start(EmulatorConfig::default(), |emu| {
+        emu.put_file("/lib/a.txt", b"signed bytes".to_vec());
+        let id = emu.lookup("/lib").map(|e| e.id).unwrap_or(0);
+        open_mount("/m", "proxy-url", &format!("root_id = {id}"))
+    })
     .await;
     let res = env.req("GET", "/m/a.txt").send().await.expect("get");
     assert_eq!(res.status().as_u16(), 302);
     let location = header(&res, "location");
     let plain = reqwest::Client::new();
-    let res = plain.get(&location).send().await.expect("signed get");
-    assert_eq!(res.status().as_u16(), 200);
-    assert_eq!(res.bytes().await.expect("body").as_ref(), b"signed bytes");
-    let mut refused = false;
-    for _ in 0..60 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let status = plain
-            .get(&location)
-            .send()
-            .await
-            .expect("signed get")
-            .status()
-            .as_u16();
-        if status == 403 {
-            refused = true;
-            break;
+    let status = |url: String| {
+        let plain = plain.clone();
+        async move {
+            plain
+                .get(url)
+                .send()
+                .await
+                .expect("signed get")
+                .status()
+                .as_u16()
         }
-        assert_eq!(status, 200, "before it expires, the URL works");
-    }
-    assert!(
-        refused,
-        "the URL was still accepted 15 s after a 2 s sign_ttl"
-    );
+    };
+    assert_eq!(status(location.clone()).await, 200);
+    let clock = env.clock();
+    clock.advance(Duration::from_secs(3600 - 10));
+    assert_eq!(status(location.clone()).await, 200, "10 s before sign_ttl");
+    clock.advance(Duration::from_secs(11));
+    assert_eq!(status(location.clone()).await, 403, "1 s after sign_ttl");
+    // A URL issued now works again.
+    let res = env.req("GET", "/m/a.txt").send().await.expect("get");
+    assert_eq!(status(header(&res, "location")).await, 200);
+}
+
+/// Client junk lives a day: listed back to its writer for 24 hours, then forgotten.
+#[tokio::test]
+async fn client_junk_lives_a_day() {
+    let env = env_with("", "", "").await;
+    let res = env
+        .req("PUT", "/m/._a.txt")
+        .body("apple double")
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(res.status().as_u16(), 201);
+    let clock = env.clock();
+    clock.advance(Duration::from_secs(24 * 3600 - 60));
+    let (_, body) = env.propfind("/m/", "1").await;
+    assert!(body.contains("._a.txt"), "a minute before a day: {body}");
+    clock.advance(Duration::from_secs(120));
+    let (_, body) = env.propfind("/m/", "1").await;
+    assert!(!body.contains("._a.txt"), "a minute after a day: {body}");
+    let res = env.req("GET", "/m/._a.txt").send().await.expect("get");
+    assert_eq!(res.status().as_u16(), 404);
 }
 
 /// README: RaiDrive and Kodi follow redirects to foreign hosts badly, so the built-in client

@@ -291,6 +291,50 @@ async fn risk_control_leaves_the_mount_unready_and_other_mounts_working() {
     assert_eq!(web["ready"], true, "{web}");
 }
 
+/// A refused login backs off 15 s, then doubles (30 s, 1 min, …) up to 30 min, and requests in
+/// between send no login: read from the emulator's login count while the gateway's clock is
+/// moved forward (no waiting).
+#[tokio::test]
+async fn a_refused_login_backs_off_doubling_up_to_thirty_minutes() {
+    let mut cfg = EmulatorConfig::default();
+    cfg.switches.web_risk_control = true;
+    // The emulator's login rate limit runs on real time, which this test compresses.
+    cfg.qps = false;
+    let env = web_env(cfg, "auto", "").await;
+    // The start-up probe's login is the first refusal.
+    settle(&env, LOGIN, 1).await;
+    let clock = env.clock();
+    let mut logins = 1;
+    let mut expected_waits = Vec::new();
+    let mut wait = 15;
+    for _ in 0..10 {
+        expected_waits.push(wait);
+        wait = (wait * 2).min(30 * 60);
+    }
+    for (n, secs) in expected_waits.iter().enumerate() {
+        // A second before the back-off ends: refused at once, no login sent.
+        clock.advance(Duration::from_secs(secs - 1));
+        let (status, _) = env.propfind("/w/", "1").await;
+        assert_eq!(status, 503, "refusal {n}");
+        assert_eq!(
+            env.emu.stats().calls(LOGIN),
+            logins,
+            "back-off {n} of {secs} s"
+        );
+        // Once it has ended: exactly one login, refused again.
+        clock.advance(Duration::from_secs(1));
+        let (status, _) = env.propfind("/w/", "1").await;
+        assert_eq!(status, 503, "refusal {n}");
+        logins += 1;
+        assert_eq!(env.emu.stats().calls(LOGIN), logins, "after {secs} s");
+    }
+    assert_eq!(
+        *expected_waits.last().unwrap_or(&0),
+        1800,
+        "capped at 30 min"
+    );
+}
+
 /// The real binary, at debug level: neither the password nor the session token nor a CDN
 /// signature reaches the log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
+use crate::clock::Clock;
+
 /// Junk is forgotten after this long.
 const TTL: Duration = Duration::from_secs(24 * 3600);
 /// At most this many bytes of junk per mount.
@@ -39,6 +41,8 @@ pub struct JunkStore {
     max_files: usize,
     per_user_max: usize,
     inner: Mutex<Inner>,
+    /// Times the day-long lifetime (a test moves it instead of waiting a day).
+    clock: Clock,
 }
 
 struct Stored {
@@ -113,23 +117,29 @@ impl Default for JunkStore {
         Self::new(
             crate::config::DEFAULT_JUNK_MAX_FILES,
             crate::config::DEFAULT_JUNK_PER_USER_MAX_FILES,
+            Clock::new(),
         )
     }
 }
 
 impl JunkStore {
     /// An empty store keeping at most `max_files` files, `per_user_max` of them per user.
-    pub fn new(max_files: usize, per_user_max: usize) -> Self {
+    pub fn new(max_files: usize, per_user_max: usize, clock: Clock) -> Self {
         Self {
             max_files: max_files.max(1),
             per_user_max: per_user_max.max(1),
             inner: Mutex::new(Inner::default()),
+            clock,
         }
+    }
+
+    fn now(&self) -> Instant {
+        self.clock.instant().into_std()
     }
 
     fn inner(&self) -> MutexGuard<'_, Inner> {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        inner.expire(Instant::now());
+        inner.expire(self.now());
         inner
     }
 
@@ -152,10 +162,10 @@ impl JunkStore {
             Stored {
                 file: Arc::new(JunkFile {
                     bytes,
-                    modified: SystemTime::now(),
+                    modified: self.clock.system(),
                 }),
                 seq,
-                expires: Instant::now() + TTL,
+                expires: self.now() + TTL,
             },
         );
         while inner.per_user.get(user).map_or(0, BTreeMap::len) > self.per_user_max {
@@ -245,7 +255,7 @@ mod tests {
 
     #[test]
     fn the_oldest_go_beyond_the_caps() {
-        let s = JunkStore::new(5, 3);
+        let s = JunkStore::new(5, 3, Clock::new());
         for i in 0..4 {
             s.put("alice", &format!("/._a{i}"), Bytes::new());
         }

@@ -407,6 +407,7 @@ pub async fn probe_mounts(config: crate::config::Config) -> anyhow::Result<()> {
         &http,
         &clients,
         Some(&config.server.state_dir),
+        &crate::clock::Clock::new(),
     );
     let mut failed = 0;
     for (mount, backend) in config.mounts.iter().zip(backends) {

@@ -37,6 +37,7 @@ use tokio::sync::watch;
 
 use crate::backend::open::client::OpenClients;
 use crate::backend::{Backend, UploadOptions};
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::download::respond;
 use crate::download::sign::UrlSigner;
@@ -81,6 +82,9 @@ pub struct AppState {
     pub limits: conn::ClientLimits,
     /// Live connections per client address.
     pub per_ip: Arc<conn::PerIp>,
+    /// The clock of the decisions that wait minutes or days (login back-off, junk lifetime,
+    /// signed URL expiry); tests move it instead of sleeping.
+    pub clock: Clock,
     /// How long one request may spend on 123 in all (`server.upstream_deadline`).
     pub upstream_deadline: Duration,
 }
@@ -109,6 +113,7 @@ impl AppState {
         });
         let http = http_client()?;
         let clients = OpenClients::new();
+        let clock = Clock::new();
         let state_dir = &config.server.state_dir;
         let tightened = crate::state_files::tighten(state_dir);
         if tightened > 0 {
@@ -118,7 +123,7 @@ impl AppState {
                 "made files under state_dir private to the service user (0600/0700)"
             );
         }
-        let backends = build_backends(&config.mounts, &http, &clients, Some(state_dir));
+        let backends = build_backends(&config.mounts, &http, &clients, Some(state_dir), &clock);
         let writable: HashMap<String, Arc<dyn Backend>> = config
             .mounts
             .iter()
@@ -157,7 +162,14 @@ impl AppState {
                     spool: uploads.spool(),
                     sync: m.upload == crate::config::UploadMode::Sync,
                 };
-                build_mount(m, b, Some(state_dir), Some(writes), &config.server.stores)
+                build_mount(
+                    m,
+                    b,
+                    Some(state_dir),
+                    Some(writes),
+                    &config.server.stores,
+                    &clock,
+                )
             })
             .collect();
         let weak: Vec<std::sync::Weak<Mount>> = mounts.iter().map(Arc::downgrade).collect();
@@ -200,6 +212,7 @@ impl AppState {
             },
             per_ip: Arc::default(),
             upstream_deadline: config.server.upstream_deadline,
+            clock,
         })
     }
 }

@@ -805,7 +805,7 @@ fn proxy_url_redirect(state: &AppState, mount: &Mount, full: &[String]) -> Respo
         );
     };
     let path = paths::encode(full);
-    let expires = unix_now() + state.sign_ttl.as_secs();
+    let expires = state.clock.unix_secs() + state.sign_ttl.as_secs();
     let sign = signer.sign(&path, expires);
     let encoded: String =
         percent_encoding::utf8_percent_encode(&sign, percent_encoding::NON_ALPHANUMERIC)
@@ -893,7 +893,7 @@ async fn internal<B>(state: &AppState, req: &Request<B>, rest: &str) -> Response
     let Some(sign) = sign else {
         return status_text(StatusCode::FORBIDDEN, "Missing signature", None);
     };
-    if let Err(e) = signer.verify(&canonical, &sign, unix_now()) {
+    if let Err(e) = signer.verify(&canonical, &sign, state.clock.unix_secs()) {
         return status_text(
             StatusCode::FORBIDDEN,
             &format!("Invalid signature: {e}"),
@@ -928,13 +928,6 @@ fn answer_from_metadata<B>(req: &Request<B>, entry: &Entry) -> Option<Response<R
         }
         Precondition::Proceed { .. } => None,
     }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_secs()
 }
 
 #[cfg(test)]

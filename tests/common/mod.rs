@@ -154,6 +154,14 @@ impl TestEnv {
         self.base = base;
     }
 
+    /// The running gateway's clock: moved forward instead of waiting minutes or days.
+    pub fn clock(&self) -> pan123_webdav::clock::Clock {
+        self.gw
+            .as_ref()
+            .map(|gw| gw.state.clock.clone())
+            .expect("the gateway runs")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

@@ -45,6 +45,8 @@ pub struct WebParams {
     pub root_id: u64,
     /// Where the session token is kept across restarts (created 0600).
     pub token_file: Option<PathBuf>,
+    /// The gateway's clock (times the login back-off).
+    pub clock: crate::clock::Clock,
 }
 
 /// One personal-account mount.
@@ -83,6 +85,7 @@ impl WebBackend {
             params.username,
             params.password,
             params.token_file,
+            params.clock,
         );
         Self {
             client: WebClient::new(http.clone(), &params.api_base, session),

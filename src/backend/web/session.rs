@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::clock::Clock;
+
 use super::api::LoginReply;
 use crate::backend::Error;
 use crate::config::Secret;
@@ -87,6 +89,8 @@ pub struct Session {
     current: Mutex<(u64, Option<Secret>)>,
     refusal: Mutex<Option<Refusal>>,
     login_lock: tokio::sync::Mutex<()>,
+    /// Times the login back-off (a test moves it instead of waiting).
+    clock: Clock,
 }
 
 impl std::fmt::Debug for Session {
@@ -106,6 +110,7 @@ impl Session {
         username: String,
         password: Secret,
         persist_path: Option<PathBuf>,
+        clock: Clock,
     ) -> Self {
         let token = persist_path.as_ref().and_then(|p| {
             let text = std::fs::read_to_string(p).ok()?;
@@ -125,6 +130,7 @@ impl Session {
             current: Mutex::new((0, token)),
             refusal: Mutex::new(None),
             login_lock: tokio::sync::Mutex::new(()),
+            clock,
         }
     }
 
@@ -173,7 +179,7 @@ impl Session {
             }
         }
         if let Some(r) = lock(&self.refusal).as_ref() {
-            if Instant::now() < r.until {
+            if self.clock.instant() < r.until {
                 return Err(Error::Auth(r.message.clone()));
             }
         }
@@ -200,7 +206,7 @@ impl Session {
                     "123 web login failed; the mount stays unready until a login succeeds"
                 );
                 *refusal = Some(Refusal {
-                    until: Instant::now() + wait,
+                    until: self.clock.instant() + wait,
                     count,
                     message: message.clone(),
                 });
