@@ -79,6 +79,50 @@ async fn a_folder_of_250_lists_in_three_signed_pages() {
     assert_eq!(env.emu.stats().calls(LIST), 3);
 }
 
+/// Listing pages of the web API are paced gateway-wide, one per 700 ms (OpenList's bucket, at
+/// 123's request), across mounts: a share mount and a personal mount listing big folders at
+/// once never send two pages closer together, read from the emulator's arrival times.
+#[tokio::test]
+async fn listing_pages_of_two_mounts_at_once_are_700_ms_apart() {
+    let env = env_with(|emu| {
+        let root = emu.lookup("/lib").map(|e| e.id).unwrap_or(0);
+        format!(
+            "{}{}",
+            share_mount("/s", "auto", KEY, Some(PASSWORD), ""),
+            web_mount("/w", "auto", &format!("root_id = {root}\n"))
+        )
+    })
+    .await;
+    // Both mounts' start-up probes have listed, so what follows is the test's own.
+    settle(&env, 1).await;
+    for _ in 0..200 {
+        if env.emu.stats().calls("/b/api/file/list/new") >= 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    env.emu.reset_stats();
+    let (share, web) = tokio::join!(env.propfind("/s/many/", "1"), env.propfind("/w/many/", "1"));
+    assert_eq!(share.0, 207, "{}", share.1);
+    assert_eq!(web.0, 207, "{}", web.1);
+    assert_eq!(responses(&share.1), MANY + 1);
+    assert_eq!(responses(&web.1), MANY + 1);
+    let mut arrivals = env.emu.call_times(LIST);
+    arrivals.extend(env.emu.call_times("/b/api/file/list/new"));
+    arrivals.sort_unstable();
+    // Each mount: its root (the start-up probe bypasses the cache) and three pages of `many`.
+    assert_eq!(arrivals.len(), 8, "four pages each: {arrivals:?}");
+    // The gateway spaces its sends by 700 ms; arrivals may come up to 50 ms closer on a busy
+    // machine (one send delayed in flight, the next not), never 350 ms closer.
+    for pair in arrivals.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= 650,
+            "pages {} ms apart: {arrivals:?}",
+            pair[1] - pair[0]
+        );
+    }
+}
+
 /// The emulator refuses any web API call whose signature is missing or wrong (HTTP 403, code
 /// 403), so every listing and link above was verified; this shows the check is live.
 #[tokio::test]

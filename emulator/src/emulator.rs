@@ -474,6 +474,13 @@ impl Emulator {
         self.shared.reset_stats();
     }
 
+    /// When the counted calls of `endpoint` arrived since the last reset, in milliseconds on a
+    /// monotonic time line shared by every emulator in the process (oldest first, at most the
+    /// latest 10,000): pacing is asserted from these, across endpoints and hosts.
+    pub fn call_times(&self, endpoint: &str) -> Vec<u64> {
+        lock(&self.shared.counters).call_times(endpoint)
+    }
+
     /// Arm a fault (`ExpireTokens` takes effect at once).
     pub fn inject(&self, fault: Fault) {
         self.shared.inject(fault);

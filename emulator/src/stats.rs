@@ -1,6 +1,8 @@
 //! Call and byte counters, so tests can assert on upstream traffic ("HEAD made zero link calls").
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::OnceLock;
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -55,10 +57,24 @@ impl Stats {
     }
 }
 
+/// Arrival times kept per endpoint (the oldest are dropped beyond it).
+const TIMES_PER_ENDPOINT: usize = 10_000;
+
+/// Milliseconds since the first call counted in this process: a monotonic time line shared by
+/// every emulator, so a test can compare arrivals (pacing) across endpoints and hosts.
+fn millis_now() -> u64 {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    let origin = ORIGIN.get_or_init(Instant::now);
+    u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
 /// The live counters behind `Stats`.
 #[derive(Debug, Default)]
 pub struct Counters {
     calls: BTreeMap<String, u64>,
+    /// Arrival of each counted call per endpoint, in `millis_now` (at most
+    /// `TIMES_PER_ENDPOINT`, the latest).
+    times: BTreeMap<String, VecDeque<u64>>,
     refused: BTreeMap<String, u64>,
     wrong_host: BTreeMap<String, u64>,
     bytes: BTreeMap<String, u64>,
@@ -73,6 +89,19 @@ impl Counters {
     /// Count one call.
     pub fn call(&mut self, endpoint: &str) {
         *self.calls.entry(endpoint.to_string()).or_default() += 1;
+        let times = self.times.entry(endpoint.to_string()).or_default();
+        if times.len() == TIMES_PER_ENDPOINT {
+            times.pop_front();
+        }
+        times.push_back(millis_now());
+    }
+
+    /// When the counted calls of `endpoint` arrived (monotonic milliseconds, oldest first).
+    pub fn call_times(&self, endpoint: &str) -> Vec<u64> {
+        self.times
+            .get(endpoint)
+            .map(|t| t.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     /// Count one 429 refusal.
