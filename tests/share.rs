@@ -333,3 +333,41 @@ async fn writes_are_refused_as_read_only() {
     assert_eq!(res.status().as_u16(), 403);
     assert!(res.text().await.expect("body").contains("read-only"));
 }
+
+/// Some shares hand out downloads only to a logged-in account (123's code 5112 since 2025-07):
+/// a share mount with `access_token` (a web session token copied from a browser) downloads; one
+/// without gets 502 with 123's explanation, never bytes of an error page.
+#[tokio::test]
+async fn an_access_token_opens_shares_that_need_a_login() {
+    let mut cfg = EmulatorConfig::default();
+    cfg.switches.share_download_needs_login = true;
+    let env = TestEnv::start(cfg, |emu| {
+        seed(emu);
+        let token = emu.web_session_token();
+        format!(
+            "{}{}",
+            share_mount("/anon", "proxy", KEY, Some(PASSWORD), ""),
+            share_mount(
+                "/tok",
+                "proxy",
+                KEY,
+                Some(PASSWORD),
+                &format!("access_token = \"{token}\"")
+            )
+        )
+    })
+    .await;
+    let res = env.get_following("/tok/film.mkv", &[]).await;
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(
+        res.bytes().await.expect("body").as_ref(),
+        bytes_of(200_000, 5).as_slice()
+    );
+    let res = env.get_following("/anon/film.mkv", &[]).await;
+    assert_eq!(res.status().as_u16(), 502);
+    let text = res.text().await.expect("body");
+    assert!(text.contains("您需要注册登录或付费后下载"), "{text}");
+    // Listing needs no login either way.
+    let (status, body) = env.propfind("/anon/", "1").await;
+    assert_eq!(status, 207, "{body}");
+}

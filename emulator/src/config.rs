@@ -220,6 +220,11 @@ pub struct Switches {
         default = "default_presign_ttl"
     )]
     pub presign_ttl: Duration,
+    /// Share downloads (`/b/api/share/download/info`) need a logged-in web token in
+    /// `Authorization` (a share mount's `access_token`); without one, code 5112
+    /// `您需要注册登录或付费后下载`. Default false.
+    #[serde(default)]
+    pub share_download_needs_login: bool,
 }
 
 /// Default of `Switches::presign_ttl` (also for switch JSON written before it existed).
@@ -245,6 +250,7 @@ impl Default for Switches {
             daily_traffic_cap: None,
             web_risk_control: false,
             presign_ttl: default_presign_ttl(),
+            share_download_needs_login: false,
         }
     }
 }

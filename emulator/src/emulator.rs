@@ -521,6 +521,12 @@ impl Emulator {
         self.shared.web_password.clone()
     }
 
+    /// A web session token of the personal account, as a browser holds after logging in (what
+    /// a user copies into a share mount's `access_token`).
+    pub fn web_session_token(&self) -> String {
+        crate::personal::issue_web_token(&self.shared).0
+    }
+
     /// Invalidate every access token now (Open API and web sessions).
     pub fn expire_tokens(&self) {
         lock(&self.shared.tokens).expire_all();

@@ -123,6 +123,9 @@ struct Cli {
     /// Lifetime of the presigned part URLs of personal (web) uploads.
     #[arg(long, value_parser = parse_duration, default_value = "15m")]
     presign_ttl: Duration,
+    /// Share downloads need a logged-in web token (else code 5112).
+    #[arg(long)]
+    share_download_needs_login: bool,
 }
 
 /// `USER:PASSWORD`, split at the first colon.
@@ -175,6 +178,7 @@ impl Cli {
                 daily_traffic_cap: self.daily_traffic_cap,
                 web_risk_control: self.web_risk_control,
                 presign_ttl: self.presign_ttl,
+                share_download_needs_login: self.share_download_needs_login,
             },
         }
     }

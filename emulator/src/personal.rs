@@ -13,7 +13,7 @@ use http::{HeaderMap, Request};
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 
-use crate::emulator::lock;
+use crate::emulator::{lock, Shared};
 use crate::http::{query, HandlerResult, Resp};
 use crate::open_api::{over_traffic_cap, read_args, CODE_TRAFFIC, MSG_TRAFFIC};
 use crate::server::Ctx;
@@ -33,6 +33,14 @@ const CODE_NOT_FOUND: i64 = 5066;
 const PAGE: usize = 100;
 /// Web sessions are kept apart from Open API tokens by their owner name.
 const LOGIN_OWNER_PREFIX: &str = "web:";
+
+/// Issues a web session token for the personal account, as a successful login does: the token
+/// and its expiry.
+pub fn issue_web_token(sh: &Shared) -> (String, i64) {
+    let now = sh.now();
+    let ttl = i64::try_from(sh.switches().token_ttl.as_secs()).unwrap_or(i64::MAX);
+    lock(&sh.web_tokens).issue(&format!("{LOGIN_OWNER_PREFIX}{}", sh.web_user), now, ttl)
+}
 
 /// `POST /api/user/sign_in` on the login host (unsigned; headers checked in `web.rs`).
 pub async fn sign_in(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
@@ -54,10 +62,7 @@ pub async fn sign_in(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
     if sh.switches().web_risk_control {
         return Ok(web_err(1, MSG_RISK));
     }
-    let now = sh.now();
-    let ttl = i64::try_from(sh.switches().token_ttl.as_secs()).unwrap_or(i64::MAX);
-    let (token, expires) =
-        lock(&sh.web_tokens).issue(&format!("{LOGIN_OWNER_PREFIX}{}", sh.web_user), now, ttl);
+    let (token, expires) = issue_web_token(&sh);
     Ok(crate::http::json(
         http::StatusCode::OK,
         &json!({

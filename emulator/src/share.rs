@@ -109,8 +109,18 @@ pub fn list(ctx: &Ctx, q: &[(String, String)]) -> Resp {
     }))
 }
 
+/// 123's message when a share's download needs a logged-in account.
+const MSG_NEEDS_LOGIN: &str = "您需要注册登录或付费后下载";
+
 /// `POST /b/api/share/download/info` → `data.DownloadURL`.
 pub async fn download_info(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
+    // Since 2025-07 anonymous share downloads fail for some users while logged-in tokens work
+    // (spec: OpenList#905); 123's code for it is 5112 (qaiu/netdisk-fast-download#227).
+    if lock(&ctx.shared.switches).share_download_needs_login
+        && crate::personal::check(ctx, req.headers()).is_err()
+    {
+        return Ok(web_err(5112, MSG_NEEDS_LOGIN));
+    }
     let args = match read_args(req).await {
         Ok(a) => a,
         Err(r) => return Ok(r),
