@@ -90,8 +90,17 @@ async fn env(cfg: EmulatorConfig) -> TestEnv {
         env.emu.clear_faults();
         settle(&env, kind.list(), before + 1).await;
     }
-    // The probes' pages were answered; let their responses be read before counting anew.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The probes have finished (both mounts are ready again) before counting anew.
+    let mut ready = false;
+    for _ in 0..400 {
+        let res = guard("readyz", env.req("GET", "/-/readyz").send()).await;
+        if res.expect("readyz").status().as_u16() == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(ready, "the probes never made both mounts ready again");
     env.emu.reset_stats();
     env
 }
