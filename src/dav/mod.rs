@@ -9,6 +9,7 @@ pub mod junk;
 pub mod locks;
 mod meta;
 pub mod multistatus;
+pub mod propfind_body;
 pub mod props;
 mod write;
 
