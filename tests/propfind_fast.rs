@@ -14,14 +14,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use common::*;
 use pan123_emulator::EmulatorConfig;
+use pan123_webdav::dav::propfind_body;
 
 /// The request bodies: (label, body). `None` is no body at all.
 const BODIES: &[(&str, Option<&str>)] = &[
     ("none", None),
-    (
-        "allprop",
-        Some("<?xml version=\"1.0\" encoding=\"utf-8\"?><D:propfind xmlns:D=\"DAV:\"><D:allprop/></D:propfind>"),
-    ),
+    ("allprop", Some(propfind_body::ALLPROP)),
     (
         "allprop+include",
         Some("<?xml version=\"1.0\"?><D:propfind xmlns:D=\"DAV:\"><D:allprop/><D:include><D:quota-used-bytes/><D:quota-available-bytes/><D:nonesuch/></D:include></D:propfind>"),
@@ -30,49 +28,14 @@ const BODIES: &[(&str, Option<&str>)] = &[
         "propname",
         Some("<?xml version=\"1.0\"?><propfind xmlns=\"DAV:\"><propname/></propfind>"),
     ),
-    ("rclone", Some(RCLONE)),
-    ("finder", Some(FINDER)),
-    ("windows", Some(WINDOWS)),
+    ("rclone", Some(propfind_body::RCLONE)),
+    ("finder", Some(propfind_body::FINDER)),
+    ("windows", Some(propfind_body::WINDOWS)),
     (
         "unknown only",
         Some("<?xml version=\"1.0\"?><D:propfind xmlns:D=\"DAV:\"><D:prop><x:a xmlns:x=\"urn:x\"/><b xmlns=\"\"/></D:prop></D:propfind>"),
     ),
 ];
-
-/// rclone's webdav backend with `vendor = owncloud` (it reads the MD5 in `oc:checksums`).
-const RCLONE: &str = r#"<?xml version="1.0"?>
-<d:propfind  xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns" xmlns:nc="http://nextcloud.org/ns">
- <d:prop>
-  <d:displayname />
-  <d:getlastmodified />
-  <d:getcontentlength />
-  <d:resourcetype />
-  <d:getcontenttype />
-  <oc:checksums />
-  <oc:permissions />
-  <oc:id />
- </d:prop>
-</d:propfind>
-"#;
-
-/// macOS Finder (WebDAVFS) listing a folder.
-const FINDER: &str = r#"<?xml version="1.0" encoding="utf-8"?>
-<D:propfind xmlns:D="DAV:">
-<D:prop>
-<D:getlastmodified/>
-<D:getcontentlength/>
-<D:creationdate/>
-<D:resourcetype/>
-<D:getetag/>
-<D:quota-available-bytes/>
-<D:quota-used-bytes/>
-<A:appledoubleheader xmlns:A="http://www.apple.com/webdav_fs/props/"/>
-</D:prop>
-</D:propfind>
-"#;
-
-/// Windows Explorer (Mini-Redirector): the DAV set and the Microsoft one.
-const WINDOWS: &str = r#"<?xml version="1.0" encoding="utf-8" ?><D:propfind xmlns:D="DAV:"><D:prop xmlns:Z="urn:schemas-microsoft-com:"><D:name/><D:resourcetype/><D:getcontentlength/><D:getcontenttype/><D:getlastmodified/><D:creationdate/><D:displayname/><D:ishidden/><D:lockdiscovery/><D:supportedlock/><Z:Win32CreationTime/><Z:Win32LastAccessTime/><Z:Win32LastModifiedTime/><Z:Win32FileAttributes/></D:prop></D:propfind>"#;
 
 /// Names that exercise the href encoding, the MIME table and the hidden bit.
 const NAMES: &[&str] = &[

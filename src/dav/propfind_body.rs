@@ -10,6 +10,47 @@ use quick_xml::name::ResolveResult;
 
 const DAV: &str = "DAV:";
 
+/// `allprop` spelled out, as clients that send a body for it do.
+pub const ALLPROP: &str = "<?xml version=\"1.0\" encoding=\"utf-8\"?><D:propfind xmlns:D=\"DAV:\"><D:allprop/></D:propfind>";
+
+// The bodies real clients send when they list a folder: read by the tests
+// (`tests/propfind_fast.rs`) and measured by the benchmark (`bench/`), so both use the same.
+
+/// rclone's webdav backend with `vendor = owncloud` (it reads the MD5 in `oc:checksums`).
+pub const RCLONE: &str = r#"<?xml version="1.0"?>
+<d:propfind  xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns" xmlns:nc="http://nextcloud.org/ns">
+ <d:prop>
+  <d:displayname />
+  <d:getlastmodified />
+  <d:getcontentlength />
+  <d:resourcetype />
+  <d:getcontenttype />
+  <oc:checksums />
+  <oc:permissions />
+  <oc:id />
+ </d:prop>
+</d:propfind>
+"#;
+
+/// macOS Finder (WebDAVFS) listing a folder.
+pub const FINDER: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+<D:propfind xmlns:D="DAV:">
+<D:prop>
+<D:getlastmodified/>
+<D:getcontentlength/>
+<D:creationdate/>
+<D:resourcetype/>
+<D:getetag/>
+<D:quota-available-bytes/>
+<D:quota-used-bytes/>
+<A:appledoubleheader xmlns:A="http://www.apple.com/webdav_fs/props/"/>
+</D:prop>
+</D:propfind>
+"#;
+
+/// Windows Explorer (Mini-Redirector): the DAV set and the Microsoft one.
+pub const WINDOWS: &str = r#"<?xml version="1.0" encoding="utf-8" ?><D:propfind xmlns:D="DAV:"><D:prop xmlns:Z="urn:schemas-microsoft-com:"><D:name/><D:resourcetype/><D:getcontentlength/><D:getcontenttype/><D:getlastmodified/><D:creationdate/><D:displayname/><D:ishidden/><D:lockdiscovery/><D:supportedlock/><Z:Win32CreationTime/><Z:Win32LastAccessTime/><Z:Win32LastModifiedTime/><Z:Win32FileAttributes/></D:prop></D:propfind>"#;
+
 /// A property name: its namespace (none for an element in no namespace) and local name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PropName {
@@ -186,6 +227,22 @@ mod tests {
                 include: vec![dav("quota-used-bytes")]
             })
         );
+    }
+
+    #[test]
+    fn the_client_bodies_are_prop_lists() {
+        assert_eq!(
+            parse(ALLPROP.as_bytes()),
+            Some(Asked::AllProp {
+                include: Vec::new()
+            })
+        );
+        for (body, n) in [(RCLONE, 8), (FINDER, 8), (WINDOWS, 14)] {
+            match parse(body.as_bytes()) {
+                Some(Asked::Prop(p)) => assert_eq!(p.len(), n, "{body}"),
+                other => panic!("{body}: {other:?}"),
+            }
+        }
     }
 
     #[test]
