@@ -39,7 +39,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 use unicode_normalization::{is_nfc_quick, IsNormalized};
 
 use super::propfind_body::{Asked, PropName};
-use super::{segments, store_key, Ctx, MountFs, OC_NS};
+use super::{segments, store_key, Children, Ctx, MountFs, OC_NS};
 use crate::backend::Entry;
 use crate::download::ResponseBody;
 use crate::mount::Mount;
@@ -113,12 +113,14 @@ pub async fn answer(
     let fs = MountFs::new(mount.clone());
     let target = fs.entry(&segs, ctx).await.ok()?;
     let key = store_key(&segs);
+    // Shared with the listing cache, not copied: read entry by entry as the body is written.
     let children = if depth_one && target.is_dir {
-        fs.children(&segs, &key, ctx).await.ok()?
+        Some(fs.children_view(&segs, &key, ctx).await.ok()?)
     } else {
-        Vec::new()
+        None
     };
-    if !children.iter().all(|e| plain_name(&e.name)) {
+    let each = || children.iter().flat_map(|c| c.iter());
+    if !each().all(|c| plain_name(&c.entry.name)) {
         return None;
     }
 
@@ -159,8 +161,8 @@ pub async fn answer(
             }
         };
         add(0, &target_name, &key);
-        for (i, e) in children.iter().enumerate() {
-            add(i + 1, &e.name, &format!("{key}/{}", e.name));
+        for (i, c) in each().enumerate() {
+            add(i + 1, &c.entry.name, &format!("{key}/{}", c.entry.name));
         }
     }
     if w.locks {
@@ -180,8 +182,8 @@ pub async fn answer(
             if !found.is_empty() {
                 extras.entry(0).or_default().locks = found;
             }
-            for (i, e) in children.iter().enumerate() {
-                let at = resource(&child_href(&href, e))?;
+            for (i, c) in each().enumerate() {
+                let at = resource(&child_href(&href, c.entry))?;
                 let found = ls.discover(&at).await;
                 if !found.is_empty() {
                     extras.entry(i + 1).or_default().locks = found;
@@ -210,7 +212,7 @@ pub async fn answer(
         },
     );
     let first = Bytes::from(head);
-    let rest = chunks(children, href, w, extras);
+    let rest = chunks(children, fs, key, href, w, extras);
     let body = futures_util::stream::iter(std::iter::once(first).chain(rest))
         .map(|b| Ok::<_, std::io::Error>(http_body::Frame::data(b)));
     let mut res = Response::new(http_body_util::StreamBody::new(body).boxed_unsync());
@@ -251,15 +253,19 @@ fn child_href(folder_href: &str, e: &Entry) -> String {
     href
 }
 
-/// The children's responses in chunks, written as the body is read; the last chunk closes
-/// the multistatus.
+/// The children's responses in chunks, written as the body is read (so memory does not grow
+/// with the folder); the last chunk closes the multistatus.
 fn chunks(
-    entries: Vec<Entry>,
+    children: Option<Children>,
+    fs: MountFs,
+    dir_key: String,
     folder_href: String,
     w: Writer,
     extras: HashMap<usize, Extra>,
 ) -> impl Iterator<Item = Bytes> {
-    let mut entries = entries.into_iter().enumerate().peekable();
+    // Where the walk over the children is (`Children::next_from`), and how many were written.
+    let mut from = 0usize;
+    let mut written = 0usize;
     let mut done = false;
     let mut buf = Buffers::default();
     std::iter::from_fn(move || {
@@ -267,7 +273,15 @@ fn chunks(
             return None;
         }
         let mut out = String::with_capacity(ENTRIES_PER_CHUNK * 700);
-        for (i, e) in entries.by_ref().take(ENTRIES_PER_CHUNK) {
+        // Bounded: at most a chunk's worth of entries per call.
+        for _ in 0..ENTRIES_PER_CHUNK {
+            let Some((c, next)) = children.as_ref().and_then(|c| c.next_from(from)) else {
+                done = true;
+                break;
+            };
+            from = next;
+            written += 1;
+            let e = fs.shown(&dir_key, &c);
             let href = child_href(&folder_href, &e);
             w.response(
                 &mut out,
@@ -277,13 +291,12 @@ fn chunks(
                     name: &e.name,
                     entry: &e,
                     mount_root: false,
-                    extra: extras.get(&(i + 1)),
+                    extra: extras.get(&written),
                 },
             );
         }
-        if entries.peek().is_none() {
+        if done {
             out.push_str("</D:multistatus>");
-            done = true;
         }
         Some(Bytes::from(out))
     })
