@@ -501,6 +501,18 @@ async fn propfind_time(
     body: Option<&str>,
     ua: &str,
 ) -> Result<f64> {
+    propfind_n(client, url, auth, body, ua, LIST_N).await
+}
+
+/// As `propfind_time`, for a folder of `entries` entries (checked).
+async fn propfind_n(
+    client: &reqwest::Client,
+    url: &str,
+    auth: bool,
+    body: Option<&str>,
+    ua: &str,
+    entries: usize,
+) -> Result<f64> {
     let t = Instant::now();
     let mut rb = client
         .request(reqwest::Method::from_bytes(b"PROPFIND")?, url)
@@ -520,7 +532,7 @@ async fn propfind_time(
     }
     let body = res.text().await?;
     let n = body.matches("response>").count() / 2;
-    if n < LIST_N {
+    if n < entries {
         bail!("PROPFIND {url}: {n} entries");
     }
     Ok(t.elapsed().as_secs_f64())
@@ -1230,6 +1242,11 @@ async fn run_all(out: &Path) -> Result<()> {
     for k in 1..=RUNS {
         runs.push(one_run(&env, k, &tree_dir).await?);
     }
+    let scale = if scale_enabled() {
+        Some(scale(&env).await?)
+    } else {
+        None
+    };
     // The hand-written section of the previous report is kept as it was.
     let previous = std::fs::read_to_string(out).unwrap_or_default();
     let hand = previous
@@ -1238,10 +1255,75 @@ async fn run_all(out: &Path) -> Result<()> {
     let minutes = began.elapsed().as_secs_f64() / 60.0;
     std::fs::write(
         out,
-        report(&runs, size_mib, &code, minutes, hand.as_deref()),
+        report(
+            &runs,
+            scale.as_ref(),
+            size_mib,
+            &code,
+            minutes,
+            hand.as_deref(),
+        ),
     )?;
     eprintln!("wrote {} ({minutes:.1} minutes)", out.display());
     Ok(())
+}
+
+/// Measure 9 runs unless `BENCH_SCALE=0` (it adds a cold listing of 100,000 entries, about
+/// 200 s at 123's 5 list calls per second).
+fn scale_enabled() -> bool {
+    std::env::var("BENCH_SCALE").map_or(true, |v| v != "0")
+}
+
+/// The folder sizes of measure 9 and their paths under `/open` (10,000 is run 1's folder).
+const SCALE: [(usize, &str); 3] = [
+    (1_000, "scale1k"),
+    (10_000, "many1"),
+    (100_000, "scale100k"),
+];
+
+/// Measure 9: how listing cost grows with the folder.
+struct Scale {
+    /// Warm PROPFIND microseconds per entry: [no body, Finder's body] × `SCALE`.
+    per_entry_us: [[f64; 3]; 2],
+    /// The gateway's RSS before the 100,000-entry answers and its peak during them (MiB).
+    rss_before: f64,
+    rss_peak: f64,
+}
+
+/// Measure 9, once, on a fresh gateway: each `SCALE` folder listed cold, then the median of 5
+/// warm PROPFINDs per size without a body and with Finder's, the RSS sampled during the
+/// 100,000-entry ones.
+async fn scale(env: &Env) -> Result<Scale> {
+    let gw = env.gateway().await?;
+    let mut out = Scale {
+        per_entry_us: [[f64::NAN; 3]; 2],
+        rss_before: f64::NAN,
+        rss_peak: f64::NAN,
+    };
+    for (j, (n, dir)) in SCALE.iter().enumerate() {
+        let url = format!("{}/open/{dir}/", gw.base);
+        // Cold: fills the listing cache (paced at 123's rate).
+        propfind_n(&env.client, &url, true, None, "pan123-bench", *n).await?;
+        let sampler = (*n == 100_000).then(|| {
+            out.rss_before = status_mib(gw.pid(), "VmRSS:");
+            RssSampler::start(gw.pid(), None)
+        });
+        for (b, body) in [LIST_BODIES[0], LIST_BODIES[3]].iter().enumerate() {
+            let mut v = Vec::new();
+            for _ in 0..5 {
+                v.push(propfind_n(&env.client, &url, true, body.1, body.2, *n).await?);
+            }
+            out.per_entry_us[b][j] = median(&v) * 1e6 / *n as f64;
+        }
+        if let Some(s) = sampler {
+            out.rss_peak = s.stop().await?;
+        }
+        eprintln!(
+            "scale {n}: {:.2} / {:.2} µs per entry (no body / Finder's)",
+            out.per_entry_us[0][j], out.per_entry_us[1][j]
+        );
+    }
+    Ok(out)
 }
 
 /// The code a report measured: the commit, whether the tree had uncommitted changes (outside
@@ -1375,6 +1457,13 @@ async fn setup(size_mib: u64, runs: usize) -> Result<Env> {
             }
         }
     }
+    if scale_enabled() {
+        for (dir, n) in [("scale1k", 1_000), ("scale100k", 100_000)] {
+            for i in 1..=n {
+                emu.put_file(&format!("/{dir}/entry-{i:06}.txt"), "x");
+            }
+        }
+    }
     for d in 0..4 {
         for f in 0..5 {
             emu.put_generated_file(
@@ -1438,7 +1527,14 @@ impl Goal {
     }
 }
 
-fn report(runs: &[Run], size_mib: u64, code: &Code, minutes: f64, hand: Option<&str>) -> String {
+fn report(
+    runs: &[Run],
+    scale: Option<&Scale>,
+    size_mib: u64,
+    code: &Code,
+    minutes: f64,
+    hand: Option<&str>,
+) -> String {
     let col = |f: &dyn Fn(&Run) -> f64| -> Vec<f64> { runs.iter().map(f).collect() };
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .unwrap_or_default()
@@ -1601,6 +1697,26 @@ fn report(runs: &[Run], size_mib: u64, code: &Code, minutes: f64, hand: Option<&
         Goal::AtMost(1000.0),
     );
 
+    if let Some(sc) = scale {
+        for (b, label) in ["no", "Finder's"].iter().enumerate() {
+            let v = sc.per_entry_us[b];
+            let lo = v.iter().cloned().fold(f64::INFINITY, f64::min);
+            let hi = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            row(
+                &format!("9 warm PROPFIND, {label} body, of 1,000 / 10,000 / 100,000 entries: highest ÷ lowest time per entry (once)"),
+                vec![hi / lo],
+                2,
+                Goal::AtMost(1.5),
+            );
+        }
+        row(
+            "9 RSS growth during 100,000-entry answers (MiB, once)",
+            vec![sc.rss_peak - sc.rss_before],
+            1,
+            Goal::Reported,
+        );
+    }
+
     let mut s = String::new();
     s.push_str(&code.first_line());
     s.push_str("\n\n# Benchmarks\n\n");
@@ -1656,6 +1772,20 @@ fn report(runs: &[Run], size_mib: u64, code: &Code, minutes: f64, hand: Option<&
                 r.list_dufs[j]
             ));
         }
+    }
+    if let Some(sc) = scale {
+        s.push_str("\n## Listing cost by folder size (measure 9, once)\n\n| body | µs per entry at 1,000 | at 10,000 | at 100,000 |\n|---|---|---|---|\n");
+        for (b, label) in ["none", "Finder's"].iter().enumerate() {
+            let v = sc.per_entry_us[b];
+            s.push_str(&format!(
+                "| {label} | {:.2} | {:.2} | {:.2} |\n",
+                v[0], v[1], v[2]
+            ));
+        }
+        s.push_str(&format!(
+            "\nGateway RSS before the 100,000-entry answers {:.1} MiB, peak during them {:.1} MiB.\n",
+            sc.rss_before, sc.rss_peak
+        ));
     }
     s.push_str(&method(runs, size_mib));
     s.push('\n');
@@ -1731,6 +1861,11 @@ shared, so only same-run ratios are compared.
    {put} MB (background upload; every PUT a new name and new bytes). Folders and links are
    warmed first; the gateway's RSS is sampled every 10 ms throughout. Errors = 5xx answers and
    failed requests (connection errors, timeouts); 4xx are counted apart (none expected).
+9. **Listing cost by folder size** (once, after the runs; `BENCH_SCALE=0` leaves it out): on a
+   fresh gateway, folders of 1,000, 10,000 and 100,000 entries, each listed cold first (123's
+   pace: the 100,000 take about 200 s), then the median of 5 warm PROPFINDs Depth 1 per size,
+   without a body and with Finder's; time per entry compared across the sizes, and the
+   gateway's RSS sampled every 10 ms during the 100,000-entry answers.
 "#,
         r2 = STREAM_RATE / 1_000_000,
         r8 = STREAM_RATE_BURST / 1_000_000,
