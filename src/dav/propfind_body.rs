@@ -112,6 +112,9 @@ pub fn parse(body: &[u8]) -> Option<Asked> {
             _ => continue,
         };
         let Some(e) = start else { continue };
+        if undeclares_a_prefix(e) {
+            return None;
+        }
         let in_dav = matches!(ns, ResolveResult::Bound(n) if n.into_inner() == DAV);
         match depth {
             0 if !(in_dav && local(e) == "propfind") => return None,
@@ -156,6 +159,14 @@ pub fn parse(body: &[u8]) -> Option<Asked> {
         "propname" => Some(Asked::PropName),
         _ => Some(Asked::Prop(props)),
     }
+}
+
+/// `xmlns:p=""`: not namespace-well-formed XML 1.0 (a prefix cannot be undeclared); dav-server
+/// answers 400 to it (litmus `propfind_invalid2`).
+fn undeclares_a_prefix(e: &BytesStart<'_>) -> bool {
+    e.attributes()
+        .flatten()
+        .any(|a| a.key.as_ref().starts_with("xmlns:") && a.value.is_empty())
 }
 
 fn local(e: &BytesStart<'_>) -> String {
@@ -255,6 +266,12 @@ mod tests {
         );
         assert_eq!(
             parse(br#"<D:propfind xmlns:D="DAV:"><D:prop><y:a/></D:prop></D:propfind>"#),
+            None
+        );
+        assert_eq!(
+            parse(
+                br#"<D:propfind xmlns:D="DAV:"><D:prop><b:foo xmlns:b=""/></D:prop></D:propfind>"#
+            ),
             None
         );
     }
