@@ -80,6 +80,17 @@ fn main() -> std::process::ExitCode {
                 }
             }
         }
+        Some("redirect-loop") => {
+            // For profiling: measure 3 alone (a gateway, wrk against it and the bare server).
+            let rt = tokio::runtime::Runtime::new().expect("runtime");
+            match rt.block_on(redirect_loop()) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
         Some("list-loop") => {
             // For profiling: a gateway process and 30 warm PROPFINDs of 10,000 entries.
             let rt = tokio::runtime::Runtime::new().expect("runtime");
@@ -1156,6 +1167,37 @@ fn cmd_out(cmd: &str, args: &[&str]) -> String {
                 .to_string()
         })
         .unwrap_or_else(|_| "not installed".into())
+}
+
+/// Measure 3 alone, `BENCH_REDIRECT_ROUNDS` times (3 by default), for profiling.
+async fn redirect_loop() -> Result<()> {
+    let env = setup(1, 0).await?;
+    let gw = env.gateway().await?;
+    let api = Api::new(&env.emu, &env.client).await?;
+    let cdn = api.download_url(env.big_id).await?;
+    env.req(&gw, "GET", "/redir/big/big.bin").send().await?;
+    let auth = format!(
+        "Basic {}",
+        base64_encode(format!("{USER}:{PASSWORD}").as_bytes())
+    );
+    let port = free_port();
+    let _bare = Proc(
+        Command::new(&env.exe)
+            .args(["redirect-server", &port.to_string(), &cdn])
+            .spawn()?,
+    );
+    wait_http(&env.client, &format!("http://127.0.0.1:{port}/")).await?;
+    eprintln!("gateway pid {}", gw.pid());
+    let rounds: usize = std::env::var("BENCH_REDIRECT_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    for _ in 0..rounds {
+        let g = wrk(&format!("{}/redir/big/big.bin", gw.base), Some(&auth))?;
+        let b = wrk(&format!("http://127.0.0.1:{port}/x"), Some(&auth))?;
+        eprintln!("redirects/s gateway {g:.0} bare {b:.0}: {:.3}", g / b);
+    }
+    Ok(())
 }
 
 async fn list_loop() -> Result<()> {
