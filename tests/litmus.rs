@@ -20,25 +20,13 @@ const EXPECTED: &[(&str, usize)] = &[
 
 /// Tests that pass only with a warning (or are skipped), as (suite, test number, name, why).
 /// Anything else that warns, is skipped or fails fails this test.
-const KNOWN_WARNINGS: &[(&str, u32, &str, &str)] = &[
-    (
-        "basic",
-        9,
-        "delete_fragment",
-        "hyper's URI parser drops the `#fragment` before the gateway sees the request, so the \
+const KNOWN_WARNINGS: &[(&str, u32, &str, &str)] = &[(
+    "basic",
+    9,
+    "delete_fragment",
+    "hyper's URI parser drops the `#fragment` before the gateway sees the request, so the \
          DELETE reaches the folder itself",
-    ),
-    (
-        "props",
-        12,
-        "propget",
-        "dav-server 0.11 (write_props) omits the 404 propstat of properties that are not set and \
-         appends every dead property: a named PROPFIND of removed properties lists no status \
-         for them",
-    ),
-    ("props", 14, "propget", "as props 12"),
-    ("props", 22, "propget", "as props 12"),
-];
+)];
 
 /// One litmus test that warned, was skipped or failed: (suite, number, name, verdict line).
 fn flagged(text: &str) -> Vec<(String, u32, String, String)> {

@@ -1,18 +1,41 @@
-//! The directly written Depth 1 listing (`dav::multistatus`, used for a PROPFIND without a
-//! body) says exactly what dav-server says for the same request (an explicit `<allprop/>`
-//! body, which always goes to dav-server): same responses, hrefs, properties, values and
-//! statuses, compared parsed, for the client profiles and mount kinds that change the answer,
-//! and for the cases where the fast path must decline (dead properties, locks). Which writer
-//! answered each request is read from `pan123_propfind_answers_total` and asserted, so a fast
-//! path that silently stopped answering fails here.
+//! The one-pass PROPFIND writer (`dav::multistatus`) says what dav-server says for the same
+//! request, for every request shape real clients send (no body, `allprop` with and without
+//! `include`, `propname`, rclone's, Finder's and Windows Explorer's `prop` lists), Depth 0 and
+//! 1, files and folders, read-only and writable mounts, and with dead properties, locks and
+//! client junk present. dav-server's answer is the reference, asked for with
+//! `X-Propfind-Writer: dav-server`; both are compared parsed. Where dav-server strays from RFC
+//! 4918 the writer follows the RFC and the comparison says how (see [`compare`]). Which writer
+//! answered each request is read from `pan123_propfind_answers_total` and asserted, so a
+//! writer that silently stopped answering fails here.
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use common::*;
 use pan123_emulator::EmulatorConfig;
+use pan123_webdav::dav::propfind_body;
 
-const ALLPROP: &str =
-    "<?xml version=\"1.0\" encoding=\"utf-8\"?><D:propfind xmlns:D=\"DAV:\"><D:allprop/></D:propfind>";
+/// The request bodies: (label, body). `None` is no body at all.
+const BODIES: &[(&str, Option<&str>)] = &[
+    ("none", None),
+    ("allprop", Some(propfind_body::ALLPROP)),
+    (
+        "allprop+include",
+        Some("<?xml version=\"1.0\"?><D:propfind xmlns:D=\"DAV:\"><D:allprop/><D:include><D:quota-used-bytes/><D:quota-available-bytes/><D:nonesuch/></D:include></D:propfind>"),
+    ),
+    (
+        "propname",
+        Some("<?xml version=\"1.0\"?><propfind xmlns=\"DAV:\"><propname/></propfind>"),
+    ),
+    ("rclone", Some(propfind_body::RCLONE)),
+    ("finder", Some(propfind_body::FINDER)),
+    ("windows", Some(propfind_body::WINDOWS)),
+    (
+        "unknown only",
+        Some("<?xml version=\"1.0\"?><D:propfind xmlns:D=\"DAV:\"><D:prop><x:a xmlns:x=\"urn:x\"/><b xmlns=\"\"/></D:prop></D:propfind>"),
+    ),
+];
 
 /// Names that exercise the href encoding, the MIME table and the hidden bit.
 const NAMES: &[&str] = &[
@@ -52,12 +75,41 @@ async fn env() -> TestEnv {
 
 /// A parsed element: namespace, local name, text, children (prefixes and declarations are
 /// spelling, not meaning).
-#[derive(Debug, PartialEq)]
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord, Clone)]
 struct Node {
     ns: Option<String>,
     name: String,
     text: String,
     children: Vec<Node>,
+}
+
+impl Node {
+    fn is(&self, name: &str) -> bool {
+        self.ns.as_deref() == Some("DAV:") && self.name == name
+    }
+    fn child(&self, name: &str) -> Option<&Node> {
+        self.children.iter().find(|c| c.is(name))
+    }
+    /// The property's name only.
+    fn name_only(&self) -> Node {
+        Node {
+            text: String::new(),
+            children: Vec::new(),
+            ..self.clone()
+        }
+    }
+    /// A lock's remaining time changes between two requests: left out.
+    fn without_timeouts(&self) -> Node {
+        Node {
+            text: if self.is("timeout") {
+                String::new()
+            } else {
+                self.text.clone()
+            },
+            children: self.children.iter().map(Node::without_timeouts).collect(),
+            ..self.clone()
+        }
+    }
 }
 
 fn node(e: &xmltree::Element) -> Node {
@@ -84,6 +136,97 @@ fn parse(xml: &str) -> Node {
     node(&root)
 }
 
+/// One response's properties by status ("HTTP/1.1 200 OK" → set of properties).
+type Props = BTreeMap<String, BTreeSet<Node>>;
+
+/// A multistatus as href → properties by status; asserts each href answers once.
+fn by_href(ms: &Node) -> BTreeMap<String, Props> {
+    assert!(ms.is("multistatus"), "{ms:?}");
+    let mut out = BTreeMap::new();
+    for r in ms.children.iter().filter(|c| c.is("response")) {
+        let href = r.child("href").expect("href").text.clone();
+        let mut props = Props::new();
+        for ps in r.children.iter().filter(|c| c.is("propstat")) {
+            let status = ps.child("status").expect("status").text.clone();
+            let set = props.entry(status).or_default();
+            for p in &ps.child("prop").expect("prop").children {
+                set.insert(p.without_timeouts());
+            }
+        }
+        assert!(out.insert(href.clone(), props).is_none(), "{href} twice");
+    }
+    out
+}
+
+/// The names a body asks for by name: `prop`'s list, or `include`'s.
+fn named(body: Option<&str>) -> Option<BTreeSet<Node>> {
+    let root = parse(body?);
+    let list = root.child("prop").or_else(|| root.child("include"))?;
+    Some(list.children.iter().map(Node::name_only).collect())
+}
+
+const OK: &str = "HTTP/1.1 200 OK";
+const NOT_FOUND: &str = "HTTP/1.1 404 Not Found";
+
+/// Compares the writer's answer with dav-server's, where they differ by design:
+/// - RFC 4918 §9.1: a property asked for by name that does not exist is listed under 404;
+///   dav-server leaves it out. So the writer's 404s must be exactly the names asked for
+///   (`prop` or `include`) that it did not answer 200, and none otherwise.
+/// - A `prop` request gets only the properties it names; dav-server adds every dead property
+///   (and the checksum) to each response, sometimes twice.
+/// - `propname` lists names; dav-server adds values to some (dead ones, locks).
+/// - `include` (RFC 4918's spelling) is read; dav-server reads only `includes`, so the names
+///   included are compared as 404 above and left out of the rest.
+fn compare(what: &str, label: &str, body: Option<&str>, ours: &str, reference: &str) {
+    let (mine, theirs) = (by_href(&parse(ours)), by_href(&parse(reference)));
+    assert_eq!(
+        mine.keys().collect::<Vec<_>>(),
+        theirs.keys().collect::<Vec<_>>(),
+        "{what} {label}: hrefs\n--- direct:\n{ours}\n--- dav-server:\n{reference}"
+    );
+    let asked = named(body);
+    let is_prop = body.is_some_and(|b| parse(b).child("prop").is_some());
+    let names_only = label == "propname";
+    for (href, mut props) in mine {
+        let mut reference_props = theirs[&href].clone();
+        let missing = props.remove(NOT_FOUND).unwrap_or_default();
+        let mut ok = props.remove(OK).unwrap_or_default();
+        assert!(
+            props.is_empty(),
+            "{what} {label} {href}: other statuses {props:?}"
+        );
+        let ok_names: BTreeSet<Node> = ok.iter().map(Node::name_only).collect();
+        match &asked {
+            Some(asked) => {
+                let expect: BTreeSet<Node> = asked.difference(&ok_names).cloned().collect();
+                assert_eq!(missing, expect, "{what} {label} {href}: the 404 propstat");
+            }
+            None => assert!(
+                missing.is_empty(),
+                "{what} {label} {href}: 404s {missing:?}"
+            ),
+        }
+        let mut reference_ok = reference_props.remove(OK).unwrap_or_default();
+        assert!(
+            reference_props.is_empty(),
+            "{what} {label} {href}: dav-server's other statuses {reference_props:?}"
+        );
+        if let Some(asked) = asked.as_ref().filter(|_| is_prop) {
+            reference_ok.retain(|p| asked.contains(&p.name_only()));
+        } else if let Some(included) = &asked {
+            ok.retain(|p| !included.contains(&p.name_only()) || reference_ok.contains(p));
+        }
+        if names_only {
+            ok = ok.iter().map(Node::name_only).collect();
+            reference_ok = reference_ok.iter().map(Node::name_only).collect();
+        }
+        assert_eq!(
+            ok, reference_ok,
+            "{what} {label} {href}: the 200 propstat\n--- direct:\n{ours}\n--- dav-server:\n{reference}"
+        );
+    }
+}
+
 struct Answer {
     status: u16,
     content_type: Option<String>,
@@ -91,11 +234,21 @@ struct Answer {
     body: String,
 }
 
-async fn propfind(env: &TestEnv, path: &str, ua: &str, body: Option<&str>) -> Answer {
+async fn propfind(
+    env: &TestEnv,
+    path: &str,
+    depth: &str,
+    ua: &str,
+    body: Option<&str>,
+    reference: bool,
+) -> Answer {
     let mut rb = env
         .req("PROPFIND", path)
-        .header("Depth", "1")
+        .header("Depth", depth)
         .header("User-Agent", ua);
+    if reference {
+        rb = rb.header("X-Propfind-Writer", "dav-server");
+    }
     if let Some(b) = body {
         rb = rb
             .header("Content-Type", "application/xml")
@@ -152,36 +305,40 @@ fn writer_between(before: (u64, u64), after: (u64, u64)) -> Writer {
     }
 }
 
-/// The body-less PROPFIND and the `<allprop/>` one agree; `fast_writer` answered the first
-/// (dav-server always answers the second). Returns the body-less body.
-async fn same(env: &TestEnv, path: &str, ua: &str, fast_writer: Writer) -> String {
-    let before = writer_counts(env).await;
-    let fast = propfind(env, path, ua, None).await;
-    let middle = writer_counts(env).await;
-    let slow = propfind(env, path, ua, Some(ALLPROP)).await;
-    let after = writer_counts(env).await;
-    assert_eq!(
-        writer_between(before, middle),
-        fast_writer,
-        "{path} {ua}: without a body"
-    );
-    assert_eq!(
-        writer_between(middle, after),
-        Writer::DavServer,
-        "{path} {ua}: <allprop/>"
-    );
-    assert_eq!(fast.status, 207, "{path} {ua}: {}", fast.body);
-    assert_eq!(slow.status, 207, "{path} {ua}: {}", slow.body);
-    assert_eq!(fast.content_type, slow.content_type, "{path} {ua}");
-    assert_eq!(fast.content_location, slow.content_location, "{path} {ua}");
-    let (a, b) = (parse(&fast.body), parse(&slow.body));
-    if a != b {
-        panic!(
-            "{path} with {ua:?}: the listings differ\n--- without a body:\n{}\n--- with <allprop/>:\n{}",
-            fast.body, slow.body
+/// Sends every body at `path` with `depth` and `ua`, once to the one-pass writer (which must
+/// answer) and once to dav-server, and compares. Returns the body-less answer.
+async fn same(env: &TestEnv, path: &str, depth: &str, ua: &str) -> String {
+    let mut first = String::new();
+    for (label, body) in BODIES {
+        let what = format!("{path} Depth {depth} {ua:?}");
+        let before = writer_counts(env).await;
+        let fast = propfind(env, path, depth, ua, *body, false).await;
+        let middle = writer_counts(env).await;
+        let slow = propfind(env, path, depth, ua, *body, true).await;
+        let after = writer_counts(env).await;
+        assert_eq!(
+            writer_between(before, middle),
+            Writer::Direct,
+            "{what} {label}"
         );
+        assert_eq!(
+            writer_between(middle, after),
+            Writer::DavServer,
+            "{what} {label}: reference"
+        );
+        assert_eq!(fast.status, 207, "{what} {label}: {}", fast.body);
+        assert_eq!(slow.status, 207, "{what} {label}: {}", slow.body);
+        assert_eq!(fast.content_type, slow.content_type, "{what} {label}");
+        assert_eq!(
+            fast.content_location, slow.content_location,
+            "{what} {label}"
+        );
+        compare(&what, label, *body, &fast.body, &slow.body);
+        if body.is_none() {
+            first = fast.body;
+        }
     }
-    fast.body
+    first
 }
 
 const AGENTS: &[&str] = &[
@@ -193,31 +350,70 @@ const AGENTS: &[&str] = &[
 ];
 
 #[tokio::test]
-async fn the_direct_listing_equals_dav_servers() {
+async fn every_shape_equals_dav_servers_answer() {
     let _turn = TURN.lock().await;
     let env = env().await;
     for ua in AGENTS {
-        for path in [
-            "/rw/d/",
-            "/rw/d",
-            "/rw/",
-            "/rw",
-            "/ro/d/",
-            "/ro/",
-            "/rw/d/sub%20folder/",
-        ] {
-            let body = same(&env, path, ua, Writer::Direct).await;
-            assert!(body.contains("<D:response>"), "{path}: {body}");
+        for path in ["/rw/d/", "/rw/d", "/rw/", "/ro/d/", "/rw/d/sub%20folder/"] {
+            for depth in ["0", "1"] {
+                let body = same(&env, path, depth, ua).await;
+                assert!(body.contains("<D:response>"), "{path}: {body}");
+            }
+        }
+    }
+    for path in [
+        "/rw",
+        "/rw/d/plain.txt",
+        "/ro/d/film.mkv",
+        "/rw/d/emoji%20%F0%9F%8E%AC.mp4",
+    ] {
+        for depth in ["0", "1"] {
+            same(&env, path, depth, "x").await;
         }
     }
     // Every name made it, with its checksum.
-    let body = same(&env, "/rw/d/", "x", Writer::Direct).await;
+    let body = same(&env, "/rw/d/", "1", "x").await;
     assert_eq!(responses(&body), 1 + NAMES.len() + 3, "{body}");
     assert!(body.contains("MD5:"), "{body}");
 }
 
 #[tokio::test]
-async fn client_times_and_declined_cases_agree_too() {
+async fn unknown_properties_get_a_404_propstat() {
+    let _turn = TURN.lock().await;
+    let env = env().await;
+    let body = BODIES
+        .iter()
+        .find(|b| b.0 == "unknown only")
+        .and_then(|b| b.1);
+    let res = propfind(&env, "/rw/d/plain.txt", "0", "x", body, false).await;
+    assert_eq!(res.status, 207);
+    let ms = by_href(&parse(&res.body));
+    let props = &ms["/rw/d/plain.txt"];
+    assert_eq!(
+        props.keys().collect::<Vec<_>>(),
+        vec![NOT_FOUND],
+        "{}",
+        res.body
+    );
+    let mut names: Vec<&str> = props[NOT_FOUND].iter().map(|n| n.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, vec!["a", "b"], "{}", res.body);
+    // And the included quota comes with allprop.
+    let body = BODIES
+        .iter()
+        .find(|b| b.0 == "allprop+include")
+        .and_then(|b| b.1);
+    let res = propfind(&env, "/rw/", "0", "x", body, false).await;
+    let ms = by_href(&parse(&res.body));
+    let ok = &ms["/rw/"][OK];
+    assert!(ok.iter().any(|p| p.is("quota-used-bytes")), "{}", res.body);
+    assert!(ok.iter().any(|p| p.is("getlastmodified")), "{}", res.body);
+    let missing = &ms["/rw/"][NOT_FOUND];
+    assert_eq!(missing.len(), 1, "{}", res.body);
+}
+
+#[tokio::test]
+async fn dead_properties_locks_and_junk_are_written_directly() {
     let _turn = TURN.lock().await;
     let env = env().await;
     // A client modification time (kept locally) shows in both.
@@ -229,12 +425,11 @@ async fn client_times_and_declined_cases_agree_too() {
         .await
         .expect("put");
     assert!(res.status().is_success(), "{}", res.status());
-    let body = same(&env, "/rw/d/", "x", Writer::Direct).await;
+    let body = same(&env, "/rw/d/", "1", "x").await;
     assert!(body.contains("2017"), "{body}");
 
     // Client junk kept locally (Explorer's Thumbs.db): listed for its user, whatever the
-    // client; the fast path declines for the clients whose junk is local (the name is junk to
-    // them) and answers for the others.
+    // client.
     let res = env
         .req("PUT", "/rw/d/Thumbs.db")
         .header("User-Agent", AGENTS[1])
@@ -244,35 +439,60 @@ async fn client_times_and_declined_cases_agree_too() {
         .expect("put junk");
     assert!(res.status().is_success(), "{}", res.status());
     for ua in AGENTS {
-        let body = same(&env, "/rw/d/", ua, Writer::DavServer).await;
+        let body = same(&env, "/rw/d/", "1", ua).await;
         assert!(body.contains("Thumbs.db"), "{ua}: {body}");
+        same(&env, "/rw/d/Thumbs.db", "0", ua).await;
     }
 
-    // A dead property on a child: the fast path declines, dav-server answers both.
-    let proppatch = "<?xml version=\"1.0\"?><D:propertyupdate xmlns:D=\"DAV:\" xmlns:Z=\"urn:x\"><D:set><D:prop><Z:color>red</Z:color></D:prop></D:set></D:propertyupdate>";
-    let res = env
-        .req("PROPPATCH", "/rw/d/plain.txt")
-        .body(proppatch)
-        .send()
-        .await
-        .expect("proppatch");
-    assert_eq!(res.status().as_u16(), 207);
-    let body = same(&env, "/rw/d/", "x", Writer::DavServer).await;
-    assert!(body.contains("red"), "{body}");
-
-    // A lock on a child: its lockdiscovery is not empty, in both.
-    let lock = "<?xml version=\"1.0\"?><D:lockinfo xmlns:D=\"DAV:\"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner>me</D:owner></D:lockinfo>";
-    let res = env
-        .req("LOCK", "/rw/d/sub%20folder/inner.txt")
-        .header("Timeout", "Second-600")
-        .body(lock)
-        .send()
-        .await
-        .expect("lock");
-    assert_eq!(res.status().as_u16(), 200);
+    // Dead properties on a child and on the folder, one of them displayname.
+    for (path, prop) in [
+        ("/rw/d/plain.txt", "<Z:color>red</Z:color>"),
+        ("/rw/d/plain.txt", "<D:displayname>Plain</D:displayname>"),
+        (
+            "/rw/d/",
+            "<Z:nested><Z:a x=\"1\">one</Z:a><b xmlns=\"urn:b\">two</b></Z:nested>",
+        ),
+    ] {
+        let proppatch = format!("<?xml version=\"1.0\"?><D:propertyupdate xmlns:D=\"DAV:\" xmlns:Z=\"urn:x\"><D:set><D:prop>{prop}</D:prop></D:set></D:propertyupdate>");
+        let res = env
+            .req("PROPPATCH", path)
+            .body(proppatch)
+            .send()
+            .await
+            .expect("proppatch");
+        assert_eq!(res.status().as_u16(), 207);
+    }
+    let asks_color = "<?xml version=\"1.0\"?><D:propfind xmlns:D=\"DAV:\"><D:prop><Z:color xmlns:Z=\"urn:x\"/><D:displayname/></D:prop></D:propfind>";
     for ua in AGENTS {
-        let body = same(&env, "/rw/d/sub%20folder/", ua, Writer::DavServer).await;
-        assert!(body.contains("activelock"), "{body}");
-        same(&env, "/rw/d/", ua, Writer::DavServer).await;
+        let body = same(&env, "/rw/d/", "1", ua).await;
+        assert!(body.contains("red"), "{body}");
+        assert!(body.contains("Plain"), "{body}");
+        same(&env, "/rw/d/plain.txt", "0", ua).await;
+        let res = propfind(&env, "/rw/d/plain.txt", "0", ua, Some(asks_color), false).await;
+        let ms = by_href(&parse(&res.body));
+        let ok: Vec<&str> = ms["/rw/d/plain.txt"][OK]
+            .iter()
+            .map(|n| n.text.as_str())
+            .collect();
+        assert_eq!(ok, vec!["Plain", "red"], "{}", res.body);
+    }
+
+    // A lock on a child, then one on the folder (deep; both shared, so they can coexist):
+    // lockdiscovery lists them, in both.
+    let lock = "<?xml version=\"1.0\"?><D:lockinfo xmlns:D=\"DAV:\"><D:lockscope><D:shared/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner><D:href>me</D:href></D:owner></D:lockinfo>";
+    for path in ["/rw/d/sub%20folder/inner.txt", "/rw/d/"] {
+        let res = env
+            .req("LOCK", path)
+            .header("Timeout", "Second-600")
+            .body(lock)
+            .send()
+            .await
+            .expect("lock");
+        assert_eq!(res.status().as_u16(), 200);
+        for ua in AGENTS {
+            let body = same(&env, "/rw/d/sub%20folder/", "1", ua).await;
+            assert!(body.contains("activelock"), "{body}");
+            same(&env, "/rw/d/", "1", ua).await;
+        }
     }
 }

@@ -30,6 +30,12 @@ pub async fn scope<F: Future>(limit: Duration, f: F) -> F::Output {
     DEADLINE.scope(Instant::now() + limit, f).await
 }
 
+/// Runs `f` (one client request) with the upstream deadline `at` (the request's start plus
+/// `server.upstream_deadline`: the server reads the clock once for both).
+pub async fn scope_until<F: Future>(at: Instant, f: F) -> F::Output {
+    DEADLINE.scope(at, f).await
+}
+
 /// The current request's deadline; `None` outside a request.
 pub fn current() -> Option<Instant> {
     DEADLINE.try_with(|d| *d).ok()

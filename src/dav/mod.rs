@@ -9,6 +9,7 @@ pub mod junk;
 pub mod locks;
 mod meta;
 pub mod multistatus;
+pub mod propfind_body;
 pub mod props;
 mod write;
 
@@ -180,24 +181,39 @@ impl MountFs {
     /// The children of the folder at `segs` (`key` = its side-store key) as the user sees
     /// them: the listing with client modification times, then the user's junk kept locally.
     async fn children(&self, segs: &[String], key: &str, ctx: &Ctx) -> FsResult<Vec<Entry>> {
+        let children = self.children_view(segs, key, ctx).await?;
+        Ok(children.iter().map(|e| self.shown(key, &e)).collect())
+    }
+
+    /// The same children without copying the listing; client modification times are applied
+    /// by whoever reads them ([`MountFs::shown`]).
+    async fn children_view(&self, segs: &[String], key: &str, ctx: &Ctx) -> FsResult<Children> {
         let dir = self.entry(segs, ctx).await?;
-        let mut entries = self
+        let view = self
             .mount
             .vfs
-            .list_view(&dir)
+            .list_shared(&dir)
             .await
             .map_err(|e| ctx.fs_error(&e))?;
-        for e in &mut entries {
-            self.apply_mtime(&format!("{key}/{}", e.name), e);
+        let junk = self
+            .mount
+            .junk
+            .list(&ctx.user, key)
+            .into_iter()
+            .map(|(n, f)| junk_entry(&n, &f))
+            .collect();
+        Ok(Children { view, junk })
+    }
+
+    /// A child of the folder with side-store key `dir_key` as the user sees it: a listed entry
+    /// with the client's modification time, if one was stored for its content (junk kept
+    /// locally has its own).
+    fn shown(&self, dir_key: &str, child: &Child<'_>) -> Entry {
+        let mut e = child.entry.clone();
+        if !child.junk {
+            self.apply_mtime(&format!("{dir_key}/{}", e.name), &mut e);
         }
-        entries.extend(
-            self.mount
-                .junk
-                .list(&ctx.user, key)
-                .into_iter()
-                .map(|(n, f)| junk_entry(&n, &f)),
-        );
-        Ok(entries)
+        e
     }
 
     /// The parent folder entry and the last name of `segs`.
@@ -213,6 +229,67 @@ impl MountFs {
             return Err(FsError::Forbidden);
         }
         Ok((parent, name.clone()))
+    }
+}
+
+/// A folder's children as the user sees them: the listing with local files over it (shared,
+/// not copied), then the user's junk kept locally.
+pub struct Children {
+    view: crate::vfs::View,
+    junk: Vec<Entry>,
+}
+
+/// One of [`Children`], before [`MountFs::shown`].
+pub struct Child<'a> {
+    pub entry: &'a Entry,
+    /// Kept in the junk store (not listed by the vfs).
+    pub junk: bool,
+}
+
+impl Children {
+    /// The entries in order: the listing's, then the junk.
+    pub fn iter(&self) -> impl Iterator<Item = Child<'_>> {
+        let listed = self.view.iter().map(|entry| Child { entry, junk: false });
+        listed.chain(self.junk.iter().map(|entry| Child { entry, junk: true }))
+    }
+
+    /// The `i`th entry of [`iter`](Self::iter) and the position to look from for the next one
+    /// (`from` = where the previous call left off): the walk a streamed answer makes.
+    pub fn next_from(&self, from: usize) -> Option<(Child<'_>, usize)> {
+        let listing = &self.view.listing.entries;
+        let mut i = from;
+        while let Some(e) = listing.get(i) {
+            i += 1;
+            if !self.view.local.iter().any(|l| l.name == e.name) {
+                return Some((
+                    Child {
+                        entry: e,
+                        junk: false,
+                    },
+                    i,
+                ));
+            }
+        }
+        let rest = i - listing.len();
+        if let Some(e) = self.view.local.get(rest) {
+            return Some((
+                Child {
+                    entry: e,
+                    junk: false,
+                },
+                i + 1,
+            ));
+        }
+        let rest = rest - self.view.local.len();
+        self.junk.get(rest).map(|e| {
+            (
+                Child {
+                    entry: e,
+                    junk: true,
+                },
+                i + 1,
+            )
+        })
     }
 }
 

@@ -1,27 +1,36 @@
-//! The commonest listing, written directly: PROPFIND `Depth: 1` with no body (allprop) on a
-//! folder whose listing is known.
+//! PROPFIND answered in one pass from the cached listing, for every request shape: no body,
+//! `allprop` (with or without `include`), `propname` and `prop` lists, `Depth: 0` and `1`.
 //!
-//! dav-server answers it correctly but builds an XML tree per property, parses every dead
-//! property's XML back into a tree (here each file's `oc:checksums`) and resolves each child by
-//! path twice; for a folder of 10,000 files that is most of the time of the request. This
-//! module writes the same multistatus in one pass over the listing.
+//! dav-server answers correctly but builds an XML tree per property, parses every dead
+//! property's XML back into a tree (each file's `oc:checksums`) and resolves each child by path
+//! twice; for a folder of 10,000 files that is most of the time of the request, and real
+//! clients (rclone, Finder, Windows) all send a body. This module writes the multistatus
+//! straight from the listing, dead properties (`dav::props`) and locks (`dav::locks`) included,
+//! streamed in chunks so a huge folder is never held whole.
 //!
-//! Same means: the responses, hrefs (dav-server's percent-encoding), properties, values and
-//! statuses that dav-server's `PropWriter` produces for the same request over [`MountFs`],
-//! including the Microsoft property set for a `Microsoft` User-Agent, `supportedlock` on
-//! writable mounts and the `Content-Location` of a folder asked for without its slash
-//! (`tests/propfind_fast.rs` compares both parsed). Whatever this module does not reproduce
-//! exactly makes it decline (`None`) so that dav-server answers: a request body, dead
-//! properties in or below the folder, a lock on, above or below it, a name that is client
-//! junk, not NFC or not a plain segment.
+//! dav-server stays the reference (`tests/propfind_fast.rs` compares both answers parsed): same
+//! responses, hrefs (its percent-encoding), values and statuses, including the Microsoft
+//! allprop set for a `Microsoft` User-Agent, `supportedlock` on writable mounts, the
+//! zero-padded `quota-used-bytes` it sends Finder and the `Content-Location` of a folder asked
+//! for without its slash. Where dav-server strays from RFC 4918 this module follows the RFC:
+//! an asked-for property that does not exist is listed under a 404 propstat (§9.1; dav-server
+//! leaves it out), a `prop` request gets only the properties it names and `propname` only
+//! names (dav-server adds every dead property with its value to both), and `allprop`'s
+//! `include` is read by its RFC name (dav-server reads `includes`; both are read here).
+//!
+//! It declines (`None`, dav-server answers) only for what it cannot reproduce: a target it
+//! cannot resolve (dav-server then says why) or a listed name that is not NFC or not a plain
+//! segment (dav-server would resolve another path).
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
 use dav_server::davpath::DavPath;
-use dav_server::ls::DavLockSystem;
+use dav_server::fs::DavProp;
+use dav_server::ls::{DavLock, DavLockSystem};
 use futures_util::StreamExt as _;
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_LOCATION, CONTENT_TYPE, PRAGMA};
 use http::{Response, StatusCode};
@@ -29,7 +38,8 @@ use http_body_util::BodyExt;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 use unicode_normalization::{is_nfc_quick, IsNormalized};
 
-use super::{segments, store_key, Ctx, EntryMeta, MountFs, OC_NS};
+use super::propfind_body::{Asked, PropName};
+use super::{segments, store_key, Children, Ctx, MountFs, OC_NS};
 use crate::backend::Entry;
 use crate::download::ResponseBody;
 use crate::mount::Mount;
@@ -43,72 +53,166 @@ const PATH_ENCODE_SET: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'/');
 
 /// Entries per body chunk: big enough to keep per-chunk overhead negligible, small enough that
-/// a huge folder is streamed rather than held whole.
+/// a huge folder is streamed rather than held whole (a chunk is about 160 KiB).
 const ENTRIES_PER_CHUNK: usize = 256;
 
-/// The multistatus of `Depth: 1` allprop on the folder at `uri_path` (the request's path, with
-/// the mount's prefix), or `None` when dav-server must answer. The caller has checked that
-/// the request is a PROPFIND with `Depth: 1` and an empty body, and fetched the listing.
-pub async fn depth_one_allprop(
+const DAV: &str = "DAV:";
+const MS: &str = "urn:schemas-microsoft-com:";
+const APACHE: &str = "http://apache.org/dav/props/";
+
+/// RFC 4918 §14.2's allprop set, as dav-server sends it (`displayname` and
+/// `getcontentlanguage` are dead properties here, listed when stored).
+const ALLPROP: &[&str] = &[
+    "creationdate",
+    "getcontentlength",
+    "getcontenttype",
+    "getetag",
+    "getlastmodified",
+    "lockdiscovery",
+    "resourcetype",
+    "supportedlock",
+];
+/// What dav-server adds to allprop for a `Microsoft` User-Agent (Windows' Mini-Redirector
+/// reads these); `Win32LastAccessTime` is unknown here and left out.
+const MS_ALLPROP: &[&str] = &[
+    "Win32CreationTime",
+    "Win32FileAttributes",
+    "Win32LastModifiedTime",
+];
+/// The live names `propname` lists (when they exist for the resource).
+const PROPNAME_DAV: &[&str] = &[
+    "creationdate",
+    "getcontentlength",
+    "getcontenttype",
+    "getetag",
+    "getlastmodified",
+    "lockdiscovery",
+    "resourcetype",
+    "supportedlock",
+    "quota-available-bytes",
+    "quota-used-bytes",
+];
+
+/// The multistatus for the PROPFIND at `uri_path` (the request's path, with the mount's
+/// prefix), or `None` when dav-server must answer. The caller has checked the Depth (0 or 1)
+/// and, for Depth 1 on a folder, fetched the complete listing.
+pub async fn answer(
     mount: &Arc<Mount>,
     ctx: &Ctx,
     uri_path: &str,
     user_agent: &str,
+    depth_one: bool,
+    asked: Asked,
 ) -> Option<Response<ResponseBody>> {
     let mut path = DavPath::new(uri_path).ok()?;
-    if !mount.name().is_empty() {
-        path.set_prefix(&format!("/{}", mount.name())).ok()?;
+    let prefix = (!mount.name().is_empty()).then(|| format!("/{}", mount.name()));
+    if let Some(p) = &prefix {
+        path.set_prefix(p).ok()?;
     }
     let segs = segments(&path).ok()?;
-    if segs.last().is_some_and(|n| ctx.is_junk(n)) {
-        return None;
-    }
     let fs = MountFs::new(mount.clone());
-    let folder = fs.entry(&segs, ctx).await.ok()?;
-    if !folder.is_dir {
-        return None;
-    }
+    let target = fs.entry(&segs, ctx).await.ok()?;
     let key = store_key(&segs);
-    if mount.props.any_at_or_below(&key) {
-        return None;
-    }
-    let locks = !mount.read_only();
-    if locks {
-        // Ok = no lock on the folder, an ancestor (deep) or anything below it, so every
-        // `lockdiscovery` is empty.
-        let ls: &dyn DavLockSystem = &*mount.locks;
-        if ls.check(&path, None, true, true, &[]).await.is_err() {
-            return None;
-        }
-    }
-    let entries = fs.children(&segs, &key, ctx).await.ok()?;
-    if !entries.iter().all(|e| plain_name(&e.name, ctx)) {
+    // Shared with the listing cache, not copied: read entry by entry as the body is written.
+    let children = if depth_one && target.is_dir {
+        Some(fs.children_view(&segs, &key, ctx).await.ok()?)
+    } else {
+        None
+    };
+    let each = || children.iter().flat_map(|c| c.iter());
+    if !each().all(|c| plain_name(&c.entry.name)) {
         return None;
     }
 
-    // The folder's href, with the slash dav-server adds (and announces) when it was missing.
+    // The target's href, with the slash dav-server adds (and announces) to a folder.
     let mut href = path.with_prefix().as_url_string();
     let mut content_location = None;
-    if !href.ends_with('/') {
+    if target.is_dir && !href.ends_with('/') {
         href.push('/');
         content_location = Some(href.clone());
     }
-    let folder_name = segs.last().cloned().unwrap_or_default();
+    let names = Names::of(&asked, user_agent.contains("Microsoft"));
+    let quota = if names.quota {
+        mount.vfs.quota().await.ok().map(|q| (q.used, q.total))
+    } else {
+        None
+    };
     let w = Writer {
-        ms: user_agent.contains("Microsoft"),
-        locks,
+        asked,
+        names,
+        locks: !mount.read_only(),
+        webdavfs: user_agent.contains("WebDAVFS"),
+        quota,
+        user: ctx.user.clone(),
+        junk_local: ctx.junk_local,
     };
 
-    let mut head = String::with_capacity(1024);
+    // What only some resources have: dead properties and locks, looked up once here (both
+    // are per-mount maps in memory) so the chunks below are written without waiting.
+    let mut extras: HashMap<usize, Extra> = HashMap::new();
+    let target_name = segs.last().cloned().unwrap_or_default();
+    if mount.props.any_at_or_below(&key) {
+        let mut add = |i: usize, name: &str, k: &str| {
+            if dead_props_apply(mount, ctx, name, k) {
+                let dead = mount.props.all(k, true);
+                if !dead.is_empty() {
+                    extras.entry(i).or_default().dead = dead;
+                }
+            }
+        };
+        add(0, &target_name, &key);
+        for (i, c) in each().enumerate() {
+            add(i + 1, &c.entry.name, &format!("{key}/{}", c.entry.name));
+        }
+    }
+    if w.locks {
+        let ls: &dyn DavLockSystem = &*mount.locks;
+        // Ok = no lock on the target, an ancestor (deep) or anything below it: every
+        // lockdiscovery is empty, and no resource is looked up.
+        if ls.check(&path, None, true, true, &[]).await.is_err() {
+            let resource = |h: &str| {
+                let mut p = DavPath::new(h).ok()?;
+                if let Some(pre) = &prefix {
+                    p.set_prefix(pre).ok()?;
+                }
+                Some(p)
+            };
+            let at = resource(&href)?;
+            let found = ls.discover(&at).await;
+            if !found.is_empty() {
+                extras.entry(0).or_default().locks = found;
+            }
+            for (i, c) in each().enumerate() {
+                let at = resource(&child_href(&href, c.entry))?;
+                let found = ls.discover(&at).await;
+                if !found.is_empty() {
+                    extras.entry(i + 1).or_default().locks = found;
+                }
+            }
+        }
+    }
+
+    let mut head = String::with_capacity(2048);
     head.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>");
     head.push_str("<D:multistatus xmlns:D=\"DAV:\"");
-    if w.ms {
+    if w.names.ms_prefix {
         head.push_str(" xmlns:Z=\"urn:schemas-microsoft-com:\"");
     }
     head.push('>');
-    w.response(&mut head, &href, &folder_name, &folder);
+    let mut buf = Buffers::default();
+    w.response(
+        &mut head,
+        &mut buf,
+        &Res {
+            href: &href,
+            name: &target_name,
+            entry: &target,
+            mount_root: segs.is_empty(),
+            extra: extras.get(&0),
+        },
+    );
     let first = Bytes::from(head);
-    let rest = chunks(entries, href, w);
+    let rest = chunks(children, fs, key, href, w, extras);
     let body = futures_util::stream::iter(std::iter::once(first).chain(rest))
         .map(|b| Ok::<_, std::io::Error>(http_body::Frame::data(b)));
     let mut res = Response::new(http_body_util::StreamBody::new(body).boxed_unsync());
@@ -128,138 +232,523 @@ pub async fn depth_one_allprop(
     Some(res)
 }
 
-/// The children's responses in chunks, written as the body is read; the last chunk closes
-/// the multistatus.
-fn chunks(entries: Vec<Entry>, folder_href: String, w: Writer) -> impl Iterator<Item = Bytes> {
-    let mut entries = entries.into_iter().peekable();
+/// Does dav-server find dead properties for this name? A name that is client junk for this
+/// request resolves in the junk store only (`MountFs::entry`): a file 123 holds under such a
+/// name shows neither dead properties nor a checksum there.
+fn dead_props_apply(mount: &Mount, ctx: &Ctx, name: &str, key: &str) -> bool {
+    !ctx.is_junk(name) || mount.junk.get(&ctx.user, key).is_some()
+}
+
+/// A child's href: the folder's (ending in '/') and the encoded name, '/' after a folder.
+fn child_href(folder_href: &str, e: &Entry) -> String {
+    let mut href = String::with_capacity(folder_href.len() + e.name.len() + 8);
+    href.push_str(folder_href);
+    href.extend(percent_encoding::percent_encode(
+        e.name.as_bytes(),
+        PATH_ENCODE_SET,
+    ));
+    if e.is_dir {
+        href.push('/');
+    }
+    href
+}
+
+/// The children's responses in chunks, written as the body is read (so memory does not grow
+/// with the folder); the last chunk closes the multistatus.
+fn chunks(
+    children: Option<Children>,
+    fs: MountFs,
+    dir_key: String,
+    folder_href: String,
+    w: Writer,
+    extras: HashMap<usize, Extra>,
+) -> impl Iterator<Item = Bytes> {
+    // Where the walk over the children is (`Children::next_from`), and how many were written.
+    let mut from = 0usize;
+    let mut written = 0usize;
     let mut done = false;
+    let mut buf = Buffers::default();
     std::iter::from_fn(move || {
         if done {
             return None;
         }
-        let mut out = String::with_capacity(ENTRIES_PER_CHUNK * 640);
-        for e in entries.by_ref().take(ENTRIES_PER_CHUNK) {
-            let mut href = folder_href.clone();
-            href.extend(percent_encoding::percent_encode(
-                e.name.as_bytes(),
-                PATH_ENCODE_SET,
-            ));
-            if e.is_dir {
-                href.push('/');
-            }
-            w.response(&mut out, &href, &e.name, &e);
+        let mut out = String::with_capacity(ENTRIES_PER_CHUNK * 700);
+        // Bounded: at most a chunk's worth of entries per call.
+        for _ in 0..ENTRIES_PER_CHUNK {
+            let Some((c, next)) = children.as_ref().and_then(|c| c.next_from(from)) else {
+                done = true;
+                break;
+            };
+            from = next;
+            written += 1;
+            let e = fs.shown(&dir_key, &c);
+            let href = child_href(&folder_href, &e);
+            w.response(
+                &mut out,
+                &mut buf,
+                &Res {
+                    href: &href,
+                    name: &e.name,
+                    entry: &e,
+                    mount_root: false,
+                    extra: extras.get(&written),
+                },
+            );
         }
-        if entries.peek().is_none() {
+        if done {
             out.push_str("</D:multistatus>");
-            done = true;
         }
         Some(Bytes::from(out))
     })
 }
 
 /// A name dav-server would resolve back to this very entry when it asks for its properties.
-fn plain_name(name: &str, ctx: &Ctx) -> bool {
+fn plain_name(name: &str) -> bool {
     !name.is_empty()
         && name != "."
         && name != ".."
         && !name.contains('/')
-        && !ctx.is_junk(name)
         && is_nfc_quick(name.chars()) == IsNormalized::Yes
 }
 
-#[derive(Clone, Copy)]
+/// What only some resources have.
+#[derive(Default)]
+struct Extra {
+    dead: Vec<DavProp>,
+    locks: Vec<DavLock>,
+}
+
+/// One resource to answer for.
+struct Res<'a> {
+    href: &'a str,
+    /// The last segment of its path ("" for the mount root).
+    name: &'a str,
+    entry: &'a Entry,
+    /// The mount's root: `quota-used-bytes` is the account's, not the entry's size.
+    mount_root: bool,
+    extra: Option<&'a Extra>,
+}
+
+/// The names a request's shape evaluates per resource, resolved once.
+struct Names {
+    /// allprop: `include` first, then the allprop set (without what `include` named).
+    list: Vec<PropName>,
+    /// How many of `list` were named by the client (`include`, or all of `prop`): these get a
+    /// 404 when missing; the rest of the allprop set is just left out.
+    asked: usize,
+    /// `Z` is declared on the multistatus.
+    ms_prefix: bool,
+    /// A quota property may be written: fetch the quota once.
+    quota: bool,
+}
+
+impl Names {
+    fn of(asked: &Asked, microsoft: bool) -> Self {
+        let dav = |n: &str| PropName {
+            ns: Some(DAV.into()),
+            name: n.into(),
+        };
+        let (list, named) = match asked {
+            Asked::AllProp { include } => {
+                let mut list = include.clone();
+                let n = list.len();
+                let ms = MS_ALLPROP.iter().filter(|_| microsoft).map(|n| PropName {
+                    ns: Some(MS.into()),
+                    name: (*n).into(),
+                });
+                for p in ALLPROP.iter().map(|n| dav(n)).chain(ms) {
+                    if !list.contains(&p) {
+                        list.push(p);
+                    }
+                }
+                (list, n)
+            }
+            Asked::PropName => (PROPNAME_DAV.iter().map(|n| dav(n)).collect(), 0),
+            Asked::Prop(props) => (props.clone(), props.len()),
+        };
+        let quota = list
+            .iter()
+            .any(|p| p.is(DAV, "quota-used-bytes") || p.is(DAV, "quota-available-bytes"));
+        let ms_prefix = list.iter().any(|p| p.ns.as_deref() == Some(MS));
+        Names {
+            list,
+            asked: named,
+            ms_prefix,
+            quota,
+        }
+    }
+}
+
+/// What evaluating a property gave.
+enum Eval {
+    /// Written (with its value, unless names only).
+    Written,
+    /// Not a live property: look among the dead ones.
+    Dead,
+    /// Does not exist for this resource.
+    Missing,
+}
+
+/// Scratch space reused across responses.
+#[derive(Default)]
+struct Buffers {
+    ok: String,
+    missing: String,
+}
+
+/// Everything fixed for one request.
 struct Writer {
-    /// The Microsoft allprop set (dav-server: a User-Agent containing "Microsoft").
-    ms: bool,
+    asked: Asked,
+    names: Names,
     /// The mount has a lock system (writable): `supportedlock` lists exclusive and shared.
     locks: bool,
+    /// Finder: dav-server zero-pads `quota-used-bytes` to 14 digits for it.
+    webdavfs: bool,
+    /// The account's (used, total), when asked for and available.
+    quota: Option<(u64, Option<u64>)>,
+    /// `current-user-principal`.
+    user: String,
+    /// Client junk is answered from the side store (this request's profile).
+    junk_local: bool,
 }
 
 impl Writer {
-    /// One `D:response` with the allprop set dav-server writes for `entry` (`name` = the last
-    /// segment of its path inside the mount, "" for the mount root).
-    fn response(&self, out: &mut String, href: &str, name: &str, entry: &Entry) {
-        use dav_server::fs::DavMetaData;
-        let meta = EntryMeta::new(entry.clone());
+    /// One `D:response`: a 200 propstat with what exists, a 404 propstat with what was asked
+    /// for and does not (RFC 4918 §9.1), each left out when empty (as dav-server does).
+    fn response(&self, out: &mut String, buf: &mut Buffers, r: &Res<'_>) {
+        let Buffers { ok, missing } = buf;
+        ok.clear();
+        missing.clear();
+        let content = !matches!(self.asked, Asked::PropName);
+        let dead: &[DavProp] = r.extra.map_or(&[], |x| &x.dead);
+        for (i, p) in self.names.list.iter().enumerate() {
+            match self.live(ok, p, r, content) {
+                Eval::Written => {}
+                Eval::Dead if matches!(self.asked, Asked::Prop(_)) => {
+                    if !self.dead_one(ok, p, r, dead) {
+                        empty_element(missing, p);
+                    }
+                }
+                // allprop and propname list the dead properties below; an `include`d one
+                // that is not stored is missing.
+                Eval::Dead => {
+                    if i < self.names.asked && !has_dead(p, r, dead, self.junk_local) {
+                        empty_element(missing, p);
+                    }
+                }
+                Eval::Missing => {
+                    if i < self.names.asked {
+                        empty_element(missing, p);
+                    }
+                }
+            }
+        }
+        if !matches!(self.asked, Asked::Prop(_)) {
+            self.dead_all(ok, r, dead, content);
+        }
         out.push_str("<D:response><D:href>");
-        escape(out, href);
-        out.push_str("</D:href><D:propstat><D:prop>");
-        if let Ok(t) = meta.created() {
-            out.push_str("<D:creationdate>");
-            out.push_str(&rfc3339(t));
-            out.push_str("</D:creationdate>");
+        escape(out, r.href);
+        out.push_str("</D:href>");
+        if !ok.is_empty() {
+            out.push_str("<D:propstat><D:prop>");
+            out.push_str(ok);
+            out.push_str("</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>");
         }
-        if !entry.is_dir {
-            let _ = write!(
-                out,
-                "<D:getcontentlength>{}</D:getcontentlength>",
-                entry.size
-            );
+        if !missing.is_empty() {
+            out.push_str("<D:propstat><D:prop>");
+            out.push_str(missing);
+            out.push_str("</D:prop><D:status>HTTP/1.1 404 Not Found</D:status></D:propstat>");
         }
-        out.push_str("<D:getcontenttype>");
-        out.push_str(if entry.is_dir {
-            "httpd/unix-directory"
-        } else {
-            mime_of(name)
-        });
-        out.push_str("</D:getcontenttype>");
-        if let Some(etag) = meta.etag() {
-            out.push_str("<D:getetag>");
-            escape(out, &etag);
-            out.push_str("</D:getetag>");
-        }
-        if let Ok(t) = meta.modified() {
-            out.push_str("<D:getlastmodified>");
-            out.push_str(&httpdate::fmt_http_date(t));
-            out.push_str("</D:getlastmodified>");
-        }
-        out.push_str("<D:lockdiscovery></D:lockdiscovery>");
-        if entry.is_dir {
-            out.push_str("<D:resourcetype><D:collection></D:collection></D:resourcetype>");
-        } else {
-            out.push_str("<D:resourcetype></D:resourcetype>");
-        }
-        if self.locks {
-            out.push_str(
-                "<D:supportedlock>\
-                 <D:lockentry><D:lockscope><D:exclusive></D:exclusive></D:lockscope>\
-                 <D:locktype><D:write></D:write></D:locktype></D:lockentry>\
-                 <D:lockentry><D:lockscope><D:shared></D:shared></D:lockscope>\
-                 <D:locktype><D:write></D:write></D:locktype></D:lockentry>\
-                 </D:supportedlock>",
-            );
-        } else {
-            out.push_str("<D:supportedlock></D:supportedlock>");
-        }
-        if self.ms {
-            if let Ok(t) = meta.created() {
-                out.push_str("<Z:Win32CreationTime>");
-                out.push_str(&httpdate::fmt_http_date(t));
-                out.push_str("</Z:Win32CreationTime>");
-            }
-            let mut attr = 0u32;
-            if name.starts_with('.') {
-                attr |= 0x0002;
-            }
-            attr |= if entry.is_dir { 0x0010 } else { 0x0020 };
-            let _ = write!(
-                out,
-                "<Z:Win32FileAttributes>{attr:08x}</Z:Win32FileAttributes>"
-            );
-            if let Ok(t) = meta.modified() {
-                out.push_str("<Z:Win32LastModifiedTime>");
-                out.push_str(&httpdate::fmt_http_date(t));
-                out.push_str("</Z:Win32LastModifiedTime>");
-            }
-        }
-        // The dead properties: none (checked), plus the MD5 that `get_props` adds for files.
-        if let Some(md5) = entry.md5.as_deref().filter(|_| !entry.is_dir) {
-            let _ = write!(out, "<oc:checksums xmlns:oc=\"{OC_NS}\"><oc:checksum>MD5:");
-            escape(out, md5);
-            out.push_str("</oc:checksum></oc:checksums>");
-        }
-        out.push_str("</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>");
+        out.push_str("</D:response>");
     }
+
+    /// Writes live property `p` of `r` when it exists (as dav-server's `build_prop` does).
+    fn live(&self, out: &mut String, p: &PropName, r: &Res<'_>, content: bool) -> Eval {
+        let e = r.entry;
+        let ns = p.ns.as_deref();
+        let name = p.name.as_str();
+        let text = |out: &mut String, prefix: &str, value: &str| {
+            if content && !value.is_empty() {
+                let _ = write!(out, "<{prefix}:{name}>");
+                escape(out, value);
+                let _ = write!(out, "</{prefix}:{name}>");
+            } else {
+                let _ = write!(out, "<{prefix}:{name}/>");
+            }
+            Eval::Written
+        };
+        match ns {
+            Some(DAV) => match name {
+                "creationdate" => text(out, "D", &rfc3339(e.created)),
+                "getcontentlength" if !e.is_dir => text(out, "D", &e.size.to_string()),
+                "getcontenttype" => text(
+                    out,
+                    "D",
+                    if e.is_dir {
+                        "httpd/unix-directory"
+                    } else {
+                        mime_of(r.name)
+                    },
+                ),
+                "getetag" if !e.is_dir => text(out, "D", &etag(e)),
+                "getlastmodified" => text(out, "D", &httpdate::fmt_http_date(e.modified)),
+                "resourcetype" if e.is_dir && content => {
+                    out.push_str("<D:resourcetype><D:collection/></D:resourcetype>");
+                    Eval::Written
+                }
+                "resourcetype" => text(out, "D", ""),
+                "supportedlock" if self.locks && content => {
+                    out.push_str(
+                        "<D:supportedlock>\
+                         <D:lockentry><D:lockscope><D:exclusive/></D:lockscope>\
+                         <D:locktype><D:write/></D:locktype></D:lockentry>\
+                         <D:lockentry><D:lockscope><D:shared/></D:lockscope>\
+                         <D:locktype><D:write/></D:locktype></D:lockentry>\
+                         </D:supportedlock>",
+                    );
+                    Eval::Written
+                }
+                "supportedlock" => text(out, "D", ""),
+                "lockdiscovery" => {
+                    let locks = r.extra.map_or(&[][..], |x| &x.locks);
+                    if content && !locks.is_empty() {
+                        out.push_str("<D:lockdiscovery>");
+                        for l in locks {
+                            activelock(out, l);
+                        }
+                        out.push_str("</D:lockdiscovery>");
+                    } else {
+                        out.push_str("<D:lockdiscovery/>");
+                    }
+                    Eval::Written
+                }
+                "current-user-principal" if content => {
+                    out.push_str("<D:current-user-principal><D:href>");
+                    escape(out, &self.user);
+                    out.push_str("</D:href></D:current-user-principal>");
+                    Eval::Written
+                }
+                "quota-available-bytes" => match self.quota {
+                    Some((used, Some(total))) => {
+                        let used = if r.mount_root { used } else { e.size };
+                        text(out, "D", &total.saturating_sub(used).to_string())
+                    }
+                    _ => Eval::Missing,
+                },
+                "quota-used-bytes" => match self.quota {
+                    Some((used, _)) => {
+                        let used = if r.mount_root { used } else { e.size };
+                        let v = if self.webdavfs {
+                            format!("{used:014}")
+                        } else {
+                            used.to_string()
+                        };
+                        text(out, "D", &v)
+                    }
+                    None => Eval::Missing,
+                },
+                "displayname" | "getcontentlanguage" => Eval::Dead,
+                _ => Eval::Missing,
+            },
+            // `Z` is declared on the multistatus whenever a Microsoft name is evaluated.
+            Some(MS) => {
+                let prefix = "Z";
+                match name {
+                    "Win32CreationTime" => text(out, prefix, &httpdate::fmt_http_date(e.created)),
+                    "Win32LastModifiedTime" => {
+                        text(out, prefix, &httpdate::fmt_http_date(e.modified))
+                    }
+                    "Win32FileAttributes" => {
+                        let mut attr = 0u32;
+                        if r.name.starts_with('.') {
+                            attr |= 0x0002;
+                        }
+                        attr |= if e.is_dir { 0x0010 } else { 0x0020 };
+                        text(out, prefix, &format!("{attr:08x}"))
+                    }
+                    _ => Eval::Missing,
+                }
+            }
+            Some(APACHE) => Eval::Missing,
+            _ => Eval::Dead,
+        }
+    }
+
+    /// `prop`: writes dead property `p` of `r` if it is stored (or is the file's checksum).
+    fn dead_one(&self, out: &mut String, p: &PropName, r: &Res<'_>, dead: &[DavProp]) -> bool {
+        if p.is(OC_NS, "checksums") {
+            return match checksum(r, self.junk_local) {
+                Some(md5) => {
+                    write_checksum(out, md5, true);
+                    true
+                }
+                None => false,
+            };
+        }
+        let Some(d) = dead.iter().find(|d| same_name(d, p)) else {
+            return false;
+        };
+        // dav-server answers 404 for a stored value it cannot parse.
+        match d.xml.as_deref().and_then(element_text) {
+            Some(xml) => {
+                out.push_str(xml);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// allprop and propname: every dead property, then the file's checksum.
+    fn dead_all(&self, out: &mut String, r: &Res<'_>, dead: &[DavProp], content: bool) {
+        for d in dead {
+            // The checksum below is the one dav-server's `get_prop` answers.
+            if d.name == "checksums" && d.namespace.as_deref() == Some(OC_NS) {
+                continue;
+            }
+            let p = PropName {
+                ns: d.namespace.clone(),
+                name: d.name.clone(),
+            };
+            match d.xml.as_deref().and_then(element_text).filter(|_| content) {
+                Some(xml) => out.push_str(xml),
+                // A value dav-server cannot parse is written as the bare name.
+                None => empty_element(out, &p),
+            }
+        }
+        if let Some(md5) = checksum(r, self.junk_local) {
+            write_checksum(out, md5, content);
+        }
+    }
+}
+
+/// Is `p` among the dead properties `r` shows?
+fn has_dead(p: &PropName, r: &Res<'_>, dead: &[DavProp], junk_local: bool) -> bool {
+    (p.is(OC_NS, "checksums") && checksum(r, junk_local).is_some())
+        || dead.iter().any(|d| same_name(d, p))
+}
+
+fn same_name(d: &DavProp, p: &PropName) -> bool {
+    d.name == p.name && d.namespace == p.ns
+}
+
+/// The MD5 a file shows as `oc:checksums` (rclone's owncloud vendor reads it there); none for
+/// folders and for names that are client junk here (the junk store keeps no MD5).
+fn checksum<'a>(r: &Res<'a>, junk_local: bool) -> Option<&'a str> {
+    if r.entry.is_dir || (junk_local && super::junk::is_junk(r.name)) {
+        return None;
+    }
+    r.entry.md5.as_deref()
+}
+
+fn write_checksum(out: &mut String, md5: &str, content: bool) {
+    if content {
+        let _ = write!(out, "<oc:checksums xmlns:oc=\"{OC_NS}\"><oc:checksum>MD5:");
+        escape(out, md5);
+        out.push_str("</oc:checksum></oc:checksums>");
+    } else {
+        let _ = write!(out, "<oc:checksums xmlns:oc=\"{OC_NS}\"/>");
+    }
+}
+
+/// `<name/>` in its namespace: `D:` and `Z:` are declared on the multistatus, any other
+/// namespace on the element itself.
+fn empty_element(out: &mut String, p: &PropName) {
+    match p.ns.as_deref() {
+        Some(DAV) => {
+            let _ = write!(out, "<D:{}/>", p.name);
+        }
+        Some(ns) => {
+            let _ = write!(out, "<R:{} xmlns:R=\"", p.name);
+            escape_attr(out, ns);
+            out.push_str("\"/>");
+        }
+        None => {
+            let _ = write!(out, "<{}/>", p.name);
+        }
+    }
+}
+
+/// One lock as dav-server's `build_lock_prop` writes it.
+fn activelock(out: &mut String, l: &DavLock) {
+    out.push_str("<D:activelock><D:lockscope>");
+    out.push_str(if l.shared {
+        "<D:shared/>"
+    } else {
+        "<D:exclusive/>"
+    });
+    out.push_str("</D:lockscope><D:locktype><D:write/></D:locktype><D:depth>");
+    out.push_str(if l.deep { "Infinity" } else { "0" });
+    out.push_str("</D:depth><D:timeout>");
+    match l.timeout {
+        None => out.push_str("Infinite"),
+        Some(d) => {
+            let _ = write!(out, "Second-{}", d.as_secs());
+        }
+    }
+    out.push_str("</D:timeout><D:locktoken><D:href>");
+    escape(out, &l.token);
+    out.push_str("</D:href></D:locktoken><D:lockroot><D:href>");
+    escape(out, &l.path.with_prefix().as_url_string());
+    out.push_str("</D:href></D:lockroot>");
+    if let Some(owner) = &l.owner {
+        let mut xml = Vec::new();
+        let config = xmltree::EmitterConfig::new().write_document_declaration(false);
+        if owner.write_with_config(&mut xml, config).is_ok() {
+            if let Ok(s) = std::str::from_utf8(&xml) {
+                out.push_str(s);
+            }
+        }
+    }
+    out.push_str("</D:activelock>");
+}
+
+/// A stored dead property's XML (as dav-server's emitter wrote it: a declaration, then one
+/// element declaring its own namespaces) without the declaration; `None` when it is not one
+/// well-formed element.
+fn element_text(xml: &[u8]) -> Option<&str> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_reader(xml);
+    let mut depth = 0usize;
+    let mut span: Option<(usize, usize)> = None;
+    // Bounded: a stored value is at most the 64 KiB a PROPPATCH body may be.
+    loop {
+        let before = reader.buffer_position() as usize;
+        match reader.read_event().ok()? {
+            Event::Start(_) | Event::Empty(_) if depth == 0 && span.is_some() => return None,
+            Event::Start(_) => {
+                if depth == 0 {
+                    span = Some((before, before));
+                }
+                depth += 1;
+            }
+            Event::Empty(_) if depth == 0 => {
+                span = Some((before, reader.buffer_position() as usize));
+            }
+            Event::End(_) => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    span = span.map(|(s, _)| (s, reader.buffer_position() as usize));
+                }
+            }
+            Event::Text(t) if depth == 0 && !t.trim().is_empty() => return None,
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    let (s, e) = span.filter(|_| depth == 0)?;
+    let text = std::str::from_utf8(xml.get(s..e)?).ok()?;
+    Some(text.trim_start())
+}
+
+/// The ETag dav-server shows: the validator of GET and HEAD without its quotes.
+fn etag(e: &Entry) -> String {
+    let quoted = crate::download::conditional::etag_for(
+        e.md5.as_deref(),
+        e.version.as_deref(),
+        e.size,
+        e.modified,
+    );
+    quoted.trim_matches('"').to_string()
 }
 
 /// dav-server's `creationdate`: RFC 3339 in UTC, whole seconds, `Z`.
@@ -286,5 +775,41 @@ fn escape(out: &mut String, text: &str) {
             '&' => out.push_str("&amp;"),
             c => out.push(c),
         }
+    }
+}
+
+/// An attribute value between double quotes, escaped.
+fn escape_attr(out: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("&quot;"),
+            c => {
+                let mut b = [0u8; 4];
+                escape(out, c.encode_utf8(&mut b));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::element_text;
+
+    #[test]
+    fn stored_values_are_written_without_their_declaration() {
+        let stored =
+            br#"<?xml version="1.0" encoding="utf-8"?><Z:color xmlns:Z="urn:x">red</Z:color>"#;
+        assert_eq!(
+            element_text(stored),
+            Some(r#"<Z:color xmlns:Z="urn:x">red</Z:color>"#)
+        );
+        assert_eq!(
+            element_text(br#"<a xmlns="urn:y"/>"#),
+            Some(r#"<a xmlns="urn:y"/>"#)
+        );
+        assert_eq!(element_text(b"<a>"), None);
+        assert_eq!(element_text(b"<a/><b/>"), None);
+        assert_eq!(element_text(b"text"), None);
+        assert_eq!(element_text(b"\xff\xfe"), None);
     }
 }

@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use http::Request;
@@ -21,15 +21,15 @@ use super::profile::ClientProfile;
 use crate::download::ResponseBody;
 use crate::mount::Mount;
 
-/// What the router learned about a request, for its log line.
-#[derive(Clone, Debug, Default)]
+/// What the router learned about a request, for its log line and metrics. Shared pointers
+/// only, so noting costs no copy of a string.
+#[derive(Clone, Default)]
 pub struct Note(Arc<Mutex<NoteInner>>);
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 struct NoteInner {
-    mount: String,
-    policy: &'static str,
-    profile: String,
+    mount: Option<Arc<Mount>>,
+    profile: &'static str,
 }
 
 impl Note {
@@ -41,42 +41,40 @@ impl Note {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// The mount path (`/open`), or `""` for requests outside any mount.
-    pub fn mount_path(&self) -> String {
+    /// The mount the request was routed to, if any.
+    pub fn mount(&self) -> Option<Arc<Mount>> {
         self.get().mount
     }
 }
 
 /// Records the mount a request was routed to (no-op without a `Note`).
-pub fn note_mount<B>(req: &Request<B>, mount: &Mount) {
+pub fn note_mount<B>(req: &Request<B>, mount: &Arc<Mount>) {
     if let Some(note) = req.extensions().get::<Note>() {
-        note.with(|n| {
-            n.mount = mount.config.path.clone();
-            n.policy = mount.policy().as_str();
-        });
+        note.with(|n| n.mount = Some(mount.clone()));
     }
 }
 
 /// Records the client profile of a request (no-op without a `Note`).
 pub fn note_profile<B>(req: &Request<B>, profile: &ClientProfile) {
     if let Some(note) = req.extensions().get::<Note>() {
-        let mut parts = Vec::new();
-        if profile.windows {
-            parts.push("windows");
-        }
-        if profile.finder {
-            parts.push("finder");
-        }
-        if profile.never_redirect {
-            parts.push("never-redirect");
-        }
-        let label = if parts.is_empty() {
-            "default".to_string()
-        } else {
-            parts.join("+")
+        let label = match (profile.windows, profile.finder, profile.never_redirect) {
+            (false, false, false) => "default",
+            (true, false, false) => "windows",
+            (false, true, false) => "finder",
+            (false, false, true) => "never-redirect",
+            (true, true, false) => "windows+finder",
+            (true, false, true) => "windows+never-redirect",
+            (false, true, true) => "finder+never-redirect",
+            (true, true, true) => "windows+finder+never-redirect",
         };
         note.with(|n| n.profile = label);
     }
+}
+
+/// Is the access log on (`info` for this module)? When it is off, requests skip building
+/// their line and wrapping their body.
+pub fn enabled() -> bool {
+    tracing::enabled!(tracing::Level::INFO)
 }
 
 /// The methods this server knows by name. Any other is answered 501 before anything else and is
@@ -119,20 +117,20 @@ pub fn capped(s: &str) -> String {
     }
 }
 
-/// A short request id: process-unique, increasing.
-pub fn next_request_id() -> String {
+/// A short request id: process-unique, increasing (written in hex).
+pub fn next_request_id() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
-    format!("{:x}", NEXT.fetch_add(1, Ordering::Relaxed))
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 /// What the log line needs besides the note.
 pub struct Line {
-    pub id: String,
+    pub id: u64,
     pub peer: std::net::SocketAddr,
     /// A known method's name, or `other`.
     pub method: &'static str,
-    /// Capped (`capped`).
-    pub path: String,
+    /// The request's URI: only its path is logged, capped (`capped`).
+    pub uri: http::Uri,
     pub status: u16,
     pub started: Instant,
     pub note: Note,
@@ -161,16 +159,17 @@ impl LoggedBody {
             return;
         };
         let note = line.note.get();
+        let mount = note.mount.as_deref();
         tracing::info!(
-            request_id = %line.id,
+            request_id = %format_args!("{:x}", line.id),
             peer = %line.peer,
             method = line.method,
-            path = %line.path,
+            path = %capped(line.uri.path()),
             status = line.status,
             bytes = self.bytes,
             ms = line.started.elapsed().as_millis() as u64,
-            mount = %note.mount,
-            policy = note.policy,
+            mount = mount.map_or("", |m| m.config.path.as_str()),
+            policy = mount.map_or("", |m| m.policy().as_str()),
             profile = %note.profile,
             cut,
             "request"

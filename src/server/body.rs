@@ -12,7 +12,8 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -36,18 +37,42 @@ pub enum Failure {
     Malformed,
 }
 
-/// Where a [`ClientBody`] records its failure; the server reads it after the handler.
-#[derive(Clone, Debug, Default)]
-pub struct Fate(Arc<Mutex<Option<Failure>>>);
+/// Where a [`ClientBody`] records its failure; the server reads it after the handler. One
+/// atomic, and none at all for a request that came without a body (nothing can fail), so a
+/// GET costs no allocation here.
+#[derive(Clone, Debug)]
+pub struct Fate(Option<Arc<AtomicU8>>);
+
+impl Default for Fate {
+    fn default() -> Self {
+        Self(Some(Arc::new(AtomicU8::new(0))))
+    }
+}
 
 impl Fate {
+    /// The fate of a body that was complete with the headers (`is_end_stream`): it cannot
+    /// fail.
+    pub fn settled() -> Self {
+        Self(None)
+    }
+
     fn set(&self, f: Failure) {
-        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        slot.get_or_insert(f);
+        let code = match f {
+            Failure::Stalled => 1,
+            Failure::Malformed => 2,
+        };
+        if let Some(slot) = &self.0 {
+            // The first failure stays.
+            let _ = slot.compare_exchange(0, code, Ordering::AcqRel, Ordering::Relaxed);
+        }
     }
 
     pub fn get(&self) -> Option<Failure> {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+        match self.0.as_ref()?.load(Ordering::Acquire) {
+            1 => Some(Failure::Stalled),
+            2 => Some(Failure::Malformed),
+            _ => None,
+        }
     }
 
     /// The response for a failed body instead of `res` (whatever the handler made of the I/O

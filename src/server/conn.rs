@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -77,21 +78,21 @@ impl Drop for Slot {
     }
 }
 
-/// What one connection's watchdog knows.
+/// What one connection's watchdog knows. Marked on every socket read and at each request's
+/// begin and end, so it is lock-free: atomics, and the clock read only where the timeouts
+/// measure from (the first byte of a request after an idle spell, and a request's end); a
+/// socket read in the middle of a request costs two atomic loads.
 #[derive(Debug)]
 pub struct Activity {
-    state: Mutex<State>,
-}
-
-#[derive(Debug)]
-struct State {
+    /// Times below are milliseconds since this instant (the connection's start).
+    epoch: Instant,
     /// Requests whose headers are in and whose response is not done.
-    in_flight: usize,
-    /// With nothing in flight: when the client started sending the next request (its first
-    /// byte; for a new connection, the connection itself).
-    awaiting_since: Option<Instant>,
+    in_flight: AtomicUsize,
+    /// With nothing in flight: 1 + when the client started sending the next request (its
+    /// first byte; for a new connection, the connection itself). 0 = not yet.
+    awaiting_since: AtomicU64,
     /// When the last request in flight ended (or the connection started).
-    idle_since: Instant,
+    idle_since: AtomicU64,
 }
 
 /// What the watchdog should do now.
@@ -108,44 +109,74 @@ pub enum Verdict {
 impl Activity {
     /// A new connection: waiting for its first request from now on.
     pub fn new() -> Arc<Self> {
-        let now = Instant::now();
         Arc::new(Self {
-            state: Mutex::new(State {
-                in_flight: 0,
-                awaiting_since: Some(now),
-                idle_since: now,
-            }),
+            epoch: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            awaiting_since: AtomicU64::new(1),
+            idle_since: AtomicU64::new(0),
         })
+    }
+
+    /// Now, as milliseconds since `epoch`.
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn at(&self, ms: u64) -> Instant {
+        self.epoch + Duration::from_millis(ms)
     }
 
     /// Bytes came from the client.
     fn on_read(&self) {
-        let mut st = lock(&self.state);
-        if st.in_flight == 0 && st.awaiting_since.is_none() {
-            st.awaiting_since = Some(Instant::now());
+        if self.in_flight.load(Ordering::Acquire) != 0
+            || self.awaiting_since.load(Ordering::Acquire) != 0
+        {
+            return;
+        }
+        let mark = self.now_ms() + 1;
+        if self
+            .awaiting_since
+            .compare_exchange(0, mark, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+            && self.in_flight.load(Ordering::Acquire) != 0
+        {
+            // A request began meanwhile: these were its bytes, not the next one's.
+            let _ =
+                self.awaiting_since
+                    .compare_exchange(mark, 0, Ordering::AcqRel, Ordering::Relaxed);
         }
     }
 
     /// A request's headers are in; the returned guard ends it (drop it with the response).
     pub fn begin(self: &Arc<Self>) -> Busy {
-        let mut st = lock(&self.state);
-        st.in_flight += 1;
-        st.awaiting_since = None;
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.awaiting_since.store(0, Ordering::Release);
         Busy(self.clone())
     }
 
     /// The verdict at `now`.
     pub fn verdict(&self, now: Instant, limits: &ClientLimits) -> Verdict {
-        let st = lock(&self.state);
-        if st.in_flight > 0 {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
             // Requests bound their own bodies (`body_idle_timeout`); look again later.
             return Verdict::Wait(now + limits.header_timeout.min(limits.keepalive_timeout));
         }
-        match st.awaiting_since {
-            Some(t) if now >= t + limits.header_timeout => Verdict::SlowHeaders,
-            Some(t) => Verdict::Wait(t + limits.header_timeout),
-            None if now >= st.idle_since + limits.keepalive_timeout => Verdict::Idle,
-            None => Verdict::Wait(st.idle_since + limits.keepalive_timeout),
+        match self.awaiting_since.load(Ordering::Acquire) {
+            0 => {
+                let idle_since = self.at(self.idle_since.load(Ordering::Acquire));
+                if now >= idle_since + limits.keepalive_timeout {
+                    Verdict::Idle
+                } else {
+                    Verdict::Wait(idle_since + limits.keepalive_timeout)
+                }
+            }
+            mark => {
+                let t = self.at(mark - 1);
+                if now >= t + limits.header_timeout {
+                    Verdict::SlowHeaders
+                } else {
+                    Verdict::Wait(t + limits.header_timeout)
+                }
+            }
         }
     }
 }
@@ -155,10 +186,13 @@ pub struct Busy(Arc<Activity>);
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        let mut st = lock(&self.0.state);
-        st.in_flight = st.in_flight.saturating_sub(1);
-        if st.in_flight == 0 {
-            st.idle_since = Instant::now();
+        let a = &self.0;
+        // Idle from now on (unused while others are in flight; the last to end marks it
+        // again). Stored before the count drops, so the watchdog never sees an idle
+        // connection with an old time.
+        a.idle_since.store(a.now_ms(), Ordering::Release);
+        if a.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            a.awaiting_since.store(0, Ordering::Release);
         }
     }
 }

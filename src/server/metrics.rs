@@ -23,7 +23,8 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
+    /// One of a fixed set of names: no allocation per request.
+    method: &'static str,
     status: u16,
     mount: String,
 }
@@ -189,7 +190,7 @@ pub fn request(method: &'static str, status: u16, mount: &str) {
     metrics()
         .requests
         .get_or_create(&RequestLabels {
-            method: method.to_string(),
+            method,
             status,
             mount: mount.to_string(),
         })

@@ -428,12 +428,11 @@ async fn serve_connection<I>(
         let busy = per_request.begin();
         async move {
             let guard = state.inflight.enter();
-            let started = Instant::now();
+            let started = tokio::time::Instant::now();
             let method = access::known_method(req.method());
-            let path = access::capped(req.uri().path());
+            let uri = req.uri().clone();
             let http1 = req.version() < http::Version::HTTP_2;
             let note = access::Note::default();
-            let fate = body::Fate::default();
             let res = match method {
                 // Unknown methods are answered before auth or routing: nothing of theirs is
                 // counted or logged by name.
@@ -444,6 +443,11 @@ async fn serve_connection<I>(
                 ),
                 Some(name) => {
                     let (parts, incoming) = req.into_parts();
+                    let fate = if hyper::body::Body::is_end_stream(&incoming) {
+                        body::Fate::settled()
+                    } else {
+                        body::Fate::default()
+                    };
                     let mut req = hyper::Request::from_parts(
                         parts,
                         body::ClientBody::new(
@@ -454,11 +458,12 @@ async fn serve_connection<I>(
                     );
                     req.extensions_mut().insert(note.clone());
                     req.extensions_mut().insert(lockout::Peer(peer));
-                    let handled = crate::backend::deadline::scope(
-                        state.upstream_deadline,
+                    // The deadline counts from the request's start (one clock read for both).
+                    let handled = crate::backend::deadline::scope_until(
+                        started + state.upstream_deadline,
                         router::handle(state.clone(), req),
                     );
-                    let res = catching_panics(handled, name, &path).await;
+                    let res = catching_panics(handled, name, &uri).await;
                     // A body the client failed to send is the client's error, whatever the
                     // handler made of it.
                     fate.answer(res, http1)
@@ -466,23 +471,29 @@ async fn serve_connection<I>(
             };
             let method = method.unwrap_or("other");
             let status = res.status();
-            let mount = note.mount_path();
-            metrics::request(method, status.as_u16(), &mount);
-            if !mount.is_empty() {
-                health::observe(&state, &mount, status);
+            let mount = note.mount();
+            let mount_path = mount.as_ref().map_or("", |m| m.config.path.as_str());
+            metrics::request(method, status.as_u16(), mount_path);
+            if !mount_path.is_empty() {
+                health::observe(&state, mount_path, status);
             }
-            let line = access::Line {
+            // The log line and its body wrapper only when the access log is on.
+            let line = access::enabled().then(|| access::Line {
                 id: access::next_request_id(),
                 peer,
                 method,
-                path,
+                uri,
                 status: status.as_u16(),
                 started,
                 note,
-            };
-            Ok::<_, Infallible>(
-                res.map(|body| shutdown::hold(access::log_when_done(body, line), (guard, busy))),
-            )
+            });
+            Ok::<_, Infallible>(res.map(|body| {
+                let body = match line {
+                    Some(line) => access::log_when_done(body, line),
+                    None => body,
+                };
+                shutdown::hold(body, (guard, busy))
+            }))
         }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -532,7 +543,7 @@ async fn serve_connection<I>(
 async fn catching_panics<F>(
     handler: F,
     method: &'static str,
-    path: &str,
+    uri: &http::Uri,
 ) -> hyper::Response<crate::download::ResponseBody>
 where
     F: std::future::Future<Output = hyper::Response<crate::download::ResponseBody>>,
@@ -548,7 +559,7 @@ where
                 .unwrap_or_default();
             tracing::error!(
                 method,
-                path,
+                path = %access::capped(uri.path()),
                 panic = %access::capped(&message),
                 "a request handler panicked; answered 500"
             );
@@ -598,7 +609,7 @@ mod tests {
                 hyper::Response::new(respond::empty_body())
             },
             "GET",
-            "/x",
+            &http::Uri::from_static("/x"),
         )
         .await;
         assert_eq!(res.status(), http::StatusCode::INTERNAL_SERVER_ERROR);

@@ -4,7 +4,6 @@
 //! or NUL, or is not UTF-8 is refused, so no encoding trick can climb out of a mount.
 
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
-use unicode_normalization::UnicodeNormalization;
 
 /// Characters escaped in a path segment: everything but unreserved characters and a few safe
 /// sub-delimiters.
@@ -50,7 +49,11 @@ pub fn decode(raw: &str) -> Result<Vec<String>, BadPath> {
         if text.len() > 1024 {
             return Err(BadPath("path segment too long"));
         }
-        out.push(text.nfc().collect());
+        // Most segments are NFC already: kept as they are (no rewrite per request).
+        match crate::vfs::names::nfc(&text) {
+            std::borrow::Cow::Borrowed(_) => out.push(text),
+            std::borrow::Cow::Owned(n) => out.push(n),
+        }
     }
     Ok(out)
 }

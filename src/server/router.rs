@@ -31,6 +31,8 @@ const READ_ONLY_ALLOW: &str = "OPTIONS, GET, HEAD, PROPFIND";
 /// Methods a writable mount allows.
 const WRITABLE_ALLOW: &str =
     "OPTIONS, GET, HEAD, PROPFIND, PROPPATCH, PUT, DELETE, MKCOL, COPY, MOVE, LOCK, UNLOCK";
+/// The request header that makes dav-server answer a PROPFIND (value `dav-server`).
+pub const PROPFIND_WRITER: &str = "x-propfind-writer";
 
 /// What the download policy decided for one GET.
 #[derive(Debug, PartialEq, Eq)]
@@ -601,52 +603,63 @@ fn normalise_depth<B>(req: &mut Request<B>) -> Option<Response<ResponseBody>> {
 }
 
 /// PROPFIND: resolve the target and, for Depth 1 on a folder, fetch its complete listing
-/// before dav-server writes a byte, so a failed page becomes 502/503 instead of a 207 that
-/// looks like a short or empty folder (dav-server skips folders it cannot read).
+/// before a byte is written, so a failed page becomes 502/503 instead of a 207 that looks like
+/// a short or empty folder (dav-server skips folders it cannot read). Then the one-pass writer
+/// answers (`dav::multistatus`, every body shape); dav-server only what that declines.
 async fn propfind<B>(
     mount: &Arc<Mount>,
     rest: &[String],
-    mut req: Request<B>,
+    mut req: Request<super::xml_body::GuardedBody<B>>,
     ctx: Ctx,
     what: &str,
 ) -> Response<ResponseBody>
 where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     if let Some(res) = normalise_depth(&mut req) {
         return res;
     }
+    let depth_one = req
+        .headers()
+        .get("Depth")
+        .is_some_and(|d| d.as_bytes() == b"1");
+    // Client junk is answered from the side store and never asks 123.
     let is_junk = rest.last().is_some_and(|n| ctx.is_junk(n));
     if !is_junk {
         let entry = match mount.vfs.resolve(rest).await {
             Ok(e) => e,
             Err(e) => return error_response(&e, what),
         };
-        let depth_one = req
-            .headers()
-            .get("Depth")
-            .is_some_and(|d| d.as_bytes() == b"1");
         if entry.is_dir && depth_one {
             if let Err(e) = mount.vfs.list(&entry).await {
                 return error_response(&e, what);
             }
-            // No body = allprop: the commonest listing, written directly when it can be
-            // written exactly as dav-server would (see `dav::multistatus`).
-            if http_body::Body::is_end_stream(req.body()) {
-                let ua = req
-                    .headers()
-                    .get(http::header::USER_AGENT)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                if let Some(res) =
-                    crate::dav::multistatus::depth_one_allprop(mount, &ctx, req.uri().path(), ua)
-                        .await
-                {
-                    super::metrics::propfind_answered("direct");
-                    return res;
-                }
-            }
+        }
+    }
+    // `X-Propfind-Writer: dav-server` asks for the reference writer: for comparing both
+    // answers when a client misreads a listing (and in `tests/propfind_fast.rs`).
+    let reference = req
+        .headers()
+        .get(PROPFIND_WRITER)
+        .is_some_and(|v| v.as_bytes() == b"dav-server");
+    let asked = req
+        .body()
+        .checked_bytes()
+        .filter(|_| !reference)
+        .and_then(crate::dav::propfind_body::parse);
+    if let Some(asked) = asked {
+        let ua = req
+            .headers()
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let path = req.uri().path();
+        if let Some(res) =
+            crate::dav::multistatus::answer(mount, &ctx, path, ua, depth_one, asked).await
+        {
+            super::metrics::propfind_answered("direct");
+            return res;
         }
     }
     super::metrics::propfind_answered("dav-server");

@@ -67,6 +67,19 @@ where
     }
 }
 
+impl<B: Body> GuardedBody<B> {
+    /// The body as read and checked here (empty when the client sent none); `None` for a body
+    /// still being streamed.
+    pub fn checked_bytes(&self) -> Option<&[u8]> {
+        match self {
+            GuardedBody::Read(Some(b)) => Some(b),
+            GuardedBody::Read(None) => Some(&[]),
+            GuardedBody::Stream(b) if b.is_end_stream() => Some(&[]),
+            GuardedBody::Stream(_) => None,
+        }
+    }
+}
+
 /// Does dav-server parse this method's body as XML?
 fn parses_xml(method: &http::Method) -> bool {
     matches!(method.as_str(), "PROPFIND" | "PROPPATCH" | "LOCK")

@@ -39,8 +39,8 @@ impl Listing {
 
     /// The child called `name` (compared in NFC).
     pub fn find(&self, name: &str) -> Option<&Entry> {
-        let key: String = name.nfc().collect();
-        self.by_name.get(&key).map(|&i| &self.entries[i])
+        let key = super::names::nfc(name);
+        self.by_name.get(key.as_ref()).map(|&i| &self.entries[i])
     }
 }
 

@@ -136,19 +136,16 @@ impl Vfs {
 
     /// What a client sees in folder `dir`: the cloud listing with local files laid over it.
     pub async fn list_view(&self, dir: &Entry) -> Result<Vec<Entry>, Error> {
+        Ok(self.list_shared(dir).await?.iter().cloned().collect())
+    }
+
+    /// The same as [`list_view`](Self::list_view) without copying the listing: the cached
+    /// listing shared, and the local files over it. A huge folder's PROPFIND reads it entry by
+    /// entry as its answer is streamed.
+    pub async fn list_shared(&self, dir: &Entry) -> Result<View, Error> {
         let listing = self.list(dir).await?;
         let local = self.overlay.list(dir.id);
-        if local.is_empty() {
-            return Ok(listing.entries.clone());
-        }
-        let mut out: Vec<Entry> = listing
-            .entries
-            .iter()
-            .filter(|e| !local.iter().any(|l| l.name == e.name))
-            .cloned()
-            .collect();
-        out.extend(local);
-        Ok(out)
+        Ok(View { listing, local })
     }
 
     /// The local bytes behind an entry that exists only here (a pending upload or a
@@ -296,4 +293,23 @@ impl Vfs {
 /// The 123-side name for a client-side name, or `InvalidName` saying why it cannot be stored.
 pub fn cloud_name(name: &str) -> Result<String, Error> {
     names::to_cloud(name).map_err(|e| Error::InvalidName(e.to_string()))
+}
+
+/// A folder as a client sees it (see [`Vfs::list_shared`]): the cached listing, shared, and the
+/// local files (pending uploads, placeholders) that are shown instead of cloud entries of the
+/// same name.
+pub struct View {
+    pub listing: Arc<Listing>,
+    pub local: Vec<Entry>,
+}
+
+impl View {
+    /// The entries: the cloud ones not hidden by a local file, then the local ones.
+    pub fn iter(&self) -> impl Iterator<Item = &Entry> {
+        self.listing
+            .entries
+            .iter()
+            .filter(|e| !self.local.iter().any(|l| l.name == e.name))
+            .chain(self.local.iter())
+    }
 }

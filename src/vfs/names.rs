@@ -45,6 +45,17 @@ impl std::fmt::Display for NameError {
     }
 }
 
+/// `name` in NFC, without rewriting it when it is NFC already (nearly every name: all ASCII
+/// ones are): the lookups of every request path go through here.
+pub fn nfc(name: &str) -> std::borrow::Cow<'_, str> {
+    use unicode_normalization::{is_nfc_quick, IsNormalized};
+    if is_nfc_quick(name.chars()) == IsNormalized::Yes {
+        std::borrow::Cow::Borrowed(name)
+    } else {
+        std::borrow::Cow::Owned(name.nfc().collect())
+    }
+}
+
 /// The name to store on 123 for a name a client sent.
 pub fn to_cloud(name: &str) -> Result<String, NameError> {
     let name: String = name.nfc().collect();
