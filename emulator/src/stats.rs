@@ -1,6 +1,9 @@
 //! Call and byte counters, so tests can assert on upstream traffic ("HEAD made zero link calls").
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Distinct User-Agents kept per endpoint; more are not recorded (a bound, not a sample).
+const MAX_USER_AGENTS: usize = 16;
 
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +29,9 @@ pub struct Stats {
     pub live_tokens: usize,
     /// Access tokens issued since start (or the last reset).
     pub tokens_issued: u64,
+    /// Distinct `User-Agent` values seen per endpoint (`""` = none sent), at most 16 each.
+    #[serde(default)]
+    pub user_agents: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl Stats {
@@ -49,6 +55,14 @@ impl Stats {
         self.wrong_host.values().sum()
     }
 
+    /// The distinct User-Agents seen on one endpoint (empty if no call).
+    pub fn user_agents(&self, endpoint: &str) -> Vec<String> {
+        self.user_agents
+            .get(endpoint)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Bytes served by one download host word (0 if none).
     pub fn bytes(&self, host: &str) -> u64 {
         self.bytes.get(host).copied().unwrap_or(0)
@@ -63,6 +77,7 @@ pub struct Counters {
     wrong_host: BTreeMap<String, u64>,
     bytes: BTreeMap<String, u64>,
     bytes_served: u64,
+    user_agents: BTreeMap<String, BTreeSet<String>>,
     tokens_issued_base: u64,
     /// CDN traffic of the current UTC+8 day, for the daily traffic cap.
     traffic_day: i64,
@@ -73,6 +88,14 @@ impl Counters {
     /// Count one call.
     pub fn call(&mut self, endpoint: &str) {
         *self.calls.entry(endpoint.to_string()).or_default() += 1;
+    }
+
+    /// Record the User-Agent of a request to `endpoint`.
+    pub fn user_agent(&mut self, endpoint: &str, user_agent: &str) {
+        let seen = self.user_agents.entry(endpoint.to_string()).or_default();
+        if seen.len() < MAX_USER_AGENTS && !seen.contains(user_agent) {
+            seen.insert(user_agent.to_string());
+        }
     }
 
     /// Count one 429 refusal.
@@ -125,6 +148,7 @@ impl Counters {
             bytes: self.bytes.clone(),
             live_tokens,
             tokens_issued: issued_total.saturating_sub(self.tokens_issued_base),
+            user_agents: self.user_agents.clone(),
         }
     }
 }
