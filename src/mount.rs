@@ -57,6 +57,7 @@ pub fn build_backends(
     http: &reqwest::Client,
     clients: &OpenClients,
     state_dir: Option<&Path>,
+    user_agent: &str,
 ) -> Vec<Arc<dyn Backend>> {
     mounts
         .iter()
@@ -98,6 +99,7 @@ pub fn build_backends(
                                 .as_ref()
                                 .map(|t| t.expose().to_string()),
                             root_id: share.root_id,
+                            user_agent: user_agent.to_string(),
                         },
                     ));
                     warn_if_redirect_fails(m, backend.as_ref());
@@ -113,6 +115,7 @@ pub fn build_backends(
                             password: web.password.clone(),
                             root_id: web.root_id,
                             token_file: state_dir.map(|d| token_file(d, &web.username)),
+                            user_agent: user_agent.to_string(),
                         },
                     ));
                     warn_if_redirect_fails(m, backend.as_ref());

@@ -45,6 +45,8 @@ pub struct WebParams {
     pub root_id: u64,
     /// Where the session token is kept across restarts (created 0600).
     pub token_file: Option<PathBuf>,
+    /// `server.user_agent`, for the download hop's own client.
+    pub user_agent: String,
 }
 
 /// One personal-account mount.
@@ -86,7 +88,7 @@ impl WebBackend {
         );
         Self {
             client: WebClient::new(http.clone(), &params.api_base, session),
-            hop: ShareClient::new(http.clone(), &params.api_base, None),
+            hop: ShareClient::new(http.clone(), &params.api_base, None, &params.user_agent),
             http,
             root_id: params.root_id,
             key_flags: Mutex::new(HashMap::new()),
