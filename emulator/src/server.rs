@@ -400,6 +400,13 @@ fn finish(shared: &Shared, mut resp: crate::http::Resp) -> crate::http::Resp {
     if shared.switches().error_status == ErrorStatus::Mirror && resp.status() == StatusCode::OK {
         if let Some(ErrorCode(code)) = resp.extensions().get::<ErrorCode>().copied() {
             *resp.status_mut() = mirror_status(code);
+            if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+                // As a rate-limiting gateway would say it.
+                resp.headers_mut().insert(
+                    http::header::RETRY_AFTER,
+                    http::HeaderValue::from_static("1"),
+                );
+            }
         }
     }
     resp
