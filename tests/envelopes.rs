@@ -239,6 +239,31 @@ async fn bad_envelopes_are_errors_and_change_nothing() {
     );
 }
 
+/// The same under the other readings of 123 (`common::profiles`), e.g. with 123's own errors
+/// carrying matching statuses (`error_status = mirror`): the same statuses and attempts.
+mod other_readings {
+    use super::*;
+    use common::profiles::{use_profile, Profile};
+
+    #[tokio::test]
+    async fn openlist_reading() {
+        use_profile(Profile::OpenListReading);
+        tokio::join!(
+            writes_under_bad_answers(Kind::Open),
+            writes_under_bad_answers(Kind::Web)
+        );
+    }
+
+    #[tokio::test]
+    async fn sdk_reading() {
+        use_profile(Profile::SdkReading);
+        tokio::join!(
+            writes_under_bad_answers(Kind::Open),
+            writes_under_bad_answers(Kind::Web)
+        );
+    }
+}
+
 /// Under each reading of a refused signature, a listing with the emulator's clock an hour
 /// ahead (outside any skew 123 allows) is a 502 naming the clock, after one attempt, for share
 /// and personal mounts alike; with the clock right again it lists.
