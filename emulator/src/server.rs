@@ -7,9 +7,10 @@
 //! direct-link host (`/<uid>/…`). Paths keep their shapes; a routed path on the wrong listener
 //! is a 404, counted in `wrong_host`. `/__emulator/…` (the control API) answers on every listener.
 //!
-//! Pipeline order (the README repeats it): host check → injected latency → injected 429 / HTTP
-//! status → family checks (Open API: `Platform` header, then token, then QPS; web API:
-//! signature, client headers, token, then QPS) → handler. Every routed request on its own host is
+//! Pipeline order (the README repeats it): host check → User-Agent recorded → injected latency
+//! → injected 429 / HTTP status / `no_code` / `http_json` → family checks (Open API: `Platform`
+//! header, then token, then QPS; web API: signature, client headers, token, then QPS) → handler
+//! → under `error_status = mirror`, an error's status. Every routed request on its own host is
 //! counted in `calls`, except 429 refusals, counted in `refused`.
 
 use std::net::SocketAddr;
