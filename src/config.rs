@@ -20,6 +20,7 @@ mod resolve;
 #[cfg(test)]
 mod tests;
 mod upload;
+mod upstream;
 
 pub use clients::{builtin_clients, ClientDownload, ClientRule};
 pub use duration::{format_duration, parse_duration};
@@ -33,6 +34,7 @@ pub(crate) use resolve::check_password_hash;
 pub use upload::{
     parse_size, UploadMode, DEFAULT_SPOOL_MAX, DEFAULT_UPLOAD_SLICES, DEFAULT_UPLOAD_WORKERS,
 };
+pub use upstream::{DEFAULT_QPS_SCALE, DEFAULT_USER_AGENT, QPS_SCALE_RANGE};
 
 /// Default `server.listen`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -135,6 +137,10 @@ pub struct ServerConfig {
     pub connections_per_ip: usize,
     /// Caps of every mount's side stores: locks, dead properties, client junk.
     pub stores: StoreLimits,
+    /// The share of 123's published per-endpoint QPS limits the Open API clients use.
+    pub qps_scale: f64,
+    /// The `User-Agent` of the gateway's own calls to 123's APIs.
+    pub user_agent: String,
 }
 
 #[derive(Clone)]

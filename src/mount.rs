@@ -59,6 +59,7 @@ pub fn build_backends(
     clients: &OpenClients,
     state_dir: Option<&Path>,
     clock: &Clock,
+    user_agent: &str,
 ) -> Vec<Arc<dyn Backend>> {
     mounts
         .iter()
@@ -100,6 +101,7 @@ pub fn build_backends(
                                 .as_ref()
                                 .map(|t| t.expose().to_string()),
                             root_id: share.root_id,
+                            user_agent: user_agent.to_string(),
                         },
                     ));
                     warn_if_redirect_fails(m, backend.as_ref());
@@ -116,6 +118,7 @@ pub fn build_backends(
                             root_id: web.root_id,
                             token_file: state_dir.map(|d| token_file(d, &web.username)),
                             clock: clock.clone(),
+                            user_agent: user_agent.to_string(),
                         },
                     ));
                     warn_if_redirect_fails(m, backend.as_ref());

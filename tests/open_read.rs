@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use pan123_emulator::{EmulatorConfig, Fault, FaultKind};
+use pan123_emulator::{EmulatorConfig, ErrorStatus, Fault, FaultKind};
 
 const LIST: &str = "/api/v2/file/list";
 const DOWNLOAD_INFO: &str = "/api/v1/file/download_info";
@@ -86,37 +86,44 @@ async fn a_failed_page_is_never_a_short_folder() {
     assert_eq!(responses(&body), 251);
 }
 
+/// A lasting 429 is a 503 with `Retry-After` after bounded retries. When 123 (or a gateway in
+/// front of it: `error_status = mirror`) answers HTTP 429 with its own `Retry-After`, that is
+/// the one passed on (spec §11: honour it); else the gateway's 2 s.
 #[tokio::test]
 async fn a_429_storm_ends_in_503_with_retry_after_after_bounded_retries() {
-    let env = TestEnv::start(EmulatorConfig::default(), |emu| {
-        emu.put_file("/lib/a/x.txt", b"x".to_vec());
-        lib_mount(emu, "/m", "proxy")
-    })
-    .await;
-    let (status, _) = env.propfind("/m/", "1").await;
-    assert_eq!(status, 207);
-    env.emu.reset_stats();
-    env.emu.inject(Fault {
-        endpoint: LIST.into(),
-        // As many 429s as README's attempts: one more attempt would succeed (207).
-        kind: FaultKind::Code429 { count: 5 },
-    });
-    let res = env
-        .req("PROPFIND", "/m/a/")
-        .header("Depth", "1")
-        .send()
-        .await
-        .expect("propfind");
-    assert_eq!(res.status().as_u16(), 503);
-    assert!(res.headers().get("retry-after").is_some());
-    let stats = env.emu.stats();
-    // README: API calls back off up to 4 times on 429, then 503. (The 503 prompts a readiness
-    // probe, whose listing may already have been answered: it is not refused.)
-    assert_eq!(
-        stats.refused(LIST),
-        5,
-        "the first attempt and four back-offs"
-    );
+    for (error_status, retry_after) in [(ErrorStatus::Ok, "2"), (ErrorStatus::Mirror, "1")] {
+        let mut cfg = EmulatorConfig::default();
+        cfg.switches.error_status = error_status;
+        let env = TestEnv::start(cfg, |emu| {
+            emu.put_file("/lib/a/x.txt", b"x".to_vec());
+            lib_mount(emu, "/m", "proxy")
+        })
+        .await;
+        let (status, _) = env.propfind("/m/", "1").await;
+        assert_eq!(status, 207);
+        env.emu.reset_stats();
+        env.emu.inject(Fault {
+            endpoint: LIST.into(),
+            // As many 429s as README's attempts: one more attempt would succeed (207).
+            kind: FaultKind::Code429 { count: 5 },
+        });
+        let res = env
+            .req("PROPFIND", "/m/a/")
+            .header("Depth", "1")
+            .send()
+            .await
+            .expect("propfind");
+        assert_eq!(res.status().as_u16(), 503, "{error_status:?}");
+        assert_eq!(header(&res, "retry-after"), retry_after, "{error_status:?}");
+        let stats = env.emu.stats();
+        // README: API calls back off up to 4 times on 429, then 503. (The 503 prompts a
+        // readiness probe, whose listing may already have been answered: it is not refused.)
+        assert_eq!(
+            stats.refused(LIST),
+            5,
+            "{error_status:?}: the first attempt and four back-offs"
+        );
+    }
 }
 
 #[tokio::test]

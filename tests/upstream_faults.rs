@@ -1,7 +1,8 @@
 //! Upstream faults for the share, link (direct-link tree) and web (personal account) mounts,
 //! all injected through the emulator: 429 storms and bursts, 5xx bursts and outages on listing,
 //! on the download-link endpoints, on the `web-pro` hop and on the CDN / direct host; cuts in
-//! the middle of a body; links the CDN refuses; 123's daily traffic limit (5113).
+//! the middle of a body; links the CDN refuses; 123's daily traffic limit (5113); web rate
+//! limits in each shape they have been seen in (`web_rate_limit_style`).
 //!
 //! Each case asserts statuses and upstream call counts (emulator stats), never timings, except
 //! a generous hang guard around every request. Slow upstreams (the configured timeouts) are in
@@ -359,6 +360,37 @@ async fn download_info_bursts_are_retried_and_outages_are_503() {
         download_info_faults(Kind::Share),
         download_info_faults(Kind::Web)
     );
+}
+
+/// Rate limiting in each shape the web API has been seen to use (`web_rate_limit_style`: code
+/// 429, HTTP 429, a worded message with another code; spec web §7) is recognised as such: a
+/// lasting one on the download-link endpoint is a 503 after the same bounded attempts, never a
+/// 502; the server's own `Retry-After` (1 s with HTTP 429) is passed on, else the gateway's 5 s.
+#[tokio::test]
+async fn web_rate_limits_in_every_shape_are_rate_limits() {
+    use pan123_emulator::WebRateLimitStyle;
+    let env = env(EmulatorConfig::default()).await;
+    let styles = [
+        (WebRateLimitStyle::Code429, "5"),
+        (WebRateLimitStyle::Http429, "1"),
+        (WebRateLimitStyle::Message, "5"),
+    ];
+    for (style, retry_after) in styles {
+        env.emu.set_switches(|s| s.web_rate_limit_style = style);
+        for kind in [Kind::Share, Kind::Web] {
+            let what = format!("{style:?} {kind:?}");
+            env.emu.reset_stats();
+            inject(&env, kind.info(), FaultKind::Code429 { count: 1000 });
+            let got = get(&env, &format!("{}/f05.bin", kind.mount())).await;
+            env.emu.clear_faults();
+            assert_eq!(got.status, 503, "{what}");
+            assert_eq!(got.retry, retry_after, "{what}");
+            assert_not_file(&env, "/lib/f05.bin", &got.body);
+            assert_eq!(attempts(&env, kind.info()), ATTEMPTS_429, "{what}");
+            assert_eq!(env.emu.stats().calls(kind.info()), 0, "{what}");
+        }
+    }
+    get_ok(&env, "/w/f05.bin", "/lib/f05.bin").await;
 }
 
 // ---- 2. 429 / 5xx on the web-pro hop and the CDN ---------------------------------------------

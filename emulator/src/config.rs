@@ -173,6 +173,45 @@ pub enum ZeroByteUpload {
     Reject,
 }
 
+/// The HTTP status of an API error (spec open-api §1, §11 "the envelope").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorStatus {
+    /// Every API error is HTTP 200 with the envelope, as 123's docs say.
+    #[default]
+    Ok,
+    /// Errors also carry a matching non-2xx status (429 for code 429, 401 for 401, 404 for
+    /// 5066, 403 for 5113, a 4xx/5xx code as itself, 400 otherwise), as a gateway in front of
+    /// 123 or the Go SDKs' reading implies.
+    Mirror,
+}
+
+/// How the web API (share, personal) says "too many requests" (spec web §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebRateLimitStyle {
+    /// HTTP 200, envelope code 429 (the Open API's documented answer).
+    #[default]
+    Code429,
+    /// HTTP 429 with an HTML body and `Retry-After: 1` (a gateway in front of 123).
+    Http429,
+    /// HTTP 200 with another code and a message: code 1 `下载操作频繁，请稍后再试` on the
+    /// download-link endpoints, code 100011 `rate limit type min` elsewhere (both reported).
+    Message,
+}
+
+/// How the web API answers a request whose signature fails (spec web §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebSignatureFailure {
+    /// HTTP 403 with `{"code": 403, "message": "签名校验失败: …"}` (the emulator's first guess).
+    #[default]
+    Code,
+    /// HTTP 200 with `{"status": 0, "info": "签名错误,请检查您的本地时间是否为东八区时间-platform
+    /// forbidden"}` and no `code` (a capture in a public bug report).
+    StatusInfo,
+}
+
 /// Behaviour the spec leaves open, and test knobs. Each has a CLI flag and a documented default
 /// (see the README); all can be changed while running (`Emulator::set_switches`,
 /// `POST /__emulator/switches`). Durations travel as milliseconds in JSON (`*_ms` keys).
@@ -225,6 +264,16 @@ pub struct Switches {
     /// `您需要注册登录或付费后下载`. Default false.
     #[serde(default)]
     pub share_download_needs_login: bool,
+    /// The HTTP status of API errors (Open and web API). Default `ok` (always 200).
+    #[serde(default)]
+    pub error_status: ErrorStatus,
+    /// How the web API answers rate limiting (its QPS gate and the `code429` fault). Default
+    /// `code429`.
+    #[serde(default)]
+    pub web_rate_limit_style: WebRateLimitStyle,
+    /// How the web API answers a failed signature. Default `code`.
+    #[serde(default)]
+    pub web_signature_failure: WebSignatureFailure,
 }
 
 /// Default of `Switches::presign_ttl` (also for switch JSON written before it existed).
@@ -251,6 +300,9 @@ impl Default for Switches {
             web_risk_control: false,
             presign_ttl: default_presign_ttl(),
             share_download_needs_login: false,
+            error_status: ErrorStatus::Ok,
+            web_rate_limit_style: WebRateLimitStyle::Code429,
+            web_signature_failure: WebSignatureFailure::Code,
         }
     }
 }

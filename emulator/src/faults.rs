@@ -36,6 +36,23 @@ pub enum FaultKind {
         /// Calls affected.
         count: u32,
     },
+    /// HTTP 200 with a JSON body that has no `code` (`{"message": "ok", "data": null}`), for the
+    /// next `count` calls; the call is not performed (spec §11, "the envelope").
+    NoCode {
+        /// Calls affected.
+        count: u32,
+    },
+    /// HTTP `status` with a JSON envelope carrying `code` (e.g. 429 or 502 from a gateway in
+    /// front of 123, even with `code: 0`), for the next `count` calls; the call is not
+    /// performed.
+    HttpJson {
+        /// HTTP status to send.
+        status: u16,
+        /// Envelope `code`.
+        code: i64,
+        /// Calls affected.
+        count: u32,
+    },
     /// Delay the next `count` calls by `ms` milliseconds before handling them.
     Latency {
         /// Added delay.
@@ -83,6 +100,8 @@ impl FaultKind {
         match self {
             FaultKind::Code429 { count }
             | FaultKind::Http { count, .. }
+            | FaultKind::NoCode { count }
+            | FaultKind::HttpJson { count, .. }
             | FaultKind::Latency { count, .. }
             | FaultKind::FailPage { count, .. }
             | FaultKind::ExpireAtPage { count, .. }
@@ -100,6 +119,15 @@ pub enum Refusal {
     Code429,
     /// This HTTP status.
     Http(u16),
+    /// HTTP 200 JSON without `code`.
+    NoCode,
+    /// This HTTP status with an envelope of this code.
+    HttpJson {
+        /// HTTP status.
+        status: u16,
+        /// Envelope code.
+        code: i64,
+    },
 }
 
 /// The armed faults, in arming order.
@@ -167,6 +195,11 @@ impl Faults {
         self.take(endpoint, |k| match k {
             FaultKind::Code429 { .. } => Some(Refusal::Code429),
             FaultKind::Http { status, .. } => Some(Refusal::Http(*status)),
+            FaultKind::NoCode { .. } => Some(Refusal::NoCode),
+            FaultKind::HttpJson { status, code, .. } => Some(Refusal::HttpJson {
+                status: *status,
+                code: *code,
+            }),
             _ => None,
         })
     }
@@ -223,6 +256,21 @@ mod tests {
         let c: Fault =
             serde_json::from_str(r#"{"endpoint":"cdn","kind":"code429","count":1}"#).unwrap();
         assert_eq!(c.kind, FaultKind::Code429 { count: 1 });
+        let n: Fault =
+            serde_json::from_str(r#"{"endpoint":"e","kind":"no_code","count":2}"#).unwrap();
+        assert_eq!(n.kind, FaultKind::NoCode { count: 2 });
+        let j: Fault = serde_json::from_str(
+            r#"{"endpoint":"e","kind":"http_json","status":502,"code":0,"count":1}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            j.kind,
+            FaultKind::HttpJson {
+                status: 502,
+                code: 0,
+                count: 1
+            }
+        );
     }
 
     #[test]

@@ -84,12 +84,41 @@ pub fn ok(data: Value) -> Resp {
     )
 }
 
-/// Open API error envelope: HTTP 200, non-zero `code`, `data: null`.
+/// Open API error envelope: HTTP 200, non-zero `code`, `data: null`. The code rides along as
+/// an `ErrorCode` extension, so the pipeline can give it a matching HTTP status under the
+/// `error_status = mirror` switch.
 pub fn err(code: i64, message: &str) -> Resp {
-    json(
-        StatusCode::OK,
-        &serde_json::json!({"code": code, "message": message, "data": null, "x-traceID": trace_id()}),
+    error_code(
+        json(
+            StatusCode::OK,
+            &serde_json::json!({"code": code, "message": message, "data": null, "x-traceID": trace_id()}),
+        ),
+        code,
     )
+}
+
+/// The envelope code of an error response (a response extension, never sent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorCode(pub i64);
+
+/// Marks `resp` as an API error of `code`.
+pub fn error_code(mut resp: Resp, code: i64) -> Resp {
+    resp.extensions_mut().insert(ErrorCode(code));
+    resp
+}
+
+/// The HTTP status an error of envelope `code` carries under `error_status = mirror`: 429,
+/// 401 and any other 4xx/5xx code as themselves, 5066 (not found) 404, 5113/5114 (traffic)
+/// 403, 20103 (still verifying) 503, everything else (code 1 and the like) 400.
+pub fn mirror_status(code: i64) -> StatusCode {
+    let status = match code {
+        5066 => 404,
+        5113 | 5114 => 403,
+        20103 => 503,
+        c @ 400..=599 => c as u16,
+        _ => 400,
+    };
+    StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST)
 }
 
 /// A refusal as a code and a message, before it is put into an envelope. Logic shared by the
@@ -313,6 +342,18 @@ mod tests {
         assert_eq!(a.ids("fileIds"), Ok(Some(vec![1, 2])));
         assert_eq!(a.int("missing"), Ok(None));
         assert_eq!(a.int("filename"), Err(()));
+    }
+
+    #[test]
+    fn mirrored_statuses() {
+        assert_eq!(mirror_status(429), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(mirror_status(401), StatusCode::UNAUTHORIZED);
+        assert_eq!(mirror_status(5066), StatusCode::NOT_FOUND);
+        assert_eq!(mirror_status(1), StatusCode::BAD_REQUEST);
+        assert_eq!(mirror_status(502), StatusCode::BAD_GATEWAY);
+        let r = err(5066, "文件不存在");
+        assert_eq!(r.extensions().get::<ErrorCode>(), Some(&ErrorCode(5066)));
+        assert_eq!(r.status(), StatusCode::OK);
     }
 
     #[test]

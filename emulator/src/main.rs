@@ -9,7 +9,8 @@ use std::time::Duration;
 use clap::{ArgAction, Parser, ValueEnum};
 use pan123_emulator::config::{parse_duration, parse_size};
 use pan123_emulator::{
-    Emulator, EmulatorConfig, GenerateSpec, OverwriteAt, ShareSpec, Switches, ZeroByteUpload,
+    Emulator, EmulatorConfig, ErrorStatus, GenerateSpec, OverwriteAt, ShareSpec, Switches,
+    WebRateLimitStyle, WebSignatureFailure, ZeroByteUpload,
 };
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -126,6 +127,20 @@ struct Cli {
     /// Share downloads need a logged-in web token (else code 5112).
     #[arg(long)]
     share_download_needs_login: bool,
+    /// HTTP status of API errors: `ok` (always 200) or `mirror` (a matching 4xx/5xx).
+    #[arg(long, value_parser = parse_switch::<ErrorStatus>, default_value = "ok")]
+    error_status: ErrorStatus,
+    /// How the web API says "too many requests": `code429`, `http429` or `message`.
+    #[arg(long, value_parser = parse_switch::<WebRateLimitStyle>, default_value = "code429")]
+    web_rate_limit_style: WebRateLimitStyle,
+    /// How the web API answers a failed signature: `code` or `status_info`.
+    #[arg(long, value_parser = parse_switch::<WebSignatureFailure>, default_value = "code")]
+    web_signature_failure: WebSignatureFailure,
+}
+
+/// A switch value by its JSON name (the same words as `POST /__emulator/switches`).
+fn parse_switch<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|e| e.to_string())
 }
 
 /// `USER:PASSWORD`, split at the first colon.
@@ -179,6 +194,9 @@ impl Cli {
                 web_risk_control: self.web_risk_control,
                 presign_ttl: self.presign_ttl,
                 share_download_needs_login: self.share_download_needs_login,
+                error_status: self.error_status,
+                web_rate_limit_style: self.web_rate_limit_style,
+                web_signature_failure: self.web_signature_failure,
             },
         }
     }

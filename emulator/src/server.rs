@@ -7,9 +7,10 @@
 //! direct-link host (`/<uid>/…`). Paths keep their shapes; a routed path on the wrong listener
 //! is a 404, counted in `wrong_host`. `/__emulator/…` (the control API) answers on every listener.
 //!
-//! Pipeline order (the README repeats it): host check → injected latency → injected 429 / HTTP
-//! status → family checks (Open API: `Platform` header, then token, then QPS; web API:
-//! signature, client headers, token, then QPS) → handler. Every routed request on its own host is
+//! Pipeline order (the README repeats it): host check → User-Agent recorded → injected latency
+//! → injected 429 / HTTP status / `no_code` / `http_json` → family checks (Open API: `Platform`
+//! header, then token, then QPS; web API: signature, client headers, token, then QPS) → handler
+//! → under `error_status = mirror`, an error's status. Every routed request on its own host is
 //! counted in `calls`, except 429 refusals, counted in `refused`.
 
 use std::net::SocketAddr;
@@ -25,10 +26,11 @@ use hyper_util::server::conn::auto::Builder;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::config::ErrorStatus;
 use crate::emulator::{lock, Shared};
 use crate::faults::Refusal;
 use crate::hosts::Host;
-use crate::http::{err, not_found, text, HandlerResult};
+use crate::http::{err, json, mirror_status, not_found, text, trace_id, ErrorCode, HandlerResult};
 use crate::qps::default_qps;
 
 /// Message sent with code 429 (the real text is unpublished).
@@ -297,6 +299,13 @@ async fn handle(
         return Ok(not_found());
     }
     tracing::debug!(method = %req.method(), path = %path, %host, peer = %peer, "request");
+    // Which clients 123 sees, per endpoint (spec web §7: 123 tracks clients by User-Agent).
+    let user_agent = req
+        .headers()
+        .get(http::header::USER_AGENT)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default();
+    lock(&shared.counters).user_agent(key, &user_agent);
 
     let hang = lock(&shared.faults).take_hang(key);
     if hang {
@@ -310,20 +319,8 @@ async fn handle(
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     let refusal = lock(&shared.faults).take_refusal(key);
-    match refusal {
-        Some(Refusal::Code429) => {
-            lock(&shared.counters).refuse(key);
-            return Ok(match ep.family() {
-                Family::Host => text(StatusCode::TOO_MANY_REQUESTS, "429 Too Many Requests"),
-                _ => err(429, MSG_429),
-            });
-        }
-        Some(Refusal::Http(status)) => {
-            lock(&shared.counters).call(key);
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return Ok(text(status, status.canonical_reason().unwrap_or("error")));
-        }
-        None => {}
+    if let Some(refusal) = refusal {
+        return Ok(finish(&shared, refused(&shared, ep, refusal)));
     }
 
     let mut ctx = Ctx {
@@ -348,6 +345,69 @@ async fn handle(
             c.refuse(key);
         } else {
             c.call(key);
+        }
+    }
+    resp.map(|r| finish(&shared, r))
+}
+
+/// The answer of an injected refusal, counted: 429s as `refused`, the rest as `calls`. None of
+/// them performs the call.
+fn refused(shared: &Shared, ep: Ep, refusal: Refusal) -> crate::http::Resp {
+    let key = ep.key();
+    match refusal {
+        Refusal::Code429 => {
+            lock(&shared.counters).refuse(key);
+            match ep.family() {
+                Family::Host => text(StatusCode::TOO_MANY_REQUESTS, "429 Too Many Requests"),
+                Family::Web if ep != Ep::WebLogin => crate::web::rate_limited(shared, ep),
+                _ => err(429, MSG_429),
+            }
+        }
+        Refusal::Http(status) => {
+            lock(&shared.counters).call(key);
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            text(status, status.canonical_reason().unwrap_or("error"))
+        }
+        Refusal::NoCode => {
+            // spec §11: an answer that looks like success to a reader defaulting `code` to 0.
+            lock(&shared.counters).call(key);
+            json(
+                StatusCode::OK,
+                &serde_json::json!({"message": "ok", "data": null}),
+            )
+        }
+        Refusal::HttpJson { status, code } => {
+            {
+                let mut c = lock(&shared.counters);
+                if status == 429 || code == 429 {
+                    c.refuse(key);
+                } else {
+                    c.call(key);
+                }
+            }
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+            let message = if code == 0 { "ok" } else { MSG_429 };
+            json(
+                status,
+                &serde_json::json!({"code": code, "message": message, "data": null, "x-traceID": trace_id()}),
+            )
+        }
+    }
+}
+
+/// The last step of every answer: under `error_status = mirror`, an API error sent as HTTP 200
+/// gets the status matching its code (spec §11, "the envelope").
+fn finish(shared: &Shared, mut resp: crate::http::Resp) -> crate::http::Resp {
+    if shared.switches().error_status == ErrorStatus::Mirror && resp.status() == StatusCode::OK {
+        if let Some(ErrorCode(code)) = resp.extensions().get::<ErrorCode>().copied() {
+            *resp.status_mut() = mirror_status(code);
+            if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+                // As a rate-limiting gateway would say it.
+                resp.headers_mut().insert(
+                    http::header::RETRY_AFTER,
+                    http::HeaderValue::from_static("1"),
+                );
+            }
         }
     }
     resp

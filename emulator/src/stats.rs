@@ -1,8 +1,11 @@
 //! Call and byte counters, so tests can assert on upstream traffic ("HEAD made zero link calls").
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::OnceLock;
 use std::time::Instant;
+
+/// Distinct User-Agents kept per endpoint; more are not recorded (a bound, not a sample).
+const MAX_USER_AGENTS: usize = 16;
 
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +31,9 @@ pub struct Stats {
     pub live_tokens: usize,
     /// Access tokens issued since start (or the last reset).
     pub tokens_issued: u64,
+    /// Distinct `User-Agent` values seen per endpoint (`""` = none sent), at most 16 each.
+    #[serde(default)]
+    pub user_agents: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl Stats {
@@ -49,6 +55,14 @@ impl Stats {
     /// Requests sent to the wrong host, all endpoints together.
     pub fn wrong_host_total(&self) -> u64 {
         self.wrong_host.values().sum()
+    }
+
+    /// The distinct User-Agents seen on one endpoint (empty if no call).
+    pub fn user_agents(&self, endpoint: &str) -> Vec<String> {
+        self.user_agents
+            .get(endpoint)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Bytes served by one download host word (0 if none).
@@ -79,6 +93,7 @@ pub struct Counters {
     wrong_host: BTreeMap<String, u64>,
     bytes: BTreeMap<String, u64>,
     bytes_served: u64,
+    user_agents: BTreeMap<String, BTreeSet<String>>,
     tokens_issued_base: u64,
     /// CDN traffic of the current UTC+8 day, for the daily traffic cap.
     traffic_day: i64,
@@ -102,6 +117,14 @@ impl Counters {
             .get(endpoint)
             .map(|t| t.iter().copied().collect())
             .unwrap_or_default()
+    }
+
+    /// Record the User-Agent of a request to `endpoint`.
+    pub fn user_agent(&mut self, endpoint: &str, user_agent: &str) {
+        let seen = self.user_agents.entry(endpoint.to_string()).or_default();
+        if seen.len() < MAX_USER_AGENTS && !seen.contains(user_agent) {
+            seen.insert(user_agent.to_string());
+        }
     }
 
     /// Count one 429 refusal.
@@ -154,6 +177,7 @@ impl Counters {
             bytes: self.bytes.clone(),
             live_tokens,
             tokens_issued: issued_total.saturating_sub(self.tokens_issued_base),
+            user_agents: self.user_agents.clone(),
         }
     }
 }

@@ -9,6 +9,7 @@ use hyper::body::Incoming;
 use serde_json::{json, Value};
 
 use crate::clock::rfc3339_cst;
+use crate::config::{WebRateLimitStyle, WebSignatureFailure};
 use crate::emulator::Shared;
 use crate::http::{json, not_found, query_pairs, HandlerResult, Resp};
 use crate::server::{Ctx, Ep, MSG_429, MSG_PLATFORM};
@@ -37,10 +38,16 @@ pub(crate) async fn handle(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResu
     }
     let pairs = query_pairs(req.uri());
     if let Err(e) = crate::sign::verify(req.uri().path(), &pairs, ctx.shared.now()) {
-        return Ok(json(
-            StatusCode::FORBIDDEN,
-            &json!({"code": 403, "message": format!("签名校验失败: {e}")}),
-        ));
+        return Ok(match ctx.shared.switches().web_signature_failure {
+            WebSignatureFailure::Code => json(
+                StatusCode::FORBIDDEN,
+                &json!({"code": 403, "message": format!("签名校验失败: {e}")}),
+            ),
+            WebSignatureFailure::StatusInfo => json(
+                StatusCode::OK,
+                &json!({"status": 0, "info": MSG_SIGN_STATUS_INFO}),
+            ),
+        });
     }
     if let Err(refused) = check_client(&ctx.shared, req.headers()) {
         return Ok(refused);
@@ -49,7 +56,7 @@ pub(crate) async fn handle(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResu
         Ep::ShareGet | Ep::ShareDownloadInfo => {
             // Anonymous: counted per address.
             if !ctx.admit(&format!("ip:{}", ctx.peer.ip())) {
-                return Ok(web_err(429, MSG_429));
+                return Ok(rate_limited(&ctx.shared, ctx.ep));
             }
             if ctx.ep == Ep::ShareGet {
                 Ok(crate::share::list(ctx, &pairs))
@@ -64,7 +71,7 @@ pub(crate) async fn handle(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResu
                 Err(refused) => return Ok(refused),
             };
             if !ctx.admit(&owner) {
-                return Ok(web_err(429, MSG_429));
+                return Ok(rate_limited(&ctx.shared, ctx.ep));
             }
             use crate::{personal, personal_upload as up, personal_write as write};
             match ctx.ep {
@@ -132,13 +139,53 @@ pub fn web_ok(data: Value) -> Resp {
     )
 }
 
-/// Web error envelope.
+/// Web error envelope (marked with its code, for `error_status = mirror`).
 pub fn web_err(code: i64, message: &str) -> Resp {
-    json(
-        StatusCode::OK,
-        &json!({"code": code, "message": message, "data": null}),
+    crate::http::error_code(
+        json(
+            StatusCode::OK,
+            &json!({"code": code, "message": message, "data": null}),
+        ),
+        code,
     )
 }
+
+/// The web API's "too many requests", in the style the `web_rate_limit_style` switch picks
+/// (spec web §7: HTTP 429, code 429 and worded messages with other codes are all seen).
+pub(crate) fn rate_limited(sh: &Shared, ep: Ep) -> Resp {
+    match sh.switches().web_rate_limit_style {
+        WebRateLimitStyle::Code429 => web_err(429, MSG_429),
+        WebRateLimitStyle::Http429 => {
+            let mut r = crate::http::text(
+                StatusCode::TOO_MANY_REQUESTS,
+                "<html><body><h1>429 Too Many Requests</h1></body></html>",
+            );
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/html"),
+            );
+            r.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("1"),
+            );
+            r
+        }
+        WebRateLimitStyle::Message => match ep {
+            Ep::ShareDownloadInfo | Ep::WebDownloadInfo => web_err(1, MSG_DOWNLOAD_BUSY),
+            _ => web_err(CODE_RATE_LIMIT_MIN, MSG_RATE_LIMIT_MIN),
+        },
+    }
+}
+
+/// A rate-limit message seen on download-link calls (spec web §7).
+pub const MSG_DOWNLOAD_BUSY: &str = "下载操作频繁，请稍后再试";
+/// A rate-limit code and message seen elsewhere on the web API (spec web §7).
+pub const CODE_RATE_LIMIT_MIN: i64 = 100011;
+/// Its message.
+pub const MSG_RATE_LIMIT_MIN: &str = "rate limit type min";
+/// The failed-signature answer of a public capture (spec web §7), without a `code`.
+pub const MSG_SIGN_STATUS_INFO: &str =
+    "签名错误,请检查您的本地时间是否为东八区时间-platform forbidden";
 
 /// A web `InfoList` item (spec web §0.4): the eight keys OpenList decodes, plus a few the real
 /// API also sends.

@@ -43,10 +43,9 @@ impl QpsLimiter {
         Self::default()
     }
 
-    /// Waits until a call on `key` may start under a limit of `qps` calls per second, then
-    /// records it. `qps == 0` means unlimited.
-    pub async fn acquire(&self, key: &str, qps: u32) {
-        if qps == 0 {
+    /// Waits until a call on `key` may start under `rate`, then records it.
+    pub async fn acquire(&self, key: &str, rate: Rate) {
+        if rate.calls == 0 {
             return;
         }
         loop {
@@ -56,16 +55,16 @@ impl QpsLimiter {
                 let now = Instant::now();
                 while window
                     .front()
-                    .is_some_and(|t| now.duration_since(*t) >= WINDOW)
+                    .is_some_and(|t| now.duration_since(*t) >= rate.window)
                 {
                     window.pop_front();
                 }
-                if window.len() < qps as usize {
+                if window.len() < rate.calls as usize {
                     window.push_back(now);
                     return;
                 }
                 // The oldest start leaves the window first.
-                window.front().map(|t| *t + WINDOW).unwrap_or(now)
+                window.front().map(|t| *t + rate.window).unwrap_or(now)
             };
             tokio::time::sleep_until(wait_until).await;
         }
@@ -88,15 +87,78 @@ impl QpsLimiter {
     }
 }
 
+/// The longest server `Retry-After` a retry loop waits for; longer ones end the loop instead
+/// (the client gets 503 with that `Retry-After`), so one request never sleeps for minutes.
+pub const MAX_RETRY_WAIT: Duration = Duration::from_secs(30);
+
 /// How long to wait before retry number `attempt` (1-based) after a 429 or a transient
-/// failure: exponential from 250 ms, capped at 4 s, and never shorter than a Retry-After the
-/// server gave. A pure function so it is tested by table, without sleeping.
+/// failure: exponential from 250 ms, capped at 4 s, with ±25 % jitter so that requests that
+/// failed together do not retry together (spec open-api §11, "QPS"), and never shorter than a
+/// `Retry-After` the server gave (spec §11: honour it on every retry loop).
 pub fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
+    backoff_at(attempt, retry_after, rand::random::<f64>())
+}
+
+/// [`backoff`] with its random draw `unit` (in `[0, 1)`) passed in: a pure function, tested by
+/// table without sleeping. `unit = 0.5` gives the exponential step itself.
+pub fn backoff_at(attempt: u32, retry_after: Option<Duration>, unit: f64) -> Duration {
     let exp = 250u64.saturating_mul(1u64 << attempt.saturating_sub(1).min(10));
     let base = Duration::from_millis(exp.min(4000));
+    let jittered = base.mul_f64(0.75 + 0.5 * unit.clamp(0.0, 1.0));
     match retry_after {
-        Some(r) if r > base => r.min(Duration::from_secs(30)),
-        _ => base,
+        Some(r) if r > jittered => r.min(MAX_RETRY_WAIT),
+        _ => jittered,
+    }
+}
+
+/// A response's `Retry-After` (RFC 9110 §10.2.3): delta-seconds or an HTTP date. A date in the
+/// past, or a zero, counts as one second (the server did say "later").
+pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    let value = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    let wait = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()?
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    };
+    Some(wait.max(Duration::from_secs(1)))
+}
+
+/// How many calls may start per window for a published limit of `qps` scaled by `scale`
+/// (`server.qps_scale`, 0.1–1.0; spec open-api §11: run at 80 % of the table by default).
+/// A scaled limit under one call per second becomes one call per longer window.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rate {
+    /// Calls per window; 0 = unlimited.
+    pub calls: u32,
+    pub window: Duration,
+}
+
+impl Rate {
+    /// The rate for a published `qps` (0 = no limit) at `scale`.
+    pub fn scaled(qps: u32, scale: f64) -> Rate {
+        let per_second = f64::from(qps) * scale.clamp(0.01, 1.0);
+        if qps == 0 {
+            Rate {
+                calls: 0,
+                window: WINDOW,
+            }
+        } else if per_second >= 1.0 {
+            Rate {
+                calls: per_second.floor() as u32,
+                window: WINDOW,
+            }
+        } else {
+            Rate {
+                calls: 1,
+                window: WINDOW.div_f64(per_second),
+            }
+        }
     }
 }
 
@@ -107,6 +169,7 @@ mod tests {
     #[test]
     fn backoff_table() {
         let ms = |m| Duration::from_millis(m);
+        let backoff = |attempt, ra| backoff_at(attempt, ra, 0.5);
         let cases = [
             (1, None, ms(250)),
             (2, None, ms(500)),
@@ -128,24 +191,90 @@ mod tests {
         }
     }
 
+    #[test]
+    fn jitter_stays_within_a_quarter_and_under_retry_after() {
+        let ms = |m| Duration::from_millis(m);
+        assert_eq!(
+            backoff_at(1, None, 0.0),
+            ms(187) + Duration::from_micros(500)
+        );
+        assert_eq!(backoff_at(3, None, 1.0), ms(1250));
+        assert_eq!(backoff_at(5, None, 0.0), ms(3000));
+        // A Retry-After is a floor: jitter never shortens it.
+        assert_eq!(backoff_at(1, Some(ms(2000)), 0.0), ms(2000));
+        assert_eq!(backoff_at(1, Some(ms(2000)), 1.0), ms(2000));
+        for _ in 0..100 {
+            let d = backoff(2, None);
+            assert!(d >= ms(375) && d <= ms(625), "{d:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let h = |v: &str| {
+            let mut m = http::HeaderMap::new();
+            m.insert(http::header::RETRY_AFTER, v.parse().expect("value"));
+            m
+        };
+        assert_eq!(retry_after(&h("3")), Some(Duration::from_secs(3)));
+        assert_eq!(retry_after(&h("0")), Some(Duration::from_secs(1)));
+        assert_eq!(
+            retry_after(&h("Thu, 01 Jan 1970 00:00:00 GMT")),
+            Some(Duration::from_secs(1))
+        );
+        let later =
+            httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(120));
+        let got = retry_after(&h(&later)).expect("a date");
+        assert!(got > Duration::from_secs(100) && got <= Duration::from_secs(120));
+        assert_eq!(retry_after(&h("soon")), None);
+        assert_eq!(retry_after(&http::HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn scaled_rates() {
+        let r = |qps, scale| Rate::scaled(qps, scale);
+        assert_eq!(r(5, 0.8).calls, 4);
+        assert_eq!(r(10, 0.8).calls, 8);
+        assert_eq!(r(3, 0.8).calls, 2);
+        assert_eq!(r(5, 1.0).calls, 5);
+        assert_eq!(r(0, 0.8).calls, 0);
+        // 1 QPS at 80 %: one call per 1.3125 s.
+        assert_eq!(
+            r(1, 0.8),
+            Rate {
+                calls: 1,
+                window: WINDOW.div_f64(0.8)
+            }
+        );
+        assert_eq!(r(2, 0.1).calls, 1);
+        assert_eq!(r(2, 0.1).window, WINDOW.div_f64(0.2));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn limiter_spaces_calls_per_key() {
         let l = QpsLimiter::new();
         let start = Instant::now();
+        let three = Rate::scaled(3, 1.0);
         for _ in 0..3 {
-            l.acquire("list", 3).await;
+            l.acquire("list", three).await;
         }
         assert!(start.elapsed() < Duration::from_millis(10));
-        l.acquire("list", 3).await;
+        l.acquire("list", three).await;
         assert!(start.elapsed() >= WINDOW);
         // Another key is independent.
         let t = Instant::now();
-        l.acquire("info", 1).await;
+        l.acquire("info", Rate::scaled(1, 1.0)).await;
         assert!(t.elapsed() < Duration::from_millis(10));
         // Unlimited never waits.
         for _ in 0..100 {
-            l.acquire("slice", 0).await;
+            l.acquire("slice", Rate::scaled(0, 0.8)).await;
         }
+        // A scaled-down limit under 1 QPS spaces calls further than a second apart.
+        let slow = Rate::scaled(1, 0.5);
+        let t = Instant::now();
+        l.acquire("rename", slow).await;
+        l.acquire("rename", slow).await;
+        assert!(t.elapsed() >= WINDOW * 2);
     }
 
     #[tokio::test(start_paused = true)]

@@ -40,10 +40,11 @@ where
                     return Ok(v);
                 }
                 // No resend that would start past the request's deadline.
-                if !super::deadline::allows(backoff(attempt, None)) {
+                let delay = backoff(attempt, None);
+                if !super::deadline::allows(delay) {
                     return Err(e);
                 }
-                tokio::time::sleep(backoff(attempt, None)).await;
+                tokio::time::sleep(delay).await;
             }
             Err(e) => return Err(e),
         }

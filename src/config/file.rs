@@ -46,6 +46,8 @@ pub(super) struct RawServer {
     pub props_per_user_max_bytes: Option<String>,
     pub junk_max_files: Option<i64>,
     pub junk_per_user_max_files: Option<i64>,
+    pub qps_scale: Option<f64>,
+    pub user_agent: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -326,6 +326,9 @@ fn resolve_server(report: &mut Report, mut table: toml::Table, base_dir: &Path) 
         },
     );
 
+    let qps_scale = super::upstream::resolve_qps_scale(report, &s, raw.qps_scale);
+    let user_agent = super::upstream::resolve_user_agent(report, &s, raw.user_agent);
+
     ServerConfig {
         listen,
         public_url,
@@ -350,6 +353,8 @@ fn resolve_server(report: &mut Report, mut table: toml::Table, base_dir: &Path) 
         body_idle_timeout,
         connections_per_ip,
         stores,
+        qps_scale,
+        user_agent,
     }
 }
 

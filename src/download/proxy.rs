@@ -43,9 +43,6 @@ use super::respond;
 use super::ResponseBody;
 use crate::backend::{Entry, Link};
 
-/// The User-Agent of our upstream requests, unless the link demands another.
-const USER_AGENT: &str = concat!("pan123-webdav/", env!("CARGO_PKG_VERSION"));
-
 /// How many times an upstream 5xx or 429 (before any byte reached the client) is retried
 /// before the client gets 502 (or, for a lasting 429, 503).
 const MAX_BUSY_RETRIES: u32 = 2;
@@ -123,8 +120,10 @@ impl ProxyError {
 /// without evaluating first is equally correct. HEAD is answered from `entry` alone
 /// ([`respond::head`]); any other method is treated as GET (routing is the caller's business).
 ///
-/// Never forwards the client's headers: upstream sees the link's own headers, our
-/// User-Agent (unless the link sets one), `Accept-Encoding: identity` and our `Range`.
+/// Forwards one of the client's headers, its `User-Agent` (spec web §7: players are what 123's
+/// CDN expects to see; without one, the HTTP client's own, `server.user_agent`), unless the
+/// link sets one. Otherwise upstream sees the link's own headers, `Accept-Encoding: identity`
+/// and our `Range`.
 /// An unsatisfiable range is a 416 without any link or upstream call; an empty file is a 200
 /// with no body, also without one.
 ///
@@ -162,16 +161,22 @@ pub async fn proxy(
         return Ok(file_response(entry, &v, want, respond::empty_body()));
     }
 
+    let user_agent = headers.get(header::USER_AGENT);
     let mut link = links.link(false).await.map_err(ProxyError::Link)?;
     let mut refreshed = false;
     let mut retried = 0u32;
     // Bounded: every turn returns or uses up the one refresh or one of the counted retries.
     loop {
-        let upstream = send(client, &link, want).await?;
+        let upstream = send(client, &link, want, user_agent).await?;
         let status = upstream.status();
+        // spec open-api §11: the CDN's Retry-After is a floor for the wait; one longer than a
+        // retry may wait is passed on to the client instead.
+        let server_wait = crate::backend::pacer::retry_after(upstream.headers());
+        let delay = crate::backend::pacer::backoff(retried + 1, server_wait);
         if (status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS)
             && retried < MAX_BUSY_RETRIES
-            && crate::backend::deadline::allows(crate::backend::pacer::backoff(retried + 1, None))
+            && server_wait.is_none_or(|w| w <= crate::backend::pacer::MAX_RETRY_WAIT)
+            && crate::backend::deadline::allows(delay)
         {
             // Nothing was sent to the client yet: a brief outage or rate limit of the CDN is
             // retried with the same link, after a short back-off.
@@ -184,12 +189,12 @@ pub async fn proxy(
                 "upstream download failed; retrying"
             );
             drop(upstream);
-            tokio::time::sleep(crate::backend::pacer::backoff(retried, None)).await;
+            tokio::time::sleep(delay).await;
             continue;
         }
         if status == StatusCode::TOO_MANY_REQUESTS {
             // Still rate limited after the retries: the client should come back later.
-            let retry_after = retry_after_seconds(upstream.headers())
+            let retry_after = server_wait
                 .unwrap_or(CDN_BUSY_RETRY_AFTER)
                 .min(MAX_RETRY_AFTER);
             return Err(ProxyError::Busy { retry_after });
@@ -228,23 +233,12 @@ pub async fn proxy(
     }
 }
 
-/// An upstream `Retry-After` in delta-seconds (the HTTP-date form is not worth the code).
-fn retry_after_seconds(headers: &HeaderMap) -> Option<Duration> {
-    let secs: u64 = headers
-        .get(header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(secs.max(1)))
-}
-
 /// The one upstream request for `want`.
 async fn send(
     client: &reqwest::Client,
     link: &Link,
     want: RangeRequest,
+    user_agent: Option<&HeaderValue>,
 ) -> Result<reqwest::Response, ProxyError> {
     let mut headers = link.headers.clone();
     // Whatever the link carries, the range and the encoding are ours to decide: a compressed
@@ -255,8 +249,8 @@ async fn send(
         header::ACCEPT_ENCODING,
         HeaderValue::from_static("identity"),
     );
-    if !headers.contains_key(header::USER_AGENT) {
-        headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
+    if let Some(user_agent) = user_agent.filter(|_| !headers.contains_key(header::USER_AGENT)) {
+        headers.insert(header::USER_AGENT, user_agent.clone());
     }
     if let RangeRequest::Partial { start, end } = want {
         let value = HeaderValue::from_str(&format!("bytes={start}-{end}"))
@@ -1118,8 +1112,9 @@ mod tests {
             "{head}"
         );
         assert!(head.contains("\r\naccept-encoding: identity\r\n"), "{head}");
-        assert!(head.contains("\r\nuser-agent: pan123-webdav/"), "{head}");
-        for leaked in ["authorization", "cookie", "if-", "vlc"] {
+        // The player's User-Agent is what 123's CDN expects to see (spec web §7).
+        assert!(head.contains("\r\nuser-agent: vlc/3.0\r\n"), "{head}");
+        for leaked in ["authorization", "cookie", "if-"] {
             assert!(!head.contains(leaked), "{leaked} forwarded: {head}");
         }
         assert_eq!(links.calls(), (1, 0));

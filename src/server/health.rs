@@ -400,14 +400,16 @@ async fn route_on<B>(
 /// latency or the error; fails when a mount fails. Builds only the backends (not the upload
 /// queue, which would resume uploads beside a running server), reusing persisted tokens.
 pub async fn probe_mounts(config: crate::config::Config) -> anyhow::Result<()> {
-    let http = super::http_client()?;
-    let clients = crate::backend::open::client::OpenClients::new();
+    let http = super::http_client(&config.server.user_agent)?;
+    let clients =
+        crate::backend::open::client::OpenClients::with_qps_scale(config.server.qps_scale);
     let backends = crate::mount::build_backends(
         &config.mounts,
         &http,
         &clients,
         Some(&config.server.state_dir),
         &crate::clock::Clock::new(),
+        &config.server.user_agent,
     );
     let mut failed = 0;
     for (mount, backend) in config.mounts.iter().zip(backends) {

@@ -91,13 +91,15 @@ pub struct AppState {
 
 /// The HTTP client every upstream call shares. No overall timeout (a film streams for hours);
 /// the idle pool timeout stays below what CDNs typically allow (60 s) so we never reuse a
-/// socket the other side already closed.
-pub fn http_client() -> anyhow::Result<reqwest::Client> {
+/// socket the other side already closed. Its default `User-Agent` is `server.user_agent` (our
+/// own name unless configured; spec web §7: never another project's); the download proxy
+/// sends the end client's instead.
+pub fn http_client(user_agent: &str) -> anyhow::Result<reqwest::Client> {
     reqwest::Client::builder()
         .connect_timeout(crate::backend::timeouts::get().connect)
         .pool_idle_timeout(Duration::from_secs(50))
         .read_timeout(crate::backend::timeouts::get().idle)
-        .user_agent(concat!("pan123-webdav/", env!("CARGO_PKG_VERSION")))
+        .user_agent(user_agent)
         .build()
         .context("building the HTTP client")
 }
@@ -111,8 +113,8 @@ impl AppState {
             first_byte: config.server.upstream_first_byte_timeout,
             idle: config.server.upstream_idle_timeout,
         });
-        let http = http_client()?;
-        let clients = OpenClients::new();
+        let http = http_client(&config.server.user_agent)?;
+        let clients = OpenClients::with_qps_scale(config.server.qps_scale);
         let clock = Clock::new();
         let state_dir = &config.server.state_dir;
         let tightened = crate::state_files::tighten(state_dir);
@@ -123,7 +125,14 @@ impl AppState {
                 "made files under state_dir private to the service user (0600/0700)"
             );
         }
-        let backends = build_backends(&config.mounts, &http, &clients, Some(state_dir), &clock);
+        let backends = build_backends(
+            &config.mounts,
+            &http,
+            &clients,
+            Some(state_dir),
+            &clock,
+            &config.server.user_agent,
+        );
         let writable: HashMap<String, Arc<dyn Backend>> = config
             .mounts
             .iter()

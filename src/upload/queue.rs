@@ -781,7 +781,10 @@ impl UploadQueue {
                 };
                 match retry {
                     Some(attempts) => {
-                        let wait = retry_wait(self.retry_backoff, attempts);
+                        // 123's own "come back later" is a floor (spec open-api §11).
+                        let wait = retry_wait(self.retry_backoff, attempts)
+                            .max(server_wait(&error).unwrap_or_default())
+                            .min(MAX_RETRY_WAIT);
                         tracing::warn!(job = %id, attempts, retry_in_ms = wait.as_millis() as u64, error = %error, "upload attempt failed; will retry");
                         if let Err(e) = self.persist(id).await {
                             tracing::warn!(job = %id, error = %e, "could not record the failed attempt");
@@ -1062,6 +1065,16 @@ fn retryable(e: &Error) -> bool {
     }
 }
 
+/// How long 123 asked us to wait, when the failure says so: a `Retry-After` with rate
+/// limiting, or the time until the traffic quota resets.
+fn server_wait(error: &Error) -> Option<Duration> {
+    match error {
+        Error::RateLimited { retry_after } => *retry_after,
+        Error::TrafficExceeded { retry_after, .. } => Some(*retry_after),
+        _ => None,
+    }
+}
+
 /// `base` doubled per failed attempt (1-based), capped.
 fn retry_wait(base: Duration, attempts: u32) -> Duration {
     base.saturating_mul(1u32 << attempts.saturating_sub(1).min(16))
@@ -1115,6 +1128,11 @@ mod tests {
         assert_eq!(retry_wait(s(5), 2), s(10));
         assert_eq!(retry_wait(s(5), 4), s(40));
         assert_eq!(retry_wait(s(5), 30), MAX_RETRY_WAIT);
+        let limited = Error::RateLimited {
+            retry_after: Some(s(42)),
+        };
+        assert_eq!(server_wait(&limited), Some(s(42)));
+        assert_eq!(server_wait(&Error::Unavailable("x".into())), None);
         assert_eq!(retry_wait(Duration::ZERO, 3), Duration::ZERO);
     }
 

@@ -9,7 +9,7 @@
 
 use std::cell::Cell;
 
-use pan123_emulator::Switches;
+use pan123_emulator::{ErrorStatus, Switches, WebRateLimitStyle, WebSignatureFailure};
 
 /// One reading of every point 123 leaves open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,11 +30,20 @@ impl Profile {
     pub fn apply(self, switches: &mut Switches) {
         // Each point's non-default values are spread over the two profiles so that every value
         // runs at least once; the emulator README gives the evidence for each.
-        let _ = &switches;
         match self {
             Profile::Default => {}
-            Profile::OpenListReading => {}
-            Profile::SdkReading => {}
+            Profile::OpenListReading => {
+                // Web rate limits worded in messages with other codes (spec web §7).
+                switches.web_rate_limit_style = WebRateLimitStyle::Message;
+            }
+            Profile::SdkReading => {
+                // Errors with a matching HTTP status (the Go SDKs read the status first).
+                switches.error_status = ErrorStatus::Mirror;
+                // The web API's rate limit as a plain HTTP 429 with Retry-After.
+                switches.web_rate_limit_style = WebRateLimitStyle::Http429;
+                // A refused signature as `{"status":0,"info":"签名错误…"}` (a public capture).
+                switches.web_signature_failure = WebSignatureFailure::StatusInfo;
+            }
         }
     }
 }

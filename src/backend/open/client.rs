@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 
 use super::api::{self, Envelope};
 use super::token::{unix, Token, TokenManager, TokenState};
-use crate::backend::pacer::{backoff, QpsLimiter};
+use crate::backend::pacer::{self, backoff, QpsLimiter, Rate, MAX_RETRY_WAIT};
 use crate::backend::{deadline, Error};
 
 /// How many times a call backs off after code 429 before giving up with `RateLimited`.
@@ -146,6 +146,8 @@ pub struct OpenClient {
     client_secret: String,
     tokens: TokenManager,
     limiter: QpsLimiter,
+    /// `server.qps_scale`: the share of 123's published limits this client uses.
+    qps_scale: f64,
     uid: tokio::sync::OnceCell<u64>,
 }
 
@@ -156,6 +158,7 @@ impl OpenClient {
         client_id: &str,
         client_secret: &str,
         state_dir: Option<&Path>,
+        qps_scale: f64,
     ) -> Self {
         let persist = state_dir.map(|d| {
             d.join("tokens")
@@ -168,8 +171,14 @@ impl OpenClient {
             client_secret: client_secret.to_string(),
             tokens: TokenManager::new(persist),
             limiter: QpsLimiter::new(),
+            qps_scale,
             uid: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// The pace of endpoint `ep`: its published limit at `server.qps_scale` (spec §11, "QPS").
+    fn rate(&self, ep: Endpoint) -> Rate {
+        Rate::scaled(ep.qps(), self.qps_scale)
     }
 
     /// The token's state, for readiness reports.
@@ -279,7 +288,7 @@ impl OpenClient {
         let mut transient = 0u32;
         let mut token = self.token().await?;
         loop {
-            deadline::wait(self.limiter.acquire(ep.path(), ep.qps())).await?;
+            deadline::wait(self.limiter.acquire(ep.path(), self.rate(ep))).await?;
             let request = build(&self.http, &token.access_token)
                 .header("Platform", "open_platform")
                 .timeout(deadline::attempt(opts.timeout)?);
@@ -301,10 +310,18 @@ impl OpenClient {
                     .await?;
                     continue;
                 }
-                Ok(Reply::Code { code: 429, .. }) => {
+                Ok(Reply::Code {
+                    code: 429,
+                    retry_after,
+                    ..
+                }) => {
                     rate_limited += 1;
+                    // spec §11: a server's Retry-After is a floor for the wait; one longer than
+                    // a retry may wait ends the loop and is passed on to the client.
+                    let delay = backoff(rate_limited, retry_after);
                     if rate_limited > MAX_429_RETRIES
-                        || !deadline::allows(backoff(rate_limited, None))
+                        || retry_after.is_some_and(|r| r > MAX_RETRY_WAIT)
+                        || !deadline::allows(delay)
                     {
                         tracing::warn!(
                             endpoint = ep.path(),
@@ -312,27 +329,26 @@ impl OpenClient {
                             "123 keeps answering 429; giving up"
                         );
                         return Err(Error::RateLimited {
-                            retry_after: Some(Duration::from_secs(2)),
+                            retry_after: Some(retry_after.unwrap_or(Duration::from_secs(2))),
                         });
                     }
-                    tokio::time::sleep(backoff(rate_limited, None)).await;
+                    tokio::time::sleep(delay).await;
                     continue;
                 }
                 Ok(Reply::Code {
                     code,
                     message,
                     trace_id,
+                    ..
                 }) => return Err(classify(code, message, trace_id)),
                 Err(e) => e,
             };
             let retryable = matches!(error, Error::Unavailable(_) | Error::Transport(_));
-            if retryable
-                && transient < opts.transient_retries
-                && deadline::allows(backoff(transient + 1, None))
-            {
+            let delay = backoff(transient + 1, None);
+            if retryable && transient < opts.transient_retries && deadline::allows(delay) {
                 transient += 1;
                 tracing::info!(endpoint = ep.path(), attempt = transient, error = %error, "retrying a failed 123 call");
-                tokio::time::sleep(backoff(transient, None)).await;
+                tokio::time::sleep(delay).await;
                 continue;
             }
             return Err(error);
@@ -351,10 +367,10 @@ impl OpenClient {
             serde_json::json!({ "clientID": self.client_id, "clientSecret": self.client_secret });
         let mut rate_limited = 0;
         loop {
-            deadline::wait(
-                self.limiter
-                    .acquire(Endpoint::AccessToken.path(), Endpoint::AccessToken.qps()),
-            )
+            deadline::wait(self.limiter.acquire(
+                Endpoint::AccessToken.path(),
+                self.rate(Endpoint::AccessToken),
+            ))
             .await?;
             let request = self
                 .http
@@ -385,12 +401,16 @@ impl OpenClient {
                         expires_at,
                     });
                 }
-                Reply::Code { code: 429, .. }
-                    if rate_limited < MAX_429_RETRIES
-                        && deadline::allows(backoff(rate_limited + 1, None)) =>
+                Reply::Code {
+                    code: 429,
+                    retry_after,
+                    ..
+                } if rate_limited < MAX_429_RETRIES
+                    && retry_after.is_none_or(|r| r <= MAX_RETRY_WAIT)
+                    && deadline::allows(backoff(rate_limited + 1, retry_after)) =>
                 {
                     rate_limited += 1;
-                    tokio::time::sleep(backoff(rate_limited, None)).await;
+                    tokio::time::sleep(backoff(rate_limited, retry_after)).await;
                 }
                 Reply::Code { code, message, .. } => {
                     return Err(Error::Auth(format!(
@@ -408,40 +428,83 @@ enum Reply<T> {
         code: i64,
         message: String,
         trace_id: String,
+        /// The answer's `Retry-After`, if it had one.
+        retry_after: Option<Duration>,
     },
 }
 
+/// Sends one request and reads the answer strictly (spec §11, "the envelope"): only HTTP 200
+/// with a JSON envelope whose `code` is 0 is success. A non-zero `code` is read whatever the
+/// status (so a gateway that mirrors codes into statuses is read like 123); codes 500–599 are
+/// outages. Without a code (missing, or the body is not JSON, or it says 0 under another
+/// status): HTTP 429 is rate limiting, a 5xx an outage, any other status or a missing code an
+/// error — never success, so a move or trash that did not happen is never reported as done.
 async fn send<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> Result<Reply<T>, Error> {
     let response = request.send().await.map_err(transport)?;
     let status = response.status();
-    if status.is_server_error() {
-        return Err(Error::Unavailable(format!(
+    let retry_after = pacer::retry_after(response.headers());
+    let body = response.bytes().await.map_err(transport)?;
+    let json: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
+    let has_code = json
+        .as_ref()
+        .and_then(|v| v.get("code"))
+        .is_some_and(|c| !c.is_null());
+    let envelope = match json.filter(|_| has_code) {
+        Some(v) => Some(
+            serde_json::from_value::<Envelope<serde_json::Value>>(v).map_err(|e| {
+                Error::Upstream {
+                    code: -1,
+                    message: format!("HTTP {} with an unreadable envelope: {e}", status.as_u16()),
+                    trace_id: String::new(),
+                }
+            })?,
+        ),
+        None => None,
+    };
+    match envelope {
+        Some(e) if (500..=599).contains(&e.code) => Err(Error::Unavailable(format!(
+            "123 answered HTTP {} code {}: {}",
+            status.as_u16(),
+            e.code,
+            e.message
+        ))),
+        Some(e) if e.code != 0 => Ok(Reply::Code {
+            code: e.code,
+            message: e.message,
+            trace_id: e.trace_id,
+            retry_after,
+        }),
+        _ if status == reqwest::StatusCode::TOO_MANY_REQUESTS => Ok(Reply::Code {
+            code: 429,
+            message: "HTTP 429".into(),
+            trace_id: String::new(),
+            retry_after,
+        }),
+        _ if status.is_server_error() => Err(Error::Unavailable(format!(
             "123 answered HTTP {}",
             status.as_u16()
-        )));
-    }
-    let body = response.bytes().await.map_err(transport)?;
-    let envelope: Envelope<serde_json::Value> =
-        serde_json::from_slice(&body).map_err(|e| Error::Upstream {
+        ))),
+        _ if status != reqwest::StatusCode::OK => Err(Error::Upstream {
             code: -1,
-            message: format!("HTTP {} with an unreadable body: {e}", status.as_u16()),
+            message: format!(
+                "HTTP {} is not a success, whatever the body says",
+                status.as_u16()
+            ),
             trace_id: String::new(),
-        })?;
-    if envelope.code != 0 {
-        return Ok(Reply::Code {
-            code: envelope.code,
-            message: envelope.message,
-            trace_id: envelope.trace_id,
-        });
+        }),
+        None => Err(Error::Upstream {
+            code: -1,
+            message: "HTTP 200 with an answer that has no code; not read as success".into(),
+            trace_id: String::new(),
+        }),
+        Some(e) => serde_json::from_value(e.data.unwrap_or(serde_json::Value::Null))
+            .map(Reply::Data)
+            .map_err(|err| Error::Upstream {
+                code: 0,
+                message: format!("unexpected answer shape: {err}"),
+                trace_id: e.trace_id,
+            }),
     }
-    let data = envelope.data.unwrap_or(serde_json::Value::Null);
-    serde_json::from_value(data)
-        .map(Reply::Data)
-        .map_err(|e| Error::Upstream {
-            code: 0,
-            message: format!("unexpected answer shape: {e}"),
-            trace_id: envelope.trace_id,
-        })
 }
 
 /// A short, bounded class of a call's outcome for metrics and debug logs.
@@ -523,14 +586,28 @@ fn token_file_key(api_base: &str, client_id: &str) -> String {
 
 /// One `OpenClient` per (API base, client id), so mounts sharing a credential share its token
 /// and its QPS budget.
-#[derive(Default)]
 pub struct OpenClients {
     clients: Mutex<HashMap<(String, String), Arc<OpenClient>>>,
+    qps_scale: f64,
+}
+
+impl Default for OpenClients {
+    fn default() -> Self {
+        Self::with_qps_scale(crate::config::DEFAULT_QPS_SCALE)
+    }
 }
 
 impl OpenClients {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Clients pacing at `qps_scale` of 123's published limits (`server.qps_scale`).
+    pub fn with_qps_scale(qps_scale: f64) -> Self {
+        Self {
+            clients: Mutex::default(),
+            qps_scale,
+        }
     }
 
     /// The shared client for this credential, created on first use.
@@ -556,6 +633,7 @@ impl OpenClients {
                     client_id,
                     client_secret,
                     state_dir,
+                    self.qps_scale,
                 ))
             })
             .clone()

@@ -19,6 +19,12 @@ pub struct Envelope {
     pub message: String,
     #[serde(default)]
     pub data: Option<serde_json::Value>,
+    /// The other shape of a refusal, without `code`: `{"status": 0, "info": "签名错误…"}`
+    /// (a failed signature, spec web §7).
+    #[serde(default, deserialize_with = "optional_i64")]
+    pub status: Option<i64>,
+    #[serde(default)]
+    pub info: String,
 }
 
 /// `GET /b/api/share/get` → `data`. There is no `Total` (alist#6814).

@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 
 use super::api::{Envelope, HopReply};
 use crate::backend::open::client::until_midnight_china;
-use crate::backend::pacer::{self, backoff, WEB_LIST_INTERVAL};
+use crate::backend::pacer::{self, backoff, MAX_RETRY_WAIT, WEB_LIST_INTERVAL};
 use crate::backend::{deadline, web_sign, Error};
 
 /// How many times a call backs off after code 429 before giving up with `RateLimited`.
@@ -58,7 +58,14 @@ pub struct ShareClient {
 }
 
 impl ShareClient {
-    pub fn new(http: reqwest::Client, api_base: &str, access_token: Option<String>) -> Self {
+    /// `user_agent` (`server.user_agent`) is the hop's: the hop resolves a link once for every
+    /// client that then plays it, so it is not any one player's.
+    pub fn new(
+        http: reqwest::Client,
+        api_base: &str,
+        access_token: Option<String>,
+        user_agent: &str,
+    ) -> Self {
         let api_base = api_base.trim_end_matches('/').to_string();
         let origin = url::Url::parse(&api_base)
             .map(|u| u.origin().ascii_serialization())
@@ -66,7 +73,7 @@ impl ShareClient {
         let hop = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(crate::backend::timeouts::get().connect)
-            .user_agent(concat!("pan123-webdav/", env!("CARGO_PKG_VERSION")))
+            .user_agent(user_agent)
             .build()
             .map_err(|e| tracing::error!(error = %e, "cannot build the share download-hop client"))
             .ok();
@@ -183,9 +190,9 @@ impl ShareClient {
                 .send()
                 .await;
             let error = match outcome {
-                Ok(r) if r.status() == StatusCode::TOO_MANY_REQUESTS => {
-                    Error::RateLimited { retry_after: None }
-                }
+                Ok(r) if r.status() == StatusCode::TOO_MANY_REQUESTS => Error::RateLimited {
+                    retry_after: pacer::retry_after(r.headers()),
+                },
                 // Not the spec's "keep the decoded URL": a 5xx link would be cached and fail
                 // for minutes, while an error is retried (here, and by the next request).
                 Ok(r) if r.status().is_server_error() => Error::Unavailable(format!(
@@ -236,14 +243,18 @@ impl ShareClient {
 }
 
 /// Counts one more retry of `error` and says how long to wait before it, or `None` when it is
-/// not retried: code 429 backs off up to `MAX_429_RETRIES` times, a 5xx or a transport failure
-/// is retried up to `MAX_TRANSIENT_RETRIES` times, anything else is final; and no retry that
-/// would start past the request's deadline.
+/// not retried: rate limiting backs off up to `MAX_429_RETRIES` times (never shorter than the
+/// server's `Retry-After`, and not at all when that is longer than a retry may wait), a 5xx or
+/// a transport failure is retried up to `MAX_TRANSIENT_RETRIES` times, anything else is final;
+/// and no retry that would start past the request's deadline.
 fn retry_delay(error: &Error, rate_limited: &mut u32, transient: &mut u32) -> Option<Duration> {
     let delay = match error {
-        Error::RateLimited { .. } if *rate_limited < MAX_429_RETRIES => {
+        Error::RateLimited { retry_after } if retry_after.is_some_and(|r| r > MAX_RETRY_WAIT) => {
+            None
+        }
+        Error::RateLimited { retry_after } if *rate_limited < MAX_429_RETRIES => {
             *rate_limited += 1;
-            Some(backoff(*rate_limited, None))
+            Some(backoff(*rate_limited, *retry_after))
         }
         Error::Unavailable(_) | Error::Transport(_) if *transient < MAX_TRANSIENT_RETRIES => {
             *transient += 1;
@@ -272,20 +283,16 @@ fn unparsable(message: &str) -> Error {
     }
 }
 
-/// Sends one request and opens the envelope: `Ok(data)` for code 0, the classified error
-/// otherwise. A body that is not a JSON envelope with a `code` is an error, never "empty".
+/// Sends one request and opens the envelope strictly (spec open-api §11, "the envelope"): only
+/// HTTP 200 with a JSON envelope whose `code` is 0 is success. A non-zero `code` is read
+/// whatever the status (a gateway may mirror codes into statuses); rate limiting is recognised
+/// in each of its reported shapes (`is_rate_limit`, and HTTP 429); a refused signature without
+/// a `code` (`{"status":0,"info":"签名错误…"}`) is named as a clock problem. Anything else that
+/// is not a code-0 200 is an error, never "empty" and never "done".
 pub(crate) async fn send(request: reqwest::RequestBuilder) -> Result<serde_json::Value, Error> {
     let response = request.send().await.map_err(transport)?;
     let status = response.status();
-    if status == StatusCode::TOO_MANY_REQUESTS {
-        return Err(Error::RateLimited { retry_after: None });
-    }
-    if status.is_server_error() {
-        return Err(Error::Unavailable(format!(
-            "123 answered HTTP {}",
-            status.as_u16()
-        )));
-    }
+    let retry_after = pacer::retry_after(response.headers());
     let content_type = response
         .headers()
         .get(http::header::CONTENT_TYPE)
@@ -293,23 +300,81 @@ pub(crate) async fn send(request: reqwest::RequestBuilder) -> Result<serde_json:
         .unwrap_or("")
         .to_string();
     let body = read_capped(response, MAX_BODY).await?;
-    let envelope: Envelope = serde_json::from_slice(&body).map_err(|_| Error::Upstream {
-        code: -1,
-        message: format!(
-            "HTTP {} with a body that is not JSON (Content-Type {content_type:?}); not read as \
-             an empty answer",
+    let envelope: Option<Envelope> = serde_json::from_slice(&body).ok();
+    let code = envelope.as_ref().and_then(|e| e.code);
+    match (envelope, code) {
+        (Some(e), Some(code)) if is_rate_limit(code, &e.message) => {
+            Err(Error::RateLimited { retry_after })
+        }
+        (Some(e), Some(code)) if (500..=599).contains(&code) => Err(Error::Unavailable(format!(
+            "123 answered HTTP {} code {code}: {}",
+            status.as_u16(),
+            e.message
+        ))),
+        (Some(e), Some(code)) if code != 0 => Err(classify(code, e.message)),
+        (Some(e), None) if signature_refused(&e) => Err(clock_error(&e.info)),
+        _ if status == StatusCode::TOO_MANY_REQUESTS => Err(Error::RateLimited { retry_after }),
+        _ if status.is_server_error() => Err(Error::Unavailable(format!(
+            "123 answered HTTP {}",
             status.as_u16()
-        ),
-        trace_id: String::new(),
-    })?;
-    match envelope.code {
-        None => Err(Error::Upstream {
+        ))),
+        _ if status != StatusCode::OK => Err(Error::Upstream {
+            code: -1,
+            message: format!(
+                "HTTP {} is not a success, whatever the body says",
+                status.as_u16()
+            ),
+            trace_id: String::new(),
+        }),
+        (None, _) => Err(Error::Upstream {
+            code: -1,
+            message: format!(
+                "HTTP {} with a body that is not JSON (Content-Type {content_type:?}); not read \
+                 as an empty answer",
+                status.as_u16()
+            ),
+            trace_id: String::new(),
+        }),
+        (Some(_), None) => Err(Error::Upstream {
             code: -1,
             message: format!("HTTP {} with an answer that has no code", status.as_u16()),
             trace_id: String::new(),
         }),
-        Some(0) => Ok(envelope.data.unwrap_or(serde_json::Value::Null)),
-        Some(code) => Err(classify(code, envelope.message)),
+        (Some(e), Some(_)) => Ok(e.data.unwrap_or(serde_json::Value::Null)),
+    }
+}
+
+/// Whether a web API answer means "too many requests" (spec web §7): code 429, code 100011
+/// (`rate limit type min`), or a message saying so with another code, such as code 1
+/// `下载操作频繁，请稍后再试` ("download operations too frequent, try again later").
+pub fn is_rate_limit(code: i64, message: &str) -> bool {
+    code == 429
+        || code == 100_011
+        || message.contains("频繁")
+        || message.to_ascii_lowercase().contains("rate limit")
+}
+
+/// A refused signature in the captured shape `{"status":0,"info":"签名错误,请检查您的本地时间是否为
+/// 东八区时间-platform forbidden"}` (spec web §7): no `code`, an `info` about the signature.
+fn signature_refused(e: &Envelope) -> bool {
+    e.status.is_some() && e.info.contains("签名")
+}
+
+/// The error for a refused web signature: the signature carries the time, so the usual cause is
+/// this machine's clock. Logged here with that advice, once per refusal.
+fn clock_error(said: &str) -> Error {
+    tracing::error!(
+        said,
+        "123 refused the web API signature; check this machine's clock (the signature carries \
+         the time, and 123 accepts it only within minutes of the real time)"
+    );
+    Error::Upstream {
+        code: -1,
+        message: format!(
+            "123 refused the request signature ({said}); this machine's clock is probably off: \
+             check it (NTP) — the signature carries the time"
+        ),
+        trace_id: String::new(),
     }
 }
 
@@ -323,7 +388,8 @@ fn classify(code: i64, message: String) -> Error {
             message,
             retry_after: until_midnight_china(SystemTime::now()),
         },
-        429 => Error::RateLimited { retry_after: None },
+        // 签名校验失败 / 签名错误: the signature was refused, most likely for the clock.
+        _ if message.contains("签名") => clock_error(&message),
         // Everything else, e.g. code 1 分享码错误或者分享地址错误 (wrong key or password), or a
         // refused access token: the message is the explanation the user needs.
         _ => Error::Upstream {
@@ -387,16 +453,29 @@ mod tests {
     }
 
     #[test]
+    fn rate_limits_in_every_reported_shape() {
+        assert!(is_rate_limit(429, "操作频繁，请稍后再试"));
+        assert!(is_rate_limit(1, "下载操作频繁，请稍后再试"));
+        assert!(is_rate_limit(100_011, ""));
+        assert!(is_rate_limit(2, "Rate limit type min"));
+        assert!(!is_rate_limit(1, "分享码错误或者分享地址错误"));
+        assert!(!is_rate_limit(5066, "文件不存在"));
+    }
+
+    #[test]
     fn classify_table() {
         assert!(matches!(classify(5066, "x".into()), Error::NotFound));
         assert!(matches!(
             classify(5113, "x".into()),
             Error::TrafficExceeded { .. }
         ));
-        assert!(matches!(
-            classify(429, "x".into()),
-            Error::RateLimited { .. }
-        ));
+        match classify(
+            403,
+            "签名校验失败: timestamp outside the allowed clock skew".into(),
+        ) {
+            Error::Upstream { message, .. } => assert!(message.contains("clock"), "{message}"),
+            other => panic!("{other:?}"),
+        }
         match classify(1, "分享码错误或者分享地址错误".into()) {
             Error::Upstream { code, message, .. } => {
                 assert_eq!(code, 1);

@@ -42,12 +42,19 @@ pub struct ShareParams {
     pub share_password: Option<String>,
     pub access_token: Option<String>,
     pub root_id: u64,
+    /// `server.user_agent`, for the download hop's own client.
+    pub user_agent: String,
 }
 
 impl ShareBackend {
     pub fn new(http: reqwest::Client, params: ShareParams) -> Self {
         Self {
-            client: ShareClient::new(http, &params.api_base, params.access_token),
+            client: ShareClient::new(
+                http,
+                &params.api_base,
+                params.access_token,
+                &params.user_agent,
+            ),
             share_key: params.share_key,
             share_password: params.share_password.unwrap_or_default(),
             root_id: params.root_id,

@@ -3,19 +3,18 @@
 //! on the process-wide web limiter (`pacer::web_api`, shared with share mounts), one re-login
 //! and one retry on code 401, and bounded retries of 429 / 5xx / transport failures, all within
 //! the client request's deadline (`backend::deadline`). The envelope is opened by the share
-//! client's `send`, so both read 123's answers alike.
+//! client's `send`, so both read 123's answers alike. The `User-Agent` is the shared HTTP
+//! client's, `server.user_agent` (spec web §7: our own name, never another project's).
 
 use serde::de::DeserializeOwned;
 
 use super::session::Session;
-use crate::backend::pacer::{self, backoff, WEB_LIST_INTERVAL};
+use crate::backend::pacer::{self, backoff, MAX_RETRY_WAIT, WEB_LIST_INTERVAL};
 use crate::backend::share::client::send;
 use crate::backend::{deadline, web_sign, Error};
 
 const MAX_429_RETRIES: u32 = 4;
 const MAX_TRANSIENT_RETRIES: u32 = 2;
-/// The User-Agent OpenList's personal driver sends on `/b/api` calls (spec web §1.2).
-const API_USER_AGENT: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) openlist-client";
 
 /// The personal endpoints a web mount calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,7 +126,6 @@ impl WebClient {
                 .query(&[(sign_key.as_str(), sign_value.as_str())])
                 .header("origin", self.origin.as_str())
                 .header("referer", format!("{}/", self.origin))
-                .header("user-agent", API_USER_AGENT)
                 .header("platform", "web")
                 .header("app-version", "3")
                 .bearer_auth(token)
@@ -154,20 +152,27 @@ impl WebClient {
                 Error::Upstream {
                     code: 401, message, ..
                 } => return Err(Error::Auth(message)),
-                Error::RateLimited { .. }
+                // Rate limiting in any of its shapes (`share::client::send`); the server's
+                // Retry-After is a floor, and one longer than a retry may wait ends the loop.
+                Error::RateLimited { retry_after }
                     if rate_limited < MAX_429_RETRIES
-                        && deadline::allows(backoff(rate_limited + 1, None)) =>
+                        && retry_after.is_none_or(|r| r <= MAX_RETRY_WAIT) =>
                 {
+                    let delay = backoff(rate_limited + 1, retry_after);
+                    if !deadline::allows(delay) {
+                        return Err(Error::RateLimited { retry_after });
+                    }
                     rate_limited += 1;
-                    tokio::time::sleep(backoff(rate_limited, None)).await;
+                    tokio::time::sleep(delay).await;
                 }
-                Error::Unavailable(_) | Error::Transport(_)
-                    if transient < transient_retries
-                        && deadline::allows(backoff(transient + 1, None)) =>
-                {
+                Error::Unavailable(_) | Error::Transport(_) if transient < transient_retries => {
+                    let delay = backoff(transient + 1, None);
+                    if !deadline::allows(delay) {
+                        return Err(error);
+                    }
                     transient += 1;
                     tracing::info!(endpoint = ep.path(), attempt = transient, error = %error, "retrying a failed 123 web call");
-                    tokio::time::sleep(backoff(transient, None)).await;
+                    tokio::time::sleep(delay).await;
                 }
                 e => return Err(e),
             }

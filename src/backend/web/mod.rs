@@ -47,6 +47,8 @@ pub struct WebParams {
     pub token_file: Option<PathBuf>,
     /// The gateway's clock (times the login back-off).
     pub clock: crate::clock::Clock,
+    /// `server.user_agent`, for the download hop's own client.
+    pub user_agent: String,
 }
 
 /// One personal-account mount.
@@ -89,7 +91,7 @@ impl WebBackend {
         );
         Self {
             client: WebClient::new(http.clone(), &params.api_base, session),
-            hop: ShareClient::new(http.clone(), &params.api_base, None),
+            hop: ShareClient::new(http.clone(), &params.api_base, None, &params.user_agent),
             http,
             root_id: params.root_id,
             key_flags: Mutex::new(HashMap::new()),

@@ -28,8 +28,6 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(15);
 /// The longest wait between login attempts (a risk-control block lasts until the user acts).
 const MAX_BACKOFF: Duration = Duration::from_secs(30 * 60);
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
-/// The User-Agent of OpenList's login call (spec web §1.3).
-const LOGIN_USER_AGENT: &str = "Dart/2.19(dart:io)-openlist";
 
 /// The e-mail rule of the web client (spec web §1.1): such a name logs in with `mail`/`type 2`,
 /// anything else (a phone number) with `passport`.
@@ -229,7 +227,6 @@ impl Session {
             .post(&self.login_url)
             .header("origin", self.origin.as_str())
             .header("referer", format!("{}/", self.origin))
-            .header("user-agent", LOGIN_USER_AGENT)
             .header("platform", "web")
             .header("app-version", "3")
             .timeout(crate::backend::deadline::attempt(LOGIN_TIMEOUT).map_err(|e| e.to_string())?)

@@ -352,13 +352,17 @@ impl WebBackend {
                 .timeout(PART_TIMEOUT)
                 .send()
                 .await;
+            let mut server_wait = None;
             let failure = match outcome {
-                Ok(res) if res.status().is_success() => return Ok(len),
+                // spec open-api §11: a part is stored only on HTTP 200 (as OpenList checks);
+                // another 2xx is not taken for success.
+                Ok(res) if res.status() == reqwest::StatusCode::OK => return Ok(len),
                 Ok(res) if res.status() == reqwest::StatusCode::FORBIDDEN => {
                     // Expired or refused: the next attempt asks for a fresh URL.
                     format!("the part URL was refused ({})", res.status())
                 }
                 Ok(res) if res.status().is_server_error() || res.status().as_u16() == 429 => {
+                    server_wait = crate::backend::pacer::retry_after(res.headers());
                     url = Some(target);
                     format!("the part upload answered {}", res.status())
                 }
@@ -379,7 +383,7 @@ impl WebBackend {
                 return Err(Error::Unavailable(failure));
             }
             tracing::info!(part = no, attempt, reason = %failure, "retrying an upload part");
-            tokio::time::sleep(backoff(attempt, None)).await;
+            tokio::time::sleep(backoff(attempt, server_wait)).await;
         }
     }
 }
