@@ -51,7 +51,10 @@ mod upload;
 mod web;
 mod webpro;
 
-pub use config::{EmulatorConfig, GenerateSpec, OverwriteAt, ShareSpec, Switches, ZeroByteUpload};
+pub use config::{
+    AuthKeyPath, EmulatorConfig, GenerateSpec, OverwriteAt, ShareSpec, Switches, UploadCredentials,
+    ZeroByteUpload,
+};
 pub use emulator::{Emulator, EntryInfo};
 pub use faults::{Fault, FaultKind};
 pub use hosts::Host;

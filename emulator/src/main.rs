@@ -9,7 +9,8 @@ use std::time::Duration;
 use clap::{ArgAction, Parser, ValueEnum};
 use pan123_emulator::config::{parse_duration, parse_size};
 use pan123_emulator::{
-    Emulator, EmulatorConfig, GenerateSpec, OverwriteAt, ShareSpec, Switches, ZeroByteUpload,
+    AuthKeyPath, Emulator, EmulatorConfig, GenerateSpec, OverwriteAt, ShareSpec, Switches,
+    UploadCredentials, ZeroByteUpload,
 };
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -23,6 +24,18 @@ enum ZeroByteArg {
     Reuse,
     Normal,
     Reject,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum AuthKeyPathArg {
+    Decoded,
+    Encoded,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum UploadCredentialsArg {
+    Presigned,
+    Static,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -123,6 +136,12 @@ struct Cli {
     /// Lifetime of the presigned part URLs of personal (web) uploads.
     #[arg(long, value_parser = parse_duration, default_value = "15m")]
     presign_ttl: Duration,
+    /// Which path form the direct-link host hashes for `auth_key`.
+    #[arg(long, value_enum, default_value = "decoded")]
+    auth_key_path: AuthKeyPathArg,
+    /// What personal `upload_request` hands out: presigned part URLs or static S3 credentials.
+    #[arg(long, value_enum, default_value = "presigned")]
+    upload_credentials: UploadCredentialsArg,
 }
 
 /// `USER:PASSWORD`, split at the first colon.
@@ -175,6 +194,14 @@ impl Cli {
                 daily_traffic_cap: self.daily_traffic_cap,
                 web_risk_control: self.web_risk_control,
                 presign_ttl: self.presign_ttl,
+                auth_key_path: match self.auth_key_path {
+                    AuthKeyPathArg::Decoded => AuthKeyPath::Decoded,
+                    AuthKeyPathArg::Encoded => AuthKeyPath::Encoded,
+                },
+                upload_credentials: match self.upload_credentials {
+                    UploadCredentialsArg::Presigned => UploadCredentials::Presigned,
+                    UploadCredentialsArg::Static => UploadCredentials::Static,
+                },
             },
         }
     }

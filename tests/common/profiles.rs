@@ -9,7 +9,7 @@
 
 use std::cell::Cell;
 
-use pan123_emulator::Switches;
+use pan123_emulator::{AuthKeyPath, Switches};
 
 /// One reading of every point 123 leaves open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,11 +30,13 @@ impl Profile {
     pub fn apply(self, switches: &mut Switches) {
         // Each point's non-default values are spread over the two profiles so that every value
         // runs at least once; the emulator README gives the evidence for each.
-        let _ = &switches;
         match self {
             Profile::Default => {}
             Profile::OpenListReading => {}
-            Profile::SdkReading => {}
+            Profile::SdkReading => {
+                // 123's official signing samples hash the path as written (spec web §6).
+                switches.auth_key_path = AuthKeyPath::Encoded;
+            }
         }
     }
 }
