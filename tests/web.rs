@@ -625,3 +625,100 @@ async fn uploads_into_a_freshly_listed_folder_list_nothing_more() {
         ["new0.txt", "new1.txt", "new2.txt", "new3.txt", "new4.txt", "old.txt"]
     );
 }
+
+const TRASH: &str = "/b/api/file/trash";
+
+/// spec web §7: `download_info` and trash send the object 123 listed (`etag`, `s3keyFlag`, the
+/// whole item), never empty fields, also for a file this process has not listed: right after
+/// its upload and after a rename (its folder is listed first), and after a restart of the
+/// gateway. The emulator refuses any other object, as 123 would.
+#[tokio::test]
+async fn download_and_trash_of_files_not_listed_in_this_process() {
+    let mut env = TestEnv::start(EmulatorConfig::default(), |emu| {
+        emu.mkdir_p("/me");
+        let root = emu.lookup("/me").map(|e| e.id).unwrap_or(0);
+        web_mount("/w", "proxy", &format!("root_id = {root}\n"))
+    })
+    .await;
+    // Right after an upload: the GET lists the folder once, then download_info is accepted.
+    assert_eq!(put(&env, "/w/fresh.txt", b"fresh".to_vec()).await, 201);
+    eventually("fresh.txt on 123", || env.emu.lookup("/me/fresh.txt").is_some()).await;
+    env.emu.reset_stats();
+    let res = env.get_following("/w/fresh.txt", &[]).await;
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(res.bytes().await.expect("body").as_ref(), b"fresh");
+    let stats = env.emu.stats();
+    assert_eq!(
+        (stats.calls(LIST), stats.calls(INFO)),
+        (1, 1),
+        "{:?}",
+        stats.calls
+    );
+
+    // Right after an upload, a DELETE: the folder is listed first, the trash is accepted.
+    assert_eq!(put(&env, "/w/gone.txt", b"gone".to_vec()).await, 201);
+    eventually("gone.txt on 123", || env.emu.lookup("/me/gone.txt").is_some()).await;
+    env.emu.reset_stats();
+    let res = env
+        .req("DELETE", "/w/gone.txt")
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(res.status().as_u16(), 204);
+    assert!(env.emu.lookup("/me/gone.txt").is_none(), "trashed");
+    let stats = env.emu.stats();
+    assert_eq!(
+        (stats.calls(LIST), stats.calls(TRASH)),
+        (1, 1),
+        "{:?}",
+        stats.calls
+    );
+
+    // A rename forgets the listed object: the DELETE lists again.
+    let res = env
+        .req("MOVE", "/w/fresh.txt")
+        .header("Destination", env.url("/w/renamed.txt"))
+        .send()
+        .await
+        .expect("move");
+    assert_eq!(res.status().as_u16(), 201);
+    env.emu.reset_stats();
+    let res = env
+        .req("DELETE", "/w/renamed.txt")
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(res.status().as_u16(), 204);
+    assert!(env.emu.lookup("/me/renamed.txt").is_none(), "trashed");
+    let stats = env.emu.stats();
+    assert_eq!(
+        (stats.calls(LIST), stats.calls(TRASH)),
+        (1, 1),
+        "{:?}",
+        stats.calls
+    );
+
+    // After a restart: nothing is known but what a listing says.
+    assert_eq!(put(&env, "/w/kept.txt", b"kept".to_vec()).await, 201);
+    eventually("kept.txt on 123", || env.emu.lookup("/me/kept.txt").is_some()).await;
+    env.start_gateway().await;
+    env.emu.reset_stats();
+    let res = env.get_following("/w/kept.txt", &[]).await;
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(res.bytes().await.expect("body").as_ref(), b"kept");
+    let res = env
+        .req("DELETE", "/w/kept.txt")
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(res.status().as_u16(), 204);
+    assert!(env.emu.lookup("/me/kept.txt").is_none(), "trashed");
+    let stats = env.emu.stats();
+    assert_eq!(
+        (stats.calls(LIST), stats.calls(INFO), stats.calls(TRASH)),
+        (1, 1, 1),
+        "{:?}",
+        stats.calls
+    );
+    assert_no_wrong_host(&env.emu);
+}

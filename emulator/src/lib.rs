@@ -61,3 +61,4 @@ pub use hosts::Host;
 pub use personal_upload::{MAX_PRESIGN_BATCH, WEB_PART_SIZE};
 pub use qps::default_qps;
 pub use stats::Stats;
+pub use web::MSG_STALE_ITEM;

@@ -711,12 +711,32 @@ async fn rename_and_trash() {
     assert!(emu.lookup("/d.txt").is_none());
     // again: fine
     assert_eq!(web.post("/b/api/file/trash", body).await["code"], 0);
-    // string id, unknown id
-    let b = emu.lookup("/b.txt").unwrap().id;
+    // an object that is not the listed one (no Etag/S3KeyFlag, or wrong ones): refused,
+    // nothing trashed (spec web §7)
+    let b_info = emu.lookup("/b.txt").unwrap();
+    let b = b_info.id;
+    for stale in [
+        json!({"FileId": b}),
+        json!({"FileId": b, "Etag": b_info.md5, "S3KeyFlag": "", "Size": b_info.size}),
+        json!({"FileId": b, "Etag": "0".repeat(32), "S3KeyFlag": format!("{}-0", emu.uid()), "Size": b_info.size}),
+    ] {
+        let v = web
+            .post(
+                "/b/api/file/trash",
+                json!({"driveId": 0, "operation": true, "fileTrashInfoList": [stale]}),
+            )
+            .await;
+        assert_eq!(v["code"], 1, "{v}");
+        assert_eq!(v["message"], pan123_emulator::MSG_STALE_ITEM);
+        assert!(!emu.entry(b).unwrap().trashed);
+    }
+    // string id with the right fields
     let v = web
         .post(
             "/b/api/file/trash",
-            json!({"driveId": 0, "operation": true, "fileTrashInfoList": [{"FileId": b.to_string()}]}),
+            json!({"driveId": 0, "operation": true, "fileTrashInfoList": [{
+                "FileId": b.to_string(), "Etag": b_info.md5.to_uppercase(),
+                "S3KeyFlag": format!("{}-0", emu.uid()), "Size": b_info.size}]}),
         )
         .await;
     assert_eq!(v["code"], 0, "{v}");
@@ -745,9 +765,11 @@ async fn personal_download_info_honours_the_daily_traffic_cap() {
     let a = emu.put_file("/a.bin", bytes(3000, 1));
     let b = emu.put_file("/b.bin", bytes(3000, 2));
     emu.set_switches(|s| s.daily_traffic_cap = Some(2000));
-    let v = web
-        .post("/b/api/file/download_info", json!({"fileId": a}))
-        .await;
+    let object = |id: u64| {
+        let e = emu.entry(id).unwrap();
+        json!({"fileId": id, "etag": e.md5, "s3keyFlag": format!("{}-0", emu.uid()), "size": e.size})
+    };
+    let v = web.post("/b/api/file/download_info", object(a)).await;
     assert_eq!(v["code"], 0, "{v}");
     // download it through the hop: the CDN bytes count toward the cap
     let outer = url::Url::parse(v["data"]["DownloadUrl"].as_str().unwrap()).unwrap();
@@ -773,12 +795,7 @@ async fn personal_download_info_honours_the_daily_traffic_cap() {
         .await
         .unwrap();
     assert_eq!(r.bytes().await.unwrap().len(), 3000);
-    let v = web
-        .post(
-            "/b/api/file/download_info",
-            json!({"fileId": b.to_string()}),
-        )
-        .await;
+    let v = web.post("/b/api/file/download_info", object(b)).await;
     assert_eq!(v["code"], 5113);
     assert_eq!(v["message"], "您今日自用下载流量已超出1GB上限");
 }

@@ -101,6 +101,7 @@ impl WebBackend {
             self.client
                 .post::<serde::de::IgnoredAny>(Endpoint::ModPid, &body)
                 .await?;
+            self.moved(chunk, parent);
         }
         self.seen.forget_all();
         Ok(())
@@ -108,6 +109,7 @@ impl WebBackend {
 
     pub(super) async fn write_trash(&self, ids: &[u64]) -> Result<(), Error> {
         // Trashing what is in the trash already succeeds, so a resend is harmless.
+        self.ensure_listed(ids).await?;
         for chunk in ids.chunks(MAX_BATCH) {
             let objects: Vec<_> = chunk.iter().map(|id| self.trash_object(*id)).collect();
             let body = json!({ "driveId": 0, "operation": true, "fileTrashInfoList": objects });
