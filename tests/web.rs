@@ -642,7 +642,10 @@ async fn download_and_trash_of_files_not_listed_in_this_process() {
     .await;
     // Right after an upload: the GET lists the folder once, then download_info is accepted.
     assert_eq!(put(&env, "/w/fresh.txt", b"fresh".to_vec()).await, 201);
-    eventually("fresh.txt on 123", || env.emu.lookup("/me/fresh.txt").is_some()).await;
+    eventually("fresh.txt on 123", || {
+        env.emu.lookup("/me/fresh.txt").is_some()
+    })
+    .await;
     env.emu.reset_stats();
     let res = env.get_following("/w/fresh.txt", &[]).await;
     assert_eq!(res.status().as_u16(), 200);
@@ -657,7 +660,10 @@ async fn download_and_trash_of_files_not_listed_in_this_process() {
 
     // Right after an upload, a DELETE: the folder is listed first, the trash is accepted.
     assert_eq!(put(&env, "/w/gone.txt", b"gone".to_vec()).await, 201);
-    eventually("gone.txt on 123", || env.emu.lookup("/me/gone.txt").is_some()).await;
+    eventually("gone.txt on 123", || {
+        env.emu.lookup("/me/gone.txt").is_some()
+    })
+    .await;
     env.emu.reset_stats();
     let res = env
         .req("DELETE", "/w/gone.txt")
@@ -700,7 +706,10 @@ async fn download_and_trash_of_files_not_listed_in_this_process() {
 
     // After a restart: nothing is known but what a listing says.
     assert_eq!(put(&env, "/w/kept.txt", b"kept".to_vec()).await, 201);
-    eventually("kept.txt on 123", || env.emu.lookup("/me/kept.txt").is_some()).await;
+    eventually("kept.txt on 123", || {
+        env.emu.lookup("/me/kept.txt").is_some()
+    })
+    .await;
     env.start_gateway().await;
     env.emu.reset_stats();
     let res = env.get_following("/w/kept.txt", &[]).await;
@@ -719,6 +728,64 @@ async fn download_and_trash_of_files_not_listed_in_this_process() {
         (1, 1, 1),
         "{:?}",
         stats.calls
+    );
+    assert_no_wrong_host(&env.emu);
+}
+
+/// The end of the static-credential flow (spec web §1.4 step 5).
+const COMPLETE_STATIC: &str = "/b/api/file/upload_complete";
+
+/// Static S3 credentials from `upload_request` (switch `upload_credentials = static`): the
+/// gateway signs S3 requests itself (the emulator's S3 host checks SigV4): one `PutObject` for
+/// a small file, a multipart upload in 16 MiB parts for a big one (create, three parts,
+/// complete), then `upload_complete` with the `fileId`; never the presigned-part calls.
+#[tokio::test]
+async fn static_s3_credentials_upload_small_and_multipart() {
+    let mut cfg = EmulatorConfig::default();
+    cfg.switches.upload_credentials = pan123_emulator::UploadCredentials::Static;
+    let env = TestEnv::start(cfg, |emu| {
+        emu.mkdir_p("/me");
+        let root = emu.lookup("/me").map(|e| e.id).unwrap_or(0);
+        web_mount(
+            "/w",
+            "proxy",
+            &format!("root_id = {root}\nupload = \"sync\"\n"),
+        )
+    })
+    .await;
+    let small = bytes_of(5000, 31);
+    env.emu.reset_stats();
+    assert_eq!(put(&env, "/w/small.bin", small.clone()).await, 201);
+    assert!(env.emu.read("/me/small.bin").expect("uploaded") == small);
+    let stats = env.emu.stats();
+    assert_eq!(stats.calls(UPLOAD_REQUEST), 1);
+    assert_eq!(stats.calls(PART), 1, "one PutObject");
+    assert_eq!(stats.calls(COMPLETE_STATIC), 1);
+    assert_eq!(
+        stats.calls(OBJECT_AUTH) + stats.calls(PARTS_BATCH) + stats.calls(COMPLETE),
+        0
+    );
+
+    let big = bytes_of(40 << 20, 32);
+    env.emu.reset_stats();
+    assert_eq!(put(&env, "/w/big.bin", big.clone()).await, 201);
+    assert!(env.emu.read("/me/big.bin").expect("uploaded") == big);
+    let stats = env.emu.stats();
+    assert_eq!(stats.calls(UPLOAD_REQUEST), 1);
+    assert_eq!(stats.calls(PART), 5, "create, 16 + 16 + 8 MiB, complete");
+    assert_eq!(stats.calls(COMPLETE_STATIC), 1);
+    assert_eq!(
+        stats.calls(OBJECT_AUTH) + stats.calls(PARTS_BATCH) + stats.calls(COMPLETE),
+        0
+    );
+    // Read back through the gateway.
+    let res = env
+        .get_following("/w/big.bin", &[("Range", "bytes=20000000-20000009")])
+        .await;
+    assert_eq!(res.status().as_u16(), 206);
+    assert_eq!(
+        res.bytes().await.expect("body").as_ref(),
+        &big[20_000_000..20_000_010]
     );
     assert_no_wrong_host(&env.emu);
 }

@@ -74,6 +74,7 @@ pub(crate) async fn handle(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResu
                 Ep::WebUploadRequest => write::upload_request(ctx, req).await,
                 Ep::WebUploadAuth | Ep::WebUploadPartsBatch => up::presign(ctx, req).await,
                 Ep::WebUploadComplete => up::complete(ctx, req).await,
+                Ep::WebUploadCompleteStatic => up::complete_static(ctx, req).await,
                 Ep::WebMove => write::mod_pid(ctx, req).await,
                 Ep::WebRename => write::rename(ctx, req).await,
                 Ep::WebTrash => write::trash(ctx, req).await,

@@ -9,7 +9,7 @@
 
 use std::cell::Cell;
 
-use pan123_emulator::{AuthKeyPath, Switches};
+use pan123_emulator::{AuthKeyPath, Switches, UploadCredentials};
 
 /// One reading of every point 123 leaves open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,7 +32,10 @@ impl Profile {
         // runs at least once; the emulator README gives the evidence for each.
         match self {
             Profile::Default => {}
-            Profile::OpenListReading => {}
+            Profile::OpenListReading => {
+                // OpenList's driver still implements static S3 credentials (spec web §7).
+                switches.upload_credentials = UploadCredentials::Static;
+            }
             Profile::SdkReading => {
                 // 123's official signing samples hash the path as written (spec web §6).
                 switches.auth_key_path = AuthKeyPath::Encoded;

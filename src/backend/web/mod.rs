@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod client;
+mod s3_static;
 mod seen;
 pub mod session;
 mod write;
