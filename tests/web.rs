@@ -628,6 +628,19 @@ async fn uploads_into_a_freshly_listed_folder_list_nothing_more() {
 
 const TRASH: &str = "/b/api/file/trash";
 
+/// Waits until a background upload is on 123 and its job is over in the gateway (so what
+/// follows does not race the queue's last step).
+async fn landed(env: &TestEnv, account_path: &str) {
+    let queue = env.gw.as_ref().expect("gateway").state.uploads.clone();
+    eventually("the upload lands", || {
+        env.emu.lookup(account_path).is_some() && {
+            let stats = queue.stats();
+            stats.queued + stats.running == 0
+        }
+    })
+    .await;
+}
+
 /// spec web §7: `download_info` and trash send the object 123 listed (`etag`, `s3keyFlag`, the
 /// whole item), never empty fields, also for a file this process has not listed: right after
 /// its upload and after a rename (its folder is listed first), and after a restart of the
@@ -642,10 +655,7 @@ async fn download_and_trash_of_files_not_listed_in_this_process() {
     .await;
     // Right after an upload: the GET lists the folder once, then download_info is accepted.
     assert_eq!(put(&env, "/w/fresh.txt", b"fresh".to_vec()).await, 201);
-    eventually("fresh.txt on 123", || {
-        env.emu.lookup("/me/fresh.txt").is_some()
-    })
-    .await;
+    landed(&env, "/me/fresh.txt").await;
     env.emu.reset_stats();
     let res = env.get_following("/w/fresh.txt", &[]).await;
     assert_eq!(res.status().as_u16(), 200);
@@ -660,10 +670,7 @@ async fn download_and_trash_of_files_not_listed_in_this_process() {
 
     // Right after an upload, a DELETE: the folder is listed first, the trash is accepted.
     assert_eq!(put(&env, "/w/gone.txt", b"gone".to_vec()).await, 201);
-    eventually("gone.txt on 123", || {
-        env.emu.lookup("/me/gone.txt").is_some()
-    })
-    .await;
+    landed(&env, "/me/gone.txt").await;
     env.emu.reset_stats();
     let res = env
         .req("DELETE", "/w/gone.txt")
@@ -706,10 +713,7 @@ async fn download_and_trash_of_files_not_listed_in_this_process() {
 
     // After a restart: nothing is known but what a listing says.
     assert_eq!(put(&env, "/w/kept.txt", b"kept".to_vec()).await, 201);
-    eventually("kept.txt on 123", || {
-        env.emu.lookup("/me/kept.txt").is_some()
-    })
-    .await;
+    landed(&env, "/me/kept.txt").await;
     env.start_gateway().await;
     env.emu.reset_stats();
     let res = env.get_following("/w/kept.txt", &[]).await;

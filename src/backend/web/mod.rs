@@ -146,6 +146,15 @@ impl WebBackend {
 
     /// Keeps what `trash` will need of an entry this gateway just made.
     fn remember(&self, entry: &Entry) {
+        // A listing that already came back with this id (a race with the upload's end) is
+        // 123's own object: keep it.
+        if self
+            .listed()
+            .get(&entry.id)
+            .is_some_and(|l| l.key_flag.is_some())
+        {
+            return;
+        }
         let update_at = chrono::DateTime::<chrono::Utc>::from(entry.modified)
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
         self.listed().insert(
