@@ -799,3 +799,54 @@ async fn personal_download_info_honours_the_daily_traffic_cap() {
     assert_eq!(v["code"], 5113);
     assert_eq!(v["message"], "您今日自用下载流量已超出1GB上限");
 }
+
+/// `upload_credentials = static`: `upload_request` hands out S3 credentials; the S3 host
+/// refuses requests without a right SigV4 signature (the gateway's tests send rightly signed
+/// ones), and `upload_complete` before the object is whole is code 1 with the upload kept.
+#[tokio::test]
+async fn static_credentials_are_required_and_checked() {
+    let emu = common::start().await;
+    emu.set_switches(|s| s.upload_credentials = pan123_emulator::UploadCredentials::Static);
+    let web = Web::new(&emu).await;
+    let data = bytes(1000, 12);
+    let up = web.request(json!("0"), "static.bin", &data, 2).await;
+    assert_eq!(up["code"], 0, "{up}");
+    let d = &up["data"];
+    for k in [
+        "AccessKeyId",
+        "SecretAccessKey",
+        "SessionToken",
+        "Bucket",
+        "Key",
+        "EndPoint",
+    ] {
+        assert!(!d[k].as_str().unwrap().is_empty(), "{k}");
+    }
+    let object = format!(
+        "{}/{}/{}",
+        d["EndPoint"].as_str().unwrap(),
+        d["Bucket"].as_str().unwrap(),
+        d["Key"].as_str().unwrap()
+    );
+    let ak = d["AccessKeyId"].as_str().unwrap();
+    let token = d["SessionToken"].as_str().unwrap();
+    // A forged signature (right key id and token, wrong signature): 403.
+    let forged = format!(
+        "{object}?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={ak}%2F20991231%2F123pan%2Fs3%2Faws4_request&X-Amz-Date=20991231T000000Z&X-Amz-Expires=600&X-Amz-Security-Token={token}&X-Amz-SignedHeaders=host&X-Amz-Signature={}",
+        "0".repeat(64)
+    );
+    let r = put(&forged, data.clone()).await;
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("SignatureDoesNotMatch"));
+    // No signature at all (a presigned-flow URL shape without its signature): 403 too.
+    let r = put(&object, data.clone()).await;
+    assert_eq!(r.status(), 403);
+    // The end before the object: refused, nothing created, the upload stays open.
+    let file_id = d["FileId"].as_u64().unwrap();
+    let v = web
+        .post("/b/api/file/upload_complete", json!({"fileId": file_id}))
+        .await;
+    assert_eq!(v["code"], 1, "{v}");
+    assert_eq!(v["message"], "文件尚未上传到存储");
+    assert!(emu.lookup("/static.bin").is_none());
+}
