@@ -770,6 +770,20 @@ async fn static_s3_credentials_upload_small_and_multipart() {
         0
     );
 
+    // One 503 of the S3 host: the same signed request again.
+    env.emu.reset_stats();
+    env.emu.inject(Fault {
+        endpoint: PART.into(),
+        kind: FaultKind::Http {
+            status: 503,
+            count: 1,
+        },
+    });
+    let again = bytes_of(7000, 33);
+    assert_eq!(put(&env, "/w/again.bin", again.clone()).await, 201);
+    assert!(env.emu.read("/me/again.bin").expect("uploaded") == again);
+    assert_eq!(env.emu.stats().calls(PART), 2, "the 503, then the PutObject");
+
     let big = bytes_of(40 << 20, 32);
     env.emu.reset_stats();
     assert_eq!(put(&env, "/w/big.bin", big.clone()).await, 201);
