@@ -252,6 +252,8 @@ pub struct LinkMountConfig {
     pub uid: u64,
     /// Validity of a signed link.
     pub direct_link_valid: Duration,
+    /// Which path form `auth_key` hashes (spec web §6).
+    pub auth_key_path: crate::backend::auth_key::AuthKeyPath,
 }
 
 #[derive(Clone, Debug)]
@@ -268,6 +270,8 @@ pub struct OpenMountConfig {
     pub direct_link_key: Option<Secret>,
     /// Validity of a signed direct link.
     pub direct_link_valid: Duration,
+    /// Which path form `auth_key` hashes (spec web §6).
+    pub auth_key_path: crate::backend::auth_key::AuthKeyPath,
 }
 
 /// How a GET of a file reaches the client's bytes.

@@ -8,6 +8,7 @@ use crate::backend::link::{LinkBackend, Signing};
 use crate::backend::open::client::OpenClients;
 use crate::backend::open::{LinkMode, OpenBackend};
 use crate::backend::share::{ShareBackend, ShareParams};
+use crate::backend::signer::DirectSigner;
 use crate::backend::web::{token_file, WebBackend, WebParams};
 use crate::backend::Backend;
 use crate::clock::Clock;
@@ -75,11 +76,14 @@ pub fn build_backends(
                     );
                     let links = if open.direct_link {
                         LinkMode::Direct {
-                            key: open
-                                .direct_link_key
-                                .as_ref()
-                                .map(|k| k.expose().to_string()),
-                            valid: open.direct_link_valid,
+                            signer: open.direct_link_key.as_ref().map(|k| {
+                                Arc::new(DirectSigner::new(
+                                    http.clone(),
+                                    k.expose().to_string(),
+                                    open.direct_link_valid,
+                                    open.auth_key_path,
+                                ))
+                            }),
                         }
                     } else {
                         LinkMode::DownloadInfo
@@ -131,6 +135,7 @@ pub fn build_backends(
                         key: key.expose().to_string(),
                         uid: link.uid,
                         valid: link.direct_link_valid,
+                        path: link.auth_key_path,
                     }),
                 )),
             }

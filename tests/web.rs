@@ -669,3 +669,189 @@ async fn uploads_into_a_freshly_listed_folder_list_nothing_more() {
         ["new0.txt", "new1.txt", "new2.txt", "new3.txt", "new4.txt", "old.txt"]
     );
 }
+
+const TRASH: &str = "/b/api/file/trash";
+
+/// Waits until a background upload is on 123 and its job is over in the gateway (so what
+/// follows does not race the queue's last step).
+async fn landed(env: &TestEnv, account_path: &str) {
+    let queue = env.gw.as_ref().expect("gateway").state.uploads.clone();
+    eventually("the upload lands", || {
+        env.emu.lookup(account_path).is_some() && {
+            let stats = queue.stats();
+            stats.queued + stats.running == 0
+        }
+    })
+    .await;
+}
+
+/// spec web §7: `download_info` and trash send the object 123 listed (`etag`, `s3keyFlag`, the
+/// whole item), never empty fields, also for a file this process has not listed: right after
+/// its upload and after a rename (its folder is listed first), and after a restart of the
+/// gateway. The emulator refuses any other object, as 123 would.
+#[tokio::test]
+async fn download_and_trash_of_files_not_listed_in_this_process() {
+    let mut env = TestEnv::start(EmulatorConfig::default(), |emu| {
+        emu.mkdir_p("/me");
+        let root = emu.lookup("/me").map(|e| e.id).unwrap_or(0);
+        web_mount("/w", "proxy", &format!("root_id = {root}\n"))
+    })
+    .await;
+    // Right after an upload: the GET lists the folder once, then download_info is accepted.
+    assert_eq!(put(&env, "/w/fresh.txt", b"fresh".to_vec()).await, 201);
+    landed(&env, "/me/fresh.txt").await;
+    env.emu.reset_stats();
+    let res = env.get_following("/w/fresh.txt", &[]).await;
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(res.bytes().await.expect("body").as_ref(), b"fresh");
+    let stats = env.emu.stats();
+    assert_eq!(
+        (stats.calls(LIST), stats.calls(INFO)),
+        (1, 1),
+        "{:?}",
+        stats.calls
+    );
+
+    // Right after an upload, a DELETE: the folder is listed first, the trash is accepted.
+    assert_eq!(put(&env, "/w/gone.txt", b"gone".to_vec()).await, 201);
+    landed(&env, "/me/gone.txt").await;
+    env.emu.reset_stats();
+    let res = env
+        .req("DELETE", "/w/gone.txt")
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(res.status().as_u16(), 204);
+    assert!(env.emu.lookup("/me/gone.txt").is_none(), "trashed");
+    let stats = env.emu.stats();
+    assert_eq!(
+        (stats.calls(LIST), stats.calls(TRASH)),
+        (1, 1),
+        "{:?}",
+        stats.calls
+    );
+
+    // A rename forgets the listed object: the DELETE lists again.
+    let res = env
+        .req("MOVE", "/w/fresh.txt")
+        .header("Destination", env.url("/w/renamed.txt"))
+        .send()
+        .await
+        .expect("move");
+    assert_eq!(res.status().as_u16(), 201);
+    env.emu.reset_stats();
+    let res = env
+        .req("DELETE", "/w/renamed.txt")
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(res.status().as_u16(), 204);
+    assert!(env.emu.lookup("/me/renamed.txt").is_none(), "trashed");
+    let stats = env.emu.stats();
+    assert_eq!(
+        (stats.calls(LIST), stats.calls(TRASH)),
+        (1, 1),
+        "{:?}",
+        stats.calls
+    );
+
+    // After a restart: nothing is known but what a listing says.
+    assert_eq!(put(&env, "/w/kept.txt", b"kept".to_vec()).await, 201);
+    landed(&env, "/me/kept.txt").await;
+    env.start_gateway().await;
+    env.emu.reset_stats();
+    let res = env.get_following("/w/kept.txt", &[]).await;
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(res.bytes().await.expect("body").as_ref(), b"kept");
+    let res = env
+        .req("DELETE", "/w/kept.txt")
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(res.status().as_u16(), 204);
+    assert!(env.emu.lookup("/me/kept.txt").is_none(), "trashed");
+    let stats = env.emu.stats();
+    assert_eq!(
+        (stats.calls(LIST), stats.calls(INFO), stats.calls(TRASH)),
+        (1, 1, 1),
+        "{:?}",
+        stats.calls
+    );
+    assert_no_wrong_host(&env.emu);
+}
+
+/// The end of the static-credential flow (spec web §1.4 step 5).
+const COMPLETE_STATIC: &str = "/b/api/file/upload_complete";
+
+/// Static S3 credentials from `upload_request` (switch `upload_credentials = static`): the
+/// gateway signs S3 requests itself (the emulator's S3 host checks SigV4): one `PutObject` for
+/// a small file, a multipart upload in 16 MiB parts for a big one (create, three parts,
+/// complete), then `upload_complete` with the `fileId`; never the presigned-part calls.
+#[tokio::test]
+async fn static_s3_credentials_upload_small_and_multipart() {
+    let mut cfg = EmulatorConfig::default();
+    cfg.switches.upload_credentials = pan123_emulator::UploadCredentials::Static;
+    let env = TestEnv::start(cfg, |emu| {
+        emu.mkdir_p("/me");
+        let root = emu.lookup("/me").map(|e| e.id).unwrap_or(0);
+        web_mount(
+            "/w",
+            "proxy",
+            &format!("root_id = {root}\nupload = \"sync\"\n"),
+        )
+    })
+    .await;
+    let small = bytes_of(5000, 31);
+    env.emu.reset_stats();
+    assert_eq!(put(&env, "/w/small.bin", small.clone()).await, 201);
+    assert!(env.emu.read("/me/small.bin").expect("uploaded") == small);
+    let stats = env.emu.stats();
+    assert_eq!(stats.calls(UPLOAD_REQUEST), 1);
+    assert_eq!(stats.calls(PART), 1, "one PutObject");
+    assert_eq!(stats.calls(COMPLETE_STATIC), 1);
+    assert_eq!(
+        stats.calls(OBJECT_AUTH) + stats.calls(PARTS_BATCH) + stats.calls(COMPLETE),
+        0
+    );
+
+    // One 503 of the S3 host: the same signed request again.
+    env.emu.reset_stats();
+    env.emu.inject(Fault {
+        endpoint: PART.into(),
+        kind: FaultKind::Http {
+            status: 503,
+            count: 1,
+        },
+    });
+    let again = bytes_of(7000, 33);
+    assert_eq!(put(&env, "/w/again.bin", again.clone()).await, 201);
+    assert!(env.emu.read("/me/again.bin").expect("uploaded") == again);
+    assert_eq!(
+        env.emu.stats().calls(PART),
+        2,
+        "the 503, then the PutObject"
+    );
+
+    let big = bytes_of(40 << 20, 32);
+    env.emu.reset_stats();
+    assert_eq!(put(&env, "/w/big.bin", big.clone()).await, 201);
+    assert!(env.emu.read("/me/big.bin").expect("uploaded") == big);
+    let stats = env.emu.stats();
+    assert_eq!(stats.calls(UPLOAD_REQUEST), 1);
+    assert_eq!(stats.calls(PART), 5, "create, 16 + 16 + 8 MiB, complete");
+    assert_eq!(stats.calls(COMPLETE_STATIC), 1);
+    assert_eq!(
+        stats.calls(OBJECT_AUTH) + stats.calls(PARTS_BATCH) + stats.calls(COMPLETE),
+        0
+    );
+    // Read back through the gateway.
+    let res = env
+        .get_following("/w/big.bin", &[("Range", "bytes=20000000-20000009")])
+        .await;
+    assert_eq!(res.status().as_u16(), 206);
+    assert_eq!(
+        res.bytes().await.expect("body").as_ref(),
+        &big[20_000_000..20_000_010]
+    );
+    assert_no_wrong_host(&env.emu);
+}

@@ -1,7 +1,8 @@
 //! Direct-link URL authentication (`auth_key`, 123's "直链鉴权"; spec open-api §5.3, web §3.3).
 //!
 //! `auth_key = ts-rand-uid-md5("<decoded path>-ts-rand-uid-<key>")`, where `ts` is the expiry.
-//! The emulator hashes the percent-*decoded* path, as OpenList signs it.
+//! Which form of the path is hashed (decoded, as OpenList signs it, or as written, as 123's
+//! samples do) is the `auth_key_path` switch; `direct.rs` passes the form it checks.
 
 use md5::{Digest, Md5};
 

@@ -212,6 +212,32 @@ pub enum WebSignatureFailure {
     StatusInfo,
 }
 
+/// Which form of a direct link's path the direct-link host hashes to check `auth_key` (spec web
+/// §6: 123's official samples sign the path as written, OpenList the decoded path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthKeyPath {
+    /// The percent-decoded path (OpenList's reading; the emulator's behaviour before the switch).
+    #[default]
+    Decoded,
+    /// The path as sent in the request line, escapes kept (123's official samples).
+    Encoded,
+}
+
+/// What the personal web API's `upload_request` hands out for the bytes (spec web §1.4 steps
+/// 4 and 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UploadCredentials {
+    /// Empty S3 credentials: the client asks for presigned part URLs (the norm since 2023).
+    #[default]
+    Presigned,
+    /// Static S3 credentials (`AccessKeyId`, `SecretAccessKey`, `SessionToken`, `EndPoint`):
+    /// the client signs S3 requests itself (SigV4, region `123pan`, path style), then calls
+    /// `upload_complete` with `fileId` (OpenList still implements this).
+    Static,
+}
+
 /// Behaviour the spec leaves open, and test knobs. Each has a CLI flag and a documented default
 /// (see the README); all can be changed while running (`Emulator::set_switches`,
 /// `POST /__emulator/switches`). Durations travel as milliseconds in JSON (`*_ms` keys).
@@ -274,6 +300,13 @@ pub struct Switches {
     /// How the web API answers a failed signature. Default `code`.
     #[serde(default)]
     pub web_signature_failure: WebSignatureFailure,
+    /// The path form the direct-link host hashes for `auth_key`. Default `decoded`.
+    #[serde(default)]
+    pub auth_key_path: AuthKeyPath,
+    /// Presigned part URLs or static S3 credentials from personal `upload_request`. Default
+    /// `presigned`.
+    #[serde(default)]
+    pub upload_credentials: UploadCredentials,
 }
 
 /// Default of `Switches::presign_ttl` (also for switch JSON written before it existed).
@@ -303,6 +336,8 @@ impl Default for Switches {
             error_status: ErrorStatus::Ok,
             web_rate_limit_style: WebRateLimitStyle::Code429,
             web_signature_failure: WebSignatureFailure::Code,
+            auth_key_path: AuthKeyPath::default(),
+            upload_credentials: UploadCredentials::default(),
         }
     }
 }

@@ -1,11 +1,13 @@
 //! The direct-link host (stats word `direct`): files inside the direct-link space folder at
 //! `/<uid>/<space folder name>/<path inside>` (spec open-api §5.2), with optional `auth_key`
-//! checking (§5.3). Links do not expire and are not bound to the requester.
+//! checking (§5.3) over the decoded or the encoded path (switch `auth_key_path`). Links do not
+//! expire and are not bound to the requester.
 
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
 use percent_encoding::percent_decode_str;
 
+use crate::config::AuthKeyPath;
 use crate::emulator::{lock, Shared};
 use crate::hosts::Host;
 use crate::http::{encode_path, query, query_pairs, text, Resp};
@@ -49,9 +51,18 @@ pub fn handle(ctx: &Ctx, req: Request<Incoming>) -> Resp {
     let decoded = decoded.into_owned();
     if let Some(key) = &sh.direct_link_key {
         let pairs = query_pairs(req.uri());
-        if let Err(e) =
-            crate::auth_key::verify(&decoded, query(&pairs, "auth_key"), sh.uid, key, sh.now())
-        {
+        // spec web §6: which form is hashed is the `auth_key_path` switch.
+        let signed_path = match sh.switches().auth_key_path {
+            AuthKeyPath::Decoded => decoded.as_str(),
+            AuthKeyPath::Encoded => req.uri().path(),
+        };
+        if let Err(e) = crate::auth_key::verify(
+            signed_path,
+            query(&pairs, "auth_key"),
+            sh.uid,
+            key,
+            sh.now(),
+        ) {
             return text(StatusCode::FORBIDDEN, &format!("403 Forbidden: {e}"));
         }
     }

@@ -40,10 +40,12 @@ mod personal_write;
 pub mod qps;
 mod range;
 mod s3;
+mod s3_static;
 mod seed;
 mod server;
 mod share;
 pub mod sign;
+mod sigv4;
 mod state;
 pub mod stats;
 mod tokens;
@@ -52,8 +54,8 @@ mod web;
 mod webpro;
 
 pub use config::{
-    EmulatorConfig, ErrorStatus, GenerateSpec, OverwriteAt, ShareSpec, Switches, WebRateLimitStyle,
-    WebSignatureFailure, ZeroByteUpload,
+    AuthKeyPath, EmulatorConfig, ErrorStatus, GenerateSpec, OverwriteAt, ShareSpec, Switches,
+    UploadCredentials, WebRateLimitStyle, WebSignatureFailure, ZeroByteUpload,
 };
 pub use emulator::{Emulator, EntryInfo};
 pub use faults::{Fault, FaultKind};
@@ -61,3 +63,4 @@ pub use hosts::Host;
 pub use personal_upload::{MAX_PRESIGN_BATCH, WEB_PART_SIZE};
 pub use qps::default_qps;
 pub use stats::Stats;
+pub use web::MSG_STALE_ITEM;

@@ -9,8 +9,8 @@ use std::time::Duration;
 use clap::{ArgAction, Parser, ValueEnum};
 use pan123_emulator::config::{parse_duration, parse_size};
 use pan123_emulator::{
-    Emulator, EmulatorConfig, ErrorStatus, GenerateSpec, OverwriteAt, ShareSpec, Switches,
-    WebRateLimitStyle, WebSignatureFailure, ZeroByteUpload,
+    AuthKeyPath, Emulator, EmulatorConfig, ErrorStatus, GenerateSpec, OverwriteAt, ShareSpec,
+    Switches, UploadCredentials, WebRateLimitStyle, WebSignatureFailure, ZeroByteUpload,
 };
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -136,6 +136,12 @@ struct Cli {
     /// How the web API answers a failed signature: `code` or `status_info`.
     #[arg(long, value_parser = parse_switch::<WebSignatureFailure>, default_value = "code")]
     web_signature_failure: WebSignatureFailure,
+    /// Which path form the direct-link host hashes for `auth_key`.
+    #[arg(long, value_parser = parse_switch::<AuthKeyPath>, default_value = "decoded")]
+    auth_key_path: AuthKeyPath,
+    /// What personal `upload_request` hands out: presigned part URLs or static S3 credentials.
+    #[arg(long, value_parser = parse_switch::<UploadCredentials>, default_value = "presigned")]
+    upload_credentials: UploadCredentials,
 }
 
 /// A switch value by its JSON name (the same words as `POST /__emulator/switches`).
@@ -197,6 +203,8 @@ impl Cli {
                 error_status: self.error_status,
                 web_rate_limit_style: self.web_rate_limit_style,
                 web_signature_failure: self.web_signature_failure,
+                auth_key_path: self.auth_key_path,
+                upload_credentials: self.upload_credentials,
             },
         }
     }

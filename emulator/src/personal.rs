@@ -17,7 +17,7 @@ use crate::emulator::{lock, Shared};
 use crate::http::{query, HandlerResult, Resp};
 use crate::open_api::{over_traffic_cap, read_args, CODE_TRAFFIC, MSG_TRAFFIC};
 use crate::server::Ctx;
-use crate::web::{header, web_err, web_item, web_ok};
+use crate::web::{echoes_item, header, web_err, web_item, web_ok, MSG_STALE_ITEM};
 
 /// The login refusal for risk control (spec web §0.2, OpenList docs); its code is unknown.
 pub const MSG_RISK: &str = "当前账号存在安全风险，请使用短信验证码或者微信进行登录。";
@@ -164,7 +164,8 @@ pub fn list(ctx: &Ctx, q: &[(String, String)]) -> Resp {
     }))
 }
 
-/// `POST /b/api/file/download_info` → `data.DownloadUrl` (lower-case `rl`, unlike shares).
+/// `POST /b/api/file/download_info` → `data.DownloadUrl` (lower-case `rl`, unlike shares). The
+/// body's `etag`, `s3keyFlag` and `size` must be the file's (code 1 `MSG_STALE_ITEM`).
 pub async fn download_info(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
     let args = match read_args(req).await {
         Ok(a) => a,
@@ -182,6 +183,10 @@ pub async fn download_info(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResu
             _ => return Ok(web_err(CODE_NOT_FOUND, MSG_NOT_FOUND)),
         }
     };
+    // spec web §7: the file object must be the one listed, `etag` and `s3keyFlag` included.
+    if !echoes_item(&args, &file, sh.uid) {
+        return Ok(web_err(1, MSG_STALE_ITEM));
+    }
     // The personal CDN bytes count toward the same daily cap as the Open API's.
     if over_traffic_cap(&sh) {
         return Ok(web_err(CODE_TRAFFIC, MSG_TRAFFIC));

@@ -17,11 +17,13 @@ use md5::{Digest, Md5};
 use rand::Rng;
 use serde_json::{json, Map, Value};
 
+use crate::config::UploadCredentials;
 use crate::emulator::{lock, Shared};
 use crate::hosts::Host;
 use crate::http::{Args, HandlerResult, Resp};
 use crate::open_api::read_args;
 use crate::server::Ctx;
+use crate::sigv4::Credentials;
 use crate::upload::{begin, finish, new_preupload_id, Begun, NewUpload, Target};
 use crate::web::{web_err, web_item, web_ok};
 
@@ -58,6 +60,8 @@ pub const MSG_PART_SIZE: &str = "分片大小错误: 除最后一片外每片须
 pub const MSG_PARTS_TOTAL: &str = "分片总大小与文件大小不符";
 /// The parts could not be joined (emulator disk trouble); the upload is over.
 pub const MSG_ASSEMBLE: &str = "文件合并失败";
+/// `upload_complete` of the static flow before the S3 object is whole (emulator wording).
+pub const MSG_NO_OBJECT: &str = "文件尚未上传到存储";
 /// The assembled content's MD5 is not the `etag` of `upload_request`; the upload is over.
 pub const MSG_MD5_MISMATCH: &str = "文件MD5校验失败,请重新上传";
 
@@ -66,6 +70,8 @@ pub const MSG_MD5_MISMATCH: &str = "文件MD5校验失败,请重新上传";
 pub(crate) struct Part {
     pub size: u64,
     pub path: PathBuf,
+    /// Lowercase hex MD5 (the part's `ETag`).
+    pub md5: String,
 }
 
 /// One upload waiting for its parts.
@@ -78,12 +84,47 @@ pub(crate) struct WebUpload {
     pub key: String,
     /// Received parts by number (a part sent again replaces the older one).
     pub parts: BTreeMap<u32, Part>,
+    /// The static S3 credentials handed out for it (switch `upload_credentials = static`).
+    pub creds: Option<Credentials>,
+    /// Where the static flow's S3 object stands.
+    pub object: StaticObject,
+}
+
+/// The S3 object of a static-credential upload (spec web §1.4 step 5).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) enum StaticObject {
+    /// Nothing sent yet.
+    #[default]
+    None,
+    /// One `PutObject`: the whole object is part 1.
+    Put,
+    /// A multipart upload under this S3 upload id, parts arriving.
+    Multipart(String),
+    /// That multipart upload completed.
+    Completed(String),
 }
 
 impl WebUpload {
     /// `ceil(size / 16 MiB)`, at least 1 (an empty file is one empty part), as the driver counts.
     pub fn part_count(&self) -> u32 {
         u32::try_from(self.target.size.div_ceil(WEB_PART_SIZE).max(1)).unwrap_or(u32::MAX)
+    }
+
+    /// The static flow's object is whole: parts 1..=k with no gap (any sizes S3 allows) adding
+    /// up to the file's size, after a `PutObject` or a completed multipart upload.
+    fn check_static_object(&self) -> Result<(), String> {
+        if !matches!(self.object, StaticObject::Put | StaticObject::Completed(_)) {
+            return Err(MSG_NO_OBJECT.to_string());
+        }
+        let k = u32::try_from(self.parts.len()).unwrap_or(u32::MAX);
+        if let Some(missing) = (1..=k).find(|n| !self.parts.contains_key(n)) {
+            return Err(format!("{MSG_PART_MISSING}{missing}"));
+        }
+        let total: u64 = self.parts.values().map(|p| p.size).sum();
+        if total != self.target.size {
+            return Err(MSG_PARTS_TOTAL.to_string());
+        }
+        Ok(())
     }
 
     /// Check that the parts are exactly 1..=n, every one but the last `WEB_PART_SIZE` bytes and
@@ -164,22 +205,41 @@ pub(crate) fn request(ctx: &Ctx, args: &Args) -> Resp {
     let file_id = lock(&sh.fs).tree.reserve_id();
     let upload_id = new_preupload_id();
     let key = format!("{}-0/{:032x}", sh.uid, rand::thread_rng().gen::<u128>());
+    // spec web §1.4 step 5: with static credentials the client signs S3 requests itself.
+    let creds = (sh.switches().upload_credentials == UploadCredentials::Static).then(|| {
+        let mut rng = rand::thread_rng();
+        Credentials {
+            access_key_id: format!("AKID{:016X}", rng.gen::<u64>()),
+            secret_access_key: format!("{:040x}", rng.gen::<u128>()),
+            session_token: format!("{:064x}", rng.gen::<u128>()),
+        }
+    });
+    let (ak, sk, token) = creds.as_ref().map_or(("", "", ""), |c| {
+        (
+            c.access_key_id.as_str(),
+            c.secret_access_key.as_str(),
+            c.session_token.as_str(),
+        )
+    });
+    let reply = json!({
+        "AccessKeyId": ak, "SecretAccessKey": sk, "SessionToken": token,
+        "Bucket": BUCKET, "Key": key, "UploadId": upload_id,
+        "StorageNode": STORAGE_NODE, "EndPoint": format!("{}/s3", sh.url(Host::S3)),
+        "FileId": file_id, "Reuse": false,
+    });
     lock(&sh.web_uploads).open.insert(
         upload_id.clone(),
         WebUpload {
             target,
             file_id,
             bucket: BUCKET.to_string(),
-            key: key.clone(),
+            key,
             parts: BTreeMap::new(),
+            creds,
+            object: StaticObject::None,
         },
     );
-    web_ok(json!({
-        "AccessKeyId": "", "SecretAccessKey": "", "SessionToken": "",
-        "Bucket": BUCKET, "Key": key, "UploadId": upload_id,
-        "StorageNode": STORAGE_NODE, "EndPoint": format!("{}/s3", sh.url(Host::S3)),
-        "FileId": file_id, "Reuse": false,
-    }))
+    web_ok(reply)
 }
 
 /// The open upload named by `uploadId`, `bucket` and `key` of a body, or the refusal.
@@ -271,6 +331,53 @@ pub async fn complete(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
             None => return Ok(web_err(1, MSG_NO_UPLOAD)),
         }
     };
+    Ok(land(&sh, upload_id, upload).await)
+}
+
+/// `POST /b/api/file/upload_complete` `{"fileId"}`: the static-credential flow's end (spec
+/// web §1.4 step 5). The upload is found by its `FileId`; its S3 object must be whole (else
+/// code 1, and the upload stays open); then it lands as `upload_complete/v2` lands.
+pub async fn complete_static(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
+    let args = match read_args(req).await {
+        Ok(a) => a,
+        Err(r) => return Ok(r),
+    };
+    let sh = ctx.shared.clone();
+    let Some(file_id) = args
+        .int("fileId")
+        .ok()
+        .flatten()
+        .and_then(|i| u64::try_from(i).ok())
+    else {
+        return Ok(web_err(1, "fileId参数错误"));
+    };
+    let (upload_id, upload) = {
+        let mut ups = lock(&sh.web_uploads);
+        if ups.finished.values().any(|id| *id == file_id) {
+            return Ok(web_err(1, MSG_ALREADY_DONE));
+        }
+        let Some((id, u)) = ups
+            .open
+            .iter()
+            .find(|(_, u)| u.file_id == file_id && u.creds.is_some())
+        else {
+            return Ok(web_err(1, MSG_NO_UPLOAD));
+        };
+        if let Err(msg) = u.check_static_object() {
+            return Ok(web_err(1, &msg));
+        }
+        let id = id.clone();
+        match ups.open.remove(&id) {
+            Some(u) => (id, u),
+            None => return Ok(web_err(1, MSG_NO_UPLOAD)),
+        }
+    };
+    Ok(land(&sh, upload_id, upload).await)
+}
+
+/// Joins a checked upload's parts, checks the whole MD5 and creates the file under the
+/// reserved `FileId` (both completions).
+async fn land(sh: &std::sync::Arc<Shared>, upload_id: String, upload: WebUpload) -> Resp {
     let whole = sh.upload_dir.join(format!("{upload_id}.bin"));
     let assembled = {
         let parts: Vec<PathBuf> = upload.parts.values().map(|p| p.path.clone()).collect();
@@ -282,25 +389,25 @@ pub async fn complete(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
         Ok(Ok(m)) => m,
         _ => {
             let _ = std::fs::remove_file(&whole);
-            return Ok(web_err(1, MSG_ASSEMBLE));
+            return web_err(1, MSG_ASSEMBLE);
         }
     };
     if md5 != upload.target.md5 {
         let _ = std::fs::remove_file(&whole);
-        return Ok(web_err(1, MSG_MD5_MISMATCH));
+        return web_err(1, MSG_MD5_MISMATCH);
     }
-    match finish(&sh, &upload.target, &whole, Some(upload.file_id)) {
+    match finish(sh, &upload.target, &whole, Some(upload.file_id)) {
         Ok(id) => {
             lock(&sh.web_uploads).finished.insert(upload_id, id);
             let info = lock(&sh.fs)
                 .tree
                 .get(id)
                 .map_or(Value::Null, |e| web_item(e, sh.uid));
-            Ok(web_ok(json!({"FileId": id, "Info": info})))
+            web_ok(json!({"FileId": id, "Info": info}))
         }
         Err(r) => {
             let _ = std::fs::remove_file(&whole);
-            Ok(r.web())
+            r.web()
         }
     }
 }

@@ -15,7 +15,7 @@ use crate::http::{Args, HandlerResult, Resp};
 use crate::names;
 use crate::open_api::{read_args, tree_refused, CODE_NOT_FOUND, MAX_BATCH, MSG_NOT_FOUND};
 use crate::server::Ctx;
-use crate::web::{web_err, web_item, web_ok};
+use crate::web::{echoes_item, web_err, web_item, web_ok, MSG_STALE_ITEM};
 
 /// `upload_request` for a folder whose name a live *file* (or a trashed item, under
 /// `trashed_blocks_name`) holds. 123's real text is unknown; this is the emulator's wording.
@@ -146,7 +146,8 @@ pub async fn rename(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
 }
 
 /// `POST /b/api/file/trash`: `{"driveId":0,"operation":true,"fileTrashInfoList":[<items>]}`.
-/// Items are file objects as listed; only their `FileId` matters. Trashing a trashed item is
+/// Items are file objects as listed: their `Etag`, `S3KeyFlag` and `Size` must be the entry's
+/// (else code 1 `MSG_STALE_ITEM`, nothing trashed; spec web §7). Trashing a trashed item is
 /// fine; an unknown id refuses the whole call (5066), as on the Open API.
 pub async fn trash(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
     let args = match read_args(req).await {
@@ -161,7 +162,22 @@ pub async fn trash(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
         Err(r) => return Ok(r),
     };
     let now = ctx.shared.now();
-    let trashed = lock(&ctx.shared.fs).tree.trash_all(&ids, now);
+    let mut fs = lock(&ctx.shared.fs);
+    if let Some(Value::Array(items)) = args.get("fileTrashInfoList") {
+        let stale = items.iter().zip(&ids).any(|(item, id)| {
+            let entry = fs.tree.get(*id);
+            match (Args::from_value(item), entry) {
+                (Some(obj), Some(e)) => !echoes_item(&obj, e, ctx.shared.uid),
+                // An unknown id: refused below as on the Open API.
+                (_, None) => false,
+                (None, Some(_)) => true,
+            }
+        });
+        if stale {
+            return Ok(web_err(1, MSG_STALE_ITEM));
+        }
+    }
+    let trashed = fs.tree.trash_all(&ids, now);
     Ok(match trashed {
         Ok(()) => web_ok(Value::Null),
         Err(e) => tree_refused(&e).web(),

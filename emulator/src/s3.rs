@@ -52,30 +52,30 @@ pub(crate) fn presigned_url(
 }
 
 /// An S3 error used in more than one place: status, `Code`, `Message`.
-type S3Err = (StatusCode, &'static str, &'static str);
-const TOO_LARGE: S3Err = (
+pub(crate) type S3Err = (StatusCode, &'static str, &'static str);
+pub(crate) const TOO_LARGE: S3Err = (
     StatusCode::BAD_REQUEST,
     "EntityTooLarge",
     "Your proposed upload exceeds the maximum allowed size.",
 );
-const INCOMPLETE: S3Err = (
+pub(crate) const INCOMPLETE: S3Err = (
     StatusCode::BAD_REQUEST,
     "IncompleteBody",
     "You did not provide the number of bytes specified by the Content-Length HTTP header.",
 );
-const NO_UPLOAD: S3Err = (
+pub(crate) const NO_UPLOAD: S3Err = (
     StatusCode::NOT_FOUND,
     "NoSuchUpload",
     "The specified upload does not exist.",
 );
 
 /// `s3_error` for one of the shared errors above.
-fn s3_error_of(e: S3Err, resource: &str) -> Resp {
+pub(crate) fn s3_error_of(e: S3Err, resource: &str) -> Resp {
     s3_error(e.0, e.1, e.2, resource)
 }
 
 /// An S3-style XML error.
-fn s3_error(status: StatusCode, code: &str, message: &str, resource: &str) -> Resp {
+pub(crate) fn s3_error(status: StatusCode, code: &str, message: &str, resource: &str) -> Resp {
     let request_id: u64 = rand::thread_rng().gen();
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message><Resource>{}</Resource><RequestId>{request_id:016X}</RequestId></Error>",
@@ -184,11 +184,16 @@ fn admit(sh: &Shared, req: &Request<Incoming>) -> Result<Accepted, Resp> {
 }
 
 /// `PUT /s3/<bucket>/<key>?partNumber=…`: store one part, answer 200 with `ETag: "<md5>"`.
+/// A SigV4-signed request is the static-credential flow's (`s3_static.rs`).
 pub(crate) async fn handle(ctx: &Ctx, req: Request<Incoming>) -> HandlerResult {
     let sh = ctx.shared.clone();
     let cut = lock(&sh.faults).take_cut(HOST);
     if let Some(bytes) = cut {
         return Err(cut_body(req.into_body(), bytes).await);
+    }
+    let pairs = query_pairs(req.uri());
+    if query(&pairs, "X-Amz-Algorithm").is_some() || req.method() == http::Method::POST {
+        return crate::s3_static::handle(ctx, req, pairs).await;
     }
     let path = req.uri().path().to_string();
     let limit = usize::try_from(WEB_PART_SIZE).unwrap_or(usize::MAX);
@@ -220,29 +225,55 @@ pub(crate) async fn handle(ctx: &Ctx, req: Request<Incoming>) -> HandlerResult {
             ));
         }
     }
-    let md5 = crate::auth_key::hex(&digest);
-    let file = part_path(&sh, &acc.upload_id, acc.part);
+    match save_part(&sh, &acc.upload_id, acc.part, body).await {
+        Ok(md5) => Ok(etag_reply(&md5)),
+        Err(e) => Ok(s3_error_of(e, &path)),
+    }
+}
+
+/// An empty 200 with `ETag: "<md5>"`, S3's answer to a stored part or object.
+pub(crate) fn etag_reply(md5: &str) -> Resp {
+    let mut r = Response::new(empty());
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{md5}\"")) {
+        r.headers_mut().insert(ETAG, v);
+    }
+    r
+}
+
+const INTERNAL: S3Err = (
+    StatusCode::INTERNAL_SERVER_ERROR,
+    "InternalError",
+    "We encountered an internal error. Please try again.",
+);
+
+/// Stores part `part` of open upload `upload_id` in its own file (replacing an older copy of
+/// that part) and returns its lowercase hex MD5. Both flows' part `PUT`s end here.
+pub(crate) async fn save_part(
+    sh: &Shared,
+    upload_id: &str,
+    part: u32,
+    body: bytes::Bytes,
+) -> Result<String, S3Err> {
+    let md5 = crate::auth_key::hex(&Md5::digest(&body));
+    let len = body.len() as u64;
+    let file = part_path(sh, upload_id, part);
     let written = {
         let file = file.clone();
         tokio::task::spawn_blocking(move || std::fs::write(&file, &body)).await
     };
     if !matches!(written, Ok(Ok(()))) {
         let _ = std::fs::remove_file(&file);
-        return Ok(s3_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalError",
-            "We encountered an internal error. Please try again.",
-            &path,
-        ));
+        return Err(INTERNAL);
     }
     let old = {
         let mut ups = lock(&sh.web_uploads);
-        match ups.open.get_mut(&acc.upload_id) {
+        match ups.open.get_mut(upload_id) {
             Some(u) => Ok(u.parts.insert(
-                acc.part,
+                part,
                 Part {
-                    size: acc.len,
+                    size: len,
                     path: file.clone(),
+                    md5: md5.clone(),
                 },
             )),
             None => Err(()),
@@ -253,16 +284,12 @@ pub(crate) async fn handle(ctx: &Ctx, req: Request<Incoming>) -> HandlerResult {
             if let Some(old) = old {
                 let _ = std::fs::remove_file(&old.path);
             }
-            let mut r = Response::new(empty());
-            if let Ok(v) = HeaderValue::from_str(&format!("\"{md5}\"")) {
-                r.headers_mut().insert(ETAG, v);
-            }
-            Ok(r)
+            Ok(md5)
         }
         // Completed or ended while this part was arriving.
         Err(()) => {
             let _ = std::fs::remove_file(&file);
-            Ok(s3_error_of(NO_UPLOAD, &path))
+            Err(NO_UPLOAD)
         }
     }
 }

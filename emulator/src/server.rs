@@ -67,6 +67,8 @@ pub(crate) enum Ep {
     WebUploadAuth,
     WebUploadPartsBatch,
     WebUploadComplete,
+    /// `upload_complete` (v1) of the static-credential flow.
+    WebUploadCompleteStatic,
     WebMove,
     WebRename,
     WebTrash,
@@ -112,6 +114,7 @@ impl Ep {
             Ep::WebUploadAuth => "/b/api/file/s3_upload_object/auth",
             Ep::WebUploadPartsBatch => "/b/api/file/s3_repare_upload_parts_batch",
             Ep::WebUploadComplete => "/b/api/file/upload_complete/v2",
+            Ep::WebUploadCompleteStatic => "/b/api/file/upload_complete",
             Ep::WebMove => "/b/api/file/mod_pid",
             Ep::WebRename => "/b/api/file/rename",
             Ep::WebTrash => "/b/api/file/trash",
@@ -150,6 +153,7 @@ impl Ep {
             | Ep::WebUploadAuth
             | Ep::WebUploadPartsBatch
             | Ep::WebUploadComplete
+            | Ep::WebUploadCompleteStatic
             | Ep::WebMove
             | Ep::WebRename
             | Ep::WebTrash => Family::Web,
@@ -189,10 +193,13 @@ fn route(method: &Method, path: &str) -> Option<Ep> {
         "/b/api/file/s3_upload_object/auth" if post => Ep::WebUploadAuth,
         "/b/api/file/s3_repare_upload_parts_batch" if post => Ep::WebUploadPartsBatch,
         "/b/api/file/upload_complete/v2" if post => Ep::WebUploadComplete,
+        "/b/api/file/upload_complete" if post => Ep::WebUploadCompleteStatic,
         "/b/api/file/mod_pid" if post => Ep::WebMove,
         "/b/api/file/rename" if post => Ep::WebRename,
         "/b/api/file/trash" if post => Ep::WebTrash,
-        p if p.starts_with("/s3/") && method == Method::PUT => Ep::S3,
+        // PUT: parts (presigned), objects and parts (static credentials); POST: multipart
+        // create and complete (static credentials).
+        p if p.starts_with("/s3/") && (method == Method::PUT || post) => Ep::S3,
         p if p.starts_with("/cdn/") && get_or_head => Ep::Cdn,
         p if p.starts_with("/web-pro/") && get => Ep::WebPro,
         p if get_or_head && is_direct_path(p) => Ep::Direct,

@@ -81,6 +81,7 @@ pub(crate) async fn handle(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResu
                 Ep::WebUploadRequest => write::upload_request(ctx, req).await,
                 Ep::WebUploadAuth | Ep::WebUploadPartsBatch => up::presign(ctx, req).await,
                 Ep::WebUploadComplete => up::complete(ctx, req).await,
+                Ep::WebUploadCompleteStatic => up::complete_static(ctx, req).await,
                 Ep::WebMove => write::mod_pid(ctx, req).await,
                 Ep::WebRename => write::rename(ctx, req).await,
                 Ep::WebTrash => write::trash(ctx, req).await,
@@ -187,6 +188,33 @@ pub const MSG_RATE_LIMIT_MIN: &str = "rate limit type min";
 pub const MSG_SIGN_STATUS_INFO: &str =
     "签名错误,请检查您的本地时间是否为东八区时间-platform forbidden";
 
+/// A file object sent back (`download_info`, `trash`) whose fields are not the file's: 123 wants
+/// the object as listed (spec web §7); the real code and text are unknown, this is the
+/// emulator's wording.
+pub const MSG_STALE_ITEM: &str = "文件信息不匹配,请刷新后重试";
+
+/// The `S3KeyFlag` of an entry: `<uid>-0` for files (the observed shape), empty for folders.
+pub fn key_flag(e: &Entry, uid: u64) -> String {
+    if e.is_dir {
+        String::new()
+    } else {
+        format!("{uid}-0")
+    }
+}
+
+/// Whether a file object a client sent back carries the entry's own `Etag`, `S3KeyFlag` and
+/// `Size` (keys matched case-insensitively: `download_info` sends `etag`/`s3keyFlag`, `trash`
+/// the listed `Etag`/`S3KeyFlag`). A missing or empty field where the entry has a value is a
+/// mismatch: 123 locates the stored object by them (spec web §7).
+pub fn echoes_item(obj: &crate::http::Args, e: &Entry, uid: u64) -> bool {
+    let etag = obj
+        .str("etag")
+        .is_some_and(|v| v.eq_ignore_ascii_case(&e.md5));
+    let flag = obj.str("s3keyFlag") == Some(key_flag(e, uid).as_str());
+    let size = obj.int("size") == Ok(i64::try_from(e.size).ok());
+    etag && flag && size
+}
+
 /// A web `InfoList` item (spec web §0.4): the eight keys OpenList decodes, plus a few the real
 /// API also sends.
 pub fn web_item(e: &Entry, uid: u64) -> Value {
@@ -196,7 +224,7 @@ pub fn web_item(e: &Entry, uid: u64) -> Value {
         "Type": i32::from(e.is_dir),
         "Size": e.size,
         "Etag": e.md5,
-        "S3KeyFlag": if e.is_dir { String::new() } else { format!("{uid}-0") },
+        "S3KeyFlag": key_flag(e, uid),
         "UpdateAt": rfc3339_cst(e.updated),
         "CreateAt": rfc3339_cst(e.created),
         "DownloadUrl": "",

@@ -86,6 +86,7 @@ pub enum Error {
 pub mod auth_key;
 pub mod deadline;
 pub mod pacer;
+pub mod signer;
 pub mod timeouts;
 pub mod unsure;
 
@@ -136,6 +137,13 @@ pub trait Backend: Send + Sync {
     /// warning naming the mount; the mount keeps answering, with the error its requests meet.
     async fn probe(&self) -> Result<(), Error> {
         Ok(())
+    }
+
+    /// For `check --probe`: which path form the direct-link host accepts in `auth_key`, asked
+    /// on a file whose two forms differ (spec web §6), with that file's name. `None` when the
+    /// mount signs no direct links or has no such file.
+    async fn probe_auth_key_path(&self) -> Option<Result<(String, signer::Accepts), Error>> {
+        None
     }
 
     /// The state of the mount's credential (Open token, web session) for `/-/readyz`; `None`

@@ -84,6 +84,7 @@ pub(super) struct RawOpen {
     pub direct_link: Option<bool>,
     pub direct_link_key: Option<String>,
     pub direct_link_valid: Option<String>,
+    pub auth_key_path: Option<String>,
     pub upload: Option<String>,
     pub upload_slices: Option<i64>,
 }
@@ -121,6 +122,7 @@ pub(super) struct RawLink {
     pub direct_link_key: Option<String>,
     pub uid: Option<u64>,
     pub direct_link_valid: Option<String>,
+    pub auth_key_path: Option<String>,
 }
 
 /// The backends a mount can name. Adding one: a variant here, its `Raw*` struct above, and a
@@ -406,7 +408,13 @@ mod tests {
         );
         assert_eq!(
             BackendKind::Link.keys(),
-            ["urls", "direct_link_key", "uid", "direct_link_valid"]
+            [
+                "urls",
+                "direct_link_key",
+                "uid",
+                "direct_link_valid",
+                "auth_key_path"
+            ]
         );
     }
 

@@ -13,6 +13,7 @@ use super::file::{
     Report, Section, TOP_KEYS,
 };
 use super::*;
+use crate::backend::auth_key::AuthKeyPath;
 
 /// Looks up an environment variable (the process environment, or a map in tests).
 pub(super) type Env<'a> = &'a dyn Fn(&str) -> Option<OsString>;
@@ -530,6 +531,7 @@ fn resolve_mount(
             direct_link: false,
             direct_link_key: None,
             direct_link_valid: DEFAULT_DIRECT_LINK_VALID,
+            auth_key_path: AuthKeyPath::default(),
         }),
     };
 
@@ -717,6 +719,7 @@ fn resolve_open(report: &mut Report, s: &Section, raw: RawOpen, env: Env) -> Ope
             .filter(|key| !key.is_empty())
             .map(Secret::from),
         direct_link_valid,
+        auth_key_path: auth_key_path(report, s, raw.auth_key_path),
     }
 }
 
@@ -911,7 +914,25 @@ fn resolve_link(report: &mut Report, s: &Section, raw: RawLink) -> LinkMountConf
         direct_link_key,
         uid,
         direct_link_valid,
+        auth_key_path: auth_key_path(report, s, raw.auth_key_path),
     }
+}
+
+/// `auth_key_path`: `auto` (default), `encoded` or `decoded` (spec web §6).
+fn auth_key_path(report: &mut Report, s: &Section, raw: Option<String>) -> AuthKeyPath {
+    let Some(name) = raw else {
+        return AuthKeyPath::default();
+    };
+    AuthKeyPath::from_name(&name).unwrap_or_else(|| {
+        report.add(
+            s.key("auth_key_path"),
+            format!(
+                "\"{name}\" is not a path form; use one of: {}",
+                list(&AuthKeyPath::NAMES)
+            ),
+        );
+        AuthKeyPath::default()
+    })
 }
 
 /// The value of the environment variable a `*_env` key names.

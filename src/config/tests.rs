@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::file::{fields_of, BackendKind, RawMount, RawServer, RawUser};
 use super::resolve::parse_with_env;
 use super::*;
+use crate::backend::auth_key::{AuthKeyPath, PathForm};
 
 /// A cheap argon2id hash (m=8 KiB, t=1), so tests stay fast in debug builds.
 const HASH: &str =
@@ -272,7 +273,7 @@ fn unknown_keys_list_the_valid_ones() {
         "mounts[0].clinet_id: unknown key (did you mean client_id?); valid keys for a mount with \
          backend = \"open\" are: path, backend, download, proxy_url, cache_ttl, read_only, \
          anonymous, client_id, client_secret, client_secret_env, root_id, api_base, direct_link, \
-         direct_link_key, direct_link_valid, upload, upload_slices"
+         direct_link_key, direct_link_valid, auth_key_path, upload, upload_slices"
     );
     let err = parse_env(&text, &[]).unwrap_err();
     assert!(err
@@ -941,6 +942,21 @@ fn link_mounts() {
     assert_eq!(link.uid, 1);
     assert_eq!(link.direct_link_valid, Duration::from_secs(3600));
     assert_eq!(link.direct_link_key.as_ref().map(Secret::expose), Some("k"));
+    assert_eq!(link.auth_key_path, AuthKeyPath::Auto, "the default");
+
+    let config = ok(&link_mount(
+        "https://h/1/a.bin\n",
+        "direct_link_key = \"k\"\nuid = 1\nauth_key_path = \"encoded\"\n",
+    ));
+    let BackendConfig::Link(link) = &config.mounts[0].backend else {
+        panic!("a link mount")
+    };
+    assert_eq!(link.auth_key_path, AuthKeyPath::Fixed(PathForm::Encoded));
+    one_problem(
+        &link_mount("https://h/1/a.bin\n", "auth_key_path = \"raw\"\n"),
+        "mounts[0].auth_key_path",
+        &["\"raw\" is not a path form; use one of: auto, encoded, decoded"],
+    );
 
     one_problem(
         &link_mount("https://h/1/a.bin\n", "direct_link_key = \"k\"\n"),

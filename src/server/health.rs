@@ -16,7 +16,9 @@ use http::{Response, StatusCode};
 use serde_json::json;
 
 use super::AppState;
+use crate::backend::auth_key::AuthKeyPath;
 use crate::backend::open::token::TokenState;
+use crate::backend::signer::Accepts;
 use crate::download::respond;
 use crate::download::ResponseBody;
 use crate::mount::Mount;
@@ -415,12 +417,19 @@ pub async fn probe_mounts(config: crate::config::Config) -> anyhow::Result<()> {
     for (mount, backend) in config.mounts.iter().zip(backends) {
         let started = Instant::now();
         match backend.list(backend.root_id()).await {
-            Ok(entries) => println!(
-                "probe {}: OK, {} entries in the root, {} ms",
-                mount.path,
-                entries.len(),
-                started.elapsed().as_millis()
-            ),
+            Ok(entries) => {
+                println!(
+                    "probe {}: OK, {} entries in the root, {} ms",
+                    mount.path,
+                    entries.len(),
+                    started.elapsed().as_millis()
+                );
+                if let Some(outcome) = backend.probe_auth_key_path().await {
+                    let (line, ok) = auth_key_report(auth_key_path_of(mount), outcome);
+                    println!("probe {}: {line}", mount.path);
+                    failed += usize::from(!ok);
+                }
+            }
             Err(e) => {
                 failed += 1;
                 println!(
@@ -435,6 +444,63 @@ pub async fn probe_mounts(config: crate::config::Config) -> anyhow::Result<()> {
         anyhow::bail!("{failed} mount(s) failed the probe");
     }
     Ok(())
+}
+
+/// The configured `auth_key_path` of a mount that signs direct links.
+fn auth_key_path_of(mount: &crate::config::MountConfig) -> AuthKeyPath {
+    match &mount.backend {
+        crate::config::BackendConfig::Open(open) => open.auth_key_path,
+        crate::config::BackendConfig::Link(link) => link.auth_key_path,
+        _ => AuthKeyPath::default(),
+    }
+}
+
+/// The `check --probe` line on `auth_key`'s path form (spec web §6), and whether it is fine:
+/// a host that refuses both forms, or only accepts the one the config does not sign, fails.
+fn auth_key_report(
+    configured: AuthKeyPath,
+    outcome: Result<(String, Accepts), crate::backend::Error>,
+) -> (String, bool) {
+    let (name, accepts) = match outcome {
+        Ok(found) => found,
+        Err(e) => return (format!("auth_key path form: cannot tell: {e}"), false),
+    };
+    match accepts {
+        Accepts::Both => (
+            format!(
+                "auth_key path form: the direct-link host accepts both forms (asked with {name:?})"
+            ),
+            true,
+        ),
+        Accepts::Only(form) => {
+            let line = format!(
+                "auth_key path form: the direct-link host accepts \"{}\" (asked with {name:?})",
+                form.as_str()
+            );
+            match configured {
+                AuthKeyPath::Fixed(signed) if signed != form => (
+                    format!(
+                        "{line}, but auth_key_path = \"{}\": set it to \"{}\" or \"auto\"",
+                        signed.as_str(),
+                        form.as_str()
+                    ),
+                    false,
+                ),
+                _ => (line, true),
+            }
+        }
+        Accepts::Neither => (
+            format!(
+                "auth_key path form: the direct-link host refuses both forms (asked with \
+                 {name:?}): check direct_link_key and uid"
+            ),
+            false,
+        ),
+        Accepts::Unknown(what) => (
+            format!("auth_key path form: cannot tell (asked with {name:?}): {what}"),
+            false,
+        ),
+    }
 }
 
 /// `healthcheck`: succeeds when `url` answers 200 within a few seconds.

@@ -9,7 +9,9 @@
 
 use std::cell::Cell;
 
-use pan123_emulator::{ErrorStatus, Switches, WebRateLimitStyle, WebSignatureFailure};
+use pan123_emulator::{
+    AuthKeyPath, ErrorStatus, Switches, UploadCredentials, WebRateLimitStyle, WebSignatureFailure,
+};
 
 /// One reading of every point 123 leaves open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +37,8 @@ impl Profile {
             Profile::OpenListReading => {
                 // Web rate limits worded in messages with other codes (spec web §7).
                 switches.web_rate_limit_style = WebRateLimitStyle::Message;
+                // OpenList's driver still implements static S3 credentials (spec web §7).
+                switches.upload_credentials = UploadCredentials::Static;
             }
             Profile::SdkReading => {
                 // Errors with a matching HTTP status (the Go SDKs read the status first).
@@ -43,6 +47,8 @@ impl Profile {
                 switches.web_rate_limit_style = WebRateLimitStyle::Http429;
                 // A refused signature as `{"status":0,"info":"签名错误…"}` (a public capture).
                 switches.web_signature_failure = WebSignatureFailure::StatusInfo;
+                // 123's official signing samples hash the path as written (spec web §6).
+                switches.auth_key_path = AuthKeyPath::Encoded;
             }
         }
     }

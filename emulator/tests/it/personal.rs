@@ -358,9 +358,26 @@ async fn download_info_and_the_hop() {
     let emu = common::start().await;
     let id = emu.put_file("/docs/a.txt", "hello web");
     let tok = token(&emu).await;
+    // Without the listed etag and s3keyFlag (or with a wrong size): refused (spec web §7).
+    let md5 = emu.entry(id).unwrap().md5;
+    let flag = format!("{}-0", emu.uid());
+    for (etag, s3key_flag, size) in [
+        ("", "", 9),
+        (md5.as_str(), "", 9),
+        ("", flag.as_str(), 9),
+        (md5.as_str(), flag.as_str(), 8),
+    ] {
+        let v = json_of(
+            call(&emu, reqwest::Method::POST, "/b/api/file/download_info", "", &tok)
+                .json(&json!({"driveId": 0, "etag": etag, "fileId": id, "fileName": "a.txt", "s3keyFlag": s3key_flag, "size": size, "type": 0})),
+        )
+        .await;
+        assert_eq!(v["code"], 1, "{v}");
+        assert_eq!(v["message"], pan123_emulator::MSG_STALE_ITEM);
+    }
     let v = json_of(
         call(&emu, reqwest::Method::POST, "/b/api/file/download_info", "", &tok)
-            .json(&json!({"driveId": 0, "etag": "", "fileId": id, "fileName": "a.txt", "s3keyFlag": "", "size": 9, "type": 0})),
+            .json(&json!({"driveId": 0, "etag": md5, "fileId": id, "fileName": "a.txt", "s3keyFlag": flag, "size": 9, "type": 0})),
     )
     .await;
     assert_eq!(v["code"], 0, "{v}");

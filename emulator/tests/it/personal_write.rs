@@ -711,12 +711,32 @@ async fn rename_and_trash() {
     assert!(emu.lookup("/d.txt").is_none());
     // again: fine
     assert_eq!(web.post("/b/api/file/trash", body).await["code"], 0);
-    // string id, unknown id
-    let b = emu.lookup("/b.txt").unwrap().id;
+    // an object that is not the listed one (no Etag/S3KeyFlag, or wrong ones): refused,
+    // nothing trashed (spec web §7)
+    let b_info = emu.lookup("/b.txt").unwrap();
+    let b = b_info.id;
+    for stale in [
+        json!({"FileId": b}),
+        json!({"FileId": b, "Etag": b_info.md5, "S3KeyFlag": "", "Size": b_info.size}),
+        json!({"FileId": b, "Etag": "0".repeat(32), "S3KeyFlag": format!("{}-0", emu.uid()), "Size": b_info.size}),
+    ] {
+        let v = web
+            .post(
+                "/b/api/file/trash",
+                json!({"driveId": 0, "operation": true, "fileTrashInfoList": [stale]}),
+            )
+            .await;
+        assert_eq!(v["code"], 1, "{v}");
+        assert_eq!(v["message"], pan123_emulator::MSG_STALE_ITEM);
+        assert!(!emu.entry(b).unwrap().trashed);
+    }
+    // string id with the right fields
     let v = web
         .post(
             "/b/api/file/trash",
-            json!({"driveId": 0, "operation": true, "fileTrashInfoList": [{"FileId": b.to_string()}]}),
+            json!({"driveId": 0, "operation": true, "fileTrashInfoList": [{
+                "FileId": b.to_string(), "Etag": b_info.md5.to_uppercase(),
+                "S3KeyFlag": format!("{}-0", emu.uid()), "Size": b_info.size}]}),
         )
         .await;
     assert_eq!(v["code"], 0, "{v}");
@@ -745,9 +765,11 @@ async fn personal_download_info_honours_the_daily_traffic_cap() {
     let a = emu.put_file("/a.bin", bytes(3000, 1));
     let b = emu.put_file("/b.bin", bytes(3000, 2));
     emu.set_switches(|s| s.daily_traffic_cap = Some(2000));
-    let v = web
-        .post("/b/api/file/download_info", json!({"fileId": a}))
-        .await;
+    let object = |id: u64| {
+        let e = emu.entry(id).unwrap();
+        json!({"fileId": id, "etag": e.md5, "s3keyFlag": format!("{}-0", emu.uid()), "size": e.size})
+    };
+    let v = web.post("/b/api/file/download_info", object(a)).await;
     assert_eq!(v["code"], 0, "{v}");
     // download it through the hop: the CDN bytes count toward the cap
     let outer = url::Url::parse(v["data"]["DownloadUrl"].as_str().unwrap()).unwrap();
@@ -773,12 +795,58 @@ async fn personal_download_info_honours_the_daily_traffic_cap() {
         .await
         .unwrap();
     assert_eq!(r.bytes().await.unwrap().len(), 3000);
-    let v = web
-        .post(
-            "/b/api/file/download_info",
-            json!({"fileId": b.to_string()}),
-        )
-        .await;
+    let v = web.post("/b/api/file/download_info", object(b)).await;
     assert_eq!(v["code"], 5113);
     assert_eq!(v["message"], "您今日自用下载流量已超出1GB上限");
+}
+
+/// `upload_credentials = static`: `upload_request` hands out S3 credentials; the S3 host
+/// refuses requests without a right SigV4 signature (the gateway's tests send rightly signed
+/// ones), and `upload_complete` before the object is whole is code 1 with the upload kept.
+#[tokio::test]
+async fn static_credentials_are_required_and_checked() {
+    let emu = common::start().await;
+    emu.set_switches(|s| s.upload_credentials = pan123_emulator::UploadCredentials::Static);
+    let web = Web::new(&emu).await;
+    let data = bytes(1000, 12);
+    let up = web.request(json!("0"), "static.bin", &data, 2).await;
+    assert_eq!(up["code"], 0, "{up}");
+    let d = &up["data"];
+    for k in [
+        "AccessKeyId",
+        "SecretAccessKey",
+        "SessionToken",
+        "Bucket",
+        "Key",
+        "EndPoint",
+    ] {
+        assert!(!d[k].as_str().unwrap().is_empty(), "{k}");
+    }
+    let object = format!(
+        "{}/{}/{}",
+        d["EndPoint"].as_str().unwrap(),
+        d["Bucket"].as_str().unwrap(),
+        d["Key"].as_str().unwrap()
+    );
+    let ak = d["AccessKeyId"].as_str().unwrap();
+    let token = d["SessionToken"].as_str().unwrap();
+    // A forged signature (right key id and token, wrong signature): 403.
+    let forged = format!(
+        "{object}?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={ak}%2F20991231%2F123pan%2Fs3%2Faws4_request&X-Amz-Date=20991231T000000Z&X-Amz-Expires=600&X-Amz-Security-Token={token}&X-Amz-SignedHeaders=host&X-Amz-Signature={}",
+        "0".repeat(64)
+    );
+    let r = put(&forged, data.clone()).await;
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("SignatureDoesNotMatch"));
+    // No signature at all (a presigned-flow URL shape without its signature): 403 too.
+    let r = put(&object, data.clone()).await;
+    assert_eq!(r.status(), 403);
+    // The end before the object: refused, nothing created, the upload stays open.
+    let file_id = d["FileId"].as_u64().unwrap();
+    let v = web
+        .post("/b/api/file/upload_complete", json!({"fileId": file_id}))
+        .await;
+    assert_eq!(v["code"], 1, "{v}");
+    assert_eq!(v["message"], "文件尚未上传到存储");
+    assert!(emu.lookup("/static.bin").is_none());
 }

@@ -25,7 +25,9 @@ use md5::{Digest, Md5};
 use tokio::sync::{OnceCell, Semaphore};
 
 pub use self::tree::{LinkTree, ParseError};
-use crate::backend::{auth_key, Backend, Capabilities, Entry, Error, Link, Quota};
+use crate::backend::auth_key::{self, AuthKeyPath};
+use crate::backend::signer::{Accepts, DirectSigner};
+use crate::backend::{Backend, Capabilities, Entry, Error, Link, Quota};
 
 /// HEAD requests in flight at once, per mount.
 pub const HEAD_CONCURRENCY: usize = 8;
@@ -39,13 +41,16 @@ pub struct Signing {
     pub uid: u64,
     /// How long a signed link is valid.
     pub valid: Duration,
+    /// Which path form `auth_key` hashes (spec web §6).
+    pub path: AuthKeyPath,
 }
 
 /// One link mount.
 pub struct LinkBackend {
     tree: LinkTree,
     http: reqwest::Client,
-    signing: Option<Signing>,
+    /// The signer and the uid links carry, when the mount has a key.
+    signing: Option<(DirectSigner, u64)>,
     /// The size learned by HEAD of every file whose line has none (`None` inside: failed).
     learned: HashMap<u64, OnceCell<Option<u64>>>,
     heads: Semaphore,
@@ -58,6 +63,12 @@ impl LinkBackend {
             .filter(|id| tree.get(*id).is_some_and(|n| n.size.is_none()))
             .map(|id| (id, OnceCell::new()))
             .collect();
+        let signing = signing.map(|s| {
+            (
+                DirectSigner::new(http.clone(), s.key, s.valid, s.path),
+                s.uid,
+            )
+        });
         Self {
             tree,
             http,
@@ -80,7 +91,7 @@ impl LinkBackend {
     async fn learn_size(&self, id: u64) -> Option<u64> {
         let _permit = self.heads.acquire().await.ok()?;
         let path = self.path_of(id);
-        let url = match self.url_for(id) {
+        let url = match self.url_for(id).await {
             Ok((url, _)) => url,
             Err(e) => {
                 tracing::warn!(file = %path, error = %e, "cannot learn the size of a link file");
@@ -144,28 +155,23 @@ impl LinkBackend {
     }
 
     /// The URL to fetch file `id` from, signed when the mount has a key, and its expiry.
-    fn url_for(&self, id: u64) -> Result<(String, Option<SystemTime>), Error> {
+    async fn url_for(&self, id: u64) -> Result<(String, Option<SystemTime>), Error> {
         let url = self
             .tree
             .get(id)
             .and_then(|n| n.url.as_deref())
             .ok_or(Error::NotFound)?;
-        let Some(signing) = &self.signing else {
+        let Some((signer, uid)) = &self.signing else {
             return Ok((url.to_string(), None));
         };
-        let expires_at = SystemTime::now() + signing.valid;
-        let signed = auth_key::sign_url(
-            url,
-            &signing.key,
-            signing.uid,
-            unix(expires_at),
-            &auth_key::random_rand(),
-        )
-        .ok_or_else(|| Error::Upstream {
-            code: -1,
-            message: "the URL of this file cannot be parsed, so it cannot be signed".into(),
-            trace_id: String::new(),
-        })?;
+        let (signed, expires_at) = signer
+            .sign(url, *uid)
+            .await
+            .ok_or_else(|| Error::Upstream {
+                code: -1,
+                message: "the URL of this file cannot be parsed, so it cannot be signed".into(),
+                trace_id: String::new(),
+            })?;
         Ok((signed, Some(expires_at)))
     }
 
@@ -221,12 +227,6 @@ pub fn version(url: &str, size: Option<u64>) -> String {
     }
 }
 
-fn unix(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// A reqwest error as text, without its URL (it may be signed).
 fn describe(e: reqwest::Error) -> String {
     if e.is_timeout() {
@@ -276,7 +276,7 @@ impl Backend for LinkBackend {
         if node.is_dir() {
             return Err(Error::NotFound);
         }
-        let (url, expires_at) = self.url_for(file.id)?;
+        let (url, expires_at) = self.url_for(file.id).await?;
         Ok(Link {
             url,
             headers: Default::default(),
@@ -288,6 +288,16 @@ impl Backend for LinkBackend {
 
     async fn quota(&self) -> Result<Quota, Error> {
         Err(Error::Unsupported)
+    }
+
+    /// Asks about the first file whose URL's two path forms differ.
+    async fn probe_auth_key_path(&self) -> Option<Result<(String, Accepts), Error>> {
+        let (signer, uid) = self.signing.as_ref()?;
+        let (id, url) = self.tree.files().find_map(|id| {
+            let url = self.tree.get(id)?.url.as_deref()?;
+            auth_key::forms_differ(url).then_some((id, url))
+        })?;
+        Some(Ok((self.path_of(id), signer.probe(url, *uid).await)))
     }
 
     /// Learns every missing size, [`HEAD_CONCURRENCY`] at a time. Failures are logged per file
@@ -362,6 +372,7 @@ mod tests {
             key: "289ds32418bxdba".into(),
             uid: 13,
             valid: Duration::from_secs(1800),
+            path: AuthKeyPath::Auto,
         };
         let backend = LinkBackend::new(reqwest::Client::new(), tree, Some(signing));
         let file = backend.entry(1, Some(1)).expect("entry");

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use unicode_normalization::UnicodeNormalization;
 
 use self::client::{Endpoint, OpenClient};
+use crate::backend::signer::{Accepts, DirectSigner};
 use crate::backend::{
     auth_key, Backend, Capabilities, Entry, Error, Link, Quota, UploadOptions, UploadSource,
 };
@@ -27,12 +28,15 @@ const PAGE_LIMIT: u32 = 100;
 pub enum LinkMode {
     /// `download_info`: a CDN URL bound to the requester's location.
     DownloadInfo,
-    /// `direct-link/url`: a stable URL in the account's direct-link space, optionally signed.
-    Direct {
-        key: Option<String>,
-        valid: Duration,
-    },
+    /// `direct-link/url`: a stable URL in the account's direct-link space, signed when the
+    /// mount has a key.
+    Direct { signer: Option<Arc<DirectSigner>> },
 }
+
+/// Folders `check --probe` lists at most while looking for a name whose `auth_key` path forms
+/// differ, and direct links it asks for.
+const PROBE_FOLDERS: usize = 20;
+const PROBE_LINKS: usize = 5;
 
 /// One Open mount: a client (shared per client id), a root folder and a link mode.
 pub struct OpenBackend {
@@ -126,34 +130,27 @@ impl Backend for OpenBackend {
                     portable: false,
                 })
             }
-            LinkMode::Direct { key, valid } => {
-                let direct: api::DirectLinkUrl = self
-                    .client
-                    .get(Endpoint::DirectLinkUrl, &[("fileID", file.id.to_string())])
-                    .await?;
-                let Some(key) = key else {
+            LinkMode::Direct { signer } => {
+                let direct = self.direct_url(file.id).await?;
+                let Some(signer) = signer else {
                     // Unsigned direct links do not expire.
                     return Ok(Link {
-                        url: direct.url,
+                        url: direct,
                         headers: Default::default(),
                         expires_at: None,
                         portable: true,
                     });
                 };
                 let uid = self.client.uid().await?;
-                let expires_at = SystemTime::now() + *valid;
-                let url = auth_key::sign_url(
-                    &direct.url,
-                    key,
-                    uid,
-                    token::unix(expires_at),
-                    &auth_key::random_rand(),
-                )
-                .ok_or_else(|| Error::Upstream {
-                    code: 0,
-                    message: "123 returned an unparsable direct link".into(),
-                    trace_id: String::new(),
-                })?;
+                let (url, expires_at) =
+                    signer
+                        .sign(&direct, uid)
+                        .await
+                        .ok_or_else(|| Error::Upstream {
+                            code: 0,
+                            message: "123 returned an unparsable direct link".into(),
+                            trace_id: String::new(),
+                        })?;
                 Ok(Link {
                     url,
                     headers: Default::default(),
@@ -162,6 +159,52 @@ impl Backend for OpenBackend {
                 })
             }
         }
+    }
+
+    /// Looks for a file whose direct link's two path forms differ, breadth first from the
+    /// root, within `PROBE_FOLDERS` listings and `PROBE_LINKS` direct links.
+    async fn probe_auth_key_path(&self) -> Option<Result<(String, Accepts), Error>> {
+        let LinkMode::Direct {
+            signer: Some(signer),
+        } = &self.links
+        else {
+            return None;
+        };
+        let mut folders = std::collections::VecDeque::from([(self.root_id, String::new())]);
+        let (mut listed, mut asked) = (0, 0);
+        while let Some((folder, path)) = folders.pop_front() {
+            if listed == PROBE_FOLDERS || asked == PROBE_LINKS {
+                break;
+            }
+            listed += 1;
+            let entries = match self.list(folder).await {
+                Ok(entries) => entries,
+                Err(e) => return Some(Err(e)),
+            };
+            for entry in entries {
+                let name = format!("{path}/{}", entry.name);
+                if entry.is_dir {
+                    folders.push_back((entry.id, name));
+                    continue;
+                }
+                if !needs_escape(&entry.name) || asked == PROBE_LINKS {
+                    continue;
+                }
+                asked += 1;
+                let url = match self.direct_url(entry.id).await {
+                    Ok(url) => url,
+                    Err(e) => return Some(Err(e)),
+                };
+                if auth_key::forms_differ(&url) {
+                    let uid = match self.client.uid().await {
+                        Ok(uid) => uid,
+                        Err(e) => return Some(Err(e)),
+                    };
+                    return Some(Ok((name, signer.probe(&url, uid).await)));
+                }
+            }
+        }
+        None
     }
 
     async fn quota(&self) -> Result<Quota, Error> {
@@ -208,6 +251,25 @@ impl Backend for OpenBackend {
     ) -> Result<Entry, Error> {
         self.write_upload(parent, name, src, opts).await
     }
+}
+
+impl OpenBackend {
+    /// The unsigned direct link of file `id` (`direct-link/url`).
+    async fn direct_url(&self, id: u64) -> Result<String, Error> {
+        let direct: api::DirectLinkUrl = self
+            .client
+            .get(Endpoint::DirectLinkUrl, &[("fileID", id.to_string())])
+            .await?;
+        Ok(direct.url)
+    }
+}
+
+/// Whether a name is percent-escaped in a URL path (anything but unreserved characters), so
+/// that its `auth_key` path forms may differ.
+fn needs_escape(name: &str) -> bool {
+    !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
 }
 
 fn entry_from_item(item: api::FileItem) -> Entry {

@@ -62,14 +62,17 @@ pub struct UploadRequest {
     pub upload_id: String,
     #[serde(rename = "StorageNode")]
     pub storage_node: String,
-    /// Static S3 credentials; when any is empty the presigned-part flow is used (the only
-    /// flow this gateway implements).
+    /// Static S3 credentials; when any is empty the presigned-part flow is used, else the
+    /// client signs S3 requests itself (spec web §1.4 step 5, `s3_static.rs`).
     #[serde(rename = "AccessKeyId")]
     pub access_key_id: String,
     #[serde(rename = "SecretAccessKey")]
     pub secret_access_key: String,
     #[serde(rename = "SessionToken")]
     pub session_token: String,
+    /// The S3 endpoint of the static-credential flow (path style).
+    #[serde(rename = "EndPoint")]
+    pub end_point: String,
 }
 
 /// `s3_upload_object/auth` and `s3_repare_upload_parts_batch` → `data`: part number (decimal

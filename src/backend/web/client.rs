@@ -29,6 +29,8 @@ pub enum Endpoint {
     /// Presigned URLs of a batch of parts (sic: "repare").
     UploadPartsBatch,
     UploadCompleteV2,
+    /// The end of the static-credential upload flow (spec web §1.4 step 5).
+    UploadComplete,
     /// Move.
     ModPid,
     Rename,
@@ -46,6 +48,7 @@ impl Endpoint {
             Endpoint::UploadObjectAuth => "/b/api/file/s3_upload_object/auth",
             Endpoint::UploadPartsBatch => "/b/api/file/s3_repare_upload_parts_batch",
             Endpoint::UploadCompleteV2 => "/b/api/file/upload_complete/v2",
+            Endpoint::UploadComplete => "/b/api/file/upload_complete",
             Endpoint::ModPid => "/b/api/file/mod_pid",
             Endpoint::Rename => "/b/api/file/rename",
             Endpoint::Trash => "/b/api/file/trash",

@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod client;
+mod s3_static;
 mod seen;
 pub mod session;
 mod write;
@@ -64,6 +65,9 @@ pub struct WebBackend {
     /// What `trash` sends back of each entry listed (or made) so far: the web client sends
     /// the whole listed object (spec web §1.4).
     listed: Mutex<HashMap<u64, Listed>>,
+    /// The folder of every entry listed, made or moved so far, so that one whose listed object
+    /// is not known (just uploaded, renamed) can have its folder listed first (spec web §7).
+    parents: Mutex<HashMap<u64, u64>>,
     /// Names of recently listed folders, so most uploads need no listing to refuse a taken name.
     seen: seen::SeenNames,
 }
@@ -75,6 +79,8 @@ struct Listed {
     size: i64,
     etag: String,
     update_at: String,
+    /// `S3KeyFlag` as listed; `None` for an entry this gateway made and has not listed since.
+    key_flag: Option<String>,
 }
 
 impl WebBackend {
@@ -96,6 +102,7 @@ impl WebBackend {
             root_id: params.root_id,
             key_flags: Mutex::new(HashMap::new()),
             listed: Mutex::new(HashMap::new()),
+            parents: Mutex::new(HashMap::new()),
             seen: seen::SeenNames::new(SEEN_NAMES_FRESH_FOR),
         }
     }
@@ -104,8 +111,55 @@ impl WebBackend {
         self.listed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn parents(&self) -> std::sync::MutexGuard<'_, HashMap<u64, u64>> {
+        self.parents.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the object 123 listed for `id` is known: a folder's fields are all this gateway
+    /// sends, a file also needs its `S3KeyFlag`.
+    fn knows(&self, id: u64) -> bool {
+        self.listed()
+            .get(&id)
+            .is_some_and(|l| l.kind == 1 || l.key_flag.is_some())
+    }
+
+    /// spec web §7: `download_info` and `trash` send the object as 123 listed it (`etag`,
+    /// `s3keyFlag`, the whole item), never empty fields. For entries this process has not
+    /// listed (just uploaded, renamed) the folder is listed first; one whose folder is unknown
+    /// too is sent as known, and 123 answers for it.
+    async fn ensure_listed(&self, ids: &[u64]) -> Result<(), Error> {
+        let folders: std::collections::BTreeSet<u64> = ids
+            .iter()
+            .filter(|id| !self.knows(**id))
+            .filter_map(|id| self.parents().get(id).copied())
+            .collect();
+        for folder in folders {
+            tracing::debug!(
+                folder,
+                "listing a folder first: a file in it was not listed by this process"
+            );
+            self.list(folder).await?;
+        }
+        if let Some(unknown) = ids.iter().find(|id| !self.knows(**id)) {
+            tracing::warn!(
+                id = unknown,
+                "sending a file object this gateway has not listed (its folder is unknown)"
+            );
+        }
+        Ok(())
+    }
+
     /// Keeps what `trash` will need of an entry this gateway just made.
     fn remember(&self, entry: &Entry) {
+        // A listing that already came back with this id (a race with the upload's end) is
+        // 123's own object: keep it.
+        if self
+            .listed()
+            .get(&entry.id)
+            .is_some_and(|l| l.key_flag.is_some())
+        {
+            return;
+        }
         let update_at = chrono::DateTime::<chrono::Utc>::from(entry.modified)
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
         self.listed().insert(
@@ -116,6 +170,7 @@ impl WebBackend {
                 size: entry.size as i64,
                 etag: entry.md5.clone().unwrap_or_default(),
                 update_at,
+                key_flag: None,
             },
         );
     }
@@ -124,6 +179,7 @@ impl WebBackend {
     /// "is the name taken" check).
     fn made(&self, parent: u64, entry: &Entry) {
         self.remember(entry);
+        self.parents().insert(entry.id, parent);
         self.seen.added(parent, &entry.name);
     }
 
@@ -134,16 +190,17 @@ impl WebBackend {
         }
     }
 
+    /// Entries moved into `parent`.
+    fn moved(&self, ids: &[u64], parent: u64) {
+        let mut parents = self.parents();
+        for id in ids {
+            parents.insert(*id, parent);
+        }
+    }
+
     /// The file object `trash` sends for `id`: as listed when known, else just the id (which
     /// is what identifies it; whether 123 needs more is not confirmed).
     fn trash_object(&self, id: u64) -> serde_json::Value {
-        let key_flag = self
-            .key_flags
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-            .cloned()
-            .unwrap_or_default();
         match self.listed().get(&id) {
             Some(l) => serde_json::json!({
                 "FileId": id,
@@ -151,7 +208,7 @@ impl WebBackend {
                 "Type": l.kind,
                 "Size": l.size,
                 "Etag": l.etag,
-                "S3KeyFlag": key_flag,
+                "S3KeyFlag": l.key_flag.clone().unwrap_or_default(),
                 "UpdateAt": l.update_at,
                 "DownloadUrl": "",
             }),
@@ -216,6 +273,11 @@ impl Backend for WebBackend {
         crate::backend::share::list_pages(dir_id, &self.key_flags, |page_no| async move {
             let page = self.page(dir_id, page_no).await?;
             let items = page.info_list.unwrap_or_default();
+            let mut parents = self.parents();
+            for item in &items {
+                parents.insert(item.file_id.max(0) as u64, dir_id);
+            }
+            drop(parents);
             let mut listed = self.listed();
             for item in &items {
                 listed.insert(
@@ -226,6 +288,7 @@ impl Backend for WebBackend {
                         size: item.size,
                         etag: item.etag.clone().unwrap_or_default(),
                         update_at: item.update_at.clone().unwrap_or_default(),
+                        key_flag: Some(item.s3_key_flag.clone().unwrap_or_default()),
                     },
                 );
             }
@@ -240,6 +303,7 @@ impl Backend for WebBackend {
     }
 
     async fn link(&self, file: &Entry) -> Result<Link, Error> {
+        self.ensure_listed(&[file.id]).await?;
         let key_flag = self
             .key_flags
             .lock()

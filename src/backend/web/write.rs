@@ -4,9 +4,9 @@
 //!
 //! Ids go out as strings where the web client sends strings (spec web §1.4 notes the mixed
 //! types). Calls that could act twice if resent after a lost answer (`upload_request`,
-//! `upload_complete/v2`) are re-checked by listing before a resend (`unsure`). Only the
-//! presigned-part flow is implemented: when 123 hands out static S3 credentials instead, the
-//! upload fails with a clear message rather than guessing at an S3 client (README says so).
+//! `upload_complete/v2`) are re-checked by listing before a resend (`unsure`). When 123
+//! hands out static S3 credentials instead of presigned parts, the bytes go to S3 signed by the
+//! gateway (`s3_static.rs`), then `upload_complete` (spec web §1.4 step 5).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -26,13 +26,13 @@ pub const PART_SIZE: u64 = 16 << 20;
 /// Presigned URLs asked for in one call (the web client's batch).
 const URL_BATCH: u64 = 10;
 /// Attempts per part (the web client's 3).
-const PART_ATTEMPTS: u32 = 3;
+pub(super) const PART_ATTEMPTS: u32 = 3;
 /// Most parts in flight, whatever the options say.
-const MAX_PARALLEL_PARTS: usize = 16;
+pub(super) const MAX_PARALLEL_PARTS: usize = 16;
 /// Ids per `mod_pid` / `trash` call (the limit is not documented; the Open API's 100).
 const MAX_BATCH: usize = 100;
 /// A part of 16 MiB on a slow line: the whole PUT may take this long.
-const PART_TIMEOUT: Duration = Duration::from_secs(300);
+pub(super) const PART_TIMEOUT: Duration = Duration::from_secs(300);
 /// `duplicate` of `upload_request`: 1 = keep both (123 gives the new file a suffixed name).
 /// What 0 does is not confirmed and 2 replaces the old file, so `request_upload` refuses a
 /// taken name itself (the queue's safe overwrite relies on that) and 1 only matters if another
@@ -101,6 +101,7 @@ impl WebBackend {
             self.client
                 .post::<serde::de::IgnoredAny>(Endpoint::ModPid, &body)
                 .await?;
+            self.moved(chunk, parent);
         }
         self.seen.forget_all();
         Ok(())
@@ -108,6 +109,7 @@ impl WebBackend {
 
     pub(super) async fn write_trash(&self, ids: &[u64]) -> Result<(), Error> {
         // Trashing what is in the trash already succeeds, so a resend is harmless.
+        self.ensure_listed(ids).await?;
         for chunk in ids.chunks(MAX_BATCH) {
             let objects: Vec<_> = chunk.iter().map(|id| self.trash_object(*id)).collect();
             let body = json!({ "driveId": 0, "operation": true, "fileTrashInfoList": objects });
@@ -130,7 +132,7 @@ impl WebBackend {
         // An upload that 123 cannot reuse opens a session that is simply abandoned.
         match self.request_upload(parent, name, md5, size).await? {
             Requested::Done(entry) => Ok(Some(entry)),
-            Requested::Session(_) => Ok(None),
+            Requested::Session(_) | Requested::Static(_) => Ok(None),
         }
     }
 
@@ -143,6 +145,12 @@ impl WebBackend {
     ) -> Result<Entry, Error> {
         let md5 = src.md5.to_ascii_lowercase();
         let session = match self.request_upload(parent, name, &md5, src.size).await? {
+            Requested::Static(upload) => {
+                self.send_static(&upload, src, opts).await?;
+                return self
+                    .complete_static(parent, name, &md5, src.size, upload.file_id)
+                    .await;
+            }
             Requested::Done(entry) => {
                 tracing::debug!(
                     parent,
@@ -238,16 +246,21 @@ impl WebBackend {
             && !reply.secret_access_key.is_empty()
             && !reply.session_token.is_empty();
         if static_credentials {
-            tracing::warn!(
-                "123 asked for an upload with static S3 credentials, which this gateway does \
-                 not implement (only the presigned-part flow)"
-            );
-            return Err(Error::Upstream {
-                code: 0,
-                message: "123 asked for the S3-credential upload flow, which is not supported"
-                    .into(),
-                trace_id: String::new(),
-            });
+            // spec web §1.4 step 5 (OpenList's driver: when all three are set).
+            if reply.bucket.is_empty() || reply.end_point.is_empty() {
+                return Err(Error::unexpected(
+                    "upload_request gave S3 credentials without a Bucket or EndPoint",
+                ));
+            }
+            return Ok(Requested::Static(super::s3_static::StaticUpload {
+                file_id,
+                endpoint: reply.end_point,
+                bucket: reply.bucket,
+                key: reply.key,
+                access_key_id: reply.access_key_id,
+                secret_access_key: reply.secret_access_key,
+                session_token: reply.session_token,
+            }));
         }
         if reply.upload_id.is_empty() || reply.bucket.is_empty() {
             return Err(Error::unexpected(
@@ -394,10 +407,16 @@ enum Requested {
     Done(Entry),
     /// Bytes must be sent.
     Session(Session),
+    /// Bytes must be sent to S3 with static credentials.
+    Static(super::s3_static::StaticUpload),
 }
 
 /// `len` bytes of `path` at `offset`; a file shorter than that is an error, never a short part.
-fn read_part(path: &std::path::Path, offset: u64, len: u64) -> std::io::Result<bytes::Bytes> {
+pub(super) fn read_part(
+    path: &std::path::Path,
+    offset: u64,
+    len: u64,
+) -> std::io::Result<bytes::Bytes> {
     use std::io::{Read, Seek, SeekFrom};
     let len = usize::try_from(len).map_err(std::io::Error::other)?;
     let mut buf = vec![0; len];
