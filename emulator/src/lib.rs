@@ -51,7 +51,9 @@ mod upload;
 mod web;
 mod webpro;
 
-pub use config::{EmulatorConfig, GenerateSpec, OverwriteAt, ShareSpec, Switches, ZeroByteUpload};
+pub use config::{
+    EmulatorConfig, GenerateSpec, OverwriteAt, ShareSpec, Switches, TakenName, ZeroByteUpload,
+};
 pub use emulator::{Emulator, EntryInfo};
 pub use faults::{Fault, FaultKind};
 pub use hosts::Host;

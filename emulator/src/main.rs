@@ -9,7 +9,8 @@ use std::time::Duration;
 use clap::{ArgAction, Parser, ValueEnum};
 use pan123_emulator::config::{parse_duration, parse_size};
 use pan123_emulator::{
-    Emulator, EmulatorConfig, GenerateSpec, OverwriteAt, ShareSpec, Switches, ZeroByteUpload,
+    Emulator, EmulatorConfig, GenerateSpec, OverwriteAt, ShareSpec, Switches, TakenName,
+    ZeroByteUpload,
 };
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -23,6 +24,13 @@ enum ZeroByteArg {
     Reuse,
     Normal,
     Reject,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum TakenNameArg {
+    Refuse,
+    KeepBoth,
+    Replace,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -123,6 +131,21 @@ struct Cli {
     /// Lifetime of the presigned part URLs of personal (web) uploads.
     #[arg(long, value_parser = parse_duration, default_value = "15m")]
     presign_ttl: Duration,
+    /// What create (and web upload_request) does with a taken name when `duplicate` is absent
+    /// or 0.
+    #[arg(long, value_enum, default_value = "refuse")]
+    create_on_taken_name: TakenNameArg,
+    /// Errors (20103, code 1 queue busy, an unknown code) upload_complete answers per upload
+    /// before its normal answers.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    complete_transient_errors: u32,
+    /// Known content answers `reuse: true, fileID: 0` with a normal upload session.
+    #[arg(long)]
+    reuse_without_file_id: bool,
+    /// The first N download_info / direct-link/url calls for a file uploaded in this run
+    /// answer 20103.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    verifying_after_upload: u32,
 }
 
 /// `USER:PASSWORD`, split at the first colon.
@@ -175,6 +198,14 @@ impl Cli {
                 daily_traffic_cap: self.daily_traffic_cap,
                 web_risk_control: self.web_risk_control,
                 presign_ttl: self.presign_ttl,
+                create_on_taken_name: match self.create_on_taken_name {
+                    TakenNameArg::Refuse => TakenName::Refuse,
+                    TakenNameArg::KeepBoth => TakenName::KeepBoth,
+                    TakenNameArg::Replace => TakenName::Replace,
+                },
+                complete_transient_errors: self.complete_transient_errors,
+                reuse_without_file_id: self.reuse_without_file_id,
+                verifying_after_upload: self.verifying_after_upload,
             },
         }
     }
