@@ -291,11 +291,16 @@ async fn upload_reuses_known_content() {
     assert_eq!(env.calls(COMPLETE), 0);
     assert_eq!(env.emu.read("/again.bin").unwrap(), body);
     assert_eq!(e.md5.as_deref(), Some(src.md5.as_str()));
-    // The name must be free.
-    assert!(matches!(
-        env.backend.upload(0, "again.bin", &src, &fast()).await,
-        Err(Error::AlreadyExists)
-    ));
+    // A taken name is never replaced (spec open-api §11: `duplicate: 1` is sent, so 123
+    // keeps both; the upload queue never gets here, it uploads under names nobody else has).
+    let other = source(env.dir.path(), "o", b"other bytes");
+    let kept = env
+        .backend
+        .upload(0, "again.bin", &other, &fast())
+        .await
+        .unwrap();
+    assert_ne!(kept.id, e.id);
+    assert_eq!(env.emu.read("/again.bin").unwrap(), body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -454,10 +459,13 @@ async fn queued_upload_lands_and_cleans_up() {
             .count(),
         0
     );
-    // A new file is uploaded under its own name: no listing, no rename, no trash.
-    assert_eq!(env.calls(LIST), 0);
-    assert_eq!(env.calls(RENAME), 0);
+    // A new file goes to its temporary name too (spec open-api §11), then one listing and one
+    // rename put it in place; nothing is trashed.
+    assert_eq!(env.calls(CREATE), 1);
+    assert_eq!(env.calls(LIST), 1);
+    assert_eq!(env.calls(RENAME), 1);
     assert_eq!(env.calls(TRASH), 0);
+    no_temp_names(&env.emu, "/docs");
     q.shutdown().await;
 }
 

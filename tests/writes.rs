@@ -800,4 +800,37 @@ both!(
     client_junk_stays_local,
     copy_and_move_onto_existing_files,
     cross_mount_copy_and_move,
+    put_costs,
 );
+
+/// What one PUT costs at 123, endpoint by endpoint, once the mount's token and listing are
+/// warm: a new file, then an overwrite of it (spec open-api §11: both go through a temporary
+/// name and a swap, whatever `create` does with a taken name).
+async fn put_costs(kind: Kind) {
+    let env = env(kind, "").await;
+    assert_eq!(env.propfind("/m/", "1").await.0, 207);
+    env.emu.reset_stats();
+    let first = bytes_of(200_000, 21);
+    assert_eq!(put(&env, "/m/cost.bin", first.clone()).await, 201);
+    eventually("the new file lands", || {
+        env.emu.read("/lib/cost.bin").as_deref() == Some(first.as_slice())
+    })
+    .await;
+    eventually("the queue settles", || {
+        env.emu.list_names("/lib").map(|n| n.len()) == Some(1)
+    })
+    .await;
+    let new_file = env.emu.stats().calls;
+    env.emu.reset_stats();
+    let second = bytes_of(200_000, 22);
+    assert_eq!(put(&env, "/m/cost.bin", second.clone()).await, 204);
+    eventually("the overwrite lands", || {
+        env.emu.read("/lib/cost.bin").as_deref() == Some(second.as_slice())
+    })
+    .await;
+    let overwrite = env.emu.stats().calls;
+    eprintln!(
+        "{kind:?} {:?}\n new file: {new_file:?}\n overwrite: {overwrite:?}",
+        common::profiles::current_profile()
+    );
+}
