@@ -156,6 +156,7 @@ impl AppState {
                     queue: uploads.clone(),
                     spool: uploads.spool(),
                     sync: m.upload == crate::config::UploadMode::Sync,
+                    http: http.clone(),
                 };
                 build_mount(m, b, Some(state_dir), Some(writes), &config.server.stores)
             })

@@ -9,7 +9,7 @@
 
 use std::cell::Cell;
 
-use pan123_emulator::Switches;
+use pan123_emulator::{Switches, TakenName};
 
 /// One reading of every point 123 leaves open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,11 +30,22 @@ impl Profile {
     pub fn apply(self, switches: &mut Switches) {
         // Each point's non-default values are spread over the two profiles so that every value
         // runs at least once; the emulator README gives the evidence for each.
-        let _ = &switches;
         match self {
             Profile::Default => {}
-            Profile::OpenListReading => {}
-            Profile::SdkReading => {}
+            Profile::OpenListReading => {
+                // create on a taken name without `duplicate`: 123 keeps both (`name(1)`).
+                switches.create_on_taken_name = TakenName::KeepBoth;
+                // OpenList polls upload_complete through every error: 123 answers some.
+                switches.complete_transient_errors = 3;
+                // "秒传成功才会返回正确的 FileID，否则为 0": reuse without a fileID.
+                switches.reuse_without_file_id = true;
+            }
+            Profile::SdkReading => {
+                // create on a taken name without `duplicate`: the old file is replaced.
+                switches.create_on_taken_name = TakenName::Replace;
+                // An SDK's tests retry 20103 on link calls for files just uploaded.
+                switches.verifying_after_upload = 2;
+            }
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod client;
 pub mod token;
+mod verifying;
 mod write;
 
 pub use write::MAX_UPLOAD_SIZE;
@@ -115,10 +116,10 @@ impl Backend for OpenBackend {
     async fn link(&self, file: &Entry) -> Result<Link, Error> {
         match &self.links {
             LinkMode::DownloadInfo => {
-                let info: api::DownloadInfo = self
-                    .client
-                    .get(Endpoint::DownloadInfo, &[("fileId", file.id.to_string())])
-                    .await?;
+                let query = [("fileId", file.id.to_string())];
+                let info: api::DownloadInfo =
+                    verifying::while_verifying(|| self.client.get(Endpoint::DownloadInfo, &query))
+                        .await?;
                 Ok(Link {
                     url: info.download_url,
                     headers: Default::default(),
@@ -127,10 +128,10 @@ impl Backend for OpenBackend {
                 })
             }
             LinkMode::Direct { key, valid } => {
-                let direct: api::DirectLinkUrl = self
-                    .client
-                    .get(Endpoint::DirectLinkUrl, &[("fileID", file.id.to_string())])
-                    .await?;
+                let query = [("fileID", file.id.to_string())];
+                let direct: api::DirectLinkUrl =
+                    verifying::while_verifying(|| self.client.get(Endpoint::DirectLinkUrl, &query))
+                        .await?;
                 let Some(key) = key else {
                     // Unsigned direct links do not expire.
                     return Ok(Link {
