@@ -15,7 +15,6 @@ use http::{HeaderMap, Response, StatusCode};
 
 use super::errors::error_response;
 use super::paths;
-use super::AppState;
 use crate::backend::{Entry, Error};
 use crate::download::respond::status_text;
 use crate::download::ResponseBody;
@@ -59,7 +58,6 @@ async fn check_unlocked(mount: &Mount, segs: &[String], user: &str, tokens: &[St
 /// Answers a COPY or MOVE whose Destination is in another mount.
 #[allow(clippy::too_many_arguments)]
 pub async fn copy_or_move(
-    state: &AppState,
     src: &Arc<Mount>,
     src_segs: &[String],
     dst: &Arc<Mount>,
@@ -68,7 +66,7 @@ pub async fn copy_or_move(
     user: &str,
     is_move: bool,
 ) -> Response<ResponseBody> {
-    match run(state, src, src_segs, dst, dst_segs, headers, user, is_move).await {
+    match run(src, src_segs, dst, dst_segs, headers, user, is_move).await {
         Ok(existed) => {
             let mut res = Response::new(crate::download::respond::empty_body());
             *res.status_mut() = if existed {
@@ -84,7 +82,6 @@ pub async fn copy_or_move(
 
 #[allow(clippy::too_many_arguments)]
 async fn run(
-    state: &AppState,
     src: &Arc<Mount>,
     src_segs: &[String],
     dst: &Arc<Mount>,
@@ -155,7 +152,7 @@ async fn run(
         Err(Error::NotFound) => false,
         Err(e) => return Err(error_response(&e, &what(dst, dst_segs))),
     };
-    copy_entry(state, src, entry.clone(), dst, dst_parent, name.clone())
+    copy_entry(src, entry.clone(), dst, dst_parent, name.clone())
         .await
         .map_err(|e| error_response(&e, &what(dst, dst_segs)))?;
     if is_move {
@@ -203,7 +200,6 @@ async fn remove(mount: &Mount, entry: &Entry, parent: &Entry, name: &str) -> Res
 }
 
 fn copy_entry<'a>(
-    state: &'a AppState,
     src: &'a Arc<Mount>,
     entry: Entry,
     dst: &'a Arc<Mount>,
@@ -215,7 +211,7 @@ fn copy_entry<'a>(
             let folder = dst.vfs.mkdir(&dst_parent, &name).await?;
             for child in src.vfs.list_view(&entry).await? {
                 let child_name = child.name.clone();
-                copy_entry(state, src, child, dst, folder.clone(), child_name).await?;
+                copy_entry(src, child, dst, folder.clone(), child_name).await?;
             }
             return Ok(());
         }
