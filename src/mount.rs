@@ -3,6 +3,9 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::SystemTime;
+
+use futures_util::StreamExt;
 
 use crate::backend::link::{LinkBackend, Signing};
 use crate::backend::open::client::OpenClients;
@@ -10,13 +13,14 @@ use crate::backend::open::{LinkMode, OpenBackend};
 use crate::backend::share::{ShareBackend, ShareParams};
 use crate::backend::signer::DirectSigner;
 use crate::backend::web::{token_file, WebBackend, WebParams};
-use crate::backend::Backend;
+use crate::backend::{Backend, Entry, Error};
 use crate::clock::Clock;
 use crate::config::{BackendConfig, DownloadPolicy, MountConfig, StoreLimits};
 use crate::dav::junk::JunkStore;
 use crate::dav::locks::{LockStore, MemoryLocks};
 use crate::dav::props::{Budget, PropStore};
-use crate::vfs::Vfs;
+use crate::upload::NewJob;
+use crate::vfs::{cloud_name, Local, Vfs};
 
 /// How a writable mount stores uploads.
 pub struct Writes {
@@ -24,6 +28,8 @@ pub struct Writes {
     pub spool: Arc<crate::upload::Spool>,
     /// `upload = "sync"`: a PUT answers only once 123 has the file.
     pub sync: bool,
+    /// The gateway's HTTP client, for copies whose bytes pass through the gateway.
+    pub http: reqwest::Client,
 }
 
 /// One configured mount, ready to serve.
@@ -50,6 +56,79 @@ impl Mount {
 
     pub fn policy(&self) -> DownloadPolicy {
         self.config.download
+    }
+
+    /// Copies file `entry` of mount `src` into folder `dst_parent` of this mount as `name`, its
+    /// bytes passing through the gateway into this mount's upload queue. For copies 123 cannot
+    /// make by instant reuse: across accounts, or when `create` does not hand back the new file
+    /// (spec open-api §11, `reuse: true` with `fileID: 0`).
+    pub async fn copy_through(
+        &self,
+        src: &Mount,
+        entry: &Entry,
+        dst_parent: &Entry,
+        name: &str,
+    ) -> Result<(), Error> {
+        let writes = self.writes.as_ref().ok_or(Error::Unsupported)?;
+        let io = |e: crate::upload::SpoolError| match e {
+            crate::upload::SpoolError::TooLarge => Error::TooLarge,
+            other => Error::Unavailable(format!("spooling a copy: {other}")),
+        };
+        let mut writer = writes.spool.writer(Some(entry.size)).await.map_err(io)?;
+        match src.vfs.local(entry) {
+            Some(Local::Empty) => {}
+            Some(Local::Spooled(path)) => {
+                let mut file = tokio::fs::File::open(&path)
+                    .await
+                    .map_err(|e| Error::Transport(e.to_string()))?;
+                writer.write_from(&mut file).await.map_err(io)?;
+            }
+            None => {
+                let link = src.vfs.link(entry, false).await?;
+                let res = writes
+                    .http
+                    .get(&link.url)
+                    .headers(link.headers.clone())
+                    .send()
+                    .await
+                    .map_err(|e| Error::Transport(e.without_url().to_string()))?;
+                if res.status() != reqwest::StatusCode::OK {
+                    return Err(Error::Unavailable(format!(
+                        "the source download answered HTTP {}",
+                        res.status().as_u16()
+                    )));
+                }
+                let mut body = res.bytes_stream();
+                while let Some(chunk) = body.next().await {
+                    let chunk = chunk.map_err(|e| Error::Transport(e.without_url().to_string()))?;
+                    writer.write(&chunk).await.map_err(io)?;
+                }
+            }
+        }
+        let file = writer.finish().await.map_err(io)?;
+        if file.size != entry.size {
+            file.discard().await;
+            return Err(Error::Unavailable("the source ended early".into()));
+        }
+        let job = NewJob {
+            mount: self.name().to_string(),
+            parent_id: dst_parent.id,
+            name: cloud_name(name)?,
+            file,
+            modified: SystemTime::now(),
+        };
+        if writes.sync {
+            writes.queue.upload_now(job).await.map(|_| ())?;
+            self.vfs.invalidate(dst_parent.id).await;
+            Ok(())
+        } else {
+            writes
+                .queue
+                .enqueue(job)
+                .await
+                .map(|_| ())
+                .map_err(|e| Error::Unavailable(format!("queueing a copy: {e}")))
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use md5::{Digest, Md5};
-use pan123_emulator::{Emulator, EmulatorConfig, Fault, FaultKind, OverwriteAt};
+use pan123_emulator::{Emulator, EmulatorConfig, Fault, FaultKind, OverwriteAt, TakenName};
 use pan123_webdav::backend::open::client::OpenClients;
 use pan123_webdav::backend::open::{LinkMode, OpenBackend};
 use pan123_webdav::backend::{Backend, Error, UploadOptions, UploadSource};
@@ -291,11 +291,16 @@ async fn upload_reuses_known_content() {
     assert_eq!(env.calls(COMPLETE), 0);
     assert_eq!(env.emu.read("/again.bin").unwrap(), body);
     assert_eq!(e.md5.as_deref(), Some(src.md5.as_str()));
-    // The name must be free.
-    assert!(matches!(
-        env.backend.upload(0, "again.bin", &src, &fast()).await,
-        Err(Error::AlreadyExists)
-    ));
+    // A taken name is never replaced (spec open-api §11: `duplicate: 1` is sent, so 123
+    // keeps both; the upload queue never gets here, it uploads under names nobody else has).
+    let other = source(env.dir.path(), "o", b"other bytes");
+    let kept = env
+        .backend
+        .upload(0, "again.bin", &other, &fast())
+        .await
+        .unwrap();
+    assert_ne!(kept.id, e.id);
+    assert_eq!(env.emu.read("/again.bin").unwrap(), body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -454,10 +459,13 @@ async fn queued_upload_lands_and_cleans_up() {
             .count(),
         0
     );
-    // A new file is uploaded under its own name: no listing, no rename, no trash.
-    assert_eq!(env.calls(LIST), 0);
-    assert_eq!(env.calls(RENAME), 0);
+    // A new file goes to its temporary name too (spec open-api §11), then one listing and one
+    // rename put it in place; nothing is trashed.
+    assert_eq!(env.calls(CREATE), 1);
+    assert_eq!(env.calls(LIST), 1);
+    assert_eq!(env.calls(RENAME), 1);
     assert_eq!(env.calls(TRASH), 0);
+    no_temp_names(&env.emu, "/docs");
     q.shutdown().await;
 }
 
@@ -808,5 +816,134 @@ async fn measure_64_mib_upload() {
             env.calls(CREATE),
             env.calls(COMPLETE)
         );
+    }
+}
+
+/// spec open-api §11: `upload_complete` answers errors before success (20103, code 1
+/// `任务队列削峰中…`, an unknown code); each is polled through, at one call per answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn complete_polls_through_transient_errors() {
+    let env = Env::new().await;
+    env.emu.set_switches(|s| s.complete_transient_errors = 3);
+    let body = data((SLICE + 3) as usize, 41);
+    let src = source(env.dir.path(), "t", &body);
+    let e = env.backend.upload(0, "t.bin", &src, &fast()).await.unwrap();
+    assert_eq!(env.emu.read("/t.bin").unwrap(), body);
+    assert_eq!(env.emu.lookup("/t.bin").unwrap().id, e.id);
+    // 3 errors, 2 × `completed: false`, then done; no listing was needed.
+    assert_eq!(env.calls(COMPLETE), 6);
+    assert_eq!(env.calls(LIST), 0);
+}
+
+/// When polling runs out, the folder is listed before the upload is called failed: 123 may
+/// have made the file although every answer said otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn complete_that_never_confirms_is_settled_by_a_listing() {
+    let env = Env::new().await;
+    // Every poll acts (the third completes the upload) and answers an error all the same.
+    env.emu.inject(fault(
+        COMPLETE,
+        FaultKind::ErrorAfter {
+            code: 1,
+            message: "任务队列削峰中,未直接获取到文件ID,请慢一点".into(),
+            count: 1000,
+        },
+    ));
+    let body = data((2 * SLICE) as usize, 42);
+    let src = source(env.dir.path(), "m", &body);
+    let e = env
+        .backend
+        .upload(0, "made.bin", &src, &fast())
+        .await
+        .unwrap();
+    assert_eq!(env.emu.lookup("/made.bin").unwrap().id, e.id);
+    assert_eq!(env.emu.read("/made.bin").unwrap(), body);
+    assert_eq!((env.calls(COMPLETE), env.calls(LIST)), (60, 1));
+    env.emu.clear_faults();
+
+    // Never made: after the same polls and one listing, the upload has failed (and may be
+    // tried again: it is not 文件上传失败).
+    env.emu.reset_stats();
+    env.emu.set_switches(|s| s.complete_transient_errors = 1000);
+    let body = data((2 * SLICE) as usize, 43);
+    let src = source(env.dir.path(), "n", &body);
+    let err = env
+        .backend
+        .upload(0, "never.bin", &src, &fast())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
+    assert!(env.emu.lookup("/never.bin").is_none());
+    assert_eq!((env.calls(COMPLETE), env.calls(LIST)), (60, 1));
+}
+
+/// spec open-api §11: `reuse: true` with `fileID: 0` is not an instant upload: the slices go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reuse_without_a_file_id_sends_the_slices() {
+    let env = Env::new().await;
+    env.emu.set_switches(|s| s.reuse_without_file_id = true);
+    let body = data((2 * SLICE + 9) as usize, 44);
+    env.emu.put_file("/known.bin", body.clone());
+    let src = source(env.dir.path(), "r", &body);
+    let e = env
+        .backend
+        .upload(0, "again.bin", &src, &fast())
+        .await
+        .unwrap();
+    assert_eq!(env.emu.lookup("/again.bin").unwrap().id, e.id);
+    assert_eq!(env.emu.read("/again.bin").unwrap(), body);
+    assert_eq!((env.calls(CREATE), env.calls(SLICE_EP)), (1, 3));
+    // An instant copy of it cannot be made that way: nothing is created, after one look.
+    env.emu.reset_stats();
+    let copy = env
+        .backend
+        .copy_instant(0, "copy.bin", &src.md5, src.size)
+        .await
+        .unwrap();
+    assert!(copy.is_none());
+    assert!(env.emu.lookup("/copy.bin").is_none());
+    assert_eq!((env.calls(CREATE), env.calls(LIST)), (1, 2));
+}
+
+/// spec open-api §11: whatever `create` does with a taken name (refuse, keep both, replace), a
+/// new file whose name another writer takes while it uploads ends as one file with the
+/// newest content, the other version in the recycle bin, and no `name(1)` or temporary copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_taken_mid_upload_is_swapped_under_every_reading() {
+    for reading in [TakenName::Refuse, TakenName::KeepBoth, TakenName::Replace] {
+        let env = Env::new().await;
+        env.emu.set_switches(|s| s.create_on_taken_name = reading);
+        let dir = env.emu.mkdir_p("/r");
+        env.emu
+            .inject(fault(SLICE_EP, FaultKind::Latency { ms: 300, count: 1 }));
+        let q = env.queue().await;
+        let body = data((2 * SLICE) as usize, 45);
+        q.enqueue(job(&q, dir, "race.txt", &body).await)
+            .await
+            .unwrap();
+        wait_for("a slice in flight", || env.latency_taken(SLICE_EP)).await;
+        let other = env.emu.put_file("/r/race.txt", "another writer");
+        wait_for("completion", || q.stats().completed == 1).await;
+        assert_eq!(env.emu.read("/r/race.txt").unwrap(), body, "{reading:?}");
+        assert_eq!(
+            env.emu.list_names("/r").unwrap(),
+            ["race.txt"],
+            "{reading:?}"
+        );
+        assert!(
+            env.emu.entry(other).unwrap().trashed,
+            "{reading:?}: in the bin, not lost"
+        );
+        assert_eq!(
+            (
+                env.calls(CREATE),
+                env.calls(LIST),
+                env.calls(TRASH),
+                env.calls(RENAME)
+            ),
+            (1, 1, 1, 1),
+            "{reading:?}"
+        );
+        q.shutdown().await;
     }
 }

@@ -721,3 +721,109 @@ mod other_readings {
         all_cases(Profile::SdkReading).await;
     }
 }
+
+// ---- 20103 on link calls for a file just uploaded (spec open-api §11) -------------------------
+
+/// Calls one link call makes while 123 keeps saying "verifying": the first and 3 retries.
+const ATTEMPTS_VERIFYING: u64 = 4;
+
+/// Right after an upload, 123 may answer `download_info` and `direct-link/url` with 20103
+/// `文件正在校验中`: retried with spacing, so a short spell costs only calls; a long one is a
+/// 503 with Retry-After after bounded attempts, never a 502, and is not cached.
+#[tokio::test]
+async fn a_file_still_verifying_is_retried_then_503() {
+    let mut cfg = EmulatorConfig::default();
+    cfg.switches.slice_size = 64 * 1024;
+    cfg.switches.complete_pending_polls = 0;
+    cfg.switches.complete_poll_interval = Duration::ZERO;
+    cfg.switches.verifying_after_upload = 2;
+    cfg.direct_link_space = Some("/direct".into());
+    let env = TestEnv::start(cfg, |emu| {
+        let direct = emu.mkdir_p("/direct");
+        let sync = "upload = \"sync\"\n";
+        format!(
+            "{}{}",
+            open_mount("/o", "proxy", sync),
+            open_mount(
+                "/d",
+                "proxy",
+                &format!("{sync}root_id = {direct}\ndirect_link = true\n")
+            )
+        )
+    })
+    .await;
+    for (mount, endpoint, seed) in [
+        ("/o", "/api/v1/file/download_info", 31),
+        ("/d", "/api/v1/direct-link/url", 33),
+    ] {
+        env.emu.set_switches(|s| s.verifying_after_upload = 2);
+        let data = bytes_of(100_000, seed);
+        assert_eq!(
+            env.req("PUT", &format!("{mount}/short.bin"))
+                .body(data.clone())
+                .send()
+                .await
+                .expect("put")
+                .status()
+                .as_u16(),
+            201
+        );
+        env.emu.reset_stats();
+        let res = env
+            .req("GET", &format!("{mount}/short.bin"))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(res.status().as_u16(), 200, "{mount}");
+        assert_eq!(res.bytes().await.expect("body").as_ref(), data.as_slice());
+        assert_eq!(
+            env.emu.stats().calls(endpoint),
+            3,
+            "{mount}: 2 × 20103, then the link"
+        );
+
+        env.emu.set_switches(|s| s.verifying_after_upload = 1000);
+        let data = bytes_of(100_000, seed + 1);
+        let put = env
+            .req("PUT", &format!("{mount}/long.bin"))
+            .body(data.clone())
+            .send()
+            .await
+            .expect("put");
+        assert_eq!(put.status().as_u16(), 201);
+        env.emu.reset_stats();
+        let res = env
+            .req("GET", &format!("{mount}/long.bin"))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(res.status().as_u16(), 503, "{mount}");
+        let retry = header(&res, "retry-after");
+        assert!(
+            retry.parse::<u64>().is_ok_and(|s| s > 0),
+            "{mount}: Retry-After {retry:?}"
+        );
+        let body = res.bytes().await.expect("body");
+        assert_ne!(body.as_ref(), data.as_slice());
+        let stats = env.emu.stats();
+        assert_eq!(
+            stats.calls(endpoint),
+            ATTEMPTS_VERIFYING,
+            "{mount}: bounded"
+        );
+        assert_eq!(stats.calls("cdn") + stats.calls("direct"), 0, "{mount}");
+        // Not cached: the next GET asks 123 again, as boundedly.
+        env.emu.reset_stats();
+        let res = env
+            .req("GET", &format!("{mount}/long.bin"))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(res.status().as_u16(), 503, "{mount}");
+        assert_eq!(
+            env.emu.stats().calls(endpoint),
+            ATTEMPTS_VERIFYING,
+            "{mount}"
+        );
+    }
+}

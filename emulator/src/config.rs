@@ -238,6 +238,32 @@ pub enum UploadCredentials {
     Static,
 }
 
+/// What a create-like call (`/upload/v2/file/create`, the web `upload_request`) does with a
+/// taken name when the request has no `duplicate` (or 0). 123 documents only 1 and 2
+/// (spec open-api §4.1, §11; web §1.4: "0 = default").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TakenName {
+    /// Code 1 `该目录下已经有同名文件`, as p123client reads it.
+    #[default]
+    Refuse,
+    /// The new file is named `name(1)`, as `duplicate: 1` does.
+    KeepBoth,
+    /// The old file is replaced, as `duplicate: 2` does.
+    Replace,
+}
+
+impl TakenName {
+    /// The documented `duplicate` value this reading behaves as (0 = refuse).
+    pub fn as_duplicate(self) -> i64 {
+        match self {
+            TakenName::Refuse => 0,
+            TakenName::KeepBoth => 1,
+            TakenName::Replace => 2,
+        }
+    }
+}
+
 /// Behaviour the spec leaves open, and test knobs. Each has a CLI flag and a documented default
 /// (see the README); all can be changed while running (`Emulator::set_switches`,
 /// `POST /__emulator/switches`). Durations travel as milliseconds in JSON (`*_ms` keys).
@@ -307,6 +333,23 @@ pub struct Switches {
     /// `presigned`.
     #[serde(default)]
     pub upload_credentials: UploadCredentials,
+    /// What create (and web `upload_request`) does with a taken name when `duplicate` is
+    /// absent or 0 (spec open-api §11). Default `refuse`.
+    #[serde(default)]
+    pub create_on_taken_name: TakenName,
+    /// `upload_complete` answers this many errors (cycling through 20103 `文件正在校验中`, code 1
+    /// `任务队列削峰中…` and an unknown code) per upload before its normal answers (spec
+    /// open-api §11). Default 0.
+    #[serde(default)]
+    pub complete_transient_errors: u32,
+    /// Known content answers `reuse: true, fileID: 0` with a normal upload session instead of
+    /// an instant upload (OpenList: "秒传成功才会返回正确的 FileID，否则为 0"). Default false.
+    #[serde(default)]
+    pub reuse_without_file_id: bool,
+    /// The first N `download_info` and `direct-link/url` calls for a file uploaded through the
+    /// API in this run answer 20103 `文件正在校验中` (spec open-api §11). Default 0.
+    #[serde(default)]
+    pub verifying_after_upload: u32,
 }
 
 /// Default of `Switches::presign_ttl` (also for switch JSON written before it existed).
@@ -338,6 +381,10 @@ impl Default for Switches {
             web_signature_failure: WebSignatureFailure::Code,
             auth_key_path: AuthKeyPath::default(),
             upload_credentials: UploadCredentials::default(),
+            create_on_taken_name: TakenName::Refuse,
+            complete_transient_errors: 0,
+            reuse_without_file_id: false,
+            verifying_after_upload: 0,
         }
     }
 }

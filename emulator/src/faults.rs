@@ -84,6 +84,17 @@ pub enum FaultKind {
         /// Calls affected.
         count: u32,
     },
+    /// API calls (Open and web): handle the next `count` calls as usual (they act: a folder is
+    /// made, an upload completes), then answer envelope `code` / `message` instead of their
+    /// own answer, as when 123 acted but its answer says otherwise.
+    ErrorAfter {
+        /// Envelope code sent.
+        code: i64,
+        /// Envelope message sent.
+        message: String,
+        /// Calls affected.
+        count: u32,
+    },
     /// Downloads (`cdn`, `direct`): send the headers and `bytes` body bytes, then drop the
     /// connection. Uploads (`/upload/v2/file/slice`, `s3`): read `bytes` of the request body, then
     /// drop it (nothing is stored).
@@ -106,6 +117,7 @@ impl FaultKind {
             | FaultKind::FailPage { count, .. }
             | FaultKind::ExpireAtPage { count, .. }
             | FaultKind::Hang { count }
+            | FaultKind::ErrorAfter { count, .. }
             | FaultKind::CutAfter { count, .. } => Some(count),
             FaultKind::ExpireTokens => None,
         }
@@ -220,6 +232,14 @@ impl Faults {
             _ => None,
         })
         .is_some()
+    }
+
+    /// The envelope to answer after handling this call, if armed.
+    pub fn take_error_after(&mut self, endpoint: &str) -> Option<(i64, String)> {
+        self.take(endpoint, |k| match k {
+            FaultKind::ErrorAfter { code, message, .. } => Some((*code, message.clone())),
+            _ => None,
+        })
     }
 
     /// Bytes to let through before cutting this transfer, if armed.

@@ -55,7 +55,7 @@ mod webpro;
 
 pub use config::{
     AuthKeyPath, EmulatorConfig, ErrorStatus, GenerateSpec, OverwriteAt, ShareSpec, Switches,
-    UploadCredentials, WebRateLimitStyle, WebSignatureFailure, ZeroByteUpload,
+    TakenName, UploadCredentials, WebRateLimitStyle, WebSignatureFailure, ZeroByteUpload,
 };
 pub use emulator::{Emulator, EntryInfo};
 pub use faults::{Fault, FaultKind};

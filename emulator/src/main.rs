@@ -10,7 +10,7 @@ use clap::{ArgAction, Parser, ValueEnum};
 use pan123_emulator::config::{parse_duration, parse_size};
 use pan123_emulator::{
     AuthKeyPath, Emulator, EmulatorConfig, ErrorStatus, GenerateSpec, OverwriteAt, ShareSpec,
-    Switches, UploadCredentials, WebRateLimitStyle, WebSignatureFailure, ZeroByteUpload,
+    Switches, TakenName, UploadCredentials, WebRateLimitStyle, WebSignatureFailure, ZeroByteUpload,
 };
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -142,11 +142,28 @@ struct Cli {
     /// What personal `upload_request` hands out: presigned part URLs or static S3 credentials.
     #[arg(long, value_parser = parse_switch::<UploadCredentials>, default_value = "presigned")]
     upload_credentials: UploadCredentials,
+    /// What create (and web upload_request) does with a taken name when `duplicate` is absent
+    /// or 0.
+    #[arg(long, value_parser = parse_switch::<TakenName>, default_value = "refuse")]
+    create_on_taken_name: TakenName,
+    /// Errors (20103, code 1 queue busy, an unknown code) upload_complete answers per upload
+    /// before its normal answers.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    complete_transient_errors: u32,
+    /// Known content answers `reuse: true, fileID: 0` with a normal upload session.
+    #[arg(long)]
+    reuse_without_file_id: bool,
+    /// The first N download_info / direct-link/url calls for a file uploaded in this run
+    /// answer 20103.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    verifying_after_upload: u32,
 }
 
-/// A switch value by its JSON name (the same words as `POST /__emulator/switches`).
+/// A switch value by its JSON name (the same words as `POST /__emulator/switches`; `-` may
+/// stand for `_`, as in `keep-both`).
 fn parse_switch<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
-    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|e| e.to_string())
+    serde_json::from_value(serde_json::Value::String(s.replace('-', "_")))
+        .map_err(|e| e.to_string())
 }
 
 /// `USER:PASSWORD`, split at the first colon.
@@ -205,6 +222,10 @@ impl Cli {
                 web_signature_failure: self.web_signature_failure,
                 auth_key_path: self.auth_key_path,
                 upload_credentials: self.upload_credentials,
+                create_on_taken_name: self.create_on_taken_name,
+                complete_transient_errors: self.complete_transient_errors,
+                reuse_without_file_id: self.reuse_without_file_id,
+                verifying_after_upload: self.verifying_after_upload,
             },
         }
     }

@@ -241,6 +241,10 @@ pub fn download_info(ctx: &Ctx, req: &Request<Incoming>) -> Resp {
     };
     let sh = &ctx.shared;
     let sw = sh.switches();
+    // spec open-api §11: a file just uploaded may still be "verifying".
+    if crate::upload::take_verifying(sh, e.id) {
+        return err(crate::upload::CODE_VERIFYING, crate::upload::MSG_VERIFYING);
+    }
     if over_traffic_cap(sh) {
         return err(CODE_TRAFFIC, MSG_TRAFFIC);
     }
@@ -271,6 +275,10 @@ pub fn direct_link_url(ctx: &Ctx, req: &Request<Incoming>) -> Resp {
         Ok(e) => e,
         Err(r) => return r,
     };
+    // spec open-api §11: a file just uploaded may still be "verifying".
+    if crate::upload::take_verifying(&ctx.shared, e.id) {
+        return err(crate::upload::CODE_VERIFYING, crate::upload::MSG_VERIFYING);
+    }
     match crate::direct::url_for(&ctx.shared, e.id) {
         Some(url) => ok(json!({"url": url})),
         None => err(1, "该文件不在已启用直链的文件夹内"),

@@ -167,7 +167,8 @@ pub(crate) fn done_reply(id: u64, info: Value, reuse: bool) -> Value {
 }
 
 /// `upload_request` with `type: 0`. `duplicate` 2 = overwrite, 1 = keep both (`name(1).ext`),
-/// 0 or absent = 1 (the spec says "default"; keeping both loses nothing).
+/// 0 or absent = "default" (spec web §1.4), which nobody has pinned down: it follows the
+/// `create_on_taken_name` switch, as the Open API's `create` does.
 pub(crate) fn request(ctx: &Ctx, args: &Args) -> Resp {
     let sh = &ctx.shared;
     let parent = match crate::personal_write::id_arg(args, "parentFileId") {
@@ -181,8 +182,8 @@ pub(crate) fn request(ctx: &Ctx, args: &Args) -> Resp {
         return web_err(1, "size参数错误");
     };
     let duplicate = match args.int("duplicate") {
-        Ok(Some(2)) => 2,
-        Ok(None | Some(0 | 1)) => 1,
+        Ok(Some(d @ (1 | 2))) => d,
+        Ok(None | Some(0)) => crate::upload::effective_duplicate(sh, 0),
         _ => return web_err(1, "duplicate参数错误"),
     };
     let up = NewUpload {
@@ -192,6 +193,7 @@ pub(crate) fn request(ctx: &Ctx, args: &Args) -> Resp {
         etag: args.str("etag").unwrap_or_default(),
         size,
         duplicate,
+        instant: true,
     };
     let target = match begin(sh, &up) {
         Ok(Begun::Reused(id)) => {

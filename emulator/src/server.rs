@@ -336,7 +336,7 @@ async fn handle(
         ep,
         refused: false,
     };
-    let resp = match ep.family() {
+    let mut resp = match ep.family() {
         Family::Open => open(&mut ctx, req).await,
         Family::Web => crate::web::handle(&mut ctx, req).await,
         Family::Host => match ep {
@@ -346,6 +346,15 @@ async fn handle(
             _ => Ok(crate::direct::handle(&ctx, req)),
         },
     };
+    // The call acted; its answer is replaced (the `error_after` fault).
+    if resp.is_ok() && ep.family() != Family::Host {
+        if let Some((code, message)) = lock(&shared.faults).take_error_after(key) {
+            resp = Ok(match ep.family() {
+                Family::Web => crate::web::web_err(code, &message),
+                _ => err(code, &message),
+            });
+        }
+    }
     {
         let mut c = lock(&shared.counters);
         if ctx.refused {

@@ -43,6 +43,20 @@ pub const MSG_NO_EMPTY: &str = "不支持上传空文件";
 pub const MSG_NO_SPACE: &str = "服务器存储空间不足";
 /// Unknown or finished-and-failed preupload id.
 const MSG_NO_SESSION: &str = "preuploadID不存在或已过期";
+/// Code 1 answer of `upload_complete` an SDK's tests saw while 123's queue is busy.
+pub const MSG_QUEUE_BUSY: &str = "任务队列削峰中,未直接获取到文件ID,请慢一点";
+/// A code nobody has documented, for the `complete_transient_errors` switch.
+pub const CODE_UNKNOWN: i64 = 40_199;
+/// Its message, equally unknown to clients.
+pub const MSG_UNKNOWN: &str = "服务异常(模拟未知错误)";
+
+/// The `complete_transient_errors` answers in the order they cycle (spec open-api §11): 20103
+/// "verifying", code 1 "queue busy", and an unknown code.
+const TRANSIENT_COMPLETE_ERRORS: [(i64, &str); 3] = [
+    (CODE_VERIFYING, MSG_VERIFYING),
+    (1, MSG_QUEUE_BUSY),
+    (CODE_UNKNOWN, MSG_UNKNOWN),
+];
 
 /// Where an upload lands once its bytes are verified. Shared by the Open API's preupload
 /// sessions and the web API's presigned-part uploads.
@@ -70,6 +84,8 @@ pub struct Session {
     polls: u32,
     last_poll: Option<Instant>,
     verifying: bool,
+    /// `complete_transient_errors` answers given so far.
+    transient_errors: u32,
 }
 
 impl Session {
@@ -83,6 +99,23 @@ impl Session {
 pub struct Uploads {
     sessions: HashMap<String, Session>,
     finished: HashMap<String, u64>,
+    /// Files landed by an upload in this run, with the `verifying_after_upload` answers each
+    /// has left.
+    verifying: HashMap<u64, u32>,
+}
+
+/// Whether a link call for `id` must answer 20103 now (`verifying_after_upload`): true for
+/// the first N calls after the file was uploaded in this run.
+pub(crate) fn take_verifying(sh: &Shared, id: u64) -> bool {
+    let mut ups = lock(&sh.uploads);
+    let Some(left) = ups.verifying.get_mut(&id) else {
+        return false;
+    };
+    *left = left.saturating_sub(1);
+    if *left == 0 {
+        ups.verifying.remove(&id);
+    }
+    true
 }
 
 /// `GET /upload/v2/file/domain` (on the Open API host): the upload hosts.
@@ -163,6 +196,9 @@ pub(crate) struct NewUpload<'a> {
     pub size: u64,
     /// `duplicate` as the API means it (see `Target::duplicate`).
     pub duplicate: i64,
+    /// Whether known content is an instant upload (false: `reuse_without_file_id`, the bytes
+    /// are asked for anyway).
+    pub instant: bool,
 }
 
 /// How a new upload starts.
@@ -199,7 +235,7 @@ pub(crate) fn begin(sh: &Shared, up: &NewUpload<'_>) -> Result<Begun, Refused> {
         .map_err(|_| Refused::new(1, MSG_NAME_TAKEN))?;
     let placed = place(&fs, parent, up.name, up.duplicate, policy)?;
     let zero_normal = up.size == 0 && sw.zero_byte_upload == ZeroByteUpload::Normal;
-    if fs.content.contains(&etag, up.size) && !zero_normal {
+    if up.instant && fs.content.contains(&etag, up.size) && !zero_normal {
         if let Some(old) = placed.replace {
             fs.tree.trash(old, now);
         }
@@ -246,13 +282,21 @@ pub async fn create(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
         (Vec::new(), filename.as_str())
     };
     let sh = ctx.shared.clone();
+    let sw = sh.switches();
+    let etag = args.str("etag").unwrap_or_default();
+    // spec open-api §11: `reuse: true` with `fileID: 0` is not an instant upload.
+    let known = sw.reuse_without_file_id
+        && lock(&sh.fs)
+            .content
+            .contains(&etag.to_ascii_lowercase(), size);
     let up = NewUpload {
         parent: u64::try_from(parent.unwrap_or(0)).unwrap_or(u64::MAX),
         dirs,
         name,
-        etag: args.str("etag").unwrap_or_default(),
+        etag,
         size,
-        duplicate: duplicate.unwrap_or(0),
+        duplicate: effective_duplicate(&sh, duplicate.unwrap_or(0)),
+        instant: !sw.reuse_without_file_id,
     };
     let target = match begin(&sh, &up) {
         Ok(Begun::Reused(id)) => {
@@ -270,7 +314,7 @@ pub async fn create(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
     if made.is_err() {
         return Ok(err(1, MSG_NO_SPACE));
     }
-    let slice_size = sh.switches().slice_size.max(1);
+    let slice_size = sw.slice_size.max(1);
     lock(&sh.uploads).sessions.insert(
         id.clone(),
         Session {
@@ -281,15 +325,25 @@ pub async fn create(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
             polls: 0,
             last_poll: None,
             verifying: false,
+            transient_errors: 0,
         },
     );
     Ok(ok(json!({
         "fileID": 0,
         "preuploadID": id,
-        "reuse": false,
+        "reuse": known,
         "sliceSize": slice_size,
         "servers": [sh.url(Host::Upload)],
     })))
+}
+
+/// `duplicate` as applied: absent or 0 follows `create_on_taken_name` (spec open-api §11);
+/// 1 and 2 keep their documented meaning.
+pub(crate) fn effective_duplicate(sh: &Shared, duplicate: i64) -> i64 {
+    match duplicate {
+        0 => sh.switches().create_on_taken_name.as_duplicate(),
+        d => d,
+    }
 }
 
 /// A long opaque preupload id, like 123's.
@@ -425,6 +479,13 @@ pub async fn complete(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
         let Some(s) = ups.sessions.get_mut(&pre) else {
             return Ok(err(1, MSG_NO_SESSION));
         };
+        // spec open-api §11: errors a client must poll through, before the normal answers.
+        if s.transient_errors < sw.complete_transient_errors {
+            let (code, message) = TRANSIENT_COMPLETE_ERRORS
+                [s.transient_errors as usize % TRANSIENT_COMPLETE_ERRORS.len()];
+            s.transient_errors += 1;
+            return Ok(err(code, message));
+        }
         let now = Instant::now();
         if s.verifying
             || s.last_poll
@@ -497,8 +558,14 @@ pub(crate) fn finish(
             .insert(&t.md5, t.size, Blob::File(path.to_path_buf()));
     }
     let file = Some((t.size, t.md5.clone()));
-    Ok(match id {
+    let id = match id {
         Some(id) => fs.tree.insert_as(id, t.parent, &placed.name, file, now),
         None => fs.tree.insert(t.parent, &placed.name, file, now),
-    })
+    };
+    drop(fs);
+    let verifying = sh.switches().verifying_after_upload;
+    if verifying > 0 {
+        lock(&sh.uploads).verifying.insert(id, verifying);
+    }
+    Ok(id)
 }

@@ -177,6 +177,7 @@ pub trait Backend: Send + Sync {
 
     /// Creates `name` in `parent` from content 123 already has (instant reuse by MD5 + size).
     /// `Ok(None)` when 123 does not have the content; then nothing was created.
+    /// `AlreadyExists` when the name is taken.
     async fn copy_instant(
         &self,
         _parent: u64,
@@ -187,8 +188,10 @@ pub trait Backend: Send + Sync {
         Err(Error::Unsupported)
     }
 
-    /// Uploads a spooled file as `name` in `parent` and returns the complete entry. The name
-    /// must be free (`AlreadyExists` otherwise): safe overwrite is the upload queue's job.
+    /// Uploads a spooled file as `name` in `parent` and returns the complete entry. The caller
+    /// gives a name nobody else uses (the upload queue's temporary names; safe overwrite is the
+    /// queue's job). Should the name be taken anyway, what holds it is never replaced: the
+    /// backend answers `AlreadyExists`, or 123 keeps both (spec open-api §11).
     async fn upload(
         &self,
         _parent: u64,

@@ -277,8 +277,13 @@ impl MountFs {
                 }
                 let copied = copied.map_err(|e| ctx.fs_error(&e))?;
                 if copied.is_none() {
-                    tracing::warn!(mount = %self.mount.config.path, file = %entry.name, "123 did not reuse the content of a copy");
-                    return Err(FsError::NotImplemented);
+                    // 123 would not make the copy by instant reuse (spec open-api §11: it may
+                    // answer `reuse: true` without the new file): the bytes pass through here.
+                    tracing::info!(mount = %self.mount.config.path, file = %entry.name, "123 did not reuse the content of a copy; copying the bytes");
+                    self.mount
+                        .copy_through(&self.mount, &entry, &to_parent, &to_name)
+                        .await
+                        .map_err(|e| ctx.fs_error(&e))?;
                 }
             }
         }

@@ -7,22 +7,18 @@
 //! source) must not be locked by someone else, unless the request carries the lock token.
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
-use bytes::Bytes;
 use dav_server::davpath::DavPath;
 use futures_util::future::BoxFuture;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::FutureExt;
 use http::{HeaderMap, Response, StatusCode};
 
 use super::errors::error_response;
 use super::paths;
-use super::AppState;
 use crate::backend::{Entry, Error};
 use crate::download::respond::status_text;
 use crate::download::ResponseBody;
 use crate::mount::Mount;
-use crate::upload::NewJob;
 use crate::vfs::{cloud_name, Local};
 
 type Outcome = Result<(), Response<ResponseBody>>;
@@ -62,7 +58,6 @@ async fn check_unlocked(mount: &Mount, segs: &[String], user: &str, tokens: &[St
 /// Answers a COPY or MOVE whose Destination is in another mount.
 #[allow(clippy::too_many_arguments)]
 pub async fn copy_or_move(
-    state: &AppState,
     src: &Arc<Mount>,
     src_segs: &[String],
     dst: &Arc<Mount>,
@@ -71,7 +66,7 @@ pub async fn copy_or_move(
     user: &str,
     is_move: bool,
 ) -> Response<ResponseBody> {
-    match run(state, src, src_segs, dst, dst_segs, headers, user, is_move).await {
+    match run(src, src_segs, dst, dst_segs, headers, user, is_move).await {
         Ok(existed) => {
             let mut res = Response::new(crate::download::respond::empty_body());
             *res.status_mut() = if existed {
@@ -87,7 +82,6 @@ pub async fn copy_or_move(
 
 #[allow(clippy::too_many_arguments)]
 async fn run(
-    state: &AppState,
     src: &Arc<Mount>,
     src_segs: &[String],
     dst: &Arc<Mount>,
@@ -158,7 +152,7 @@ async fn run(
         Err(Error::NotFound) => false,
         Err(e) => return Err(error_response(&e, &what(dst, dst_segs))),
     };
-    copy_entry(state, src, entry.clone(), dst, dst_parent, name.clone())
+    copy_entry(src, entry.clone(), dst, dst_parent, name.clone())
         .await
         .map_err(|e| error_response(&e, &what(dst, dst_segs)))?;
     if is_move {
@@ -206,7 +200,6 @@ async fn remove(mount: &Mount, entry: &Entry, parent: &Entry, name: &str) -> Res
 }
 
 fn copy_entry<'a>(
-    state: &'a AppState,
     src: &'a Arc<Mount>,
     entry: Entry,
     dst: &'a Arc<Mount>,
@@ -218,7 +211,7 @@ fn copy_entry<'a>(
             let folder = dst.vfs.mkdir(&dst_parent, &name).await?;
             for child in src.vfs.list_view(&entry).await? {
                 let child_name = child.name.clone();
-                copy_entry(state, src, child, dst, folder.clone(), child_name).await?;
+                copy_entry(src, child, dst, folder.clone(), child_name).await?;
             }
             return Ok(());
         }
@@ -232,79 +225,7 @@ fn copy_entry<'a>(
                 return Ok(());
             }
         }
-        stream_file(state, src, &entry, dst, &dst_parent, &name).await
+        dst.copy_through(src, &entry, &dst_parent, &name).await
     }
     .boxed()
-}
-
-/// Copies a file's bytes through the gateway into the destination's upload queue.
-async fn stream_file(
-    state: &AppState,
-    src: &Mount,
-    entry: &Entry,
-    dst: &Mount,
-    dst_parent: &Entry,
-    name: &str,
-) -> Result<(), Error> {
-    let writes = dst.writes.as_ref().ok_or(Error::Unsupported)?;
-    let io = |e: crate::upload::SpoolError| match e {
-        crate::upload::SpoolError::TooLarge => Error::TooLarge,
-        other => Error::Unavailable(format!("spooling a copy: {other}")),
-    };
-    let mut writer = writes.spool.writer(Some(entry.size)).await.map_err(io)?;
-    match src.vfs.local(entry) {
-        Some(Local::Empty) => {}
-        Some(Local::Spooled(path)) => {
-            let mut file = tokio::fs::File::open(&path)
-                .await
-                .map_err(|e| Error::Transport(e.to_string()))?;
-            writer.write_from(&mut file).await.map_err(io)?;
-        }
-        None => {
-            let link = src.vfs.link(entry, false).await?;
-            let res = state
-                .http
-                .get(&link.url)
-                .headers(link.headers.clone())
-                .send()
-                .await
-                .map_err(|e| Error::Transport(e.without_url().to_string()))?;
-            if res.status() != StatusCode::OK {
-                return Err(Error::Unavailable(format!(
-                    "the source download answered HTTP {}",
-                    res.status().as_u16()
-                )));
-            }
-            let mut body = res.bytes_stream();
-            while let Some(chunk) = body.next().await {
-                let chunk: Bytes =
-                    chunk.map_err(|e| Error::Transport(e.without_url().to_string()))?;
-                writer.write(&chunk).await.map_err(io)?;
-            }
-        }
-    }
-    let file = writer.finish().await.map_err(io)?;
-    if file.size != entry.size {
-        file.discard().await;
-        return Err(Error::Unavailable("the source ended early".into()));
-    }
-    let job = NewJob {
-        mount: dst.name().to_string(),
-        parent_id: dst_parent.id,
-        name: cloud_name(name)?,
-        file,
-        modified: SystemTime::now(),
-    };
-    if writes.sync {
-        writes.queue.upload_now(job).await.map(|_| ())?;
-        dst.vfs.invalidate(dst_parent.id).await;
-        Ok(())
-    } else {
-        writes
-            .queue
-            .enqueue(job)
-            .await
-            .map(|_| ())
-            .map_err(|e| Error::Unavailable(format!("queueing a copy: {e}")))
-    }
 }

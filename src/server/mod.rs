@@ -170,6 +170,7 @@ impl AppState {
                     queue: uploads.clone(),
                     spool: uploads.spool(),
                     sync: m.upload == crate::config::UploadMode::Sync,
+                    http: http.clone(),
                 };
                 build_mount(
                     m,

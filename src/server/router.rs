@@ -321,7 +321,6 @@ where
                 let dest_rest = dest_rest.to_vec();
                 let is_move = method == "MOVE";
                 return super::across::copy_or_move(
-                    state,
                     mount,
                     rest,
                     &other,

@@ -1,12 +1,14 @@
 //! The durable upload queue: one per gateway, shared by every mount.
 //!
 //! A PUT is answered once its body is spooled and its job manifest is on disk; the upload to
-//! 123 runs here, in the background, and resumes after a restart. An overwrite never relies on
-//! 123's `duplicate: 2` (which may trash the old file before the new one is complete): the new
-//! content is uploaded under a temporary name in the same folder, and only once 123 has it is
-//! the old file trashed and the new one renamed. Each step is persisted before it starts, so a
-//! crash between steps leaves both files (the old one perhaps in the recycle bin), never
-//! neither.
+//! 123 runs here, in the background, and resumes after a restart. Every upload, of a new file
+//! or an overwrite, goes to a temporary name only this job uses, in the same folder; only once
+//! 123 has the whole file is the old one (if any) trashed and the new one renamed. So nothing
+//! depends on what 123's `create` does with a taken name (spec open-api §11: refuse, keep both
+//! as `name(1)`, or replace, perhaps before the new file is complete): a new file whose name
+//! someone takes meanwhile, and an overwrite, take the same path, and no `name(1)` copy is
+//! ever made. Each step is persisted before it starts, so a crash between steps leaves both
+//! files (the old one perhaps in the recycle bin), never neither.
 //!
 //! At most one job exists per target (mount, folder, name): a newer one supersedes the older.
 //! A job's target may change while it runs (a MOVE of the pending file); every step re-reads
@@ -530,9 +532,9 @@ impl UploadQueue {
 
     /// Brings a job from its persisted phase to "the file is in place on 123".
     ///
-    /// A new file is uploaded under its own name: `create` refuses a taken name before any
-    /// byte is sent, so trying it first costs nothing and spares a listing of the folder.
-    /// When the name is taken it is an overwrite, and the upload goes to a temporary name.
+    /// spec open-api §11: the upload always goes to the job's temporary name, then `place`
+    /// swaps it in (a listing and a rename for a new file, plus a trash for an overwrite).
+    /// Uploading under the real name first would rely on `create` refusing a taken name.
     async fn drive(&self, id: &JobId) -> Result<(Entry, OwnedMutexGuard<()>), Error> {
         let (mount, step, src) = self
             .with_job(id, |j| {
@@ -552,7 +554,7 @@ impl UploadQueue {
                 Phase::Queued => {
                     let phase = Phase::Uploading {
                         parent: rec.parent_id,
-                        name: rec.name.clone(),
+                        name: temp,
                     };
                     self.set_phase(id, phase).await?;
                 }
@@ -561,25 +563,26 @@ impl UploadQueue {
                     if !fresh {
                         // The upload may have completed before a crash or a lost answer.
                         let children = backend.list(parent).await?;
-                        match children.iter().find(|e| same_name(&e.name, &name)) {
-                            Some(e) if holds(e, &rec) => {
-                                let phase = Phase::Uploaded {
-                                    id: e.id,
-                                    parent,
-                                    name,
-                                };
-                                self.set_phase(id, phase).await?;
-                                fresh = true;
-                                continue;
-                            }
-                            Some(_) if !is_temp_name(&name) => {
-                                let phase = Phase::Uploading { parent, name: temp };
-                                self.set_phase(id, phase).await?;
-                                fresh = true;
-                                continue;
-                            }
-                            _ => {}
+                        if let Some(e) = children
+                            .iter()
+                            .find(|e| same_name(&e.name, &name) && holds(e, &rec))
+                        {
+                            let phase = Phase::Uploaded {
+                                id: e.id,
+                                parent,
+                                name,
+                            };
+                            self.set_phase(id, phase).await?;
+                            fresh = true;
+                            continue;
                         }
+                    }
+                    if !is_temp_name(&name) {
+                        // A manifest from before every upload went to a temporary name.
+                        let phase = Phase::Uploading { parent, name: temp };
+                        self.set_phase(id, phase).await?;
+                        fresh = true;
+                        continue;
                     }
                     match backend
                         .upload(
@@ -601,28 +604,11 @@ impl UploadQueue {
                             )
                             .await?
                         }
-                        // The name is taken: an overwrite. Upload beside the old file.
-                        Err(Error::AlreadyExists) if !is_temp_name(&name) => {
-                            let phase = Phase::Uploading { parent, name: temp };
-                            self.set_phase(id, phase).await?;
-                        }
+                        // Something holds our temporary name (a leftover the re-check did
+                        // not recognise): decide again from the start.
                         Err(Error::AlreadyExists) if redecide < MAX_REDECIDE => {
                             redecide += 1;
                             self.set_phase(id, Phase::Queued).await?;
-                        }
-                        // 123's wording for a taken name is not published: if a refusal we
-                        // do not recognise coincides with a taken name, treat it as one.
-                        Err(e @ Error::Upstream { .. }) if !is_temp_name(&name) => {
-                            let taken = backend
-                                .list(parent)
-                                .await?
-                                .iter()
-                                .any(|c| same_name(&c.name, &name));
-                            if !taken {
-                                return Err(e);
-                            }
-                            let phase = Phase::Uploading { parent, name: temp };
-                            self.set_phase(id, phase).await?;
                         }
                         Err(e) => return Err(e),
                     }

@@ -10,7 +10,8 @@
 use std::cell::Cell;
 
 use pan123_emulator::{
-    AuthKeyPath, ErrorStatus, Switches, UploadCredentials, WebRateLimitStyle, WebSignatureFailure,
+    AuthKeyPath, ErrorStatus, Switches, TakenName, UploadCredentials, WebRateLimitStyle,
+    WebSignatureFailure,
 };
 
 /// One reading of every point 123 leaves open.
@@ -39,6 +40,12 @@ impl Profile {
                 switches.web_rate_limit_style = WebRateLimitStyle::Message;
                 // OpenList's driver still implements static S3 credentials (spec web §7).
                 switches.upload_credentials = UploadCredentials::Static;
+                // create on a taken name without `duplicate`: 123 keeps both (`name(1)`).
+                switches.create_on_taken_name = TakenName::KeepBoth;
+                // OpenList polls upload_complete through every error: 123 answers some.
+                switches.complete_transient_errors = 3;
+                // "秒传成功才会返回正确的 FileID，否则为 0": reuse without a fileID.
+                switches.reuse_without_file_id = true;
             }
             Profile::SdkReading => {
                 // Errors with a matching HTTP status (the Go SDKs read the status first).
@@ -49,6 +56,10 @@ impl Profile {
                 switches.web_signature_failure = WebSignatureFailure::StatusInfo;
                 // 123's official signing samples hash the path as written (spec web §6).
                 switches.auth_key_path = AuthKeyPath::Encoded;
+                // create on a taken name without `duplicate`: the old file is replaced.
+                switches.create_on_taken_name = TakenName::Replace;
+                // An SDK's tests retry 20103 on link calls for files just uploaded.
+                switches.verifying_after_upload = 2;
             }
         }
     }

@@ -2,7 +2,7 @@
 //! parts on the `s3` host, move, rename, trash, and the traffic cap of personal downloads.
 
 use pan123_emulator::{
-    Emulator, Fault, FaultKind, Host, OverwriteAt, ZeroByteUpload, WEB_PART_SIZE,
+    Emulator, Fault, FaultKind, Host, OverwriteAt, TakenName, ZeroByteUpload, WEB_PART_SIZE,
 };
 use serde_json::{json, Value};
 
@@ -561,12 +561,16 @@ async fn duplicate_modes_and_overwrite_at() {
     assert_eq!(web.complete(&up, 800).await["code"], 0);
     assert!(emu.entry(old).unwrap().trashed);
     assert_eq!(emu.read("/d/b.txt").unwrap(), newer);
-    // 1 = keep both, 0 = the same
+    // 1 = keep both; 0 = "default", which follows `create_on_taken_name` (refuse by default)
     let v = web.upload(json!(dir), "a.txt", &bytes(900, 3), 1).await;
     assert_eq!(v["code"], 0, "{v}");
     assert_eq!(v["data"]["Info"]["FileName"], "a(1).txt");
+    let v = web.request(json!(dir), "a.txt", &bytes(900, 4), 0).await;
+    assert_eq!(v["code"], 1, "{v}");
+    emu.set_switches(|s| s.create_on_taken_name = TakenName::KeepBoth);
     let v = web.upload(json!(dir), "a.txt", &bytes(900, 4), 0).await;
     assert_eq!(v["data"]["Info"]["FileName"], "a(2).txt");
+    emu.set_switches(|s| s.create_on_taken_name = TakenName::Refuse);
     // instant uploads replace at once
     let v = web.upload(json!(dir), "a(1).txt", &new, 2).await;
     assert_eq!(v["data"]["Reuse"], true);

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use pan123_emulator::{Fault, FaultKind, OverwriteAt, ZeroByteUpload};
+use pan123_emulator::{Fault, FaultKind, OverwriteAt, TakenName, ZeroByteUpload};
 use serde_json::json;
 
 use crate::common::{self, md5, Api};
@@ -295,4 +295,147 @@ async fn cut_upload_then_retry() {
     assert_eq!(v["code"], 0);
     assert_eq!(api.complete(&pre).await["data"]["completed"], true);
     assert_eq!(emu.stats().calls("/upload/v2/file/slice"), 2);
+}
+
+#[tokio::test]
+async fn create_on_taken_name_switch_decides_absent_and_zero_duplicate() {
+    for (reading, dup) in [
+        (TakenName::KeepBoth, None),
+        (TakenName::KeepBoth, Some(0)),
+        (TakenName::Replace, None),
+        (TakenName::Replace, Some(0)),
+    ] {
+        let emu = common::start_with(|c| c.switches.create_on_taken_name = reading).await;
+        let old = emu.put_file("/a.txt", "old");
+        let api = Api::new(&emu).await;
+        let v = api.upload(0, "a.txt", b"new", dup).await;
+        assert_eq!(v["code"], 0, "{reading:?} {dup:?}: {v}");
+        match reading {
+            TakenName::KeepBoth => {
+                assert_eq!(emu.read("/a.txt").unwrap(), b"old");
+                assert_eq!(emu.read("/a(1).txt").unwrap(), b"new");
+            }
+            _ => {
+                assert_eq!(emu.read("/a.txt").unwrap(), b"new");
+                assert!(emu.entry(old).unwrap().trashed);
+                assert_eq!(emu.list_names("/").unwrap(), ["a.txt"]);
+            }
+        }
+        // Explicit values keep their meaning whatever the switch says.
+        let v = api.upload(0, "a.txt", b"newer", Some(1)).await;
+        assert_eq!(v["code"], 0, "{v}");
+        assert!(emu.lookup("/a.txt").is_some());
+    }
+}
+
+#[tokio::test]
+async fn complete_transient_errors_cycle_before_the_normal_answers() {
+    let emu = common::start_with(|c| c.switches.complete_transient_errors = 4).await;
+    let api = Api::new(&emu).await;
+    let data = common::bytes(3000, 9);
+    let v = api.create(0, "t.bin", &data, None).await;
+    let pre = v["data"]["preuploadID"].as_str().unwrap().to_string();
+    api.send_slices(&pre, &data, 1024).await;
+    let body = json!({"preuploadID": pre});
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        let v = api
+            .post("/upload/v2/file/upload_complete", body.clone())
+            .await;
+        codes.push((
+            v["code"].as_i64().unwrap(),
+            v["message"].as_str().unwrap().to_string(),
+        ));
+    }
+    assert_eq!(
+        codes[0],
+        (20103, "文件正在校验中,请间隔1秒后再试".to_string())
+    );
+    assert_eq!(
+        codes[1],
+        (1, "任务队列削峰中,未直接获取到文件ID,请慢一点".to_string())
+    );
+    assert_eq!(codes[2].0, 40199);
+    assert_eq!(codes[3].0, 20103, "the cycle starts again");
+    assert!(emu.lookup("/t.bin").is_none(), "nothing made yet");
+    let v = api.post("/upload/v2/file/upload_complete", body).await;
+    assert_eq!(v["data"]["completed"], true, "{v}");
+    assert_eq!(emu.read("/t.bin").unwrap(), data);
+}
+
+#[tokio::test]
+async fn reuse_without_file_id_asks_for_the_bytes() {
+    let emu = common::start_with(|c| c.switches.reuse_without_file_id = true).await;
+    emu.put_file("/orig.bin", "same bytes");
+    let api = Api::new(&emu).await;
+    let v = api.create(0, "copy.bin", b"same bytes", Some(1)).await;
+    assert_eq!(v["code"], 0, "{v}");
+    assert_eq!(v["data"]["reuse"], true);
+    assert_eq!(v["data"]["fileID"], 0);
+    assert!(emu.lookup("/copy.bin").is_none(), "not an instant upload");
+    let pre = v["data"]["preuploadID"].as_str().unwrap().to_string();
+    assert!(!pre.is_empty());
+    api.send_slices(&pre, b"same bytes", 1024).await;
+    assert_eq!(api.complete(&pre).await["data"]["completed"], true);
+    assert_eq!(emu.read("/copy.bin").unwrap(), b"same bytes");
+}
+
+#[tokio::test]
+async fn verifying_after_upload_answers_20103_on_link_calls() {
+    let emu = common::start_with(|c| {
+        c.switches.verifying_after_upload = 2;
+        c.direct_link_space = Some("/direct".into());
+    })
+    .await;
+    let seeded = emu.put_file("/seeded.bin", "seeded");
+    let dir = emu.mkdir_p("/direct");
+    let api = Api::new(&emu).await;
+    let v = api.upload(dir, "fresh.bin", b"fresh bytes", None).await;
+    let id = v["data"]["fileID"].as_u64().unwrap();
+    for path in [
+        format!("/api/v1/file/download_info?fileId={id}"),
+        format!("/api/v1/direct-link/url?fileID={id}"),
+    ] {
+        let v = api.get(&path).await;
+        assert_eq!(v["code"], 20103, "{path}: {v}");
+    }
+    let v = api
+        .get(&format!("/api/v1/file/download_info?fileId={id}"))
+        .await;
+    assert_eq!(v["code"], 0, "two answers, then normal: {v}");
+    // Files not uploaded in this run are never "verifying".
+    let v = api
+        .get(&format!("/api/v1/file/download_info?fileId={seeded}"))
+        .await;
+    assert_eq!(v["code"], 0, "{v}");
+}
+
+#[tokio::test]
+async fn error_after_acts_and_then_answers_the_error() {
+    let emu = common::start().await;
+    let api = Api::new(&emu).await;
+    let data = common::bytes(1500, 4);
+    let v = api.create(0, "e.bin", &data, None).await;
+    let pre = v["data"]["preuploadID"].as_str().unwrap().to_string();
+    api.send_slices(&pre, &data, 1024).await;
+    emu.inject(Fault {
+        endpoint: "/upload/v2/file/upload_complete".into(),
+        kind: FaultKind::ErrorAfter {
+            code: 1,
+            message: "任务队列削峰中,未直接获取到文件ID,请慢一点".into(),
+            count: 1,
+        },
+    });
+    let body = json!({"preuploadID": pre});
+    let v = api
+        .post("/upload/v2/file/upload_complete", body.clone())
+        .await;
+    assert_eq!(v["code"], 1, "{v}");
+    assert_eq!(
+        emu.read("/e.bin").unwrap(),
+        data,
+        "the upload completed anyway"
+    );
+    let v = api.post("/upload/v2/file/upload_complete", body).await;
+    assert_eq!(v["data"]["completed"], true, "{v}");
 }

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod client;
 pub mod token;
+mod verifying;
 mod write;
 
 pub use write::MAX_UPLOAD_SIZE;
@@ -119,10 +120,10 @@ impl Backend for OpenBackend {
     async fn link(&self, file: &Entry) -> Result<Link, Error> {
         match &self.links {
             LinkMode::DownloadInfo => {
-                let info: api::DownloadInfo = self
-                    .client
-                    .get(Endpoint::DownloadInfo, &[("fileId", file.id.to_string())])
-                    .await?;
+                let query = [("fileId", file.id.to_string())];
+                let info: api::DownloadInfo =
+                    verifying::while_verifying(|| self.client.get(Endpoint::DownloadInfo, &query))
+                        .await?;
                 Ok(Link {
                     url: info.download_url,
                     headers: Default::default(),
@@ -256,10 +257,10 @@ impl Backend for OpenBackend {
 impl OpenBackend {
     /// The unsigned direct link of file `id` (`direct-link/url`).
     async fn direct_url(&self, id: u64) -> Result<String, Error> {
-        let direct: api::DirectLinkUrl = self
-            .client
-            .get(Endpoint::DirectLinkUrl, &[("fileID", id.to_string())])
-            .await?;
+        let query = [("fileID", id.to_string())];
+        // A file just uploaded may still be verifying (20103): retried, then 503.
+        let direct: api::DirectLinkUrl =
+            verifying::while_verifying(|| self.client.get(Endpoint::DirectLinkUrl, &query)).await?;
         Ok(direct.url)
     }
 }

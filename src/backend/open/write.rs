@@ -17,8 +17,8 @@ use serde_json::json;
 use super::api;
 use super::client::{is_upload_failed, is_verifying, Endpoint, Retry};
 use super::OpenBackend;
-use crate::backend::unsure::{made_file, made_folder, send_unsure, Outcome};
-use crate::backend::{Entry, Error, UploadOptions, UploadSource};
+use crate::backend::unsure::{find_child, made_file, made_folder, send_unsure, Outcome};
+use crate::backend::{deadline, Entry, Error, UploadOptions, UploadSource};
 
 /// 123 refuses single files over 10 GB through the Open API (spec §4.1). The emulator reads
 /// that as 10 GiB (`10 << 30`); so do we, so that a file it would take is never refused here.
@@ -28,6 +28,11 @@ pub const MAX_UPLOAD_SIZE: u64 = 10 << 30;
 const MAX_BATCH: usize = 100;
 /// `upload_complete` polls before giving up, as OpenList does (60 × 1 s).
 const MAX_COMPLETE_POLLS: u32 = 60;
+/// `duplicate` sent with every `create` (spec open-api §11: what 123 does with a taken name
+/// when it is absent is unknown, so it is never left out). 1 = keep both: whatever happens,
+/// nothing is replaced. The upload queue uploads under a name nobody else has and swaps
+/// afterwards, so the value only matters when someone takes that name meanwhile.
+const DUPLICATE_KEEP_BOTH: i64 = 1;
 /// Most slices in flight, whatever the options say (OpenList allows 1..=32).
 const MAX_PARALLEL_SLICES: usize = 32;
 
@@ -89,9 +94,18 @@ impl OpenBackend {
         if size > MAX_UPLOAD_SIZE {
             return Err(Error::TooLarge);
         }
+        // spec open-api §11: `create` cannot be asked to refuse a taken name (only keep both
+        // and replace are defined), so the name is checked here; should someone take it in
+        // between, `duplicate: 1` keeps both.
+        if find_child(self, parent, name).await?.is_some() {
+            return Err(Error::AlreadyExists);
+        }
         // A `reuse: false` answer opens a preupload session that is simply abandoned.
         match self.create(parent, name, md5, size).await? {
             Created::Done(entry) => Ok(Some(entry)),
+            // spec open-api §11: `reuse: true` without a fileID may still have made the file
+            // (its id was just not handed back): look before calling it not copied.
+            Created::Session(s) if s.reused => made_file(self, parent, name, md5, size).await,
             Created::Session(_) => Ok(None),
         }
     }
@@ -119,14 +133,34 @@ impl OpenBackend {
             Created::Session(s) => s,
         };
         self.send_slices(&session, src, opts).await?;
-        let id = self
+        match self
             .complete(&session.preupload_id, opts.complete_poll_interval)
-            .await?;
-        Ok(Entry::new_file(id, name, src.size, &md5))
+            .await
+        {
+            Ok(id) => Ok(Entry::new_file(id, name, src.size, &md5)),
+            // spec open-api §11: polling ran out, but 123 may have made the file all the same.
+            Err(e) if !is_upload_failed(&e) => match find_child(self, parent, name).await {
+                Ok(Some(found))
+                    if !found.is_dir
+                        && found.size == src.size
+                        && found.md5.as_deref() == Some(md5.as_str()) =>
+                {
+                    tracing::info!(
+                        parent,
+                        file_id = found.id,
+                        error = %e,
+                        "upload_complete never confirmed, but the file is listed: done"
+                    );
+                    Ok(found)
+                }
+                _ => Err(e),
+            },
+            Err(e) => Err(e),
+        }
     }
 
-    /// `create` without `duplicate`: the name must be free. Resent only after a re-check shows
-    /// that the first send did not create the file.
+    /// `create` with `duplicate` 1 (keep both: a taken name is never replaced). Resent only
+    /// after a re-check shows that the first send did not create the file.
     async fn create(
         &self,
         parent: u64,
@@ -139,6 +173,7 @@ impl OpenBackend {
             "filename": name,
             "etag": md5,
             "size": size,
+            "duplicate": DUPLICATE_KEEP_BOTH,
         });
         // An instant upload may have happened before the answer was lost. A lost
         // `reuse: false` answer only leaves an unused session behind.
@@ -160,16 +195,21 @@ impl OpenBackend {
             Outcome::Answered(reply) => reply,
             Outcome::Found(entry) => return Ok(Created::Done(entry)),
         };
-        if reply.reuse {
-            if reply.file_id <= 0 {
-                return Err(Error::unexpected("create answered reuse without a fileID"));
-            }
+        if reply.reuse && reply.file_id > 0 {
             return Ok(Created::Done(Entry::new_file(
                 reply.file_id as u64,
                 name,
                 size,
                 md5,
             )));
+        }
+        // spec open-api §11 (OpenList: "秒传成功才会返回正确的 FileID，否则为 0"): `reuse: true`
+        // with `fileID: 0` is not an instant upload; the bytes go to the session it opened.
+        if reply.reuse {
+            tracing::debug!(
+                parent,
+                "create answered reuse without a fileID: sending the slices"
+            );
         }
         let preupload_id = reply
             .preupload_id
@@ -187,6 +227,7 @@ impl OpenBackend {
             preupload_id,
             server,
             slice_size,
+            reused: reply.reuse,
         }))
     }
 
@@ -233,8 +274,17 @@ impl OpenBackend {
     }
 
     /// Polls `upload_complete` until 123 has verified the file; returns its id.
+    ///
+    /// spec open-api §11: 123 answers more than "verifying" while it works (20103, code 1
+    /// `任务队列削峰中,未直接获取到文件ID,请慢一点`, codes nobody has documented; OpenList
+    /// retries every error), so every error code 123 answers is polled through except the
+    /// definite `文件上传失败`. A failure of the call itself (5xx, a cut, 429 past the client's
+    /// back-off) was retried by `OpenClient` already and ends the polling. Bounded by
+    /// `MAX_COMPLETE_POLLS` and the request's deadline; the caller looks for the file before it
+    /// calls the upload failed.
     async fn complete(&self, preupload_id: &str, interval: Duration) -> Result<u64, Error> {
         let body = json!({ "preuploadID": preupload_id });
+        let mut last = None;
         for poll in 1..=MAX_COMPLETE_POLLS {
             match self
                 .client
@@ -242,20 +292,30 @@ impl OpenBackend {
                 .await
             {
                 Ok(r) if r.completed && r.file_id > 0 => return Ok(r.file_id as u64),
-                Ok(_) => {}
-                Err(e) if is_verifying(&e) => {}
-                Err(e) => {
-                    if is_upload_failed(&e) {
-                        tracing::warn!(error = %e, "123 rejected the uploaded file (MD5 mismatch)");
-                    }
+                Ok(_) => tracing::trace!(poll, "123 is still verifying the upload"),
+                Err(e) if is_upload_failed(&e) => {
+                    tracing::warn!(error = %e, "123 rejected the uploaded file (MD5 mismatch)");
                     return Err(e);
                 }
+                Err(e @ Error::Upstream { .. }) => {
+                    if !is_verifying(&e) {
+                        tracing::info!(poll, error = %e, "upload_complete answered an error; polling on");
+                    }
+                    last = Some(e);
+                }
+                Err(e) => return Err(e),
             }
-            tracing::trace!(poll, "123 is still verifying the upload");
+            if poll == MAX_COMPLETE_POLLS || !deadline::allows(interval) {
+                break;
+            }
             tokio::time::sleep(interval).await;
         }
+        let why = last.map_or_else(
+            || "it kept saying not completed".to_string(),
+            |e| e.to_string(),
+        );
         Err(Error::Unavailable(format!(
-            "123 did not finish verifying the upload after {MAX_COMPLETE_POLLS} polls"
+            "123 did not confirm the upload after polling upload_complete ({why})"
         )))
     }
 }
@@ -272,6 +332,8 @@ struct Session {
     preupload_id: String,
     server: String,
     slice_size: u64,
+    /// `create` said `reuse: true` but gave no fileID (spec open-api §11).
+    reused: bool,
 }
 
 /// The multipart form of one slice, built in one buffer with the slice read straight into it.

@@ -34,9 +34,10 @@ const MAX_BATCH: usize = 100;
 /// A part of 16 MiB on a slow line: the whole PUT may take this long.
 pub(super) const PART_TIMEOUT: Duration = Duration::from_secs(300);
 /// `duplicate` of `upload_request`: 1 = keep both (123 gives the new file a suffixed name).
-/// What 0 does is not confirmed and 2 replaces the old file, so `request_upload` refuses a
-/// taken name itself (the queue's safe overwrite relies on that) and 1 only matters if another
-/// client takes the name in between: then both files are kept, never one lost.
+/// What 0 does is not confirmed (spec open-api §11, web §1.4) and 2 replaces the old file, so
+/// `request_upload` refuses a taken name itself (the upload queue sends only names its job
+/// alone uses; instant copies need the refusal) and 1 only matters if another client takes the
+/// name in between: then both files are kept, never one lost.
 const DUPLICATE_KEEP_BOTH: i64 = 1;
 
 /// One upload opened by `upload_request` that needs its bytes.
