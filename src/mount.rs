@@ -294,3 +294,17 @@ fn store_name(mount: &str) -> String {
             .collect()
     }
 }
+
+/// The mount a path (decoded segments from the server's root) belongs to and the segments
+/// below it: the mount served at `/` takes every path; otherwise the first segment names it.
+pub fn route<'a>(
+    mounts: &[Arc<Mount>],
+    segments: &'a [String],
+) -> Option<(Arc<Mount>, &'a [String])> {
+    if let Some(m) = mounts.iter().find(|m| m.name().is_empty()) {
+        return Some((m.clone(), segments));
+    }
+    let first = segments.first()?;
+    let m = mounts.iter().find(|m| m.name() == first)?;
+    Some((m.clone(), &segments[1..]))
+}

@@ -9,8 +9,10 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use http::{header, HeaderMap, HeaderName, Method};
+use http::{header, HeaderMap, HeaderName, Method, Response};
 
+use super::respond;
+use super::ResponseBody;
 use crate::backend::Entry;
 
 /// The validators of one file, as sent in `ETag` and `Last-Modified`.
@@ -47,6 +49,34 @@ pub enum Precondition {
     NotModified,
     /// 412 Precondition Failed.
     Failed,
+}
+
+/// What a GET or HEAD of a file comes to before any byte is read.
+pub enum Preflight {
+    /// Answered from the listing alone: 304, 412, or HEAD's headers (HEAD never costs a link).
+    Answered(Response<ResponseBody>),
+    /// Send the bytes, with these validators; `Range` only when `honour_range`.
+    Send {
+        validators: Validators,
+        honour_range: bool,
+    },
+}
+
+/// The one place a file request's preconditions and HEAD are answered: every way of sending
+/// a file (proxy, redirect, proxy-url, local bytes) comes through here first.
+pub fn preflight(method: &Method, headers: &HeaderMap, entry: &Entry) -> Preflight {
+    let v = Validators::for_entry(entry);
+    match evaluate(method, headers, &v) {
+        Precondition::NotModified => Preflight::Answered(respond::not_modified(&v)),
+        Precondition::Failed => Preflight::Answered(respond::precondition_failed()),
+        Precondition::Proceed { .. } if method == Method::HEAD => {
+            Preflight::Answered(respond::head(entry, &v))
+        }
+        Precondition::Proceed { honour_range } => Preflight::Send {
+            validators: v,
+            honour_range,
+        },
+    }
 }
 
 /// Evaluates the preconditions of `headers` against `v`, in the order of RFC 9110 §13.2.2.

@@ -12,7 +12,7 @@ use http::{Method, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use super::conditional::{evaluate, Precondition, Validators};
+use super::conditional::{preflight, Preflight, Validators};
 use super::range::{parse_range, RangeRequest};
 use super::respond::{self, content_type};
 use super::ResponseBody;
@@ -27,22 +27,31 @@ pub enum Source<'a> {
 }
 
 /// Answers GET/HEAD for `entry` from local bytes, with the same validators, preconditions and
-/// Range handling as the proxy.
+/// Range handling as the proxy ([`preflight`] first, then [`send`]).
 pub async fn serve(
     method: &Method,
     headers: &http::HeaderMap,
     entry: &Entry,
     source: Source<'_>,
 ) -> Response<ResponseBody> {
-    let v = Validators::for_entry(entry);
-    let honour_range = match evaluate(method, headers, &v) {
-        Precondition::NotModified => return respond::not_modified(&v),
-        Precondition::Failed => return respond::precondition_failed(),
-        Precondition::Proceed { honour_range } => honour_range,
-    };
-    if method == Method::HEAD {
-        return respond::head(entry, &v);
+    match preflight(method, headers, entry) {
+        Preflight::Answered(res) => res,
+        Preflight::Send {
+            validators,
+            honour_range,
+        } => send(headers, entry, &validators, honour_range, source).await,
     }
+}
+
+/// Sends the bytes of `entry` from `source` (after [`preflight`]): the client's `Range` when
+/// `honour_range`, else the whole file.
+pub async fn send(
+    headers: &http::HeaderMap,
+    entry: &Entry,
+    v: &Validators,
+    honour_range: bool,
+    source: Source<'_>,
+) -> Response<ResponseBody> {
     let size = entry.size;
     let range = if honour_range {
         parse_range(headers.get(http::header::RANGE), size)

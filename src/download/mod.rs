@@ -1,5 +1,6 @@
-//! How file bytes reach the client: the download policy, exact Range pass-through, conditional
-//! requests, and signed `/-/d/` URLs.
+//! How file bytes reach the client: the download policy ([`policy`]), the signed `/-/d/`
+//! route ([`signed_route`]), the local proxy ([`proxy`]) over the one upstream fetch
+//! ([`upstream::fetch`]), exact Range pass-through, conditional requests and local bytes.
 
 use bytes::Bytes;
 
@@ -7,8 +8,18 @@ use bytes::Bytes;
 pub type ResponseBody = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
 
 pub mod conditional;
+pub mod exact;
+pub mod judge;
 pub mod local;
+pub mod policy;
 pub mod proxy;
 pub mod range;
 pub mod respond;
 pub mod sign;
+pub mod signed_route;
+#[cfg(test)]
+pub(crate) mod test_util;
+pub mod upstream;
+
+pub use policy::{serve_file, serve_memory, Downloads, Failed, Failure, FileRequest, VfsLinks};
+pub use upstream::{fetch, LinkSource, ProxyError};

@@ -7,6 +7,7 @@ use http::{Response, StatusCode};
 use crate::backend::Error;
 use crate::download::respond::status_text;
 use crate::download::ResponseBody;
+use crate::download::{Failed, Failure};
 
 /// How long clients are asked to wait when 123 is briefly unavailable.
 const UNAVAILABLE_RETRY: Duration = Duration::from_secs(5);
@@ -52,4 +53,16 @@ pub fn error_response(e: &Error, what: &str) -> Response<ResponseBody> {
         tracing::warn!(what = %super::access::capped(what), status = status.as_u16(), error = %e, trace_id, "upstream trouble");
     }
     status_text(status, &text, retry)
+}
+
+/// The response for a file the download path could not send: a backend error as above, an
+/// upstream failure as 502/503/504 (logged here, once).
+pub fn failed_response(failed: &Failed) -> Response<ResponseBody> {
+    match &failed.failure {
+        Failure::Backend(e) => error_response(e, &failed.what),
+        Failure::Upstream(e) => {
+            tracing::warn!(what = %super::access::capped(&failed.what), error = %e, "proxy failed");
+            status_text(e.status(), "The upstream download failed", e.retry_after())
+        }
+    }
 }

@@ -11,17 +11,14 @@ use http::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 
-use super::errors::error_response;
+use super::errors::{error_response, failed_response};
 use super::index;
 use super::paths;
 use super::profile::ClientProfile;
 use super::AppState;
-use crate::backend::{Entry, Error, Link};
-use crate::config::DownloadPolicy;
+use crate::backend::Entry;
 use crate::dav::{store_key, Ctx, MountFs, RootFs};
-use crate::download::conditional::{evaluate, Precondition, Validators};
-use crate::download::local;
-use crate::download::proxy::{proxy, LinkSource};
+use crate::download;
 use crate::download::respond::{self, status_text};
 use crate::download::ResponseBody;
 use crate::mount::Mount;
@@ -33,28 +30,6 @@ const WRITABLE_ALLOW: &str =
     "OPTIONS, GET, HEAD, PROPFIND, PROPPATCH, PUT, DELETE, MKCOL, COPY, MOVE, LOCK, UNLOCK";
 /// The request header that makes dav-server answer a PROPFIND (value `dav-server`).
 pub const PROPFIND_WRITER: &str = "x-propfind-writer";
-
-/// What the download policy decided for one GET.
-#[derive(Debug, PartialEq, Eq)]
-enum Delivery {
-    Redirect,
-    Proxy,
-    ProxyUrl,
-}
-
-/// Picks how a file's bytes reach this client.
-fn delivery(policy: DownloadPolicy, portable_links: bool, profile: ClientProfile) -> Delivery {
-    let wanted = match policy {
-        DownloadPolicy::Auto if portable_links => Delivery::Redirect,
-        DownloadPolicy::Auto | DownloadPolicy::Proxy => Delivery::Proxy,
-        DownloadPolicy::Redirect => Delivery::Redirect,
-        DownloadPolicy::ProxyUrl => Delivery::ProxyUrl,
-    };
-    if profile.never_redirect && wanted != Delivery::Proxy {
-        return Delivery::Proxy;
-    }
-    wanted
-}
 
 /// Answers one request.
 pub async fn handle<B>(state: Arc<AppState>, req: Request<B>) -> Response<ResponseBody>
@@ -491,12 +466,17 @@ impl AppState {
 
     /// The mount a path belongs to and the segments below it.
     fn route<'a>(&self, segments: &'a [String]) -> Option<(Arc<Mount>, &'a [String])> {
-        if let Some(m) = self.mounts.iter().find(|m| m.name().is_empty()) {
-            return Some((m.clone(), segments));
+        crate::mount::route(&self.mounts, segments)
+    }
+
+    /// What the download path needs from this server, for one request.
+    fn downloads(&self) -> download::Downloads<'_> {
+        download::Downloads {
+            http: &self.http,
+            signer: self.signer.as_ref(),
+            sign_ttl: self.sign_ttl,
+            clock: &self.clock,
         }
-        let first = segments.first()?;
-        let m = self.mounts.iter().find(|m| m.name() == first)?;
-        Some((m.clone(), &segments[1..]))
     }
 }
 
@@ -744,39 +724,13 @@ async fn get_or_head<B>(
             modified: file.modified,
             created: file.modified,
         };
-        return local::serve(
-            req.method(),
-            req.headers(),
-            &entry,
-            local::Source::Memory(file.bytes.clone()),
-        )
-        .await;
+        return download::serve_memory(req.method(), req.headers(), &entry, file.bytes.clone())
+            .await;
     }
     let entry = match mount.vfs.resolve(rest).await {
         Ok(e) => e,
         Err(e) => return error_response(&e, what),
     };
-    match mount.vfs.local(&entry) {
-        Some(crate::vfs::Local::Spooled(path)) => {
-            return local::serve(
-                req.method(),
-                req.headers(),
-                &entry,
-                local::Source::File(&path),
-            )
-            .await
-        }
-        Some(crate::vfs::Local::Empty) => {
-            return local::serve(
-                req.method(),
-                req.headers(),
-                &entry,
-                local::Source::Memory(Bytes::new()),
-            )
-            .await
-        }
-        None => {}
-    }
     if entry.is_dir {
         let listing = match mount.vfs.list(&entry).await {
             Ok(l) => l,
@@ -788,158 +742,38 @@ async fn get_or_head<B>(
         }
         return html(req, index::render(&base, &base, &listing.entries));
     }
-    if let Some(res) = answer_from_metadata(req, &entry) {
-        return res;
-    }
-    match delivery(
-        mount.policy(),
-        mount.vfs.backend().capabilities().portable_links,
-        profile,
-    ) {
-        Delivery::Redirect => match mount.vfs.link(&entry, false).await {
-            Ok(link) => respond::redirect(&link.url),
-            Err(e) => error_response(&e, what),
-        },
-        Delivery::ProxyUrl => proxy_url_redirect(state, mount, full),
-        Delivery::Proxy => proxy_file(state, mount, &entry, req, what).await,
-    }
-}
-
-/// 302 to `<proxy_url>/-/d/<mount>/<path>?sign=…`; that route on this server (or a CDN in
-/// front of it) checks the signature and proxies.
-fn proxy_url_redirect(state: &AppState, mount: &Mount, full: &[String]) -> Response<ResponseBody> {
-    let (Some(signer), Some(base)) = (state.signer.as_ref(), mount.config.proxy_url.as_deref())
-    else {
-        return status_text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "proxy-url needs proxy_url and server.signing_key",
-            None,
-        );
+    let file = download::FileRequest {
+        method: req.method(),
+        headers: req.headers(),
+        never_redirect: profile.never_redirect,
+        path: full,
+        what,
     };
-    let path = paths::encode(full);
-    let expires = state.clock.unix_secs() + state.sign_ttl.as_secs();
-    let sign = signer.sign(&path, expires);
-    let encoded: String =
-        percent_encoding::utf8_percent_encode(&sign, percent_encoding::NON_ALPHANUMERIC)
-            .to_string();
-    respond::redirect(&format!(
-        "{}/-/d{}?sign={}",
-        base.trim_end_matches('/'),
-        path,
-        encoded
-    ))
+    download::serve_file(&state.downloads(), mount, &entry, &file)
+        .await
+        .unwrap_or_else(|failed| failed_response(&failed))
 }
 
-struct VfsLinks<'a> {
-    mount: &'a Mount,
-    entry: &'a Entry,
-}
-
-#[async_trait::async_trait]
-impl LinkSource for VfsLinks<'_> {
-    async fn link(&self, refresh: bool) -> Result<Link, Error> {
-        self.mount.vfs.link(self.entry, refresh).await
-    }
-}
-
-async fn proxy_file<B>(
-    state: &AppState,
-    mount: &Mount,
-    entry: &Entry,
-    req: &Request<B>,
-    what: &str,
-) -> Response<ResponseBody> {
-    // A size the backend does not know (a link-tree file whose HEAD failed) cannot be proxied:
-    // the proxy promises exactly `entry.size` bytes, which would be an empty 200. Send the
-    // client to the link itself, which such backends hand out portable.
-    if entry.size == 0 && mount.vfs.backend().capabilities().sizes_may_be_unknown {
-        return match mount.vfs.link(entry, false).await {
-            Ok(link) if link.portable => respond::redirect(&link.url),
-            Ok(_) => status_text(
-                StatusCode::BAD_GATEWAY,
-                "The size of this file is unknown, so it cannot be proxied",
-                None,
-            ),
-            Err(e) => error_response(&e, what),
-        };
-    }
-    let links = VfsLinks { mount, entry };
-    match proxy(&state.http, req.method(), req.headers(), entry, &links).await {
-        Ok(res) => res,
-        Err(crate::download::proxy::ProxyError::Link(e)) => error_response(&e, what),
-        Err(e) => {
-            tracing::warn!(what = %super::access::capped(what), error = %e, "proxy failed");
-            status_text(e.status(), "The upstream download failed", e.retry_after())
-        }
-    }
-}
-
-/// Routes under `/-/`: signed downloads (`/-/d/…`). The signature is the credential.
+/// Routes under `/-/`: health and metrics, and signed downloads (`/-/d/…`, whose signature
+/// is the credential).
 async fn internal<B>(state: &AppState, req: &Request<B>, rest: &str) -> Response<ResponseBody> {
     if let Some(res) = super::health::route(state, req, rest).await {
         return res;
     }
-    let Some(signed_path) = rest.strip_prefix("d/").map(|p| format!("/{p}")) else {
+    let Some(signed) = rest.strip_prefix("d/") else {
         return status_text(StatusCode::NOT_FOUND, "Not found", None);
     };
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        return status_text(StatusCode::METHOD_NOT_ALLOWED, "Only GET and HEAD", None);
-    }
-    let Some(signer) = state.signer.as_ref() else {
-        return status_text(
-            StatusCode::NOT_FOUND,
-            "Signed downloads are not enabled",
-            None,
-        );
+    let signed = download::signed_route::SignedRequest {
+        method: req.method(),
+        uri: req.uri(),
+        headers: req.headers(),
+        rest: signed,
     };
-    let segments = match paths::decode(&signed_path) {
-        Ok(s) => s,
-        Err(bad) => return status_text(StatusCode::BAD_REQUEST, bad.0, None),
-    };
-    let canonical = paths::encode(&segments);
-    let sign = req.uri().query().and_then(|q| {
-        url::form_urlencoded::parse(q.as_bytes())
-            .find(|(k, _)| k == "sign")
-            .map(|(_, v)| v.into_owned())
-    });
-    let Some(sign) = sign else {
-        return status_text(StatusCode::FORBIDDEN, "Missing signature", None);
-    };
-    if let Err(e) = signer.verify(&canonical, &sign, state.clock.unix_secs()) {
-        return status_text(
-            StatusCode::FORBIDDEN,
-            &format!("Invalid signature: {e}"),
-            None,
-        );
-    }
-    let Some((mount, rest)) = state.route(&segments) else {
-        return status_text(StatusCode::NOT_FOUND, "No such mount", None);
-    };
-    super::access::note_mount(req, &mount);
-    let what = canonical.clone();
-    let entry = match mount.vfs.resolve(rest).await {
-        Ok(e) if !e.is_dir => e,
-        Ok(_) => return status_text(StatusCode::NOT_FOUND, "Not a file", None),
-        Err(e) => return error_response(&e, &what),
-    };
-    if let Some(res) = answer_from_metadata(req, &entry) {
-        return res;
-    }
-    proxy_file(state, &mount, &entry, req, &what).await
-}
-
-/// What a file request can be answered with before any link is fetched: 304/412 from the
-/// conditional headers, and HEAD from listing metadata (HEAD never costs a link call).
-fn answer_from_metadata<B>(req: &Request<B>, entry: &Entry) -> Option<Response<ResponseBody>> {
-    let v = Validators::for_entry(entry);
-    match evaluate(req.method(), req.headers(), &v) {
-        Precondition::NotModified => Some(respond::not_modified(&v)),
-        Precondition::Failed => Some(respond::precondition_failed()),
-        Precondition::Proceed { .. } if req.method() == Method::HEAD => {
-            Some(respond::head(entry, &v))
-        }
-        Precondition::Proceed { .. } => None,
-    }
+    download::signed_route::serve(&state.downloads(), &state.mounts, &signed, |m| {
+        super::access::note_mount(req, m)
+    })
+    .await
+    .unwrap_or_else(|failed| failed_response(&failed))
 }
 
 #[cfg(test)]
@@ -972,33 +806,5 @@ mod tests {
         assert_eq!(destination(&h), Some((None, vec!["a".into()])));
         h.insert("Destination", HeaderValue::from_static("ftp://host/a"));
         assert_eq!(destination(&h), None);
-    }
-
-    #[test]
-    fn delivery_table() {
-        let plain = ClientProfile::default();
-        let windows = ClientProfile {
-            never_redirect: true,
-            windows: true,
-            ..ClientProfile::default()
-        };
-        use DownloadPolicy::*;
-        let cases = [
-            (Auto, true, plain, Delivery::Redirect),
-            (Auto, false, plain, Delivery::Proxy),
-            (Redirect, false, plain, Delivery::Redirect),
-            (Proxy, true, plain, Delivery::Proxy),
-            (ProxyUrl, false, plain, Delivery::ProxyUrl),
-            (Redirect, true, windows, Delivery::Proxy),
-            (ProxyUrl, true, windows, Delivery::Proxy),
-            (Auto, true, windows, Delivery::Proxy),
-        ];
-        for (policy, portable, profile, want) in cases {
-            assert_eq!(
-                delivery(policy, portable, profile),
-                want,
-                "{policy:?} portable={portable} {profile:?}"
-            );
-        }
     }
 }

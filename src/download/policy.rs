@@ -1,0 +1,220 @@
+//! The download policy: how the bytes of one file reach this client (a redirect to 123's
+//! link, the local proxy, or a signed `proxy-url` link to this gateway), decided per mount and
+//! per client profile. [`serve_file`] is the one entry point for GET and HEAD of a file.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Response, StatusCode};
+
+use super::conditional::{preflight, Preflight, Validators};
+use super::local;
+use super::proxy::send_file;
+use super::respond::{self, status_text};
+use super::sign::UrlSigner;
+use super::upstream::{LinkSource, ProxyError};
+use super::ResponseBody;
+use crate::backend::{Entry, Error, Link};
+use crate::clock::Clock;
+use crate::config::DownloadPolicy;
+use crate::mount::Mount;
+
+/// What the download policy decided for one GET.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Delivery {
+    Redirect,
+    Proxy,
+    ProxyUrl,
+}
+
+/// Picks how a file's bytes reach this client. A client that cannot follow redirects
+/// (`never_redirect`) is always proxied.
+pub fn delivery(policy: DownloadPolicy, portable_links: bool, never_redirect: bool) -> Delivery {
+    let wanted = match policy {
+        DownloadPolicy::Auto if portable_links => Delivery::Redirect,
+        DownloadPolicy::Auto | DownloadPolicy::Proxy => Delivery::Proxy,
+        DownloadPolicy::Redirect => Delivery::Redirect,
+        DownloadPolicy::ProxyUrl => Delivery::ProxyUrl,
+    };
+    if never_redirect && wanted != Delivery::Proxy {
+        return Delivery::Proxy;
+    }
+    wanted
+}
+
+/// What the download path needs from the server, borrowed for one request.
+pub struct Downloads<'a> {
+    /// The client for CDN downloads (one connection pool with the API calls).
+    pub http: &'a reqwest::Client,
+    /// Signs and checks `/-/d/` links (`server.signing_key`).
+    pub signer: Option<&'a UrlSigner>,
+    /// How long a signed link stays valid (`server.sign_ttl`).
+    pub sign_ttl: Duration,
+    /// The clock signed links expire by.
+    pub clock: &'a Clock,
+}
+
+/// One GET or HEAD of a file, as the download path sees it.
+pub struct FileRequest<'r> {
+    pub method: &'r Method,
+    pub headers: &'r HeaderMap,
+    /// The client cannot follow redirects: always proxy (`[[clients]]`, Windows).
+    pub never_redirect: bool,
+    /// The file's path from the server's root (mount name included), for signed links.
+    pub path: &'r [String],
+    /// A mount and path for the log.
+    pub what: &'r str,
+}
+
+/// Why a file could not be sent. Nothing reached the client yet; the server maps this to a
+/// status in the one place that maps errors.
+#[derive(Debug)]
+pub enum Failure {
+    /// A backend call (resolve, link) failed.
+    Backend(Error),
+    /// The upstream download failed before the first byte.
+    Upstream(ProxyError),
+}
+
+/// A [`Failure`] and the mount and path it happened on (for the log).
+#[derive(Debug)]
+pub struct Failed {
+    pub failure: Failure,
+    pub what: String,
+}
+
+impl Failed {
+    fn backend(error: Error, what: &str) -> Self {
+        Failed {
+            failure: Failure::Backend(error),
+            what: what.to_owned(),
+        }
+    }
+}
+
+/// Answers GET or HEAD on the file `entry` of `mount`: preconditions and HEAD once, from the
+/// listing ([`preflight`]); then local bytes if the file is still on this machine, else what
+/// the policy decides for this client.
+pub async fn serve_file(
+    dl: &Downloads<'_>,
+    mount: &Mount,
+    entry: &Entry,
+    req: &FileRequest<'_>,
+) -> Result<Response<ResponseBody>, Failed> {
+    let (v, honour_range) = match preflight(req.method, req.headers, entry) {
+        Preflight::Answered(res) => return Ok(res),
+        Preflight::Send {
+            validators,
+            honour_range,
+        } => (validators, honour_range),
+    };
+    match mount.vfs.local(entry) {
+        Some(crate::vfs::Local::Spooled(path)) => {
+            let source = local::Source::File(&path);
+            return Ok(local::send(req.headers, entry, &v, honour_range, source).await);
+        }
+        Some(crate::vfs::Local::Empty) => {
+            let source = local::Source::Memory(Bytes::new());
+            return Ok(local::send(req.headers, entry, &v, honour_range, source).await);
+        }
+        None => {}
+    }
+    match delivery(
+        mount.policy(),
+        mount.vfs.backend().capabilities().portable_links,
+        req.never_redirect,
+    ) {
+        Delivery::Redirect => match mount.vfs.link(entry, false).await {
+            Ok(link) => Ok(respond::redirect(&link.url)),
+            Err(e) => Err(Failed::backend(e, req.what)),
+        },
+        Delivery::ProxyUrl => Ok(super::signed_route::redirect(dl, mount, req.path)),
+        Delivery::Proxy => proxy_file(dl, mount, entry, req, &v, honour_range).await,
+    }
+}
+
+/// Answers GET or HEAD on bytes held in memory (client junk kept by the gateway), with the
+/// same preconditions, HEAD and Range handling as every other file.
+pub async fn serve_memory(
+    method: &Method,
+    headers: &HeaderMap,
+    entry: &Entry,
+    bytes: Bytes,
+) -> Response<ResponseBody> {
+    local::serve(method, headers, entry, local::Source::Memory(bytes)).await
+}
+
+/// The links of one file, from its mount's VFS (cached; `refresh` bypasses the cache).
+pub struct VfsLinks<'a> {
+    pub mount: &'a Mount,
+    pub entry: &'a Entry,
+}
+
+#[async_trait::async_trait]
+impl LinkSource for VfsLinks<'_> {
+    async fn link(&self, refresh: bool) -> Result<Link, Error> {
+        self.mount.vfs.link(self.entry, refresh).await
+    }
+}
+
+/// The local proxy, after [`preflight`].
+pub(super) async fn proxy_file(
+    dl: &Downloads<'_>,
+    mount: &Mount,
+    entry: &Entry,
+    req: &FileRequest<'_>,
+    v: &Validators,
+    honour_range: bool,
+) -> Result<Response<ResponseBody>, Failed> {
+    // A size the backend does not know (a link-tree file whose HEAD failed) cannot be proxied:
+    // the proxy promises exactly `entry.size` bytes, which would be an empty 200. Send the
+    // client to the link itself, which such backends hand out portable.
+    if entry.size == 0 && mount.vfs.backend().capabilities().sizes_may_be_unknown {
+        return match mount.vfs.link(entry, false).await {
+            Ok(link) if link.portable => Ok(respond::redirect(&link.url)),
+            Ok(_) => Ok(status_text(
+                StatusCode::BAD_GATEWAY,
+                "The size of this file is unknown, so it cannot be proxied",
+                None,
+            )),
+            Err(e) => Err(Failed::backend(e, req.what)),
+        };
+    }
+    let links = VfsLinks { mount, entry };
+    send_file(dl.http, req.headers, entry, v, honour_range, &links)
+        .await
+        .map_err(|e| Failed {
+            failure: match e {
+                ProxyError::Link(e) => Failure::Backend(e),
+                e => Failure::Upstream(e),
+            },
+            what: req.what.to_owned(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_table() {
+        use DownloadPolicy::*;
+        let cases = [
+            (Auto, true, false, Delivery::Redirect),
+            (Auto, false, false, Delivery::Proxy),
+            (Redirect, false, false, Delivery::Redirect),
+            (Proxy, true, false, Delivery::Proxy),
+            (ProxyUrl, false, false, Delivery::ProxyUrl),
+            (Redirect, true, true, Delivery::Proxy),
+            (ProxyUrl, true, true, Delivery::Proxy),
+            (Auto, true, true, Delivery::Proxy),
+        ];
+        for (policy, portable, never_redirect, want) in cases {
+            assert_eq!(
+                delivery(policy, portable, never_redirect),
+                want,
+                "{policy:?} portable={portable} never_redirect={never_redirect}"
+            );
+        }
+    }
+}
