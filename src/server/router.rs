@@ -1,35 +1,33 @@
-//! The request pipeline, in order: internal routes, OPTIONS, auth, path decoding, mount
-//! routing, then GET/HEAD (download module), PROPFIND (after the listing is known to be
-//! complete) and the rest (dav-server).
+//! The request pipeline. Each step either answers the request or passes it on, in this
+//! order:
+//!
+//! 1. internal routes under `/-/` (health, metrics, signed downloads): no Basic auth;
+//! 2. the path, decoded strictly, and the mount it belongs to;
+//! 3. OPTIONS, answered before auth so clients can discover the server;
+//! 4. the lockout, then authentication (anonymous mounts may be read without it);
+//! 5. the XML body guard, before any parser sees a body;
+//! 6. the virtual root, or 404 for an unknown mount;
+//! 7. may this user use this mount; is the `If` header well formed;
+//! 8. the method: GET/HEAD (`get`, then `download`), PROPFIND (`propfind`), the write methods
+//!    (`write`, then dav-server), anything else 405.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use dav_server::{DavHandler, DavMethodSet};
-use http::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
 
-use super::errors::{error_response, failed_response};
-use super::index;
-use super::paths;
+use super::auth::{AuthOutcome, Authenticator, User};
+use super::errors::failed_response;
 use super::profile::ClientProfile;
-use super::AppState;
-use crate::backend::Entry;
-use crate::dav::{store_key, Ctx, MountFs, RootFs};
+use super::{access, paths, AppState};
+use crate::dav::Ctx;
 use crate::download;
-use crate::download::respond::{self, status_text};
+use crate::download::respond::status_text;
 use crate::download::ResponseBody;
 use crate::mount::Mount;
 
-/// Methods a read-only mount allows.
-const READ_ONLY_ALLOW: &str = "OPTIONS, GET, HEAD, PROPFIND";
-/// Methods a writable mount allows.
-const WRITABLE_ALLOW: &str =
-    "OPTIONS, GET, HEAD, PROPFIND, PROPPATCH, PUT, DELETE, MKCOL, COPY, MOVE, LOCK, UNLOCK";
-/// The request header that makes dav-server answer a PROPFIND (value `dav-server`).
-pub const PROPFIND_WRITER: &str = "x-propfind-writer";
+/// A step's outcome: go on with a value, or answer the request with this response.
+type Step<T> = Result<T, Response<ResponseBody>>;
 
 /// Answers one request.
 pub async fn handle<B>(state: Arc<AppState>, req: Request<B>) -> Response<ResponseBody>
@@ -37,108 +35,40 @@ where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
+    pipeline(&state, req)
+        .await
+        .unwrap_or_else(|answered| answered)
+}
+
+/// The steps, in order (see the module doc).
+async fn pipeline<B>(state: &Arc<AppState>, req: Request<B>) -> Step<Response<ResponseBody>>
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
     let path = req.uri().path().to_string();
     if let Some(rest) = path.strip_prefix("/-/") {
-        return internal(&state, &req, rest).await;
+        return Ok(internal(state, &req, rest).await);
     }
-    let segments = match paths::decode(&path) {
-        Ok(s) => s,
-        Err(bad) => return status_text(StatusCode::BAD_REQUEST, bad.0, None),
-    };
+    let segments =
+        paths::decode(&path).map_err(|bad| status_text(StatusCode::BAD_REQUEST, bad.0, None))?;
     let route = state.route(&segments);
     if let Some((m, _)) = &route {
-        super::access::note_mount(&req, m);
+        access::note_mount(&req, m);
     }
     if req.method() == Method::OPTIONS {
-        return options(route.as_ref().map(|r| r.0.as_ref()));
+        return Ok(super::root::options(route.as_ref().map(|r| r.0.as_ref())));
     }
-    let client_ip = req
-        .extensions()
-        .get::<super::lockout::Peer>()
-        .map(|p| super::lockout::client_ip(p.0.ip(), req.headers(), &state.trusted_proxies));
-    if client_ip.is_some_and(|ip| state.lockout.is_locked(ip)) {
-        let retry = state.lockout.retry_after();
-        return status_text(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many wrong credentials; try again later",
-            Some(retry),
-        );
-    }
-    let user = match state
-        .auth
-        .check(req.headers().get(http::header::AUTHORIZATION))
-        .await
-    {
-        super::auth::AuthOutcome::Ok(user) => {
-            if let Some(ip) = client_ip {
-                state.lockout.succeeded(ip);
-            }
-            user
-        }
-        super::auth::AuthOutcome::Missing
-            if matches!(req.method().as_str(), "GET" | "HEAD" | "PROPFIND")
-                && route.as_ref().is_some_and(|(m, _)| m.config.anonymous) =>
-        {
-            // A mount that says so may be read without credentials.
-            let path = route
-                .as_ref()
-                .map(|(m, _)| m.config.path.clone())
-                .unwrap_or_default();
-            Arc::new(super::auth::User::anonymous(&path))
-        }
-        outcome => {
-            // Wrong credentials count towards a lockout; a request without any does not.
-            if let (super::auth::AuthOutcome::Invalid, Some(ip)) = (&outcome, client_ip) {
-                if state.lockout.failed(ip) {
-                    let retry = state.lockout.retry_after();
-                    return status_text(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "Too many wrong credentials; try again later",
-                        Some(retry),
-                    );
-                }
-            }
-            let mut res = status_text(StatusCode::UNAUTHORIZED, "Authentication required", None);
-            res.headers_mut().insert(
-                http::header::WWW_AUTHENTICATE,
-                super::auth::Authenticator::challenge(),
-            );
-            return res;
-        }
-    };
-    // Before any XML parser sees the body (PROPFIND of an anonymous mount included).
-    let req = match super::xml_body::guard(req).await {
-        Ok(req) => req,
-        Err(res) => return res,
-    };
+    let user = authenticate(state, &req, route.as_ref().map(|r| &r.0)).await?;
+    let req = super::xml_body::guard(req).await?;
     let Some((mount, rest)) = route else {
-        if segments.is_empty() {
-            let visible: Vec<Arc<Mount>> = state
-                .mounts
-                .iter()
-                .filter(|m| user.can_see(&m.config.path))
-                .cloned()
-                .collect();
-            return root(req, visible).await;
-        }
-        return status_text(StatusCode::NOT_FOUND, "No such mount", None);
+        return Ok(root_or_unknown(state, req, &segments, &user).await);
     };
-    if !user.can_see(&mount.config.path) {
-        return status_text(
-            StatusCode::FORBIDDEN,
-            "This user may not use this mount",
-            None,
-        );
-    }
-    if req
-        .headers()
-        .get("If")
-        .is_some_and(|v| !super::if_header::well_formed(v.as_bytes()))
-    {
-        return status_text(StatusCode::BAD_REQUEST, "Malformed If header", None);
+    if let Some(refused) = admit(&user, &mount, &req) {
+        return Ok(refused);
     }
     let profile = ClientProfile::from_rules(req.headers(), &state.clients);
-    super::access::note_profile(&req, &profile);
+    access::note_profile(&req, &profile);
     let what = format!(
         "{}{}",
         mount.config.path.trim_end_matches('/'),
@@ -153,605 +83,151 @@ where
         junk_local: profile.junk_local,
         failure: crate::dav::Failure::default(),
     };
-    match req.method().as_str() {
+    Ok(match req.method().as_str() {
         "GET" | "HEAD" => {
-            get_or_head(&state, &mount, rest, &segments, &req, profile, &ctx, &what).await
+            super::get::get_or_head(state, &mount, rest, &segments, &req, profile, &ctx, &what)
+                .await
         }
-        "PROPFIND" => propfind(&mount, rest, req, ctx, &what).await,
+        "PROPFIND" => super::propfind::propfind(&mount, rest, req, ctx, &what).await,
         "PUT" | "PATCH" | "MKCOL" | "DELETE" | "MOVE" | "COPY" | "PROPPATCH" | "LOCK"
         | "UNLOCK" => {
-            // A COPY only reads its source: out of a read-only mount into a writable one is fine.
-            let copies_out = req.method().as_str() == "COPY"
-                && destination(req.headers())
-                    .and_then(|(_, dest)| state.route(&dest).map(|(m, _)| m))
-                    .is_some_and(|m| !Arc::ptr_eq(&m, &mount) && !m.read_only());
-            if mount.read_only() && !copies_out {
-                return status_text(StatusCode::FORBIDDEN, "This mount is read-only", None);
+            if let Some(refused) = may_write(state, &mount, &user, &req) {
+                return Ok(refused);
             }
-            if !user.write {
-                return status_text(StatusCode::FORBIDDEN, "This user may not write", None);
-            }
-            write(&state, &mount, rest, &user, req, ctx, &what).await
+            super::write::write(state, &mount, rest, &user, req, ctx, &what).await
         }
-        _ => {
-            let mut res = status_text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", None);
-            let allow = if mount.read_only() {
-                READ_ONLY_ALLOW
-            } else {
-                WRITABLE_ALLOW
-            };
-            res.headers_mut()
-                .insert(ALLOW, HeaderValue::from_static(allow));
-            res
-        }
-    }
+        _ => super::root::method_not_allowed(&mount),
+    })
 }
 
-/// Write methods, after the checks dav-server cannot express: partial PUTs, names 123 cannot
-/// store (400 with the reason), the destination of MOVE/COPY, lock timeouts, client mtimes.
-async fn write<B>(
+/// The lockout, then the credentials: the user, or 401/429. Without credentials, a mount
+/// that says so may be read (GET, HEAD, PROPFIND) anonymously. Wrong credentials count
+/// towards a lockout; a request without any does not.
+async fn authenticate<B>(
     state: &AppState,
-    mount: &Arc<Mount>,
-    rest: &[String],
-    user: &super::auth::User,
-    req: Request<B>,
-    mut ctx: Ctx,
-    what: &str,
-) -> Response<ResponseBody>
-where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
-    let method = req.method().as_str().to_string();
-    if method == "PATCH"
-        || (method == "PUT" && req.headers().contains_key(http::header::CONTENT_RANGE))
-    {
-        return status_text(
-            StatusCode::NOT_IMPLEMENTED,
-            "Partial uploads are not supported; send the whole file",
-            None,
-        );
-    }
-    if method == "PUT" || method == "MKCOL" {
-        if let Some(name) = rest.last() {
-            if let Err(e) = valid_name(name) {
-                return *e;
-            }
-        }
-    }
-    if rest.is_empty() && matches!(method.as_str(), "MOVE" | "DELETE") {
-        return status_text(
-            StatusCode::FORBIDDEN,
-            "A mount's root cannot be moved or deleted",
-            None,
-        );
-    }
-    if method == "MOVE" || method == "COPY" {
-        let overwrite = req
-            .headers()
-            .get("Overwrite")
-            .map(|v| v.as_bytes().to_ascii_uppercase());
-        if overwrite.is_some_and(|v| v != b"T" && v != b"F") {
-            return status_text(StatusCode::BAD_REQUEST, "Overwrite must be T or F", None);
-        }
-        let Some((authority, dest)) = destination(req.headers()) else {
-            return status_text(
-                StatusCode::BAD_REQUEST,
-                "Missing or invalid Destination header",
-                None,
-            );
-        };
-        if let Some(authority) = authority {
-            if !state.is_own_host(&authority, req.headers().get(http::header::HOST)) {
-                // RFC 4918 9.8.4 / 9.9.4: a destination on another server may be refused with 502.
-                return status_text(
-                    StatusCode::BAD_GATEWAY,
-                    "The destination is on another server",
-                    None,
-                );
-            }
-        }
-        let routed = state.route(&dest);
-        // Neither the server's root nor a mount's can be replaced (dav-server would panic).
-        if dest.is_empty() || routed.as_ref().is_some_and(|(_, r)| r.is_empty()) {
-            return status_text(
-                StatusCode::FORBIDDEN,
-                "A mount's root cannot be the destination",
-                None,
-            );
-        }
-        match routed {
-            Some((m, dest_rest)) if Arc::ptr_eq(&m, mount) => {
-                if let Some((name, parent)) = dest_rest.split_last() {
-                    if let Err(e) = valid_name(name) {
-                        return *e;
-                    }
-                    match mount.vfs.resolve(parent).await {
-                        Ok(p) if p.is_dir => {}
-                        Ok(_) | Err(crate::backend::Error::NotFound) => {
-                            return status_text(
-                                StatusCode::CONFLICT,
-                                "The destination folder does not exist",
-                                None,
-                            )
-                        }
-                        Err(e) => return error_response(&e, "destination"),
-                    }
-                }
-                ctx.destination = Some(store_key(dest_rest));
-            }
-            Some((other, dest_rest)) => {
-                if !user.can_see(&other.config.path) {
-                    return status_text(
-                        StatusCode::FORBIDDEN,
-                        "This user may not use the destination mount",
-                        None,
-                    );
-                }
-                if let Some(name) = dest_rest.last() {
-                    if let Err(e) = valid_name(name) {
-                        return *e;
-                    }
-                }
-                let dest_rest = dest_rest.to_vec();
-                let is_move = method == "MOVE";
-                return super::across::copy_or_move(
-                    mount,
-                    rest,
-                    &other,
-                    &dest_rest,
-                    req.headers(),
-                    &user.name,
-                    is_move,
-                )
-                .await;
-            }
-            None => {
-                return status_text(
-                    StatusCode::BAD_GATEWAY,
-                    "The destination is not on this server",
-                    None,
-                )
-            }
-        }
-    }
-    if method == "LOCK" {
-        return lock(mount, rest, ctx, req, what).await;
-    }
-    if method == "PUT" {
-        ctx.oc_mtime = req
-            .headers()
-            .get("X-OC-Mtime")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s));
-    }
-    let stored_mtime = ctx.oc_mtime.is_some();
-    let mut res = dav_mount(mount, ctx, req, what).await;
-    if stored_mtime && res.status().is_success() {
-        res.headers_mut()
-            .insert("X-OC-Mtime", HeaderValue::from_static("accepted"));
-    }
-    res
-}
-
-/// LOCK: a missing Timeout gets the default (dav-server would keep the lock forever). A new
-/// lock whose owner is over 4 KiB gets 400, and one over a cap (locks per resource, per user)
-/// 507 with the reason, before dav-server, which can only answer 423 to a refused lock. The
-/// lock store enforces the same caps itself (two LOCKs racing past this check get 423).
-async fn lock<B>(
-    mount: &Arc<Mount>,
-    rest: &[String],
-    ctx: Ctx,
-    mut req: Request<B>,
-    what: &str,
-) -> Response<ResponseBody>
-where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
-    if !req.headers().contains_key("Timeout") {
-        // A LOCK without a Timeout still expires (dav-server would keep it forever).
-        let default = format!("Second-{}", crate::dav::locks::DEFAULT_TIMEOUT.as_secs());
-        if let Ok(v) = HeaderValue::from_str(&default) {
-            req.headers_mut().insert("Timeout", v);
-        }
-    }
-    let (parts, body) = req.into_parts();
-    let body = match http_body_util::Limited::new(body, super::xml_body::MAX_XML_BYTES)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return status_text(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "The LOCK body is larger than 64 KiB",
-                None,
-            )
-        }
-        Err(_) => return status_text(StatusCode::BAD_REQUEST, "The LOCK body was cut", None),
-    };
-    if !body.is_empty() {
-        if lock_owner(&body).is_some_and(|o| crate::dav::locks::owner_too_large(&o)) {
-            return status_text(
-                StatusCode::BAD_REQUEST,
-                crate::dav::locks::Refusal::OwnerTooLarge.message(),
-                None,
-            );
-        }
-        if let Ok(path) = dav_server::davpath::DavPath::new(&paths::encode(rest)) {
-            if let Err(refusal) = mount.locks.admit(&path, &ctx.user) {
-                return status_text(StatusCode::INSUFFICIENT_STORAGE, refusal.message(), None);
-            }
-        }
-    }
-    let req = Request::from_parts(parts, http_body_util::Full::new(body));
-    dav_mount(mount, ctx, req, what).await
-}
-
-/// The `owner` element of a LOCK body, as dav-server will store it (prefix `D`).
-fn lock_owner(body: &[u8]) -> Option<xmltree::Element> {
-    let info = xmltree::Element::parse(body).ok()?;
-    let mut owner = info.get_child("owner")?.clone();
-    owner.prefix = Some("D".into());
-    Some(owner)
-}
-
-/// 400 with the reason when 123 cannot store `name`.
-fn valid_name(name: &str) -> Result<(), Box<Response<ResponseBody>>> {
-    if crate::dav::junk::is_junk(name) {
-        return Ok(());
-    }
-    crate::vfs::cloud_name(name)
-        .map(|_| ())
-        .map_err(|e| Box::new(status_text(StatusCode::BAD_REQUEST, &e.to_string(), None)))
-}
-
-/// The Destination header's authority (`host[:port]`, when it is an absolute URL) and the
-/// decoded segments of its path.
-///
-/// The path is taken as sent, not normalised by a URL parser (which would resolve `%2e%2e`
-/// before we see it): `paths::decode` refuses every dot-segment and encoded slash, so no
-/// Destination can climb out of its mount.
-fn destination(headers: &http::HeaderMap) -> Option<(Option<String>, Vec<String>)> {
-    let raw = headers.get("Destination")?.to_str().ok()?;
-    let (authority, path) = match raw.split_once("://") {
-        Some((scheme, rest))
-            if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") =>
-        {
-            let slash = rest.find('/')?;
-            // Credentials in the URL (`user@host`) name no other host.
-            let authority = rest[..slash].rsplit('@').next().unwrap_or("");
-            (Some(authority.to_ascii_lowercase()), &rest[slash..])
-        }
-        Some(_) => return None,
-        None if raw.starts_with('/') => (None, raw),
-        None => return None,
-    };
-    let path = path.split(['?', '#']).next().unwrap_or("");
-    paths::decode(path).ok().map(|segs| (authority, segs))
-}
-
-/// Splits `host[:port]` (IPv6 in brackets) into a lower-case host and its port, if written.
-fn host_and_port(authority: &str) -> (String, Option<&str>) {
-    let (host, port) = match authority.rfind(':') {
-        Some(i) if !authority[i..].contains(']') => (&authority[..i], Some(&authority[i + 1..])),
-        _ => (authority, None),
-    };
-    (host.to_ascii_lowercase(), port.filter(|p| !p.is_empty()))
-}
-
-/// Do two authorities name the same server? The same host, and the same port when both say
-/// one (a URL without a port means the scheme's default, which the other side may spell out).
-fn same_authority(a: &str, b: &str) -> bool {
-    let (host_a, port_a) = host_and_port(a);
-    let (host_b, port_b) = host_and_port(b);
-    host_a == host_b
-        && match (port_a, port_b) {
-            (Some(x), Some(y)) => x == y,
-            _ => true,
-        }
-}
-
-impl AppState {
-    /// Is `authority` (a Destination's `host[:port]`) this server: the request's `Host`,
-    /// `public_url`'s host or one of `server.host_aliases`?
-    fn is_own_host(&self, authority: &str, host: Option<&HeaderValue>) -> bool {
-        host.and_then(|h| h.to_str().ok())
-            .into_iter()
-            .chain(self.own_hosts.iter().map(String::as_str))
-            .any(|own| same_authority(authority, own))
-    }
-
-    /// The mount a path belongs to and the segments below it.
-    fn route<'a>(&self, segments: &'a [String]) -> Option<(Arc<Mount>, &'a [String])> {
-        crate::mount::route(&self.mounts, segments)
-    }
-
-    /// What the download path needs from this server, for one request.
-    fn downloads(&self) -> download::Downloads<'_> {
-        download::Downloads {
-            http: &self.http,
-            signer: self.signer.as_ref(),
-            sign_ttl: self.sign_ttl,
-            clock: &self.clock,
-        }
-    }
-}
-
-/// OPTIONS needs no auth, so Windows can discover the server before it sends credentials.
-/// Writable mounts are class 2 (locks); read-only ones class 1 with no write method in
-/// `Allow`, so Finder mounts them read-only instead of failing every save.
-fn options(mount: Option<&Mount>) -> Response<ResponseBody> {
-    let (allow, dav) = match mount {
-        Some(m) if !m.read_only() => (WRITABLE_ALLOW, "1, 2"),
-        _ => (READ_ONLY_ALLOW, "1"),
-    };
-    let mut res = Response::new(respond::empty_body());
-    let h = res.headers_mut();
-    h.insert("DAV", HeaderValue::from_static(dav));
-    h.insert("MS-Author-Via", HeaderValue::from_static("DAV"));
-    h.insert(ALLOW, HeaderValue::from_static(allow));
-    h.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-    res
-}
-
-/// The virtual root folder: an index for browsers, a PROPFIND listing of mounts for DAV.
-async fn root<B>(req: Request<B>, visible: Vec<Arc<Mount>>) -> Response<ResponseBody>
-where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
-    match *req.method() {
-        Method::GET | Method::HEAD => {
-            let entries: Vec<Entry> = visible
-                .iter()
-                .map(|m| Entry {
-                    id: 0,
-                    name: m.name().to_string(),
-                    is_dir: true,
-                    size: 0,
-                    md5: None,
-                    version: None,
-                    modified: SystemTime::UNIX_EPOCH,
-                    created: SystemTime::UNIX_EPOCH,
-                })
-                .collect();
-            html(&req, index::render("/", "/", &entries))
-        }
-        _ if req.method().as_str() == "PROPFIND" => {
-            let mut req = req;
-            match normalise_depth(&mut req) {
-                Some(res) => res,
-                None => dav(RootFs::new(visible), None, req).await,
-            }
-        }
-        _ => status_text(StatusCode::FORBIDDEN, "The root folder is read-only", None),
-    }
-}
-
-fn html<B>(req: &Request<B>, page: String) -> Response<ResponseBody> {
-    let len = page.len();
-    let body = if req.method() == Method::HEAD {
-        respond::empty_body()
-    } else {
-        respond::full_body(page)
-    };
-    let mut res = Response::new(body);
-    res.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    res.headers_mut()
-        .insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
-    res
-}
-
-/// Missing Depth means 1 (never an unbounded walk); infinity is refused cheaply with 403.
-/// Returns the response to send instead when the Depth is refused.
-fn normalise_depth<B>(req: &mut Request<B>) -> Option<Response<ResponseBody>> {
-    match req
-        .headers()
-        .get("Depth")
-        .map(|v| v.as_bytes().to_ascii_lowercase())
-    {
-        None => {
-            req.headers_mut()
-                .insert("Depth", HeaderValue::from_static("1"));
-            None
-        }
-        Some(d) if d == b"0" || d == b"1" => None,
-        Some(d) if d == b"infinity" => {
-            let mut res = Response::new(respond::full_body(
-                "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<D:error xmlns:D=\"DAV:\"><D:propfind-finite-depth/></D:error>\n",
-            ));
-            *res.status_mut() = StatusCode::FORBIDDEN;
-            res.headers_mut().insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("application/xml; charset=utf-8"),
-            );
-            Some(res)
-        }
-        Some(_) => Some(status_text(
-            StatusCode::BAD_REQUEST,
-            "Depth must be 0, 1 or infinity",
-            None,
-        )),
-    }
-}
-
-/// PROPFIND: resolve the target and, for Depth 1 on a folder, fetch its complete listing
-/// before a byte is written, so a failed page becomes 502/503 instead of a 207 that looks like
-/// a short or empty folder (dav-server skips folders it cannot read). Then the one-pass writer
-/// answers (`dav::multistatus`, every body shape); dav-server only what that declines.
-async fn propfind<B>(
-    mount: &Arc<Mount>,
-    rest: &[String],
-    mut req: Request<super::xml_body::GuardedBody<B>>,
-    ctx: Ctx,
-    what: &str,
-) -> Response<ResponseBody>
-where
-    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
-    if let Some(res) = normalise_depth(&mut req) {
-        return res;
-    }
-    let depth_one = req
-        .headers()
-        .get("Depth")
-        .is_some_and(|d| d.as_bytes() == b"1");
-    // Client junk is answered from the side store and never asks 123.
-    let is_junk = rest.last().is_some_and(|n| ctx.is_junk(n));
-    if !is_junk {
-        let entry = match mount.vfs.resolve(rest).await {
-            Ok(e) => e,
-            Err(e) => return error_response(&e, what),
-        };
-        if entry.is_dir && depth_one {
-            if let Err(e) = mount.vfs.list(&entry).await {
-                return error_response(&e, what);
-            }
-        }
-    }
-    // `X-Propfind-Writer: dav-server` asks for the reference writer: for comparing both
-    // answers when a client misreads a listing (and in `tests/propfind_fast.rs`).
-    let reference = req
-        .headers()
-        .get(PROPFIND_WRITER)
-        .is_some_and(|v| v.as_bytes() == b"dav-server");
-    let asked = req
-        .body()
-        .checked_bytes()
-        .filter(|_| !reference)
-        .and_then(crate::dav::propfind_body::parse);
-    if let Some(asked) = asked {
-        let ua = req
-            .headers()
-            .get(http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let path = req.uri().path();
-        if let Some(res) =
-            crate::dav::multistatus::answer(mount, &ctx, path, ua, depth_one, asked).await
-        {
-            super::metrics::propfind_answered("direct");
-            return res;
-        }
-    }
-    super::metrics::propfind_answered("dav-server");
-    dav_mount(mount, ctx, req, what).await
-}
-
-/// Hands a request to dav-server over the mount's filesystem, with its locks when writable.
-/// A 500 that a backend error caused is answered as that error (502/503 with Retry-After,
-/// like reads), not as dav-server's bare 500.
-async fn dav_mount<B>(
-    mount: &Arc<Mount>,
-    ctx: Ctx,
-    req: Request<B>,
-    what: &str,
-) -> Response<ResponseBody>
-where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
-    let user = ctx.user.clone();
-    let mut builder = DavHandler::builder().filesystem(Box::new(MountFs::new(mount.clone())));
-    builder = if mount.read_only() {
-        builder.methods(DavMethodSet::WEBDAV_RO)
-    } else {
-        builder
-            .locksystem(mount.locks.dav())
-            .methods(DavMethodSet::WEBDAV_RW)
-    };
-    if !mount.name().is_empty() {
-        builder = builder.strip_prefix(format!("/{}", mount.name()));
-    }
-    let failure = ctx.failure.clone();
-    let res = builder.build_handler().handle_guarded(req, user, ctx).await;
-    if res.status() == StatusCode::INTERNAL_SERVER_ERROR {
-        if let Some(e) = failure.take() {
-            return error_response(&e, what);
-        }
-    }
-    res.map(|b| b.boxed_unsync())
-}
-
-/// Hands a request to dav-server over `fs`.
-async fn dav<F, B>(fs: F, prefix: Option<String>, req: Request<B>) -> Response<ResponseBody>
-where
-    F: dav_server::fs::DavFileSystem + Clone + Send + Sync + 'static,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
-    let mut builder = DavHandler::builder()
-        .filesystem(Box::new(fs))
-        .methods(DavMethodSet::WEBDAV_RO);
-    if let Some(p) = prefix {
-        builder = builder.strip_prefix(p);
-    }
-    let res = builder.build_handler().handle(req).await;
-    res.map(|b| b.boxed_unsync())
-}
-
-/// GET/HEAD on a mount path: a folder gets an HTML index (HEAD 200); a file goes by policy.
-#[allow(clippy::too_many_arguments)]
-async fn get_or_head<B>(
-    state: &AppState,
-    mount: &Arc<Mount>,
-    rest: &[String],
-    full: &[String],
     req: &Request<B>,
-    profile: ClientProfile,
-    ctx: &Ctx,
-    what: &str,
-) -> Response<ResponseBody> {
-    // Client junk is answered locally: from the side store, or a fast 404 that never asks 123.
-    if let Some(name) = rest.last().filter(|n| ctx.is_junk(n)) {
-        let Some(file) = mount.junk.get(&ctx.user, &store_key(rest)) else {
-            return status_text(StatusCode::NOT_FOUND, "Not found", None);
-        };
-        let entry = Entry {
-            id: 0,
-            name: name.clone(),
-            is_dir: false,
-            size: file.bytes.len() as u64,
-            md5: None,
-            version: None,
-            modified: file.modified,
-            created: file.modified,
-        };
-        return download::serve_memory(req.method(), req.headers(), &entry, file.bytes.clone())
-            .await;
-    }
-    let entry = match mount.vfs.resolve(rest).await {
-        Ok(e) => e,
-        Err(e) => return error_response(&e, what),
+    mount: Option<&Arc<Mount>>,
+) -> Step<Arc<User>> {
+    let client_ip = req
+        .extensions()
+        .get::<super::lockout::Peer>()
+        .map(|p| super::lockout::client_ip(p.0.ip(), req.headers(), &state.trusted_proxies));
+    let locked_out = || {
+        status_text(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many wrong credentials; try again later",
+            Some(state.lockout.retry_after()),
+        )
     };
-    if entry.is_dir {
-        let listing = match mount.vfs.list(&entry).await {
-            Ok(l) => l,
-            Err(e) => return error_response(&e, what),
-        };
-        let mut base = paths::encode(full);
-        if !base.ends_with('/') {
-            base.push('/');
-        }
-        return html(req, index::render(&base, &base, &listing.entries));
+    if client_ip.is_some_and(|ip| state.lockout.is_locked(ip)) {
+        return Err(locked_out());
     }
-    let file = download::FileRequest {
-        method: req.method(),
-        headers: req.headers(),
-        never_redirect: profile.never_redirect,
-        path: full,
-        what,
-    };
-    download::serve_file(&state.downloads(), mount, &entry, &file)
+    match state
+        .auth
+        .check(req.headers().get(http::header::AUTHORIZATION))
         .await
-        .unwrap_or_else(|failed| failed_response(&failed))
+    {
+        AuthOutcome::Ok(user) => {
+            if let Some(ip) = client_ip {
+                state.lockout.succeeded(ip);
+            }
+            Ok(user)
+        }
+        AuthOutcome::Missing
+            if matches!(req.method().as_str(), "GET" | "HEAD" | "PROPFIND")
+                && mount.is_some_and(|m| m.config.anonymous) =>
+        {
+            let path = mount.map(|m| m.config.path.clone()).unwrap_or_default();
+            Ok(Arc::new(User::anonymous(&path)))
+        }
+        outcome => {
+            if let (AuthOutcome::Invalid, Some(ip)) = (&outcome, client_ip) {
+                if state.lockout.failed(ip) {
+                    return Err(locked_out());
+                }
+            }
+            let mut res = status_text(StatusCode::UNAUTHORIZED, "Authentication required", None);
+            res.headers_mut()
+                .insert(http::header::WWW_AUTHENTICATE, Authenticator::challenge());
+            Err(res)
+        }
+    }
+}
+
+/// A path outside every mount: the virtual root (the mounts this user may see), or 404.
+async fn root_or_unknown<B>(
+    state: &AppState,
+    req: Request<B>,
+    segments: &[String],
+    user: &User,
+) -> Response<ResponseBody>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    if !segments.is_empty() {
+        return status_text(StatusCode::NOT_FOUND, "No such mount", None);
+    }
+    let visible: Vec<Arc<Mount>> = state
+        .mounts
+        .iter()
+        .filter(|m| user.can_see(&m.config.path))
+        .cloned()
+        .collect();
+    super::root::root(req, visible).await
+}
+
+/// May this user use this mount at all, and is the `If` header well formed: `Some` answers
+/// the request.
+fn admit<B>(user: &User, mount: &Mount, req: &Request<B>) -> Option<Response<ResponseBody>> {
+    if !user.can_see(&mount.config.path) {
+        return Some(status_text(
+            StatusCode::FORBIDDEN,
+            "This user may not use this mount",
+            None,
+        ));
+    }
+    if req
+        .headers()
+        .get("If")
+        .is_some_and(|v| !super::if_header::well_formed(v.as_bytes()))
+    {
+        return Some(status_text(
+            StatusCode::BAD_REQUEST,
+            "Malformed If header",
+            None,
+        ));
+    }
+    None
+}
+
+/// A write method needs a writable mount (or, for COPY, only a writable destination: a COPY
+/// only reads its source) and a user who may write: `Some` answers the request.
+fn may_write<B>(
+    state: &AppState,
+    mount: &Arc<Mount>,
+    user: &User,
+    req: &Request<B>,
+) -> Option<Response<ResponseBody>> {
+    let copies_out = req.method().as_str() == "COPY"
+        && super::destination::destination(req.headers())
+            .and_then(|(_, dest)| state.route(&dest).map(|(m, _)| m))
+            .is_some_and(|m| !Arc::ptr_eq(&m, mount) && !m.read_only());
+    if mount.read_only() && !copies_out {
+        return Some(status_text(
+            StatusCode::FORBIDDEN,
+            "This mount is read-only",
+            None,
+        ));
+    }
+    if !user.write {
+        return Some(status_text(
+            StatusCode::FORBIDDEN,
+            "This user may not write",
+            None,
+        ));
+    }
+    None
 }
 
 /// Routes under `/-/`: health and metrics, and signed downloads (`/-/d/…`, whose signature
@@ -776,35 +252,19 @@ async fn internal<B>(state: &AppState, req: &Request<B>, rest: &str) -> Response
     .unwrap_or_else(|failed| failed_response(&failed))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn authorities() {
-        assert!(same_authority("dav.example.com", "DAV.example.com:443"));
-        assert!(same_authority("127.0.0.1:8080", "127.0.0.1:8080"));
-        assert!(!same_authority("127.0.0.1:8080", "127.0.0.1:9090"));
-        assert!(!same_authority("evil.example.com", "dav.example.com"));
-        assert!(same_authority("[::1]:8080", "[::1]:8080"));
-        assert!(same_authority("[::1]", "[::1]:8080"));
-        assert!(!same_authority("[::1]:8080", "[::2]:8080"));
+impl AppState {
+    /// The mount a path belongs to and the segments below it.
+    pub(super) fn route<'a>(&self, segments: &'a [String]) -> Option<(Arc<Mount>, &'a [String])> {
+        crate::mount::route(&self.mounts, segments)
     }
 
-    #[test]
-    fn destination_header() {
-        let mut h = http::HeaderMap::new();
-        h.insert(
-            "Destination",
-            HeaderValue::from_static("http://u:p@Host:80/a/b"),
-        );
-        assert_eq!(
-            destination(&h),
-            Some((Some("host:80".into()), vec!["a".into(), "b".into()]))
-        );
-        h.insert("Destination", HeaderValue::from_static("/a/"));
-        assert_eq!(destination(&h), Some((None, vec!["a".into()])));
-        h.insert("Destination", HeaderValue::from_static("ftp://host/a"));
-        assert_eq!(destination(&h), None);
+    /// What the download path needs from this server, for one request.
+    pub(super) fn downloads(&self) -> download::Downloads<'_> {
+        download::Downloads {
+            http: &self.http,
+            signer: self.signer.as_ref(),
+            sign_ttl: self.sign_ttl,
+            clock: &self.clock,
+        }
     }
 }

@@ -1,0 +1,76 @@
+//! GET and HEAD on a mount path: client junk from its side store, a folder's HTML index, and
+//! a file through the download path (`download::serve_file`).
+
+use std::sync::Arc;
+
+use http::{Request, Response, StatusCode};
+
+use super::errors::{error_response, failed_response};
+use super::index;
+use super::paths;
+use super::profile::ClientProfile;
+use super::root::html;
+use super::AppState;
+use crate::backend::Entry;
+use crate::dav::{store_key, Ctx};
+use crate::download;
+use crate::download::respond::status_text;
+use crate::download::ResponseBody;
+use crate::mount::Mount;
+
+/// GET/HEAD on a mount path: a folder gets an HTML index (HEAD 200); a file goes by policy.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn get_or_head<B>(
+    state: &AppState,
+    mount: &Arc<Mount>,
+    rest: &[String],
+    full: &[String],
+    req: &Request<B>,
+    profile: ClientProfile,
+    ctx: &Ctx,
+    what: &str,
+) -> Response<ResponseBody> {
+    // Client junk is answered locally: from the side store, or a fast 404 that never asks 123.
+    if let Some(name) = rest.last().filter(|n| ctx.is_junk(n)) {
+        let Some(file) = mount.junk.get(&ctx.user, &store_key(rest)) else {
+            return status_text(StatusCode::NOT_FOUND, "Not found", None);
+        };
+        let entry = Entry {
+            id: 0,
+            name: name.clone(),
+            is_dir: false,
+            size: file.bytes.len() as u64,
+            md5: None,
+            version: None,
+            modified: file.modified,
+            created: file.modified,
+        };
+        return download::serve_memory(req.method(), req.headers(), &entry, file.bytes.clone())
+            .await;
+    }
+    let entry = match mount.vfs.resolve(rest).await {
+        Ok(e) => e,
+        Err(e) => return error_response(&e, what),
+    };
+    if entry.is_dir {
+        let listing = match mount.vfs.list(&entry).await {
+            Ok(l) => l,
+            Err(e) => return error_response(&e, what),
+        };
+        let mut base = paths::encode(full);
+        if !base.ends_with('/') {
+            base.push('/');
+        }
+        return html(req, index::render(&base, &base, &listing.entries));
+    }
+    let file = download::FileRequest {
+        method: req.method(),
+        headers: req.headers(),
+        never_redirect: profile.never_redirect,
+        path: full,
+        what,
+    };
+    download::serve_file(&state.downloads(), mount, &entry, &file)
+        .await
+        .unwrap_or_else(|failed| failed_response(&failed))
+}

@@ -1,0 +1,104 @@
+//! OPTIONS, 405's `Allow`, and the virtual root folder above the mounts.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+
+use super::index;
+use super::propfind::normalise_depth;
+use super::to_dav::dav;
+use crate::backend::Entry;
+use crate::dav::RootFs;
+use crate::download::respond::{self, status_text};
+use crate::download::ResponseBody;
+use crate::mount::Mount;
+
+/// Methods a read-only mount allows.
+const READ_ONLY_ALLOW: &str = "OPTIONS, GET, HEAD, PROPFIND";
+/// Methods a writable mount allows.
+const WRITABLE_ALLOW: &str =
+    "OPTIONS, GET, HEAD, PROPFIND, PROPPATCH, PUT, DELETE, MKCOL, COPY, MOVE, LOCK, UNLOCK";
+
+/// 405 with the methods `mount` allows.
+pub(super) fn method_not_allowed(mount: &Mount) -> Response<ResponseBody> {
+    let mut res = status_text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", None);
+    let allow = if mount.read_only() {
+        READ_ONLY_ALLOW
+    } else {
+        WRITABLE_ALLOW
+    };
+    res.headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    res
+}
+
+/// OPTIONS needs no auth, so Windows can discover the server before it sends credentials.
+/// Writable mounts are class 2 (locks); read-only ones class 1 with no write method in
+/// `Allow`, so Finder mounts them read-only instead of failing every save.
+pub(super) fn options(mount: Option<&Mount>) -> Response<ResponseBody> {
+    let (allow, dav) = match mount {
+        Some(m) if !m.read_only() => (WRITABLE_ALLOW, "1, 2"),
+        _ => (READ_ONLY_ALLOW, "1"),
+    };
+    let mut res = Response::new(respond::empty_body());
+    let h = res.headers_mut();
+    h.insert("DAV", HeaderValue::from_static(dav));
+    h.insert("MS-Author-Via", HeaderValue::from_static("DAV"));
+    h.insert(ALLOW, HeaderValue::from_static(allow));
+    h.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    res
+}
+
+/// The virtual root folder: an index for browsers, a PROPFIND listing of mounts for DAV.
+pub(super) async fn root<B>(req: Request<B>, visible: Vec<Arc<Mount>>) -> Response<ResponseBody>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    match *req.method() {
+        Method::GET | Method::HEAD => {
+            let entries: Vec<Entry> = visible
+                .iter()
+                .map(|m| Entry {
+                    id: 0,
+                    name: m.name().to_string(),
+                    is_dir: true,
+                    size: 0,
+                    md5: None,
+                    version: None,
+                    modified: SystemTime::UNIX_EPOCH,
+                    created: SystemTime::UNIX_EPOCH,
+                })
+                .collect();
+            html(&req, index::render("/", "/", &entries))
+        }
+        _ if req.method().as_str() == "PROPFIND" => {
+            let mut req = req;
+            match normalise_depth(&mut req) {
+                Some(res) => res,
+                None => dav(RootFs::new(visible), None, req).await,
+            }
+        }
+        _ => status_text(StatusCode::FORBIDDEN, "The root folder is read-only", None),
+    }
+}
+
+pub(super) fn html<B>(req: &Request<B>, page: String) -> Response<ResponseBody> {
+    let len = page.len();
+    let body = if req.method() == Method::HEAD {
+        respond::empty_body()
+    } else {
+        respond::full_body(page)
+    };
+    let mut res = Response::new(body);
+    res.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    res.headers_mut()
+        .insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
+    res
+}
