@@ -179,6 +179,9 @@ fn describe(config: &Config) -> String {
     if let Some(url) = &server.public_url {
         out += &format!("server: public_url {url}\n");
     }
+    if !server.base_path.is_empty() {
+        out += &format!("server: base_path {}\n", server.base_path);
+    }
     for mount in &config.mounts {
         out += &format!(
             "mount {}: backend {}, download {}, read-only {}, cache_ttl {}",

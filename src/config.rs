@@ -92,6 +92,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Base URL under which clients reach this server, without a trailing slash.
     pub public_url: Option<String>,
+    /// The path prefix everything is served under (`/dav`), so that a reverse proxy on a
+    /// shared host can pass requests through unchanged; empty when served at the root.
+    pub base_path: String,
     /// Key for signed `/-/d/` download URLs; at least 16 characters.
     pub signing_key: Option<Secret>,
     /// Lifetime of signed download URLs.

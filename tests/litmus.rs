@@ -58,6 +58,18 @@ fn flagged(text: &str) -> Vec<(String, u32, String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn litmus_passes_every_suite() {
+    litmus_at("", "/m/").await;
+}
+
+/// The same suites with the gateway under `server.base_path`: every href, Destination and
+/// lock URL carries the prefix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn litmus_passes_every_suite_under_a_base_path() {
+    litmus_at("base_path = \"/dav\"", "/dav/m/").await;
+}
+
+/// Runs litmus against the mount at `path` of a gateway with `server_extra` in `[server]`.
+async fn litmus_at(server_extra: &str, path: &str) {
     if !tools::require("litmus", "litmus") {
         return;
     }
@@ -65,13 +77,18 @@ async fn litmus_passes_every_suite() {
     cfg.switches.slice_size = 64 * 1024;
     cfg.switches.complete_pending_polls = 1;
     cfg.switches.complete_poll_interval = Duration::ZERO;
-    let env = TestEnv::start(cfg, |emu| {
-        emu.mkdir_p("/lib");
-        let id = emu.lookup("/lib").map(|e| e.id).unwrap_or(0);
-        open_mount("/m", "proxy", &format!("root_id = {id}"))
-    })
+    let env = TestEnv::start_full(
+        cfg,
+        |emu| {
+            emu.mkdir_p("/lib");
+            let id = emu.lookup("/lib").map(|e| e.id).unwrap_or(0);
+            open_mount("/m", "proxy", &format!("root_id = {id}"))
+        },
+        "",
+        server_extra,
+    )
     .await;
-    let url = env.url("/m/");
+    let url = env.url(path);
     // litmus writes debug.log (megabytes) into its working directory: not the repository.
     let scratch = tempfile::tempdir().expect("scratch dir");
     let cwd = scratch.path().to_path_buf();

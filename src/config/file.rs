@@ -20,6 +20,7 @@ pub(super) const TOP_KEYS: &[&str] = &["server", "users", "mounts", "clients"];
 pub(super) struct RawServer {
     pub listen: Option<String>,
     pub public_url: Option<String>,
+    pub base_path: Option<String>,
     pub signing_key: Option<String>,
     pub sign_ttl: Option<String>,
     pub state_dir: Option<PathBuf>,

@@ -46,10 +46,13 @@ pub(super) fn parse_with_env(text: &str, source: &Path, env: Env) -> Result<Conf
         );
     }
     let has_signing_key = server.signing_key.is_some();
+    let has_public_url = server.public_url.is_some();
     let mounts: Vec<MountConfig> = mount_tables
         .into_iter()
         .enumerate()
-        .map(|(i, table)| resolve_mount(&mut report, i, table, has_signing_key, env))
+        .map(|(i, table)| {
+            resolve_mount(&mut report, i, table, has_signing_key, has_public_url, env)
+        })
         .collect();
     check_mount_paths(&mut report, &mounts);
 
@@ -128,6 +131,10 @@ fn resolve_server(report: &mut Report, mut table: toml::Table, base_dir: &Path) 
     let public_url = raw
         .public_url
         .map(|url| http_url(report, s.key("public_url"), &url, "https://dav.example.com"));
+    let base_path = raw
+        .base_path
+        .map(|p| base_path(report, s.key("base_path"), &p))
+        .unwrap_or_default();
     let signing_key = raw.signing_key.filter(|key| !key.is_empty()).map(|key| {
         let len = key.chars().count();
         if len < MIN_SIGNING_KEY_LEN {
@@ -333,6 +340,7 @@ fn resolve_server(report: &mut Report, mut table: toml::Table, base_dir: &Path) 
     ServerConfig {
         listen,
         public_url,
+        base_path,
         signing_key,
         sign_ttl,
         state_dir,
@@ -364,6 +372,7 @@ fn resolve_mount(
     index: usize,
     table: toml::Table,
     has_signing_key: bool,
+    has_public_url: bool,
     env: Env,
 ) -> MountConfig {
     let mut s = Section::new(format!("mounts[{index}]"));
@@ -467,11 +476,12 @@ fn resolve_mount(
         .proxy_url
         .map(|url| http_url(report, s.key("proxy_url"), &url, "https://dl.example.com"));
     if download == DownloadPolicy::ProxyUrl {
-        if proxy_url.is_none() && !s.is_bad("proxy_url") {
+        if proxy_url.is_none() && !has_public_url && !s.is_bad("proxy_url") {
             report.add(
                 s.key("proxy_url"),
                 "missing; download = \"proxy-url\" needs it: set it to the base URL at which this \
-                 server's /-/d/ route is reachable, like \"https://dl.example.com\"",
+                 server's /-/d/ route is reachable, like \"https://dl.example.com\" (or set \
+                 server.public_url, which it then defaults to)",
             );
         }
         if !has_signing_key {
@@ -1130,6 +1140,43 @@ fn http_url(report: &mut Report, key: String, value: &str, example: &str) -> Str
         report.add(key, format!("{problem}; write it like \"{example}\""));
     }
     trimmed.to_string()
+}
+
+/// The longest `base_path` accepted.
+const MAX_BASE_PATH_LEN: usize = 256;
+
+/// `server.base_path`: `/` or `/a/b` (no trailing slash), plain path characters only (letters,
+/// digits, `-`, `.`, `_`, `~`), no empty, `.` or `..` segment, at most 256 bytes. Returned
+/// without a trailing slash, empty for `/`.
+fn base_path(report: &mut Report, key: String, value: &str) -> String {
+    let example = "write it like \"/dav\"";
+    let problem = if !value.starts_with('/') {
+        Some("must start with /")
+    } else if value.len() > MAX_BASE_PATH_LEN {
+        Some("is longer than 256 bytes")
+    } else if value != "/" && value.ends_with('/') {
+        Some("must not end with / (unless it is just /)")
+    } else if !value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/-._~".contains(&b))
+    {
+        Some("may hold only letters, digits, -, ., _, ~ and /")
+    } else if value != "/"
+        && value[1..]
+            .split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        Some("must not have an empty, . or .. segment")
+    } else if value == "/-" || value.starts_with("/-/") {
+        Some("must not start with /-/ (the gateway's own routes)")
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        report.add(key, format!("\"{value}\" {problem}; {example}"));
+        return String::new();
+    }
+    value.trim_end_matches('/').to_string()
 }
 
 /// A duration key: its default when absent; zero only where `allow_zero`.

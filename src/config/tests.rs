@@ -1235,3 +1235,36 @@ fn operations_keys() {
         &["must be longer than 0s"],
     );
 }
+
+#[test]
+fn base_path_is_a_plain_prefix() {
+    assert_eq!(ok(&format!("{MOUNT}{USER}")).server.base_path, "");
+    assert_eq!(
+        ok(&format!("[server]\nbase_path = \"/\"\n{MOUNT}{USER}"))
+            .server
+            .base_path,
+        ""
+    );
+    assert_eq!(
+        ok(&format!("[server]\nbase_path = \"/a/dav\"\n{MOUNT}{USER}"))
+            .server
+            .base_path,
+        "/a/dav"
+    );
+    let long = format!("/{}", "a".repeat(300));
+    for (bad, why) in [
+        ("dav", "must start with /"),
+        ("/dav/", "must not end with /"),
+        ("/a/../b", "segment"),
+        ("/a//b", "segment"),
+        ("/d%20v", "letters, digits"),
+        ("/-/d", "/-/"),
+        (long.as_str(), "longer than 256"),
+    ] {
+        one_problem(
+            &format!("[server]\nbase_path = \"{bad}\"\n{MOUNT}{USER}"),
+            "server.base_path",
+            &[why, "write it like \"/dav\""],
+        );
+    }
+}

@@ -93,10 +93,11 @@ const PROPNAME_DAV: &[&str] = &[
     "quota-used-bytes",
 ];
 
-/// The multistatus for the PROPFIND at `uri_path` (the request's path, with the mount's
-/// prefix), or `None` when dav-server must answer. The caller has checked the Depth (0 or 1)
+/// The multistatus for the PROPFIND at `uri_path` (the request's path, with `base`, the
+/// server's `base_path`, and the mount's prefix), or `None` when dav-server must answer. The caller has checked the Depth (0 or 1)
 /// and, for Depth 1 on a folder, fetched the complete listing.
 pub async fn answer(
+    base: &str,
     mount: &Arc<Mount>,
     ctx: &Ctx,
     uri_path: &str,
@@ -105,7 +106,11 @@ pub async fn answer(
     asked: Asked,
 ) -> Option<Response<ResponseBody>> {
     let mut path = DavPath::new(uri_path).ok()?;
-    let prefix = (!mount.name().is_empty()).then(|| format!("/{}", mount.name()));
+    let prefix = if mount.name().is_empty() {
+        (!base.is_empty()).then(|| base.to_string())
+    } else {
+        Some(format!("{base}/{}", mount.name()))
+    };
     if let Some(p) = &prefix {
         path.set_prefix(p).ok()?;
     }

@@ -52,6 +52,26 @@ pub struct Downloads<'a> {
     pub sign_ttl: Duration,
     /// The clock signed links expire by.
     pub clock: &'a Clock,
+    /// `server.public_url`: where signed links point when a mount has no `proxy_url`.
+    pub public_url: Option<&'a str>,
+    /// `server.base_path` (empty at the root).
+    pub base_path: &'a str,
+}
+
+/// The URL of this gateway's root as clients reach it, from a configured URL of it
+/// (`public_url`, `proxy_url`): a URL without a path gets `base_path` appended; one with a path
+/// is taken as written (a reverse proxy may map another prefix onto `base_path`). No trailing
+/// slash.
+pub fn gateway_url(url: &str, base_path: &str) -> String {
+    let url = url.trim_end_matches('/');
+    let has_path = url
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.contains('/'));
+    if has_path {
+        url.to_string()
+    } else {
+        format!("{url}{base_path}")
+    }
 }
 
 /// One GET or HEAD of a file, as the download path sees it.
@@ -216,5 +236,14 @@ mod tests {
                 "{policy:?} portable={portable} never_redirect={never_redirect}"
             );
         }
+    }
+
+    #[test]
+    fn gateway_urls() {
+        assert_eq!(gateway_url("https://h", ""), "https://h");
+        assert_eq!(gateway_url("https://h/", "/dav"), "https://h/dav");
+        assert_eq!(gateway_url("https://h:8443", "/dav"), "https://h:8443/dav");
+        assert_eq!(gateway_url("https://h/files/", "/dav"), "https://h/files");
+        assert_eq!(gateway_url("https://h/dav", "/dav"), "https://h/dav");
     }
 }

@@ -8,16 +8,18 @@ use std::sync::Arc;
 use http::{HeaderMap, Method, Response, StatusCode, Uri};
 
 use super::conditional::{preflight, Preflight};
-use super::policy::{proxy_file, Downloads, Failed, FileRequest};
+use super::policy::{gateway_url, proxy_file, Downloads, Failed, FileRequest};
 use super::respond::{self, status_text};
 use super::ResponseBody;
 use crate::mount::Mount;
 use crate::server::paths;
 
 /// 302 to `<proxy_url>/-/d/<mount>/<path>?sign=…` for the file at `path` (from the server's
-/// root); 500 when the mount has no `proxy_url` or the server no signing key.
+/// root, below `base_path`); without a `proxy_url`, to `server.public_url`. 500 when neither
+/// is set or the server has no signing key (`check` refuses both).
 pub fn redirect(dl: &Downloads<'_>, mount: &Mount, path: &[String]) -> Response<ResponseBody> {
-    let (Some(signer), Some(base)) = (dl.signer, mount.config.proxy_url.as_deref()) else {
+    let base = mount.config.proxy_url.as_deref().or(dl.public_url);
+    let (Some(signer), Some(base)) = (dl.signer, base) else {
         return status_text(
             StatusCode::INTERNAL_SERVER_ERROR,
             "proxy-url needs proxy_url and server.signing_key",
@@ -32,7 +34,7 @@ pub fn redirect(dl: &Downloads<'_>, mount: &Mount, path: &[String]) -> Response<
             .to_string();
     respond::redirect(&format!(
         "{}/-/d{}?sign={}",
-        base.trim_end_matches('/'),
+        gateway_url(base, dl.base_path),
         path,
         encoded
     ))

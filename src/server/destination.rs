@@ -3,15 +3,19 @@
 use http::header::HeaderValue;
 
 use super::paths;
+use super::router::below_base;
 use super::AppState;
 
 /// The Destination header's authority (`host[:port]`, when it is an absolute URL) and the
-/// decoded segments of its path.
+/// decoded segments of its path below `base` (`server.base_path`); `None` outside it.
 ///
 /// The path is taken as sent, not normalised by a URL parser (which would resolve `%2e%2e`
 /// before we see it): `paths::decode` refuses every dot-segment and encoded slash, so no
 /// Destination can climb out of its mount.
-pub(super) fn destination(headers: &http::HeaderMap) -> Option<(Option<String>, Vec<String>)> {
+pub(super) fn destination(
+    headers: &http::HeaderMap,
+    base: &str,
+) -> Option<(Option<String>, Vec<String>)> {
     let raw = headers.get("Destination")?.to_str().ok()?;
     let (authority, path) = match raw.split_once("://") {
         Some((scheme, rest))
@@ -27,6 +31,7 @@ pub(super) fn destination(headers: &http::HeaderMap) -> Option<(Option<String>, 
         None => return None,
     };
     let path = path.split(['?', '#']).next().unwrap_or("");
+    let path = below_base(path, base)?;
     paths::decode(path).ok().map(|segs| (authority, segs))
 }
 
@@ -85,12 +90,26 @@ mod tests {
             HeaderValue::from_static("http://u:p@Host:80/a/b"),
         );
         assert_eq!(
-            destination(&h),
+            destination(&h, ""),
             Some((Some("host:80".into()), vec!["a".into(), "b".into()]))
         );
         h.insert("Destination", HeaderValue::from_static("/a/"));
-        assert_eq!(destination(&h), Some((None, vec!["a".into()])));
+        assert_eq!(destination(&h, ""), Some((None, vec!["a".into()])));
         h.insert("Destination", HeaderValue::from_static("ftp://host/a"));
-        assert_eq!(destination(&h), None);
+        assert_eq!(destination(&h, ""), None);
+        h.insert(
+            "Destination",
+            HeaderValue::from_static("http://h/dav/a%20b"),
+        );
+        assert_eq!(
+            destination(&h, "/dav"),
+            Some((Some("h".into()), vec!["a b".into()]))
+        );
+        h.insert("Destination", HeaderValue::from_static("/dav"));
+        assert_eq!(destination(&h, "/dav"), Some((None, vec![])));
+        h.insert("Destination", HeaderValue::from_static("/davx/a"));
+        assert_eq!(destination(&h, "/dav"), None);
+        h.insert("Destination", HeaderValue::from_static("/a"));
+        assert_eq!(destination(&h, "/dav"), None);
     }
 }

@@ -57,11 +57,14 @@ pub(super) async fn get_or_head<B>(
             Ok(l) => l,
             Err(e) => return error_response(&e, what),
         };
-        let mut base = paths::encode(full);
-        if !base.ends_with('/') {
-            base.push('/');
+        let mut below = paths::encode(full);
+        if !below.ends_with('/') {
+            below.push('/');
         }
-        return html(req, index::render(&base, &base, &listing.entries));
+        let href = format!("{}{below}", state.base_path);
+        let address = state.address_of(&below);
+        let page = index::render(&href, &href, address.as_deref(), &listing.entries);
+        return html(req, page);
     }
     let file = download::FileRequest {
         method: req.method(),

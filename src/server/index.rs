@@ -19,8 +19,10 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-/// The page for folder `title` whose own URL path (encoded, ending in '/') is `base`.
-pub fn render(title: &str, base: &str, entries: &[Entry]) -> String {
+/// The page for folder `title` whose own URL path (encoded, ending in '/') is `base`;
+/// `address` is its absolute URL (from `server.public_url`), shown for pasting into a WebDAV
+/// client.
+pub fn render(title: &str, base: &str, address: Option<&str>, entries: &[Entry]) -> String {
     let mut rows = String::new();
     let mut sorted: Vec<&Entry> = entries.iter().collect();
     sorted.sort_by(|a, b| b.is_dir.cmp(&a.is_dir).then_with(|| a.name.cmp(&b.name)));
@@ -37,8 +39,14 @@ pub fn render(title: &str, base: &str, entries: &[Entry]) -> String {
             name = escape(&e.name),
         ));
     }
+    let address = address.map_or_else(String::new, |a| {
+        format!(
+            "<p>WebDAV address: <a href=\"{a}\">{a}</a></p>\n",
+            a = escape(a)
+        )
+    });
     format!(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{t}</title></head><body>\n<h1>{t}</h1>\n<table>\n<tr><td><a href=\"../\">../</a></td><td></td></tr>\n{rows}</table>\n</body></html>\n",
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{t}</title></head><body>\n<h1>{t}</h1>\n{address}<table>\n<tr><td><a href=\"../\">../</a></td><td></td></tr>\n{rows}</table>\n</body></html>\n",
         t = escape(title)
     )
 }
@@ -59,8 +67,9 @@ mod tests {
             modified: std::time::SystemTime::UNIX_EPOCH,
             created: std::time::SystemTime::UNIX_EPOCH,
         };
-        let html = render("/m/", "/m/", &[e]);
+        let html = render("/m/", "/m/", Some("https://h/<x>/"), &[e]);
         assert!(html.contains("&lt;script&gt;&amp;&quot;x&quot;.txt"));
         assert!(!html.contains("<script>"));
+        assert!(html.contains("WebDAV address: <a href=\"https://h/&lt;x&gt;/\">"));
     }
 }

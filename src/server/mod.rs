@@ -93,6 +93,10 @@ pub struct AppState {
     pub clock: Clock,
     /// How long one request may spend on 123 in all (`server.upstream_deadline`).
     pub upstream_deadline: Duration,
+    /// `server.base_path`: every route lives below it; empty at the root.
+    pub base_path: String,
+    /// `server.public_url`: this gateway as clients reach it, for the absolute URLs it builds.
+    pub public_url: Option<String>,
 }
 
 /// The HTTP client every upstream call shares. No overall timeout (a film streams for hours);
@@ -228,6 +232,8 @@ impl AppState {
             },
             per_ip: Arc::default(),
             upstream_deadline: config.server.upstream_deadline,
+            base_path: config.server.base_path.clone(),
+            public_url: config.server.public_url.clone(),
             clock,
         })
     }

@@ -55,6 +55,7 @@ pub(super) fn normalise_depth<B>(req: &mut Request<B>) -> Option<Response<Respon
 /// a short or empty folder (dav-server skips folders it cannot read). Then the one-pass writer
 /// answers (`dav::multistatus`, every body shape); dav-server only what that declines.
 pub(super) async fn propfind<B>(
+    base: &str,
     mount: &Arc<Mount>,
     rest: &[String],
     mut req: Request<super::xml_body::GuardedBody<B>>,
@@ -104,12 +105,12 @@ where
             .unwrap_or("");
         let path = req.uri().path();
         if let Some(res) =
-            crate::dav::multistatus::answer(mount, &ctx, path, ua, depth_one, asked).await
+            crate::dav::multistatus::answer(base, mount, &ctx, path, ua, depth_one, asked).await
         {
             super::metrics::propfind_answered("direct");
             return res;
         }
     }
     super::metrics::propfind_answered("dav-server");
-    dav_mount(mount, ctx, req, what).await
+    dav_mount(base, mount, ctx, req, what).await
 }

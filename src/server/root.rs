@@ -53,7 +53,12 @@ pub(super) fn options(mount: Option<&Mount>) -> Response<ResponseBody> {
 }
 
 /// The virtual root folder: an index for browsers, a PROPFIND listing of mounts for DAV.
-pub(super) async fn root<B>(req: Request<B>, visible: Vec<Arc<Mount>>) -> Response<ResponseBody>
+pub(super) async fn root<B>(
+    base: &str,
+    address: Option<String>,
+    req: Request<B>,
+    visible: Vec<Arc<Mount>>,
+) -> Response<ResponseBody>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -73,13 +78,20 @@ where
                     created: SystemTime::UNIX_EPOCH,
                 })
                 .collect();
-            html(&req, index::render("/", "/", &entries))
+            let path = format!("{base}/");
+            html(
+                &req,
+                index::render(&path, &path, address.as_deref(), &entries),
+            )
         }
         _ if req.method().as_str() == "PROPFIND" => {
             let mut req = req;
             match normalise_depth(&mut req) {
                 Some(res) => res,
-                None => dav(RootFs::new(visible), None, req).await,
+                None => {
+                    let prefix = (!base.is_empty()).then(|| base.to_string());
+                    dav(RootFs::new(visible), prefix, req).await
+                }
             }
         }
         _ => status_text(StatusCode::FORBIDDEN, "The root folder is read-only", None),

@@ -1,6 +1,7 @@
 //! The request pipeline. Each step either answers the request or passes it on, in this
 //! order:
 //!
+//! 0. `server.base_path`: a request outside it is 404; the steps below see the path under it;
 //! 1. internal routes under `/-/` (health, metrics, signed downloads): no Basic auth;
 //! 2. the path, decoded strictly, and the mount it belongs to;
 //! 3. OPTIONS, answered before auth so clients can discover the server;
@@ -26,6 +27,19 @@ use crate::download::respond::status_text;
 use crate::download::ResponseBody;
 use crate::mount::Mount;
 
+/// `path` below `base` (`server.base_path`, empty at the root): `/` for `base` itself, `None`
+/// outside it.
+pub(super) fn below_base<'p>(path: &'p str, base: &str) -> Option<&'p str> {
+    if base.is_empty() {
+        return Some(path);
+    }
+    match path.strip_prefix(base)? {
+        "" => Some("/"),
+        rest if rest.starts_with('/') => Some(rest),
+        _ => None,
+    }
+}
+
 /// A step's outcome: go on with a value, or answer the request with this response.
 type Step<T> = Result<T, Response<ResponseBody>>;
 
@@ -46,7 +60,9 @@ where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let path = req.uri().path().to_string();
+    let Some(path) = below_base(req.uri().path(), &state.base_path).map(str::to_owned) else {
+        return Err(status_text(StatusCode::NOT_FOUND, "Not found", None));
+    };
     if let Some(rest) = path.strip_prefix("/-/") {
         return Ok(internal(state, &req, rest).await);
     }
@@ -88,7 +104,9 @@ where
             super::get::get_or_head(state, &mount, rest, &segments, &req, profile, &ctx, &what)
                 .await
         }
-        "PROPFIND" => super::propfind::propfind(&mount, rest, req, ctx, &what).await,
+        "PROPFIND" => {
+            super::propfind::propfind(&state.base_path, &mount, rest, req, ctx, &what).await
+        }
         "PUT" | "PATCH" | "MKCOL" | "DELETE" | "MOVE" | "COPY" | "PROPPATCH" | "LOCK"
         | "UNLOCK" => {
             if let Some(refused) = may_write(state, &mount, &user, &req) {
@@ -174,7 +192,7 @@ where
         .filter(|m| user.can_see(&m.config.path))
         .cloned()
         .collect();
-    super::root::root(req, visible).await
+    super::root::root(&state.base_path, state.address_of("/"), req, visible).await
 }
 
 /// May this user use this mount at all, and is the `If` header well formed: `Some` answers
@@ -210,7 +228,7 @@ fn may_write<B>(
     req: &Request<B>,
 ) -> Option<Response<ResponseBody>> {
     let copies_out = req.method().as_str() == "COPY"
-        && super::destination::destination(req.headers())
+        && super::destination::destination(req.headers(), &state.base_path)
             .and_then(|(_, dest)| state.route(&dest).map(|(m, _)| m))
             .is_some_and(|m| !Arc::ptr_eq(&m, mount) && !m.read_only());
     if mount.read_only() && !copies_out {
@@ -258,6 +276,16 @@ impl AppState {
         crate::mount::route(&self.mounts, segments)
     }
 
+    /// The absolute URL of `below` (a path under `base_path`, encoded) from `public_url`, if
+    /// set.
+    pub(super) fn address_of(&self, below: &str) -> Option<String> {
+        let url = self.public_url.as_deref()?;
+        Some(format!(
+            "{}{below}",
+            download::policy::gateway_url(url, &self.base_path)
+        ))
+    }
+
     /// What the download path needs from this server, for one request.
     pub(super) fn downloads(&self) -> download::Downloads<'_> {
         download::Downloads {
@@ -265,6 +293,8 @@ impl AppState {
             signer: self.signer.as_ref(),
             sign_ttl: self.sign_ttl,
             clock: &self.clock,
+            public_url: self.public_url.as_deref(),
+            base_path: &self.base_path,
         }
     }
 }

@@ -14,9 +14,12 @@ use crate::download::ResponseBody;
 use crate::mount::Mount;
 
 /// Hands a request to dav-server over the mount's filesystem, with its locks when writable.
+/// `base` is `server.base_path` (empty at the root): dav-server strips it with the mount's
+/// name and writes it back into every href.
 /// A 500 that a backend error caused is answered as that error (502/503 with Retry-After,
 /// like reads), not as dav-server's bare 500.
 pub(super) async fn dav_mount<B>(
+    base: &str,
     mount: &Arc<Mount>,
     ctx: Ctx,
     req: Request<B>,
@@ -36,7 +39,9 @@ where
             .methods(DavMethodSet::WEBDAV_RW)
     };
     if !mount.name().is_empty() {
-        builder = builder.strip_prefix(format!("/{}", mount.name()));
+        builder = builder.strip_prefix(format!("{base}/{}", mount.name()));
+    } else if !base.is_empty() {
+        builder = builder.strip_prefix(base.to_string());
     }
     let failure = ctx.failure.clone();
     let res = builder.build_handler().handle_guarded(req, user, ctx).await;

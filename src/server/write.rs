@@ -65,7 +65,7 @@ where
         if overwrite.is_some_and(|v| v != b"T" && v != b"F") {
             return status_text(StatusCode::BAD_REQUEST, "Overwrite must be T or F", None);
         }
-        let Some((authority, dest)) = destination(req.headers()) else {
+        let Some((authority, dest)) = destination(req.headers(), &state.base_path) else {
             return status_text(
                 StatusCode::BAD_REQUEST,
                 "Missing or invalid Destination header",
@@ -147,7 +147,7 @@ where
         }
     }
     if method == "LOCK" {
-        return lock(mount, rest, ctx, req, what).await;
+        return lock(&state.base_path, mount, rest, ctx, req, what).await;
     }
     if method == "PUT" {
         ctx.oc_mtime = req
@@ -158,7 +158,7 @@ where
             .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s));
     }
     let stored_mtime = ctx.oc_mtime.is_some();
-    let mut res = dav_mount(mount, ctx, req, what).await;
+    let mut res = dav_mount(&state.base_path, mount, ctx, req, what).await;
     if stored_mtime && res.status().is_success() {
         res.headers_mut()
             .insert("X-OC-Mtime", HeaderValue::from_static("accepted"));
@@ -171,6 +171,7 @@ where
 /// 507 with the reason, before dav-server, which can only answer 423 to a refused lock. The
 /// lock store enforces the same caps itself (two LOCKs racing past this check get 423).
 async fn lock<B>(
+    base: &str,
     mount: &Arc<Mount>,
     rest: &[String],
     ctx: Ctx,
@@ -218,7 +219,7 @@ where
         }
     }
     let req = Request::from_parts(parts, http_body_util::Full::new(body));
-    dav_mount(mount, ctx, req, what).await
+    dav_mount(base, mount, ctx, req, what).await
 }
 
 /// The `owner` element of a LOCK body, as dav-server will store it (prefix `D`).
