@@ -155,6 +155,49 @@ fn check(path: &Path, probe: bool) -> ExitCode {
     }
 }
 
+/// Which token an Open mount starts with, for `check` (issue 21: "`check` says which token is in
+/// use"). Never prints a token.
+fn describe_open_token(
+    state_dir: &std::path::Path,
+    open: &crate::config::OpenMountConfig,
+) -> String {
+    use crate::backend::open::{login, oauth::RefreshSource};
+    use crate::config::OpenLogin;
+    let when = |secs: u64| {
+        chrono::DateTime::from_timestamp(secs as i64, 0)
+            .map(|d| d.to_rfc3339())
+            .unwrap_or_else(|| secs.to_string())
+    };
+    match &open.login {
+        OpenLogin::Developer => String::new(),
+        OpenLogin::OAuth { .. } | OpenLogin::Renew { .. } => {
+            match login::refresh_source(state_dir, open) {
+                Some(RefreshSource::StateDir { updated_at }) => format!(
+                    "  refresh token in use: the rotated one in {} (rotated {}); the config's \
+                     refresh_token was only the first seed\n",
+                    login::refresh_path(state_dir, open).display(),
+                    when(updated_at),
+                ),
+                _ => "  refresh token in use: the config's refresh_token (first seed; each \
+                      rotation is kept in state_dir/tokens)\n"
+                    .to_string(),
+            }
+        }
+        OpenLogin::AccessToken { access_token } => {
+            match crate::backend::open::oauth::jwt_expiry(access_token.expose()) {
+                Some(exp) => format!(
+                    "  pasted access_token expires at {} (never renewed; the mount turns unready \
+                     a day before)\n",
+                    when(exp)
+                ),
+                None => "  pasted access_token: its expiry cannot be read; it is used until 123 \
+                         refuses it\n"
+                    .to_string(),
+            }
+        }
+    }
+}
+
 /// What a valid config sets up, for `check`. Never prints a secret or a password hash.
 fn describe(config: &Config) -> String {
     let yes_no = |b: bool| if b { "yes" } else { "no" };
@@ -201,12 +244,18 @@ fn describe(config: &Config) -> String {
         match &mount.backend {
             BackendConfig::Open(open) => {
                 out += &format!(
-                    ", api_base {}, client_id {}, root_id {}, direct_link {}\n",
+                    ", api_base {}{}, login {}, root_id {}, direct_link {}\n",
                     open.api_base,
-                    open.client_id,
+                    if open.client_id.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", client_id {}", open.client_id)
+                    },
+                    open.login.name(),
                     open.root_id,
                     yes_no(open.direct_link),
                 );
+                out += &describe_open_token(&server.state_dir, open);
             }
             BackendConfig::Share(share) => {
                 out += &format!(

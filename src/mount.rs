@@ -146,13 +146,7 @@ pub fn build_backends(
         .map(|m| -> Arc<dyn Backend> {
             match &m.backend {
                 BackendConfig::Open(open) => {
-                    let client = clients.get(
-                        http,
-                        &open.api_base,
-                        &open.client_id,
-                        open.client_secret.expose(),
-                        state_dir,
-                    );
+                    let client = clients.get_for(http, open, state_dir);
                     let links = if open.direct_link {
                         LinkMode::Direct {
                             signer: open.direct_link_key.as_ref().map(|k| {

@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime};
 use serde::de::DeserializeOwned;
 
 use super::api::{self, Envelope};
+use super::login::Login;
 use super::token::{unix, Token, TokenManager, TokenState};
 use crate::backend::pacer::{self, backoff, QpsLimiter, Rate, MAX_RETRY_WAIT};
 use crate::backend::{deadline, Error};
@@ -142,8 +143,8 @@ impl From<Retry> for CallOpts {
 pub struct OpenClient {
     http: reqwest::Client,
     api_base: String,
-    client_id: String,
-    client_secret: String,
+    /// How tokens are obtained (developer keys, OAuth, a renewal service, a pasted token).
+    login: Login,
     tokens: TokenManager,
     limiter: QpsLimiter,
     /// `server.qps_scale`: the share of 123's published limits this client uses.
@@ -155,20 +156,19 @@ impl OpenClient {
     fn new(
         http: reqwest::Client,
         api_base: &str,
-        client_id: &str,
-        client_secret: &str,
+        identity: &str,
+        login: Login,
         state_dir: Option<&Path>,
         qps_scale: f64,
     ) -> Self {
-        let persist = state_dir.map(|d| {
+        let persist = state_dir.filter(|_| login.persists()).map(|d| {
             d.join("tokens")
-                .join(format!("open-{}.json", token_file_key(api_base, client_id)))
+                .join(format!("open-{}.json", token_file_key(api_base, identity)))
         });
         Self {
             http,
             api_base: api_base.trim_end_matches('/').to_string(),
-            client_id: client_id.to_string(),
-            client_secret: client_secret.to_string(),
+            login,
             tokens: TokenManager::new(persist),
             limiter: QpsLimiter::new(),
             qps_scale,
@@ -183,7 +183,9 @@ impl OpenClient {
 
     /// The token's state, for readiness reports.
     pub fn token_state(&self) -> TokenState {
-        self.tokens.state()
+        self.login
+            .pasted_state(SystemTime::now())
+            .unwrap_or_else(|| self.tokens.state())
     }
 
     /// The account uid (needed for direct-link signing), fetched once.
@@ -305,7 +307,8 @@ impl OpenClient {
                         "123 answered 401; refreshing the token"
                     );
                     token = deadline::bound(
-                        self.tokens.refresh_after_401(&token, || self.fetch_token()),
+                        self.tokens
+                            .refresh_after_401(&token, || self.fetch_token_after_401()),
                     )
                     .await?;
                     continue;
@@ -360,11 +363,58 @@ impl OpenClient {
         deadline::bound(self.tokens.get(|| self.fetch_token())).await
     }
 
-    /// `POST /api/v1/access_token`; the only call without a bearer token.
+    /// A new token the way this client logs in.
     async fn fetch_token(&self) -> Result<Token, Error> {
+        let token = match &self.login {
+            Login::Developer {
+                client_id,
+                client_secret,
+            } => return self.fetch_developer_token(client_id, client_secret).await,
+            Login::OAuth {
+                client_id,
+                client_secret,
+                store,
+            } => {
+                super::oauth::refresh(&self.http, &self.api_base, client_id, client_secret, store)
+                    .await
+            }
+            Login::Renew { url, store } => super::renew::refresh(&self.http, url, store).await,
+            Login::Pasted { .. } => match self.login.pasted_token() {
+                Some(t) => return t,
+                None => return Err(Error::Auth("no pasted token".to_string())),
+            },
+        };
+        // A failure is logged once, by the token manager.
+        if let Ok(t) = &token {
+            tracing::info!(
+                login = self.login.name(),
+                expires_at = t.expires_at,
+                "obtained a 123 access token"
+            );
+        }
+        token
+    }
+
+    /// After a 401: a new token, except that a pasted one cannot be renewed.
+    async fn fetch_token_after_401(&self) -> Result<Token, Error> {
+        if matches!(self.login, Login::Pasted { .. }) {
+            return Err(Error::Auth(
+                "123 refused the pasted access_token (401); paste a new one, or log in with \
+                 refresh_token or renew_url so that tokens are renewed"
+                    .to_string(),
+            ));
+        }
+        self.fetch_token().await
+    }
+
+    /// `POST /api/v1/access_token`; the only call without a bearer token.
+    async fn fetch_developer_token(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+    ) -> Result<Token, Error> {
         let url = format!("{}{}", self.api_base, Endpoint::AccessToken.path());
-        let body =
-            serde_json::json!({ "clientID": self.client_id, "clientSecret": self.client_secret });
+        let body = serde_json::json!({ "clientID": client_id, "clientSecret": client_secret });
         let mut rate_limited = 0;
         loop {
             deadline::wait(self.limiter.acquire(
@@ -395,7 +445,7 @@ impl OpenClient {
                         .map(|d| d.timestamp().max(0) as u64)
                         // Lenient: the documented lifetime is 30 days.
                         .unwrap_or_else(|_| unix(SystemTime::now()) + 30 * 24 * 3600);
-                    tracing::info!(client_id = %self.client_id, expires_at, "obtained a 123 access token");
+                    tracing::info!(client_id = %client_id, expires_at, "obtained a 123 access token");
                     return Ok(Token {
                         access_token: t.access_token,
                         expires_at,
@@ -578,7 +628,7 @@ pub fn until_midnight_china(now: SystemTime) -> Duration {
 }
 
 /// Names a client id's token file without putting the id itself in a file name.
-fn token_file_key(api_base: &str, client_id: &str) -> String {
+pub(crate) fn token_file_key(api_base: &str, client_id: &str) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(format!("{api_base}\n{client_id}").as_bytes());
     crate::backend::auth_key::hex(&digest[..8])
@@ -610,7 +660,7 @@ impl OpenClients {
         }
     }
 
-    /// The shared client for this credential, created on first use.
+    /// The shared client for developer keys, created on first use.
     pub fn get(
         &self,
         http: &reqwest::Client,
@@ -619,9 +669,41 @@ impl OpenClients {
         client_secret: &str,
         state_dir: Option<&Path>,
     ) -> Arc<OpenClient> {
+        let login = Login::Developer {
+            client_id: client_id.to_string(),
+            client_secret: client_secret.to_string(),
+        };
+        self.get_with(http, api_base, client_id, || login, state_dir)
+    }
+
+    /// The shared client for an Open mount's login (mounts with the same login share it).
+    pub fn get_for(
+        &self,
+        http: &reqwest::Client,
+        open: &crate::config::OpenMountConfig,
+        state_dir: Option<&Path>,
+    ) -> Arc<OpenClient> {
+        let identity = super::login::identity(open);
+        self.get_with(
+            http,
+            &open.api_base,
+            &identity,
+            || Login::new(open, state_dir),
+            state_dir,
+        )
+    }
+
+    fn get_with(
+        &self,
+        http: &reqwest::Client,
+        api_base: &str,
+        identity: &str,
+        login: impl FnOnce() -> Login,
+        state_dir: Option<&Path>,
+    ) -> Arc<OpenClient> {
         let key = (
             api_base.trim_end_matches('/').to_string(),
-            client_id.to_string(),
+            identity.to_string(),
         );
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         clients
@@ -630,8 +712,8 @@ impl OpenClients {
                 Arc::new(OpenClient::new(
                     http.clone(),
                     api_base,
-                    client_id,
-                    client_secret,
+                    identity,
+                    login(),
                     state_dir,
                     self.qps_scale,
                 ))
