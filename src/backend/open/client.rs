@@ -370,15 +370,29 @@ impl OpenClient {
                 client_id,
                 client_secret,
             } => return self.fetch_developer_token(client_id, client_secret).await,
+            // A rotating refresh runs in a task of its own: once 123 has rotated the token, the
+            // new one must reach the disk even if the request that asked for it goes away.
             Login::OAuth {
                 client_id,
                 client_secret,
                 store,
             } => {
-                super::oauth::refresh(&self.http, &self.api_base, client_id, client_secret, store)
-                    .await
+                let (http, base, id, secret, store) = (
+                    self.http.clone(),
+                    self.api_base.clone(),
+                    client_id.clone(),
+                    client_secret.clone(),
+                    store.clone(),
+                );
+                detached(
+                    async move { super::oauth::refresh(&http, &base, &id, &secret, &store).await },
+                )
+                .await
             }
-            Login::Renew { url, store } => super::renew::refresh(&self.http, url, store).await,
+            Login::Renew { url, store } => {
+                let (http, url, store) = (self.http.clone(), url.clone(), store.clone());
+                detached(async move { super::renew::refresh(&http, &url, &store).await }).await
+            }
             Login::Pasted { .. } => match self.login.pasted_token() {
                 Some(t) => return t,
                 None => return Err(Error::Auth("no pasted token".to_string())),
@@ -470,6 +484,18 @@ impl OpenClient {
             }
         }
     }
+}
+
+/// Runs `f` to completion whatever happens to the caller.
+async fn detached<F>(f: F) -> Result<Token, Error>
+where
+    F: std::future::Future<Output = Result<Token, Error>> + Send + 'static,
+{
+    tokio::spawn(f).await.unwrap_or_else(|e| {
+        Err(Error::Unavailable(format!(
+            "token refresh task failed: {e}"
+        )))
+    })
 }
 
 enum Reply<T> {

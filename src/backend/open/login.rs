@@ -3,6 +3,7 @@
 //! `oauth.rs` (the user's OAuth app) and `renew.rs` (a renewal service).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::oauth::{jwt_expiry, RefreshSource, RefreshStore};
@@ -27,10 +28,13 @@ pub enum Login {
     OAuth {
         client_id: String,
         client_secret: String,
-        store: RefreshStore,
+        store: Arc<RefreshStore>,
     },
     /// A renewal service and the rotating refresh token it renews.
-    Renew { url: String, store: RefreshStore },
+    Renew {
+        url: String,
+        store: Arc<RefreshStore>,
+    },
     /// A pasted token, never renewed; `expires_at` from its JWT `exp` when readable.
     Pasted {
         access_token: String,
@@ -50,11 +54,11 @@ impl Login {
             OpenLogin::OAuth { refresh_token } => Login::OAuth {
                 client_id: open.client_id.clone(),
                 client_secret: open.client_secret.expose().to_string(),
-                store: RefreshStore::open(refresh_path, refresh_token.expose()),
+                store: Arc::new(RefreshStore::open(refresh_path, refresh_token.expose())),
             },
             OpenLogin::Renew { url, refresh_token } => Login::Renew {
                 url: url.clone(),
-                store: RefreshStore::open(refresh_path, refresh_token.expose()),
+                store: Arc::new(RefreshStore::open(refresh_path, refresh_token.expose())),
             },
             OpenLogin::AccessToken { access_token } => Login::Pasted {
                 access_token: access_token.expose().to_string(),
