@@ -9,6 +9,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod dav;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod download;
 pub mod mount;
