@@ -491,10 +491,10 @@ fn server_urls_and_durations() {
         ],
     );
     one_problem(
-        &format!("[server]\nsign_ttl = \"1 hour\"\n{MOUNT}{USER}"),
+        &format!("[server]\nsign_ttl = \"1 parsec\"\n{MOUNT}{USER}"),
         "server.sign_ttl",
         &[
-            "\"1 hour\" is not a duration: missing unit after 1",
+            "\"1 parsec\" is not a duration: unknown time unit \"parsec\"",
             "; write e.g. \"90s\", \"10m\" or \"1h30m\" (units: d, h, m, s, ms)",
         ],
     );
@@ -713,7 +713,7 @@ fn open_api_base_and_durations() {
     one_problem(
         &format!("{MOUNT}cache_ttl = \"10\"\n"),
         "mounts[0].cache_ttl",
-        &["\"10\" is not a duration: missing unit after 10"],
+        &["\"10\" is not a duration: time unit needed, for example 10sec or 10ms"],
     );
     one_problem(
         &format!("{MOUNT}direct_link_valid = \"0\"\n"),
