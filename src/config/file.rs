@@ -151,14 +151,8 @@ impl BackendKind {
         Self::ALL.into_iter().find(|kind| kind.name() == name)
     }
 
-    /// Whether this version can serve the backend.
-    pub fn available(self) -> bool {
-        matches!(self, Self::Open | Self::Share | Self::Link | Self::Web)
-    }
-
-    /// Backend-specific keys. The planned backends list theirs already, so that such a key on
-    /// the wrong mount is reported as belonging elsewhere; each list becomes
-    /// `fields_of::<RawShare>()` etc. when the backend is written.
+    /// Backend-specific keys, from each backend's raw struct, so that a key on the wrong mount
+    /// is reported as belonging to its backend.
     pub fn keys(self) -> &'static [&'static str] {
         match self {
             Self::Open => fields_of::<RawOpen>(),
@@ -237,8 +231,8 @@ impl Section {
             .collect();
         for key in unknown {
             table.remove(&key);
-            let (what, fix) = explain(&key);
-            let mut message = what;
+            let (problem, fix) = explain(&key);
+            let mut message = problem;
             if let Some(close) = suggest(&key, valid).filter(|close| !table.contains_key(*close)) {
                 message = format!("{message} (did you mean {close}?)");
                 self.bad.push(close.to_string());
