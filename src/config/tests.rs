@@ -980,8 +980,8 @@ fn link_mounts() {
     );
 }
 
-/// Each error case of the grammar (spec web §3.2) is reported by `check` on `urls`, with the
-/// line number, the line and the reason.
+/// Each error case of the grammar (docs/123.md, web §3.2) is reported by `check` on `urls`, with
+/// the line number, the line and the reason.
 #[test]
 fn link_urls_errors_name_line_and_reason() {
     let cases: &[(&str, &str)] = &[
