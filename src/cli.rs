@@ -57,6 +57,8 @@ enum Command {
     /// for a user's password_hash.
     HashPassword,
     /// Run an emulated 123 cloud and the gateway in one process, to try things out.
+    ///
+    /// Only in builds with the `demo` feature (the default); the Docker image leaves it out.
     Demo {
         /// Where the gateway listens (default 127.0.0.1:8080).
         #[arg(long, value_name = "ADDR")]
@@ -85,11 +87,25 @@ pub fn run() -> ExitCode {
         Command::Check { config, probe } => check(&config, probe),
         Command::Healthcheck { url } => run_async(crate::server::health::healthcheck(url)),
         Command::HashPassword => hash_password(),
-        Command::Demo { listen } => {
-            init_tracing(LogFormat::Text);
-            run_async(crate::demo::run(listen))
-        }
+        Command::Demo { listen } => demo(listen),
     }
+}
+
+#[cfg(feature = "demo")]
+fn demo(listen: Option<SocketAddr>) -> ExitCode {
+    init_tracing(LogFormat::Text);
+    run_async(crate::demo::run(listen))
+}
+
+/// The subcommand stays known so that a production build says how to get the demo instead of
+/// calling it an unknown command.
+#[cfg(not(feature = "demo"))]
+fn demo(_listen: Option<SocketAddr>) -> ExitCode {
+    eprintln!(
+        "error: this build has no demo (built without the `demo` feature); \
+         build with the default features to get it: cargo install --path . or cargo run --release -- demo"
+    );
+    ExitCode::from(2)
 }
 
 fn serve(path: &Path, log_format: LogFormat) -> ExitCode {

@@ -253,7 +253,7 @@ pub struct LinkMountConfig {
     pub uid: u64,
     /// Validity of a signed link.
     pub direct_link_valid: Duration,
-    /// Which path form `auth_key` hashes (spec web §6).
+    /// Which path form `auth_key` hashes (docs/123.md, web §6).
     pub auth_key_path: crate::backend::auth_key::AuthKeyPath,
 }
 
@@ -300,7 +300,7 @@ pub struct OpenMountConfig {
     pub direct_link_key: Option<Secret>,
     /// Validity of a signed direct link.
     pub direct_link_valid: Duration,
-    /// Which path form `auth_key` hashes (spec web §6).
+    /// Which path form `auth_key` hashes (docs/123.md, web §6).
     pub auth_key_path: crate::backend::auth_key::AuthKeyPath,
 }
 

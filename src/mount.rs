@@ -61,7 +61,7 @@ impl Mount {
     /// Copies file `entry` of mount `src` into folder `dst_parent` of this mount as `name`, its
     /// bytes passing through the gateway into this mount's upload queue. For copies 123 cannot
     /// make by instant reuse: across accounts, or when `create` does not hand back the new file
-    /// (spec open-api §11, `reuse: true` with `fileID: 0`).
+    /// (docs/123.md, open §11, `reuse: true` with `fileID: 0`).
     pub async fn copy_through(
         &self,
         src: &Mount,

@@ -384,17 +384,7 @@ fn resolve_mount(
             None
         }
         Some(name) => match BackendKind::from_name(name) {
-            Some(kind) if kind.available() => Some(kind),
-            Some(_) => {
-                report.add(
-                    s.key("backend"),
-                    format!(
-                        "backend \"{name}\" is not available yet; this version supports: {}",
-                        available_backends()
-                    ),
-                );
-                None
-            }
+            Some(kind) => Some(kind),
             None => {
                 report.add(
                     s.key("backend"),
@@ -418,7 +408,7 @@ fn resolve_mount(
                     .filter(|other| *other != kind && other.keys().contains(&key))
                     .map(|other| format!("\"{}\"", other.name()))
                     .collect();
-                let what = if owners.is_empty() {
+                let problem = if owners.is_empty() {
                     "unknown key".to_string()
                 } else {
                     format!(
@@ -432,7 +422,7 @@ fn resolve_mount(
                     kind.name(),
                     list(&valid)
                 );
-                (what, fix)
+                (problem, fix)
             });
         }
         None => {
@@ -552,7 +542,6 @@ fn resolve_mount(
 fn available_backends() -> String {
     let names: Vec<&str> = BackendKind::ALL
         .into_iter()
-        .filter(|kind| kind.available())
         .map(BackendKind::name)
         .collect();
     list(&names)
@@ -884,7 +873,7 @@ fn resolve_link(report: &mut Report, s: &Section, raw: RawLink) -> LinkMountConf
     }
 }
 
-/// `auth_key_path`: `auto` (default), `encoded` or `decoded` (spec web §6).
+/// `auth_key_path`: `auto` (default), `encoded` or `decoded` (docs/123.md, web §6).
 fn auth_key_path(report: &mut Report, s: &Section, raw: Option<String>) -> AuthKeyPath {
     let Some(name) = raw else {
         return AuthKeyPath::default();

@@ -492,10 +492,10 @@ fn server_urls_and_durations() {
         ],
     );
     one_problem(
-        &format!("[server]\nsign_ttl = \"1 hour\"\n{MOUNT}{USER}"),
+        &format!("[server]\nsign_ttl = \"1 parsec\"\n{MOUNT}{USER}"),
         "server.sign_ttl",
         &[
-            "\"1 hour\" is not a duration: missing unit after 1",
+            "\"1 parsec\" is not a duration: unknown time unit \"parsec\"",
             "; write e.g. \"90s\", \"10m\" or \"1h30m\" (units: d, h, m, s, ms)",
         ],
     );
@@ -714,7 +714,7 @@ fn open_api_base_and_durations() {
     one_problem(
         &format!("{MOUNT}cache_ttl = \"10\"\n"),
         "mounts[0].cache_ttl",
-        &["\"10\" is not a duration: missing unit after 10"],
+        &["\"10\" is not a duration: time unit needed, for example 10sec or 10ms"],
     );
     one_problem(
         &format!("{MOUNT}direct_link_valid = \"0\"\n"),
@@ -981,8 +981,8 @@ fn link_mounts() {
     );
 }
 
-/// Each error case of the grammar (spec web §3.2) is reported by `check` on `urls`, with the
-/// line number, the line and the reason.
+/// Each error case of the grammar (docs/123.md, web §3.2) is reported by `check` on `urls`, with
+/// the line number, the line and the reason.
 #[test]
 fn link_urls_errors_name_line_and_reason() {
     let cases: &[(&str, &str)] = &[

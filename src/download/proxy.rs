@@ -120,12 +120,11 @@ impl ProxyError {
 /// without evaluating first is equally correct. HEAD is answered from `entry` alone
 /// ([`respond::head`]); any other method is treated as GET (routing is the caller's business).
 ///
-/// Forwards one of the client's headers, its `User-Agent` (spec web §7: players are what 123's
-/// CDN expects to see; without one, the HTTP client's own, `server.user_agent`), unless the
-/// link sets one. Otherwise upstream sees the link's own headers, `Accept-Encoding: identity`
-/// and our `Range`.
-/// An unsatisfiable range is a 416 without any link or upstream call; an empty file is a 200
-/// with no body, also without one.
+/// Forwards one of the client's headers, its `User-Agent` (docs/123.md, web §7: players are what
+/// 123's CDN expects to see; without one, the HTTP client's own, `server.user_agent`), unless the
+/// link sets one. Otherwise upstream sees the link's own headers, `Accept-Encoding: identity` and
+/// our `Range`. An unsatisfiable range is a 416 without any link or upstream call; an empty file is
+/// a 200 with no body, also without one.
 ///
 /// `Err` means nothing was sent yet: answer [`ProxyError::status`] (or map `Link` errors).
 /// Errors are not logged here; the caller logs them once, where it maps them. A failure in the
@@ -169,7 +168,7 @@ pub async fn proxy(
     loop {
         let upstream = send(client, &link, want, user_agent).await?;
         let status = upstream.status();
-        // spec open-api §11: the CDN's Retry-After is a floor for the wait; one longer than a
+        // docs/123.md, open §11: the CDN's Retry-After is a floor for the wait; one longer than a
         // retry may wait is passed on to the client instead.
         let server_wait = crate::backend::pacer::retry_after(upstream.headers());
         let delay = crate::backend::pacer::backoff(retried + 1, server_wait);
@@ -1112,7 +1111,7 @@ mod tests {
             "{head}"
         );
         assert!(head.contains("\r\naccept-encoding: identity\r\n"), "{head}");
-        // The player's User-Agent is what 123's CDN expects to see (spec web §7).
+        // The player's User-Agent is what 123's CDN expects to see (docs/123.md, web §7).
         assert!(head.contains("\r\nuser-agent: vlc/3.0\r\n"), "{head}");
         for leaked in ["authorization", "cookie", "if-"] {
             assert!(!head.contains(leaked), "{leaked} forwarded: {head}");

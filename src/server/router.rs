@@ -18,7 +18,7 @@ use super::profile::ClientProfile;
 use super::AppState;
 use crate::backend::{Entry, Error, Link};
 use crate::config::DownloadPolicy;
-use crate::dav::{store_key, Ctx, MountFs, RootFs};
+use crate::dav::{store_key, FsRequest, MountFs, RootFs};
 use crate::download::conditional::{evaluate, Precondition, Validators};
 use crate::download::local;
 use crate::download::proxy::{proxy, LinkSource};
@@ -169,7 +169,7 @@ where
         mount.config.path.trim_end_matches('/'),
         paths::encode(rest)
     );
-    let ctx = Ctx {
+    let ctx = FsRequest {
         method: req.method().clone(),
         user: user.name.clone(),
         can_write: user.write && !mount.read_only(),
@@ -220,7 +220,7 @@ async fn write<B>(
     rest: &[String],
     user: &super::auth::User,
     req: Request<B>,
-    mut ctx: Ctx,
+    mut ctx: FsRequest,
     what: &str,
 ) -> Response<ResponseBody>
 where
@@ -367,7 +367,7 @@ where
 async fn lock<B>(
     mount: &Arc<Mount>,
     rest: &[String],
-    ctx: Ctx,
+    ctx: FsRequest,
     mut req: Request<B>,
     what: &str,
 ) -> Response<ResponseBody>
@@ -609,7 +609,7 @@ async fn propfind<B>(
     mount: &Arc<Mount>,
     rest: &[String],
     mut req: Request<super::xml_body::GuardedBody<B>>,
-    ctx: Ctx,
+    ctx: FsRequest,
     what: &str,
 ) -> Response<ResponseBody>
 where
@@ -670,7 +670,7 @@ where
 /// like reads), not as dav-server's bare 500.
 async fn dav_mount<B>(
     mount: &Arc<Mount>,
-    ctx: Ctx,
+    ctx: FsRequest,
     req: Request<B>,
     what: &str,
 ) -> Response<ResponseBody>
@@ -726,7 +726,7 @@ async fn get_or_head<B>(
     full: &[String],
     req: &Request<B>,
     profile: ClientProfile,
-    ctx: &Ctx,
+    ctx: &FsRequest,
     what: &str,
 ) -> Response<ResponseBody> {
     // Client junk is answered locally: from the side store, or a fast 404 that never asks 123.

@@ -23,9 +23,9 @@ use crate::backend::{deadline, Error};
 const MAX_429_RETRIES: u32 = 4;
 /// How many times a 5xx or transport failure is retried on an idempotent call.
 const MAX_TRANSIENT_RETRIES: u32 = 2;
-/// How many times a slice is retried after a 5xx or a cut: 4 attempts in all. Slices are the
-/// calls that fail most often on real uploads (spec §8, "500" on larger files), and resending
-/// one is always safe: 123 writes it at its offset.
+/// How many times a slice is retried after a 5xx or a cut: 4 attempts in all. Slices are the calls
+/// that fail most often on real uploads (docs/123.md, open §8, "500" on larger files), and
+/// resending one is always safe: 123 writes it at its offset.
 const MAX_SLICE_RETRIES: u32 = 3;
 /// Per-attempt timeout of one slice: a 16 MiB slice at a slow 100 KiB/s still fits.
 const SLICE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -83,9 +83,9 @@ impl Endpoint {
         }
     }
 
-    /// Calls per second allowed by 123 for a developer (free tier) credential: the spec's §7
-    /// table, and OpenList's numbers where the docs are silent. The emulator enforces the same
-    /// table, so a correct gateway never meets its 429.
+    /// Calls per second allowed by 123 for a developer (free tier) credential: the table of
+    /// docs/123.md, open §7, and OpenList's numbers where the docs are silent. The emulator
+    /// enforces the same table, so a correct gateway never meets its 429.
     pub fn qps(self) -> u32 {
         qps_for_path(self.path())
     }
@@ -176,7 +176,8 @@ impl OpenClient {
         }
     }
 
-    /// The pace of endpoint `ep`: its published limit at `server.qps_scale` (spec §11, "QPS").
+    /// The pace of endpoint `ep`: its published limit at `server.qps_scale` (docs/123.md, open §11,
+    /// "QPS").
     fn rate(&self, ep: Endpoint) -> Rate {
         Rate::scaled(ep.qps(), self.qps_scale)
     }
@@ -319,8 +320,8 @@ impl OpenClient {
                     ..
                 }) => {
                     rate_limited += 1;
-                    // spec §11: a server's Retry-After is a floor for the wait; one longer than
-                    // a retry may wait ends the loop and is passed on to the client.
+                    // docs/123.md, open §11: a server's Retry-After is a floor for the wait; one
+                    // longer than a retry may wait ends the loop and is passed on to the client.
                     let delay = backoff(rate_limited, retry_after);
                     if rate_limited > MAX_429_RETRIES
                         || retry_after.is_some_and(|r| r > MAX_RETRY_WAIT)
@@ -509,12 +510,12 @@ enum Reply<T> {
     },
 }
 
-/// Sends one request and reads the answer strictly (spec §11, "the envelope"): only HTTP 200
-/// with a JSON envelope whose `code` is 0 is success. A non-zero `code` is read whatever the
-/// status (so a gateway that mirrors codes into statuses is read like 123); codes 500–599 are
-/// outages. Without a code (missing, or the body is not JSON, or it says 0 under another
-/// status): HTTP 429 is rate limiting, a 5xx an outage, any other status or a missing code an
-/// error — never success, so a move or trash that did not happen is never reported as done.
+/// Sends one request and reads the answer strictly (docs/123.md, open §11, "the envelope"): only
+/// HTTP 200 with a JSON envelope whose `code` is 0 is success. A non-zero `code` is read whatever
+/// the status (so a gateway that mirrors codes into statuses is read like 123); codes 500–599 are
+/// outages. Without a code (missing, or the body is not JSON, or it says 0 under another status):
+/// HTTP 429 is rate limiting, a 5xx an outage, any other status or a missing code an error — never
+/// success, so a move or trash that did not happen is never reported as done.
 async fn send<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> Result<Reply<T>, Error> {
     let response = request.send().await.map_err(transport)?;
     let status = response.status();
@@ -629,7 +630,7 @@ fn classify(code: i64, message: String, trace_id: String) -> Error {
     }
 }
 
-/// Code of `upload_complete` while 123 verifies the file (seen by OpenList; spec §1).
+/// Code of `upload_complete` while 123 verifies the file (seen by OpenList; docs/123.md, open §1).
 const CODE_VERIFYING: i64 = 20103;
 
 /// True when an `upload_complete` error means "still verifying, poll again":
