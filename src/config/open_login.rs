@@ -11,7 +11,7 @@ pub(super) const WAYS: &str = "client_id + client_secret (developer keys); refre
      client_id (+ client_secret) of your own OAuth app; renew_url + refresh_token (a token-renewal \
      service); or access_token (a pasted token, never renewed)";
 
-/// The renewal service OpenList uses by default (spec open-api §2.3), as an example URL.
+/// The renewal service OpenList uses by default (docs/123.md, open §2.3), as an example URL.
 const RENEW_EXAMPLE: &str = "https://api.oplist.org/123cloud/renewapi";
 
 /// The credential keys of an Open mount, as read from the file.
@@ -121,7 +121,7 @@ pub(super) fn resolve(
             );
             String::new()
         }
-        // 123 refreshed with client_id + refresh_token and no secret (spec open-api §2.2).
+        // 123 refreshed with client_id + refresh_token and no secret (docs/123.md, open §2.2).
         (None, None) if oauth => String::new(),
         (None, None) => {
             if !s.is_bad("client_secret_env") {

@@ -14,7 +14,7 @@ use crate::config::{OpenLogin, OpenMountConfig};
 /// paste a new one (issue 21).
 pub const PASTED_WARNING: Duration = Duration::from_secs(24 * 3600);
 /// How long a pasted token whose expiry cannot be read is trusted (OpenList's passive mode,
-/// spec open-api §2.4); a 401 ends it sooner.
+/// docs/123.md, open §2.4); a 401 ends it sooner.
 const PASTED_UNKNOWN_TTL: u64 = 90 * 86400;
 
 /// A client's way of logging in, with the state it needs.

@@ -1,4 +1,4 @@
-//! Open mounts without developer keys (issue 21; spec open-api §2.2–§2.4): the OAuth token
+//! Open mounts without developer keys (issue 21; docs/123.md, open §2.2–§2.4): the OAuth token
 //! endpoint with a refresh token of the user's own app, and the rotated refresh token kept in
 //! `state_dir`.
 //!
@@ -19,7 +19,7 @@ use crate::backend::{deadline, Error};
 
 /// The OAuth token endpoint on the Open API host.
 pub const TOKEN_PATH: &str = "/api/v1/oauth2/access_token";
-/// The scope 123 grants (fixed, spec open-api §2.2).
+/// The scope 123 grants (fixed, docs/123.md, open §2.2).
 pub const SCOPE: &str = "user:base,file:all:read,file:all:write";
 /// The documented access-token lifetime, assumed when an answer says `expires_in: 0` (a
 /// downstream fork reports 0 "sometimes"; assuming less than the truth only refreshes early,
@@ -149,7 +149,7 @@ pub struct Answer {
 }
 
 impl Answer {
-    /// The first non-empty of the error fields, as OpenList reads them (spec open-api §2.3).
+    /// The first non-empty of the error fields, as OpenList reads them (docs/123.md, open §2.3).
     pub fn reason(&self) -> String {
         [
             &self.error_description,

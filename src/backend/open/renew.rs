@@ -1,4 +1,4 @@
-//! Open mounts through a token-renewal service (issue 21; spec open-api §2.3): the protocol of
+//! Open mounts through a token-renewal service (issue 21; docs/123.md, open §2.3): the protocol of
 //! OpenList's online API (`api.oplist.org/123cloud/renewapi`) and of its self-hostable pages.
 //! The service holds an OAuth app's secret and refreshes on the user's behalf:
 //! `GET <renew_url>?refresh_ui=<refresh token>&server_use=true&driver_txt=123cloud_oa`, no auth
