@@ -12,7 +12,8 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p pan123-webdav \
+# Without default features: the emulator behind `demo` stays out of the production binary.
+RUN cargo build --release --locked -p pan123-webdav --no-default-features \
     && install -D -m 0755 target/release/pan123-webdav /out/pan123-webdav \
     && install -d -o 65532 -g 65532 /out/state
 

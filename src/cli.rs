@@ -57,6 +57,8 @@ enum Command {
     /// for a user's password_hash.
     HashPassword,
     /// Run an emulated 123 cloud and the gateway in one process, to try things out.
+    ///
+    /// Only in builds with the `demo` feature (the default); the Docker image leaves it out.
     Demo {
         /// Where the gateway listens (default 127.0.0.1:8080).
         #[arg(long, value_name = "ADDR")]
@@ -85,11 +87,25 @@ pub fn run() -> ExitCode {
         Command::Check { config, probe } => check(&config, probe),
         Command::Healthcheck { url } => run_async(crate::server::health::healthcheck(url)),
         Command::HashPassword => hash_password(),
-        Command::Demo { listen } => {
-            init_tracing(LogFormat::Text);
-            run_async(crate::demo::run(listen))
-        }
+        Command::Demo { listen } => demo(listen),
     }
+}
+
+#[cfg(feature = "demo")]
+fn demo(listen: Option<SocketAddr>) -> ExitCode {
+    init_tracing(LogFormat::Text);
+    run_async(crate::demo::run(listen))
+}
+
+/// The subcommand stays known so that a production build says how to get the demo instead of
+/// calling it an unknown command.
+#[cfg(not(feature = "demo"))]
+fn demo(_listen: Option<SocketAddr>) -> ExitCode {
+    eprintln!(
+        "error: this build has no demo (built without the `demo` feature); \
+         build with the default features to get it: cargo install --path . or cargo run --release -- demo"
+    );
+    ExitCode::from(2)
 }
 
 fn serve(path: &Path, log_format: LogFormat) -> ExitCode {
@@ -155,6 +171,49 @@ fn check(path: &Path, probe: bool) -> ExitCode {
     }
 }
 
+/// Which token an Open mount starts with, for `check` (issue 21: "`check` says which token is in
+/// use"). Never prints a token.
+fn describe_open_token(
+    state_dir: &std::path::Path,
+    open: &crate::config::OpenMountConfig,
+) -> String {
+    use crate::backend::open::{login, oauth::RefreshSource};
+    use crate::config::OpenLogin;
+    let when = |secs: u64| {
+        chrono::DateTime::from_timestamp(secs as i64, 0)
+            .map(|d| d.to_rfc3339())
+            .unwrap_or_else(|| secs.to_string())
+    };
+    match &open.login {
+        OpenLogin::Developer => String::new(),
+        OpenLogin::OAuth { .. } | OpenLogin::Renew { .. } => {
+            match login::refresh_source(state_dir, open) {
+                Some(RefreshSource::StateDir { updated_at }) => format!(
+                    "  refresh token in use: the rotated one in {} (rotated {}); the config's \
+                     refresh_token was only the first seed\n",
+                    login::refresh_path(state_dir, open).display(),
+                    when(updated_at),
+                ),
+                _ => "  refresh token in use: the config's refresh_token (first seed; each \
+                      rotation is kept in state_dir/tokens)\n"
+                    .to_string(),
+            }
+        }
+        OpenLogin::AccessToken { access_token } => {
+            match crate::backend::open::oauth::jwt_expiry(access_token.expose()) {
+                Some(exp) => format!(
+                    "  pasted access_token expires at {} (never renewed; the mount turns unready \
+                     a day before)\n",
+                    when(exp)
+                ),
+                None => "  pasted access_token: its expiry cannot be read; it is used until 123 \
+                         refuses it\n"
+                    .to_string(),
+            }
+        }
+    }
+}
+
 /// What a valid config sets up, for `check`. Never prints a secret or a password hash.
 fn describe(config: &Config) -> String {
     let yes_no = |b: bool| if b { "yes" } else { "no" };
@@ -204,12 +263,18 @@ fn describe(config: &Config) -> String {
         match &mount.backend {
             BackendConfig::Open(open) => {
                 out += &format!(
-                    ", api_base {}, client_id {}, root_id {}, direct_link {}\n",
+                    ", api_base {}{}, login {}, root_id {}, direct_link {}\n",
                     open.api_base,
-                    open.client_id,
+                    if open.client_id.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", client_id {}", open.client_id)
+                    },
+                    open.login.name(),
                     open.root_id,
                     yes_no(open.direct_link),
                 );
+                out += &describe_open_token(&server.state_dir, open);
             }
             BackendConfig::Share(share) => {
                 out += &format!(

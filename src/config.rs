@@ -16,6 +16,7 @@ mod duration;
 mod error;
 mod file;
 mod limits;
+mod open_login;
 mod resolve;
 #[cfg(test)]
 mod tests;
@@ -255,14 +256,43 @@ pub struct LinkMountConfig {
     pub uid: u64,
     /// Validity of a signed link.
     pub direct_link_valid: Duration,
-    /// Which path form `auth_key` hashes (spec web §6).
+    /// Which path form `auth_key` hashes (docs/123.md, web §6).
     pub auth_key_path: crate::backend::auth_key::AuthKeyPath,
+}
+
+/// How an Open mount obtains its access tokens (issue 21). `client_id`/`client_secret` of the
+/// mount config are the developer keys, or the user's OAuth app for `OAuth`.
+#[derive(Clone, Debug)]
+pub enum OpenLogin {
+    /// `client_id` + `client_secret`: `POST /api/v1/access_token` (developer keys).
+    Developer,
+    /// `refresh_token` of the user's own OAuth app: the OAuth token endpoint. The value is the
+    /// first seed only; rotated tokens are kept in `state_dir`.
+    OAuth { refresh_token: Secret },
+    /// `renew_url` + `refresh_token`: a token-renewal service (OpenList's protocol).
+    Renew { url: String, refresh_token: Secret },
+    /// `access_token`: a pasted token, never renewed.
+    AccessToken { access_token: Secret },
+}
+
+impl OpenLogin {
+    /// The config key that names this way of logging in, for `check` and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            OpenLogin::Developer => "developer keys (client_id + client_secret)",
+            OpenLogin::OAuth { .. } => "own OAuth app (refresh_token)",
+            OpenLogin::Renew { .. } => "renewal service (renew_url + refresh_token)",
+            OpenLogin::AccessToken { .. } => "pasted access_token",
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
 pub struct OpenMountConfig {
     pub client_id: String,
     pub client_secret: Secret,
+    /// Which way the mount logs in.
+    pub login: OpenLogin,
     /// The 123 folder id shown as the mount's root; 0 is the drive's root.
     pub root_id: u64,
     /// Without a trailing slash.
@@ -273,7 +303,7 @@ pub struct OpenMountConfig {
     pub direct_link_key: Option<Secret>,
     /// Validity of a signed direct link.
     pub direct_link_valid: Duration,
-    /// Which path form `auth_key` hashes (spec web §6).
+    /// Which path form `auth_key` hashes (docs/123.md, web §6).
     pub auth_key_path: crate::backend::auth_key::AuthKeyPath,
 }
 

@@ -2,13 +2,16 @@
 //!
 //! Layers, outermost first: `server` (listener, auth, routing, client profiles), `download`
 //! (policy and bytes on the wire), `dav` (the dav-server adapter), `vfs` (paths and caches),
-//! `backend` (one trait, one folder per 123 API). See ARCHITECTURE.md in the shared docs.
+//! `backend` (one trait, one folder per 123 API); README's "Layout" section lists the folders.
+//! What the code relies on from 123's services is in `docs/123.md`, which comments cite as
+//! `docs/123.md, open §N` or `web §N`.
 
 pub mod backend;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod dav;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod download;
 pub mod mount;

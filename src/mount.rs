@@ -61,7 +61,7 @@ impl Mount {
     /// Copies file `entry` of mount `src` into folder `dst_parent` of this mount as `name`, its
     /// bytes passing through the gateway into this mount's upload queue. For copies 123 cannot
     /// make by instant reuse: across accounts, or when `create` does not hand back the new file
-    /// (spec open-api §11, `reuse: true` with `fileID: 0`).
+    /// (docs/123.md, open §11, `reuse: true` with `fileID: 0`).
     pub async fn copy_through(
         &self,
         src: &Mount,
@@ -146,13 +146,7 @@ pub fn build_backends(
         .map(|m| -> Arc<dyn Backend> {
             match &m.backend {
                 BackendConfig::Open(open) => {
-                    let client = clients.get(
-                        http,
-                        &open.api_base,
-                        &open.client_id,
-                        open.client_secret.expose(),
-                        state_dir,
-                    );
+                    let client = clients.get_for(http, open, state_dir);
                     let links = if open.direct_link {
                         LinkMode::Direct {
                             signer: open.direct_link_key.as_ref().map(|k| {

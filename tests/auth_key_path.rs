@@ -1,7 +1,8 @@
-//! `auth_key` over the encoded or the decoded path (spec web §6 and §7): each `auth_key_path`
-//! value of a mount (`auto`, `encoded`, `decoded`) under each reading of the direct-link host
-//! (emulator switch `auth_key_path`), on link mounts and Open direct-link mounts: what works,
-//! what is refused, the exact direct-host calls, redirects after learning, and `check --probe`.
+//! `auth_key` over the encoded or the decoded path (docs/123.md, web §6 and §7): each
+//! `auth_key_path` value of a mount (`auto`, `encoded`, `decoded`) under each reading of the
+//! direct-link host (emulator switch `auth_key_path`), on link mounts and Open direct-link mounts:
+//! what works, what is refused, the exact direct-host calls, redirects after learning, and `check
+//! --probe`.
 
 mod common;
 

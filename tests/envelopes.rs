@@ -1,10 +1,10 @@
-//! Answers that are not what they seem (spec open-api §11, "the envelope"): a JSON body
+//! Answers that are not what they seem (docs/123.md, open §11, "the envelope"): a JSON body
 //! without `code`, a non-2xx status with a JSON envelope (a gateway in front of 123 answering
 //! 429 or 502, even with `code: 0`), a slice or part answered with another 2xx than 200. Each is
 //! an error, never a success: a MOVE, rename, DELETE or PUT that did not happen at 123 answers
 //! an error status, and the folder lists as before, through Open and web mounts.
 //!
-//! Also here: a web signature refused for the clock (spec web §7), in both shapes the
+//! Also here: a web signature refused for the clock (docs/123.md, web §7), in both shapes the
 //! `web_signature_failure` switch gives, is an error naming the clock, never an empty folder.
 
 mod common;

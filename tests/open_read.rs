@@ -88,7 +88,7 @@ async fn a_failed_page_is_never_a_short_folder() {
 
 /// A lasting 429 is a 503 with `Retry-After` after bounded retries. When 123 (or a gateway in
 /// front of it: `error_status = mirror`) answers HTTP 429 with its own `Retry-After`, that is
-/// the one passed on (spec §11: honour it); else the gateway's 2 s.
+/// the one passed on (docs/123.md, open §11: honour it); else the gateway's 2 s.
 #[tokio::test]
 async fn a_429_storm_ends_in_503_with_retry_after_after_bounded_retries() {
     for (error_status, retry_after) in [(ErrorStatus::Ok, "2"), (ErrorStatus::Mirror, "1")] {

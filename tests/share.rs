@@ -299,7 +299,7 @@ async fn unavailable_pages_are_retried_then_reported() {
 }
 
 /// An answer that is not JSON (an HTML error page, a proxy's "OK") is an error: OpenList reads
-/// it as an empty folder (spec web §0.2).
+/// it as an empty folder (docs/123.md, web §0.2).
 #[tokio::test]
 async fn a_body_that_is_not_json_is_an_error_not_an_empty_folder() {
     let env = share_env("auto").await;

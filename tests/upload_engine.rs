@@ -291,7 +291,7 @@ async fn upload_reuses_known_content() {
     assert_eq!(env.calls(COMPLETE), 0);
     assert_eq!(env.emu.read("/again.bin").unwrap(), body);
     assert_eq!(e.md5.as_deref(), Some(src.md5.as_str()));
-    // A taken name is never replaced (spec open-api §11: `duplicate: 1` is sent, so 123
+    // A taken name is never replaced (docs/123.md, open §11: `duplicate: 1` is sent, so 123
     // keeps both; the upload queue never gets here, it uploads under names nobody else has).
     let other = source(env.dir.path(), "o", b"other bytes");
     let kept = env
@@ -459,7 +459,7 @@ async fn queued_upload_lands_and_cleans_up() {
             .count(),
         0
     );
-    // A new file goes to its temporary name too (spec open-api §11), then one listing and one
+    // A new file goes to its temporary name too (docs/123.md, open §11), then one listing and one
     // rename put it in place; nothing is trashed.
     assert_eq!(env.calls(CREATE), 1);
     assert_eq!(env.calls(LIST), 1);
@@ -819,7 +819,7 @@ async fn measure_64_mib_upload() {
     }
 }
 
-/// spec open-api §11: `upload_complete` answers errors before success (20103, code 1
+/// docs/123.md, open §11: `upload_complete` answers errors before success (20103, code 1
 /// `任务队列削峰中…`, an unknown code); each is polled through, at one call per answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn complete_polls_through_transient_errors() {
@@ -877,7 +877,7 @@ async fn complete_that_never_confirms_is_settled_by_a_listing() {
     assert_eq!((env.calls(COMPLETE), env.calls(LIST)), (60, 1));
 }
 
-/// spec open-api §11: `reuse: true` with `fileID: 0` is not an instant upload: the slices go.
+/// docs/123.md, open §11: `reuse: true` with `fileID: 0` is not an instant upload: the slices go.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reuse_without_a_file_id_sends_the_slices() {
     let env = Env::new().await;
@@ -905,7 +905,7 @@ async fn reuse_without_a_file_id_sends_the_slices() {
     assert_eq!((env.calls(CREATE), env.calls(LIST)), (1, 2));
 }
 
-/// spec open-api §11: whatever `create` does with a taken name (refuse, keep both, replace), a
+/// docs/123.md, open §11: whatever `create` does with a taken name (refuse, keep both, replace), a
 /// new file whose name another writer takes while it uploads ends as one file with the
 /// newest content, the other version in the recycle bin, and no `name(1)` or temporary copy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -363,7 +363,7 @@ async fn download_info_bursts_are_retried_and_outages_are_503() {
 }
 
 /// Rate limiting in each shape the web API has been seen to use (`web_rate_limit_style`: code
-/// 429, HTTP 429, a worded message with another code; spec web §7) is recognised as such: a
+/// 429, HTTP 429, a worded message with another code; docs/123.md, web §7) is recognised as such: a
 /// lasting one on the download-link endpoint is a 503 after the same bounded attempts, never a
 /// 502; the server's own `Retry-After` (1 s with HTTP 429) is passed on, else the gateway's 5 s.
 #[tokio::test]
@@ -722,7 +722,7 @@ mod other_readings {
     }
 }
 
-// ---- 20103 on link calls for a file just uploaded (spec open-api §11) -------------------------
+// ---- 20103 on link calls for a file just uploaded (docs/123.md, open §11) -----------------------
 
 /// Calls one link call makes while 123 keeps saying "verifying": the first and 3 retries.
 const ATTEMPTS_VERIFYING: u64 = 4;

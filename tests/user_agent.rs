@@ -1,8 +1,8 @@
-//! Which `User-Agent` 123 sees (spec web §7: 123 tracks clients by it). The gateway's own API
-//! calls (Open API, web API, login, the share download hop) carry `server.user_agent` — our own
-//! name, never another project's — and a proxied download carries the player's, on the CDN
-//! and on the direct-link host. Asserted from the emulator's per-endpoint record over HTTP
-//! (`GET /__emulator/stats`, `user_agents`).
+//! Which `User-Agent` 123 sees (docs/123.md, web §7: 123 tracks clients by it). The gateway's own
+//! API calls (Open API, web API, login, the share download hop) carry `server.user_agent` — our own
+//! name, never another project's — and a proxied download carries the player's, on the CDN and on
+//! the direct-link host. Asserted from the emulator's per-endpoint record over HTTP (`GET
+//! /__emulator/stats`, `user_agents`).
 
 mod common;
 

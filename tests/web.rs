@@ -637,7 +637,7 @@ async fn a_lost_answer_is_rechecked_before_resending() {
 
 /// The upload's "is the name taken" check reads the listing the gateway just made, so it costs
 /// no listing of its own (each page is 700 ms of the shared web pacer). The swap of the upload
-/// from its temporary name does list the folder once (spec open-api §11: nothing may depend on
+/// from its temporary name does list the folder once (docs/123.md, open §11: nothing may depend on
 /// what 123 does with a taken name, so the swap looks before it renames).
 #[tokio::test]
 async fn uploads_into_a_freshly_listed_folder_list_nothing_more() {
@@ -687,10 +687,10 @@ async fn landed(env: &TestEnv, account_path: &str) {
     .await;
 }
 
-/// spec web §7: `download_info` and trash send the object 123 listed (`etag`, `s3keyFlag`, the
-/// whole item), never empty fields, also for a file this process has not listed: right after
-/// its upload and after a rename (its folder is listed first), and after a restart of the
-/// gateway. The emulator refuses any other object, as 123 would.
+/// docs/123.md, web §7: `download_info` and trash send the object 123 listed (`etag`, `s3keyFlag`,
+/// the whole item), never empty fields, also for a file this process has not listed: right after
+/// its upload and after a rename (its folder is listed first), and after a restart of the gateway.
+/// The emulator refuses any other object, as 123 would.
 #[tokio::test]
 async fn download_and_trash_of_files_not_listed_in_this_process() {
     let mut env = TestEnv::start(EmulatorConfig::default(), |emu| {
@@ -782,7 +782,7 @@ async fn download_and_trash_of_files_not_listed_in_this_process() {
     assert_no_wrong_host(&env.emu);
 }
 
-/// The end of the static-credential flow (spec web §1.4 step 5).
+/// The end of the static-credential flow (docs/123.md, web §1.4 step 5).
 const COMPLETE_STATIC: &str = "/b/api/file/upload_complete";
 
 /// Static S3 credentials from `upload_request` (switch `upload_credentials = static`): the

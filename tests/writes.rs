@@ -51,7 +51,7 @@ impl Kind {
     }
 
     /// Slices or parts a file of `len` bytes that 123 already has costs: none, unless the Open
-    /// API's `create` answers `reuse: true` without a fileID (spec open-api §11,
+    /// API's `create` answers `reuse: true` without a fileID (docs/123.md, open §11,
     /// `reuse_without_file_id`), which asks for the bytes anyway.
     fn known_parts(self, emu: &pan123_emulator::Emulator, len: u64) -> u64 {
         match self {
@@ -830,7 +830,7 @@ both!(
 
 /// What one PUT costs at 123, endpoint by endpoint, once the mount's token and listing are
 /// warm: a new file, then an overwrite of it. Both go to a temporary name and are swapped in
-/// (spec open-api §11), whatever `create` does with a taken name, so the counts are the same
+/// (docs/123.md, open §11), whatever `create` does with a taken name, so the counts are the same
 /// under every reading except `complete_transient_errors`, which costs that many more polls.
 async fn put_costs(kind: Kind) {
     let env = env(kind, "").await;

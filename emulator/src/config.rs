@@ -18,7 +18,7 @@ pub struct EmulatorConfig {
     /// `Emulator::addr`). Every other host listens on the same IP (see `hosts_port_base`).
     pub listen: SocketAddr,
     /// Ports of the other hosts: `None` = free ports; `Some(p)` = `p`, `p + 1`, … in the order
-    /// of `Host::ALL` after the Open API (upload, cdn, direct, web, login, web-pro, s3).
+    /// of `Host::ALL` after the Open API (upload, cdn, direct, web, login, web-pro, s3, renew).
     pub hosts_port_base: Option<u16>,
     /// The one developer client id the Open API accepts.
     pub client_id: String,
@@ -45,6 +45,11 @@ pub struct EmulatorConfig {
     pub web_user: String,
     /// Its password.
     pub web_password: String,
+    /// The client id of the user's OAuth app ("third-party mount app", spec open-api §2.2); the
+    /// renewal service uses the same app.
+    pub oauth_client_id: String,
+    /// Its secret.
+    pub oauth_client_secret: String,
     /// Behaviour switches (also changeable at run time).
     pub switches: Switches,
 }
@@ -66,6 +71,8 @@ impl Default for EmulatorConfig {
             temp_dir: None,
             web_user: "13800138000".to_string(),
             web_password: "demo-password".to_string(),
+            oauth_client_id: "demo-oauth-app".to_string(),
+            oauth_client_secret: "demo-oauth-secret".to_string(),
             switches: Switches::default(),
         }
     }
@@ -264,6 +271,18 @@ impl TakenName {
     }
 }
 
+/// The `expires_in` the OAuth token endpoint announces (spec open-api §2.2: a downstream fork
+/// notes it is sometimes 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OAuthExpiresIn {
+    /// 7200, as the doc sample says (the token does live 2 hours).
+    #[default]
+    Normal,
+    /// 0, although the token still lives 2 hours.
+    Zero,
+}
+
 /// Behaviour the spec leaves open, and test knobs. Each has a CLI flag and a documented default
 /// (see the README); all can be changed while running (`Emulator::set_switches`,
 /// `POST /__emulator/switches`). Durations travel as milliseconds in JSON (`*_ms` keys).
@@ -350,6 +369,14 @@ pub struct Switches {
     /// API in this run answer 20103 `文件正在校验中` (spec open-api §11). Default 0.
     #[serde(default)]
     pub verifying_after_upload: u32,
+    /// The `expires_in` OAuth grants announce (token endpoint and renewal service). Default
+    /// `normal` (7200).
+    #[serde(default)]
+    pub oauth_expires_in: OAuthExpiresIn,
+    /// Every refresh-token grant is refused (`invalid_grant`; the renewal service answers 500
+    /// with its `text`). Default false.
+    #[serde(default)]
+    pub oauth_refresh_fails: bool,
 }
 
 /// Default of `Switches::presign_ttl` (also for switch JSON written before it existed).
@@ -385,6 +412,8 @@ impl Default for Switches {
             complete_transient_errors: 0,
             reuse_without_file_id: false,
             verifying_after_upload: 0,
+            oauth_expires_in: OAuthExpiresIn::Normal,
+            oauth_refresh_fails: false,
         }
     }
 }

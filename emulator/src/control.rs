@@ -15,6 +15,10 @@
 //! | `POST /__emulator/expire_tokens` | | invalidate every token |
 //! | `GET`/`POST /__emulator/clock` | `{"offset_secs": N}` | read / shift the wall clock |
 //! | `POST /__emulator/qps` | `{"enabled": bool}` | QPS limiter on/off |
+//! | `POST /__emulator/oauth/code` | `{"redirect_uri": URL}` | an authorization code (the browser step) |
+//! | `POST /__emulator/oauth/tokens` | | a fresh OAuth token pair of the OAuth app |
+//! | `POST /__emulator/access_token` | `{"ttl_secs": N}` | a pasted access token expiring in N s |
+//! | `POST /__emulator/web_token` | | a web session JWT, as a logged-in browser holds |
 
 use std::sync::atomic::Ordering;
 
@@ -54,6 +58,8 @@ pub(crate) async fn handle(sh: &Shared, req: Request<Incoming>) -> Resp {
                 "client_id": sh.client_id,
                 "client_secret": sh.client_secret,
                 "uid": sh.uid,
+                "oauth_client_id": sh.oauth_client_id,
+                "oauth_client_secret": sh.oauth_client_secret,
             }),
         ),
         (Method::GET, "/__emulator/hosts") => json(StatusCode::OK, &json!(sh.hosts.map())),
@@ -140,6 +146,44 @@ pub(crate) async fn handle(sh: &Shared, req: Request<Incoming>) -> Resp {
                 }
                 None => bad("expected {\"enabled\": bool}"),
             }
+        }
+        (Method::POST, "/__emulator/oauth/code") => {
+            match parsed()
+                .ok()
+                .and_then(|v| v["redirect_uri"].as_str().map(str::to_string))
+            {
+                Some(uri) => {
+                    let code = crate::oauth::issue_code(sh, &sh.oauth_client_id, &uri);
+                    json(StatusCode::OK, &json!({ "code": code }))
+                }
+                None => bad("expected {\"redirect_uri\": URL}"),
+            }
+        }
+        (Method::POST, "/__emulator/oauth/tokens") => {
+            let g = crate::oauth::issue_pair(sh);
+            json(
+                StatusCode::OK,
+                &json!({"access_token": g.access_token, "refresh_token": g.refresh_token, "expires_in": g.expires_in}),
+            )
+        }
+        (Method::POST, "/__emulator/access_token") => {
+            match parsed().ok().and_then(|v| v["ttl_secs"].as_i64()) {
+                Some(ttl) => {
+                    let (token, expires) = crate::oauth::issue_pasted(sh, ttl);
+                    json(
+                        StatusCode::OK,
+                        &json!({"access_token": token, "expires_at": expires}),
+                    )
+                }
+                None => bad("expected {\"ttl_secs\": N}"),
+            }
+        }
+        (Method::POST, "/__emulator/web_token") => {
+            let (token, expires) = crate::personal::issue_web_token(sh);
+            json(
+                StatusCode::OK,
+                &json!({"token": token, "expires_at": expires}),
+            )
         }
         _ => not_found(),
     }

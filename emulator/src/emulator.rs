@@ -70,6 +70,10 @@ pub(crate) struct Shared {
     /// The personal account's login name and password.
     pub web_user: String,
     pub web_password: String,
+    /// The OAuth app (spec open-api §2.2) and its codes and refresh tokens.
+    pub oauth_client_id: String,
+    pub oauth_client_secret: String,
+    pub oauth: Mutex<crate::oauth::OAuth>,
     pub limiter: Mutex<Limiter>,
     pub faults: Mutex<Faults>,
     pub counters: Mutex<Counters>,
@@ -213,7 +217,7 @@ impl Emulator {
         let cache_dir = temp_root.join("pan123-emulator-cache");
 
         let listeners = bind_hosts(&cfg).await?;
-        let mut urls: [String; 8] = Default::default();
+        let mut urls: [String; 9] = Default::default();
         for (host, l) in &listeners {
             urls[host.index()] = url_of(l.local_addr()?);
         }
@@ -261,6 +265,9 @@ impl Emulator {
             web_tokens: Mutex::new(Tokens::default()),
             web_user: cfg.web_user.clone(),
             web_password: cfg.web_password.clone(),
+            oauth_client_id: cfg.oauth_client_id.clone(),
+            oauth_client_secret: cfg.oauth_client_secret.clone(),
+            oauth: Mutex::new(crate::oauth::OAuth::default()),
             limiter: Mutex::new(Limiter::default()),
             faults: Mutex::new(Faults::default()),
             counters: Mutex::new(Counters::default()),
@@ -525,6 +532,38 @@ impl Emulator {
     /// a user copies into a share mount's `access_token`).
     pub fn web_session_token(&self) -> String {
         crate::personal::issue_web_token(&self.shared).0
+    }
+
+    /// The OAuth app's client id (the user's own app, spec open-api §2.2).
+    pub fn oauth_client_id(&self) -> String {
+        self.shared.oauth_client_id.clone()
+    }
+
+    /// The OAuth app's secret.
+    pub fn oauth_client_secret(&self) -> String {
+        self.shared.oauth_client_secret.clone()
+    }
+
+    /// An authorization code for `redirect_uri`, as the approval page gives a logged-in browser.
+    pub fn oauth_code(&self, redirect_uri: &str) -> String {
+        crate::oauth::issue_code(&self.shared, &self.shared.oauth_client_id, redirect_uri)
+    }
+
+    /// A fresh OAuth token pair (what an exchanged code gives), to seed a mount's
+    /// `refresh_token`.
+    pub fn oauth_tokens(&self) -> crate::oauth::Grant {
+        crate::oauth::issue_pair(&self.shared)
+    }
+
+    /// Refresh tokens spent (rotated) since start.
+    pub fn oauth_rotations(&self) -> u64 {
+        lock(&self.shared.oauth).rotations
+    }
+
+    /// A pasted access token valid for `ttl_secs` from the emulator's clock, never renewable;
+    /// returns the token and its expiry (Unix seconds).
+    pub fn pasted_access_token(&self, ttl_secs: i64) -> (String, i64) {
+        crate::oauth::issue_pasted(&self.shared, ttl_secs)
     }
 
     /// Invalidate every access token now (Open API and web sessions).

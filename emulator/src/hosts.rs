@@ -27,11 +27,14 @@ pub enum Host {
     WebPro,
     /// The presigned part host of personal uploads.
     S3,
+    /// A token-renewal service (OpenList's `api.oplist.org/123cloud/renewapi` or a self-hosted
+    /// copy): not 123's, but a host of its own that calls 123's OAuth token endpoint.
+    Renew,
 }
 
 impl Host {
     /// Every host, in the order `--hosts-port-base` numbers them (the Open API first).
-    pub const ALL: [Host; 8] = [
+    pub const ALL: [Host; 9] = [
         Host::Open,
         Host::Upload,
         Host::Cdn,
@@ -40,6 +43,7 @@ impl Host {
         Host::Login,
         Host::WebPro,
         Host::S3,
+        Host::Renew,
     ];
 
     /// Its name in `GET /__emulator/hosts` (the stats word where the host has one).
@@ -53,6 +57,7 @@ impl Host {
             Host::Login => "login",
             Host::WebPro => "web-pro",
             Host::S3 => "s3",
+            Host::Renew => "renew",
         }
     }
 
@@ -74,10 +79,10 @@ impl fmt::Display for Host {
 
 /// The base URL (`http://127.0.0.1:PORT`, no trailing slash) of every host.
 #[derive(Debug, Clone)]
-pub(crate) struct HostUrls([String; 8]);
+pub(crate) struct HostUrls([String; 9]);
 
 impl HostUrls {
-    pub fn new(urls: [String; 8]) -> HostUrls {
+    pub fn new(urls: [String; 9]) -> HostUrls {
         HostUrls(urls)
     }
 

@@ -2,7 +2,7 @@
 //! and demos of the pan123-webdav gateway. Each 123 host has its own loopback listener (its own
 //! origin): the Open API, its upload host, the download CDN, the direct-link host, the web API
 //! (share links and the personal account), the web login host, the download hop and the
-//! presigned-part upload host; every listener also answers the control API. See the crate README
+//! presigned-part upload host, and the token-renewal service; every listener also answers the control API. See the crate README
 //! for URLs, flags, switches and faults.
 //!
 //! ```no_run
@@ -33,6 +33,7 @@ pub mod hosts;
 mod http;
 mod multipart;
 pub mod names;
+pub mod oauth;
 mod open_api;
 mod personal;
 mod personal_upload;
@@ -54,8 +55,8 @@ mod web;
 mod webpro;
 
 pub use config::{
-    AuthKeyPath, EmulatorConfig, ErrorStatus, GenerateSpec, OverwriteAt, ShareSpec, Switches,
-    TakenName, UploadCredentials, WebRateLimitStyle, WebSignatureFailure, ZeroByteUpload,
+    AuthKeyPath, EmulatorConfig, ErrorStatus, GenerateSpec, OAuthExpiresIn, OverwriteAt, ShareSpec,
+    Switches, TakenName, UploadCredentials, WebRateLimitStyle, WebSignatureFailure, ZeroByteUpload,
 };
 pub use emulator::{Emulator, EntryInfo};
 pub use faults::{Fault, FaultKind};

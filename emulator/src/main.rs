@@ -9,8 +9,9 @@ use std::time::Duration;
 use clap::{ArgAction, Parser, ValueEnum};
 use pan123_emulator::config::{parse_duration, parse_size};
 use pan123_emulator::{
-    AuthKeyPath, Emulator, EmulatorConfig, ErrorStatus, GenerateSpec, OverwriteAt, ShareSpec,
-    Switches, TakenName, UploadCredentials, WebRateLimitStyle, WebSignatureFailure, ZeroByteUpload,
+    AuthKeyPath, Emulator, EmulatorConfig, ErrorStatus, GenerateSpec, OAuthExpiresIn, OverwriteAt,
+    ShareSpec, Switches, TakenName, UploadCredentials, WebRateLimitStyle, WebSignatureFailure,
+    ZeroByteUpload,
 };
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -118,6 +119,12 @@ struct Cli {
     /// The personal account of the web API: `PHONE:PASSWORD` (or `MAIL:PASSWORD`).
     #[arg(long, value_parser = parse_web_user, default_value = "13800138000:demo-password")]
     web_user: (String, String),
+    /// The client id of the user's OAuth app (token endpoint and renewal service).
+    #[arg(long, default_value = "demo-oauth-app")]
+    oauth_client_id: String,
+    /// Its secret.
+    #[arg(long, default_value = "demo-oauth-secret")]
+    oauth_client_secret: String,
     /// Refuse web logins for risk control (123's `当前账号存在安全风险…` message).
     #[arg(long)]
     web_risk_control: bool,
@@ -157,6 +164,12 @@ struct Cli {
     /// answer 20103.
     #[arg(long, default_value_t = 0, value_name = "N")]
     verifying_after_upload: u32,
+    /// The `expires_in` OAuth grants announce: `normal` (7200) or `zero`.
+    #[arg(long, value_parser = parse_switch::<OAuthExpiresIn>, default_value = "normal")]
+    oauth_expires_in: OAuthExpiresIn,
+    /// Every OAuth refresh-token grant is refused.
+    #[arg(long)]
+    oauth_refresh_fails: bool,
 }
 
 /// A switch value by its JSON name (the same words as `POST /__emulator/switches`; `-` may
@@ -193,6 +206,8 @@ impl Cli {
             temp_dir: self.temp_dir,
             web_user: self.web_user.0,
             web_password: self.web_user.1,
+            oauth_client_id: self.oauth_client_id,
+            oauth_client_secret: self.oauth_client_secret,
             switches: Switches {
                 overwrite_at: match self.overwrite_at {
                     OverwriteAtArg::Create => OverwriteAt::Create,
@@ -226,6 +241,8 @@ impl Cli {
                 complete_transient_errors: self.complete_transient_errors,
                 reuse_without_file_id: self.reuse_without_file_id,
                 verifying_after_upload: self.verifying_after_upload,
+                oauth_expires_in: self.oauth_expires_in,
+                oauth_refresh_fails: self.oauth_refresh_fails,
             },
         }
     }

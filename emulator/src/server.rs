@@ -3,8 +3,9 @@
 //! Each emulated host has its own listener (`Host`), and every endpoint belongs to exactly one
 //! host (`Ep::host`): the Open API (`/api/…`, mkdir, create, upload_complete, domain), the
 //! upload host (slices), the web API (`/b/api/…`), the login host (`/api/user/sign_in`), the
-//! CDN (`/cdn/…`), the download hop (`/web-pro/…`), the presigned part host (`/s3/…`) and the
-//! direct-link host (`/<uid>/…`). Paths keep their shapes; a routed path on the wrong listener
+//! CDN (`/cdn/…`), the download hop (`/web-pro/…`), the presigned part host (`/s3/…`), the
+//! direct-link host (`/<uid>/…`) and the renewal service (`/`). The OAuth token endpoint and the
+//! approval page (`/auth`, web host) skip the family checks: their answers are not envelopes. Paths keep their shapes; a routed path on the wrong listener
 //! is a 404, counted in `wrong_host`. `/__emulator/…` (the control API) answers on every listener.
 //!
 //! Pipeline order (the README repeats it): host check → User-Agent recorded → injected latency
@@ -76,6 +77,14 @@ pub(crate) enum Ep {
     WebPro,
     Direct,
     S3,
+    /// `POST /api/v1/oauth2/access_token` (flat answers, no `Platform` or token check).
+    OAuthToken,
+    /// `GET /api/v1/oauth2/user/authorize`.
+    OAuthAuthorize,
+    /// `GET /auth` on the web host: the approval page.
+    AuthPage,
+    /// The renewal service.
+    Renew,
 }
 
 /// Which checks an endpoint gets.
@@ -84,6 +93,8 @@ enum Family {
     Open,
     Web,
     Host,
+    /// The OAuth flow and the renewal service: their own answers, no envelope.
+    OAuth,
 }
 
 impl Ep {
@@ -122,6 +133,10 @@ impl Ep {
             Ep::WebPro => "web-pro",
             Ep::Direct => "direct",
             Ep::S3 => "s3",
+            Ep::OAuthToken => "/api/v1/oauth2/access_token",
+            Ep::OAuthAuthorize => "/api/v1/oauth2/user/authorize",
+            Ep::AuthPage => "/auth",
+            Ep::Renew => "renew",
         }
     }
 
@@ -134,6 +149,8 @@ impl Ep {
             Ep::WebPro => Host::WebPro,
             Ep::Direct => Host::Direct,
             Ep::S3 => Host::S3,
+            Ep::AuthPage => Host::Web,
+            Ep::Renew => Host::Renew,
             _ => match self.family() {
                 Family::Web => Host::Web,
                 _ => Host::Open,
@@ -158,6 +175,7 @@ impl Ep {
             | Ep::WebRename
             | Ep::WebTrash => Family::Web,
             Ep::Cdn | Ep::WebPro | Ep::Direct | Ep::S3 => Family::Host,
+            Ep::OAuthToken | Ep::OAuthAuthorize | Ep::AuthPage | Ep::Renew => Family::OAuth,
             _ => Family::Open,
         }
     }
@@ -170,6 +188,12 @@ fn route(method: &Method, path: &str) -> Option<Ep> {
     let post = method == Method::POST;
     let ep = match path {
         "/api/v1/access_token" if post => Ep::AccessToken,
+        "/api/v1/oauth2/access_token" if post => Ep::OAuthToken,
+        "/api/v1/oauth2/user/authorize" if get => Ep::OAuthAuthorize,
+        "/auth" if get => Ep::AuthPage,
+        // OpenList's default address ends in `/123cloud/renewapi`; a self-hosted copy may
+        // answer at its root.
+        "/" | "/123cloud/renewapi" if get => Ep::Renew,
         "/api/v1/user/info" if get => Ep::UserInfo,
         "/api/v2/file/list" if get => Ep::FileList,
         "/api/v1/file/download_info" if get => Ep::DownloadInfo,
@@ -345,9 +369,15 @@ async fn handle(
             Ep::S3 => crate::s3::handle(&ctx, req).await,
             _ => Ok(crate::direct::handle(&ctx, req)),
         },
+        Family::OAuth => match ep {
+            Ep::OAuthToken => crate::oauth::access_token(&ctx, req).await,
+            Ep::OAuthAuthorize => Ok(crate::oauth::user_authorize(&ctx, &req)),
+            Ep::AuthPage => Ok(crate::oauth::auth_page(&ctx, &req)),
+            _ => Ok(crate::oauth::renew(&ctx, &req)),
+        },
     };
     // The call acted; its answer is replaced (the `error_after` fault).
-    if resp.is_ok() && ep.family() != Family::Host {
+    if resp.is_ok() && !matches!(ep.family(), Family::Host | Family::OAuth) {
         if let Some((code, message)) = lock(&shared.faults).take_error_after(key) {
             resp = Ok(match ep.family() {
                 Family::Web => crate::web::web_err(code, &message),
@@ -513,5 +543,9 @@ mod tests {
         assert_eq!(Ep::WebPro.host(), Host::WebPro);
         assert_eq!(Ep::Direct.host(), Host::Direct);
         assert_eq!(Ep::S3.host(), Host::S3);
+        assert_eq!(Ep::OAuthToken.host(), Host::Open);
+        assert_eq!(Ep::AuthPage.host(), Host::Web);
+        assert_eq!(Ep::Renew.host(), Host::Renew);
+        assert_eq!(route(&Method::GET, "/"), Some(Ep::Renew));
     }
 }

@@ -30,14 +30,30 @@ impl Tokens {
     /// Issue a token for `client_id` valid until `now + ttl_secs`, evicting the oldest live
     /// token(s) of that client beyond the limit. Returns (token, expiry unix seconds).
     pub fn issue(&mut self, client_id: &str, now: i64, ttl_secs: i64) -> (String, i64) {
+        self.issue_capped(client_id, now, ttl_secs, Some(MAX_LIVE_PER_CLIENT))
+    }
+
+    /// Issue a token without the per-client device limit: OAuth access tokens (one live per
+    /// refresh chain; a refresh revokes the old one) and pasted tokens.
+    pub fn issue_uncapped(&mut self, owner: &str, now: i64, ttl_secs: i64) -> (String, i64) {
+        self.issue_capped(owner, now, ttl_secs, None)
+    }
+
+    fn issue_capped(
+        &mut self,
+        client_id: &str,
+        now: i64,
+        ttl_secs: i64,
+        cap: Option<usize>,
+    ) -> (String, i64) {
         self.by_token.retain(|_, t| t.expires > now);
-        loop {
+        while let Some(cap) = cap {
             let live: Vec<(&String, &TokenInfo)> = self
                 .by_token
                 .iter()
                 .filter(|(_, t)| t.client_id == client_id)
                 .collect();
-            if live.len() < MAX_LIVE_PER_CLIENT {
+            if live.len() < cap {
                 break;
             }
             let Some(oldest) = live
@@ -69,6 +85,11 @@ impl Tokens {
             .get(token)
             .filter(|t| t.expires > now)
             .map(|t| t.client_id.clone())
+    }
+
+    /// Invalidate one token (an OAuth refresh revokes the access token of the spent pair).
+    pub fn revoke(&mut self, token: &str) {
+        self.by_token.remove(token);
     }
 
     /// Invalidate every token at once (the "401" fault).
@@ -125,5 +146,17 @@ mod tests {
         assert_eq!(t.check(&b, 1101), None);
         t.expire_all();
         assert_eq!(t.live(104), 0);
+    }
+
+    #[test]
+    fn uncapped_tokens_are_not_evicted_and_can_be_revoked() {
+        let mut t = Tokens::default();
+        let toks: Vec<String> = (0..5)
+            .map(|i| t.issue_uncapped("o", 100 + i, 50).0)
+            .collect();
+        assert!(toks.iter().all(|k| t.check(k, 120).is_some()));
+        t.revoke(&toks[0]);
+        assert_eq!(t.check(&toks[0], 120), None);
+        assert_eq!(t.check(&toks[1], 151), None);
     }
 }

@@ -2,15 +2,15 @@
 //! and by link-tree mounts.
 //!
 //! `auth_key = <expiry>-<rand>-<uid>-md5("<path>-<expiry>-<rand>-<uid>-<key>")`, added to the
-//! query, which is then re-encoded sorted by key. The path keeps its original escaping in the
-//! URL; which form of it is hashed is the one point readings disagree on (spec web §6): 123's
-//! official samples hash the path as written (percent-encoded), OpenList hashes it
-//! percent-decoded. [`PathForm`] names the two; `signer.rs` chooses between them per mount.
+//! query, which is then re-encoded sorted by key. The path keeps its original escaping in the URL;
+//! which form of it is hashed is the one point readings disagree on (docs/123.md, web §6): 123's
+//! official samples hash the path as written (percent-encoded), OpenList hashes it percent-decoded.
+//! [`PathForm`] names the two; `signer.rs` chooses between them per mount.
 
 use md5::{Digest, Md5};
 use percent_encoding::percent_decode_str;
 
-/// Which form of the URL's path goes into the `auth_key` hash (spec web §6).
+/// Which form of the URL's path goes into the `auth_key` hash (docs/123.md, web §6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PathForm {
     /// The path as written in the URL, percent-escapes kept (123's official samples).
@@ -41,7 +41,7 @@ impl PathForm {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum AuthKeyPath {
     /// Sign the decoded form first; on a refusal where the forms differ, the other; remember
-    /// the one that worked (spec web §6).
+    /// the one that worked (docs/123.md, web §6).
     #[default]
     Auto,
     /// Always this form.

@@ -139,8 +139,8 @@ pub trait Backend: Send + Sync {
         Ok(())
     }
 
-    /// For `check --probe`: which path form the direct-link host accepts in `auth_key`, asked
-    /// on a file whose two forms differ (spec web §6), with that file's name. `None` when the
+    /// For `check --probe`: which path form the direct-link host accepts in `auth_key`, asked on a
+    /// file whose two forms differ (docs/123.md, web §6), with that file's name. `None` when the
     /// mount signs no direct links or has no such file.
     async fn probe_auth_key_path(&self) -> Option<Result<(String, signer::Accepts), Error>> {
         None
@@ -191,7 +191,7 @@ pub trait Backend: Send + Sync {
     /// Uploads a spooled file as `name` in `parent` and returns the complete entry. The caller
     /// gives a name nobody else uses (the upload queue's temporary names; safe overwrite is the
     /// queue's job). Should the name be taken anyway, what holds it is never replaced: the
-    /// backend answers `AlreadyExists`, or 123 keeps both (spec open-api §11).
+    /// backend answers `AlreadyExists`, or 123 keeps both (docs/123.md, open §11).
     async fn upload(
         &self,
         _parent: u64,

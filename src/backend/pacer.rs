@@ -27,7 +27,7 @@ pub struct QpsLimiter {
 
 /// How far apart listing pages of 123's web API start (share links, later personal accounts):
 /// OpenList's token bucket of one page per 700 ms, burst 1, added at 123's request (alist#6012)
-/// so that mass listing is not taken for an attack (spec web §1.2, §2.3).
+/// so that mass listing is not taken for an attack (docs/123.md, web §1.2, §2.3).
 pub const WEB_LIST_INTERVAL: Duration = Duration::from_millis(700);
 
 /// The one limiter for 123's web API in this process. 123 sees every share (and later
@@ -93,8 +93,8 @@ pub const MAX_RETRY_WAIT: Duration = Duration::from_secs(30);
 
 /// How long to wait before retry number `attempt` (1-based) after a 429 or a transient
 /// failure: exponential from 250 ms, capped at 4 s, with ±25 % jitter so that requests that
-/// failed together do not retry together (spec open-api §11, "QPS"), and never shorter than a
-/// `Retry-After` the server gave (spec §11: honour it on every retry loop).
+/// failed together do not retry together (docs/123.md, open §11, "QPS"), and never shorter than a
+/// `Retry-After` the server gave (docs/123.md, open §11: honour it on every retry loop).
 pub fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
     backoff_at(attempt, retry_after, rand::random::<f64>())
 }
@@ -130,7 +130,7 @@ pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
 }
 
 /// How many calls may start per window for a published limit of `qps` scaled by `scale`
-/// (`server.qps_scale`, 0.1–1.0; spec open-api §11: run at 80 % of the table by default).
+/// (`server.qps_scale`, 0.1–1.0; docs/123.md, open §11: run at 80 % of the table by default).
 /// A scaled limit under one call per second becomes one call per longer window.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Rate {

@@ -2,7 +2,7 @@
 //! `direct_link`): it signs the path form the mount's `auth_key_path` names, and under `auto`
 //! finds out which form the direct-link host accepts.
 //!
-//! Spec web §6 and §7: 123's official samples hash the path as written (percent-encoded),
+//! docs/123.md, web §6 and §7: 123's official samples hash the path as written (percent-encoded),
 //! OpenList hashes it decoded; for names with spaces or non-ASCII characters the two differ and
 //! only one can be what 123 checks. Under `auto` the first link of such a name is checked with
 //! one HEAD before it is handed out (so a redirect never sends a client to a refusal): the
@@ -22,7 +22,8 @@ const UNKNOWN: u8 = 0;
 const ENCODED: u8 = 1;
 const DECODED: u8 = 2;
 
-/// The form tried first under `auto` (spec web §6: OpenList's reading, the gateway's before).
+/// The form tried first under `auto` (docs/123.md, web §6: OpenList's reading, the gateway's
+/// before).
 const FIRST_GUESS: PathForm = PathForm::Decoded;
 
 /// A mount's signer: key, validity, configured form, and (under `auto`) the form learned.
@@ -154,7 +155,7 @@ impl DirectSigner {
             }
             Check::Refused => {}
         }
-        // spec web §6: the refusal may be the other reading; one try with the other form.
+        // docs/123.md, web §6: the refusal may be the other reading; one try with the other form.
         let second = signed(FIRST_GUESS.other())?;
         match self.check(&second.0).await {
             Check::Accepted => {

@@ -51,11 +51,6 @@ impl ConfigError {
         Self::new(file, vec![Problem { key, message }])
     }
 
-    /// The file the problems are in.
-    pub fn file_path(&self) -> &Path {
-        &self.file
-    }
-
     /// Every problem found, in the order they were found.
     pub fn problems(&self) -> &[Problem] {
         &self.problems

@@ -80,6 +80,9 @@ pub(super) struct RawOpen {
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
     pub client_secret_env: Option<String>,
+    pub refresh_token: Option<String>,
+    pub renew_url: Option<String>,
+    pub access_token: Option<String>,
     pub root_id: Option<u64>,
     pub api_base: Option<String>,
     pub direct_link: Option<bool>,
@@ -152,14 +155,8 @@ impl BackendKind {
         Self::ALL.into_iter().find(|kind| kind.name() == name)
     }
 
-    /// Whether this version can serve the backend.
-    pub fn available(self) -> bool {
-        matches!(self, Self::Open | Self::Share | Self::Link | Self::Web)
-    }
-
-    /// Backend-specific keys. The planned backends list theirs already, so that such a key on
-    /// the wrong mount is reported as belonging elsewhere; each list becomes
-    /// `fields_of::<RawShare>()` etc. when the backend is written.
+    /// Backend-specific keys, from each backend's raw struct, so that a key on the wrong mount
+    /// is reported as belonging to its backend.
     pub fn keys(self) -> &'static [&'static str] {
         match self {
             Self::Open => fields_of::<RawOpen>(),
@@ -238,8 +235,8 @@ impl Section {
             .collect();
         for key in unknown {
             table.remove(&key);
-            let (what, fix) = explain(&key);
-            let mut message = what;
+            let (problem, fix) = explain(&key);
+            let mut message = problem;
             if let Some(close) = suggest(&key, valid).filter(|close| !table.contains_key(*close)) {
                 message = format!("{message} (did you mean {close}?)");
                 self.bad.push(close.to_string());
@@ -289,37 +286,10 @@ fn suggest<'a>(key: &str, valid: &[&'a str]) -> Option<&'a str> {
     let limit = (key.chars().count() / 3).clamp(1, 3);
     valid
         .iter()
-        .map(|candidate| (edit_distance(key, candidate), *candidate))
+        .map(|candidate| (strsim::osa_distance(key, candidate), *candidate))
         .filter(|(distance, _)| *distance <= limit)
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, candidate)| candidate)
-}
-
-/// Levenshtein distance, counting an exchange of two neighbours (`clinet` for `client`) as one.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    // d[i][j]: distance between a[..i] and b[..j].
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(d[i - 2][j - 2] + 1);
-            }
-            d[i][j] = best;
-        }
-    }
-    d[a.len()][b.len()]
 }
 
 /// The field names of a struct deriving `Deserialize`, as serde's derive passes them to
@@ -426,7 +396,9 @@ mod tests {
         assert_eq!(suggest("client_secrt", &valid), Some("client_secret"));
         assert_eq!(suggest("rootid", &valid), Some("root_id"));
         assert_eq!(suggest("colour", &valid), None);
-        assert_eq!(edit_distance("ab", "ba"), 1);
+        // An exchange of two neighbours counts as one edit.
+        assert_eq!(suggest("clinet", &["client"]), Some("client"));
+        assert_eq!(suggest("ab", &["ba"]), Some("ba"));
     }
 
     #[test]

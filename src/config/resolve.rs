@@ -393,17 +393,7 @@ fn resolve_mount(
             None
         }
         Some(name) => match BackendKind::from_name(name) {
-            Some(kind) if kind.available() => Some(kind),
-            Some(_) => {
-                report.add(
-                    s.key("backend"),
-                    format!(
-                        "backend \"{name}\" is not available yet; this version supports: {}",
-                        available_backends()
-                    ),
-                );
-                None
-            }
+            Some(kind) => Some(kind),
             None => {
                 report.add(
                     s.key("backend"),
@@ -427,7 +417,7 @@ fn resolve_mount(
                     .filter(|other| *other != kind && other.keys().contains(&key))
                     .map(|other| format!("\"{}\"", other.name()))
                     .collect();
-                let what = if owners.is_empty() {
+                let problem = if owners.is_empty() {
                     "unknown key".to_string()
                 } else {
                     format!(
@@ -441,7 +431,7 @@ fn resolve_mount(
                     kind.name(),
                     list(&valid)
                 );
-                (what, fix)
+                (problem, fix)
             });
         }
         None => {
@@ -536,6 +526,7 @@ fn resolve_mount(
         _ => BackendConfig::Open(OpenMountConfig {
             client_id: String::new(),
             client_secret: Secret::from(""),
+            login: OpenLogin::Developer,
             root_id: 0,
             api_base: String::new(),
             direct_link: false,
@@ -561,7 +552,6 @@ fn resolve_mount(
 fn available_backends() -> String {
     let names: Vec<&str> = BackendKind::ALL
         .into_iter()
-        .filter(|kind| kind.available())
         .map(BackendKind::name)
         .collect();
     list(&names)
@@ -655,55 +645,19 @@ fn check_mount_paths(report: &mut Report, mounts: &[MountConfig]) {
 }
 
 fn resolve_open(report: &mut Report, s: &Section, raw: RawOpen, env: Env) -> OpenMountConfig {
-    let client_id = match raw.client_id {
-        None => {
-            s.missing(
-                report,
-                "client_id",
-                "set it to the client id of your app on the 123 open platform",
-            );
-            String::new()
-        }
-        Some(id) => {
-            if id.trim().is_empty() {
-                report.add(
-                    s.key("client_id"),
-                    "empty; set it to the client id of your app on the 123 open platform",
-                );
-            }
-            id
-        }
-    };
-    let client_secret = match (raw.client_secret, raw.client_secret_env) {
-        (Some(_), Some(_)) => {
-            report.add(
-                s.key("client_secret"),
-                "set either client_secret or client_secret_env, not both",
-            );
-            String::new()
-        }
-        (None, None) => {
-            if !s.is_bad("client_secret_env") {
-                s.missing(
-                    report,
-                    "client_secret",
-                    "set client_secret, or client_secret_env to the name of an environment \
-                     variable that holds it",
-                );
-            }
-            String::new()
-        }
-        (Some(secret), None) => {
-            if secret.is_empty() {
-                report.add(
-                    s.key("client_secret"),
-                    "empty; set it to your app's client secret, or use client_secret_env",
-                );
-            }
-            secret
-        }
-        (None, Some(var)) => secret_from_env(report, s.key("client_secret_env"), &var, env),
-    };
+    let (client_id, client_secret, login) = super::open_login::resolve(
+        report,
+        s,
+        super::open_login::RawLogin {
+            client_id: raw.client_id,
+            client_secret: raw.client_secret,
+            client_secret_env: raw.client_secret_env,
+            refresh_token: raw.refresh_token,
+            renew_url: raw.renew_url,
+            access_token: raw.access_token,
+        },
+        env,
+    );
     let api_base = http_url(
         report,
         s.key("api_base"),
@@ -720,7 +674,8 @@ fn resolve_open(report: &mut Report, s: &Section, raw: RawOpen, env: Env) -> Ope
     );
     OpenMountConfig {
         client_id,
-        client_secret: Secret::from(client_secret),
+        client_secret,
+        login,
         root_id: raw.root_id.unwrap_or(0),
         api_base,
         direct_link: raw.direct_link.unwrap_or(false),
@@ -928,7 +883,7 @@ fn resolve_link(report: &mut Report, s: &Section, raw: RawLink) -> LinkMountConf
     }
 }
 
-/// `auth_key_path`: `auto` (default), `encoded` or `decoded` (spec web §6).
+/// `auth_key_path`: `auto` (default), `encoded` or `decoded` (docs/123.md, web §6).
 fn auth_key_path(report: &mut Report, s: &Section, raw: Option<String>) -> AuthKeyPath {
     let Some(name) = raw else {
         return AuthKeyPath::default();
@@ -946,7 +901,7 @@ fn auth_key_path(report: &mut Report, s: &Section, raw: Option<String>) -> AuthK
 }
 
 /// The value of the environment variable a `*_env` key names.
-fn secret_from_env(report: &mut Report, key: String, var: &str, env: Env) -> String {
+pub(super) fn secret_from_env(report: &mut Report, key: String, var: &str, env: Env) -> String {
     let secret_key = key.trim_end_matches("_env");
     let problem = if var.is_empty() {
         "empty; set it to the name of an environment variable".to_string()
@@ -1121,7 +1076,7 @@ pub(crate) fn check_password_hash(phc: &str) -> Result<(), String> {
 
 /// An http(s) URL to which paths are appended: no query or fragment; returned without a
 /// trailing slash.
-fn http_url(report: &mut Report, key: String, value: &str, example: &str) -> String {
+pub(super) fn http_url(report: &mut Report, key: String, value: &str, example: &str) -> String {
     let trimmed = value.trim_end_matches('/');
     let problem = match url::Url::parse(trimmed) {
         Err(err) => Some(format!("\"{value}\" is not a URL ({err})")),

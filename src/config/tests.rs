@@ -272,8 +272,9 @@ fn unknown_keys_list_the_valid_ones() {
         found[0],
         "mounts[0].clinet_id: unknown key (did you mean client_id?); valid keys for a mount with \
          backend = \"open\" are: path, backend, download, proxy_url, cache_ttl, read_only, \
-         anonymous, client_id, client_secret, client_secret_env, root_id, api_base, direct_link, \
-         direct_link_key, direct_link_valid, auth_key_path, upload, upload_slices"
+         anonymous, client_id, client_secret, client_secret_env, refresh_token, renew_url, \
+         access_token, root_id, api_base, direct_link, direct_link_key, direct_link_valid, \
+         auth_key_path, upload, upload_slices"
     );
     let err = parse_env(&text, &[]).unwrap_err();
     assert!(err
@@ -491,10 +492,10 @@ fn server_urls_and_durations() {
         ],
     );
     one_problem(
-        &format!("[server]\nsign_ttl = \"1 hour\"\n{MOUNT}{USER}"),
+        &format!("[server]\nsign_ttl = \"1 parsec\"\n{MOUNT}{USER}"),
         "server.sign_ttl",
         &[
-            "\"1 hour\" is not a duration: missing unit after 1",
+            "\"1 parsec\" is not a duration: unknown time unit \"parsec\"",
             "; write e.g. \"90s\", \"10m\" or \"1h30m\" (units: d, h, m, s, ms)",
         ],
     );
@@ -713,7 +714,7 @@ fn open_api_base_and_durations() {
     one_problem(
         &format!("{MOUNT}cache_ttl = \"10\"\n"),
         "mounts[0].cache_ttl",
-        &["\"10\" is not a duration: missing unit after 10"],
+        &["\"10\" is not a duration: time unit needed, for example 10sec or 10ms"],
     );
     one_problem(
         &format!("{MOUNT}direct_link_valid = \"0\"\n"),
@@ -980,8 +981,8 @@ fn link_mounts() {
     );
 }
 
-/// Each error case of the grammar (spec web §3.2) is reported by `check` on `urls`, with the
-/// line number, the line and the reason.
+/// Each error case of the grammar (docs/123.md, web §3.2) is reported by `check` on `urls`, with
+/// the line number, the line and the reason.
 #[test]
 fn link_urls_errors_name_line_and_reason() {
     let cases: &[(&str, &str)] = &[
@@ -1267,4 +1268,87 @@ fn base_path_is_a_plain_prefix() {
             &[why, "write it like \"/dav\""],
         );
     }
+}
+
+// ---- Open mount logins (issue 21) ------------------------------------------------------------
+
+fn open_mount(keys: &str) -> String {
+    format!("[[mounts]]\npath = \"/open\"\nbackend = \"open\"\n{keys}\n{USER}")
+}
+
+#[test]
+fn open_login_modes_resolve() {
+    let login = |keys: &str| match &parse_env(&open_mount(keys), &[]).unwrap().mounts[0].backend {
+        BackendConfig::Open(o) => o.login.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert!(matches!(
+        login("client_id = \"id\"\nclient_secret = \"s\""),
+        OpenLogin::Developer
+    ));
+    assert!(matches!(
+        login("client_id = \"app\"\nrefresh_token = \"rt\""),
+        OpenLogin::OAuth { refresh_token } if refresh_token.expose() == "rt"
+    ));
+    assert!(matches!(
+        login("client_id = \"app\"\nclient_secret = \"s\"\nrefresh_token = \"rt\""),
+        OpenLogin::OAuth { .. }
+    ));
+    assert!(matches!(
+        login("renew_url = \"https://renew.example/123cloud/renewapi\"\nrefresh_token = \"rt\""),
+        OpenLogin::Renew { url, .. } if url == "https://renew.example/123cloud/renewapi"
+    ));
+    assert!(matches!(
+        login("access_token = \"eyJ.x.y\""),
+        OpenLogin::AccessToken { .. }
+    ));
+}
+
+#[test]
+fn open_login_mixes_and_gaps_are_explained() {
+    let found = problems(&open_mount(
+        "client_id = \"id\"\nclient_secret = \"s\"\naccess_token = \"tok\"",
+    ));
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].starts_with(
+            "mounts[0].access_token: set together with client_id, client_secret; an Open mount \
+             logs in exactly one way: client_id + client_secret (developer keys); refresh_token"
+        ),
+        "{found:#?}"
+    );
+    let found = problems(&open_mount(
+        "renew_url = \"https://r.example/\"\nrefresh_token = \"rt\"\nclient_id = \"x\"",
+    ));
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(found[0].starts_with("mounts[0].renew_url: set together with client_id;"));
+    let found = problems(&open_mount("renew_url = \"https://r.example/\""));
+    assert_eq!(
+        found,
+        [
+            "mounts[0].refresh_token: missing; set it to a refresh token issued by a renewal \
+          service; it is only the first seed, later ones are kept in state_dir"
+        ]
+    );
+    let found = problems(&open_mount("refresh_token = \"rt\""));
+    assert_eq!(
+        found,
+        [
+            "mounts[0].client_id: missing; set it to the client id of your OAuth app (the refresh \
+          token belongs to it)"
+        ]
+    );
+    let found = problems(&open_mount(
+        "renew_url = \"ftp://x\"\nrefresh_token = \"rt\"",
+    ));
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(found[0].starts_with("mounts[0].renew_url: "), "{found:#?}");
+    let found = problems(&open_mount("access_token = \" \""));
+    assert_eq!(
+        found,
+        [
+            "mounts[0].access_token: empty; paste the access token, or use one of the other ways \
+          to log in"
+        ]
+    );
 }

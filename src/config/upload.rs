@@ -50,53 +50,38 @@ impl fmt::Display for UploadMode {
     }
 }
 
+/// The units a size may carry, for messages; the `bytesize` crate also takes their one-letter
+/// forms (`K`, `Ki`, …) and the peta/exa units.
+const SIZE_UNITS: &str = "B, KiB, MiB, GiB, TiB, KB, MB, GB or TB";
+
 /// Parses a size: a number (decimals allowed) and an optional unit: `B`, binary `KiB` `MiB`
 /// `GiB` `TiB`, or decimal `KB` `MB` `GB` `TB`, in any case, with or without a space.
+///
+/// The `bytesize` crate does the parsing; this names what is wrong in the config's words, since
+/// its own errors quote a truncated unit, and turns its saturation at `u64::MAX` into an error.
 pub fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t
+    let text = text.trim();
+    let unit_start = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kib" => 1 << 10,
-        "mib" => 1 << 20,
-        "gib" => 1 << 30,
-        "tib" => 1 << 40,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        "tb" => 1_000_000_000_000,
-        other => {
-            return Err(format!(
-                "unknown unit \"{other}\"; use B, KiB, MiB, GiB, TiB, KB, MB, GB or TB"
-            ))
-        }
-    };
-    let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
-    if whole.is_empty() && frac.is_empty() {
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(unit_start);
+    let unit = unit.trim();
+    if number.is_empty() {
         return Err("missing number".to_string());
     }
-    if frac.contains('.') || frac.len() > 9 {
-        return Err(format!("\"{number}\" is not a number"));
+    if !unit.is_empty() && unit.parse::<bytesize::Unit>().is_err() {
+        return Err(format!("unknown unit \"{unit}\"; use {SIZE_UNITS}"));
     }
-    let parse = |digits: &str| -> Result<u128, String> {
-        if digits.is_empty() {
-            return Ok(0);
-        }
-        digits
-            .parse::<u128>()
-            .map_err(|_| format!("\"{number}\" is not a number"))
-    };
-    let scale = 10u128.pow(frac.len() as u32);
-    let value = parse(whole)?
-        .checked_mul(scale)
-        .and_then(|v| v.checked_add(parse(frac).ok()?))
-        .and_then(|v| v.checked_mul(u128::from(multiplier)))
-        .map(|v| v / scale)
-        .ok_or_else(|| "too large".to_string())?;
-    u64::try_from(value).map_err(|_| "too large".to_string())
+    if unit.is_empty() && number.contains('.') {
+        return Err(format!("a fraction needs a unit, like \"{number}GiB\""));
+    }
+    let size: bytesize::ByteSize = text
+        .parse()
+        .map_err(|_| format!("\"{number}\" is not a number"))?;
+    match size.as_u64() {
+        u64::MAX => Err("too large".to_string()),
+        bytes => Ok(bytes),
+    }
 }
 
 /// `upload` and `upload_slices` of a writable mount (open, web).
@@ -239,6 +224,8 @@ client_secret = "secret"
             ("1tib", 1 << 40),
             ("2KB", 2000),
             ("1.5GiB", 3 << 29),
+            ("1.5 gib", 3 << 29),
+            ("16mib", 16 << 20),
             ("4096", 4096),
             ("7B", 7),
             (" 1MiB ", 1 << 20),
@@ -248,7 +235,12 @@ client_secret = "secret"
         }
         assert!(parse_size("10 GB x").unwrap_err().contains("unknown unit"));
         assert!(parse_size("GiB").unwrap_err().contains("missing number"));
-        assert!(parse_size("1.2.3MiB").is_err());
+        assert!(parse_size("1.2.3MiB")
+            .unwrap_err()
+            .contains("is not a number"));
+        assert!(parse_size("1.5")
+            .unwrap_err()
+            .contains("a fraction needs a unit"));
         assert_eq!(parse_size("99999999999TiB"), Err("too large".to_string()));
     }
 

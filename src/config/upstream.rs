@@ -1,6 +1,6 @@
 //! How the gateway presents itself to 123, in `[server]`: `qps_scale` (the share of 123's
-//! published per-endpoint limits it uses; spec open-api §11, "QPS") and `user_agent` (the
-//! `User-Agent` of its own API calls; spec web §7: 123 tracks clients by it).
+//! published per-endpoint limits it uses; docs/123.md, open §11, "QPS") and `user_agent` (the
+//! `User-Agent` of its own API calls; docs/123.md, web §7: 123 tracks clients by it).
 
 use super::file::{Report, Section};
 

@@ -34,9 +34,9 @@ use crate::mount::Mount;
 /// ownCloud's namespace, for `oc:checksums` (rclone's owncloud vendor reads the MD5 there).
 pub const OC_NS: &str = "http://owncloud.org/ns";
 
-/// What dav-server passes to the filesystem about the request being served.
+/// The request being served, as the filesystem sees it: dav-server hands it to every call.
 #[derive(Clone, Debug)]
-pub struct Ctx {
+pub struct FsRequest {
     pub method: http::Method,
     pub user: String,
     /// The user may write and the mount is writable.
@@ -54,7 +54,7 @@ pub struct Ctx {
 /// The backend error behind a request's `FsError::GeneralFailure`. dav-server has no 502, 503
 /// or Retry-After, so a write that met an unreachable or rate-limiting 123 would be a bare
 /// 500; the error is kept here and the server answers it as it answers every backend error
-/// (`server::errors`), after dav-server is done. Shared by the clones of one request's `Ctx`.
+/// (`server::errors`), after dav-server is done. Shared by the clones of one request's `FsRequest`.
 #[derive(Clone, Debug, Default)]
 pub struct Failure(Arc<std::sync::Mutex<Option<Error>>>);
 
@@ -74,7 +74,7 @@ impl Failure {
     }
 }
 
-impl Ctx {
+impl FsRequest {
     /// Maps a backend error for dav-server (see [`Failure`]).
     pub fn fs_error(&self, e: &Error) -> FsError {
         self.failure.fs_error(e)
@@ -150,7 +150,7 @@ impl MountFs {
 
     /// The entry at `segs` as the user sees it (junk from the side store, the client's
     /// modification time where one was stored).
-    async fn entry(&self, segs: &[String], ctx: &Ctx) -> FsResult<Entry> {
+    async fn entry(&self, segs: &[String], ctx: &FsRequest) -> FsResult<Entry> {
         if let Some(name) = segs.last() {
             if ctx.is_junk(name) {
                 let key = store_key(segs);
@@ -180,14 +180,19 @@ impl MountFs {
 
     /// The children of the folder at `segs` (`key` = its side-store key) as the user sees
     /// them: the listing with client modification times, then the user's junk kept locally.
-    async fn children(&self, segs: &[String], key: &str, ctx: &Ctx) -> FsResult<Vec<Entry>> {
+    async fn children(&self, segs: &[String], key: &str, ctx: &FsRequest) -> FsResult<Vec<Entry>> {
         let children = self.children_view(segs, key, ctx).await?;
         Ok(children.iter().map(|e| self.shown(key, &e)).collect())
     }
 
     /// The same children without copying the listing; client modification times are applied
     /// by whoever reads them ([`MountFs::shown`]).
-    async fn children_view(&self, segs: &[String], key: &str, ctx: &Ctx) -> FsResult<Children> {
+    async fn children_view(
+        &self,
+        segs: &[String],
+        key: &str,
+        ctx: &FsRequest,
+    ) -> FsResult<Children> {
         let dir = self.entry(segs, ctx).await?;
         let view = self
             .mount
@@ -217,7 +222,7 @@ impl MountFs {
     }
 
     /// The parent folder entry and the last name of `segs`.
-    async fn parent_of(&self, segs: &[String], ctx: &Ctx) -> FsResult<(Entry, String)> {
+    async fn parent_of(&self, segs: &[String], ctx: &FsRequest) -> FsResult<(Entry, String)> {
         let (name, parent) = segs.split_last().ok_or(FsError::Forbidden)?;
         let parent = self
             .mount
@@ -366,12 +371,12 @@ impl DavFile for MetaOnlyFile {
     }
 }
 
-impl GuardedFileSystem<Ctx> for MountFs {
+impl GuardedFileSystem<FsRequest> for MountFs {
     fn open<'a>(
         &'a self,
         path: &'a DavPath,
         options: OpenOptions,
-        ctx: &'a Ctx,
+        ctx: &'a FsRequest,
     ) -> FsFuture<'a, Box<dyn DavFile>> {
         async move {
             let segs = segments(path)?;
@@ -391,7 +396,7 @@ impl GuardedFileSystem<Ctx> for MountFs {
         &'a self,
         path: &'a DavPath,
         _meta: ReadDirMeta,
-        ctx: &'a Ctx,
+        ctx: &'a FsRequest,
     ) -> FsFuture<'a, FsStream<Box<dyn DavDirEntry>>> {
         async move {
             let segs = segments(path)?;
@@ -415,7 +420,7 @@ impl GuardedFileSystem<Ctx> for MountFs {
     fn metadata<'a>(
         &'a self,
         path: &'a DavPath,
-        ctx: &'a Ctx,
+        ctx: &'a FsRequest,
     ) -> FsFuture<'a, Box<dyn DavMetaData>> {
         async move {
             let entry = self.entry(&segments(path)?, ctx).await?;
@@ -425,30 +430,40 @@ impl GuardedFileSystem<Ctx> for MountFs {
         .boxed()
     }
 
-    fn create_dir<'a>(&'a self, path: &'a DavPath, ctx: &'a Ctx) -> FsFuture<'a, ()> {
+    fn create_dir<'a>(&'a self, path: &'a DavPath, ctx: &'a FsRequest) -> FsFuture<'a, ()> {
         async move { self.create_dir_at(&segments(path)?, ctx).await }.boxed()
     }
 
-    fn remove_dir<'a>(&'a self, path: &'a DavPath, ctx: &'a Ctx) -> FsFuture<'a, ()> {
+    fn remove_dir<'a>(&'a self, path: &'a DavPath, ctx: &'a FsRequest) -> FsFuture<'a, ()> {
         async move { self.remove_at(&segments(path)?, ctx).await }.boxed()
     }
 
-    fn remove_file<'a>(&'a self, path: &'a DavPath, ctx: &'a Ctx) -> FsFuture<'a, ()> {
+    fn remove_file<'a>(&'a self, path: &'a DavPath, ctx: &'a FsRequest) -> FsFuture<'a, ()> {
         async move { self.remove_at(&segments(path)?, ctx).await }.boxed()
     }
 
-    fn rename<'a>(&'a self, from: &'a DavPath, to: &'a DavPath, ctx: &'a Ctx) -> FsFuture<'a, ()> {
+    fn rename<'a>(
+        &'a self,
+        from: &'a DavPath,
+        to: &'a DavPath,
+        ctx: &'a FsRequest,
+    ) -> FsFuture<'a, ()> {
         async move { self.rename_at(&segments(from)?, &segments(to)?, ctx).await }.boxed()
     }
 
-    fn copy<'a>(&'a self, from: &'a DavPath, to: &'a DavPath, ctx: &'a Ctx) -> FsFuture<'a, ()> {
+    fn copy<'a>(
+        &'a self,
+        from: &'a DavPath,
+        to: &'a DavPath,
+        ctx: &'a FsRequest,
+    ) -> FsFuture<'a, ()> {
         async move { self.copy_at(&segments(from)?, &segments(to)?, ctx).await }.boxed()
     }
 
     fn have_props<'a>(
         &'a self,
         _path: &'a DavPath,
-        _ctx: &'a Ctx,
+        _ctx: &'a FsRequest,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
         Box::pin(async { true })
     }
@@ -457,7 +472,7 @@ impl GuardedFileSystem<Ctx> for MountFs {
         &'a self,
         path: &'a DavPath,
         patch: Vec<(bool, DavProp)>,
-        ctx: &'a Ctx,
+        ctx: &'a FsRequest,
     ) -> FsFuture<'a, Vec<(StatusCode, DavProp)>> {
         async move {
             if !ctx.can_write {
@@ -477,7 +492,7 @@ impl GuardedFileSystem<Ctx> for MountFs {
         &'a self,
         path: &'a DavPath,
         do_content: bool,
-        ctx: &'a Ctx,
+        ctx: &'a FsRequest,
     ) -> FsFuture<'a, Vec<DavProp>> {
         async move {
             let segs = segments(path)?;
@@ -493,7 +508,7 @@ impl GuardedFileSystem<Ctx> for MountFs {
         &'a self,
         path: &'a DavPath,
         prop: DavProp,
-        ctx: &'a Ctx,
+        ctx: &'a FsRequest,
     ) -> FsFuture<'a, Vec<u8>> {
         async move {
             let segs = segments(path)?;
@@ -511,7 +526,7 @@ impl GuardedFileSystem<Ctx> for MountFs {
         .boxed()
     }
 
-    fn get_quota<'a>(&'a self, ctx: &'a Ctx) -> FsFuture<'a, (u64, Option<u64>)> {
+    fn get_quota<'a>(&'a self, ctx: &'a FsRequest) -> FsFuture<'a, (u64, Option<u64>)> {
         async move {
             let q = self.mount.vfs.quota().await.map_err(|e| ctx.fs_error(&e))?;
             Ok((q.used, q.total))

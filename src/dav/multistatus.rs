@@ -39,7 +39,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 use unicode_normalization::{is_nfc_quick, IsNormalized};
 
 use super::propfind_body::{Asked, PropName};
-use super::{segments, store_key, Children, Ctx, MountFs, OC_NS};
+use super::{segments, store_key, Children, FsRequest, MountFs, OC_NS};
 use crate::backend::Entry;
 use crate::download::ResponseBody;
 use crate::mount::Mount;
@@ -99,7 +99,7 @@ const PROPNAME_DAV: &[&str] = &[
 pub async fn answer(
     base: &str,
     mount: &Arc<Mount>,
-    ctx: &Ctx,
+    ctx: &FsRequest,
     uri_path: &str,
     user_agent: &str,
     depth_one: bool,
@@ -240,7 +240,7 @@ pub async fn answer(
 /// Does dav-server find dead properties for this name? A name that is client junk for this
 /// request resolves in the junk store only (`MountFs::entry`): a file 123 holds under such a
 /// name shows neither dead properties nor a checksum there.
-fn dead_props_apply(mount: &Mount, ctx: &Ctx, name: &str, key: &str) -> bool {
+fn dead_props_apply(mount: &Mount, ctx: &FsRequest, name: &str, key: &str) -> bool {
     !ctx.is_junk(name) || mount.junk.get(&ctx.user, key).is_some()
 }
 

@@ -9,7 +9,7 @@ use bytes::{Buf, Bytes};
 use dav_server::fs::{DavFile, DavMetaData, FsError, FsFuture, FsResult, OpenOptions};
 use futures_util::FutureExt;
 
-use super::{fs_error, store_key, Ctx, EntryMeta, MountFs};
+use super::{fs_error, store_key, EntryMeta, FsRequest, MountFs};
 use crate::backend::Entry;
 use crate::mount::Mount;
 use crate::upload::{NewJob, SpoolError, SpoolWriter};
@@ -33,7 +33,7 @@ fn spool_error(e: SpoolError) -> FsError {
 }
 
 impl MountFs {
-    fn require_write(&self, ctx: &Ctx) -> FsResult<()> {
+    fn require_write(&self, ctx: &FsRequest) -> FsResult<()> {
         if ctx.can_write && self.mount.writes.is_some() {
             Ok(())
         } else {
@@ -45,7 +45,7 @@ impl MountFs {
         &self,
         segs: &[String],
         options: OpenOptions,
-        ctx: &Ctx,
+        ctx: &FsRequest,
     ) -> FsResult<Box<dyn DavFile>> {
         self.require_write(ctx)?;
         let (parent, name) = self.parent_of(segs, ctx).await?;
@@ -104,7 +104,7 @@ impl MountFs {
         }))
     }
 
-    pub(super) async fn create_dir_at(&self, segs: &[String], ctx: &Ctx) -> FsResult<()> {
+    pub(super) async fn create_dir_at(&self, segs: &[String], ctx: &FsRequest) -> FsResult<()> {
         self.require_write(ctx)?;
         let (parent, name) = self.parent_of(segs, ctx).await?;
         if ctx.is_junk(&name) {
@@ -121,7 +121,7 @@ impl MountFs {
             .map_err(|e| ctx.fs_error(&e))
     }
 
-    pub(super) async fn remove_at(&self, segs: &[String], ctx: &Ctx) -> FsResult<()> {
+    pub(super) async fn remove_at(&self, segs: &[String], ctx: &FsRequest) -> FsResult<()> {
         self.require_write(ctx)?;
         let key = store_key(segs);
         let (parent, name) = self.parent_of(segs, ctx).await?;
@@ -163,7 +163,7 @@ impl MountFs {
         &self,
         from: &[String],
         to: &[String],
-        ctx: &Ctx,
+        ctx: &FsRequest,
     ) -> FsResult<()> {
         self.require_write(ctx)?;
         let (from_parent, from_name) = self.parent_of(from, ctx).await?;
@@ -227,7 +227,12 @@ impl MountFs {
         Ok(())
     }
 
-    pub(super) async fn copy_at(&self, from: &[String], to: &[String], ctx: &Ctx) -> FsResult<()> {
+    pub(super) async fn copy_at(
+        &self,
+        from: &[String],
+        to: &[String],
+        ctx: &FsRequest,
+    ) -> FsResult<()> {
         self.require_write(ctx)?;
         let (to_parent, to_name) = self.parent_of(to, ctx).await?;
         let (from_key, to_key) = (store_key(from), store_key(to));
@@ -277,7 +282,7 @@ impl MountFs {
                 }
                 let copied = copied.map_err(|e| ctx.fs_error(&e))?;
                 if copied.is_none() {
-                    // 123 would not make the copy by instant reuse (spec open-api §11: it may
+                    // 123 would not make the copy by instant reuse (docs/123.md, open §11: it may
                     // answer `reuse: true` without the new file): the bytes pass through here.
                     tracing::info!(mount = %self.mount.config.path, file = %entry.name, "123 did not reuse the content of a copy; copying the bytes");
                     self.mount

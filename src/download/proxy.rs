@@ -48,9 +48,9 @@ pub async fn proxy(
 /// Sends the bytes of `entry` (after [`preflight`]): the client's single `Range` when
 /// `honour_range`, else the whole file.
 ///
-/// Forwards one of the client's headers, its `User-Agent` (spec web §7: players are what 123's
-/// CDN expects to see; without one, the HTTP client's own, `server.user_agent`), unless the
-/// link sets one. An unsatisfiable range is a 416 without any link or upstream call; an empty
+/// Forwards one of the client's headers, its `User-Agent` (docs/123.md, web §7: players are
+/// what 123's CDN expects to see; without one, the HTTP client's own, `server.user_agent`),
+/// unless the link sets one. An unsatisfiable range is a 416 without any link or upstream call; an empty
 /// file is a 200 with no body, also without one.
 ///
 /// `Err` means nothing was sent yet: answer [`ProxyError::status`] (or map `Link` errors).

@@ -119,7 +119,7 @@ pub async fn fetch(
     loop {
         let upstream = send(client, &link, want, user_agent).await?;
         let status = upstream.status();
-        // spec open-api §11: the CDN's Retry-After is a floor for the wait; one longer than a
+        // docs/123.md, open §11: the CDN's Retry-After is a floor for the wait; one longer than a
         // retry may wait is passed on to the client instead.
         let server_wait = crate::backend::pacer::retry_after(upstream.headers());
         let delay = crate::backend::pacer::backoff(retried + 1, server_wait);

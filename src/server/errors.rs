@@ -14,9 +14,9 @@ const UNAVAILABLE_RETRY: Duration = Duration::from_secs(5);
 /// How long clients are asked to wait when the gateway cannot authenticate with 123.
 const AUTH_RETRY: Duration = Duration::from_secs(30);
 
-/// The response for a backend error while serving `what` (a mount and path, for the log).
+/// The response for a backend error while serving `path` (the mount and path, for the log).
 /// Exhaustive on purpose: a new error kind must decide its status here.
-pub fn error_response(e: &Error, what: &str) -> Response<ResponseBody> {
+pub fn error_response(e: &Error, path: &str) -> Response<ResponseBody> {
     let (status, text, retry): (StatusCode, String, Option<Duration>) = match e {
         Error::NotFound => (StatusCode::NOT_FOUND, "Not found".into(), None),
         Error::NotADirectory => (StatusCode::CONFLICT, "A parent of this path is a file".into(), None),
@@ -50,7 +50,7 @@ pub fn error_response(e: &Error, what: &str) -> Response<ResponseBody> {
             Error::Upstream { trace_id, .. } => trace_id.as_str(),
             _ => "",
         };
-        tracing::warn!(what = %super::access::capped(what), status = status.as_u16(), error = %e, trace_id, "upstream trouble");
+        tracing::warn!(path = %super::access::capped(path), status = status.as_u16(), error = %e, trace_id, "upstream trouble");
     }
     status_text(status, &text, retry)
 }

@@ -12,7 +12,7 @@ use super::profile::ClientProfile;
 use super::root::html;
 use super::AppState;
 use crate::backend::Entry;
-use crate::dav::{store_key, Ctx};
+use crate::dav::{store_key, FsRequest};
 use crate::download;
 use crate::download::respond::status_text;
 use crate::download::ResponseBody;
@@ -27,7 +27,7 @@ pub(super) async fn get_or_head<B>(
     full: &[String],
     req: &Request<B>,
     profile: ClientProfile,
-    ctx: &Ctx,
+    ctx: &FsRequest,
     what: &str,
 ) -> Response<ResponseBody> {
     // Client junk is answered locally: from the side store, or a fast 404 that never asks 123.

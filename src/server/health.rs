@@ -455,8 +455,8 @@ fn auth_key_path_of(mount: &crate::config::MountConfig) -> AuthKeyPath {
     }
 }
 
-/// The `check --probe` line on `auth_key`'s path form (spec web §6), and whether it is fine:
-/// a host that refuses both forms, or only accepts the one the config does not sign, fails.
+/// The `check --probe` line on `auth_key`'s path form (docs/123.md, web §6), and whether it is
+/// fine: a host that refuses both forms, or only accepts the one the config does not sign, fails.
 fn auth_key_report(
     configured: AuthKeyPath,
     outcome: Result<(String, Accepts), crate::backend::Error>,
@@ -496,8 +496,8 @@ fn auth_key_report(
             ),
             false,
         ),
-        Accepts::Unknown(what) => (
-            format!("auth_key path form: cannot tell (asked with {name:?}): {what}"),
+        Accepts::Unknown(reason) => (
+            format!("auth_key path form: cannot tell (asked with {name:?}): {reason}"),
             false,
         ),
     }

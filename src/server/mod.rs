@@ -102,7 +102,7 @@ pub struct AppState {
 /// The HTTP client every upstream call shares. No overall timeout (a film streams for hours);
 /// the idle pool timeout stays below what CDNs typically allow (60 s) so we never reuse a
 /// socket the other side already closed. Its default `User-Agent` is `server.user_agent` (our
-/// own name unless configured; spec web §7: never another project's); the download proxy
+/// own name unless configured; docs/123.md, web §7: never another project's); the download proxy
 /// sends the end client's instead.
 pub fn http_client(user_agent: &str) -> anyhow::Result<reqwest::Client> {
     reqwest::Client::builder()

@@ -9,7 +9,7 @@ use http::{Request, Response, StatusCode};
 
 use super::errors::error_response;
 use super::to_dav::dav_mount;
-use crate::dav::Ctx;
+use crate::dav::FsRequest;
 use crate::download::respond::{self, status_text};
 use crate::download::ResponseBody;
 use crate::mount::Mount;
@@ -59,7 +59,7 @@ pub(super) async fn propfind<B>(
     mount: &Arc<Mount>,
     rest: &[String],
     mut req: Request<super::xml_body::GuardedBody<B>>,
-    ctx: Ctx,
+    ctx: FsRequest,
     what: &str,
 ) -> Response<ResponseBody>
 where

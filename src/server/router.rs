@@ -21,7 +21,7 @@ use super::auth::{AuthOutcome, Authenticator, User};
 use super::errors::failed_response;
 use super::profile::ClientProfile;
 use super::{access, paths, AppState};
-use crate::dav::Ctx;
+use crate::dav::FsRequest;
 use crate::download;
 use crate::download::respond::status_text;
 use crate::download::ResponseBody;
@@ -90,7 +90,7 @@ where
         mount.config.path.trim_end_matches('/'),
         paths::encode(rest)
     );
-    let ctx = Ctx {
+    let ctx = FsRequest {
         method: req.method().clone(),
         user: user.name.clone(),
         can_write: user.write && !mount.read_only(),

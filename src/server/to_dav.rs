@@ -9,7 +9,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 
 use super::errors::error_response;
-use crate::dav::{Ctx, MountFs};
+use crate::dav::{FsRequest, MountFs};
 use crate::download::ResponseBody;
 use crate::mount::Mount;
 
@@ -21,7 +21,7 @@ use crate::mount::Mount;
 pub(super) async fn dav_mount<B>(
     base: &str,
     mount: &Arc<Mount>,
-    ctx: Ctx,
+    ctx: FsRequest,
     req: Request<B>,
     what: &str,
 ) -> Response<ResponseBody>

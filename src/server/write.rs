@@ -13,7 +13,7 @@ use super::errors::error_response;
 use super::paths;
 use super::to_dav::dav_mount;
 use super::AppState;
-use crate::dav::{store_key, Ctx};
+use crate::dav::{store_key, FsRequest};
 use crate::download::respond::status_text;
 use crate::download::ResponseBody;
 use crate::mount::Mount;
@@ -26,7 +26,7 @@ pub(super) async fn write<B>(
     rest: &[String],
     user: &super::auth::User,
     req: Request<B>,
-    mut ctx: Ctx,
+    mut ctx: FsRequest,
     what: &str,
 ) -> Response<ResponseBody>
 where
@@ -174,7 +174,7 @@ async fn lock<B>(
     base: &str,
     mount: &Arc<Mount>,
     rest: &[String],
-    ctx: Ctx,
+    ctx: FsRequest,
     mut req: Request<B>,
     what: &str,
 ) -> Response<ResponseBody>

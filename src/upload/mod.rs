@@ -15,7 +15,7 @@ pub use store::{FailedManifest, JobId};
 /// Prefix of the temporary names uploads use on 123 before they replace a file.
 const TEMP_PREFIX: &str = ".pan123-upload-";
 
-/// 123 refuses names of 256 characters or more (spec §4.1).
+/// 123 refuses names of 256 characters or more (docs/123.md, open §4.1).
 const MAX_NAME_CHARS: usize = 255;
 
 /// True for the temporary names of uploads in progress, which listings must hide.

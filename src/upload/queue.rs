@@ -4,7 +4,7 @@
 //! 123 runs here, in the background, and resumes after a restart. Every upload, of a new file
 //! or an overwrite, goes to a temporary name only this job uses, in the same folder; only once
 //! 123 has the whole file is the old one (if any) trashed and the new one renamed. So nothing
-//! depends on what 123's `create` does with a taken name (spec open-api §11: refuse, keep both
+//! depends on what 123's `create` does with a taken name (docs/123.md, open §11: refuse, keep both
 //! as `name(1)`, or replace, perhaps before the new file is complete): a new file whose name
 //! someone takes meanwhile, and an overwrite, take the same path, and no `name(1)` copy is
 //! ever made. Each step is persisted before it starts, so a crash between steps leaves both
@@ -532,7 +532,7 @@ impl UploadQueue {
 
     /// Brings a job from its persisted phase to "the file is in place on 123".
     ///
-    /// spec open-api §11: the upload always goes to the job's temporary name, then `place`
+    /// docs/123.md, open §11: the upload always goes to the job's temporary name, then `place`
     /// swaps it in (a listing and a rename for a new file, plus a trash for an overwrite).
     /// Uploading under the real name first would rely on `create` refusing a taken name.
     async fn drive(&self, id: &JobId) -> Result<(Entry, OwnedMutexGuard<()>), Error> {
@@ -767,7 +767,7 @@ impl UploadQueue {
                 };
                 match retry {
                     Some(attempts) => {
-                        // 123's own "come back later" is a floor (spec open-api §11).
+                        // 123's own "come back later" is a floor (docs/123.md, open §11).
                         let wait = retry_wait(self.retry_backoff, attempts)
                             .max(server_wait(&error).unwrap_or_default())
                             .min(MAX_RETRY_WAIT);

@@ -1,5 +1,5 @@
 //! The upload spool: a PUT body goes to a local file, hashed (MD5) while it is written, because
-//! 123 needs the size and the MD5 before the first byte of an upload (spec §4.1).
+//! 123 needs the size and the MD5 before the first byte of an upload (docs/123.md, open §4.1).
 //!
 //! Bytes are counted against `max_total` as they arrive, so a full disk is reported as
 //! `SpoolError::Full` (507) before anything is stored, never as a truncated upload. A finished

@@ -36,9 +36,9 @@ impl Profile {
         match self {
             Profile::Default => {}
             Profile::OpenListReading => {
-                // Web rate limits worded in messages with other codes (spec web §7).
+                // Web rate limits worded in messages with other codes (docs/123.md, web §7).
                 switches.web_rate_limit_style = WebRateLimitStyle::Message;
-                // OpenList's driver still implements static S3 credentials (spec web §7).
+                // OpenList's driver still implements static S3 credentials (docs/123.md, web §7).
                 switches.upload_credentials = UploadCredentials::Static;
                 // create on a taken name without `duplicate`: 123 keeps both (`name(1)`).
                 switches.create_on_taken_name = TakenName::KeepBoth;
@@ -54,7 +54,7 @@ impl Profile {
                 switches.web_rate_limit_style = WebRateLimitStyle::Http429;
                 // A refused signature as `{"status":0,"info":"签名错误…"}` (a public capture).
                 switches.web_signature_failure = WebSignatureFailure::StatusInfo;
-                // 123's official signing samples hash the path as written (spec web §6).
+                // 123's official signing samples hash the path as written (docs/123.md, web §6).
                 switches.auth_key_path = AuthKeyPath::Encoded;
                 // create on a taken name without `duplicate`: the old file is replaced.
                 switches.create_on_taken_name = TakenName::Replace;

@@ -71,7 +71,7 @@ async fn prints_base_url_then_serves() {
         assert_eq!(hosts[name], url, "{line}");
     }
     assert_eq!(hosts["open"], base.as_str());
-    assert_eq!(hosts.as_object().unwrap().len(), 8);
+    assert_eq!(hosts.as_object().unwrap().len(), 9);
     let info: Value = c
         .get(format!("{base}/__emulator/info"))
         .send()

@@ -260,7 +260,7 @@ async fn switches_info_clock_and_qps_over_http() {
 async fn shutdown_stops_serving() {
     let emu = common::start().await;
     let hosts = emu.hosts();
-    assert_eq!(hosts.len(), 8);
+    assert_eq!(hosts.len(), 9);
     let c = http();
     for base in hosts.values() {
         assert_eq!(

@@ -151,6 +151,20 @@ fn every_endpoint(emu: &Emulator) -> Vec<(reqwest::Method, String, Host, &'stati
         p(M::GET, "/web-pro/redirect/x", Host::WebPro, "web-pro"),
         p(M::PUT, "/s3/123-upload/k", Host::S3, "s3"),
         p(
+            M::POST,
+            "/api/v1/oauth2/access_token",
+            Host::Open,
+            "/api/v1/oauth2/access_token",
+        ),
+        p(
+            M::GET,
+            "/api/v1/oauth2/user/authorize",
+            Host::Open,
+            "/api/v1/oauth2/user/authorize",
+        ),
+        p(M::GET, "/auth", Host::Web, "/auth"),
+        p(M::GET, "/123cloud/renewapi", Host::Renew, "renew"),
+        p(
             M::GET,
             &format!("/{uid}/direct/a.txt"),
             Host::Direct,
@@ -160,19 +174,19 @@ fn every_endpoint(emu: &Emulator) -> Vec<(reqwest::Method, String, Host, &'stati
 }
 
 #[tokio::test]
-async fn the_hosts_are_eight_distinct_origins_listed_on_every_listener() {
+async fn the_hosts_are_nine_distinct_origins_listed_on_every_listener() {
     let emu = common::start().await;
     let hosts = emu.hosts();
     let names: Vec<&str> = hosts.keys().map(String::as_str).collect();
     assert_eq!(
         names,
-        ["cdn", "direct", "login", "open", "s3", "upload", "web", "web-pro"]
+        ["cdn", "direct", "login", "open", "renew", "s3", "upload", "web", "web-pro"]
     );
     let origins: BTreeSet<String> = hosts
         .values()
         .map(|u| url::Url::parse(u).unwrap().origin().ascii_serialization())
         .collect();
-    assert_eq!(origins.len(), 8, "{hosts:?}");
+    assert_eq!(origins.len(), 9, "{hosts:?}");
     assert_eq!(hosts["open"], emu.base_url());
     for h in Host::ALL {
         assert_eq!(hosts[h.name()], emu.host_url(h));
@@ -198,7 +212,7 @@ async fn every_endpoint_on_another_host_is_404_and_counted() {
     let endpoints = every_endpoint(&emu);
     assert_eq!(
         endpoints.iter().map(|e| e.3).collect::<BTreeSet<_>>().len(),
-        31,
+        35,
         "every routed endpoint once"
     );
     for (method, path, home, key) in &endpoints {
@@ -208,14 +222,14 @@ async fn every_endpoint_on_another_host_is_404_and_counted() {
             assert_eq!(r.status(), 404, "{method} {path} on {host}");
         }
         let s = emu.stats();
-        let sent = if *key == "cdn" { 14 } else { 7 };
+        let sent = if *key == "cdn" { 16 } else { 8 };
         if *key != "cdn" || *method == reqwest::Method::HEAD {
             assert_eq!(s.wrong_host(key), sent, "{key}");
         }
         assert_eq!(s.calls(key), 0, "{key}: not handled anywhere");
     }
     let s = emu.stats();
-    assert_eq!(s.wrong_host_total(), 7 * endpoints.len() as u64);
+    assert_eq!(s.wrong_host_total(), 8 * endpoints.len() as u64);
     // On its own host each endpoint is handled (counted as a call, never as a wrong host).
     for (method, path, home, key) in &endpoints {
         let url = format!("{}{path}", emu.host_url(*home));
@@ -223,7 +237,7 @@ async fn every_endpoint_on_another_host_is_404_and_counted() {
         let _ = r.bytes().await;
         assert!(emu.stats().calls(key) >= 1, "{method} {path} on {home}");
     }
-    assert_eq!(emu.stats().wrong_host_total(), 7 * endpoints.len() as u64);
+    assert_eq!(emu.stats().wrong_host_total(), 8 * endpoints.len() as u64);
     // reset clears the counter too
     emu.reset_stats();
     assert_eq!(emu.stats().wrong_host_total(), 0);

@@ -8,6 +8,7 @@ mod control;
 mod direct;
 mod hosts;
 mod limits;
+mod oauth;
 mod open_api;
 mod personal;
 mod personal_write;

@@ -1,5 +1,5 @@
-//! Link trees (`backend = "link"`): a text tree of direct links (123's paid direct-link space,
-//! or any http(s) URL), optionally signed with `auth_key` (spec web §3). No 123 API is called;
+//! Link trees (`backend = "link"`): a text tree of direct links (123's paid direct-link space, or
+//! any http(s) URL), optionally signed with `auth_key` (docs/123.md, web §3). No 123 API is called;
 //! read-only by nature.
 //!
 //! Sizes: a file line without a size gets one from a HEAD request. The start-up probe sends
@@ -41,7 +41,7 @@ pub struct Signing {
     pub uid: u64,
     /// How long a signed link is valid.
     pub valid: Duration,
-    /// Which path form `auth_key` hashes (spec web §6).
+    /// Which path form `auth_key` hashes (docs/123.md, web §6).
     pub path: AuthKeyPath,
 }
 

@@ -1,5 +1,5 @@
 //! The `urls` text of a link mount, parsed with the grammar of OpenList's `123PanLink`
-//! (spec web §3.2):
+//! (docs/123.md, web §3.2):
 //!
 //! ```text
 //! text   := line ("\n" line)*
@@ -306,7 +306,7 @@ Movies:\n  2048:https://vip.123pan.cn/1812000499/movies/%E7%94%B5%E5%BD%B1.mp4\n
         assert_eq!(tree.nodes[1].name, "c.txt");
     }
 
-    /// The spec's error cases, and ours, each with its reason.
+    /// The grammar's error cases (docs/123.md, web §3.2), and ours, each with its reason.
     #[test]
     fn errors_name_the_line_and_the_reason() {
         let cases: &[(&str, usize, &str)] = &[

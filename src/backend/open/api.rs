@@ -1,6 +1,6 @@
-//! Wire types of the 123 Open API, exactly as the service sends them (spec: 123-open-api.md).
+//! Wire types of the 123 Open API, exactly as the service sends them (docs/123.md, open §3).
 //!
-//! Decoding is lenient where the spec says the service is: ids may arrive as numbers or as
+//! Decoding is lenient where 123 is known to vary: ids may arrive as numbers or as
 //! numeric strings, optional fields may be missing or null.
 
 use serde::{Deserialize, Deserializer};

@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime};
 use serde::de::DeserializeOwned;
 
 use super::api::{self, Envelope};
+use super::login::Login;
 use super::token::{unix, Token, TokenManager, TokenState};
 use crate::backend::pacer::{self, backoff, QpsLimiter, Rate, MAX_RETRY_WAIT};
 use crate::backend::{deadline, Error};
@@ -22,9 +23,9 @@ use crate::backend::{deadline, Error};
 const MAX_429_RETRIES: u32 = 4;
 /// How many times a 5xx or transport failure is retried on an idempotent call.
 const MAX_TRANSIENT_RETRIES: u32 = 2;
-/// How many times a slice is retried after a 5xx or a cut: 4 attempts in all. Slices are the
-/// calls that fail most often on real uploads (spec §8, "500" on larger files), and resending
-/// one is always safe: 123 writes it at its offset.
+/// How many times a slice is retried after a 5xx or a cut: 4 attempts in all. Slices are the calls
+/// that fail most often on real uploads (docs/123.md, open §8, "500" on larger files), and
+/// resending one is always safe: 123 writes it at its offset.
 const MAX_SLICE_RETRIES: u32 = 3;
 /// Per-attempt timeout of one slice: a 16 MiB slice at a slow 100 KiB/s still fits.
 const SLICE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -82,9 +83,9 @@ impl Endpoint {
         }
     }
 
-    /// Calls per second allowed by 123 for a developer (free tier) credential: the spec's §7
-    /// table, and OpenList's numbers where the docs are silent. The emulator enforces the same
-    /// table, so a correct gateway never meets its 429.
+    /// Calls per second allowed by 123 for a developer (free tier) credential: the table of
+    /// docs/123.md, open §7, and OpenList's numbers where the docs are silent. The emulator
+    /// enforces the same table, so a correct gateway never meets its 429.
     pub fn qps(self) -> u32 {
         qps_for_path(self.path())
     }
@@ -142,8 +143,8 @@ impl From<Retry> for CallOpts {
 pub struct OpenClient {
     http: reqwest::Client,
     api_base: String,
-    client_id: String,
-    client_secret: String,
+    /// How tokens are obtained (developer keys, OAuth, a renewal service, a pasted token).
+    login: Login,
     tokens: TokenManager,
     limiter: QpsLimiter,
     /// `server.qps_scale`: the share of 123's published limits this client uses.
@@ -155,20 +156,19 @@ impl OpenClient {
     fn new(
         http: reqwest::Client,
         api_base: &str,
-        client_id: &str,
-        client_secret: &str,
+        identity: &str,
+        login: Login,
         state_dir: Option<&Path>,
         qps_scale: f64,
     ) -> Self {
-        let persist = state_dir.map(|d| {
+        let persist = state_dir.filter(|_| login.persists()).map(|d| {
             d.join("tokens")
-                .join(format!("open-{}.json", token_file_key(api_base, client_id)))
+                .join(format!("open-{}.json", token_file_key(api_base, identity)))
         });
         Self {
             http,
             api_base: api_base.trim_end_matches('/').to_string(),
-            client_id: client_id.to_string(),
-            client_secret: client_secret.to_string(),
+            login,
             tokens: TokenManager::new(persist),
             limiter: QpsLimiter::new(),
             qps_scale,
@@ -176,14 +176,17 @@ impl OpenClient {
         }
     }
 
-    /// The pace of endpoint `ep`: its published limit at `server.qps_scale` (spec §11, "QPS").
+    /// The pace of endpoint `ep`: its published limit at `server.qps_scale` (docs/123.md, open §11,
+    /// "QPS").
     fn rate(&self, ep: Endpoint) -> Rate {
         Rate::scaled(ep.qps(), self.qps_scale)
     }
 
     /// The token's state, for readiness reports.
     pub fn token_state(&self) -> TokenState {
-        self.tokens.state()
+        self.login
+            .pasted_state(SystemTime::now())
+            .unwrap_or_else(|| self.tokens.state())
     }
 
     /// The account uid (needed for direct-link signing), fetched once.
@@ -305,7 +308,8 @@ impl OpenClient {
                         "123 answered 401; refreshing the token"
                     );
                     token = deadline::bound(
-                        self.tokens.refresh_after_401(&token, || self.fetch_token()),
+                        self.tokens
+                            .refresh_after_401(&token, || self.fetch_token_after_401()),
                     )
                     .await?;
                     continue;
@@ -316,8 +320,8 @@ impl OpenClient {
                     ..
                 }) => {
                     rate_limited += 1;
-                    // spec §11: a server's Retry-After is a floor for the wait; one longer than
-                    // a retry may wait ends the loop and is passed on to the client.
+                    // docs/123.md, open §11: a server's Retry-After is a floor for the wait; one
+                    // longer than a retry may wait ends the loop and is passed on to the client.
                     let delay = backoff(rate_limited, retry_after);
                     if rate_limited > MAX_429_RETRIES
                         || retry_after.is_some_and(|r| r > MAX_RETRY_WAIT)
@@ -360,11 +364,72 @@ impl OpenClient {
         deadline::bound(self.tokens.get(|| self.fetch_token())).await
     }
 
-    /// `POST /api/v1/access_token`; the only call without a bearer token.
+    /// A new token the way this client logs in.
     async fn fetch_token(&self) -> Result<Token, Error> {
+        let token = match &self.login {
+            Login::Developer {
+                client_id,
+                client_secret,
+            } => return self.fetch_developer_token(client_id, client_secret).await,
+            // A rotating refresh runs in a task of its own: once 123 has rotated the token, the
+            // new one must reach the disk even if the request that asked for it goes away.
+            Login::OAuth {
+                client_id,
+                client_secret,
+                store,
+            } => {
+                let (http, base, id, secret, store) = (
+                    self.http.clone(),
+                    self.api_base.clone(),
+                    client_id.clone(),
+                    client_secret.clone(),
+                    store.clone(),
+                );
+                detached(
+                    async move { super::oauth::refresh(&http, &base, &id, &secret, &store).await },
+                )
+                .await
+            }
+            Login::Renew { url, store } => {
+                let (http, url, store) = (self.http.clone(), url.clone(), store.clone());
+                detached(async move { super::renew::refresh(&http, &url, &store).await }).await
+            }
+            Login::Pasted { .. } => match self.login.pasted_token() {
+                Some(t) => return t,
+                None => return Err(Error::Auth("no pasted token".to_string())),
+            },
+        };
+        // A failure is logged once, by the token manager.
+        if let Ok(t) = &token {
+            tracing::info!(
+                login = self.login.name(),
+                expires_at = t.expires_at,
+                "obtained a 123 access token"
+            );
+        }
+        token
+    }
+
+    /// After a 401: a new token, except that a pasted one cannot be renewed.
+    async fn fetch_token_after_401(&self) -> Result<Token, Error> {
+        if matches!(self.login, Login::Pasted { .. }) {
+            return Err(Error::Auth(
+                "123 refused the pasted access_token (401); paste a new one, or log in with \
+                 refresh_token or renew_url so that tokens are renewed"
+                    .to_string(),
+            ));
+        }
+        self.fetch_token().await
+    }
+
+    /// `POST /api/v1/access_token`; the only call without a bearer token.
+    async fn fetch_developer_token(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+    ) -> Result<Token, Error> {
         let url = format!("{}{}", self.api_base, Endpoint::AccessToken.path());
-        let body =
-            serde_json::json!({ "clientID": self.client_id, "clientSecret": self.client_secret });
+        let body = serde_json::json!({ "clientID": client_id, "clientSecret": client_secret });
         let mut rate_limited = 0;
         loop {
             deadline::wait(self.limiter.acquire(
@@ -395,7 +460,7 @@ impl OpenClient {
                         .map(|d| d.timestamp().max(0) as u64)
                         // Lenient: the documented lifetime is 30 days.
                         .unwrap_or_else(|_| unix(SystemTime::now()) + 30 * 24 * 3600);
-                    tracing::info!(client_id = %self.client_id, expires_at, "obtained a 123 access token");
+                    tracing::info!(client_id = %client_id, expires_at, "obtained a 123 access token");
                     return Ok(Token {
                         access_token: t.access_token,
                         expires_at,
@@ -422,6 +487,18 @@ impl OpenClient {
     }
 }
 
+/// Runs `f` to completion whatever happens to the caller.
+async fn detached<F>(f: F) -> Result<Token, Error>
+where
+    F: std::future::Future<Output = Result<Token, Error>> + Send + 'static,
+{
+    tokio::spawn(f).await.unwrap_or_else(|e| {
+        Err(Error::Unavailable(format!(
+            "token refresh task failed: {e}"
+        )))
+    })
+}
+
 enum Reply<T> {
     Data(T),
     Code {
@@ -433,12 +510,12 @@ enum Reply<T> {
     },
 }
 
-/// Sends one request and reads the answer strictly (spec §11, "the envelope"): only HTTP 200
-/// with a JSON envelope whose `code` is 0 is success. A non-zero `code` is read whatever the
-/// status (so a gateway that mirrors codes into statuses is read like 123); codes 500–599 are
-/// outages. Without a code (missing, or the body is not JSON, or it says 0 under another
-/// status): HTTP 429 is rate limiting, a 5xx an outage, any other status or a missing code an
-/// error — never success, so a move or trash that did not happen is never reported as done.
+/// Sends one request and reads the answer strictly (docs/123.md, open §11, "the envelope"): only
+/// HTTP 200 with a JSON envelope whose `code` is 0 is success. A non-zero `code` is read whatever
+/// the status (so a gateway that mirrors codes into statuses is read like 123); codes 500–599 are
+/// outages. Without a code (missing, or the body is not JSON, or it says 0 under another status):
+/// HTTP 429 is rate limiting, a 5xx an outage, any other status or a missing code an error — never
+/// success, so a move or trash that did not happen is never reported as done.
 async fn send<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> Result<Reply<T>, Error> {
     let response = request.send().await.map_err(transport)?;
     let status = response.status();
@@ -553,7 +630,7 @@ fn classify(code: i64, message: String, trace_id: String) -> Error {
     }
 }
 
-/// Code of `upload_complete` while 123 verifies the file (seen by OpenList; spec §1).
+/// Code of `upload_complete` while 123 verifies the file (seen by OpenList; docs/123.md, open §1).
 const CODE_VERIFYING: i64 = 20103;
 
 /// True when an `upload_complete` error means "still verifying, poll again":
@@ -578,7 +655,7 @@ pub fn until_midnight_china(now: SystemTime) -> Duration {
 }
 
 /// Names a client id's token file without putting the id itself in a file name.
-fn token_file_key(api_base: &str, client_id: &str) -> String {
+pub(crate) fn token_file_key(api_base: &str, client_id: &str) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(format!("{api_base}\n{client_id}").as_bytes());
     crate::backend::auth_key::hex(&digest[..8])
@@ -610,7 +687,7 @@ impl OpenClients {
         }
     }
 
-    /// The shared client for this credential, created on first use.
+    /// The shared client for developer keys, created on first use.
     pub fn get(
         &self,
         http: &reqwest::Client,
@@ -619,9 +696,41 @@ impl OpenClients {
         client_secret: &str,
         state_dir: Option<&Path>,
     ) -> Arc<OpenClient> {
+        let login = Login::Developer {
+            client_id: client_id.to_string(),
+            client_secret: client_secret.to_string(),
+        };
+        self.get_with(http, api_base, client_id, || login, state_dir)
+    }
+
+    /// The shared client for an Open mount's login (mounts with the same login share it).
+    pub fn get_for(
+        &self,
+        http: &reqwest::Client,
+        open: &crate::config::OpenMountConfig,
+        state_dir: Option<&Path>,
+    ) -> Arc<OpenClient> {
+        let identity = super::login::identity(open);
+        self.get_with(
+            http,
+            &open.api_base,
+            &identity,
+            || Login::new(open, state_dir),
+            state_dir,
+        )
+    }
+
+    fn get_with(
+        &self,
+        http: &reqwest::Client,
+        api_base: &str,
+        identity: &str,
+        login: impl FnOnce() -> Login,
+        state_dir: Option<&Path>,
+    ) -> Arc<OpenClient> {
         let key = (
             api_base.trim_end_matches('/').to_string(),
-            client_id.to_string(),
+            identity.to_string(),
         );
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         clients
@@ -630,8 +739,8 @@ impl OpenClients {
                 Arc::new(OpenClient::new(
                     http.clone(),
                     api_base,
-                    client_id,
-                    client_secret,
+                    identity,
+                    login(),
                     state_dir,
                     self.qps_scale,
                 ))

@@ -3,6 +3,9 @@
 
 pub mod api;
 pub mod client;
+pub mod login;
+pub mod oauth;
+pub mod renew;
 pub mod token;
 mod verifying;
 mod write;

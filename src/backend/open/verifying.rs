@@ -1,4 +1,4 @@
-//! spec open-api §11: right after an upload, 123 may answer `download_info` and
+//! docs/123.md, open §11: right after an upload, 123 may answer `download_info` and
 //! `direct-link/url` for the new file with 20103 `文件正在校验中,请间隔1秒后再试` (an SDK's
 //! tests retry it there). That is "not yet", not a failure: the call is retried, spaced as the
 //! message asks, a bounded number of times within the request's deadline, and then the client

@@ -1,5 +1,5 @@
 //! Writes through the Open API: folders, renames, moves, trash, instant copies and the v2
-//! chunked upload (spec §3.4, §4.1).
+//! chunked upload (docs/123.md, open §3.4, §4.1).
 //!
 //! Every call goes through `OpenClient` (pacing, 401 refresh, 429 back-off). The calls that
 //! could act twice if resent after a lost answer (`mkdir`, `create`) are never resent blindly:
@@ -20,15 +20,15 @@ use super::OpenBackend;
 use crate::backend::unsure::{find_child, made_file, made_folder, send_unsure, Outcome};
 use crate::backend::{deadline, Entry, Error, UploadOptions, UploadSource};
 
-/// 123 refuses single files over 10 GB through the Open API (spec §4.1). The emulator reads
-/// that as 10 GiB (`10 << 30`); so do we, so that a file it would take is never refused here.
+/// 123 refuses single files over 10 GB through the Open API (docs/123.md, open §4.1). The emulator
+/// reads that as 10 GiB (`10 << 30`); so do we, so that a file it would take is never refused here.
 pub const MAX_UPLOAD_SIZE: u64 = 10 << 30;
 
-/// Most ids per `move` / `trash` call (spec §3).
+/// Most ids per `move` / `trash` call (docs/123.md, open §3).
 const MAX_BATCH: usize = 100;
 /// `upload_complete` polls before giving up, as OpenList does (60 × 1 s).
 const MAX_COMPLETE_POLLS: u32 = 60;
-/// `duplicate` sent with every `create` (spec open-api §11: what 123 does with a taken name
+/// `duplicate` sent with every `create` (docs/123.md, open §11: what 123 does with a taken name
 /// when it is absent is unknown, so it is never left out). 1 = keep both: whatever happens,
 /// nothing is replaced. The upload queue uploads under a name nobody else has and swaps
 /// afterwards, so the value only matters when someone takes that name meanwhile.
@@ -94,7 +94,7 @@ impl OpenBackend {
         if size > MAX_UPLOAD_SIZE {
             return Err(Error::TooLarge);
         }
-        // spec open-api §11: `create` cannot be asked to refuse a taken name (only keep both
+        // docs/123.md, open §11: `create` cannot be asked to refuse a taken name (only keep both
         // and replace are defined), so the name is checked here; should someone take it in
         // between, `duplicate: 1` keeps both.
         if find_child(self, parent, name).await?.is_some() {
@@ -103,7 +103,7 @@ impl OpenBackend {
         // A `reuse: false` answer opens a preupload session that is simply abandoned.
         match self.create(parent, name, md5, size).await? {
             Created::Done(entry) => Ok(Some(entry)),
-            // spec open-api §11: `reuse: true` without a fileID may still have made the file
+            // docs/123.md, open §11: `reuse: true` without a fileID may still have made the file
             // (its id was just not handed back): look before calling it not copied.
             Created::Session(s) if s.reused => made_file(self, parent, name, md5, size).await,
             Created::Session(_) => Ok(None),
@@ -138,7 +138,7 @@ impl OpenBackend {
             .await
         {
             Ok(id) => Ok(Entry::new_file(id, name, src.size, &md5)),
-            // spec open-api §11: polling ran out, but 123 may have made the file all the same.
+            // docs/123.md, open §11: polling ran out, but 123 may have made the file all the same.
             Err(e) if !is_upload_failed(&e) => match find_child(self, parent, name).await {
                 Ok(Some(found))
                     if !found.is_dir
@@ -203,7 +203,7 @@ impl OpenBackend {
                 md5,
             )));
         }
-        // spec open-api §11 (OpenList: "秒传成功才会返回正确的 FileID，否则为 0"): `reuse: true`
+        // docs/123.md, open §11 (OpenList: "秒传成功才会返回正确的 FileID，否则为 0"): `reuse: true`
         // with `fileID: 0` is not an instant upload; the bytes go to the session it opened.
         if reply.reuse {
             tracing::debug!(
@@ -275,7 +275,7 @@ impl OpenBackend {
 
     /// Polls `upload_complete` until 123 has verified the file; returns its id.
     ///
-    /// spec open-api §11: 123 answers more than "verifying" while it works (20103, code 1
+    /// docs/123.md, open §11: 123 answers more than "verifying" while it works (20103, code 1
     /// `任务队列削峰中,未直接获取到文件ID,请慢一点`, codes nobody has documented; OpenList
     /// retries every error), so every error code 123 answers is polled through except the
     /// definite `文件上传失败`. A failure of the call itself (5xx, a cut, 429 past the client's
@@ -332,7 +332,7 @@ struct Session {
     preupload_id: String,
     server: String,
     slice_size: u64,
-    /// `create` said `reuse: true` but gave no fileID (spec open-api §11).
+    /// `create` said `reuse: true` but gave no fileID (docs/123.md, open §11).
     reused: bool,
 }
 

@@ -1,9 +1,9 @@
 //! Wire types of 123's share-link web API (`/b/api/share/...`), exactly as the service sends
-//! them (spec web §0.2, §0.4, §2). Keys are PascalCase except where noted.
+//! them (docs/123.md, web §0.2, §0.4, §2). Keys are PascalCase except where noted.
 //!
 //! Decoding is strict where leniency would hide a failure: an envelope without `code`, or a
 //! listing page without `Next`, is an error, never an empty folder (OpenList reads a missing
-//! `code` as 0 and shows an empty list; spec web §0.2).
+//! `code` as 0 and shows an empty list; docs/123.md, web §0.2).
 
 use serde::{Deserialize, Deserializer};
 
@@ -20,7 +20,7 @@ pub struct Envelope {
     #[serde(default)]
     pub data: Option<serde_json::Value>,
     /// The other shape of a refusal, without `code`: `{"status": 0, "info": "签名错误…"}`
-    /// (a failed signature, spec web §7).
+    /// (a failed signature, docs/123.md, web §7).
     #[serde(default, deserialize_with = "optional_i64")]
     pub status: Option<i64>,
     #[serde(default)]
@@ -38,7 +38,7 @@ pub struct SharePage {
     pub next: String,
 }
 
-/// One `InfoList` item (the keys OpenList decodes; spec web §0.4).
+/// One `InfoList` item (the keys OpenList decodes; docs/123.md, web §0.4).
 #[derive(Debug, Deserialize)]
 pub struct FileItem {
     #[serde(rename = "FileId", deserialize_with = "lenient_i64")]

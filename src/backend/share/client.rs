@@ -1,5 +1,5 @@
 //! The one way every share-link web API call is made: signature, pacing, retries and error
-//! classification; and the download hop (spec web §0.5).
+//! classification; and the download hop (docs/123.md, web §0.5).
 //!
 //! Retries live here and nowhere else: code 429 (or HTTP 429) backs off a bounded number of
 //! times, a 5xx or a transport failure is retried a bounded number of times (both endpoints and
@@ -162,10 +162,10 @@ impl ShareClient {
         }
     }
 
-    /// Resolves a share `DownloadURL` to the final CDN URL and the `Referer` it needs (spec web
-    /// §0.5): decode `params` (standard base64) when present, GET that URL without following
-    /// redirects, and take the `Location` of a 302 or the `data.redirect_url` of a 2xx JSON
-    /// answer. The Referer is the origin of the *outer* URL.
+    /// Resolves a share `DownloadURL` to the final CDN URL and the `Referer` it needs (docs/123.md,
+    /// web §0.5): decode `params` (standard base64) when present, GET that URL without following
+    /// redirects, and take the `Location` of a 302 or the `data.redirect_url` of a 2xx JSON answer.
+    /// The Referer is the origin of the *outer* URL.
     pub async fn resolve(&self, download_url: &str) -> Result<(String, HeaderValue), Error> {
         let outer = url::Url::parse(download_url)
             .map_err(|_| unparsable("123 returned a download URL that is not a URL"))?;
@@ -193,7 +193,7 @@ impl ShareClient {
                 Ok(r) if r.status() == StatusCode::TOO_MANY_REQUESTS => Error::RateLimited {
                     retry_after: pacer::retry_after(r.headers()),
                 },
-                // Not the spec's "keep the decoded URL": a 5xx link would be cached and fail
+                // Not OpenList's "keep the decoded URL": a 5xx link would be cached and fail
                 // for minutes, while an error is retried (here, and by the next request).
                 Ok(r) if r.status().is_server_error() => Error::Unavailable(format!(
                     "the download hop answered HTTP {}",
@@ -283,7 +283,7 @@ fn unparsable(message: &str) -> Error {
     }
 }
 
-/// Sends one request and opens the envelope strictly (spec open-api §11, "the envelope"): only
+/// Sends one request and opens the envelope strictly (docs/123.md, open §11, "the envelope"): only
 /// HTTP 200 with a JSON envelope whose `code` is 0 is success. A non-zero `code` is read
 /// whatever the status (a gateway may mirror codes into statuses); rate limiting is recognised
 /// in each of its reported shapes (`is_rate_limit`, and HTTP 429); a refused signature without
@@ -344,7 +344,7 @@ pub(crate) async fn send(request: reqwest::RequestBuilder) -> Result<serde_json:
     }
 }
 
-/// Whether a web API answer means "too many requests" (spec web §7): code 429, code 100011
+/// Whether a web API answer means "too many requests" (docs/123.md, web §7): code 429, code 100011
 /// (`rate limit type min`), or a message saying so with another code, such as code 1
 /// `下载操作频繁，请稍后再试` ("download operations too frequent, try again later").
 pub fn is_rate_limit(code: i64, message: &str) -> bool {
@@ -355,7 +355,7 @@ pub fn is_rate_limit(code: i64, message: &str) -> bool {
 }
 
 /// A refused signature in the captured shape `{"status":0,"info":"签名错误,请检查您的本地时间是否为
-/// 东八区时间-platform forbidden"}` (spec web §7): no `code`, an `info` about the signature.
+/// 东八区时间-platform forbidden"}` (docs/123.md, web §7): no `code`, an `info` about the signature.
 fn signature_refused(e: &Envelope) -> bool {
     e.status.is_some() && e.info.contains("签名")
 }

@@ -1,5 +1,5 @@
 //! Share links (`backend = "share"`): a public 123 share, listed through the signed web API
-//! and downloaded through the `params` hop (spec web §0, §2). Read-only by nature.
+//! and downloaded through the `params` hop (docs/123.md, web §0, §2). Read-only by nature.
 //!
 //! Links need `Referer: <origin of the DownloadURL>/` at the CDN, so they are not portable:
 //! `auto` proxies them (sending that Referer), and a forced `redirect` works only for clients

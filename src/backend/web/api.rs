@@ -1,5 +1,5 @@
-//! Wire types of 123's personal-account web API (spec web §1), as the service sends them. The
-//! envelope and the file item are the share API's (`share::api`): one decoder for both.
+//! Wire types of 123's personal-account web API (docs/123.md, web §1), as the service sends them.
+//! The envelope and the file item are the share API's (`share::api`): one decoder for both.
 
 use serde::Deserialize;
 
@@ -40,7 +40,7 @@ pub struct UserInfo {
     pub space_temp: i64,
 }
 
-/// `POST /b/api/file/upload_request` → `data` (spec web §1.4 "Upload" step 2). For a folder
+/// `POST /b/api/file/upload_request` → `data` (docs/123.md, web §1.4 "Upload" step 2). For a folder
 /// (`type: 1`) only `FileId` matters, and even that is not confirmed: without it the folder is
 /// found by listing. No `Debug`: it may carry S3 credentials.
 #[derive(Default, Deserialize)]
@@ -63,7 +63,7 @@ pub struct UploadRequest {
     #[serde(rename = "StorageNode")]
     pub storage_node: String,
     /// Static S3 credentials; when any is empty the presigned-part flow is used, else the
-    /// client signs S3 requests itself (spec web §1.4 step 5, `s3_static.rs`).
+    /// client signs S3 requests itself (docs/123.md, web §1.4 step 5, `s3_static.rs`).
     #[serde(rename = "AccessKeyId")]
     pub access_key_id: String,
     #[serde(rename = "SecretAccessKey")]

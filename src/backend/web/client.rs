@@ -1,10 +1,10 @@
 //! The one way every personal-account web API call is made: the session token, the signature
-//! (`web_sign`, shared with share mounts), the headers of spec web §1.2, pacing of listing pages
-//! on the process-wide web limiter (`pacer::web_api`, shared with share mounts), one re-login
-//! and one retry on code 401, and bounded retries of 429 / 5xx / transport failures, all within
-//! the client request's deadline (`backend::deadline`). The envelope is opened by the share
-//! client's `send`, so both read 123's answers alike. The `User-Agent` is the shared HTTP
-//! client's, `server.user_agent` (spec web §7: our own name, never another project's).
+//! (`web_sign`, shared with share mounts), the headers of docs/123.md, web §1.2, pacing of listing
+//! pages on the process-wide web limiter (`pacer::web_api`, shared with share mounts), one re-login
+//! and one retry on code 401, and bounded retries of 429 / 5xx / transport failures, all within the
+//! client request's deadline (`backend::deadline`). The envelope is opened by the share client's
+//! `send`, so both read 123's answers alike. The `User-Agent` is the shared HTTP client's,
+//! `server.user_agent` (docs/123.md, web §7: our own name, never another project's).
 
 use serde::de::DeserializeOwned;
 
@@ -29,7 +29,7 @@ pub enum Endpoint {
     /// Presigned URLs of a batch of parts (sic: "repare").
     UploadPartsBatch,
     UploadCompleteV2,
-    /// The end of the static-credential upload flow (spec web §1.4 step 5).
+    /// The end of the static-credential upload flow (docs/123.md, web §1.4 step 5).
     UploadComplete,
     /// Move.
     ModPid,
@@ -147,7 +147,7 @@ impl WebClient {
             };
             match error {
                 // The token is invalid or expired: log in again (once, whoever asks first)
-                // and retry once, as the web client does (spec web §1.3).
+                // and retry once, as the web client does (docs/123.md, web §1.3).
                 Error::Upstream { code: 401, .. } if !relogged => {
                     relogged = true;
                     deadline::bound(self.session.relogin(generation)).await?;

@@ -1,6 +1,6 @@
 //! Personal accounts through 123's web API (`backend = "web"`): a phone number (or e-mail) and
-//! password instead of Open Platform keys (spec web §1). Unofficial: 123 applies anti-leech and
-//! risk controls to it, and the Open API mount is preferred when the user has keys.
+//! password instead of Open Platform keys (docs/123.md, web §1). Unofficial: 123 applies anti-leech
+//! and risk controls to it, and the Open API mount is preferred when the user has keys.
 //!
 //! Listing is `file/list/new` by `Page` until `Next == "-1"`, trashed items hidden, paced with
 //! share mounts on the one web limiter; downloads are `download_info`, then the `params` hop of
@@ -63,10 +63,10 @@ pub struct WebBackend {
     /// `S3KeyFlag` of every file listed so far, which `download_info` wants back.
     key_flags: Mutex<HashMap<u64, String>>,
     /// What `trash` sends back of each entry listed (or made) so far: the web client sends
-    /// the whole listed object (spec web §1.4).
+    /// the whole listed object (docs/123.md, web §1.4).
     listed: Mutex<HashMap<u64, Listed>>,
-    /// The folder of every entry listed, made or moved so far, so that one whose listed object
-    /// is not known (just uploaded, renamed) can have its folder listed first (spec web §7).
+    /// The folder of every entry listed, made or moved so far, so that one whose listed object is
+    /// not known (just uploaded, renamed) can have its folder listed first (docs/123.md, web §7).
     parents: Mutex<HashMap<u64, u64>>,
     /// Names of recently listed folders, so most uploads need no listing to refuse a taken name.
     seen: seen::SeenNames,
@@ -123,7 +123,7 @@ impl WebBackend {
             .is_some_and(|l| l.kind == 1 || l.key_flag.is_some())
     }
 
-    /// spec web §7: `download_info` and `trash` send the object as 123 listed it (`etag`,
+    /// docs/123.md, web §7: `download_info` and `trash` send the object as 123 listed it (`etag`,
     /// `s3keyFlag`, the whole item), never empty fields. For entries this process has not
     /// listed (just uploaded, renamed) the folder is listed first; one whose folder is unknown
     /// too is sent as known, and 123 answers for it.
@@ -216,7 +216,8 @@ impl WebBackend {
         }
     }
 
-    /// One page of `parent`'s children (spec web §1.4, every parameter as the web client sends).
+    /// One page of `parent`'s children (docs/123.md, web §1.4, every parameter as the web client
+    /// sends).
     async fn page(&self, parent: u64, page: u32) -> Result<api::ListPage, Error> {
         self.client
             .get(

@@ -1,4 +1,4 @@
-//! The static-credential upload of personal mounts (spec web §1.4 step 5, §7): when
+//! The static-credential upload of personal mounts (docs/123.md, web §1.4 step 5, §7): when
 //! `upload_request` answers `AccessKeyId`, `SecretAccessKey` and `SessionToken`, the gateway
 //! signs S3 requests itself (SigV4, region `123pan`, path style under `EndPoint`, as OpenList's
 //! driver configures its AWS client): one `PutObject` for a file of at most one part, else a

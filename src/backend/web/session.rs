@@ -1,11 +1,11 @@
-//! The login session of a personal-account mount (spec web §1.3): log in on the login host with
-//! the phone number (or e-mail) and password, keep the Bearer token in memory and in
+//! The login session of a personal-account mount (docs/123.md, web §1.3): log in on the login host
+//! with the phone number (or e-mail) and password, keep the Bearer token in memory and in
 //! `state_dir`, and log in again when 123 answers code 401.
 //!
 //! Logins are serialised and counted by a generation number: every request remembers the
 //! generation of the token it sent, and a 401 asks for a login *past that generation*. So when
 //! many requests see 401 together, the first logs in and the others find a newer token waiting
-//! (one login, not many; OpenList has no such lock, spec web §1.3 item 3).
+//! (one login, not many; OpenList has no such lock, docs/123.md, web §1.3 item 3).
 //!
 //! A refused login (wrong password, or 123's risk control: `当前账号存在安全风险…`, `请进行验证`)
 //! is remembered with a growing back-off: until it elapses every request fails at once with
@@ -29,8 +29,8 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(15);
 const MAX_BACKOFF: Duration = Duration::from_secs(30 * 60);
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The e-mail rule of the web client (spec web §1.1): such a name logs in with `mail`/`type 2`,
-/// anything else (a phone number) with `passport`.
+/// The e-mail rule of the web client (docs/123.md, web §1.1): such a name logs in with `mail`/`type
+/// 2`, anything else (a phone number) with `passport`.
 pub fn is_mail(name: &str) -> bool {
     let Some((local, domain)) = name.split_once('@') else {
         return false;

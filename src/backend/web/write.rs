@@ -1,12 +1,12 @@
-//! Writes through the personal web API (spec web §1.4): folders and uploads through
+//! Writes through the personal web API (docs/123.md, web §1.4): folders and uploads through
 //! `upload_request`, parts through presigned URLs, then `upload_complete/v2`; moves
 //! (`mod_pid`), renames and trash.
 //!
-//! Ids go out as strings where the web client sends strings (spec web §1.4 notes the mixed
+//! Ids go out as strings where the web client sends strings (docs/123.md, web §1.4 notes the mixed
 //! types). Calls that could act twice if resent after a lost answer (`upload_request`,
 //! `upload_complete/v2`) are re-checked by listing before a resend (`unsure`). When 123
 //! hands out static S3 credentials instead of presigned parts, the bytes go to S3 signed by the
-//! gateway (`s3_static.rs`), then `upload_complete` (spec web §1.4 step 5).
+//! gateway (`s3_static.rs`), then `upload_complete` (docs/123.md, web §1.4 step 5).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -21,7 +21,7 @@ use crate::backend::pacer::backoff;
 use crate::backend::unsure::{find_child, made_file, made_folder, send_unsure, Outcome};
 use crate::backend::{Entry, Error, UploadOptions, UploadSource};
 
-/// Part size of the presigned-part flow (spec web §1.4: 16 MiB).
+/// Part size of the presigned-part flow (docs/123.md, web §1.4: 16 MiB).
 pub const PART_SIZE: u64 = 16 << 20;
 /// Presigned URLs asked for in one call (the web client's batch).
 const URL_BATCH: u64 = 10;
@@ -34,7 +34,7 @@ const MAX_BATCH: usize = 100;
 /// A part of 16 MiB on a slow line: the whole PUT may take this long.
 pub(super) const PART_TIMEOUT: Duration = Duration::from_secs(300);
 /// `duplicate` of `upload_request`: 1 = keep both (123 gives the new file a suffixed name).
-/// What 0 does is not confirmed (spec open-api §11, web §1.4) and 2 replaces the old file, so
+/// What 0 does is not confirmed (docs/123.md, open §11, web §1.4) and 2 replaces the old file, so
 /// `request_upload` refuses a taken name itself (the upload queue sends only names its job
 /// alone uses; instant copies need the refusal) and 1 only matters if another client takes the
 /// name in between: then both files are kept, never one lost.
@@ -247,7 +247,7 @@ impl WebBackend {
             && !reply.secret_access_key.is_empty()
             && !reply.session_token.is_empty();
         if static_credentials {
-            // spec web §1.4 step 5 (OpenList's driver: when all three are set).
+            // docs/123.md, web §1.4 step 5 (OpenList's driver: when all three are set).
             if reply.bucket.is_empty() || reply.end_point.is_empty() {
                 return Err(Error::unexpected(
                     "upload_request gave S3 credentials without a Bucket or EndPoint",
@@ -368,7 +368,7 @@ impl WebBackend {
                 .await;
             let mut server_wait = None;
             let failure = match outcome {
-                // spec open-api §11: a part is stored only on HTTP 200 (as OpenList checks);
+                // docs/123.md, open §11: a part is stored only on HTTP 200 (as OpenList checks);
                 // another 2xx is not taken for success.
                 Ok(res) if res.status() == reqwest::StatusCode::OK => return Ok(len),
                 Ok(res) if res.status() == reqwest::StatusCode::FORBIDDEN => {

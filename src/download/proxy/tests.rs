@@ -260,7 +260,7 @@ async fn passes_the_range_through_exactly() {
         "{head}"
     );
     assert!(head.contains("\r\naccept-encoding: identity\r\n"), "{head}");
-    // The player's User-Agent is what 123's CDN expects to see (spec web §7).
+    // The player's User-Agent is what 123's CDN expects to see (docs/123.md, web §7).
     assert!(head.contains("\r\nuser-agent: vlc/3.0\r\n"), "{head}");
     for leaked in ["authorization", "cookie", "if-"] {
         assert!(!head.contains(leaked), "{leaked} forwarded: {head}");
