@@ -11,6 +11,7 @@ pub mod config;
 pub mod dav;
 pub mod demo;
 pub mod download;
+pub mod metrics;
 pub mod mount;
 pub mod server;
 pub mod state_files;

@@ -32,6 +32,27 @@ pub struct Entry {
     pub created: SystemTime,
 }
 
+/// How this gateway reaches 123: handed to every backend and to the download proxy when they
+/// are built, so nothing below `server/` reads a process-wide value and two gateways in one
+/// process stay apart.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    /// The HTTP client every upstream call shares (one connection pool).
+    pub http: reqwest::Client,
+    /// The gateway's counters (upstream calls, token refreshes, proxied bytes).
+    pub metrics: crate::metrics::Metrics,
+}
+
+impl Upstream {
+    /// `http` with counters of its own: for tools and tests that build one backend.
+    pub fn new(http: reqwest::Client) -> Self {
+        Self {
+            http,
+            metrics: crate::metrics::Metrics::new(),
+        }
+    }
+}
+
 /// Where the bytes of one file can be fetched, and under which conditions.
 #[derive(Clone, Debug)]
 pub struct Link {

@@ -132,7 +132,7 @@ impl ProxyError {
 /// middle of the body is logged by the body (with the entry's id and name) when it cuts the
 /// connection.
 pub async fn proxy(
-    client: &reqwest::Client,
+    up: &crate::backend::Upstream,
     method: &Method,
     headers: &HeaderMap,
     entry: &Entry,
@@ -167,7 +167,7 @@ pub async fn proxy(
     let mut retried = 0u32;
     // Bounded: every turn returns or uses up the one refresh or one of the counted retries.
     loop {
-        let upstream = send(client, &link, want, user_agent).await?;
+        let upstream = send(&up.http, &link, want, user_agent).await?;
         let status = upstream.status();
         // spec open-api §11: the CDN's Retry-After is a floor for the wait; one longer than a
         // retry may wait is passed on to the client instead.
@@ -209,8 +209,13 @@ pub async fn proxy(
                         "upstream sent more than the asked range; skipping the prefix"
                     );
                 }
-                let body =
-                    ExactBody::new(upstream.bytes_stream(), skip, want.len(entry.size), entry);
+                let body = ExactBody::new(
+                    upstream.bytes_stream(),
+                    skip,
+                    want.len(entry.size),
+                    entry,
+                    up.metrics.clone(),
+                );
                 return Ok(file_response(entry, &v, want, body.boxed_unsync()));
             }
             Verdict::Refresh(reason) if !refreshed => {
@@ -467,12 +472,19 @@ struct ExactBody<S> {
     file_id: u64,
     name: String,
     /// Counts this stream in the metrics while it lives.
-    _active: crate::server::metrics::ActiveStream,
+    _active: crate::metrics::ActiveStream,
+    metrics: crate::metrics::Metrics,
 }
 
 impl<S> ExactBody<S> {
     /// Wraps `stream` for the file `entry` (its id and name are used in the failure log line).
-    fn new(stream: S, skip: u64, len: u64, entry: &Entry) -> Self {
+    fn new(
+        stream: S,
+        skip: u64,
+        len: u64,
+        entry: &Entry,
+        metrics: crate::metrics::Metrics,
+    ) -> Self {
         ExactBody {
             stream: (len > 0).then_some(stream),
             skip,
@@ -480,7 +492,8 @@ impl<S> ExactBody<S> {
             delivered: 0,
             file_id: entry.id,
             name: entry.name.clone(),
-            _active: crate::server::metrics::ActiveStream::start(),
+            _active: metrics.active_stream(),
+            metrics,
         }
     }
 
@@ -580,7 +593,7 @@ where
             let n = chunk.len() as u64;
             this.remaining -= n;
             this.delivered += n;
-            crate::server::metrics::proxied_bytes(n);
+            this.metrics.proxied_bytes(n);
             return Poll::Ready(Some(Ok(Frame::data(chunk))));
         }
     }
@@ -799,7 +812,13 @@ mod tests {
         skip: u64,
         len: u64,
     ) -> (Vec<Bytes>, Option<io::Error>) {
-        let mut body = ExactBody::new(stream::iter(parts), skip, len, &entry(SIZE));
+        let mut body = ExactBody::new(
+            stream::iter(parts),
+            skip,
+            len,
+            &entry(SIZE),
+            crate::metrics::Metrics::new(),
+        );
         assert_eq!(body.size_hint().exact(), Some(len));
         let mut frames = Vec::new();
         while let Some(frame) = body.frame().await {
@@ -1030,11 +1049,13 @@ mod tests {
         }
     }
 
-    fn client() -> reqwest::Client {
-        reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("client")
+    fn client() -> crate::backend::Upstream {
+        crate::backend::Upstream::new(
+            reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .expect("client"),
+        )
     }
 
     async fn get(
@@ -1438,7 +1459,7 @@ mod tests {
             .build()
             .expect("client");
         let err = proxy(
-            &client,
+            &crate::backend::Upstream::new(client),
             &Method::GET,
             &HeaderMap::new(),
             &entry(SIZE),

@@ -379,12 +379,12 @@ async fn route_on<B>(
                     return Some(res);
                 }
             }
-            let mut res = Response::new(respond::full_body(super::metrics::render(
-                state.uploads.stats(),
-            )));
+            let mut res = Response::new(respond::full_body(
+                state.metrics().render(state.uploads.stats()),
+            ));
             res.headers_mut().insert(
                 CONTENT_TYPE,
-                HeaderValue::from_static(super::metrics::CONTENT_TYPE),
+                HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
             );
             res.headers_mut()
                 .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -407,7 +407,7 @@ pub async fn probe_mounts(config: crate::config::Config) -> anyhow::Result<()> {
         crate::backend::open::client::OpenClients::with_qps_scale(config.server.qps_scale);
     let backends = crate::mount::build_backends(
         &config.mounts,
-        &http,
+        &crate::backend::Upstream::new(http),
         &clients,
         Some(&config.server.state_dir),
         &crate::clock::Clock::new(),

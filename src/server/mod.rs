@@ -15,7 +15,6 @@ pub mod health;
 pub mod if_header;
 mod index;
 pub mod lockout;
-pub mod metrics;
 pub mod paths;
 pub mod profile;
 mod router;
@@ -55,8 +54,9 @@ const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
 pub struct AppState {
     pub mounts: Vec<Arc<Mount>>,
     pub auth: auth::Authenticator,
-    /// The client for downloads and API calls (one connection pool).
-    pub http: reqwest::Client,
+    /// How this instance reaches 123: the HTTP client for downloads and API calls (one
+    /// connection pool) and the instance's metrics, which every layer records into.
+    pub upstream: crate::backend::Upstream,
     pub signer: Option<UrlSigner>,
     pub sign_ttl: Duration,
     /// The upload queue shared by every writable mount.
@@ -105,6 +105,11 @@ pub fn http_client(user_agent: &str) -> anyhow::Result<reqwest::Client> {
 }
 
 impl AppState {
+    /// This instance's counters (`/-/metrics`).
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.upstream.metrics
+    }
+
     /// Builds the state from a validated config: backends, the upload queue (which resumes
     /// uploads a previous run left), and the mounts.
     pub async fn new(config: &Config) -> anyhow::Result<Self> {
@@ -114,6 +119,10 @@ impl AppState {
             idle: config.server.upstream_idle_timeout,
         });
         let http = http_client(&config.server.user_agent)?;
+        let upstream = crate::backend::Upstream {
+            http: http.clone(),
+            metrics: crate::metrics::Metrics::new(),
+        };
         let clients = OpenClients::with_qps_scale(config.server.qps_scale);
         let clock = Clock::new();
         let state_dir = &config.server.state_dir;
@@ -127,7 +136,7 @@ impl AppState {
         }
         let backends = build_backends(
             &config.mounts,
-            &http,
+            &upstream,
             &clients,
             Some(state_dir),
             &clock,
@@ -179,6 +188,7 @@ impl AppState {
                     Some(writes),
                     &config.server.stores,
                     &clock,
+                    &upstream.metrics,
                 )
             })
             .collect();
@@ -202,7 +212,7 @@ impl AppState {
         Ok(Self {
             mounts,
             auth,
-            http,
+            upstream,
             signer,
             sign_ttl: config.server.sign_ttl,
             uploads,
@@ -473,7 +483,7 @@ async fn serve_connection<I>(
                         started + state.upstream_deadline,
                         router::handle(state.clone(), req),
                     );
-                    let res = catching_panics(handled, name, &uri).await;
+                    let res = catching_panics(handled, name, &uri, state.metrics()).await;
                     // A body the client failed to send is the client's error, whatever the
                     // handler made of it.
                     fate.answer(res, http1)
@@ -483,7 +493,7 @@ async fn serve_connection<I>(
             let status = res.status();
             let mount = note.mount();
             let mount_path = mount.as_ref().map_or("", |m| m.config.path.as_str());
-            metrics::request(method, status.as_u16(), mount_path);
+            state.metrics().request(method, status.as_u16(), mount_path);
             if !mount_path.is_empty() {
                 health::observe(&state, mount_path, status);
             }
@@ -554,6 +564,7 @@ async fn catching_panics<F>(
     handler: F,
     method: &'static str,
     uri: &http::Uri,
+    metrics: &crate::metrics::Metrics,
 ) -> hyper::Response<crate::download::ResponseBody>
 where
     F: std::future::Future<Output = hyper::Response<crate::download::ResponseBody>>,
@@ -573,7 +584,7 @@ where
                 panic = %access::capped(&message),
                 "a request handler panicked; answered 500"
             );
-            metrics::request_panicked();
+            metrics.request_panicked();
             let mut res = respond::status_text(
                 http::StatusCode::INTERNAL_SERVER_ERROR,
                 "Internal error",
@@ -620,6 +631,7 @@ mod tests {
             },
             "GET",
             &http::Uri::from_static("/x"),
+            &crate::metrics::Metrics::new(),
         )
         .await;
         assert_eq!(res.status(), http::StatusCode::INTERNAL_SERVER_ERROR);

@@ -182,7 +182,7 @@ where
         "GET" | "HEAD" => {
             get_or_head(&state, &mount, rest, &segments, &req, profile, &ctx, &what).await
         }
-        "PROPFIND" => propfind(&mount, rest, req, ctx, &what).await,
+        "PROPFIND" => propfind(&mount, rest, req, ctx, &what, state.metrics()).await,
         "PUT" | "PATCH" | "MKCOL" | "DELETE" | "MOVE" | "COPY" | "PROPPATCH" | "LOCK"
         | "UNLOCK" => {
             // A COPY only reads its source: out of a read-only mount into a writable one is fine.
@@ -611,6 +611,7 @@ async fn propfind<B>(
     mut req: Request<super::xml_body::GuardedBody<B>>,
     ctx: Ctx,
     what: &str,
+    metrics: &crate::metrics::Metrics,
 ) -> Response<ResponseBody>
 where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
@@ -657,11 +658,11 @@ where
         if let Some(res) =
             crate::dav::multistatus::answer(mount, &ctx, path, ua, depth_one, asked).await
         {
-            super::metrics::propfind_answered("direct");
+            metrics.propfind_answered("direct");
             return res;
         }
     }
-    super::metrics::propfind_answered("dav-server");
+    metrics.propfind_answered("dav-server");
     dav_mount(mount, ctx, req, what).await
 }
 
@@ -864,7 +865,7 @@ async fn proxy_file<B>(
         };
     }
     let links = VfsLinks { mount, entry };
-    match proxy(&state.http, req.method(), req.headers(), entry, &links).await {
+    match proxy(&state.upstream, req.method(), req.headers(), entry, &links).await {
         Ok(res) => res,
         Err(crate::download::proxy::ProxyError::Link(e)) => error_response(&e, what),
         Err(e) => {

@@ -141,6 +141,7 @@ impl From<Retry> for CallOpts {
 /// One client id's connection to the Open API: its token and its pacing.
 pub struct OpenClient {
     http: reqwest::Client,
+    metrics: crate::metrics::Metrics,
     api_base: String,
     client_id: String,
     client_secret: String,
@@ -153,7 +154,7 @@ pub struct OpenClient {
 
 impl OpenClient {
     fn new(
-        http: reqwest::Client,
+        upstream: &crate::backend::Upstream,
         api_base: &str,
         client_id: &str,
         client_secret: &str,
@@ -165,7 +166,8 @@ impl OpenClient {
                 .join(format!("open-{}.json", token_file_key(api_base, client_id)))
         });
         Self {
-            http,
+            http: upstream.http.clone(),
+            metrics: upstream.metrics.clone(),
             api_base: api_base.trim_end_matches('/').to_string(),
             client_id: client_id.to_string(),
             client_secret: client_secret.to_string(),
@@ -294,7 +296,7 @@ impl OpenClient {
                 .timeout(deadline::attempt(opts.timeout)?);
             let outcome = send::<T>(request).await;
             let result = outcome_class(&outcome);
-            crate::server::metrics::upstream(ep.path(), result);
+            self.metrics.upstream(ep.path(), result);
             tracing::debug!(endpoint = ep.path(), result, "123 API call");
             let error = match outcome {
                 Ok(Reply::Data(data)) => return Ok(data),
@@ -382,8 +384,8 @@ impl OpenClient {
                 )?);
             let outcome = send::<api::AccessToken>(request).await;
             let result = outcome_class(&outcome);
-            crate::server::metrics::upstream(Endpoint::AccessToken.path(), result);
-            crate::server::metrics::token_refresh(result == "ok");
+            self.metrics.upstream(Endpoint::AccessToken.path(), result);
+            self.metrics.token_refresh(result == "ok");
             tracing::debug!(
                 endpoint = Endpoint::AccessToken.path(),
                 result,
@@ -613,7 +615,7 @@ impl OpenClients {
     /// The shared client for this credential, created on first use.
     pub fn get(
         &self,
-        http: &reqwest::Client,
+        upstream: &crate::backend::Upstream,
         api_base: &str,
         client_id: &str,
         client_secret: &str,
@@ -628,7 +630,7 @@ impl OpenClients {
             .entry(key)
             .or_insert_with(|| {
                 Arc::new(OpenClient::new(
-                    http.clone(),
+                    upstream,
                     api_base,
                     client_id,
                     client_secret,

@@ -48,6 +48,7 @@ impl Endpoint {
 /// One share's connection to the web API.
 pub struct ShareClient {
     http: reqwest::Client,
+    metrics: crate::metrics::Metrics,
     /// For the download hop, which must not follow redirects (its 302 *is* the answer).
     /// `None` when it could not be built; links then fail with a transport error.
     hop: Option<reqwest::Client>,
@@ -61,7 +62,7 @@ impl ShareClient {
     /// `user_agent` (`server.user_agent`) is the hop's: the hop resolves a link once for every
     /// client that then plays it, so it is not any one player's.
     pub fn new(
-        http: reqwest::Client,
+        upstream: &crate::backend::Upstream,
         api_base: &str,
         access_token: Option<String>,
         user_agent: &str,
@@ -78,7 +79,8 @@ impl ShareClient {
             .map_err(|e| tracing::error!(error = %e, "cannot build the share download-hop client"))
             .ok();
         Self {
-            http,
+            http: upstream.http.clone(),
+            metrics: upstream.metrics.clone(),
             hop,
             api_base,
             origin,
@@ -131,14 +133,8 @@ impl ShareClient {
                 request = request.bearer_auth(token);
             }
             let outcome = send(request).await;
-            let result = match &outcome {
-                Ok(_) => "ok",
-                Err(Error::RateLimited { .. }) => "code_429",
-                Err(Error::Unavailable(_)) => "unavailable",
-                Err(Error::Transport(_)) => "transport",
-                Err(_) => "error_code",
-            };
-            crate::server::metrics::upstream(ep.path(), result);
+            let result = outcome_class(&outcome);
+            self.metrics.upstream(ep.path(), result);
             tracing::debug!(endpoint = ep.path(), result, "123 web API call");
             let error = match outcome {
                 Ok(data) => {
@@ -341,6 +337,17 @@ pub(crate) async fn send(request: reqwest::RequestBuilder) -> Result<serde_json:
             trace_id: String::new(),
         }),
         (Some(e), Some(_)) => Ok(e.data.unwrap_or(serde_json::Value::Null)),
+    }
+}
+
+/// The metrics label of one web API attempt's outcome.
+pub(crate) fn outcome_class<T>(outcome: &Result<T, Error>) -> &'static str {
+    match outcome {
+        Ok(_) => "ok",
+        Err(Error::RateLimited { .. }) => "code_429",
+        Err(Error::Unavailable(_)) => "unavailable",
+        Err(Error::Transport(_)) => "transport",
+        Err(_) => "error_code",
     }
 }
 

@@ -47,10 +47,10 @@ pub struct ShareParams {
 }
 
 impl ShareBackend {
-    pub fn new(http: reqwest::Client, params: ShareParams) -> Self {
+    pub fn new(upstream: &crate::backend::Upstream, params: ShareParams) -> Self {
         Self {
             client: ShareClient::new(
-                http,
+                upstream,
                 &params.api_base,
                 params.access_token,
                 &params.user_agent,

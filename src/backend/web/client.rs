@@ -58,16 +58,18 @@ impl Endpoint {
 
 pub struct WebClient {
     http: reqwest::Client,
+    metrics: crate::metrics::Metrics,
     api_base: String,
     origin: String,
     pub session: Session,
 }
 
 impl WebClient {
-    pub fn new(http: reqwest::Client, api_base: &str, session: Session) -> Self {
+    pub fn new(upstream: &crate::backend::Upstream, api_base: &str, session: Session) -> Self {
         let api_base = api_base.trim_end_matches('/').to_string();
         Self {
-            http,
+            http: upstream.http.clone(),
+            metrics: upstream.metrics.clone(),
             origin: origin_of(&api_base),
             api_base,
             session,
@@ -135,7 +137,11 @@ impl WebClient {
                 .timeout(deadline::attempt(
                     crate::backend::timeouts::get().first_byte,
                 )?);
-            let error = match send(request).await {
+            let outcome = send(request).await;
+            let result = crate::backend::share::client::outcome_class(&outcome);
+            self.metrics.upstream(ep.path(), result);
+            tracing::debug!(endpoint = ep.path(), result, "123 web API call");
+            let error = match outcome {
                 Ok(data) => {
                     return serde_json::from_value(data).map_err(|e| Error::Upstream {
                         code: 0,

@@ -84,7 +84,8 @@ struct Listed {
 }
 
 impl WebBackend {
-    pub fn new(http: reqwest::Client, params: WebParams) -> Self {
+    pub fn new(upstream: &crate::backend::Upstream, params: WebParams) -> Self {
+        let http = upstream.http.clone();
         let origin = origin_of(&params.api_base);
         let session = Session::new(
             http.clone(),
@@ -96,8 +97,8 @@ impl WebBackend {
             params.clock,
         );
         Self {
-            client: WebClient::new(http.clone(), &params.api_base, session),
-            hop: ShareClient::new(http.clone(), &params.api_base, None, &params.user_agent),
+            client: WebClient::new(upstream, &params.api_base, session),
+            hop: ShareClient::new(upstream, &params.api_base, None, &params.user_agent),
             http,
             root_id: params.root_id,
             key_flags: Mutex::new(HashMap::new()),
