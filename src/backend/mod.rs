@@ -41,14 +41,19 @@ pub struct Upstream {
     pub http: reqwest::Client,
     /// The gateway's counters (upstream calls, token refreshes, proxied bytes).
     pub metrics: crate::metrics::Metrics,
+    /// `server.upstream_*`. The connect and idle limits are already built into `http`; clients
+    /// that build their own (the download hop) and every attempt's first-byte limit read them.
+    pub timeouts: timeouts::UpstreamTimeouts,
 }
 
 impl Upstream {
-    /// `http` with counters of its own: for tools and tests that build one backend.
+    /// `http` with counters of its own and the default timeouts: for tools and tests that
+    /// build one backend.
     pub fn new(http: reqwest::Client) -> Self {
         Self {
             http,
             metrics: crate::metrics::Metrics::new(),
+            timeouts: timeouts::UpstreamTimeouts::default(),
         }
     }
 }

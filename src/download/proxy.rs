@@ -167,7 +167,7 @@ pub async fn proxy(
     let mut retried = 0u32;
     // Bounded: every turn returns or uses up the one refresh or one of the counted retries.
     loop {
-        let upstream = send(&up.http, &link, want, user_agent).await?;
+        let upstream = send(up, &link, want, user_agent).await?;
         let status = upstream.status();
         // spec open-api §11: the CDN's Retry-After is a floor for the wait; one longer than a
         // retry may wait is passed on to the client instead.
@@ -240,7 +240,7 @@ pub async fn proxy(
 
 /// The one upstream request for `want`.
 async fn send(
-    client: &reqwest::Client,
+    up: &crate::backend::Upstream,
     link: &Link,
     want: RangeRequest,
     user_agent: Option<&HeaderValue>,
@@ -262,9 +262,9 @@ async fn send(
             .map_err(|_| ProxyError::Upstream("unrepresentable range".to_owned()))?;
         headers.insert(header::RANGE, value);
     }
-    let limit = crate::backend::deadline::attempt(crate::backend::timeouts::get().first_byte)
+    let limit = crate::backend::deadline::attempt(up.timeouts.first_byte)
         .map_err(|_| ProxyError::Timeout)?;
-    let request = client.get(link.url.as_str()).headers(headers).send();
+    let request = up.http.get(link.url.as_str()).headers(headers).send();
     match tokio::time::timeout(limit, request).await {
         Err(_elapsed) => Err(ProxyError::Timeout),
         Ok(Err(e)) if e.is_timeout() => Err(ProxyError::Timeout),

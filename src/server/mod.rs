@@ -94,11 +94,14 @@ pub struct AppState {
 /// socket the other side already closed. Its default `User-Agent` is `server.user_agent` (our
 /// own name unless configured; spec web §7: never another project's); the download proxy
 /// sends the end client's instead.
-pub fn http_client(user_agent: &str) -> anyhow::Result<reqwest::Client> {
+pub fn http_client(
+    user_agent: &str,
+    timeouts: crate::backend::timeouts::UpstreamTimeouts,
+) -> anyhow::Result<reqwest::Client> {
     reqwest::Client::builder()
-        .connect_timeout(crate::backend::timeouts::get().connect)
+        .connect_timeout(timeouts.connect)
         .pool_idle_timeout(Duration::from_secs(50))
-        .read_timeout(crate::backend::timeouts::get().idle)
+        .read_timeout(timeouts.idle)
         .user_agent(user_agent)
         .build()
         .context("building the HTTP client")
@@ -113,15 +116,12 @@ impl AppState {
     /// Builds the state from a validated config: backends, the upload queue (which resumes
     /// uploads a previous run left), and the mounts.
     pub async fn new(config: &Config) -> anyhow::Result<Self> {
-        crate::backend::timeouts::set(crate::backend::timeouts::UpstreamTimeouts {
-            connect: config.server.upstream_connect_timeout,
-            first_byte: config.server.upstream_first_byte_timeout,
-            idle: config.server.upstream_idle_timeout,
-        });
-        let http = http_client(&config.server.user_agent)?;
+        let timeouts = crate::backend::timeouts::UpstreamTimeouts::from_config(&config.server);
+        let http = http_client(&config.server.user_agent, timeouts)?;
         let upstream = crate::backend::Upstream {
             http: http.clone(),
             metrics: crate::metrics::Metrics::new(),
+            timeouts,
         };
         let clients = OpenClients::with_qps_scale(config.server.qps_scale);
         let clock = Clock::new();

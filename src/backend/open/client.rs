@@ -126,14 +126,15 @@ struct CallOpts {
     timeout: Duration,
 }
 
-impl From<Retry> for CallOpts {
-    fn from(retry: Retry) -> Self {
+impl CallOpts {
+    /// An API call's options: `retry` and the client's first-byte timeout.
+    fn api(retry: Retry, first_byte: Duration) -> Self {
         CallOpts {
             transient_retries: match retry {
                 Retry::Safe => MAX_TRANSIENT_RETRIES,
                 Retry::Never => 0,
             },
-            timeout: crate::backend::timeouts::get().first_byte,
+            timeout: first_byte,
         }
     }
 }
@@ -142,6 +143,8 @@ impl From<Retry> for CallOpts {
 pub struct OpenClient {
     http: reqwest::Client,
     metrics: crate::metrics::Metrics,
+    /// `server.upstream_first_byte_timeout`: how long one attempt waits for an answer.
+    first_byte: Duration,
     api_base: String,
     client_id: String,
     client_secret: String,
@@ -168,6 +171,7 @@ impl OpenClient {
         Self {
             http: upstream.http.clone(),
             metrics: upstream.metrics.clone(),
+            first_byte: upstream.timeouts.first_byte,
             api_base: api_base.trim_end_matches('/').to_string(),
             client_id: client_id.to_string(),
             client_secret: client_secret.to_string(),
@@ -206,9 +210,11 @@ impl OpenClient {
         query: &[(&str, String)],
     ) -> Result<T, Error> {
         let url = format!("{}{}", self.api_base, ep.path());
-        self.call(ep, Retry::Safe.into(), |http, token| {
-            http.get(&url).query(query).bearer_auth(token)
-        })
+        self.call(
+            ep,
+            CallOpts::api(Retry::Safe, self.first_byte),
+            |http, token| http.get(&url).query(query).bearer_auth(token),
+        )
         .await
     }
 
@@ -244,7 +250,7 @@ impl OpenClient {
             serde_json::to_vec(body)
                 .map_err(|e| Error::Transport(format!("could not encode a request body: {e}")))?,
         );
-        self.call(ep, retry.into(), |http, token| {
+        self.call(ep, CallOpts::api(retry, self.first_byte), |http, token| {
             http.request(method.clone(), &url)
                 .bearer_auth(token)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -379,9 +385,7 @@ impl OpenClient {
                 .post(&url)
                 .header("Platform", "open_platform")
                 .json(&body)
-                .timeout(deadline::attempt(
-                    crate::backend::timeouts::get().first_byte,
-                )?);
+                .timeout(deadline::attempt(self.first_byte)?);
             let outcome = send::<api::AccessToken>(request).await;
             let result = outcome_class(&outcome);
             self.metrics.upstream(Endpoint::AccessToken.path(), result);

@@ -49,6 +49,7 @@ impl Endpoint {
 pub struct ShareClient {
     http: reqwest::Client,
     metrics: crate::metrics::Metrics,
+    first_byte: Duration,
     /// For the download hop, which must not follow redirects (its 302 *is* the answer).
     /// `None` when it could not be built; links then fail with a transport error.
     hop: Option<reqwest::Client>,
@@ -73,7 +74,7 @@ impl ShareClient {
             .unwrap_or_else(|_| api_base.clone());
         let hop = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(crate::backend::timeouts::get().connect)
+            .connect_timeout(upstream.timeouts.connect)
             .user_agent(user_agent)
             .build()
             .map_err(|e| tracing::error!(error = %e, "cannot build the share download-hop client"))
@@ -81,6 +82,7 @@ impl ShareClient {
         Self {
             http: upstream.http.clone(),
             metrics: upstream.metrics.clone(),
+            first_byte: upstream.timeouts.first_byte,
             hop,
             api_base,
             origin,
@@ -126,9 +128,7 @@ impl ShareClient {
                 .header("referer", format!("{}/", self.origin))
                 .header("platform", "web")
                 .header("app-version", "3")
-                .timeout(deadline::attempt(
-                    crate::backend::timeouts::get().first_byte,
-                )?);
+                .timeout(deadline::attempt(self.first_byte)?);
             if let Some(token) = &self.access_token {
                 request = request.bearer_auth(token);
             }
@@ -180,9 +180,7 @@ impl ShareClient {
             let outcome = client
                 .get(hop.as_str())
                 .header(REFERER, format!("{}/", self.origin))
-                .timeout(deadline::attempt(
-                    crate::backend::timeouts::get().first_byte,
-                )?)
+                .timeout(deadline::attempt(self.first_byte)?)
                 .send()
                 .await;
             let error = match outcome {

@@ -59,6 +59,7 @@ impl Endpoint {
 pub struct WebClient {
     http: reqwest::Client,
     metrics: crate::metrics::Metrics,
+    first_byte: std::time::Duration,
     api_base: String,
     origin: String,
     pub session: Session,
@@ -70,6 +71,7 @@ impl WebClient {
         Self {
             http: upstream.http.clone(),
             metrics: upstream.metrics.clone(),
+            first_byte: upstream.timeouts.first_byte,
             origin: origin_of(&api_base),
             api_base,
             session,
@@ -134,9 +136,7 @@ impl WebClient {
                 .header("platform", "web")
                 .header("app-version", "3")
                 .bearer_auth(token)
-                .timeout(deadline::attempt(
-                    crate::backend::timeouts::get().first_byte,
-                )?);
+                .timeout(deadline::attempt(self.first_byte)?);
             let outcome = send(request).await;
             let result = crate::backend::share::client::outcome_class(&outcome);
             self.metrics.upstream(ep.path(), result);
