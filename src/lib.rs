@@ -13,6 +13,7 @@ pub mod demo;
 pub mod download;
 pub mod metrics;
 pub mod mount;
+pub mod response;
 pub mod server;
 pub mod state_files;
 pub mod upload;

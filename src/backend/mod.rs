@@ -5,6 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
+use unicode_normalization::UnicodeNormalization;
 
 pub mod link;
 pub mod open;
@@ -56,6 +57,60 @@ impl Upstream {
             timeouts: timeouts::UpstreamTimeouts::default(),
         }
     }
+}
+
+impl Entry {
+    /// A folder just made: 123 answers only its id, so the times are "now".
+    pub fn new_folder(id: u64, name: &str) -> Entry {
+        let now = SystemTime::now();
+        Entry {
+            id,
+            name: name.nfc().collect(),
+            is_dir: true,
+            size: 0,
+            md5: None,
+            version: None,
+            modified: now,
+            created: now,
+        }
+    }
+
+    /// A file just uploaded: 123 answers only its id, the rest is what was sent.
+    pub fn new_file(id: u64, name: &str, size: u64, md5: &str) -> Entry {
+        Entry {
+            is_dir: false,
+            size,
+            md5: Some(md5.to_ascii_lowercase()),
+            ..Entry::new_folder(id, name)
+        }
+    }
+}
+
+impl Error {
+    /// 123 answered with success but not in the shape its API has (a missing id, say).
+    pub fn unexpected(what: &str) -> Error {
+        Error::Upstream {
+            code: 0,
+            message: format!("unexpected answer: {what}"),
+            trace_id: String::new(),
+        }
+    }
+}
+
+/// The state of a mount's credential (Open token, web session), for `/-/readyz`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenState {
+    /// No token yet (nothing was needed so far).
+    Empty,
+    Valid {
+        expires_at: u64,
+    },
+    /// A session token whose expiry 123 does not say (web login): valid until a 401.
+    LoggedIn,
+    /// The last refresh failed; the message says why.
+    Failing {
+        message: String,
+    },
 }
 
 /// Where the bytes of one file can be fetched, and under which conditions.
@@ -174,7 +229,7 @@ pub trait Backend: Send + Sync {
 
     /// The state of the mount's credential (Open token, web session) for `/-/readyz`; `None`
     /// for backends without one.
-    fn token_state(&self) -> Option<open::token::TokenState> {
+    fn token_state(&self) -> Option<TokenState> {
         None
     }
 

@@ -1,10 +1,8 @@
 //! How file bytes reach the client: the download policy, exact Range pass-through, conditional
 //! requests, and signed `/-/d/` URLs.
 
-use bytes::Bytes;
-
-/// The body type of every response this server writes.
-pub type ResponseBody = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
+/// Re-exported for the code that still names it here; its home is [`crate::response`].
+pub use crate::response::ResponseBody;
 
 pub mod conditional;
 pub mod local;

@@ -5,8 +5,8 @@ use std::time::Duration;
 use http::{Response, StatusCode};
 
 use crate::backend::Error;
-use crate::download::respond::status_text;
-use crate::download::ResponseBody;
+use crate::response::status_text;
+use crate::response::ResponseBody;
 
 /// How long clients are asked to wait when 123 is briefly unavailable.
 const UNAVAILABLE_RETRY: Duration = Duration::from_secs(5);

@@ -17,11 +17,11 @@ use serde_json::json;
 
 use super::AppState;
 use crate::backend::auth_key::AuthKeyPath;
-use crate::backend::open::token::TokenState;
 use crate::backend::signer::Accepts;
+use crate::backend::TokenState;
 use crate::download::respond;
-use crate::download::ResponseBody;
 use crate::mount::Mount;
+use crate::response::ResponseBody;
 
 /// What is known of a mount's upstream.
 #[derive(Clone, Debug, Default)]

@@ -565,9 +565,9 @@ async fn catching_panics<F>(
     method: &'static str,
     uri: &http::Uri,
     metrics: &crate::metrics::Metrics,
-) -> hyper::Response<crate::download::ResponseBody>
+) -> hyper::Response<crate::response::ResponseBody>
 where
-    F: std::future::Future<Output = hyper::Response<crate::download::ResponseBody>>,
+    F: std::future::Future<Output = hyper::Response<crate::response::ResponseBody>>,
 {
     use futures_util::FutureExt;
     match std::panic::AssertUnwindSafe(handler).catch_unwind().await {

@@ -14,8 +14,9 @@ use std::time::{Duration, SystemTime};
 use serde::de::DeserializeOwned;
 
 use super::api::{self, Envelope};
-use super::token::{unix, Token, TokenManager, TokenState};
+use super::token::{unix, Token, TokenManager};
 use crate::backend::pacer::{self, backoff, QpsLimiter, Rate, MAX_RETRY_WAIT};
+use crate::backend::TokenState;
 use crate::backend::{deadline, Error};
 
 /// How many times a call backs off after code 429 before giving up with `RateLimited`.

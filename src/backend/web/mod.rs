@@ -262,7 +262,7 @@ impl Backend for WebBackend {
         }
     }
 
-    fn token_state(&self) -> Option<crate::backend::open::token::TokenState> {
+    fn token_state(&self) -> Option<crate::backend::TokenState> {
         Some(self.client.session.state())
     }
 
