@@ -11,7 +11,7 @@ pub mod link;
 pub mod open;
 pub mod share;
 pub mod web;
-pub mod web_sign;
+pub mod webapi;
 
 /// One file or folder as listed by a backend.
 #[derive(Clone, Debug, PartialEq, Eq)]
