@@ -167,6 +167,7 @@ pub enum Error {
 pub mod auth_key;
 pub mod deadline;
 pub mod pacer;
+pub mod retry;
 pub mod signer;
 pub mod timeouts;
 pub mod unsure;

@@ -1,11 +1,11 @@
 //! How a share mount calls the web API: its endpoints and its optional access token over the
 //! one web-API layer (`backend::webapi`: signature, pacing, envelope, metrics), with bounded
-//! retries of 429 / 5xx / transport failures (both endpoints are reads; `webapi::retry_delay`
+//! retries of 429 / 5xx / transport failures (both endpoints are reads; `backend::retry`
 //! decides), all within the client request's deadline (`backend::deadline`).
 
 use serde::de::DeserializeOwned;
 
-use crate::backend::webapi::{retry_delay, WebApi, MAX_TRANSIENT_RETRIES};
+use crate::backend::webapi::{Retries, WebApi, MAX_429_RETRIES, MAX_TRANSIENT_RETRIES};
 use crate::backend::{Error, Upstream};
 
 /// The web API endpoints a share mount calls.
@@ -62,8 +62,7 @@ impl ShareClient {
         T: DeserializeOwned,
         B: Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
     {
-        let mut rate_limited = 0u32;
-        let mut transient = 0u32;
+        let mut retries = Retries::new(MAX_429_RETRIES, MAX_TRANSIENT_RETRIES);
         // Bounded: every turn returns or uses up one of the counted retries.
         loop {
             let paced = ep == Endpoint::ShareGet;
@@ -72,15 +71,10 @@ impl ShareClient {
                 Ok(data) => return Ok(data),
                 Err(e) => e,
             };
-            match retry_delay(
-                &error,
-                &mut rate_limited,
-                &mut transient,
-                MAX_TRANSIENT_RETRIES,
-            ) {
+            match retries.next(&error) {
                 Some(delay) => {
                     if !matches!(error, Error::RateLimited { .. }) {
-                        tracing::info!(endpoint = ep.path(), attempt = transient, error = %error, "retrying a failed 123 web call");
+                        tracing::info!(endpoint = ep.path(), attempt = retries.transient(), error = %error, "retrying a failed 123 web call");
                     }
                     tokio::time::sleep(delay).await;
                 }

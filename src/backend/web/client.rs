@@ -1,14 +1,14 @@
 //! How a personal-account mount calls the web API: its endpoints and its session over the one
 //! web-API layer (`backend::webapi`: signature, headers of spec web §1.2, pacing of listing
 //! pages, the envelope, metrics), one re-login and one retry on code 401, and bounded retries
-//! of 429 / 5xx / transport failures (`webapi::retry_delay`), all within the client request's
+//! of 429 / 5xx / transport failures (`backend::retry`), all within the client request's
 //! deadline (`backend::deadline`). The `User-Agent` is the shared HTTP client's,
 //! `server.user_agent` (spec web §7: our own name, never another project's).
 
 use serde::de::DeserializeOwned;
 
 use super::session::Session;
-use crate::backend::webapi::{retry_delay, WebApi, MAX_TRANSIENT_RETRIES};
+use crate::backend::webapi::{Retries, WebApi, MAX_429_RETRIES, MAX_TRANSIENT_RETRIES};
 use crate::backend::{deadline, Error, Upstream};
 
 /// The personal endpoints a web mount calls.
@@ -105,8 +105,7 @@ impl WebClient {
         B: Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
     {
         let mut relogged = false;
-        let mut rate_limited = 0u32;
-        let mut transient = 0u32;
+        let mut retries = Retries::new(MAX_429_RETRIES, transient_retries);
         // Bounded: every turn either returns or uses up one of the counted retries.
         loop {
             let (generation, token) = deadline::bound(self.session.token()).await?;
@@ -131,18 +130,15 @@ impl WebClient {
                 } => return Err(Error::Auth(message)),
                 // Rate limiting in any of its shapes, 5xx and cuts: the one retry decision of
                 // the web API.
-                error => {
-                    match retry_delay(&error, &mut rate_limited, &mut transient, transient_retries)
-                    {
-                        Some(delay) => {
-                            if !matches!(error, Error::RateLimited { .. }) {
-                                tracing::info!(endpoint = ep.path(), attempt = transient, error = %error, "retrying a failed 123 web call");
-                            }
-                            tokio::time::sleep(delay).await;
+                error => match retries.next(&error) {
+                    Some(delay) => {
+                        if !matches!(error, Error::RateLimited { .. }) {
+                            tracing::info!(endpoint = ep.path(), attempt = retries.transient(), error = %error, "retrying a failed 123 web call");
                         }
-                        None => return Err(error),
+                        tokio::time::sleep(delay).await;
                     }
-                }
+                    None => return Err(error),
+                },
             }
         }
     }

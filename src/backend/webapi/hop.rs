@@ -7,7 +7,9 @@ use http::header::{HeaderValue, LOCATION, REFERER};
 use http::StatusCode;
 
 use super::wire::HopReply;
-use super::{read_capped, retry_delay, transport, unparsable, MAX_BODY, MAX_TRANSIENT_RETRIES};
+use super::{
+    read_capped, transport, unparsable, Retries, MAX_429_RETRIES, MAX_BODY, MAX_TRANSIENT_RETRIES,
+};
 use crate::backend::{deadline, pacer, Error, Link, Upstream};
 
 /// The client of the download hop, which must not follow redirects (its 302 *is* the answer).
@@ -74,8 +76,7 @@ impl Hop {
                 "the download-hop HTTP client could not be built".into(),
             ));
         };
-        let mut rate_limited = 0u32;
-        let mut transient = 0u32;
+        let mut retries = Retries::new(MAX_429_RETRIES, MAX_TRANSIENT_RETRIES);
         // Bounded: every turn returns or uses up one of the counted retries.
         let response = loop {
             let outcome = client
@@ -97,12 +98,7 @@ impl Hop {
                 Ok(r) => break r,
                 Err(e) => transport(e),
             };
-            match retry_delay(
-                &error,
-                &mut rate_limited,
-                &mut transient,
-                MAX_TRANSIENT_RETRIES,
-            ) {
+            match retries.next(&error) {
                 Some(delay) => {
                     tracing::info!(error = %error, "retrying the download hop");
                     tokio::time::sleep(delay).await;

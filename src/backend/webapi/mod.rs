@@ -2,10 +2,10 @@
 //! request signature (`sign`), pacing of listing pages on the process-wide web limiter
 //! (`pacer::web_api`: 123 limits the web API per address, whatever the account), one signed
 //! attempt with the web client's headers and the first-byte limit, the strict envelope
-//! (`send`), the classification of codes, the retry decision (`retry_delay`), the listing walk
-//! (`listing`) and the download hop (`hop`). Every attempt is counted in the metrics like an
-//! Open API call. The share and web clients keep only what differs: the share's optional
-//! access token, the web session with its re-login on 401.
+//! (`send`), the classification of codes, the retry bounds (decided by `backend::retry`), the
+//! listing walk (`listing`) and the download hop (`hop`). Every attempt is counted in the
+//! metrics like an Open API call. The share and web clients keep only what differs: the
+//! share's optional access token, the web session with its re-login on 401.
 
 pub mod hop;
 pub mod listing;
@@ -19,7 +19,8 @@ use serde::de::DeserializeOwned;
 
 use self::wire::Envelope;
 use crate::backend::open::client::until_midnight_china;
-use crate::backend::pacer::{self, backoff, MAX_RETRY_WAIT, WEB_LIST_INTERVAL};
+use crate::backend::pacer::{self, WEB_LIST_INTERVAL};
+pub use crate::backend::retry::Retries;
 use crate::backend::{deadline, Error, Upstream};
 
 /// How many times a call backs off after code 429 before giving up with `RateLimited`.
@@ -105,34 +106,6 @@ pub fn origin_of(base: &str) -> String {
     url::Url::parse(base)
         .map(|u| u.origin().ascii_serialization())
         .unwrap_or_else(|_| base.trim_end_matches('/').to_string())
-}
-
-/// Counts one more retry of `error` and says how long to wait before it, or `None` when it is
-/// not retried: rate limiting backs off up to `MAX_429_RETRIES` times (never shorter than the
-/// server's `Retry-After`, and not at all when that is longer than a retry may wait), a 5xx or
-/// a transport failure is retried up to `max_transient` times, anything else is final;
-/// and no retry that would start past the request's deadline.
-pub(crate) fn retry_delay(
-    error: &Error,
-    rate_limited: &mut u32,
-    transient: &mut u32,
-    max_transient: u32,
-) -> Option<Duration> {
-    let delay = match error {
-        Error::RateLimited { retry_after } if retry_after.is_some_and(|r| r > MAX_RETRY_WAIT) => {
-            None
-        }
-        Error::RateLimited { retry_after } if *rate_limited < MAX_429_RETRIES => {
-            *rate_limited += 1;
-            Some(backoff(*rate_limited, *retry_after))
-        }
-        Error::Unavailable(_) | Error::Transport(_) if *transient < max_transient => {
-            *transient += 1;
-            Some(backoff(*transient, None))
-        }
-        _ => None,
-    };
-    delay.filter(|d| deadline::allows(*d))
 }
 
 /// The metrics label of one web API attempt's outcome.
