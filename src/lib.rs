@@ -14,7 +14,9 @@ pub mod dav;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod download;
+pub mod metrics;
 pub mod mount;
+pub mod response;
 pub mod server;
 pub mod state_files;
 pub mod upload;

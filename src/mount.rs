@@ -13,7 +13,7 @@ use crate::backend::open::{LinkMode, OpenBackend};
 use crate::backend::share::{ShareBackend, ShareParams};
 use crate::backend::signer::DirectSigner;
 use crate::backend::web::{token_file, WebBackend, WebParams};
-use crate::backend::{Backend, Entry, Error};
+use crate::backend::{Backend, Entry, Error, Upstream};
 use crate::clock::Clock;
 use crate::config::{BackendConfig, DownloadPolicy, MountConfig, StoreLimits};
 use crate::dav::junk::JunkStore;
@@ -135,7 +135,7 @@ impl Mount {
 /// Builds the backend of every mount. Mounts that share a client id share one `OpenClient`.
 pub fn build_backends(
     mounts: &[MountConfig],
-    http: &reqwest::Client,
+    upstream: &Upstream,
     clients: &OpenClients,
     state_dir: Option<&Path>,
     clock: &Clock,
@@ -146,12 +146,12 @@ pub fn build_backends(
         .map(|m| -> Arc<dyn Backend> {
             match &m.backend {
                 BackendConfig::Open(open) => {
-                    let client = clients.get_for(http, open, state_dir);
+                    let client = clients.get_for(upstream, open, state_dir);
                     let links = if open.direct_link {
                         LinkMode::Direct {
                             signer: open.direct_link_key.as_ref().map(|k| {
                                 Arc::new(DirectSigner::new(
-                                    http.clone(),
+                                    upstream.http.clone(),
                                     k.expose().to_string(),
                                     open.direct_link_valid,
                                     open.auth_key_path,
@@ -165,7 +165,7 @@ pub fn build_backends(
                 }
                 BackendConfig::Share(share) => {
                     let backend = Arc::new(ShareBackend::new(
-                        http.clone(),
+                        upstream,
                         ShareParams {
                             api_base: share.api_base.clone(),
                             share_key: share.share_key.clone(),
@@ -186,7 +186,7 @@ pub fn build_backends(
                 }
                 BackendConfig::Web(web) => {
                     let backend = Arc::new(WebBackend::new(
-                        http.clone(),
+                        upstream,
                         WebParams {
                             api_base: web.api_base.clone(),
                             login_base: web.login_base.clone(),
@@ -202,7 +202,7 @@ pub fn build_backends(
                     backend
                 }
                 BackendConfig::Link(link) => Arc::new(LinkBackend::new(
-                    http.clone(),
+                    upstream.http.clone(),
                     link.tree.clone(),
                     link.direct_link_key.as_ref().map(|key| Signing {
                         key: key.expose().to_string(),
@@ -238,13 +238,14 @@ pub fn build_mount(
     writes: Option<Writes>,
     limits: &StoreLimits,
     clock: &Clock,
+    metrics: &crate::metrics::Metrics,
 ) -> Arc<Mount> {
     let props_file = state_dir.map(|d| {
         d.join("props")
             .join(format!("{}.json", store_name(config.name())))
     });
     let writes = writes.filter(|_| !config.read_only && backend.capabilities().writable);
-    let vfs = Vfs::new(backend, config.cache_ttl);
+    let vfs = Vfs::new(backend, config.cache_ttl, metrics.clone());
     if let Some(w) = &writes {
         vfs.overlay().set_queue(w.queue.clone(), config.name());
     }

@@ -12,10 +12,6 @@ use std::time::Duration;
 use common::*;
 use pan123_emulator::{Emulator, EmulatorConfig, Fault, FaultKind};
 
-/// The metrics registry is process-wide: tests of this binary that make upstream calls take
-/// turns, so one test's deltas are its own.
-static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// `name{labels}` → value, from OpenMetrics text.
 fn parse_metrics(text: &str) -> HashMap<String, f64> {
     text.lines()
@@ -49,7 +45,6 @@ fn delta(before: &HashMap<String, f64>, after: &HashMap<String, f64>, key: &str)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_a_scripted_session() {
-    let _turn = TURN.lock().await;
     const N: usize = 300_000;
     let mut cfg = EmulatorConfig::default();
     cfg.switches.complete_poll_interval = Duration::ZERO;
@@ -175,7 +170,6 @@ async fn readyz_until(env: &TestEnv, want: u16) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_and_readyz_need_no_auth_and_follow_token_failures() {
-    let _turn = TURN.lock().await;
     let env = TestEnv::start_full(
         EmulatorConfig::default(),
         |emu| {
@@ -256,7 +250,6 @@ fn free_port() -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_parse_line_by_line_and_keep_secrets_out() {
-    let _turn = TURN.lock().await;
     let emu = Emulator::start(EmulatorConfig::default())
         .await
         .expect("emulator");
@@ -445,7 +438,6 @@ async fn json_logs_parse_line_by_line_and_keep_secrets_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_probe_and_healthcheck_subcommands() {
-    let _turn = TURN.lock().await;
     let env = TestEnv::start(EmulatorConfig::default(), |emu| {
         emu.put_file("/a.txt", "a");
         emu.put_file("/b.txt", "b");

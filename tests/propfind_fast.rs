@@ -269,9 +269,6 @@ async fn propfind(
     }
 }
 
-/// The tests of this file one at a time: the writer counts are process-wide.
-static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// Which writer answered a PROPFIND (from the gateway's metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Writer {
@@ -351,7 +348,6 @@ const AGENTS: &[&str] = &[
 
 #[tokio::test]
 async fn every_shape_equals_dav_servers_answer() {
-    let _turn = TURN.lock().await;
     let env = env().await;
     for ua in AGENTS {
         for path in ["/rw/d/", "/rw/d", "/rw/", "/ro/d/", "/rw/d/sub%20folder/"] {
@@ -379,7 +375,6 @@ async fn every_shape_equals_dav_servers_answer() {
 
 #[tokio::test]
 async fn unknown_properties_get_a_404_propstat() {
-    let _turn = TURN.lock().await;
     let env = env().await;
     let body = BODIES
         .iter()
@@ -414,7 +409,6 @@ async fn unknown_properties_get_a_404_propstat() {
 
 #[tokio::test]
 async fn dead_properties_locks_and_junk_are_written_directly() {
-    let _turn = TURN.lock().await;
     let env = env().await;
     // A client modification time (kept locally) shows in both.
     let res = env

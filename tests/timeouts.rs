@@ -1,6 +1,6 @@
 //! A slow upstream meets the configured timeouts: the client gets 504 or 503 in bounded time,
-//! never a hang. (Own test binary with this one test: the timeouts are process-wide, and the
-//! first gateway started in a process sets them.)
+//! never a hang. The timeouts are the gateway's own (handed to its clients at construction), so
+//! this test may share a binary with gateways of other timeouts.
 
 mod common;
 

@@ -49,7 +49,7 @@ impl Env {
         let clients = OpenClients::new();
         let http = reqwest::Client::new();
         let client = clients.get(
-            &http,
+            &pan123_webdav::backend::Upstream::new(http),
             &emu.base_url(),
             &emu.client_id(),
             &emu.client_secret(),

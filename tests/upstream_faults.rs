@@ -6,7 +6,7 @@
 //!
 //! Each case asserts statuses and upstream call counts (emulator stats), never timings, except
 //! a generous hang guard around every request. Slow upstreams (the configured timeouts) are in
-//! `tests/upstream_timeouts.rs`: timeouts are process-wide.
+//! `tests/upstream_timeouts.rs`.
 //!
 //! Covered elsewhere, not repeated here:
 //! * Open API mounts: `tests/open_read.rs`, `tests/timeouts.rs`.

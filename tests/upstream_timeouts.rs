@@ -3,9 +3,9 @@
 //! does not answer is a 504, and a body that stalls once started is a cut connection with right
 //! bytes so far. Never a hang (a generous guard around every request).
 //!
-//! Its own test binary: the upstream timeouts are process-wide (the first gateway started in a
-//! process sets them), so every test here uses the same `SERVER` keys. The Open API mount's
-//! case is `tests/timeouts.rs`; the other faults are `tests/upstream_faults.rs`.
+//! The timeouts are each gateway's own (handed to its clients at construction), so these tests
+//! could share a binary with any other. The Open API mount's case is `tests/timeouts.rs`; the
+//! other faults are `tests/upstream_faults.rs`.
 
 mod common;
 
@@ -14,8 +14,8 @@ use common::*;
 use pan123_emulator::{EmulatorConfig, FaultKind};
 
 const SHARE_KEY: &str = "slow-Key";
-/// The same for every test of this binary (the timeouts are process-wide); no mount is
-/// re-probed more than once an hour, so the probes are the setup's own.
+/// Short timeouts; no mount is re-probed more than once an hour, so the probes are the setup's
+/// own.
 const SERVER: &str = "upstream_first_byte_timeout = \"1s\"\nupstream_connect_timeout = \"1s\"\nupstream_idle_timeout = \"2s\"\nready_probe_interval = \"1h\"\n";
 /// Far beyond the first-byte timeout.
 const SLOW_MS: u64 = 4_000;

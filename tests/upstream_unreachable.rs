@@ -3,8 +3,7 @@
 //! (`server.upstream_deadline`) across all its retries and answers 503/504 with Retry-After;
 //! writes answer 502/503 like reads, never 500.
 //!
-//! Its own test binary: the upstream timeouts are process-wide (the first gateway started in a
-//! process sets them), so every test here uses the same `SERVER` keys. The first-byte timeout
+//! Every test here uses the same `SERVER` keys. The first-byte timeout
 //! stays at its default (30 s): the deadline, not the per-attempt timeout, is what bounds a
 //! request. Statuses are asserted, never timings; each request prints how long it took, for the
 //! issue's before/after figures.

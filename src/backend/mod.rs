@@ -5,12 +5,13 @@
 use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
+use unicode_normalization::UnicodeNormalization;
 
 pub mod link;
 pub mod open;
 pub mod share;
 pub mod web;
-pub mod web_sign;
+pub mod webapi;
 
 /// One file or folder as listed by a backend.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,6 +31,86 @@ pub struct Entry {
     pub version: Option<String>,
     pub modified: SystemTime,
     pub created: SystemTime,
+}
+
+/// How this gateway reaches 123: handed to every backend and to the download proxy when they
+/// are built, so nothing below `server/` reads a process-wide value and two gateways in one
+/// process stay apart.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    /// The HTTP client every upstream call shares (one connection pool).
+    pub http: reqwest::Client,
+    /// The gateway's counters (upstream calls, token refreshes, proxied bytes).
+    pub metrics: crate::metrics::Metrics,
+    /// `server.upstream_*`. The connect and idle limits are already built into `http`; clients
+    /// that build their own (the download hop) and every attempt's first-byte limit read them.
+    pub timeouts: timeouts::UpstreamTimeouts,
+}
+
+impl Upstream {
+    /// `http` with counters of its own and the default timeouts: for tools and tests that
+    /// build one backend.
+    pub fn new(http: reqwest::Client) -> Self {
+        Self {
+            http,
+            metrics: crate::metrics::Metrics::new(),
+            timeouts: timeouts::UpstreamTimeouts::default(),
+        }
+    }
+}
+
+impl Entry {
+    /// A folder just made: 123 answers only its id, so the times are "now".
+    pub fn new_folder(id: u64, name: &str) -> Entry {
+        let now = SystemTime::now();
+        Entry {
+            id,
+            name: name.nfc().collect(),
+            is_dir: true,
+            size: 0,
+            md5: None,
+            version: None,
+            modified: now,
+            created: now,
+        }
+    }
+
+    /// A file just uploaded: 123 answers only its id, the rest is what was sent.
+    pub fn new_file(id: u64, name: &str, size: u64, md5: &str) -> Entry {
+        Entry {
+            is_dir: false,
+            size,
+            md5: Some(md5.to_ascii_lowercase()),
+            ..Entry::new_folder(id, name)
+        }
+    }
+}
+
+impl Error {
+    /// 123 answered with success but not in the shape its API has (a missing id, say).
+    pub fn unexpected(what: &str) -> Error {
+        Error::Upstream {
+            code: 0,
+            message: format!("unexpected answer: {what}"),
+            trace_id: String::new(),
+        }
+    }
+}
+
+/// The state of a mount's credential (Open token, web session), for `/-/readyz`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenState {
+    /// No token yet (nothing was needed so far).
+    Empty,
+    Valid {
+        expires_at: u64,
+    },
+    /// A session token whose expiry 123 does not say (web login): valid until a 401.
+    LoggedIn,
+    /// The last refresh failed; the message says why.
+    Failing {
+        message: String,
+    },
 }
 
 /// Where the bytes of one file can be fetched, and under which conditions.
@@ -86,6 +167,7 @@ pub enum Error {
 pub mod auth_key;
 pub mod deadline;
 pub mod pacer;
+pub mod retry;
 pub mod signer;
 pub mod timeouts;
 pub mod unsure;
@@ -148,7 +230,7 @@ pub trait Backend: Send + Sync {
 
     /// The state of the mount's credential (Open token, web session) for `/-/readyz`; `None`
     /// for backends without one.
-    fn token_state(&self) -> Option<open::token::TokenState> {
+    fn token_state(&self) -> Option<TokenState> {
         None
     }
 

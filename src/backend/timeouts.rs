@@ -1,8 +1,8 @@
-//! Upstream timeouts (`server.upstream_*`), set once per process from the config and read by
-//! every client that talks to 123: the API clients, the download proxy and the shared HTTP
-//! client. One process serves one config, so a process-wide value is the simplest honest home.
+//! Upstream timeouts (`server.upstream_*`): read from the config and handed to every client that
+//! talks to 123 (the API clients, the download proxy and the shared HTTP client) when it is
+//! built, inside [`crate::backend::Upstream`]. Never process-wide: two gateways in one process
+//! keep their own.
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 /// The three ways an upstream can be slow, each with its own limit.
@@ -26,14 +26,13 @@ impl Default for UpstreamTimeouts {
     }
 }
 
-static TIMEOUTS: OnceLock<UpstreamTimeouts> = OnceLock::new();
-
-/// Sets the process's timeouts; the first call wins (one config per process).
-pub fn set(t: UpstreamTimeouts) {
-    let _ = TIMEOUTS.set(t);
-}
-
-/// The process's timeouts (the defaults until `set`).
-pub fn get() -> UpstreamTimeouts {
-    TIMEOUTS.get().copied().unwrap_or_default()
+impl UpstreamTimeouts {
+    /// The `server.upstream_*` keys of a config.
+    pub fn from_config(server: &crate::config::ServerConfig) -> Self {
+        Self {
+            connect: server.upstream_connect_timeout,
+            first_byte: server.upstream_first_byte_timeout,
+            idle: server.upstream_idle_timeout,
+        }
+    }
 }

@@ -4,7 +4,6 @@
 //! every writable backend.
 
 use std::future::Future;
-use std::time::SystemTime;
 
 use unicode_normalization::UnicodeNormalization;
 
@@ -99,43 +98,5 @@ pub async fn made_file<B: Backend + ?Sized>(
         Some(e) if !e.is_dir && e.size == size && e.md5.as_deref() == Some(md5) => Ok(Some(e)),
         Some(_) => Err(Error::AlreadyExists),
         None => Ok(None),
-    }
-}
-
-impl Entry {
-    /// A folder just made: 123 answers only its id, so the times are "now".
-    pub fn new_folder(id: u64, name: &str) -> Entry {
-        let now = SystemTime::now();
-        Entry {
-            id,
-            name: name.nfc().collect(),
-            is_dir: true,
-            size: 0,
-            md5: None,
-            version: None,
-            modified: now,
-            created: now,
-        }
-    }
-
-    /// A file just uploaded: 123 answers only its id, the rest is what was sent.
-    pub fn new_file(id: u64, name: &str, size: u64, md5: &str) -> Entry {
-        Entry {
-            is_dir: false,
-            size,
-            md5: Some(md5.to_ascii_lowercase()),
-            ..Entry::new_folder(id, name)
-        }
-    }
-}
-
-impl Error {
-    /// 123 answered with success but not in the shape its API has (a missing id, say).
-    pub fn unexpected(what: &str) -> Error {
-        Error::Upstream {
-            code: 0,
-            message: format!("unexpected answer: {what}"),
-            trace_id: String::new(),
-        }
     }
 }

@@ -41,8 +41,8 @@ use unicode_normalization::{is_nfc_quick, IsNormalized};
 use super::propfind_body::{Asked, PropName};
 use super::{segments, store_key, Children, FsRequest, MountFs, OC_NS};
 use crate::backend::Entry;
-use crate::download::ResponseBody;
 use crate::mount::Mount;
+use crate::response::ResponseBody;
 
 /// dav-server's `PATH_ENCODE_SET`: everything but unreserved characters and '/'.
 const PATH_ENCODE_SET: &AsciiSet = &NON_ALPHANUMERIC

@@ -29,12 +29,19 @@ pub struct ExactBody<S> {
     file_id: u64,
     name: String,
     /// Counts this stream in the metrics while it lives.
-    _active: crate::server::metrics::ActiveStream,
+    _active: crate::metrics::ActiveStream,
+    metrics: crate::metrics::Metrics,
 }
 
 impl<S> ExactBody<S> {
     /// Wraps `stream` for the file `entry` (its id and name are used in the failure log line).
-    pub fn new(stream: S, skip: u64, len: u64, entry: &Entry) -> Self {
+    pub fn new(
+        stream: S,
+        skip: u64,
+        len: u64,
+        entry: &Entry,
+        metrics: crate::metrics::Metrics,
+    ) -> Self {
         ExactBody {
             stream: (len > 0).then_some(stream),
             skip,
@@ -42,7 +49,8 @@ impl<S> ExactBody<S> {
             delivered: 0,
             file_id: entry.id,
             name: entry.name.clone(),
-            _active: crate::server::metrics::ActiveStream::start(),
+            _active: metrics.active_stream(),
+            metrics,
         }
     }
 
@@ -142,7 +150,7 @@ where
             let n = chunk.len() as u64;
             this.remaining -= n;
             this.delivered += n;
-            crate::server::metrics::proxied_bytes(n);
+            this.metrics.proxied_bytes(n);
             return Poll::Ready(Some(Ok(Frame::data(chunk))));
         }
     }
@@ -176,7 +184,13 @@ mod tests {
         skip: u64,
         len: u64,
     ) -> (Vec<Bytes>, Option<io::Error>) {
-        let mut body = ExactBody::new(stream::iter(parts), skip, len, &entry(SIZE));
+        let mut body = ExactBody::new(
+            stream::iter(parts),
+            skip,
+            len,
+            &entry(SIZE),
+            crate::metrics::Metrics::new(),
+        );
         assert_eq!(body.size_hint().exact(), Some(len));
         let mut frames = Vec::new();
         while let Some(frame) = body.frame().await {

@@ -2,10 +2,8 @@
 //! route ([`signed_route`]), the local proxy ([`proxy`]) over the one upstream fetch
 //! ([`upstream::fetch`]), exact Range pass-through, conditional requests and local bytes.
 
-use bytes::Bytes;
-
-/// The body type of every response this server writes.
-pub type ResponseBody = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
+/// Re-exported for the code that still names it here; its home is [`crate::response`].
+pub use crate::response::ResponseBody;
 
 pub mod conditional;
 pub mod exact;

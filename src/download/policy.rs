@@ -44,8 +44,9 @@ pub fn delivery(policy: DownloadPolicy, portable_links: bool, never_redirect: bo
 
 /// What the download path needs from the server, borrowed for one request.
 pub struct Downloads<'a> {
-    /// The client for CDN downloads (one connection pool with the API calls).
-    pub http: &'a reqwest::Client,
+    /// The client for CDN downloads (one connection pool with the API calls), the counters
+    /// and the upstream timeouts.
+    pub upstream: &'a crate::backend::Upstream,
     /// Signs and checks `/-/d/` links (`server.signing_key`).
     pub signer: Option<&'a UrlSigner>,
     /// How long a signed link stays valid (`server.sign_ttl`).
@@ -201,7 +202,7 @@ pub(super) async fn proxy_file(
         };
     }
     let links = VfsLinks { mount, entry };
-    send_file(dl.http, req.headers, entry, v, honour_range, &links)
+    send_file(dl.upstream, req.headers, entry, v, honour_range, &links)
         .await
         .map_err(|e| Failed {
             failure: match e {

@@ -30,7 +30,7 @@ pub use super::upstream::{fetch, LinkSource, ProxyError};
 /// not answered them itself; the download policy calls [`preflight`] once and then
 /// [`send_file`].
 pub async fn proxy(
-    client: &reqwest::Client,
+    up: &crate::backend::Upstream,
     method: &Method,
     headers: &HeaderMap,
     entry: &Entry,
@@ -41,7 +41,7 @@ pub async fn proxy(
         Preflight::Send {
             validators,
             honour_range,
-        } => send_file(client, headers, entry, &validators, honour_range, links).await,
+        } => send_file(up, headers, entry, &validators, honour_range, links).await,
     }
 }
 
@@ -55,7 +55,7 @@ pub async fn proxy(
 ///
 /// `Err` means nothing was sent yet: answer [`ProxyError::status`] (or map `Link` errors).
 pub async fn send_file(
-    client: &reqwest::Client,
+    up: &crate::backend::Upstream,
     headers: &HeaderMap,
     entry: &Entry,
     v: &Validators,
@@ -71,7 +71,7 @@ pub async fn send_file(
     if want == RangeRequest::Unsatisfiable {
         return Ok(respond::range_not_satisfiable(entry.size));
     }
-    let body = fetch(client, entry, links, want, headers.get(header::USER_AGENT)).await?;
+    let body = fetch(up, entry, links, want, headers.get(header::USER_AGENT)).await?;
     Ok(file_response(entry, v, want, body))
 }
 

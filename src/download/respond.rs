@@ -3,30 +3,13 @@
 //! None of these panics: a value that cannot be a header (an odd redirect target) turns into a
 //! 502 rather than a crashed task.
 
-use std::time::Duration;
-
-use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
-use http_body_util::{BodyExt, Empty, Full};
 
 use super::conditional::Validators;
-use super::ResponseBody;
 use crate::backend::Entry;
-
-/// An empty body.
-pub fn empty_body() -> ResponseBody {
-    Empty::<Bytes>::new()
-        .map_err(|never| match never {})
-        .boxed_unsync()
-}
-
-/// A body of exactly these bytes.
-pub fn full_body(bytes: impl Into<Bytes>) -> ResponseBody {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed_unsync()
-}
+use crate::response::ResponseBody;
+pub use crate::response::{empty_body, full_body, status_text};
 
 /// The answer to HEAD on a file, from listing metadata only: 200 with the headers a GET would
 /// carry and no body.
@@ -115,33 +98,6 @@ pub fn range_not_satisfiable(size: u64) -> Response<ResponseBody> {
     response
 }
 
-/// `status` with a plain-text body, and `Retry-After` in whole seconds (rounded up) when given.
-pub fn status_text(
-    status: StatusCode,
-    text: &str,
-    retry_after: Option<Duration>,
-) -> Response<ResponseBody> {
-    let mut body = String::with_capacity(text.len() + 1);
-    body.push_str(text);
-    body.push('\n');
-    let mut response = Response::new(full_body(body));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    if let Some(after) = retry_after {
-        let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
-        headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    }
-    response
-}
-
 /// The `Content-Type` for a file name, by extension; `application/octet-stream` when unknown.
 /// Text types say `charset=utf-8`: with `nosniff` and no charset a browser decodes a text file
 /// in its locale's legacy encoding (windows-1252 in most), garbling every UTF-8 name and note.
@@ -217,9 +173,11 @@ fn is_active_content(content_type: &HeaderValue) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{SystemTime, UNIX_EPOCH};
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+    use bytes::Bytes;
     use http_body::Body;
+    use http_body_util::BodyExt;
 
     use super::*;
 

@@ -102,7 +102,7 @@ impl ProxyError {
 /// where it maps them. A failure in the middle of the body is logged by the body (with the
 /// entry's id and name) when it cuts the connection.
 pub async fn fetch(
-    client: &reqwest::Client,
+    up: &crate::backend::Upstream,
     entry: &Entry,
     links: &dyn LinkSource,
     want: RangeRequest,
@@ -117,7 +117,7 @@ pub async fn fetch(
     let mut retried = 0u32;
     // Bounded: every turn returns or uses up the one refresh or one of the counted retries.
     loop {
-        let upstream = send(client, &link, want, user_agent).await?;
+        let upstream = send(up, &link, want, user_agent).await?;
         let status = upstream.status();
         // docs/123.md, open §11: the CDN's Retry-After is a floor for the wait; one longer than a
         // retry may wait is passed on to the client instead.
@@ -159,8 +159,13 @@ pub async fn fetch(
                         "upstream sent more than the asked range; skipping the prefix"
                     );
                 }
-                let body =
-                    ExactBody::new(upstream.bytes_stream(), skip, want.len(entry.size), entry);
+                let body = ExactBody::new(
+                    upstream.bytes_stream(),
+                    skip,
+                    want.len(entry.size),
+                    entry,
+                    up.metrics.clone(),
+                );
                 return Ok(body.boxed_unsync());
             }
             Verdict::Refresh(reason) if !refreshed => {
@@ -185,7 +190,7 @@ pub async fn fetch(
 
 /// The one upstream request for `want`.
 async fn send(
-    client: &reqwest::Client,
+    up: &crate::backend::Upstream,
     link: &Link,
     want: RangeRequest,
     user_agent: Option<&HeaderValue>,
@@ -207,9 +212,9 @@ async fn send(
             .map_err(|_| ProxyError::Upstream("unrepresentable range".to_owned()))?;
         headers.insert(header::RANGE, value);
     }
-    let limit = crate::backend::deadline::attempt(crate::backend::timeouts::get().first_byte)
+    let limit = crate::backend::deadline::attempt(up.timeouts.first_byte)
         .map_err(|_| ProxyError::Timeout)?;
-    let request = client.get(link.url.as_str()).headers(headers).send();
+    let request = up.http.get(link.url.as_str()).headers(headers).send();
     match tokio::time::timeout(limit, request).await {
         Err(_elapsed) => Err(ProxyError::Timeout),
         Ok(Err(e)) if e.is_timeout() => Err(ProxyError::Timeout),

@@ -18,8 +18,8 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 
 use super::profile::ClientProfile;
-use crate::download::ResponseBody;
 use crate::mount::Mount;
+use crate::response::ResponseBody;
 
 /// What the router learned about a request, for its log line and metrics. Shared pointers
 /// only, so noting costs no copy of a string.

@@ -22,8 +22,8 @@ use http::{HeaderValue, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-use crate::download::respond::status_text;
-use crate::download::ResponseBody;
+use crate::response::status_text;
+use crate::response::ResponseBody;
 
 /// Bytes a body must deliver per `body_idle_timeout` to count as moving.
 pub const MIN_PROGRESS: u64 = 1024;

@@ -5,9 +5,8 @@ use std::time::Duration;
 use http::{Response, StatusCode};
 
 use crate::backend::Error;
-use crate::download::respond::status_text;
-use crate::download::ResponseBody;
 use crate::download::{Failed, Failure};
+use crate::response::{status_text, ResponseBody};
 
 /// How long clients are asked to wait when 123 is briefly unavailable.
 const UNAVAILABLE_RETRY: Duration = Duration::from_secs(5);

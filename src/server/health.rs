@@ -17,11 +17,11 @@ use serde_json::json;
 
 use super::AppState;
 use crate::backend::auth_key::AuthKeyPath;
-use crate::backend::open::token::TokenState;
 use crate::backend::signer::Accepts;
+use crate::backend::TokenState;
 use crate::download::respond;
-use crate::download::ResponseBody;
 use crate::mount::Mount;
+use crate::response::ResponseBody;
 
 /// What is known of a mount's upstream.
 #[derive(Clone, Debug, Default)]
@@ -379,12 +379,12 @@ async fn route_on<B>(
                     return Some(res);
                 }
             }
-            let mut res = Response::new(respond::full_body(super::metrics::render(
-                state.uploads.stats(),
-            )));
+            let mut res = Response::new(respond::full_body(
+                state.metrics().render(state.uploads.stats()),
+            ));
             res.headers_mut().insert(
                 CONTENT_TYPE,
-                HeaderValue::from_static(super::metrics::CONTENT_TYPE),
+                HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
             );
             res.headers_mut()
                 .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -402,12 +402,17 @@ async fn route_on<B>(
 /// latency or the error; fails when a mount fails. Builds only the backends (not the upload
 /// queue, which would resume uploads beside a running server), reusing persisted tokens.
 pub async fn probe_mounts(config: crate::config::Config) -> anyhow::Result<()> {
-    let http = super::http_client(&config.server.user_agent)?;
+    let timeouts = crate::backend::timeouts::UpstreamTimeouts::from_config(&config.server);
+    let upstream = crate::backend::Upstream {
+        http: super::http_client(&config.server.user_agent, timeouts)?,
+        metrics: crate::metrics::Metrics::new(),
+        timeouts,
+    };
     let clients =
         crate::backend::open::client::OpenClients::with_qps_scale(config.server.qps_scale);
     let backends = crate::mount::build_backends(
         &config.mounts,
-        &http,
+        &upstream,
         &clients,
         Some(&config.server.state_dir),
         &crate::clock::Clock::new(),

@@ -17,7 +17,6 @@ pub mod health;
 pub mod if_header;
 mod index;
 pub mod lockout;
-pub mod metrics;
 pub mod paths;
 pub mod profile;
 mod propfind;
@@ -61,8 +60,9 @@ const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
 pub struct AppState {
     pub mounts: Vec<Arc<Mount>>,
     pub auth: auth::Authenticator,
-    /// The client for downloads and API calls (one connection pool).
-    pub http: reqwest::Client,
+    /// How this instance reaches 123: the HTTP client for downloads and API calls (one
+    /// connection pool) and the instance's metrics, which every layer records into.
+    pub upstream: crate::backend::Upstream,
     pub signer: Option<UrlSigner>,
     pub sign_ttl: Duration,
     /// The upload queue shared by every writable mount.
@@ -104,26 +104,35 @@ pub struct AppState {
 /// socket the other side already closed. Its default `User-Agent` is `server.user_agent` (our
 /// own name unless configured; docs/123.md, web §7: never another project's); the download proxy
 /// sends the end client's instead.
-pub fn http_client(user_agent: &str) -> anyhow::Result<reqwest::Client> {
+pub fn http_client(
+    user_agent: &str,
+    timeouts: crate::backend::timeouts::UpstreamTimeouts,
+) -> anyhow::Result<reqwest::Client> {
     reqwest::Client::builder()
-        .connect_timeout(crate::backend::timeouts::get().connect)
+        .connect_timeout(timeouts.connect)
         .pool_idle_timeout(Duration::from_secs(50))
-        .read_timeout(crate::backend::timeouts::get().idle)
+        .read_timeout(timeouts.idle)
         .user_agent(user_agent)
         .build()
         .context("building the HTTP client")
 }
 
 impl AppState {
+    /// This instance's counters (`/-/metrics`).
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.upstream.metrics
+    }
+
     /// Builds the state from a validated config: backends, the upload queue (which resumes
     /// uploads a previous run left), and the mounts.
     pub async fn new(config: &Config) -> anyhow::Result<Self> {
-        crate::backend::timeouts::set(crate::backend::timeouts::UpstreamTimeouts {
-            connect: config.server.upstream_connect_timeout,
-            first_byte: config.server.upstream_first_byte_timeout,
-            idle: config.server.upstream_idle_timeout,
-        });
-        let http = http_client(&config.server.user_agent)?;
+        let timeouts = crate::backend::timeouts::UpstreamTimeouts::from_config(&config.server);
+        let http = http_client(&config.server.user_agent, timeouts)?;
+        let upstream = crate::backend::Upstream {
+            http: http.clone(),
+            metrics: crate::metrics::Metrics::new(),
+            timeouts,
+        };
         let clients = OpenClients::with_qps_scale(config.server.qps_scale);
         let clock = Clock::new();
         let state_dir = &config.server.state_dir;
@@ -137,7 +146,7 @@ impl AppState {
         }
         let backends = build_backends(
             &config.mounts,
-            &http,
+            &upstream,
             &clients,
             Some(state_dir),
             &clock,
@@ -189,6 +198,7 @@ impl AppState {
                     Some(writes),
                     &config.server.stores,
                     &clock,
+                    &upstream.metrics,
                 )
             })
             .collect();
@@ -212,7 +222,7 @@ impl AppState {
         Ok(Self {
             mounts,
             auth,
-            http,
+            upstream,
             signer,
             sign_ttl: config.server.sign_ttl,
             uploads,
@@ -485,7 +495,7 @@ async fn serve_connection<I>(
                         started + state.upstream_deadline,
                         router::handle(state.clone(), req),
                     );
-                    let res = catching_panics(handled, name, &uri).await;
+                    let res = catching_panics(handled, name, &uri, state.metrics()).await;
                     // A body the client failed to send is the client's error, whatever the
                     // handler made of it.
                     fate.answer(res, http1)
@@ -495,7 +505,7 @@ async fn serve_connection<I>(
             let status = res.status();
             let mount = note.mount();
             let mount_path = mount.as_ref().map_or("", |m| m.config.path.as_str());
-            metrics::request(method, status.as_u16(), mount_path);
+            state.metrics().request(method, status.as_u16(), mount_path);
             if !mount_path.is_empty() {
                 health::observe(&state, mount_path, status);
             }
@@ -566,9 +576,10 @@ async fn catching_panics<F>(
     handler: F,
     method: &'static str,
     uri: &http::Uri,
-) -> hyper::Response<crate::download::ResponseBody>
+    metrics: &crate::metrics::Metrics,
+) -> hyper::Response<crate::response::ResponseBody>
 where
-    F: std::future::Future<Output = hyper::Response<crate::download::ResponseBody>>,
+    F: std::future::Future<Output = hyper::Response<crate::response::ResponseBody>>,
 {
     use futures_util::FutureExt;
     match std::panic::AssertUnwindSafe(handler).catch_unwind().await {
@@ -585,7 +596,7 @@ where
                 panic = %access::capped(&message),
                 "a request handler panicked; answered 500"
             );
-            metrics::request_panicked();
+            metrics.request_panicked();
             let mut res = respond::status_text(
                 http::StatusCode::INTERNAL_SERVER_ERROR,
                 "Internal error",
@@ -632,6 +643,7 @@ mod tests {
             },
             "GET",
             &http::Uri::from_static("/x"),
+            &crate::metrics::Metrics::new(),
         )
         .await;
         assert_eq!(res.status(), http::StatusCode::INTERNAL_SERVER_ERROR);

@@ -61,6 +61,7 @@ pub(super) async fn propfind<B>(
     mut req: Request<super::xml_body::GuardedBody<B>>,
     ctx: FsRequest,
     what: &str,
+    metrics: &crate::metrics::Metrics,
 ) -> Response<ResponseBody>
 where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
@@ -107,10 +108,10 @@ where
         if let Some(res) =
             crate::dav::multistatus::answer(base, mount, &ctx, path, ua, depth_one, asked).await
         {
-            super::metrics::propfind_answered("direct");
+            metrics.propfind_answered("direct");
             return res;
         }
     }
-    super::metrics::propfind_answered("dav-server");
+    metrics.propfind_answered("dav-server");
     dav_mount(base, mount, ctx, req, what).await
 }

@@ -105,7 +105,9 @@ where
                 .await
         }
         "PROPFIND" => {
-            super::propfind::propfind(&state.base_path, &mount, rest, req, ctx, &what).await
+            let metrics = state.metrics();
+            super::propfind::propfind(&state.base_path, &mount, rest, req, ctx, &what, metrics)
+                .await
         }
         "PUT" | "PATCH" | "MKCOL" | "DELETE" | "MOVE" | "COPY" | "PROPPATCH" | "LOCK"
         | "UNLOCK" => {
@@ -289,7 +291,7 @@ impl AppState {
     /// What the download path needs from this server, for one request.
     pub(super) fn downloads(&self) -> download::Downloads<'_> {
         download::Downloads {
-            http: &self.http,
+            upstream: &self.upstream,
             signer: self.signer.as_ref(),
             sign_ttl: self.sign_ttl,
             clock: &self.clock,

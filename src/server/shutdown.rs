@@ -9,7 +9,7 @@ use std::time::Duration;
 use http_body_util::BodyExt;
 use tokio::sync::Notify;
 
-use crate::download::ResponseBody;
+use crate::response::ResponseBody;
 
 /// How long requests in flight may run on after a stop signal.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);

@@ -16,8 +16,8 @@ use http::{Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 
-use crate::download::respond::status_text;
-use crate::download::ResponseBody;
+use crate::response::status_text;
+use crate::response::ResponseBody;
 
 /// The most body bytes read: what dav-server reads of a non-PUT body.
 pub const MAX_XML_BYTES: usize = 64 * 1024;

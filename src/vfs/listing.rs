@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use tokio::time::Instant;
+
+use crate::metrics::Metrics;
 use unicode_normalization::UnicodeNormalization;
 
 use crate::backend::{Backend, Entry, Error};
@@ -49,6 +51,7 @@ type Fetch = Shared<BoxFuture<'static, Result<Arc<Listing>, Error>>>;
 pub(super) struct ListingCache {
     backend: Arc<dyn Backend>,
     ttl: Duration,
+    metrics: Metrics,
     cache: moka::future::Cache<u64, Arc<Listing>>,
     /// Fetches in flight, with the generation they started at.
     inflight: Arc<Mutex<HashMap<u64, (u64, Fetch)>>>,
@@ -59,7 +62,12 @@ pub(super) struct ListingCache {
 }
 
 impl ListingCache {
-    pub(super) fn new(backend: Arc<dyn Backend>, ttl: Duration, max_entries: u64) -> Self {
+    pub(super) fn new(
+        backend: Arc<dyn Backend>,
+        ttl: Duration,
+        max_entries: u64,
+        metrics: Metrics,
+    ) -> Self {
         let cache = moka::future::Cache::builder()
             .max_capacity(max_entries)
             .weigher(|_k: &u64, v: &Arc<Listing>| (v.entries.len() as u32).saturating_add(1))
@@ -70,6 +78,7 @@ impl ListingCache {
         Self {
             backend,
             ttl,
+            metrics,
             cache,
             inflight: Arc::new(Mutex::new(HashMap::new())),
             generations: Arc::new(Mutex::new(HashMap::new())),
@@ -101,10 +110,10 @@ impl ListingCache {
                 // Stale: answer now, refresh in the background (one fetch in flight).
                 drop(self.fetch(dir_id));
             }
-            crate::server::metrics::cache("listing", true);
+            self.metrics.cache("listing", true);
             return Ok(listing);
         }
-        crate::server::metrics::cache("listing", false);
+        self.metrics.cache("listing", false);
         // The fetch runs as its own task and fills the cache even if this request stops
         // waiting for it at its deadline (the client's retry then finds the listing).
         crate::backend::deadline::bound(self.fetch(dir_id)).await

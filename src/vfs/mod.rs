@@ -18,6 +18,7 @@ pub use listing::Listing;
 pub use overlay::Local;
 
 use crate::backend::{Backend, Entry, Error, Link, Quota};
+use crate::metrics::Metrics;
 
 /// Links are dropped from the cache this long before they expire.
 const LINK_MARGIN: Duration = Duration::from_secs(60);
@@ -35,6 +36,7 @@ pub struct Vfs {
     listings: listing::ListingCache,
     links: moka::future::Cache<u64, Link>,
     quota: moka::future::Cache<(), Quota>,
+    metrics: Metrics,
 }
 
 struct LinkExpiry;
@@ -62,10 +64,17 @@ pub fn link_ttl(link: &Link, now: SystemTime) -> Duration {
 }
 
 impl Vfs {
-    pub fn new(backend: Arc<dyn Backend>, listing_ttl: Duration) -> Self {
+    /// The vfs of one mount; its cache lookups are counted in `metrics`.
+    pub fn new(backend: Arc<dyn Backend>, listing_ttl: Duration, metrics: Metrics) -> Self {
         Self {
             overlay: overlay::Overlay::default(),
-            listings: listing::ListingCache::new(backend.clone(), listing_ttl, MAX_CACHED_ENTRIES),
+            listings: listing::ListingCache::new(
+                backend.clone(),
+                listing_ttl,
+                MAX_CACHED_ENTRIES,
+                metrics.clone(),
+            ),
+            metrics,
             links: moka::future::Cache::builder()
                 .max_capacity(100_000)
                 .expire_after(LinkExpiry)
@@ -247,7 +256,8 @@ impl Vfs {
         if refresh {
             self.links.invalidate(&file.id).await;
         }
-        crate::server::metrics::cache("link", self.links.contains_key(&file.id));
+        self.metrics
+            .cache("link", self.links.contains_key(&file.id));
         let backend = self.backend.clone();
         let entry = file.clone();
         // Another request's fetch of the same link is waited for only until our deadline.

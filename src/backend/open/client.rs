@@ -15,8 +15,9 @@ use serde::de::DeserializeOwned;
 
 use super::api::{self, Envelope};
 use super::login::Login;
-use super::token::{unix, Token, TokenManager, TokenState};
+use super::token::{unix, Token, TokenManager};
 use crate::backend::pacer::{self, backoff, QpsLimiter, Rate, MAX_RETRY_WAIT};
+use crate::backend::TokenState;
 use crate::backend::{deadline, Error};
 
 /// How many times a call backs off after code 429 before giving up with `RateLimited`.
@@ -127,21 +128,24 @@ struct CallOpts {
     timeout: Duration,
 }
 
-impl From<Retry> for CallOpts {
-    fn from(retry: Retry) -> Self {
+impl CallOpts {
+    /// An API call's options: `retry` and the client's first-byte timeout.
+    fn api(retry: Retry, first_byte: Duration) -> Self {
         CallOpts {
             transient_retries: match retry {
                 Retry::Safe => MAX_TRANSIENT_RETRIES,
                 Retry::Never => 0,
             },
-            timeout: crate::backend::timeouts::get().first_byte,
+            timeout: first_byte,
         }
     }
 }
 
 /// One client id's connection to the Open API: its token and its pacing.
 pub struct OpenClient {
-    http: reqwest::Client,
+    /// The shared HTTP client, the counters and `server.upstream_*` (an attempt's first-byte
+    /// limit).
+    upstream: crate::backend::Upstream,
     api_base: String,
     /// How tokens are obtained (developer keys, OAuth, a renewal service, a pasted token).
     login: Login,
@@ -154,7 +158,7 @@ pub struct OpenClient {
 
 impl OpenClient {
     fn new(
-        http: reqwest::Client,
+        upstream: &crate::backend::Upstream,
         api_base: &str,
         identity: &str,
         login: Login,
@@ -166,7 +170,7 @@ impl OpenClient {
                 .join(format!("open-{}.json", token_file_key(api_base, identity)))
         });
         Self {
-            http,
+            upstream: upstream.clone(),
             api_base: api_base.trim_end_matches('/').to_string(),
             login,
             tokens: TokenManager::new(persist),
@@ -207,9 +211,11 @@ impl OpenClient {
         query: &[(&str, String)],
     ) -> Result<T, Error> {
         let url = format!("{}{}", self.api_base, ep.path());
-        self.call(ep, Retry::Safe.into(), |http, token| {
-            http.get(&url).query(query).bearer_auth(token)
-        })
+        self.call(
+            ep,
+            CallOpts::api(Retry::Safe, self.upstream.timeouts.first_byte),
+            |http, token| http.get(&url).query(query).bearer_auth(token),
+        )
         .await
     }
 
@@ -245,12 +251,16 @@ impl OpenClient {
             serde_json::to_vec(body)
                 .map_err(|e| Error::Transport(format!("could not encode a request body: {e}")))?,
         );
-        self.call(ep, retry.into(), |http, token| {
-            http.request(method.clone(), &url)
-                .bearer_auth(token)
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(bytes.clone())
-        })
+        self.call(
+            ep,
+            CallOpts::api(retry, self.upstream.timeouts.first_byte),
+            |http, token| {
+                http.request(method.clone(), &url)
+                    .bearer_auth(token)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(bytes.clone())
+            },
+        )
         .await
     }
 
@@ -292,12 +302,12 @@ impl OpenClient {
         let mut token = self.token().await?;
         loop {
             deadline::wait(self.limiter.acquire(ep.path(), self.rate(ep))).await?;
-            let request = build(&self.http, &token.access_token)
+            let request = build(&self.upstream.http, &token.access_token)
                 .header("Platform", "open_platform")
                 .timeout(deadline::attempt(opts.timeout)?);
             let outcome = send::<T>(request).await;
             let result = outcome_class(&outcome);
-            crate::server::metrics::upstream(ep.path(), result);
+            self.upstream.metrics.upstream(ep.path(), result);
             tracing::debug!(endpoint = ep.path(), result, "123 API call");
             let error = match outcome {
                 Ok(Reply::Data(data)) => return Ok(data),
@@ -378,21 +388,21 @@ impl OpenClient {
                 client_secret,
                 store,
             } => {
-                let (http, base, id, secret, store) = (
-                    self.http.clone(),
+                let (upstream, base, id, secret, store) = (
+                    self.upstream.clone(),
                     self.api_base.clone(),
                     client_id.clone(),
                     client_secret.clone(),
                     store.clone(),
                 );
-                detached(
-                    async move { super::oauth::refresh(&http, &base, &id, &secret, &store).await },
-                )
+                detached(async move {
+                    super::oauth::refresh(&upstream, &base, &id, &secret, &store).await
+                })
                 .await
             }
             Login::Renew { url, store } => {
-                let (http, url, store) = (self.http.clone(), url.clone(), store.clone());
-                detached(async move { super::renew::refresh(&http, &url, &store).await }).await
+                let (upstream, url, store) = (self.upstream.clone(), url.clone(), store.clone());
+                detached(async move { super::renew::refresh(&upstream, &url, &store).await }).await
             }
             Login::Pasted { .. } => match self.login.pasted_token() {
                 Some(t) => return t,
@@ -438,17 +448,18 @@ impl OpenClient {
             ))
             .await?;
             let request = self
+                .upstream
                 .http
                 .post(&url)
                 .header("Platform", "open_platform")
                 .json(&body)
-                .timeout(deadline::attempt(
-                    crate::backend::timeouts::get().first_byte,
-                )?);
+                .timeout(deadline::attempt(self.upstream.timeouts.first_byte)?);
             let outcome = send::<api::AccessToken>(request).await;
             let result = outcome_class(&outcome);
-            crate::server::metrics::upstream(Endpoint::AccessToken.path(), result);
-            crate::server::metrics::token_refresh(result == "ok");
+            self.upstream
+                .metrics
+                .upstream(Endpoint::AccessToken.path(), result);
+            self.upstream.metrics.token_refresh(result == "ok");
             tracing::debug!(
                 endpoint = Endpoint::AccessToken.path(),
                 result,
@@ -690,7 +701,7 @@ impl OpenClients {
     /// The shared client for developer keys, created on first use.
     pub fn get(
         &self,
-        http: &reqwest::Client,
+        upstream: &crate::backend::Upstream,
         api_base: &str,
         client_id: &str,
         client_secret: &str,
@@ -700,19 +711,19 @@ impl OpenClients {
             client_id: client_id.to_string(),
             client_secret: client_secret.to_string(),
         };
-        self.get_with(http, api_base, client_id, || login, state_dir)
+        self.get_with(upstream, api_base, client_id, || login, state_dir)
     }
 
     /// The shared client for an Open mount's login (mounts with the same login share it).
     pub fn get_for(
         &self,
-        http: &reqwest::Client,
+        upstream: &crate::backend::Upstream,
         open: &crate::config::OpenMountConfig,
         state_dir: Option<&Path>,
     ) -> Arc<OpenClient> {
         let identity = super::login::identity(open);
         self.get_with(
-            http,
+            upstream,
             &open.api_base,
             &identity,
             || Login::new(open, state_dir),
@@ -722,7 +733,7 @@ impl OpenClients {
 
     fn get_with(
         &self,
-        http: &reqwest::Client,
+        upstream: &crate::backend::Upstream,
         api_base: &str,
         identity: &str,
         login: impl FnOnce() -> Login,
@@ -737,7 +748,7 @@ impl OpenClients {
             .entry(key)
             .or_insert_with(|| {
                 Arc::new(OpenClient::new(
-                    http.clone(),
+                    upstream,
                     api_base,
                     identity,
                     login(),

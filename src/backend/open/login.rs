@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::oauth::{jwt_expiry, RefreshSource, RefreshStore};
-use super::token::{unix, TokenState};
+use super::token::unix;
+use crate::backend::TokenState;
 use crate::config::{OpenLogin, OpenMountConfig};
 
 /// A pasted token is reported unready this long before it expires, so there is a day to

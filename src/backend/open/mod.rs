@@ -74,7 +74,7 @@ impl Backend for OpenBackend {
         }
     }
 
-    fn token_state(&self) -> Option<token::TokenState> {
+    fn token_state(&self) -> Option<crate::backend::TokenState> {
         Some(self.client.token_state())
     }
 

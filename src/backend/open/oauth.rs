@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use super::token::{unix, Token};
-use crate::backend::{deadline, Error};
+use crate::backend::{deadline, Error, Upstream};
 
 /// The OAuth token endpoint on the Open API host.
 pub const TOKEN_PATH: &str = "/api/v1/oauth2/access_token";
@@ -188,8 +188,12 @@ impl Answer {
 /// Sends a token request and reads its answer (at most `ANSWER_LIMIT` bytes). HTTP 429 is rate
 /// limiting (the endpoint allows 100 a minute per uid and blocks the IP past it), a 5xx with no
 /// readable reason an outage; anything else is judged by its fields.
-pub async fn exchange(request: reqwest::RequestBuilder, who: &str) -> Result<Answer, Error> {
-    let timeout = deadline::attempt(crate::backend::timeouts::get().first_byte)?;
+pub async fn exchange(
+    request: reqwest::RequestBuilder,
+    first_byte: Duration,
+    who: &str,
+) -> Result<Answer, Error> {
+    let timeout = deadline::attempt(first_byte)?;
     let mut response = request
         .timeout(timeout)
         .send()
@@ -240,7 +244,7 @@ pub async fn exchange(request: reqwest::RequestBuilder, who: &str) -> Result<Ans
 /// `POST /api/v1/oauth2/access_token?grant_type=refresh_token…` (parameters in the query
 /// string, as 123 documents them; the answer is flat).
 pub async fn refresh(
-    http: &reqwest::Client,
+    upstream: &Upstream,
     api_base: &str,
     client_id: &str,
     client_secret: &str,
@@ -255,27 +259,33 @@ pub async fn refresh(
     if !client_secret.is_empty() {
         query.push(("client_secret", client_secret));
     }
-    let request = http
+    let request = upstream
+        .http
         .post(format!("{api_base}{TOKEN_PATH}"))
         .header("Platform", "open_platform")
         .query(&query);
-    let result = exchange(request, "123's OAuth token endpoint")
-        .await
-        .and_then(|a| a.into_token(store, "123's OAuth token endpoint"));
-    crate::server::metrics::token_refresh(result.is_ok());
+    let result = exchange(
+        request,
+        upstream.timeouts.first_byte,
+        "123's OAuth token endpoint",
+    )
+    .await
+    .and_then(|a| a.into_token(store, "123's OAuth token endpoint"));
+    upstream.metrics.token_refresh(result.is_ok());
     result
 }
 
 /// Exchanges an authorization code for the first token pair (the `authorize` command).
 pub async fn exchange_code(
-    http: &reqwest::Client,
+    upstream: &Upstream,
     api_base: &str,
     client_id: &str,
     client_secret: &str,
     code: &str,
     redirect_uri: &str,
 ) -> Result<Answer, Error> {
-    let request = http
+    let request = upstream
+        .http
         .post(format!("{api_base}{TOKEN_PATH}"))
         .header("Platform", "open_platform")
         .query(&[
@@ -285,7 +295,12 @@ pub async fn exchange_code(
             ("code", code),
             ("redirect_uri", redirect_uri),
         ]);
-    let a = exchange(request, "123's OAuth token endpoint").await?;
+    let a = exchange(
+        request,
+        upstream.timeouts.first_byte,
+        "123's OAuth token endpoint",
+    )
+    .await?;
     if a.access_token.is_empty() || a.refresh_token.is_empty() {
         return Err(Error::Auth(format!(
             "123 did not exchange the code: {}",

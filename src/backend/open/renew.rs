@@ -7,25 +7,21 @@
 
 use super::oauth::{exchange, RefreshStore};
 use super::token::Token;
-use crate::backend::Error;
+use crate::backend::{Error, Upstream};
 
 /// `driver_txt` naming 123's OAuth app in the protocol.
 const DRIVER: &str = "123cloud_oa";
 const WHO: &str = "the token-renewal service";
 
 /// One renewal: the new access token, having kept the new refresh token.
-pub async fn refresh(
-    http: &reqwest::Client,
-    url: &str,
-    store: &RefreshStore,
-) -> Result<Token, Error> {
+pub async fn refresh(upstream: &Upstream, url: &str, store: &RefreshStore) -> Result<Token, Error> {
     let refresh_token = store.current();
-    let request = http.get(url).query(&[
+    let request = upstream.http.get(url).query(&[
         ("refresh_ui", refresh_token.as_str()),
         ("server_use", "true"),
         ("driver_txt", DRIVER),
     ]);
-    let answer = exchange(request, WHO).await;
+    let answer = exchange(request, upstream.timeouts.first_byte, WHO).await;
     // The service falls back to the token it was sent when 123 gave none (APIPages'
     // `genToken`); that is the same token, still valid.
     let result = answer.and_then(|mut a| {
@@ -34,6 +30,6 @@ pub async fn refresh(
         }
         a.into_token(store, WHO)
     });
-    crate::server::metrics::token_refresh(result.is_ok());
+    upstream.metrics.token_refresh(result.is_ok());
     result
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::Error;
+use crate::backend::{Error, TokenState};
 
 /// Refresh this long before the token's announced expiry.
 const EARLY_REFRESH: Duration = Duration::from_secs(5 * 60);
@@ -40,22 +40,6 @@ impl Token {
         let now = unix(now);
         now + EARLY_REFRESH.as_secs() < self.expires_at
     }
-}
-
-/// What the manager knows about the credential, for health reports.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TokenState {
-    /// No token yet (nothing was needed so far).
-    Empty,
-    Valid {
-        expires_at: u64,
-    },
-    /// A session token whose expiry 123 does not say (web login): valid until a 401.
-    LoggedIn,
-    /// The last refresh failed; the message says why.
-    Failing {
-        message: String,
-    },
 }
 
 struct Failure {

@@ -1,9 +1,9 @@
-//! Wire types of 123's personal-account web API (docs/123.md, web §1), as the service sends them.
-//! The envelope and the file item are the share API's (`share::api`): one decoder for both.
+//! Wire types of 123's personal-account web API (docs/123.md, web §1), as the service sends them. The
+//! envelope and the file item are the ones both web APIs share (`webapi::wire`).
 
 use serde::Deserialize;
 
-pub use crate::backend::share::api::FileItem;
+pub use crate::backend::webapi::wire::FileItem;
 
 /// `GET /b/api/file/list/new` → `data`.
 #[derive(Debug, Deserialize)]
@@ -14,7 +14,7 @@ pub struct ListPage {
     /// `"-1"` on the last page.
     #[serde(
         rename = "Next",
-        deserialize_with = "crate::backend::share::api::string_or_number"
+        deserialize_with = "crate::backend::webapi::wire::string_or_number"
     )]
     pub next: String,
     /// Items in the folder; a mismatch with what was collected is only logged (as OpenList).

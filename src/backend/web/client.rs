@@ -1,20 +1,15 @@
-//! The one way every personal-account web API call is made: the session token, the signature
-//! (`web_sign`, shared with share mounts), the headers of docs/123.md, web §1.2, pacing of listing
-//! pages on the process-wide web limiter (`pacer::web_api`, shared with share mounts), one re-login
-//! and one retry on code 401, and bounded retries of 429 / 5xx / transport failures, all within the
-//! client request's deadline (`backend::deadline`). The envelope is opened by the share client's
-//! `send`, so both read 123's answers alike. The `User-Agent` is the shared HTTP client's,
+//! How a personal-account mount calls the web API: its endpoints and its session over the one
+//! web-API layer (`backend::webapi`: signature, headers of docs/123.md, web §1.2, pacing of listing
+//! pages, the envelope, metrics), one re-login and one retry on code 401, and bounded retries
+//! of 429 / 5xx / transport failures (`backend::retry`), all within the client request's
+//! deadline (`backend::deadline`). The `User-Agent` is the shared HTTP client's,
 //! `server.user_agent` (docs/123.md, web §7: our own name, never another project's).
 
 use serde::de::DeserializeOwned;
 
 use super::session::Session;
-use crate::backend::pacer::{self, backoff, MAX_RETRY_WAIT, WEB_LIST_INTERVAL};
-use crate::backend::share::client::send;
-use crate::backend::{deadline, web_sign, Error};
-
-const MAX_429_RETRIES: u32 = 4;
-const MAX_TRANSIENT_RETRIES: u32 = 2;
+use crate::backend::webapi::{Retries, WebApi, MAX_429_RETRIES, MAX_TRANSIENT_RETRIES};
+use crate::backend::{deadline, Error, Upstream};
 
 /// The personal endpoints a web mount calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,20 +51,16 @@ impl Endpoint {
     }
 }
 
+/// One account's connection to the web API.
 pub struct WebClient {
-    http: reqwest::Client,
-    api_base: String,
-    origin: String,
+    api: WebApi,
     pub session: Session,
 }
 
 impl WebClient {
-    pub fn new(http: reqwest::Client, api_base: &str, session: Session) -> Self {
-        let api_base = api_base.trim_end_matches('/').to_string();
+    pub fn new(upstream: &Upstream, api_base: &str, session: Session) -> Self {
         Self {
-            http,
-            origin: origin_of(&api_base),
-            api_base,
+            api: WebApi::new(upstream, api_base),
             session,
         }
     }
@@ -114,35 +105,17 @@ impl WebClient {
         B: Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
     {
         let mut relogged = false;
-        let mut rate_limited = 0u32;
-        let mut transient = 0u32;
-        let url = format!("{}{}", self.api_base, ep.path());
+        let mut retries = Retries::new(MAX_429_RETRIES, transient_retries);
         // Bounded: every turn either returns or uses up one of the counted retries.
         loop {
             let (generation, token) = deadline::bound(self.session.token()).await?;
-            if ep == Endpoint::FileList {
-                deadline::wait(pacer::web_api().space(&self.api_base, WEB_LIST_INTERVAL)).await?;
-            }
-            // A fresh signature per attempt: it carries the time.
-            let (sign_key, sign_value) = web_sign::sign(ep.path());
-            let request = build(&self.http, &url)
-                .query(&[(sign_key.as_str(), sign_value.as_str())])
-                .header("origin", self.origin.as_str())
-                .header("referer", format!("{}/", self.origin))
-                .header("platform", "web")
-                .header("app-version", "3")
-                .bearer_auth(token)
-                .timeout(deadline::attempt(
-                    crate::backend::timeouts::get().first_byte,
-                )?);
-            let error = match send(request).await {
-                Ok(data) => {
-                    return serde_json::from_value(data).map_err(|e| Error::Upstream {
-                        code: 0,
-                        message: format!("unexpected answer shape from {}: {e}", ep.path()),
-                        trace_id: String::new(),
-                    })
-                }
+            let paced = ep == Endpoint::FileList;
+            let error = match self
+                .api
+                .attempt(ep.path(), paced, Some(&token), &build)
+                .await
+            {
+                Ok(data) => return Ok(data),
                 Err(e) => e,
             };
             match error {
@@ -155,37 +128,18 @@ impl WebClient {
                 Error::Upstream {
                     code: 401, message, ..
                 } => return Err(Error::Auth(message)),
-                // Rate limiting in any of its shapes (`share::client::send`); the server's
-                // Retry-After is a floor, and one longer than a retry may wait ends the loop.
-                Error::RateLimited { retry_after }
-                    if rate_limited < MAX_429_RETRIES
-                        && retry_after.is_none_or(|r| r <= MAX_RETRY_WAIT) =>
-                {
-                    let delay = backoff(rate_limited + 1, retry_after);
-                    if !deadline::allows(delay) {
-                        return Err(Error::RateLimited { retry_after });
+                // Rate limiting in any of its shapes, 5xx and cuts: the one retry decision of
+                // the web API.
+                error => match retries.next(&error) {
+                    Some(delay) => {
+                        if !matches!(error, Error::RateLimited { .. }) {
+                            tracing::info!(endpoint = ep.path(), attempt = retries.transient(), error = %error, "retrying a failed 123 web call");
+                        }
+                        tokio::time::sleep(delay).await;
                     }
-                    rate_limited += 1;
-                    tokio::time::sleep(delay).await;
-                }
-                Error::Unavailable(_) | Error::Transport(_) if transient < transient_retries => {
-                    let delay = backoff(transient + 1, None);
-                    if !deadline::allows(delay) {
-                        return Err(error);
-                    }
-                    transient += 1;
-                    tracing::info!(endpoint = ep.path(), attempt = transient, error = %error, "retrying a failed 123 web call");
-                    tokio::time::sleep(delay).await;
-                }
-                e => return Err(e),
+                    None => return Err(error),
+                },
             }
         }
     }
-}
-
-/// `<scheme>://<host[:port]>` of a base URL.
-pub fn origin_of(base: &str) -> String {
-    url::Url::parse(base)
-        .map(|u| u.origin().ascii_serialization())
-        .unwrap_or_else(|_| base.trim_end_matches('/').to_string())
 }

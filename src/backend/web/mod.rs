@@ -4,7 +4,7 @@
 //!
 //! Listing is `file/list/new` by `Page` until `Next == "-1"`, trashed items hidden, paced with
 //! share mounts on the one web limiter; downloads are `download_info`, then the `params` hop of
-//! share links (`ShareClient::resolve`, one implementation), and the CDN wants
+//! share links (`webapi::hop`, one implementation), and the CDN wants
 //! `Referer: <origin of the DownloadUrl>/`, so links are not portable and `auto` proxies.
 //!
 //! Writable (`write`): folders and uploads through `upload_request` and the presigned-part
@@ -24,9 +24,10 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use self::client::{origin_of, Endpoint, WebClient};
+use self::client::{Endpoint, WebClient};
 use self::session::Session;
-use crate::backend::share::client::ShareClient;
+use crate::backend::webapi::hop::Hop;
+use crate::backend::webapi::origin_of;
 use crate::backend::{
     Backend, Capabilities, Entry, Error, Link, Quota, UploadOptions, UploadSource,
 };
@@ -57,8 +58,8 @@ pub struct WebBackend {
     client: WebClient,
     /// For the presigned part uploads, which carry no session.
     http: reqwest::Client,
-    /// Only for the download hop (`resolve`), shared with share mounts.
-    hop: ShareClient,
+    /// The download hop, as share mounts resolve theirs.
+    hop: Hop,
     root_id: u64,
     /// `S3KeyFlag` of every file listed so far, which `download_info` wants back.
     key_flags: Mutex<HashMap<u64, String>>,
@@ -84,7 +85,8 @@ struct Listed {
 }
 
 impl WebBackend {
-    pub fn new(http: reqwest::Client, params: WebParams) -> Self {
+    pub fn new(upstream: &crate::backend::Upstream, params: WebParams) -> Self {
+        let http = upstream.http.clone();
         let origin = origin_of(&params.api_base);
         let session = Session::new(
             http.clone(),
@@ -96,8 +98,8 @@ impl WebBackend {
             params.clock,
         );
         Self {
-            client: WebClient::new(http.clone(), &params.api_base, session),
-            hop: ShareClient::new(http.clone(), &params.api_base, None, &params.user_agent),
+            client: WebClient::new(upstream, &params.api_base, session),
+            hop: Hop::new(upstream, &params.api_base, &params.user_agent),
             http,
             root_id: params.root_id,
             key_flags: Mutex::new(HashMap::new()),
@@ -262,7 +264,7 @@ impl Backend for WebBackend {
         }
     }
 
-    fn token_state(&self) -> Option<crate::backend::open::token::TokenState> {
+    fn token_state(&self) -> Option<crate::backend::TokenState> {
         Some(self.client.session.state())
     }
 
@@ -271,7 +273,7 @@ impl Backend for WebBackend {
     }
 
     async fn list(&self, dir_id: u64) -> Result<Vec<Entry>, Error> {
-        crate::backend::share::list_pages(dir_id, &self.key_flags, |page_no| async move {
+        crate::backend::webapi::listing::list_pages(dir_id, &self.key_flags, |page_no| async move {
             let page = self.page(dir_id, page_no).await?;
             let items = page.info_list.unwrap_or_default();
             let mut parents = self.parents();
@@ -322,7 +324,7 @@ impl Backend for WebBackend {
             "type": 0,
         });
         let info: api::DownloadInfo = self.client.post(Endpoint::DownloadInfo, &body).await?;
-        crate::backend::share::link_from_download_url(&self.hop, &info.download_url).await
+        self.hop.link(&info.download_url).await
     }
 
     async fn quota(&self) -> Result<Quota, Error> {

@@ -133,8 +133,8 @@ impl Session {
     }
 
     /// What `/-/readyz` shows: a refused login (still backing off) wins over an old token.
-    pub fn state(&self) -> crate::backend::open::token::TokenState {
-        use crate::backend::open::token::TokenState;
+    pub fn state(&self) -> crate::backend::TokenState {
+        use crate::backend::TokenState;
         if let Some(r) = lock(&self.refusal).as_ref() {
             return TokenState::Failing {
                 message: r.message.clone(),

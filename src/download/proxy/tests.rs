@@ -178,11 +178,13 @@ impl LinkSource for Links {
     }
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client")
+fn client() -> crate::backend::Upstream {
+    crate::backend::Upstream::new(
+        reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client"),
+    )
 }
 
 async fn get(
@@ -585,7 +587,7 @@ async fn connection_errors_and_timeouts() {
         .build()
         .expect("client");
     let err = proxy(
-        &client,
+        &crate::backend::Upstream::new(client),
         &Method::GET,
         &HeaderMap::new(),
         &entry(SIZE),

@@ -1,5 +1,5 @@
-//! The request signature of 123's web API (`<api_base>/b/api/...`), docs/123.md, web §0.3, shared
-//! by share mounts and, later, personal-account mounts.
+//! The request signature of 123's web API (`<api_base>/b/api/...`), docs/123.md, web §0.3, for share
+//! and personal-account mounts alike.
 //!
 //! Each request carries one extra query parameter: its *name* is `timeSign`, a CRC-32 of the
 //! current minute in China time written with a digit-to-letter table, and its *value* is
@@ -59,7 +59,7 @@ pub fn sign(path: &str) -> (String, String) {
 mod tests {
     use super::*;
 
-    /// The five known vectors (docs/123.md, web §0.3): (path, ts, random, timeSign, dataSign).
+    /// The spec's five vectors: (path, ts, random, timeSign, dataSign).
     const VECTORS: [(&str, i64, u32, u32, u32); 5] = [
         (
             "/b/api/file/list/new",
