@@ -6,10 +6,10 @@
 //! (`backend::deadline`).
 
 mod access;
-mod across;
 pub mod auth;
 pub mod body;
 pub mod conn;
+mod cross_mount;
 mod errors;
 pub mod health;
 pub mod if_header;

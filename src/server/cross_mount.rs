@@ -2,7 +2,7 @@
 //!
 //! A file is created in the target account by instant reuse (MD5 + size) when 123 already has
 //! the content, and otherwise streamed through the gateway into the target mount's spool and
-//! upload queue. Folders are copied entry by entry. MOVE is COPY, then the source to the
+//! upload queue (`Mount::copy_through`, which reads 123 through the download path of a GET). Folders are copied entry by entry. MOVE is COPY, then the source to the
 //! recycle bin. Locks are checked here as dav-server would: the destination (and for MOVE the
 //! source) must not be locked by someone else, unless the request carries the lock token.
 
@@ -225,7 +225,9 @@ fn copy_entry<'a>(
                 return Ok(());
             }
         }
-        dst.copy_through(src, &entry, &dst_parent, &name).await
+        dst.copy_through(src, &entry, &dst_parent, &name)
+            .await
+            .map_err(crate::mount::PutError::into_backend)
     }
     .boxed()
 }
