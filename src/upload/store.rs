@@ -148,7 +148,7 @@ impl Dirs {
     pub async fn save(&self, record: &Record) -> std::io::Result<()> {
         let path = self.manifest(&record.id);
         let text = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
-        blocking(move || write_atomic(&path, &text)).await
+        blocking(move || state_files::write_atomic(&path, &text)).await
     }
 
     /// Removes a job's manifest (the job is over).
@@ -261,17 +261,12 @@ impl Dirs {
                 Err(e) => return Err(e),
             }
             let text = serde_json::to_vec_pretty(&manifest).map_err(std::io::Error::other)?;
-            write_atomic(&folder.join("manifest.json"), &text)?;
+            state_files::write_atomic(&folder.join("manifest.json"), &text)?;
             Ok(())
         })
         .await?;
         Ok(out)
     }
-}
-
-/// Temp file, fsync, rename over the target, fsync the directory; private to the service user.
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    state_files::replace(path, bytes, true)
 }
 
 /// Rename, or copy and remove when the two paths are on different file systems.
