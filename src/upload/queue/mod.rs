@@ -60,6 +60,9 @@ pub struct QueueConfig {
     pub workers: usize,
     /// Slices in parallel, complete polling, progress.
     pub upload: UploadOptions,
+    /// Slices in parallel per mount (its `upload_slices`); mounts not named use
+    /// `upload.parallel_slices`.
+    pub mount_slices: HashMap<String, usize>,
     /// Wait before the first retry of a failed attempt; doubled each time up to 10 minutes.
     pub retry_backoff: Duration,
     /// Byte budget of the spool the queue hands out (`spool()`).
@@ -75,6 +78,7 @@ impl QueueConfig {
             state_dir,
             workers: 2,
             upload: UploadOptions::default(),
+            mount_slices: HashMap::new(),
             retry_backoff: Duration::from_secs(5),
             spool_max: 10 << 30,
             max_attempts: MAX_ATTEMPTS,
@@ -160,6 +164,7 @@ pub struct UploadQueue {
     dirs: Dirs,
     workers: usize,
     upload: UploadOptions,
+    mount_slices: HashMap<String, usize>,
     retry_backoff: Duration,
     max_attempts: u32,
     backends: HashMap<String, Arc<dyn Backend>>,
@@ -202,6 +207,7 @@ impl UploadQueue {
             dirs,
             workers: cfg.workers.max(1),
             upload: cfg.upload,
+            mount_slices: cfg.mount_slices,
             retry_backoff: cfg.retry_backoff,
             max_attempts: cfg.max_attempts.max(1),
             backends,

@@ -206,6 +206,9 @@ impl UploadQueue {
     /// every `PROGRESS_LOG_EVERY` while the upload runs.
     pub(super) fn options(&self, mount: &str, name: &str, size: u64) -> UploadOptions {
         let mut opts = self.upload.clone();
+        if let Some(&slices) = self.mount_slices.get(mount) {
+            opts.parallel_slices = slices;
+        }
         let user = opts.progress.take();
         let total = self.bytes.clone();
         let last = AtomicU64::new(0);
