@@ -79,6 +79,14 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// properties) is written, so none of them can skip a step: after a crash the file holds the
 /// old bytes or the new ones, never a mix or nothing.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = write_atomic_deferred(path, bytes)?;
+    sync_dir(dir)
+}
+
+/// [`write_atomic`] up to the rename; returns the folder, whose fsync is the caller's (the
+/// upload queue shares one among manifests written together, a group commit). Until then the
+/// file holds the new bytes but a crash may undo the rename.
+pub fn write_atomic_deferred<'a>(path: &'a Path, bytes: &[u8]) -> io::Result<&'a Path> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::other("a state file path has no folder"))?;
@@ -86,7 +94,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = temp_path(path);
     write_private(&tmp, bytes)?;
     std::fs::rename(&tmp, path)?;
-    sync_dir(dir)
+    Ok(dir)
 }
 
 /// `<path>.tmp`: where `write_atomic` writes before the rename.

@@ -120,6 +120,9 @@ pub struct QueueStats {
     pub completed: u64,
     /// Bytes sent to 123 and confirmed (instant uploads send none).
     pub bytes_uploaded: u64,
+    /// fsyncs of the `queue/` folder since start: manifests written together share one
+    /// (group commit), so this grows slower than the number of manifest writes.
+    pub manifest_syncs: u64,
 }
 
 /// A listener of `on_change`: (mount name, parent folder id).
@@ -252,6 +255,7 @@ impl UploadQueue {
             failed: self.failed.load(Ordering::Relaxed),
             completed: self.completed.load(Ordering::Relaxed),
             bytes_uploaded: self.bytes.load(Ordering::Relaxed),
+            manifest_syncs: self.dirs.queue_sync.syncs(),
         }
     }
 
