@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use futures_util::StreamExt;
+use http_body_util::BodyExt;
 
 use crate::backend::link::{LinkBackend, Signing};
 use crate::backend::open::client::OpenClients;
@@ -19,7 +19,9 @@ use crate::config::{BackendConfig, DownloadPolicy, MountConfig, StoreLimits};
 use crate::dav::junk::JunkStore;
 use crate::dav::locks::{LockStore, MemoryLocks};
 use crate::dav::props::{Budget, PropStore};
-use crate::upload::NewJob;
+use crate::download::range::RangeRequest;
+use crate::download::{fetch, ProxyError, VfsLinks};
+use crate::upload::{NewJob, SpoolError, SpooledFile};
 use crate::vfs::{cloud_name, Local, Vfs};
 
 /// How a writable mount stores uploads.
@@ -28,8 +30,8 @@ pub struct Writes {
     pub spool: Arc<crate::upload::Spool>,
     /// `upload = "sync"`: a PUT answers only once 123 has the file.
     pub sync: bool,
-    /// The gateway's HTTP client, for copies whose bytes pass through the gateway.
-    pub http: reqwest::Client,
+    /// How the gateway reaches 123, for copies whose bytes pass through the gateway.
+    pub upstream: Upstream,
 }
 
 /// One configured mount, ready to serve.
@@ -58,77 +60,148 @@ impl Mount {
         self.config.download
     }
 
+    /// Takes a spooled file as `name` (client-side) in folder `parent`: uploads it now
+    /// (`upload = "sync"`) or records it in the queue, keeps the overlay and the folder's
+    /// listing in step, and removes the spooled file when it cannot be taken. Every way a file
+    /// enters a mount (a PUT, a COPY of a pending file, a copy whose bytes pass through the
+    /// gateway) ends here, so the order of these steps is written once.
+    pub async fn put(
+        &self,
+        parent: u64,
+        name: &str,
+        file: SpooledFile,
+        modified: SystemTime,
+    ) -> Result<(), PutError> {
+        let Some(writes) = self.writes.as_ref() else {
+            file.discard().await;
+            return Err(PutError::Backend(Error::Unsupported));
+        };
+        let cloud = match cloud_name(name) {
+            Ok(c) => c,
+            Err(e) => {
+                file.discard().await;
+                return Err(PutError::Backend(e));
+            }
+        };
+        let job = NewJob {
+            mount: self.name().to_string(),
+            parent_id: parent,
+            name: cloud,
+            file,
+            modified,
+        };
+        let overlay = self.vfs.overlay();
+        if writes.sync {
+            // A placeholder (an earlier empty PUT or LOCK) gives way to the real file.
+            overlay.remove(parent, name);
+            let result = writes.queue.upload_now(job).await;
+            self.vfs.invalidate(parent).await;
+            result.map(|_| ()).map_err(PutError::Backend)
+        } else {
+            writes.queue.enqueue(job).await.map_err(PutError::Queue)?;
+            // Removed only once the pending file lists in its place.
+            overlay.remove(parent, name);
+            Ok(())
+        }
+    }
+
     /// Copies file `entry` of mount `src` into folder `dst_parent` of this mount as `name`, its
     /// bytes passing through the gateway into this mount's upload queue. For copies 123 cannot
-    /// make by instant reuse: across accounts, or when `create` does not hand back the new file
-    /// (docs/123.md, open §11, `reuse: true` with `fileID: 0`).
+    /// make by instant reuse: across accounts, a file still pending, or when `create` does not
+    /// hand back the new file (docs/123.md, open §11, `reuse: true` with `fileID: 0`).
+    ///
+    /// Bytes from 123 come through the same download path as a client's GET through a proxy
+    /// mount (`download::fetch`): the upstream answer is judged before it is used, the
+    /// first byte is awaited no longer than `server.upstream_first_byte_timeout`, a refused
+    /// link is replaced by a fresh one, and the body is exactly the file's bytes or an error.
     pub async fn copy_through(
         &self,
         src: &Mount,
         entry: &Entry,
         dst_parent: &Entry,
         name: &str,
-    ) -> Result<(), Error> {
-        let writes = self.writes.as_ref().ok_or(Error::Unsupported)?;
-        let io = |e: crate::upload::SpoolError| match e {
-            crate::upload::SpoolError::TooLarge => Error::TooLarge,
-            other => Error::Unavailable(format!("spooling a copy: {other}")),
-        };
-        let mut writer = writes.spool.writer(Some(entry.size)).await.map_err(io)?;
+    ) -> Result<(), PutError> {
+        let writes = self
+            .writes
+            .as_ref()
+            .ok_or(PutError::Backend(Error::Unsupported))?;
+        let mut writer = writes.spool.writer(Some(entry.size)).await?;
         match src.vfs.local(entry) {
             Some(Local::Empty) => {}
             Some(Local::Spooled(path)) => {
                 let mut file = tokio::fs::File::open(&path)
                     .await
-                    .map_err(|e| Error::Transport(e.to_string()))?;
-                writer.write_from(&mut file).await.map_err(io)?;
+                    .map_err(|_| PutError::Backend(Error::NotFound))?;
+                writer.write_from(&mut file).await?;
             }
             None => {
-                let link = src.vfs.link(entry, false).await?;
-                let res = writes
-                    .http
-                    .get(&link.url)
-                    .headers(link.headers.clone())
-                    .send()
-                    .await
-                    .map_err(|e| Error::Transport(e.without_url().to_string()))?;
-                if res.status() != reqwest::StatusCode::OK {
-                    return Err(Error::Unavailable(format!(
-                        "the source download answered HTTP {}",
-                        res.status().as_u16()
+                if entry.size == 0 && src.vfs.backend().capabilities().sizes_may_be_unknown {
+                    // The download path promises `entry.size` bytes: an unknown size would be
+                    // copied as an empty file.
+                    return Err(PutError::Backend(Error::Unavailable(
+                        "the size of the source is unknown, so it cannot be copied".into(),
                     )));
                 }
-                let mut body = res.bytes_stream();
-                while let Some(chunk) = body.next().await {
-                    let chunk = chunk.map_err(|e| Error::Transport(e.without_url().to_string()))?;
-                    writer.write(&chunk).await.map_err(io)?;
+                let links = VfsLinks { mount: src, entry };
+                let mut body = fetch(&writes.upstream, entry, &links, RangeRequest::Full, None)
+                    .await
+                    .map_err(|e| PutError::Backend(source_error(e)))?;
+                while let Some(frame) = body.frame().await {
+                    let frame = frame.map_err(|e| {
+                        PutError::Backend(Error::Transport(format!("downloading the source: {e}")))
+                    })?;
+                    if let Ok(chunk) = frame.into_data() {
+                        writer.write(&chunk).await?;
+                    }
                 }
             }
         }
-        let file = writer.finish().await.map_err(io)?;
+        let file = writer.finish().await?;
         if file.size != entry.size {
             file.discard().await;
-            return Err(Error::Unavailable("the source ended early".into()));
+            return Err(PutError::Backend(Error::Unavailable(
+                "the source ended early".into(),
+            )));
         }
-        let job = NewJob {
-            mount: self.name().to_string(),
-            parent_id: dst_parent.id,
-            name: cloud_name(name)?,
-            file,
-            modified: SystemTime::now(),
-        };
-        if writes.sync {
-            writes.queue.upload_now(job).await.map(|_| ())?;
-            self.vfs.invalidate(dst_parent.id).await;
-            Ok(())
-        } else {
-            writes
-                .queue
-                .enqueue(job)
-                .await
-                .map(|_| ())
-                .map_err(|e| Error::Unavailable(format!("queueing a copy: {e}")))
+        self.put(dst_parent.id, name, file, SystemTime::now()).await
+    }
+}
+
+/// Why [`Mount::put`] or [`Mount::copy_through`] could not take a file. The spooled content
+/// is gone in every case.
+#[derive(Debug, thiserror::Error)]
+pub enum PutError {
+    /// The spool refused the bytes (too large, full, or a disk error).
+    #[error("spooling: {0}")]
+    Spool(#[from] SpoolError),
+    /// 123 (or the source of a copy) failed, or the name cannot be stored.
+    #[error(transparent)]
+    Backend(Error),
+    /// The queue could not record the job durably.
+    #[error("queueing: {0:#}")]
+    Queue(anyhow::Error),
+}
+
+impl PutError {
+    /// As a backend error, for callers that answer every failure through `error_response`.
+    pub fn into_backend(self) -> Error {
+        match self {
+            PutError::Spool(SpoolError::TooLarge) => Error::TooLarge,
+            PutError::Backend(e) => e,
+            other => Error::Unavailable(other.to_string()),
         }
+    }
+}
+
+/// A failed download of a copy's source as a backend error: a refused or wrong upstream
+/// answer is a bad gateway (502), a CDN that keeps rate limiting is 123 rate limiting (503).
+fn source_error(e: ProxyError) -> Error {
+    match e {
+        ProxyError::Link(e) => e,
+        ProxyError::Busy { retry_after } => Error::RateLimited {
+            retry_after: Some(retry_after),
+        },
+        other => Error::Transport(format!("downloading the source: {other}")),
     }
 }
 

@@ -73,9 +73,20 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     f.sync_all()
 }
 
-/// Replaces `path` with `bytes` atomically: a private temp file next to it, flushed, renamed
-/// over the target. `durable` also flushes the folder, so the rename survives a crash.
-pub fn replace(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
+/// Replaces `path` with `bytes` atomically and durably: a private (0600) temp file next to
+/// it, flushed to disk, renamed over the target, and the folder flushed so the rename survives
+/// a crash. The one way a state file (queue manifests, tokens, the web session, dead
+/// properties) is written, so none of them can skip a step: after a crash the file holds the
+/// old bytes or the new ones, never a mix or nothing.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = write_atomic_deferred(path, bytes)?;
+    sync_dir(dir)
+}
+
+/// [`write_atomic`] up to the rename; returns the folder, whose fsync is the caller's (the
+/// upload queue shares one among manifests written together, a group commit). Until then the
+/// file holds the new bytes but a crash may undo the rename.
+pub fn write_atomic_deferred<'a>(path: &'a Path, bytes: &[u8]) -> io::Result<&'a Path> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::other("a state file path has no folder"))?;
@@ -83,13 +94,10 @@ pub fn replace(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
     let tmp = temp_path(path);
     write_private(&tmp, bytes)?;
     std::fs::rename(&tmp, path)?;
-    if durable {
-        sync_dir(dir)?;
-    }
-    Ok(())
+    Ok(dir)
 }
 
-/// `<path>.tmp`: where `replace` writes before the rename.
+/// `<path>.tmp`: where `write_atomic` writes before the rename.
 pub fn temp_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(".tmp");
@@ -181,7 +189,7 @@ mod tests {
         assert_eq!(mode(&dir.path().join("a")), 0o700);
         assert_eq!(mode(&nested), 0o700);
         let file = nested.join("f.json");
-        replace(&file, b"{}", true).unwrap();
+        write_atomic(&file, b"{}").unwrap();
         assert_eq!(mode(&file), 0o600);
         // An existing loose file is tightened when written again.
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();

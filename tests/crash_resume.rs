@@ -85,3 +85,62 @@ async fn a_killed_upload_resumes_after_restart() {
         "no temporary files left"
     );
 }
+
+/// Several PUTs that finish together (their manifests share folder fsyncs, a group commit):
+/// each is answered only once its manifest is durable, so a SIGKILL right after the answers
+/// loses none of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn puts_answered_together_all_survive_a_kill() {
+    const PUTS: usize = 8;
+    let mut cfg = EmulatorConfig::default();
+    cfg.switches.slice_size = 64 * 1024;
+    cfg.switches.complete_pending_polls = 1;
+    cfg.switches.complete_poll_interval = Duration::ZERO;
+    let emu = Emulator::start(cfg).await.expect("emulator");
+    let root = emu.mkdir_p("/lib");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let config = dir.path().join("config.toml");
+    // No upload gets anywhere before the kill.
+    emu.inject(Fault {
+        endpoint: "/upload/v2/file/create".into(),
+        kind: FaultKind::Hang { count: 1000 },
+    });
+    let port = free_port();
+    write_config(&config, &emu, port, &state, root);
+    let gw = GatewayProcess::spawn(&config, port, &[], None).await;
+    let client = reqwest::Client::new();
+    let puts = (0..PUTS).map(|i| {
+        let client = client.clone();
+        async move {
+            client
+                .put(format!("http://127.0.0.1:{port}/m/f{i}.bin"))
+                .basic_auth(USER, Some(PASSWORD))
+                .body(bytes_of(100_000 + i, i as u8))
+                .send()
+                .await
+                .expect("put")
+                .status()
+                .as_u16()
+        }
+    });
+    let statuses = futures_util::future::join_all(puts).await;
+    assert!(statuses.iter().all(|s| *s == 201), "{statuses:?}");
+    drop(gw); // SIGKILL, right after the last answer
+
+    emu.clear_faults();
+    let port = free_port();
+    write_config(&config, &emu, port, &state, root);
+    let _gw = GatewayProcess::spawn(&config, port, &[], None).await;
+    for i in 0..PUTS {
+        let path = format!("/lib/f{i}.bin");
+        eventually("every answered PUT lands after the restart", || {
+            emu.read(&path).is_some()
+        })
+        .await;
+        assert_eq!(
+            emu.read(&path).expect("landed"),
+            bytes_of(100_000 + i, i as u8)
+        );
+    }
+}

@@ -345,6 +345,11 @@ async fn handle(
         lock(&shared.counters).call(key);
         std::future::pending::<()>().await;
     }
+    lock(&shared.counters).enter(key);
+    let _in_flight = InFlight {
+        shared: shared.clone(),
+        key,
+    };
     let latency = lock(&shared.faults).take_latency(key);
     if let Some(ms) = latency {
         tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -394,6 +399,19 @@ async fn handle(
         }
     }
     resp.map(|r| finish(&shared, r))
+}
+
+/// A request of one endpoint being handled (`Stats::max_in_flight`); leaves on drop, so also
+/// when the client goes away mid-request.
+struct InFlight {
+    shared: Arc<Shared>,
+    key: &'static str,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        lock(&self.shared.counters).leave(self.key);
+    }
 }
 
 /// The answer of an injected refusal, counted: 429s as `refused`, the rest as `calls`. None of

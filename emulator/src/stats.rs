@@ -34,6 +34,10 @@ pub struct Stats {
     /// Distinct `User-Agent` values seen per endpoint (`""` = none sent), at most 16 each.
     #[serde(default)]
     pub user_agents: BTreeMap<String, BTreeSet<String>>,
+    /// The most requests of one endpoint in flight at once (from arrival, injected latency
+    /// included, to the answer): how many slices or parts a client sends in parallel.
+    #[serde(default)]
+    pub max_in_flight: BTreeMap<String, u64>,
 }
 
 impl Stats {
@@ -65,6 +69,11 @@ impl Stats {
             .unwrap_or_default()
     }
 
+    /// The most requests of `endpoint` in flight at once (0 if none).
+    pub fn max_in_flight(&self, endpoint: &str) -> u64 {
+        self.max_in_flight.get(endpoint).copied().unwrap_or(0)
+    }
+
     /// Bytes served by one download host word (0 if none).
     pub fn bytes(&self, host: &str) -> u64 {
         self.bytes.get(host).copied().unwrap_or(0)
@@ -94,6 +103,8 @@ pub struct Counters {
     bytes: BTreeMap<String, u64>,
     bytes_served: u64,
     user_agents: BTreeMap<String, BTreeSet<String>>,
+    in_flight: BTreeMap<String, u64>,
+    max_in_flight: BTreeMap<String, u64>,
     tokens_issued_base: u64,
     /// CDN traffic of the current UTC+8 day, for the daily traffic cap.
     traffic_day: i64,
@@ -124,6 +135,22 @@ impl Counters {
         let seen = self.user_agents.entry(endpoint.to_string()).or_default();
         if seen.len() < MAX_USER_AGENTS && !seen.contains(user_agent) {
             seen.insert(user_agent.to_string());
+        }
+    }
+
+    /// A request of `endpoint` arrived; `leave` is called when it is answered.
+    pub fn enter(&mut self, endpoint: &str) {
+        let now = self.in_flight.entry(endpoint.to_string()).or_default();
+        *now += 1;
+        let now = *now;
+        let max = self.max_in_flight.entry(endpoint.to_string()).or_default();
+        *max = (*max).max(now);
+    }
+
+    /// A request of `endpoint` was answered (or dropped).
+    pub fn leave(&mut self, endpoint: &str) {
+        if let Some(n) = self.in_flight.get_mut(endpoint) {
+            *n = n.saturating_sub(1);
         }
     }
 
@@ -161,7 +188,10 @@ impl Counters {
 
     /// Zero every counter; `tokens_issued` restarts from `issued_now`.
     pub fn reset(&mut self, issued_now: u64) {
+        // Requests still in flight leave after the reset: keep counting them.
+        let in_flight = std::mem::take(&mut self.in_flight);
         *self = Counters {
+            in_flight,
             tokens_issued_base: issued_now,
             ..Counters::default()
         };
@@ -178,6 +208,7 @@ impl Counters {
             live_tokens,
             tokens_issued: issued_total.saturating_sub(self.tokens_issued_base),
             user_agents: self.user_agents.clone(),
+            max_in_flight: self.max_in_flight.clone(),
         }
     }
 }

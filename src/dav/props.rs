@@ -686,7 +686,7 @@ fn compact(disk: &mut Disk, props: &Props) {
     };
     let result = serde_json::to_vec(&snapshot)
         .map_err(std::io::Error::other)
-        .and_then(|bytes| state_files::replace(&disk.snapshot, &bytes, false))
+        .and_then(|bytes| state_files::write_atomic(&disk.snapshot, &bytes))
         .and_then(|()| {
             // Lines up to `seq` are in the snapshot; replay skips them even if this truncation
             // is lost.

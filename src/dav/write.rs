@@ -9,10 +9,10 @@ use bytes::{Buf, Bytes};
 use dav_server::fs::{DavFile, DavMetaData, FsError, FsFuture, FsResult, OpenOptions};
 use futures_util::FutureExt;
 
-use super::{fs_error, store_key, EntryMeta, FsRequest, MountFs};
+use super::{store_key, EntryMeta, FsRequest, MountFs};
 use crate::backend::Entry;
-use crate::mount::Mount;
-use crate::upload::{NewJob, SpoolError, SpoolWriter};
+use crate::mount::{Mount, PutError};
+use crate::upload::{SpoolError, SpoolWriter};
 use crate::vfs::{cloud_name, Local};
 
 /// How long an empty PUT stays a local placeholder before it is uploaded as an empty file:
@@ -20,6 +20,19 @@ use crate::vfs::{cloud_name, Local};
 const EMPTY_PUT_GRACE: Duration = Duration::from_secs(30);
 /// Junk files are small; a bigger one is refused rather than held in memory.
 const MAX_JUNK_BYTES: usize = 4 * 1024 * 1024;
+
+/// Maps a failed [`Mount::put`]: a sync upload's error is remembered in the request's
+/// failure slot (answered 502/503, not 500).
+fn put_error(e: PutError, failure: &super::Failure) -> FsError {
+    match e {
+        PutError::Spool(e) => spool_error(e),
+        PutError::Backend(e) => failure.fs_error(&e),
+        PutError::Queue(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "could not queue an upload");
+            FsError::GeneralFailure
+        }
+    }
+}
 
 fn spool_error(e: SpoolError) -> FsError {
     match e {
@@ -70,7 +83,8 @@ impl MountFs {
                 buf: Vec::new(),
             }));
         }
-        let cloud = cloud_name(&name).map_err(|e| ctx.fs_error(&e))?;
+        // A name 123 cannot store is refused before any byte is spooled.
+        cloud_name(&name).map_err(|e| ctx.fs_error(&e))?;
         if ctx.method.as_str() == "LOCK" {
             // A LOCK on an unmapped URL creates an empty resource: a local placeholder, never
             // a 0-byte cloud file, that expires unless a PUT follows.
@@ -94,7 +108,6 @@ impl MountFs {
             mount: self.mount.clone(),
             parent: parent.id,
             name,
-            cloud,
             key,
             expected: options.size,
             written: 0,
@@ -258,7 +271,12 @@ impl MountFs {
                 .vfs
                 .overlay()
                 .add_placeholder(to_parent.id, &to_name),
-            Some(Local::Spooled(path)) => self.copy_spooled(&path, to_parent.id, &to_name).await?,
+            // A file still waiting in the queue: a second spool file, a second job.
+            Some(Local::Spooled(_)) => self
+                .mount
+                .copy_through(&self.mount, &entry, &to_parent, &to_name)
+                .await
+                .map_err(|e| put_error(e, &ctx.failure))?,
             None => {
                 let md5 = entry.md5.as_deref().ok_or(FsError::NotImplemented)?;
                 let vfs = &self.mount.vfs;
@@ -288,7 +306,7 @@ impl MountFs {
                     self.mount
                         .copy_through(&self.mount, &entry, &to_parent, &to_name)
                         .await
-                        .map_err(|e| ctx.fs_error(&e))?;
+                        .map_err(|e| put_error(e, &ctx.failure))?;
                 }
             }
         }
@@ -296,29 +314,6 @@ impl MountFs {
             .props
             .relocate(&from_key, &to_key, true, &ctx.user);
         Ok(())
-    }
-
-    /// Copies a file still waiting in the queue: a second spool file, a second job.
-    async fn copy_spooled(&self, path: &std::path::Path, parent: u64, name: &str) -> FsResult<()> {
-        let cloud = cloud_name(name).map_err(|e| fs_error(&e))?;
-        let writes = self.mount.writes.as_ref().ok_or(FsError::Forbidden)?;
-        let mut src = tokio::fs::File::open(path)
-            .await
-            .map_err(|_| FsError::NotFound)?;
-        let mut writer = writes.spool.writer(None).await.map_err(spool_error)?;
-        writer.write_from(&mut src).await.map_err(spool_error)?;
-        let file = writer.finish().await.map_err(spool_error)?;
-        let job = NewJob {
-            mount: self.mount.name().to_string(),
-            parent_id: parent,
-            name: cloud,
-            file,
-            modified: SystemTime::now(),
-        };
-        writes.queue.enqueue(job).await.map(|_| ()).map_err(|e| {
-            tracing::warn!(error = %e, "could not queue a copy");
-            FsError::GeneralFailure
-        })
     }
 }
 
@@ -342,7 +337,6 @@ struct SpoolFile {
     mount: Arc<Mount>,
     parent: u64,
     name: String,
-    cloud: String,
     key: String,
     expected: Option<u64>,
     written: u64,
@@ -377,50 +371,33 @@ impl SpoolFile {
             file.discard().await;
             return Err(FsError::GeneralFailure);
         }
-        let Some(writes) = self.mount.writes.as_ref() else {
-            return Err(FsError::Forbidden);
-        };
         let md5 = file.md5.clone();
         let modified = self.mtime.unwrap_or_else(SystemTime::now);
-        let job = NewJob {
-            mount: self.mount.name().to_string(),
-            parent_id: self.parent,
-            name: self.cloud.clone(),
-            file,
-            modified,
-        };
-        let overlay = self.mount.vfs.overlay();
-        if writes.sync {
-            overlay.remove(self.parent, &self.name);
-            let result = writes.queue.upload_now(job).await;
-            self.mount.vfs.invalidate(self.parent).await;
-            result.map_err(|e| self.failure.fs_error(&e))?;
-        } else if job.file.size == 0 {
+        let sync = self.mount.writes.as_ref().is_some_and(|w| w.sync);
+        if !sync && file.size == 0 {
             // Explorer's empty PUT before the real one: a placeholder, uploaded only if nothing
             // replaces it soon.
-            overlay.add_placeholder(self.parent, &self.name);
+            self.mount
+                .vfs
+                .overlay()
+                .add_placeholder(self.parent, &self.name);
             let mount = self.mount.clone();
             let (parent, name) = (self.parent, self.name.clone());
             tokio::spawn(async move {
                 tokio::time::sleep(EMPTY_PUT_GRACE).await;
-                let Some(writes) = mount.writes.as_ref() else {
-                    return;
-                };
                 if mount.vfs.overlay().is_placeholder(parent, &name) {
-                    mount.vfs.overlay().remove(parent, &name);
-                    if let Err(e) = writes.queue.enqueue(job).await {
+                    if let Err(e) = mount.put(parent, &name, file, modified).await {
                         tracing::warn!(error = %e, "could not queue an empty file");
                     }
                 } else {
-                    job.file.discard().await;
+                    file.discard().await;
                 }
             });
         } else {
-            writes.queue.enqueue(job).await.map_err(|e| {
-                tracing::warn!(error = %e, "could not queue an upload");
-                FsError::GeneralFailure
-            })?;
-            overlay.remove(self.parent, &self.name);
+            self.mount
+                .put(self.parent, &self.name, file, modified)
+                .await
+                .map_err(|e| put_error(e, &self.failure))?;
         }
         if let Some(t) = self.mtime {
             self.mount.props.set_mtime(&self.key, t, Some(&md5));

@@ -6,10 +6,10 @@
 //! (`backend::deadline`).
 
 mod access;
-mod across;
 pub mod auth;
 pub mod body;
 pub mod conn;
+mod cross_mount;
 mod destination;
 mod errors;
 mod get;
@@ -41,7 +41,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::backend::open::client::OpenClients;
-use crate::backend::{Backend, UploadOptions};
+use crate::backend::Backend;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::download::respond;
@@ -159,19 +159,15 @@ impl AppState {
             .filter(|(m, b)| !m.read_only && b.capabilities().writable)
             .map(|(m, b)| (m.name().to_string(), b.clone()))
             .collect();
-        let slices = config
-            .mounts
-            .iter()
-            .map(|m| m.upload_slices)
-            .max()
-            .unwrap_or(3);
         let mut queue_config = QueueConfig::new(state_dir.clone());
         queue_config.workers = config.server.upload_workers;
         queue_config.spool_max = config.server.spool_max;
-        queue_config.upload = UploadOptions {
-            parallel_slices: slices,
-            ..UploadOptions::default()
-        };
+        // Each mount's own `upload_slices`, applied to its jobs only.
+        queue_config.mount_slices = config
+            .mounts
+            .iter()
+            .map(|m| (m.name().to_string(), m.upload_slices))
+            .collect();
         let uploads = UploadQueue::start(queue_config, writable)
             .await
             .with_context(|| {
@@ -189,7 +185,7 @@ impl AppState {
                     queue: uploads.clone(),
                     spool: uploads.spool(),
                     sync: m.upload == crate::config::UploadMode::Sync,
-                    http: http.clone(),
+                    upstream: upstream.clone(),
                 };
                 build_mount(
                     m,

@@ -126,7 +126,7 @@ where
                 }
                 let dest_rest = dest_rest.to_vec();
                 let is_move = method == "MOVE";
-                return super::across::copy_or_move(
+                return super::cross_mount::copy_or_move(
                     mount,
                     rest,
                     &other,

@@ -2,9 +2,12 @@
 //! truth after a crash, and `<state_dir>/failed/<job id>/` for uploads that gave up.
 //!
 //! A manifest is replaced atomically (temp file, fsync, rename, fsync of the directory), so
-//! after a crash it holds either the previous phase or the next one, never a torn mix.
+//! after a crash it holds either the previous phase or the next one, never a torn mix. The
+//! directory fsync is a group commit ([`DirSync`]): manifests written together share one.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -123,18 +126,79 @@ pub struct FailedManifest {
     pub uploaded_id: Option<u64>,
 }
 
+/// How a folder is flushed to disk (`sync_dir`; a stand-in in tests).
+type SyncOp = Arc<dyn Fn(&Path) -> std::io::Result<()> + Send + Sync>;
+
+/// Group commit of one folder's fsync, as databases commit transactions: a caller that
+/// renamed or removed a file there takes a ticket, then waits until an fsync that started
+/// after its ticket has finished. One fsync runs at a time; the callers that arrive while it
+/// runs are all covered by the next one. So PUTs that finish together share one fsync of the
+/// queue folder, and each is still answered only once its manifest is durable.
+pub(super) struct DirSync {
+    dir: PathBuf,
+    /// Tickets handed out, each after its caller's change to the folder.
+    issued: AtomicU64,
+    /// The highest ticket a finished fsync covers; held while an fsync runs.
+    covered: tokio::sync::Mutex<u64>,
+    /// Folder fsyncs done (for `QueueStats::manifest_syncs`).
+    syncs: AtomicU64,
+    /// The fsync itself (a stand-in in tests).
+    op: SyncOp,
+}
+
+impl DirSync {
+    fn new(dir: PathBuf) -> Self {
+        Self::with_op(dir, Arc::new(sync_dir))
+    }
+
+    fn with_op(dir: PathBuf, op: SyncOp) -> Self {
+        DirSync {
+            dir,
+            issued: AtomicU64::new(0),
+            covered: tokio::sync::Mutex::new(0),
+            syncs: AtomicU64::new(0),
+            op,
+        }
+    }
+
+    /// Returns once a change the caller made to the folder before calling is durable.
+    pub async fn sync(&self) -> std::io::Result<()> {
+        let ticket = self.issued.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut covered = self.covered.lock().await;
+        if *covered >= ticket {
+            return Ok(());
+        }
+        // Every ticket issued so far belongs to a change already made: this fsync covers it.
+        let upto = self.issued.load(Ordering::SeqCst);
+        let (dir, op) = (self.dir.clone(), self.op.clone());
+        blocking(move || op(&dir)).await?;
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        *covered = upto;
+        Ok(())
+    }
+
+    /// Folder fsyncs done so far.
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
+    }
+}
+
 /// The folders of the queue under the state dir.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(super) struct Dirs {
     pub queue: PathBuf,
     pub spool: PathBuf,
     pub failed: PathBuf,
+    /// The group commit of `queue/`.
+    pub queue_sync: Arc<DirSync>,
 }
 
 impl Dirs {
     pub fn new(state_dir: &Path) -> Self {
+        let queue = state_dir.join("queue");
         Dirs {
-            queue: state_dir.join("queue"),
+            queue_sync: Arc::new(DirSync::new(queue.clone())),
+            queue,
             spool: state_dir.join("spool"),
             failed: state_dir.join("failed"),
         }
@@ -148,22 +212,23 @@ impl Dirs {
     pub async fn save(&self, record: &Record) -> std::io::Result<()> {
         let path = self.manifest(&record.id);
         let text = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
-        blocking(move || write_atomic(&path, &text)).await
+        blocking(move || state_files::write_atomic_deferred(&path, &text).map(|_| ())).await?;
+        self.queue_sync.sync().await
     }
 
     /// Removes a job's manifest (the job is over).
     pub async fn remove(&self, id: &JobId) -> std::io::Result<()> {
         let path = self.manifest(id);
-        let dir = self.queue.clone();
-        blocking(move || {
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-                Err(e) => return Err(e),
-            }
-            sync_dir(&dir)
+        let removed = blocking(move || match std::fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
         })
-        .await
+        .await?;
+        if removed {
+            self.queue_sync.sync().await?;
+        }
+        Ok(())
     }
 
     /// Every manifest on disk, oldest job first; unreadable ones are set aside and reported.
@@ -261,17 +326,12 @@ impl Dirs {
                 Err(e) => return Err(e),
             }
             let text = serde_json::to_vec_pretty(&manifest).map_err(std::io::Error::other)?;
-            write_atomic(&folder.join("manifest.json"), &text)?;
+            state_files::write_atomic(&folder.join("manifest.json"), &text)?;
             Ok(())
         })
         .await?;
         Ok(out)
     }
-}
-
-/// Temp file, fsync, rename over the target, fsync the directory; private to the service user.
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    state_files::replace(path, bytes, true)
 }
 
 /// Rename, or copy and remove when the two paths are on different file systems.
@@ -310,6 +370,47 @@ mod tests {
             modified: SystemTime::UNIX_EPOCH,
         };
         Record::new(id, &job)
+    }
+
+    /// Ten manifests written together: every save returns only after a folder fsync that
+    /// began after its rename, and they share fewer fsyncs than saves.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn saves_that_finish_together_share_a_folder_fsync() {
+        const N: usize = 10;
+        let arrived = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = arrived.clone();
+        // The first fsync waits until every save has arrived, as on a slow disk.
+        let op: SyncOp = Arc::new(move |_| {
+            for _ in 0..10_000 {
+                if seen.load(Ordering::SeqCst) >= N {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Ok(())
+        });
+        let sync = Arc::new(DirSync::with_op(PathBuf::from("/nonexistent"), op));
+        let tasks: Vec<_> = (0..N)
+            .map(|_| {
+                let (sync, arrived) = (sync.clone(), arrived.clone());
+                tokio::spawn(async move {
+                    arrived.fetch_add(1, Ordering::SeqCst);
+                    sync.sync().await
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert!(
+            sync.syncs() >= 1 && sync.syncs() < N as u64,
+            "{} fsyncs",
+            sync.syncs()
+        );
+        // Every ticket is covered: a later save needs an fsync of its own.
+        let before = sync.syncs();
+        sync.sync().await.unwrap();
+        assert_eq!(sync.syncs(), before + 1);
     }
 
     #[tokio::test]

@@ -92,7 +92,7 @@ impl RefreshStore {
             };
             let result = serde_json::to_vec(&record)
                 .map_err(std::io::Error::other)
-                .and_then(|bytes| crate::state_files::replace(path, &bytes, true));
+                .and_then(|bytes| crate::state_files::write_atomic(path, &bytes));
             if let Err(e) = result {
                 tracing::error!(path = %path.display(), error = %e, "could not keep the rotated 123 refresh token; after a restart this mount needs a new one");
             }

@@ -167,7 +167,7 @@ impl TokenManager {
         };
         let result = serde_json::to_vec(token)
             .map_err(std::io::Error::other)
-            .and_then(|text| crate::state_files::replace(path, &text, false));
+            .and_then(|text| crate::state_files::write_atomic(path, &text));
         if let Err(e) = result {
             tracing::warn!(path = %path.display(), error = %e, "could not persist the 123 token; a restart will request a new one");
         }

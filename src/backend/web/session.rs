@@ -270,7 +270,7 @@ impl Session {
         };
         let result = serde_json::to_vec(&serde_json::json!({ "token": token }))
             .map_err(std::io::Error::other)
-            .and_then(|text| crate::state_files::replace(path, &text, false));
+            .and_then(|text| crate::state_files::write_atomic(path, &text));
         if let Err(e) = result {
             tracing::warn!(path = %path.display(), error = %e, "could not persist the 123 web token; a restart will log in again");
         }

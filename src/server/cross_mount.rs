@@ -2,7 +2,7 @@
 //!
 //! A file is created in the target account by instant reuse (MD5 + size) when 123 already has
 //! the content, and otherwise streamed through the gateway into the target mount's spool and
-//! upload queue. Folders are copied entry by entry. MOVE is COPY, then the source to the
+//! upload queue (`Mount::copy_through`, which reads 123 through the download path of a GET). Folders are copied entry by entry. MOVE is COPY, then the source to the
 //! recycle bin. Locks are checked here as dav-server would: the destination (and for MOVE the
 //! source) must not be locked by someone else, unless the request carries the lock token.
 
@@ -90,7 +90,8 @@ async fn run(
     user: &str,
     is_move: bool,
 ) -> Result<bool, Response<ResponseBody>> {
-    let what = |m: &Mount, segs: &[String]| {
+    // The request path of `segs` in mount `m`, for the log line of an error answer.
+    let full_path = |m: &Mount, segs: &[String]| {
         format!(
             "{}{}",
             m.config.path.trim_end_matches('/'),
@@ -116,7 +117,7 @@ async fn run(
         .vfs
         .resolve(src_segs)
         .await
-        .map_err(|e| error_response(&e, &what(src, src_segs)))?;
+        .map_err(|e| error_response(&e, &full_path(src, src_segs)))?;
     let Some((name, dst_parent_segs)) = dst_segs.split_last() else {
         return Err(status_text(
             StatusCode::FORBIDDEN,
@@ -133,7 +134,7 @@ async fn run(
                 None,
             ))
         }
-        Err(e) => return Err(error_response(&e, &what(dst, dst_segs))),
+        Err(e) => return Err(error_response(&e, &full_path(dst, dst_segs))),
     };
     let existed = match dst.vfs.resolve(dst_segs).await {
         Ok(existing) => {
@@ -146,21 +147,21 @@ async fn run(
             }
             remove(dst, &existing, &dst_parent, name)
                 .await
-                .map_err(|e| error_response(&e, &what(dst, dst_segs)))?;
+                .map_err(|e| error_response(&e, &full_path(dst, dst_segs)))?;
             true
         }
         Err(Error::NotFound) => false,
-        Err(e) => return Err(error_response(&e, &what(dst, dst_segs))),
+        Err(e) => return Err(error_response(&e, &full_path(dst, dst_segs))),
     };
     copy_entry(src, entry.clone(), dst, dst_parent, name.clone())
         .await
-        .map_err(|e| error_response(&e, &what(dst, dst_segs)))?;
+        .map_err(|e| error_response(&e, &full_path(dst, dst_segs)))?;
     if is_move {
         let src_parent = src
             .vfs
             .resolve(&src_segs[..src_segs.len().saturating_sub(1)])
             .await;
-        let src_parent = src_parent.map_err(|e| error_response(&e, &what(src, src_segs)))?;
+        let src_parent = src_parent.map_err(|e| error_response(&e, &full_path(src, src_segs)))?;
         remove(
             src,
             &entry,
@@ -168,7 +169,7 @@ async fn run(
             src_segs.last().map(String::as_str).unwrap_or(""),
         )
         .await
-        .map_err(|e| error_response(&e, &what(src, src_segs)))?;
+        .map_err(|e| error_response(&e, &full_path(src, src_segs)))?;
     }
     Ok(existed)
 }
@@ -225,7 +226,9 @@ fn copy_entry<'a>(
                 return Ok(());
             }
         }
-        dst.copy_through(src, &entry, &dst_parent, &name).await
+        dst.copy_through(src, &entry, &dst_parent, &name)
+            .await
+            .map_err(crate::mount::PutError::into_backend)
     }
     .boxed()
 }
