@@ -4,6 +4,8 @@
 //! 206 with the asked bytes, PUT 201 and then the file on 123 with its bytes), no leaked file
 //! descriptors, bounded memory. (The full-minute variant is a benchmark, not a test.)
 
+// Shared with the main test binary (`it/`); this test runs alone in its process.
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::time::Duration;

@@ -1,0 +1,347 @@
+//! Open mounts without developer keys (issue 21), against the emulator over HTTP: the user's
+//! own OAuth app (`refresh_token`), a renewal service (`renew_url` + `refresh_token`) and a
+//! pasted `access_token`. Refresh tokens rotate and are single-use, so each test checks that the
+//! newest one is kept (in `state_dir`, 0600) and used after a restart and after a kill -9.
+
+use crate::common::*;
+use pan123_emulator::{Emulator, EmulatorConfig, Host, OAuthExpiresIn};
+use serde_json::Value;
+
+fn oauth_mount(emu: &Emulator, seed: &str, extra: &str) -> String {
+    format!(
+        "[[mounts]]\npath = \"/o\"\nbackend = \"open\"\ncache_ttl = \"0s\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\nrefresh_token = \"{seed}\"\napi_base = \"{{api}}\"\n{extra}\n",
+        emu.oauth_client_id(),
+        emu.oauth_client_secret(),
+    )
+}
+
+fn renew_mount(emu: &Emulator, seed: &str) -> String {
+    format!(
+        "[[mounts]]\npath = \"/o\"\nbackend = \"open\"\ncache_ttl = \"0s\"\nrenew_url = \"{}/123cloud/renewapi\"\nrefresh_token = \"{seed}\"\napi_base = \"{{api}}\"\n",
+        emu.host_url(Host::Renew)
+    )
+}
+
+fn pasted_mount(token: &str) -> String {
+    format!(
+        "[[mounts]]\npath = \"/o\"\nbackend = \"open\"\ncache_ttl = \"0s\"\naccess_token = \"{token}\"\napi_base = \"{{api}}\"\n"
+    )
+}
+
+async fn env_with(cfg: EmulatorConfig, mount: impl FnOnce(&Emulator) -> String) -> TestEnv {
+    TestEnv::start(cfg, |emu| {
+        emu.put_file("/a.txt", "hello");
+        mount(emu)
+    })
+    .await
+}
+
+async fn listing(env: &TestEnv) -> (u16, String) {
+    env.propfind("/o/", "1").await
+}
+
+async fn readyz(env: &TestEnv) -> Value {
+    env.req("GET", "/-/readyz")
+        .send()
+        .await
+        .expect("readyz")
+        .json()
+        .await
+        .expect("json")
+}
+
+/// The one refresh-token file of the state dir, and its text.
+fn refresh_file(state: &std::path::Path) -> (std::path::PathBuf, String) {
+    let dir = state.join("tokens");
+    let path = std::fs::read_dir(&dir)
+        .expect("tokens folder")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("refresh-") && n.ends_with(".json"))
+        })
+        .expect("a refresh token file");
+    let text = std::fs::read_to_string(&path).expect("read");
+    (path, text)
+}
+
+#[tokio::test]
+async fn oauth_refresh_token_lists_rotates_on_401_and_survives_a_restart() {
+    let mut env = env_with(EmulatorConfig::default(), |emu| {
+        let seed = emu.oauth_tokens().refresh_token;
+        oauth_mount(emu, &seed, "")
+    })
+    .await;
+    let (status, body) = listing(&env).await;
+    assert_eq!(status, 207, "{body}");
+    assert!(body.contains("a.txt"));
+    assert_eq!(env.emu.oauth_rotations(), 1, "the seed was exchanged once");
+    assert_eq!(env.emu.stats().calls("/api/v1/access_token"), 0);
+
+    // The new refresh token is on disk, private, and is not the seed.
+    let (path, first) = refresh_file(env.state_dir.path());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // 401 → one refresh, kept on disk at once.
+    env.emu.expire_tokens();
+    let (status, _) = listing(&env).await;
+    assert_eq!(status, 207);
+    let state = env.state_dir.path().to_path_buf();
+    eventually("the rotated refresh token is on disk", || {
+        refresh_file(&state).1 != first
+    })
+    .await;
+    assert_eq!(env.emu.oauth_rotations(), 2);
+
+    // A restart reuses the kept access token: no refresh.
+    env.start_gateway().await;
+    let (status, _) = listing(&env).await;
+    assert_eq!(status, 207);
+    assert_eq!(env.emu.oauth_rotations(), 2);
+    // ...and refreshes with the kept refresh token (the seed is long spent).
+    env.emu.expire_tokens();
+    let (status, body) = listing(&env).await;
+    assert_eq!(status, 207, "{body}");
+    assert_eq!(env.emu.oauth_rotations(), 3);
+    let ready = readyz(&env).await;
+    assert_eq!(ready["mounts"][0]["ready"], true, "{ready}");
+    assert_no_wrong_host(&env.emu);
+}
+
+#[tokio::test]
+async fn renewal_service_renews_and_rotates() {
+    let env = env_with(EmulatorConfig::default(), |emu| {
+        let seed = emu.oauth_tokens().refresh_token;
+        renew_mount(emu, &seed)
+    })
+    .await;
+    let (status, body) = listing(&env).await;
+    assert_eq!(status, 207, "{body}");
+    assert_eq!(env.emu.stats().calls("renew"), 1);
+    let (_, first) = refresh_file(env.state_dir.path());
+    env.emu.expire_tokens();
+    let (status, _) = listing(&env).await;
+    assert_eq!(status, 207);
+    let state = env.state_dir.path().to_path_buf();
+    eventually("the renewed refresh token is on disk", || {
+        refresh_file(&state).1 != first
+    })
+    .await;
+    assert_eq!(env.emu.stats().calls("renew"), 2);
+    assert_eq!(env.emu.oauth_rotations(), 2);
+}
+
+#[tokio::test]
+async fn expires_in_zero_is_read_as_the_documented_two_hours() {
+    let mut cfg = EmulatorConfig::default();
+    cfg.switches.oauth_expires_in = OAuthExpiresIn::Zero;
+    let env = env_with(cfg, |emu| {
+        let seed = emu.oauth_tokens().refresh_token;
+        oauth_mount(emu, &seed, "")
+    })
+    .await;
+    let (status, _) = listing(&env).await;
+    assert_eq!(status, 207);
+    let (status, _) = listing(&env).await;
+    assert_eq!(status, 207);
+    assert_eq!(env.emu.oauth_rotations(), 1, "not refreshed on every call");
+    let ready = readyz(&env).await;
+    let exp = ready["mounts"][0]["token_expires_at"]
+        .as_i64()
+        .expect("expiry");
+    let now = env.emu.now();
+    assert!((now + 7000..=now + 7300).contains(&exp), "{ready}");
+}
+
+#[tokio::test]
+async fn a_refused_refresh_makes_the_mount_unready_with_the_reason() {
+    let mut cfg = EmulatorConfig::default();
+    cfg.switches.oauth_refresh_fails = true;
+    let env = env_with(cfg, |emu| {
+        let seed = emu.oauth_tokens().refresh_token;
+        oauth_mount(emu, &seed, "")
+    })
+    .await;
+    let (status, _) = listing(&env).await;
+    assert!(status >= 500 || status == 403, "{status}");
+    let ready = readyz(&env).await;
+    let m = &ready["mounts"][0];
+    assert_eq!(m["ready"], false, "{ready}");
+    assert!(
+        m["token_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("refresh_token 无效")),
+        "{ready}"
+    );
+    // The refusal did not spend the token: once 123 accepts it again, the mount recovers.
+    env.emu.set_switches(|s| s.oauth_refresh_fails = false);
+    let mut ok = false;
+    for _ in 0..40 {
+        if listing(&env).await.0 == 207 {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert!(ok, "the mount recovers after the failure back-off");
+}
+
+#[tokio::test]
+async fn a_pasted_token_works_and_is_never_renewed() {
+    let env = env_with(EmulatorConfig::default(), |emu| {
+        let (token, _) = emu.pasted_access_token(3 * 86400);
+        pasted_mount(&token)
+    })
+    .await;
+    let (status, body) = listing(&env).await;
+    assert_eq!(status, 207, "{body}");
+    let ready = readyz(&env).await;
+    assert_eq!(ready["mounts"][0]["ready"], true, "{ready}");
+    // 123 refuses it: no refresh of any kind, and the mount says why.
+    env.emu.expire_tokens();
+    let mut ready = Value::Null;
+    for _ in 0..100 {
+        let _ = listing(&env).await;
+        ready = readyz(&env).await;
+        if ready["mounts"][0]["ready"] == false {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        ready["mounts"][0]["token_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("refused the pasted access_token")),
+        "{ready}"
+    );
+    let s = env.emu.stats();
+    assert_eq!(s.calls("/api/v1/access_token"), 0);
+    assert_eq!(s.calls("/api/v1/oauth2/access_token"), 0);
+}
+
+#[tokio::test]
+async fn a_pasted_token_turns_unready_a_day_before_it_expires_and_when_it_does() {
+    let env = env_with(EmulatorConfig::default(), |emu| {
+        let (token, _) = emu.pasted_access_token(12 * 3600);
+        pasted_mount(&token)
+    })
+    .await;
+    let (status, _) = listing(&env).await;
+    assert_eq!(status, 207, "still usable");
+    let ready = readyz(&env).await;
+    assert_eq!(ready["mounts"][0]["ready"], false, "{ready}");
+    let msg = ready["mounts"][0]["token_error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(msg.contains("less than a day"), "{ready}");
+
+    let env = env_with(EmulatorConfig::default(), |emu| {
+        let (token, _) = emu.pasted_access_token(-60);
+        pasted_mount(&token)
+    })
+    .await;
+    let ready = readyz(&env).await;
+    let msg = ready["mounts"][0]["token_error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(msg.contains("expired at"), "{ready}");
+    let (status, _) = listing(&env).await;
+    assert_ne!(status, 207);
+    assert_eq!(env.emu.stats().calls("/api/v2/file/list"), 0);
+}
+
+// ---- the real binary: rotation survives a kill -9 ---------------------------------------------
+
+fn write_config(
+    path: &std::path::Path,
+    emu: &Emulator,
+    port: u16,
+    state: &std::path::Path,
+    seed: &str,
+) {
+    let mount = oauth_mount(emu, seed, "").replace("{api}", &emu.base_url());
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\n\n[[users]]\nname = \"{USER}\"\npassword_hash = \"{}\"\n\n{mount}",
+        state.display(),
+        password_hash(),
+    );
+    std::fs::write(path, text).expect("write config");
+}
+
+async fn list_on(base: &str) -> u16 {
+    reqwest::Client::new()
+        .request(
+            reqwest::Method::from_bytes(b"PROPFIND").unwrap(),
+            format!("{base}/o/"),
+        )
+        .header("Depth", "1")
+        .basic_auth(USER, Some(PASSWORD))
+        .send()
+        .await
+        .expect("propfind")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_survives_a_kill_between_refreshes() {
+    let emu = Emulator::start(EmulatorConfig::default())
+        .await
+        .expect("emulator");
+    emu.put_file("/a.txt", "hello");
+    let seed = emu.oauth_tokens().refresh_token;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let config = dir.path().join("config.toml");
+
+    let port = free_port();
+    write_config(&config, &emu, port, &state, &seed);
+    let gw = GatewayProcess::spawn(&config, port, &[], None).await;
+    assert_eq!(list_on(&gw.base).await, 207);
+    let (_, first) = refresh_file(&state);
+    emu.expire_tokens();
+    assert_eq!(list_on(&gw.base).await, 207);
+    eventually("the second rotation is on disk", || {
+        refresh_file(&state).1 != first
+    })
+    .await;
+    assert_eq!(emu.oauth_rotations(), 2);
+    drop(gw); // SIGKILL, between two refreshes
+
+    // `check` names the kept token, not the spent seed.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pan123-webdav"))
+        .args(["check", "-c"])
+        .arg(&config)
+        .output()
+        .expect("check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("login own OAuth app (refresh_token)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("refresh token in use: the rotated one in"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(&seed), "check never prints a token");
+
+    let port = free_port();
+    write_config(&config, &emu, port, &state, &seed);
+    let gw = GatewayProcess::spawn(&config, port, &[], None).await;
+    let (_, second) = refresh_file(&state);
+    emu.expire_tokens();
+    let _ = list_on(&gw.base).await;
+    eventually("a third rotation, from the kept refresh token", || {
+        emu.oauth_rotations() == 3 && refresh_file(&state).1 != second
+    })
+    .await;
+    assert_eq!(list_on(&gw.base).await, 207, "the kept refresh token works");
+}

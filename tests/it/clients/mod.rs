@@ -1,0 +1,8 @@
+//! Real third-party clients (litmus, rclone, ffmpeg, Chromium) and replayed request sequences of
+//! Windows Explorer and Finder.
+
+mod chromium;
+mod client_sequences;
+mod ffmpeg;
+mod litmus;
+mod rclone;

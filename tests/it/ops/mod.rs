@@ -1,0 +1,13 @@
+//! Running it: probes and metrics, the CLI, the demo, packaging, TLS, secrets kept out of logs,
+//! shutdown and crash recovery.
+
+mod config_cli;
+mod crash_resume;
+// The `demo` command exists only with the feature (on by default).
+#[cfg(feature = "demo")]
+mod demo;
+mod packaging;
+mod probes;
+mod secrets;
+mod shutdown;
+mod tls;
