@@ -10,14 +10,15 @@ use http::{HeaderMap, Method, Response, StatusCode};
 use super::conditional::{preflight, Preflight, Validators};
 use super::local;
 use super::proxy::send_file;
-use super::respond::{self, status_text};
+use super::respond;
 use super::sign::UrlSigner;
 use super::upstream::{LinkSource, ProxyError};
-use super::ResponseBody;
 use crate::backend::{Entry, Error, Link};
 use crate::clock::Clock;
 use crate::config::DownloadPolicy;
 use crate::mount::Mount;
+use crate::response::status_text;
+use crate::response::ResponseBody;
 
 /// What the download policy decided for one GET.
 #[derive(Debug, PartialEq, Eq)]

@@ -9,9 +9,10 @@ use http::{HeaderMap, Method, Response, StatusCode, Uri};
 
 use super::conditional::{preflight, Preflight};
 use super::policy::{gateway_url, proxy_file, Downloads, Failed, FileRequest};
-use super::respond::{self, status_text};
-use super::ResponseBody;
+use super::respond;
 use crate::mount::Mount;
+use crate::response::status_text;
+use crate::response::ResponseBody;
 use crate::server::paths;
 
 /// 302 to `<proxy_url>/-/d/<mount>/<path>?sign=…` for the file at `path` (from the server's

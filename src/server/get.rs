@@ -14,9 +14,10 @@ use super::AppState;
 use crate::backend::Entry;
 use crate::dav::{store_key, FsRequest};
 use crate::download;
-use crate::download::respond::status_text;
-use crate::download::ResponseBody;
 use crate::mount::Mount;
+use crate::response;
+use crate::response::ResponseBody;
+use response::status_text;
 
 /// GET/HEAD on a mount path: a folder gets an HTML index (HEAD 200); a file goes by policy.
 #[allow(clippy::too_many_arguments)]

@@ -10,9 +10,10 @@ use http::{Request, Response, StatusCode};
 use super::errors::error_response;
 use super::to_dav::dav_mount;
 use crate::dav::FsRequest;
-use crate::download::respond::{self, status_text};
-use crate::download::ResponseBody;
 use crate::mount::Mount;
+use crate::response;
+use crate::response::status_text;
+use crate::response::ResponseBody;
 
 /// The request header that makes dav-server answer a PROPFIND (value `dav-server`).
 pub const PROPFIND_WRITER: &str = "x-propfind-writer";
@@ -32,7 +33,7 @@ pub(super) fn normalise_depth<B>(req: &mut Request<B>) -> Option<Response<Respon
         }
         Some(d) if d == b"0" || d == b"1" => None,
         Some(d) if d == b"infinity" => {
-            let mut res = Response::new(respond::full_body(
+            let mut res = Response::new(response::full_body(
                 "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<D:error xmlns:D=\"DAV:\"><D:propfind-finite-depth/></D:error>\n",
             ));
             *res.status_mut() = StatusCode::FORBIDDEN;

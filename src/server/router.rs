@@ -23,9 +23,10 @@ use super::profile::ClientProfile;
 use super::{access, paths, AppState};
 use crate::dav::FsRequest;
 use crate::download;
-use crate::download::respond::status_text;
-use crate::download::ResponseBody;
 use crate::mount::Mount;
+use crate::response;
+use crate::response::ResponseBody;
+use response::status_text;
 
 /// `path` below `base` (`server.base_path`, empty at the root): `/` for `base` itself, `None`
 /// outside it.

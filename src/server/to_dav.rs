@@ -10,8 +10,8 @@ use http_body_util::BodyExt;
 
 use super::errors::error_response;
 use crate::dav::{FsRequest, MountFs};
-use crate::download::ResponseBody;
 use crate::mount::Mount;
+use crate::response::ResponseBody;
 
 /// Hands a request to dav-server over the mount's filesystem, with its locks when writable.
 /// `base` is `server.base_path` (empty at the root): dav-server strips it with the mount's

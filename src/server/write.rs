@@ -14,9 +14,10 @@ use super::paths;
 use super::to_dav::dav_mount;
 use super::AppState;
 use crate::dav::{store_key, FsRequest};
-use crate::download::respond::status_text;
-use crate::download::ResponseBody;
 use crate::mount::Mount;
+use crate::response;
+use crate::response::ResponseBody;
+use response::status_text;
 
 /// Write methods, after the checks dav-server cannot express: partial PUTs, names 123 cannot
 /// store (400 with the reason), the destination of MOVE/COPY, lock timeouts, client mtimes.
