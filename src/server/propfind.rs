@@ -61,7 +61,7 @@ pub(super) async fn propfind<B>(
     rest: &[String],
     mut req: Request<super::xml_body::GuardedBody<B>>,
     ctx: FsRequest,
-    what: &str,
+    full_path: &str,
     metrics: &crate::metrics::Metrics,
 ) -> Response<ResponseBody>
 where
@@ -80,11 +80,11 @@ where
     if !is_junk {
         let entry = match mount.vfs.resolve(rest).await {
             Ok(e) => e,
-            Err(e) => return error_response(&e, what),
+            Err(e) => return error_response(&e, full_path),
         };
         if entry.is_dir && depth_one {
             if let Err(e) = mount.vfs.list(&entry).await {
-                return error_response(&e, what);
+                return error_response(&e, full_path);
             }
         }
     }
@@ -114,5 +114,5 @@ where
         }
     }
     metrics.propfind_answered("dav-server");
-    dav_mount(base, mount, ctx, req, what).await
+    dav_mount(base, mount, ctx, req, full_path).await
 }

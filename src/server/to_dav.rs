@@ -23,7 +23,7 @@ pub(super) async fn dav_mount<B>(
     mount: &Arc<Mount>,
     ctx: FsRequest,
     req: Request<B>,
-    what: &str,
+    full_path: &str,
 ) -> Response<ResponseBody>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -47,7 +47,7 @@ where
     let res = builder.build_handler().handle_guarded(req, user, ctx).await;
     if res.status() == StatusCode::INTERNAL_SERVER_ERROR {
         if let Some(e) = failure.take() {
-            return error_response(&e, what);
+            return error_response(&e, full_path);
         }
     }
     res.map(|b| b.boxed_unsync())
