@@ -133,6 +133,24 @@ async fn metrics_count_a_scripted_session() {
     assert_eq!(value(&after, "pan123_uploads_completed"), 1.0);
     assert_eq!(value(&after, "pan123_uploads_failed"), 0.0);
     assert_eq!(value(&after, "pan123_upload_bytes"), 14.0);
+    // The queued PUT wrote its manifest durably: at least one group commit of the queue folder.
+    assert!(
+        delta(&before, &after, "pan123_upload_manifest_syncs") >= 1.0,
+        "manifest syncs exported"
+    );
+    let text = env
+        .client
+        .get(env.url("/-/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics body");
+    assert!(
+        text.contains("# HELP pan123_upload_manifest_syncs "),
+        "explained: {text}"
+    );
     assert!(after.contains_key("pan123_proxy_active_streams"));
 }
 
