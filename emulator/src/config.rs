@@ -357,8 +357,8 @@ pub struct Switches {
     #[serde(default)]
     pub create_on_taken_name: TakenName,
     /// `upload_complete` answers this many errors (cycling through 20103 `文件正在校验中`, code 1
-    /// `任务队列削峰中…` and an unknown code) per upload before its normal answers (spec
-    /// open-api §11). Default 0.
+    /// `任务队列削峰中…` and an unknown code) per upload before its normal answers (docs/123.md,
+    /// open §11). Default 0.
     #[serde(default)]
     pub complete_transient_errors: u32,
     /// Known content answers `reuse: true, fileID: 0` with a normal upload session instead of

@@ -336,8 +336,8 @@ pub async fn complete(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
     Ok(land(&sh, upload_id, upload).await)
 }
 
-/// `POST /b/api/file/upload_complete` `{"fileId"}`: the static-credential flow's end (spec
-/// web §1.4 step 5). The upload is found by its `FileId`; its S3 object must be whole (else
+/// `POST /b/api/file/upload_complete` `{"fileId"}`: the static-credential flow's end (docs/123.md,
+/// web §1.4). The upload is found by its `FileId`; its S3 object must be whole (else
 /// code 1, and the upload stays open); then it lands as `upload_complete/v2` lands.
 pub async fn complete_static(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
     let args = match read_args(req).await {
