@@ -1876,7 +1876,7 @@ shared, so only same-run ratios are compared.
    redirect-server`), both separate processes.
 4. **Listing**: PROPFIND Depth 1 of a {LIST_N}-entry folder with each request body real clients
    send: {bodies} (the bodies are `pan123_webdav::dav::propfind_body`'s constants, the ones
-   `tests/propfind_fast.rs` compares with dav-server). Cold = the first PROPFIND (no body) on a
+   `tests/it/protocol/propfind_fast.rs` compares with dav-server). Cold = the first PROPFIND (no body) on a
    fresh gateway (a different folder each run), with the emulator's list call count; warm =
    median of 5 after one warm-up, per body. Peers: `rclone serve webdav` (and `dufs` when
    installed) serving a local folder with the same {LIST_N} names, same client, same bodies,

@@ -89,7 +89,7 @@ where
         }
     }
     // `X-Propfind-Writer: dav-server` asks for the reference writer: for comparing both
-    // answers when a client misreads a listing (and in `tests/propfind_fast.rs`).
+    // answers when a client misreads a listing (and in `tests/it/protocol/propfind_fast.rs`).
     let reference = req
         .headers()
         .get(PROPFIND_WRITER)

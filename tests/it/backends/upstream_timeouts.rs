@@ -4,8 +4,8 @@
 //! bytes so far. Never a hang (a generous guard around every request).
 //!
 //! The timeouts are each gateway's own (handed to its clients at construction), so these tests
-//! could share a binary with any other. The Open API mount's case is `tests/timeouts.rs`; the
-//! other faults are `tests/upstream_faults.rs`.
+//! could share a binary with any other. The Open API mount's case is `tests/it/backends/timeouts.rs`; the
+//! other faults are `tests/it/backends/upstream_faults.rs`.
 
 use crate::common::web_api::*;
 use crate::common::*;
