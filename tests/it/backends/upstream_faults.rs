@@ -57,9 +57,8 @@ const SERVER: &str = "ready_probe_interval = \"1h\"\n";
 
 /// A share mount `/s` and a web mount `/w` over the same `/lib`, both proxying.
 async fn env(cfg: EmulatorConfig) -> TestEnv {
-    let env = TestEnv::start_full(
-        cfg,
-        |emu| {
+    let env = TestEnv::builder(cfg)
+        .mounts(|emu| {
             seed(emu);
             let root = emu.lookup("/lib").map(|e| e.id).unwrap_or(0);
             format!(
@@ -67,11 +66,10 @@ async fn env(cfg: EmulatorConfig) -> TestEnv {
                 share_mount("/s", "proxy", SHARE_KEY, None, ""),
                 web_mount("/w", "proxy", &format!("root_id = {root}\n")),
             )
-        },
-        "",
-        SERVER,
-    )
-    .await;
+        })
+        .server(SERVER)
+        .start()
+        .await;
     // Both start-up probes have reached the emulator, and both roots are listed (and cached).
     settle(&env, SHARE_LIST, 1).await;
     settle(&env, WEB_PROBE, 1).await;

@@ -63,9 +63,8 @@ async fn get(env: &TestEnv, path: &str) -> (u16, String, Vec<u8>, bool) {
 
 /// A share mount `/s` or a web mount `/w` (proxying) over `/lib`: two small folders and a file.
 async fn env(kind: Kind) -> TestEnv {
-    let env = TestEnv::start_full(
-        EmulatorConfig::default(),
-        |emu| {
+    let env = TestEnv::builder(EmulatorConfig::default())
+        .mounts(|emu| {
             emu.put_file("/lib/d1/x1.txt", "one");
             emu.put_file("/lib/d2/x2.txt", "two");
             emu.put_file("/lib/a.bin", bytes_of(SIZE, 1));
@@ -76,11 +75,10 @@ async fn env(kind: Kind) -> TestEnv {
                 Kind::Share => share_mount("/s", "proxy", SHARE_KEY, None, ""),
                 Kind::Web => web_mount("/w", "proxy", &format!("root_id = {root}\n")),
             }
-        },
-        "",
-        SERVER,
-    )
-    .await;
+        })
+        .server(SERVER)
+        .start()
+        .await;
     settle(
         &env,
         match kind {
@@ -182,17 +180,15 @@ async fn a_slow_or_stalled_direct_host() {
         direct_link_space: Some("/direct".into()),
         ..Default::default()
     };
-    let env = TestEnv::start_full(
-        cfg,
-        |emu| {
+    let env = TestEnv::builder(cfg)
+        .mounts(|emu| {
             emu.put_file("/direct/a.bin", bytes_of(SIZE, 1));
             let urls = format!("{SIZE}:{}\n", direct_url(emu, "/direct/a.bin"));
             link_mount("/l", "proxy", &urls, "")
-        },
-        "",
-        SERVER,
-    )
-    .await;
+        })
+        .server(SERVER)
+        .start()
+        .await;
     inject(&env, "direct", slow(100));
     let (status, _, body, _) = get(&env, "/l/a.bin").await;
     assert_eq!(status, 504);

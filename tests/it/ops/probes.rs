@@ -186,17 +186,15 @@ async fn readyz_until(env: &TestEnv, want: u16) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_and_readyz_need_no_auth_and_follow_token_failures() {
-    let env = TestEnv::start_full(
-        EmulatorConfig::default(),
-        |emu| {
+    let env = TestEnv::builder(EmulatorConfig::default())
+        .mounts(|emu| {
             emu.mkdir_p("/sub");
             emu.mkdir_p("/other");
             open_mount("/m", "proxy", "")
-        },
-        "",
-        "ready_probe_interval = \"100ms\"",
-    )
-    .await;
+        })
+        .server("ready_probe_interval = \"100ms\"")
+        .start()
+        .await;
 
     let res = env
         .client
