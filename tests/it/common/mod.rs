@@ -95,10 +95,13 @@ impl TestEnv {
     }
 }
 
+/// Fills the started emulator and returns the mounts' TOML.
+type Setup<'a> = Box<dyn FnOnce(&Emulator) -> String + 'a>;
+
 /// How a [`TestEnv`] is made: the emulator's config, then what the gateway is given.
 pub struct TestEnvBuilder<'a> {
     cfg: EmulatorConfig,
-    setup: Option<Box<dyn FnOnce(&Emulator) -> String + 'a>>,
+    setup: Option<Setup<'a>>,
     users: String,
     server: String,
 }
