@@ -138,15 +138,7 @@ async fn metrics_count_a_scripted_session() {
         delta(&before, &after, "pan123_upload_manifest_syncs") >= 1.0,
         "manifest syncs exported"
     );
-    let text = env
-        .client
-        .get(env.url("/-/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics body");
+    let text = metrics_text(&env).await;
     assert!(
         text.contains("# HELP pan123_upload_manifest_syncs "),
         "explained: {text}"
