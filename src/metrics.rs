@@ -67,6 +67,7 @@ struct Inner {
     uploads_failed: Gauge,
     uploads_completed: Gauge,
     upload_bytes: Gauge,
+    upload_manifest_syncs: Gauge,
     panics: Counter,
     propfind_writers: Family<WriterLabels, Counter>,
 }
@@ -103,6 +104,7 @@ impl Default for Metrics {
             uploads_failed: Gauge::default(),
             uploads_completed: Gauge::default(),
             upload_bytes: Gauge::default(),
+            upload_manifest_syncs: Gauge::default(),
             panics: Counter::default(),
             propfind_writers: Family::default(),
             registry: Registry::default(),
@@ -166,6 +168,12 @@ impl Default for Metrics {
             "upload_bytes",
             "Bytes sent to 123 and confirmed since start",
             m.upload_bytes.clone(),
+        );
+        registry.register(
+            "upload_manifest_syncs",
+            "Folder fsyncs of the upload queue since start; manifests written together share one \
+             (group commit), so this grows slower than the manifest writes",
+            m.upload_manifest_syncs.clone(),
         );
         registry.register(
             "request_panics",
@@ -269,6 +277,7 @@ impl Metrics {
         m.uploads_failed.set(gauge(uploads.failed));
         m.uploads_completed.set(gauge(uploads.completed));
         m.upload_bytes.set(gauge(uploads.bytes_uploaded));
+        m.upload_manifest_syncs.set(gauge(uploads.manifest_syncs));
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &m.registry) {
             out.clear();

@@ -83,6 +83,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     sync_dir(dir)
 }
 
+/// [`write_atomic`] of `value` as JSON: how tokens, the web session and dead properties keep
+/// their state.
+pub fn write_json_atomic<T: serde::Serialize + ?Sized>(path: &Path, value: &T) -> io::Result<()> {
+    let bytes = serde_json::to_vec(value).map_err(io::Error::other)?;
+    write_atomic(path, &bytes)
+}
+
 /// [`write_atomic`] up to the rename; returns the folder, whose fsync is the caller's (the
 /// upload queue shares one among manifests written together, a group commit). Until then the
 /// file holds the new bytes but a crash may undo the rename.

@@ -71,9 +71,8 @@ async fn two_hundred_clients_get_no_gateway_errors() {
     };
     cfg.switches.complete_poll_interval = Duration::ZERO;
     // All 200 clients share one address (loopback): lift the per-address connection cap.
-    let env = TestEnv::start_full(
-        cfg,
-        |emu| {
+    let env = TestEnv::builder(cfg)
+        .mounts(|emu| {
             for i in 0..FILES {
                 let name = format!("d{}/f{i}.bin", i % 4);
                 emu.put_file(&format!("/lib/{name}"), bytes_of(50_000, i as u8));
@@ -103,11 +102,10 @@ async fn two_hundred_clients_get_no_gateway_errors() {
                 share_mount("/s", "proxy", SHARE_KEY, None, ""),
                 link_mount("/l", "proxy", &urls, "")
             )
-        },
-        "",
-        "connections_per_ip = 1000",
-    )
-    .await;
+        })
+        .server("connections_per_ip = 1000")
+        .start()
+        .await;
     // Warm up once so the comparison below measures the load, not first-use allocations (and
     // the web and share listings, paced at 700 ms a page, are cached).
     for (mount, _) in MOUNTS {

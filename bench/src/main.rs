@@ -126,6 +126,17 @@ fn main() -> std::process::ExitCode {
                 }
             }
         }
+        Some("upload-loop") => {
+            // A 64 MiB PUT at 16 MiB and at 1 MiB slices, timed until complete.
+            let rt = tokio::runtime::Runtime::new().expect("runtime");
+            match rt.block_on(upload_loop()) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
         Some("run") => {
             let rt = tokio::runtime::Runtime::new().expect("runtime");
             let out = PathBuf::from(args.get(2).cloned().unwrap_or("BENCHMARKS.md".into()));
@@ -139,7 +150,7 @@ fn main() -> std::process::ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: pan123-bench run OUT.md | serve -c CONFIG | redirect-server PORT URL"
+                "usage: pan123-bench run OUT.md | serve -c CONFIG | redirect-server PORT URL | upload-loop"
             );
             std::process::ExitCode::from(2)
         }
@@ -703,6 +714,65 @@ impl RssSampler {
     }
 }
 
+/// PUTs `data` to `/open/<name>`: seconds until the PUT is answered and until the emulator
+/// holds the whole file.
+async fn put_until_complete(
+    env: &Env,
+    gw: &Gateway,
+    name: &str,
+    data: bytes::Bytes,
+) -> Result<(f64, f64)> {
+    let size = data.len() as u64;
+    let t = Instant::now();
+    let res = env
+        .req(gw, "PUT", &format!("/open/{name}"))
+        .body(data)
+        .send()
+        .await?;
+    if !res.status().is_success() {
+        bail!("PUT: {}", res.status());
+    }
+    let answered = t.elapsed().as_secs_f64();
+    for _ in 0..6000 {
+        if env
+            .emu
+            .lookup(&format!("/{name}"))
+            .is_some_and(|e| e.size == size)
+        {
+            return Ok((answered, t.elapsed().as_secs_f64()));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bail!("the upload never completed")
+}
+
+/// One 64 MiB PUT through `/open`, timed until complete, with 123's 16 MiB slices and with
+/// 1 MiB slices: the upload engine's throughput and its call counts.
+async fn upload_loop() -> Result<()> {
+    const SIZE: usize = 64 << 20;
+    let env = setup(1, 0).await?;
+    let gw = env.gateway().await?;
+    for (i, slice) in [16u64 << 20, 1 << 20].into_iter().enumerate() {
+        env.emu.set_switches(|s| s.slice_size = slice);
+        let mut data = vec![0u8; SIZE];
+        rand::thread_rng().fill(&mut data[..]);
+        let before = env.emu.stats();
+        let (answered, complete) =
+            put_until_complete(&env, &gw, &format!("upload-loop-{i}.bin"), data.into()).await?;
+        let after = env.emu.stats();
+        let calls = |ep: &str| after.calls(ep) - before.calls(ep);
+        eprintln!(
+            "64 MiB, slice {} KiB: answered {answered:.2}s, complete {complete:.2}s = {:.1} MiB/s, {} slices, create {} complete {}",
+            slice >> 10,
+            64.0 / complete,
+            calls("/upload/v2/file/slice"),
+            calls("/upload/v2/file/create"),
+            calls("/upload/v2/file/upload_complete"),
+        );
+    }
+    Ok(())
+}
+
 async fn stream_memory(
     env: &Env,
     gw: &Gateway,
@@ -977,33 +1047,8 @@ async fn one_run(env: &Env, k: usize, tree_dir: &Path) -> Result<Run> {
             let _ = std::fs::remove_file(&p);
         }
         r.up_local = t.elapsed().as_secs_f64();
-        let name = format!("up{k}.bin");
-        let t = Instant::now();
-        let res = env
-            .req(&gw, "PUT", &format!("/open/{name}"))
-            .body(data.clone())
-            .send()
-            .await?;
-        if !res.status().is_success() {
-            bail!("PUT: {}", res.status());
-        }
-        r.up_answer = t.elapsed().as_secs_f64();
-        let mut done = false;
-        for _ in 0..6000 {
-            if env
-                .emu
-                .lookup(&format!("/{name}"))
-                .is_some_and(|e| e.size == size as u64)
-            {
-                done = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        if !done {
-            bail!("the upload never completed");
-        }
-        r.up_complete = t.elapsed().as_secs_f64();
+        (r.up_answer, r.up_complete) =
+            put_until_complete(env, &gw, &format!("up{k}.bin"), data.clone()).await?;
         // Other bytes (one flipped) so that 123's instant upload does not apply to the floor.
         let mut other = data.to_vec();
         other[0] ^= 0xff;
@@ -1876,7 +1921,7 @@ shared, so only same-run ratios are compared.
    redirect-server`), both separate processes.
 4. **Listing**: PROPFIND Depth 1 of a {LIST_N}-entry folder with each request body real clients
    send: {bodies} (the bodies are `pan123_webdav::dav::propfind_body`'s constants, the ones
-   `tests/propfind_fast.rs` compares with dav-server). Cold = the first PROPFIND (no body) on a
+   `tests/it/protocol/propfind_fast.rs` compares with dav-server). Cold = the first PROPFIND (no body) on a
    fresh gateway (a different folder each run), with the emulator's list call count; warm =
    median of 5 after one warm-up, per body. Peers: `rclone serve webdav` (and `dufs` when
    installed) serving a local folder with the same {LIST_N} names, same client, same bodies,

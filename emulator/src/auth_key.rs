@@ -1,4 +1,4 @@
-//! Direct-link URL authentication (`auth_key`, 123's "直链鉴权"; spec open-api §5.3, web §3.3).
+//! Direct-link URL authentication (`auth_key`, 123's "直链鉴权"; docs/123.md, web §3.3).
 //!
 //! `auth_key = ts-rand-uid-md5("<decoded path>-ts-rand-uid-<key>")`, where `ts` is the expiry.
 //! Which form of the path is hashed (decoded, as OpenList signs it, or as written, as 123's

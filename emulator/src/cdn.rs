@@ -1,6 +1,6 @@
 //! The download CDN (`/cdn/…`, stats word `cdn`): signed, expiring links bound to the address
-//! that asked for them (spec open-api §5.1), optionally also bound to a `Referer` (share links,
-//! spec web §0.5).
+//! that asked for them (docs/123.md, open §5), optionally also bound to a `Referer` (share links,
+//! docs/123.md, web §0.5).
 //!
 //! Link shape: `<cdn host>/cdn/<bucket>/<md5[..8]>/<size>-0/<md5>?v=3&t=<expiry>&s=<sig>&filename=…&ip=<requester>[&r=1]`.
 //! `s` is an MD5 over a per-process secret, the path after `/cdn`, `t`, `ip` and `r`, so a link
@@ -173,7 +173,7 @@ pub fn handle(ctx: &Ctx, req: Request<Incoming>) -> Resp {
         return json(status, &body);
     }
     if link.referer {
-        // The origin of the outer DownloadURL, the hop host (spec web §0.5 step 5).
+        // The origin of the outer DownloadURL, the hop host (docs/123.md, web §0.5).
         let want = format!("{}/", sh.url(Host::WebPro));
         let got = req.headers().get(REFERER).and_then(|v| v.to_str().ok());
         if got != Some(want.as_str()) {

@@ -1,4 +1,4 @@
-//! Start-up configuration and the run-time switches for behaviour the spec leaves open.
+//! Start-up configuration and the run-time switches for behaviour docs/123.md leaves open.
 //!
 //! Everything a test or the CLI can choose lives here, so that `main.rs` stays a thin parser and
 //! the library's `Default` is the single place where defaults are written down (the README
@@ -45,7 +45,7 @@ pub struct EmulatorConfig {
     pub web_user: String,
     /// Its password.
     pub web_password: String,
-    /// The client id of the user's OAuth app ("third-party mount app", spec open-api §2.2); the
+    /// The client id of the user's OAuth app ("third-party mount app", docs/123.md, open §2); the
     /// renewal service uses the same app.
     pub oauth_client_id: String,
     /// Its secret.
@@ -168,7 +168,7 @@ pub enum OverwriteAt {
     Complete,
 }
 
-/// What `create` does with a zero-byte file (the spec could not confirm 123's behaviour).
+/// What `create` does with a zero-byte file (nobody could confirm 123's behaviour; docs/123.md, open §12).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ZeroByteUpload {
@@ -180,7 +180,7 @@ pub enum ZeroByteUpload {
     Reject,
 }
 
-/// The HTTP status of an API error (spec open-api §1, §11 "the envelope").
+/// The HTTP status of an API error (docs/123.md, open §1, §11 "the envelope").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorStatus {
@@ -193,7 +193,7 @@ pub enum ErrorStatus {
     Mirror,
 }
 
-/// How the web API (share, personal) says "too many requests" (spec web §7).
+/// How the web API (share, personal) says "too many requests" (docs/123.md, web §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WebRateLimitStyle {
@@ -207,7 +207,7 @@ pub enum WebRateLimitStyle {
     Message,
 }
 
-/// How the web API answers a request whose signature fails (spec web §7).
+/// How the web API answers a request whose signature fails (docs/123.md, web §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WebSignatureFailure {
@@ -219,8 +219,8 @@ pub enum WebSignatureFailure {
     StatusInfo,
 }
 
-/// Which form of a direct link's path the direct-link host hashes to check `auth_key` (spec web
-/// §6: 123's official samples sign the path as written, OpenList the decoded path).
+/// Which form of a direct link's path the direct-link host hashes to check `auth_key` (docs/123.md,
+/// web §6: 123's official samples sign the path as written, OpenList the decoded path).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthKeyPath {
@@ -231,7 +231,7 @@ pub enum AuthKeyPath {
     Encoded,
 }
 
-/// What the personal web API's `upload_request` hands out for the bytes (spec web §1.4 steps
+/// What the personal web API's `upload_request` hands out for the bytes (docs/123.md, web §1.4 steps
 /// 4 and 5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -247,7 +247,7 @@ pub enum UploadCredentials {
 
 /// What a create-like call (`/upload/v2/file/create`, the web `upload_request`) does with a
 /// taken name when the request has no `duplicate` (or 0). 123 documents only 1 and 2
-/// (spec open-api §4.1, §11; web §1.4: "0 = default").
+/// (docs/123.md, open §4.1, §11; web §1.4: "0 = default").
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TakenName {
@@ -271,7 +271,7 @@ impl TakenName {
     }
 }
 
-/// The `expires_in` the OAuth token endpoint announces (spec open-api §2.2: a downstream fork
+/// The `expires_in` the OAuth token endpoint announces (docs/123.md, open §2: a downstream fork
 /// notes it is sometimes 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -283,7 +283,7 @@ pub enum OAuthExpiresIn {
     Zero,
 }
 
-/// Behaviour the spec leaves open, and test knobs. Each has a CLI flag and a documented default
+/// Behaviour docs/123.md leaves open, and test knobs. Each has a CLI flag and a documented default
 /// (see the README); all can be changed while running (`Emulator::set_switches`,
 /// `POST /__emulator/switches`). Durations travel as milliseconds in JSON (`*_ms` keys).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -353,12 +353,12 @@ pub struct Switches {
     #[serde(default)]
     pub upload_credentials: UploadCredentials,
     /// What create (and web `upload_request`) does with a taken name when `duplicate` is
-    /// absent or 0 (spec open-api §11). Default `refuse`.
+    /// absent or 0 (docs/123.md, open §11). Default `refuse`.
     #[serde(default)]
     pub create_on_taken_name: TakenName,
     /// `upload_complete` answers this many errors (cycling through 20103 `文件正在校验中`, code 1
-    /// `任务队列削峰中…` and an unknown code) per upload before its normal answers (spec
-    /// open-api §11). Default 0.
+    /// `任务队列削峰中…` and an unknown code) per upload before its normal answers (docs/123.md,
+    /// open §11). Default 0.
     #[serde(default)]
     pub complete_transient_errors: u32,
     /// Known content answers `reuse: true, fileID: 0` with a normal upload session instead of
@@ -366,7 +366,7 @@ pub struct Switches {
     #[serde(default)]
     pub reuse_without_file_id: bool,
     /// The first N `download_info` and `direct-link/url` calls for a file uploaded through the
-    /// API in this run answer 20103 `文件正在校验中` (spec open-api §11). Default 0.
+    /// API in this run answer 20103 `文件正在校验中` (docs/123.md, open §11). Default 0.
     #[serde(default)]
     pub verifying_after_upload: u32,
     /// The `expires_in` OAuth grants announce (token endpoint and renewal service). Default

@@ -1,5 +1,5 @@
 //! The direct-link host (stats word `direct`): files inside the direct-link space folder at
-//! `/<uid>/<space folder name>/<path inside>` (spec open-api §5.2), with optional `auth_key`
+//! `/<uid>/<space folder name>/<path inside>` (docs/123.md, open §5), with optional `auth_key`
 //! checking (§5.3) over the decoded or the encoded path (switch `auth_key_path`). Links do not
 //! expire and are not bound to the requester.
 
@@ -51,7 +51,7 @@ pub fn handle(ctx: &Ctx, req: Request<Incoming>) -> Resp {
     let decoded = decoded.into_owned();
     if let Some(key) = &sh.direct_link_key {
         let pairs = query_pairs(req.uri());
-        // spec web §6: which form is hashed is the `auth_key_path` switch.
+        // docs/123.md, web §6: which form is hashed is the `auth_key_path` switch.
         let signed_path = match sh.switches().auth_key_path {
             AuthKeyPath::Decoded => decoded.as_str(),
             AuthKeyPath::Encoded => req.uri().path(),

@@ -70,7 +70,7 @@ pub(crate) struct Shared {
     /// The personal account's login name and password.
     pub web_user: String,
     pub web_password: String,
-    /// The OAuth app (spec open-api §2.2) and its codes and refresh tokens.
+    /// The OAuth app (docs/123.md, open §2) and its codes and refresh tokens.
     pub oauth_client_id: String,
     pub oauth_client_secret: String,
     pub oauth: Mutex<crate::oauth::OAuth>,
@@ -534,7 +534,7 @@ impl Emulator {
         crate::personal::issue_web_token(&self.shared).0
     }
 
-    /// The OAuth app's client id (the user's own app, spec open-api §2.2).
+    /// The OAuth app's client id (the user's own app, docs/123.md, open §2).
     pub fn oauth_client_id(&self) -> String {
         self.shared.oauth_client_id.clone()
     }

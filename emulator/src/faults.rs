@@ -37,7 +37,7 @@ pub enum FaultKind {
         count: u32,
     },
     /// HTTP 200 with a JSON body that has no `code` (`{"message": "ok", "data": null}`), for the
-    /// next `count` calls; the call is not performed (spec §11, "the envelope").
+    /// next `count` calls; the call is not performed (docs/123.md, open §11, "the envelope").
     NoCode {
         /// Calls affected.
         count: u32,

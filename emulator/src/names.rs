@@ -1,4 +1,4 @@
-//! 123's file-name rules (spec open-api §4.1) and name comparison.
+//! 123's file-name rules (docs/123.md, open §4.1) and name comparison.
 //!
 //! The messages for broken rules were never published; the ones below are the emulator's own,
 //! worded like 123's, and every one comes with envelope code 1.

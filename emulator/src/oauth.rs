@@ -1,4 +1,4 @@
-//! Logins without developer keys (spec open-api §2.2–§2.4, §12): the OAuth "third-party mount
+//! Logins without developer keys (docs/123.md, open §2, §12): the OAuth "third-party mount
 //! app" flow, the token-renewal service that OpenList's online API speaks, and pasted tokens.
 //!
 //! * `GET /auth` on the web host is the page a logged-in browser approves; the emulator approves
@@ -29,19 +29,19 @@ use crate::emulator::{lock, Shared};
 use crate::http::{json, query, query_pairs, read_body, HandlerResult, Resp};
 use crate::server::Ctx;
 
-/// Lifetime of an OAuth access token (spec open-api §2.2, the doc sample's `expires_in`).
+/// Lifetime of an OAuth access token (docs/123.md, open §2, the doc sample's `expires_in`).
 pub const ACCESS_TTL_SECS: i64 = 2 * 3600;
 /// Lifetime of a refresh token.
 pub const REFRESH_TTL_SECS: i64 = 90 * 86400;
 /// Lifetime of an authorization code (unpublished; ten minutes is the usual OAuth choice).
 const CODE_TTL_SECS: i64 = 600;
-/// Token-endpoint calls allowed per uid per minute (spec open-api §7).
+/// Token-endpoint calls allowed per uid per minute (docs/123.md, open §7).
 pub const PER_MINUTE: usize = 100;
 /// The fixed scope 123 grants.
 pub const SCOPE: &str = "user:base,file:all:read,file:all:write";
 /// Largest form body read.
 const FORM_LIMIT: usize = 16 * 1024;
-/// The renewal service's `driver_txt` for 123's OAuth app (spec open-api §2.3).
+/// The renewal service's `driver_txt` for 123's OAuth app (docs/123.md, open §2).
 pub const RENEW_DRIVER: &str = "123cloud_oa";
 
 #[derive(Debug, Clone)]
@@ -193,7 +193,7 @@ pub(crate) fn grant(
             "client_id 无效",
         ));
     }
-    // A refresh worked without the secret (spec open-api §2.2, a review on OpenList PR #1121);
+    // A refresh worked without the secret (docs/123.md, open §2, a review on OpenList PR #1121);
     // a secret that is sent must be right, and a code exchange needs it.
     let secret = param("client_secret");
     if secret

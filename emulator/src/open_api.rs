@@ -1,7 +1,7 @@
 //! Open API handlers for tokens, account info, listing, links and tree mutations
-//! (spec open-api §2–§3, §5). Uploads are in `upload.rs`.
+//! (docs/123.md, open §2, §3, §5). Uploads are in `upload.rs`.
 //!
-//! Messages the spec quotes are used verbatim; where 123's message is unknown the emulator's own
+//! Messages docs/123.md quotes are used verbatim; where 123's message is unknown the emulator's own
 //! wording is used with code 1 (documented in the README).
 
 use http::Request;
@@ -19,13 +19,13 @@ use crate::state::{Entry, TreeError, ROOT};
 pub const CODE_NOT_FOUND: i64 = 5066;
 /// Message of code 5066.
 pub const MSG_NOT_FOUND: &str = "文件不存在";
-/// mkdir on a taken name (spec open-api §1, observed).
+/// mkdir on a taken name (docs/123.md, open §1, observed).
 pub const MSG_DIR_EXISTS: &str = "该目录下已经有同名文件夹,无法进行创建";
 /// A name taken in the target folder (rename, move, create without `duplicate`).
 pub const MSG_NAME_TAKEN: &str = "该目录下已经有同名文件";
-/// Daily download traffic used up (spec open-api §1, web §0.2).
+/// Daily download traffic used up (docs/123.md, open §1).
 pub const CODE_TRAFFIC: i64 = 5113;
-/// Code 5113 message (spec open-api §1).
+/// Code 5113 message (docs/123.md, open §1).
 pub const MSG_TRAFFIC: &str = "您今日自用下载流量已超出1GB上限";
 /// Largest JSON body accepted.
 const JSON_LIMIT: usize = 1 << 20;
@@ -126,7 +126,7 @@ fn category(name: &str) -> i64 {
     }
 }
 
-/// A v2 list item, fields exactly as spec open-api §3.2.
+/// A v2 list item, fields as docs/123.md, open §3 lists them.
 pub(crate) fn open_item(e: &Entry, uid: u64) -> Value {
     json!({
         "fileId": e.id,
@@ -146,7 +146,7 @@ pub(crate) fn open_item(e: &Entry, uid: u64) -> Value {
     })
 }
 
-/// `GET /api/v2/file/list`: cursor paging by fileId (spec open-api §3.3).
+/// `GET /api/v2/file/list`: cursor paging by fileId (docs/123.md, open §3).
 pub fn file_list(ctx: &Ctx, req: &Request<Incoming>) -> Resp {
     let q = query_pairs(req.uri());
     let Ok(parent) = query_i64(&q, "parentFileId") else {
@@ -241,7 +241,7 @@ pub fn download_info(ctx: &Ctx, req: &Request<Incoming>) -> Resp {
     };
     let sh = &ctx.shared;
     let sw = sh.switches();
-    // spec open-api §11: a file just uploaded may still be "verifying".
+    // docs/123.md, open §11: a file just uploaded may still be "verifying".
     if crate::upload::take_verifying(sh, e.id) {
         return err(crate::upload::CODE_VERIFYING, crate::upload::MSG_VERIFYING);
     }
@@ -275,7 +275,7 @@ pub fn direct_link_url(ctx: &Ctx, req: &Request<Incoming>) -> Resp {
         Ok(e) => e,
         Err(r) => return r,
     };
-    // spec open-api §11: a file just uploaded may still be "verifying".
+    // docs/123.md, open §11: a file just uploaded may still be "verifying".
     if crate::upload::take_verifying(&ctx.shared, e.id) {
         return err(crate::upload::CODE_VERIFYING, crate::upload::MSG_VERIFYING);
     }

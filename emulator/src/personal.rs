@@ -1,4 +1,4 @@
-//! The personal account on the web API (spec web §1): login on the login host
+//! The personal account on the web API (docs/123.md, web §1): login on the login host
 //! (`POST /api/user/sign_in`, unsigned, success is code 200), then signed `/b/api/...` calls with
 //! the session token: `user/info`, `file/list/new` (`Page`-based, 100 per page, trashed hidden,
 //! `file_id desc`) and `file/download_info` (the same "web-pro" hop as share links, and the
@@ -19,11 +19,11 @@ use crate::open_api::{over_traffic_cap, read_args, CODE_TRAFFIC, MSG_TRAFFIC};
 use crate::server::Ctx;
 use crate::web::{echoes_item, header, web_err, web_item, web_ok, MSG_STALE_ITEM};
 
-/// The login refusal for risk control (spec web §0.2, OpenList docs); its code is unknown.
+/// The login refusal for risk control (docs/123.md, web §1.3; OpenList docs); its code is unknown.
 pub const MSG_RISK: &str = "当前账号存在安全风险，请使用短信验证码或者微信进行登录。";
 /// Wrong name or password (the real text is unpublished).
 pub const MSG_BAD_LOGIN: &str = "账号或密码错误";
-/// Code 401 on the web API (the real text is unconfirmed, spec web §6).
+/// Code 401 on the web API (the real text is unconfirmed, docs/123.md, web §6).
 pub const MSG_WEB_401: &str = "token is expired";
 /// Missing file or folder.
 const MSG_NOT_FOUND: &str = "文件不存在";
@@ -183,7 +183,7 @@ pub async fn download_info(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResu
             _ => return Ok(web_err(CODE_NOT_FOUND, MSG_NOT_FOUND)),
         }
     };
-    // spec web §7: the file object must be the one listed, `etag` and `s3keyFlag` included.
+    // docs/123.md, web §7: the file object must be the one listed, `etag` and `s3keyFlag` included.
     if !echoes_item(&args, &file, sh.uid) {
         return Ok(web_err(1, MSG_STALE_ITEM));
     }

@@ -1,4 +1,4 @@
-//! Personal (web) file uploads, the presigned-part flow of spec web §1.4 "Upload" steps 2–4:
+//! Personal (web) file uploads, the presigned-part flow of docs/123.md, web §1.4:
 //! `upload_request` (`type: 0`) → instant reuse, or an upload with `Bucket`/`Key`/`UploadId` and
 //! *empty* S3 credentials; `s3_upload_object/auth` and `s3_repare_upload_parts_batch` hand out
 //! presigned part URLs (the `/s3/` host, `s3.rs`); `upload_complete/v2` checks the parts,
@@ -90,7 +90,7 @@ pub(crate) struct WebUpload {
     pub object: StaticObject,
 }
 
-/// The S3 object of a static-credential upload (spec web §1.4 step 5).
+/// The S3 object of a static-credential upload (docs/123.md, web §1.4).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) enum StaticObject {
     /// Nothing sent yet.
@@ -167,7 +167,7 @@ pub(crate) fn done_reply(id: u64, info: Value, reuse: bool) -> Value {
 }
 
 /// `upload_request` with `type: 0`. `duplicate` 2 = overwrite, 1 = keep both (`name(1).ext`),
-/// 0 or absent = "default" (spec web §1.4), which nobody has pinned down: it follows the
+/// 0 or absent = "default" (docs/123.md, web §1.4), which nobody has pinned down: it follows the
 /// `create_on_taken_name` switch, as the Open API's `create` does.
 pub(crate) fn request(ctx: &Ctx, args: &Args) -> Resp {
     let sh = &ctx.shared;
@@ -207,7 +207,7 @@ pub(crate) fn request(ctx: &Ctx, args: &Args) -> Resp {
     let file_id = lock(&sh.fs).tree.reserve_id();
     let upload_id = new_preupload_id();
     let key = format!("{}-0/{:032x}", sh.uid, rand::thread_rng().gen::<u128>());
-    // spec web §1.4 step 5: with static credentials the client signs S3 requests itself.
+    // docs/123.md, web §1.4: with static credentials the client signs S3 requests itself.
     let creds = (sh.switches().upload_credentials == UploadCredentials::Static).then(|| {
         let mut rng = rand::thread_rng();
         Credentials {
@@ -336,8 +336,8 @@ pub async fn complete(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
     Ok(land(&sh, upload_id, upload).await)
 }
 
-/// `POST /b/api/file/upload_complete` `{"fileId"}`: the static-credential flow's end (spec
-/// web §1.4 step 5). The upload is found by its `FileId`; its S3 object must be whole (else
+/// `POST /b/api/file/upload_complete` `{"fileId"}`: the static-credential flow's end (docs/123.md,
+/// web §1.4). The upload is found by its `FileId`; its S3 object must be whole (else
 /// code 1, and the upload stays open); then it lands as `upload_complete/v2` lands.
 pub async fn complete_static(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
     let args = match read_args(req).await {

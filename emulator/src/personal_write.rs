@@ -1,4 +1,4 @@
-//! The personal account's tree changes on the web API (spec web §1.4): make folder
+//! The personal account's tree changes on the web API (docs/123.md, web §1.4): make folder
 //! (`upload_request` with `type: 1`), move (`mod_pid`), rename (`rename`) and trash (`trash`).
 //! `upload_request` with `type: 0` is a file upload and goes on in `personal_upload.rs`.
 //!
@@ -147,7 +147,7 @@ pub async fn rename(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
 
 /// `POST /b/api/file/trash`: `{"driveId":0,"operation":true,"fileTrashInfoList":[<items>]}`.
 /// Items are file objects as listed: their `Etag`, `S3KeyFlag` and `Size` must be the entry's
-/// (else code 1 `MSG_STALE_ITEM`, nothing trashed; spec web §7). Trashing a trashed item is
+/// (else code 1 `MSG_STALE_ITEM`, nothing trashed; docs/123.md, web §7). Trashing a trashed item is
 /// fine; an unknown id refuses the whole call (5066), as on the Open API.
 pub async fn trash(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
     let args = match read_args(req).await {

@@ -6,17 +6,17 @@ use std::time::{Duration, Instant};
 
 /// The QPS limit of an endpoint (by URL path), `None` = not limited.
 ///
-/// Open API: published developer free-tier numbers (spec open-api §7) where they exist; for
-/// endpoints the docs leave out, OpenList's limiter values (spec §3 table / §6), which have worked
+/// Open API: published developer free-tier numbers (docs/123.md, open §7) where they exist; for
+/// endpoints the docs leave out, OpenList's limiter values, which have worked
 /// in practice. The gateway uses the same function so both sides agree.
 ///
 /// Web API and login host: 123 publishes no numbers, so these are the emulator's choice. Listing
-/// pages get 3 a second: the web client spaces them 700 ms apart (at 123's request, spec web
-/// §1.2), so a paced client never sees 429 and an unpaced burst does. Login gets 5, everything
+/// pages get 3 a second: the web client spaces them 700 ms apart (at 123's request,
+/// docs/123.md, web §1.2), so a paced client never sees 429 and an unpaced burst does. Login gets 5, everything
 /// else 10.
 pub fn default_qps(endpoint: &str) -> Option<u32> {
     match endpoint {
-        // spec §7, developer free tier
+        // docs/123.md, open §7: developer free tier
         "/api/v1/access_token" => Some(8),
         "/api/v1/user/info" => Some(10),
         "/api/v2/file/list" => Some(5),

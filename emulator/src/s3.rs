@@ -1,5 +1,5 @@
 //! The presigned part host of personal uploads (`/s3/…`, stats and fault word `s3`): where the
-//! driver `PUT`s raw part bytes (spec web §1.4 "Upload" step 4).
+//! driver `PUT`s raw part bytes (docs/123.md, web §1.4).
 //!
 //! URL shape: `<s3 host>/s3/<bucket>/<key>?partNumber=N&uploadId=<id>&expires=<unix>&signature=<hex>`.
 //! `signature` is an MD5 over a per-process secret, the path after `/s3`, the part number, the

@@ -1,4 +1,4 @@
-//! The S3 host's answers to the static-credential flow (spec web §1.4 step 5, switch
+//! The S3 host's answers to the static-credential flow (docs/123.md, web §1.4, switch
 //! `upload_credentials = static`): path-style requests to `<EndPoint>/<Bucket>/<Key>` signed
 //! with SigV4 in the query (`sigv4.rs`) by the credentials `upload_request` handed out for
 //! that object.

@@ -330,7 +330,7 @@ async fn handle(
         return Ok(not_found());
     }
     tracing::debug!(method = %req.method(), path = %path, %host, peer = %peer, "request");
-    // Which clients 123 sees, per endpoint (spec web §7: 123 tracks clients by User-Agent).
+    // Which clients 123 sees, per endpoint (docs/123.md, web §7: 123 tracks clients by User-Agent).
     let user_agent = req
         .headers()
         .get(http::header::USER_AGENT)
@@ -433,7 +433,7 @@ fn refused(shared: &Shared, ep: Ep, refusal: Refusal) -> crate::http::Resp {
             text(status, status.canonical_reason().unwrap_or("error"))
         }
         Refusal::NoCode => {
-            // spec §11: an answer that looks like success to a reader defaulting `code` to 0.
+            // docs/123.md, open §11: an answer that looks like success to a reader defaulting `code` to 0.
             lock(&shared.counters).call(key);
             json(
                 StatusCode::OK,
@@ -460,7 +460,7 @@ fn refused(shared: &Shared, ep: Ep, refusal: Refusal) -> crate::http::Resp {
 }
 
 /// The last step of every answer: under `error_status = mirror`, an API error sent as HTTP 200
-/// gets the status matching its code (spec §11, "the envelope").
+/// gets the status matching its code (docs/123.md, open §11, "the envelope").
 fn finish(shared: &Shared, mut resp: crate::http::Resp) -> crate::http::Resp {
     if shared.switches().error_status == ErrorStatus::Mirror && resp.status() == StatusCode::OK {
         if let Some(ErrorCode(code)) = resp.extensions().get::<ErrorCode>().copied() {

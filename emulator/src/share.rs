@@ -1,4 +1,4 @@
-//! Share links on the web API (spec web §2): `GET /b/api/share/get` (listing, `Page`-based, 100
+//! Share links on the web API (docs/123.md, web §2): `GET /b/api/share/get` (listing, `Page`-based, 100
 //! per page, trashed items hidden) and `POST /b/api/share/download/info` (a "web-pro" hop URL
 //! whose `params` decode to a Referer-bound CDN link, see `webpro.rs`).
 

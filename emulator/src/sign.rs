@@ -1,4 +1,4 @@
-//! The web API's request signature (spec `123-web-share-link.md` §0.3), signing and checking.
+//! The web API's request signature (docs/123.md, web §0.3), signing and checking.
 //!
 //! A signed request carries one query parameter whose *name* is `timeSign` (all digits) and whose
 //! value is `timestamp-random-dataSign`. Only the URL path is signed, so the emulator must see

@@ -1,5 +1,5 @@
 //! AWS Signature Version 4 checks of query-signed (presigned) S3 requests, for the static
-//! credential upload flow (spec web §1.4 step 5; switch `upload_credentials = static`).
+//! credential upload flow (docs/123.md, web §1.4; switch `upload_credentials = static`).
 //!
 //! Written here rather than taken from the crate the gateway signs with, so that a misuse of
 //! that crate cannot be hidden by the same misuse in the check. Only the query form

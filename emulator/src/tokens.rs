@@ -1,4 +1,4 @@
-//! Developer access tokens: issue, check, evict (spec open-api §2.1).
+//! Developer access tokens: issue, check, evict (docs/123.md, open §2).
 //!
 //! 123 counts tokens as devices: at most `MAX_LIVE_PER_CLIENT` live at once per client id, and a
 //! new one pushes out the oldest. Tokens are opaque JWT-shaped strings; nothing decodes them.

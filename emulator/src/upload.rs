@@ -1,4 +1,4 @@
-//! Upload v2 (spec open-api §4.1): `create` (instant reuse by MD5+size, or a preupload session),
+//! Upload v2 (docs/123.md, open §4.1): `create` (instant reuse by MD5+size, or a preupload session),
 //! `slice` (multipart, per-slice MD5 checked, written at its offset in a temp file),
 //! `upload_complete` (pending polls, poll spacing, whole-file MD5 check).
 //!
@@ -27,9 +27,9 @@ use crate::open_api::{read_args, tree_refused, MSG_NAME_TAKEN};
 use crate::server::Ctx;
 use crate::state::{Fs, NamePolicy, TreeError};
 
-/// Developer single-file limit (spec open-api §4.1: 10 GB).
+/// Developer single-file limit (docs/123.md, open §4.1: 10 GB).
 pub const MAX_UPLOAD: u64 = 10 << 30;
-/// Code and message while the server "verifies" (OpenList saw 20103; spec open-api §1).
+/// Code and message while the server "verifies" (OpenList saw 20103; docs/123.md, open §1).
 pub const CODE_VERIFYING: i64 = 20103;
 /// Message of the "poll again in a second" answer.
 pub const MSG_VERIFYING: &str = "文件正在校验中,请间隔1秒后再试";
@@ -50,7 +50,7 @@ pub const CODE_UNKNOWN: i64 = 40_199;
 /// Its message, equally unknown to clients.
 pub const MSG_UNKNOWN: &str = "服务异常(模拟未知错误)";
 
-/// The `complete_transient_errors` answers in the order they cycle (spec open-api §11): 20103
+/// The `complete_transient_errors` answers in the order they cycle (docs/123.md, open §11): 20103
 /// "verifying", code 1 "queue busy", and an unknown code.
 const TRANSIENT_COMPLETE_ERRORS: [(i64, &str); 3] = [
     (CODE_VERIFYING, MSG_VERIFYING),
@@ -284,7 +284,7 @@ pub async fn create(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
     let sh = ctx.shared.clone();
     let sw = sh.switches();
     let etag = args.str("etag").unwrap_or_default();
-    // spec open-api §11: `reuse: true` with `fileID: 0` is not an instant upload.
+    // docs/123.md, open §11: `reuse: true` with `fileID: 0` is not an instant upload.
     let known = sw.reuse_without_file_id
         && lock(&sh.fs)
             .content
@@ -337,7 +337,7 @@ pub async fn create(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
     })))
 }
 
-/// `duplicate` as applied: absent or 0 follows `create_on_taken_name` (spec open-api §11);
+/// `duplicate` as applied: absent or 0 follows `create_on_taken_name` (docs/123.md, open §11);
 /// 1 and 2 keep their documented meaning.
 pub(crate) fn effective_duplicate(sh: &Shared, duplicate: i64) -> i64 {
     match duplicate {
@@ -479,7 +479,7 @@ pub async fn complete(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
         let Some(s) = ups.sessions.get_mut(&pre) else {
             return Ok(err(1, MSG_NO_SESSION));
         };
-        // spec open-api §11: errors a client must poll through, before the normal answers.
+        // docs/123.md, open §11: errors a client must poll through, before the normal answers.
         if s.transient_errors < sw.complete_transient_errors {
             let (code, message) = TRANSIENT_COMPLETE_ERRORS
                 [s.transient_errors as usize % TRANSIENT_COMPLETE_ERRORS.len()];

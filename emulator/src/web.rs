@@ -19,13 +19,13 @@ use crate::state::Entry;
 pub const MSG_FORBIDDEN: &str = "123pan forbidden";
 /// Refusal text for a missing `app-version` header.
 pub const MSG_APP_VERSION: &str = "app-version is required";
-/// The `app-version` the web client sends with `platform: web` (spec web §1.2, §1.3).
+/// The `app-version` the web client sends with `platform: web` (docs/123.md, web §1.2, §1.3).
 pub const WEB_APP_VERSION: &str = "3";
 
 /// Route a web API or login request. A missing or bad signature gets HTTP 403 with a JSON body:
-/// the real server's answer is unconfirmed (spec web §6), and 403 makes a signing bug loud.
+/// the real server's answer is unconfirmed (docs/123.md, web §6), and 403 makes a signing bug loud.
 pub(crate) async fn handle(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
-    // Login is on its own host and is not signed (spec web §0.3), but it is called by the same
+    // Login is on its own host and is not signed (docs/123.md, web §0.3), but it is called by the same
     // web page, so it gets the same header checks.
     if ctx.ep == Ep::WebLogin {
         if let Err(refused) = check_client(&ctx.shared, req.headers()) {
@@ -152,7 +152,7 @@ pub fn web_err(code: i64, message: &str) -> Resp {
 }
 
 /// The web API's "too many requests", in the style the `web_rate_limit_style` switch picks
-/// (spec web §7: HTTP 429, code 429 and worded messages with other codes are all seen).
+/// (docs/123.md, web §7: HTTP 429, code 429 and worded messages with other codes are all seen).
 pub(crate) fn rate_limited(sh: &Shared, ep: Ep) -> Resp {
     match sh.switches().web_rate_limit_style {
         WebRateLimitStyle::Code429 => web_err(429, MSG_429),
@@ -178,18 +178,18 @@ pub(crate) fn rate_limited(sh: &Shared, ep: Ep) -> Resp {
     }
 }
 
-/// A rate-limit message seen on download-link calls (spec web §7).
+/// A rate-limit message seen on download-link calls (docs/123.md, web §7).
 pub const MSG_DOWNLOAD_BUSY: &str = "下载操作频繁，请稍后再试";
-/// A rate-limit code and message seen elsewhere on the web API (spec web §7).
+/// A rate-limit code and message seen elsewhere on the web API (docs/123.md, web §7).
 pub const CODE_RATE_LIMIT_MIN: i64 = 100011;
 /// Its message.
 pub const MSG_RATE_LIMIT_MIN: &str = "rate limit type min";
-/// The failed-signature answer of a public capture (spec web §7), without a `code`.
+/// The failed-signature answer of a public capture (docs/123.md, web §7), without a `code`.
 pub const MSG_SIGN_STATUS_INFO: &str =
     "签名错误,请检查您的本地时间是否为东八区时间-platform forbidden";
 
 /// A file object sent back (`download_info`, `trash`) whose fields are not the file's: 123 wants
-/// the object as listed (spec web §7); the real code and text are unknown, this is the
+/// the object as listed (docs/123.md, web §7); the real code and text are unknown, this is the
 /// emulator's wording.
 pub const MSG_STALE_ITEM: &str = "文件信息不匹配,请刷新后重试";
 
@@ -205,7 +205,7 @@ pub fn key_flag(e: &Entry, uid: u64) -> String {
 /// Whether a file object a client sent back carries the entry's own `Etag`, `S3KeyFlag` and
 /// `Size` (keys matched case-insensitively: `download_info` sends `etag`/`s3keyFlag`, `trash`
 /// the listed `Etag`/`S3KeyFlag`). A missing or empty field where the entry has a value is a
-/// mismatch: 123 locates the stored object by them (spec web §7).
+/// mismatch: 123 locates the stored object by them (docs/123.md, web §7).
 pub fn echoes_item(obj: &crate::http::Args, e: &Entry, uid: u64) -> bool {
     let etag = obj
         .str("etag")
@@ -215,7 +215,7 @@ pub fn echoes_item(obj: &crate::http::Args, e: &Entry, uid: u64) -> bool {
     etag && flag && size
 }
 
-/// A web `InfoList` item (spec web §0.4): the eight keys OpenList decodes, plus a few the real
+/// A web `InfoList` item (docs/123.md, web §0.4): the eight keys OpenList decodes, plus a few the real
 /// API also sends.
 pub fn web_item(e: &Entry, uid: u64) -> Value {
     json!({

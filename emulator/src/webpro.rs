@@ -1,4 +1,4 @@
-//! The share download hop (stats word `web-pro`, spec web §0.5).
+//! The share download hop (stats word `web-pro`, docs/123.md, web §0.5).
 //!
 //! `/web-pro/download-v2/?params=<base64 URL>&is_s3=0` is the outer `DownloadURL`; clients decode
 //! `params` themselves (a browser GET is answered with a 302 to the decoded URL). The decoded URL,
@@ -49,7 +49,7 @@ pub fn download_url(sh: &Shared, file: Entry, peer: std::net::IpAddr) -> String 
 }
 
 /// `GET /web-pro/…`. A `Referer`, when sent, must name the web host: the web client (and a
-/// browser on 123's pages) fetch the hop from there (spec web §0.5 step 3).
+/// browser on 123's pages) fetch the hop from there (docs/123.md, web §0.5).
 pub fn handle(ctx: &Ctx, req: Request<Incoming>) -> Resp {
     let sh = &ctx.shared;
     let path = req.uri().path();

@@ -102,8 +102,7 @@ pub fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
 /// [`backoff`] with its random draw `unit` (in `[0, 1)`) passed in: a pure function, tested by
 /// table without sleeping. `unit = 0.5` gives the exponential step itself.
 pub fn backoff_at(attempt: u32, retry_after: Option<Duration>, unit: f64) -> Duration {
-    let exp = 250u64.saturating_mul(1u64 << attempt.saturating_sub(1).min(10));
-    let base = Duration::from_millis(exp.min(4000));
+    let base = super::retry::doubling(Duration::from_millis(250), attempt, Duration::from_secs(4));
     let jittered = base.mul_f64(0.75 + 0.5 * unit.clamp(0.0, 1.0));
     match retry_after {
         Some(r) if r > jittered => r.min(MAX_RETRY_WAIT),

@@ -38,17 +38,48 @@ impl Retries {
         self.transient
     }
 
+    /// Retries of either kind used so far (for log lines).
+    pub fn used(&self) -> u32 {
+        self.rate_limited + self.transient
+    }
+
+    /// Whether `error` still has a retry left, the deadline aside: for loops that do some work
+    /// (a re-check) between the failure and the wait.
+    pub fn covers(&self, error: &Error) -> bool {
+        let mut tried = *self;
+        tried.decide(error, 0.5).is_some()
+    }
+
     /// Counts one more retry of `error` and says how long to wait before it, or `None` when it
     /// is not retried: out of retries, a `Retry-After` beyond `MAX_RETRY_WAIT`, an error that
     /// is final, or a wait that would end past the request's deadline.
     pub fn next(&mut self, error: &Error) -> Option<Duration> {
         let mut tried = *self;
-        let delay = tried.decide(error, rand::random::<f64>())?;
+        let delay = tried.next_anytime(error)?;
         if !deadline::allows(delay) {
             return None;
         }
         *self = tried;
         Some(delay)
+    }
+
+    /// [`Retries::next`] whatever the request's deadline: for upload parts, which their own
+    /// per-part timeout bounds and which may outlive the request that spooled them.
+    pub fn next_anytime(&mut self, error: &Error) -> Option<Duration> {
+        self.decide(error, rand::random::<f64>())
+    }
+
+    /// Waits before the next retry of `error` (logging a transient one with `endpoint`), or
+    /// hands `error` back when it is not retried: the end of every request loop's turn.
+    pub async fn wait(&mut self, error: Error, endpoint: &str) -> Result<(), Error> {
+        let Some(delay) = self.next(&error) else {
+            return Err(error);
+        };
+        if !matches!(error, Error::RateLimited { .. }) {
+            tracing::info!(endpoint, attempt = self.transient, error = %error, "retrying a failed 123 call");
+        }
+        tokio::time::sleep(delay).await;
+        Ok(())
     }
 
     /// [`Retries::next`] without the deadline, with its random draw `unit` (in `[0, 1)`)
@@ -71,6 +102,14 @@ impl Retries {
             _ => None,
         }
     }
+}
+
+/// `first`, doubled per step after the first (`n` ≥ 1) and capped at `max`: the exponential
+/// part of every back-off (the retries' `pacer::backoff_at`, the web login's refusals).
+pub fn doubling(first: Duration, n: u32, max: Duration) -> Duration {
+    first
+        .saturating_mul(1u32 << n.saturating_sub(1).min(16))
+        .min(max)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::future::Future;
 
 use unicode_normalization::UnicodeNormalization;
 
-use super::pacer::backoff;
+use super::retry::Retries;
 use super::{Backend, Entry, Error};
 
 /// How often an unsure call is tried in all (after re-checking each time).
@@ -28,25 +28,22 @@ where
     K: FnMut() -> KF,
     KF: Future<Output = Result<Option<T>, Error>>,
 {
-    let mut attempt = 0;
+    let mut retries = Retries::new(0, UNSURE_ATTEMPTS - 1);
     loop {
-        attempt += 1;
-        match call().await {
+        let error = match call().await {
             Ok(v) => return Ok(v),
-            Err(e) if transient(&e) && attempt < UNSURE_ATTEMPTS => {
-                tracing::info!(attempt, error = %e, "a write may or may not have acted: re-checking");
-                if let Some(v) = recheck().await? {
-                    return Ok(v);
-                }
-                // No resend that would start past the request's deadline.
-                let delay = backoff(attempt, None);
-                if !super::deadline::allows(delay) {
-                    return Err(e);
-                }
-                tokio::time::sleep(delay).await;
-            }
-            Err(e) => return Err(e),
+            Err(e) => e,
+        };
+        if !transient(&error) || !retries.covers(&error) {
+            return Err(error);
         }
+        tracing::info!(attempt = retries.transient() + 1, error = %error, "a write may or may not have acted: re-checking");
+        if let Some(v) = recheck().await? {
+            return Ok(v);
+        }
+        // No resend that would start past the request's deadline.
+        let delay = retries.next(&error).ok_or(error)?;
+        tokio::time::sleep(delay).await;
     }
 }
 
@@ -55,6 +52,36 @@ where
 pub enum Outcome<T> {
     Answered(T),
     Found(Entry),
+}
+
+/// [`send_unsure`] for a call that opens a file upload, where an instant upload may have
+/// happened before the answer was lost: its answer, or the file with this content that the
+/// re-check found.
+pub async fn open_file<B, T, C, CF>(
+    backend: &B,
+    parent: u64,
+    name: &str,
+    md5: &str,
+    size: u64,
+    mut call: C,
+) -> Result<Outcome<T>, Error>
+where
+    B: Backend + ?Sized,
+    C: FnMut() -> CF,
+    CF: Future<Output = Result<T, Error>>,
+{
+    send_unsure(
+        || {
+            let answer = call();
+            async move { answer.await.map(Outcome::Answered) }
+        },
+        || async {
+            Ok(made_file(backend, parent, name, md5, size)
+                .await?
+                .map(Outcome::Found))
+        },
+    )
+    .await
 }
 
 /// The live child of `parent` named exactly `name` (compared in NFC, as listed), if any.

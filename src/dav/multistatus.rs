@@ -8,7 +8,7 @@
 //! straight from the listing, dead properties (`dav::props`) and locks (`dav::locks`) included,
 //! streamed in chunks so a huge folder is never held whole.
 //!
-//! dav-server stays the reference (`tests/propfind_fast.rs` compares both answers parsed): same
+//! dav-server stays the reference (`tests/it/protocol/propfind_fast.rs` compares both answers parsed): same
 //! responses, hrefs (its percent-encoding), values and statuses, including the Microsoft
 //! allprop set for a `Microsoft` User-Agent, `supportedlock` on writable mounts, the
 //! zero-padded `quota-used-bytes` it sends Finder and the `Content-Location` of a folder asked

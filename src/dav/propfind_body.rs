@@ -14,7 +14,7 @@ const DAV: &str = "DAV:";
 pub const ALLPROP: &str = "<?xml version=\"1.0\" encoding=\"utf-8\"?><D:propfind xmlns:D=\"DAV:\"><D:allprop/></D:propfind>";
 
 // The bodies real clients send when they list a folder: read by the tests
-// (`tests/propfind_fast.rs`) and measured by the benchmark (`bench/`), so both use the same.
+// (`tests/it/protocol/propfind_fast.rs`) and measured by the benchmark (`bench/`), so both use the same.
 
 /// rclone's webdav backend with `vendor = owncloud` (it reads the MD5 in `oc:checksums`).
 pub const RCLONE: &str = r#"<?xml version="1.0"?>

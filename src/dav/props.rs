@@ -684,18 +684,15 @@ fn compact(disk: &mut Disk, props: &Props) {
         seq: disk.seq,
         nodes: &props.nodes,
     };
-    let result = serde_json::to_vec(&snapshot)
-        .map_err(std::io::Error::other)
-        .and_then(|bytes| state_files::write_atomic(&disk.snapshot, &bytes))
-        .and_then(|()| {
-            // Lines up to `seq` are in the snapshot; replay skips them even if this truncation
-            // is lost.
-            disk.writer = None;
-            match std::fs::remove_file(&disk.log) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
-            }
-        });
+    let result = state_files::write_json_atomic(&disk.snapshot, &snapshot).and_then(|()| {
+        // Lines up to `seq` are in the snapshot; replay skips them even if this truncation
+        // is lost.
+        disk.writer = None;
+        match std::fs::remove_file(&disk.log) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    });
     match result {
         Ok(()) => disk.log_bytes = 0,
         Err(e) => {

@@ -12,8 +12,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::{header, HeaderMap, HeaderName, Method, Response};
 
 use super::respond;
-use super::ResponseBody;
 use crate::backend::Entry;
+use crate::response::ResponseBody;
 
 /// The validators of one file, as sent in `ETag` and `Last-Modified`.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -15,8 +15,9 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use super::conditional::{preflight, Preflight, Validators};
 use super::range::{parse_range, RangeRequest};
 use super::respond::{self, content_type};
-use super::ResponseBody;
 use crate::backend::Entry;
+use crate::response;
+use crate::response::ResponseBody;
 
 const CHUNK: usize = 256 * 1024;
 
@@ -73,13 +74,13 @@ pub async fn send(
             let e = usize::try_from(start + len)
                 .unwrap_or(usize::MAX)
                 .min(bytes.len());
-            respond::full_body(bytes.slice(s..e))
+            response::full_body(bytes.slice(s..e))
         }
         Source::File(path) => match file_body(path, start, len).await {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(file = %entry.name, error = %e, "could not read a spooled file");
-                return respond::status_text(StatusCode::NOT_FOUND, "Not found", None);
+                return response::status_text(StatusCode::NOT_FOUND, "Not found", None);
             }
         },
     };

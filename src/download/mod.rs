@@ -2,9 +2,6 @@
 //! route ([`signed_route`]), the local proxy ([`proxy`]) over the one upstream fetch
 //! ([`upstream::fetch`]), exact Range pass-through, conditional requests and local bytes.
 
-/// Re-exported for the code that still names it here; its home is [`crate::response`].
-pub use crate::response::ResponseBody;
-
 pub mod conditional;
 pub mod exact;
 pub mod judge;

@@ -10,14 +10,15 @@ use http::{HeaderMap, Method, Response, StatusCode};
 use super::conditional::{preflight, Preflight, Validators};
 use super::local;
 use super::proxy::send_file;
-use super::respond::{self, status_text};
+use super::respond;
 use super::sign::UrlSigner;
 use super::upstream::{LinkSource, ProxyError};
-use super::ResponseBody;
 use crate::backend::{Entry, Error, Link};
 use crate::clock::Clock;
 use crate::config::DownloadPolicy;
 use crate::mount::Mount;
+use crate::response::status_text;
+use crate::response::ResponseBody;
 
 /// What the download policy decided for one GET.
 #[derive(Debug, PartialEq, Eq)]
@@ -84,7 +85,7 @@ pub struct FileRequest<'r> {
     /// The file's path from the server's root (mount name included), for signed links.
     pub path: &'r [String],
     /// A mount and path for the log.
-    pub what: &'r str,
+    pub full_path: &'r str,
 }
 
 /// Why a file could not be sent. Nothing reached the client yet; the server maps this to a
@@ -101,14 +102,14 @@ pub enum Failure {
 #[derive(Debug)]
 pub struct Failed {
     pub failure: Failure,
-    pub what: String,
+    pub full_path: String,
 }
 
 impl Failed {
-    fn backend(error: Error, what: &str) -> Self {
+    fn backend(error: Error, full_path: &str) -> Self {
         Failed {
             failure: Failure::Backend(error),
-            what: what.to_owned(),
+            full_path: full_path.to_owned(),
         }
     }
 }
@@ -147,7 +148,7 @@ pub async fn serve_file(
     ) {
         Delivery::Redirect => match mount.vfs.link(entry, false).await {
             Ok(link) => Ok(respond::redirect(&link.url)),
-            Err(e) => Err(Failed::backend(e, req.what)),
+            Err(e) => Err(Failed::backend(e, req.full_path)),
         },
         Delivery::ProxyUrl => Ok(super::signed_route::redirect(dl, mount, req.path)),
         Delivery::Proxy => proxy_file(dl, mount, entry, req, &v, honour_range).await,
@@ -198,7 +199,7 @@ pub(super) async fn proxy_file(
                 "The size of this file is unknown, so it cannot be proxied",
                 None,
             )),
-            Err(e) => Err(Failed::backend(e, req.what)),
+            Err(e) => Err(Failed::backend(e, req.full_path)),
         };
     }
     let links = VfsLinks { mount, entry };
@@ -209,7 +210,7 @@ pub(super) async fn proxy_file(
                 ProxyError::Link(e) => Failure::Backend(e),
                 e => Failure::Upstream(e),
             },
-            what: req.what.to_owned(),
+            full_path: req.full_path.to_owned(),
         })
 }
 

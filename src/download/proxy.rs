@@ -19,8 +19,8 @@ use http::{Method, Response, StatusCode};
 use super::conditional::{preflight, Preflight, Validators};
 use super::range::{parse_range, RangeRequest};
 use super::respond;
-use super::ResponseBody;
 use crate::backend::Entry;
+use crate::response::ResponseBody;
 
 pub use super::judge::{judge, Verdict};
 pub use super::upstream::{fetch, LinkSource, ProxyError};

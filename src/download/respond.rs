@@ -9,7 +9,7 @@ use http::{Response, StatusCode};
 use super::conditional::Validators;
 use crate::backend::Entry;
 use crate::response::ResponseBody;
-pub use crate::response::{empty_body, full_body, status_text};
+use crate::response::{empty_body, status_text};
 
 /// The answer to HEAD on a file, from listing metadata only: 200 with the headers a GET would
 /// carry and no body.
@@ -180,6 +180,7 @@ mod tests {
     use http_body_util::BodyExt;
 
     use super::*;
+    use crate::response::full_body;
 
     fn entry(name: &str, size: u64) -> Entry {
         Entry {

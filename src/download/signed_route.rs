@@ -9,9 +9,10 @@ use http::{HeaderMap, Method, Response, StatusCode, Uri};
 
 use super::conditional::{preflight, Preflight};
 use super::policy::{gateway_url, proxy_file, Downloads, Failed, FileRequest};
-use super::respond::{self, status_text};
-use super::ResponseBody;
+use super::respond;
 use crate::mount::Mount;
+use crate::response::status_text;
+use crate::response::ResponseBody;
 use crate::server::paths;
 
 /// 302 to `<proxy_url>/-/d/<mount>/<path>?sign=…` for the file at `path` (from the server's
@@ -101,14 +102,14 @@ pub async fn serve(
         return Ok(status_text(StatusCode::NOT_FOUND, "No such mount", None));
     };
     on_mount(&mount);
-    let what = canonical.as_str();
+    let full_path = canonical.as_str();
     let entry = match mount.vfs.resolve(rest).await {
         Ok(e) if !e.is_dir => e,
         Ok(_) => return Ok(status_text(StatusCode::NOT_FOUND, "Not a file", None)),
         Err(e) => {
             return Err(Failed {
                 failure: super::policy::Failure::Backend(e),
-                what: canonical,
+                full_path: canonical,
             })
         }
     };
@@ -124,7 +125,7 @@ pub async fn serve(
         headers: req.headers,
         never_redirect: true,
         path: &segments,
-        what,
+        full_path,
     };
     proxy_file(dl, &mount, &entry, &file, &v, honour_range).await
 }

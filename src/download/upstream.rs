@@ -24,9 +24,10 @@ use http_body_util::BodyExt;
 use super::exact::ExactBody;
 use super::judge::{judge, Verdict};
 use super::range::RangeRequest;
-use super::respond;
-use super::ResponseBody;
-use crate::backend::{Entry, Link};
+use crate::backend::retry::Retries;
+use crate::backend::{Entry, Error, Link};
+use crate::response;
+use crate::response::ResponseBody;
 
 /// How many times an upstream 5xx or 429 (before any byte reached the client) is retried
 /// before the client gets 502 (or, for a lasting 429, 503).
@@ -110,37 +111,37 @@ pub async fn fetch(
 ) -> Result<ResponseBody, ProxyError> {
     if want.is_empty(entry.size) {
         // No byte to fetch, so no link to spend.
-        return Ok(respond::empty_body());
+        return Ok(response::empty_body());
     }
     let mut link = links.link(false).await.map_err(ProxyError::Link)?;
     let mut refreshed = false;
-    let mut retried = 0u32;
+    // The CDN's 5xx and 429 both say "busy, come back": one count, each honouring the
+    // answer's Retry-After (docs/123.md, open §11), so both are read as a rate limit.
+    let mut retries = Retries::new(MAX_BUSY_RETRIES, 0);
     // Bounded: every turn returns or uses up the one refresh or one of the counted retries.
     loop {
         let upstream = send(up, &link, want, user_agent).await?;
         let status = upstream.status();
-        // docs/123.md, open §11: the CDN's Retry-After is a floor for the wait; one longer than a
-        // retry may wait is passed on to the client instead.
         let server_wait = crate::backend::pacer::retry_after(upstream.headers());
-        let delay = crate::backend::pacer::backoff(retried + 1, server_wait);
-        if (status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS)
-            && retried < MAX_BUSY_RETRIES
-            && server_wait.is_none_or(|w| w <= crate::backend::pacer::MAX_RETRY_WAIT)
-            && crate::backend::deadline::allows(delay)
-        {
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            let busy = Error::RateLimited {
+                retry_after: server_wait,
+            };
             // Nothing was sent to the client yet: a brief outage or rate limit of the CDN is
-            // retried with the same link, after a short back-off.
-            retried += 1;
-            tracing::info!(
-                file_id = entry.id,
-                name = %entry.name,
-                %status,
-                attempt = retried,
-                "upstream download failed; retrying"
-            );
-            drop(upstream);
-            tokio::time::sleep(delay).await;
-            continue;
+            // retried with the same link, after a short back-off. A Retry-After longer than a
+            // retry may wait is passed on to the client instead.
+            if let Some(delay) = retries.next(&busy) {
+                tracing::info!(
+                    file_id = entry.id,
+                    name = %entry.name,
+                    %status,
+                    attempt = retries.used(),
+                    "upstream download failed; retrying"
+                );
+                drop(upstream);
+                tokio::time::sleep(delay).await;
+                continue;
+            }
         }
         if status == StatusCode::TOO_MANY_REQUESTS {
             // Still rate limited after the retries: the client should come back later.

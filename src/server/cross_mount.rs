@@ -16,10 +16,11 @@ use http::{HeaderMap, Response, StatusCode};
 use super::errors::error_response;
 use super::paths;
 use crate::backend::{Entry, Error};
-use crate::download::respond::status_text;
-use crate::download::ResponseBody;
 use crate::mount::Mount;
+use crate::response;
+use crate::response::ResponseBody;
 use crate::vfs::{cloud_name, Local};
+use response::status_text;
 
 type Outcome = Result<(), Response<ResponseBody>>;
 
@@ -68,7 +69,7 @@ pub async fn copy_or_move(
 ) -> Response<ResponseBody> {
     match run(src, src_segs, dst, dst_segs, headers, user, is_move).await {
         Ok(existed) => {
-            let mut res = Response::new(crate::download::respond::empty_body());
+            let mut res = Response::new(response::empty_body());
             *res.status_mut() = if existed {
                 StatusCode::NO_CONTENT
             } else {

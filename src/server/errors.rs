@@ -58,9 +58,9 @@ pub fn error_response(e: &Error, path: &str) -> Response<ResponseBody> {
 /// upstream failure as 502/503/504 (logged here, once).
 pub fn failed_response(failed: &Failed) -> Response<ResponseBody> {
     match &failed.failure {
-        Failure::Backend(e) => error_response(e, &failed.what),
+        Failure::Backend(e) => error_response(e, &failed.full_path),
         Failure::Upstream(e) => {
-            tracing::warn!(what = %super::access::capped(&failed.what), error = %e, "proxy failed");
+            tracing::warn!(full_path = %super::access::capped(&failed.full_path), error = %e, "proxy failed");
             status_text(e.status(), "The upstream download failed", e.retry_after())
         }
     }

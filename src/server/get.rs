@@ -14,9 +14,10 @@ use super::AppState;
 use crate::backend::Entry;
 use crate::dav::{store_key, FsRequest};
 use crate::download;
-use crate::download::respond::status_text;
-use crate::download::ResponseBody;
 use crate::mount::Mount;
+use crate::response;
+use crate::response::ResponseBody;
+use response::status_text;
 
 /// GET/HEAD on a mount path: a folder gets an HTML index (HEAD 200); a file goes by policy.
 #[allow(clippy::too_many_arguments)]
@@ -28,7 +29,7 @@ pub(super) async fn get_or_head<B>(
     req: &Request<B>,
     profile: ClientProfile,
     ctx: &FsRequest,
-    what: &str,
+    full_path: &str,
 ) -> Response<ResponseBody> {
     // Client junk is answered locally: from the side store, or a fast 404 that never asks 123.
     if let Some(name) = rest.last().filter(|n| ctx.is_junk(n)) {
@@ -50,12 +51,12 @@ pub(super) async fn get_or_head<B>(
     }
     let entry = match mount.vfs.resolve(rest).await {
         Ok(e) => e,
-        Err(e) => return error_response(&e, what),
+        Err(e) => return error_response(&e, full_path),
     };
     if entry.is_dir {
         let listing = match mount.vfs.list(&entry).await {
             Ok(l) => l,
-            Err(e) => return error_response(&e, what),
+            Err(e) => return error_response(&e, full_path),
         };
         let mut below = paths::encode(full);
         if !below.ends_with('/') {
@@ -71,7 +72,7 @@ pub(super) async fn get_or_head<B>(
         headers: req.headers(),
         never_redirect: profile.never_redirect,
         path: full,
-        what,
+        full_path,
     };
     download::serve_file(&state.downloads(), mount, &entry, &file)
         .await

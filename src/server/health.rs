@@ -19,8 +19,8 @@ use super::AppState;
 use crate::backend::auth_key::AuthKeyPath;
 use crate::backend::signer::Accepts;
 use crate::backend::TokenState;
-use crate::download::respond;
 use crate::mount::Mount;
+use crate::response;
 use crate::response::ResponseBody;
 
 /// What is known of a mount's upstream.
@@ -193,7 +193,7 @@ pub fn spawn_reprobe(state: &Arc<AppState>) {
 
 /// `/-/healthz`: the process is alive.
 pub fn healthz() -> Response<ResponseBody> {
-    let mut res = Response::new(respond::full_body("ok\n"));
+    let mut res = Response::new(response::full_body("ok\n"));
     let h = res.headers_mut();
     h.insert(
         CONTENT_TYPE,
@@ -247,7 +247,7 @@ pub fn readyz(state: &AppState, view: ReadyView<'_>) -> Response<ResponseBody> {
             });
         }
     }
-    let mut res = Response::new(respond::full_body(body.to_string()));
+    let mut res = Response::new(response::full_body(body.to_string()));
     *res.status_mut() = if ready {
         StatusCode::OK
     } else {
@@ -367,7 +367,7 @@ async fn route_on<B>(
                     .check(req.headers().get(http::header::AUTHORIZATION))
                     .await;
                 if !matches!(outcome, super::auth::AuthOutcome::Ok(_)) {
-                    let mut res = respond::status_text(
+                    let mut res = response::status_text(
                         StatusCode::UNAUTHORIZED,
                         "Authentication required",
                         None,
@@ -379,7 +379,7 @@ async fn route_on<B>(
                     return Some(res);
                 }
             }
-            let mut res = Response::new(respond::full_body(
+            let mut res = Response::new(response::full_body(
                 state.metrics().render(state.uploads.stats()),
             ));
             res.headers_mut().insert(
@@ -552,7 +552,7 @@ pub fn spawn_metrics_listener(listener: tokio::net::TcpListener, state: &Arc<App
                                 _ => None,
                             };
                             Ok::<_, std::convert::Infallible>(res.unwrap_or_else(|| {
-                                respond::status_text(StatusCode::NOT_FOUND, "Not found", None)
+                                response::status_text(StatusCode::NOT_FOUND, "Not found", None)
                             }))
                         }
                     });
@@ -573,5 +573,5 @@ fn is_read<B>(req: &http::Request<B>) -> bool {
 }
 
 fn only_get_and_head() -> Response<ResponseBody> {
-    respond::status_text(StatusCode::METHOD_NOT_ALLOWED, "Only GET and HEAD", None)
+    response::status_text(StatusCode::METHOD_NOT_ALLOWED, "Only GET and HEAD", None)
 }

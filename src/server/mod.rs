@@ -44,9 +44,9 @@ use crate::backend::open::client::OpenClients;
 use crate::backend::Backend;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::download::respond;
 use crate::download::sign::UrlSigner;
 use crate::mount::{build_backends, build_mount, Mount, Writes};
+use crate::response;
 use crate::upload::{QueueConfig, UploadQueue};
 
 /// The most header bytes one request may carry.
@@ -464,7 +464,7 @@ async fn serve_connection<I>(
             let res = match method {
                 // Unknown methods are answered before auth or routing: nothing of theirs is
                 // counted or logged by name.
-                None => respond::status_text(
+                None => response::status_text(
                     http::StatusCode::NOT_IMPLEMENTED,
                     "Method not implemented",
                     None,
@@ -593,7 +593,7 @@ where
                 "a request handler panicked; answered 500"
             );
             metrics.request_panicked();
-            let mut res = respond::status_text(
+            let mut res = response::status_text(
                 http::StatusCode::INTERNAL_SERVER_ERROR,
                 "Internal error",
                 None,
@@ -635,7 +635,7 @@ mod tests {
                 if std::hint::black_box(true) {
                     panic!("boom");
                 }
-                hyper::Response::new(respond::empty_body())
+                hyper::Response::new(response::empty_body())
             },
             "GET",
             &http::Uri::from_static("/x"),

@@ -10,9 +10,10 @@ use http::{Request, Response, StatusCode};
 use super::errors::error_response;
 use super::to_dav::dav_mount;
 use crate::dav::FsRequest;
-use crate::download::respond::{self, status_text};
-use crate::download::ResponseBody;
 use crate::mount::Mount;
+use crate::response;
+use crate::response::status_text;
+use crate::response::ResponseBody;
 
 /// The request header that makes dav-server answer a PROPFIND (value `dav-server`).
 pub const PROPFIND_WRITER: &str = "x-propfind-writer";
@@ -32,7 +33,7 @@ pub(super) fn normalise_depth<B>(req: &mut Request<B>) -> Option<Response<Respon
         }
         Some(d) if d == b"0" || d == b"1" => None,
         Some(d) if d == b"infinity" => {
-            let mut res = Response::new(respond::full_body(
+            let mut res = Response::new(response::full_body(
                 "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<D:error xmlns:D=\"DAV:\"><D:propfind-finite-depth/></D:error>\n",
             ));
             *res.status_mut() = StatusCode::FORBIDDEN;
@@ -60,7 +61,7 @@ pub(super) async fn propfind<B>(
     rest: &[String],
     mut req: Request<super::xml_body::GuardedBody<B>>,
     ctx: FsRequest,
-    what: &str,
+    full_path: &str,
     metrics: &crate::metrics::Metrics,
 ) -> Response<ResponseBody>
 where
@@ -79,16 +80,16 @@ where
     if !is_junk {
         let entry = match mount.vfs.resolve(rest).await {
             Ok(e) => e,
-            Err(e) => return error_response(&e, what),
+            Err(e) => return error_response(&e, full_path),
         };
         if entry.is_dir && depth_one {
             if let Err(e) = mount.vfs.list(&entry).await {
-                return error_response(&e, what);
+                return error_response(&e, full_path);
             }
         }
     }
     // `X-Propfind-Writer: dav-server` asks for the reference writer: for comparing both
-    // answers when a client misreads a listing (and in `tests/propfind_fast.rs`).
+    // answers when a client misreads a listing (and in `tests/it/protocol/propfind_fast.rs`).
     let reference = req
         .headers()
         .get(PROPFIND_WRITER)
@@ -113,5 +114,5 @@ where
         }
     }
     metrics.propfind_answered("dav-server");
-    dav_mount(base, mount, ctx, req, what).await
+    dav_mount(base, mount, ctx, req, full_path).await
 }

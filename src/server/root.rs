@@ -12,9 +12,10 @@ use super::propfind::normalise_depth;
 use super::to_dav::dav;
 use crate::backend::Entry;
 use crate::dav::RootFs;
-use crate::download::respond::{self, status_text};
-use crate::download::ResponseBody;
 use crate::mount::Mount;
+use crate::response;
+use crate::response::status_text;
+use crate::response::ResponseBody;
 
 /// Methods a read-only mount allows.
 const READ_ONLY_ALLOW: &str = "OPTIONS, GET, HEAD, PROPFIND";
@@ -43,7 +44,7 @@ pub(super) fn options(mount: Option<&Mount>) -> Response<ResponseBody> {
         Some(m) if !m.read_only() => (WRITABLE_ALLOW, "1, 2"),
         _ => (READ_ONLY_ALLOW, "1"),
     };
-    let mut res = Response::new(respond::empty_body());
+    let mut res = Response::new(response::empty_body());
     let h = res.headers_mut();
     h.insert("DAV", HeaderValue::from_static(dav));
     h.insert("MS-Author-Via", HeaderValue::from_static("DAV"));
@@ -101,9 +102,9 @@ where
 pub(super) fn html<B>(req: &Request<B>, page: String) -> Response<ResponseBody> {
     let len = page.len();
     let body = if req.method() == Method::HEAD {
-        respond::empty_body()
+        response::empty_body()
     } else {
-        respond::full_body(page)
+        response::full_body(page)
     };
     let mut res = Response::new(body);
     res.headers_mut().insert(

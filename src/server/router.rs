@@ -23,9 +23,10 @@ use super::profile::ClientProfile;
 use super::{access, paths, AppState};
 use crate::dav::FsRequest;
 use crate::download;
-use crate::download::respond::status_text;
-use crate::download::ResponseBody;
 use crate::mount::Mount;
+use crate::response;
+use crate::response::ResponseBody;
+use response::status_text;
 
 /// `path` below `base` (`server.base_path`, empty at the root): `/` for `base` itself, `None`
 /// outside it.
@@ -85,7 +86,7 @@ where
     }
     let profile = ClientProfile::from_rules(req.headers(), &state.clients);
     access::note_profile(&req, &profile);
-    let what = format!(
+    let full_path = format!(
         "{}{}",
         mount.config.path.trim_end_matches('/'),
         paths::encode(rest)
@@ -101,20 +102,30 @@ where
     };
     Ok(match req.method().as_str() {
         "GET" | "HEAD" => {
-            super::get::get_or_head(state, &mount, rest, &segments, &req, profile, &ctx, &what)
-                .await
+            super::get::get_or_head(
+                state, &mount, rest, &segments, &req, profile, &ctx, &full_path,
+            )
+            .await
         }
         "PROPFIND" => {
             let metrics = state.metrics();
-            super::propfind::propfind(&state.base_path, &mount, rest, req, ctx, &what, metrics)
-                .await
+            super::propfind::propfind(
+                &state.base_path,
+                &mount,
+                rest,
+                req,
+                ctx,
+                &full_path,
+                metrics,
+            )
+            .await
         }
         "PUT" | "PATCH" | "MKCOL" | "DELETE" | "MOVE" | "COPY" | "PROPPATCH" | "LOCK"
         | "UNLOCK" => {
             if let Some(refused) = may_write(state, &mount, &user, &req) {
                 return Ok(refused);
             }
-            super::write::write(state, &mount, rest, &user, req, ctx, &what).await
+            super::write::write(state, &mount, rest, &user, req, ctx, &full_path).await
         }
         _ => super::root::method_not_allowed(&mount),
     })

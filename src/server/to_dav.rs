@@ -10,8 +10,8 @@ use http_body_util::BodyExt;
 
 use super::errors::error_response;
 use crate::dav::{FsRequest, MountFs};
-use crate::download::ResponseBody;
 use crate::mount::Mount;
+use crate::response::ResponseBody;
 
 /// Hands a request to dav-server over the mount's filesystem, with its locks when writable.
 /// `base` is `server.base_path` (empty at the root): dav-server strips it with the mount's
@@ -23,7 +23,7 @@ pub(super) async fn dav_mount<B>(
     mount: &Arc<Mount>,
     ctx: FsRequest,
     req: Request<B>,
-    what: &str,
+    full_path: &str,
 ) -> Response<ResponseBody>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -47,7 +47,7 @@ where
     let res = builder.build_handler().handle_guarded(req, user, ctx).await;
     if res.status() == StatusCode::INTERNAL_SERVER_ERROR {
         if let Some(e) = failure.take() {
-            return error_response(&e, what);
+            return error_response(&e, full_path);
         }
     }
     res.map(|b| b.boxed_unsync())

@@ -14,9 +14,10 @@ use super::paths;
 use super::to_dav::dav_mount;
 use super::AppState;
 use crate::dav::{store_key, FsRequest};
-use crate::download::respond::status_text;
-use crate::download::ResponseBody;
 use crate::mount::Mount;
+use crate::response;
+use crate::response::ResponseBody;
+use response::status_text;
 
 /// Write methods, after the checks dav-server cannot express: partial PUTs, names 123 cannot
 /// store (400 with the reason), the destination of MOVE/COPY, lock timeouts, client mtimes.
@@ -27,7 +28,7 @@ pub(super) async fn write<B>(
     user: &super::auth::User,
     req: Request<B>,
     mut ctx: FsRequest,
-    what: &str,
+    full_path: &str,
 ) -> Response<ResponseBody>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -147,7 +148,7 @@ where
         }
     }
     if method == "LOCK" {
-        return lock(&state.base_path, mount, rest, ctx, req, what).await;
+        return lock(&state.base_path, mount, rest, ctx, req, full_path).await;
     }
     if method == "PUT" {
         ctx.oc_mtime = req
@@ -158,7 +159,7 @@ where
             .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s));
     }
     let stored_mtime = ctx.oc_mtime.is_some();
-    let mut res = dav_mount(&state.base_path, mount, ctx, req, what).await;
+    let mut res = dav_mount(&state.base_path, mount, ctx, req, full_path).await;
     if stored_mtime && res.status().is_success() {
         res.headers_mut()
             .insert("X-OC-Mtime", HeaderValue::from_static("accepted"));
@@ -176,7 +177,7 @@ async fn lock<B>(
     rest: &[String],
     ctx: FsRequest,
     mut req: Request<B>,
-    what: &str,
+    full_path: &str,
 ) -> Response<ResponseBody>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -219,7 +220,7 @@ where
         }
     }
     let req = Request::from_parts(parts, http_body_util::Full::new(body));
-    dav_mount(base, mount, ctx, req, what).await
+    dav_mount(base, mount, ctx, req, full_path).await
 }
 
 /// The `owner` element of a LOCK body, as dav-server will store it (prefix `D`).

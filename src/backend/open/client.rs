@@ -1,6 +1,6 @@
 //! The one way every Open API call is made: token, pacing, retries and error classification.
 //!
-//! Retries live here and nowhere else: a 401 refreshes the token once (if it is still the
+//! Retries live here and nowhere else (their bounds and waits are `backend::retry`'s): a 401 refreshes the token once (if it is still the
 //! current one), a 429 backs off a bounded number of times, a 5xx or a transport failure on an
 //! idempotent call is retried a bounded number of times. Every other code is classified once in
 //! `classify`. All of it meets the client request's deadline (`backend::deadline`): attempts
@@ -16,7 +16,8 @@ use serde::de::DeserializeOwned;
 use super::api::{self, Envelope};
 use super::login::Login;
 use super::token::{unix, Token, TokenManager};
-use crate::backend::pacer::{self, backoff, QpsLimiter, Rate, MAX_RETRY_WAIT};
+use crate::backend::pacer::{self, QpsLimiter, Rate};
+use crate::backend::retry::Retries;
 use crate::backend::TokenState;
 use crate::backend::{deadline, Error};
 
@@ -297,9 +298,9 @@ impl OpenClient {
         B: Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
     {
         let mut refreshed = false;
-        let mut rate_limited = 0u32;
-        let mut transient = 0u32;
+        let mut retries = Retries::new(MAX_429_RETRIES, opts.transient_retries);
         let mut token = self.token().await?;
+        // Bounded: every turn returns or uses up the one refresh or one of the counted retries.
         loop {
             deadline::wait(self.limiter.acquire(ep.path(), self.rate(ep))).await?;
             let request = build(&self.upstream.http, &token.access_token)
@@ -324,31 +325,13 @@ impl OpenClient {
                     .await?;
                     continue;
                 }
+                // docs/123.md, open §11: a server's Retry-After is a floor for the wait; one
+                // longer than a retry may wait ends the loop and is passed on to the client.
                 Ok(Reply::Code {
                     code: 429,
                     retry_after,
                     ..
-                }) => {
-                    rate_limited += 1;
-                    // docs/123.md, open §11: a server's Retry-After is a floor for the wait; one
-                    // longer than a retry may wait ends the loop and is passed on to the client.
-                    let delay = backoff(rate_limited, retry_after);
-                    if rate_limited > MAX_429_RETRIES
-                        || retry_after.is_some_and(|r| r > MAX_RETRY_WAIT)
-                        || !deadline::allows(delay)
-                    {
-                        tracing::warn!(
-                            endpoint = ep.path(),
-                            attempts = rate_limited,
-                            "123 keeps answering 429; giving up"
-                        );
-                        return Err(Error::RateLimited {
-                            retry_after: Some(retry_after.unwrap_or(Duration::from_secs(2))),
-                        });
-                    }
-                    tokio::time::sleep(delay).await;
-                    continue;
-                }
+                }) => Error::RateLimited { retry_after },
                 Ok(Reply::Code {
                     code,
                     message,
@@ -357,15 +340,10 @@ impl OpenClient {
                 }) => return Err(classify(code, message, trace_id)),
                 Err(e) => e,
             };
-            let retryable = matches!(error, Error::Unavailable(_) | Error::Transport(_));
-            let delay = backoff(transient + 1, None);
-            if retryable && transient < opts.transient_retries && deadline::allows(delay) {
-                transient += 1;
-                tracing::info!(endpoint = ep.path(), attempt = transient, error = %error, "retrying a failed 123 call");
-                tokio::time::sleep(delay).await;
-                continue;
-            }
-            return Err(error);
+            retries
+                .wait(error, ep.path())
+                .await
+                .map_err(|error| gave_up(ep, error))?;
         }
     }
 
@@ -440,7 +418,9 @@ impl OpenClient {
     ) -> Result<Token, Error> {
         let url = format!("{}{}", self.api_base, Endpoint::AccessToken.path());
         let body = serde_json::json!({ "clientID": client_id, "clientSecret": client_secret });
-        let mut rate_limited = 0;
+        // Only a rate limit is retried: any other refusal is final, a 5xx or a cut is the
+        // request's to report.
+        let mut retries = Retries::new(MAX_429_RETRIES, 0);
         loop {
             deadline::wait(self.limiter.acquire(
                 Endpoint::AccessToken.path(),
@@ -480,21 +460,44 @@ impl OpenClient {
                 Reply::Code {
                     code: 429,
                     retry_after,
+                    message,
                     ..
-                } if rate_limited < MAX_429_RETRIES
-                    && retry_after.is_none_or(|r| r <= MAX_RETRY_WAIT)
-                    && deadline::allows(backoff(rate_limited + 1, retry_after)) =>
-                {
-                    rate_limited += 1;
-                    tokio::time::sleep(backoff(rate_limited, retry_after)).await;
+                } => {
+                    let limited = Error::RateLimited { retry_after };
+                    if retries
+                        .wait(limited, Endpoint::AccessToken.path())
+                        .await
+                        .is_err()
+                    {
+                        return Err(credentials_refused(429, &message));
+                    }
                 }
                 Reply::Code { code, message, .. } => {
-                    return Err(Error::Auth(format!(
-                        "123 refused the client credentials (code {code}): {message}"
-                    )))
+                    return Err(credentials_refused(code, &message))
                 }
             }
         }
+    }
+}
+
+/// How a refused `access_token` call is reported.
+fn credentials_refused(code: i64, message: &str) -> Error {
+    Error::Auth(format!(
+        "123 refused the client credentials (code {code}): {message}"
+    ))
+}
+
+/// The error a call ends with once its retries are spent: a rate limit keeps a `Retry-After`
+/// (2 s when 123 gave none) for the client.
+fn gave_up(ep: Endpoint, error: Error) -> Error {
+    match error {
+        Error::RateLimited { retry_after } => {
+            tracing::warn!(endpoint = ep.path(), "123 keeps answering 429; giving up");
+            Error::RateLimited {
+                retry_after: Some(retry_after.unwrap_or(Duration::from_secs(2))),
+            }
+        }
+        error => error,
     }
 }
 

@@ -90,9 +90,7 @@ impl RefreshStore {
                 refresh_token: token.to_string(),
                 updated_at,
             };
-            let result = serde_json::to_vec(&record)
-                .map_err(std::io::Error::other)
-                .and_then(|bytes| crate::state_files::write_atomic(path, &bytes));
+            let result = crate::state_files::write_json_atomic(path, &record);
             if let Err(e) = result {
                 tracing::error!(path = %path.display(), error = %e, "could not keep the rotated 123 refresh token; after a restart this mount needs a new one");
             }

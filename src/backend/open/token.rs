@@ -165,9 +165,7 @@ impl TokenManager {
         let Some(path) = &self.persist_path else {
             return;
         };
-        let result = serde_json::to_vec(token)
-            .map_err(std::io::Error::other)
-            .and_then(|text| crate::state_files::write_atomic(path, &text));
+        let result = crate::state_files::write_json_atomic(path, token);
         if let Err(e) = result {
             tracing::warn!(path = %path.display(), error = %e, "could not persist the 123 token; a restart will request a new one");
         }

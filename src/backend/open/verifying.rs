@@ -8,11 +8,12 @@ use std::future::Future;
 use std::time::Duration;
 
 use super::client::is_verifying;
-use crate::backend::{deadline, Error};
+use crate::backend::retry::Retries;
+use crate::backend::Error;
 
 /// Retries after a "verifying" answer: 4 calls in all, about 3 s of waiting.
 pub const VERIFYING_RETRIES: u32 = 3;
-/// Spacing of the retries: 123's message asks for one second.
+/// Spacing of the retries: 123's message asks for one second (a floor; the back-off may add).
 pub const VERIFYING_SPACING: Duration = Duration::from_secs(1);
 
 /// Runs `call` (a link call for one file) again while 123 says the file is being verified.
@@ -21,21 +22,23 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Error>>,
 {
-    let mut retries = 0;
+    // "Verifying" is 123 saying "come back in a second": a rate limit with that Retry-After.
+    let mut retries = Retries::new(VERIFYING_RETRIES, 0);
     loop {
         match call().await {
             Err(e) if is_verifying(&e) => {
-                if retries >= VERIFYING_RETRIES || !deadline::allows(VERIFYING_SPACING) {
+                let wait = Error::RateLimited {
+                    retry_after: Some(VERIFYING_SPACING),
+                };
+                let Some(delay) = retries.next(&wait) else {
                     tracing::info!(
-                        retries,
                         "123 is still verifying a file uploaded moments ago; asking the client to retry"
                     );
                     return Err(Error::Unavailable(
                         "123 is still verifying this file, uploaded moments ago".into(),
                     ));
-                }
-                retries += 1;
-                tokio::time::sleep(VERIFYING_SPACING).await;
+                };
+                tokio::time::sleep(delay).await;
             }
             other => return other,
         }

@@ -17,7 +17,7 @@ use serde_json::json;
 use super::api;
 use super::client::{is_upload_failed, is_verifying, Endpoint, Retry};
 use super::OpenBackend;
-use crate::backend::unsure::{find_child, made_file, made_folder, send_unsure, Outcome};
+use crate::backend::unsure::{find_child, made_file, made_folder, open_file, send_unsure, Outcome};
 use crate::backend::{deadline, Entry, Error, UploadOptions, UploadSource};
 
 /// 123 refuses single files over 10 GB through the Open API (docs/123.md, open §4.1). The emulator
@@ -177,21 +177,11 @@ impl OpenBackend {
         });
         // An instant upload may have happened before the answer was lost. A lost
         // `reuse: false` answer only leaves an unused session behind.
-        let reply = send_unsure(
-            || async {
-                self.client
-                    .post::<api::UploadCreate>(Endpoint::UploadCreate, &body, Retry::Never)
-                    .await
-                    .map(Outcome::Answered)
-            },
-            || async {
-                Ok(made_file(self, parent, name, md5, size)
-                    .await?
-                    .map(Outcome::Found))
-            },
-        )
-        .await?;
-        let reply = match reply {
+        let create = || {
+            self.client
+                .post::<api::UploadCreate>(Endpoint::UploadCreate, &body, Retry::Never)
+        };
+        let reply = match open_file(self, parent, name, md5, size, create).await? {
             Outcome::Answered(reply) => reply,
             Outcome::Found(entry) => return Ok(Created::Done(entry)),
         };

@@ -71,15 +71,7 @@ impl ShareClient {
                 Ok(data) => return Ok(data),
                 Err(e) => e,
             };
-            match retries.next(&error) {
-                Some(delay) => {
-                    if !matches!(error, Error::RateLimited { .. }) {
-                        tracing::info!(endpoint = ep.path(), attempt = retries.transient(), error = %error, "retrying a failed 123 web call");
-                    }
-                    tokio::time::sleep(delay).await;
-                }
-                None => return Err(error),
-            }
+            retries.wait(error, ep.path()).await?;
         }
     }
 }

@@ -130,15 +130,7 @@ impl WebClient {
                 } => return Err(Error::Auth(message)),
                 // Rate limiting in any of its shapes, 5xx and cuts: the one retry decision of
                 // the web API.
-                error => match retries.next(&error) {
-                    Some(delay) => {
-                        if !matches!(error, Error::RateLimited { .. }) {
-                            tracing::info!(endpoint = ep.path(), attempt = retries.transient(), error = %error, "retrying a failed 123 web call");
-                        }
-                        tokio::time::sleep(delay).await;
-                    }
-                    None => return Err(error),
-                },
+                error => retries.wait(error, ep.path()).await?,
             }
         }
     }

@@ -17,10 +17,11 @@ use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use serde_json::json;
 
 use super::client::Endpoint;
-use super::write::{read_part, MAX_PARALLEL_PARTS, PART_ATTEMPTS, PART_SIZE, PART_TIMEOUT};
+use super::write::{
+    busy, read_part, refused, MAX_PARALLEL_PARTS, PART_ATTEMPTS, PART_SIZE, PART_TIMEOUT,
+};
 use super::WebBackend;
-use crate::backend::pacer::backoff;
-use crate::backend::unsure::{made_file, send_unsure};
+use crate::backend::retry::Retries;
 use crate::backend::{Entry, Error, UploadOptions, UploadSource};
 
 /// The region OpenList's driver signs for.
@@ -163,17 +164,8 @@ impl WebBackend {
     ) -> Result<Entry, Error> {
         let body = json!({ "fileId": file_id });
         let entry = Entry::new_file(file_id, name, size, md5);
-        send_unsure(
-            || async {
-                self.client
-                    .post_unsure::<serde::de::IgnoredAny>(Endpoint::UploadComplete, &body)
-                    .await
-                    .map(|_| entry.clone())
-            },
-            || made_file(self, parent, name, md5, size),
-        )
-        .await
-        .inspect(|e| self.made(parent, e))
+        self.complete_unsure(Endpoint::UploadComplete, &body, parent, entry)
+            .await
     }
 }
 
@@ -195,9 +187,10 @@ impl S3<'_> {
         body: bytes::Bytes,
         what: &str,
     ) -> Result<(Option<String>, bytes::Bytes), Error> {
-        let mut attempt = 0;
+        // 5xx, 429 and cuts share one bound: each is read as a rate limit without Retry-After.
+        let mut retries = Retries::new(PART_ATTEMPTS - 1, 0);
+        let failed = Error::RateLimited { retry_after: None };
         loop {
-            attempt += 1;
             let outcome = self
                 .http
                 .request(method.clone(), url.clone())
@@ -218,24 +211,16 @@ impl S3<'_> {
                     })?;
                     return Ok((etag, body));
                 }
-                Ok(res) if res.status().is_server_error() || res.status().as_u16() == 429 => {
-                    format!("S3 {what} answered {}", res.status())
-                }
-                Ok(res) => {
-                    return Err(Error::Upstream {
-                        code: i64::from(res.status().as_u16()),
-                        message: format!("S3 {what} answered {}", res.status()),
-                        trace_id: String::new(),
-                    })
-                }
+                Ok(res) if busy(res.status()) => format!("S3 {what} answered {}", res.status()),
+                Ok(res) => return Err(refused(res.status(), &format!("S3 {what}"))),
                 // Without the URL: it is signed.
                 Err(e) => format!("S3 {what} failed: {}", e.without_url()),
             };
-            if attempt >= PART_ATTEMPTS {
+            let Some(delay) = retries.next_anytime(&failed) else {
                 return Err(Error::Unavailable(failure));
-            }
-            tracing::info!(attempt, reason = %failure, "retrying an S3 request");
-            tokio::time::sleep(backoff(attempt, None)).await;
+            };
+            tracing::info!(attempt = retries.used(), reason = %failure, "retrying an S3 request");
+            tokio::time::sleep(delay).await;
         }
     }
 }

@@ -62,10 +62,9 @@ pub fn is_mail(name: &str) -> bool {
 }
 
 /// The wait after the `n`-th refusal in a row (n ≥ 1).
+/// Without jitter: one account's refusals are not a crowd to spread out.
 fn backoff(n: u32) -> Duration {
-    FIRST_BACKOFF
-        .saturating_mul(1u32 << n.saturating_sub(1).min(16))
-        .min(MAX_BACKOFF)
+    crate::backend::retry::doubling(FIRST_BACKOFF, n, MAX_BACKOFF)
 }
 
 struct Refusal {
@@ -268,9 +267,8 @@ impl Session {
         let Some(path) = &self.persist_path else {
             return;
         };
-        let result = serde_json::to_vec(&serde_json::json!({ "token": token }))
-            .map_err(std::io::Error::other)
-            .and_then(|text| crate::state_files::write_atomic(path, &text));
+        let result =
+            crate::state_files::write_json_atomic(path, &serde_json::json!({ "token": token }));
         if let Err(e) = result {
             tracing::warn!(path = %path.display(), error = %e, "could not persist the 123 web token; a restart will log in again");
         }

@@ -17,8 +17,9 @@ use serde_json::json;
 use super::api;
 use super::client::Endpoint;
 use super::WebBackend;
-use crate::backend::pacer::backoff;
-use crate::backend::unsure::{find_child, made_file, made_folder, send_unsure, Outcome};
+use crate::backend::pacer::MAX_RETRY_WAIT;
+use crate::backend::retry::Retries;
+use crate::backend::unsure::{find_child, made_file, made_folder, open_file, send_unsure, Outcome};
 use crate::backend::{Entry, Error, UploadOptions, UploadSource};
 
 /// Part size of the presigned-part flow (docs/123.md, web §1.4: 16 MiB).
@@ -173,15 +174,28 @@ impl WebBackend {
             "uploadId": session.upload_id,
         });
         let entry = Entry::new_file(session.file_id, name, src.size, &md5);
+        self.complete_unsure(Endpoint::UploadCompleteV2, &body, parent, entry)
+            .await
+    }
+
+    /// Sends the completion `ep` of the upload that makes `entry` in `parent`. A lost answer
+    /// to a completion that worked is found by listing: the file with its content (`unsure`).
+    pub(super) async fn complete_unsure(
+        &self,
+        ep: Endpoint,
+        body: &serde_json::Value,
+        parent: u64,
+        entry: Entry,
+    ) -> Result<Entry, Error> {
+        let md5 = entry.md5.clone().unwrap_or_default();
         send_unsure(
             || async {
                 self.client
-                    .post_unsure::<serde::de::IgnoredAny>(Endpoint::UploadCompleteV2, &body)
+                    .post_unsure::<serde::de::IgnoredAny>(ep, body)
                     .await
                     .map(|_| entry.clone())
             },
-            // A lost answer to a completion that worked: the file is listed with its content.
-            || made_file(self, parent, name, &md5, src.size),
+            || made_file(self, parent, &entry.name, &md5, entry.size),
         )
         .await
         .inspect(|e| self.made(parent, e))
@@ -216,21 +230,11 @@ impl WebBackend {
         });
         // An instant upload may have happened before the answer was lost; a lost session
         // answer only leaves an unused session behind.
-        let reply = send_unsure(
-            || async {
-                self.client
-                    .post_unsure::<api::UploadRequest>(Endpoint::UploadRequest, &body)
-                    .await
-                    .map(Outcome::Answered)
-            },
-            || async {
-                Ok(made_file(self, parent, name, md5, size)
-                    .await?
-                    .map(Outcome::Found))
-            },
-        )
-        .await?;
-        let reply = match reply {
+        let request = || {
+            self.client
+                .post_unsure::<api::UploadRequest>(Endpoint::UploadRequest, &body)
+        };
+        let reply = match open_file(self, parent, name, md5, size, request).await? {
             Outcome::Answered(reply) => reply,
             Outcome::Found(entry) => return Ok(Requested::Done(entry)),
         };
@@ -347,9 +351,10 @@ impl WebBackend {
             .map_err(|e| Error::Unavailable(format!("part reader stopped: {e}")))?
             .map_err(|e| Error::Unavailable(format!("cannot read the file to upload: {e}")))?;
         let mut url = url;
-        let mut attempt = 0;
+        // Every failure counts against one bound, and a part's Retry-After is honoured (at most
+        // `MAX_RETRY_WAIT`): each is read as a rate limit.
+        let mut retries = Retries::new(PART_ATTEMPTS - 1, 0);
         loop {
-            attempt += 1;
             let target = match url.take() {
                 Some(u) => u,
                 None => self
@@ -375,30 +380,41 @@ impl WebBackend {
                     // Expired or refused: the next attempt asks for a fresh URL.
                     format!("the part URL was refused ({})", res.status())
                 }
-                Ok(res) if res.status().is_server_error() || res.status().as_u16() == 429 => {
+                Ok(res) if busy(res.status()) => {
                     server_wait = crate::backend::pacer::retry_after(res.headers());
                     url = Some(target);
                     format!("the part upload answered {}", res.status())
                 }
-                Ok(res) => {
-                    return Err(Error::Upstream {
-                        code: i64::from(res.status().as_u16()),
-                        message: format!("the part upload answered {}", res.status()),
-                        trace_id: String::new(),
-                    })
-                }
+                Ok(res) => return Err(refused(res.status(), "the part upload")),
                 Err(e) => {
                     url = Some(target);
                     // Without the URL: reqwest errors may print it.
                     format!("the part upload failed: {}", e.without_url())
                 }
             };
-            if attempt >= PART_ATTEMPTS {
+            let busy = Error::RateLimited {
+                retry_after: server_wait.map(|w| w.min(MAX_RETRY_WAIT)),
+            };
+            let Some(delay) = retries.next_anytime(&busy) else {
                 return Err(Error::Unavailable(failure));
-            }
-            tracing::info!(part = no, attempt, reason = %failure, "retrying an upload part");
-            tokio::time::sleep(backoff(attempt, server_wait)).await;
+            };
+            tracing::info!(part = no, attempt = retries.used(), reason = %failure, "retrying an upload part");
+            tokio::time::sleep(delay).await;
         }
+    }
+}
+
+/// A storage answer worth sending a part again for: an outage or a rate limit.
+pub(super) fn busy(status: reqwest::StatusCode) -> bool {
+    status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+}
+
+/// A storage answer that ends a part's tries: `what` answered `status`.
+pub(super) fn refused(status: reqwest::StatusCode, what: &str) -> Error {
+    Error::Upstream {
+        code: i64::from(status.as_u16()),
+        message: format!("{what} answered {status}"),
+        trace_id: String::new(),
     }
 }
 

@@ -61,8 +61,8 @@ impl Hop {
         })
     }
 
-    /// Resolves a share `DownloadURL` to the final CDN URL and the `Referer` it needs (spec web
-    /// §0.5): decode `params` (standard base64) when present, GET that URL without following
+    /// Resolves a share `DownloadURL` to the final CDN URL and the `Referer` it needs (docs/123.md,
+    /// web §0.5): decode `params` (standard base64) when present, GET that URL without following
     /// redirects, and take the `Location` of a 302 or the `data.redirect_url` of a 2xx JSON
     /// answer. The Referer is the origin of the *outer* URL.
     pub async fn resolve(&self, download_url: &str) -> Result<(String, HeaderValue), Error> {
@@ -89,7 +89,7 @@ impl Hop {
                 Ok(r) if r.status() == StatusCode::TOO_MANY_REQUESTS => Error::RateLimited {
                     retry_after: pacer::retry_after(r.headers()),
                 },
-                // Not the spec's "keep the decoded URL": a 5xx link would be cached and fail
+                // Not OpenList's "keep the decoded URL" (docs/123.md, web §0.5): a 5xx link would be cached and fail
                 // for minutes, while an error is retried (here, and by the next request).
                 Ok(r) if r.status().is_server_error() => Error::Unavailable(format!(
                     "the download hop answered HTTP {}",

@@ -59,7 +59,7 @@ pub fn sign(path: &str) -> (String, String) {
 mod tests {
     use super::*;
 
-    /// The spec's five vectors: (path, ts, random, timeSign, dataSign).
+    /// Five known vectors (docs/123.md, web §0.3): (path, ts, random, timeSign, dataSign).
     const VECTORS: [(&str, i64, u32, u32, u32); 5] = [
         (
             "/b/api/file/list/new",

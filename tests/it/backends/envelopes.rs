@@ -135,7 +135,7 @@ impl Bad {
     }
 }
 
-/// Small slices and instant completion polls, as in `tests/writes.rs`.
+/// Small slices and instant completion polls, as in `tests/it/protocol/writes.rs`.
 fn fast_cfg() -> EmulatorConfig {
     let mut cfg = EmulatorConfig::default();
     cfg.switches.slice_size = 64 * 1024;

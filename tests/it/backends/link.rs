@@ -31,7 +31,7 @@ fn signing(emu: &Emulator, valid: &str) -> String {
     )
 }
 
-/// `check` (the real binary) reports each error case of the spec's grammar with the key, the
+/// `check` (the real binary) reports each error case of the `urls` grammar (docs/123.md, web §3.2) with the key, the
 /// line number, the line and the reason, and exits 2.
 #[test]
 fn check_reports_every_parse_error_with_line_and_reason() {

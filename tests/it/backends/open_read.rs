@@ -333,19 +333,18 @@ async fn concurrent_401s_cause_one_refresh() {
 
 #[tokio::test]
 async fn auth_and_mount_permissions() {
-    let env = TestEnv::start_with_users(
-        EmulatorConfig::default(),
-        |emu| {
+    let env = TestEnv::builder(EmulatorConfig::default())
+        .mounts(|emu| {
             emu.put_file("/lib/a.txt", b"a".to_vec());
             format!(
                 "{}{}",
                 lib_mount(emu, "/one", "proxy"),
                 lib_mount(emu, "/two", "proxy")
             )
-        },
-        "[[users]]\nname = \"bob\"\npassword_hash = \"{hash}\"\nmounts = [\"/one\"]\n",
-    )
-    .await;
+        })
+        .users("[[users]]\nname = \"bob\"\npassword_hash = \"{hash}\"\nmounts = [\"/one\"]\n")
+        .start()
+        .await;
     let res = env
         .client
         .request(

@@ -7,17 +7,12 @@ use pan123_emulator::{EmulatorConfig, Fault, FaultKind};
 
 #[tokio::test]
 async fn slow_upstreams_end_in_gateway_errors_not_hangs() {
-    let env = TestEnv::start_full(
-        EmulatorConfig::default(),
-        |emu| {
+    let env = TestEnv::builder(EmulatorConfig::default()).mounts(|emu| {
             emu.put_file("/lib/a.bin", bytes_of(10_000, 1));
             emu.put_file("/lib/d/x.txt", b"x".to_vec());
             let id = emu.lookup("/lib").map(|e| e.id).unwrap_or(0);
             open_mount("/m", "proxy", &format!("root_id = {id}"))
-        },
-        "",
-        "upstream_first_byte_timeout = \"1s\"\nupstream_connect_timeout = \"1s\"\nupstream_idle_timeout = \"2s\"",
-    )
+        }).server("upstream_first_byte_timeout = \"1s\"\nupstream_connect_timeout = \"1s\"\nupstream_idle_timeout = \"2s\"").start()
     .await;
     assert_eq!(env.propfind("/m/", "1").await.0, 207);
     // The CDN takes 4 s to answer: past the first-byte timeout, 504.

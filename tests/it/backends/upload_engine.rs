@@ -791,34 +791,6 @@ async fn spool_refuses_too_large_and_full() {
     q.shutdown().await;
 }
 
-/// Throughput of one 64 MiB upload with 123's real 16 MiB slices (not a test: run with
-/// `--ignored --nocapture` to see the numbers).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
-async fn measure_64_mib_upload() {
-    for slice in [16u64 << 20, 1 << 20] {
-        let env = Env::new().await;
-        env.emu.set_switches(|s| s.slice_size = slice);
-        let body = data(64 << 20, 19);
-        let src = source(env.dir.path(), "big", &body);
-        drop(body);
-        let start = std::time::Instant::now();
-        env.backend
-            .upload(0, "big.bin", &src, &fast())
-            .await
-            .unwrap();
-        let secs = start.elapsed().as_secs_f64();
-        println!(
-            "64 MiB, slice {} KiB: {:.1} MiB/s, {} slices, create {} complete {}",
-            slice >> 10,
-            64.0 / secs,
-            env.calls(SLICE_EP),
-            env.calls(CREATE),
-            env.calls(COMPLETE)
-        );
-    }
-}
-
 /// docs/123.md, open §11: `upload_complete` answers errors before success (20103, code 1
 /// `任务队列削峰中…`, an unknown code); each is polled through, at one call per answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

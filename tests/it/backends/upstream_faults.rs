@@ -6,16 +6,16 @@
 //!
 //! Each case asserts statuses and upstream call counts (emulator stats), never timings, except
 //! a generous hang guard around every request. Slow upstreams (the configured timeouts) are in
-//! `tests/upstream_timeouts.rs`.
+//! `tests/it/backends/upstream_timeouts.rs`.
 //!
 //! Covered elsewhere, not repeated here:
-//! * Open API mounts: `tests/open_read.rs`, `tests/timeouts.rs`.
-//! * A web session expiring in the middle of a listing walk: `tests/web.rs`
+//! * Open API mounts: `tests/it/backends/open_read.rs`, `tests/it/backends/timeouts.rs`.
+//! * A web session expiring in the middle of a listing walk: `tests/it/backends/web.rs`
 //!   (`a_401_in_the_middle_of_a_listing_is_one_relogin_and_one_retry`).
-//! * An expired `auth_key` re-signed on a link mount: `tests/link.rs`
+//! * An expired `auth_key` re-signed on a link mount: `tests/it/backends/link.rs`
 //!   (`an_expired_auth_key_is_re_signed`, `a_refused_signed_link_is_re_signed_by_the_proxy`).
 //! * A share listing page failing with a code (`fail_page`) or answering a body that is not
-//!   JSON: `tests/share.rs`.
+//!   JSON: `tests/it/backends/share.rs`.
 
 use std::time::Duration;
 
@@ -57,9 +57,8 @@ const SERVER: &str = "ready_probe_interval = \"1h\"\n";
 
 /// A share mount `/s` and a web mount `/w` over the same `/lib`, both proxying.
 async fn env(cfg: EmulatorConfig) -> TestEnv {
-    let env = TestEnv::start_full(
-        cfg,
-        |emu| {
+    let env = TestEnv::builder(cfg)
+        .mounts(|emu| {
             seed(emu);
             let root = emu.lookup("/lib").map(|e| e.id).unwrap_or(0);
             format!(
@@ -67,11 +66,10 @@ async fn env(cfg: EmulatorConfig) -> TestEnv {
                 share_mount("/s", "proxy", SHARE_KEY, None, ""),
                 web_mount("/w", "proxy", &format!("root_id = {root}\n")),
             )
-        },
-        "",
-        SERVER,
-    )
-    .await;
+        })
+        .server(SERVER)
+        .start()
+        .await;
     // Both start-up probes have reached the emulator, and both roots are listed (and cached).
     settle(&env, SHARE_LIST, 1).await;
     settle(&env, WEB_PROBE, 1).await;
@@ -275,7 +273,7 @@ async fn listing_5xx(kind: Kind) {
     );
     env.emu.clear_faults();
     if let Kind::Web = kind {
-        // Page 2 answering a code (share mounts: tests/share.rs).
+        // Page 2 answering a code (share mounts: tests/it/backends/share.rs).
         inject(&env, kind.list(), FaultKind::FailPage { page: 2, count: 1 });
         let (status, _, body) = propfind(&env, &big).await;
         assert_eq!(status, 502, "{kind:?}: {body}");
@@ -668,7 +666,7 @@ async fn link_direct_host_faults() {
 }
 
 /// With `auth_key` signing, a direct host that keeps refusing (403) gets one freshly signed
-/// link, then 502. (One refusal that a fresh signature cures: `tests/link.rs`.)
+/// link, then 502. (One refusal that a fresh signature cures: `tests/it/backends/link.rs`.)
 #[tokio::test]
 async fn link_lasting_refusal_is_one_re_sign_then_502() {
     let env = link_env(Some(LINK_KEY)).await;

@@ -4,8 +4,8 @@
 //! bytes so far. Never a hang (a generous guard around every request).
 //!
 //! The timeouts are each gateway's own (handed to its clients at construction), so these tests
-//! could share a binary with any other. The Open API mount's case is `tests/timeouts.rs`; the
-//! other faults are `tests/upstream_faults.rs`.
+//! could share a binary with any other. The Open API mount's case is `tests/it/backends/timeouts.rs`; the
+//! other faults are `tests/it/backends/upstream_faults.rs`.
 
 use crate::common::web_api::*;
 use crate::common::*;
@@ -63,9 +63,8 @@ async fn get(env: &TestEnv, path: &str) -> (u16, String, Vec<u8>, bool) {
 
 /// A share mount `/s` or a web mount `/w` (proxying) over `/lib`: two small folders and a file.
 async fn env(kind: Kind) -> TestEnv {
-    let env = TestEnv::start_full(
-        EmulatorConfig::default(),
-        |emu| {
+    let env = TestEnv::builder(EmulatorConfig::default())
+        .mounts(|emu| {
             emu.put_file("/lib/d1/x1.txt", "one");
             emu.put_file("/lib/d2/x2.txt", "two");
             emu.put_file("/lib/a.bin", bytes_of(SIZE, 1));
@@ -76,11 +75,10 @@ async fn env(kind: Kind) -> TestEnv {
                 Kind::Share => share_mount("/s", "proxy", SHARE_KEY, None, ""),
                 Kind::Web => web_mount("/w", "proxy", &format!("root_id = {root}\n")),
             }
-        },
-        "",
-        SERVER,
-    )
-    .await;
+        })
+        .server(SERVER)
+        .start()
+        .await;
     settle(
         &env,
         match kind {
@@ -182,17 +180,15 @@ async fn a_slow_or_stalled_direct_host() {
         direct_link_space: Some("/direct".into()),
         ..Default::default()
     };
-    let env = TestEnv::start_full(
-        cfg,
-        |emu| {
+    let env = TestEnv::builder(cfg)
+        .mounts(|emu| {
             emu.put_file("/direct/a.bin", bytes_of(SIZE, 1));
             let urls = format!("{SIZE}:{}\n", direct_url(emu, "/direct/a.bin"));
             link_mount("/l", "proxy", &urls, "")
-        },
-        "",
-        SERVER,
-    )
-    .await;
+        })
+        .server(SERVER)
+        .start()
+        .await;
     inject(&env, "direct", slow(100));
     let (status, _, body, _) = get(&env, "/l/a.bin").await;
     assert_eq!(status, 504);

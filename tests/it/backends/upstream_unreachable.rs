@@ -22,9 +22,8 @@ const REQUEST_GUARD: Duration = Duration::from_secs(20);
 /// An Open mount `/m`, a web mount `/w` (both writable) and a share mount `/s`, all over
 /// `/lib`, with their roots listed (and cached).
 async fn env() -> TestEnv {
-    let env = TestEnv::start_full(
-        EmulatorConfig::default(),
-        |emu| {
+    let env = TestEnv::builder(EmulatorConfig::default())
+        .mounts(|emu| {
             for d in ["d1", "d2", "d3"] {
                 emu.put_file(&format!("/lib/{d}/x.txt"), d);
             }
@@ -39,11 +38,10 @@ async fn env() -> TestEnv {
                 web_mount("/w", "proxy", &format!("root_id = {root}\n")),
                 share_mount("/s", "proxy", SHARE_KEY, None, ""),
             )
-        },
-        "",
-        SERVER,
-    )
-    .await;
+        })
+        .server(SERVER)
+        .start()
+        .await;
     settle(&env, SHARE_LIST, 1).await;
     settle(&env, WEB_PROBE, 1).await;
     for mount in ["/m/", "/w/", "/s/"] {

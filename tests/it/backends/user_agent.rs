@@ -40,9 +40,8 @@ async fn env(server_extra: &str) -> TestEnv {
         direct_link_space: Some("/direct".into()),
         ..Default::default()
     };
-    TestEnv::start_full(
-        cfg,
-        |emu| {
+    TestEnv::builder(cfg)
+        .mounts(|emu| {
             emu.put_file("/lib/f.bin", bytes_of(10_000, 1));
             emu.put_file("/direct/d.bin", bytes_of(10_000, 2));
             emu.add_share("ua-Key", None, "/lib");
@@ -55,11 +54,10 @@ async fn env(server_extra: &str) -> TestEnv {
                 web_mount("/w", "proxy", &format!("root_id = {lib}\n")),
                 link_mount("/l", "proxy", &urls, ""),
             )
-        },
-        "",
-        server_extra,
-    )
-    .await
+        })
+        .server(server_extra)
+        .start()
+        .await
 }
 
 #[tokio::test]

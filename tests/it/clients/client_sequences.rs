@@ -1,7 +1,7 @@
 //! The request sequences of Windows Explorer (mini-redirector) and macOS Finder, replayed with
 //! the `curl` binary under their User-Agents: connect (OPTIONS, PROPFIND Depth 0 and 1 of `/`
 //! and of a mount), open a file, copy a file in, rename, delete, and the junk each one probes.
-//! The answers are checked against what those clients need (spec §4).
+//! The answers are checked against what those clients need (README, "Clients").
 
 use std::time::Duration;
 

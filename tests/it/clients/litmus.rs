@@ -75,17 +75,15 @@ async fn litmus_at(server_extra: &str, path: &str) {
     cfg.switches.slice_size = 64 * 1024;
     cfg.switches.complete_pending_polls = 1;
     cfg.switches.complete_poll_interval = Duration::ZERO;
-    let env = TestEnv::start_full(
-        cfg,
-        |emu| {
+    let env = TestEnv::builder(cfg)
+        .mounts(|emu| {
             emu.mkdir_p("/lib");
             let id = emu.lookup("/lib").map(|e| e.id).unwrap_or(0);
             open_mount("/m", "proxy", &format!("root_id = {id}"))
-        },
-        "",
-        server_extra,
-    )
-    .await;
+        })
+        .server(server_extra)
+        .start()
+        .await;
     let url = env.url(path);
     // litmus writes debug.log (megabytes) into its working directory: not the repository.
     let scratch = tempfile::tempdir().expect("scratch dir");

@@ -79,27 +79,61 @@ pub struct TestEnv {
 
 impl TestEnv {
     /// Starts an emulator with `cfg`, lets `setup` fill it and return the mounts' TOML, then
-    /// starts the gateway.
+    /// starts the gateway: the common case of [`TestEnv::builder`].
     pub async fn start(cfg: EmulatorConfig, setup: impl FnOnce(&Emulator) -> String) -> TestEnv {
-        Self::start_with_users(cfg, setup, "").await
+        Self::builder(cfg).mounts(setup).start().await
     }
 
-    /// As `start`, with more `[[users]]` tables (`{hash}` is the test password's hash).
-    pub async fn start_with_users(
-        cfg: EmulatorConfig,
-        setup: impl FnOnce(&Emulator) -> String,
-        extra_users: &str,
-    ) -> TestEnv {
-        Self::start_full(cfg, setup, extra_users, "").await
+    /// A test environment with more than mounts: users, `[server]` keys.
+    pub fn builder<'a>(cfg: EmulatorConfig) -> TestEnvBuilder<'a> {
+        TestEnvBuilder {
+            cfg,
+            setup: None,
+            users: String::new(),
+            server: String::new(),
+        }
+    }
+}
+
+/// Fills the started emulator and returns the mounts' TOML.
+type Setup<'a> = Box<dyn FnOnce(&Emulator) -> String + 'a>;
+
+/// How a [`TestEnv`] is made: the emulator's config, then what the gateway is given.
+pub struct TestEnvBuilder<'a> {
+    cfg: EmulatorConfig,
+    setup: Option<Setup<'a>>,
+    users: String,
+    server: String,
+}
+
+impl<'a> TestEnvBuilder<'a> {
+    /// `setup` fills the started emulator and returns the mounts' TOML (with the placeholders
+    /// of [`fill_hosts`]).
+    pub fn mounts(mut self, setup: impl FnOnce(&Emulator) -> String + 'a) -> Self {
+        self.setup = Some(Box::new(setup));
+        self
     }
 
-    /// As `start_with_users`, with more `[server]` keys.
-    pub async fn start_full(
-        mut cfg: EmulatorConfig,
-        setup: impl FnOnce(&Emulator) -> String,
-        extra_users: &str,
-        server_extra: &str,
-    ) -> TestEnv {
+    /// More `[[users]]` tables (`{hash}` is the test password's hash) beside `alice`.
+    pub fn users(mut self, users: &str) -> Self {
+        self.users = users.to_string();
+        self
+    }
+
+    /// More `[server]` keys.
+    pub fn server(mut self, keys: &str) -> Self {
+        self.server = keys.to_string();
+        self
+    }
+
+    /// Starts the emulator, fills it, and starts the gateway.
+    pub async fn start(self) -> TestEnv {
+        let TestEnvBuilder {
+            mut cfg,
+            setup,
+            users,
+            server,
+        } = self;
         // RUST_LOG=debug shows the gateway's and the emulator's logs for a failing test.
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
@@ -108,7 +142,7 @@ impl TestEnv {
         // The row's reading of 123 (`profiles`), over the test's own switches.
         profiles::current_profile().apply(&mut cfg.switches);
         let emu = Emulator::start(cfg).await.expect("emulator starts");
-        let mounts = setup(&emu);
+        let mounts = setup.map(|setup| setup(&emu)).unwrap_or_default();
         let state_dir = tempfile::tempdir().expect("tempdir");
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -122,13 +156,15 @@ impl TestEnv {
             client,
             base: String::new(),
             mounts,
-            extra_users: extra_users.to_string(),
-            server_extra: server_extra.to_string(),
+            extra_users: users,
+            server_extra: server,
         };
         env.start_gateway().await;
         env
     }
+}
 
+impl TestEnv {
     /// (Re)starts the gateway on a new port with the same config and state_dir.
     pub async fn start_gateway(&mut self) {
         if let Some(gw) = self.gw.take() {

@@ -1,5 +1,5 @@
-//! Profiles: the other plausible 123s. Where the spec pages' readings of 123 disagree (each
-//! page's last sections), the emulator has a switch per reading; a profile is one choice of
+//! Profiles: the other plausible 123s. Where readings of 123 disagree
+//! (docs/123.md, open §11 and web §7), the emulator has a switch per reading; a profile is one choice of
 //! every such switch. The write, fault and conformance suites run a row per profile (beside
 //! their backend × policy rows), so each non-default reading is exercised in CI at least once.
 //!

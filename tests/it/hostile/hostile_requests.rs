@@ -5,9 +5,8 @@ use crate::common::*;
 use pan123_emulator::EmulatorConfig;
 
 async fn env() -> TestEnv {
-    TestEnv::start_with_users(
-        EmulatorConfig::default(),
-        |emu| {
+    TestEnv::builder(EmulatorConfig::default())
+        .mounts(|emu| {
             emu.put_file("/lib/a.txt", bytes_of(1000, 1));
             emu.put_file("/pub/p.txt", bytes_of(300, 2));
             emu.put_file("/other/o.txt", b"other mount".to_vec());
@@ -24,10 +23,9 @@ async fn env() -> TestEnv {
                 ),
                 open_mount("/other", "proxy", &format!("root_id = {other}")),
             )
-        },
-        "",
-    )
-    .await
+        })
+        .start()
+        .await
 }
 
 /// `depth` nested elements inside `<open>…</close>`.

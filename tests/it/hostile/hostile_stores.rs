@@ -10,16 +10,11 @@ use pan123_emulator::{EmulatorConfig, Fault, FaultKind};
 /// A writable Open mount at `/m` over `/lib` (holding `a.txt`), with more `[server]` keys, and
 /// a second writing user `bob`.
 async fn env(server_extra: &str) -> TestEnv {
-    TestEnv::start_full(
-        EmulatorConfig::default(),
-        |emu| {
+    TestEnv::builder(EmulatorConfig::default()).mounts(|emu| {
             emu.put_file("/lib/a.txt", bytes_of(100, 1));
             let lib = emu.lookup("/lib").map(|e| e.id).unwrap_or(0);
             open_mount("/m", "proxy", &format!("root_id = {lib}"))
-        },
-        "[[users]]\nname = \"bob\"\npassword_hash = \"{hash}\"\nmounts = [\"*\"]\nwrite = true\n",
-        server_extra,
-    )
+        }).users("[[users]]\nname = \"bob\"\npassword_hash = \"{hash}\"\nmounts = [\"*\"]\nwrite = true\n").server(server_extra).start()
     .await
 }
 

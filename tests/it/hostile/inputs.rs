@@ -421,17 +421,15 @@ async fn anonymous_reads_only_where_a_mount_says_so() {
 
 #[tokio::test]
 async fn the_lockout_follows_the_client_behind_a_trusted_proxy() {
-    let env = TestEnv::start_full(
-        EmulatorConfig::default(),
-        |emu| {
+    let env = TestEnv::builder(EmulatorConfig::default())
+        .mounts(|emu| {
             emu.put_file("/lib/a.txt", b"a".to_vec());
             let id = emu.lookup("/lib").map(|e| e.id).unwrap_or(0);
             open_mount("/m", "proxy", &format!("root_id = {id}"))
-        },
-        "",
-        "trusted_proxies = [\"127.0.0.1\"]",
-    )
-    .await;
+        })
+        .server("trusted_proxies = [\"127.0.0.1\"]")
+        .start()
+        .await;
     for _ in 0..10 {
         let r = env
             .client

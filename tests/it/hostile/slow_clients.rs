@@ -21,17 +21,15 @@ const SERVER: &str = "header_timeout = \"1s\"\nkeepalive_timeout = \"2s\"\nbody_
 const CLOSE_GUARD: Duration = Duration::from_secs(20);
 
 async fn start(server: &str) -> TestEnv {
-    TestEnv::start_full(
-        EmulatorConfig::default(),
-        |emu| {
+    TestEnv::builder(EmulatorConfig::default())
+        .mounts(|emu| {
             emu.put_file("/lib/a.txt", b"hello".to_vec());
             let lib = emu.lookup("/lib").map(|e| e.id).unwrap_or(0);
             open_mount("/m", "proxy", &format!("root_id = {lib}"))
-        },
-        "",
-        server,
-    )
-    .await
+        })
+        .server(server)
+        .start()
+        .await
 }
 
 fn auth() -> String {

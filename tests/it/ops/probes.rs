@@ -133,6 +133,16 @@ async fn metrics_count_a_scripted_session() {
     assert_eq!(value(&after, "pan123_uploads_completed"), 1.0);
     assert_eq!(value(&after, "pan123_uploads_failed"), 0.0);
     assert_eq!(value(&after, "pan123_upload_bytes"), 14.0);
+    // The queued PUT wrote its manifest durably: at least one group commit of the queue folder.
+    assert!(
+        delta(&before, &after, "pan123_upload_manifest_syncs") >= 1.0,
+        "manifest syncs exported"
+    );
+    let text = metrics_text(&env).await;
+    assert!(
+        text.contains("# HELP pan123_upload_manifest_syncs "),
+        "explained: {text}"
+    );
     assert!(after.contains_key("pan123_proxy_active_streams"));
 }
 
@@ -168,17 +178,15 @@ async fn readyz_until(env: &TestEnv, want: u16) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_and_readyz_need_no_auth_and_follow_token_failures() {
-    let env = TestEnv::start_full(
-        EmulatorConfig::default(),
-        |emu| {
+    let env = TestEnv::builder(EmulatorConfig::default())
+        .mounts(|emu| {
             emu.mkdir_p("/sub");
             emu.mkdir_p("/other");
             open_mount("/m", "proxy", "")
-        },
-        "",
-        "ready_probe_interval = \"100ms\"",
-    )
-    .await;
+        })
+        .server("ready_probe_interval = \"100ms\"")
+        .start()
+        .await;
 
     let res = env
         .client

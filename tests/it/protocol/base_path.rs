@@ -7,17 +7,15 @@ use pan123_emulator::EmulatorConfig;
 
 async fn start(download: &str) -> TestEnv {
     let download = download.to_string();
-    TestEnv::start_full(
-        EmulatorConfig::default(),
-        move |emu| {
+    TestEnv::builder(EmulatorConfig::default())
+        .mounts(move |emu| {
             emu.put_file("/lib/dir/a b.txt", b"prefixed bytes".to_vec());
             let id = emu.lookup("/lib").map(|e| e.id).unwrap_or(0);
             open_mount("/m", &download, &format!("root_id = {id}"))
-        },
-        "",
-        "base_path = \"/dav\"",
-    )
-    .await
+        })
+        .server("base_path = \"/dav\"")
+        .start()
+        .await
 }
 
 #[tokio::test]

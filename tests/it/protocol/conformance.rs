@@ -366,7 +366,7 @@ mod cases {
 
     pub async fn hostile_requests_stay_inside(env: &TestEnv, _row: Row) {
         // Encodings that try to climb out of the mount: 4xx, whatever the backend. (Dot-segments
-        // themselves are normalised by the HTTP client; tests/hostile.rs sends them raw.)
+        // themselves are normalised by the HTTP client; tests/it/hostile/inputs.rs sends them raw.)
         for path in [
             "/m/..%2fbig.bin",
             "/m/big.bin%00",

@@ -18,17 +18,16 @@ async fn env_with(mount_extra: &str, server_extra: &str, users: &str) -> TestEnv
     cfg.switches.complete_pending_polls = 0;
     cfg.switches.complete_poll_interval = Duration::ZERO;
     let mount_extra = mount_extra.to_string();
-    TestEnv::start_full(
-        cfg,
-        move |emu| {
+    TestEnv::builder(cfg)
+        .mounts(move |emu| {
             emu.put_file("/lib/a.txt", b"documented bytes".to_vec());
             let id = emu.lookup("/lib").map(|e| e.id).unwrap_or(0);
             open_mount("/m", "proxy", &format!("root_id = {id}\n{mount_extra}"))
-        },
-        users,
-        server_extra,
-    )
-    .await
+        })
+        .users(users)
+        .server(server_extra)
+        .start()
+        .await
 }
 
 /// LOCK's status and the timeout its `lockdiscovery` grants.

@@ -15,16 +15,14 @@ fn mount(emu: &pan123_emulator::Emulator) -> String {
 }
 
 async fn start(server_extra: &str) -> TestEnv {
-    TestEnv::start_full(
-        EmulatorConfig::default(),
-        |emu| {
+    TestEnv::builder(EmulatorConfig::default())
+        .mounts(|emu| {
             emu.put_file("/lib/a b.txt", b"public bytes".to_vec());
             mount(emu)
-        },
-        "",
-        server_extra,
-    )
-    .await
+        })
+        .server(server_extra)
+        .start()
+        .await
 }
 
 #[tokio::test]

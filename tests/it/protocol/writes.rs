@@ -350,16 +350,14 @@ async fn partial_put_is_refused(kind: Kind) {
 }
 
 async fn too_large_and_spool_full(kind: Kind) {
-    let env = TestEnv::start_full(
-        fast_cfg(),
-        |emu| {
+    let env = TestEnv::builder(fast_cfg())
+        .mounts(|emu| {
             emu.mkdir_p("/lib");
             lib_mount(kind, emu, "")
-        },
-        "",
-        "spool_max = \"1MiB\"",
-    )
-    .await;
+        })
+        .server("spool_max = \"1MiB\"")
+        .start()
+        .await;
     // Over the spool quota: 507, and nothing uploaded.
     assert_eq!(
         put(&env, "/m/big.bin", vec![7u8; 2 * 1024 * 1024]).await,
@@ -617,9 +615,8 @@ async fn client_junk_stays_local(kind: Kind) {
 
 #[tokio::test]
 async fn read_only_mounts_and_users_without_write_get_403() {
-    let env = TestEnv::start_with_users(
-        fast_cfg(),
-        |emu| {
+    let env = TestEnv::builder(fast_cfg())
+        .mounts(|emu| {
             emu.mkdir_p("/lib");
             let id = emu.lookup("/lib").map(|e| e.id).unwrap_or(0);
             format!(
@@ -627,10 +624,10 @@ async fn read_only_mounts_and_users_without_write_get_403() {
                 open_mount("/m", "proxy", &format!("root_id = {id}")),
                 open_mount("/ro", "proxy", &format!("root_id = {id}\nread_only = true"))
             )
-        },
-        "[[users]]\nname = \"reader\"\npassword_hash = \"{hash}\"\n",
-    )
-    .await;
+        })
+        .users("[[users]]\nname = \"reader\"\npassword_hash = \"{hash}\"\n")
+        .start()
+        .await;
     assert_eq!(put(&env, "/ro/x.txt", b"x".to_vec()).await, 403);
     let r = env
         .client
