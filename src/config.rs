@@ -179,6 +179,9 @@ pub struct MountConfig {
     pub proxy_url: Option<String>,
     /// Lifetime of cached listings.
     pub cache_ttl: Duration,
+    /// `traffic_budget`: bytes this mount may download from 123 per calendar month (China
+    /// time) before its downloads answer 503; `None` for no budget.
+    pub traffic_budget: Option<u64>,
     pub read_only: bool,
     /// Anyone may read this mount without credentials (writes still need a user).
     pub anonymous: bool,

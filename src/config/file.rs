@@ -71,6 +71,7 @@ pub(super) struct RawMount {
     pub cache_ttl: Option<String>,
     pub read_only: Option<bool>,
     pub anonymous: Option<bool>,
+    pub traffic_budget: Option<String>,
 }
 
 /// The keys of a mount with `backend = "open"`.
@@ -358,7 +359,8 @@ mod tests {
                 "proxy_url",
                 "cache_ttl",
                 "read_only",
-                "anonymous"
+                "anonymous",
+                "traffic_budget"
             ]
         );
         assert_eq!(

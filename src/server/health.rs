@@ -282,6 +282,8 @@ pub fn report(state: &AppState) -> (serde_json::Value, bool) {
                 Upstream::Ok => ("ok", None),
                 Upstream::Failing(e) => ("failing", Some(e)),
             };
+            let (month, traffic) = state.traffic.mount_bytes(&mount.config.path);
+            let downloads = downloads_state(state, mount, traffic);
             json!({
                 "path": mount.config.path,
                 "backend": mount.config.backend.kind(),
@@ -293,6 +295,10 @@ pub fn report(state: &AppState) -> (serde_json::Value, bool) {
                 "upstream_error": upstream_error,
                 "checked_at": h.checked_at,
                 "probe_latency_ms": h.latency_ms,
+                "downloads": downloads,
+                "traffic_month": month.to_string(),
+                "traffic_bytes": traffic,
+                "traffic_budget": mount.config.traffic_budget,
             })
         })
         .collect();
@@ -309,6 +315,24 @@ pub fn report(state: &AppState) -> (serde_json::Value, bool) {
         },
     });
     (body, all_ready)
+}
+
+/// What stops a mount's downloads now, in words: `"ok"`, `"quota exhausted until <RFC 3339>"`
+/// (123 answered 5113/5114) or `"budget reached until <RFC 3339>"` (`traffic_budget`). Neither
+/// makes the mount unready: its listings still work, and a load balancer must not take the
+/// gateway out for it; the state is in the body for monitoring.
+fn downloads_state(state: &AppState, mount: &Mount, traffic: u64) -> String {
+    use crate::traffic::calendar::rfc3339;
+    if let Some(until) = state.traffic.quota_until(&mount.config.path) {
+        return format!("quota exhausted until {}", rfc3339(until));
+    }
+    if mount.config.traffic_budget.is_some_and(|b| traffic >= b) {
+        return format!(
+            "budget reached until {}",
+            rfc3339(state.traffic.month_end())
+        );
+    }
+    "ok".to_string()
 }
 
 fn unix_now() -> u64 {
@@ -378,6 +402,15 @@ async fn route_on<B>(
                     );
                     return Some(res);
                 }
+            }
+            for mount in &state.mounts {
+                let (_, bytes) = state.traffic.mount_bytes(&mount.config.path);
+                state
+                    .metrics()
+                    .set_traffic(&mount.config.path, bytes, mount.config.traffic_budget);
+            }
+            for (row, bytes) in state.traffic.client_bytes() {
+                state.metrics().set_client_traffic(&row, bytes);
             }
             let mut res = Response::new(respond::full_body(
                 state.metrics().render(state.uploads.stats()),

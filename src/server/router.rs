@@ -297,6 +297,8 @@ impl AppState {
             clock: &self.clock,
             public_url: self.public_url.as_deref(),
             base_path: &self.base_path,
+            traffic: &self.traffic,
+            clients: &self.clients,
         }
     }
 }

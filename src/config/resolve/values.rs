@@ -57,3 +57,30 @@ pub(super) fn duration(
         }
     }
 }
+
+/// A monthly `traffic_budget` (a size like `"9GiB"`): `None` when absent; more than zero.
+pub(in crate::config) fn traffic_budget(
+    report: &mut Report,
+    key: String,
+    value: Option<String>,
+) -> Option<u64> {
+    let text = value?;
+    match crate::config::upload::parse_size(&text) {
+        Ok(0) => {
+            report.add(
+                key,
+                "0 would stop every download; set a size like \"9GiB\", or leave the key out \
+                 for no budget",
+            );
+            None
+        }
+        Ok(n) => Some(n),
+        Err(problem) => {
+            report.add(
+                key,
+                format!("\"{text}\" is not a size: {problem}; write it like \"9GiB\""),
+            );
+            None
+        }
+    }
+}
