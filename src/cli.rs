@@ -257,6 +257,9 @@ fn describe(config: &Config) -> String {
             ),
             format_duration(mount.cache_ttl),
         );
+        for (depth, ttl) in &mount.cache_ttl_by_depth {
+            out += &format!(", cache_ttl at depth {depth} {}", format_duration(*ttl));
+        }
         if let Some(budget) = mount.traffic_budget {
             out += &format!(", traffic_budget {budget} bytes a month");
         }

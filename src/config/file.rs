@@ -69,6 +69,7 @@ pub(super) struct RawMount {
     pub download: Option<String>,
     pub proxy_url: Option<String>,
     pub cache_ttl: Option<String>,
+    pub cache_ttl_by_depth: Option<std::collections::BTreeMap<String, String>>,
     pub read_only: Option<bool>,
     pub anonymous: Option<bool>,
     pub traffic_budget: Option<String>,
@@ -358,6 +359,7 @@ mod tests {
                 "download",
                 "proxy_url",
                 "cache_ttl",
+                "cache_ttl_by_depth",
                 "read_only",
                 "anonymous",
                 "traffic_budget"

@@ -12,6 +12,7 @@ pub mod conn;
 mod cross_mount;
 mod destination;
 mod errors;
+mod freshness;
 mod get;
 pub mod health;
 pub mod if_header;
