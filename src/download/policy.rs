@@ -102,7 +102,7 @@ impl Downloads<'_> {
 
     /// 503 until the month ends, for a download a budget does not allow.
     pub fn budget_refused(&self, refused: &Refused) -> Response<ResponseBody> {
-        tracing::info!(budget = %refused.whose, "download refused: the monthly traffic budget is used up");
+        tracing::debug!(budget = %refused.whose, "download refused: the monthly traffic budget is used up");
         status_text(
             StatusCode::SERVICE_UNAVAILABLE,
             &format!(
