@@ -303,9 +303,17 @@ pub fn report(state: &AppState) -> (serde_json::Value, bool) {
         })
         .collect();
     let q = state.uploads.stats();
+    // Bytes of each `[[clients]]` row this month (row patterns are config, not secrets).
+    let clients: serde_json::Map<String, serde_json::Value> = state
+        .traffic
+        .client_bytes()
+        .into_iter()
+        .map(|(row, bytes)| (row, json!(bytes)))
+        .collect();
     let body = json!({
         "ready": all_ready,
         "mounts": mounts,
+        "traffic_clients": clients,
         "uploads": {
             "queued": q.queued,
             "running": q.running,

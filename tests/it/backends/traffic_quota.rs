@@ -333,4 +333,10 @@ async fn a_client_row_budget_applies_only_to_its_user_agent() {
         metric(&text, "pan123_traffic_bytes{mount=\"/c\"} "),
         300 * 1024
     );
+    let (_, body) = readyz(&env).await;
+    assert_eq!(
+        body["traffic_clients"]["MediaScanner"],
+        150 * 1024,
+        "{body}"
+    );
 }
