@@ -2,6 +2,7 @@
 //! link, the local proxy, or a signed `proxy-url` link to this gateway), decided per mount and
 //! per client profile. [`serve_file`] is the one entry point for GET and HEAD of a file.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,7 +20,6 @@ use crate::clock::Clock;
 use crate::config::{ClientRule, DownloadPolicy};
 use crate::mount::Mount;
 use crate::traffic::{Meter, Refused, Scope};
-use std::sync::Arc;
 
 /// What the download policy decided for one GET.
 #[derive(Debug, PartialEq, Eq)]
@@ -118,14 +118,15 @@ impl Downloads<'_> {
         )
     }
 
-    /// Notes what a link request said about 123's quota (readiness shows it).
-    fn note_link<T>(&self, mount: &Mount, result: &Result<T, Error>) {
-        match result {
-            Ok(_) => self.traffic.quota_available(&mount.config.path),
-            Err(Error::TrafficExceeded { resets_at, .. }) => {
+    /// Notes what a link request said about 123's quota (readiness shows it): `None` for a
+    /// link handed out, else its error.
+    fn note_quota(&self, mount: &Mount, error: Option<&Error>) {
+        match error {
+            None => self.traffic.quota_available(&mount.config.path),
+            Some(Error::TrafficExceeded { resets_at, .. }) => {
                 self.traffic.quota_exhausted(&mount.config.path, *resets_at)
             }
-            Err(_) => {}
+            Some(_) => {}
         }
     }
 }
@@ -229,7 +230,7 @@ pub async fn serve_file(
                 }
             }
             let link = mount.vfs.link(entry, false).await;
-            dl.note_link(mount, &link);
+            dl.note_quota(mount, link.as_ref().err());
             match link {
                 Ok(link) => Ok(respond::redirect(&link.url)),
                 Err(e) => {
@@ -309,8 +310,8 @@ pub(super) async fn proxy_file(
     let links = VfsLinks { mount, entry };
     let sent = send_file(dl.upstream, req.headers, entry, v, honour_range, &links).await;
     match &sent {
-        Ok(_) => dl.traffic.quota_available(&mount.config.path),
-        Err(ProxyError::Link(e)) => dl.note_link::<()>(mount, &Err(e.clone())),
+        Ok(_) => dl.note_quota(mount, None),
+        Err(ProxyError::Link(e)) => dl.note_quota(mount, Some(e)),
         Err(_) => {}
     }
     sent.map(|res| {
