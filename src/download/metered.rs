@@ -85,3 +85,38 @@ impl Body for Metered {
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Clock;
+
+    #[tokio::test]
+    async fn the_body_stops_at_the_budgets_last_byte() {
+        let meter = Arc::new(Meter::new(Clock::new(), None));
+        let scope = Scope {
+            mount: "/m".into(),
+            mount_budget: Some(10),
+            client: None,
+        };
+        let chunks: Vec<Result<Frame<Bytes>, io::Error>> = (0..3)
+            .map(|_| Ok(Frame::data(Bytes::from_static(b"abcd"))))
+            .collect();
+        let inner = http_body_util::StreamBody::new(futures_util::stream::iter(chunks));
+        let mut body = metered(inner.boxed_unsync(), meter.clone(), scope);
+        let mut got = Vec::new();
+        let mut failed = false;
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(f) => got.extend_from_slice(f.data_ref().unwrap()),
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        assert_eq!(got, b"abcdabcdab");
+        assert!(failed, "the body fails after the budget's last byte");
+        assert_eq!(meter.mount_bytes("/m").1, 10);
+    }
+}
