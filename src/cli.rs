@@ -257,6 +257,12 @@ fn describe(config: &Config) -> String {
             ),
             format_duration(mount.cache_ttl),
         );
+        for (depth, ttl) in &mount.cache_ttl_by_depth {
+            out += &format!(", cache_ttl at depth {depth} {}", format_duration(*ttl));
+        }
+        if let Some(budget) = mount.traffic_budget {
+            out += &format!(", traffic_budget {budget} bytes a month");
+        }
         if let Some(url) = &mount.proxy_url {
             out += &format!(", proxy_url {url}");
         }
@@ -320,10 +326,13 @@ fn describe(config: &Config) -> String {
     // The client table in the order it is tried; the first matching row wins.
     for rule in &config.clients {
         out += &format!(
-            "client \"{}\": download {}, junk kept locally {}{}\n",
+            "client \"{}\": download {}, junk kept locally {}{}{}\n",
             rule.user_agent,
             rule.download.as_str(),
             yes_no(rule.junk_local),
+            rule.traffic_budget
+                .map(|b| format!(", traffic_budget {b} bytes a month"))
+                .unwrap_or_default(),
             if rule.builtin { " (built-in)" } else { "" },
         );
     }

@@ -179,6 +179,13 @@ pub struct MountConfig {
     pub proxy_url: Option<String>,
     /// Lifetime of cached listings.
     pub cache_ttl: Duration,
+    /// `cache_ttl_by_depth`: (depth, ttl) rows sorted by depth; a folder at depth `d` (the
+    /// mount's root is 0) takes the row with the greatest depth not above `d`, and `cache_ttl`
+    /// when there is none.
+    pub cache_ttl_by_depth: Vec<(u32, Duration)>,
+    /// `traffic_budget`: bytes this mount may download from 123 per calendar month (China
+    /// time) before its downloads answer 503; `None` for no budget.
+    pub traffic_budget: Option<u64>,
     pub read_only: bool,
     /// Anyone may read this mount without credentials (writes still need a user).
     pub anonymous: bool,

@@ -19,5 +19,6 @@ pub mod mount;
 pub mod response;
 pub mod server;
 pub mod state_files;
+pub mod traffic;
 pub mod upload;
 pub mod vfs;

@@ -70,6 +70,20 @@ struct Inner {
     upload_manifest_syncs: Gauge,
     panics: Counter,
     propfind_writers: Family<WriterLabels, Counter>,
+    traffic: Family<MountLabels, Gauge>,
+    traffic_budget: Family<MountLabels, Gauge>,
+    client_traffic: Family<ClientLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MountLabels {
+    mount: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClientLabels {
+    /// A `[[clients]]` row's User-Agent pattern (a bounded set).
+    client: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -107,6 +121,9 @@ impl Default for Metrics {
             upload_manifest_syncs: Gauge::default(),
             panics: Counter::default(),
             propfind_writers: Family::default(),
+            traffic: Family::default(),
+            traffic_budget: Family::default(),
+            client_traffic: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -185,6 +202,22 @@ impl Default for Metrics {
             "PROPFIND answers by the writer that produced them: direct (one pass from the \
              listing) or dav-server",
             m.propfind_writers.clone(),
+        );
+        registry.register(
+            "traffic_bytes",
+            "Bytes downloaded from 123 this calendar month (China time) by mount: proxied bytes \
+             as sent, redirects by the length they were sent to fetch",
+            m.traffic.clone(),
+        );
+        registry.register(
+            "traffic_budget_bytes",
+            "traffic_budget of a mount (bytes per month), for mounts that have one",
+            m.traffic_budget.clone(),
+        );
+        registry.register(
+            "traffic_client_bytes",
+            "Bytes downloaded from 123 this calendar month by the clients of a [[clients]] row",
+            m.client_traffic.clone(),
         );
         Metrics(Arc::new(Inner { registry, ..m }))
     }
@@ -284,6 +317,30 @@ impl Metrics {
             let _ = writeln!(out, "# encoding the metrics failed: {e}\n# EOF");
         }
         out
+    }
+
+    /// Sets a mount's traffic this month and its budget (taken from the meter at scrape time).
+    pub fn set_traffic(&self, mount: &str, bytes: u64, budget: Option<u64>) {
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let labels = MountLabels {
+            mount: mount.to_string(),
+        };
+        self.0.traffic.get_or_create(&labels).set(gauge(bytes));
+        if let Some(budget) = budget {
+            self.0
+                .traffic_budget
+                .get_or_create(&labels)
+                .set(gauge(budget));
+        }
+    }
+
+    /// Sets a `[[clients]]` row's traffic this month.
+    pub fn set_client_traffic(&self, client: &str, bytes: u64) {
+        let labels = ClientLabels {
+            client: client.to_string(),
+        };
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        self.0.client_traffic.get_or_create(&labels).set(bytes);
     }
 
     /// Counts one open proxy stream until the returned guard is dropped.

@@ -318,7 +318,11 @@ pub fn build_mount(
             .join(format!("{}.json", store_name(config.name())))
     });
     let writes = writes.filter(|_| !config.read_only && backend.capabilities().writable);
-    let vfs = Vfs::new(backend, config.cache_ttl, metrics.clone());
+    let ttls = crate::vfs::Ttls {
+        default: config.cache_ttl,
+        by_depth: config.cache_ttl_by_depth.clone(),
+    };
+    let vfs = Vfs::new(backend, ttls, metrics.clone());
     if let Some(w) = &writes {
         vfs.overlay().set_queue(w.queue.clone(), config.name());
     }

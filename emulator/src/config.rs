@@ -219,6 +219,31 @@ pub enum WebSignatureFailure {
     StatusInfo,
 }
 
+/// Which message `download_info` sends with code 5113 once the traffic cap is reached (docs/123.md,
+/// open §1: the free quota moved from daily to monthly in 2025, and the message says which).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrafficMessage {
+    /// `您今日自用下载流量已超出1GB上限` (the daily quota; the emulator's first message).
+    #[default]
+    Daily,
+    /// `本月免费流量不足` (the monthly quota, as reported since 2025).
+    Monthly,
+    /// A message naming no period: `下载流量已超出上限`.
+    None,
+}
+
+impl TrafficMessage {
+    /// 123's message for this variant.
+    pub fn text(self) -> &'static str {
+        match self {
+            Self::Daily => "您今日自用下载流量已超出1GB上限",
+            Self::Monthly => "本月免费流量不足",
+            Self::None => "下载流量已超出上限",
+        }
+    }
+}
+
 /// Which form of a direct link's path the direct-link host hashes to check `auth_key` (docs/123.md,
 /// web §6: 123's official samples sign the path as written, OpenList the decoded path).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -318,6 +343,9 @@ pub struct Switches {
     pub token_ttl: Duration,
     /// Daily CDN traffic cap in bytes; past it `download_info` answers 5113. Default none.
     pub daily_traffic_cap: Option<u64>,
+    /// The message of code 5113 past the cap: `daily`, `monthly` or `none`. Default `daily`.
+    #[serde(default)]
+    pub traffic_message: TrafficMessage,
     /// Web login (`/api/user/sign_in`) is refused for risk control with 123's message
     /// `当前账号存在安全风险，请使用短信验证码或者微信进行登录。`. Default false.
     #[serde(default)]
@@ -400,6 +428,7 @@ impl Default for Switches {
             share_redirect_json: false,
             token_ttl: Duration::from_secs(30 * 24 * 3600),
             daily_traffic_cap: None,
+            traffic_message: TrafficMessage::Daily,
             web_risk_control: false,
             presign_ttl: default_presign_ttl(),
             share_download_needs_login: false,

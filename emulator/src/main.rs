@@ -10,8 +10,8 @@ use clap::{ArgAction, Parser, ValueEnum};
 use pan123_emulator::config::{parse_duration, parse_size};
 use pan123_emulator::{
     AuthKeyPath, Emulator, EmulatorConfig, ErrorStatus, GenerateSpec, OAuthExpiresIn, OverwriteAt,
-    ShareSpec, Switches, TakenName, UploadCredentials, WebRateLimitStyle, WebSignatureFailure,
-    ZeroByteUpload,
+    ShareSpec, Switches, TakenName, TrafficMessage, UploadCredentials, WebRateLimitStyle,
+    WebSignatureFailure, ZeroByteUpload,
 };
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -116,6 +116,9 @@ struct Cli {
     /// Daily CDN traffic cap in bytes; past it download_info answers 5113.
     #[arg(long, value_parser = parse_size)]
     daily_traffic_cap: Option<u64>,
+    /// The message of code 5113 past the cap: daily, monthly or none.
+    #[arg(long, value_parser = parse_switch::<TrafficMessage>, default_value = "daily")]
+    traffic_message: TrafficMessage,
     /// The personal account of the web API: `PHONE:PASSWORD` (or `MAIL:PASSWORD`).
     #[arg(long, value_parser = parse_web_user, default_value = "13800138000:demo-password")]
     web_user: (String, String),
@@ -229,6 +232,7 @@ impl Cli {
                 share_redirect_json: matches!(self.share_redirect_style, RedirectStyle::Json),
                 token_ttl: self.token_ttl,
                 daily_traffic_cap: self.daily_traffic_cap,
+                traffic_message: self.traffic_message,
                 web_risk_control: self.web_risk_control,
                 presign_ttl: self.presign_ttl,
                 share_download_needs_login: self.share_download_needs_login,

@@ -25,8 +25,6 @@ pub const MSG_DIR_EXISTS: &str = "该目录下已经有同名文件夹,无法进
 pub const MSG_NAME_TAKEN: &str = "该目录下已经有同名文件";
 /// Daily download traffic used up (docs/123.md, open §1).
 pub const CODE_TRAFFIC: i64 = 5113;
-/// Code 5113 message (docs/123.md, open §1).
-pub const MSG_TRAFFIC: &str = "您今日自用下载流量已超出1GB上限";
 /// Largest JSON body accepted.
 const JSON_LIMIT: usize = 1 << 20;
 /// Most ids per batch call (move, trash, delete).
@@ -246,7 +244,7 @@ pub fn download_info(ctx: &Ctx, req: &Request<Incoming>) -> Resp {
         return err(crate::upload::CODE_VERIFYING, crate::upload::MSG_VERIFYING);
     }
     if over_traffic_cap(sh) {
-        return err(CODE_TRAFFIC, MSG_TRAFFIC);
+        return err(CODE_TRAFFIC, sw.traffic_message.text());
     }
     let url = crate::cdn::mint(
         sh,

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use crate::emulator::{lock, Shared};
 use crate::http::{query, HandlerResult, Resp};
-use crate::open_api::{over_traffic_cap, read_args, CODE_TRAFFIC, MSG_TRAFFIC};
+use crate::open_api::{over_traffic_cap, read_args, CODE_TRAFFIC};
 use crate::server::Ctx;
 use crate::web::{echoes_item, header, web_err, web_item, web_ok, MSG_STALE_ITEM};
 
@@ -189,7 +189,7 @@ pub async fn download_info(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResu
     }
     // The personal CDN bytes count toward the same daily cap as the Open API's.
     if over_traffic_cap(&sh) {
-        return Ok(web_err(CODE_TRAFFIC, MSG_TRAFFIC));
+        return Ok(web_err(CODE_TRAFFIC, sh.switches().traffic_message.text()));
     }
     let url = crate::webpro::download_url(&sh, file, ctx.peer.ip());
     Ok(web_ok(json!({"DownloadUrl": url})))

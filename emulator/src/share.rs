@@ -147,6 +147,12 @@ pub async fn download_info(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResu
             _ => return Ok(web_err(5066, MSG_NOT_FOUND)),
         }
     };
+    // A share's downloads count toward the same traffic cap (the sharer's or the visitor's
+    // quota; 123 answers 5113 either way).
+    if crate::open_api::over_traffic_cap(&sh) {
+        let message = sh.switches().traffic_message.text();
+        return Ok(web_err(crate::open_api::CODE_TRAFFIC, message));
+    }
     let url = crate::webpro::download_url(&sh, file, ctx.peer.ip());
     Ok(web_ok(json!({"DownloadURL": url})))
 }

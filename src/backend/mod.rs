@@ -139,10 +139,12 @@ pub enum Error {
     RateLimited { retry_after: Option<Duration> },
     #[error("authentication with 123 failed: {0}")]
     Auth(String),
-    #[error("123 daily download traffic exceeded: {message}")]
+    /// Code 5113/5114: the account's download quota is used up until `resets_at`, read from
+    /// 123's message (`traffic::quota::resets_at`).
+    #[error("123 download traffic quota exceeded: {message}")]
     TrafficExceeded {
         message: String,
-        retry_after: Duration,
+        resets_at: std::time::SystemTime,
     },
     #[error("123 answered code {code}: {message}")]
     Upstream {

@@ -47,6 +47,9 @@ pub struct ClientRule {
     pub junk_local: bool,
     /// A built-in row (not written in the file).
     pub builtin: bool,
+    /// `traffic_budget`: bytes the clients of this row may download from 123 per calendar
+    /// month (China time), over all mounts; `None` for no budget of its own.
+    pub traffic_budget: Option<u64>,
 }
 
 impl ClientRule {
@@ -70,6 +73,7 @@ pub fn builtin_clients() -> Vec<ClientRule> {
             download: ClientDownload::Proxy,
             junk_local: true,
             builtin: true,
+            traffic_budget: None,
         })
         .collect()
 }
@@ -81,6 +85,7 @@ pub(super) struct RawClient {
     pub user_agent: Option<String>,
     pub download: Option<String>,
     pub junk_local: Option<bool>,
+    pub traffic_budget: Option<String>,
 }
 
 /// The effective table: the file's rows, then the built-in rows they do not replace.
@@ -141,11 +146,14 @@ pub(super) fn resolve(report: &mut Report, tables: Vec<toml::Table>) -> Vec<Clie
                 ClientDownload::Mount
             }),
         };
+        let traffic_budget =
+            super::resolve::traffic_budget(report, s.key("traffic_budget"), raw.traffic_budget);
         rules.push(ClientRule {
             user_agent,
             download,
             junk_local: raw.junk_local.unwrap_or(true),
             builtin: false,
+            traffic_budget,
         });
     }
     let builtin: Vec<ClientRule> = builtin_clients()

@@ -69,8 +69,10 @@ pub(super) struct RawMount {
     pub download: Option<String>,
     pub proxy_url: Option<String>,
     pub cache_ttl: Option<String>,
+    pub cache_ttl_by_depth: Option<std::collections::BTreeMap<String, String>>,
     pub read_only: Option<bool>,
     pub anonymous: Option<bool>,
+    pub traffic_budget: Option<String>,
 }
 
 /// The keys of a mount with `backend = "open"`.
@@ -357,8 +359,10 @@ mod tests {
                 "download",
                 "proxy_url",
                 "cache_ttl",
+                "cache_ttl_by_depth",
                 "read_only",
-                "anonymous"
+                "anonymous",
+                "traffic_budget"
             ]
         );
         assert_eq!(

@@ -31,7 +31,7 @@ use values::*;
 
 pub(super) use backends::secret_from_env;
 pub(crate) use users::check_password_hash;
-pub(super) use values::http_url;
+pub(super) use values::{http_url, traffic_budget};
 
 /// Looks up an environment variable (the process environment, or a map in tests).
 pub(super) type Env<'a> = &'a dyn Fn(&str) -> Option<OsString>;

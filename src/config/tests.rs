@@ -271,8 +271,8 @@ fn unknown_keys_list_the_valid_ones() {
     assert_eq!(
         found[0],
         "mounts[0].clinet_id: unknown key (did you mean client_id?); valid keys for a mount with \
-         backend = \"open\" are: path, backend, download, proxy_url, cache_ttl, read_only, \
-         anonymous, client_id, client_secret, client_secret_env, refresh_token, renew_url, \
+         backend = \"open\" are: path, backend, download, proxy_url, cache_ttl, \
+         cache_ttl_by_depth, read_only, anonymous, traffic_budget, client_id, client_secret, client_secret_env, refresh_token, renew_url, \
          access_token, root_id, api_base, direct_link, direct_link_key, direct_link_valid, \
          auth_key_path, upload, upload_slices"
     );
@@ -720,6 +720,45 @@ fn open_api_base_and_durations() {
         &format!("{MOUNT}direct_link_valid = \"0\"\n"),
         "mounts[0].direct_link_valid",
         &["must be longer than 0s"],
+    );
+}
+
+#[test]
+fn traffic_budgets_and_ttls_by_depth() {
+    let config = ok(&format!(
+        "{MOUNT}traffic_budget = \"9GiB\"\ncache_ttl_by_depth = {{ 1 = \"1m\", 0 = \"10m\" }}\n{USER}\n[[clients]]\nuser_agent = \"Jellyfin\"\ntraffic_budget = \"500MiB\"\n"
+    ));
+    assert_eq!(config.mounts[0].traffic_budget, Some(9 << 30));
+    assert_eq!(
+        config.mounts[0].cache_ttl_by_depth,
+        [(0, Duration::from_secs(600)), (1, Duration::from_secs(60))]
+    );
+    assert_eq!(config.clients[0].traffic_budget, Some(500 << 20));
+    assert_eq!(ok(&format!("{MOUNT}{USER}")).mounts[0].traffic_budget, None);
+    one_problem(
+        &format!("{MOUNT}traffic_budget = \"9 GiBs\"\n"),
+        "mounts[0].traffic_budget",
+        &["\"9 GiBs\" is not a size", "like \"9GiB\""],
+    );
+    one_problem(
+        &format!("{MOUNT}traffic_budget = \"0\"\n"),
+        "mounts[0].traffic_budget",
+        &["would stop every download"],
+    );
+    one_problem(
+        &format!("{MOUNT}{USER}\n[[clients]]\nuser_agent = \"a\"\ntraffic_budget = \"lots\"\n"),
+        "clients[0].traffic_budget",
+        &["is not a size"],
+    );
+    one_problem(
+        &format!("{MOUNT}cache_ttl_by_depth = {{ top = \"1m\" }}\n"),
+        "mounts[0].cache_ttl_by_depth.top",
+        &["is not a folder depth"],
+    );
+    one_problem(
+        &format!("{MOUNT}cache_ttl_by_depth = {{ 0 = \"soon\" }}\n"),
+        "mounts[0].cache_ttl_by_depth.0",
+        &["is not a duration"],
     );
 }
 

@@ -6,6 +6,7 @@ pub mod conditional;
 pub mod exact;
 pub mod judge;
 pub mod local;
+pub mod metered;
 pub mod policy;
 pub mod proxy;
 pub mod range;

@@ -2,6 +2,7 @@
 //! link, the local proxy, or a signed `proxy-url` link to this gateway), decided per mount and
 //! per client profile. [`serve_file`] is the one entry point for GET and HEAD of a file.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,10 +16,11 @@ use super::sign::UrlSigner;
 use super::upstream::{LinkSource, ProxyError};
 use crate::backend::{Entry, Error, Link};
 use crate::clock::Clock;
-use crate::config::DownloadPolicy;
+use crate::config::{ClientRule, DownloadPolicy};
 use crate::mount::Mount;
 use crate::response::status_text;
 use crate::response::ResponseBody;
+use crate::traffic::{Meter, Refused, Scope};
 
 /// What the download policy decided for one GET.
 #[derive(Debug, PartialEq, Eq)]
@@ -58,6 +60,76 @@ pub struct Downloads<'a> {
     pub public_url: Option<&'a str>,
     /// `server.base_path` (empty at the root).
     pub base_path: &'a str,
+    /// The traffic meter and its budgets (`traffic_budget`).
+    pub traffic: &'a Arc<Meter>,
+    /// `[[clients]]`: a row's own `traffic_budget` applies to the clients it matches.
+    pub clients: &'a [ClientRule],
+}
+
+impl Downloads<'_> {
+    /// The budgets a download of `mount` by the client sending `headers` counts against: the
+    /// mount's and its `[[clients]]` row's (the first row matching the User-Agent).
+    pub fn scope(&self, mount: &Mount, headers: &HeaderMap) -> Scope {
+        let ua = headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let client = self
+            .clients
+            .iter()
+            .find(|r| r.matches(ua))
+            .map(|r| (r.user_agent.clone(), r.traffic_budget));
+        Scope {
+            mount: mount.config.path.clone(),
+            mount_budget: mount.config.traffic_budget,
+            client,
+        }
+    }
+
+    /// The budgets of a GET (`None` for HEAD: no bytes), or why a budget refuses it (answer
+    /// [`Self::budget_refused`]), before 123 is asked for anything.
+    pub fn admit(
+        &self,
+        mount: &Mount,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Result<Option<Scope>, Refused> {
+        if method != Method::GET {
+            return Ok(None);
+        }
+        let scope = self.scope(mount, headers);
+        self.traffic.admit(&scope).map(|()| Some(scope))
+    }
+
+    /// 503 until the month ends, for a download a budget does not allow.
+    pub fn budget_refused(&self, refused: &Refused) -> Response<ResponseBody> {
+        tracing::debug!(budget = %refused.whose, "download refused: the monthly traffic budget is used up");
+        status_text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!(
+                "The monthly download budget (traffic_budget of {}) is used up until {}; listings \
+                 still work",
+                refused.whose,
+                crate::traffic::calendar::rfc3339(refused.until)
+            ),
+            Some(crate::traffic::calendar::until(
+                refused.until,
+                self.clock.system(),
+            )),
+        )
+    }
+
+    /// Notes what a link request said about 123's quota (readiness shows it): `None` for a
+    /// link handed out, else its error.
+    fn note_quota(&self, mount: &Mount, error: Option<&Error>) {
+        match error {
+            None => self.traffic.quota_available(&mount.config.path),
+            Some(Error::TrafficExceeded { resets_at, .. }) => {
+                self.traffic.quota_exhausted(&mount.config.path, *resets_at)
+            }
+            Some(_) => {}
+        }
+    }
 }
 
 /// The URL of this gateway's root as clients reach it, from a configured URL of it
@@ -141,17 +213,51 @@ pub async fn serve_file(
         }
         None => {}
     }
+    let scope = match dl.admit(mount, req.method, req.headers) {
+        Ok(scope) => scope,
+        Err(refused) => return Ok(dl.budget_refused(&refused)),
+    };
     match delivery(
         mount.policy(),
         mount.vfs.backend().capabilities().portable_links,
         req.never_redirect,
     ) {
-        Delivery::Redirect => match mount.vfs.link(entry, false).await {
-            Ok(link) => Ok(respond::redirect(&link.url)),
-            Err(e) => Err(Failed::backend(e, req.full_path)),
-        },
+        Delivery::Redirect => {
+            // The bytes the client is sent to fetch count now: the range, or the whole file.
+            let len = redirect_len(req.headers, entry, honour_range);
+            if let Some(scope) = &scope {
+                if let Err(refused) = dl.traffic.reserve(scope, len) {
+                    return Ok(dl.budget_refused(&refused));
+                }
+            }
+            let link = mount.vfs.link(entry, false).await;
+            dl.note_quota(mount, link.as_ref().err());
+            match link {
+                Ok(link) => Ok(respond::redirect(&link.url)),
+                Err(e) => {
+                    if let Some(scope) = &scope {
+                        dl.traffic.refund(scope, len);
+                    }
+                    Err(Failed::backend(e, req.full_path))
+                }
+            }
+        }
         Delivery::ProxyUrl => Ok(super::signed_route::redirect(dl, mount, req.path)),
         Delivery::Proxy => proxy_file(dl, mount, entry, req, &v, honour_range).await,
+    }
+}
+
+/// The bytes a redirect sends the client to fetch: its one `Range`'s length when honoured, else
+/// the file's size.
+fn redirect_len(headers: &HeaderMap, entry: &Entry, honour_range: bool) -> u64 {
+    let mut ranges = headers.get_all(http::header::RANGE).iter();
+    let want = match (ranges.next(), ranges.next()) {
+        (Some(range), None) if honour_range => super::range::parse_range(Some(range), entry.size),
+        _ => super::range::RangeRequest::Full,
+    };
+    match want {
+        super::range::RangeRequest::Unsatisfiable => 0,
+        want => want.len(entry.size),
     }
 }
 
@@ -203,15 +309,27 @@ pub(super) async fn proxy_file(
         };
     }
     let links = VfsLinks { mount, entry };
-    send_file(dl.upstream, req.headers, entry, v, honour_range, &links)
-        .await
-        .map_err(|e| Failed {
-            failure: match e {
-                ProxyError::Link(e) => Failure::Backend(e),
-                e => Failure::Upstream(e),
-            },
-            full_path: req.full_path.to_owned(),
-        })
+    let sent = send_file(dl.upstream, req.headers, entry, v, honour_range, &links).await;
+    match &sent {
+        Ok(_) => dl.note_quota(mount, None),
+        Err(ProxyError::Link(e)) => dl.note_quota(mount, Some(e)),
+        Err(_) => {}
+    }
+    sent.map(|res| {
+        if req.method != Method::GET {
+            return res;
+        }
+        // Counted as the bytes pass, and cut at a budget's last byte.
+        let scope = dl.scope(mount, req.headers);
+        res.map(|body| super::metered::metered(body, dl.traffic.clone(), scope))
+    })
+    .map_err(|e| Failed {
+        failure: match e {
+            ProxyError::Link(e) => Failure::Backend(e),
+            e => Failure::Upstream(e),
+        },
+        full_path: req.full_path.to_owned(),
+    })
 }
 
 #[cfg(test)]

@@ -120,6 +120,9 @@ pub async fn serve(
             honour_range,
         } => (validators, honour_range),
     };
+    if let Err(refused) = dl.admit(&mount, req.method, req.headers) {
+        return Ok(dl.budget_refused(&refused));
+    }
     let file = FileRequest {
         method: req.method,
         headers: req.headers,

@@ -28,10 +28,13 @@ pub fn error_response(e: &Error, path: &str) -> Response<ResponseBody> {
         Error::Auth(_) => {
             (StatusCode::SERVICE_UNAVAILABLE, "The gateway cannot authenticate with 123 right now".into(), Some(AUTH_RETRY))
         }
-        Error::TrafficExceeded { message, retry_after } => (
+        Error::TrafficExceeded { message, resets_at } => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("123's daily download traffic for this account is used up; it resets at midnight China time. 123 said: {message}"),
-            Some(*retry_after),
+            format!(
+                "123's download traffic quota for this account is used up until {}; listings still work. 123 said: {message}",
+                crate::traffic::calendar::rfc3339(*resets_at)
+            ),
+            Some(crate::traffic::calendar::until(*resets_at, std::time::SystemTime::now())),
         ),
         Error::Upstream { code, message, .. } => {
             (StatusCode::BAD_GATEWAY, format!("123 answered code {code}: {message}"), None)

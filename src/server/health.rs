@@ -282,6 +282,8 @@ pub fn report(state: &AppState) -> (serde_json::Value, bool) {
                 Upstream::Ok => ("ok", None),
                 Upstream::Failing(e) => ("failing", Some(e)),
             };
+            let (month, traffic) = state.traffic.mount_bytes(&mount.config.path);
+            let downloads = downloads_state(state, mount, traffic);
             json!({
                 "path": mount.config.path,
                 "backend": mount.config.backend.kind(),
@@ -293,13 +295,25 @@ pub fn report(state: &AppState) -> (serde_json::Value, bool) {
                 "upstream_error": upstream_error,
                 "checked_at": h.checked_at,
                 "probe_latency_ms": h.latency_ms,
+                "downloads": downloads,
+                "traffic_month": month.to_string(),
+                "traffic_bytes": traffic,
+                "traffic_budget": mount.config.traffic_budget,
             })
         })
         .collect();
     let q = state.uploads.stats();
+    // Bytes of each `[[clients]]` row this month (row patterns are config, not secrets).
+    let clients: serde_json::Map<String, serde_json::Value> = state
+        .traffic
+        .client_bytes()
+        .into_iter()
+        .map(|(row, bytes)| (row, json!(bytes)))
+        .collect();
     let body = json!({
         "ready": all_ready,
         "mounts": mounts,
+        "traffic_clients": clients,
         "uploads": {
             "queued": q.queued,
             "running": q.running,
@@ -309,6 +323,24 @@ pub fn report(state: &AppState) -> (serde_json::Value, bool) {
         },
     });
     (body, all_ready)
+}
+
+/// What stops a mount's downloads now, in words: `"ok"`, `"quota exhausted until <RFC 3339>"`
+/// (123 answered 5113/5114) or `"budget reached until <RFC 3339>"` (`traffic_budget`). Neither
+/// makes the mount unready: its listings still work, and a load balancer must not take the
+/// gateway out for it; the state is in the body for monitoring.
+fn downloads_state(state: &AppState, mount: &Mount, traffic: u64) -> String {
+    use crate::traffic::calendar::rfc3339;
+    if let Some(until) = state.traffic.quota_until(&mount.config.path) {
+        return format!("quota exhausted until {}", rfc3339(until));
+    }
+    if mount.config.traffic_budget.is_some_and(|b| traffic >= b) {
+        return format!(
+            "budget reached until {}",
+            rfc3339(state.traffic.month_end())
+        );
+    }
+    "ok".to_string()
 }
 
 fn unix_now() -> u64 {
@@ -378,6 +410,15 @@ async fn route_on<B>(
                     );
                     return Some(res);
                 }
+            }
+            for mount in &state.mounts {
+                let (_, bytes) = state.traffic.mount_bytes(&mount.config.path);
+                state
+                    .metrics()
+                    .set_traffic(&mount.config.path, bytes, mount.config.traffic_budget);
+            }
+            for (row, bytes) in state.traffic.client_bytes() {
+                state.metrics().set_client_traffic(&row, bytes);
             }
             let mut res = Response::new(response::full_body(
                 state.metrics().render(state.uploads.stats()),

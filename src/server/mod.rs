@@ -12,6 +12,7 @@ pub mod conn;
 mod cross_mount;
 mod destination;
 mod errors;
+mod freshness;
 mod get;
 pub mod health;
 pub mod if_header;
@@ -97,6 +98,8 @@ pub struct AppState {
     pub base_path: String,
     /// `server.public_url`: this gateway as clients reach it, for the absolute URLs it builds.
     pub public_url: Option<String>,
+    /// Bytes downloaded from 123 this month, per mount and client row, and their budgets.
+    pub traffic: Arc<crate::traffic::Meter>,
 }
 
 /// The HTTP client every upstream call shares. No overall timeout (a film streams for hours);
@@ -240,6 +243,10 @@ impl AppState {
             upstream_deadline: config.server.upstream_deadline,
             base_path: config.server.base_path.clone(),
             public_url: config.server.public_url.clone(),
+            traffic: Arc::new(crate::traffic::Meter::new(
+                clock.clone(),
+                Some(&config.server.state_dir),
+            )),
             clock,
         })
     }
@@ -284,6 +291,7 @@ impl RunningServer {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
         self.state.uploads.shutdown().await;
+        self.state.traffic.flush();
     }
 
     /// Stops accepting, lets requests in flight finish for up to `grace`, then stops the upload
@@ -300,6 +308,7 @@ impl RunningServer {
             );
         }
         self.state.uploads.shutdown().await;
+        self.state.traffic.flush();
         idle
     }
 
@@ -346,6 +355,7 @@ pub fn start_on(
     let addr = listener.local_addr()?;
     spawn_probes(&state);
     health::spawn_reprobe(&state);
+    state.traffic.spawn_flusher();
     let (tx, mut rx) = watch::channel(false);
     let st = state.clone();
     let task = tokio::spawn(async move {

@@ -97,18 +97,21 @@ mod tests {
                 download: ClientDownload::Mount,
                 junk_local: true,
                 builtin: false,
+                traffic_budget: None,
             },
             ClientRule {
                 user_agent: "rclone".into(),
                 download: ClientDownload::Mount,
                 junk_local: false,
                 builtin: false,
+                traffic_budget: None,
             },
             ClientRule {
                 user_agent: "rclone/v1".into(),
                 download: ClientDownload::Proxy,
                 junk_local: true,
                 builtin: false,
+                traffic_budget: None,
             },
         ];
         let kodi = ClientProfile::from_rules(&headers("Kodi/20.2"), &rules);

@@ -9,7 +9,9 @@
 //! 5. the XML body guard, before any parser sees a body;
 //! 6. the virtual root, or 404 for an unknown mount;
 //! 7. may this user use this mount; is the `If` header well formed;
-//! 8. the method: GET/HEAD (`get`, then `download`), PROPFIND (`propfind`), the write methods
+//! 8. `Cache-Control: no-cache` on GET, HEAD or PROPFIND: the folder it is about is listed
+//!    afresh (`freshness`);
+//! 9. the method: GET/HEAD (`get`, then `download`), PROPFIND (`propfind`), the write methods
 //!    (`write`, then dav-server), anything else 405.
 
 use std::sync::Arc;
@@ -91,6 +93,11 @@ where
         mount.config.path.trim_end_matches('/'),
         paths::encode(rest)
     );
+    if matches!(req.method().as_str(), "GET" | "HEAD" | "PROPFIND")
+        && super::freshness::wants_fresh(req.headers())
+    {
+        super::freshness::revalidate(&mount, rest, &full_path).await?;
+    }
     let ctx = FsRequest {
         method: req.method().clone(),
         user: user.name.clone(),
@@ -308,6 +315,8 @@ impl AppState {
             clock: &self.clock,
             public_url: self.public_url.as_deref(),
             base_path: &self.base_path,
+            traffic: &self.traffic,
+            clients: &self.clients,
         }
     }
 }

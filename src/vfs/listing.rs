@@ -1,5 +1,7 @@
 //! The listing cache: complete folder listings, one fetch in flight per folder, served stale
-//! while they refresh.
+//! while they refresh; a folder's lifetime may depend on its depth (`cache_ttl_by_depth`), and a
+//! client may ask for a folder to be revalidated now (`Cache-Control: no-cache`), at most one
+//! revalidation per folder at a time and per [`MIN_REVALIDATE_INTERVAL`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -48,9 +50,39 @@ impl Listing {
 
 type Fetch = Shared<BoxFuture<'static, Result<Arc<Listing>, Error>>>;
 
+/// A revalidation of a folder started less than this long ago (or still running) is joined,
+/// and its listing served, instead of starting another: however many clients send
+/// `no-cache`, a folder costs 123 at most one listing per second.
+pub const MIN_REVALIDATE_INTERVAL: Duration = Duration::from_secs(1);
+/// Most folders whose depth is remembered for `cache_ttl_by_depth`.
+const MAX_DEPTHS: u64 = 1_000_000;
+
+/// How long listings stay fresh: `cache_ttl`, or by folder depth (`cache_ttl_by_depth`).
+#[derive(Clone, Debug, Default)]
+pub struct Ttls {
+    pub default: Duration,
+    /// (depth, ttl), sorted by depth; a folder takes the row with the greatest depth not above
+    /// its own.
+    pub by_depth: Vec<(u32, Duration)>,
+}
+
+impl Ttls {
+    /// The lifetime of a listing at `depth` (`None`: depth unknown).
+    pub fn at(&self, depth: Option<u32>) -> Duration {
+        depth
+            .and_then(|d| self.by_depth.iter().rev().find(|(at, _)| *at <= d))
+            .map(|(_, ttl)| *ttl)
+            .unwrap_or(self.default)
+    }
+}
+
 pub(super) struct ListingCache {
     backend: Arc<dyn Backend>,
-    ttl: Duration,
+    ttls: Ttls,
+    /// Depths of folders seen in listings (only with `cache_ttl_by_depth`); the root is 0.
+    depths: Option<moka::sync::Cache<u64, u32>>,
+    /// Revalidations asked for by clients, with when they started.
+    revalidations: Mutex<HashMap<u64, (Instant, Fetch)>>,
     metrics: Metrics,
     cache: moka::future::Cache<u64, Arc<Listing>>,
     /// Fetches in flight, with the generation they started at.
@@ -64,7 +96,7 @@ pub(super) struct ListingCache {
 impl ListingCache {
     pub(super) fn new(
         backend: Arc<dyn Backend>,
-        ttl: Duration,
+        ttls: Ttls,
         max_entries: u64,
         metrics: Metrics,
     ) -> Self {
@@ -75,9 +107,16 @@ impl ListingCache {
             // nobody looked at for a day.
             .time_to_idle(Duration::from_secs(24 * 3600))
             .build();
+        let depths = (!ttls.by_depth.is_empty()).then(|| {
+            let depths = moka::sync::Cache::new(MAX_DEPTHS);
+            depths.insert(backend.root_id(), 0);
+            depths
+        });
         Self {
             backend,
-            ttl,
+            ttls,
+            depths,
+            revalidations: Mutex::default(),
             metrics,
             cache,
             inflight: Arc::new(Mutex::new(HashMap::new())),
@@ -106,7 +145,7 @@ impl ListingCache {
             .await
             .filter(|l| l.generation == self.generation(dir_id))
         {
-            if listing.fetched_at.elapsed() > self.ttl {
+            if listing.fetched_at.elapsed() > self.ttl_of(dir_id) {
                 // Stale: answer now, refresh in the background (one fetch in flight).
                 drop(self.fetch(dir_id));
             }
@@ -117,6 +156,40 @@ impl ListingCache {
         // The fetch runs as its own task and fills the cache even if this request stops
         // waiting for it at its deadline (the client's retry then finds the listing).
         crate::backend::deadline::bound(self.fetch(dir_id)).await
+    }
+
+    fn ttl_of(&self, dir_id: u64) -> Duration {
+        self.ttls
+            .at(self.depths.as_ref().and_then(|d| d.get(&dir_id)))
+    }
+
+    /// Lists `dir_id` afresh, even within its lifetime: joins a revalidation of the folder
+    /// that is running or started less than [`MIN_REVALIDATE_INTERVAL`] ago, else starts one
+    /// (one paced listing). Listings of the folder older than it are served no more.
+    pub(super) async fn revalidate(&self, dir_id: u64) -> Result<Arc<Listing>, Error> {
+        let fetch = {
+            let mut running = self.revalidations.lock().unwrap_or_else(|p| p.into_inner());
+            running
+                .retain(|_, (at, f)| f.peek().is_none() || at.elapsed() < MIN_REVALIDATE_INTERVAL);
+            match running.get(&dir_id) {
+                Some((_, f)) => f.clone(),
+                None => {
+                    // A new generation: the cached listing and any fetch that started before
+                    // this request are not served again, and other requests join this fetch.
+                    self.invalidate_now(dir_id);
+                    let f = self.fetch(dir_id);
+                    running.insert(dir_id, (Instant::now(), f.clone()));
+                    f
+                }
+            }
+        };
+        self.metrics.cache("listing", false);
+        let listing = crate::backend::deadline::bound(fetch).await?;
+        if listing.generation != self.generation(dir_id) {
+            // A write through the gateway since: the usual path lists it again.
+            return self.get(dir_id).await;
+        }
+        Ok(listing)
     }
 
     pub(super) async fn invalidate(&self, dir_id: u64) {
@@ -138,12 +211,20 @@ impl ListingCache {
         let cache = self.cache.clone();
         let registry = self.inflight.clone();
         let generations = self.generations.clone();
+        let depths = self.depths.clone();
         let task = tokio::spawn(async move {
             let result = backend.list(dir_id).await.map(|entries| {
                 let mut listing = Listing::new(client_view(entries));
                 listing.generation = generation;
                 Arc::new(listing)
             });
+            if let (Ok(listing), Some(depths)) = (&result, &depths) {
+                if let Some(depth) = depths.get(&dir_id) {
+                    for child in listing.entries.iter().filter(|e| e.is_dir) {
+                        depths.insert(child.id, depth.saturating_add(1));
+                    }
+                }
+            }
             if let Ok(listing) = &result {
                 // A write during the fetch made this listing old: don't keep it.
                 if generation_of(&generations, dir_id) == generation {
@@ -188,4 +269,22 @@ fn client_view(entries: Vec<Entry>) -> Vec<Entry> {
             e
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deepest_row_not_below_a_folder_wins() {
+        let ttls = Ttls {
+            default: Duration::from_secs(600),
+            by_depth: vec![(1, Duration::from_secs(60)), (3, Duration::from_secs(5))],
+        };
+        assert_eq!(ttls.at(Some(0)), Duration::from_secs(600));
+        assert_eq!(ttls.at(Some(1)), Duration::from_secs(60));
+        assert_eq!(ttls.at(Some(2)), Duration::from_secs(60));
+        assert_eq!(ttls.at(Some(7)), Duration::from_secs(5));
+        assert_eq!(ttls.at(None), Duration::from_secs(600));
+    }
 }

@@ -14,7 +14,7 @@ mod overlay;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-pub use listing::Listing;
+pub use listing::{Listing, Ttls, MIN_REVALIDATE_INTERVAL};
 pub use overlay::Local;
 
 use crate::backend::{Backend, Entry, Error, Link, Quota};
@@ -64,13 +64,14 @@ pub fn link_ttl(link: &Link, now: SystemTime) -> Duration {
 }
 
 impl Vfs {
-    /// The vfs of one mount; its cache lookups are counted in `metrics`.
-    pub fn new(backend: Arc<dyn Backend>, listing_ttl: Duration, metrics: Metrics) -> Self {
+    /// The vfs of one mount, its listings fresh for `ttls`; its cache lookups are counted in
+    /// `metrics`.
+    pub fn new(backend: Arc<dyn Backend>, ttls: Ttls, metrics: Metrics) -> Self {
         Self {
             overlay: overlay::Overlay::default(),
             listings: listing::ListingCache::new(
                 backend.clone(),
-                listing_ttl,
+                ttls,
                 MAX_CACHED_ENTRIES,
                 metrics.clone(),
             ),
@@ -286,6 +287,16 @@ impl Vfs {
                 .map_err(|e: Arc<Error>| (*e).clone())
         })
         .await
+    }
+
+    /// Lists folder `dir` afresh now, even within its lifetime (a client sent
+    /// `Cache-Control: no-cache`); at most one such listing per folder at a time and per
+    /// [`MIN_REVALIDATE_INTERVAL`].
+    pub async fn revalidate(&self, dir: &Entry) -> Result<(), Error> {
+        if !dir.is_dir {
+            return Err(Error::NotADirectory);
+        }
+        self.listings.revalidate(dir.id).await.map(|_| ())
     }
 
     /// Forgets a folder's listing (after a write through the gateway).

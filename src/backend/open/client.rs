@@ -624,10 +624,11 @@ fn classify(code: i64, message: String, trace_id: String) -> Error {
     match code {
         // 文件不存在: file does not exist.
         5066 => Error::NotFound,
-        // 您今日自用下载流量已超出1GB上限…: daily self-use download traffic exceeded.
+        // 本月免费流量不足 (monthly) or 您今日自用下载流量已超出1GB上限 (daily): the download
+        // quota is used up; the message says until when.
         5113 | 5114 => Error::TrafficExceeded {
+            resets_at: crate::traffic::quota::resets_at(&message, SystemTime::now()),
             message,
-            retry_after: until_midnight_china(SystemTime::now()),
         },
         // Still 401 after a refresh, or 429 past our retries: handled by the caller's loop.
         401 => Error::Auth(message),
@@ -659,13 +660,6 @@ pub fn is_verifying(e: &Error) -> bool {
 /// not have the announced MD5. Sending the same bytes again cannot help.
 pub fn is_upload_failed(e: &Error) -> bool {
     matches!(e, Error::Upstream { message, .. } if message.contains("上传失败"))
-}
-
-/// Time until the next midnight in China (UTC+8), when 123's daily traffic quota resets.
-pub fn until_midnight_china(now: SystemTime) -> Duration {
-    let secs = unix(now) + 8 * 3600;
-    let into_day = secs % 86_400;
-    Duration::from_secs(86_400 - into_day)
 }
 
 /// Names a client id's token file without putting the id itself in a file name.
@@ -793,16 +787,6 @@ mod tests {
             classify(401, "expired".into(), String::new()),
             Error::Auth(_)
         ));
-    }
-
-    #[test]
-    fn midnight_in_china() {
-        // 2024-01-01T15:00:00Z is 23:00 in China: one hour to go.
-        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_704_121_200);
-        assert_eq!(until_midnight_china(t), Duration::from_secs(3600));
-        // 16:00Z is exactly midnight in China: a whole day to the next one.
-        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_704_124_800);
-        assert_eq!(until_midnight_china(t), Duration::from_secs(86_400));
     }
 
     #[test]

@@ -18,7 +18,6 @@ use http::StatusCode;
 use serde::de::DeserializeOwned;
 
 use self::wire::Envelope;
-use crate::backend::open::client::until_midnight_china;
 use crate::backend::pacer::{self, WEB_LIST_INTERVAL};
 pub use crate::backend::retry::Retries;
 use crate::backend::{deadline, Error, Upstream};
@@ -227,10 +226,11 @@ fn classify(code: i64, message: String) -> Error {
     match code {
         // 文件不存在: the file is not (or no longer) in the share.
         5066 => Error::NotFound,
-        // Download traffic quota used up (observed on the Android API).
+        // Download traffic quota used up (observed on the Android API); the message says until
+        // when (本月: the month, 今日: the day).
         5113 | 5114 => Error::TrafficExceeded {
+            resets_at: crate::traffic::quota::resets_at(&message, SystemTime::now()),
             message,
-            retry_after: until_midnight_china(SystemTime::now()),
         },
         // 签名校验失败 / 签名错误: the signature was refused, most likely for the clock.
         _ if message.contains("签名") => clock_error(&message),

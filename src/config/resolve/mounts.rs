@@ -126,6 +126,8 @@ pub(super) fn resolve_mount(
         DEFAULT_CACHE_TTL,
         true,
     );
+    let cache_ttl_by_depth = ttl_by_depth(report, &s, raw.cache_ttl_by_depth);
+    let traffic_budget = traffic_budget(report, s.key("traffic_budget"), raw.traffic_budget);
 
     let mut upload = (UploadMode::default(), DEFAULT_UPLOAD_SLICES);
     let backend = match kind {
@@ -176,6 +178,8 @@ pub(super) fn resolve_mount(
         download,
         proxy_url,
         cache_ttl,
+        cache_ttl_by_depth,
+        traffic_budget,
         read_only: raw.read_only.unwrap_or(false),
         anonymous: raw.anonymous.unwrap_or(false),
         backend,

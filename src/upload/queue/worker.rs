@@ -264,7 +264,10 @@ fn retryable(e: &Error) -> bool {
 fn server_wait(error: &Error) -> Option<Duration> {
     match error {
         Error::RateLimited { retry_after } => *retry_after,
-        Error::TrafficExceeded { retry_after, .. } => Some(*retry_after),
+        Error::TrafficExceeded { resets_at, .. } => Some(crate::traffic::calendar::until(
+            *resets_at,
+            std::time::SystemTime::now(),
+        )),
         _ => None,
     }
 }

@@ -8,6 +8,7 @@ mod open_logins;
 mod open_read;
 mod share;
 mod timeouts;
+mod traffic_quota;
 mod upload_engine;
 mod upstream_faults;
 mod upstream_timeouts;

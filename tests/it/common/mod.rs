@@ -410,6 +410,46 @@ pub fn assert_until_china_midnight(retry: u64, sent: i64, answered: i64) {
     );
 }
 
+/// The first moment of the next month in China (UTC+8) after `unix`, when 123's monthly quota
+/// and the gateway's traffic budgets reset, as Unix seconds.
+pub fn next_china_month(unix: i64) -> i64 {
+    use chrono::{Datelike, TimeZone};
+    let cst = chrono::FixedOffset::east_opt(8 * 3600).expect("UTC+8");
+    let now = cst.timestamp_opt(unix, 0).single().expect("a time");
+    let (y, m) = if now.month() == 12 {
+        (now.year() + 1, 1)
+    } else {
+        (now.year(), now.month() + 1)
+    };
+    cst.with_ymd_and_hms(y, m, 1, 0, 0, 0)
+        .single()
+        .expect("the 1st")
+        .timestamp()
+}
+
+/// [`next_china_month`] as the gateway writes it: RFC 3339 with `+08:00`.
+pub fn next_china_month_rfc3339(unix: i64) -> String {
+    use chrono::TimeZone;
+    let cst = chrono::FixedOffset::east_opt(8 * 3600).expect("UTC+8");
+    cst.timestamp_opt(next_china_month(unix), 0)
+        .single()
+        .expect("a time")
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+}
+
+/// Asserts a `Retry-After` of "until the next month, China time" for a request sent at `sent`
+/// and answered at `answered` (the emulator's Unix times), within a second.
+#[track_caller]
+pub fn assert_until_next_china_month(retry: u64, sent: i64, answered: i64) {
+    let latest = next_china_month(sent) - sent + 1;
+    let earliest = next_china_month(answered) - answered - 1;
+    let retry = retry as i64;
+    assert!(
+        (earliest..=latest).contains(&retry),
+        "Retry-After {retry}, expected {earliest}..={latest}"
+    );
+}
+
 /// The gateway's `/-/metrics` text.
 pub async fn metrics_text(env: &TestEnv) -> String {
     env.client

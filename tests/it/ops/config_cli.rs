@@ -150,7 +150,7 @@ fn a_misspelt_key_is_named_with_the_valid_ones() {
         stderr.contains(
             "mounts[0].clinet_id: unknown key (did you mean client_id?); valid keys for a mount \
              with backend = \"open\" are: path, backend, download, proxy_url, cache_ttl, \
-             read_only, anonymous, client_id, client_secret"
+             cache_ttl_by_depth, read_only, anonymous, traffic_budget, client_id, client_secret"
         ),
         "{stderr}"
     );
