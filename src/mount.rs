@@ -265,6 +265,7 @@ pub fn build_backends(
                             login_base: web.login_base.clone(),
                             username: web.username.clone(),
                             password: web.password.clone(),
+                            pasted_token: web.token.clone(),
                             root_id: web.root_id,
                             token_file: state_dir.map(|d| token_file(d, &web.username)),
                             clock: clock.clone(),
@@ -318,7 +319,7 @@ pub fn build_mount(
             .join(format!("{}.json", store_name(config.name())))
     });
     let writes = writes.filter(|_| !config.read_only && backend.capabilities().writable);
-    let vfs = Vfs::new(backend, config.cache_ttl, metrics.clone());
+    let vfs = Vfs::new(backend, config.cache_ttl, metrics.clone(), config.delete);
     if let Some(w) = &writes {
         vfs.overlay().set_queue(w.queue.clone(), config.name());
     }

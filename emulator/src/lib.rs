@@ -56,7 +56,8 @@ mod webpro;
 
 pub use config::{
     AuthKeyPath, EmulatorConfig, ErrorStatus, GenerateSpec, OAuthExpiresIn, OverwriteAt, ShareSpec,
-    Switches, TakenName, UploadCredentials, WebRateLimitStyle, WebSignatureFailure, ZeroByteUpload,
+    Switches, TakenName, UploadCredentials, WebLoginRefusal, WebRateLimitStyle,
+    WebSignatureFailure, ZeroByteUpload,
 };
 pub use emulator::{Emulator, EntryInfo};
 pub use faults::{Fault, FaultKind};

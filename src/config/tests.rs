@@ -1288,7 +1288,7 @@ fn open_login_modes_resolve() {
     ));
     assert!(matches!(
         login("client_id = \"app\"\nrefresh_token = \"rt\""),
-        OpenLogin::OAuth { refresh_token } if refresh_token.expose() == "rt"
+        OpenLogin::OAuth { refresh_token, redirect_uri: None, .. } if refresh_token.expose() == "rt"
     ));
     assert!(matches!(
         login("client_id = \"app\"\nclient_secret = \"s\"\nrefresh_token = \"rt\""),
