@@ -258,7 +258,7 @@ pub trait Backend: Send + Sync {
     }
 
     /// Deletes entries that are in the recycle bin for good (a mount's `delete = "permanent"`;
-    /// 123 deletes only what is in the recycle bin already, docs/123.md, open §3.4).
+    /// 123 deletes only what is in the recycle bin already, docs/123.md, open §3).
     async fn delete_trashed(&self, _ids: &[u64]) -> Result<(), Error> {
         Err(Error::Unsupported)
     }

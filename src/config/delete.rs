@@ -11,8 +11,8 @@ pub enum DeleteMode {
     /// Into the recycle bin, where 123 keeps it for a while and the user can restore it.
     #[default]
     Trash,
-    /// Into the recycle bin, then deleted from it for good (docs/123.md, open §3.4 and
-    /// web §1.4: 123 only deletes what is in the recycle bin already).
+    /// Into the recycle bin, then deleted from it for good (docs/123.md, open §3 and web §1.4:
+    /// 123 only deletes what is in the recycle bin already).
     Permanent,
 }
 

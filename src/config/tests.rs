@@ -274,7 +274,7 @@ fn unknown_keys_list_the_valid_ones() {
          backend = \"open\" are: path, backend, download, proxy_url, cache_ttl, read_only, \
          anonymous, client_id, client_secret, client_secret_env, refresh_token, renew_url, \
          access_token, root_id, api_base, direct_link, direct_link_key, direct_link_valid, \
-         auth_key_path, upload, upload_slices"
+         auth_key_path, upload, upload_slices, delete, redirect_uri, authorize_url"
     );
     let err = parse_env(&text, &[]).unwrap_err();
     assert!(err

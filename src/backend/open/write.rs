@@ -85,7 +85,7 @@ impl OpenBackend {
     }
 
     pub(super) async fn write_delete_trashed(&self, ids: &[u64]) -> Result<(), Error> {
-        // docs/123.md, open §3.4: only what is in the recycle bin. A resend after the first
+        // docs/123.md, open §3: only what is in the recycle bin. A resend after the first
         // took effect finds nothing and is answered "no such file", which counts as done.
         for chunk in ids.chunks(MAX_BATCH) {
             let body = json!({ "fileIDs": chunk });

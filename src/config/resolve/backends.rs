@@ -161,8 +161,14 @@ pub(super) fn resolve_web(
             );
             None
         }
+        // Copied from local storage the value may keep its JSON quotes, or from a request its
+        // "Bearer " prefix.
         Some(t) => Some(Secret::from(
-            t.trim().trim_start_matches("Bearer ").trim().to_string(),
+            t.trim()
+                .trim_matches('"')
+                .trim_start_matches("Bearer ")
+                .trim()
+                .to_string(),
         )),
         None => None,
     };
