@@ -286,6 +286,17 @@ impl MountFs {
                 .copy_through(&self.mount, &entry, &to_parent, &to_name)
                 .await
                 .map_err(|e| put_error(e, &ctx.failure))?,
+            // A copy of an empty cloud file is an empty file like any other: kept here, since
+            // 123 may refuse to create it (`Mount::put`).
+            None if !entry.is_dir && entry.size == 0 => self
+                .mount
+                .vfs
+                .overlay()
+                .add_empty(to_parent.id, &to_name, SystemTime::now())
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "could not record a copied empty file");
+                    FsError::GeneralFailure
+                })?,
             None => {
                 let md5 = entry.md5.as_deref().ok_or(FsError::NotImplemented)?;
                 let vfs = &self.mount.vfs;

@@ -530,3 +530,24 @@ async fn authorize_exchanges_the_code_and_serve_uses_the_stored_tokens() {
     );
     assert_eq!(emu.stats().calls("/api/v1/access_token"), 0);
 }
+
+#[tokio::test]
+async fn a_mount_waiting_for_authorize_says_so() {
+    let env = env_with(EmulatorConfig::default(), |emu| {
+        format!(
+            "[[mounts]]\npath = \"/o\"\nbackend = \"open\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\nredirect_uri = \"https://app.example/callback\"\napi_base = \"{{api}}\"\n",
+            emu.oauth_client_id(),
+            emu.oauth_client_secret(),
+        )
+    })
+    .await;
+    let (status, _) = listing(&env).await;
+    assert_eq!(status, 503);
+    let ready = readyz(&env).await;
+    assert_eq!(ready["mounts"][0]["ready"], false, "{ready}");
+    assert!(
+        ready.to_string().contains("run `pan123-webdav authorize"),
+        "{ready}"
+    );
+    assert_eq!(env.emu.stats().calls("/api/v1/oauth2/access_token"), 0);
+}

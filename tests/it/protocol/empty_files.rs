@@ -62,6 +62,7 @@ async fn empty_files_are_kept(reading: ZeroByteUpload) {
         let b = emu.mkdir_p("/bg");
         let s = emu.mkdir_p("/sy");
         emu.put_file("/bg/old.txt", "to be emptied");
+        emu.put_file("/bg/zero.bin", "");
         open_mount(
             "/b",
             "proxy",
@@ -96,6 +97,15 @@ async fn empty_files_are_kept(reading: ZeroByteUpload) {
         env.emu.lookup("/bg/old.txt").is_none(),
         "the old content was removed"
     );
+    // A copy of an empty file made elsewhere is kept the same way.
+    let res = env
+        .req("COPY", "/b/zero.bin")
+        .header("Destination", env.url("/b/zero-copy.bin"))
+        .send()
+        .await
+        .expect("copy");
+    assert_eq!(res.status().as_u16(), 201);
+    assert_eq!(get(&env, "/b/zero-copy.bin").await, (200, Vec::new()));
     assert_eq!(
         env.emu.stats().calls(CREATE),
         0,
@@ -116,6 +126,7 @@ async fn empty_files_are_kept(reading: ZeroByteUpload) {
     assert_kept(&env, "/b/", "old.txt").await;
     let (_, body) = env.propfind("/b/", "1").await;
     assert!(!body.contains("gone.txt"), "{body}");
+    assert!(body.contains("zero-copy.bin"), "{body}");
 
     // Content makes them real 123 files, and a restart no longer shows them empty.
     assert_eq!(
