@@ -63,6 +63,7 @@ async fn empty_files_are_kept(reading: ZeroByteUpload) {
         let s = emu.mkdir_p("/sy");
         emu.put_file("/bg/old.txt", "to be emptied");
         emu.put_file("/bg/zero.bin", "");
+        let w = emu.mkdir_p("/wb");
         open_mount(
             "/b",
             "proxy",
@@ -71,11 +72,21 @@ async fn empty_files_are_kept(reading: ZeroByteUpload) {
             "/s",
             "proxy",
             &format!("root_id = {s}\ncache_ttl = \"0s\"\nupload = \"sync\"\n"),
+        ) + &web_mount(
+            "/w",
+            "proxy",
+            &format!("root_id = {w}\ncache_ttl = \"0s\"\n"),
         )
     })
     .await;
 
-    for path in ["/b/empty.txt", "/s/empty.txt", "/b/old.txt", "/b/gone.txt"] {
+    for path in [
+        "/b/empty.txt",
+        "/s/empty.txt",
+        "/w/empty.txt",
+        "/b/old.txt",
+        "/b/gone.txt",
+    ] {
         assert_eq!(
             put(&env, path, b"", Some("1600000000")).await,
             if path == "/b/old.txt" { 204 } else { 201 },
@@ -111,6 +122,11 @@ async fn empty_files_are_kept(reading: ZeroByteUpload) {
         0,
         "no empty upload was tried"
     );
+    assert_eq!(
+        env.emu.stats().calls("/b/api/file/upload_request"),
+        0,
+        "nor on the web mount"
+    );
     // A deleted empty file is gone.
     let res = env
         .req("DELETE", "/b/gone.txt")
@@ -121,6 +137,7 @@ async fn empty_files_are_kept(reading: ZeroByteUpload) {
 
     // A restart keeps them (and not the deleted one).
     env.start_gateway().await;
+    assert_kept(&env, "/w/", "empty.txt").await;
     assert_kept(&env, "/b/", "empty.txt").await;
     assert_kept(&env, "/s/", "empty.txt").await;
     assert_kept(&env, "/b/", "old.txt").await;
