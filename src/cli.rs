@@ -1,4 +1,4 @@
-//! The command line: `serve`, `check`, `hash-password`, `demo`.
+//! The command line: `serve`, `check`, `authorize`, `hash-password`, `demo`.
 //!
 //! Exit codes: 0 success; 1 the server or demo failed while running; 2 bad usage, a bad config
 //! file or a bad password input.
@@ -13,6 +13,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use rand::RngCore;
 
 use crate::config::{self, format_duration, BackendConfig, Config};
+
+mod authorize;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -43,6 +45,15 @@ enum Command {
         /// Also list each mount's root folder on 123 and print how long it took.
         #[arg(long)]
         probe: bool,
+    },
+    /// Authorize an Open mount's own OAuth app: prints the authorization URL, reads the code
+    /// (or the whole redirected address) from stdin and keeps the tokens in state_dir.
+    Authorize {
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// The mount's path, like /o.
+        #[arg(long, value_name = "PATH")]
+        mount: String,
     },
     /// Exit 0 when the URL answers 200 (for container health checks, where no curl exists).
     Healthcheck {
@@ -85,6 +96,7 @@ pub fn run() -> ExitCode {
     match cli.command {
         Command::Serve { config, log_format } => serve(&config, log_format),
         Command::Check { config, probe } => check(&config, probe),
+        Command::Authorize { config, mount } => authorize::run(&config, &mount),
         Command::Healthcheck { url } => run_async(crate::server::health::healthcheck(url)),
         Command::HashPassword => hash_password(),
         Command::Demo { listen } => demo(listen),
@@ -141,6 +153,21 @@ fn run_async(future: impl std::future::Future<Output = anyhow::Result<()>>) -> E
     }
 }
 
+/// Runs a future on a current-thread runtime and hands back its value; a runtime that cannot
+/// start is reported and becomes the exit code.
+fn run_async_value<T>(future: impl std::future::Future<Output = T>) -> Result<T, ExitCode> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => Ok(runtime.block_on(future)),
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
 /// Logs to stderr, filtered by RUST_LOG (default "info").
 fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
@@ -186,6 +213,21 @@ fn describe_open_token(
     };
     match &open.login {
         OpenLogin::Developer => String::new(),
+        OpenLogin::OAuth { refresh_token, .. } if refresh_token.expose().is_empty() => {
+            match login::refresh_source(state_dir, open) {
+                Some(RefreshSource::StateDir { updated_at }) => format!(
+                    "  refresh token in use: the one `authorize` stored (or its rotation) in {} \
+                     (kept {})\n",
+                    login::refresh_path(state_dir, open).display(),
+                    when(updated_at),
+                ),
+                _ => {
+                    "  refresh token in use: none yet; run `pan123-webdav authorize -c <this file> \
+                      --mount <this mount>` once\n"
+                        .to_string()
+                }
+            }
+        }
         OpenLogin::OAuth { .. } | OpenLogin::Renew { .. } => {
             match login::refresh_source(state_dir, open) {
                 Some(RefreshSource::StateDir { updated_at }) => format!(
@@ -211,6 +253,22 @@ fn describe_open_token(
                     .to_string(),
             }
         }
+    }
+}
+
+/// How a personal mount logs in, for `check` (never the secret itself).
+fn describe_web_login(web: &crate::config::WebMountConfig) -> String {
+    let Some(token) = &web.token else {
+        return "password set".to_string();
+    };
+    match crate::backend::open::oauth::jwt_expiry(token.expose()) {
+        Some(exp) => format!(
+            "pasted browser token (expires {}; never renewed)",
+            chrono::DateTime::from_timestamp(exp as i64, 0)
+                .map(|d| d.to_rfc3339())
+                .unwrap_or_else(|| exp.to_string())
+        ),
+        None => "pasted browser token (never renewed)".to_string(),
     }
 }
 
@@ -241,6 +299,7 @@ fn describe(config: &Config) -> String {
     if !server.base_path.is_empty() {
         out += &format!("server: base_path {}\n", server.base_path);
     }
+    let mut warnings = Vec::new();
     for mount in &config.mounts {
         out += &format!(
             "mount {}: backend {}, download {}, read-only {}, cache_ttl {}",
@@ -269,7 +328,7 @@ fn describe(config: &Config) -> String {
         match &mount.backend {
             BackendConfig::Open(open) => {
                 out += &format!(
-                    ", api_base {}{}, login {}, root_id {}, direct_link {}\n",
+                    ", api_base {}{}, login {}, root_id {}, direct_link {}, delete {}\n",
                     open.api_base,
                     if open.client_id.is_empty() {
                         String::new()
@@ -279,6 +338,7 @@ fn describe(config: &Config) -> String {
                     open.login.name(),
                     open.root_id,
                     yes_no(open.direct_link),
+                    mount.delete,
                 );
                 out += &describe_open_token(&server.state_dir, open);
             }
@@ -297,9 +357,23 @@ fn describe(config: &Config) -> String {
             }
             BackendConfig::Web(web) => {
                 out += &format!(
-                    ", api_base {}, login_base {}, root_id {}, password set (unofficial web API)\n",
-                    web.api_base, web.login_base, web.root_id,
+                    ", api_base {}, login_base {}, root_id {}, {}, delete {} (unofficial web API)\n",
+                    web.api_base,
+                    web.login_base,
+                    web.root_id,
+                    describe_web_login(web),
+                    mount.delete,
                 );
+                // docs/123.md, web §1.1: 123 counts only the first 16 characters.
+                if web.token.is_none() && web.password.expose().chars().count() > 16 {
+                    warnings.push(format!(
+                        "warning: mount {}: the password is longer than 16 characters; 123's \
+                         login silently truncates passwords to their first 16 characters, so the \
+                         account's real password may be just those: if the login is refused, try \
+                         them, or paste a browser token (token)\n",
+                        mount.path
+                    ));
+                }
             }
             BackendConfig::Link(link) => {
                 let files = link.tree.files().count();
@@ -311,6 +385,9 @@ fn describe(config: &Config) -> String {
                 );
             }
         }
+    }
+    for warning in warnings {
+        out += &warning;
     }
     for user in &config.users {
         out += &format!(

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod clients;
+mod delete;
 mod duration;
 mod error;
 mod file;
@@ -24,6 +25,7 @@ mod upload;
 mod upstream;
 
 pub use clients::{builtin_clients, ClientDownload, ClientRule};
+pub use delete::DeleteMode;
 pub use duration::{format_duration, parse_duration};
 pub use error::{ConfigError, Problem};
 pub use limits::{
@@ -194,6 +196,8 @@ pub struct MountConfig {
     pub upload: UploadMode,
     /// Slices of one upload sent in parallel (open mounts).
     pub upload_slices: usize,
+    /// What a client's DELETE does on 123 (open and web mounts; `Trash` for the others).
+    pub delete: DeleteMode,
 }
 
 impl MountConfig {
@@ -243,7 +247,11 @@ pub struct ShareMountConfig {
 pub struct WebMountConfig {
     /// A phone number, or an e-mail address (then e-mail login is used).
     pub username: String,
+    /// Empty when the mount logs in with `token`.
     pub password: Secret,
+    /// A pasted browser session token (the JWT in the web page's local storage), used instead
+    /// of logging in; never renewed (issue 21).
+    pub token: Option<Secret>,
     /// The folder id shown as the mount's root; 0 is the drive's root.
     pub root_id: u64,
     /// The web API, without a trailing slash (requests go to `<api_base>/b/api/...`).
@@ -274,8 +282,14 @@ pub enum OpenLogin {
     /// `client_id` + `client_secret`: `POST /api/v1/access_token` (developer keys).
     Developer,
     /// `refresh_token` of the user's own OAuth app: the OAuth token endpoint. The value is the
-    /// first seed only; rotated tokens are kept in `state_dir`.
-    OAuth { refresh_token: Secret },
+    /// first seed only (empty when the mount is set up by `authorize` instead); rotated tokens
+    /// are kept in `state_dir`. `redirect_uri` and `authorize_url` are what the `authorize`
+    /// command needs.
+    OAuth {
+        refresh_token: Secret,
+        redirect_uri: Option<String>,
+        authorize_url: String,
+    },
     /// `renew_url` + `refresh_token`: a token-renewal service (OpenList's protocol).
     Renew { url: String, refresh_token: Secret },
     /// `access_token`: a pasted token, never renewed.
@@ -287,6 +301,9 @@ impl OpenLogin {
     pub fn name(&self) -> &'static str {
         match self {
             OpenLogin::Developer => "developer keys (client_id + client_secret)",
+            OpenLogin::OAuth { refresh_token, .. } if refresh_token.expose().is_empty() => {
+                "own OAuth app (redirect_uri + `authorize`)"
+            }
             OpenLogin::OAuth { .. } => "own OAuth app (refresh_token)",
             OpenLogin::Renew { .. } => "renewal service (renew_url + refresh_token)",
             OpenLogin::AccessToken { .. } => "pasted access_token",

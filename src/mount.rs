@@ -83,6 +83,10 @@ impl Mount {
                 return Err(PutError::Backend(e));
             }
         };
+        if file.size == 0 {
+            file.discard().await;
+            return self.keep_empty(parent, name, &cloud, modified).await;
+        }
         let job = NewJob {
             mount: self.name().to_string(),
             parent_id: parent,
@@ -103,6 +107,38 @@ impl Mount {
             overlay.remove(parent, name);
             Ok(())
         }
+    }
+
+    /// An empty file is kept by the gateway, never uploaded (123 may reject empty uploads:
+    /// docs/123.md, open §8; see `vfs::overlay`), durably before the PUT is answered. What was
+    /// at the name before is replaced, as a PUT replaces: a queued upload is cancelled, a cloud
+    /// file removed (the mount's `delete`).
+    async fn keep_empty(
+        &self,
+        parent: u64,
+        name: &str,
+        cloud: &str,
+        modified: SystemTime,
+    ) -> Result<(), PutError> {
+        let overlay = self.vfs.overlay();
+        overlay.add_empty(parent, name, modified).map_err(|e| {
+            PutError::Queue(anyhow::Error::new(e).context("recording an empty file in state_dir"))
+        })?;
+        if let Some(writes) = &self.writes {
+            writes.queue.cancel(self.name(), parent, cloud).await;
+        }
+        let dir = Entry::new_folder(parent, "");
+        self.vfs.invalidate(parent).await;
+        let old = match self.vfs.list(&dir).await {
+            Ok(listing) => listing.find(name).cloned(),
+            Err(_) => None,
+        };
+        if let Some(old) = old {
+            if let Err(e) = self.vfs.trash(&old, &dir).await {
+                tracing::warn!(mount = %self.config.path, name, error = %e, "an empty file replaced a file on 123, which could not be removed; the empty one is shown");
+            }
+        }
+        Ok(())
     }
 
     /// Copies file `entry` of mount `src` into folder `dst_parent` of this mount as `name`, its
@@ -265,6 +301,7 @@ pub fn build_backends(
                             login_base: web.login_base.clone(),
                             username: web.username.clone(),
                             password: web.password.clone(),
+                            pasted_token: web.token.clone(),
                             root_id: web.root_id,
                             token_file: state_dir.map(|d| token_file(d, &web.username)),
                             clock: clock.clone(),
@@ -322,9 +359,15 @@ pub fn build_mount(
         default: config.cache_ttl,
         by_depth: config.cache_ttl_by_depth.clone(),
     };
-    let vfs = Vfs::new(backend, ttls, metrics.clone());
+    let vfs = Vfs::new(backend, ttls, metrics.clone(), config.delete);
     if let Some(w) = &writes {
         vfs.overlay().set_queue(w.queue.clone(), config.name());
+        if let Some(d) = state_dir {
+            vfs.overlay().set_empty_store(
+                d.join("empty")
+                    .join(format!("{}.json", store_name(config.name()))),
+            );
+        }
     }
     Arc::new(Mount {
         config: config.clone(),

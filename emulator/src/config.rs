@@ -180,6 +180,24 @@ pub enum ZeroByteUpload {
     Reject,
 }
 
+/// Why web logins (`/api/user/sign_in`) are refused, whatever the password (docs/123.md, web §8: risk
+/// control for logins from abroad or a new place, a verification step, a locked account).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebLoginRefusal {
+    /// Logins with the right password succeed.
+    #[default]
+    None,
+    /// `当前账号存在安全风险，请使用短信验证码或者微信进行登录。` (the `web_risk_control` switch).
+    RiskControl,
+    /// Risk control for a login from abroad (`境外登录风险`).
+    Abroad,
+    /// `请进行验证`: a captcha / slider step the API cannot pass.
+    Verify,
+    /// The account is locked (too many wrong passwords; the real text is unpublished).
+    Locked,
+}
+
 /// The HTTP status of an API error (docs/123.md, open §1, §11 "the envelope").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -350,6 +368,10 @@ pub struct Switches {
     /// `当前账号存在安全风险，请使用短信验证码或者微信进行登录。`. Default false.
     #[serde(default)]
     pub web_risk_control: bool,
+    /// Every web login is refused for this reason (the right password included). Default
+    /// `none`.
+    #[serde(default)]
+    pub web_login_refusal: WebLoginRefusal,
     /// Lifetime of the presigned part URLs of personal (web) uploads; an expired URL gets HTTP 403.
     /// Default 15 min.
     #[serde(
@@ -430,6 +452,7 @@ impl Default for Switches {
             daily_traffic_cap: None,
             traffic_message: TrafficMessage::Daily,
             web_risk_control: false,
+            web_login_refusal: WebLoginRefusal::None,
             presign_ttl: default_presign_ttl(),
             share_download_needs_login: false,
             error_status: ErrorStatus::Ok,

@@ -56,8 +56,8 @@ mod webpro;
 
 pub use config::{
     AuthKeyPath, EmulatorConfig, ErrorStatus, GenerateSpec, OAuthExpiresIn, OverwriteAt, ShareSpec,
-    Switches, TakenName, TrafficMessage, UploadCredentials, WebRateLimitStyle, WebSignatureFailure,
-    ZeroByteUpload,
+    Switches, TakenName, TrafficMessage, UploadCredentials, WebLoginRefusal, WebRateLimitStyle,
+    WebSignatureFailure, ZeroByteUpload,
 };
 pub use emulator::{Emulator, EntryInfo};
 pub use faults::{Fault, FaultKind};

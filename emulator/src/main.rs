@@ -10,8 +10,8 @@ use clap::{ArgAction, Parser, ValueEnum};
 use pan123_emulator::config::{parse_duration, parse_size};
 use pan123_emulator::{
     AuthKeyPath, Emulator, EmulatorConfig, ErrorStatus, GenerateSpec, OAuthExpiresIn, OverwriteAt,
-    ShareSpec, Switches, TakenName, TrafficMessage, UploadCredentials, WebRateLimitStyle,
-    WebSignatureFailure, ZeroByteUpload,
+    ShareSpec, Switches, TakenName, TrafficMessage, UploadCredentials, WebLoginRefusal,
+    WebRateLimitStyle, WebSignatureFailure, ZeroByteUpload,
 };
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -131,6 +131,9 @@ struct Cli {
     /// Refuse web logins for risk control (123's `当前账号存在安全风险…` message).
     #[arg(long)]
     web_risk_control: bool,
+    /// Refuse every web login for a reason: `none`, `risk_control`, `abroad`, `verify`, `locked`.
+    #[arg(long, value_parser = parse_switch::<WebLoginRefusal>, default_value = "none")]
+    web_login_refusal: WebLoginRefusal,
     /// Lifetime of the presigned part URLs of personal (web) uploads.
     #[arg(long, value_parser = parse_duration, default_value = "15m")]
     presign_ttl: Duration,
@@ -234,6 +237,7 @@ impl Cli {
                 daily_traffic_cap: self.daily_traffic_cap,
                 traffic_message: self.traffic_message,
                 web_risk_control: self.web_risk_control,
+                web_login_refusal: self.web_login_refusal,
                 presign_ttl: self.presign_ttl,
                 share_download_needs_login: self.share_download_needs_login,
                 error_status: self.error_status,

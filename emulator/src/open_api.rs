@@ -388,6 +388,9 @@ pub async fn trash(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
     })
 }
 
+/// `file/delete` of an item not in the recycle bin (the real text is unpublished).
+pub const MSG_NOT_IN_TRASH: &str = "文件不在回收站中,请先放入回收站";
+
 /// `POST /api/v1/file/delete` (`fileIDs` ≤ 100): for good, only items already trashed.
 pub async fn delete(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
     let args = match read_args(req).await {
@@ -402,7 +405,7 @@ pub async fn delete(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
     for id in &ids {
         match fs.tree.get(*id) {
             Some(e) if e.id != ROOT && e.trashed => {}
-            Some(e) if e.id != ROOT => return Ok(err(1, "文件不在回收站中,请先放入回收站")),
+            Some(e) if e.id != ROOT => return Ok(err(1, MSG_NOT_IN_TRASH)),
             _ => return Ok(err(CODE_NOT_FOUND, MSG_NOT_FOUND)),
         }
     }

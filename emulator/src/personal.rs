@@ -21,6 +21,13 @@ use crate::web::{echoes_item, header, web_err, web_item, web_ok, MSG_STALE_ITEM}
 
 /// The login refusal for risk control (docs/123.md, web §1.3; OpenList docs); its code is unknown.
 pub const MSG_RISK: &str = "当前账号存在安全风险，请使用短信验证码或者微信进行登录。";
+/// Risk control for a login from abroad (spec web §8 quotes `境外登录风险`; the full text is
+/// the emulator's).
+pub const MSG_ABROAD: &str = "检测到境外登录风险，请使用短信验证码或者微信进行登录";
+/// The verification step the API cannot pass (spec web §1.3).
+pub const MSG_VERIFY: &str = "请进行验证";
+/// A locked account (the real text is unpublished).
+pub const MSG_LOCKED: &str = "账号已被锁定，请稍后再试";
 /// Wrong name or password (the real text is unpublished).
 pub const MSG_BAD_LOGIN: &str = "账号或密码错误";
 /// Code 401 on the web API (the real text is unconfirmed, docs/123.md, web §6).
@@ -59,8 +66,17 @@ pub async fn sign_in(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
     if name != sh.web_user || password != sh.web_password {
         return Ok(web_err(1, MSG_BAD_LOGIN));
     }
-    if sh.switches().web_risk_control {
+    let sw = sh.switches();
+    if sw.web_risk_control {
         return Ok(web_err(1, MSG_RISK));
+    }
+    use crate::config::WebLoginRefusal as R;
+    match sw.web_login_refusal {
+        R::None => {}
+        R::RiskControl => return Ok(web_err(1, MSG_RISK)),
+        R::Abroad => return Ok(web_err(1, MSG_ABROAD)),
+        R::Verify => return Ok(web_err(1, MSG_VERIFY)),
+        R::Locked => return Ok(web_err(1, MSG_LOCKED)),
     }
     let (token, expires) = issue_web_token(&sh);
     Ok(crate::http::json(

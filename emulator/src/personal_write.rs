@@ -1,5 +1,6 @@
 //! The personal account's tree changes on the web API (docs/123.md, web §1.4): make folder
-//! (`upload_request` with `type: 1`), move (`mod_pid`), rename (`rename`) and trash (`trash`).
+//! (`upload_request` with `type: 1`), move (`mod_pid`), rename (`rename`), trash (`trash`) and
+//! delete from the recycle bin (`delete`).
 //! `upload_request` with `type: 0` is a file upload and goes on in `personal_upload.rs`.
 //!
 //! Move, rename and trash use the same tree operations as the Open API (`Tree::move_entries`,
@@ -182,4 +183,32 @@ pub async fn trash(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
         Ok(()) => web_ok(Value::Null),
         Err(e) => tree_refused(&e).web(),
     })
+}
+
+/// `POST /b/api/file/delete` (the recycle bin's "delete for good"):
+/// `{"driveId":0,"fileIdList":[{"FileId":…}],"event":"recycleDelete",…}`. Only items already in
+/// the recycle bin, all or nothing, as the Open API's `file/delete` (spec open-api §3.4).
+pub async fn delete(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResult {
+    let args = match read_args(req).await {
+        Ok(a) => a,
+        Err(r) => return Ok(r),
+    };
+    let ids = match file_ids(&args, "fileIdList") {
+        Ok(i) => i,
+        Err(r) => return Ok(r),
+    };
+    let mut fs = lock(&ctx.shared.fs);
+    for id in &ids {
+        match fs.tree.get(*id) {
+            Some(e) if e.id != crate::state::ROOT && e.trashed => {}
+            Some(e) if e.id != crate::state::ROOT => {
+                return Ok(web_err(1, crate::open_api::MSG_NOT_IN_TRASH))
+            }
+            _ => return Ok(web_err(CODE_NOT_FOUND, MSG_NOT_FOUND)),
+        }
+    }
+    for id in ids {
+        fs.tree.remove(id);
+    }
+    Ok(web_ok(Value::Null))
 }

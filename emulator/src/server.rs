@@ -73,6 +73,8 @@ pub(crate) enum Ep {
     WebMove,
     WebRename,
     WebTrash,
+    /// `POST /b/api/file/delete`: for good, from the recycle bin.
+    WebDelete,
     Cdn,
     WebPro,
     Direct,
@@ -129,6 +131,7 @@ impl Ep {
             Ep::WebMove => "/b/api/file/mod_pid",
             Ep::WebRename => "/b/api/file/rename",
             Ep::WebTrash => "/b/api/file/trash",
+            Ep::WebDelete => "/b/api/file/delete",
             Ep::Cdn => "cdn",
             Ep::WebPro => "web-pro",
             Ep::Direct => "direct",
@@ -173,7 +176,8 @@ impl Ep {
             | Ep::WebUploadCompleteStatic
             | Ep::WebMove
             | Ep::WebRename
-            | Ep::WebTrash => Family::Web,
+            | Ep::WebTrash
+            | Ep::WebDelete => Family::Web,
             Ep::Cdn | Ep::WebPro | Ep::Direct | Ep::S3 => Family::Host,
             Ep::OAuthToken | Ep::OAuthAuthorize | Ep::AuthPage | Ep::Renew => Family::OAuth,
             _ => Family::Open,
@@ -221,6 +225,7 @@ fn route(method: &Method, path: &str) -> Option<Ep> {
         "/b/api/file/mod_pid" if post => Ep::WebMove,
         "/b/api/file/rename" if post => Ep::WebRename,
         "/b/api/file/trash" if post => Ep::WebTrash,
+        "/b/api/file/delete" if post => Ep::WebDelete,
         // PUT: parts (presigned), objects and parts (static credentials); POST: multipart
         // create and complete (static credentials).
         p if p.starts_with("/s3/") && (method == Method::PUT || post) => Ep::S3,

@@ -85,6 +85,7 @@ pub(crate) async fn handle(ctx: &mut Ctx, req: Request<Incoming>) -> HandlerResu
                 Ep::WebMove => write::mod_pid(ctx, req).await,
                 Ep::WebRename => write::rename(ctx, req).await,
                 Ep::WebTrash => write::trash(ctx, req).await,
+                Ep::WebDelete => write::delete(ctx, req).await,
                 _ => Ok(not_found()),
             }
         }

@@ -259,6 +259,12 @@ pub trait Backend: Send + Sync {
         Err(Error::Unsupported)
     }
 
+    /// Deletes entries that are in the recycle bin for good (a mount's `delete = "permanent"`;
+    /// 123 deletes only what is in the recycle bin already, docs/123.md, open §3).
+    async fn delete_trashed(&self, _ids: &[u64]) -> Result<(), Error> {
+        Err(Error::Unsupported)
+    }
+
     /// Creates `name` in `parent` from content 123 already has (instant reuse by MD5 + size).
     /// `Ok(None)` when 123 does not have the content; then nothing was created.
     /// `AlreadyExists` when the name is taken.

@@ -93,6 +93,9 @@ pub(super) struct RawOpen {
     pub auth_key_path: Option<String>,
     pub upload: Option<String>,
     pub upload_slices: Option<i64>,
+    pub delete: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub authorize_url: Option<String>,
 }
 
 /// The keys of a mount with `backend = "share"`.
@@ -118,6 +121,8 @@ pub(super) struct RawWeb {
     pub login_base: Option<String>,
     pub upload: Option<String>,
     pub upload_slices: Option<i64>,
+    pub delete: Option<String>,
+    pub token: Option<String>,
 }
 
 /// The keys of a mount with `backend = "link"`.

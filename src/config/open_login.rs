@@ -8,8 +8,12 @@ use super::{OpenLogin, Secret};
 
 /// The four ways, as `check` and the mix message name them.
 pub(super) const WAYS: &str = "client_id + client_secret (developer keys); refresh_token + \
-     client_id (+ client_secret) of your own OAuth app; renew_url + refresh_token (a token-renewal \
+     client_id (+ client_secret) of your own OAuth app, or client_id + client_secret + \
+     redirect_uri of it and `pan123-webdav authorize`; renew_url + refresh_token (a token-renewal \
      service); or access_token (a pasted token, never renewed)";
+
+/// 123's authorization page (docs/123.md, open §2: OpenList's pages moved to this host in 2026).
+pub const DEFAULT_AUTHORIZE_URL: &str = "https://yun.123pan.com/auth";
 
 /// The renewal service OpenList uses by default (docs/123.md, open §2.3), as an example URL.
 const RENEW_EXAMPLE: &str = "https://api.oplist.org/123cloud/renewapi";
@@ -22,6 +26,8 @@ pub(super) struct RawLogin {
     pub refresh_token: Option<String>,
     pub renew_url: Option<String>,
     pub access_token: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub authorize_url: Option<String>,
 }
 
 /// The client id, its secret and the login mode, reporting every problem.
@@ -38,6 +44,8 @@ pub(super) fn resolve(
         ("refresh_token", raw.refresh_token.is_some()),
         ("renew_url", raw.renew_url.is_some()),
         ("access_token", raw.access_token.is_some()),
+        ("redirect_uri", raw.redirect_uri.is_some()),
+        ("authorize_url", raw.authorize_url.is_some()),
     ]
     .into_iter()
     .filter(|(_, on)| *on)
@@ -91,7 +99,7 @@ pub(super) fn resolve(
             OpenLogin::Renew { url, refresh_token },
         );
     }
-    let oauth = raw.refresh_token.is_some();
+    let oauth = raw.refresh_token.is_some() || raw.redirect_uri.is_some();
     let client_id = match raw.client_id {
         None => {
             let fix = if oauth {
@@ -121,15 +129,21 @@ pub(super) fn resolve(
             );
             String::new()
         }
-        // 123 refreshed with client_id + refresh_token and no secret (docs/123.md, open §2.2).
-        (None, None) if oauth => String::new(),
+        // 123 refreshed with client_id + refresh_token and no secret (docs/123.md, open §2.2);
+        // exchanging a code (`authorize`) needs it.
+        (None, None) if oauth && raw.refresh_token.is_some() => String::new(),
         (None, None) => {
             if !s.is_bad("client_secret_env") {
                 s.missing(
                     report,
                     "client_secret",
-                    "set client_secret, or client_secret_env to the name of an environment \
-                     variable that holds it",
+                    if oauth {
+                        "set client_secret (or client_secret_env) to your OAuth app's secret: \
+                         `authorize` exchanges the code with it"
+                    } else {
+                        "set client_secret, or client_secret_env to the name of an environment \
+                         variable that holds it"
+                    },
                 );
             }
             String::new()
@@ -146,10 +160,40 @@ pub(super) fn resolve(
         (None, Some(var)) => secret_from_env(report, s.key("client_secret_env"), &var, env),
     };
     let login = if oauth {
+        // Kept exactly as written: 123 compares it with the one registered for the app.
+        let redirect_uri = raw.redirect_uri.inspect(|u| {
+            if !url::Url::parse(u).is_ok_and(|p| matches!(p.scheme(), "http" | "https")) {
+                report.add(
+                    s.key("redirect_uri"),
+                    format!(
+                        "\"{u}\" is not an http(s) URL; set it to the callback address registered \
+                         for your OAuth app, like \"https://example.com/callback\""
+                    ),
+                );
+            }
+        });
+        let authorize_url = match raw.authorize_url {
+            Some(u) => http_url(report, s.key("authorize_url"), &u, DEFAULT_AUTHORIZE_URL),
+            None => DEFAULT_AUTHORIZE_URL.to_string(),
+        };
+        // With redirect_uri alone, `authorize` stores the first refresh token in state_dir.
+        let refresh_token = match raw.refresh_token {
+            None if redirect_uri.is_some() => Secret::from(""),
+            seed => refresh_token(report, s, seed, "your OAuth app"),
+        };
         OpenLogin::OAuth {
-            refresh_token: refresh_token(report, s, raw.refresh_token, "your OAuth app"),
+            refresh_token,
+            redirect_uri,
+            authorize_url,
         }
     } else {
+        if raw.authorize_url.is_some() {
+            report.add(
+                s.key("authorize_url"),
+                "only used with redirect_uri (for `pan123-webdav authorize`); set redirect_uri \
+                 too, or remove it",
+            );
+        }
         OpenLogin::Developer
     };
     (client_id, Secret::from(client_secret), login)

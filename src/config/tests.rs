@@ -274,7 +274,7 @@ fn unknown_keys_list_the_valid_ones() {
          backend = \"open\" are: path, backend, download, proxy_url, cache_ttl, \
          cache_ttl_by_depth, read_only, anonymous, traffic_budget, client_id, client_secret, client_secret_env, refresh_token, renew_url, \
          access_token, root_id, api_base, direct_link, direct_link_key, direct_link_valid, \
-         auth_key_path, upload, upload_slices"
+         auth_key_path, upload, upload_slices, delete, redirect_uri, authorize_url"
     );
     let err = parse_env(&text, &[]).unwrap_err();
     assert!(err
@@ -1327,7 +1327,7 @@ fn open_login_modes_resolve() {
     ));
     assert!(matches!(
         login("client_id = \"app\"\nrefresh_token = \"rt\""),
-        OpenLogin::OAuth { refresh_token } if refresh_token.expose() == "rt"
+        OpenLogin::OAuth { refresh_token, redirect_uri: None, .. } if refresh_token.expose() == "rt"
     ));
     assert!(matches!(
         login("client_id = \"app\"\nclient_secret = \"s\"\nrefresh_token = \"rt\""),

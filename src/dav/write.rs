@@ -3,7 +3,7 @@
 
 use std::io::SeekFrom;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use bytes::{Buf, Bytes};
 use dav_server::fs::{DavFile, DavMetaData, FsError, FsFuture, FsResult, OpenOptions};
@@ -15,9 +15,6 @@ use crate::mount::{Mount, PutError};
 use crate::upload::{SpoolError, SpoolWriter};
 use crate::vfs::{cloud_name, Local};
 
-/// How long an empty PUT stays a local placeholder before it is uploaded as an empty file:
-/// Explorer sends an empty PUT, then LOCK, then the real PUT; the real one replaces it.
-const EMPTY_PUT_GRACE: Duration = Duration::from_secs(30);
 /// Junk files are small; a bigger one is refused rather than held in memory.
 const MAX_JUNK_BYTES: usize = 4 * 1024 * 1024;
 
@@ -195,11 +192,19 @@ impl MountFs {
         let entry = self.entry(from, ctx).await?;
         match self.mount.vfs.local(&entry) {
             Some(Local::Empty) => {
-                self.mount.vfs.overlay().remove(from_parent.id, &from_name);
-                self.mount
-                    .vfs
-                    .overlay()
-                    .add_placeholder(to_parent.id, &to_name);
+                let overlay = self.mount.vfs.overlay();
+                if overlay.is_empty_file(from_parent.id, &from_name) {
+                    // Recorded at the new name before the old record goes.
+                    overlay
+                        .add_empty(to_parent.id, &to_name, entry.modified)
+                        .map_err(|e| {
+                            tracing::warn!(error = %e, "could not record a moved empty file");
+                            FsError::GeneralFailure
+                        })?;
+                } else {
+                    overlay.add_placeholder(to_parent.id, &to_name);
+                }
+                overlay.remove(from_parent.id, &from_name);
             }
             Some(Local::Spooled(_)) => {
                 let (old, new) = (cloud_name(&from_name), cloud_name(&to_name));
@@ -270,13 +275,28 @@ impl MountFs {
                 .mount
                 .vfs
                 .overlay()
-                .add_placeholder(to_parent.id, &to_name),
+                .add_empty(to_parent.id, &to_name, SystemTime::now())
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "could not record a copied empty file");
+                    FsError::GeneralFailure
+                })?,
             // A file still waiting in the queue: a second spool file, a second job.
             Some(Local::Spooled(_)) => self
                 .mount
                 .copy_through(&self.mount, &entry, &to_parent, &to_name)
                 .await
                 .map_err(|e| put_error(e, &ctx.failure))?,
+            // A copy of an empty cloud file is an empty file like any other: kept here, since
+            // 123 may refuse to create it (`Mount::put`).
+            None if !entry.is_dir && entry.size == 0 => self
+                .mount
+                .vfs
+                .overlay()
+                .add_empty(to_parent.id, &to_name, SystemTime::now())
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "could not record a copied empty file");
+                    FsError::GeneralFailure
+                })?,
             None => {
                 let md5 = entry.md5.as_deref().ok_or(FsError::NotImplemented)?;
                 let vfs = &self.mount.vfs;
@@ -373,32 +393,12 @@ impl SpoolFile {
         }
         let md5 = file.md5.clone();
         let modified = self.mtime.unwrap_or_else(SystemTime::now);
-        let sync = self.mount.writes.as_ref().is_some_and(|w| w.sync);
-        if !sync && file.size == 0 {
-            // Explorer's empty PUT before the real one: a placeholder, uploaded only if nothing
-            // replaces it soon.
-            self.mount
-                .vfs
-                .overlay()
-                .add_placeholder(self.parent, &self.name);
-            let mount = self.mount.clone();
-            let (parent, name) = (self.parent, self.name.clone());
-            tokio::spawn(async move {
-                tokio::time::sleep(EMPTY_PUT_GRACE).await;
-                if mount.vfs.overlay().is_placeholder(parent, &name) {
-                    if let Err(e) = mount.put(parent, &name, file, modified).await {
-                        tracing::warn!(error = %e, "could not queue an empty file");
-                    }
-                } else {
-                    file.discard().await;
-                }
-            });
-        } else {
-            self.mount
-                .put(self.parent, &self.name, file, modified)
-                .await
-                .map_err(|e| put_error(e, &self.failure))?;
-        }
+        // An empty body is kept by the gateway (`Mount::put`): Explorer's empty PUT before the
+        // real one costs no upload, and 123's refusal of empty uploads loses nothing.
+        self.mount
+            .put(self.parent, &self.name, file, modified)
+            .await
+            .map_err(|e| put_error(e, &self.failure))?;
         if let Some(t) = self.mtime {
             self.mount.props.set_mtime(&self.key, t, Some(&md5));
         }

@@ -443,12 +443,7 @@ async fn route_on<B>(
 /// latency or the error; fails when a mount fails. Builds only the backends (not the upload
 /// queue, which would resume uploads beside a running server), reusing persisted tokens.
 pub async fn probe_mounts(config: crate::config::Config) -> anyhow::Result<()> {
-    let timeouts = crate::backend::timeouts::UpstreamTimeouts::from_config(&config.server);
-    let upstream = crate::backend::Upstream {
-        http: super::http_client(&config.server.user_agent, timeouts)?,
-        metrics: crate::metrics::Metrics::new(),
-        timeouts,
-    };
+    let upstream = super::tool_upstream(&config.server)?;
     let clients =
         crate::backend::open::client::OpenClients::with_qps_scale(config.server.qps_scale);
     let backends = crate::mount::build_backends(

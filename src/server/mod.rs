@@ -102,6 +102,19 @@ pub struct AppState {
     pub traffic: Arc<crate::traffic::Meter>,
 }
 
+/// The upstream of a one-shot command (`check --probe`, `authorize`): the server's timeouts and
+/// `User-Agent`, counters of its own.
+pub fn tool_upstream(
+    server: &crate::config::ServerConfig,
+) -> anyhow::Result<crate::backend::Upstream> {
+    let timeouts = crate::backend::timeouts::UpstreamTimeouts::from_config(server);
+    Ok(crate::backend::Upstream {
+        http: http_client(&server.user_agent, timeouts)?,
+        metrics: crate::metrics::Metrics::new(),
+        timeouts,
+    })
+}
+
 /// The HTTP client every upstream call shares. No overall timeout (a film streams for hours);
 /// the idle pool timeout stays below what CDNs typically allow (60 s) so we never reuse a
 /// socket the other side already closed. Its default `User-Agent` is `server.user_agent` (our

@@ -37,6 +37,8 @@ pub struct Vfs {
     links: moka::future::Cache<u64, Link>,
     quota: moka::future::Cache<(), Quota>,
     metrics: Metrics,
+    /// What removing an entry for a client does (the mount's `delete`).
+    delete: crate::config::DeleteMode,
 }
 
 struct LinkExpiry;
@@ -65,9 +67,15 @@ pub fn link_ttl(link: &Link, now: SystemTime) -> Duration {
 
 impl Vfs {
     /// The vfs of one mount, its listings fresh for `ttls`; its cache lookups are counted in
-    /// `metrics`.
-    pub fn new(backend: Arc<dyn Backend>, ttls: Ttls, metrics: Metrics) -> Self {
+    /// `metrics`; `delete` says whether a client's DELETE also empties the recycle bin.
+    pub fn new(
+        backend: Arc<dyn Backend>,
+        ttls: Ttls,
+        metrics: Metrics,
+        delete: crate::config::DeleteMode,
+    ) -> Self {
         Self {
+            delete,
             overlay: overlay::Overlay::default(),
             listings: listing::ListingCache::new(
                 backend.clone(),
@@ -205,9 +213,16 @@ impl Vfs {
         result
     }
 
-    /// Moves `entry` (a folder as a whole) to the recycle bin.
+    /// Removes `entry` (a folder as a whole) for a client: into the recycle bin, and out of it
+    /// again for good when the mount's `delete` is `permanent`. A failed purge is logged and
+    /// not an error: the entry is gone from the folder either way, and waits in the recycle bin.
     pub async fn trash(&self, entry: &Entry, parent: &Entry) -> Result<(), Error> {
         let result = self.backend.trash(&[entry.id]).await;
+        if result.is_ok() && self.delete == crate::config::DeleteMode::Permanent {
+            if let Err(e) = self.backend.delete_trashed(&[entry.id]).await {
+                tracing::warn!(id = entry.id, name = %entry.name, error = %e, "moved to 123's recycle bin, but deleting it from there failed; it stays in the recycle bin");
+            }
+        }
         self.invalidate(parent.id).await;
         if entry.is_dir {
             self.invalidate(entry.id).await;

@@ -1,7 +1,12 @@
 //! Files that exist only on this side for now, laid over cloud listings: uploads waiting in the
-//! queue (readable from their spool file) and placeholders (a LOCK on an unmapped URL, or an
-//! empty PUT that Explorer sends before the real one), which never become 0-byte cloud files
-//! unless nothing replaces them.
+//! queue (readable from their spool file), placeholders (a LOCK on an unmapped URL), which
+//! expire unless a PUT follows, and empty files.
+//!
+//! Empty files are never uploaded (issue 21): 123 may reject empty uploads (docs/123.md, open
+//! §8 reports; the emulator's `zero_byte_upload = "reject"`), so an empty PUT is kept here,
+//! recorded in `state_dir/empty/<mount>.json` (atomically, before the PUT is answered) so that
+//! it survives restarts, until a PUT with bytes replaces it (then it becomes a real 123 file
+//! through the upload queue) or a client deletes or moves it.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -12,6 +17,8 @@ use crate::backend::Entry;
 
 /// Ids of local entries live in a range 123 never uses.
 const LOCAL_ID_BASE: u64 = 1 << 62;
+/// The MD5 of no bytes, as 123 lists empty files.
+const EMPTY_MD5: &str = "d41d8cd98f00b204e9800998ecf8427e";
 /// A placeholder nobody writes to disappears after this long.
 pub const PLACEHOLDER_TTL: Duration = Duration::from_secs(10 * 60);
 
@@ -28,8 +35,18 @@ pub enum Local {
 struct Item {
     entry: Entry,
     local: Local,
-    /// Placeholders expire; spooled files stay until the queue is done with them.
+    /// Placeholders expire; empty files stay until replaced or removed.
     expires: Option<Instant>,
+}
+
+/// One empty file as kept in `state_dir/empty/<mount>.json`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct EmptyRecord {
+    parent: u64,
+    /// The client-side name.
+    name: String,
+    /// Unix milliseconds of the client's (or the PUT's) modification time.
+    modified_ms: u64,
 }
 
 /// The local files of one mount, by (parent folder id, name): placeholders kept here, and the
@@ -41,6 +58,9 @@ pub struct Overlay {
     queue: std::sync::OnceLock<(std::sync::Arc<crate::upload::UploadQueue>, String)>,
     /// Stable ids of pending files, by spool path, and back.
     pending_ids: Mutex<HashMap<PathBuf, u64>>,
+    /// Where the empty files are recorded (`None`: kept in memory only, as in tests without a
+    /// state_dir). Writes are serialised by `items`' lock.
+    empty_file: std::sync::OnceLock<PathBuf>,
 }
 
 impl Overlay {
@@ -62,6 +82,75 @@ impl Overlay {
             modified,
             created: modified,
         }
+    }
+
+    /// Reads the empty files recorded in `path` and records later ones there.
+    pub fn set_empty_store(&self, path: PathBuf) {
+        let records: Vec<EmptyRecord> = std::fs::read(&path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        {
+            let mut items = self.items();
+            for r in records {
+                let modified = SystemTime::UNIX_EPOCH + Duration::from_millis(r.modified_ms);
+                let entry = self.new_entry(&r.name, 0, Some(EMPTY_MD5.to_string()), modified);
+                items.insert(
+                    (r.parent, r.name),
+                    Item {
+                        entry,
+                        local: Local::Empty,
+                        expires: None,
+                    },
+                );
+            }
+        }
+        let _ = self.empty_file.set(path);
+    }
+
+    /// Keeps an empty file `name` in `parent` (replacing a placeholder or an older one), recorded
+    /// durably before this returns.
+    pub fn add_empty(&self, parent: u64, name: &str, modified: SystemTime) -> std::io::Result<()> {
+        let entry = self.new_entry(name, 0, Some(EMPTY_MD5.to_string()), modified);
+        let mut items = self.items();
+        items.insert(
+            (parent, name.to_string()),
+            Item {
+                entry,
+                local: Local::Empty,
+                expires: None,
+            },
+        );
+        self.save(&items)
+    }
+
+    /// Is the local file at (parent, name) an empty file kept for good (not a placeholder)?
+    pub fn is_empty_file(&self, parent: u64, name: &str) -> bool {
+        self.items()
+            .get(&(parent, name.to_string()))
+            .is_some_and(|i| matches!(i.local, Local::Empty) && i.expires.is_none())
+    }
+
+    /// Writes the empty files to the store; a failure is the caller's to report.
+    fn save(&self, items: &HashMap<(u64, String), Item>) -> std::io::Result<()> {
+        let Some(path) = self.empty_file.get() else {
+            return Ok(());
+        };
+        let records: Vec<EmptyRecord> = items
+            .iter()
+            .filter(|(_, i)| i.expires.is_none() && matches!(i.local, Local::Empty))
+            .map(|((parent, name), i)| EmptyRecord {
+                parent: *parent,
+                name: name.clone(),
+                modified_ms: i
+                    .entry
+                    .modified
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            })
+            .collect();
+        let bytes = serde_json::to_vec(&records).map_err(std::io::Error::other)?;
+        crate::state_files::write_atomic(path, &bytes)
     }
 
     /// Connects the upload queue whose pending files of `mount` this overlay shows.
@@ -119,9 +208,17 @@ impl Overlay {
             .is_some_and(|i| matches!(i.local, Local::Empty))
     }
 
-    /// Removes a placeholder.
+    /// Removes a placeholder or an empty file (from the store too; a failed write is logged:
+    /// the file then comes back after a restart, which loses nothing).
     pub fn remove(&self, parent: u64, name: &str) -> bool {
-        self.items().remove(&(parent, name.to_string())).is_some()
+        let mut items = self.items();
+        let removed = items.remove(&(parent, name.to_string()));
+        if removed.as_ref().is_some_and(|i| i.expires.is_none()) {
+            if let Err(e) = self.save(&items) {
+                tracing::warn!(name, error = %e, "could not record that an empty file is gone");
+            }
+        }
+        removed.is_some()
     }
 
     /// The pending upload or placeholder called `name` in `parent`. A pending upload wins: it

@@ -44,6 +44,8 @@ pub enum Endpoint {
     Move,
     Rename,
     Trash,
+    /// `file/delete`: for good, only what is in the recycle bin.
+    Delete,
     UploadCreate,
     /// On the upload host from `create`'s `servers`, not on the API base.
     UploadSlice,
@@ -52,7 +54,7 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// Every endpoint, for tables and tests.
-    pub const ALL: [Endpoint; 12] = [
+    pub const ALL: [Endpoint; 13] = [
         Endpoint::AccessToken,
         Endpoint::UserInfo,
         Endpoint::FileList,
@@ -62,6 +64,7 @@ impl Endpoint {
         Endpoint::Move,
         Endpoint::Rename,
         Endpoint::Trash,
+        Endpoint::Delete,
         Endpoint::UploadCreate,
         Endpoint::UploadSlice,
         Endpoint::UploadComplete,
@@ -79,6 +82,7 @@ impl Endpoint {
             Endpoint::Move => "/api/v1/file/move",
             Endpoint::Rename => "/api/v1/file/name",
             Endpoint::Trash => "/api/v1/file/trash",
+            Endpoint::Delete => "/api/v1/file/delete",
             Endpoint::UploadCreate => "/upload/v2/file/create",
             Endpoint::UploadSlice => "/upload/v2/file/slice",
             Endpoint::UploadComplete => "/upload/v2/file/upload_complete",
@@ -359,6 +363,14 @@ impl OpenClient {
                 client_id,
                 client_secret,
             } => return self.fetch_developer_token(client_id, client_secret).await,
+            // A mount set up for `authorize` that has not been authorized yet.
+            Login::OAuth { store, .. } if store.current().is_empty() => {
+                return Err(Error::Auth(
+                    "no refresh token yet: run `pan123-webdav authorize -c <config> --mount \
+                     <this mount>` once, or set refresh_token"
+                        .to_string(),
+                ));
+            }
             // A rotating refresh runs in a task of its own: once 123 has rotated the token, the
             // new one must reach the disk even if the request that asked for it goes away.
             Login::OAuth {

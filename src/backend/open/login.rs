@@ -52,7 +52,7 @@ impl Login {
                 client_id: open.client_id.clone(),
                 client_secret: open.client_secret.expose().to_string(),
             },
-            OpenLogin::OAuth { refresh_token } => Login::OAuth {
+            OpenLogin::OAuth { refresh_token, .. } => Login::OAuth {
                 client_id: open.client_id.clone(),
                 client_secret: open.client_secret.expose().to_string(),
                 store: Arc::new(RefreshStore::open(refresh_path, refresh_token.expose())),
@@ -143,7 +143,7 @@ impl Login {
 pub fn identity(open: &OpenMountConfig) -> String {
     match &open.login {
         OpenLogin::Developer => open.client_id.clone(),
-        OpenLogin::OAuth { refresh_token } => {
+        OpenLogin::OAuth { refresh_token, .. } => {
             format!("oauth\n{}\n{}", open.client_id, refresh_token.expose())
         }
         OpenLogin::Renew { url, refresh_token } => {
@@ -161,10 +161,40 @@ pub fn refresh_path(state_dir: &Path, open: &OpenMountConfig) -> PathBuf {
     ))
 }
 
+/// The file an Open login's access token is kept in across restarts (`client.rs` reads and
+/// writes it).
+pub fn access_path(state_dir: &Path, open: &OpenMountConfig) -> PathBuf {
+    state_dir.join("tokens").join(format!(
+        "open-{}.json",
+        super::client::token_file_key(&open.api_base, &identity(open))
+    ))
+}
+
+/// Keeps the first token pair of an OAuth mount (the `authorize` command): the refresh token
+/// where the mount's login reads its rotating refresh token, as a rotation of the config's
+/// seed, and the access token where the client looks for it, both atomically and 0600, so the
+/// next `serve` starts with them. Returns the refresh token's file.
+pub fn store_authorized(
+    state_dir: &Path,
+    open: &OpenMountConfig,
+    answer: super::oauth::Answer,
+) -> std::io::Result<PathBuf> {
+    let OpenLogin::OAuth { refresh_token, .. } = &open.login else {
+        return Err(std::io::Error::other("not an OAuth mount"));
+    };
+    let path = refresh_path(state_dir, open);
+    let store = RefreshStore::open(Some(path.clone()), refresh_token.expose());
+    store.keep(&answer.refresh_token)?;
+    let token = answer.token_now();
+    let text = serde_json::to_vec(&token).map_err(std::io::Error::other)?;
+    crate::state_files::write_atomic(&access_path(state_dir, open), &text)?;
+    Ok(path)
+}
+
 /// For `check`: which refresh token a mount starts with (`None` without one).
 pub fn refresh_source(state_dir: &Path, open: &OpenMountConfig) -> Option<RefreshSource> {
     match &open.login {
-        OpenLogin::OAuth { refresh_token } | OpenLogin::Renew { refresh_token, .. } => Some(
+        OpenLogin::OAuth { refresh_token, .. } | OpenLogin::Renew { refresh_token, .. } => Some(
             super::oauth::source_in(&refresh_path(state_dir, open), refresh_token.expose()),
         ),
         _ => None,

@@ -236,6 +236,10 @@ impl Backend for OpenBackend {
         self.write_trash(ids).await
     }
 
+    async fn delete_trashed(&self, ids: &[u64]) -> Result<(), Error> {
+        self.write_delete_trashed(ids).await
+    }
+
     async fn copy_instant(
         &self,
         parent: u64,

@@ -83,19 +83,28 @@ impl RefreshStore {
     /// failed write is logged and the token is still used: the mount keeps working until a
     /// restart, which is better than refusing a token 123 has already rotated.
     pub fn rotate(&self, token: &str) {
-        let updated_at = unix(SystemTime::now());
-        if let Some(path) = &self.path {
-            let record = Persisted {
-                seed: self.seed_digest.clone(),
-                refresh_token: token.to_string(),
-                updated_at,
-            };
-            let result = crate::state_files::write_json_atomic(path, &record);
-            if let Err(e) = result {
-                tracing::error!(path = %path.display(), error = %e, "could not keep the rotated 123 refresh token; after a restart this mount needs a new one");
-            }
+        if let Err(e) = self.keep(token) {
+            let path = self.path.as_deref().unwrap_or(Path::new(""));
+            tracing::error!(path = %path.display(), error = %e, "could not keep the rotated 123 refresh token; after a restart this mount needs a new one");
         }
+    }
+
+    /// As `rotate`, reporting a failed write: the token is used in memory either way.
+    pub fn keep(&self, token: &str) -> std::io::Result<()> {
+        let updated_at = unix(SystemTime::now());
+        let result = match &self.path {
+            Some(path) => {
+                let record = Persisted {
+                    seed: self.seed_digest.clone(),
+                    refresh_token: token.to_string(),
+                    updated_at,
+                };
+                crate::state_files::write_json_atomic(path, &record)
+            }
+            None => Ok(()),
+        };
         *lock(&self.current) = (token.to_string(), RefreshSource::StateDir { updated_at });
+        result
     }
 }
 
@@ -172,14 +181,20 @@ impl Answer {
             )));
         }
         store.rotate(&self.refresh_token);
+        Ok(self.token_now())
+    }
+
+    /// The access token with its expiry counted from now (`expires_in: 0` read as the
+    /// documented two hours).
+    pub fn token_now(&self) -> Token {
         let expires_in = match self.expires_in {
             Some(n) if n > 0 => n as u64,
             _ => DEFAULT_EXPIRES_IN,
         };
-        Ok(Token {
-            access_token: self.access_token,
+        Token {
+            access_token: self.access_token.clone(),
             expires_at: unix(SystemTime::now()) + expires_in,
-        })
+        }
     }
 }
 

@@ -84,6 +84,23 @@ impl OpenBackend {
         Ok(())
     }
 
+    pub(super) async fn write_delete_trashed(&self, ids: &[u64]) -> Result<(), Error> {
+        // docs/123.md, open §3: only what is in the recycle bin. A resend after the first
+        // took effect finds nothing and is answered "no such file", which counts as done.
+        for chunk in ids.chunks(MAX_BATCH) {
+            let body = json!({ "fileIDs": chunk });
+            match self
+                .client
+                .post::<serde::de::IgnoredAny>(Endpoint::Delete, &body, Retry::Safe)
+                .await
+            {
+                Ok(_) | Err(Error::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     pub(super) async fn write_copy_instant(
         &self,
         parent: u64,

@@ -30,6 +30,8 @@ pub enum Endpoint {
     ModPid,
     Rename,
     Trash,
+    /// The recycle bin's "delete for good".
+    Delete,
 }
 
 impl Endpoint {
@@ -47,6 +49,7 @@ impl Endpoint {
             Endpoint::ModPid => "/b/api/file/mod_pid",
             Endpoint::Rename => "/b/api/file/rename",
             Endpoint::Trash => "/b/api/file/trash",
+            Endpoint::Delete => "/b/api/file/delete",
         }
     }
 }

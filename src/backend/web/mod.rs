@@ -44,6 +44,8 @@ pub struct WebParams {
     pub login_base: String,
     pub username: String,
     pub password: Secret,
+    /// A pasted browser token used instead of logging in (`token`).
+    pub pasted_token: Option<Secret>,
     pub root_id: u64,
     /// Where the session token is kept across restarts (created 0600).
     pub token_file: Option<PathBuf>,
@@ -93,7 +95,10 @@ impl WebBackend {
             &params.login_base,
             origin,
             params.username,
-            params.password,
+            match params.pasted_token {
+                Some(token) => session::Credential::Token(token),
+                None => session::Credential::Password(params.password),
+            },
             params.token_file,
             params.clock,
         );
@@ -359,6 +364,10 @@ impl Backend for WebBackend {
 
     async fn trash(&self, ids: &[u64]) -> Result<(), Error> {
         self.write_trash(ids).await
+    }
+
+    async fn delete_trashed(&self, ids: &[u64]) -> Result<(), Error> {
+        self.write_delete_trashed(ids).await
     }
 
     async fn copy_instant(

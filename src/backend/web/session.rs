@@ -9,7 +9,12 @@
 //!
 //! A refused login (wrong password, or 123's risk control: `当前账号存在安全风险…`, `请进行验证`)
 //! is remembered with a growing back-off: until it elapses every request fails at once with
-//! 123's message, without calling the login host, so a blocked account is never hammered.
+//! 123's message, without calling the login host, so a blocked account is never hammered. The
+//! message names which of the known reasons it was (`refusal_reason`).
+//!
+//! A mount with a pasted browser token (`token`, issue 21) never logs in: the token is used as
+//! it is, and once 123 refuses it (or its JWT `exp` has passed) the mount is unready with a
+//! message saying to paste a new one.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -67,6 +72,50 @@ fn backoff(n: u32) -> Duration {
     crate::backend::retry::doubling(FIRST_BACKOFF, n, MAX_BACKOFF)
 }
 
+/// How a personal mount gets its session token.
+pub enum Credential {
+    /// Logs in with the account's password.
+    Password(Secret),
+    /// A token pasted from a logged-in browser (`token`).
+    Token(Secret),
+}
+
+struct Pasted {
+    /// The JWT's `exp` (Unix seconds), when readable.
+    expires_at: Option<u64>,
+}
+
+/// Which of the refusals users meet (docs/123.md, web §1.3) 123's message is, in words that say
+/// what to do; `None` for a message we do not know.
+pub fn refusal_reason(message: &str) -> Option<&'static str> {
+    let has = |words: &[&str]| words.iter().any(|w| message.contains(w));
+    if has(&["境外登录"]) {
+        Some(
+            "risk control: a login from abroad (境外登录风险); log in once in a browser from this \
+             machine's network, or paste a browser token (`token`) instead of the password",
+        )
+    } else if has(&["安全风险", "短信验证码", "微信进行登录"]) {
+        Some(
+            "risk control: 123 wants an SMS or WeChat verification (当前账号存在安全风险); log in \
+             once in a browser from this machine's network, or paste a browser token (`token`)",
+        )
+    } else if has(&["请进行验证", "验证码", "滑块"]) {
+        Some(
+            "a verification step (请进行验证) the API cannot pass; log in once in a browser, or \
+             paste a browser token (`token`)",
+        )
+    } else if has(&["锁定", "冻结", "封禁", "禁用"]) {
+        Some("the account is locked or frozen; unlock it on 123's web site first")
+    } else if has(&["密码错误", "账号或密码", "密码不正确", "用户名或密码"]) {
+        Some(
+            "wrong username or password (123 only counts a password's first 16 characters; \
+             see `check`)",
+        )
+    } else {
+        None
+    }
+}
+
 struct Refusal {
     until: Instant,
     count: u32,
@@ -81,6 +130,8 @@ pub struct Session {
     origin: String,
     username: String,
     password: Secret,
+    /// A pasted browser token: never logged in for, never persisted.
+    pasted: Option<Pasted>,
     persist_path: Option<PathBuf>,
     /// (generation, token). The generation grows by one per successful login.
     current: Mutex<(u64, Option<Secret>)>,
@@ -105,10 +156,16 @@ impl Session {
         login_base: &str,
         origin: String,
         username: String,
-        password: Secret,
+        credential: Credential,
         persist_path: Option<PathBuf>,
         clock: Clock,
     ) -> Self {
+        let password = match credential {
+            Credential::Password(password) => password,
+            Credential::Token(token) => {
+                return Self::pasted(http, login_base, origin, username, token, clock)
+            }
+        };
         let token = persist_path.as_ref().and_then(|p| {
             let text = std::fs::read_to_string(p).ok()?;
             let value: serde_json::Value = serde_json::from_str(&text).ok()?;
@@ -123,8 +180,34 @@ impl Session {
             origin,
             username,
             password,
+            pasted: None,
             persist_path,
             current: Mutex::new((0, token)),
+            refusal: Mutex::new(None),
+            login_lock: tokio::sync::Mutex::new(()),
+            clock,
+        }
+    }
+
+    /// A session on a pasted browser token: no login, nothing persisted.
+    fn pasted(
+        http: reqwest::Client,
+        login_base: &str,
+        origin: String,
+        username: String,
+        token: Secret,
+        clock: Clock,
+    ) -> Self {
+        let expires_at = crate::backend::open::oauth::jwt_expiry(token.expose());
+        Self {
+            http,
+            login_url: format!("{}/api/user/sign_in", login_base.trim_end_matches('/')),
+            origin,
+            username,
+            password: Secret::from(""),
+            pasted: Some(Pasted { expires_at }),
+            persist_path: None,
+            current: Mutex::new((0, Some(token))),
             refusal: Mutex::new(None),
             login_lock: tokio::sync::Mutex::new(()),
             clock,
@@ -134,6 +217,9 @@ impl Session {
     /// What `/-/readyz` shows: a refused login (still backing off) wins over an old token.
     pub fn state(&self) -> crate::backend::TokenState {
         use crate::backend::TokenState;
+        if let Some(message) = self.pasted_expired() {
+            return TokenState::Failing { message };
+        }
         if let Some(r) = lock(&self.refusal).as_ref() {
             return TokenState::Failing {
                 message: r.message.clone(),
@@ -214,8 +300,33 @@ impl Session {
         }
     }
 
+    /// Why a pasted token cannot be used any more, once its JWT `exp` has passed.
+    fn pasted_expired(&self) -> Option<String> {
+        let exp = self.pasted.as_ref()?.expires_at?;
+        let now = self.clock.unix_secs();
+        (now >= exp).then(|| {
+            let at = chrono::DateTime::from_timestamp(exp as i64, 0)
+                .map(|d| d.to_rfc3339())
+                .unwrap_or_else(|| exp.to_string());
+            format!(
+                "the pasted web token expired at {at}; copy a new one from a logged-in browser \
+                 (README: \"Personal mounts with a browser token\") into token, or log in with \
+                 password"
+            )
+        })
+    }
+
     /// One `POST /api/user/sign_in` (unsigned, no authorization). `Err` is the text to show.
+    /// A mount with a pasted token cannot log in: 123 refused the token.
     async fn login(&self) -> Result<String, String> {
+        if self.pasted.is_some() {
+            return Err(self.pasted_expired().unwrap_or_else(|| {
+                "123 refused the pasted web token (expired or logged out); copy a new one from a \
+                 logged-in browser (README: \"Personal mounts with a browser token\") into \
+                 token, or log in with password"
+                    .to_string()
+            }));
+        }
         let body = if is_mail(&self.username) {
             serde_json::json!({"mail": self.username, "password": self.password.expose(), "type": 2})
         } else {
@@ -252,10 +363,13 @@ impl Session {
                 .ok_or_else(|| "123's login answer has no token".to_string()),
             // 123's own words: a wrong password, or risk control (当前账号存在安全风险…,
             // 请进行验证), which needs the user to log in once on the web from the same place.
-            Some(code) if !reply.message.is_empty() => Err(format!(
-                "123 refused the login (code {code}): {}",
-                reply.message
-            )),
+            Some(code) if !reply.message.is_empty() => Err(match refusal_reason(&reply.message) {
+                Some(reason) => format!(
+                    "123 refused the login: {reason} (code {code}: {})",
+                    reply.message
+                ),
+                None => format!("123 refused the login (code {code}): {}", reply.message),
+            }),
             code => Err(format!(
                 "123 refused the login (code {})",
                 code.map_or_else(|| "missing".to_string(), |c| c.to_string())
@@ -291,6 +405,19 @@ mod tests {
         assert!(!is_mail("User@example.com"));
         assert!(!is_mail("a@b.c"));
         assert!(!is_mail("@example.com"));
+    }
+
+    #[test]
+    fn refusals_are_named() {
+        let r = |m: &str| refusal_reason(m).unwrap_or("unknown");
+        assert!(
+            r("当前账号存在安全风险，请使用短信验证码或者微信进行登录。").contains("SMS or WeChat")
+        );
+        assert!(r("检测到境外登录风险").contains("abroad"));
+        assert!(r("请进行验证").contains("verification step"));
+        assert!(r("账号已被锁定，请稍后再试").contains("locked"));
+        assert!(r("账号或密码错误").contains("wrong username or password"));
+        assert_eq!(r("别的"), "unknown");
     }
 
     #[test]

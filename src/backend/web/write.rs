@@ -124,6 +124,30 @@ impl WebBackend {
         Ok(())
     }
 
+    pub(super) async fn write_delete_trashed(&self, ids: &[u64]) -> Result<(), Error> {
+        // docs/123.md, web §1.4: the recycle bin's delete, as the web client sends it. A resend
+        // after the first took effect is answered "no such file", which counts as done.
+        for chunk in ids.chunks(MAX_BATCH) {
+            let list: Vec<_> = chunk.iter().map(|id| json!({ "FileId": id })).collect();
+            let body = json!({
+                "driveId": 0,
+                "fileIdList": list,
+                "event": "recycleDelete",
+                "operatePlace": 1,
+                "RequestSource": null,
+            });
+            match self
+                .client
+                .post::<serde::de::IgnoredAny>(Endpoint::Delete, &body)
+                .await
+            {
+                Ok(_) | Err(Error::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     pub(super) async fn write_copy_instant(
         &self,
         parent: u64,

@@ -19,6 +19,8 @@ pub(super) fn resolve_open(
             refresh_token: raw.refresh_token,
             renew_url: raw.renew_url,
             access_token: raw.access_token,
+            redirect_uri: raw.redirect_uri,
+            authorize_url: raw.authorize_url,
         },
         env,
     );
@@ -136,6 +138,40 @@ pub(super) fn resolve_web(
             name
         }
     };
+    // Exactly one of a password (the gateway logs in) and a pasted browser token (issue 21).
+    const WAYS: &str = "a personal mount logs in with exactly one of: password (or \
+                        password_env), or token (the JWT a logged-in browser holds; README: \
+                        \"Personal mounts with a browser token\")";
+    let has_password = raw.password.is_some() || raw.password_env.is_some();
+    let token = match raw.token {
+        Some(_) if has_password => {
+            let other = if raw.password.is_some() {
+                "password"
+            } else {
+                "password_env"
+            };
+            report.add(s.key("token"), format!("set together with {other}; {WAYS}"));
+            None
+        }
+        Some(t) if t.trim().is_empty() => {
+            report.add(
+                s.key("token"),
+                "empty; paste the token a logged-in browser holds (README: \"Personal mounts \
+                 with a browser token\"), or log in with password",
+            );
+            None
+        }
+        // Copied from local storage the value may keep its JSON quotes, or from a request its
+        // "Bearer " prefix.
+        Some(t) => Some(Secret::from(
+            t.trim()
+                .trim_matches('"')
+                .trim_start_matches("Bearer ")
+                .trim()
+                .to_string(),
+        )),
+        None => None,
+    };
     let password = match (raw.password, raw.password_env) {
         (Some(_), Some(_)) => {
             report.add(
@@ -144,13 +180,16 @@ pub(super) fn resolve_web(
             );
             String::new()
         }
+        (None, None) if token.is_some() || s.is_bad("token") => String::new(),
         (None, None) => {
             if !s.is_bad("password_env") {
                 s.missing(
                     report,
                     "password",
-                    "set password, or password_env to the name of an environment variable that \
-                     holds it",
+                    &format!(
+                        "set password, or password_env to the name of an environment variable \
+                         that holds it, or token; {WAYS}"
+                    ),
                 );
             }
             String::new()
@@ -189,6 +228,7 @@ pub(super) fn resolve_web(
     WebMountConfig {
         username,
         password: Secret::from(password),
+        token,
         root_id: raw.root_id.unwrap_or(0),
         api_base,
         login_base,

@@ -130,6 +130,7 @@ pub(super) fn resolve_mount(
     let traffic_budget = traffic_budget(report, s.key("traffic_budget"), raw.traffic_budget);
 
     let mut upload = (UploadMode::default(), DEFAULT_UPLOAD_SLICES);
+    let mut delete = DeleteMode::default();
     let backend = match kind {
         Some(BackendKind::Open) => {
             let raw_open: RawOpen = s.deserialize(report, backend_table);
@@ -139,6 +140,7 @@ pub(super) fn resolve_mount(
                 raw_open.upload.clone(),
                 raw_open.upload_slices,
             );
+            delete = super::super::delete::resolve(report, &s, raw_open.delete.clone());
             BackendConfig::Open(resolve_open(report, &s, raw_open, env))
         }
         Some(BackendKind::Share) => {
@@ -157,6 +159,7 @@ pub(super) fn resolve_mount(
                 raw_web.upload.clone(),
                 raw_web.upload_slices,
             );
+            delete = super::super::delete::resolve(report, &s, raw_web.delete.clone());
             BackendConfig::Web(resolve_web(report, &s, raw_web, env))
         }
         // The backend's problem is reported already; a placeholder keeps the other checks going.
@@ -185,6 +188,7 @@ pub(super) fn resolve_mount(
         backend,
         upload: upload.0,
         upload_slices: upload.1,
+        delete,
     }
 }
 

@@ -2,6 +2,7 @@
 //! upload engine, and 123's faults, envelopes and timeouts.
 
 mod auth_key_path;
+mod delete_mode;
 mod envelopes;
 mod link;
 mod open_logins;
@@ -15,3 +16,4 @@ mod upstream_timeouts;
 mod upstream_unreachable;
 mod user_agent;
 mod web;
+mod web_logins;

@@ -345,3 +345,209 @@ async fn rotation_survives_a_kill_between_refreshes() {
     .await;
     assert_eq!(list_on(&gw.base).await, 207, "the kept refresh token works");
 }
+
+// ---- `authorize`: the code flow through the real binary ---------------------------------------
+
+/// An Open mount with its own OAuth app and no refresh token (`authorize` provides it), and a
+/// mount with developer keys, which `authorize` refuses.
+fn write_authorize_config(
+    path: &std::path::Path,
+    emu: &Emulator,
+    port: u16,
+    state: &std::path::Path,
+) {
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\n\n[[users]]\nname = \"{USER}\"\npassword_hash = \"{}\"\n\n\
+         [[mounts]]\npath = \"/o\"\nbackend = \"open\"\ncache_ttl = \"0s\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\n\
+         redirect_uri = \"https://app.example/callback\"\nauthorize_url = \"{}/auth\"\napi_base = \"{}\"\n\n\
+         [[mounts]]\npath = \"/d\"\nbackend = \"open\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\napi_base = \"{}\"\n",
+        state.display(),
+        password_hash(),
+        emu.oauth_client_id(),
+        emu.oauth_client_secret(),
+        emu.host_url(Host::Web),
+        emu.base_url(),
+        emu.client_id(),
+        emu.client_secret(),
+        emu.base_url(),
+    );
+    std::fs::write(path, text).expect("write config");
+}
+
+/// Runs `authorize -c config --mount mount`; `answer` gets the printed authorization URL and
+/// returns the line to paste. Returns (exit code, stdout, stderr).
+async fn authorize(
+    config: &std::path::Path,
+    mount: &str,
+    answer: impl AsyncFnOnce(&str) -> String,
+) -> (Option<i32>, String, String) {
+    use std::io::{BufRead, Read, Write};
+    use std::process::Stdio;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pan123-webdav"))
+        .args(["authorize", "--mount", mount, "-c"])
+        .arg(config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn authorize");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    // The URL comes at once (or nothing, when the command refuses the mount).
+    let _ = stdout.read_line(&mut first);
+    let mut stdin = child.stdin.take().expect("stdin");
+    if !first.trim().is_empty() {
+        let line = answer(first.trim()).await;
+        let _ = writeln!(stdin, "{line}");
+    }
+    drop(stdin);
+    let out = tokio::task::spawn_blocking(move || {
+        let mut rest = String::new();
+        let _ = stdout.read_to_string(&mut rest);
+        let out = child.wait_with_output().expect("wait");
+        (out.status.code(), rest, out.stderr)
+    })
+    .await
+    .expect("join");
+    (
+        out.0,
+        first + &out.1,
+        String::from_utf8_lossy(&out.2).into_owned(),
+    )
+}
+
+/// What a browser does with the authorization URL: 123's page approves and redirects.
+async fn approve(url: &str) -> String {
+    let res = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .get(url)
+        .send()
+        .await
+        .expect("authorization page");
+    assert_eq!(res.status().as_u16(), 302, "{url}");
+    header(&res, "location")
+}
+
+fn check_out(config: &std::path::Path) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pan123-webdav"))
+        .args(["check", "-c"])
+        .arg(config)
+        .output()
+        .expect("check");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorize_exchanges_the_code_and_serve_uses_the_stored_tokens() {
+    let emu = Emulator::start(EmulatorConfig::default())
+        .await
+        .expect("emulator");
+    emu.put_file("/a.txt", "hello");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let config = dir.path().join("config.toml");
+    let port = free_port();
+    write_authorize_config(&config, &emu, port, &state);
+
+    let before = check_out(&config);
+    assert!(
+        before.contains("refresh token in use: none yet; run `pan123-webdav authorize"),
+        "{before}"
+    );
+
+    // Mistakes are named, with a non-zero exit and nothing stored.
+    let (code, _, err) = authorize(&config, "/nope", async |_: &str| String::new()).await;
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("no mount /nope; the mounts are: /o, /d"),
+        "{err}"
+    );
+    let (code, _, err) = authorize(&config, "/d", async |_: &str| String::new()).await;
+    assert_eq!(code, Some(2));
+    assert!(err.contains("not an OAuth app of its own"), "{err}");
+    let (code, out, err) = authorize(&config, "/o", async |_: &str| "not-a-code".to_string()).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(err.contains("123 refused the code"), "{err}");
+    assert!(
+        !state.join("tokens").exists()
+            || std::fs::read_dir(state.join("tokens"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+
+    // The real flow: the printed URL, approved in "the browser", the redirected address pasted.
+    let mut printed = String::new();
+    let (code, out, err) = authorize(&config, "/o", async |url: &str| {
+        printed = url.to_string();
+        approve(url).await
+    })
+    .await;
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(
+        printed.starts_with(&format!("{}/auth?client_id=", emu.host_url(Host::Web))),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("redirect_uri=https%3A%2F%2Fapp.example%2Fcallback"),
+        "{printed}"
+    );
+    assert!(
+        out.contains("authorized: the tokens of mount /o are kept in"),
+        "{out}"
+    );
+    let (path, text) = refresh_file(&state);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    assert!(text.contains("refresh_token"));
+    let after = check_out(&config);
+    assert!(
+        after.contains("refresh token in use: the one `authorize` stored"),
+        "{after}"
+    );
+
+    // `serve` starts with the stored access token, and refreshes with the stored refresh token.
+    let gw = GatewayProcess::spawn(&config, port, &[], None).await;
+    assert_eq!(list_on(&gw.base).await, 207);
+    assert_eq!(emu.oauth_rotations(), 0, "the stored access token was used");
+    emu.expire_tokens();
+    assert_eq!(list_on(&gw.base).await, 207);
+    assert_eq!(
+        emu.oauth_rotations(),
+        1,
+        "refreshed with the stored refresh token"
+    );
+    assert_eq!(emu.stats().calls("/api/v1/access_token"), 0);
+}
+
+#[tokio::test]
+async fn a_mount_waiting_for_authorize_says_so() {
+    let env = env_with(EmulatorConfig::default(), |emu| {
+        format!(
+            "[[mounts]]\npath = \"/o\"\nbackend = \"open\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\nredirect_uri = \"https://app.example/callback\"\napi_base = \"{{api}}\"\n",
+            emu.oauth_client_id(),
+            emu.oauth_client_secret(),
+        )
+    })
+    .await;
+    let (status, _) = listing(&env).await;
+    assert_eq!(status, 503);
+    let ready = readyz(&env).await;
+    assert_eq!(ready["mounts"][0]["ready"], false, "{ready}");
+    assert!(
+        ready.to_string().contains("run `pan123-webdav authorize"),
+        "{ready}"
+    );
+    assert_eq!(env.emu.stats().calls("/api/v1/oauth2/access_token"), 0);
+}

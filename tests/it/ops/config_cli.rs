@@ -308,3 +308,34 @@ fn hash_password_refuses_an_empty_password() {
     assert!(text(&out.stderr).contains("empty"));
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn check_names_a_bad_delete_mode_and_shows_the_good_one() {
+    let stderr = check_fails(&format!(
+        "{}delete = \"forever\"\n{}",
+        mount("/open"),
+        user()
+    ));
+    assert!(
+        stderr.contains("mounts[0].delete: \"forever\" is not a delete mode; use \"trash\""),
+        "{stderr}"
+    );
+    // Share mounts are read-only: no `delete` there.
+    let stderr = check_fails(&format!(
+        "[[mounts]]\npath = \"/s\"\nbackend = \"share\"\nshare_key = \"abc\"\ndelete = \"permanent\"\n{}",
+        user()
+    ));
+    assert!(
+        stderr.contains("mounts[0].delete: not a key of backend \"share\""),
+        "{stderr}"
+    );
+    let file = write_config(&format!(
+        "{}delete = \"permanent\"\n{}",
+        mount("/open"),
+        user()
+    ));
+    let out = check(&file.path);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert!(stdout.contains(", delete permanent\n"), "{stdout}");
+}

@@ -5,6 +5,7 @@ mod base_path;
 mod conformance;
 mod cross_mount;
 mod documented;
+mod empty_files;
 mod freshness;
 mod propfind_fast;
 mod public_url;
