@@ -301,3 +301,83 @@ async fn without_redis_reads_go_on_and_writes_wait() {
         Some(&b"later"[..])
     );
 }
+
+const LOCK_BODY: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+<D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner>alice on A</D:owner></D:lockinfo>"#;
+
+#[tokio::test]
+async fn a_lock_taken_on_one_instance_holds_on_the_other() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let env = cluster_env(&redis, 1, "upload = \"sync\"").await;
+    let peer = Peer::start(&env).await;
+    let lock = env
+        .req("LOCK", "/m/top.txt")
+        .header("Timeout", "Second-600")
+        .body(LOCK_BODY)
+        .send()
+        .await
+        .expect("lock");
+    assert_eq!(lock.status().as_u16(), 200);
+    let token = crate::common::header(&lock, "lock-token");
+    assert!(token.starts_with("<urn:uuid:"), "{token}");
+
+    // Without the token the other instance refuses the write; the lock shows there too.
+    let put = peer
+        .req("PUT", "/m/top.txt")
+        .body(b"overwrite".to_vec())
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(put.status().as_u16(), 423);
+    let found = peer
+        .req("PROPFIND", "/m/top.txt")
+        .header("Depth", "0")
+        .body(r#"<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop><D:lockdiscovery/></D:prop></D:propfind>"#)
+        .send()
+        .await
+        .expect("propfind");
+    let found = found.text().await.expect("body");
+    assert!(
+        found.contains(token.trim_matches(&['<', '>'][..])),
+        "{found}"
+    );
+    assert!(env.emu.read("/lib/top.txt").as_deref() == Some(&b"top"[..]));
+
+    // With it, the write passes on the other instance; UNLOCK there frees it for everyone.
+    let put = peer
+        .req("PUT", "/m/top.txt")
+        .header("If", format!("({token})"))
+        .body(b"by the holder".to_vec())
+        .send()
+        .await
+        .expect("put");
+    assert!(
+        put.status().is_success(),
+        "PUT with the token: {}",
+        put.status()
+    );
+    let unlock = peer
+        .req("UNLOCK", "/m/top.txt")
+        .header("Lock-Token", &token)
+        .send()
+        .await
+        .expect("unlock");
+    assert_eq!(unlock.status().as_u16(), 204);
+    let put = env
+        .req("PUT", "/m/top.txt")
+        .body(b"free again".to_vec())
+        .send()
+        .await
+        .expect("put");
+    assert!(
+        put.status().is_success(),
+        "PUT after UNLOCK: {}",
+        put.status()
+    );
+    assert_eq!(
+        env.emu.read("/lib/top.txt").as_deref(),
+        Some(&b"free again"[..])
+    );
+}
