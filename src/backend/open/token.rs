@@ -166,7 +166,10 @@ impl TokenManager {
                 Ok(Some(lease)) => break Some(lease),
                 // Another instance is refreshing: wait for its token (the caller's deadline
                 // bounds the wait; an expired lease is taken over).
-                Ok(None) => tokio::time::sleep(LEASE_POLL).await,
+                Ok(None) => {
+                    tracing::debug!("another instance is refreshing the 123 token; waiting for it");
+                    tokio::time::sleep(LEASE_POLL).await
+                }
                 Err(_) => break None,
             }
         };

@@ -381,3 +381,65 @@ async fn a_lock_taken_on_one_instance_holds_on_the_other() {
         Some(&b"free again"[..])
     );
 }
+
+#[tokio::test]
+async fn a_rotating_refresh_token_is_handed_on_between_instances() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    // The user's OAuth app: each refresh spends the refresh token and returns a new one. Each
+    // step lists a folder not listed before on that instance, so the listing (and any refresh
+    // it needs) is done before the answer.
+    let env = TestEnv::start_full(
+        EmulatorConfig::default(),
+        |emu| {
+            for i in 0..4 {
+                emu.put_file(&format!("/d{i}/a.txt"), "hello");
+            }
+            let seed = emu.oauth_tokens().refresh_token;
+            format!(
+                "[[mounts]]\npath = \"/o\"\nbackend = \"open\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\nrefresh_token = \"{seed}\"\napi_base = \"{{api}}\"\n",
+                emu.oauth_client_id(),
+                emu.oauth_client_secret(),
+            )
+        },
+        "",
+        &redis.cluster_section(),
+    )
+    .await;
+    let peer = Peer::start(&env).await;
+    assert_eq!(env.propfind("/o/", "1").await.0, 207);
+    assert_eq!(peer.propfind("/o/").await.0, 207);
+    assert_eq!(
+        env.emu.oauth_rotations(),
+        1,
+        "the seed was exchanged once, for both"
+    );
+
+    // The second instance refreshes next, with the refresh token the first one got (its own
+    // copy is the spent seed); the first then adopts the new access token.
+    env.emu.expire_tokens();
+    let (status, body) = peer.propfind("/o/d0/").await;
+    assert_eq!(status, 207, "{body}");
+    assert!(body.contains("a.txt"), "{body}");
+    assert_eq!(env.emu.oauth_rotations(), 2);
+    let (status, body) = env.propfind("/o/d1/", "1").await;
+    assert_eq!(status, 207, "{body}");
+    assert!(body.contains("a.txt"), "{body}");
+    assert_eq!(
+        env.emu.oauth_rotations(),
+        2,
+        "the first adopts the new access token"
+    );
+
+    // And the first one refreshes after that, with the refresh token the second one got.
+    env.emu.expire_tokens();
+    let (status, body) = env.propfind("/o/d2/", "1").await;
+    assert_eq!(status, 207, "{body}");
+    assert!(body.contains("a.txt"), "{body}");
+    assert_eq!(env.emu.oauth_rotations(), 3);
+    let (status, body) = peer.propfind("/o/d3/").await;
+    assert_eq!(status, 207, "{body}");
+    assert!(body.contains("a.txt"), "{body}");
+    assert_eq!(env.emu.oauth_rotations(), 3);
+}
