@@ -1,6 +1,7 @@
 //! Shared values with an expiry, and short leases: what one access token per client id for the
 //! whole cluster needs (the single-flight refresh itself is in `backend/open/token.rs`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -16,10 +17,29 @@ end
 return 0
 ";
 
-/// A lease held by this instance until released or expired.
+/// A lease held by this instance until released or expired. Dropped without `release` (its
+/// holder was cancelled), it is given back by a task of its own, so the other instances do not
+/// wait for it to expire.
 pub struct Lease {
     key: String,
     holder: String,
+    cluster: Option<Arc<Cluster>>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let Some(cluster) = self.cluster.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (key, holder) = (
+            std::mem::take(&mut self.key),
+            std::mem::take(&mut self.holder),
+        );
+        runtime.spawn(async move { cluster.give_back(&key, &holder).await });
+    }
 }
 
 impl Cluster {
@@ -64,7 +84,11 @@ impl Cluster {
 
     /// Takes the lease `name` for `ttl` if nobody holds it (`SET NX PX`): `None` when another
     /// instance holds it.
-    pub async fn lease(&self, name: &str, ttl: Duration) -> Result<Option<Lease>, Unavailable> {
+    pub async fn lease(
+        self: &Arc<Self>,
+        name: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, Unavailable> {
         let key = Cluster::key("lease", name);
         let holder = format!("{}-{:016x}", self.instance, rand::random::<u64>());
         let (k, h) = (key.clone(), holder.clone());
@@ -80,17 +104,26 @@ impl Cluster {
                     .await
             })
             .await?;
-        Ok(taken.map(|_| Lease { key, holder }))
+        Ok(taken.map(|_| Lease {
+            key,
+            holder,
+            cluster: Some(self.clone()),
+        }))
     }
 
     /// Gives a lease back (a no-op when it already expired). Failures are only logged: the
     /// lease expires by itself.
-    pub async fn release(&self, lease: Lease) {
+    pub async fn release(&self, mut lease: Lease) {
+        lease.cluster = None;
+        self.give_back(&lease.key, &lease.holder).await;
+    }
+
+    async fn give_back(&self, key: &str, holder: &str) {
         let result = self
             .run(|mut c| async move {
                 redis::Script::new(RELEASE)
-                    .key(&lease.key)
-                    .arg(&lease.holder)
+                    .key(key)
+                    .arg(holder)
                     .invoke_async::<i64>(&mut c)
                     .await
             })

@@ -443,3 +443,36 @@ async fn a_rotating_refresh_token_is_handed_on_between_instances() {
     assert!(body.contains("a.txt"), "{body}");
     assert_eq!(env.emu.oauth_rotations(), 3);
 }
+
+#[tokio::test]
+async fn a_lease_dropped_by_a_cancelled_holder_is_given_back() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let config = pan123_webdav::config::ClusterConfig {
+        redis_url: redis.url().as_str().into(),
+        instances: None,
+    };
+    let cluster = pan123_webdav::cluster::Cluster::start(&config)
+        .await
+        .expect("cluster");
+    assert!(cluster.available());
+    let ttl = Duration::from_secs(600);
+    let held = cluster
+        .lease("test", ttl)
+        .await
+        .expect("redis")
+        .expect("free");
+    assert!(cluster.lease("test", ttl).await.expect("redis").is_none());
+    // A holder cancelled mid-work drops its lease instead of releasing it: it is given back
+    // long before its ten minutes are up.
+    drop(held);
+    for _ in 0..600 {
+        if let Some(again) = cluster.lease("test", ttl).await.expect("redis") {
+            cluster.release(again).await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the dropped lease was never given back");
+}
