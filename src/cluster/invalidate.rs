@@ -102,9 +102,16 @@ pub(super) fn spawn_subscriber(weak: Weak<Cluster>) {
             }
             subscribed_before = true;
             let mut messages = pubsub.on_message();
-            while let Some(msg) = messages.next().await {
+            loop {
+                // Woken now and then even without messages, to end with the cluster.
+                let next = tokio::time::timeout(Duration::from_secs(2), messages.next()).await;
                 let Some(cluster) = weak.upgrade() else {
                     return;
+                };
+                let msg = match next {
+                    Err(_) => continue,
+                    Ok(None) => break,
+                    Ok(Some(msg)) => msg,
                 };
                 let payload: Vec<u8> = msg.get_payload_bytes().to_vec();
                 if payload.len() > MAX_MESSAGE {

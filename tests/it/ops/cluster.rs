@@ -476,3 +476,85 @@ async fn a_lease_dropped_by_a_cancelled_holder_is_given_back() {
     }
     panic!("the dropped lease was never given back");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_validates_the_cluster_and_probe_asks_redis() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let env = cluster_env(&redis, 1, "").await;
+    assert_eq!(env.propfind("/m/", "1").await.0, 207);
+    assert_eq!(env.emu.stats().calls(TOKEN), 1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bin = env!("CARGO_BIN_EXE_pan123-webdav");
+    let mount = crate::common::fill_hosts(&lib_mount(&env.emu, ""), &env.emu, "http://127.0.0.1:1");
+    let run = |name: &str, cluster: String, probe: bool| {
+        let config = dir.path().join(name);
+        // A state_dir of its own, with no token in it.
+        let text = format!(
+            "[server]\nstate_dir = \"{}\"\nsigning_key = \"{}\"\n\n{mount}\n{cluster}",
+            dir.path().join(format!("state-{name}")).display(),
+            crate::common::SIGNING_KEY,
+        );
+        std::fs::write(&config, text).expect("write config");
+        tokio::task::spawn_blocking(move || {
+            let mut cmd = std::process::Command::new(bin);
+            cmd.arg("check");
+            if probe {
+                cmd.arg("--probe");
+            }
+            cmd.arg("-c").arg(&config).output().expect("check runs")
+        })
+    };
+
+    // A bad URL: file, key and reason, and never the password in it.
+    let out = run(
+        "bad.toml",
+        "[cluster]\nredis_url = \"http://:hunter2@127.0.0.1:6379\"\n".into(),
+        false,
+    )
+    .await
+    .expect("join");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success());
+    assert!(stderr.contains("bad.toml"), "{stderr}");
+    assert!(stderr.contains("cluster.redis_url"), "{stderr}");
+    assert!(stderr.contains("scheme"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+
+    // --probe: Redis answers, and the mount is probed with the cluster's token (no new one).
+    let out = run("good.toml", redis.cluster_section(), true)
+        .await
+        .expect("join");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("probe [cluster]: OK, Redis answers"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.lines().any(|l| l.starts_with("probe /m: OK")),
+        "{stdout}"
+    );
+    assert_eq!(
+        env.emu.stats().calls(TOKEN),
+        1,
+        "the probe used the cluster's token"
+    );
+
+    // Redis down: the probe fails, saying so.
+    redis.kill();
+    let out = run("down.toml", redis.cluster_section(), true)
+        .await
+        .expect("join");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("probe [cluster]: FAILED: Redis is unavailable"),
+        "{stdout}"
+    );
+}
