@@ -119,33 +119,35 @@ async fn cluster_env(redis: &RedisServer, files: usize, extra: &str) -> TestEnv 
 }
 
 #[tokio::test]
-async fn two_instances_share_one_token_and_refresh_it_once() {
+async fn three_instances_share_one_token_and_refresh_it_once() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
     let mut env = cluster_env(&redis, 8, "").await;
-    let mut peer = Peer::start(&env).await;
+    let mut peers = vec![Peer::start(&env).await, Peer::start(&env).await];
     assert_eq!(cluster_state(&env.client, &env.base).await, "connected");
-    assert_eq!(cluster_state(&peer.client, &peer.base).await, "connected");
+    for peer in &peers {
+        assert_eq!(cluster_state(&peer.client, &peer.base).await, "connected");
+    }
     assert_eq!(env.propfind("/m/", "1").await.0, 207);
-    assert_eq!(peer.propfind("/m/").await.0, 207);
+    for peer in &peers {
+        assert_eq!(peer.propfind("/m/").await.0, 207);
+    }
     assert_eq!(
         env.emu.stats().calls(TOKEN),
         1,
-        "one token for both instances"
+        "one token for three instances"
     );
 
-    // Every token dies at once: both instances, several requests each, one refresh.
+    // Every token dies at once: all instances, several requests each, one refresh.
     env.emu.expire_tokens();
     let mut tasks = Vec::new();
     for i in 0..8 {
-        let on_a = env
-            .req("PROPFIND", &format!("/m/d{i}/"))
-            .header("Depth", "1");
-        let on_b = peer
-            .req("PROPFIND", &format!("/m/d{i}/"))
-            .header("Depth", "1");
-        for rb in [on_a, on_b] {
+        let path = format!("/m/d{i}/");
+        let mut requests = vec![env.req("PROPFIND", &path)];
+        requests.extend(peers.iter().map(|p| p.req("PROPFIND", &path)));
+        for rb in requests {
+            let rb = rb.header("Depth", "1");
             tasks.push(tokio::spawn(async move {
                 rb.send().await.map(|r| r.status().as_u16())
             }));
@@ -160,11 +162,15 @@ async fn two_instances_share_one_token_and_refresh_it_once() {
         "one refresh for the cluster"
     );
 
-    // Restarting both instances issues no new token.
+    // Restarting every instance issues no new token.
     env.start_gateway().await;
-    peer.restart(&env).await;
+    for peer in &mut peers {
+        peer.restart(&env).await;
+    }
     assert_eq!(env.propfind("/m/d0/", "1").await.0, 207);
-    assert_eq!(peer.propfind("/m/d1/").await.0, 207);
+    for peer in &peers {
+        assert_eq!(peer.propfind("/m/d1/").await.0, 207);
+    }
     assert_eq!(
         env.emu.stats().calls(TOKEN),
         2,
