@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod clients;
+mod cluster;
 mod delete;
 mod duration;
 mod error;
@@ -25,6 +26,7 @@ mod upload;
 mod upstream;
 
 pub use clients::{builtin_clients, ClientDownload, ClientRule};
+pub use cluster::{check_redis_url, ClusterConfig, MAX_INSTANCES};
 pub use delete::DeleteMode;
 pub use duration::{format_duration, parse_duration};
 pub use error::{ConfigError, Problem};
@@ -88,6 +90,8 @@ pub struct Config {
     pub mounts: Vec<MountConfig>,
     /// `[[clients]]`: the file's rows, then the built-in rows they do not replace.
     pub clients: Vec<ClientRule>,
+    /// `[cluster]`: Redis shared by several instances; `None` runs this instance alone.
+    pub cluster: Option<ClusterConfig>,
 }
 
 #[derive(Clone, Debug)]

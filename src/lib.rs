@@ -9,6 +9,7 @@
 pub mod backend;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod dav;
 #[cfg(feature = "demo")]

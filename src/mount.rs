@@ -19,6 +19,7 @@ use crate::config::{BackendConfig, DownloadPolicy, MountConfig, StoreLimits};
 use crate::dav::junk::JunkStore;
 use crate::dav::locks::{LockStore, MemoryLocks};
 use crate::dav::props::{Budget, PropStore};
+use crate::dav::shared_locks::SharedLocks;
 use crate::download::range::RangeRequest;
 use crate::download::{fetch, ProxyError, VfsLinks};
 use crate::upload::{NewJob, SpoolError, SpooledFile};
@@ -369,13 +370,24 @@ pub fn build_mount(
             );
         }
     }
-    Arc::new(Mount {
-        config: config.clone(),
-        vfs,
-        locks: Box::new(MemoryLocks::new(
+    // In a cluster the locks are every instance's (`dav::shared_locks`).
+    let cluster = writes.as_ref().and_then(|w| w.upstream.cluster.clone());
+    let locks: Box<dyn LockStore> = match cluster {
+        Some(cluster) => Box::new(SharedLocks::new(
+            cluster,
+            config.name(),
             limits.lock_timeout_max,
             limits.locks_per_user_max,
         )),
+        None => Box::new(MemoryLocks::new(
+            limits.lock_timeout_max,
+            limits.locks_per_user_max,
+        )),
+    };
+    Arc::new(Mount {
+        config: config.clone(),
+        vfs,
+        locks,
         props: PropStore::open(
             props_file,
             Budget {

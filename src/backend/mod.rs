@@ -45,6 +45,9 @@ pub struct Upstream {
     /// `server.upstream_*`. The connect and idle limits are already built into `http`; clients
     /// that build their own (the download hop) and every attempt's first-byte limit read them.
     pub timeouts: timeouts::UpstreamTimeouts,
+    /// `[cluster]`: the state shared with other instances (tokens, the rate budget); `None`
+    /// when this instance runs alone.
+    pub cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
 }
 
 impl Upstream {
@@ -55,6 +58,7 @@ impl Upstream {
             http,
             metrics: crate::metrics::Metrics::new(),
             timeouts: timeouts::UpstreamTimeouts::default(),
+            cluster: None,
         }
     }
 }

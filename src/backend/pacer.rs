@@ -161,6 +161,27 @@ impl Rate {
     }
 }
 
+impl Rate {
+    /// One instance's part of this rate when `n` instances share it (while the shared limiter
+    /// of a cluster is unavailable): a share of the calls per window, or one call per
+    /// proportionally longer window when there are fewer calls than instances.
+    pub fn share(self, n: u32) -> Rate {
+        if self.calls == 0 || n <= 1 {
+            self
+        } else if self.calls >= n {
+            Rate {
+                calls: self.calls / n,
+                window: self.window,
+            }
+        } else {
+            Rate {
+                calls: 1,
+                window: self.window * n / self.calls,
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,6 +268,35 @@ mod tests {
         );
         assert_eq!(r(2, 0.1).calls, 1);
         assert_eq!(r(2, 0.1).window, WINDOW.div_f64(0.2));
+    }
+
+    #[test]
+    fn shared_rates() {
+        let r = Rate::scaled(5, 0.8);
+        assert_eq!(r.share(1), r);
+        assert_eq!(
+            r.share(2),
+            Rate {
+                calls: 2,
+                window: WINDOW
+            }
+        );
+        assert_eq!(
+            r.share(4),
+            Rate {
+                calls: 1,
+                window: WINDOW
+            }
+        );
+        assert_eq!(
+            r.share(8),
+            Rate {
+                calls: 1,
+                window: WINDOW * 2
+            }
+        );
+        let unlimited = Rate::scaled(0, 0.8);
+        assert_eq!(unlimited.share(4), unlimited);
     }
 
     #[tokio::test(start_paused = true)]

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::error::Problem;
 
 /// Top-level keys of the file.
-pub(super) const TOP_KEYS: &[&str] = &["server", "users", "mounts", "clients"];
+pub(super) const TOP_KEYS: &[&str] = &["server", "users", "mounts", "clients", "cluster"];
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

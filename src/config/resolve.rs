@@ -84,6 +84,7 @@ pub(super) fn parse_with_env(text: &str, source: &Path, env: Env) -> Result<Conf
 
     let client_tables = array_of_tables(&mut report, "clients", root.remove("clients"));
     let clients = super::clients::resolve(&mut report, client_tables);
+    let cluster = super::cluster::resolve(&mut report, root.remove("cluster"));
 
     if !report.problems.is_empty() {
         return Err(ConfigError::new(source, report.problems));
@@ -94,6 +95,7 @@ pub(super) fn parse_with_env(text: &str, source: &Path, env: Env) -> Result<Conf
         users,
         mounts,
         clients,
+        cluster,
     })
 }
 

@@ -100,7 +100,8 @@ fn the_example_file_is_valid_and_documents_every_key() {
         .chain(BackendKind::Share.keys())
         .chain(BackendKind::Link.keys())
         .chain(BackendKind::Web.keys())
-        .chain(fields_of::<super::clients::RawClient>());
+        .chain(fields_of::<super::clients::RawClient>())
+        .chain(fields_of::<super::cluster::RawCluster>());
     for key in keys {
         assert!(
             documented(key),
@@ -1389,5 +1390,60 @@ fn open_login_mixes_and_gaps_are_explained() {
             "mounts[0].access_token: empty; paste the access token, or use one of the other ways \
           to log in"
         ]
+    );
+}
+
+#[test]
+fn cluster_section() {
+    // Without it, no cluster.
+    assert!(ok(&format!("{MOUNT}{USER}")).cluster.is_none());
+    let config = ok(&format!(
+        "{MOUNT}{USER}\n[cluster]\nredis_url = \"redis://:pw@redis.lan:6379/1\"\ninstances = 3\n"
+    ));
+    let cluster = config.cluster.expect("cluster");
+    assert_eq!(cluster.redis_url.expose(), "redis://:pw@redis.lan:6379/1");
+    assert_eq!(cluster.instances, Some(3));
+    assert!(!format!("{cluster:?}").contains("pw"));
+    let no_instances = ok(&format!(
+        "{MOUNT}{USER}\n[cluster]\nredis_url = \"redis://127.0.0.1\"\n"
+    ));
+    assert_eq!(no_instances.cluster.expect("cluster").instances, None);
+
+    one_problem(
+        &format!("{MOUNT}{USER}\n[cluster]\ninstances = 2\n"),
+        "cluster.redis_url",
+        &["missing", "redis://", "remove the [cluster] section"],
+    );
+    one_problem(
+        &format!("{MOUNT}{USER}\n[cluster]\nredis_url = \"http://:hunter2@redis.lan\"\n"),
+        "cluster.redis_url",
+        &["scheme is \"http\"", "redis://127.0.0.1:6379"],
+    );
+    assert!(!problems(&format!(
+        "{MOUNT}{USER}\n[cluster]\nredis_url = \"http://:hunter2@redis.lan\"\n"
+    ))[0]
+        .contains("hunter2"));
+    one_problem(
+        &format!("{MOUNT}{USER}\n[cluster]\nredis_url = \"redis.lan:6379\"\n"),
+        "cluster.redis_url",
+        &["redis://"],
+    );
+    one_problem(
+        &format!("{MOUNT}{USER}\n[cluster]\nredis_url = \"redis://r\"\ninstances = 0\n"),
+        "cluster.instances",
+        &["0 is out of range", "1 to 1000"],
+    );
+    one_problem(
+        &format!("{MOUNT}{USER}\n[cluster]\nredis_uri = \"redis://r\"\n"),
+        "cluster.redis_uri",
+        &[
+            "did you mean redis_url?",
+            "valid keys in [cluster] are: redis_url, instances",
+        ],
+    );
+    one_problem(
+        &format!("cluster = \"redis://r\"\n{MOUNT}{USER}"),
+        "cluster",
+        &["expected a table"],
     );
 }

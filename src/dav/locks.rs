@@ -7,8 +7,8 @@
 //! most `lock_timeout_max`, prunes expired locks, and caps locks per resource and per user and
 //! the owner's size.
 //!
-//! A mount holds it as a `LockStore` trait object, so a store shared between instances (Redis,
-//! issue 19) can take its place.
+//! A mount holds it as a `LockStore` trait object, so a store shared between instances
+//! (`shared_locks.rs`, issue 19) takes its place in a cluster.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -175,6 +175,114 @@ impl MemoryLocks {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The live locks, in a form another instance can read back (`import`).
+    pub fn export(&self) -> Vec<StoredLock> {
+        let now = Instant::now();
+        let wall = unix_ms(SystemTime::now());
+        self.state()
+            .by_path
+            .values()
+            .flatten()
+            .filter(|h| h.expires > now)
+            .map(|h| {
+                let full = h.lock.path.with_prefix().as_url_string();
+                let rel = h.lock.path.as_url_string();
+                let prefix = full.strip_suffix(rel.as_str()).unwrap_or("").to_string();
+                StoredLock {
+                    token: h.lock.token.clone(),
+                    url: full,
+                    prefix,
+                    principal: h.lock.principal.clone(),
+                    owner: h.lock.owner.as_ref().and_then(|o| {
+                        let mut out = Vec::new();
+                        o.write(&mut out).ok()?;
+                        String::from_utf8(out).ok()
+                    }),
+                    expires_ms: wall + (h.expires - now).as_millis() as u64,
+                    timeout_ms: h.lock.timeout.map(|t| t.as_millis() as u64),
+                    shared: h.lock.shared,
+                    deep: h.lock.deep,
+                }
+            })
+            .collect()
+    }
+
+    /// A store holding `stored` (as `export` wrote them; expired and unreadable ones left out).
+    pub fn import(timeout_max: Duration, per_user_max: usize, stored: Vec<StoredLock>) -> Self {
+        let store = Self::new(timeout_max, per_user_max);
+        let now = Instant::now();
+        let wall = unix_ms(SystemTime::now());
+        {
+            let mut state = store.state();
+            for s in stored {
+                let Some(left) = s.expires_ms.checked_sub(wall).filter(|ms| *ms > 0) else {
+                    continue;
+                };
+                let Ok(mut path) = DavPath::new(&s.url) else {
+                    continue;
+                };
+                if !s.prefix.is_empty() {
+                    let prefix =
+                        percent_encoding::percent_decode_str(&s.prefix).decode_utf8_lossy();
+                    if path.set_prefix(&prefix).is_err() {
+                        continue;
+                    }
+                }
+                let left = Duration::from_millis(left);
+                let lock = DavLock {
+                    token: s.token,
+                    path: Box::new(path),
+                    principal: s.principal,
+                    owner: s
+                        .owner
+                        .and_then(|o| Element::parse(o.as_bytes()).ok())
+                        .map(Box::new),
+                    timeout_at: Some(SystemTime::now() + left),
+                    timeout: s.timeout_ms.map(Duration::from_millis),
+                    shared: s.shared,
+                    deep: s.deep,
+                };
+                *state
+                    .per_user
+                    .entry(principal_key(lock.principal.as_deref()))
+                    .or_insert(0) += 1;
+                state
+                    .by_path
+                    .entry(key_of(&lock.path))
+                    .or_default()
+                    .push(Held {
+                        lock,
+                        expires: now + left,
+                    });
+            }
+        }
+        store
+    }
+}
+
+/// One lock as the instances of a cluster share it (`MemoryLocks::export`).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct StoredLock {
+    token: String,
+    /// The locked path, URL-encoded, with dav-server's prefix.
+    url: String,
+    /// That prefix (the mount's path), URL-encoded.
+    prefix: String,
+    principal: Option<String>,
+    /// The `owner` element as XML.
+    owner: Option<String>,
+    /// Unix ms of expiry.
+    expires_ms: u64,
+    timeout_ms: Option<u64>,
+    shared: bool,
+    deep: bool,
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn principal_key(p: Option<&str>) -> String {
@@ -521,6 +629,65 @@ mod tests {
         .await
         .ok()
         .map(|l| l.token)
+    }
+
+    #[tokio::test]
+    async fn exported_locks_read_back_the_same() {
+        let ls = locks();
+        let owner = Element::parse(&b"<D:owner xmlns:D=\"DAV:\">me</D:owner>"[..]).unwrap();
+        let mut prefixed = p("/m%20x/a/b.txt");
+        prefixed.set_prefix("/m x").unwrap();
+        let t = ls
+            .lock(
+                &prefixed,
+                Some("a"),
+                Some(&owner),
+                Some(Duration::from_secs(60)),
+                false,
+                false,
+            )
+            .await
+            .unwrap()
+            .token;
+        let shared = lock(&ls, "/d", "b", true, true).await.unwrap();
+        let back = MemoryLocks::import(Duration::from_secs(3600), 5, ls.export());
+        assert_eq!(back.len(), 2);
+        let found = back.discover(&prefixed).await;
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].token, t);
+        assert_eq!(
+            found[0].path.with_prefix().as_url_string(),
+            "/m%20x/a/b.txt"
+        );
+        assert_eq!(found[0].path.as_url_string(), "/a/b.txt");
+        assert!(found[0].owner.is_some());
+        assert!(back
+            .check(&prefixed, Some("b"), false, false, &[])
+            .await
+            .is_err());
+        assert!(back
+            .check(&p("/d/x"), Some("c"), false, false, &[])
+            .await
+            .is_err());
+        assert!(back
+            .check(
+                &p("/d/x"),
+                Some("b"),
+                false,
+                false,
+                std::slice::from_ref(&shared)
+            )
+            .await
+            .is_ok());
+        // A lock read back unlocks like any other.
+        assert!(back.unlock(&prefixed, &t).await.is_ok());
+        assert_eq!(back.len(), 1);
+        // Expired locks are left out.
+        let short = locks();
+        lock(&short, "/e", "a", false, false).await.unwrap();
+        let mut stored = short.export();
+        stored[0].expires_ms = 1;
+        assert!(MemoryLocks::import(Duration::from_secs(3600), 5, stored).is_empty());
     }
 
     #[tokio::test]

@@ -11,6 +11,7 @@ mod meta;
 pub mod multistatus;
 pub mod propfind_body;
 pub mod props;
+pub mod shared_locks;
 mod write;
 
 use std::io::SeekFrom;

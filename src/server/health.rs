@@ -239,12 +239,16 @@ pub fn readyz(state: &AppState, view: ReadyView<'_>) -> Response<ResponseBody> {
                 .iter()
                 .filter(|m| m.get("ready").and_then(|r| r.as_bool()) == Some(true))
                 .count();
-            body = json!({
+            let mut public = json!({
                 "ready": ready,
                 "mounts": mounts.len(),
                 "ready_mounts": ready_mounts,
                 "uploads": body.get("uploads").cloned().unwrap_or_default(),
             });
+            if let Some(state) = body.pointer("/cluster/state") {
+                public["cluster"] = json!({ "state": state });
+            }
+            body = public;
         }
     }
     let mut res = Response::new(response::full_body(body.to_string()));
@@ -310,7 +314,7 @@ pub fn report(state: &AppState) -> (serde_json::Value, bool) {
         .into_iter()
         .map(|(row, bytes)| (row, json!(bytes)))
         .collect();
-    let body = json!({
+    let mut body = json!({
         "ready": all_ready,
         "mounts": mounts,
         "traffic_clients": clients,
@@ -322,6 +326,16 @@ pub fn report(state: &AppState) -> (serde_json::Value, bool) {
             "bytes_uploaded": q.bytes_uploaded,
         },
     });
+    // Redis being unavailable does not make an instance unready: it still serves reads, and a
+    // load balancer taking every instance out would serve nothing. It is shown instead.
+    if let Some(cluster) = &state.upstream.cluster {
+        body["cluster"] = match cluster.error() {
+            None => json!({ "state": "connected" }),
+            Some(e) => {
+                json!({ "state": "unavailable", "error": format!("Redis is unavailable: {e}") })
+            }
+        };
+    }
     (body, all_ready)
 }
 
@@ -446,6 +460,18 @@ pub async fn probe_mounts(config: crate::config::Config) -> anyhow::Result<()> {
     let upstream = super::tool_upstream(&config.server)?;
     let clients =
         crate::backend::open::client::OpenClients::with_qps_scale(config.server.qps_scale);
+    let mut upstream = upstream;
+    if let Some(c) = &config.cluster {
+        // The probe uses the cluster's token like any instance, so it costs no new one.
+        let cluster = crate::cluster::Cluster::start(c).await?;
+        match cluster.error() {
+            None => println!("probe [cluster]: OK, Redis answers"),
+            Some(e) => {
+                println!("probe [cluster]: FAILED: Redis is unavailable: {e}");
+            }
+        }
+        upstream.cluster = Some(cluster);
+    }
     let backends = crate::mount::build_backends(
         &config.mounts,
         &upstream,
@@ -454,7 +480,7 @@ pub async fn probe_mounts(config: crate::config::Config) -> anyhow::Result<()> {
         &crate::clock::Clock::new(),
         &config.server.user_agent,
     );
-    let mut failed = 0;
+    let mut failed = usize::from(upstream.cluster.as_ref().is_some_and(|c| !c.available()));
     for (mount, backend) in config.mounts.iter().zip(backends) {
         let started = Instant::now();
         match backend.list(backend.root_id()).await {

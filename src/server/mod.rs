@@ -112,6 +112,7 @@ pub fn tool_upstream(
         http: http_client(&server.user_agent, timeouts)?,
         metrics: crate::metrics::Metrics::new(),
         timeouts,
+        cluster: None,
     })
 }
 
@@ -144,10 +145,19 @@ impl AppState {
     pub async fn new(config: &Config) -> anyhow::Result<Self> {
         let timeouts = crate::backend::timeouts::UpstreamTimeouts::from_config(&config.server);
         let http = http_client(&config.server.user_agent, timeouts)?;
+        let cluster = match &config.cluster {
+            Some(c) => Some(
+                crate::cluster::Cluster::start(c)
+                    .await
+                    .with_context(|| format!("{}: [cluster]", config.source.display()))?,
+            ),
+            None => None,
+        };
         let upstream = crate::backend::Upstream {
             http: http.clone(),
             metrics: crate::metrics::Metrics::new(),
             timeouts,
+            cluster: cluster.clone(),
         };
         let clients = OpenClients::with_qps_scale(config.server.qps_scale);
         let clock = Clock::new();
@@ -215,15 +225,40 @@ impl AppState {
             })
             .collect();
         let weak: Vec<std::sync::Weak<Mount>> = mounts.iter().map(Arc::downgrade).collect();
-        uploads.on_change(Arc::new(move |mount: &str, parent: u64| {
-            if let Some(m) = weak
-                .iter()
+        let mount_named = move |name: &str| {
+            weak.iter()
                 .filter_map(|w| w.upgrade())
-                .find(|m| m.name() == mount)
-            {
+                .find(|m| m.name() == name)
+        };
+        let find = mount_named.clone();
+        let clustered = cluster.is_some();
+        uploads.on_change(Arc::new(move |mount: &str, parent: u64| {
+            if let Some(m) = find(mount) {
                 m.vfs.invalidate_now(parent);
+                // A background upload landed (or failed): the other instances list it too.
+                if clustered {
+                    tokio::spawn(async move { m.vfs.tell_peers(parent).await });
+                }
             }
         }));
+        if let Some(cluster) = &cluster {
+            for m in &mounts {
+                m.vfs.join_cluster(cluster.clone(), m.name());
+            }
+            let all: Vec<std::sync::Weak<Mount>> = mounts.iter().map(Arc::downgrade).collect();
+            cluster.on_invalidate(move |what| match what {
+                crate::cluster::Invalidation::Folder { mount, dir } => {
+                    if let Some(m) = mount_named(&mount) {
+                        m.vfs.invalidate_now(dir);
+                    }
+                }
+                crate::cluster::Invalidation::Everything => {
+                    for m in all.iter().filter_map(|w| w.upgrade()) {
+                        m.vfs.invalidate_all_now();
+                    }
+                }
+            });
+        }
         let health = health::Health::new(mounts.len(), config.server.ready_probe_interval);
         let auth = auth::Authenticator::new(&config.users)?;
         let signer = config

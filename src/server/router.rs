@@ -247,6 +247,17 @@ fn may_write<B>(
     user: &User,
     req: &Request<B>,
 ) -> Option<Response<ResponseBody>> {
+    // In a cluster, a write must reach the other instances (invalidations, later locks and
+    // properties): while Redis is unavailable it waits. UNLOCK only gives a lock back.
+    if let Some(cluster) = &state.upstream.cluster {
+        if !cluster.available() && req.method().as_str() != "UNLOCK" {
+            return Some(status_text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The cluster's shared state (Redis) is unavailable; writes resume when it is back",
+                Some(crate::cluster::RETRY_AFTER),
+            ));
+        }
+    }
     let copies_out = req.method().as_str() == "COPY"
         && super::destination::destination(req.headers(), &state.base_path)
             .and_then(|(_, dest)| state.route(&dest).map(|(m, _)| m))

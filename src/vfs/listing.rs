@@ -192,6 +192,18 @@ impl ListingCache {
         Ok(listing)
     }
 
+    /// Marks every listing out of date at once (after invalidations from other instances may
+    /// have been missed).
+    pub(super) fn invalidate_all_now(&self) {
+        *self
+            .generations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(EVERY_FOLDER)
+            .or_insert(0) += 1;
+        self.cache.invalidate_all();
+    }
+
     pub(super) async fn invalidate(&self, dir_id: u64) {
         self.invalidate_now(dir_id);
         self.cache.invalidate(&dir_id).await;
@@ -250,13 +262,18 @@ impl ListingCache {
     }
 }
 
+/// The entry of `generations` counting invalidations of every folder at once (no 123 folder has
+/// this id); it adds to each folder's own count.
+const EVERY_FOLDER: u64 = u64::MAX;
+
 fn generation_of(generations: &Mutex<HashMap<u64, u64>>, dir_id: u64) -> u64 {
-    generations
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&dir_id)
-        .copied()
-        .unwrap_or(0)
+    let generations = generations.lock().unwrap_or_else(|p| p.into_inner());
+    let of = |id| generations.get(&id).copied().unwrap_or(0);
+    of(dir_id).wrapping_add(if dir_id == EVERY_FOLDER {
+        0
+    } else {
+        of(EVERY_FOLDER)
+    })
 }
 
 /// Cloud names as clients see them, without the upload queue's temporary files.

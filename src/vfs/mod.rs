@@ -39,6 +39,8 @@ pub struct Vfs {
     metrics: Metrics,
     /// What removing an entry for a client does (the mount's `delete`).
     delete: crate::config::DeleteMode,
+    /// `[cluster]`: the other instances told of this mount's writes, and its name there.
+    peers: std::sync::OnceLock<(Arc<crate::cluster::Cluster>, String)>,
 }
 
 struct LinkExpiry;
@@ -93,6 +95,7 @@ impl Vfs {
                 .time_to_live(QUOTA_TTL)
                 .build(),
             backend,
+            peers: std::sync::OnceLock::new(),
         }
     }
 
@@ -314,9 +317,33 @@ impl Vfs {
         self.listings.revalidate(dir.id).await.map(|_| ())
     }
 
-    /// Forgets a folder's listing (after a write through the gateway).
+    /// Tells the other instances of a cluster about this mount's writes, as mount `name`.
+    pub fn join_cluster(&self, cluster: Arc<crate::cluster::Cluster>, name: &str) {
+        let _ = self.peers.set((cluster, name.to_string()));
+    }
+
+    /// Forgets a folder's listing (after a write through the gateway), here and, in a cluster,
+    /// on every other instance before returning.
     pub async fn invalidate(&self, dir_id: u64) {
         self.listings.invalidate(dir_id).await;
+        self.tell_peers(dir_id).await;
+    }
+
+    /// Publishes an invalidation to the other instances, if in a cluster. A failure is logged:
+    /// writes are refused while Redis is unavailable, so only a write that raced the outage
+    /// can meet it, and the other instances drop every listing when they reconnect.
+    pub async fn tell_peers(&self, dir_id: u64) {
+        if let Some((cluster, name)) = self.peers.get() {
+            if let Err(e) = cluster.publish_invalidation(name, dir_id).await {
+                tracing::warn!(mount = %name, error = %e, "could not tell the other instances about a changed folder");
+            }
+        }
+    }
+
+    /// Marks every listing out of date at once (another instance's writes may have been
+    /// missed).
+    pub fn invalidate_all_now(&self) {
+        self.listings.invalidate_all_now();
     }
 
     /// Marks a folder's listing out of date at once, from synchronous code (the upload queue's

@@ -156,6 +156,10 @@ pub struct OpenClient {
     login: Login,
     tokens: TokenManager,
     limiter: QpsLimiter,
+    /// `[cluster]`: the budget is the cluster's, kept under `account`.
+    cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// This credential's name in the cluster (a digest of API base and identity).
+    account: String,
     /// `server.qps_scale`: the share of 123's published limits this client uses.
     qps_scale: f64,
     uid: tokio::sync::OnceCell<u64>,
@@ -174,12 +178,21 @@ impl OpenClient {
             d.join("tokens")
                 .join(format!("open-{}.json", token_file_key(api_base, identity)))
         });
+        let account = token_file_key(api_base, identity);
+        let mut tokens = TokenManager::new(persist);
+        if let Some(cluster) = &upstream.cluster {
+            if login.persists() {
+                tokens = tokens.shared(cluster.clone(), account.clone());
+            }
+        }
         Self {
             upstream: upstream.clone(),
             api_base: api_base.trim_end_matches('/').to_string(),
             login,
-            tokens: TokenManager::new(persist),
+            tokens,
             limiter: QpsLimiter::new(),
+            cluster: upstream.cluster.clone(),
+            account,
             qps_scale,
             uid: tokio::sync::OnceCell::new(),
         }
@@ -189,6 +202,19 @@ impl OpenClient {
     /// "QPS").
     fn rate(&self, ep: Endpoint) -> Rate {
         Rate::scaled(ep.qps(), self.qps_scale)
+    }
+
+    /// Waits for a start slot of `ep`: this process's limiter, or the cluster's when several
+    /// instances share the credential. Bounded by the request's deadline.
+    async fn pace(&self, ep: Endpoint) -> Result<(), Error> {
+        let rate = self.rate(ep);
+        match &self.cluster {
+            Some(cluster) => {
+                let key = format!("{}:{}", self.account, ep.path());
+                deadline::wait(cluster.acquire(&key, rate)).await
+            }
+            None => deadline::wait(self.limiter.acquire(ep.path(), rate)).await,
+        }
     }
 
     /// The token's state, for readiness reports.
@@ -306,7 +332,7 @@ impl OpenClient {
         let mut token = self.token().await?;
         // Bounded: every turn returns or uses up the one refresh or one of the counted retries.
         loop {
-            deadline::wait(self.limiter.acquire(ep.path(), self.rate(ep))).await?;
+            self.pace(ep).await?;
             let request = build(&self.upstream.http, &token.access_token)
                 .header("Platform", "open_platform")
                 .timeout(deadline::attempt(opts.timeout)?);
@@ -385,14 +411,25 @@ impl OpenClient {
                     client_secret.clone(),
                     store.clone(),
                 );
+                let account = self.account.clone();
                 detached(async move {
-                    super::oauth::refresh(&upstream, &base, &id, &secret, &store).await
+                    shared_refresh(&upstream, &account, &store, || {
+                        super::oauth::refresh(&upstream, &base, &id, &secret, &store)
+                    })
+                    .await
                 })
                 .await
             }
             Login::Renew { url, store } => {
                 let (upstream, url, store) = (self.upstream.clone(), url.clone(), store.clone());
-                detached(async move { super::renew::refresh(&upstream, &url, &store).await }).await
+                let account = self.account.clone();
+                detached(async move {
+                    shared_refresh(&upstream, &account, &store, || {
+                        super::renew::refresh(&upstream, &url, &store)
+                    })
+                    .await
+                })
+                .await
             }
             Login::Pasted { .. } => match self.login.pasted_token() {
                 Some(t) => return t,
@@ -434,11 +471,7 @@ impl OpenClient {
         // request's to report.
         let mut retries = Retries::new(MAX_429_RETRIES, 0);
         loop {
-            deadline::wait(self.limiter.acquire(
-                Endpoint::AccessToken.path(),
-                self.rate(Endpoint::AccessToken),
-            ))
-            .await?;
+            self.pace(Endpoint::AccessToken).await?;
             let request = self
                 .upstream
                 .http
@@ -511,6 +544,43 @@ fn gave_up(ep: Endpoint, error: Error) -> Error {
         }
         error => error,
     }
+}
+
+/// The kind of key rotating refresh tokens are kept under in the cluster.
+const REFRESH_KIND: &str = "refresh";
+
+/// A rotating refresh in a cluster (run under the token lease, so one instance at a time):
+/// start from the refresh token another instance may have rotated to, and hand the new one
+/// back to the cluster before anyone uses the access token. Alone, just `refresh`.
+async fn shared_refresh<F, Fut>(
+    upstream: &crate::backend::Upstream,
+    account: &str,
+    store: &super::oauth::RefreshStore,
+    refresh: F,
+) -> Result<Token, Error>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<Token, Error>>,
+{
+    let Some(cluster) = &upstream.cluster else {
+        return refresh().await;
+    };
+    if let Ok(Some(shared)) = cluster
+        .get_json::<super::oauth::SharedRefresh>(REFRESH_KIND, account)
+        .await
+    {
+        store.adopt(shared);
+    }
+    let result = refresh().await;
+    if result.is_ok() {
+        if let Err(e) = cluster
+            .put_json(REFRESH_KIND, account, &store.shared(), None)
+            .await
+        {
+            tracing::error!(error = %e, "could not share the rotated 123 refresh token with the cluster; other instances need it for their next refresh");
+        }
+    }
+    result
 }
 
 /// Runs `f` to completion whatever happens to the caller.

@@ -108,6 +108,40 @@ impl RefreshStore {
     }
 }
 
+/// A login's refresh token as the instances of a cluster share it: the same record as the file.
+#[derive(Serialize, Deserialize)]
+pub struct SharedRefresh {
+    seed: String,
+    refresh_token: String,
+    updated_at: u64,
+}
+
+impl RefreshStore {
+    /// The current refresh token, for the other instances of a cluster.
+    pub fn shared(&self) -> SharedRefresh {
+        let (token, source) = lock(&self.current).clone();
+        SharedRefresh {
+            seed: self.seed_digest.clone(),
+            refresh_token: token,
+            updated_at: match source {
+                RefreshSource::StateDir { updated_at } => updated_at,
+                RefreshSource::ConfigSeed => 0,
+            },
+        }
+    }
+
+    /// Takes the refresh token another instance rotated to, if it grew from the same seed and
+    /// differs from ours (kept on disk as a rotation of our own).
+    pub fn adopt(&self, shared: SharedRefresh) {
+        if shared.seed == self.seed_digest
+            && !shared.refresh_token.is_empty()
+            && shared.refresh_token != self.current()
+        {
+            self.rotate(&shared.refresh_token);
+        }
+    }
+}
+
 /// The rotated token in the file at `path`, if it descends from the seed with `seed_digest`.
 fn read(path: &Path, seed_digest: &str) -> Option<(String, RefreshSource)> {
     let text = std::fs::read(path).ok()?;

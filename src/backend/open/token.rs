@@ -4,9 +4,14 @@
 //! reused until 5 minutes before `expiredAt`, persisted in `state_dir` so a restart does not burn
 //! a slot, and refreshed only by the first caller that sees it fail. A failed refresh never
 //! latches the mount dead: callers get an error for a growing back-off, then it is tried again.
+//!
+//! With `[cluster]` the token is also kept in Redis, one per client id for every instance: a
+//! token another instance got is adopted, and a refresh is single-flight across instances (the
+//! one holding a short lease asks 123, the others wait and read its token). While Redis is
+//! unavailable the manager works alone, as without a cluster.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -17,6 +22,13 @@ use crate::backend::{Error, TokenState};
 const EARLY_REFRESH: Duration = Duration::from_secs(5 * 60);
 /// Longest wait between failed refresh attempts.
 const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(60);
+/// How long one instance may hold the cluster's refresh lease: longer than one refresh takes,
+/// short enough that the others take over soon after an instance died holding it.
+const REFRESH_LEASE: Duration = Duration::from_secs(20);
+/// How often an instance waiting for another's refresh looks for the new token.
+const LEASE_POLL: Duration = Duration::from_millis(100);
+/// The kind of key tokens are kept under in the cluster.
+const TOKEN_KIND: &str = "token";
 
 /// A bearer token and when 123 says it expires. `Debug` never shows the token.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +66,8 @@ pub struct TokenManager {
     failure: Mutex<Option<Failure>>,
     refresh_lock: tokio::sync::Mutex<()>,
     persist_path: Option<PathBuf>,
+    /// The cluster and this token's name there (a digest of API base and client id).
+    shared: Option<(Arc<crate::cluster::Cluster>, String)>,
 }
 
 impl TokenManager {
@@ -68,7 +82,15 @@ impl TokenManager {
             failure: Mutex::new(None),
             refresh_lock: tokio::sync::Mutex::new(()),
             persist_path,
+            shared: None,
         }
+    }
+
+    /// The same manager keeping its token in the cluster under `name`, shared with every
+    /// instance.
+    pub fn shared(mut self, cluster: Arc<crate::cluster::Cluster>, name: String) -> Self {
+        self.shared = Some((cluster, name));
+        self
     }
 
     /// The current state, for readiness reports.
@@ -100,7 +122,7 @@ impl TokenManager {
         if let Some(t) = self.usable() {
             return Ok(t);
         }
-        self.refresh_locked(fetch).await
+        self.refresh_shared(None, fetch).await
     }
 
     /// Called after 123 answered 401 to `failed`: refreshes only if `failed` is still the
@@ -116,7 +138,72 @@ impl TokenManager {
                 return Ok(t.clone());
             }
         }
-        self.refresh_locked(fetch).await
+        self.refresh_shared(Some(failed), fetch).await
+    }
+
+    /// A new token, under the refresh lock: alone, `fetch`; in a cluster, the cluster's token
+    /// when it is usable (and not `failed`), else one instance at a time fetches while the
+    /// others wait for its token.
+    async fn refresh_shared<F, Fut>(&self, failed: Option<&Token>, fetch: F) -> Result<Token, Error>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Token, Error>>,
+    {
+        let Some((cluster, name)) = &self.shared else {
+            return self.refresh_locked(fetch).await;
+        };
+        let fresh = |t: &Token| Some(t) != failed && t.usable_at(SystemTime::now());
+        let lease = loop {
+            match cluster.get_json::<Token>(TOKEN_KIND, name).await {
+                Ok(Some(t)) if fresh(&t) => return Ok(self.adopt(t)),
+                Ok(_) => {}
+                Err(_) => break None,
+            }
+            match cluster
+                .lease(&format!("{TOKEN_KIND}:{name}"), REFRESH_LEASE)
+                .await
+            {
+                Ok(Some(lease)) => break Some(lease),
+                // Another instance is refreshing: wait for its token (the caller's deadline
+                // bounds the wait; an expired lease is taken over).
+                Ok(None) => {
+                    tracing::debug!("another instance is refreshing the 123 token; waiting for it");
+                    tokio::time::sleep(LEASE_POLL).await
+                }
+                Err(_) => break None,
+            }
+        };
+        let Some(lease) = lease else {
+            // Redis is unavailable: this instance refreshes alone.
+            return self.refresh_locked(fetch).await;
+        };
+        // The holder before us may have finished between our read and our lease.
+        if let Ok(Some(t)) = cluster.get_json::<Token>(TOKEN_KIND, name).await {
+            if fresh(&t) {
+                cluster.release(lease).await;
+                return Ok(self.adopt(t));
+            }
+        }
+        let result = self.refresh_locked(fetch).await;
+        if let Ok(t) = &result {
+            let ttl = Duration::from_secs(t.expires_at.saturating_sub(unix(SystemTime::now())));
+            if let Err(e) = cluster.put_json(TOKEN_KIND, name, t, Some(ttl)).await {
+                tracing::warn!(error = %e, "could not share the new 123 token with the cluster");
+            }
+        }
+        cluster.release(lease).await;
+        result
+    }
+
+    /// Takes a token another instance obtained as this one's.
+    fn adopt(&self, token: Token) -> Token {
+        *lock(&self.failure) = None;
+        let changed = lock(&self.current).as_ref() != Some(&token);
+        if changed {
+            *lock(&self.current) = Some(token.clone());
+            self.persist(&token);
+        }
+        token
     }
 
     fn usable(&self) -> Option<Token> {

@@ -38,6 +38,8 @@ pub struct WebApi {
     api_base: String,
     /// `<scheme>://<host[:port]>` of `api_base`, sent as `Origin` and, with a `/`, `Referer`.
     origin: String,
+    /// `[cluster]`: listing pages are spaced for every instance together.
+    cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
 }
 
 impl WebApi {
@@ -50,6 +52,7 @@ impl WebApi {
             first_byte: upstream.timeouts.first_byte,
             origin: origin_of(&api_base),
             api_base,
+            cluster: upstream.cluster.clone(),
         }
     }
 
@@ -74,7 +77,16 @@ impl WebApi {
         B: Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
     {
         if paced {
-            deadline::wait(pacer::web_api().space(&self.api_base, WEB_LIST_INTERVAL)).await?;
+            match &self.cluster {
+                Some(cluster) => {
+                    let key = format!("web:{}", self.api_base);
+                    deadline::wait(cluster.space(&key, WEB_LIST_INTERVAL)).await?
+                }
+                None => {
+                    deadline::wait(pacer::web_api().space(&self.api_base, WEB_LIST_INTERVAL))
+                        .await?
+                }
+            }
         }
         let url = format!("{}{}", self.api_base, path);
         let (sign_key, sign_value) = sign::sign(path);

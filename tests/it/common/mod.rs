@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod profiles;
+pub mod redis;
 pub mod skips;
 pub mod tools;
 pub mod web_api;
@@ -173,12 +174,24 @@ impl TestEnv {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
+        let (gw, base) = self.gateway_on(listener, self.state_dir.path()).await;
+        self.gw = Some(gw);
+        self.base = base;
+    }
+
+    /// A gateway with this environment's config (same emulator, users, mounts and `[server]`
+    /// keys) on `listener`, keeping its state in `state_dir`.
+    pub async fn gateway_on(
+        &self,
+        listener: tokio::net::TcpListener,
+        state_dir: &std::path::Path,
+    ) -> (RunningServer, String) {
         let addr = listener.local_addr().expect("addr");
         let base = format!("http://{addr}");
         let mounts = fill_hosts(&self.mounts, &self.emu, &base);
         let text = format!(
             "[server]\nlisten = \"{addr}\"\nsigning_key = \"{SIGNING_KEY}\"\nstate_dir = \"{}\"\n{}\n\n[[users]]\nname = \"{USER}\"\npassword_hash = \"{}\"\nmounts = [\"*\"]\nwrite = true\n\n{}\n{mounts}",
-            self.state_dir.path().display(),
+            state_dir.display(),
             self.server_extra,
             password_hash(),
             self.extra_users.replace("{hash}", password_hash()),
@@ -186,8 +199,10 @@ impl TestEnv {
         let config = pan123_webdav::config::parse(&text, std::path::Path::new("test.toml"))
             .unwrap_or_else(|e| panic!("config: {e}\n{text}"));
         let state = Arc::new(AppState::new(&config).await.expect("state"));
-        self.gw = Some(start_on(listener, state, None).expect("gateway starts"));
-        self.base = base;
+        (
+            start_on(listener, state, None).expect("gateway starts"),
+            base,
+        )
     }
 
     /// The running gateway's clock: moved forward instead of waiting minutes or days.

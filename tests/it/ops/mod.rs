@@ -1,6 +1,7 @@
 //! Running it: probes and metrics, the CLI, the demo, packaging, TLS, secrets kept out of logs,
 //! shutdown and crash recovery.
 
+mod cluster;
 mod config_cli;
 mod crash_resume;
 // The `demo` command exists only with the feature (on by default).
