@@ -251,7 +251,10 @@ impl UploadQueue {
         }
         tracing::info!(job = %id, phase = ?job.record.phase, why, "upload cancelled");
         self.cleanup_remote(&job.record).await;
+        let (mount, parent) = (job.record.mount.clone(), job.record.parent_id);
         self.forget(job).await;
+        // The pending entry is gone and nothing landed: the folder lists again.
+        self.changed(&mount, parent);
         true
     }
 
@@ -292,7 +295,10 @@ impl UploadQueue {
         }
     }
 
-    /// Removes a finished or cancelled job's manifest and spool file; tells listeners.
+    /// Removes a finished or cancelled job's manifest and spool file. Listeners are told by the
+    /// caller, when the job leaves the pending list: a second notice after a finished job left
+    /// it would make a listing fetched in between stale (one more list call for a client that
+    /// came in right after the upload landed).
     pub(super) async fn forget(&self, job: Job) {
         // Waits for a manifest write in flight; later ones find the job gone and skip.
         let _persist = job.persist.lock().await;
@@ -301,7 +307,6 @@ impl UploadQueue {
         }
         job.file.clone().discard().await;
         drop(job.file);
-        self.changed(&job.record.mount, job.record.parent_id);
     }
 }
 
