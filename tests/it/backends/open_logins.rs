@@ -523,6 +523,12 @@ async fn authorize_exchanges_the_code_and_serve_uses_the_stored_tokens() {
     assert_eq!(emu.oauth_rotations(), 0, "the stored access token was used");
     emu.expire_tokens();
     assert_eq!(list_on(&gw.base).await, 207);
+    // An expired listing (`cache_ttl = "0s"`) is answered at once and listed again in the
+    // background, so the refresh may come just after the 207.
+    eventually("a refresh with the stored refresh token", || {
+        emu.oauth_rotations() >= 1
+    })
+    .await;
     assert_eq!(
         emu.oauth_rotations(),
         1,
