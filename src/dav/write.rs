@@ -281,11 +281,24 @@ impl MountFs {
                     FsError::GeneralFailure
                 })?,
             // A file still waiting in the queue: a second spool file, a second job.
-            Some(Local::Spooled(_)) => self
-                .mount
-                .copy_through(&self.mount, &entry, &to_parent, &to_name)
-                .await
-                .map_err(|e| put_error(e, &ctx.failure))?,
+            Some(Local::Spooled(_)) => {
+                match self
+                    .mount
+                    .copy_through(&self.mount, &entry, &to_parent, &to_name)
+                    .await
+                {
+                    // The upload landed while this COPY ran and its spool file went with it:
+                    // copy the file 123 now holds. Once: a source still local is an answer.
+                    Err(PutError::Backend(crate::backend::Error::NotFound)) => {
+                        let landed = self.entry(from, ctx).await?;
+                        if self.mount.vfs.local(&landed).is_some() {
+                            return Err(FsError::NotFound);
+                        }
+                        return Box::pin(self.copy_at(from, to, ctx)).await;
+                    }
+                    other => other.map_err(|e| put_error(e, &ctx.failure))?,
+                }
+            }
             // A copy of an empty cloud file is an empty file like any other: kept here, since
             // 123 may refuse to create it (`Mount::put`).
             None if !entry.is_dir && entry.size == 0 => self
