@@ -79,6 +79,13 @@ pub struct Meter {
     quota: Mutex<HashMap<String, SystemTime>>,
 }
 
+/// Whose budget is the tightest: the mount's or the client row's.
+#[derive(Clone, Copy, Debug)]
+enum Whose {
+    Mount,
+    Client,
+}
+
 impl Meter {
     /// A meter reading the counts `state_dir` holds for the current month (none without a
     /// `state_dir`, or for another month).
@@ -119,10 +126,11 @@ impl Meter {
     }
 
     /// The bytes each budget of `scope` has left: the smallest, and whose it is (`None` when
-    /// no budget applies).
-    fn left(c: &Counts, scope: &Scope) -> Option<(u64, String)> {
-        let mut least: Option<(u64, String)> = None;
-        let mut consider = |used: u64, budget: Option<u64>, whose: String| {
+    /// no budget applies). Called for every proxied chunk, so whose budget it is stays a
+    /// flag until a refusal needs its name.
+    fn left(c: &Counts, scope: &Scope) -> Option<(u64, Whose)> {
+        let mut least: Option<(u64, Whose)> = None;
+        let mut consider = |used: u64, budget: Option<u64>, whose: Whose| {
             if let Some(budget) = budget {
                 let left = budget.saturating_sub(used);
                 if least.as_ref().is_none_or(|(l, _)| left < *l) {
@@ -133,19 +141,23 @@ impl Meter {
         consider(
             c.mounts.get(&scope.mount).copied().unwrap_or(0),
             scope.mount_budget,
-            format!("mount {}", scope.mount),
+            Whose::Mount,
         );
         if let Some((row, budget)) = &scope.client {
             consider(
                 c.clients.get(row).copied().unwrap_or(0),
                 *budget,
-                format!("client row \"{row}\""),
+                Whose::Client,
             );
         }
         least
     }
 
-    fn refused(&self, c: &Counts, whose: String) -> Refused {
+    fn refused(&self, c: &Counts, scope: &Scope, whose: Whose) -> Refused {
+        let whose = match (whose, &scope.client) {
+            (Whose::Client, Some((row, _))) => format!("client row \"{row}\""),
+            _ => format!("mount {}", scope.mount),
+        };
         Refused {
             until: c.month.end(),
             whose,
@@ -156,9 +168,20 @@ impl Meter {
         if n == 0 {
             return;
         }
-        *c.mounts.entry(scope.mount.clone()).or_insert(0) += n;
+        // The key is cloned only the first time a mount or row counts this month.
+        match c.mounts.get_mut(&scope.mount) {
+            Some(v) => *v += n,
+            None => {
+                c.mounts.insert(scope.mount.clone(), n);
+            }
+        }
         if let Some((row, _)) = &scope.client {
-            *c.clients.entry(row.clone()).or_insert(0) += n;
+            match c.clients.get_mut(row) {
+                Some(v) => *v += n,
+                None => {
+                    c.clients.insert(row.clone(), n);
+                }
+            }
         }
         self.dirty.store(true, Ordering::Relaxed);
     }
@@ -167,7 +190,7 @@ impl Meter {
     pub fn admit(&self, scope: &Scope) -> Result<(), Refused> {
         let c = self.counts();
         match Self::left(&c, scope) {
-            Some((0, whose)) => Err(self.refused(&c, whose)),
+            Some((0, whose)) => Err(self.refused(&c, scope, whose)),
             _ => Ok(()),
         }
     }
@@ -177,8 +200,8 @@ impl Meter {
     pub fn reserve(&self, scope: &Scope, n: u64) -> Result<(), Refused> {
         let mut c = self.counts();
         match Self::left(&c, scope) {
-            Some((0, whose)) => return Err(self.refused(&c, whose)),
-            Some((left, whose)) if n > left => return Err(self.refused(&c, whose)),
+            Some((0, whose)) => return Err(self.refused(&c, scope, whose)),
+            Some((left, whose)) if n > left => return Err(self.refused(&c, scope, whose)),
             _ => {}
         }
         self.add(&mut c, scope, n);
