@@ -33,7 +33,7 @@ fn read(name: &str) -> String {
 fn fence_marker(line: &str) -> Option<&str> {
     let trimmed = line.trim_start();
     let ticks = trimmed.len() - trimmed.trim_start_matches('`').len();
-    (ticks >= 3).then(|| &trimmed[..ticks])
+    (ticks >= 3).then_some(&trimmed[..ticks])
 }
 
 fn outline(text: &str) -> Outline {
