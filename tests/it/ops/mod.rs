@@ -9,6 +9,7 @@ mod crash_resume;
 mod demo;
 mod packaging;
 mod probes;
+mod readme_zh;
 mod secrets;
 mod shutdown;
 mod tls;
