@@ -121,8 +121,8 @@ const WORDS: &[(&str, &str, &str)] = &[
     ),
     (
         "connect.windows",
-        "Windows Explorer: This PC → Map network drive → “Connect to a Web site…”, or paste the address into the address bar.",
-        "Windows 资源管理器：此电脑 → 映射网络驱动器 → “连接到可用于存储文档和图片的网站”，或把地址粘贴到地址栏。",
+        "Windows Explorer: This PC → Map network drive → “Connect to a Web site…”, or paste the address into the address bar. Over plain http, Windows sends passwords only after BasicAuthLevel is set to 2 (see the README); https needs nothing.",
+        "Windows 资源管理器：此电脑 → 映射网络驱动器 → “连接到可用于存储文档和图片的网站”，或把地址粘贴到地址栏。使用 http 时，需先把 BasicAuthLevel 设为 2（见 README）；https 无需设置。",
     ),
     (
         "connect.finder",

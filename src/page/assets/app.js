@@ -63,15 +63,13 @@
     if (u === 0) { return n + ' B'; }
     return (v < 10 ? v.toFixed(1) : Math.round(v)) + ' ' + units[u];
   }
-  var dateFormat = null;
-  try {
-    dateFormat = new Intl.DateTimeFormat(lang === 'zh' ? 'zh-CN' : 'en-GB',
-      { year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit' });
-  } catch (e) { dateFormat = null; }
+  // Local time as YYYY-MM-DD HH:MM: unambiguous in both languages.
+  function pad(n) { return n < 10 ? '0' + n : String(n); }
   function when(secs) {
     if (!secs) { return ''; }
     var d = new Date(secs * 1000);
-    return dateFormat ? dateFormat.format(d) : d.toISOString().slice(0, 16).replace('T', ' ');
+    return d.getFullYear() + '-' + pad(d.getMonth() + 1) + '-' + pad(d.getDate()) + ' ' +
+      pad(d.getHours()) + ':' + pad(d.getMinutes());
   }
 
   function compare(a, b) {
