@@ -151,19 +151,19 @@ pub fn folder(f: &Folder<'_>, ui: &str, entries: &[Entry]) -> String {
     }
     out.push_str("<span id=\"count\" role=\"status\"></span></div>\n");
     if f.can_write {
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "<div id=\"drop\" hidden>{}</div><ul id=\"queue\" aria-live=\"polite\"></ul>\n",
+            "<div id=\"drop\" hidden>{}</div><ul id=\"queue\" aria-live=\"polite\"></ul>",
             lang.t("dropzone")
         );
     }
-    let _ = write!(
+    let _ = writeln!(
         out,
         "<table id=\"list\" data-write=\"{}\" data-share=\"{}\" data-base=\"{base}\" data-path=\"{path}\" data-api=\"{base}/-/\"><thead><tr>\
 <th scope=\"col\" data-k=\"n\" aria-sort=\"ascending\"><button type=\"button\">{}</button></th>\
 <th scope=\"col\" data-k=\"s\"><button type=\"button\">{}</button></th>\
 <th scope=\"col\" data-k=\"m\"><button type=\"button\">{}</button></th>\
-<th scope=\"col\" class=\"act\">{}</th></tr></thead><tbody>\n",
+<th scope=\"col\" class=\"act\">{}</th></tr></thead><tbody>",
         u8::from(f.can_write),
         u8::from(f.can_share),
         lang.t("name"),
@@ -174,9 +174,9 @@ pub fn folder(f: &Folder<'_>, ui: &str, entries: &[Entry]) -> String {
         path = escape(&href[f.base.len()..]),
     );
     if !f.segments.is_empty() {
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "<tr class=\"up\"><td><a href=\"../\" aria-label=\"{}\">../</a><td><td><td>\n",
+            "<tr class=\"up\"><td><a href=\"../\" aria-label=\"{}\">../</a><td><td><td>",
             lang.t("parent")
         );
     }
@@ -252,7 +252,7 @@ pub fn connect(c: &Connect<'_>, ui: &str) -> String {
     );
     // Windows Explorer takes the URL as is; for HTTPS the UNC form needs @SSL.
     let unc = unc_path(c.url);
-    let _ = write!(
+    let _ = writeln!(
         out,
         "<h1>{title}</h1><p>{intro}</p>\
 <p><label for=\"url\">{address}</label> <input id=\"url\" readonly value=\"{url}\" size=\"60\"></p>\
@@ -260,7 +260,7 @@ pub fn connect(c: &Connect<'_>, ui: &str) -> String {
 <section><h2>macOS Finder</h2><p>{finder}</p><pre><code>{url}</code></pre></section>\
 <section><h2>rclone</h2><p>{rc}</p><pre><code id=\"rclone\">{rclone}</code></pre></section>\
 <section><h2>Infuse · Kodi · VLC · nPlayer</h2><p>{players}</p><pre><code>{url}</code></pre></section>\
-<p><a href=\"{base}/{mount}/\">{back}</a></p></main></body></html>\n",
+<p><a href=\"{base}/{mount}/\">{back}</a></p></main></body></html>",
         title = escape(&title),
         intro = lang.t("connect.intro"),
         address = lang.t("address"),
@@ -345,7 +345,7 @@ mod tests {
         let e = |i: usize| Entry {
             id: i as u64,
             name: format!("file-{i:04}-<b>.bin"),
-            is_dir: i % 10 == 0,
+            is_dir: i.is_multiple_of(10),
             size: 1_000_000 + i as u64,
             md5: None,
             version: None,
