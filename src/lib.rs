@@ -17,6 +17,7 @@ pub mod demo;
 pub mod download;
 pub mod metrics;
 pub mod mount;
+pub mod page;
 pub mod response;
 pub mod server;
 pub mod state_files;

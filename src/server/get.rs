@@ -19,7 +19,8 @@ use crate::response;
 use crate::response::ResponseBody;
 use response::status_text;
 
-/// GET/HEAD on a mount path: a folder gets an HTML index (HEAD 200); a file goes by policy.
+/// GET/HEAD on a mount path: a folder gets the browser page (a browser's GET) or a minimal
+/// HTML index (other clients, HEAD 200); a file goes by policy.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn get_or_head<B>(
     state: &AppState,
@@ -30,6 +31,7 @@ pub(super) async fn get_or_head<B>(
     profile: ClientProfile,
     ctx: &FsRequest,
     full_path: &str,
+    user: &super::auth::User,
 ) -> Response<ResponseBody> {
     // Client junk is answered locally: from the side store, or a fast 404 that never asks 123.
     if let Some(name) = rest.last().filter(|n| ctx.is_junk(n)) {
@@ -53,6 +55,14 @@ pub(super) async fn get_or_head<B>(
         Ok(e) => e,
         Err(e) => return error_response(&e, full_path),
     };
+    if entry.is_dir && req.method() == http::Method::GET && crate::page::wants_html(req.headers()) {
+        // The same cached listing as PROPFIND, with pending uploads shown.
+        let entries = match mount.vfs.list_view(&entry).await {
+            Ok(l) => l,
+            Err(e) => return error_response(&e, full_path),
+        };
+        return super::ui::folder_page(state, req, user, Some(mount), full, &entries);
+    }
     if entry.is_dir {
         let listing = match mount.vfs.list(&entry).await {
             Ok(l) => l,

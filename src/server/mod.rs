@@ -16,7 +16,7 @@ mod freshness;
 mod get;
 pub mod health;
 pub mod if_header;
-mod index;
+pub(crate) mod index;
 pub mod lockout;
 pub mod paths;
 pub mod profile;
@@ -26,6 +26,7 @@ mod router;
 pub mod shutdown;
 mod tls;
 mod to_dav;
+mod ui;
 mod write;
 pub mod xml_body;
 
@@ -98,6 +99,8 @@ pub struct AppState {
     pub base_path: String,
     /// `server.public_url`: this gateway as clients reach it, for the absolute URLs it builds.
     pub public_url: Option<String>,
+    /// The main listener speaks TLS (`tls_cert`): URLs built from `Host` are `https`.
+    pub tls: bool,
     /// Bytes downloaded from 123 this month, per mount and client row, and their budgets.
     pub traffic: Arc<crate::traffic::Meter>,
 }
@@ -291,6 +294,7 @@ impl AppState {
             upstream_deadline: config.server.upstream_deadline,
             base_path: config.server.base_path.clone(),
             public_url: config.server.public_url.clone(),
+            tls: config.server.tls_cert.is_some(),
             traffic: Arc::new(crate::traffic::Meter::new(
                 clock.clone(),
                 Some(&config.server.state_dir),

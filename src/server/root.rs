@@ -66,19 +66,7 @@ where
 {
     match *req.method() {
         Method::GET | Method::HEAD => {
-            let entries: Vec<Entry> = visible
-                .iter()
-                .map(|m| Entry {
-                    id: 0,
-                    name: m.name().to_string(),
-                    is_dir: true,
-                    size: 0,
-                    md5: None,
-                    version: None,
-                    modified: SystemTime::UNIX_EPOCH,
-                    created: SystemTime::UNIX_EPOCH,
-                })
-                .collect();
+            let entries = mount_entries(&visible);
             let path = format!("{base}/");
             html(
                 &req,
@@ -97,6 +85,23 @@ where
         }
         _ => status_text(StatusCode::FORBIDDEN, "The root folder is read-only", None),
     }
+}
+
+/// The mounts as the virtual root's folders.
+pub(super) fn mount_entries(visible: &[Arc<Mount>]) -> Vec<Entry> {
+    visible
+        .iter()
+        .map(|m| Entry {
+            id: 0,
+            name: m.name().to_string(),
+            is_dir: true,
+            size: 0,
+            md5: None,
+            version: None,
+            modified: SystemTime::UNIX_EPOCH,
+            created: SystemTime::UNIX_EPOCH,
+        })
+        .collect()
 }
 
 pub(super) fn html<B>(req: &Request<B>, page: String) -> Response<ResponseBody> {

@@ -2,7 +2,8 @@
 //! order:
 //!
 //! 0. `server.base_path`: a request outside it is 404; the steps below see the path under it;
-//! 1. internal routes under `/-/` (health, metrics, signed downloads): no Basic auth;
+//! 1. internal routes under `/-/` (health, metrics, signed downloads, the page's assets): no
+//!    Basic auth (the page's share, queue and connect routes check it themselves);
 //! 2. the path, decoded strictly, and the mount it belongs to;
 //! 3. OPTIONS, answered before auth so clients can discover the server;
 //! 4. the lockout, then authentication (anonymous mounts may be read without it);
@@ -110,7 +111,7 @@ where
     Ok(match req.method().as_str() {
         "GET" | "HEAD" => {
             super::get::get_or_head(
-                state, &mount, rest, &segments, &req, profile, &ctx, &full_path,
+                state, &mount, rest, &segments, &req, profile, &ctx, &full_path, &user,
             )
             .await
         }
@@ -141,7 +142,7 @@ where
 /// The lockout, then the credentials: the user, or 401/429. Without credentials, a mount
 /// that says so may be read (GET, HEAD, PROPFIND) anonymously. Wrong credentials count
 /// towards a lockout; a request without any does not.
-async fn authenticate<B>(
+pub(super) async fn authenticate<B>(
     state: &AppState,
     req: &Request<B>,
     mount: Option<&Arc<Mount>>,
@@ -212,6 +213,10 @@ where
         .filter(|m| user.can_see(&m.config.path))
         .cloned()
         .collect();
+    if req.method() == Method::GET && crate::page::wants_html(req.headers()) {
+        let entries = super::root::mount_entries(&visible);
+        return super::ui::folder_page(state, &req, user, None, &[], &entries);
+    }
     super::root::root(&state.base_path, state.address_of("/"), req, visible).await
 }
 
@@ -279,10 +284,16 @@ fn may_write<B>(
     None
 }
 
-/// Routes under `/-/`: health and metrics, and signed downloads (`/-/d/…`, whose signature
-/// is the credential).
-async fn internal<B>(state: &AppState, req: &Request<B>, rest: &str) -> Response<ResponseBody> {
+/// Routes under `/-/`: health and metrics, the browser page's (`ui`), and signed downloads
+/// (`/-/d/…`, whose signature is the credential).
+async fn internal<B>(state: &AppState, req: &Request<B>, rest: &str) -> Response<ResponseBody>
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+{
     if let Some(res) = super::health::route(state, req, rest).await {
+        return res;
+    }
+    if let Some(res) = super::ui::route(state, req, rest).await {
         return res;
     }
     let Some(signed) = rest.strip_prefix("d/") else {

@@ -125,6 +125,18 @@ pub struct QueueStats {
     pub manifest_syncs: u64,
 }
 
+/// How many ended jobs `states` remembers.
+const RECENT_MAX: usize = 256;
+
+/// A job that ended: its target and whether it landed.
+#[derive(Clone, Debug)]
+struct Ended {
+    mount: String,
+    parent: u64,
+    name: String,
+    done: bool,
+}
+
 /// A listener of `on_change`: (mount name, parent folder id).
 pub type ChangeFn = Arc<dyn Fn(&str, u64) + Send + Sync>;
 
@@ -177,6 +189,8 @@ pub struct UploadQueue {
     admin: tokio::sync::Mutex<()>,
     wake: tokio::sync::Notify,
     listeners: Mutex<Vec<ChangeFn>>,
+    /// The last jobs that ended, for the page's queue view (`states`).
+    recent: Mutex<VecDeque<Ended>>,
     tasks: Mutex<Vec<AbortHandle>>,
     closed: AtomicBool,
     completed: AtomicU64,
@@ -219,6 +233,7 @@ impl UploadQueue {
             admin: tokio::sync::Mutex::new(()),
             wake: tokio::sync::Notify::new(),
             listeners: Mutex::new(Vec::new()),
+            recent: Mutex::new(VecDeque::new()),
             tasks: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
             completed: AtomicU64::new(0),

@@ -5,8 +5,8 @@
 use tokio::sync::watch;
 
 use super::{
-    cancelled, holds, lock, same_name, targets, wait_done, Job, NewJob, PendingFile, Run, Status,
-    UploadQueue, CLEANUP_TIMEOUT,
+    cancelled, holds, lock, same_name, targets, wait_done, Ended, Job, NewJob, PendingFile, Run,
+    Status, UploadQueue, CLEANUP_TIMEOUT, RECENT_MAX,
 };
 use crate::backend::{Entry, Error};
 use crate::upload::store::{JobId, Phase, Record};
@@ -81,6 +81,53 @@ impl UploadQueue {
             .collect();
         files.sort_by(|a, b| a.0.id.cmp(&b.0.id));
         files.into_iter().map(|(_, p)| p).collect()
+    }
+
+    /// The uploads of a folder and their state, for the browser page: `queued` or `uploading`
+    /// for pending jobs, then `done` or `failed` for the last jobs that ended there.
+    pub fn states(&self, mount: &str, parent_id: u64) -> Vec<(String, &'static str)> {
+        let mut out: Vec<(String, &'static str)> = {
+            let st = lock(&self.state);
+            let mut jobs: Vec<&Job> = st
+                .jobs
+                .values()
+                .filter(|j| j.record.mount == mount && j.record.parent_id == parent_id)
+                .collect();
+            jobs.sort_by(|a, b| a.record.id.cmp(&b.record.id));
+            jobs.into_iter()
+                .map(|j| {
+                    let state = if j.status == Status::Running {
+                        "uploading"
+                    } else {
+                        "queued"
+                    };
+                    (j.record.name.clone(), state)
+                })
+                .collect()
+        };
+        let recent = lock(&self.recent);
+        for e in recent
+            .iter()
+            .filter(|e| e.mount == mount && e.parent == parent_id)
+        {
+            if !out.iter().any(|(n, _)| *n == e.name) {
+                out.push((e.name.clone(), if e.done { "done" } else { "failed" }));
+            }
+        }
+        out
+    }
+
+    /// Remembers that a job ended (the newest first), for `states`.
+    pub(super) fn ended(&self, record: &Record, done: bool) {
+        let mut recent = lock(&self.recent);
+        recent.retain(|e| !targets_ended(e, record));
+        recent.push_front(Ended {
+            mount: record.mount.clone(),
+            parent: record.parent_id,
+            name: record.name.clone(),
+            done,
+        });
+        recent.truncate(RECENT_MAX);
     }
 
     /// The pending file `name` of a folder, if any.
@@ -318,4 +365,8 @@ pub(super) fn pending_file(rec: &Record) -> PendingFile {
         path: rec.spool_path.clone(),
         modified: rec.modified(),
     }
+}
+
+fn targets_ended(e: &Ended, record: &Record) -> bool {
+    e.mount == record.mount && e.parent == record.parent_id && e.name == record.name
 }

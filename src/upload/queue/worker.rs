@@ -93,6 +93,7 @@ impl UploadQueue {
                     return Err(cancelled());
                 };
                 tracing::info!(job = %id, file_id = entry.id, size = entry.size, "upload complete");
+                self.ended(&job.record, true);
                 self.forget(job).await;
                 // Counted once the manifest and the spool file are gone.
                 self.completed.fetch_add(1, Ordering::Relaxed);
@@ -181,6 +182,7 @@ impl UploadQueue {
     }
 
     pub(super) async fn fail_record(&self, record: &Record, error: &str) {
+        self.ended(record, false);
         let uploaded = match &record.phase {
             Phase::Uploaded { id, .. } => Some(*id),
             _ => None,

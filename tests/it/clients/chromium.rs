@@ -1,6 +1,7 @@
-//! A browser (headless Chromium) on a folder's HTML index: the page renders with a link per
-//! entry, a screenshot is kept under `target/client-screenshots/`, and following a file's link
-//! from the rendered page downloads the file's bytes.
+//! A browser (headless Chromium, its command line only) on a folder's page: the page renders
+//! with a link per entry (relative to the folder, folders first), a screenshot is kept under
+//! `target/client-screenshots/`, and following a file's link from the rendered page downloads
+//! the file's bytes. `browser.rs` drives the page through WebDriver.
 
 use crate::common::tools::{ok, require, run};
 use crate::common::*;
@@ -31,9 +32,9 @@ fn authed(env: &TestEnv, path: &str) -> String {
         .replacen("http://", &format!("http://{USER}:{password}@"), 1)
 }
 
-/// The `href`s of the `<a>` elements of a DOM dump.
+/// The `href`s of the links of the listing's rows in a DOM dump.
 fn hrefs(dom: &str) -> Vec<String> {
-    dom.split("<a href=\"")
+    dom.split("<td><a href=\"")
         .skip(1)
         .filter_map(|rest| rest.split('"').next())
         .map(|h| h.replace("&amp;", "&"))
@@ -65,9 +66,9 @@ async fn renders_an_index_and_follows_a_link_to_download() {
         links,
         [
             "../",
-            "/m/Season%201/",
-            "/m/notes%20%26%20more.txt",
-            "/m/%E7%94%B5%E5%BD%B1.bin"
+            "Season%201/",
+            "notes%20%26%20more.txt",
+            "%E7%94%B5%E5%BD%B1.bin"
         ],
         "{dom}"
     );
@@ -94,8 +95,8 @@ async fn renders_an_index_and_follows_a_link_to_download() {
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 1000);
 
     // Follow the text file's link from the rendered page: the browser shows its bytes.
-    let link = &links[2];
-    let page = chromium(profile.path(), &["--dump-dom".into(), authed(&env, link)]).await;
+    let link = format!("/m/{}", links[2]);
+    let page = chromium(profile.path(), &["--dump-dom".into(), authed(&env, &link)]).await;
     let page = String::from_utf8_lossy(&page).into_owned();
     assert!(page.contains(text.trim_end()), "{page}");
 }
