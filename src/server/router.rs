@@ -285,6 +285,9 @@ async fn internal<B>(state: &AppState, req: &Request<B>, rest: &str) -> Response
     if let Some(res) = super::health::route(state, req, rest).await {
         return res;
     }
+    if rest == "internal/pending" {
+        return super::internal::pending(state, req).await;
+    }
     let Some(signed) = rest.strip_prefix("d/") else {
         return status_text(StatusCode::NOT_FOUND, "Not found", None);
     };
