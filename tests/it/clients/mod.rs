@@ -4,5 +4,5 @@
 mod chromium;
 mod client_sequences;
 mod ffmpeg;
-mod litmus;
+pub(crate) mod litmus;
 mod rclone;

@@ -99,3 +99,12 @@ impl Drop for Balancer {
         self.task.abort();
     }
 }
+
+/// The MD5 of `bytes` in lower-case hex, as 123 (and the emulator) lists it.
+pub fn md5_hex(bytes: &[u8]) -> String {
+    use md5::{Digest, Md5};
+    Md5::digest(bytes)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
