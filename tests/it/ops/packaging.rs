@@ -198,5 +198,8 @@ fn the_compose_file_names_redis_two_gateways_and_a_proxy() {
     }
     let caddy = std::fs::read_to_string(root.join("cluster/Caddyfile")).expect("Caddyfile");
     assert!(caddy.contains("reverse_proxy gateway-a:8080 gateway-b:8080"));
-    assert!(caddy.contains("/-/internal/*"), "the internal route kept private");
+    assert!(
+        caddy.contains("/-/internal/*"),
+        "the internal route kept private"
+    );
 }
