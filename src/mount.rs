@@ -106,6 +106,8 @@ impl Mount {
             writes.queue.enqueue(job).await.map_err(PutError::Queue)?;
             // Removed only once the pending file lists in its place.
             overlay.remove(parent, name);
+            // In a cluster, every instance lists it before the PUT is answered.
+            self.vfs.publish_pending(parent).await;
             Ok(())
         }
     }
@@ -165,6 +167,12 @@ impl Mount {
         let mut writer = writes.spool.writer(Some(entry.size)).await?;
         match src.vfs.local(entry) {
             Some(Local::Empty) => {}
+            Some(Local::Remote(_)) => {
+                drop(writer);
+                return Err(PutError::Backend(Error::Unavailable(
+                    crate::vfs::PENDING_ELSEWHERE.into(),
+                )));
+            }
             Some(Local::Spooled(path)) => {
                 let mut file = tokio::fs::File::open(&path)
                     .await

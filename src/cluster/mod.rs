@@ -11,6 +11,7 @@
 
 mod invalidate;
 mod limiter;
+mod pending;
 mod tokens;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +21,7 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 
 pub use invalidate::Invalidation;
+pub use pending::{PendingRecord, REFRESH_EVERY as PENDING_REFRESH, SIGNATURE_HEADER};
 pub use tokens::Lease;
 
 use crate::backend::pacer::QpsLimiter;
@@ -62,6 +64,8 @@ pub struct Cluster {
     local: QpsLimiter,
     /// What to do with another instance's invalidation (set once by the server).
     on_invalidate: Mutex<Option<invalidate::Handler>>,
+    /// Pending uploads published to the others (`pending.rs`).
+    pending: pending::PendingState,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -89,6 +93,7 @@ impl Cluster {
             instances: config.instances,
             local: QpsLimiter::new(),
             on_invalidate: Mutex::new(None),
+            pending: pending::PendingState::default(),
         });
         cluster.check().await;
         if cluster.available() {

@@ -17,6 +17,29 @@ pub struct ClusterConfig {
     /// How many instances run, if the operator says: while Redis is unavailable each paces
     /// itself at 123's budget divided by this (a quarter when unknown).
     pub instances: Option<u32>,
+    /// `http(s)://host:port` other instances reach this one at (GETs of its pending uploads
+    /// are proxied from it); `None`: derived from `server.listen` (see [`Self::advertise`]).
+    pub advertise_url: Option<String>,
+}
+
+impl ClusterConfig {
+    /// The URL other instances reach this one at, `server.base_path` included: `advertise_url`,
+    /// or `http(s)://<listen>` when `server.listen` names an address (not 0.0.0.0 or [::]).
+    pub fn advertise(&self, server: &super::ServerConfig) -> Option<String> {
+        let root = match &self.advertise_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None if server.listen.ip().is_unspecified() => return None,
+            None => {
+                let scheme = if server.tls_cert.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                format!("{scheme}://{}", server.listen)
+            }
+        };
+        Some(format!("{root}{}", server.base_path.trim_end_matches('/')))
+    }
 }
 
 /// The keys of the `[cluster]` table.
@@ -25,6 +48,7 @@ pub struct ClusterConfig {
 pub(super) struct RawCluster {
     pub redis_url: Option<String>,
     pub instances: Option<i64>,
+    pub advertise_url: Option<String>,
 }
 
 /// The `[cluster]` table, if present.
@@ -76,10 +100,42 @@ pub(super) fn resolve(report: &mut Report, value: Option<toml::Value>) -> Option
         report.add(s.key("redis_url"), reason);
         return None;
     }
+    let advertise_url = raw
+        .advertise_url
+        .and_then(|url| match check_advertise_url(&url) {
+            Ok(()) => Some(url.trim().to_string()),
+            Err(reason) => {
+                report.add(s.key("advertise_url"), reason);
+                None
+            }
+        });
     Some(ClusterConfig {
         redis_url: Secret::from(url),
         instances,
+        advertise_url,
     })
+}
+
+/// Why `url` cannot be where other instances reach this one, if it cannot.
+pub fn check_advertise_url(url: &str) -> Result<(), String> {
+    let example = "like \"http://10.0.0.5:8080\" or \"http://gateway-a:8080\"";
+    let parsed =
+        url::Url::parse(url.trim()).map_err(|e| format!("not a URL ({e}); write it {example}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!(
+            "the scheme is \"{}\"; write it {example}",
+            parsed.scheme()
+        ));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(format!("no host; write it {example}"));
+    }
+    if parsed.path() != "/" || parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(format!(
+            "only scheme, host and port are read (server.base_path is added); write it {example}"
+        ));
+    }
+    Ok(())
 }
 
 /// Why `url` cannot name a Redis server, if it cannot. The URL itself is never quoted (it may

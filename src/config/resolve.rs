@@ -85,6 +85,15 @@ pub(super) fn parse_with_env(text: &str, source: &Path, env: Env) -> Result<Conf
     let client_tables = array_of_tables(&mut report, "clients", root.remove("clients"));
     let clients = super::clients::resolve(&mut report, client_tables);
     let cluster = super::cluster::resolve(&mut report, root.remove("cluster"));
+    if let Some(c) = &cluster {
+        if c.advertise(&server).is_none() {
+            report.add(
+                "cluster.advertise_url",
+                "missing: server.listen is a wildcard address, so other instances cannot tell \
+                 where to reach this one; set it, like \"http://10.0.0.5:8080\"",
+            );
+        }
+    }
 
     if !report.problems.is_empty() {
         return Err(ConfigError::new(source, report.problems));

@@ -1447,3 +1447,42 @@ fn cluster_section() {
         &["expected a table"],
     );
 }
+
+#[test]
+fn cluster_advertise_url() {
+    let redis = "[cluster]\nredis_url = \"redis://127.0.0.1\"\n";
+    // Derived from a listen address others can reach, base_path added.
+    let config = ok(&format!(
+        "[server]\nlisten = \"10.0.0.5:8080\"\nbase_path = \"/dav\"\n{MOUNT}{USER}\n{redis}"
+    ));
+    let cluster = config.cluster.as_ref().expect("cluster");
+    assert_eq!(
+        cluster.advertise(&config.server).as_deref(),
+        Some("http://10.0.0.5:8080/dav")
+    );
+    // Given: used as is.
+    let config = ok(&format!(
+        "[server]\nlisten = \"0.0.0.0:8080\"\n{MOUNT}{USER}\n{redis}advertise_url = \"http://gw-a:8080/\"\n"
+    ));
+    let cluster = config.cluster.as_ref().expect("cluster");
+    assert_eq!(
+        cluster.advertise(&config.server).as_deref(),
+        Some("http://gw-a:8080")
+    );
+    // A wildcard listen address without it, and a bad one, are refused.
+    one_problem(
+        &format!("[server]\nlisten = \"0.0.0.0:8080\"\n{MOUNT}{USER}\n{redis}"),
+        "cluster.advertise_url",
+        &["missing", "wildcard"],
+    );
+    one_problem(
+        &format!("{MOUNT}{USER}\n{redis}advertise_url = \"redis://gw-a:8080\"\n"),
+        "cluster.advertise_url",
+        &["scheme"],
+    );
+    one_problem(
+        &format!("{MOUNT}{USER}\n{redis}advertise_url = \"http://gw-a:8080/dav\"\n"),
+        "cluster.advertise_url",
+        &["only scheme, host and port"],
+    );
+}

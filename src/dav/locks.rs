@@ -113,6 +113,28 @@ fn owner_size(owner: &Element) -> usize {
     }
 }
 
+/// The `owner` element as a standalone XML text that parses back: dav-server renames it
+/// `D:owner` whatever prefix the client used, so the `D` prefix is declared on it when the
+/// client's document did not (litmus sends `<lockinfo xmlns='DAV:'>`).
+fn owner_xml(owner: &Element) -> Option<String> {
+    let mut o = owner.clone();
+    if let Some(prefix) = o.prefix.clone() {
+        let ns = o.namespace.clone().unwrap_or_else(|| "DAV:".to_string());
+        let declared = o
+            .namespaces
+            .as_ref()
+            .is_some_and(|n| n.get(&prefix).is_some());
+        if !declared {
+            o.namespaces
+                .get_or_insert_with(xmltree::Namespace::empty)
+                .force_put(prefix, ns);
+        }
+    }
+    let mut out = Vec::new();
+    o.write(&mut out).ok()?;
+    String::from_utf8(out).ok()
+}
+
 /// Is `owner` over the size cap? (The router checks a LOCK body with this before dav-server.)
 pub fn owner_too_large(owner: &Element) -> bool {
     owner_size(owner) > OWNER_MAX_BYTES
@@ -194,11 +216,7 @@ impl MemoryLocks {
                     url: full,
                     prefix,
                     principal: h.lock.principal.clone(),
-                    owner: h.lock.owner.as_ref().and_then(|o| {
-                        let mut out = Vec::new();
-                        o.write(&mut out).ok()?;
-                        String::from_utf8(out).ok()
-                    }),
+                    owner: h.lock.owner.as_ref().and_then(|o| owner_xml(o)),
                     expires_ms: wall + (h.expires - now).as_millis() as u64,
                     timeout_ms: h.lock.timeout.map(|t| t.as_millis() as u64),
                     shared: h.lock.shared,
@@ -790,6 +808,25 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(l.timeout, Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn an_owner_in_a_default_namespace_survives_export() {
+        // As dav-server hands it over from `<lockinfo xmlns='DAV:'>`: renamed `D:owner`.
+        let info = Element::parse(
+            &b"<lockinfo xmlns='DAV:'><owner>litmus test suite</owner></lockinfo>"[..],
+        )
+        .expect("xml");
+        let mut owner = info.get_child("owner").expect("owner").clone();
+        owner.prefix = Some("D".to_owned());
+        let text = owner_xml(&owner).expect("written");
+        let back = Element::parse(text.as_bytes()).expect("parses back");
+        assert_eq!(back.name, "owner");
+        assert_eq!(
+            back.get_text().as_deref(),
+            Some("litmus test suite"),
+            "{text}"
+        );
     }
 
     #[test]

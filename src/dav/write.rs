@@ -147,6 +147,11 @@ impl MountFs {
             Some(Local::Empty) => {
                 self.mount.vfs.overlay().remove(parent.id, &name);
             }
+            Some(Local::Remote(_)) => {
+                return Err(ctx.fs_error(&crate::backend::Error::Unavailable(
+                    crate::vfs::PENDING_ELSEWHERE.into(),
+                )));
+            }
             Some(Local::Spooled(_)) => {
                 let cloud = cloud_name(&name).map_err(|e| ctx.fs_error(&e))?;
                 let queue = &self.mount.writes.as_ref().ok_or(FsError::Forbidden)?.queue;
@@ -205,6 +210,11 @@ impl MountFs {
                     overlay.add_placeholder(to_parent.id, &to_name);
                 }
                 overlay.remove(from_parent.id, &from_name);
+            }
+            Some(Local::Remote(_)) => {
+                return Err(ctx.fs_error(&crate::backend::Error::Unavailable(
+                    crate::vfs::PENDING_ELSEWHERE.into(),
+                )));
             }
             Some(Local::Spooled(_)) => {
                 let (old, new) = (cloud_name(&from_name), cloud_name(&to_name));
@@ -281,6 +291,11 @@ impl MountFs {
                     FsError::GeneralFailure
                 })?,
             // A file still waiting in the queue: a second spool file, a second job.
+            Some(Local::Remote(_)) => {
+                return Err(ctx.fs_error(&crate::backend::Error::Unavailable(
+                    crate::vfs::PENDING_ELSEWHERE.into(),
+                )));
+            }
             Some(Local::Spooled(_)) => {
                 match self
                     .mount

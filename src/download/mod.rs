@@ -10,6 +10,7 @@ pub mod metered;
 pub mod policy;
 pub mod proxy;
 pub mod range;
+pub mod remote;
 pub mod respond;
 pub mod sign;
 pub mod signed_route;

@@ -207,6 +207,9 @@ pub async fn serve_file(
             let source = local::Source::File(&path);
             return Ok(local::send(req.headers, entry, &v, honour_range, source).await);
         }
+        Some(crate::vfs::Local::Remote(record)) => {
+            return Ok(super::remote::send(dl.upstream, &record, req.headers, honour_range).await);
+        }
         Some(crate::vfs::Local::Empty) => {
             let source = local::Source::Memory(Bytes::new());
             return Ok(local::send(req.headers, entry, &v, honour_range, source).await);

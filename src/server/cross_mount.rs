@@ -182,6 +182,7 @@ async fn remove(mount: &Mount, entry: &Entry, parent: &Entry, name: &str) -> Res
             mount.vfs.overlay().remove(parent.id, name);
             Ok(())
         }
+        Some(Local::Remote(_)) => Err(Error::Unavailable(crate::vfs::PENDING_ELSEWHERE.into())),
         Some(Local::Spooled(_)) => {
             let cancelled = match mount.writes.as_ref() {
                 Some(w) => {

@@ -17,6 +17,7 @@ mod get;
 pub mod health;
 pub mod if_header;
 pub(crate) mod index;
+mod internal;
 pub mod lockout;
 pub mod paths;
 pub mod profile;
@@ -245,9 +246,17 @@ impl AppState {
             }
         }));
         if let Some(cluster) = &cluster {
+            if let Some(url) = config
+                .cluster
+                .as_ref()
+                .and_then(|c| c.advertise(&config.server))
+            {
+                cluster.set_advertise_url(&url);
+            }
             for m in &mounts {
                 m.vfs.join_cluster(cluster.clone(), m.name());
             }
+            internal::spawn_pending_refresh(cluster, &uploads, &mounts);
             let all: Vec<std::sync::Weak<Mount>> = mounts.iter().map(Arc::downgrade).collect();
             cluster.on_invalidate(move |what| match what {
                 crate::cluster::Invalidation::Folder { mount, dir } => {

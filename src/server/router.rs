@@ -296,6 +296,9 @@ where
     if let Some(res) = super::ui::route(state, req, rest).await {
         return res;
     }
+    if rest == "internal/pending" {
+        return super::internal::pending(state, req).await;
+    }
     let Some(signed) = rest.strip_prefix("d/") else {
         return status_text(StatusCode::NOT_FOUND, "Not found", None);
     };

@@ -10,6 +10,7 @@
 mod listing;
 pub mod names;
 mod overlay;
+mod remote;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -19,6 +20,10 @@ pub use overlay::Local;
 
 use crate::backend::{Backend, Entry, Error, Link, Quota};
 use crate::metrics::Metrics;
+
+/// Why a write on a file pending on another instance of the cluster waits.
+pub const PENDING_ELSEWHERE: &str =
+    "the file is still being uploaded by another gateway instance; try again once it lands";
 
 /// Links are dropped from the cache this long before they expire.
 const LINK_MARGIN: Duration = Duration::from_secs(60);
@@ -41,6 +46,8 @@ pub struct Vfs {
     delete: crate::config::DeleteMode,
     /// `[cluster]`: the other instances told of this mount's writes, and its name there.
     peers: std::sync::OnceLock<(Arc<crate::cluster::Cluster>, String)>,
+    /// Other instances' pending uploads seen in listings.
+    remote: remote::RemoteFiles,
 }
 
 struct LinkExpiry;
@@ -96,6 +103,7 @@ impl Vfs {
                 .build(),
             backend,
             peers: std::sync::OnceLock::new(),
+            remote: remote::RemoteFiles::default(),
         }
     }
 
@@ -129,13 +137,20 @@ impl Vfs {
     /// that exist only locally (pending uploads, placeholders) are found too.
     pub async fn resolve(&self, segments: &[String]) -> Result<Entry, Error> {
         let mut current = self.root();
-        for segment in segments {
+        for (i, segment) in segments.iter().enumerate() {
             if !current.is_dir {
                 return Err(Error::NotFound);
             }
             if let Some(local) = self.overlay.find(current.id, segment) {
                 current = local;
                 continue;
+            }
+            // Pending files are files: only the last segment can be one of another instance.
+            if i + 1 == segments.len() {
+                if let Some(remote) = self.remote_find(current.id, segment).await {
+                    current = remote;
+                    continue;
+                }
             }
             let listing = self.list(&current).await?;
             current = listing.find(segment).cloned().ok_or(Error::NotFound)?;
@@ -147,6 +162,9 @@ impl Vfs {
     pub async fn child(&self, parent: &Entry, name: &str) -> Result<Entry, Error> {
         if let Some(local) = self.overlay.find(parent.id, name) {
             return Ok(local);
+        }
+        if let Some(remote) = self.remote_find(parent.id, name).await {
+            return Ok(remote);
         }
         self.list(parent)
             .await?
@@ -165,14 +183,62 @@ impl Vfs {
     /// entry as its answer is streamed.
     pub async fn list_shared(&self, dir: &Entry) -> Result<View, Error> {
         let listing = self.list(dir).await?;
-        let local = self.overlay.list(dir.id);
+        let mut local = self.overlay.list(dir.id);
+        for remote in self.remote_list(dir.id).await {
+            if !local.iter().any(|l| l.name == remote.name) {
+                local.push(remote);
+            }
+        }
         Ok(View { listing, local })
     }
 
     /// The local bytes behind an entry that exists only here (a pending upload or a
     /// placeholder), if it is one.
     pub fn local(&self, entry: &Entry) -> Option<Local> {
+        if let Some(record) = self.remote.record(entry.id) {
+            return Some(Local::Remote(record));
+        }
         self.overlay.local(entry.id)
+    }
+
+    /// Other instances' pending files in folder `dir` (none outside a cluster, or while Redis
+    /// is unavailable).
+    async fn remote_list(&self, dir: u64) -> Vec<Entry> {
+        let Some((cluster, name)) = self.peers.get() else {
+            return Vec::new();
+        };
+        cluster
+            .remote_pending(name, dir)
+            .await
+            .into_iter()
+            .map(|r| self.remote.entry(r))
+            .collect()
+    }
+
+    /// Another instance's pending file `name` (client-side) in folder `dir`, if any.
+    async fn remote_find(&self, dir: u64, name: &str) -> Option<Entry> {
+        self.peers.get()?;
+        self.remote_list(dir)
+            .await
+            .into_iter()
+            .find(|e| e.name == name)
+    }
+
+    /// Publishes this instance's pending files of folder `dir` to the other instances (a
+    /// failure is logged: they are published again every `PENDING_REFRESH`).
+    pub async fn publish_pending(&self, dir: u64) {
+        let Some((cluster, name)) = self.peers.get() else {
+            return;
+        };
+        let files: Vec<(String, u64, String, SystemTime)> = self
+            .overlay
+            .queued(dir)
+            .into_iter()
+            .map(|p| (p.name, p.size, p.md5, p.modified))
+            .collect();
+        if let Err(e) = cluster.publish_pending(name, dir, &files).await {
+            tracing::warn!(mount = %name, error = %e, "could not publish pending uploads to the other instances");
+        }
     }
 
     /// The local-file overlay (pending uploads, placeholders).
@@ -334,6 +400,8 @@ impl Vfs {
     /// can meet it, and the other instances drop every listing when they reconnect.
     pub async fn tell_peers(&self, dir_id: u64) {
         if let Some((cluster, name)) = self.peers.get() {
+            // What is pending there first, so a listing the invalidation causes shows it.
+            self.publish_pending(dir_id).await;
             if let Err(e) = cluster.publish_invalidation(name, dir_id).await {
                 tracing::warn!(mount = %name, error = %e, "could not tell the other instances about a changed folder");
             }

@@ -29,6 +29,8 @@ pub enum Local {
     Spooled(PathBuf),
     /// No bytes (a placeholder).
     Empty,
+    /// A file pending on another instance of the cluster, read from its owner.
+    Remote(std::sync::Arc<crate::cluster::PendingRecord>),
 }
 
 #[derive(Clone, Debug)]
@@ -175,6 +177,15 @@ impl Overlay {
             version: None,
             modified: p.modified,
             created: p.modified,
+        }
+    }
+
+    /// This instance's pending uploads in `parent`, as the queue holds them (for publishing
+    /// them to the other instances of a cluster).
+    pub fn queued(&self, parent: u64) -> Vec<crate::upload::PendingFile> {
+        match self.queue.get() {
+            Some((queue, mount)) => queue.pending(mount, parent),
+            None => Vec::new(),
         }
     }
 

@@ -130,6 +130,20 @@ impl UploadQueue {
         recent.truncate(RECENT_MAX);
     }
 
+    /// The folders (mount, folder id) that have pending files, for publishing them again to
+    /// the other instances of a cluster.
+    pub fn pending_folders(&self) -> Vec<(String, u64)> {
+        let st = lock(&self.state);
+        let mut folders: Vec<(String, u64)> = st
+            .jobs
+            .values()
+            .map(|j| (j.record.mount.clone(), j.record.parent_id))
+            .collect();
+        folders.sort();
+        folders.dedup();
+        folders
+    }
+
     /// The pending file `name` of a folder, if any.
     pub fn find(&self, mount: &str, parent_id: u64, name: &str) -> Option<PendingFile> {
         let st = lock(&self.state);

@@ -8,7 +8,7 @@ use crate::common::*;
 use pan123_emulator::EmulatorConfig;
 
 /// Tests run and passed per suite: every test of each suite.
-const EXPECTED: &[(&str, usize)] = &[
+pub(crate) const EXPECTED: &[(&str, usize)] = &[
     ("basic", 16),
     ("copymove", 13),
     ("props", 30),
@@ -100,8 +100,19 @@ async fn litmus_at(server_extra: &str, path: &str) {
     .expect("run litmus");
     let text = String::from_utf8_lossy(&output.stdout).to_string();
     println!("{text}");
+    let problems = problems(&text);
+    assert!(
+        problems.is_empty(),
+        "litmus:\n{}\n\n{text}",
+        problems.join("\n")
+    );
+}
+
+/// What is wrong in a litmus run's output: a test that warned (unless known), was skipped or
+/// failed, and a suite whose summary is not every test passed.
+pub(crate) fn problems(text: &str) -> Vec<String> {
     let mut problems = Vec::new();
-    for (suite, number, name, line) in flagged(&text) {
+    for (suite, number, name, line) in flagged(text) {
         let known = KNOWN_WARNINGS
             .iter()
             .any(|(s, n, t, _)| *s == suite && *n == number && *t == name)
@@ -118,11 +129,7 @@ async fn litmus_at(server_extra: &str, path: &str) {
             problems.push(format!("{suite}: not all {count} tests ran and passed"));
         }
     }
-    assert!(
-        problems.is_empty(),
-        "litmus:\n{}\n\n{text}",
-        problems.join("\n")
-    );
+    problems
 }
 
 #[test]

@@ -5,5 +5,5 @@ mod browser;
 mod chromium;
 mod client_sequences;
 mod ffmpeg;
-mod litmus;
+pub(crate) mod litmus;
 mod rclone;

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod profiles;
 pub mod redis;
 pub mod skips;

@@ -454,6 +454,7 @@ async fn a_lease_dropped_by_a_cancelled_holder_is_given_back() {
     let config = pan123_webdav::config::ClusterConfig {
         redis_url: redis.url().as_str().into(),
         instances: None,
+        advertise_url: None,
     };
     let cluster = pan123_webdav::cluster::Cluster::start(&config)
         .await

@@ -2,6 +2,9 @@
 //! shutdown and crash recovery.
 
 mod cluster;
+mod cluster_balancer;
+mod cluster_outage;
+mod cluster_pending;
 mod config_cli;
 mod crash_resume;
 // The `demo` command exists only with the feature (on by default).

@@ -129,3 +129,77 @@ async fn the_docker_image_builds_runs_and_turns_healthy() {
     let body = res.text().await.expect("body");
     assert!(body.contains("/films/a.mkv"), "{body}");
 }
+
+/// `contrib/docker-compose.yml` (README: "Running several instances"): valid YAML naming Redis,
+/// two gateways each with its own `state_dir` volume and config, and the proxy; the gateways'
+/// configs share one Redis and each advertises its own service; the Caddyfile balances both.
+/// YAML is read by python3's `yaml` module (no YAML parser among the Rust dependencies); without
+/// it the YAML part is recorded as not available.
+#[test]
+fn the_compose_file_names_redis_two_gateways_and_a_proxy() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib");
+    let script = "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))";
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(root.join("docker-compose.yml"))
+        .output();
+    match out {
+        Ok(out) if out.status.success() => {
+            let doc: serde_json::Value =
+                serde_json::from_slice(&out.stdout).expect("compose as JSON");
+            let services = doc["services"].as_object().expect("services");
+            for name in ["redis", "gateway-a", "gateway-b", "proxy"] {
+                assert!(services.contains_key(name), "service {name}");
+            }
+            let volumes = |s: &str| -> Vec<String> {
+                services[s]["volumes"]
+                    .as_array()
+                    .expect("volumes")
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            };
+            let (a, b) = (volumes("gateway-a"), volumes("gateway-b"));
+            assert!(a.iter().any(|v| v.ends_with(":/state")), "{a:?}");
+            assert!(b.iter().any(|v| v.ends_with(":/state")), "{b:?}");
+            let state = |v: &[String]| v.iter().find(|x| x.ends_with(":/state")).cloned();
+            assert_ne!(state(&a), state(&b), "each instance its own state_dir");
+            assert!(a.iter().any(|v| v.contains("gateway-a.toml")), "{a:?}");
+            assert!(b.iter().any(|v| v.contains("gateway-b.toml")), "{b:?}");
+        }
+        Ok(out) => {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if stderr.contains("No module named 'yaml'") {
+                skips::not_available(
+                    "packaging the_compose_file_names_redis_two_gateways_and_a_proxy (YAML)",
+                    "python3 has no yaml module (apt-get install python3-yaml)",
+                );
+            } else {
+                panic!("contrib/docker-compose.yml is not valid YAML: {stderr}");
+            }
+        }
+        Err(_) => skips::not_available(
+            "packaging the_compose_file_names_redis_two_gateways_and_a_proxy (YAML)",
+            "no python3",
+        ),
+    }
+    for name in ["a", "b"] {
+        let path = root.join(format!("cluster/gateway-{name}.toml"));
+        let text = std::fs::read_to_string(&path).expect("gateway config");
+        let doc: toml::Table = text.parse().expect("gateway config is TOML");
+        let cluster = doc["cluster"].as_table().expect("[cluster]");
+        assert_eq!(cluster["redis_url"].as_str(), Some("redis://redis:6379"));
+        assert_eq!(cluster["instances"].as_integer(), Some(2));
+        assert_eq!(
+            cluster["advertise_url"].as_str(),
+            Some(format!("http://gateway-{name}:8080").as_str())
+        );
+        assert_eq!(doc["server"]["state_dir"].as_str(), Some("/state"));
+    }
+    let caddy = std::fs::read_to_string(root.join("cluster/Caddyfile")).expect("Caddyfile");
+    assert!(caddy.contains("reverse_proxy gateway-a:8080 gateway-b:8080"));
+    assert!(
+        caddy.contains("/-/internal/*"),
+        "the internal route kept private"
+    );
+}

@@ -1,0 +1,262 @@
+//! Uploads pending on one instance, seen by all (issue 19): an upload stays with the instance
+//! that accepted the PUT (its spool and queue are on its own `state_dir`), which publishes each
+//! pending file of a folder in a Redis hash (`pending:<mount>:<folder>`, one field per name,
+//! owner and address in the value). Every instance lists them; a GET of one on another instance
+//! is proxied from the owner over `/-/internal/pending`, signed with a secret every instance
+//! reads from Redis.
+//!
+//! An entry lives `ENTRY_TTL` unless its owner publishes it again (it does every
+//! `REFRESH_EVERY` while the upload is pending), so an instance that died leaves nothing listed
+//! for long; it publishes its pending files again when it restarts and resumes them.
+
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, SystemTime};
+
+use base64::Engine;
+use hmac::Mac;
+use serde::{Deserialize, Serialize};
+
+use super::{lock, Cluster, Unavailable};
+
+/// How long a published pending entry lives without being published again.
+pub const ENTRY_TTL: Duration = Duration::from_secs(60);
+/// How often an owner publishes its pending entries again.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(20);
+/// How long a signed internal request stays valid.
+pub const SIGNATURE_TTL: Duration = Duration::from_secs(60);
+/// The header the internal signature travels in (never in the URL, which may be logged).
+pub const SIGNATURE_HEADER: &str = "x-pan123-internal-signature";
+/// Most entries read from one folder's hash.
+const MAX_ENTRIES: usize = 10_000;
+/// Longest value read (one entry's JSON).
+const MAX_VALUE: usize = 8 * 1024;
+
+/// One pending file as published: where it will land, what it is, who holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingRecord {
+    /// The mount (by name) and folder it will land in.
+    pub mount: String,
+    pub dir: u64,
+    /// The 123-side name.
+    pub name: String,
+    pub size: u64,
+    pub md5: String,
+    /// Unix milliseconds of the client's modification time.
+    pub modified_ms: u64,
+    /// The owner's instance id and the URL other instances reach it at.
+    pub owner: String,
+    pub url: String,
+    /// Unix milliseconds after which the entry counts as gone.
+    pub expires_ms: u64,
+}
+
+impl PendingRecord {
+    /// The client's modification time.
+    pub fn modified(&self) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(self.modified_ms)
+    }
+}
+
+/// What this instance needs to publish and verify: its own address and the shared secret.
+#[derive(Default)]
+pub(super) struct PendingState {
+    advertise: Mutex<Option<String>>,
+    secret: Mutex<Option<Vec<u8>>>,
+}
+
+/// Publishes this instance's pending files of one folder (replacing what it published there
+/// before; other owners' entries are left, expired ones dropped).
+const PUBLISH: &str = r"
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local ok, rec = pcall(cjson.decode, all[i + 1])
+  if (not ok) or type(rec) ~= 'table' or rec.owner == ARGV[1]
+     or tonumber(rec.expires_ms or 0) < tonumber(ARGV[2]) then
+    redis.call('HDEL', KEYS[1], all[i])
+  end
+end
+for i = 4, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+if redis.call('HLEN', KEYS[1]) > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
+return 1
+";
+
+/// The cluster's secret for internal requests: made once by whichever instance asks first.
+const SECRET: &str = r"
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return redis.call('GET', KEYS[1])
+";
+
+static PUBLISH_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(PUBLISH));
+static SECRET_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(SECRET));
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn folder_key(mount: &str, dir: u64) -> String {
+    Cluster::key("pending", &format!("{mount}:{dir}"))
+}
+
+/// What a signature covers.
+fn signed_text(mount: &str, dir: u64, name: &str, expires: u64) -> String {
+    format!("pending\n{mount}\n{dir}\n{name}\n{expires}")
+}
+
+impl Cluster {
+    /// Sets the URL other instances reach this one at (`cluster.advertise_url`, or derived from
+    /// the listen address), `server.base_path` included.
+    pub fn set_advertise_url(&self, url: &str) {
+        *lock(&self.pending.advertise) = Some(url.trim_end_matches('/').to_string());
+    }
+
+    /// Publishes `files` (name, size, MD5, modification time) as this instance's pending files
+    /// of folder `dir` of `mount`, replacing what it published there before.
+    pub async fn publish_pending(
+        &self,
+        mount: &str,
+        dir: u64,
+        files: &[(String, u64, String, SystemTime)],
+    ) -> Result<(), Unavailable> {
+        let url = lock(&self.pending.advertise).clone().unwrap_or_default();
+        let now = now_ms();
+        let ttl = u64::try_from(ENTRY_TTL.as_millis()).unwrap_or(60_000);
+        let mut args: Vec<String> = vec![self.instance.clone(), now.to_string(), ttl.to_string()];
+        for (name, size, md5, modified) in files {
+            let record = PendingRecord {
+                mount: mount.to_string(),
+                dir,
+                name: name.clone(),
+                size: *size,
+                md5: md5.clone(),
+                modified_ms: modified
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0)),
+                owner: self.instance.clone(),
+                url: url.clone(),
+                expires_ms: now + ttl,
+            };
+            let json = serde_json::to_string(&record).map_err(|e| Unavailable(e.to_string()))?;
+            args.push(name.clone());
+            args.push(json);
+        }
+        let key = folder_key(mount, dir);
+        self.run(|mut c| async move {
+            PUBLISH_SCRIPT
+                .key(key)
+                .arg(args)
+                .invoke_async::<i64>(&mut c)
+                .await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Other instances' pending files in folder `dir` of `mount` (empty while Redis is
+    /// unavailable: each instance then lists its own only).
+    pub async fn remote_pending(&self, mount: &str, dir: u64) -> Vec<PendingRecord> {
+        if !self.available() {
+            return Vec::new();
+        }
+        let key = folder_key(mount, dir);
+        let all = self
+            .run(|mut c| async move {
+                redis::cmd("HGETALL")
+                    .arg(key)
+                    .query_async::<Vec<(String, Vec<u8>)>>(&mut c)
+                    .await
+            })
+            .await
+            .unwrap_or_default();
+        let now = now_ms();
+        all.into_iter()
+            .take(MAX_ENTRIES)
+            .filter(|(_, v)| v.len() <= MAX_VALUE)
+            .filter_map(|(_, v)| serde_json::from_slice::<PendingRecord>(&v).ok())
+            .filter(|r| r.owner != self.instance && r.expires_ms > now)
+            .filter(|r| r.mount == mount && r.dir == dir)
+            .collect()
+    }
+
+    /// The shared secret for internal requests (made in Redis by the first instance that asks;
+    /// the last one read is used while Redis is unavailable).
+    async fn secret(&self) -> Option<Vec<u8>> {
+        let fresh = format!("{:032x}", rand::random::<u128>());
+        let key = Cluster::key("internal", "secret");
+        let got = self
+            .run(|mut c| async move {
+                SECRET_SCRIPT
+                    .key(key)
+                    .arg(fresh)
+                    .invoke_async::<Vec<u8>>(&mut c)
+                    .await
+            })
+            .await;
+        let mut cached = lock(&self.pending.secret);
+        if let Ok(secret) = got {
+            if !secret.is_empty() {
+                *cached = Some(secret);
+            }
+        }
+        cached.clone()
+    }
+
+    /// Signs an internal request for pending file `name` of folder `dir` of `mount`: the
+    /// expiry (Unix seconds) and the signature, or `None` without a secret.
+    pub async fn sign_pending(&self, mount: &str, dir: u64, name: &str) -> Option<(u64, String)> {
+        let secret = self.secret().await?;
+        let expires = now_ms() / 1000 + SIGNATURE_TTL.as_secs();
+        let mut mac = HmacSha256::new_from_slice(&secret).ok()?;
+        mac.update(signed_text(mount, dir, name, expires).as_bytes());
+        let sig =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+        Some((expires, sig))
+    }
+
+    /// Whether `signature` is this cluster's, for this file, and not expired.
+    pub async fn verify_pending(
+        &self,
+        mount: &str,
+        dir: u64,
+        name: &str,
+        expires: u64,
+        signature: &str,
+    ) -> bool {
+        let now = now_ms() / 1000;
+        if expires < now || expires > now + 2 * SIGNATURE_TTL.as_secs() {
+            return false;
+        }
+        let Ok(sig) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(signature) else {
+            return false;
+        };
+        let Some(secret) = self.secret().await else {
+            return false;
+        };
+        let Ok(mut mac) = HmacSha256::new_from_slice(&secret) else {
+            return false;
+        };
+        mac.update(signed_text(mount, dir, name, expires).as_bytes());
+        mac.verify_slice(&sig).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signed_text_names_every_part() {
+        let a = signed_text("/m", 1, "a.txt", 5);
+        assert_ne!(a, signed_text("/m", 1, "a.txt", 6));
+        assert_ne!(a, signed_text("/m", 2, "a.txt", 5));
+        assert_ne!(a, signed_text("/n", 1, "a.txt", 5));
+        assert_ne!(a, signed_text("/m", 1, "b.txt", 5));
+    }
+}
