@@ -4,13 +4,15 @@
 //! The layers never see Redis: they hold an `Option<Arc<Cluster>>` (in `backend::Upstream`) and
 //! call its few operations: JSON values with an expiry and a short lease (`tokens.rs`: one
 //! access token per client id for the whole cluster), the shared rate budget (`limiter.rs`),
-//! and folder invalidations (`invalidate.rs`). Every operation is bounded in time; when Redis
+//! folder invalidations (`invalidate.rs`) and
+//! cold listings fetched once for every instance (`listings.rs`). Every operation is bounded in time; when Redis
 //! does not answer the cluster is *unavailable*: callers fall back to what one instance can do
 //! alone safely (local caches, a conservative local limiter) and writes are refused with 503
 //! until Redis is back, which a background task notices within a second.
 
 mod invalidate;
 mod limiter;
+mod listings;
 mod tokens;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +22,7 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 
 pub use invalidate::Invalidation;
+pub use listings::{lease_name as listing_lease_name, Shared, SharedListings};
 pub use tokens::Lease;
 
 use crate::backend::pacer::QpsLimiter;

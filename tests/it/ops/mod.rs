@@ -2,6 +2,7 @@
 //! shutdown and crash recovery.
 
 mod cluster;
+mod cluster_shared;
 mod config_cli;
 mod crash_resume;
 // The `demo` command exists only with the feature (on by default).

@@ -1,0 +1,105 @@
+//! What instances of a cluster share beyond tokens and locks (issue 19): a cold listing fetched
+//! from 123 once for all of them.
+
+use std::time::Duration;
+
+use pan123_emulator::EmulatorConfig;
+
+use super::cluster::{lib_mount, Peer, LIST};
+use crate::common::redis::RedisServer;
+use crate::common::TestEnv;
+
+const BIG: usize = 1000;
+
+/// One instance (the environment's) whose `/lib` holds `big/` with `BIG` files.
+async fn big_folder_env(redis: &RedisServer) -> TestEnv {
+    TestEnv::builder(EmulatorConfig::default())
+        .mounts(|emu| {
+            for i in 0..BIG {
+                emu.put_file(&format!("/lib/big/f{i:04}.txt"), b"x".to_vec());
+            }
+            emu.put_file("/lib/top.txt", b"top".to_vec());
+            lib_mount(emu, "")
+        })
+        .server(&redis.cluster_section())
+        .start()
+        .await
+}
+
+/// How many of the big folder's files a PROPFIND answer lists.
+fn listed(body: &str) -> usize {
+    body.matches("/m/big/f").count()
+}
+
+#[tokio::test]
+async fn a_cold_folder_asked_of_three_instances_is_listed_once() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let env = big_folder_env(&redis).await;
+    let peers = [Peer::start(&env).await, Peer::start(&env).await];
+    // Tokens and the root first, so only the big folder's listing races.
+    assert_eq!(env.propfind("/m/", "1").await.0, 207);
+    for peer in &peers {
+        assert_eq!(peer.propfind("/m/").await.0, 207);
+    }
+    env.emu.reset_stats();
+
+    let mut requests = vec![env.req("PROPFIND", "/m/big/")];
+    requests.extend(peers.iter().map(|p| p.req("PROPFIND", "/m/big/")));
+    let tasks: Vec<_> = requests
+        .into_iter()
+        .map(|rb| {
+            let rb = rb.header("Depth", "1");
+            tokio::spawn(async move {
+                let res = rb.send().await.expect("propfind");
+                (res.status().as_u16(), res.text().await.unwrap_or_default())
+            })
+        })
+        .collect();
+    for t in tasks {
+        let (status, body) = t.await.expect("join");
+        assert_eq!(status, 207);
+        assert_eq!(listed(&body), BIG, "every instance lists every entry");
+    }
+    let stats = env.emu.stats();
+    assert_eq!(
+        stats.calls(LIST),
+        BIG.div_ceil(100) as u64,
+        "ceil(n/100) list calls for the whole cluster"
+    );
+    assert_eq!(stats.refused(LIST), 0);
+}
+
+#[tokio::test]
+async fn a_dead_lease_holder_is_outlived() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let env = big_folder_env(&redis).await;
+    assert_eq!(env.propfind("/m/", "1").await.0, 207);
+    env.emu.reset_stats();
+
+    // An instance that took the folder's lease and died: nobody gives it back, it expires.
+    let cluster = pan123_webdav::cluster::Cluster::start(&pan123_webdav::config::ClusterConfig {
+        redis_url: redis.url().as_str().into(),
+        instances: None,
+    })
+    .await
+    .expect("cluster");
+    let dir = env.emu.lookup("/lib/big").expect("big").id;
+    let lease = cluster
+        .lease(
+            &pan123_webdav::cluster::listing_lease_name("m", dir),
+            Duration::from_secs(2),
+        )
+        .await
+        .expect("redis")
+        .expect("free");
+    std::mem::forget(lease);
+
+    let (status, body) = env.propfind("/m/big/", "1").await;
+    assert_eq!(status, 207);
+    assert_eq!(listed(&body), BIG);
+    assert_eq!(env.emu.stats().calls(LIST), BIG.div_ceil(100) as u64);
+}
