@@ -5,7 +5,8 @@
 //! call its few operations: JSON values with an expiry and a short lease (`tokens.rs`: one
 //! access token per client id for the whole cluster), the shared rate budget (`limiter.rs`),
 //! folder invalidations (`invalidate.rs`) and
-//! cold listings fetched once for every instance (`listings.rs`). Every operation is bounded in time; when Redis
+//! cold listings fetched once for every instance (`listings.rs`), one web login session per
+//! account (`sessions.rs`). Every operation is bounded in time; when Redis
 //! does not answer the cluster is *unavailable*: callers fall back to what one instance can do
 //! alone safely (local caches, a conservative local limiter) and writes are refused with 503
 //! until Redis is back, which a background task notices within a second.
@@ -13,6 +14,7 @@
 mod invalidate;
 mod limiter;
 mod listings;
+mod sessions;
 mod tokens;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +25,7 @@ use redis::aio::ConnectionManager;
 
 pub use invalidate::Invalidation;
 pub use listings::{lease_name as listing_lease_name, Shared, SharedListings};
+pub use sessions::{Renewal, SharedSession};
 pub use tokens::Lease;
 
 use crate::backend::pacer::QpsLimiter;

@@ -103,3 +103,72 @@ async fn a_dead_lease_holder_is_outlived() {
     assert_eq!(listed(&body), BIG);
     assert_eq!(env.emu.stats().calls(LIST), BIG.div_ceil(100) as u64);
 }
+
+const LOGIN: &str = "/api/user/sign_in";
+
+/// One instance with a personal (web) mount `/w` of the account's `/me`.
+async fn web_env(redis: &RedisServer) -> TestEnv {
+    TestEnv::builder(EmulatorConfig::default())
+        .mounts(|emu| {
+            for i in 0..4 {
+                emu.put_file(&format!("/me/d{i}/a.txt"), b"hello".to_vec());
+            }
+            let root = emu.lookup("/me").map(|e| e.id).unwrap_or(0);
+            crate::common::web_mount("/w", "proxy", &format!("root_id = {root}\n"))
+        })
+        .server(&redis.cluster_section())
+        .start()
+        .await
+}
+
+#[tokio::test]
+async fn three_instances_share_one_web_login() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mut env = web_env(&redis).await;
+    let mut peers = vec![Peer::start(&env).await, Peer::start(&env).await];
+    // All three at once (their readiness probes log in too).
+    let mut requests = vec![env.req("PROPFIND", "/w/")];
+    requests.extend(peers.iter().map(|p| p.req("PROPFIND", "/w/")));
+    let tasks: Vec<_> = requests
+        .into_iter()
+        .map(|rb| {
+            let rb = rb.header("Depth", "1");
+            tokio::spawn(async move { rb.send().await.map(|r| r.status().as_u16()) })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.expect("join").expect("propfind"), 207);
+    }
+    assert_eq!(env.emu.stats().calls(LOGIN), 1, "one login for three");
+
+    // Restarting every instance logs in no more.
+    env.start_gateway().await;
+    for peer in &mut peers {
+        peer.restart(&env).await;
+    }
+    assert_eq!(env.propfind("/w/d0/", "1").await.0, 207);
+    for (i, peer) in peers.iter().enumerate() {
+        assert_eq!(peer.propfind(&format!("/w/d{}/", i + 1)).await.0, 207);
+    }
+    assert_eq!(
+        env.emu.stats().calls(LOGIN),
+        1,
+        "a restart reuses the session"
+    );
+
+    // The session dies: one login again for the cluster, whichever instance meets the 401.
+    env.emu.expire_tokens();
+    let (status, body) = peers[0].propfind("/w/d3/").await;
+    assert_eq!(status, 207, "{body}");
+    assert!(body.contains("a.txt"), "{body}");
+    let (status, body) = env.propfind("/w/d2/", "1").await;
+    assert_eq!(status, 207, "{body}");
+    assert!(body.contains("a.txt"), "{body}");
+    assert_eq!(
+        env.emu.stats().calls(LOGIN),
+        2,
+        "one new login for the cluster"
+    );
+}
