@@ -6,7 +6,7 @@
 //! access token per client id for the whole cluster), the shared rate budget (`limiter.rs`),
 //! folder invalidations (`invalidate.rs`) and
 //! cold listings fetched once for every instance (`listings.rs`), one web login session per
-//! account (`sessions.rs`). Every operation is bounded in time; when Redis
+//! account (`sessions.rs`) and the login lockout (`lockout.rs`). Every operation is bounded in time; when Redis
 //! does not answer the cluster is *unavailable*: callers fall back to what one instance can do
 //! alone safely (local caches, a conservative local limiter) and writes are refused with 503
 //! until Redis is back, which a background task notices within a second.
@@ -14,6 +14,7 @@
 mod invalidate;
 mod limiter;
 mod listings;
+mod lockout;
 mod sessions;
 mod tokens;
 

@@ -157,8 +157,10 @@ async fn authenticate<B>(
             Some(state.lockout.retry_after()),
         )
     };
-    if client_ip.is_some_and(|ip| state.lockout.is_locked(ip)) {
-        return Err(locked_out());
+    if let Some(ip) = client_ip {
+        if state.lockout.is_locked(ip).await {
+            return Err(locked_out());
+        }
     }
     match state
         .auth
@@ -167,7 +169,7 @@ async fn authenticate<B>(
     {
         AuthOutcome::Ok(user) => {
             if let Some(ip) = client_ip {
-                state.lockout.succeeded(ip);
+                state.lockout.succeeded(ip).await;
             }
             Ok(user)
         }
@@ -180,7 +182,7 @@ async fn authenticate<B>(
         }
         outcome => {
             if let (AuthOutcome::Invalid, Some(ip)) = (&outcome, client_ip) {
-                if state.lockout.failed(ip) {
+                if state.lockout.failed(ip).await {
                     return Err(locked_out());
                 }
             }

@@ -172,3 +172,50 @@ async fn three_instances_share_one_web_login() {
         "one new login for the cluster"
     );
 }
+
+#[tokio::test]
+async fn wrong_passwords_on_two_instances_add_up_to_one_lockout() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let env = big_folder_env(&redis).await;
+    let peer = Peer::start(&env).await;
+    let wrong = |base: &str| {
+        env.client
+            .request(
+                reqwest::Method::from_bytes(b"PROPFIND").expect("method"),
+                format!("{base}/m/"),
+            )
+            .header("Depth", "0")
+            .basic_auth(crate::common::USER, Some("not the password"))
+    };
+    // Ten wrong passwords lock a client out (server/lockout.rs); five on each instance.
+    for base in [&env.base, &peer.base] {
+        for _ in 0..4 {
+            let res = wrong(base).send().await.expect("propfind");
+            assert_eq!(res.status().as_u16(), 401);
+        }
+    }
+    assert_eq!(
+        wrong(&env.base)
+            .send()
+            .await
+            .expect("propfind")
+            .status()
+            .as_u16(),
+        401
+    );
+    assert_eq!(
+        wrong(&peer.base)
+            .send()
+            .await
+            .expect("propfind")
+            .status()
+            .as_u16(),
+        429,
+        "the tenth wrong password, counted across instances, locks the client out"
+    );
+    // Locked out on both, even with the right password.
+    assert_eq!(env.propfind("/m/", "0").await.0, 429);
+    assert_eq!(peer.propfind("/m/").await.0, 429);
+}
