@@ -6,12 +6,14 @@
 //! access token per client id for the whole cluster), the shared rate budget (`limiter.rs`),
 //! folder invalidations (`invalidate.rs`) and
 //! cold listings fetched once for every instance (`listings.rs`), one web login session per
-//! account (`sessions.rs`) and the login lockout (`lockout.rs`). Every operation is bounded in time; when Redis
+//! account (`sessions.rs`) the login lockout (`lockout.rs`) and
+//! client junk (`junk.rs`). Every operation is bounded in time; when Redis
 //! does not answer the cluster is *unavailable*: callers fall back to what one instance can do
 //! alone safely (local caches, a conservative local limiter) and writes are refused with 503
 //! until Redis is back, which a background task notices within a second.
 
 mod invalidate;
+mod junk;
 mod limiter;
 mod listings;
 mod lockout;
@@ -25,6 +27,7 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 
 pub use invalidate::Invalidation;
+pub use junk::SharedJunk;
 pub use listings::{lease_name as listing_lease_name, Shared, SharedListings};
 pub use sessions::{Renewal, SharedSession};
 pub use tokens::Lease;

@@ -219,3 +219,65 @@ async fn wrong_passwords_on_two_instances_add_up_to_one_lockout() {
     assert_eq!(env.propfind("/m/", "0").await.0, 429);
     assert_eq!(peer.propfind("/m/").await.0, 429);
 }
+
+#[tokio::test]
+async fn junk_written_through_one_instance_is_seen_by_its_writer_on_another() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let env = TestEnv::builder(EmulatorConfig::default())
+        .mounts(|emu| {
+            emu.put_file("/lib/top.txt", b"top".to_vec());
+            lib_mount(emu, "")
+        })
+        .users("[[users]]\nname = \"bob\"\npassword_hash = \"{hash}\"\nmounts = [\"*\"]\nwrite = true\n")
+        .server(&redis.cluster_section())
+        .start()
+        .await;
+    let peer = Peer::start(&env).await;
+    let res = env
+        .req("PUT", "/m/._top.txt")
+        .body("alice's apple double")
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(res.status().as_u16(), 201);
+    let (status, body) = peer.propfind("/m/").await;
+    assert_eq!(status, 207);
+    assert!(
+        body.contains("._top.txt"),
+        "listed on the other instance: {body}"
+    );
+    let got = peer.req("GET", "/m/._top.txt").send().await.expect("get");
+    assert_eq!(got.status().as_u16(), 200);
+    assert_eq!(got.text().await.expect("body"), "alice's apple double");
+    // Another user sees none of it, on either instance.
+    for base in [&env.base, &peer.base] {
+        let res = env
+            .client
+            .request(
+                reqwest::Method::from_bytes(b"PROPFIND").expect("method"),
+                format!("{base}/m/"),
+            )
+            .header("Depth", "1")
+            .basic_auth("bob", Some(crate::common::PASSWORD))
+            .send()
+            .await
+            .expect("propfind");
+        assert_eq!(res.status().as_u16(), 207);
+        assert!(!res.text().await.expect("body").contains("._top.txt"));
+    }
+    // Deleted on the other instance: gone on the first too.
+    let res = peer
+        .req("DELETE", "/m/._top.txt")
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(res.status().as_u16(), 204);
+    let (_, body) = env.propfind("/m/", "1").await;
+    assert!(!body.contains("._top.txt"), "{body}");
+    assert!(
+        env.emu.lookup("/lib/._top.txt").is_none(),
+        "junk stays off 123"
+    );
+}
