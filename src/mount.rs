@@ -43,6 +43,8 @@ pub struct Mount {
     pub locks: Box<dyn LockStore>,
     pub props: PropStore,
     pub junk: JunkStore,
+    /// `[cluster]`: the junk shared with the other instances (writable mounts).
+    pub shared_junk: Option<crate::cluster::SharedJunk>,
     /// `None` for read-only mounts.
     pub writes: Option<Writes>,
 }
@@ -380,7 +382,7 @@ pub fn build_mount(
     }
     // In a cluster the locks are every instance's (`dav::shared_locks`).
     let cluster = writes.as_ref().and_then(|w| w.upstream.cluster.clone());
-    let locks: Box<dyn LockStore> = match cluster {
+    let locks: Box<dyn LockStore> = match cluster.clone() {
         Some(cluster) => Box::new(SharedLocks::new(
             cluster,
             config.name(),
@@ -403,6 +405,9 @@ pub fn build_mount(
                 per_user: limits.props_per_user_max_bytes,
             },
         ),
+        shared_junk: cluster
+            .clone()
+            .map(|c| crate::cluster::SharedJunk::new(c, config.name())),
         junk: JunkStore::new(
             limits.junk_max_files,
             limits.junk_per_user_max_files,

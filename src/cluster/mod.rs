@@ -4,14 +4,21 @@
 //! The layers never see Redis: they hold an `Option<Arc<Cluster>>` (in `backend::Upstream`) and
 //! call its few operations: JSON values with an expiry and a short lease (`tokens.rs`: one
 //! access token per client id for the whole cluster), the shared rate budget (`limiter.rs`),
-//! and folder invalidations (`invalidate.rs`). Every operation is bounded in time; when Redis
+//! folder invalidations (`invalidate.rs`) and
+//! cold listings fetched once for every instance (`listings.rs`), one web login session per
+//! account (`sessions.rs`) the login lockout (`lockout.rs`) and
+//! client junk (`junk.rs`). Every operation is bounded in time; when Redis
 //! does not answer the cluster is *unavailable*: callers fall back to what one instance can do
 //! alone safely (local caches, a conservative local limiter) and writes are refused with 503
 //! until Redis is back, which a background task notices within a second.
 
 mod invalidate;
+mod junk;
 mod limiter;
+mod listings;
+mod lockout;
 mod pending;
+mod sessions;
 mod tokens;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +29,9 @@ use redis::aio::ConnectionManager;
 
 pub use invalidate::Invalidation;
 pub use pending::{PendingRecord, REFRESH_EVERY as PENDING_REFRESH, SIGNATURE_HEADER};
+pub use junk::SharedJunk;
+pub use listings::{lease_name as listing_lease_name, Shared, SharedListings};
+pub use sessions::{Renewal, SharedSession};
 pub use tokens::Lease;
 
 use crate::backend::pacer::QpsLimiter;

@@ -26,6 +26,13 @@ pub struct Lease {
     cluster: Option<Arc<Cluster>>,
 }
 
+impl Lease {
+    /// The lease's key and this holder's mark (to renew it while it is still ours).
+    pub(super) fn parts(&self) -> (&str, &str) {
+        (&self.key, &self.holder)
+    }
+}
+
 impl Drop for Lease {
     fn drop(&mut self) {
         let Some(cluster) = self.cluster.take() else {

@@ -62,6 +62,8 @@ struct Inner {
     per_user: HashMap<String, BTreeMap<u64, String>>,
     bytes: u64,
     next_seq: u64,
+    /// Changes made by this instance's clients, per user (what a cluster shares).
+    changes: HashMap<String, u64>,
 }
 
 impl Inner {
@@ -145,6 +147,11 @@ impl JunkStore {
 
     /// Stores (or replaces) a junk file, forgetting the oldest ones beyond the caps.
     pub fn put(&self, user: &str, path: &str, bytes: Bytes) {
+        *self.inner().changes.entry(user.to_string()).or_insert(0) += 1;
+        self.insert(user, path, bytes, self.clock.system());
+    }
+
+    fn insert(&self, user: &str, path: &str, bytes: Bytes, modified: SystemTime) {
         let key = (user.to_string(), path.to_string());
         let mut inner = self.inner();
         inner.remove(&key);
@@ -160,10 +167,7 @@ impl JunkStore {
         inner.files.insert(
             key,
             Stored {
-                file: Arc::new(JunkFile {
-                    bytes,
-                    modified: self.clock.system(),
-                }),
+                file: Arc::new(JunkFile { bytes, modified }),
                 seq,
                 expires: self.now() + TTL,
             },
@@ -187,9 +191,54 @@ impl JunkStore {
 
     /// Forgets a junk file; false when there was none.
     pub fn remove(&self, user: &str, path: &str) -> bool {
-        self.inner()
+        let mut inner = self.inner();
+        let gone = inner
             .remove(&(user.to_string(), path.to_string()))
-            .is_some()
+            .is_some();
+        if gone {
+            *inner.changes.entry(user.to_string()).or_insert(0) += 1;
+        }
+        gone
+    }
+
+    /// How many changes this instance's clients made to `user`'s junk (a cluster shares the
+    /// junk again when it grew).
+    pub fn changes(&self, user: &str) -> u64 {
+        self.inner().changes.get(user).copied().unwrap_or(0)
+    }
+
+    /// Every junk file of `user`, as (path, file).
+    pub fn of_user(&self, user: &str) -> Vec<(String, Arc<JunkFile>)> {
+        let inner = self.inner();
+        let mut files: Vec<(u64, String, Arc<JunkFile>)> = inner
+            .files
+            .range((user.to_string(), String::new())..)
+            .take_while(|((u, _), _)| u == user)
+            .map(|((_, path), s)| (s.seq, path.clone(), s.file.clone()))
+            .collect();
+        // Oldest first, so a copy made from them evicts in the same order.
+        files.sort_by_key(|f| f.0);
+        files.into_iter().map(|(_, p, f)| (p, f)).collect()
+    }
+
+    /// Replaces `user`'s junk with `files` (the cluster's copy), oldest first; not a change of
+    /// this instance's clients.
+    pub fn replace_user(&self, user: &str, files: Vec<(String, JunkFile)>) {
+        {
+            let mut inner = self.inner();
+            let keys: Vec<(String, String)> = inner
+                .files
+                .range((user.to_string(), String::new())..)
+                .take_while(|((u, _), _)| u == user)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in keys {
+                inner.remove(&key);
+            }
+        }
+        for (path, file) in files {
+            self.insert(user, &path, file.bytes, file.modified);
+        }
     }
 
     /// Junk files directly inside folder `dir` ("/a/b"), as (name, file).
@@ -280,5 +329,28 @@ mod tests {
         assert!(s.remove("bob", "/d/._b0"));
         assert!(!s.remove("bob", "/d/._b0"));
         assert_eq!(s.len(), 4);
+    }
+
+    #[test]
+    fn a_user_s_junk_is_exported_and_replaced_without_counting_as_a_change() {
+        let store = JunkStore::default();
+        store.put("alice", "/a/._x", Bytes::from_static(b"1"));
+        store.put("alice", "/b/.DS_Store", Bytes::from_static(b"2"));
+        store.put("bob", "/a/._x", Bytes::from_static(b"3"));
+        assert_eq!(store.changes("alice"), 2);
+        let mine: Vec<String> = store.of_user("alice").into_iter().map(|f| f.0).collect();
+        assert_eq!(mine, ["/a/._x", "/b/.DS_Store"]);
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(7);
+        let file = JunkFile {
+            bytes: Bytes::from_static(b"4"),
+            modified: t,
+        };
+        store.replace_user("alice", vec![("/c/._y".into(), file)]);
+        assert_eq!(store.changes("alice"), 2);
+        assert!(store.get("alice", "/a/._x").is_none());
+        assert_eq!(store.get("alice", "/c/._y").map(|f| f.modified), Some(t));
+        assert!(store.get("bob", "/a/._x").is_some());
+        assert!(store.remove("alice", "/c/._y"));
+        assert_eq!(store.changes("alice"), 3);
     }
 }

@@ -14,10 +14,12 @@ const WINDOW: Duration = Duration::from_secs(5 * 60);
 #[derive(Clone, Copy, Debug)]
 pub struct Peer(pub SocketAddr);
 
-/// Failure counts and lockouts by client address.
+/// Failure counts and lockouts by client address: this instance's, and in a cluster every
+/// instance's (kept in Redis; while Redis is unavailable this instance counts alone).
 pub struct Lockout {
     failures: moka::sync::Cache<IpAddr, u32>,
     locked: moka::sync::Cache<IpAddr, ()>,
+    shared: Option<std::sync::Arc<crate::cluster::Cluster>>,
 }
 
 impl Default for Lockout {
@@ -31,18 +33,44 @@ impl Default for Lockout {
                 .max_capacity(100_000)
                 .time_to_live(WINDOW)
                 .build(),
+            shared: None,
         }
     }
 }
 
 impl Lockout {
-    /// Is this client locked out right now?
-    pub fn is_locked(&self, ip: IpAddr) -> bool {
-        self.locked.contains_key(&ip)
+    /// The lockout of every instance of `cluster`.
+    pub fn shared(mut self, cluster: Option<std::sync::Arc<crate::cluster::Cluster>>) -> Self {
+        self.shared = cluster;
+        self
+    }
+
+    /// The cluster, when it answers (else this instance decides alone, without waiting).
+    fn cluster(&self) -> Option<&crate::cluster::Cluster> {
+        self.shared.as_deref().filter(|c| c.available())
+    }
+
+    /// Is this client locked out right now (here, or on any instance of a cluster)?
+    pub async fn is_locked(&self, ip: IpAddr) -> bool {
+        if self.locked.contains_key(&ip) {
+            return true;
+        }
+        match self.cluster() {
+            Some(cluster) => cluster.is_locked_out(ip).await.unwrap_or(false),
+            None => false,
+        }
     }
 
     /// Records wrong credentials; true when this failure locks the client out.
-    pub fn failed(&self, ip: IpAddr) -> bool {
+    pub async fn failed(&self, ip: IpAddr) -> bool {
+        if let Some(cluster) = self.cluster() {
+            if let Ok(locked) = cluster.login_failed(ip, MAX_FAILURES, WINDOW).await {
+                if locked {
+                    tracing::warn!(client = %ip, failures = MAX_FAILURES, lockout_s = WINDOW.as_secs(), "too many wrong credentials on the cluster's instances; locking the client out");
+                }
+                return locked;
+            }
+        }
         let n = self.failures.get(&ip).unwrap_or(0) + 1;
         self.failures.insert(ip, n);
         if n >= MAX_FAILURES {
@@ -55,8 +83,11 @@ impl Lockout {
     }
 
     /// A successful login forgets earlier failures.
-    pub fn succeeded(&self, ip: IpAddr) {
+    pub async fn succeeded(&self, ip: IpAddr) {
         self.failures.invalidate(&ip);
+        if let Some(cluster) = self.cluster() {
+            let _ = cluster.login_succeeded(ip).await;
+        }
     }
 
     /// How long a locked-out client should wait.
@@ -151,20 +182,20 @@ mod tests {
         assert_eq!(client_ip(proxy, &http::HeaderMap::new(), &[proxy]), proxy);
     }
 
-    #[test]
-    fn locks_after_max_failures_and_success_resets() {
+    #[tokio::test]
+    async fn locks_after_max_failures_and_success_resets() {
         let l = Lockout::default();
         let ip: IpAddr = [10, 0, 0, 1].into();
         for _ in 0..MAX_FAILURES - 1 {
-            assert!(!l.failed(ip));
+            assert!(!l.failed(ip).await);
         }
-        l.succeeded(ip);
+        l.succeeded(ip).await;
         for _ in 0..MAX_FAILURES - 1 {
-            assert!(!l.failed(ip));
+            assert!(!l.failed(ip).await);
         }
-        assert!(!l.is_locked(ip));
-        assert!(l.failed(ip));
-        assert!(l.is_locked(ip));
-        assert!(!l.is_locked([10, 0, 0, 2].into()));
+        assert!(!l.is_locked(ip).await);
+        assert!(l.failed(ip).await);
+        assert!(l.is_locked(ip).await);
+        assert!(!l.is_locked([10, 0, 0, 2].into()).await);
     }
 }

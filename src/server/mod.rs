@@ -290,7 +290,7 @@ impl AppState {
             metrics_elsewhere: config.server.metrics_listen.is_some(),
             clients: config.clients.clone(),
             inflight: Arc::default(),
-            lockout: lockout::Lockout::default(),
+            lockout: lockout::Lockout::default().shared(cluster.clone()),
             trusted_proxies: config.server.trusted_proxies.clone(),
             own_hosts: own_hosts(&config.server),
             limits: conn::ClientLimits {

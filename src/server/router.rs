@@ -108,34 +108,62 @@ where
         junk_local: profile.junk_local,
         failure: crate::dav::Failure::default(),
     };
+    // In a cluster the user's junk is every instance's (`cluster/junk.rs`): read before,
+    // stored after a request that changed it. Without Redis, this instance's alone.
+    if let Some(shared) = &mount.shared_junk {
+        if let Err(e) = shared.pull(&mount.junk, &user.name).await {
+            tracing::debug!(error = %e, "client junk not read from the cluster");
+        }
+    }
+    let res = dispatch(
+        state, &mount, rest, &segments, req, profile, ctx, &user, &full_path,
+    )
+    .await;
+    if let Some(shared) = &mount.shared_junk {
+        if let Err(e) = shared.push(&mount.junk, &user.name).await {
+            tracing::warn!(error = %e, "could not share client junk with the other instances");
+        }
+    }
+    res
+}
+
+/// The method's handler.
+#[allow(clippy::too_many_arguments)]
+async fn dispatch<B>(
+    state: &Arc<AppState>,
+    mount: &Arc<Mount>,
+    rest: &[String],
+    segments: &[String],
+    req: Request<super::xml_body::GuardedBody<B>>,
+    profile: ClientProfile,
+    ctx: FsRequest,
+    user: &Arc<User>,
+    full_path: &str,
+) -> Step<Response<ResponseBody>>
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
     Ok(match req.method().as_str() {
         "GET" | "HEAD" => {
             super::get::get_or_head(
-                state, &mount, rest, &segments, &req, profile, &ctx, &full_path, &user,
+                state, mount, rest, segments, &req, profile, &ctx, full_path, user,
             )
             .await
         }
         "PROPFIND" => {
             let metrics = state.metrics();
-            super::propfind::propfind(
-                &state.base_path,
-                &mount,
-                rest,
-                req,
-                ctx,
-                &full_path,
-                metrics,
-            )
-            .await
+            super::propfind::propfind(&state.base_path, mount, rest, req, ctx, full_path, metrics)
+                .await
         }
         "PUT" | "PATCH" | "MKCOL" | "DELETE" | "MOVE" | "COPY" | "PROPPATCH" | "LOCK"
         | "UNLOCK" => {
-            if let Some(refused) = may_write(state, &mount, &user, &req) {
+            if let Some(refused) = may_write(state, mount, user, &req) {
                 return Ok(refused);
             }
-            super::write::write(state, &mount, rest, &user, req, ctx, &full_path).await
+            super::write::write(state, mount, rest, user, req, ctx, full_path).await
         }
-        _ => super::root::method_not_allowed(&mount),
+        _ => super::root::method_not_allowed(mount),
     })
 }
 
@@ -158,8 +186,10 @@ pub(super) async fn authenticate<B>(
             Some(state.lockout.retry_after()),
         )
     };
-    if client_ip.is_some_and(|ip| state.lockout.is_locked(ip)) {
-        return Err(locked_out());
+    if let Some(ip) = client_ip {
+        if state.lockout.is_locked(ip).await {
+            return Err(locked_out());
+        }
     }
     match state
         .auth
@@ -168,7 +198,7 @@ pub(super) async fn authenticate<B>(
     {
         AuthOutcome::Ok(user) => {
             if let Some(ip) = client_ip {
-                state.lockout.succeeded(ip);
+                state.lockout.succeeded(ip).await;
             }
             Ok(user)
         }
@@ -181,7 +211,7 @@ pub(super) async fn authenticate<B>(
         }
         outcome => {
             if let (AuthOutcome::Invalid, Some(ip)) = (&outcome, client_ip) {
-                if state.lockout.failed(ip) {
+                if state.lockout.failed(ip).await {
                     return Err(locked_out());
                 }
             }

@@ -91,6 +91,8 @@ pub(super) struct ListingCache {
     /// older generation is never served, so a PROPFIND right after a write shows the truth
     /// even when the write raced a listing fetch.
     generations: Arc<Mutex<HashMap<u64, u64>>>,
+    /// `[cluster]`: cold listings fetched once for every instance (set when the mount joins).
+    shared: Arc<std::sync::OnceLock<Arc<crate::cluster::SharedListings>>>,
 }
 
 impl ListingCache {
@@ -121,7 +123,18 @@ impl ListingCache {
             cache,
             inflight: Arc::new(Mutex::new(HashMap::new())),
             generations: Arc::new(Mutex::new(HashMap::new())),
+            shared: Arc::default(),
         }
+    }
+
+    /// Lists folders through the cluster from now on: fetched once for every instance.
+    pub(super) fn share(&self, shared: Arc<crate::cluster::SharedListings>) {
+        let _ = self.shared.set(shared);
+    }
+
+    /// The cluster's listings of this mount, if it is in one.
+    pub(super) fn shared(&self) -> Option<&Arc<crate::cluster::SharedListings>> {
+        self.shared.get()
     }
 
     fn generation(&self, dir_id: u64) -> u64 {
@@ -147,7 +160,7 @@ impl ListingCache {
         {
             if listing.fetched_at.elapsed() > self.ttl_of(dir_id) {
                 // Stale: answer now, refresh in the background (one fetch in flight).
-                drop(self.fetch(dir_id));
+                drop(self.fetch(dir_id, false));
             }
             self.metrics.cache("listing", true);
             return Ok(listing);
@@ -155,7 +168,7 @@ impl ListingCache {
         self.metrics.cache("listing", false);
         // The fetch runs as its own task and fills the cache even if this request stops
         // waiting for it at its deadline (the client's retry then finds the listing).
-        crate::backend::deadline::bound(self.fetch(dir_id)).await
+        crate::backend::deadline::bound(self.fetch(dir_id, false)).await
     }
 
     fn ttl_of(&self, dir_id: u64) -> Duration {
@@ -177,7 +190,7 @@ impl ListingCache {
                     // A new generation: the cached listing and any fetch that started before
                     // this request are not served again, and other requests join this fetch.
                     self.invalidate_now(dir_id);
-                    let f = self.fetch(dir_id);
+                    let f = self.fetch(dir_id, true);
                     running.insert(dir_id, (Instant::now(), f.clone()));
                     f
                 }
@@ -210,8 +223,9 @@ impl ListingCache {
     }
 
     /// Joins the fetch in flight for `dir_id`, or starts one as its own task so it finishes
-    /// (and fills the cache) even if every waiter goes away.
-    fn fetch(&self, dir_id: u64) -> Fetch {
+    /// (and fills the cache) even if every waiter goes away. In a cluster the listing is the
+    /// cluster's (one fetch from 123 for every instance) unless `fresh` asks for a new one.
+    fn fetch(&self, dir_id: u64, fresh: bool) -> Fetch {
         let generation = self.generation(dir_id);
         let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((g, f)) = inflight.get(&dir_id) {
@@ -224,10 +238,30 @@ impl ListingCache {
         let registry = self.inflight.clone();
         let generations = self.generations.clone();
         let depths = self.depths.clone();
+        let shared = self.shared.get().cloned();
+        let ttl = self.ttl_of(dir_id);
         let task = tokio::spawn(async move {
-            let result = backend.list(dir_id).await.map(|entries| {
-                let mut listing = Listing::new(client_view(entries));
+            let listed = match shared {
+                Some(shared) => {
+                    shared
+                        .get(dir_id, ttl, fresh, || backend.list(dir_id))
+                        .await
+                }
+                None => backend
+                    .list(dir_id)
+                    .await
+                    .map(|entries| crate::cluster::Shared {
+                        entries,
+                        age: Duration::ZERO,
+                    }),
+            };
+            let result = listed.map(|listed| {
+                let mut listing = Listing::new(client_view(listed.entries));
                 listing.generation = generation;
+                // Listed by another instance a while ago: it goes stale as early as there.
+                if let Some(at) = listing.fetched_at.checked_sub(listed.age) {
+                    listing.fetched_at = at;
+                }
                 Arc::new(listing)
             });
             if let (Ok(listing), Some(depths)) = (&result, &depths) {

@@ -385,6 +385,11 @@ impl Vfs {
 
     /// Tells the other instances of a cluster about this mount's writes, as mount `name`.
     pub fn join_cluster(&self, cluster: Arc<crate::cluster::Cluster>, name: &str) {
+        self.listings
+            .share(Arc::new(crate::cluster::SharedListings::new(
+                cluster.clone(),
+                name,
+            )));
         let _ = self.peers.set((cluster, name.to_string()));
     }
 
@@ -395,10 +400,16 @@ impl Vfs {
         self.tell_peers(dir_id).await;
     }
 
-    /// Publishes an invalidation to the other instances, if in a cluster. A failure is logged:
-    /// writes are refused while Redis is unavailable, so only a write that raced the outage
-    /// can meet it, and the other instances drop every listing when they reconnect.
+    /// Publishes an invalidation to the other instances, if in a cluster, after dropping the
+    /// cluster's copy of the listing. A failure is logged: writes are refused while Redis is
+    /// unavailable, so only a write that raced the outage can meet it, and the other instances
+    /// drop every listing when they reconnect.
     pub async fn tell_peers(&self, dir_id: u64) {
+        if let Some(shared) = self.listings.shared() {
+            if let Err(e) = shared.forget(dir_id).await {
+                tracing::warn!(error = %e, "could not drop the cluster's copy of a changed folder");
+            }
+        }
         if let Some((cluster, name)) = self.peers.get() {
             // What is pending there first, so a listing the invalidation causes shows it.
             self.publish_pending(dir_id).await;

@@ -102,6 +102,10 @@ impl WebBackend {
             params.token_file,
             params.clock,
         );
+        let session = match &upstream.cluster {
+            Some(cluster) => session.shared(cluster.clone()),
+            None => session,
+        };
         Self {
             client: WebClient::new(upstream, &params.api_base, session),
             hop: Hop::new(upstream, &params.api_base, &params.user_agent),

@@ -139,6 +139,8 @@ pub struct Session {
     login_lock: tokio::sync::Mutex<()>,
     /// Times the login back-off (a test moves it instead of waiting).
     clock: Clock,
+    /// `[cluster]`: the account's session shared with every instance (password logins only).
+    shared: Option<crate::cluster::SharedSession>,
 }
 
 impl std::fmt::Debug for Session {
@@ -186,6 +188,7 @@ impl Session {
             refusal: Mutex::new(None),
             login_lock: tokio::sync::Mutex::new(()),
             clock,
+            shared: None,
         }
     }
 
@@ -211,6 +214,33 @@ impl Session {
             refusal: Mutex::new(None),
             login_lock: tokio::sync::Mutex::new(()),
             clock,
+            shared: None,
+        }
+    }
+
+    /// The same session shared with every instance of `cluster`: one login for all of them
+    /// (a pasted token is never logged in for, so it stays as it is).
+    pub fn shared(mut self, cluster: std::sync::Arc<crate::cluster::Cluster>) -> Self {
+        if self.pasted.is_none() {
+            self.shared = Some(crate::cluster::SharedSession::new(
+                cluster,
+                &self.login_url,
+                &self.username,
+            ));
+        }
+        self
+    }
+
+    /// A login here, or in a cluster the cluster's session (another instance's login, or one
+    /// made here under the cluster's lease); `adopted` tells which.
+    async fn login_or_adopt(&self, dead: Option<String>) -> (Result<String, String>, bool) {
+        let Some(shared) = &self.shared else {
+            return (self.login().await, false);
+        };
+        match shared.renew(dead.as_deref(), || self.login()).await {
+            crate::cluster::Renewal::Adopted(token) => (Ok(token), true),
+            crate::cluster::Renewal::LoggedIn(token) => (Ok(token), false),
+            crate::cluster::Renewal::Refused(message) => (Err(message), false),
         }
     }
 
@@ -255,18 +285,20 @@ impl Session {
     /// already did, or a refused login is still backing off (then its error, at once).
     pub async fn relogin(&self, seen: u64) -> Result<(), Error> {
         let _one_at_a_time = self.login_lock.lock().await;
-        {
+        let dead = {
             let current = lock(&self.current);
             if current.0 != seen && current.1.is_some() {
                 return Ok(());
             }
-        }
+            current.1.as_ref().map(|t| t.expose().to_string())
+        };
         if let Some(r) = lock(&self.refusal).as_ref() {
             if self.clock.instant() < r.until {
                 return Err(Error::Auth(r.message.clone()));
             }
         }
-        match self.login().await {
+        let (result, adopted) = self.login_or_adopt(dead).await;
+        match result {
             Ok(token) => {
                 {
                     let mut current = lock(&self.current);
@@ -275,7 +307,11 @@ impl Session {
                 }
                 *lock(&self.refusal) = None;
                 self.persist(&token);
-                tracing::info!(username = %self.username, "logged in to 123's web API");
+                if adopted {
+                    tracing::info!("using the cluster's 123 web session");
+                } else {
+                    tracing::info!(username = %self.username, "logged in to 123's web API");
+                }
                 Ok(())
             }
             Err(message) => {

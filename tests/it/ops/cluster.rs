@@ -10,20 +10,20 @@ use pan123_webdav::server::RunningServer;
 use crate::common::redis::RedisServer;
 use crate::common::{open_mount, TestEnv, PASSWORD, USER};
 
-const TOKEN: &str = "/api/v1/access_token";
-const LIST: &str = "/api/v2/file/list";
+pub(super) const TOKEN: &str = "/api/v1/access_token";
+pub(super) const LIST: &str = "/api/v2/file/list";
 
 /// A second instance: the environment's config (with its `[cluster]`) on its own port and its
 /// own `state_dir`, as every instance must have.
-struct Peer {
+pub(super) struct Peer {
     gw: Option<RunningServer>,
-    base: String,
+    pub(super) base: String,
     state_dir: tempfile::TempDir,
-    client: reqwest::Client,
+    pub(super) client: reqwest::Client,
 }
 
 impl Peer {
-    async fn start(env: &TestEnv) -> Peer {
+    pub(super) async fn start(env: &TestEnv) -> Peer {
         let state_dir = tempfile::tempdir().expect("tempdir");
         let mut peer = Peer {
             gw: None,
@@ -35,7 +35,7 @@ impl Peer {
         peer
     }
 
-    async fn restart(&mut self, env: &TestEnv) {
+    pub(super) async fn restart(&mut self, env: &TestEnv) {
         if let Some(gw) = self.gw.take() {
             gw.shutdown().await;
         }
@@ -47,7 +47,7 @@ impl Peer {
         self.base = base;
     }
 
-    fn req(&self, method: &str, path: &str) -> reqwest::RequestBuilder {
+    pub(super) fn req(&self, method: &str, path: &str) -> reqwest::RequestBuilder {
         self.client
             .request(
                 reqwest::Method::from_bytes(method.as_bytes()).expect("method"),
@@ -56,7 +56,7 @@ impl Peer {
             .basic_auth(USER, Some(PASSWORD))
     }
 
-    async fn propfind(&self, path: &str) -> (u16, String) {
+    pub(super) async fn propfind(&self, path: &str) -> (u16, String) {
         let res = self
             .req("PROPFIND", path)
             .header("Depth", "1")
@@ -69,7 +69,7 @@ impl Peer {
 }
 
 /// An Open mount of the emulator's `/lib` folder.
-fn lib_mount(emu: &pan123_emulator::Emulator, extra: &str) -> String {
+pub(super) fn lib_mount(emu: &pan123_emulator::Emulator, extra: &str) -> String {
     let id = emu.lookup("/lib").map(|e| e.id).unwrap_or(0);
     open_mount("/m", "proxy", &format!("root_id = {id}\n{extra}"))
 }
@@ -101,7 +101,7 @@ async fn wait_for_state(env: &TestEnv, state: &str) {
     panic!("readyz never showed the cluster {state}");
 }
 
-async fn cluster_env(redis: &RedisServer, files: usize, extra: &str) -> TestEnv {
+pub(super) async fn cluster_env(redis: &RedisServer, files: usize, extra: &str) -> TestEnv {
     let extra = extra.to_string();
     TestEnv::builder(EmulatorConfig::default())
         .mounts(move |emu| {
@@ -182,10 +182,11 @@ async fn two_instances_together_stay_within_one_budget() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    // 24 cold folders on each instance: 48 listings. Alone, each instance paces itself at 4
-    // list calls a second, within 123's 5; together, unshared, they would send 8.
+    // 24 cold folders on each instance, others on each (a folder wanted by both is listed
+    // once for the cluster): 48 listings. Alone, each instance paces itself at 4 list calls a
+    // second, within 123's 5; together, unshared, they would send 8.
     const FOLDERS: usize = 24;
-    let env = cluster_env(&redis, FOLDERS, "").await;
+    let env = cluster_env(&redis, 2 * FOLDERS, "").await;
     let peer = Peer::start(&env).await;
     // Tokens first, so only listings race.
     assert_eq!(env.propfind("/m/", "1").await.0, 207);
@@ -197,7 +198,7 @@ async fn two_instances_together_stay_within_one_budget() {
             .req("PROPFIND", &format!("/m/d{i}/"))
             .header("Depth", "1");
         let on_b = peer
-            .req("PROPFIND", &format!("/m/d{i}/"))
+            .req("PROPFIND", &format!("/m/d{}/", FOLDERS + i))
             .header("Depth", "1");
         for rb in [on_a, on_b] {
             tasks.push(tokio::spawn(async move {
