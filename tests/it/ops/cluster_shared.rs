@@ -84,6 +84,7 @@ async fn a_dead_lease_holder_is_outlived() {
     let cluster = pan123_webdav::cluster::Cluster::start(&pan123_webdav::config::ClusterConfig {
         redis_url: redis.url().as_str().into(),
         instances: None,
+        advertise_url: None,
     })
     .await
     .expect("cluster");
