@@ -121,6 +121,7 @@ fn demo(_listen: Option<SocketAddr>) -> ExitCode {
 }
 
 fn serve(path: &Path, log_format: LogFormat) -> ExitCode {
+    crate::malloc::tune_for_server();
     let config = match config::load(path) {
         Ok(config) => config,
         Err(err) => {

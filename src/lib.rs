@@ -15,6 +15,7 @@ pub mod dav;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod download;
+pub mod malloc;
 pub mod metrics;
 pub mod mount;
 pub mod page;

@@ -39,8 +39,9 @@ struct UpstreamLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CacheLabels {
-    cache: String,
-    result: String,
+    /// Fixed names (`link`, `listing`; `hit`, `miss`): counted per lookup, no allocation.
+    cache: &'static str,
+    result: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -286,12 +287,12 @@ impl Metrics {
     }
 
     /// A lookup in one of the vfs caches (`listing`, `link`).
-    pub fn cache(&self, cache: &str, hit: bool) {
+    pub fn cache(&self, cache: &'static str, hit: bool) {
         self.0
             .cache
             .get_or_create(&CacheLabels {
-                cache: cache.to_string(),
-                result: if hit { "hit" } else { "miss" }.to_string(),
+                cache,
+                result: if hit { "hit" } else { "miss" },
             })
             .inc();
     }

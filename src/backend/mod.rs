@@ -40,6 +40,9 @@ pub struct Entry {
 pub struct Upstream {
     /// The HTTP client every upstream call shares (one connection pool).
     pub http: reqwest::Client,
+    /// The client of file downloads (the proxy, copies between mounts): its per-connection
+    /// buffers are bounded, whatever the CDN's chunks (`download::client`).
+    pub downloads: crate::download::client::DownloadClient,
     /// The gateway's counters (upstream calls, token refreshes, proxied bytes).
     pub metrics: crate::metrics::Metrics,
     /// `server.upstream_*`. The connect and idle limits are already built into `http`; clients
@@ -54,10 +57,16 @@ impl Upstream {
     /// `http` with counters of its own and the default timeouts: for tools and tests that
     /// build one backend.
     pub fn new(http: reqwest::Client) -> Self {
+        let timeouts = timeouts::UpstreamTimeouts::default();
         Self {
             http,
+            downloads: crate::download::client::DownloadClient::new(
+                crate::config::DEFAULT_USER_AGENT,
+                timeouts,
+            )
+            .expect("the default User-Agent and ring's TLS versions are valid"),
             metrics: crate::metrics::Metrics::new(),
-            timeouts: timeouts::UpstreamTimeouts::default(),
+            timeouts,
             cluster: None,
         }
     }

@@ -55,9 +55,13 @@ pub struct ClientRule {
 impl ClientRule {
     /// Whether this row applies to a User-Agent.
     pub fn matches(&self, user_agent: &str) -> bool {
-        user_agent
-            .to_ascii_lowercase()
-            .contains(&self.user_agent.to_ascii_lowercase())
+        // Asked on every request (profile, traffic scope): compared in place, no lowercased
+        // copies.
+        let (hay, needle) = (user_agent.as_bytes(), self.user_agent.as_bytes());
+        needle.is_empty()
+            || hay
+                .windows(needle.len())
+                .any(|w| w.eq_ignore_ascii_case(needle))
     }
 }
 
@@ -166,4 +170,29 @@ pub(super) fn resolve(report: &mut Report, tables: Vec<toml::Table>) -> Vec<Clie
         .collect();
     rules.extend(builtin);
     rules
+}
+
+#[cfg(test)]
+mod match_tests {
+    use super::*;
+
+    fn rule(ua: &str) -> ClientRule {
+        ClientRule {
+            user_agent: ua.to_string(),
+            download: ClientDownload::Proxy,
+            junk_local: false,
+            builtin: false,
+            traffic_budget: None,
+        }
+    }
+
+    #[test]
+    fn matches_a_substring_in_any_case() {
+        assert!(rule("kodi").matches("Kodi/20.2 (X11)"));
+        assert!(rule("LAVF").matches("Lavf/59.27.100"));
+        assert!(rule("").matches("anything"));
+        assert!(!rule("Kodi").matches(""));
+        assert!(!rule("Kodi/20.2 (X11) longer").matches("Kodi/20.2"));
+        assert!(!rule("Lavf").matches("VLC/3.0"));
+    }
 }

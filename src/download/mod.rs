@@ -2,6 +2,7 @@
 //! route ([`signed_route`]), the local proxy ([`proxy`]) over the one upstream fetch
 //! ([`upstream::fetch`]), exact Range pass-through, conditional requests and local bytes.
 
+pub mod client;
 pub mod conditional;
 pub mod exact;
 pub mod judge;

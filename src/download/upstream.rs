@@ -11,9 +11,9 @@
 //! timeout (`server.upstream_first_byte_timeout`, default 30 s: room for a cold object at a
 //! far offset, while a CDN that accepts and then says nothing cannot hold the client
 //! forever), shortened to what is left of the request's deadline (`server.upstream_deadline`,
-//! `backend::deadline`), which also stops the retries. A stall in the middle of the body is
-//! the `reqwest::Client`'s business: build it with `connect_timeout` and `read_timeout`, never
-//! with a total `timeout` (which would cut every download longer than it).
+//! `backend::deadline`), which also stops the retries. The connect limit and a stall in the
+//! middle of the body are the download client's business ([`super::client`]): never a total
+//! timeout, which would cut every download longer than it.
 
 use std::time::Duration;
 
@@ -21,6 +21,7 @@ use http::header::{self, HeaderValue};
 use http::StatusCode;
 use http_body_util::BodyExt;
 
+use super::client::GetError;
 use super::exact::ExactBody;
 use super::judge::{judge, Verdict};
 use super::range::RangeRequest;
@@ -161,7 +162,7 @@ pub async fn fetch(
                     );
                 }
                 let body = ExactBody::new(
-                    upstream.bytes_stream(),
+                    up.downloads.body(upstream),
                     skip,
                     want.len(entry.size),
                     entry,
@@ -195,7 +196,7 @@ async fn send(
     link: &Link,
     want: RangeRequest,
     user_agent: Option<&HeaderValue>,
-) -> Result<reqwest::Response, ProxyError> {
+) -> Result<http::Response<hyper::body::Incoming>, ProxyError> {
     let mut headers = link.headers.clone();
     // Whatever the link carries, the range and the encoding are ours to decide: a compressed
     // or differently ranged answer could not be checked against the file.
@@ -215,11 +216,10 @@ async fn send(
     }
     let limit = crate::backend::deadline::attempt(up.timeouts.first_byte)
         .map_err(|_| ProxyError::Timeout)?;
-    let request = up.http.get(link.url.as_str()).headers(headers).send();
+    let request = up.downloads.get(link.url.as_str(), headers);
     match tokio::time::timeout(limit, request).await {
-        Err(_elapsed) => Err(ProxyError::Timeout),
-        Ok(Err(e)) if e.is_timeout() => Err(ProxyError::Timeout),
-        Ok(Err(e)) => Err(ProxyError::Upstream(describe(e))),
+        Err(_) | Ok(Err(GetError::Timeout)) => Err(ProxyError::Timeout),
+        Ok(Err(GetError::Failed(reason))) => Err(ProxyError::Upstream(reason)),
         Ok(Ok(response)) => Ok(response),
     }
 }

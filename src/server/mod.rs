@@ -114,6 +114,7 @@ pub fn tool_upstream(
     let timeouts = crate::backend::timeouts::UpstreamTimeouts::from_config(server);
     Ok(crate::backend::Upstream {
         http: http_client(&server.user_agent, timeouts)?,
+        downloads: crate::download::client::DownloadClient::new(&server.user_agent, timeouts)?,
         metrics: crate::metrics::Metrics::new(),
         timeouts,
         cluster: None,
@@ -159,6 +160,10 @@ impl AppState {
         };
         let upstream = crate::backend::Upstream {
             http: http.clone(),
+            downloads: crate::download::client::DownloadClient::new(
+                &config.server.user_agent,
+                timeouts,
+            )?,
             metrics: crate::metrics::Metrics::new(),
             timeouts,
             cluster: cluster.clone(),

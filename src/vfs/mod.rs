@@ -340,6 +340,13 @@ impl Vfs {
     pub async fn link(&self, file: &Entry, refresh: bool) -> Result<Link, Error> {
         if refresh {
             self.links.invalidate(&file.id).await;
+        } else if let Some(link) = self.links.get(&file.id).await {
+            // The common case (every redirect of a warm file): one lookup, no copies made for
+            // a fetch that will not run.
+            if !link_ttl(&link, SystemTime::now()).is_zero() {
+                self.metrics.cache("link", true);
+                return Ok(link);
+            }
         }
         self.metrics
             .cache("link", self.links.contains_key(&file.id));

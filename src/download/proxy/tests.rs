@@ -578,23 +578,14 @@ async fn connection_errors_and_timeouts() {
     assert!(matches!(err, ProxyError::Upstream(_)), "{err:?}");
     assert!(!err.to_string().contains("secret"), "{err}");
 
-    // A CDN that never answers; the client's own timeout maps to Timeout.
+    // A CDN that never answers; the first-byte limit maps to Timeout.
     let stub = Stub::start(|_, _| None).await;
     let links = Links::new(&stub);
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_millis(300))
-        .build()
-        .expect("client");
-    let err = proxy(
-        &crate::backend::Upstream::new(client),
-        &Method::GET,
-        &HeaderMap::new(),
-        &entry(SIZE),
-        &links,
-    )
-    .await
-    .expect_err("timeout");
+    let mut up = client();
+    up.timeouts.first_byte = Duration::from_millis(300);
+    let err = proxy(&up, &Method::GET, &HeaderMap::new(), &entry(SIZE), &links)
+        .await
+        .expect_err("timeout");
     assert!(matches!(err, ProxyError::Timeout), "{err:?}");
     assert_eq!(err.status(), StatusCode::GATEWAY_TIMEOUT);
 }
