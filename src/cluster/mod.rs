@@ -28,9 +28,9 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 
 pub use invalidate::Invalidation;
-pub use pending::{PendingRecord, REFRESH_EVERY as PENDING_REFRESH, SIGNATURE_HEADER};
 pub use junk::SharedJunk;
 pub use listings::{lease_name as listing_lease_name, Shared, SharedListings};
+pub use pending::{PendingRecord, REFRESH_EVERY as PENDING_REFRESH, SIGNATURE_HEADER};
 pub use sessions::{Renewal, SharedSession};
 pub use tokens::Lease;
 

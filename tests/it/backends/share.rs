@@ -123,7 +123,10 @@ async fn listing_pages_of_two_mounts_at_once_are_700_ms_apart() {
         );
     }
     let span = arrivals[arrivals.len() - 1] - arrivals[0];
-    assert!(span >= 7 * 700 - 100, "eight pages over {span} ms: {arrivals:?}");
+    assert!(
+        span >= 7 * 700 - 100,
+        "eight pages over {span} ms: {arrivals:?}"
+    );
 }
 
 /// The emulator refuses any web API call whose signature is missing or wrong (HTTP 403, code
