@@ -181,6 +181,14 @@ impl Mount {
                     .map_err(|_| PutError::Backend(Error::NotFound))?;
                 writer.write_from(&mut file).await?;
             }
+            // The source was a pending upload when the caller read it and has landed since:
+            // its spool file is gone and 123 knows it under another id. Not found, so the
+            // caller looks it up again (litmus copy_coll met this race between the caller's
+            // check and this one: a 207 with a 500 member, from asking 123 for a local id).
+            None if Vfs::was_local(entry) => {
+                drop(writer);
+                return Err(PutError::Backend(Error::NotFound));
+            }
             None => {
                 if entry.size == 0 && src.vfs.backend().capabilities().sizes_may_be_unknown {
                     // The download path promises `entry.size` bytes: an unknown size would be

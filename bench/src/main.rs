@@ -1546,9 +1546,10 @@ async fn setup(size_mib: u64, runs: usize) -> Result<Env> {
     }
     if scale_enabled() {
         for (dir, n) in [("scale1k", 1_000), ("scale100k", 100_000)] {
-            for i in 1..=n {
-                emu.put_file(&format!("/{dir}/entry-{i:06}.txt"), "x");
-            }
+            emu.put_files(
+                &format!("/{dir}"),
+                (1..=n).map(|i| (format!("entry-{i:06}.txt"), bytes::Bytes::from_static(b"x"))),
+            );
         }
     }
     for d in 0..4 {

@@ -379,6 +379,39 @@ impl Emulator {
         fs.tree.insert(parent, name, Some((size, md5)), now)
     }
 
+    /// Put many small files into folder `dir` at once, for seeding big folders: the names
+    /// already there are read once, where `put_file` looks each name up among all the
+    /// folder's children (a 100,000-entry folder took the bench's seeding over 15 minutes).
+    pub fn put_files(&self, dir: &str, files: impl IntoIterator<Item = (String, Bytes)>) {
+        let now = self.shared.now();
+        let mut fs = lock(&self.shared.fs);
+        let parent = fs.tree.mkdir_p(dir, now);
+        let mut live: std::collections::HashMap<String, u64> = fs
+            .tree
+            .children(parent)
+            .filter(|e| !e.trashed)
+            .map(|e| (e.name.clone(), e.id))
+            .collect();
+        for (name, bytes) in files {
+            let md5 = content::md5_hex(&bytes);
+            let size = bytes.len() as u64;
+            fs.content.insert(&md5, size, Blob::Memory(bytes));
+            if let Some(&id) = live.get(&name) {
+                if let Some(e) = fs.tree.get_mut(id) {
+                    if !e.is_dir {
+                        e.size = size;
+                        e.md5 = md5;
+                        e.updated = now;
+                        continue;
+                    }
+                }
+                fs.tree.trash(id, now);
+            }
+            let id = fs.tree.insert(parent, &name, Some((size, md5)), now);
+            live.insert(name, id);
+        }
+    }
+
     /// Set `createAt` and `updateAt` of the entry at `path`.
     pub fn set_modified(&self, path: &str, unix_secs: i64) {
         let mut fs = lock(&self.shared.fs);

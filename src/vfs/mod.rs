@@ -201,6 +201,13 @@ impl Vfs {
         self.overlay.local(entry.id)
     }
 
+    /// Whether `entry` existed only here when it was read (a pending upload or a placeholder),
+    /// even when `local` no longer knows it because its upload landed since: its id is not
+    /// one of 123's, so 123 cannot be asked for it.
+    pub fn was_local(entry: &Entry) -> bool {
+        overlay::is_local_id(entry.id)
+    }
+
     /// Other instances' pending files in folder `dir` (none outside a cluster, or while Redis
     /// is unavailable).
     async fn remote_list(&self, dir: u64) -> Vec<Entry> {

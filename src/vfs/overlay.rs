@@ -17,6 +17,12 @@ use crate::backend::Entry;
 
 /// Ids of local entries live in a range 123 never uses.
 const LOCAL_ID_BASE: u64 = 1 << 62;
+
+/// Whether `id` is one of this gateway's own (a pending upload, a placeholder, or another
+/// instance's pending file, whose range lies above this one), not one of 123's.
+pub fn is_local_id(id: u64) -> bool {
+    id >= LOCAL_ID_BASE
+}
 /// The MD5 of no bytes, as 123 lists empty files.
 const EMPTY_MD5: &str = "d41d8cd98f00b204e9800998ecf8427e";
 /// A placeholder nobody writes to disappears after this long.
@@ -265,7 +271,7 @@ impl Overlay {
     }
 
     pub fn local(&self, id: u64) -> Option<Local> {
-        if id < LOCAL_ID_BASE {
+        if !is_local_id(id) {
             return None;
         }
         if let Some(i) = self.items().values().find(|i| i.entry.id == id) {
