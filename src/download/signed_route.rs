@@ -10,6 +10,7 @@ use http::{HeaderMap, Method, Response, StatusCode, Uri};
 use super::conditional::{preflight, Preflight};
 use super::policy::{gateway_url, proxy_file, Downloads, Failed, FileRequest};
 use super::respond;
+use super::sign::UrlSigner;
 use crate::mount::Mount;
 use crate::response::status_text;
 use crate::response::ResponseBody;
@@ -29,16 +30,21 @@ pub fn redirect(dl: &Downloads<'_>, mount: &Mount, path: &[String]) -> Response<
     };
     let path = paths::encode(path);
     let expires = dl.clock.unix_secs() + dl.sign_ttl.as_secs();
-    let sign = signer.sign(&path, expires);
-    let encoded: String =
-        percent_encoding::utf8_percent_encode(&sign, percent_encoding::NON_ALPHANUMERIC)
-            .to_string();
-    respond::redirect(&format!(
-        "{}/-/d{}?sign={}",
-        gateway_url(base, dl.base_path),
-        path,
-        encoded
+    respond::redirect(&signed_url(
+        &gateway_url(base, dl.base_path),
+        signer,
+        &path,
+        expires,
     ))
+}
+
+/// `<root>/-/d<path>?sign=…` valid until `expires` (unix seconds), for the file at `path`
+/// (encoded, from the server's root): the one shape of a signed link, for the `proxy-url`
+/// policy's redirects and the browser page's share links alike.
+pub fn signed_url(root: &str, signer: &UrlSigner, path: &str, expires: u64) -> String {
+    let sign = signer.sign(path, expires);
+    let sign = percent_encoding::utf8_percent_encode(&sign, percent_encoding::NON_ALPHANUMERIC);
+    format!("{root}/-/d{path}?sign={sign}")
 }
 
 /// One request to `/-/d/<rest>`.

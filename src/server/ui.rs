@@ -185,11 +185,8 @@ async fn share<B>(state: &AppState, req: &Request<B>) -> Response<ResponseBody> 
     let ttl = Duration::from_secs(ttl).min(state.sign_ttl).as_secs();
     let expires = state.clock.unix_secs() + ttl;
     let encoded = paths::encode(&segments);
-    let sign = signer.sign(&encoded, expires);
-    let sign: String =
-        percent_encoding::utf8_percent_encode(&sign, percent_encoding::NON_ALPHANUMERIC)
-            .to_string();
-    let url = format!("{}/-/d{encoded}?sign={sign}", own_url(state, req));
+    let url =
+        crate::download::signed_route::signed_url(&own_url(state, req), signer, &encoded, expires);
     tracing::info!(user = %user.name, mount = %mount.config.path, path = %encoded, ttl_secs = ttl, "share link made");
     page::json(
         StatusCode::OK,
