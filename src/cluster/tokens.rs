@@ -45,7 +45,16 @@ impl Drop for Lease {
             std::mem::take(&mut self.key),
             std::mem::take(&mut self.holder),
         );
-        runtime.spawn(async move { cluster.give_back(&key, &holder).await });
+        runtime.spawn(async move {
+            // A busy Redis (or machine) may miss one answer: a few tries before leaving the
+            // lease to expire, since others wait for it meanwhile.
+            for attempt in 0..3u64 {
+                if cluster.give_back(&key, &holder).await {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
+            }
+        });
     }
 }
 
@@ -125,7 +134,8 @@ impl Cluster {
         self.give_back(&lease.key, &lease.holder).await;
     }
 
-    async fn give_back(&self, key: &str, holder: &str) {
+    /// Whether Redis answered (a lease no longer ours counts as given back).
+    async fn give_back(&self, key: &str, holder: &str) -> bool {
         let result = self
             .run(|mut c| async move {
                 redis::Script::new(RELEASE)
@@ -135,8 +145,9 @@ impl Cluster {
                     .await
             })
             .await;
-        if let Err(e) = result {
+        if let Err(e) = &result {
             tracing::debug!(error = %e, "could not release a cluster lease; it expires by itself");
         }
+        result.is_ok()
     }
 }

@@ -472,7 +472,8 @@ async fn a_lease_dropped_by_a_cancelled_holder_is_given_back() {
     // long before its ten minutes are up.
     drop(held);
     for _ in 0..600 {
-        if let Some(again) = cluster.lease("test", ttl).await.expect("redis") {
+        // A loaded machine may miss one answer (the operation's timeout): ask again.
+        if let Ok(Some(again)) = cluster.lease("test", ttl).await {
             cluster.release(again).await;
             return;
         }
