@@ -25,6 +25,26 @@ return n
 
 static FAIL_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(FAIL));
 
+/// One round trip per authenticated request: 1 when locked out, 2 when failures are counted
+/// (a login must clear them), 0 otherwise.
+const STATE: &str = r"
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return 1
+end
+return redis.call('EXISTS', KEYS[1]) * 2
+";
+
+static STATE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(STATE));
+
+/// What the cluster knows of a client address before its credentials are checked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoginState {
+    /// Locked out on some instance.
+    pub locked: bool,
+    /// Wrong credentials are counted for it, so a successful login has something to clear.
+    pub failures: bool,
+}
+
 fn keys(ip: IpAddr) -> (String, String) {
     (
         Cluster::key("login-failures", &ip.to_string()),
@@ -33,16 +53,22 @@ fn keys(ip: IpAddr) -> (String, String) {
 }
 
 impl Cluster {
-    /// Whether `ip` is locked out on any instance.
-    pub async fn is_locked_out(&self, ip: IpAddr) -> Result<bool, Unavailable> {
-        let (_, locked) = keys(ip);
-        self.run(|mut c| async move {
-            redis::cmd("EXISTS")
-                .arg(&locked)
-                .query_async::<bool>(&mut c)
-                .await
+    /// Whether `ip` is locked out on any instance, and whether failures are counted for it.
+    pub async fn login_state(&self, ip: IpAddr) -> Result<LoginState, Unavailable> {
+        let (failures, locked) = keys(ip);
+        let state = self
+            .run(|mut c| async move {
+                STATE_SCRIPT
+                    .key(&failures)
+                    .key(&locked)
+                    .invoke_async::<i64>(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(LoginState {
+            locked: state == 1,
+            failures: state == 2,
         })
-        .await
     }
 
     /// Counts wrong credentials from `ip` (remembered for `window`); true when this one locks

@@ -5,6 +5,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+pub use crate::cluster::LoginState;
+
 /// Wrong credentials allowed per client within `WINDOW`.
 const MAX_FAILURES: u32 = 10;
 /// How long failures are remembered, and how long a lockout lasts.
@@ -50,14 +52,19 @@ impl Lockout {
         self.shared.as_deref().filter(|c| c.available())
     }
 
-    /// Is this client locked out right now (here, or on any instance of a cluster)?
-    pub async fn is_locked(&self, ip: IpAddr) -> bool {
+    /// Is this client locked out right now (here, or on any instance of a cluster)? The answer
+    /// goes back to `succeeded`, which then clears shared failures only where there are some:
+    /// an authenticated request costs one Redis round trip, not two.
+    pub async fn check(&self, ip: IpAddr) -> LoginState {
         if self.locked.contains_key(&ip) {
-            return true;
+            return LoginState {
+                locked: true,
+                failures: false,
+            };
         }
         match self.cluster() {
-            Some(cluster) => cluster.is_locked_out(ip).await.unwrap_or(false),
-            None => false,
+            Some(cluster) => cluster.login_state(ip).await.unwrap_or_default(),
+            None => LoginState::default(),
         }
     }
 
@@ -82,9 +89,12 @@ impl Lockout {
         false
     }
 
-    /// A successful login forgets earlier failures.
-    pub async fn succeeded(&self, ip: IpAddr) {
+    /// A successful login forgets earlier failures (`before` is what `check` found).
+    pub async fn succeeded(&self, ip: IpAddr, before: LoginState) {
         self.failures.invalidate(&ip);
+        if !before.failures {
+            return;
+        }
         if let Some(cluster) = self.cluster() {
             let _ = cluster.login_succeeded(ip).await;
         }
@@ -189,13 +199,14 @@ mod tests {
         for _ in 0..MAX_FAILURES - 1 {
             assert!(!l.failed(ip).await);
         }
-        l.succeeded(ip).await;
+        let before = l.check(ip).await;
+        l.succeeded(ip, before).await;
         for _ in 0..MAX_FAILURES - 1 {
             assert!(!l.failed(ip).await);
         }
-        assert!(!l.is_locked(ip).await);
+        assert!(!l.check(ip).await.locked);
         assert!(l.failed(ip).await);
-        assert!(l.is_locked(ip).await);
-        assert!(!l.is_locked([10, 0, 0, 2].into()).await);
+        assert!(l.check(ip).await.locked);
+        assert!(!l.check([10, 0, 0, 2].into()).await.locked);
     }
 }

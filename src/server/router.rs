@@ -186,8 +186,10 @@ pub(super) async fn authenticate<B>(
             Some(state.lockout.retry_after()),
         )
     };
+    let mut before = super::lockout::LoginState::default();
     if let Some(ip) = client_ip {
-        if state.lockout.is_locked(ip).await {
+        before = state.lockout.check(ip).await;
+        if before.locked {
             return Err(locked_out());
         }
     }
@@ -198,7 +200,7 @@ pub(super) async fn authenticate<B>(
     {
         AuthOutcome::Ok(user) => {
             if let Some(ip) = client_ip {
-                state.lockout.succeeded(ip).await;
+                state.lockout.succeeded(ip, before).await;
             }
             Ok(user)
         }

@@ -91,6 +91,64 @@ impl RedisServer {
     }
 }
 
+impl RedisServer {
+    /// Watches every command sent to the server (Redis's `MONITOR`) until `Monitor::stop`: the
+    /// Redis round trips a request costs.
+    pub fn monitor(&self) -> Monitor {
+        use std::io::{BufRead, BufReader, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connect redis");
+        s.write_all(b"MONITOR\r\n").expect("write MONITOR");
+        let mut reader = BufReader::new(s.try_clone().expect("clone socket"));
+        let mut ok = String::new();
+        reader.read_line(&mut ok).expect("MONITOR answer");
+        assert!(ok.starts_with("+OK"), "MONITOR: {ok}");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        // Ends when `stop` shuts the socket down (or after 100,000 lines).
+        let reader = std::thread::spawn(move || {
+            for line in reader.lines().take(100_000) {
+                let Ok(line) = line else { break };
+                sink.lock().expect("lines").push(line);
+            }
+        });
+        Monitor {
+            socket: s,
+            lines,
+            reader: Some(reader),
+        }
+    }
+}
+
+/// The commands seen by `RedisServer::monitor`.
+pub struct Monitor {
+    socket: std::net::TcpStream,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Monitor {
+    /// The commands clients sent so far, leaving out those run inside Lua scripts (their
+    /// `EVALSHA` is the round trip).
+    pub fn client_commands(&self) -> Vec<String> {
+        self.lines
+            .lock()
+            .expect("lines")
+            .iter()
+            .filter(|l| !l.contains(" lua]"))
+            .cloned()
+            .collect()
+    }
+
+    /// Stops watching.
+    pub fn stop(mut self) -> Vec<String> {
+        let _ = self.socket.shutdown(std::net::Shutdown::Both);
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        self.client_commands()
+    }
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();

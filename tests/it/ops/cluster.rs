@@ -563,3 +563,54 @@ async fn check_validates_the_cluster_and_probe_asks_redis() {
         "{stdout}"
     );
 }
+
+#[tokio::test]
+async fn warm_reads_cost_a_bounded_number_of_redis_round_trips() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let env = cluster_env(&redis, 2, "").await;
+    // Warm: the folder listed, the link fetched.
+    assert_eq!(env.propfind("/m/", "1").await.0, 207);
+    let first = env.req("GET", "/m/top.txt").send().await.expect("GET");
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.bytes().await.expect("body").as_ref(), b"top");
+
+    const N: usize = 20;
+    let count = |monitor: &crate::common::redis::Monitor| monitor.client_commands().len();
+    let monitor = redis.monitor();
+    for _ in 0..N {
+        assert_eq!(env.propfind("/m/", "1").await.0, 207);
+    }
+    let after_propfind = count(&monitor);
+    for _ in 0..N {
+        let r = env.req("GET", "/m/top.txt").send().await.expect("GET");
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.bytes().await.expect("body").as_ref(), b"top");
+    }
+    // MONITOR lines arrive a moment after the commands.
+    let seen = async {
+        let mut last = 0;
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let now = count(&monitor);
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+    };
+    let total = tokio::time::timeout(Duration::from_secs(10), seen)
+        .await
+        .expect("MONITOR settles");
+    let commands = monitor.stop();
+    // Background work (readiness pings, pending entries refreshed every 20 s) may add a few.
+    let propfind = after_propfind as f64 / N as f64;
+    let get = (total - after_propfind) as f64 / N as f64;
+    println!("Redis round trips per warm request: PROPFIND Depth 1 {propfind:.2}, GET {get:.2}");
+    assert!(
+        propfind <= 4.5 && get <= 3.5,
+        "warm reads cost {propfind:.2} (PROPFIND) and {get:.2} (GET) Redis round trips: {:#?}",
+        &commands[..commands.len().min(20)]
+    );
+}
