@@ -802,6 +802,36 @@ async fn share_links_are_capped_expire_and_need_read() {
 }
 
 #[tokio::test]
+async fn links_behind_a_tls_proxy_say_https_only_when_the_proxy_is_trusted() {
+    let share = |env: &TestEnv, proto: &'static str| {
+        env.client
+            .post(env.url("/-/share?path=%2Fm%2Fnotes.txt&ttl=3600"))
+            .basic_auth(USER, Some(PASSWORD))
+            .header("x-forwarded-proto", proto)
+            .send()
+    };
+    let link = |res: reqwest::Response| async move {
+        assert_eq!(res.status().as_u16(), 200);
+        let body: Value = res.json().await.expect("json");
+        body["url"].as_str().expect("url").to_string()
+    };
+    // The loopback peer is the trusted proxy that ends TLS.
+    let env = http_env("trusted_proxies = [\"127.0.0.1\"]").await;
+    let url = link(share(&env, "https").await.expect("share")).await;
+    let plain = env.url("/-/d/m/notes.txt?sign=");
+    assert!(
+        url.starts_with(&plain.replacen("http://", "https://", 1)),
+        "{url}"
+    );
+    let url = link(share(&env, "http").await.expect("share")).await;
+    assert!(url.starts_with(&plain), "{url}");
+    // Anyone else's header is ignored.
+    let env = http_env("").await;
+    let url = link(share(&env, "https").await.expect("share")).await;
+    assert!(url.starts_with(&env.url("/-/d/m/notes.txt?sign=")), "{url}");
+}
+
+#[tokio::test]
 async fn an_anonymous_mount_browses_without_a_prompt() {
     let env = http_env("").await;
     let res = env
