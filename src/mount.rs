@@ -146,6 +146,54 @@ impl Mount {
         Ok(())
     }
 
+    /// The folders at or below `folder` that uploads are queued into: asked before a DELETE of
+    /// `folder`, so that `cancel_pending_in` can drop them with it. Walks the folder's
+    /// listings (cached ones cost nothing) only when some upload of this mount is queued, at
+    /// most `MAX_WALK` folders; a queued upload left out fails later and keeps its content
+    /// under `failed/`, which is the safe side.
+    pub async fn pending_folders_under(&self, folder: &Entry) -> Vec<u64> {
+        const MAX_WALK: usize = 1_000;
+        let Some(writes) = &self.writes else {
+            return Vec::new();
+        };
+        let mut wanted: std::collections::HashSet<u64> = writes
+            .queue
+            .pending_folders()
+            .into_iter()
+            .filter(|(mount, _)| mount == self.name())
+            .map(|(_, id)| id)
+            .collect();
+        let mut found = Vec::new();
+        let mut next = vec![folder.clone()];
+        let mut walked = 0;
+        while let Some(dir) = next.pop() {
+            if wanted.is_empty() || walked == MAX_WALK {
+                break;
+            }
+            walked += 1;
+            if wanted.remove(&dir.id) {
+                found.push(dir.id);
+            }
+            let Ok(listing) = self.vfs.list(&dir).await else {
+                continue;
+            };
+            next.extend(listing.entries.iter().filter(|e| e.is_dir).cloned());
+        }
+        found
+    }
+
+    /// Cancels the uploads queued into `folders` (found by `pending_folders_under`, whose
+    /// folder is now deleted).
+    pub async fn cancel_pending_in(&self, folders: &[u64]) {
+        let Some(writes) = &self.writes else { return };
+        for &folder in folders {
+            let n = writes.queue.cancel_in(self.name(), folder).await;
+            if n > 0 {
+                tracing::info!(mount = %self.config.path, folder, uploads = n, "queued uploads cancelled with their deleted folder");
+            }
+        }
+    }
+
     /// Copies file `entry` of mount `src` into folder `dst_parent` of this mount as `name`, its
     /// bytes passing through the gateway into this mount's upload queue. For copies 123 cannot
     /// make by instant reuse: across accounts, a file still pending, or when `create` does not

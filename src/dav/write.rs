@@ -163,12 +163,19 @@ impl MountFs {
                     }
                 }
             }
-            None => self
-                .mount
-                .vfs
-                .trash(&entry, &parent)
-                .await
-                .map_err(|e| ctx.fs_error(&e))?,
+            None => {
+                let queued_below = if entry.is_dir {
+                    self.mount.pending_folders_under(&entry).await
+                } else {
+                    Vec::new()
+                };
+                self.mount
+                    .vfs
+                    .trash(&entry, &parent)
+                    .await
+                    .map_err(|e| ctx.fs_error(&e))?;
+                self.mount.cancel_pending_in(&queued_below).await;
+            }
         }
         self.mount.props.remove(&key);
         Ok(())

@@ -163,6 +163,25 @@ impl UploadQueue {
         }
     }
 
+    /// DELETE of a folder: cancels every upload queued into it (their files go with the
+    /// folder, as they would had they landed). Returns how many there were.
+    pub async fn cancel_in(&self, mount: &str, parent_id: u64) -> usize {
+        let _admin = self.admin.lock().await;
+        let ids: Vec<JobId> = lock(&self.state)
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.record.mount == mount && j.record.parent_id == parent_id)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut cancelled = 0;
+        for id in ids {
+            if self.cancel_job(&id, "its folder was deleted").await {
+                cancelled += 1;
+            }
+        }
+        cancelled
+    }
+
     /// MOVE of a pending file: changes where it will land (a pending file already there is
     /// superseded). Returns whether one existed.
     pub async fn retarget(

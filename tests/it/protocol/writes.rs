@@ -823,6 +823,54 @@ both!(
     put_costs,
 );
 
+/// A DELETE of a folder takes the uploads still queued into it (and into its subfolders) with
+/// it: they are cancelled, never uploaded into the trashed folder, and none counts as failed.
+#[tokio::test]
+async fn delete_of_a_folder_cancels_the_uploads_queued_into_it() {
+    let env = env(Kind::Open, "").await;
+    // 123 refuses every create for now, so the uploads stay queued, retrying.
+    env.emu.inject(Fault {
+        endpoint: "/upload/v2/file/create".into(),
+        kind: FaultKind::Http {
+            status: 500,
+            count: 1_000,
+        },
+    });
+    for dir in ["/m/dir/", "/m/dir/sub/", "/m/other/"] {
+        let r = env.req("MKCOL", dir).send().await.expect("mkcol");
+        assert_eq!(r.status().as_u16(), 201, "{dir}");
+    }
+    assert_eq!(put(&env, "/m/dir/a.bin", bytes_of(1000, 1)).await, 201);
+    assert_eq!(put(&env, "/m/dir/sub/b.bin", bytes_of(1000, 2)).await, 201);
+    assert_eq!(put(&env, "/m/other/c.bin", bytes_of(1000, 3)).await, 201);
+    let r = env.req("DELETE", "/m/dir/").send().await.expect("delete");
+    assert_eq!(r.status().as_u16(), 204);
+    env.emu.clear_faults();
+
+    // The upload outside the folder lands; the two inside never do, and none failed.
+    eventually("the other upload lands", || {
+        env.emu.read("/lib/other/c.bin").is_some()
+    })
+    .await;
+    let metrics = metrics_text(&env).await;
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or_else(|| panic!("{name} in\n{metrics}"))
+            .to_string()
+    };
+    assert_eq!(value("pan123_uploads_failed"), "0", "{metrics}");
+    assert_eq!(value("pan123_uploads_queued"), "0", "{metrics}");
+    assert_eq!(value("pan123_uploads_running"), "0", "{metrics}");
+    assert_eq!(env.emu.read("/lib/dir/a.bin"), None);
+    assert_eq!(env.emu.read("/lib/dir/sub/b.bin"), None);
+    let failed = env.state_dir.path().join("failed");
+    let kept = std::fs::read_dir(&failed).map_or(0, |d| d.count());
+    assert_eq!(kept, 0, "nothing under {}", failed.display());
+}
+
 /// What one PUT costs at 123, endpoint by endpoint, once the mount's token and listing are
 /// warm: a new file, then an overwrite of it. Both go to a temporary name and are swapped in
 /// (docs/123.md, open §11), whatever `create` does with a taken name, so the counts are the same
