@@ -45,6 +45,8 @@ pub struct Mount {
     pub junk: JunkStore,
     /// `[cluster]`: the junk shared with the other instances (writable mounts).
     pub shared_junk: Option<crate::cluster::SharedJunk>,
+    /// `[cluster]`: `props` shared with the other instances (writable mounts).
+    pub shared_props: Option<crate::cluster::SharedProps>,
     /// `None` for read-only mounts.
     pub writes: Option<Writes>,
 }
@@ -402,17 +404,24 @@ pub fn build_mount(
             limits.locks_per_user_max,
         )),
     };
+    let props = PropStore::open(
+        props_file,
+        Budget {
+            total: limits.props_max_bytes,
+            per_user: limits.props_per_user_max_bytes,
+        },
+    );
+    if cluster.is_some() {
+        props.share();
+    }
     Arc::new(Mount {
         config: config.clone(),
         vfs,
         locks,
-        props: PropStore::open(
-            props_file,
-            Budget {
-                total: limits.props_max_bytes,
-                per_user: limits.props_per_user_max_bytes,
-            },
-        ),
+        props,
+        shared_props: cluster
+            .clone()
+            .map(|c| crate::cluster::SharedProps::new(c, config.name())),
         shared_junk: cluster
             .clone()
             .map(|c| crate::cluster::SharedJunk::new(c, config.name())),
