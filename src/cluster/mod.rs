@@ -31,8 +31,8 @@ use redis::aio::ConnectionManager;
 pub use invalidate::Invalidation;
 pub use junk::SharedJunk;
 pub use listings::{lease_name as listing_lease_name, Shared, SharedListings};
-pub use props::SharedProps;
 pub use pending::{PendingRecord, REFRESH_EVERY as PENDING_REFRESH, SIGNATURE_HEADER};
+pub use props::SharedProps;
 pub use sessions::{Renewal, SharedSession};
 pub use tokens::Lease;
 

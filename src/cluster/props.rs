@@ -207,12 +207,7 @@ impl SharedProps {
         let nodes = self.nodes.clone();
         let all: std::collections::HashMap<String, String> = self
             .cluster
-            .run(|mut c| async move {
-                redis::cmd("HGETALL")
-                    .arg(&nodes)
-                    .query_async(&mut c)
-                    .await
-            })
+            .run(|mut c| async move { redis::cmd("HGETALL").arg(&nodes).query_async(&mut c).await })
             .await?;
         let all = all
             .into_iter()

@@ -395,12 +395,7 @@ impl Props {
     /// The paths whose nodes `op` reads or changes (asked before and after applying it).
     fn touched_by(&self, op: &Op, out: &mut BTreeSet<String>) {
         let below = |root: &str, out: &mut BTreeSet<String>| {
-            out.extend(
-                self.nodes
-                    .keys()
-                    .filter(|p| at_or_below(p, root))
-                    .cloned(),
-            )
+            out.extend(self.nodes.keys().filter(|p| at_or_below(p, root)).cloned())
         };
         match op {
             Op::Set { path, .. }
@@ -1068,7 +1063,10 @@ mod tests {
         b.merge(changes);
         assert!(b.get("/d/f", &prop("color", "")).is_some());
         assert_eq!(b.mtime("/d/g", Some("abc")), Some(t));
-        assert!(b.take_changes().is_empty(), "merged nodes are not b's to share");
+        assert!(
+            b.take_changes().is_empty(),
+            "merged nodes are not b's to share"
+        );
 
         // A MOVE touches where things were and where they went.
         b.relocate("/d", "/e", false, "u");
