@@ -210,8 +210,8 @@ impl SharedProps {
             .run(|mut c| async move { redis::cmd("HGETALL").arg(&nodes).query_async(&mut c).await })
             .await?;
         let all = all
-            .into_iter()
-            .filter_map(|(_, v)| serde_json::from_str::<(String, String)>(&v).ok())
+            .into_values()
+            .filter_map(|v| serde_json::from_str::<(String, String)>(&v).ok())
             .collect();
         store.replace_all(all);
         self.saw(epoch, seq);
