@@ -45,6 +45,8 @@ pub struct Mount {
     pub junk: JunkStore,
     /// `[cluster]`: the junk shared with the other instances (writable mounts).
     pub shared_junk: Option<crate::cluster::SharedJunk>,
+    /// `[cluster]`: `props` shared with the other instances (writable mounts).
+    pub shared_props: Option<crate::cluster::SharedProps>,
     /// `None` for read-only mounts.
     pub writes: Option<Writes>,
 }
@@ -196,7 +198,8 @@ impl Mount {
 
     /// Copies file `entry` of mount `src` into folder `dst_parent` of this mount as `name`, its
     /// bytes passing through the gateway into this mount's upload queue. For copies 123 cannot
-    /// make by instant reuse: across accounts, a file still pending, or when `create` does not
+    /// make by instant reuse: across accounts, a file still pending (here, or on another
+    /// instance of the cluster), or when `create` does not
     /// hand back the new file (docs/123.md, open §11, `reuse: true` with `fileID: 0`).
     ///
     /// Bytes from 123 come through the same download path as a client's GET through a proxy
@@ -217,11 +220,34 @@ impl Mount {
         let mut writer = writes.spool.writer(Some(entry.size)).await?;
         match src.vfs.local(entry) {
             Some(Local::Empty) => {}
-            Some(Local::Remote(_)) => {
-                drop(writer);
-                return Err(PutError::Backend(Error::Unavailable(
-                    crate::vfs::PENDING_ELSEWHERE.into(),
-                )));
+            // Pending on another instance of the cluster: its bytes come from that instance's
+            // spool, as a GET of it would (`download::remote`). Any answer but the whole file
+            // (it landed meanwhile, the owner is away) leaves the copy for later: 503.
+            Some(Local::Remote(record)) => {
+                let answer = crate::download::remote::send(
+                    &writes.upstream,
+                    &record,
+                    &http::HeaderMap::new(),
+                    false,
+                )
+                .await;
+                if answer.status() != http::StatusCode::OK {
+                    drop(writer);
+                    return Err(PutError::Backend(Error::Unavailable(
+                        crate::vfs::PENDING_ELSEWHERE.into(),
+                    )));
+                }
+                let mut body = answer.into_body();
+                while let Some(frame) = body.frame().await {
+                    let frame = frame.map_err(|e| {
+                        PutError::Backend(Error::Transport(format!(
+                            "reading the source from the instance holding it: {e}"
+                        )))
+                    })?;
+                    if let Ok(chunk) = frame.into_data() {
+                        writer.write(&chunk).await?;
+                    }
+                }
             }
             Some(Local::Spooled(path)) => {
                 let mut file = tokio::fs::File::open(&path)
@@ -450,17 +476,24 @@ pub fn build_mount(
             limits.locks_per_user_max,
         )),
     };
+    let props = PropStore::open(
+        props_file,
+        Budget {
+            total: limits.props_max_bytes,
+            per_user: limits.props_per_user_max_bytes,
+        },
+    );
+    if cluster.is_some() {
+        props.share();
+    }
     Arc::new(Mount {
         config: config.clone(),
         vfs,
         locks,
-        props: PropStore::open(
-            props_file,
-            Budget {
-                total: limits.props_max_bytes,
-                per_user: limits.props_per_user_max_bytes,
-            },
-        ),
+        props,
+        shared_props: cluster
+            .clone()
+            .map(|c| crate::cluster::SharedProps::new(c, config.name())),
         shared_junk: cluster
             .clone()
             .map(|c| crate::cluster::SharedJunk::new(c, config.name())),

@@ -6,8 +6,8 @@
 //! access token per client id for the whole cluster), the shared rate budget (`limiter.rs`),
 //! folder invalidations (`invalidate.rs`) and
 //! cold listings fetched once for every instance (`listings.rs`), one web login session per
-//! account (`sessions.rs`) the login lockout (`lockout.rs`) and
-//! client junk (`junk.rs`). Every operation is bounded in time; when Redis
+//! account (`sessions.rs`) the login lockout (`lockout.rs`),
+//! client junk (`junk.rs`) and dead properties with client modification times (`props.rs`). Every operation is bounded in time; when Redis
 //! does not answer the cluster is *unavailable*: callers fall back to what one instance can do
 //! alone safely (local caches, a conservative local limiter) and writes are refused with 503
 //! until Redis is back, which a background task notices within a second.
@@ -18,6 +18,7 @@ mod limiter;
 mod listings;
 mod lockout;
 mod pending;
+mod props;
 mod sessions;
 mod tokens;
 
@@ -32,6 +33,7 @@ pub use junk::SharedJunk;
 pub use listings::{lease_name as listing_lease_name, Shared, SharedListings};
 pub use lockout::LoginState;
 pub use pending::{PendingRecord, REFRESH_EVERY as PENDING_REFRESH, SIGNATURE_HEADER};
+pub use props::SharedProps;
 pub use sessions::{Renewal, SharedSession};
 pub use tokens::Lease;
 
@@ -123,6 +125,15 @@ impl Cluster {
     /// Whether Redis answered the last time it was asked.
     pub fn available(&self) -> bool {
         self.available.load(Ordering::Relaxed)
+    }
+
+    /// Fails at once while Redis is unavailable (the watch notices when it is back), so a
+    /// request does not wait for an answer that will not come.
+    fn usable(&self) -> Result<(), Unavailable> {
+        if self.available() {
+            return Ok(());
+        }
+        Err(Unavailable(self.error().unwrap_or_default()))
     }
 
     /// Why Redis is unavailable, if it is (for `/-/readyz`; never holds the URL).

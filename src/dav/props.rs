@@ -11,8 +11,12 @@
 //! emptied, so the total write cost stays proportional to what is written. Values are stored
 //! as text (base64 when not UTF-8); snapshots of older versions, which stored them as arrays
 //! of numbers (four times the size), still load.
+//!
+//! In a cluster (`cluster/props.rs`) the store notes which paths this instance's changes
+//! touched, hands them out as text to share, and takes in the other instances' nodes; this
+//! copy is what requests read, and what they fall back on while Redis is unavailable.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -135,6 +139,11 @@ enum Op {
     },
     Forget {
         path: String,
+    },
+    /// A path's node as another instance made it (none: gone).
+    Replace {
+        path: String,
+        node: Option<Node>,
     },
 }
 
@@ -367,6 +376,42 @@ impl Props {
         }
     }
 
+    /// Puts `node` (none or empty: nothing) at `path`, whatever was there.
+    fn replace(&mut self, path: &str, node: Option<Node>) {
+        if let Some(old) = self.nodes.remove(path) {
+            for (k, p) in &old.props {
+                self.refund(p.user.as_deref(), cost(path, k, p));
+            }
+        }
+        let Some(node) = node.filter(|n| !n.props.is_empty() || n.mtime.is_some()) else {
+            return;
+        };
+        for (k, p) in &node.props {
+            self.charge(p.user.as_deref(), cost(path, k, p));
+        }
+        self.nodes.insert(path.to_string(), node);
+    }
+
+    /// The paths whose nodes `op` reads or changes (asked before and after applying it).
+    fn touched_by(&self, op: &Op, out: &mut BTreeSet<String>) {
+        let below = |root: &str, out: &mut BTreeSet<String>| {
+            out.extend(self.nodes.keys().filter(|p| at_or_below(p, root)).cloned())
+        };
+        match op {
+            Op::Set { path, .. }
+            | Op::Unset { path, .. }
+            | Op::Mtime { path, .. }
+            | Op::Replace { path, .. } => {
+                out.insert(path.clone());
+            }
+            Op::Relocate { from, to, .. } => {
+                below(from, out);
+                below(to, out);
+            }
+            Op::Forget { path } => below(path, out),
+        }
+    }
+
     fn apply(&mut self, op: Op) {
         match op {
             Op::Set {
@@ -387,6 +432,7 @@ impl Props {
             Op::Forget { path } => {
                 self.take_below(&path);
             }
+            Op::Replace { path, node } => self.replace(&path, node),
         }
     }
 }
@@ -406,6 +452,16 @@ struct Disk {
 struct Inner {
     props: Props,
     disk: Option<Disk>,
+    /// In a cluster: what this instance changed and has not yet shared.
+    sharing: Option<Sharing>,
+}
+
+/// The paths this instance's changes touched: not yet handed out, and handed out but not yet
+/// stored in the cluster. Nodes coming from other instances leave both alone.
+#[derive(Default)]
+struct Sharing {
+    touched: BTreeSet<String>,
+    in_flight: BTreeSet<String>,
 }
 
 /// The dead properties of one mount.
@@ -427,6 +483,7 @@ impl PropStore {
                 inner: Mutex::new(Inner {
                     props: Props::default(),
                     disk: None,
+                    sharing: None,
                 }),
             };
         };
@@ -461,12 +518,13 @@ impl PropStore {
                     log_bytes: 0,
                     seq: last,
                 }),
+                sharing: None,
             }),
         };
         if replayed > 0 || last > seq {
             // Fold the log into a fresh snapshot, so it starts empty.
             let mut inner = store.inner();
-            let Inner { props, disk } = &mut *inner;
+            let Inner { props, disk, .. } = &mut *inner;
             if let Some(disk) = disk.as_mut() {
                 compact(disk, props);
             }
@@ -622,12 +680,139 @@ impl PropStore {
         let path = path.trim_end_matches('/').to_string();
         self.inner().record(vec![Op::Forget { path }]);
     }
+
+    /// Starts noting the paths this instance's changes touch, for the cluster to share
+    /// (`cluster::SharedProps`).
+    pub fn share(&self) {
+        self.inner().sharing.get_or_insert_with(Sharing::default);
+    }
+
+    /// The paths changed here and not yet handed out, each with its node as text (none: gone).
+    /// They stay *in flight* until [`PropStore::shared`] says whether the cluster took them.
+    pub fn take_changes(&self) -> Vec<(String, Option<String>)> {
+        let mut inner = self.inner();
+        let Inner { props, sharing, .. } = &mut *inner;
+        let Some(sharing) = sharing.as_mut() else {
+            return Vec::new();
+        };
+        let paths = std::mem::take(&mut sharing.touched);
+        let out = paths
+            .iter()
+            .map(|p| {
+                let text = props
+                    .nodes
+                    .get(p)
+                    .and_then(|n| serde_json::to_string(n).ok());
+                (p.clone(), text)
+            })
+            .collect();
+        sharing.in_flight.extend(paths);
+        out
+    }
+
+    /// Whether the cluster stored `paths` (from [`PropStore::take_changes`]); if not they are
+    /// handed out again next time.
+    pub fn shared(&self, paths: impl IntoIterator<Item = String>, stored: bool) {
+        let mut inner = self.inner();
+        let Some(sharing) = inner.sharing.as_mut() else {
+            return;
+        };
+        for p in paths {
+            sharing.in_flight.remove(&p);
+            if !stored {
+                sharing.touched.insert(p);
+            }
+        }
+    }
+
+    /// Other instances' nodes (text from [`PropStore::take_changes`]; none: gone) replace
+    /// these paths here, except where this instance has changes of its own to share.
+    pub fn merge(&self, nodes: Vec<(String, Option<String>)>) {
+        let mut inner = self.inner();
+        let ops = nodes
+            .into_iter()
+            .filter(|(path, _)| !inner.unshared(path))
+            .map(|(path, text)| Op::Replace {
+                node: text.and_then(|t| serde_json::from_str(&t).ok()),
+                path,
+            })
+            .collect::<Vec<_>>();
+        if !ops.is_empty() {
+            inner.record_quietly(ops);
+        }
+    }
+
+    /// The cluster's whole store replaces this one (paths it lacks are dropped), except where
+    /// this instance has changes of its own to share.
+    pub fn replace_all(&self, nodes: Vec<(String, String)>) {
+        let mut inner = self.inner();
+        let theirs: HashMap<String, String> = nodes.into_iter().collect();
+        let mut ops: Vec<Op> = inner
+            .props
+            .nodes
+            .keys()
+            .filter(|p| !theirs.contains_key(*p))
+            .map(|p| Op::Replace {
+                path: p.clone(),
+                node: None,
+            })
+            .collect();
+        ops.extend(theirs.into_iter().map(|(path, text)| Op::Replace {
+            node: serde_json::from_str(&text).ok(),
+            path,
+        }));
+        ops.retain(|op| match op {
+            Op::Replace { path, .. } => !inner.unshared(path),
+            _ => true,
+        });
+        if !ops.is_empty() {
+            inner.record_quietly(ops);
+        }
+    }
+
+    /// Every node as text (what an empty cluster is seeded with).
+    pub fn export(&self) -> Vec<(String, String)> {
+        self.inner()
+            .props
+            .nodes
+            .iter()
+            .filter_map(|(p, n)| Some((p.clone(), serde_json::to_string(n).ok()?)))
+            .collect()
+    }
 }
 
 impl Inner {
-    /// Applies `ops` in memory and appends them to the log (compacting when it is due).
+    /// Has this instance changed `path` without the cluster having stored it yet?
+    fn unshared(&self, path: &str) -> bool {
+        self.sharing
+            .as_ref()
+            .is_some_and(|s| s.touched.contains(path) || s.in_flight.contains(path))
+    }
+    /// Applies this instance's `ops` in memory and appends them to the log (compacting when
+    /// it is due); in a cluster, notes the paths they touched for sharing.
     fn record(&mut self, ops: Vec<Op>) {
-        let Inner { props, disk } = self;
+        let Some(mut sharing) = self.sharing.take() else {
+            return self.record_quietly(ops);
+        };
+        for op in &ops {
+            self.props.touched_by(op, &mut sharing.touched);
+        }
+        // A MOVE's or COPY's destination is known only once it is made.
+        let moves: Vec<Op> = ops
+            .iter()
+            .filter(|op| matches!(op, Op::Relocate { .. }))
+            .cloned()
+            .collect();
+        self.record_quietly(ops);
+        for op in &moves {
+            self.props.touched_by(op, &mut sharing.touched);
+        }
+        self.sharing = Some(sharing);
+    }
+
+    /// Applies `ops` in memory and appends them to the log, sharing nothing.
+    fn record_quietly(&mut self, ops: Vec<Op>) {
+        let Inner { props, disk, .. } = self;
         let Some(disk) = disk.as_mut() else {
             for op in ops {
                 props.apply(op);
@@ -859,5 +1044,44 @@ mod tests {
         let store = open(dir.path(), Budget::UNLIMITED);
         let got = store.get("/f", &prop("same", "")).unwrap();
         assert!(got.ends_with(b"29</x:same>"));
+    }
+
+    #[test]
+    fn changes_are_handed_out_and_merged_elsewhere() {
+        let a = PropStore::open(None, Budget::UNLIMITED);
+        let b = PropStore::open(None, Budget::UNLIMITED);
+        a.share();
+        b.share();
+        a.patch("/d/f", "u", vec![(true, prop("color", "red"))])
+            .unwrap();
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
+        a.set_mtime("/d/g", t, Some("abc"));
+        let changes = a.take_changes();
+        assert_eq!(changes.len(), 2);
+        a.shared(changes.iter().map(|c| c.0.clone()), true);
+        assert!(a.take_changes().is_empty());
+        b.merge(changes);
+        assert!(b.get("/d/f", &prop("color", "")).is_some());
+        assert_eq!(b.mtime("/d/g", Some("abc")), Some(t));
+        assert!(
+            b.take_changes().is_empty(),
+            "merged nodes are not b's to share"
+        );
+
+        // A MOVE touches where things were and where they went.
+        b.relocate("/d", "/e", false, "u");
+        let moved = b.take_changes();
+        let paths: Vec<&str> = moved.iter().map(|c| c.0.as_str()).collect();
+        assert_eq!(paths, ["/d/f", "/d/g", "/e/f", "/e/g"]);
+        // Not stored: handed out again, and not overwritten by the cluster meanwhile.
+        b.shared(moved.iter().map(|c| c.0.clone()), false);
+        b.merge(vec![("/e/f".into(), None)]);
+        assert!(b.get("/e/f", &prop("color", "")).is_some());
+        assert_eq!(b.take_changes().len(), 4);
+
+        a.replace_all(b.export());
+        assert!(a.get("/d/f", &prop("color", "")).is_none());
+        assert!(a.get("/e/f", &prop("color", "")).is_some());
+        assert_eq!(a.mtime("/e/g", Some("abc")), Some(t));
     }
 }

@@ -297,13 +297,9 @@ impl MountFs {
                     tracing::warn!(error = %e, "could not record a copied empty file");
                     FsError::GeneralFailure
                 })?,
-            // A file still waiting in the queue: a second spool file, a second job.
-            Some(Local::Remote(_)) => {
-                return Err(ctx.fs_error(&crate::backend::Error::Unavailable(
-                    crate::vfs::PENDING_ELSEWHERE.into(),
-                )));
-            }
-            Some(Local::Spooled(_)) => {
+            // A file still waiting in the queue, here or on another instance (whose spool
+            // sends the bytes): a second spool file, a second job.
+            Some(Local::Spooled(_) | Local::Remote(_)) => {
                 match self
                     .mount
                     .copy_through(&self.mount, &entry, &to_parent, &to_name)

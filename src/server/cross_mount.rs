@@ -218,6 +218,11 @@ fn copy_entry<'a>(
             }
             return Ok(());
         }
+        // A file pending on another instance stays put until it lands: a MOVE would copy it
+        // and then fail to remove it (only its owner can).
+        if let Some(Local::Remote(_)) = src.vfs.local(&entry) {
+            return Err(Error::Unavailable(crate::vfs::PENDING_ELSEWHERE.into()));
+        }
         if let (Some(md5), None) = (entry.md5.as_deref(), src.vfs.local(&entry)) {
             if dst
                 .vfs

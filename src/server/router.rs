@@ -108,11 +108,20 @@ where
         junk_local: profile.junk_local,
         failure: crate::dav::Failure::default(),
     };
-    // In a cluster the user's junk is every instance's (`cluster/junk.rs`): read before,
-    // stored after a request that changed it. Without Redis, this instance's alone.
+    // In a cluster the user's junk and the mount's dead properties and client modification
+    // times are every instance's (`cluster/junk.rs`, `cluster/props.rs`): read before, stored
+    // after a request that changed them. Without Redis, this instance's alone.
     if let Some(shared) = &mount.shared_junk {
         if let Err(e) = shared.pull(&mount.junk, &user.name).await {
             tracing::debug!(error = %e, "client junk not read from the cluster");
+        }
+    }
+    if let Some(shared) = &mount.shared_props {
+        if let Err(e) = shared.pull(&mount.props).await {
+            tracing::debug!(error = %e, "dead properties not read from the cluster");
+            if req.method() == "PROPPATCH" {
+                return Err(cluster_unavailable());
+            }
         }
     }
     let res = dispatch(
@@ -122,6 +131,11 @@ where
     if let Some(shared) = &mount.shared_junk {
         if let Err(e) = shared.push(&mount.junk, &user.name).await {
             tracing::warn!(error = %e, "could not share client junk with the other instances");
+        }
+    }
+    if let Some(shared) = &mount.shared_props {
+        if let Err(e) = shared.push(&mount.props).await {
+            tracing::warn!(error = %e, "could not share dead properties with the other instances; kept here and shared once Redis answers");
         }
     }
     res
@@ -288,11 +302,7 @@ fn may_write<B>(
     // properties): while Redis is unavailable it waits. UNLOCK only gives a lock back.
     if let Some(cluster) = &state.upstream.cluster {
         if !cluster.available() && req.method().as_str() != "UNLOCK" {
-            return Some(status_text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The cluster's shared state (Redis) is unavailable; writes resume when it is back",
-                Some(crate::cluster::RETRY_AFTER),
-            ));
+            return Some(cluster_unavailable());
         }
     }
     let copies_out = req.method().as_str() == "COPY"
@@ -314,6 +324,15 @@ fn may_write<B>(
         ));
     }
     None
+}
+
+/// 503 for a write while the cluster's Redis is unavailable.
+fn cluster_unavailable() -> Response<ResponseBody> {
+    status_text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The cluster's shared state (Redis) is unavailable; writes resume when it is back",
+        Some(crate::cluster::RETRY_AFTER),
+    )
 }
 
 /// Routes under `/-/`: health and metrics, the browser page's (`ui`), and signed downloads

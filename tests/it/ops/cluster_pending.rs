@@ -107,6 +107,22 @@ async fn a_pending_upload_is_listed_and_read_on_the_other_instance() {
         env.emu.lookup("/lib/film.bin").is_none(),
         "still pending: those bytes came from the owner's spool"
     );
+    // A COPY on the other instance takes the bytes from the owner's spool too; a DELETE
+    // waits for the upload to land (only the owner can cancel it).
+    let res = peer
+        .req("COPY", "/m/film.bin")
+        .header("Destination", format!("{}/m/copy.bin", peer.base))
+        .send()
+        .await
+        .expect("copy");
+    assert_eq!(res.status().as_u16(), 201);
+    let res = peer
+        .req("DELETE", "/m/film.bin")
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(res.status().as_u16(), 503);
+    assert!(!crate::common::header(&res, "retry-after").is_empty());
 
     // The internal route wants the cluster's signature.
     let dir = env.emu.lookup("/lib").map(|e| e.id).unwrap_or(0);
@@ -140,6 +156,8 @@ async fn a_pending_upload_is_listed_and_read_on_the_other_instance() {
     })
     .await;
     assert_eq!(env.emu.read("/lib/film.bin").expect("landed"), data);
+    eventually("the copy lands", || env.emu.read("/lib/copy.bin").is_some()).await;
+    assert_eq!(env.emu.read("/lib/copy.bin").expect("copy landed"), data);
     let cdn_before = env.emu.stats().calls("cdn");
     let mut served = false;
     for _ in 0..400 {

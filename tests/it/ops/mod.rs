@@ -5,6 +5,7 @@ mod cluster;
 mod cluster_balancer;
 mod cluster_outage;
 mod cluster_pending;
+mod cluster_props;
 mod cluster_shared;
 mod config_cli;
 mod crash_resume;
