@@ -111,18 +111,31 @@ where
     // In a cluster the user's junk and the mount's dead properties and client modification
     // times are every instance's (`cluster/junk.rs`, `cluster/props.rs`): read before, stored
     // after a request that changed them. Without Redis, this instance's alone.
-    if let Some(shared) = &mount.shared_junk {
-        if let Err(e) = shared.pull(&mount.junk, &user.name).await {
-            tracing::debug!(error = %e, "client junk not read from the cluster");
-        }
-    }
-    if let Some(shared) = &mount.shared_props {
-        if let Err(e) = shared.pull(&mount.props).await {
-            tracing::debug!(error = %e, "dead properties not read from the cluster");
-            if req.method() == "PROPPATCH" {
-                return Err(cluster_unavailable());
+    // A GET or HEAD of a name that is not junk reads no junk: one Redis round trip fewer. The
+    // two reads go out together (the connection pipelines them).
+    let reads_junk = !matches!(req.method().as_str(), "GET" | "HEAD")
+        || rest.last().is_some_and(|name| ctx.is_junk(name));
+    let pull_junk = async {
+        match &mount.shared_junk {
+            Some(shared) if reads_junk => {
+                if let Err(e) = shared.pull(&mount.junk, &user.name).await {
+                    tracing::debug!(error = %e, "client junk not read from the cluster");
+                }
             }
+            _ => {}
         }
+    };
+    let pull_props = async {
+        match &mount.shared_props {
+            Some(shared) => shared.pull(&mount.props).await.map_err(|e| {
+                tracing::debug!(error = %e, "dead properties not read from the cluster");
+            }),
+            None => Ok(()),
+        }
+    };
+    let ((), props_read) = tokio::join!(pull_junk, pull_props);
+    if props_read.is_err() && req.method() == "PROPPATCH" {
+        return Err(cluster_unavailable());
     }
     let res = dispatch(
         state, &mount, rest, &segments, req, profile, ctx, &user, &full_path,
