@@ -178,29 +178,34 @@ async fn three_instances_share_one_token_and_refresh_it_once() {
 }
 
 #[tokio::test]
-async fn two_instances_together_stay_within_one_budget() {
+async fn three_instances_together_stay_within_one_budget() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    // 24 cold folders on each instance, others on each (a folder wanted by both is listed
-    // once for the cluster): 48 listings. Alone, each instance paces itself at 4 list calls a
-    // second, within 123's 5; together, unshared, they would send 8.
-    const FOLDERS: usize = 24;
-    let env = cluster_env(&redis, 2 * FOLDERS, "").await;
-    let peer = Peer::start(&env).await;
+    // 16 cold folders on each of three instances, others on each (a folder wanted by two is
+    // listed once for the cluster): 48 listings. Alone, each instance paces itself at 4 list
+    // calls a second, within 123's 5; together, unshared, they would send 12.
+    const FOLDERS: usize = 16;
+    let env = cluster_env(&redis, 3 * FOLDERS, "").await;
+    let peers = [Peer::start(&env).await, Peer::start(&env).await];
     // Tokens first, so only listings race.
     assert_eq!(env.propfind("/m/", "1").await.0, 207);
-    assert_eq!(peer.propfind("/m/").await.0, 207);
+    for peer in &peers {
+        assert_eq!(peer.propfind("/m/").await.0, 207);
+    }
     env.emu.reset_stats();
     let mut tasks = Vec::new();
     for i in 0..FOLDERS {
         let on_a = env
             .req("PROPFIND", &format!("/m/d{i}/"))
             .header("Depth", "1");
-        let on_b = peer
+        let on_b = peers[0]
             .req("PROPFIND", &format!("/m/d{}/", FOLDERS + i))
             .header("Depth", "1");
-        for rb in [on_a, on_b] {
+        let on_c = peers[1]
+            .req("PROPFIND", &format!("/m/d{}/", 2 * FOLDERS + i))
+            .header("Depth", "1");
+        for rb in [on_a, on_b, on_c] {
             tasks.push(tokio::spawn(async move {
                 rb.send().await.map(|r| r.status().as_u16())
             }));
@@ -213,9 +218,18 @@ async fn two_instances_together_stay_within_one_budget() {
     assert_eq!(stats.refused(LIST), 0, "no call was refused with 429");
     assert_eq!(
         stats.calls(LIST),
-        2 * FOLDERS as u64,
-        "one list call per folder and instance, no retries"
+        3 * FOLDERS as u64,
+        "one list call per folder, no retries"
     );
+    // In every second, at most 123's 5 calls arrived (a 1,000 ms window from each arrival).
+    let times = env.emu.call_times(LIST);
+    for (i, t) in times.iter().enumerate() {
+        let in_window = times[i..].iter().take_while(|u| **u < t + 1000).count();
+        assert!(
+            in_window <= 5,
+            "{in_window} list calls within a second of {t} ms: {times:?}"
+        );
+    }
 }
 
 #[tokio::test]
