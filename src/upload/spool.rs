@@ -21,12 +21,17 @@ use crate::backend::UploadSource;
 pub const MAX_FILE_SIZE: u64 = crate::backend::open::MAX_UPLOAD_SIZE;
 
 /// Bytes gathered in memory before they go to disk: a PUT body arrives in chunks of a few KiB,
-/// and one blocking write per 256 KiB keeps the per-chunk cost to a copy and a counter, while
-/// a mixed load's many PUTs in flight hold a quarter of what 1 MiB buffers held (heap profile).
-const FLUSH_AT: usize = 256 << 10;
+/// and one blocking write per 128 KiB keeps the per-chunk cost to a copy and a counter. A body
+/// fills one buffer while the previous one is hashed and written on the blocking pool, so a
+/// PUT in flight holds at most two (256 KiB, what one 256 KiB buffer held before writes
+/// overlapped the receiving; a mixed load's many PUTs in flight made 1 MiB buffers costly).
+const FLUSH_AT: usize = 128 << 10;
 
-/// Suffix of a finished spool file; `.part` while it is written.
+/// Suffix of a spool file, from its first byte on: its name is durable while the body
+/// arrives, so that the end of a PUT waits for one `fdatasync`, not a rename and a folder
+/// fsync too. A file no manifest names (a PUT cut short, a crash) is swept at start.
 const DONE_SUFFIX: &str = "spool";
+/// What earlier versions named a file while it was written; still swept.
 const PART_SUFFIX: &str = "part";
 
 /// Why a body could not be spooled.
@@ -52,6 +57,8 @@ struct Inner {
     dir: PathBuf,
     max_total: u64,
     used: AtomicU64,
+    /// The group commit of the folder's fsync: PUTs that start together share one.
+    dir_sync: DirSync,
 }
 
 impl Inner {
@@ -87,6 +94,7 @@ impl Spool {
     pub fn new(dir: PathBuf, max_total: u64) -> Self {
         Self {
             inner: Arc::new(Inner {
+                dir_sync: DirSync::new(dir.clone()),
                 dir,
                 max_total,
                 used: AtomicU64::new(0),
@@ -116,25 +124,33 @@ impl Spool {
         if announced_len.is_some_and(|n| n > self.inner.max_total) {
             return Err(SpoolError::Full);
         }
-        let stem = unique_stem();
-        let part = self.inner.dir.join(format!("{stem}.{PART_SUFFIX}"));
+        let path = self
+            .inner
+            .dir
+            .join(format!("{}.{DONE_SUFFIX}", unique_stem()));
         let file = {
-            let (dir, part) = (self.inner.dir.clone(), part.clone());
+            let (dir, path) = (self.inner.dir.clone(), path.clone());
             blocking(move || {
                 crate::state_files::create_dir_all(&dir)?;
-                crate::state_files::create_new(&part)
+                crate::state_files::create_new(&path)
             })
             .await?
         };
+        // The new name is made durable while the body arrives (a folder fsync shared with the
+        // PUTs that start meanwhile); `finish` waits for it.
+        let inner = self.inner.clone();
+        let named = tokio::spawn(async move { inner.dir_sync.sync().await });
         Ok(SpoolWriter {
             inner: self.inner.clone(),
-            part,
-            done: self.inner.dir.join(format!("{stem}.{DONE_SUFFIX}")),
+            path,
+            named: Some(named),
             state: Some(WriterState {
                 file,
                 hasher: Md5::new(),
             }),
-            buf: Vec::with_capacity(FLUSH_AT),
+            writing: None,
+            buf: Vec::new(),
+            spare: Vec::new(),
             written: 0,
             reserved: 0,
             finished: false,
@@ -171,14 +187,23 @@ struct WriterState {
     hasher: Md5,
 }
 
+/// What a finished flush hands back: the state, and its buffer (emptied) for reuse.
+type Flushed = (WriterState, Vec<u8>);
+
 /// One body being spooled. Dropping it before `finish` removes the file and its bytes.
 pub struct SpoolWriter {
     inner: Arc<Inner>,
-    part: PathBuf,
-    done: PathBuf,
+    path: PathBuf,
+    /// The folder fsync that makes the file's name durable, started with the file.
+    named: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     /// `None` while a flush runs on the blocking pool, and for good after an I/O error.
     state: Option<WriterState>,
+    /// The flush running on the blocking pool, which hands back the state and its buffer.
+    writing: Option<tokio::task::JoinHandle<std::io::Result<Flushed>>>,
+    /// Filled by `write`; allocated on first use (a small body never needs the second one).
     buf: Vec<u8>,
+    /// The buffer of the last finished flush, filled next.
+    spare: Vec<u8>,
     written: u64,
     reserved: u64,
     finished: bool,
@@ -211,6 +236,9 @@ impl SpoolWriter {
         // would otherwise double the buffer of every PUT in flight.
         let mut rest = chunk;
         while !rest.is_empty() {
+            if self.buf.capacity() == 0 {
+                self.buf.reserve_exact(FLUSH_AT);
+            }
             let room = FLUSH_AT - self.buf.len();
             let (now, later) = rest.split_at(room.min(rest.len()));
             self.buf.extend_from_slice(now);
@@ -231,43 +259,60 @@ impl SpoolWriter {
         self.written == 0
     }
 
+    /// Waits for the flush in flight, if any, and takes its state back.
+    async fn settle(&mut self) -> Result<(), SpoolError> {
+        if let Some(writing) = self.writing.take() {
+            let (state, mut buf) = writing
+                .await
+                .map_err(|e| std::io::Error::other(format!("blocking task failed: {e}")))??;
+            buf.clear();
+            self.spare = buf;
+            self.state = Some(state);
+        }
+        Ok(())
+    }
+
+    /// Hands the full buffer to the blocking pool (hash, then write) and returns at once; the
+    /// next buffer fills meanwhile. Writes stay in order: a flush starts only once the one
+    /// before it has finished.
     async fn flush(&mut self) -> Result<(), SpoolError> {
         if self.buf.is_empty() {
             return Ok(());
         }
+        self.settle().await?;
         let mut state = self.state.take().ok_or_else(poisoned)?;
-        let buf = std::mem::take(&mut self.buf);
-        let (state, mut buf) = blocking(move || {
+        let buf = std::mem::replace(&mut self.buf, std::mem::take(&mut self.spare));
+        self.writing = Some(tokio::task::spawn_blocking(move || {
             state.hasher.update(&buf);
             state.file.write_all(&buf)?;
             Ok((state, buf))
-        })
-        .await?;
-        buf.clear();
-        self.buf = buf;
-        self.state = Some(state);
+        }));
         Ok(())
     }
 
-    /// Writes what is left, makes the file durable (file and directory fsync) and hands it
-    /// over.
+    /// Writes what is left and makes the file durable before handing it over: its data
+    /// (`fdatasync`, which covers the length too) and its name (the folder fsync started with
+    /// the file).
     pub async fn finish(mut self) -> Result<SpooledFile, SpoolError> {
-        self.flush().await?;
-        let state = self.state.take().ok_or_else(poisoned)?;
-        let (part, done) = (self.part.clone(), self.done.clone());
+        self.settle().await?;
+        let mut state = self.state.take().ok_or_else(poisoned)?;
+        let buf = std::mem::take(&mut self.buf);
         let md5 = blocking(move || {
-            state.file.sync_all()?;
-            std::fs::rename(&part, &done)?;
-            if let Some(dir) = done.parent() {
-                sync_dir(dir)?;
-            }
+            state.hasher.update(&buf);
+            state.file.write_all(&buf)?;
+            state.file.sync_data()?;
             Ok(crate::backend::auth_key::hex(&state.hasher.finalize()))
         })
         .await?;
+        if let Some(named) = self.named.take() {
+            named
+                .await
+                .map_err(|e| std::io::Error::other(format!("folder fsync task failed: {e}")))??;
+        }
         self.finished = true;
         let bytes = self.reserved;
         Ok(SpooledFile {
-            path: self.done.clone(),
+            path: self.path.clone(),
             size: self.written,
             md5,
             _lease: Some(Arc::new(Lease {
@@ -283,8 +328,9 @@ impl Drop for SpoolWriter {
         if self.finished {
             return;
         }
-        // A flush may still run on the blocking pool; unlinking is fine all the same.
-        let _ = std::fs::remove_file(&self.part);
+        // A flush may still run on the blocking pool (its handle is dropped, the task writes
+        // on to the unlinked file); unlinking is fine all the same.
+        let _ = std::fs::remove_file(&self.path);
         self.inner.release(self.reserved);
     }
 }
@@ -381,6 +427,8 @@ where
 
 pub(crate) use crate::state_files::sync_dir;
 
+use super::store::DirSync;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -442,6 +490,19 @@ mod tests {
             spool.writer(Some(101)).await,
             Err(SpoolError::Full)
         ));
+    }
+
+    #[tokio::test]
+    async fn dropped_with_a_flush_in_flight_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path().to_path_buf(), 10 << 20);
+        let mut w = spool.writer(None).await.unwrap();
+        // Two buffers' worth and a bit: one flush finished, one in flight, one partly filled.
+        w.write(&vec![7; 2 * FLUSH_AT + 5]).await.unwrap();
+        assert!(w.writing.is_some());
+        drop(w);
+        assert_eq!(spool.used(), 0);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[tokio::test]

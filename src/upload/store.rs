@@ -147,7 +147,7 @@ pub(super) struct DirSync {
 }
 
 impl DirSync {
-    fn new(dir: PathBuf) -> Self {
+    pub(super) fn new(dir: PathBuf) -> Self {
         Self::with_op(dir, Arc::new(sync_dir))
     }
 
