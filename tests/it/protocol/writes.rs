@@ -852,8 +852,9 @@ async fn delete_of_a_folder_cancels_the_uploads_queued_into_it() {
         env.emu.read("/lib/other/c.bin").is_some()
     })
     .await;
-    let metrics = metrics_text(&env).await;
-    let value = |name: &str| {
+    // The landed upload's job ends a moment after 123 holds the file: wait (bounded) until
+    // no upload is queued or running, then none may have failed.
+    let value = |metrics: &str, name: &str| {
         metrics
             .lines()
             .find(|l| l.split_whitespace().next() == Some(name))
@@ -861,9 +862,24 @@ async fn delete_of_a_folder_cancels_the_uploads_queued_into_it() {
             .unwrap_or_else(|| panic!("{name} in\n{metrics}"))
             .to_string()
     };
-    assert_eq!(value("pan123_uploads_failed"), "0", "{metrics}");
-    assert_eq!(value("pan123_uploads_queued"), "0", "{metrics}");
-    assert_eq!(value("pan123_uploads_running"), "0", "{metrics}");
+    let mut metrics = String::new();
+    for _ in 0..200 {
+        metrics = metrics_text(&env).await;
+        if value(&metrics, "pan123_uploads_queued") == "0"
+            && value(&metrics, "pan123_uploads_running") == "0"
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(value(&metrics, "pan123_uploads_queued"), "0", "{metrics}");
+    assert_eq!(value(&metrics, "pan123_uploads_running"), "0", "{metrics}");
+    assert_eq!(value(&metrics, "pan123_uploads_failed"), "0", "{metrics}");
+    assert_eq!(
+        value(&metrics, "pan123_uploads_completed"),
+        "1",
+        "{metrics}"
+    );
     assert_eq!(env.emu.read("/lib/dir/a.bin"), None);
     assert_eq!(env.emu.read("/lib/dir/sub/b.bin"), None);
     let failed = env.state_dir.path().join("failed");
