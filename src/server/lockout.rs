@@ -19,6 +19,9 @@ pub struct Peer(pub SocketAddr);
 pub struct Lockout {
     failures: moka::sync::Cache<IpAddr, u32>,
     locked: moka::sync::Cache<IpAddr, ()>,
+    /// Has this instance counted a wrong credential since it started? Until then both caches
+    /// are empty, and a request with right ones skips their two lookups.
+    any_failure: std::sync::atomic::AtomicBool,
     shared: Option<std::sync::Arc<crate::cluster::Cluster>>,
 }
 
@@ -33,6 +36,7 @@ impl Default for Lockout {
                 .max_capacity(100_000)
                 .time_to_live(WINDOW)
                 .build(),
+            any_failure: std::sync::atomic::AtomicBool::new(false),
             shared: None,
         }
     }
@@ -52,7 +56,7 @@ impl Lockout {
 
     /// Is this client locked out right now (here, or on any instance of a cluster)?
     pub async fn is_locked(&self, ip: IpAddr) -> bool {
-        if self.locked.contains_key(&ip) {
+        if self.any_failure() && self.locked.contains_key(&ip) {
             return true;
         }
         match self.cluster() {
@@ -71,6 +75,8 @@ impl Lockout {
                 return locked;
             }
         }
+        self.any_failure
+            .store(true, std::sync::atomic::Ordering::Release);
         let n = self.failures.get(&ip).unwrap_or(0) + 1;
         self.failures.insert(ip, n);
         if n >= MAX_FAILURES {
@@ -84,10 +90,17 @@ impl Lockout {
 
     /// A successful login forgets earlier failures.
     pub async fn succeeded(&self, ip: IpAddr) {
-        self.failures.invalidate(&ip);
+        if self.any_failure() {
+            self.failures.invalidate(&ip);
+        }
         if let Some(cluster) = self.cluster() {
             let _ = cluster.login_succeeded(ip).await;
         }
+    }
+
+    /// Has a wrong credential been counted here (see the field)?
+    fn any_failure(&self) -> bool {
+        self.any_failure.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// How long a locked-out client should wait.

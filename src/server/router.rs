@@ -68,7 +68,8 @@ where
         return Err(status_text(StatusCode::NOT_FOUND, "Not found", None));
     };
     if let Some(rest) = path.strip_prefix("/-/") {
-        return Ok(internal(state, &req, rest).await);
+        // Boxed, as every branch a redirect does not take (see `dispatch`).
+        return Ok(Box::pin(internal(state, &req, rest)).await);
     }
     let segments =
         paths::decode(&path).map_err(|bad| status_text(StatusCode::BAD_REQUEST, bad.0, None))?;
@@ -82,7 +83,7 @@ where
     let user = authenticate(state, &req, route.as_ref().map(|r| &r.0)).await?;
     let req = super::xml_body::guard(req).await?;
     let Some((mount, rest)) = route else {
-        return Ok(root_or_unknown(state, req, &segments, &user).await);
+        return Ok(Box::pin(root_or_unknown(state, req, &segments, &user)).await);
     };
     if let Some(refused) = admit(&user, &mount, &req) {
         return Ok(refused);
@@ -97,7 +98,7 @@ where
     if matches!(req.method().as_str(), "GET" | "HEAD" | "PROPFIND")
         && super::freshness::wants_fresh(req.headers())
     {
-        super::freshness::revalidate(&mount, rest, &full_path).await?;
+        Box::pin(super::freshness::revalidate(&mount, rest, &full_path)).await?;
     }
     let ctx = FsRequest {
         method: req.method().clone(),
@@ -111,7 +112,7 @@ where
     // In a cluster the user's junk is every instance's (`cluster/junk.rs`): read before,
     // stored after a request that changed it. Without Redis, this instance's alone.
     if let Some(shared) = &mount.shared_junk {
-        if let Err(e) = shared.pull(&mount.junk, &user.name).await {
+        if let Err(e) = Box::pin(shared.pull(&mount.junk, &user.name)).await {
             tracing::debug!(error = %e, "client junk not read from the cluster");
         }
     }
@@ -120,7 +121,7 @@ where
     )
     .await;
     if let Some(shared) = &mount.shared_junk {
-        if let Err(e) = shared.push(&mount.junk, &user.name).await {
+        if let Err(e) = Box::pin(shared.push(&mount.junk, &user.name)).await {
             tracing::warn!(error = %e, "could not share client junk with the other instances");
         }
     }
@@ -151,17 +152,25 @@ where
             )
             .await
         }
+        // Boxed, as the write methods below: their futures are several KiB, and inline they
+        // would make every request's future that size (moved whole a few times per request).
         "PROPFIND" => {
             let metrics = state.metrics();
-            super::propfind::propfind(&state.base_path, mount, rest, req, ctx, full_path, metrics)
-                .await
+            let base = &state.base_path;
+            Box::pin(super::propfind::propfind(
+                base, mount, rest, req, ctx, full_path, metrics,
+            ))
+            .await
         }
         "PUT" | "PATCH" | "MKCOL" | "DELETE" | "MOVE" | "COPY" | "PROPPATCH" | "LOCK"
         | "UNLOCK" => {
             if let Some(refused) = may_write(state, mount, user, &req) {
                 return Ok(refused);
             }
-            super::write::write(state, mount, rest, user, req, ctx, full_path).await
+            Box::pin(super::write::write(
+                state, mount, rest, user, req, ctx, full_path,
+            ))
+            .await
         }
         _ => super::root::method_not_allowed(mount),
     })
