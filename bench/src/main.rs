@@ -115,6 +115,19 @@ fn main() -> std::process::ExitCode {
                 }
             }
         }
+        Some("throughput-loop") => {
+            // For profiling: measure 1b alone (uncapped proxy vs direct), N rounds.
+            let rt = tokio::runtime::Runtime::new().expect("runtime");
+            match rt.block_on(throughput_loop(
+                args.get(2).and_then(|n| n.parse().ok()).unwrap_or(3),
+            )) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
         Some("load-loop") => {
             // For profiling: a gateway process and the mixed load once (BENCH_LOAD_SECS).
             let rt = tokio::runtime::Runtime::new().expect("runtime");
@@ -150,7 +163,7 @@ fn main() -> std::process::ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: pan123-bench run OUT.md | serve -c CONFIG | redirect-server PORT URL | upload-loop"
+                "usage: pan123-bench run OUT.md | serve -c CONFIG | redirect-server PORT URL | upload-loop | throughput-loop [N]"
             );
             std::process::ExitCode::from(2)
         }
@@ -1288,6 +1301,32 @@ async fn mem_loop(n: usize) -> Result<()> {
         eprintln!(
             "idle {idle:.1} MiB, peak {peak:.1} MiB, {threads} threads, smaps at the peak: {}",
             dump.display()
+        );
+    }
+    Ok(())
+}
+
+/// Measure 1b alone, `n` rounds (at most 20) on one gateway: the whole test file
+/// (`BENCH_SIZE_MIB`, 1024 by default) straight from the CDN, then through the proxy, uncapped,
+/// with the gateway's CPU seconds per GiB.
+async fn throughput_loop(n: usize) -> Result<()> {
+    let size_mib: u64 = std::env::var("BENCH_SIZE_MIB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1024);
+    let env = setup(size_mib, 0).await?;
+    let gw = env.gateway().await?;
+    let api = Api::new(&env.emu, &env.client).await?;
+    let cdn = api.download_url(env.big_id).await?;
+    eprintln!("gateway pid {}", gw.pid());
+    for _ in 0..n.min(20) {
+        let direct = throughput(&env, env.client.get(&cdn)).await?;
+        let c0 = cpu_seconds(gw.pid());
+        let proxy = throughput(&env, env.req(&gw, "GET", "/open/big/big.bin")).await?;
+        let cpu = (cpu_seconds(gw.pid()) - c0) / (env.size as f64 / (1u64 << 30) as f64);
+        eprintln!(
+            "uncapped MB/s proxy {proxy:.0} direct {direct:.0}: {:.3}, {cpu:.2} CPU s/GiB",
+            proxy / direct
         );
     }
     Ok(())

@@ -26,14 +26,16 @@ tokio::task_local! {
 }
 
 /// Runs `f` (one client request) with an upstream deadline `limit` from now.
-pub async fn scope<F: Future>(limit: Duration, f: F) -> F::Output {
-    DEADLINE.scope(Instant::now() + limit, f).await
+pub fn scope<F: Future>(limit: Duration, f: F) -> impl Future<Output = F::Output> {
+    DEADLINE.scope(Instant::now() + limit, f)
 }
 
 /// Runs `f` (one client request) with the upstream deadline `at` (the request's start plus
-/// `server.upstream_deadline`: the server reads the clock once for both).
-pub async fn scope_until<F: Future>(at: Instant, f: F) -> F::Output {
-    DEADLINE.scope(at, f).await
+/// `server.upstream_deadline`: the server reads the clock once for both). Not an `async fn`:
+/// that would hold `f` twice (as its argument and inside the scope it awaits), and every
+/// request's future is moved whole a few times on its way into hyper.
+pub fn scope_until<F: Future>(at: Instant, f: F) -> impl Future<Output = F::Output> {
+    DEADLINE.scope(at, f)
 }
 
 /// The current request's deadline; `None` outside a request.

@@ -202,17 +202,21 @@ pub async fn serve_file(
             honour_range,
         } => (validators, honour_range),
     };
+    // The branches that stream are boxed (here and the proxy below): their futures are
+    // large, and inline they would make every request's future, redirects included, that size
+    // (moved whole a few times per request).
     match mount.vfs.local(entry) {
         Some(crate::vfs::Local::Spooled(path)) => {
             let source = local::Source::File(&path);
-            return Ok(local::send(req.headers, entry, &v, honour_range, source).await);
+            return Ok(Box::pin(local::send(req.headers, entry, &v, honour_range, source)).await);
         }
         Some(crate::vfs::Local::Remote(record)) => {
-            return Ok(super::remote::send(dl.upstream, &record, req.headers, honour_range).await);
+            let sent = super::remote::send(dl.upstream, &record, req.headers, honour_range);
+            return Ok(Box::pin(sent).await);
         }
         Some(crate::vfs::Local::Empty) => {
             let source = local::Source::Memory(Bytes::new());
-            return Ok(local::send(req.headers, entry, &v, honour_range, source).await);
+            return Ok(Box::pin(local::send(req.headers, entry, &v, honour_range, source)).await);
         }
         None => {}
     }
@@ -246,7 +250,7 @@ pub async fn serve_file(
             }
         }
         Delivery::ProxyUrl => Ok(super::signed_route::redirect(dl, mount, req.path)),
-        Delivery::Proxy => proxy_file(dl, mount, entry, req, &v, honour_range).await,
+        Delivery::Proxy => Box::pin(proxy_file(dl, mount, entry, req, &v, honour_range)).await,
     }
 }
 

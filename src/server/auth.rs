@@ -181,6 +181,17 @@ impl Authenticator {
             return AuthOutcome::Invalid;
         };
         let key = self.inner.mac(&name, &password);
+        // The common case (every request after a client's first): one lookup.
+        if let Some(user) = self.inner.remembered.get(&key).await {
+            return AuthOutcome::Ok(user);
+        }
+        // Boxed: moka's coalescing future is large, and inline it would make every request's
+        // future that size (see `Vfs::link`).
+        Box::pin(self.verify_once(key, name, password)).await
+    }
+
+    /// Verifies credentials not remembered, once for concurrent checks of the same ones.
+    async fn verify_once(&self, key: [u8; 32], name: String, password: String) -> AuthOutcome {
         let inner = Arc::clone(&self.inner);
         let verified = self
             .inner

@@ -21,6 +21,9 @@ pub struct Peer(pub SocketAddr);
 pub struct Lockout {
     failures: moka::sync::Cache<IpAddr, u32>,
     locked: moka::sync::Cache<IpAddr, ()>,
+    /// Has this instance counted a wrong credential since it started? Until then both caches
+    /// are empty, and a request with right ones skips their two lookups.
+    any_failure: std::sync::atomic::AtomicBool,
     shared: Option<std::sync::Arc<crate::cluster::Cluster>>,
 }
 
@@ -35,6 +38,7 @@ impl Default for Lockout {
                 .max_capacity(100_000)
                 .time_to_live(WINDOW)
                 .build(),
+            any_failure: std::sync::atomic::AtomicBool::new(false),
             shared: None,
         }
     }
@@ -56,7 +60,7 @@ impl Lockout {
     /// goes back to `succeeded`, which then clears shared failures only where there are some:
     /// an authenticated request costs one Redis round trip, not two.
     pub async fn check(&self, ip: IpAddr) -> LoginState {
-        if self.locked.contains_key(&ip) {
+        if self.any_failure() && self.locked.contains_key(&ip) {
             return LoginState {
                 locked: true,
                 failures: false,
@@ -78,6 +82,8 @@ impl Lockout {
                 return locked;
             }
         }
+        self.any_failure
+            .store(true, std::sync::atomic::Ordering::Release);
         let n = self.failures.get(&ip).unwrap_or(0) + 1;
         self.failures.insert(ip, n);
         if n >= MAX_FAILURES {
@@ -91,13 +97,20 @@ impl Lockout {
 
     /// A successful login forgets earlier failures (`before` is what `check` found).
     pub async fn succeeded(&self, ip: IpAddr, before: LoginState) {
-        self.failures.invalidate(&ip);
+        if self.any_failure() {
+            self.failures.invalidate(&ip);
+        }
         if !before.failures {
             return;
         }
         if let Some(cluster) = self.cluster() {
             let _ = cluster.login_succeeded(ip).await;
         }
+    }
+
+    /// Has a wrong credential been counted here (see the field)?
+    fn any_failure(&self) -> bool {
+        self.any_failure.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// How long a locked-out client should wait.

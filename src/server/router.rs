@@ -68,7 +68,8 @@ where
         return Err(status_text(StatusCode::NOT_FOUND, "Not found", None));
     };
     if let Some(rest) = path.strip_prefix("/-/") {
-        return Ok(internal(state, &req, rest).await);
+        // Boxed, as every branch a redirect does not take (see `dispatch`).
+        return Ok(Box::pin(internal(state, &req, rest)).await);
     }
     let segments =
         paths::decode(&path).map_err(|bad| status_text(StatusCode::BAD_REQUEST, bad.0, None))?;
@@ -82,7 +83,7 @@ where
     let user = authenticate(state, &req, route.as_ref().map(|r| &r.0)).await?;
     let req = super::xml_body::guard(req).await?;
     let Some((mount, rest)) = route else {
-        return Ok(root_or_unknown(state, req, &segments, &user).await);
+        return Ok(Box::pin(root_or_unknown(state, req, &segments, &user)).await);
     };
     if let Some(refused) = admit(&user, &mount, &req) {
         return Ok(refused);
@@ -97,7 +98,7 @@ where
     if matches!(req.method().as_str(), "GET" | "HEAD" | "PROPFIND")
         && super::freshness::wants_fresh(req.headers())
     {
-        super::freshness::revalidate(&mount, rest, &full_path).await?;
+        Box::pin(super::freshness::revalidate(&mount, rest, &full_path)).await?;
     }
     let ctx = FsRequest {
         method: req.method().clone(),
@@ -110,44 +111,47 @@ where
     };
     // In a cluster the user's junk and the mount's dead properties and client modification
     // times are every instance's (`cluster/junk.rs`, `cluster/props.rs`): read before, stored
-    // after a request that changed them. Without Redis, this instance's alone.
-    // A GET or HEAD of a name that is not junk reads no junk: one Redis round trip fewer. The
-    // two reads go out together (the connection pipelines them).
-    let reads_junk = !matches!(req.method().as_str(), "GET" | "HEAD")
-        || rest.last().is_some_and(|name| ctx.is_junk(name));
-    let pull_junk = async {
-        match &mount.shared_junk {
-            Some(shared) if reads_junk => {
-                if let Err(e) = shared.pull(&mount.junk, &user.name).await {
-                    tracing::debug!(error = %e, "client junk not read from the cluster");
+    // after a request that changed them. Without Redis, this instance's alone. A GET or HEAD
+    // of a name that is not junk reads no junk: one Redis round trip fewer. The two reads go
+    // out together (the connection pipelines them), boxed so that a request without a
+    // cluster does not carry their state in its future.
+    if mount.shared_junk.is_some() || mount.shared_props.is_some() {
+        let reads_junk = !matches!(req.method().as_str(), "GET" | "HEAD")
+            || rest.last().is_some_and(|name| ctx.is_junk(name));
+        let pull_junk = async {
+            match &mount.shared_junk {
+                Some(shared) if reads_junk => {
+                    if let Err(e) = shared.pull(&mount.junk, &user.name).await {
+                        tracing::debug!(error = %e, "client junk not read from the cluster");
+                    }
                 }
+                _ => {}
             }
-            _ => {}
+        };
+        let pull_props = async {
+            match &mount.shared_props {
+                Some(shared) => shared.pull(&mount.props).await.map_err(|e| {
+                    tracing::debug!(error = %e, "dead properties not read from the cluster");
+                }),
+                None => Ok(()),
+            }
+        };
+        let ((), props_read) = Box::pin(async { tokio::join!(pull_junk, pull_props) }).await;
+        if props_read.is_err() && req.method() == "PROPPATCH" {
+            return Err(cluster_unavailable());
         }
-    };
-    let pull_props = async {
-        match &mount.shared_props {
-            Some(shared) => shared.pull(&mount.props).await.map_err(|e| {
-                tracing::debug!(error = %e, "dead properties not read from the cluster");
-            }),
-            None => Ok(()),
-        }
-    };
-    let ((), props_read) = tokio::join!(pull_junk, pull_props);
-    if props_read.is_err() && req.method() == "PROPPATCH" {
-        return Err(cluster_unavailable());
     }
     let res = dispatch(
         state, &mount, rest, &segments, req, profile, ctx, &user, &full_path,
     )
     .await;
     if let Some(shared) = &mount.shared_junk {
-        if let Err(e) = shared.push(&mount.junk, &user.name).await {
+        if let Err(e) = Box::pin(shared.push(&mount.junk, &user.name)).await {
             tracing::warn!(error = %e, "could not share client junk with the other instances");
         }
     }
     if let Some(shared) = &mount.shared_props {
-        if let Err(e) = shared.push(&mount.props).await {
+        if let Err(e) = Box::pin(shared.push(&mount.props)).await {
             tracing::warn!(error = %e, "could not share dead properties with the other instances; kept here and shared once Redis answers");
         }
     }
@@ -178,17 +182,25 @@ where
             )
             .await
         }
+        // Boxed, as the write methods below: their futures are several KiB, and inline they
+        // would make every request's future that size (moved whole a few times per request).
         "PROPFIND" => {
             let metrics = state.metrics();
-            super::propfind::propfind(&state.base_path, mount, rest, req, ctx, full_path, metrics)
-                .await
+            let base = &state.base_path;
+            Box::pin(super::propfind::propfind(
+                base, mount, rest, req, ctx, full_path, metrics,
+            ))
+            .await
         }
         "PUT" | "PATCH" | "MKCOL" | "DELETE" | "MOVE" | "COPY" | "PROPPATCH" | "LOCK"
         | "UNLOCK" => {
             if let Some(refused) = may_write(state, mount, user, &req) {
                 return Ok(refused);
             }
-            super::write::write(state, mount, rest, user, req, ctx, full_path).await
+            Box::pin(super::write::write(
+                state, mount, rest, user, req, ctx, full_path,
+            ))
+            .await
         }
         _ => super::root::method_not_allowed(mount),
     })

@@ -345,15 +345,26 @@ impl Vfs {
 
     /// A link to the bytes of `file`; `refresh` bypasses the cache (the last one was refused).
     pub async fn link(&self, file: &Entry, refresh: bool) -> Result<Link, Error> {
+        if !refresh {
+            if let Some(link) = self.links.get(&file.id).await {
+                // The common case (every redirect of a warm file): one lookup, no copies made
+                // for a fetch that will not run.
+                if !link_ttl(&link, SystemTime::now()).is_zero() {
+                    self.metrics.cache("link", true);
+                    return Ok(link);
+                }
+            }
+        }
+        // Boxed: the fetch's future (moka's coalescing, the backend call) is several KiB, and
+        // inline it would make every request's future that size, moved whole a few times on
+        // each request, hits included.
+        Box::pin(self.fetch_link(file, refresh)).await
+    }
+
+    /// [`Self::link`] on a miss (or `refresh`): asks the backend, once for concurrent callers.
+    async fn fetch_link(&self, file: &Entry, refresh: bool) -> Result<Link, Error> {
         if refresh {
             self.links.invalidate(&file.id).await;
-        } else if let Some(link) = self.links.get(&file.id).await {
-            // The common case (every redirect of a warm file): one lookup, no copies made for
-            // a fetch that will not run.
-            if !link_ttl(&link, SystemTime::now()).is_zero() {
-                self.metrics.cache("link", true);
-                return Ok(link);
-            }
         }
         self.metrics
             .cache("link", self.links.contains_key(&file.id));
