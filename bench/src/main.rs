@@ -249,10 +249,36 @@ fn status_mib(pid: u32, key: &str) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// A child process, killed when dropped.
 struct Proc(Child);
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A gateway under a profiler (`BENCH_GATEWAY_WRAP`), in a process group of its own: dropped,
+/// the group gets SIGTERM, so the gateway stops and the profiler writes its data; SIGKILL after
+/// 10 s if anything is left.
+struct WrappedProc(Child);
+impl Drop for WrappedProc {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let signal = |sig: &str| {
+            let _ = Command::new("kill")
+                .args([sig, "--", &group])
+                .stderr(Stdio::null())
+                .status();
+        };
+        signal("-TERM");
+        for _ in 0..100 {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        signal("-KILL");
         let _ = self.0.wait();
     }
 }
@@ -367,15 +393,24 @@ struct Env {
     size: u64,
 }
 
+/// The gateway process: plain, or under a profiler (stopped gently, see `WrappedProc`).
+enum GatewayProc {
+    Plain(Proc),
+    Wrapped(WrappedProc),
+}
+
 struct Gateway {
-    proc: Proc,
+    proc: GatewayProc,
     base: String,
     _state: tempfile::TempDir,
 }
 
 impl Gateway {
     fn pid(&self) -> u32 {
-        self.proc.0.id()
+        match &self.proc {
+            GatewayProc::Plain(p) => p.0.id(),
+            GatewayProc::Wrapped(p) => p.0.id(),
+        }
     }
 }
 
@@ -402,10 +437,12 @@ impl Env {
         // BENCH_GATEWAY_WRAP="heaptrack -o /tmp/ht" runs the gateway under a profiler.
         let wrap = std::env::var("BENCH_GATEWAY_WRAP").unwrap_or_default();
         let mut wrap = wrap.split_whitespace();
+        let wrapped = wrap.clone().next().is_some();
         let mut cmd = match wrap.next() {
             Some(tool) => {
                 let mut c = Command::new(tool);
                 c.args(wrap).arg(&self.exe);
+                std::os::unix::process::CommandExt::process_group(&mut c, 0);
                 c
             }
             None => Command::new(&self.exe),
@@ -419,7 +456,11 @@ impl Env {
             .spawn()
             .context("spawn gateway")?;
         let gw = Gateway {
-            proc: Proc(child),
+            proc: if wrapped {
+                GatewayProc::Wrapped(WrappedProc(child))
+            } else {
+                GatewayProc::Plain(Proc(child))
+            },
             base,
             _state: state,
         };
