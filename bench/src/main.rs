@@ -259,28 +259,53 @@ impl Drop for Proc {
 }
 
 /// A gateway under a profiler (`BENCH_GATEWAY_WRAP`), in a process group of its own: dropped,
-/// the group gets SIGTERM, so the gateway stops and the profiler writes its data; SIGKILL after
-/// 10 s if anything is left.
+/// the gateway (the group's `pan123-bench` process) gets SIGTERM, so it stops and the profiler
+/// (whose own pipeline must live on to write its data) sees it go; SIGKILL to the whole group
+/// after 10 s if anything is left.
 struct WrappedProc(Child);
 impl Drop for WrappedProc {
     fn drop(&mut self) {
-        let group = format!("-{}", self.0.id());
-        let signal = |sig: &str| {
+        let group = self.0.id();
+        let signal = |sig: &str, target: String| {
             let _ = Command::new("kill")
-                .args([sig, "--", &group])
+                .args([sig, "--", &target])
                 .stderr(Stdio::null())
                 .status();
         };
-        signal("-TERM");
+        for pid in group_members(group, "pan123-bench") {
+            signal("-TERM", pid.to_string());
+        }
         for _ in 0..100 {
             if matches!(self.0.try_wait(), Ok(Some(_))) {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        signal("-KILL");
+        signal("-KILL", format!("-{group}"));
         let _ = self.0.wait();
     }
+}
+
+/// The processes of process group `group` whose command name is `comm` (from /proc).
+fn group_members(group: u32, comm: &str) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // pid (comm) state ppid pgrp ...
+            let Some((name, rest)) = stat.split_once(" (").and_then(|(_, r)| r.rsplit_once(") "))
+            else {
+                return false;
+            };
+            let pgrp = rest
+                .split_whitespace()
+                .nth(2)
+                .and_then(|g| g.parse::<u32>().ok());
+            name == comm && pgrp == Some(group)
+        })
+        .collect()
 }
 
 async fn wait_http(client: &reqwest::Client, url: &str) -> Result<()> {
