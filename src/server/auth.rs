@@ -10,11 +10,13 @@
 //! * Verifications run on the blocking pool, at most `MAX_CONCURRENT_VERIFICATIONS` at a time,
 //!   so a flood of wrong passwords queues behind that cap instead of taking every core; users
 //!   whose check is remembered never wait in that queue.
-//! * Their working memory (`m` KiB per hash, 19 MiB by default) comes from a pool of at most
-//!   `MAX_CONCURRENT_VERIFICATIONS` buffers that are reused, never freed and allocated again:
-//!   fresh allocations of that size on ever-changing blocking threads leave one malloc arena
-//!   per thread holding its high-water mark, so a flood of wrong passwords grew the process
-//!   by hundreds of MiB that it never gave back.
+//! * Their working memory (`m` KiB per hash, 19 MiB by default) is allocated for the one
+//!   verification and freed after it. With the server's malloc settings (`crate::malloc`: two
+//!   arenas, a fixed mmap threshold far below that size) it is mapped on its own and given back
+//!   to the system when freed, so a verification does not leave 19 MiB held for good (an
+//!   earlier pool of reused buffers did: one per concurrent verification, for the life of the
+//!   process), and a flood of wrong passwords holds at most `MAX_CONCURRENT_VERIFICATIONS`
+//!   of them at once.
 //! * An unknown user costs the same argon2 work as a known one (a dummy hash with the same
 //!   parameters), so response times do not tell which user names exist.
 //!
@@ -118,8 +120,6 @@ struct Inner {
     mac_key: [u8; 32],
     remembered: moka::future::Cache<[u8; 32], Arc<User>>,
     permits: Arc<Semaphore>,
-    /// Argon2 working memory, one buffer per permit, reused (see the module comment).
-    memory: std::sync::Mutex<Vec<Vec<Block>>>,
     /// Argon2 verifications run so far.
     verifications: AtomicU64,
     /// Verifications running now, and the most seen at once.
@@ -164,7 +164,6 @@ impl Authenticator {
                     .max_capacity(REMEMBERED_MAX)
                     .build(),
                 permits: Arc::new(Semaphore::new(MAX_CONCURRENT_VERIFICATIONS)),
-                memory: std::sync::Mutex::new(Vec::new()),
                 verifications: AtomicU64::new(0),
                 running: AtomicUsize::new(0),
                 max_running: AtomicUsize::new(0),
@@ -266,7 +265,8 @@ impl Inner {
     }
 
     /// Does `password` hash to `phc`? Computed as argon2's own verification does, with working
-    /// memory from the pool; compared in constant time.
+    /// memory of its own that is freed after (see the module comment); compared in constant
+    /// time.
     fn matches(&self, phc: &str, password: &[u8]) -> bool {
         let Ok(hash) = PasswordHash::new(phc) else {
             return false;
@@ -288,13 +288,7 @@ impl Inner {
         let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
             return false;
         };
-        let mut blocks = self
-            .memory
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop()
-            .unwrap_or_default();
-        blocks.resize(params.block_count(), Block::default());
+        let mut blocks = vec![Block::default(); params.block_count()];
         let mut out = vec![0u8; expected.len()];
         let hashed = Argon2::new(algorithm, version, params).hash_password_into_with_memory(
             password,
@@ -302,10 +296,7 @@ impl Inner {
             &mut out,
             &mut blocks[..],
         );
-        self.memory
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(blocks);
+        drop(blocks);
         hashed.is_ok() && Output::new(&out).is_ok_and(|out| out == expected)
     }
 }

@@ -1,5 +1,6 @@
 //! A flood of wrong passwords from many addresses (no valid credentials needed) leaves the
-//! gateway's memory bounded: argon2's working memory comes from a small reused pool. The gateway
+//! gateway's memory bounded: argon2's working memory is mapped per verification, at most two at
+//! once, and given back after (the server's malloc settings, `src/malloc.rs`). The gateway
 //! runs as its own process so its resident memory can be read from /proc.
 
 use crate::common::*;
@@ -123,8 +124,8 @@ async fn wrong_passwords_from_many_addresses_leave_memory_bounded() {
             .unwrap_or(0.0),
         remembered_ms.last().copied().unwrap_or(0.0),
     );
-    // Two argon2 buffers of 19 MiB (the default m) and some slack; before the pool this grew
-    // by one malloc arena's high-water mark per blocking thread.
+    // At most two argon2 buffers of 19 MiB (the default m) and some slack; once this grew by
+    // one malloc arena's high-water mark per blocking thread.
     assert!(
         after < before + 64 * 1024,
         "RSS grew from {} MiB to {} MiB",
