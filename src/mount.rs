@@ -22,7 +22,7 @@ use crate::dav::props::{Budget, PropStore};
 use crate::dav::shared_locks::SharedLocks;
 use crate::download::range::RangeRequest;
 use crate::download::{fetch, ProxyError, VfsLinks};
-use crate::upload::{NewJob, SpoolError, SpooledFile};
+use crate::upload::{NewJob, SpoolError, SpoolWriter, SpooledFile};
 use crate::vfs::{cloud_name, Local, Vfs};
 
 /// How a writable mount stores uploads.
@@ -237,17 +237,12 @@ impl Mount {
                         crate::vfs::PENDING_ELSEWHERE.into(),
                     )));
                 }
-                let mut body = answer.into_body();
-                while let Some(frame) = body.frame().await {
-                    let frame = frame.map_err(|e| {
-                        PutError::Backend(Error::Transport(format!(
-                            "reading the source from the instance holding it: {e}"
-                        )))
-                    })?;
-                    if let Ok(chunk) = frame.into_data() {
-                        writer.write(&chunk).await?;
-                    }
-                }
+                spool_body(
+                    &mut writer,
+                    answer.into_body(),
+                    "reading the source from the instance holding it",
+                )
+                .await?;
             }
             Some(Local::Spooled(path)) => {
                 let mut file = tokio::fs::File::open(&path)
@@ -272,17 +267,10 @@ impl Mount {
                     )));
                 }
                 let links = VfsLinks { mount: src, entry };
-                let mut body = fetch(&writes.upstream, entry, &links, RangeRequest::Full, None)
+                let body = fetch(&writes.upstream, entry, &links, RangeRequest::Full, None)
                     .await
                     .map_err(|e| PutError::Backend(source_error(e)))?;
-                while let Some(frame) = body.frame().await {
-                    let frame = frame.map_err(|e| {
-                        PutError::Backend(Error::Transport(format!("downloading the source: {e}")))
-                    })?;
-                    if let Ok(chunk) = frame.into_data() {
-                        writer.write(&chunk).await?;
-                    }
-                }
+                spool_body(&mut writer, body, "downloading the source").await?;
             }
         }
         let file = writer.finish().await?;
@@ -294,6 +282,24 @@ impl Mount {
         }
         self.put(dst_parent.id, name, file, SystemTime::now()).await
     }
+}
+
+/// Writes every data frame of a copy's source `body` into `writer`; a broken body is a
+/// transport error saying what was `doing`.
+async fn spool_body<B>(writer: &mut SpoolWriter, body: B, doing: &str) -> Result<(), PutError>
+where
+    B: http_body::Body<Data = bytes::Bytes>,
+    B::Error: std::fmt::Display,
+{
+    let mut body = std::pin::pin!(body);
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| PutError::Backend(Error::Transport(format!("{doing}: {e}"))))?;
+        if let Ok(chunk) = frame.into_data() {
+            writer.write(&chunk).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Why [`Mount::put`] or [`Mount::copy_through`] could not take a file. The spooled content
