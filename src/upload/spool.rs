@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use md5::{Digest, Md5};
 
+use super::store::DirSync;
 use crate::backend::UploadSource;
 
 /// The largest file the spool accepts: what 123 accepts through the Open API. The emulator
@@ -187,6 +188,14 @@ struct WriterState {
     hasher: Md5,
 }
 
+impl WriterState {
+    /// Hashes `buf` and appends it to the file (on the blocking pool).
+    fn append(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.hasher.update(buf);
+        self.file.write_all(buf)
+    }
+}
+
 /// What a finished flush hands back: the state, and its buffer (emptied) for reuse.
 type Flushed = (WriterState, Vec<u8>);
 
@@ -262,9 +271,7 @@ impl SpoolWriter {
     /// Waits for the flush in flight, if any, and takes its state back.
     async fn settle(&mut self) -> Result<(), SpoolError> {
         if let Some(writing) = self.writing.take() {
-            let (state, mut buf) = writing
-                .await
-                .map_err(|e| std::io::Error::other(format!("blocking task failed: {e}")))??;
+            let (state, mut buf) = joined(writing).await?;
             buf.clear();
             self.spare = buf;
             self.state = Some(state);
@@ -283,8 +290,7 @@ impl SpoolWriter {
         let mut state = self.state.take().ok_or_else(poisoned)?;
         let buf = std::mem::replace(&mut self.buf, std::mem::take(&mut self.spare));
         self.writing = Some(tokio::task::spawn_blocking(move || {
-            state.hasher.update(&buf);
-            state.file.write_all(&buf)?;
+            state.append(&buf)?;
             Ok((state, buf))
         }));
         Ok(())
@@ -298,16 +304,13 @@ impl SpoolWriter {
         let mut state = self.state.take().ok_or_else(poisoned)?;
         let buf = std::mem::take(&mut self.buf);
         let md5 = blocking(move || {
-            state.hasher.update(&buf);
-            state.file.write_all(&buf)?;
+            state.append(&buf)?;
             state.file.sync_data()?;
             Ok(crate::backend::auth_key::hex(&state.hasher.finalize()))
         })
         .await?;
         if let Some(named) = self.named.take() {
-            named
-                .await
-                .map_err(|e| std::io::Error::other(format!("folder fsync task failed: {e}")))??;
+            joined(named).await?;
         }
         self.finished = true;
         let bytes = self.reserved;
@@ -420,14 +423,16 @@ where
     F: FnOnce() -> std::io::Result<T> + Send + 'static,
     T: Send + 'static,
 {
-    tokio::task::spawn_blocking(f)
-        .await
+    joined(tokio::task::spawn_blocking(f)).await
+}
+
+/// The result of a spawned I/O task; a task that panicked or was cancelled is an I/O error.
+async fn joined<T>(task: tokio::task::JoinHandle<std::io::Result<T>>) -> std::io::Result<T> {
+    task.await
         .map_err(|e| std::io::Error::other(format!("blocking task failed: {e}")))?
 }
 
 pub(crate) use crate::state_files::sync_dir;
-
-use super::store::DirSync;
 
 #[cfg(test)]
 mod tests {
