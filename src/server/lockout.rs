@@ -170,6 +170,32 @@ pub fn client_ip(peer: IpAddr, headers: &http::HeaderMap, trusted: &[IpAddr]) ->
         .unwrap_or(peer)
 }
 
+/// Whether a trusted reverse proxy says the client spoke HTTPS to it (`X-Forwarded-Proto`, or
+/// `Forwarded: proto=`; the first hop, the one nearest the client, counts). Anyone else's
+/// headers are ignored, as in [`client_ip`].
+pub fn forwarded_https(peer: IpAddr, headers: &http::HeaderMap, trusted: &[IpAddr]) -> bool {
+    if !trusted.contains(&peer) {
+        return false;
+    }
+    let first = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+    };
+    if let Some(proto) = first("x-forwarded-proto") {
+        return proto.eq_ignore_ascii_case("https");
+    }
+    first("forwarded").is_some_and(|hop| {
+        hop.split(';').any(|kv| {
+            kv.trim().split_once('=').is_some_and(|(k, v)| {
+                k.eq_ignore_ascii_case("proto") && v.trim_matches('"').eq_ignore_ascii_case("https")
+            })
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,5 +247,46 @@ mod tests {
         assert!(l.failed(ip).await);
         assert!(l.check(ip).await.locked);
         assert!(!l.check([10, 0, 0, 2].into()).await.locked);
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, v.parse().expect("header value"));
+        }
+        h
+    }
+
+    #[test]
+    fn the_scheme_a_proxy_forwards() {
+        assert!(https_via(&headers(&[("x-forwarded-proto", "https")])));
+        assert!(https_via(&headers(&[("x-forwarded-proto", "HTTPS, http")])));
+        assert!(!https_via(&headers(&[("x-forwarded-proto", "http")])));
+        assert!(https_via(&headers(&[(
+            "forwarded",
+            "for=192.0.2.1;proto=https;host=dav.example"
+        )])));
+        assert!(https_via(&headers(&[(
+            "forwarded",
+            "proto=\"https\", proto=http"
+        )])));
+        assert!(!https_via(&headers(&[(
+            "forwarded",
+            "for=192.0.2.1, proto=https"
+        )])));
+        assert!(!https_via(&headers(&[])));
+    }
+
+    /// [`forwarded_https`] from a trusted proxy.
+    fn https_via(headers: &http::HeaderMap) -> bool {
+        let proxy: IpAddr = [192, 0, 2, 9].into();
+        forwarded_https(proxy, headers, &[proxy])
+    }
+
+    #[test]
+    fn an_untrusted_peer_cannot_say_https() {
+        let mut h = http::HeaderMap::new();
+        h.insert("x-forwarded-proto", "https".parse().unwrap());
+        assert!(!forwarded_https([192, 0, 2, 9].into(), &h, &[]));
     }
 }

@@ -133,38 +133,18 @@ fn own_url<B>(state: &AppState, req: &Request<B>) -> String {
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().authority().map(|a| a.as_str()))
         .unwrap_or("localhost");
-    let from_proxy = req
+    let proxied_https = req
         .extensions()
         .get::<super::lockout::Peer>()
-        .is_some_and(|p| state.trusted_proxies.contains(&p.0.ip()));
-    let scheme = if state.tls || (from_proxy && forwarded_https(req.headers())) {
+        .is_some_and(|p| {
+            super::lockout::forwarded_https(p.0.ip(), req.headers(), &state.trusted_proxies)
+        });
+    let scheme = if state.tls || proxied_https {
         "https"
     } else {
         "http"
     };
     format!("{scheme}://{host}{}", state.base_path)
-}
-
-/// Whether a reverse proxy says the client spoke HTTPS to it (`X-Forwarded-Proto`, or
-/// `Forwarded: proto=`; the first hop, the one nearest the client, counts).
-fn forwarded_https(headers: &http::HeaderMap) -> bool {
-    let first = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(str::trim)
-    };
-    if let Some(proto) = first("x-forwarded-proto") {
-        return proto.eq_ignore_ascii_case("https");
-    }
-    first("forwarded").is_some_and(|hop| {
-        hop.split(';').any(|kv| {
-            kv.trim().split_once('=').is_some_and(|(k, v)| {
-                k.eq_ignore_ascii_case("proto") && v.trim_matches('"').eq_ignore_ascii_case("https")
-            })
-        })
-    })
 }
 
 /// `POST /-/share?path=<file>&ttl=<seconds>`: a signed `/-/d/…` URL of a file the user may
@@ -289,40 +269,4 @@ async fn connect<B>(state: &AppState, req: &Request<B>, mount: &str) -> Response
         &page::ui_prefix(&state.base_path),
     );
     page::html(req.method(), html, chosen.then_some(lang), &state.base_path)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::forwarded_https;
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> http::HeaderMap {
-        let mut h = http::HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(*k, v.parse().expect("header value"));
-        }
-        h
-    }
-
-    #[test]
-    fn the_scheme_a_proxy_forwards() {
-        assert!(forwarded_https(&headers(&[("x-forwarded-proto", "https")])));
-        assert!(forwarded_https(&headers(&[(
-            "x-forwarded-proto",
-            "HTTPS, http"
-        )])));
-        assert!(!forwarded_https(&headers(&[("x-forwarded-proto", "http")])));
-        assert!(forwarded_https(&headers(&[(
-            "forwarded",
-            "for=192.0.2.1;proto=https;host=dav.example"
-        )])));
-        assert!(forwarded_https(&headers(&[(
-            "forwarded",
-            "proto=\"https\", proto=http"
-        )])));
-        assert!(!forwarded_https(&headers(&[(
-            "forwarded",
-            "for=192.0.2.1, proto=https"
-        )])));
-        assert!(!forwarded_https(&headers(&[])));
-    }
 }
