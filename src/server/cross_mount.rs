@@ -218,12 +218,13 @@ fn copy_entry<'a>(
             }
             return Ok(());
         }
+        let local = src.vfs.local(&entry);
         // A file pending on another instance stays put until it lands: a MOVE would copy it
         // and then fail to remove it (only its owner can).
-        if let Some(Local::Remote(_)) = src.vfs.local(&entry) {
+        if let Some(Local::Remote(_)) = local {
             return Err(Error::Unavailable(crate::vfs::PENDING_ELSEWHERE.into()));
         }
-        if let (Some(md5), None) = (entry.md5.as_deref(), src.vfs.local(&entry)) {
+        if let (Some(md5), None) = (entry.md5.as_deref(), local) {
             if dst
                 .vfs
                 .copy_instant(&dst_parent, &name, md5, entry.size)
