@@ -265,9 +265,8 @@ impl SharedProps {
         if changes.is_empty() {
             return Ok(());
         }
-        let paths: Vec<String> = changes.iter().map(|(p, _)| p.clone()).collect();
         let result = self.store(store, &changes).await;
-        store.shared(paths, result.is_ok());
+        store.shared(changes.into_iter().map(|(p, _)| p), result.is_ok());
         result
     }
 
