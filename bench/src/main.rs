@@ -57,115 +57,55 @@ const HAND_WRITTEN: &str = "## Findings (written by hand)";
 
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().collect();
+    let count = || args.get(2).and_then(|n| n.parse().ok()).unwrap_or(3);
     match args.get(1).map(String::as_str) {
         Some("serve") => pan123_webdav::cli::run(),
-        Some("freshness") => match args.get(2).map(Path::new).map(freshness) {
-            Some(Ok(())) => std::process::ExitCode::SUCCESS,
-            Some(Err(e)) => {
-                eprintln!("error: {e:#}");
-                std::process::ExitCode::FAILURE
-            }
+        Some("freshness") => match args.get(2).map(Path::new) {
+            Some(path) => exit_code(freshness(path)),
             None => {
                 eprintln!("usage: pan123-bench freshness BENCHMARKS.md");
                 std::process::ExitCode::FAILURE
             }
         },
-        Some("redirect-server") => {
-            let rt = tokio::runtime::Runtime::new().expect("runtime");
-            match rt.block_on(redirect_server(&args[2], &args[3])) {
-                Ok(()) => std::process::ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    std::process::ExitCode::FAILURE
-                }
-            }
-        }
-        Some("redirect-loop") => {
-            // For profiling: measure 3 alone (a gateway, wrk against it and the bare server).
-            let rt = tokio::runtime::Runtime::new().expect("runtime");
-            match rt.block_on(redirect_loop()) {
-                Ok(()) => std::process::ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    std::process::ExitCode::FAILURE
-                }
-            }
-        }
-        Some("list-loop") => {
-            // For profiling: a gateway process and 30 warm PROPFINDs of 10,000 entries.
-            let rt = tokio::runtime::Runtime::new().expect("runtime");
-            match rt.block_on(list_loop()) {
-                Ok(()) => std::process::ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    std::process::ExitCode::FAILURE
-                }
-            }
-        }
-        Some("mem-loop") => {
-            // For profiling: a gateway process and the 100-stream memory measure, N times.
-            let rt = tokio::runtime::Runtime::new().expect("runtime");
-            match rt.block_on(mem_loop(
-                args.get(2).and_then(|n| n.parse().ok()).unwrap_or(3),
-            )) {
-                Ok(()) => std::process::ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    std::process::ExitCode::FAILURE
-                }
-            }
-        }
-        Some("throughput-loop") => {
-            // For profiling: measure 1b alone (uncapped proxy vs direct), N rounds.
-            let rt = tokio::runtime::Runtime::new().expect("runtime");
-            match rt.block_on(throughput_loop(
-                args.get(2).and_then(|n| n.parse().ok()).unwrap_or(3),
-            )) {
-                Ok(()) => std::process::ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    std::process::ExitCode::FAILURE
-                }
-            }
-        }
-        Some("load-loop") => {
-            // For profiling: a gateway process and the mixed load once (BENCH_LOAD_SECS).
-            let rt = tokio::runtime::Runtime::new().expect("runtime");
-            match rt.block_on(load_loop()) {
-                Ok(()) => std::process::ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    std::process::ExitCode::FAILURE
-                }
-            }
-        }
-        Some("upload-loop") => {
-            // A 64 MiB PUT at 16 MiB and at 1 MiB slices, timed until complete.
-            let rt = tokio::runtime::Runtime::new().expect("runtime");
-            match rt.block_on(upload_loop()) {
-                Ok(()) => std::process::ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    std::process::ExitCode::FAILURE
-                }
-            }
-        }
+        Some("redirect-server") => block_on(redirect_server(&args[2], &args[3])),
+        // For profiling: measure 3 alone (a gateway, wrk against it and the bare server).
+        Some("redirect-loop") => block_on(redirect_loop()),
+        // For profiling: a gateway process and 30 warm PROPFINDs of 10,000 entries.
+        Some("list-loop") => block_on(list_loop()),
+        // For profiling: a gateway process and the 100-stream memory measure, N times.
+        Some("mem-loop") => block_on(mem_loop(count())),
+        // For profiling: measure 1b alone (uncapped proxy vs direct), N rounds.
+        Some("throughput-loop") => block_on(throughput_loop(count())),
+        // For profiling: a gateway process and the mixed load once (BENCH_LOAD_SECS).
+        Some("load-loop") => block_on(load_loop()),
+        // A 64 MiB PUT at 16 MiB and at 1 MiB slices, timed until complete.
+        Some("upload-loop") => block_on(upload_loop()),
         Some("run") => {
-            let rt = tokio::runtime::Runtime::new().expect("runtime");
             let out = PathBuf::from(args.get(2).cloned().unwrap_or("BENCHMARKS.md".into()));
-            match rt.block_on(run_all(&out)) {
-                Ok(()) => std::process::ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    std::process::ExitCode::FAILURE
-                }
-            }
+            block_on(run_all(&out))
         }
         _ => {
             eprintln!(
                 "usage: pan123-bench run OUT.md | serve -c CONFIG | redirect-server PORT URL | upload-loop | throughput-loop [N]"
             );
             std::process::ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs one subcommand on a fresh runtime, as its exit code.
+fn block_on(work: impl std::future::Future<Output = Result<()>>) -> std::process::ExitCode {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    exit_code(rt.block_on(work))
+}
+
+/// Success, or the error printed and failure.
+fn exit_code(result: Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
         }
     }
 }
