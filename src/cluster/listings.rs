@@ -8,6 +8,11 @@
 //! folder's generation and drops the copy before it is published (`forget`); a copy is stored
 //! only if the generation did not change while it was listed, so no instance reads a listing
 //! from before a write it was told about.
+//!
+//! Each listing carries the generation it is at least as new as ([`Shared::generation`]).
+//! Every instance reads the folder's generation with its pending uploads before it answers
+//! from a listing (`Cluster::remote_pending`, one call) and lists again when its copy is
+//! older: a write shows on every instance at once, however late its invalidation arrives.
 
 use std::future::Future;
 use std::sync::{Arc, LazyLock};
@@ -54,6 +59,17 @@ redis.call('DEL', KEYS[2])
 return 1
 ";
 
+/// The folder's generation, then its copy and the copy's remaining lifetime (`''` and 0 when
+/// there is none). In this order, atomically: a copy is never taken as newer than it is.
+const READ: &str = r"
+local generation = redis.call('GET', KEYS[1]) or '0'
+local copy = redis.call('GET', KEYS[2])
+if not copy then
+  return {generation, '', 0}
+end
+return {generation, copy, redis.call('PTTL', KEYS[2])}
+";
+
 /// Extends a lease only if it is still ours.
 const RENEW: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -64,6 +80,7 @@ return 0
 
 static STORE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(STORE));
 static FORGET_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(FORGET));
+static READ_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(READ));
 static RENEW_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(RENEW));
 
 /// One mount's listings as the cluster shares them.
@@ -77,6 +94,14 @@ pub struct SharedListings {
 pub struct Shared {
     pub entries: Vec<Entry>,
     pub age: Duration,
+    /// The folder's cluster-wide generation this listing is at least as new as (`None`:
+    /// listed without the cluster, so unknown).
+    pub generation: Option<u64>,
+}
+
+/// The Redis key of folder `dir`'s generation in mount `mount` (bumped by every write).
+pub(super) fn generation_key(mount: &str, dir: u64) -> String {
+    Cluster::key("listing-gen", &format!("{mount}:{dir}"))
 }
 
 /// The name of the lease on folder `dir` of `mount` (what `Cluster::lease` takes).
@@ -95,7 +120,7 @@ impl SharedListings {
 
     fn keys(&self, dir: u64) -> (String, String) {
         (
-            Cluster::key("listing-gen", &format!("{}:{dir}", self.mount)),
+            generation_key(&self.mount, dir),
             Cluster::key("listing", &format!("{}:{dir}", self.mount)),
         )
     }
@@ -117,6 +142,7 @@ impl SharedListings {
         match self.cooperate(dir, ttl, fresh).await {
             Ok(Turn::Copy(shared)) => return Ok(shared),
             Ok(Turn::Mine(lease, generation)) => {
+                let tag = generation.parse().ok();
                 let entries = self.list_holding(&lease, list).await;
                 if let Ok(entries) = &entries {
                     self.store(dir, ttl, generation, entries).await;
@@ -125,6 +151,7 @@ impl SharedListings {
                 return entries.map(|entries| Shared {
                     entries,
                     age: Duration::ZERO,
+                    generation: tag,
                 });
             }
             Ok(Turn::Alone) => {}
@@ -135,6 +162,7 @@ impl SharedListings {
         list().await.map(|entries| Shared {
             entries,
             age: Duration::ZERO,
+            generation: None,
         })
     }
 
@@ -219,22 +247,20 @@ impl SharedListings {
 
     /// The copy of `dir`, with how long ago it was listed (from what is left of its `ttl`).
     async fn read(&self, dir: u64, ttl: Duration) -> Result<Found, Unavailable> {
-        let (_, copy_key) = self.keys(dir);
-        let (text, left_ms): (Option<String>, i64) = self
+        let (gen_key, copy_key) = self.keys(dir);
+        let (generation, text, left_ms): (String, String, i64) = self
             .cluster
             .run(|mut c| async move {
-                redis::pipe()
-                    .cmd("GET")
-                    .arg(&copy_key)
-                    .cmd("PTTL")
-                    .arg(&copy_key)
-                    .query_async(&mut c)
+                READ_SCRIPT
+                    .key(&gen_key)
+                    .key(&copy_key)
+                    .invoke_async(&mut c)
                     .await
             })
             .await?;
-        let Some(text) = text else {
+        if text.is_empty() {
             return Ok(Found::Nothing);
-        };
+        }
         if text == TOO_LARGE {
             return Ok(Found::TooLarge);
         }
@@ -242,6 +268,7 @@ impl SharedListings {
             Some(entries) => Ok(Found::Copy(Shared {
                 entries,
                 age: ttl.saturating_sub(Duration::from_millis(left_ms.max(0) as u64)),
+                generation: generation.parse().ok(),
             })),
             // Not ours (another version's encoding): as if there were none.
             None => Ok(Found::Nothing),

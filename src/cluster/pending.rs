@@ -84,6 +84,13 @@ end
 return 1
 ";
 
+/// Other instances' pending files of a folder and the folder's listing generation (see
+/// `listings`), together: a listing request reads both in one call.
+const READ: &str = r"
+local all = redis.call('HGETALL', KEYS[1])
+return {redis.call('GET', KEYS[2]) or '0', all}
+";
+
 /// The cluster's secret for internal requests: made once by whichever instance asks first.
 const SECRET: &str = r"
 redis.call('SET', KEYS[1], ARGV[1], 'NX')
@@ -92,6 +99,17 @@ return redis.call('GET', KEYS[1])
 
 static PUBLISH_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(PUBLISH));
 static SECRET_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(SECRET));
+static READ_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(READ));
+
+/// What `Cluster::remote_pending` read of one folder.
+#[derive(Debug, Default)]
+pub struct RemotePending {
+    /// Other instances' pending files there.
+    pub records: Vec<PendingRecord>,
+    /// The folder's cluster-wide listing generation (`None`: Redis did not answer): a
+    /// listing older than it misses a write and must not be served.
+    pub generation: Option<u64>,
+}
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
@@ -159,30 +177,40 @@ impl Cluster {
         .map(|_| ())
     }
 
-    /// Other instances' pending files in folder `dir` of `mount` (empty while Redis is
-    /// unavailable: each instance then lists its own only).
-    pub async fn remote_pending(&self, mount: &str, dir: u64) -> Vec<PendingRecord> {
+    /// Other instances' pending files in folder `dir` of `mount`, with the folder's listing
+    /// generation (nothing while Redis is unavailable: each instance then lists its own only).
+    pub async fn remote_pending(&self, mount: &str, dir: u64) -> RemotePending {
         if !self.available() {
-            return Vec::new();
+            return RemotePending::default();
         }
         let key = folder_key(mount, dir);
-        let all = self
+        let gen_key = super::listings::generation_key(mount, dir);
+        let Ok((generation, all)) = self
             .run(|mut c| async move {
-                redis::cmd("HGETALL")
-                    .arg(key)
-                    .query_async::<Vec<(String, Vec<u8>)>>(&mut c)
+                READ_SCRIPT
+                    .key(key)
+                    .key(gen_key)
+                    .invoke_async::<(String, Vec<Vec<u8>>)>(&mut c)
                     .await
             })
             .await
-            .unwrap_or_default();
+        else {
+            return RemotePending::default();
+        };
         let now = now_ms();
-        all.into_iter()
+        let records = all
+            .chunks_exact(2)
             .take(MAX_ENTRIES)
-            .filter(|(_, v)| v.len() <= MAX_VALUE)
-            .filter_map(|(_, v)| serde_json::from_slice::<PendingRecord>(&v).ok())
+            .map(|pair| &pair[1])
+            .filter(|v| v.len() <= MAX_VALUE)
+            .filter_map(|v| serde_json::from_slice::<PendingRecord>(v).ok())
             .filter(|r| r.owner != self.instance && r.expires_ms > now)
             .filter(|r| r.mount == mount && r.dir == dir)
-            .collect()
+            .collect();
+        RemotePending {
+            records,
+            generation: generation.parse().ok(),
+        }
     }
 
     /// The shared secret for internal requests (made in Redis by the first instance that asks;

@@ -23,6 +23,9 @@ pub struct Listing {
     fetched_at: Instant,
     /// The folder's generation when the fetch started (see `ListingCache::generations`).
     generation: u64,
+    /// `[cluster]`: the folder's cluster-wide generation this listing is at least as new as
+    /// (see `cluster::listings`; `None`: unknown).
+    cluster_generation: Option<u64>,
 }
 
 impl Listing {
@@ -38,7 +41,15 @@ impl Listing {
             by_name,
             fetched_at: Instant::now(),
             generation: 0,
+            cluster_generation: None,
         }
+    }
+
+    /// Whether this listing may miss a write made through another instance of the cluster:
+    /// its generation differs from the folder's generation `cluster` just read there (one
+    /// is only ever bumped, or gone after a day without writes).
+    pub fn behind(&self, cluster: Option<u64>) -> bool {
+        matches!((self.cluster_generation, cluster), (Some(mine), Some(now)) if mine != now)
     }
 
     /// The child called `name` (compared in NFC).
@@ -253,11 +264,13 @@ impl ListingCache {
                     .map(|entries| crate::cluster::Shared {
                         entries,
                         age: Duration::ZERO,
+                        generation: None,
                     }),
             };
             let result = listed.map(|listed| {
                 let mut listing = Listing::new(client_view(listed.entries));
                 listing.generation = generation;
+                listing.cluster_generation = listed.generation;
                 // Listed by another instance a while ago: it goes stale as early as there.
                 if let Some(at) = listing.fetched_at.checked_sub(listed.age) {
                     listing.fetched_at = at;

@@ -146,13 +146,16 @@ impl Vfs {
                 continue;
             }
             // Pending files are files: only the last segment can be one of another instance.
-            if i + 1 == segments.len() {
-                if let Some(remote) = self.remote_find(current.id, segment).await {
-                    current = remote;
+            let listing = if i + 1 == segments.len() {
+                let remote = self.remote_list(current.id).await;
+                if let Some(found) = remote.find(segment) {
+                    current = found;
                     continue;
                 }
-            }
-            let listing = self.list(&current).await?;
+                self.list_at(&current, remote.generation).await?
+            } else {
+                self.list(&current).await?
+            };
             current = listing.find(segment).cloned().ok_or(Error::NotFound)?;
         }
         Ok(current)
@@ -163,10 +166,11 @@ impl Vfs {
         if let Some(local) = self.overlay.find(parent.id, name) {
             return Ok(local);
         }
-        if let Some(remote) = self.remote_find(parent.id, name).await {
-            return Ok(remote);
+        let remote = self.remote_list(parent.id).await;
+        if let Some(found) = remote.find(name) {
+            return Ok(found);
         }
-        self.list(parent)
+        self.list_at(parent, remote.generation)
             .await?
             .find(name)
             .cloned()
@@ -182,9 +186,11 @@ impl Vfs {
     /// listing shared, and the local files over it. A huge folder's PROPFIND reads it entry by
     /// entry as its answer is streamed.
     pub async fn list_shared(&self, dir: &Entry) -> Result<View, Error> {
-        let listing = self.list(dir).await?;
+        // Other instances' files first: their read says whether the cached listing is old.
+        let remote = self.remote_list(dir.id).await;
+        let listing = self.list_at(dir, remote.generation).await?;
         let mut local = self.overlay.list(dir.id);
-        for remote in self.remote_list(dir.id).await {
+        for remote in remote.entries {
             if !local.iter().any(|l| l.name == remote.name) {
                 local.push(remote);
             }
@@ -208,27 +214,38 @@ impl Vfs {
         overlay::is_local_id(entry.id)
     }
 
-    /// Other instances' pending files in folder `dir` (none outside a cluster, or while Redis
-    /// is unavailable).
-    async fn remote_list(&self, dir: u64) -> Vec<Entry> {
+    /// Other instances' pending files in folder `dir`, and the folder's cluster-wide
+    /// generation (neither outside a cluster, or while Redis is unavailable).
+    async fn remote_list(&self, dir: u64) -> RemoteFolder {
         let Some((cluster, name)) = self.peers.get() else {
-            return Vec::new();
+            return RemoteFolder::default();
         };
-        cluster
-            .remote_pending(name, dir)
-            .await
-            .into_iter()
-            .map(|r| self.remote.entry(r))
-            .collect()
+        let read = cluster.remote_pending(name, dir).await;
+        RemoteFolder {
+            entries: read
+                .records
+                .into_iter()
+                .map(|r| self.remote.entry(r))
+                .collect(),
+            generation: read.generation,
+        }
     }
 
-    /// Another instance's pending file `name` (client-side) in folder `dir`, if any.
-    async fn remote_find(&self, dir: u64, name: &str) -> Option<Entry> {
-        self.peers.get()?;
-        self.remote_list(dir)
-            .await
-            .into_iter()
-            .find(|e| e.name == name)
+    /// Folder `dir`'s listing, listed again if it may miss a write made through another
+    /// instance (`cluster`: the folder's generation just read there). This is what keeps a
+    /// listing right between another instance's write and its invalidation's arrival, which
+    /// pub/sub does not bound (issue 19).
+    async fn list_at(&self, dir: &Entry, cluster: Option<u64>) -> Result<Arc<Listing>, Error> {
+        let listing = self.list(dir).await?;
+        if !listing.behind(cluster) {
+            return Ok(listing);
+        }
+        tracing::debug!(
+            dir = dir.id,
+            "another instance changed this folder; listing it again"
+        );
+        self.listings.invalidate_now(dir.id);
+        self.list(dir).await
     }
 
     /// Publishes this instance's pending files of folder `dir` to the other instances (a
@@ -460,6 +477,20 @@ impl Vfs {
 /// The 123-side name for a client-side name, or `InvalidName` saying why it cannot be stored.
 pub fn cloud_name(name: &str) -> Result<String, Error> {
     names::to_cloud(name).map_err(|e| Error::InvalidName(e.to_string()))
+}
+
+/// Other instances' pending files in one folder, and its cluster-wide generation.
+#[derive(Default)]
+struct RemoteFolder {
+    entries: Vec<Entry>,
+    generation: Option<u64>,
+}
+
+impl RemoteFolder {
+    /// The pending file `name` (client-side), if another instance holds one.
+    fn find(&self, name: &str) -> Option<Entry> {
+        self.entries.iter().find(|e| e.name == name).cloned()
+    }
 }
 
 /// A folder as a client sees it (see [`Vfs::list_shared`]): the cached listing, shared, and the

@@ -149,6 +149,107 @@ impl Monitor {
     }
 }
 
+/// A loopback proxy in front of a `RedisServer` that holds back pub/sub messages (the
+/// `message` pushes on a connection that subscribed) for `delay`, as a slow network or a busy
+/// subscriber would; every other answer passes at once. Shows what an instance serves before
+/// another instance's invalidation reaches it. Ends with the test's runtime.
+pub struct SlowMessages {
+    pub port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SlowMessages {
+    /// At most this many proxied connections at once.
+    const MAX_CONNECTIONS: usize = 64;
+
+    pub async fn start(redis: &RedisServer, delay: Duration) -> SlowMessages {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let upstream = redis.port;
+        let slots = Arc::new(tokio::sync::Semaphore::new(Self::MAX_CONNECTIONS));
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let Ok((client, _)) = listener.accept().await else {
+                    continue;
+                };
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                    else {
+                        return;
+                    };
+                    let (mut client_rx, mut client_tx) = client.into_split();
+                    let (mut server_rx, mut server_tx) = server.into_split();
+                    let subscribed = Arc::new(AtomicBool::new(false));
+                    let saw = subscribed.clone();
+                    let up = async move {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        while let Ok(n) = client_rx.read(&mut buf).await {
+                            if n == 0 {
+                                break;
+                            }
+                            if contains_ignoring_case(&buf[..n], b"subscribe") {
+                                saw.store(true, Ordering::SeqCst);
+                            }
+                            if server_tx.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                        let _ = server_tx.shutdown().await;
+                    };
+                    let down = async move {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        while let Ok(n) = server_rx.read(&mut buf).await {
+                            if n == 0 {
+                                break;
+                            }
+                            if subscribed.load(Ordering::SeqCst)
+                                && contains_ignoring_case(&buf[..n], b"message")
+                            {
+                                tokio::time::sleep(delay).await;
+                            }
+                            if client_tx.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                        let _ = client_tx.shutdown().await;
+                    };
+                    tokio::join!(up, down);
+                });
+            }
+        });
+        SlowMessages { port, task }
+    }
+
+    /// The `[cluster]` section naming the proxy instead of the server.
+    pub fn cluster_section(&self) -> String {
+        format!(
+            "\n[cluster]\nredis_url = \"redis://127.0.0.1:{}\"\ninstances = 2\n",
+            self.port
+        )
+    }
+}
+
+impl Drop for SlowMessages {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn contains_ignoring_case(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
