@@ -32,7 +32,9 @@ pub use invalidate::Invalidation;
 pub use junk::SharedJunk;
 pub use listings::{lease_name as listing_lease_name, Shared, SharedListings};
 pub use lockout::LoginState;
-pub use pending::{PendingRecord, REFRESH_EVERY as PENDING_REFRESH, SIGNATURE_HEADER};
+pub use pending::{
+    PendingOp, PendingRecord, Unsigned, REFRESH_EVERY as PENDING_REFRESH, SIGNATURE_HEADER,
+};
 pub use props::SharedProps;
 pub use sessions::{Renewal, SharedSession};
 pub use tokens::Lease;
