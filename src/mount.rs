@@ -15,6 +15,7 @@ use crate::backend::signer::DirectSigner;
 use crate::backend::web::{token_file, WebBackend, WebParams};
 use crate::backend::{Backend, Entry, Error, Upstream};
 use crate::clock::Clock;
+use crate::cluster::PendingOp;
 use crate::config::{BackendConfig, DownloadPolicy, MountConfig, StoreLimits};
 use crate::dav::junk::JunkStore;
 use crate::dav::locks::{LockStore, MemoryLocks};
@@ -22,6 +23,7 @@ use crate::dav::props::{Budget, PropStore};
 use crate::dav::shared_locks::SharedLocks;
 use crate::download::range::RangeRequest;
 use crate::download::{fetch, ProxyError, VfsLinks};
+use crate::upload::remote::Forwarded;
 use crate::upload::{NewJob, SpoolError, SpoolWriter, SpooledFile};
 use crate::vfs::{cloud_name, Local, Vfs};
 
@@ -193,6 +195,71 @@ impl Mount {
             if n > 0 {
                 tracing::info!(mount = %self.config.path, folder, uploads = n, "queued uploads cancelled with their deleted folder");
             }
+        }
+    }
+
+    /// A client's DELETE of pending file `name` (client-side) in `parent`, whose bytes are
+    /// `local`: its upload is cancelled here, or by the instance of the cluster holding it
+    /// (`upload::remote`). `Ok(false)` when it is no longer pending (it landed meanwhile): the
+    /// caller removes what 123 holds. Other kinds of `local` are not pending: `Ok(false)`.
+    pub async fn cancel_pending(
+        &self,
+        local: &Local,
+        parent: &Entry,
+        name: &str,
+    ) -> Result<bool, Error> {
+        let Some(writes) = &self.writes else {
+            return Ok(false);
+        };
+        match local {
+            Local::Spooled(_) => Ok(writes
+                .queue
+                .cancel(self.name(), parent.id, &cloud_name(name)?)
+                .await),
+            Local::Remote(record) => {
+                crate::upload::remote::forward(&writes.upstream, record, &PendingOp::Delete)
+                    .await
+                    .map(|done| done == Forwarded::Done)
+            }
+            Local::Empty => Ok(false),
+        }
+    }
+
+    /// A client's MOVE of pending file `from_name` (client-side) in `from_parent`, whose bytes
+    /// are `local`, to `to_name` in `to_parent` of this mount: its upload is retargeted here,
+    /// or by the instance of the cluster holding it. `Ok(false)` when it is no longer pending
+    /// (it landed meanwhile): the caller moves what 123 holds.
+    pub async fn move_pending(
+        &self,
+        local: &Local,
+        (from_parent, from_name): (&Entry, &str),
+        (to_parent, to_name): (&Entry, &str),
+    ) -> Result<bool, Error> {
+        let Some(writes) = &self.writes else {
+            return Ok(false);
+        };
+        let new = cloud_name(to_name)?;
+        match local {
+            Local::Spooled(_) => Ok(writes
+                .queue
+                .retarget(
+                    self.name(),
+                    from_parent.id,
+                    &cloud_name(from_name)?,
+                    to_parent.id,
+                    &new,
+                )
+                .await),
+            Local::Remote(record) => {
+                let op = PendingOp::Move {
+                    dir: to_parent.id,
+                    name: new,
+                };
+                crate::upload::remote::forward(&writes.upstream, record, &op)
+                    .await
+                    .map(|done| done == Forwarded::Done)
+            }
+            Local::Empty => Ok(false),
         }
     }
 

@@ -33,7 +33,8 @@ pub use junk::SharedJunk;
 pub use listings::{lease_name as listing_lease_name, Shared, SharedListings};
 pub use lockout::LoginState;
 pub use pending::{
-    PendingRecord, RemotePending, REFRESH_EVERY as PENDING_REFRESH, SIGNATURE_HEADER,
+    PendingOp, PendingRecord, RemotePending, Unsigned, REFRESH_EVERY as PENDING_REFRESH,
+    SIGNATURE_HEADER,
 };
 pub use props::SharedProps;
 pub use sessions::{Renewal, SharedSession};

@@ -2,8 +2,9 @@
 //! that accepted the PUT (its spool and queue are on its own `state_dir`), which publishes each
 //! pending file of a folder in a Redis hash (`pending:<mount>:<folder>`, one field per name,
 //! owner and address in the value). Every instance lists them; a GET of one on another instance
-//! is proxied from the owner over `/-/internal/pending`, signed with a secret every instance
-//! reads from Redis.
+//! is proxied from the owner over `/-/internal/pending`, and a DELETE or MOVE of one there is
+//! forwarded to the owner over the same route, each request signed (method and every parameter,
+//! `PendingOp`) with a secret every instance reads from Redis.
 //!
 //! An entry lives `ENTRY_TTL` unless its owner publishes it again (it does every
 //! `REFRESH_EVERY` while the upload is pending), so an instance that died leaves nothing listed
@@ -123,9 +124,57 @@ fn folder_key(mount: &str, dir: u64) -> String {
     Cluster::key("pending", &format!("{mount}:{dir}"))
 }
 
-/// What a signature covers.
-fn signed_text(mount: &str, dir: u64, name: &str, expires: u64) -> String {
-    format!("pending\n{mount}\n{dir}\n{name}\n{expires}")
+/// What an internal request asks of the instance holding a pending upload. The signature
+/// covers it, so a signature made for one operation authorises no other (a GET's cannot
+/// cancel the upload, a DELETE's cannot move it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PendingOp {
+    /// Its bytes: GET (or HEAD, the same without the body).
+    Read,
+    /// Cancel it (DELETE): it never lands.
+    Delete,
+    /// Land it as `name` (123-side) in folder `dir` of the same mount instead (MOVE).
+    Move { dir: u64, name: String },
+}
+
+impl PendingOp {
+    /// The HTTP method the request travels with.
+    pub fn method(&self) -> &'static str {
+        match self {
+            Self::Read => "GET",
+            Self::Delete => "DELETE",
+            Self::Move { .. } => "MOVE",
+        }
+    }
+}
+
+/// Why an internal request to the instance holding a pending upload could not be made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unsigned {
+    /// No secret to sign with (Redis was never reached).
+    NoSecret,
+    /// The owner published no usable address.
+    BadAddress,
+}
+
+/// What a signature covers: the operation (method and, for a MOVE, the destination), the
+/// file, and the expiry, as a JSON array so that no name can run into the next field.
+fn signed_text(op: &PendingOp, mount: &str, dir: u64, name: &str, expires: u64) -> String {
+    let (to_dir, to_name) = match op {
+        PendingOp::Move { dir, name } => (Some(*dir), Some(name.as_str())),
+        PendingOp::Read | PendingOp::Delete => (None, None),
+    };
+    serde_json::json!([
+        "pending",
+        op.method(),
+        mount,
+        dir,
+        name,
+        to_dir,
+        to_name,
+        expires
+    ])
+    .to_string()
 }
 
 impl Cluster {
@@ -236,21 +285,58 @@ impl Cluster {
         cached.clone()
     }
 
-    /// Signs an internal request for pending file `name` of folder `dir` of `mount`: the
-    /// expiry (Unix seconds) and the signature, or `None` without a secret.
-    pub async fn sign_pending(&self, mount: &str, dir: u64, name: &str) -> Option<(u64, String)> {
+    /// Signs `op` on pending file `name` of folder `dir` of `mount`: the expiry (Unix
+    /// seconds) and the signature, or `None` without a secret.
+    pub async fn sign_pending(
+        &self,
+        op: &PendingOp,
+        mount: &str,
+        dir: u64,
+        name: &str,
+    ) -> Option<(u64, String)> {
         let secret = self.secret().await?;
         let expires = now_ms() / 1000 + SIGNATURE_TTL.as_secs();
         let mut mac = HmacSha256::new_from_slice(&secret).ok()?;
-        mac.update(signed_text(mount, dir, name, expires).as_bytes());
+        mac.update(signed_text(op, mount, dir, name, expires).as_bytes());
         let sig =
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
         Some((expires, sig))
     }
 
-    /// Whether `signature` is this cluster's, for this file, and not expired.
+    /// The signed request for `op` on `record` at its owner: the URL of its internal route,
+    /// every parameter in the query, and the signature, which travels in
+    /// [`SIGNATURE_HEADER`] (never in the URL, which may be logged).
+    pub async fn pending_request(
+        &self,
+        record: &PendingRecord,
+        op: &PendingOp,
+    ) -> Result<(url::Url, String), Unsigned> {
+        let (expires, signature) = self
+            .sign_pending(op, &record.mount, record.dir, &record.name)
+            .await
+            .ok_or(Unsigned::NoSecret)?;
+        let mut url = url::Url::parse(&format!("{}/-/internal/pending", record.url))
+            .map_err(|_| Unsigned::BadAddress)?;
+        {
+            let mut query = url.query_pairs_mut();
+            query
+                .append_pair("mount", &record.mount)
+                .append_pair("dir", &record.dir.to_string())
+                .append_pair("name", &record.name)
+                .append_pair("expires", &expires.to_string());
+            if let PendingOp::Move { dir, name } = op {
+                query
+                    .append_pair("to_dir", &dir.to_string())
+                    .append_pair("to_name", name);
+            }
+        }
+        Ok((url, signature))
+    }
+
+    /// Whether `signature` is this cluster's, for this operation on this file, and not expired.
     pub async fn verify_pending(
         &self,
+        op: &PendingOp,
         mount: &str,
         dir: u64,
         name: &str,
@@ -270,7 +356,7 @@ impl Cluster {
         let Ok(mut mac) = HmacSha256::new_from_slice(&secret) else {
             return false;
         };
-        mac.update(signed_text(mount, dir, name, expires).as_bytes());
+        mac.update(signed_text(op, mount, dir, name, expires).as_bytes());
         mac.verify_slice(&sig).is_ok()
     }
 }
@@ -281,10 +367,21 @@ mod tests {
 
     #[test]
     fn signed_text_names_every_part() {
-        let a = signed_text("/m", 1, "a.txt", 5);
-        assert_ne!(a, signed_text("/m", 1, "a.txt", 6));
-        assert_ne!(a, signed_text("/m", 2, "a.txt", 5));
-        assert_ne!(a, signed_text("/n", 1, "a.txt", 5));
-        assert_ne!(a, signed_text("/m", 1, "b.txt", 5));
+        let read = PendingOp::Read;
+        let a = signed_text(&read, "m", 1, "a.txt", 5);
+        assert_ne!(a, signed_text(&read, "m", 1, "a.txt", 6));
+        assert_ne!(a, signed_text(&read, "m", 2, "a.txt", 5));
+        assert_ne!(a, signed_text(&read, "n", 1, "a.txt", 5));
+        assert_ne!(a, signed_text(&read, "m", 1, "b.txt", 5));
+        // The operation is covered: a GET's signature is no DELETE's, a MOVE's names where.
+        assert_ne!(a, signed_text(&PendingOp::Delete, "m", 1, "a.txt", 5));
+        let to = |dir, name: &str| PendingOp::Move {
+            dir,
+            name: name.into(),
+        };
+        let moved = signed_text(&to(1, "b.txt"), "m", 1, "a.txt", 5);
+        assert_ne!(moved, signed_text(&to(2, "b.txt"), "m", 1, "a.txt", 5));
+        assert_ne!(moved, signed_text(&to(1, "c.txt"), "m", 1, "a.txt", 5));
+        assert_ne!(moved, signed_text(&PendingOp::Delete, "m", 1, "a.txt", 5));
     }
 }

@@ -147,15 +147,14 @@ impl MountFs {
             Some(Local::Empty) => {
                 self.mount.vfs.overlay().remove(parent.id, &name);
             }
-            Some(Local::Remote(_)) => {
-                return Err(ctx.fs_error(&crate::backend::Error::Unavailable(
-                    crate::vfs::PENDING_ELSEWHERE.into(),
-                )));
-            }
-            Some(Local::Spooled(_)) => {
-                let cloud = cloud_name(&name).map_err(|e| ctx.fs_error(&e))?;
-                let queue = &self.mount.writes.as_ref().ok_or(FsError::Forbidden)?.queue;
-                if !queue.cancel(self.mount.name(), parent.id, &cloud).await {
+            // Pending here, or on another instance of the cluster (which is asked to cancel it).
+            Some(local @ (Local::Spooled(_) | Local::Remote(_))) => {
+                let cancelled = self
+                    .mount
+                    .cancel_pending(&local, &parent, &name)
+                    .await
+                    .map_err(|e| ctx.fs_error(&e))?;
+                if !cancelled {
                     // It landed in 123 meanwhile: remove that instead.
                     let trashed = self.mount.vfs.trash_landed(&parent, &name).await;
                     if !trashed.map_err(|e| ctx.fs_error(&e))? {
@@ -218,22 +217,14 @@ impl MountFs {
                 }
                 overlay.remove(from_parent.id, &from_name);
             }
-            Some(Local::Remote(_)) => {
-                return Err(ctx.fs_error(&crate::backend::Error::Unavailable(
-                    crate::vfs::PENDING_ELSEWHERE.into(),
-                )));
-            }
-            Some(Local::Spooled(_)) => {
-                let (old, new) = (cloud_name(&from_name), cloud_name(&to_name));
-                let (old, new) = (
-                    old.map_err(|e| ctx.fs_error(&e))?,
-                    new.map_err(|e| ctx.fs_error(&e))?,
-                );
-                let queue = &self.mount.writes.as_ref().ok_or(FsError::Forbidden)?.queue;
-                if !queue
-                    .retarget(self.mount.name(), from_parent.id, &old, to_parent.id, &new)
+            // Pending here, or on another instance of the cluster (which is asked to move it).
+            Some(local @ (Local::Spooled(_) | Local::Remote(_))) => {
+                let moved = self
+                    .mount
+                    .move_pending(&local, (&from_parent, &from_name), (&to_parent, &to_name))
                     .await
-                {
+                    .map_err(|e| ctx.fs_error(&e))?;
+                if !moved {
                     // The upload finished while the move waited for it: move the real file.
                     let landed = self
                         .mount

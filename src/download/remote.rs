@@ -16,7 +16,7 @@ use http::{Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 
 use crate::backend::Upstream;
-use crate::cluster::{PendingRecord, SIGNATURE_HEADER};
+use crate::cluster::{PendingOp, PendingRecord, Unsigned, SIGNATURE_HEADER};
 use crate::response::{status_text, ResponseBody};
 
 /// What a client is told to wait when the owner cannot answer right now.
@@ -39,21 +39,16 @@ pub async fn send(
             Some(RETRY_AFTER),
         )
     };
-    let Some((expires, signature)) = cluster
-        .sign_pending(&record.mount, record.dir, &record.name)
-        .await
-    else {
-        return unavailable("cannot be asked while the cluster's Redis is unavailable");
+    let (url, signature) = match cluster.pending_request(record, &PendingOp::Read).await {
+        Ok(signed) => signed,
+        Err(Unsigned::NoSecret) => {
+            return unavailable("cannot be asked while the cluster's Redis is unavailable")
+        }
+        Err(Unsigned::BadAddress) => {
+            tracing::warn!(owner = %record.owner, "a pending upload was published without a usable address; set cluster.advertise_url on every instance");
+            return unavailable("published no usable address");
+        }
     };
-    let Ok(mut url) = url::Url::parse(&format!("{}/-/internal/pending", record.url)) else {
-        tracing::warn!(owner = %record.owner, "a pending upload was published without a usable address; set cluster.advertise_url on every instance");
-        return unavailable("published no usable address");
-    };
-    url.query_pairs_mut()
-        .append_pair("mount", &record.mount)
-        .append_pair("dir", &record.dir.to_string())
-        .append_pair("name", &record.name)
-        .append_pair("expires", &expires.to_string());
     let mut rb = upstream
         .http
         .get(url)

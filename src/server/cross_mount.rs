@@ -19,7 +19,7 @@ use crate::backend::{Entry, Error};
 use crate::mount::Mount;
 use crate::response;
 use crate::response::ResponseBody;
-use crate::vfs::{cloud_name, Local};
+use crate::vfs::Local;
 use response::status_text;
 
 type Outcome = Result<(), Response<ResponseBody>>;
@@ -175,24 +175,17 @@ async fn run(
     Ok(existed)
 }
 
-/// Removes an entry: a pending upload from the queue, anything else to the recycle bin.
+/// Removes an entry: a pending upload from the queue (this instance's, or its owner's in a
+/// cluster), anything else to the recycle bin.
 async fn remove(mount: &Mount, entry: &Entry, parent: &Entry, name: &str) -> Result<(), Error> {
     match mount.vfs.local(entry) {
         Some(Local::Empty) => {
             mount.vfs.overlay().remove(parent.id, name);
             Ok(())
         }
-        Some(Local::Remote(_)) => Err(Error::Unavailable(crate::vfs::PENDING_ELSEWHERE.into())),
-        Some(Local::Spooled(_)) => {
-            let cancelled = match mount.writes.as_ref() {
-                Some(w) => {
-                    w.queue
-                        .cancel(mount.name(), parent.id, &cloud_name(name)?)
-                        .await
-                }
-                None => false,
-            };
-            if cancelled {
+        // Pending here, or on another instance of the cluster (which is asked to cancel it).
+        Some(local @ (Local::Spooled(_) | Local::Remote(_))) => {
+            if mount.cancel_pending(&local, parent, name).await? {
                 return Ok(());
             }
             // It landed in 123 meanwhile: remove that.

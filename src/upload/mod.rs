@@ -5,6 +5,7 @@
 //! of truth after a crash), `failed/<job id>/` (content and reason of uploads that gave up).
 
 mod queue;
+pub mod remote;
 mod spool;
 mod store;
 

@@ -1,6 +1,7 @@
 //! Uploads pending on one instance of a cluster, seen by the others (issue 19): listed
 //! everywhere with their size, read from the owner's spool over the internal signed route
-//! while pending, and from 123 once landed.
+//! while pending, and from 123 once landed; a DELETE or MOVE of one on another instance is
+//! forwarded to the owner over the same route, signed for that operation only.
 
 use std::time::Duration;
 
@@ -8,7 +9,8 @@ use pan123_emulator::{EmulatorConfig, Fault, FaultKind};
 
 use crate::common::cluster::Instance;
 use crate::common::redis::{RedisServer, SlowMessages};
-use crate::common::{bytes_of, eventually, open_mount, TestEnv};
+use crate::common::{bytes_of, eventually, header, open_mount, TestEnv};
+use pan123_webdav::cluster::{Cluster, PendingOp};
 
 const SLICE: &str = "/upload/v2/file/slice";
 
@@ -95,7 +97,7 @@ async fn a_pending_upload_is_listed_and_read_on_the_other_instance() {
         .expect("range");
     assert_eq!(got.status().as_u16(), 206);
     assert_eq!(
-        crate::common::header(&got, "content-range"),
+        header(&got, "content-range"),
         format!("bytes 100000-300000/{}", data.len())
     );
     assert_eq!(
@@ -104,16 +106,12 @@ async fn a_pending_upload_is_listed_and_read_on_the_other_instance() {
     );
     let head = peer.req("HEAD", "/m/film.bin").send().await.expect("head");
     assert_eq!(head.status().as_u16(), 200);
-    assert_eq!(
-        crate::common::header(&head, "content-length"),
-        data.len().to_string()
-    );
+    assert_eq!(header(&head, "content-length"), data.len().to_string());
     assert!(
         env.emu.lookup("/lib/film.bin").is_none(),
         "still pending: those bytes came from the owner's spool"
     );
-    // A COPY on the other instance takes the bytes from the owner's spool too; a DELETE
-    // waits for the upload to land (only the owner can cancel it).
+    // A COPY on the other instance takes the bytes from the owner's spool too.
     let res = peer
         .req("COPY", "/m/film.bin")
         .header("Destination", format!("{}/m/copy.bin", peer.base))
@@ -121,13 +119,6 @@ async fn a_pending_upload_is_listed_and_read_on_the_other_instance() {
         .await
         .expect("copy");
     assert_eq!(res.status().as_u16(), 201);
-    let res = peer
-        .req("DELETE", "/m/film.bin")
-        .send()
-        .await
-        .expect("delete");
-    assert_eq!(res.status().as_u16(), 503);
-    assert!(!crate::common::header(&res, "retry-after").is_empty());
 
     // The internal route wants the cluster's signature.
     let dir = env.emu.lookup("/lib").map(|e| e.id).unwrap_or(0);
@@ -190,6 +181,303 @@ async fn a_pending_upload_is_listed_and_read_on_the_other_instance() {
         served,
         "after landing, the other instance serves it from 123"
     );
+}
+
+/// Slices wait this long each while an upload is to stay pending (20 slices, 3 at a time).
+const SLOW_SLICE: FaultKind = FaultKind::Latency {
+    ms: 3000,
+    count: 10_000,
+};
+
+/// Keeps every upload pending until the faults are cleared.
+fn hold_uploads(env: &TestEnv) {
+    env.emu.inject(Fault {
+        endpoint: SLICE.into(),
+        kind: SLOW_SLICE,
+    });
+}
+
+/// A client of the cluster's Redis of its own, as a third instance: it reads the same secret.
+async fn redis_client(redis: &RedisServer) -> std::sync::Arc<Cluster> {
+    let config = pan123_webdav::config::ClusterConfig {
+        redis_url: redis.url().as_str().into(),
+        instances: None,
+        advertise_url: None,
+    };
+    Cluster::start(&config).await.expect("cluster")
+}
+
+/// The file names a PROPFIND of `path` (Depth 1) on `base` lists, as hrefs.
+async fn listed(client: &reqwest::Client, base: &str, path: &str) -> String {
+    let res = client
+        .request(
+            reqwest::Method::from_bytes(b"PROPFIND").expect("method"),
+            format!("{base}{path}"),
+        )
+        .basic_auth(crate::common::USER, Some(crate::common::PASSWORD))
+        .header("Depth", "1")
+        .send()
+        .await
+        .expect("propfind");
+    assert_eq!(res.status().as_u16(), 207);
+    res.text().await.expect("body")
+}
+
+/// `method` on the owner's internal route for pending file `name` of folder `dir` of mount `m`,
+/// signed for `signed_for` (a MOVE names a destination: `signed_for`'s, or another).
+async fn internal(
+    env: &TestEnv,
+    cluster: &Cluster,
+    method: &str,
+    signed_for: &PendingOp,
+    dir: u64,
+    name: &str,
+) -> u16 {
+    let (expires, signature) = cluster
+        .sign_pending(signed_for, "m", dir, name)
+        .await
+        .expect("signed");
+    let mut url = format!(
+        "{}/-/internal/pending?mount=m&dir={dir}&name={name}&expires={expires}",
+        env.base
+    );
+    if method == "MOVE" {
+        let (to_dir, to_name) = match signed_for {
+            PendingOp::Move { dir, name } => (*dir, name.as_str()),
+            _ => (dir, "elsewhere.bin"),
+        };
+        url.push_str(&format!("&to_dir={to_dir}&to_name={to_name}"));
+    }
+    env.client
+        .request(
+            reqwest::Method::from_bytes(method.as_bytes()).expect("method"),
+            url,
+        )
+        .header("x-pan123-internal-signature", signature)
+        .send()
+        .await
+        .expect("internal")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_on_the_other_instance_cancels_the_pending_upload() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (env, peer) = two_instances(&redis).await;
+    hold_uploads(&env);
+    let data = bytes_of(20 * 64 * 1024, 3);
+    let put = env
+        .req("PUT", "/m/film.bin")
+        .body(data.clone())
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(put.status().as_u16(), 201);
+    let dir = env.emu.lookup("/lib").map(|e| e.id).unwrap_or(0);
+
+    // A signature is for one operation: a GET's reads the bytes and cancels nothing, a
+    // DELETE's reads nothing; neither moves the file.
+    let third = redis_client(&redis).await;
+    let read = PendingOp::Read;
+    assert_eq!(
+        internal(&env, &third, "GET", &read, dir, "film.bin").await,
+        200
+    );
+    assert_eq!(
+        internal(&env, &third, "DELETE", &read, dir, "film.bin").await,
+        403
+    );
+    assert_eq!(
+        internal(&env, &third, "MOVE", &read, dir, "film.bin").await,
+        403
+    );
+    let delete = PendingOp::Delete;
+    assert_eq!(
+        internal(&env, &third, "GET", &delete, dir, "film.bin").await,
+        403
+    );
+    assert_eq!(
+        internal(&env, &third, "MOVE", &delete, dir, "film.bin").await,
+        403
+    );
+    let moved = PendingOp::Move {
+        dir,
+        name: "b.bin".into(),
+    };
+    assert_eq!(
+        internal(&env, &third, "DELETE", &moved, dir, "film.bin").await,
+        403
+    );
+    let unsigned = env
+        .client
+        .delete(format!(
+            "{}/-/internal/pending?mount=m&dir={dir}&name=film.bin&expires=99999999999",
+            env.base
+        ))
+        .send()
+        .await
+        .expect("unsigned");
+    assert_eq!(unsigned.status().as_u16(), 403);
+    assert!(listed(&env.client, &env.base, "/m/")
+        .await
+        .contains("/m/film.bin"));
+    assert!(listed(&peer.client, &peer.base, "/m/")
+        .await
+        .contains("/m/film.bin"));
+
+    // The other instance forwards a client's DELETE to the owner: gone on both at once.
+    let res = peer
+        .req("DELETE", "/m/film.bin")
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(res.status().as_u16(), 204);
+    for (client, base) in [(&env.client, &env.base), (&peer.client, &peer.base)] {
+        let names = listed(client, base, "/m/").await;
+        assert!(!names.contains("film.bin"), "{names}");
+    }
+    let gone = peer.req("GET", "/m/film.bin").send().await.expect("get");
+    assert_eq!(gone.status().as_u16(), 404);
+    let again = peer
+        .req("DELETE", "/m/film.bin")
+        .send()
+        .await
+        .expect("delete again");
+    assert_eq!(again.status().as_u16(), 404);
+
+    // It never lands: an upload queued after it lands, and it is not there.
+    env.emu.clear_faults();
+    let after = env
+        .req("PUT", "/m/after.bin")
+        .body(bytes_of(100_000, 4))
+        .send()
+        .await
+        .expect("put after");
+    assert_eq!(after.status().as_u16(), 201);
+    eventually("the later upload lands", || {
+        env.emu.read("/lib/after.bin").is_some()
+    })
+    .await;
+    assert!(env.emu.lookup("/lib/film.bin").is_none());
+
+    // An owner that cannot be reached: the write waits (503 with Retry-After), as before.
+    let ghost = redis_client(&redis).await;
+    ghost.set_advertise_url(&format!("http://127.0.0.1:{}", crate::common::free_port()));
+    ghost
+        .publish_pending(
+            "m",
+            dir,
+            &[(
+                "ghost.bin".to_string(),
+                5,
+                "5a105e8b9d40e1329780d62ea2265d8a".to_string(),
+                std::time::SystemTime::now(),
+            )],
+        )
+        .await
+        .expect("published");
+    assert!(listed(&peer.client, &peer.base, "/m/")
+        .await
+        .contains("/m/ghost.bin"));
+    for (method, dest) in [("DELETE", None), ("MOVE", Some("/m/ghost2.bin"))] {
+        let mut req = peer.req(method, "/m/ghost.bin");
+        if let Some(dest) = dest {
+            req = req.header("Destination", format!("{}{dest}", peer.base));
+        }
+        let res = req
+            .send()
+            .await
+            .expect("write on an unreachable owner's file");
+        assert_eq!(res.status().as_u16(), 503, "{method}");
+        assert!(!header(&res, "retry-after").is_empty(), "{method}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_on_the_other_instance_moves_the_pending_upload() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (env, peer) = two_instances(&redis).await;
+    let res = peer.req("MKCOL", "/m/sub").send().await.expect("mkcol");
+    assert_eq!(res.status().as_u16(), 201);
+    hold_uploads(&env);
+    let film = bytes_of(20 * 64 * 1024, 5);
+    let other = bytes_of(18 * 64 * 1024, 6);
+    for (name, data) in [("film.bin", &film), ("other.bin", &other)] {
+        let put = env
+            .req("PUT", &format!("/m/{name}"))
+            .body(data.clone())
+            .send()
+            .await
+            .expect("put");
+        assert_eq!(put.status().as_u16(), 201);
+    }
+
+    // Moved into another folder and renamed, through the other instance: 201, as on the owner.
+    let res = peer
+        .req("MOVE", "/m/film.bin")
+        .header("Destination", format!("{}/m/sub/moved.bin", peer.base))
+        .send()
+        .await
+        .expect("move");
+    assert_eq!(res.status().as_u16(), 201);
+    // Onto a name taken, without Overwrite: 412, and nothing moves.
+    let res = peer
+        .req("MOVE", "/m/other.bin")
+        .header("Destination", format!("{}/m/sub/moved.bin", peer.base))
+        .header("Overwrite", "F")
+        .send()
+        .await
+        .expect("move without overwrite");
+    assert_eq!(res.status().as_u16(), 412);
+    // Renamed in its folder.
+    let res = peer
+        .req("MOVE", "/m/other.bin")
+        .header("Destination", format!("{}/m/other2.bin", peer.base))
+        .send()
+        .await
+        .expect("rename");
+    assert_eq!(res.status().as_u16(), 201);
+
+    // Both instances list the result at once.
+    for (client, base) in [(&env.client, &env.base), (&peer.client, &peer.base)] {
+        let root = listed(client, base, "/m/").await;
+        assert!(root.contains("/m/other2.bin"), "{root}");
+        assert!(!root.contains("/m/film.bin"), "{root}");
+        assert!(!root.contains("/m/other.bin"), "{root}");
+        let sub = listed(client, base, "/m/sub/").await;
+        assert!(sub.contains("/m/sub/moved.bin"), "{sub}");
+    }
+    let got = peer
+        .req("GET", "/m/sub/moved.bin")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(got.status().as_u16(), 200);
+    assert_eq!(got.bytes().await.expect("body").as_ref(), &film[..]);
+    assert!(
+        env.emu.lookup("/lib/sub/moved.bin").is_none(),
+        "still pending"
+    );
+
+    // They land at their new names with their bytes, never at the old ones.
+    env.emu.clear_faults();
+    eventually("the moved upload lands", || {
+        env.emu.read("/lib/sub/moved.bin").is_some()
+    })
+    .await;
+    eventually("the renamed upload lands", || {
+        env.emu.read("/lib/other2.bin").is_some()
+    })
+    .await;
+    assert_eq!(env.emu.read("/lib/sub/moved.bin").expect("moved"), film);
+    assert_eq!(env.emu.read("/lib/other2.bin").expect("renamed"), other);
+    assert!(env.emu.lookup("/lib/film.bin").is_none());
+    assert!(env.emu.lookup("/lib/other.bin").is_none());
 }
 
 /// PROPFIND Depth 1 of `/m/` on `instance`: the body.
