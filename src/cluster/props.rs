@@ -10,33 +10,86 @@
 //! After a request it stores the nodes of the paths it changed with one script. Every
 //! instance keeps its own copy (on its `state_dir`), which requests read and which stands in
 //! while Redis is unavailable; when Redis comes back empty, the first instance to notice seeds
-//! it from that copy. Two instances changing one path at the same moment: the last stored
-//! wins on every instance.
+//! it from that copy. Two instances changing one path at the same moment: a PROPPATCH stores
+//! only the properties it changed, merged into the node in Redis (the script below), so both
+//! keep theirs; a MOVE, COPY or DELETE replaces the node, and the last stored wins.
 
 use std::sync::{Arc, LazyLock, Mutex};
 
 use sha2::{Digest, Sha256};
 
 use super::{lock, Cluster, Unavailable};
-use crate::dav::props::PropStore;
+use crate::dav::props::{PropChange, PropStore, Touched};
 
 /// The log keeps this many changes; an instance further behind reads the whole hash.
 const LOG_MAX: u64 = 1000;
 /// A change touching paths longer than this in all is logged as "read everything" instead.
 const ENTRY_MAX_BYTES: usize = 16 * 1024;
 
-/// Stores the changed nodes (`ARGV[3..]`: field, value; an empty value deletes), bumps `seq`
-/// and logs `ARGV[1]` (the paths, JSON, or `null`), keeping `ARGV[2]` entries. Answers
+/// Stores the changed nodes (`ARGV[3..]`: field, value, keys; an empty value deletes), bumps
+/// `seq` and logs `ARGV[1]` (the paths, JSON, or `null`), keeping `ARGV[2]` entries. With keys
+/// (a JSON list of property keys, `""` for the client mtime) only those are taken from the
+/// value, into the node stored there; without (`''`) the value replaces the node. Answers
 /// `{seq, epoch}`, or `{-1, ''}` when the mount has no meta yet (to be seeded first).
 const PUSH: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {-1, ''}
 end
-for i = 3, #ARGV, 2 do
-  if ARGV[i + 1] == '' then
+local function node_of(text)
+  local ok, pair = pcall(cjson.decode, text)
+  if not ok or type(pair) ~= 'table' or type(pair[1]) ~= 'string' then
+    return nil
+  end
+  local ok2, node = pcall(cjson.decode, pair[2])
+  if not ok2 or type(node) ~= 'table' then
+    return nil
+  end
+  if type(node.props) ~= 'table' then
+    node.props = {}
+  end
+  return pair[1], node
+end
+local function merged(old, value, keys)
+  local path, node = node_of(old)
+  if not path then
+    return value
+  end
+  local mine = {props = {}}
+  if value ~= '' then
+    local my_path, my_node = node_of(value)
+    if my_path ~= path then
+      return value
+    end
+    mine = my_node
+  end
+  local ok, list = pcall(cjson.decode, keys)
+  if not ok or type(list) ~= 'table' then
+    return value
+  end
+  for _, k in ipairs(list) do
+    if k == '' then
+      node.mtime = mine.mtime
+    else
+      node.props[k] = mine.props[k]
+    end
+  end
+  if next(node.props) == nil and (node.mtime == nil or node.mtime == cjson.null) then
+    return ''
+  end
+  return cjson.encode({path, cjson.encode(node)})
+end
+for i = 3, #ARGV, 3 do
+  local value = ARGV[i + 1]
+  if ARGV[i + 2] ~= '' then
+    local old = redis.call('HGET', KEYS[2], ARGV[i])
+    if old then
+      value = merged(old, value, ARGV[i + 2])
+    end
+  end
+  if value == '' then
     redis.call('HDEL', KEYS[2], ARGV[i])
   else
-    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+    redis.call('HSET', KEYS[2], ARGV[i], value)
   end
 end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
@@ -266,28 +319,29 @@ impl SharedProps {
             return Ok(());
         }
         let result = self.store(store, &changes).await;
-        store.shared(changes.into_iter().map(|(p, _)| p), result.is_ok());
+        store.shared(changes, result.is_ok());
         result
     }
 
-    async fn store(
-        &self,
-        store: &PropStore,
-        changes: &[(String, Option<String>)],
-    ) -> Result<(), Unavailable> {
-        let paths: Vec<&String> = changes.iter().map(|(p, _)| p).collect();
+    async fn store(&self, store: &PropStore, changes: &[PropChange]) -> Result<(), Unavailable> {
+        let paths: Vec<&String> = changes.iter().map(|c| &c.path).collect();
         let entry = serde_json::to_string(&paths)
             .ok()
             .filter(|t| t.len() <= ENTRY_MAX_BYTES)
             .unwrap_or_else(|| "null".into());
         let args: Vec<String> = changes
             .iter()
-            .flat_map(|(path, node)| {
-                let value = node
+            .flat_map(|c| {
+                let value = c
+                    .node
                     .as_ref()
-                    .and_then(|n| serde_json::to_string(&(path, n)).ok())
+                    .and_then(|n| serde_json::to_string(&(&c.path, n)).ok())
                     .unwrap_or_default();
-                [field(path), value]
+                let keys = match &c.touched {
+                    Touched::Keys(keys) => serde_json::to_string(keys).unwrap_or_default(),
+                    Touched::Whole => String::new(),
+                };
+                [field(&c.path), value, keys]
             })
             .collect();
         for _ in 0..2 {

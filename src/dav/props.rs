@@ -14,7 +14,9 @@
 //!
 //! In a cluster (`cluster/props.rs`) the store notes which paths this instance's changes
 //! touched, hands them out as text to share, and takes in the other instances' nodes; this
-//! copy is what requests read, and what they fall back on while Redis is unavailable.
+//! copy is what requests read, and what they fall back on while Redis is unavailable. For a
+//! PROPPATCH it also notes which properties changed ([`Touched::Keys`]), so two instances
+//! setting different properties of one path at the same moment both keep theirs.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
@@ -392,18 +394,26 @@ impl Props {
         self.nodes.insert(path.to_string(), node);
     }
 
-    /// The paths whose nodes `op` reads or changes (asked before and after applying it).
-    fn touched_by(&self, op: &Op, out: &mut BTreeSet<String>) {
-        let below = |root: &str, out: &mut BTreeSet<String>| {
-            out.extend(self.nodes.keys().filter(|p| at_or_below(p, root)).cloned())
+    /// The paths whose nodes `op` reads or changes (asked before and after applying it), and
+    /// what of each: some properties, or the whole node.
+    fn touched_by(&self, op: &Op, out: &mut BTreeMap<String, Touched>) {
+        let below = |root: &str, out: &mut BTreeMap<String, Touched>| {
+            for p in self.nodes.keys().filter(|p| at_or_below(p, root)) {
+                out.insert(p.clone(), Touched::Whole);
+            }
         };
         match op {
-            Op::Set { path, .. }
-            | Op::Unset { path, .. }
-            | Op::Mtime { path, .. }
-            | Op::Replace { path, .. } => {
-                out.insert(path.clone());
+            Op::Set { path, key, .. } | Op::Unset { path, key } => {
+                touch(out, path, Touched::Keys(BTreeSet::from([key.clone()])));
             }
+            Op::Mtime { path, .. } => {
+                touch(
+                    out,
+                    path,
+                    Touched::Keys(BTreeSet::from([MTIME_KEY.to_string()])),
+                );
+            }
+            Op::Replace { path, .. } => touch(out, path, Touched::Whole),
             Op::Relocate { from, to, .. } => {
                 below(from, out);
                 below(to, out);
@@ -460,8 +470,42 @@ struct Inner {
 /// stored in the cluster. Nodes coming from other instances leave both alone.
 #[derive(Default)]
 struct Sharing {
-    touched: BTreeSet<String>,
-    in_flight: BTreeSet<String>,
+    touched: BTreeMap<String, Touched>,
+    in_flight: BTreeMap<String, Touched>,
+}
+
+/// What of one path's node this instance changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Touched {
+    /// These properties ("{namespace}name", or [`MTIME_KEY`] for the client mtime): the
+    /// cluster keeps the node's other properties as another instance may have just set them.
+    Keys(BTreeSet<String>),
+    /// The whole node (a MOVE, COPY or DELETE): it replaces what the cluster has.
+    Whole,
+}
+
+/// The key of the client modification time among a node's [`Touched::Keys`] (no property's
+/// key is empty).
+pub const MTIME_KEY: &str = "";
+
+/// Notes that `what` of `path` changed, on top of what was noted before.
+fn touch(out: &mut BTreeMap<String, Touched>, path: &str, what: Touched) {
+    match (out.get_mut(path), what) {
+        (Some(Touched::Keys(keys)), Touched::Keys(more)) => keys.extend(more),
+        (Some(Touched::Whole), _) => {}
+        (_, what) => {
+            out.insert(path.to_string(), what);
+        }
+    }
+}
+
+/// One path this instance changed, as handed out to the cluster.
+#[derive(Clone, Debug)]
+pub struct PropChange {
+    pub path: String,
+    /// The node as text (none: gone).
+    pub node: Option<String>,
+    pub touched: Touched,
 }
 
 /// The dead properties of one mount.
@@ -687,40 +731,44 @@ impl PropStore {
         self.inner().sharing.get_or_insert_with(Sharing::default);
     }
 
-    /// The paths changed here and not yet handed out, each with its node as text (none: gone).
-    /// They stay *in flight* until [`PropStore::shared`] says whether the cluster took them.
-    pub fn take_changes(&self) -> Vec<(String, Option<String>)> {
+    /// The paths changed here and not yet handed out, each with its node as text and what of
+    /// it changed. They stay *in flight* until [`PropStore::shared`] says whether the cluster
+    /// took them.
+    pub fn take_changes(&self) -> Vec<PropChange> {
         let mut inner = self.inner();
         let Inner { props, sharing, .. } = &mut *inner;
         let Some(sharing) = sharing.as_mut() else {
             return Vec::new();
         };
-        let paths = std::mem::take(&mut sharing.touched);
-        let out = paths
+        let touched = std::mem::take(&mut sharing.touched);
+        let out = touched
             .iter()
-            .map(|p| {
-                let text = props
+            .map(|(p, what)| PropChange {
+                path: p.clone(),
+                node: props
                     .nodes
                     .get(p)
-                    .and_then(|n| serde_json::to_string(n).ok());
-                (p.clone(), text)
+                    .and_then(|n| serde_json::to_string(n).ok()),
+                touched: what.clone(),
             })
             .collect();
-        sharing.in_flight.extend(paths);
+        for (p, what) in touched {
+            touch(&mut sharing.in_flight, &p, what);
+        }
         out
     }
 
-    /// Whether the cluster stored `paths` (from [`PropStore::take_changes`]); if not they are
-    /// handed out again next time.
-    pub fn shared(&self, paths: impl IntoIterator<Item = String>, stored: bool) {
+    /// Whether the cluster stored `changes` (from [`PropStore::take_changes`]); if not they
+    /// are handed out again next time.
+    pub fn shared(&self, changes: Vec<PropChange>, stored: bool) {
         let mut inner = self.inner();
         let Some(sharing) = inner.sharing.as_mut() else {
             return;
         };
-        for p in paths {
-            sharing.in_flight.remove(&p);
+        for change in changes {
+            sharing.in_flight.remove(&change.path);
             if !stored {
-                sharing.touched.insert(p);
+                touch(&mut sharing.touched, &change.path, change.touched);
             }
         }
     }
@@ -786,7 +834,7 @@ impl Inner {
     fn unshared(&self, path: &str) -> bool {
         self.sharing
             .as_ref()
-            .is_some_and(|s| s.touched.contains(path) || s.in_flight.contains(path))
+            .is_some_and(|s| s.touched.contains_key(path) || s.in_flight.contains_key(path))
     }
     /// Applies this instance's `ops` in memory and appends them to the log (compacting when
     /// it is due); in a cluster, notes the paths they touched for sharing.
@@ -1058,9 +1106,22 @@ mod tests {
         a.set_mtime("/d/g", t, Some("abc"));
         let changes = a.take_changes();
         assert_eq!(changes.len(), 2);
-        a.shared(changes.iter().map(|c| c.0.clone()), true);
+        // A PROPPATCH names the properties it changed; the mtime has a key of its own.
+        assert_eq!(
+            changes[0].touched,
+            Touched::Keys(BTreeSet::from(["{urn:test}color".to_string()]))
+        );
+        assert_eq!(
+            changes[1].touched,
+            Touched::Keys(BTreeSet::from([MTIME_KEY.to_string()]))
+        );
+        let texts: Vec<(String, Option<String>)> = changes
+            .iter()
+            .map(|c| (c.path.clone(), c.node.clone()))
+            .collect();
+        a.shared(changes, true);
         assert!(a.take_changes().is_empty());
-        b.merge(changes);
+        b.merge(texts);
         assert!(b.get("/d/f", &prop("color", "")).is_some());
         assert_eq!(b.mtime("/d/g", Some("abc")), Some(t));
         assert!(
@@ -1068,13 +1129,14 @@ mod tests {
             "merged nodes are not b's to share"
         );
 
-        // A MOVE touches where things were and where they went.
+        // A MOVE touches where things were and where they went, whole.
         b.relocate("/d", "/e", false, "u");
         let moved = b.take_changes();
-        let paths: Vec<&str> = moved.iter().map(|c| c.0.as_str()).collect();
+        let paths: Vec<&str> = moved.iter().map(|c| c.path.as_str()).collect();
         assert_eq!(paths, ["/d/f", "/d/g", "/e/f", "/e/g"]);
+        assert!(moved.iter().all(|c| c.touched == Touched::Whole));
         // Not stored: handed out again, and not overwritten by the cluster meanwhile.
-        b.shared(moved.iter().map(|c| c.0.clone()), false);
+        b.shared(moved, false);
         b.merge(vec![("/e/f".into(), None)]);
         assert!(b.get("/e/f", &prop("color", "")).is_some());
         assert_eq!(b.take_changes().len(), 4);

@@ -40,6 +40,19 @@ impl RedisServer {
         )
     }
 
+    /// A client of this Redis of its own, as a further instance of the cluster would have (it
+    /// reads the same internal secret, the same shared state).
+    pub async fn client(&self) -> std::sync::Arc<pan123_webdav::cluster::Cluster> {
+        let config = pan123_webdav::config::ClusterConfig {
+            redis_url: self.url().as_str().into(),
+            instances: None,
+            advertise_url: None,
+        };
+        pan123_webdav::cluster::Cluster::start(&config)
+            .await
+            .expect("cluster")
+    }
+
     /// Kills the server (its data is gone: nothing is saved).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

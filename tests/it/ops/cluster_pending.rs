@@ -197,16 +197,6 @@ fn hold_uploads(env: &TestEnv) {
     });
 }
 
-/// A client of the cluster's Redis of its own, as a third instance: it reads the same secret.
-async fn redis_client(redis: &RedisServer) -> std::sync::Arc<Cluster> {
-    let config = pan123_webdav::config::ClusterConfig {
-        redis_url: redis.url().as_str().into(),
-        instances: None,
-        advertise_url: None,
-    };
-    Cluster::start(&config).await.expect("cluster")
-}
-
 /// The file names a PROPFIND of `path` (Depth 1) on `base` lists, as hrefs.
 async fn listed(client: &reqwest::Client, base: &str, path: &str) -> String {
     let res = client
@@ -280,7 +270,7 @@ async fn a_delete_on_the_other_instance_cancels_the_pending_upload() {
 
     // A signature is for one operation: a GET's reads the bytes and cancels nothing, a
     // DELETE's reads nothing; neither moves the file.
-    let third = redis_client(&redis).await;
+    let third = redis.client().await;
     let read = PendingOp::Read;
     assert_eq!(
         internal(&env, &third, "GET", &read, dir, "film.bin").await,
@@ -364,7 +354,7 @@ async fn a_delete_on_the_other_instance_cancels_the_pending_upload() {
     assert!(env.emu.lookup("/lib/film.bin").is_none());
 
     // An owner that cannot be reached: the write waits (503 with Retry-After), as before.
-    let ghost = redis_client(&redis).await;
+    let ghost = redis.client().await;
     ghost.set_advertise_url(&format!("http://127.0.0.1:{}", crate::common::free_port()));
     ghost
         .publish_pending(

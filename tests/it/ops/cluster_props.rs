@@ -178,3 +178,66 @@ async fn dead_properties_and_client_mtimes_are_the_clusters() {
     assert_eq!(res.status().as_u16(), 207);
     both_writers_show(&client, &peer.base, "/m/g.txt", false, true).await;
 }
+
+/// Two instances setting different properties of one file at the same moment (each stored
+/// before it saw the other's) both keep theirs: a PROPPATCH stores only the properties it
+/// changed, merged into the node in Redis; a DELETE still replaces the node whole. Driven on
+/// the stores themselves, as the race cannot be timed through HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_proppatches_of_one_file_keep_both() {
+    use pan123_webdav::cluster::SharedProps;
+    use pan123_webdav::dav::props::{Budget, PropStore};
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let prop = |name: &str, value: &str| {
+        dav_server::fs::DavProp::new(name.into(), "x".into(), "urn:test".into(), value.into())
+    };
+    let instance = || async {
+        let store = PropStore::open(None, Budget::UNLIMITED);
+        store.share();
+        let shared = SharedProps::new(redis.client().await, "/m");
+        shared.pull(&store).await.expect("pull");
+        (store, shared)
+    };
+    let (a, shared_a) = instance().await;
+    let (b, shared_b) = instance().await;
+    let mtime = std::time::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
+
+    // Both change /f before either stores: a its color and the client mtime, b its size.
+    a.patch("/f", "u", vec![(true, prop("color", "red"))])
+        .expect("patch a");
+    a.set_mtime("/f", mtime, Some("abc"));
+    b.patch("/f", "u", vec![(true, prop("size", "big"))])
+        .expect("patch b");
+    shared_a.push(&a).await.expect("push a");
+    shared_b.push(&b).await.expect("push b");
+
+    let (c, _shared_c) = instance().await;
+    shared_a.pull(&a).await.expect("pull a");
+    shared_b.pull(&b).await.expect("pull b");
+    for (name, store) in [("a third instance", &c), ("a", &a), ("b", &b)] {
+        assert!(
+            store.get("/f", &prop("color", "")).is_some(),
+            "{name} lost a's color"
+        );
+        assert!(
+            store.get("/f", &prop("size", "")).is_some(),
+            "{name} lost b's size"
+        );
+        assert_eq!(store.mtime("/f", Some("abc")), Some(mtime), "{name}");
+    }
+
+    // A removal of one property leaves the other's; a DELETE takes the node whole.
+    b.patch("/f", "u", vec![(false, prop("color", ""))])
+        .expect("remove");
+    shared_b.push(&b).await.expect("push");
+    shared_a.pull(&a).await.expect("pull");
+    assert!(a.get("/f", &prop("color", "")).is_none());
+    assert!(a.get("/f", &prop("size", "")).is_some());
+    a.remove("/f");
+    shared_a.push(&a).await.expect("push");
+    let (d, _shared_d) = instance().await;
+    assert!(d.get("/f", &prop("size", "")).is_none());
+    assert_eq!(d.mtime("/f", Some("abc")), None);
+}
