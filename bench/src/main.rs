@@ -828,8 +828,8 @@ async fn stream_memory(
 }
 
 /// Measure 8: `LOAD_CLIENTS` clients, each sending one request after another for `LOAD_SECS`
-/// (each stops at the deadline): 40 % PROPFIND Depth 1 of a 50-entry folder with Finder's
-/// body, 50 % Range GETs of `LOAD_GET` bytes through the proxy at a random offset of a
+/// (each stops at the deadline): 40 % PROPFIND Depth 1 of the run's 10,000-entry folder with
+/// Finder's body (the load issue 16 describes), 50 % Range GETs of `LOAD_GET` bytes through the proxy at a random offset of a
 /// `LOAD_FILE` file, 10 % PUTs of a new file of up to `LOAD_PUT_MAX` bytes (background upload).
 /// The gateway's RSS is sampled throughout.
 async fn mixed_load(env: &Env, gw: &Gateway, k: usize) -> Result<Load> {
@@ -838,7 +838,13 @@ async fn mixed_load(env: &Env, gw: &Gateway, k: usize) -> Result<Load> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(LOAD_SECS);
     let finder = LIST_BODIES[3];
-    // Warm: the four folders listed and the twenty links fetched, as after any first use.
+    // Warm: the folders listed and the twenty links fetched, as after any first use.
+    env.req(gw, "PROPFIND", &format!("/open/many{k}/"))
+        .header("Depth", "1")
+        .send()
+        .await?
+        .text()
+        .await?;
     for d in 0..4 {
         env.req(gw, "PROPFIND", &format!("/open/load/d{d}/"))
             .header("Depth", "1")
@@ -878,7 +884,7 @@ async fn mixed_load(env: &Env, gw: &Gateway, k: usize) -> Result<Load> {
                     0 => client
                         .request(
                             reqwest::Method::from_bytes(b"PROPFIND").expect("method"),
-                            format!("{base}/open/load/d{d}/"),
+                            format!("{base}/open/many{k}/"),
                         )
                         .header("Depth", "1")
                         .header("User-Agent", finder.2)
@@ -2021,8 +2027,9 @@ shared, so only same-run ratios are compared.
    GET of the head, 20 Range GETs at random offsets; minimum 1 list + 1 download_info) and for
    `rclone lsjson -R` over a tree of 50 folders with 3 files each (minimum 51 list calls).
 8. **Mixed load**: {LOAD_CLIENTS} concurrent clients, each sending one request after another for
-   {LOAD_SECS} s (`BENCH_LOAD_SECS`; each stops at the deadline): 4 in 10 a PROPFIND Depth 1 of a
-   50-entry folder (4 folders) with Finder's body, 5 in 10 a Range GET of {get} MiB through the
+   {LOAD_SECS} s (`BENCH_LOAD_SECS`; each stops at the deadline): 4 in 10 a PROPFIND Depth 1 of
+   the run's {LIST_N}-entry folder with Finder's body (the load issue 16 describes; before
+   2026-12-05 a 50-entry folder), 5 in 10 a Range GET of {get} MiB through the
    proxy at a random offset of a {file} MiB file (20 files), 1 in 10 a PUT of a new file of up to
    {put} MB (background upload; every PUT a new name and new bytes). Folders and links are
    warmed first; the gateway's RSS is sampled every 10 ms throughout. Errors = 5xx answers and
