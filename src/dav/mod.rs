@@ -5,6 +5,7 @@
 //! properties, client junk) in the mount's side stores, and maps vfs errors to `FsError` in one
 //! place. GET and HEAD on files never reach it (the download module answers them).
 
+mod background;
 pub mod junk;
 pub mod locks;
 mod meta;
@@ -257,6 +258,12 @@ impl Children {
     pub fn iter(&self) -> impl Iterator<Item = Child<'_>> {
         let listed = self.view.iter().map(|entry| Child { entry, junk: false });
         listed.chain(self.junk.iter().map(|entry| Child { entry, junk: true }))
+    }
+
+    /// At most how many entries [`iter`](Self::iter) yields (local files hiding a listed one
+    /// of the same name are counted twice).
+    pub fn max_len(&self) -> usize {
+        self.view.listing.entries.len() + self.view.local.len() + self.junk.len()
     }
 
     /// The `i`th entry of [`iter`](Self::iter) and the position to look from for the next one

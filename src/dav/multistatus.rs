@@ -217,10 +217,27 @@ pub async fn answer(
         },
     );
     let first = Bytes::from(head);
+    // A body of more than one chunk is written at low priority, off the request workers
+    // (`background`); a short one here, at once.
+    let long = children
+        .as_ref()
+        .is_some_and(|c| c.max_len() > ENTRIES_PER_CHUNK);
     let rest = chunks(children, fs, key, href, w, extras);
-    let body = futures_util::stream::iter(std::iter::once(first).chain(rest))
-        .map(|b| Ok::<_, std::io::Error>(http_body::Frame::data(b)));
-    let mut res = Response::new(http_body_util::StreamBody::new(body).boxed_unsync());
+    let head = futures_util::stream::iter([Ok::<_, std::io::Error>(first)]);
+    let body: ResponseBody = if long {
+        http_body_util::StreamBody::new(
+            head.chain(super::background::stream(rest))
+                .map(|b| b.map(http_body::Frame::data)),
+        )
+        .boxed_unsync()
+    } else {
+        http_body_util::StreamBody::new(
+            head.chain(futures_util::stream::iter(rest.map(Ok)))
+                .map(|b| b.map(http_body::Frame::data)),
+        )
+        .boxed_unsync()
+    };
+    let mut res = Response::new(body);
     *res.status_mut() = StatusCode::MULTI_STATUS;
     let h = res.headers_mut();
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
