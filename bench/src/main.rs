@@ -1,9 +1,11 @@
 //! Benchmarks of the gateway against references measured in the same run (issue 10).
 //!
-//! `pan123-bench run OUT.md` runs every measure three times and writes the report. The same
-//! binary is also the gateway under test (`pan123-bench serve -c CONFIG`, exactly the CLI of
-//! `pan123-webdav`) and the bare hyper 302 server (`pan123-bench redirect-server PORT URL`), so
-//! each runs as its own process and one release build serves them all.
+//! `pan123-bench run OUT.md` runs every measure three times and writes the report. The gateway
+//! under test is the product's own binary: `pan123-gateway`, built by this package from the
+//! gateway's `src/main.rs` next to `pan123-bench`, is `pan123-webdav` under another name, so its
+//! memory is what a user's process holds, not the bench's code and the emulator's as well. This binary is the bare hyper 302
+//! server (`pan123-bench redirect-server PORT URL`) and still answers `serve -c CONFIG`, so each
+//! runs as its own process and one release build serves them all.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,6 +17,9 @@ use pan123_emulator::{Emulator, EmulatorConfig};
 use pan123_webdav::dav::propfind_body;
 use rand::Rng;
 
+/// The gateway's binary (and its process name), built by this package from `../src/main.rs`:
+/// `pan123-webdav` under another name (see Cargo.toml).
+const GATEWAY: &str = "pan123-gateway";
 const USER: &str = "alice";
 const PASSWORD: &str = "bench-password";
 const RUNS: usize = 3;
@@ -199,7 +204,7 @@ impl Drop for Proc {
 }
 
 /// A gateway under a profiler (`BENCH_GATEWAY_WRAP`), in a process group of its own: dropped,
-/// the gateway (the group's `pan123-bench` process) gets SIGTERM, so it stops and the profiler
+/// the gateway (the group's `pan123-gateway` process) gets SIGTERM, so it stops and the profiler
 /// (whose own pipeline must live on to write its data) sees it go; SIGKILL to the whole group
 /// after 10 s if anything is left.
 struct WrappedProc(Child);
@@ -212,7 +217,7 @@ impl Drop for WrappedProc {
                 .stderr(Stdio::null())
                 .status();
         };
-        for pid in group_members(group, "pan123-bench") {
+        for pid in group_members(group, GATEWAY) {
             signal("-TERM", pid.to_string());
         }
         for _ in 0..100 {
@@ -352,7 +357,10 @@ struct Env {
     emu: Emulator,
     client: reqwest::Client,
     hash: String,
+    /// This binary (the bare 302 server).
     exe: PathBuf,
+    /// The gateway: `pan123-gateway` (the product's `main.rs`), built next to this binary.
+    gateway_exe: PathBuf,
     work: tempfile::TempDir,
     big_id: u64,
     size: u64,
@@ -406,11 +414,11 @@ impl Env {
         let mut cmd = match wrap.next() {
             Some(tool) => {
                 let mut c = Command::new(tool);
-                c.args(wrap).arg(&self.exe);
+                c.args(wrap).arg(&self.gateway_exe);
                 std::os::unix::process::CommandExt::process_group(&mut c, 0);
                 c
             }
-            None => Command::new(&self.exe),
+            None => Command::new(&self.gateway_exe),
         };
         let child = cmd
             .args(["serve", "-c"])
@@ -1593,6 +1601,13 @@ fn freshness(path: &Path) -> Result<()> {
 async fn setup(size_mib: u64, runs: usize) -> Result<Env> {
     let size = size_mib << 20;
     let exe = std::env::current_exe()?;
+    let gateway_exe = exe.with_file_name(GATEWAY);
+    if !gateway_exe.is_file() {
+        bail!(
+            "{} is missing: build the whole bench package (cd bench && cargo build --release)",
+            gateway_exe.display()
+        );
+    }
     let work = tempfile::tempdir()?;
     let hash = {
         use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
@@ -1653,6 +1668,7 @@ async fn setup(size_mib: u64, runs: usize) -> Result<Env> {
         client,
         hash,
         exe,
+        gateway_exe,
         work,
         big_id,
         size,
@@ -1989,8 +2005,9 @@ fn method(runs: &[Run], size_mib: u64) -> String {
 
 One process (`pan123-bench run`) starts the emulator in-process (Open API QPS limits on, upload
 completion polls set to zero so only the gateway's own work is timed), seeds it, and for each of
-the {RUNS} runs starts a fresh gateway as a separate process (`pan123-bench serve -c …`, the same
-code and CLI as `pan123-webdav serve`, built in release mode) with two Open mounts on the same
+the {RUNS} runs starts a fresh gateway as a separate process (`pan123-gateway serve -c …`:
+`pan123-webdav` with its default features under another name, built in release mode next to the
+bench) with two Open mounts on the same
 account: `/open` (`download = "proxy"`) and `/redir` (`download = "redirect"`). Everything is on
 loopback; every loop is bounded and every external tool runs under `timeout`. The machine may be
 shared, so only same-run ratios are compared.

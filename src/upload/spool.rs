@@ -23,9 +23,11 @@ pub const MAX_FILE_SIZE: u64 = crate::backend::open::MAX_UPLOAD_SIZE;
 
 /// Bytes gathered in memory before they go to disk: a PUT body arrives in chunks of a few KiB,
 /// and one blocking write per 128 KiB keeps the per-chunk cost to a copy and a counter. A body
-/// fills one buffer while the previous one is hashed and written on the blocking pool, so a
-/// PUT in flight holds at most two (256 KiB, what one 256 KiB buffer held before writes
-/// overlapped the receiving; a mixed load's many PUTs in flight made 1 MiB buffers costly).
+/// fills one buffer while the previous one is hashed and written on the blocking pool; a
+/// written buffer is freed at once (the next is allocated when more of the body arrives), so a
+/// PUT holds two only while a write runs, and one (128 KiB) the rest of the time, which is most
+/// of it: the body arrives far slower than the disk takes it. A mixed load's many PUTs in
+/// flight made 1 MiB buffers, and then a second buffer kept for reuse, costly.
 const FLUSH_AT: usize = 128 << 10;
 
 /// Suffix of a spool file, from its first byte on: its name is durable while the body
@@ -151,7 +153,6 @@ impl Spool {
             }),
             writing: None,
             buf: Vec::new(),
-            spare: Vec::new(),
             written: 0,
             reserved: 0,
             finished: false,
@@ -196,9 +197,6 @@ impl WriterState {
     }
 }
 
-/// What a finished flush hands back: the state, and its buffer (emptied) for reuse.
-type Flushed = (WriterState, Vec<u8>);
-
 /// One body being spooled. Dropping it before `finish` removes the file and its bytes.
 pub struct SpoolWriter {
     inner: Arc<Inner>,
@@ -208,11 +206,9 @@ pub struct SpoolWriter {
     /// `None` while a flush runs on the blocking pool, and for good after an I/O error.
     state: Option<WriterState>,
     /// The flush running on the blocking pool, which hands back the state and its buffer.
-    writing: Option<tokio::task::JoinHandle<std::io::Result<Flushed>>>,
-    /// Filled by `write`; allocated on first use (a small body never needs the second one).
+    writing: Option<tokio::task::JoinHandle<std::io::Result<WriterState>>>,
+    /// Filled by `write`; allocated when the first byte after a flush arrives.
     buf: Vec<u8>,
-    /// The buffer of the last finished flush, filled next.
-    spare: Vec<u8>,
     written: u64,
     reserved: u64,
     finished: bool,
@@ -271,15 +267,12 @@ impl SpoolWriter {
     /// Waits for the flush in flight, if any, and takes its state back.
     async fn settle(&mut self) -> Result<(), SpoolError> {
         if let Some(writing) = self.writing.take() {
-            let (state, mut buf) = joined(writing).await?;
-            buf.clear();
-            self.spare = buf;
-            self.state = Some(state);
+            self.state = Some(joined(writing).await?);
         }
         Ok(())
     }
 
-    /// Hands the full buffer to the blocking pool (hash, then write) and returns at once; the
+    /// Hands the full buffer to the blocking pool (hash, write, free) and returns at once; the
     /// next buffer fills meanwhile. Writes stay in order: a flush starts only once the one
     /// before it has finished.
     async fn flush(&mut self) -> Result<(), SpoolError> {
@@ -288,10 +281,10 @@ impl SpoolWriter {
         }
         self.settle().await?;
         let mut state = self.state.take().ok_or_else(poisoned)?;
-        let buf = std::mem::replace(&mut self.buf, std::mem::take(&mut self.spare));
+        let buf = std::mem::take(&mut self.buf);
         self.writing = Some(tokio::task::spawn_blocking(move || {
             state.append(&buf)?;
-            Ok((state, buf))
+            Ok(state)
         }));
         Ok(())
     }
@@ -305,6 +298,8 @@ impl SpoolWriter {
         let buf = std::mem::take(&mut self.buf);
         let md5 = blocking(move || {
             state.append(&buf)?;
+            // Freed before the fdatasync, where many PUTs wait at once.
+            drop(buf);
             state.file.sync_data()?;
             Ok(crate::backend::auth_key::hex(&state.hasher.finalize()))
         })
