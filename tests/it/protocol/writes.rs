@@ -853,7 +853,8 @@ async fn delete_of_a_folder_cancels_the_uploads_queued_into_it() {
     })
     .await;
     // The landed upload's job ends a moment after 123 holds the file: wait (bounded) until
-    // no upload is queued or running, then none may have failed.
+    // no upload is queued or running and one has ended (the counts are not moved at the same
+    // instant), then none may have failed.
     let value = |metrics: &str, name: &str| {
         metrics
             .lines()
@@ -865,8 +866,10 @@ async fn delete_of_a_folder_cancels_the_uploads_queued_into_it() {
     let mut metrics = String::new();
     for _ in 0..200 {
         metrics = metrics_text(&env).await;
+        let ended = |name| value(&metrics, name).parse::<u64>().unwrap_or(0);
         if value(&metrics, "pan123_uploads_queued") == "0"
             && value(&metrics, "pan123_uploads_running") == "0"
+            && ended("pan123_uploads_completed") + ended("pan123_uploads_failed") >= 1
         {
             break;
         }
