@@ -5,11 +5,13 @@
 //! upload on the same workers waited its turn behind them (a film stalls because someone opened
 //! a big folder). Chunks after the first of a long body are made here instead: on a small pool
 //! of threads of their own, niced on Linux, one chunk per demand of the body (no read-ahead, so
-//! memory stays a chunk per listing). The workers are left to move bytes; the listings take
-//! whatever CPU the streams leave.
+//! memory stays a chunk per listing), the oldest body's first. The workers are left to move
+//! bytes; the listings take whatever CPU the streams leave.
 
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, OnceLock};
 
 use bytes::Bytes;
 use futures_util::Stream;
@@ -19,44 +21,87 @@ const NICENESS: i32 = 10;
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// The writer threads' queue (started with the first long body).
-fn queue() -> &'static Mutex<Sender<Job>> {
-    static QUEUE: OnceLock<Mutex<Sender<Job>>> = OnceLock::new();
-    QUEUE.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<Job>();
-        let rx = Arc::new(Mutex::new(rx));
+/// One chunk to make, ordered by when its body started: the oldest body's chunk is made
+/// first, so listings under contention finish one after another rather than all late.
+struct Queued {
+    body: u64,
+    job: Job,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        self.body == other.body
+    }
+}
+
+impl Eq for Queued {}
+
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        Reverse(self.body).cmp(&Reverse(other.body))
+    }
+}
+
+/// The chunks waiting for a writer thread.
+#[derive(Default)]
+struct Queue {
+    waiting: Mutex<BinaryHeap<Queued>>,
+    ready: Condvar,
+}
+
+/// The writer threads' queue (the threads start with the first long body).
+fn queue() -> &'static Queue {
+    static QUEUE: OnceLock<Queue> = OnceLock::new();
+    static STARTED: OnceLock<()> = OnceLock::new();
+    let queue = QUEUE.get_or_init(Queue::default);
+    STARTED.get_or_init(|| {
         // One core is left to the workers; one thread at least.
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get().saturating_sub(1))
             .max(1);
         for i in 0..threads {
-            let rx = rx.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("pan123-listing-{i}"))
-                .spawn(move || run(&rx));
+                .spawn(move || run(queue));
             if let Err(e) = spawned {
                 tracing::warn!(error = %e, "could not start a listing writer thread");
             }
         }
-        Mutex::new(tx)
-    })
+    });
+    queue
 }
 
-fn run(rx: &Mutex<Receiver<Job>>) {
+fn run(queue: &Queue) {
     lower_priority();
     loop {
         let job = {
-            let rx = rx.lock().unwrap_or_else(|p| p.into_inner());
-            rx.recv()
-        };
-        match job {
-            // A panic in one chunk ends that body (its sender is dropped), not the thread.
-            Ok(job) => {
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+            let mut waiting = queue.waiting.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                if let Some(q) = waiting.pop() {
+                    break q.job;
+                }
+                waiting = queue.ready.wait(waiting).unwrap_or_else(|p| p.into_inner());
             }
-            Err(_) => return,
-        }
+        };
+        // A panic in one chunk ends that body (its sender is dropped), not the thread.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
     }
+}
+
+fn submit(body: u64, job: Job) {
+    let queue = queue();
+    queue
+        .waiting
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(Queued { body, job });
+    queue.ready.notify_one();
 }
 
 #[cfg(target_os = "linux")]
@@ -80,27 +125,27 @@ pub fn stream<I>(chunks: I) -> impl Stream<Item = Result<Bytes, std::io::Error>>
 where
     I: Iterator<Item = Bytes> + Send + 'static,
 {
-    futures_util::stream::unfold(Some(chunks), |state| async move {
+    static BODIES: AtomicU64 = AtomicU64::new(0);
+    let body = BODIES.fetch_add(1, Ordering::Relaxed);
+    futures_util::stream::unfold(Some(chunks), move |state| async move {
         let mut chunks = state?;
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move || {
-            let next = chunks.next();
-            let _ = tx.send((next, chunks));
-        });
-        let sent = queue()
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send(job)
-            .is_ok();
-        let gone =
-            || std::io::Error::other("the listing writer stopped before the listing was written");
-        if !sent {
-            return Some((Err(gone()), None));
-        }
+        submit(
+            body,
+            Box::new(move || {
+                let next = chunks.next();
+                let _ = tx.send((next, chunks));
+            }),
+        );
         match rx.await {
             Ok((Some(chunk), chunks)) => Some((Ok(chunk), Some(chunks))),
             Ok((None, _)) => None,
-            Err(_) => Some((Err(gone()), None)),
+            Err(_) => Some((
+                Err(std::io::Error::other(
+                    "the listing writer stopped before the listing was written",
+                )),
+                None,
+            )),
         }
     })
 }
@@ -109,6 +154,19 @@ where
 mod tests {
     use super::*;
     use futures_util::StreamExt;
+
+    #[test]
+    fn the_oldest_body_is_served_first() {
+        let mut heap = BinaryHeap::new();
+        for body in [5, 2, 9, 2] {
+            heap.push(Queued {
+                body,
+                job: Box::new(|| {}),
+            });
+        }
+        let order: Vec<u64> = std::iter::from_fn(|| heap.pop().map(|q| q.body)).collect();
+        assert_eq!(order, [2, 2, 5, 9]);
+    }
 
     #[tokio::test]
     async fn chunks_arrive_in_order_and_the_stream_ends() {
