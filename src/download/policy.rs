@@ -240,7 +240,7 @@ pub async fn serve_file(
             let link = mount.vfs.link(entry, false).await;
             dl.note_quota(mount, link.as_ref().err());
             match link {
-                Ok(link) => Ok(respond::redirect(&link.url)),
+                Ok(link) => Ok(respond::redirect_to(link.location())),
                 Err(e) => {
                     if let Some(scope) = &scope {
                         dl.traffic.refund(scope, len);
@@ -287,7 +287,7 @@ pub struct VfsLinks<'a> {
 
 #[async_trait::async_trait]
 impl LinkSource for VfsLinks<'_> {
-    async fn link(&self, refresh: bool) -> Result<Link, Error> {
+    async fn link(&self, refresh: bool) -> Result<Arc<Link>, Error> {
         self.mount.vfs.link(self.entry, refresh).await
     }
 }
@@ -306,7 +306,7 @@ pub(super) async fn proxy_file(
     // client to the link itself, which such backends hand out portable.
     if entry.size == 0 && mount.vfs.backend().capabilities().sizes_may_be_unknown {
         return match mount.vfs.link(entry, false).await {
-            Ok(link) if link.portable => Ok(respond::redirect(&link.url)),
+            Ok(link) if link.portable => Ok(respond::redirect_to(link.location())),
             Ok(_) => Ok(status_text(
                 StatusCode::BAD_GATEWAY,
                 "The size of this file is unknown, so it cannot be proxied",
