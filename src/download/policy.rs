@@ -195,12 +195,9 @@ pub async fn serve_file(
     entry: &Entry,
     req: &FileRequest<'_>,
 ) -> Result<Response<ResponseBody>, Failed> {
-    let (v, honour_range) = match preflight(req.method, req.headers, entry) {
+    let honour_range = match preflight(req.method, req.headers, entry) {
         Preflight::Answered(res) => return Ok(res),
-        Preflight::Send {
-            validators,
-            honour_range,
-        } => (validators, honour_range),
+        Preflight::Send { honour_range } => honour_range,
     };
     // The branches that stream are boxed (here and the proxy below): their futures are
     // large, and inline they would make every request's future, redirects included, that size
@@ -208,6 +205,7 @@ pub async fn serve_file(
     match mount.vfs.local(entry) {
         Some(crate::vfs::Local::Spooled(path)) => {
             let source = local::Source::File(&path);
+            let v = Validators::for_entry(entry);
             return Ok(Box::pin(local::send(req.headers, entry, &v, honour_range, source)).await);
         }
         Some(crate::vfs::Local::Remote(record)) => {
@@ -216,6 +214,7 @@ pub async fn serve_file(
         }
         Some(crate::vfs::Local::Empty) => {
             let source = local::Source::Memory(Bytes::new());
+            let v = Validators::for_entry(entry);
             return Ok(Box::pin(local::send(req.headers, entry, &v, honour_range, source)).await);
         }
         None => {}
@@ -250,7 +249,10 @@ pub async fn serve_file(
             }
         }
         Delivery::ProxyUrl => Ok(super::signed_route::redirect(dl, mount, req.path)),
-        Delivery::Proxy => Box::pin(proxy_file(dl, mount, entry, req, &v, honour_range)).await,
+        Delivery::Proxy => {
+            let v = Validators::for_entry(entry);
+            Box::pin(proxy_file(dl, mount, entry, req, &v, honour_range)).await
+        }
     }
 }
 
