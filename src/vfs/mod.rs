@@ -19,7 +19,7 @@ pub use listing::{Listing, Ttls, MIN_REVALIDATE_INTERVAL};
 pub use overlay::Local;
 
 use crate::backend::{Backend, Entry, Error, Link, Quota};
-use crate::metrics::Metrics;
+use crate::metrics::{CacheName, Metrics};
 
 /// Why a write on a file pending on another instance of the cluster waits.
 pub const PENDING_ELSEWHERE: &str =
@@ -350,7 +350,7 @@ impl Vfs {
                 // The common case (every redirect of a warm file): one lookup, no copies made
                 // for a fetch that will not run.
                 if !link_ttl(&link, SystemTime::now()).is_zero() {
-                    self.metrics.cache("link", true);
+                    self.metrics.cache(CacheName::Link, true);
                     return Ok(link);
                 }
             }
@@ -367,7 +367,7 @@ impl Vfs {
             self.links.invalidate(&file.id).await;
         }
         self.metrics
-            .cache("link", self.links.contains_key(&file.id));
+            .cache(CacheName::Link, self.links.contains_key(&file.id));
         let backend = self.backend.clone();
         let entry = file.clone();
         // Another request's fetch of the same link is waited for only until our deadline.
