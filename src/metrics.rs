@@ -59,6 +59,10 @@ struct Inner {
     requests: Family<RequestLabels, Counter>,
     upstream: Family<UpstreamLabels, Counter>,
     cache: Family<CacheLabels, Counter>,
+    /// The four series of `cache` (listing and link, hit and miss), each taken from the family
+    /// on its first lookup: a lookup then counts without hashing labels or taking the
+    /// family's lock (three per redirect).
+    cache_series: [std::sync::OnceLock<Counter>; 4],
     proxied_bytes: Counter,
     active_streams: Gauge,
     token_refreshes: Family<ResultLabels, Counter>,
@@ -92,6 +96,22 @@ struct WriterLabels {
     writer: &'static str,
 }
 
+/// The vfs caches whose lookups are counted (`pan123_cache_lookups`).
+#[derive(Clone, Copy, Debug)]
+pub enum CacheName {
+    Listing = 0,
+    Link = 1,
+}
+
+impl CacheName {
+    fn label(self) -> &'static str {
+        match self {
+            CacheName::Listing => "listing",
+            CacheName::Link => "link",
+        }
+    }
+}
+
 /// One gateway's counters. Cloning is cheap and shares the counts.
 #[derive(Clone)]
 pub struct Metrics(Arc<Inner>);
@@ -110,6 +130,7 @@ impl Default for Metrics {
             requests: Family::default(),
             upstream: Family::default(),
             cache: Family::default(),
+            cache_series: Default::default(),
             proxied_bytes: Counter::default(),
             active_streams: Gauge::default(),
             token_refreshes: Family::default(),
@@ -286,13 +307,16 @@ impl Metrics {
             .inc();
     }
 
-    /// A lookup in one of the vfs caches (`listing`, `link`).
-    pub fn cache(&self, cache: &'static str, hit: bool) {
-        self.0
-            .cache
-            .get_or_create(&CacheLabels {
-                cache,
-                result: if hit { "hit" } else { "miss" },
+    /// A lookup in one of the vfs caches.
+    pub fn cache(&self, cache: CacheName, hit: bool) {
+        let slot = cache as usize * 2 + usize::from(!hit);
+        self.0.cache_series[slot]
+            .get_or_init(|| {
+                let labels = CacheLabels {
+                    cache: cache.label(),
+                    result: if hit { "hit" } else { "miss" },
+                };
+                self.0.cache.get_or_create(&labels).clone()
             })
             .inc();
     }

@@ -26,6 +26,30 @@ pub fn full_body(bytes: impl Into<Bytes>) -> ResponseBody {
         .boxed_unsync()
 }
 
+/// A redirect target as the value of a `Location` header: spaces and every non-ASCII byte
+/// written as `%XX` (as UTF-8, what a browser would send for them anyway); `None` when it
+/// holds control characters, which no header may carry.
+pub fn location_value(target: &str) -> Option<HeaderValue> {
+    if target.bytes().any(|b| b.is_ascii_control()) {
+        return None;
+    }
+    if target.bytes().all(|b| b.is_ascii_graphic()) {
+        return HeaderValue::from_str(target).ok();
+    }
+    let mut out = String::with_capacity(target.len() + 16);
+    for c in target.chars() {
+        if c.is_ascii_graphic() {
+            out.push(c);
+        } else {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    HeaderValue::from_str(&out).ok()
+}
+
 /// `status` with a plain-text body, and `Retry-After` in whole seconds (rounded up) when given.
 pub fn status_text(
     status: StatusCode,

@@ -137,6 +137,35 @@ pub struct Link {
     pub expires_at: Option<SystemTime>,
     /// True when the URL works from any address with no extra headers, so a 302 is safe.
     pub portable: bool,
+    /// `url` as a redirect's `Location`, made on first use: a cached link answers many
+    /// redirects, and each would otherwise check and copy the whole URL again.
+    location: std::sync::OnceLock<Option<http::HeaderValue>>,
+}
+
+impl Link {
+    /// A link to `url` that needs no headers of its own.
+    pub fn new(url: String, expires_at: Option<SystemTime>, portable: bool) -> Self {
+        Self {
+            url,
+            headers: HeaderMap::new(),
+            expires_at,
+            portable,
+            location: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The same link, sent with `headers` (a Referer the CDN requires, say).
+    pub fn with_headers(self, headers: HeaderMap) -> Self {
+        Self { headers, ..self }
+    }
+
+    /// `url` as the value of a redirect's `Location` (see [`crate::response::location_value`]);
+    /// `None` when it cannot be one.
+    pub fn location(&self) -> Option<&http::HeaderValue> {
+        self.location
+            .get_or_init(|| crate::response::location_value(&self.url))
+            .as_ref()
+    }
 }
 
 /// Errors every backend reports, by kind. Callers branch on the kind, never on text.

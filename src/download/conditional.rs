@@ -55,16 +55,27 @@ pub enum Precondition {
 pub enum Preflight {
     /// Answered from the listing alone: 304, 412, or HEAD's headers (HEAD never costs a link).
     Answered(Response<ResponseBody>),
-    /// Send the bytes, with these validators; `Range` only when `honour_range`.
-    Send {
-        validators: Validators,
-        honour_range: bool,
-    },
+    /// Send the bytes (with [`Validators::for_entry`], made by the ways that send bytes
+    /// themselves: a redirect needs none); `Range` only when `honour_range`.
+    Send { honour_range: bool },
 }
+
+/// The headers that make a request conditional (RFC 9110 §13.1).
+const CONDITIONAL: [HeaderName; 5] = [
+    header::IF_MATCH,
+    header::IF_UNMODIFIED_SINCE,
+    header::IF_NONE_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::IF_RANGE,
+];
 
 /// The one place a file request's preconditions and HEAD are answered: every way of sending
 /// a file (proxy, redirect, proxy-url, local bytes) comes through here first.
 pub fn preflight(method: &Method, headers: &HeaderMap, entry: &Entry) -> Preflight {
+    // Most GETs carry no precondition: nothing to compare, so no validators to make.
+    if method == Method::GET && !CONDITIONAL.iter().any(|name| headers.contains_key(name)) {
+        return Preflight::Send { honour_range: true };
+    }
     let v = Validators::for_entry(entry);
     match evaluate(method, headers, &v) {
         Precondition::NotModified => Preflight::Answered(respond::not_modified(&v)),
@@ -72,10 +83,7 @@ pub fn preflight(method: &Method, headers: &HeaderMap, entry: &Entry) -> Preflig
         Precondition::Proceed { .. } if method == Method::HEAD => {
             Preflight::Answered(respond::head(entry, &v))
         }
-        Precondition::Proceed { honour_range } => Preflight::Send {
-            validators: v,
-            honour_range,
-        },
+        Precondition::Proceed { honour_range } => Preflight::Send { honour_range },
     }
 }
 

@@ -37,10 +37,10 @@ pub async fn serve(
 ) -> Response<ResponseBody> {
     match preflight(method, headers, entry) {
         Preflight::Answered(res) => res,
-        Preflight::Send {
-            validators,
-            honour_range,
-        } => send(headers, entry, &validators, honour_range, source).await,
+        Preflight::Send { honour_range } => {
+            let v = Validators::for_entry(entry);
+            send(headers, entry, &v, honour_range, source).await
+        }
     }
 }
 

@@ -195,12 +195,9 @@ pub async fn serve_file(
     entry: &Entry,
     req: &FileRequest<'_>,
 ) -> Result<Response<ResponseBody>, Failed> {
-    let (v, honour_range) = match preflight(req.method, req.headers, entry) {
+    let honour_range = match preflight(req.method, req.headers, entry) {
         Preflight::Answered(res) => return Ok(res),
-        Preflight::Send {
-            validators,
-            honour_range,
-        } => (validators, honour_range),
+        Preflight::Send { honour_range } => honour_range,
     };
     // The branches that stream are boxed (here and the proxy below): their futures are
     // large, and inline they would make every request's future, redirects included, that size
@@ -208,6 +205,7 @@ pub async fn serve_file(
     match mount.vfs.local(entry) {
         Some(crate::vfs::Local::Spooled(path)) => {
             let source = local::Source::File(&path);
+            let v = Validators::for_entry(entry);
             return Ok(Box::pin(local::send(req.headers, entry, &v, honour_range, source)).await);
         }
         Some(crate::vfs::Local::Remote(record)) => {
@@ -216,6 +214,7 @@ pub async fn serve_file(
         }
         Some(crate::vfs::Local::Empty) => {
             let source = local::Source::Memory(Bytes::new());
+            let v = Validators::for_entry(entry);
             return Ok(Box::pin(local::send(req.headers, entry, &v, honour_range, source)).await);
         }
         None => {}
@@ -240,7 +239,7 @@ pub async fn serve_file(
             let link = mount.vfs.link(entry, false).await;
             dl.note_quota(mount, link.as_ref().err());
             match link {
-                Ok(link) => Ok(respond::redirect(&link.url)),
+                Ok(link) => Ok(respond::redirect_to(link.location())),
                 Err(e) => {
                     if let Some(scope) = &scope {
                         dl.traffic.refund(scope, len);
@@ -250,7 +249,10 @@ pub async fn serve_file(
             }
         }
         Delivery::ProxyUrl => Ok(super::signed_route::redirect(dl, mount, req.path)),
-        Delivery::Proxy => Box::pin(proxy_file(dl, mount, entry, req, &v, honour_range)).await,
+        Delivery::Proxy => {
+            let v = Validators::for_entry(entry);
+            Box::pin(proxy_file(dl, mount, entry, req, &v, honour_range)).await
+        }
     }
 }
 
@@ -287,7 +289,7 @@ pub struct VfsLinks<'a> {
 
 #[async_trait::async_trait]
 impl LinkSource for VfsLinks<'_> {
-    async fn link(&self, refresh: bool) -> Result<Link, Error> {
+    async fn link(&self, refresh: bool) -> Result<Arc<Link>, Error> {
         self.mount.vfs.link(self.entry, refresh).await
     }
 }
@@ -306,7 +308,7 @@ pub(super) async fn proxy_file(
     // client to the link itself, which such backends hand out portable.
     if entry.size == 0 && mount.vfs.backend().capabilities().sizes_may_be_unknown {
         return match mount.vfs.link(entry, false).await {
-            Ok(link) if link.portable => Ok(respond::redirect(&link.url)),
+            Ok(link) if link.portable => Ok(respond::redirect_to(link.location())),
             Ok(_) => Ok(status_text(
                 StatusCode::BAD_GATEWAY,
                 "The size of this file is unknown, so it cannot be proxied",

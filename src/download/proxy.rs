@@ -38,10 +38,10 @@ pub async fn proxy(
 ) -> Result<Response<ResponseBody>, ProxyError> {
     match preflight(method, headers, entry) {
         Preflight::Answered(res) => Ok(res),
-        Preflight::Send {
-            validators,
-            honour_range,
-        } => send_file(up, headers, entry, &validators, honour_range, links).await,
+        Preflight::Send { honour_range } => {
+            let v = Validators::for_entry(entry);
+            send_file(up, headers, entry, &v, honour_range, links).await
+        }
     }
 }
 

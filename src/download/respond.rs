@@ -9,7 +9,7 @@ use http::{Response, StatusCode};
 use super::conditional::Validators;
 use crate::backend::Entry;
 use crate::response::ResponseBody;
-use crate::response::{empty_body, status_text};
+use crate::response::{empty_body, location_value, status_text};
 
 /// The answer to HEAD on a file, from listing metadata only: 200 with the headers a GET would
 /// carry and no body.
@@ -23,15 +23,16 @@ pub fn head(entry: &Entry, v: &Validators) -> Response<ResponseBody> {
 
 /// 302 to `location`, or 502 when it holds control characters. Spaces and non-ASCII
 /// characters are percent-encoded (as UTF-8), which is what a browser would send for them
-/// anyway. Neither the client's cache nor the next page's Referer may keep the (signed)
-/// target.
+/// anyway (see [`location_value`]).
 pub fn redirect(location: &str) -> Response<ResponseBody> {
-    let value = if location.bytes().any(|b| b.is_ascii_control()) {
-        None
-    } else {
-        HeaderValue::from_str(&encode_location(location)).ok()
-    };
-    let Some(value) = value else {
+    redirect_to(location_value(location).as_ref())
+}
+
+/// 302 to a target already made a header value by [`location_value`] (`None`: it could not
+/// be one, so 502). Neither the client's cache nor the next page's Referer may keep the
+/// (signed) target.
+pub fn redirect_to(location: Option<&HeaderValue>) -> Response<ResponseBody> {
+    let Some(value) = location else {
         // The location is a signed upstream URL: it is not logged.
         tracing::warn!("redirect target is not a valid header value");
         return status_text(
@@ -43,32 +44,13 @@ pub fn redirect(location: &str) -> Response<ResponseBody> {
     let mut response = Response::new(empty_body());
     *response.status_mut() = StatusCode::FOUND;
     let headers = response.headers_mut();
-    headers.insert(header::LOCATION, value);
+    headers.insert(header::LOCATION, value.clone());
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
     response
-}
-
-/// `s` with spaces and every non-ASCII byte written as `%XX`.
-fn encode_location(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.bytes().all(|b| b.is_ascii_graphic()) {
-        return std::borrow::Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + 16);
-    for c in s.chars() {
-        if c.is_ascii_graphic() {
-            out.push(c);
-        } else {
-            let mut buf = [0u8; 4];
-            for b in c.encode_utf8(&mut buf).bytes() {
-                out.push_str(&format!("%{b:02X}"));
-            }
-        }
-    }
-    std::borrow::Cow::Owned(out)
 }
 
 /// 304 with the validators (RFC 9110 §15.4.5: the ETag a 200 would have carried).

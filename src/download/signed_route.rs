@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use http::{HeaderMap, Method, Response, StatusCode, Uri};
 
-use super::conditional::{preflight, Preflight};
+use super::conditional::{preflight, Preflight, Validators};
 use super::policy::{gateway_url, proxy_file, Downloads, Failed, FileRequest};
 use super::respond;
 use super::sign::UrlSigner;
@@ -119,12 +119,9 @@ pub async fn serve(
             })
         }
     };
-    let (v, honour_range) = match preflight(req.method, req.headers, &entry) {
+    let honour_range = match preflight(req.method, req.headers, &entry) {
         Preflight::Answered(res) => return Ok(res),
-        Preflight::Send {
-            validators,
-            honour_range,
-        } => (validators, honour_range),
+        Preflight::Send { honour_range } => honour_range,
     };
     if let Err(refused) = dl.admit(&mount, req.method, req.headers) {
         return Ok(dl.budget_refused(&refused));
@@ -136,5 +133,6 @@ pub async fn serve(
         path: &segments,
         full_path,
     };
+    let v = Validators::for_entry(&entry);
     proxy_file(dl, &mount, &entry, &file, &v, honour_range).await
 }

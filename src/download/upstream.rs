@@ -45,7 +45,7 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 pub trait LinkSource: Send + Sync {
     /// The link to fetch. `refresh` = the previous link was refused; fetch a fresh one
     /// (bypassing any cache).
-    async fn link(&self, refresh: bool) -> Result<Link, crate::backend::Error>;
+    async fn link(&self, refresh: bool) -> Result<std::sync::Arc<Link>, crate::backend::Error>;
 }
 
 /// Why [`fetch`] could not start a response. Nothing has been sent to the client yet.

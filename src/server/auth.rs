@@ -3,10 +3,13 @@
 //! Argon2 is slow on purpose (tens of milliseconds of CPU per check), and WebDAV clients send
 //! Basic credentials on every request. Three things keep that affordable and safe:
 //!
-//! * A successful check is remembered for `REMEMBER_FOR`, keyed by an HMAC-SHA256 of user and
-//!   password under a random per-process key. The cache holds only that MAC, never the password,
-//!   and the MAC reveals nothing without the key. Concurrent checks of the same credentials share
-//!   one verification (moka coalesces them). Failures are not remembered.
+//! * A successful check is remembered for `REMEMBER_FOR`, keyed by an HMAC-SHA256 of the
+//!   credentials as the client sends them (the base64 token of the header) under a random
+//!   per-process key. The cache holds only that MAC, never the password, and the MAC reveals
+//!   nothing without the key. A remembered check costs that one MAC (the key's HMAC state is
+//!   computed once) and a lookup: the token is decoded only when it is verified. Concurrent
+//!   checks of the same credentials share one verification (moka coalesces them). Failures are
+//!   not remembered.
 //! * Verifications run on the blocking pool, at most `MAX_CONCURRENT_VERIFICATIONS` at a time,
 //!   so a flood of wrong passwords queues behind that cap instead of taking every core; users
 //!   whose check is remembered never wait in that queue.
@@ -116,8 +119,9 @@ struct Inner {
     /// Verified for unknown users: the parameters of a real hash, an output nobody can match.
     /// `None` when there are no users at all (then there is nothing to hide).
     dummy_hash: Option<String>,
-    /// Key of the MAC that names remembered credentials.
-    mac_key: [u8; 32],
+    /// The MAC that names remembered credentials, keyed (with a random key) once: each check
+    /// clones this state instead of hashing the key again.
+    mac: Hmac<Sha256>,
     remembered: moka::future::Cache<[u8; 32], Arc<User>>,
     permits: Arc<Semaphore>,
     /// Argon2 verifications run so far.
@@ -154,11 +158,12 @@ impl Authenticator {
             .transpose()?;
         let mut mac_key = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut mac_key);
+        let mac = Hmac::<Sha256>::new_from_slice(&mac_key).context("MAC key")?;
         Ok(Self {
             inner: Arc::new(Inner {
                 accounts,
                 dummy_hash,
-                mac_key,
+                mac,
                 remembered: moka::future::Cache::builder()
                     .time_to_live(REMEMBER_FOR)
                     .max_capacity(REMEMBERED_MAX)
@@ -176,14 +181,17 @@ impl Authenticator {
         let Some(header) = authorization else {
             return AuthOutcome::Missing;
         };
-        let Some((name, password)) = parse_basic(header.as_bytes()) else {
+        let Some(token) = basic_token(header.as_bytes()) else {
             return AuthOutcome::Invalid;
         };
-        let key = self.inner.mac(&name, &password);
+        let key = self.inner.mac(token);
         // The common case (every request after a client's first): one lookup.
         if let Some(user) = self.inner.remembered.get(&key).await {
             return AuthOutcome::Ok(user);
         }
+        let Some((name, password)) = decode_basic(token) else {
+            return AuthOutcome::Invalid;
+        };
         // Boxed: moka's coalescing future is large, and inline it would make every request's
         // future that size (see `Vfs::link`).
         Box::pin(self.verify_once(key, name, password)).await
@@ -215,13 +223,12 @@ impl Authenticator {
 }
 
 impl Inner {
-    /// HMAC-SHA256 of the credentials, length-prefixed so that ("ab", "c") and ("a", "bc") differ.
-    fn mac(&self, name: &str, password: &str) -> [u8; 32] {
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(&self.mac_key).expect("HMAC takes keys of any length");
-        mac.update(&(name.len() as u64).to_le_bytes());
-        mac.update(name.as_bytes());
-        mac.update(password.as_bytes());
+    /// HMAC-SHA256 of a Basic token (the base64 of `user:password`, which names the
+    /// credentials: it decodes to one pair). The same credentials sent in another spelling
+    /// (without padding) are another key: verified once more, then remembered too.
+    fn mac(&self, token: &[u8]) -> [u8; 32] {
+        let mut mac = self.mac.clone();
+        mac.update(token);
         mac.finalize().into_bytes().into()
     }
 
@@ -314,16 +321,22 @@ fn dummy_like(like: &str) -> anyhow::Result<String> {
     Ok(hash.to_string())
 }
 
-/// `Basic <base64(user:password)>` → (user, password). The scheme is case-insensitive; user
-/// and password are UTF-8 (the challenge says charset="UTF-8"); the user name ends at the
-/// first colon.
-fn parse_basic(header: &[u8]) -> Option<(String, String)> {
-    let header = std::str::from_utf8(header).ok()?;
-    let (scheme, token) = header.trim().split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
+/// `Basic <token>` → the token, not decoded yet. The scheme is case-insensitive; spaces around
+/// the token are not part of it.
+fn basic_token(header: &[u8]) -> Option<&[u8]> {
+    let header = header.trim_ascii();
+    let space = header.iter().position(|&b| b == b' ')?;
+    let (scheme, token) = header.split_at(space);
+    if !scheme.eq_ignore_ascii_case(b"basic") {
         return None;
     }
-    let decoded = BASE64.decode(token.trim_start()).ok()?;
+    Some(token.trim_ascii_start())
+}
+
+/// A Basic token, `base64(user:password)` → (user, password). User and password are UTF-8
+/// (the challenge says charset="UTF-8"); the user name ends at the first colon.
+fn decode_basic(token: &[u8]) -> Option<(String, String)> {
+    let decoded = BASE64.decode(token).ok()?;
     let decoded = String::from_utf8(decoded).ok()?;
     let (name, password) = decoded.split_once(':')?;
     if name.is_empty() {

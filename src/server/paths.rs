@@ -38,8 +38,13 @@ pub struct BadPath(pub &'static str);
 pub fn decode(raw: &str) -> Result<Vec<String>, BadPath> {
     let mut out = Vec::new();
     for seg in raw.split('/').filter(|s| !s.is_empty()) {
-        let bytes: Vec<u8> = percent_decode_str(seg).collect();
-        let text = String::from_utf8(bytes).map_err(|_| BadPath("path is not valid UTF-8"))?;
+        // Most segments have nothing escaped: taken as they are, already UTF-8.
+        let text = if seg.contains('%') {
+            let bytes: Vec<u8> = percent_decode_str(seg).collect();
+            String::from_utf8(bytes).map_err(|_| BadPath("path is not valid UTF-8"))?
+        } else {
+            seg.to_owned()
+        };
         if text == "." || text == ".." {
             return Err(BadPath("path may not contain . or .. segments"));
         }
@@ -60,14 +65,22 @@ pub fn decode(raw: &str) -> Result<Vec<String>, BadPath> {
 
 /// Encodes segments canonically: `/a/b%20c`, or `/` for none.
 pub fn encode(segments: &[String]) -> String {
+    encode_after(String::new(), segments)
+}
+
+/// `prefix` followed by the canonical encoding of `segments` (as [`encode`]), in one string.
+pub fn encode_after(prefix: String, segments: &[String]) -> String {
+    let mut s = prefix;
     if segments.is_empty() {
-        return "/".into();
+        s.push('/');
+        return s;
     }
-    segments.iter().fold(String::new(), |mut s, seg| {
+    s.reserve(segments.iter().map(|seg| seg.len() + 1).sum());
+    for seg in segments {
         s.push('/');
         s.extend(utf8_percent_encode(seg, SEGMENT));
-        s
-    })
+    }
+    s
 }
 
 /// Encodes one segment (for links in HTML indexes).

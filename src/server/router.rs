@@ -64,7 +64,7 @@ where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let Some(path) = below_base(req.uri().path(), &state.base_path).map(str::to_owned) else {
+    let Some(path) = below_base(req.uri().path(), &state.base_path) else {
         return Err(status_text(StatusCode::NOT_FOUND, "Not found", None));
     };
     if let Some(rest) = path.strip_prefix("/-/") {
@@ -72,7 +72,7 @@ where
         return Ok(Box::pin(internal(state, &req, rest)).await);
     }
     let segments =
-        paths::decode(&path).map_err(|bad| status_text(StatusCode::BAD_REQUEST, bad.0, None))?;
+        paths::decode(path).map_err(|bad| status_text(StatusCode::BAD_REQUEST, bad.0, None))?;
     let route = state.route(&segments);
     if let Some((m, _)) = &route {
         access::note_mount(&req, m);
@@ -90,11 +90,7 @@ where
     }
     let profile = ClientProfile::from_rules(req.headers(), &state.clients);
     access::note_profile(&req, &profile);
-    let full_path = format!(
-        "{}{}",
-        mount.config.path.trim_end_matches('/'),
-        paths::encode(rest)
-    );
+    let full_path = paths::encode_after(mount.config.path.trim_end_matches('/').to_owned(), rest);
     if matches!(req.method().as_str(), "GET" | "HEAD" | "PROPFIND")
         && super::freshness::wants_fresh(req.headers())
     {

@@ -33,6 +33,9 @@ const FILE_CAP: u64 = 1 << 20;
 #[derive(Debug)]
 struct Counts {
     month: Month,
+    /// When `month` starts and ends: a time inside them is in `month` without working out
+    /// the calendar date (every download asks).
+    span: (SystemTime, SystemTime),
     mounts: HashMap<String, u64>,
     clients: HashMap<String, u64>,
 }
@@ -94,6 +97,7 @@ impl Meter {
         let month = Month::of(clock.system());
         let mut counts = Counts {
             month,
+            span: (month.start(), month.end()),
             mounts: HashMap::new(),
             clients: HashMap::new(),
         };
@@ -115,12 +119,16 @@ impl Meter {
     /// The counts of the current month, turned over first if the month has changed.
     fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
         let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Month::of(self.clock.system());
-        if c.month != now {
-            c.month = now;
-            c.mounts.clear();
-            c.clients.clear();
-            self.dirty.store(true, Ordering::Relaxed);
+        let now = self.clock.system();
+        if now < c.span.0 || now >= c.span.1 {
+            let month = Month::of(now);
+            c.span = (month.start(), month.end());
+            if c.month != month {
+                c.month = month;
+                c.mounts.clear();
+                c.clients.clear();
+                self.dirty.store(true, Ordering::Relaxed);
+            }
         }
         c
     }

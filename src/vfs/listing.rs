@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use tokio::time::Instant;
 
-use crate::metrics::Metrics;
+use crate::metrics::{CacheName, Metrics};
 use unicode_normalization::UnicodeNormalization;
 
 use crate::backend::{Backend, Entry, Error};
@@ -173,10 +173,10 @@ impl ListingCache {
                 // Stale: answer now, refresh in the background (one fetch in flight).
                 drop(self.fetch(dir_id, false));
             }
-            self.metrics.cache("listing", true);
+            self.metrics.cache(CacheName::Listing, true);
             return Ok(listing);
         }
-        self.metrics.cache("listing", false);
+        self.metrics.cache(CacheName::Listing, false);
         // The fetch runs as its own task and fills the cache even if this request stops
         // waiting for it at its deadline (the client's retry then finds the listing).
         crate::backend::deadline::bound(self.fetch(dir_id, false)).await
@@ -207,7 +207,7 @@ impl ListingCache {
                 }
             }
         };
-        self.metrics.cache("listing", false);
+        self.metrics.cache(CacheName::Listing, false);
         let listing = crate::backend::deadline::bound(fetch).await?;
         if listing.generation != self.generation(dir_id) {
             // A write through the gateway since: the usual path lists it again.

@@ -19,7 +19,7 @@ pub use listing::{Listing, Ttls, MIN_REVALIDATE_INTERVAL};
 pub use overlay::Local;
 
 use crate::backend::{Backend, Entry, Error, Link, Quota};
-use crate::metrics::Metrics;
+use crate::metrics::{CacheName, Metrics};
 
 /// Why a write on a file pending on another instance of the cluster waits.
 pub const PENDING_ELSEWHERE: &str =
@@ -39,7 +39,7 @@ pub struct Vfs {
     backend: Arc<dyn Backend>,
     overlay: overlay::Overlay,
     listings: listing::ListingCache,
-    links: moka::future::Cache<u64, Link>,
+    links: moka::future::Cache<u64, Arc<Link>>,
     quota: moka::future::Cache<(), Quota>,
     metrics: Metrics,
     /// What removing an entry for a client does (the mount's `delete`).
@@ -52,11 +52,11 @@ pub struct Vfs {
 
 struct LinkExpiry;
 
-impl moka::Expiry<u64, Link> for LinkExpiry {
+impl moka::Expiry<u64, Arc<Link>> for LinkExpiry {
     fn expire_after_create(
         &self,
         _key: &u64,
-        link: &Link,
+        link: &Arc<Link>,
         _now: std::time::Instant,
     ) -> Option<Duration> {
         Some(link_ttl(link, SystemTime::now()))
@@ -361,13 +361,13 @@ impl Vfs {
     }
 
     /// A link to the bytes of `file`; `refresh` bypasses the cache (the last one was refused).
-    pub async fn link(&self, file: &Entry, refresh: bool) -> Result<Link, Error> {
+    pub async fn link(&self, file: &Entry, refresh: bool) -> Result<Arc<Link>, Error> {
         if !refresh {
             if let Some(link) = self.links.get(&file.id).await {
                 // The common case (every redirect of a warm file): one lookup, no copies made
                 // for a fetch that will not run.
                 if !link_ttl(&link, SystemTime::now()).is_zero() {
-                    self.metrics.cache("link", true);
+                    self.metrics.cache(CacheName::Link, true);
                     return Ok(link);
                 }
             }
@@ -379,18 +379,21 @@ impl Vfs {
     }
 
     /// [`Self::link`] on a miss (or `refresh`): asks the backend, once for concurrent callers.
-    async fn fetch_link(&self, file: &Entry, refresh: bool) -> Result<Link, Error> {
+    async fn fetch_link(&self, file: &Entry, refresh: bool) -> Result<Arc<Link>, Error> {
         if refresh {
             self.links.invalidate(&file.id).await;
         }
         self.metrics
-            .cache("link", self.links.contains_key(&file.id));
+            .cache(CacheName::Link, self.links.contains_key(&file.id));
         let backend = self.backend.clone();
         let entry = file.clone();
         // Another request's fetch of the same link is waited for only until our deadline.
         let link = crate::backend::deadline::bound(async {
             self.links
-                .try_get_with(file.id, async move { backend.link(&entry).await })
+                .try_get_with(
+                    file.id,
+                    async move { backend.link(&entry).await.map(Arc::new) },
+                )
                 .await
                 .map_err(|e: Arc<Error>| (*e).clone())
         })
@@ -398,7 +401,7 @@ impl Vfs {
         if link_ttl(&link, SystemTime::now()).is_zero() {
             // Too close to expiry to hand out; fetch one that lives long enough.
             self.links.invalidate(&file.id).await;
-            return self.backend.link(file).await;
+            return self.backend.link(file).await.map(Arc::new);
         }
         Ok(link)
     }

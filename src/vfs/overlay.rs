@@ -245,6 +245,10 @@ impl Overlay {
             return Some(e);
         }
         let mut items = self.items();
+        if items.is_empty() {
+            // The usual case: no placeholder nor empty file anywhere, so no key to build.
+            return None;
+        }
         let key = (parent, name.to_string());
         if items
             .get(&key)

@@ -277,13 +277,8 @@ impl Backend for LinkBackend {
             return Err(Error::NotFound);
         }
         let (url, expires_at) = self.url_for(file.id).await?;
-        Ok(Link {
-            url,
-            headers: Default::default(),
-            // Unsigned links do not expire; signed ones are cached until shortly before.
-            expires_at,
-            portable: true,
-        })
+        // Unsigned links do not expire; signed ones are cached until shortly before.
+        Ok(Link::new(url, expires_at, true))
     }
 
     async fn quota(&self) -> Result<Quota, Error> {

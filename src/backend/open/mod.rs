@@ -127,23 +127,13 @@ impl Backend for OpenBackend {
                 let info: api::DownloadInfo =
                     verifying::while_verifying(|| self.client.get(Endpoint::DownloadInfo, &query))
                         .await?;
-                Ok(Link {
-                    url: info.download_url,
-                    headers: Default::default(),
-                    expires_at: None,
-                    portable: false,
-                })
+                Ok(Link::new(info.download_url, None, false))
             }
             LinkMode::Direct { signer } => {
                 let direct = self.direct_url(file.id).await?;
                 let Some(signer) = signer else {
                     // Unsigned direct links do not expire.
-                    return Ok(Link {
-                        url: direct,
-                        headers: Default::default(),
-                        expires_at: None,
-                        portable: true,
-                    });
+                    return Ok(Link::new(direct, None, true));
                 };
                 let uid = self.client.uid().await?;
                 let (url, expires_at) =
@@ -155,12 +145,7 @@ impl Backend for OpenBackend {
                             message: "123 returned an unparsable direct link".into(),
                             trace_id: String::new(),
                         })?;
-                Ok(Link {
-                    url,
-                    headers: Default::default(),
-                    expires_at: Some(expires_at),
-                    portable: true,
-                })
+                Ok(Link::new(url, Some(expires_at), true))
             }
         }
     }

@@ -52,13 +52,8 @@ impl Hop {
         let (url, referer) = self.resolve(download_url).await?;
         let mut headers = http::HeaderMap::new();
         headers.insert(REFERER, referer);
-        Ok(Link {
-            url,
-            headers,
-            // The CDN URL's lifetime is not documented: the vfs caches it for its default.
-            expires_at: None,
-            portable: false,
-        })
+        // The CDN URL's lifetime is not documented: the vfs caches it for its default.
+        Ok(Link::new(url, None, false).with_headers(headers))
     }
 
     /// Resolves a share `DownloadURL` to the final CDN URL and the `Referer` it needs (docs/123.md,

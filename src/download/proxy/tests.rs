@@ -156,7 +156,7 @@ impl Links {
 
 #[async_trait::async_trait]
 impl LinkSource for Links {
-    async fn link(&self, refresh: bool) -> Result<Link, BackendError> {
+    async fn link(&self, refresh: bool) -> Result<Arc<Link>, BackendError> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst);
         if refresh {
             self.refreshes.fetch_add(1, Ordering::SeqCst);
@@ -169,12 +169,10 @@ impl LinkSource for Links {
             header::REFERER,
             HeaderValue::from_static("https://www.123pan.com/"),
         );
-        Ok(Link {
-            url: format!("{}/file?sign=secret-{n}", self.base),
-            headers,
-            expires_at: None,
-            portable: false,
-        })
+        Ok(Arc::new(
+            Link::new(format!("{}/file?sign=secret-{n}", self.base), None, false)
+                .with_headers(headers),
+        ))
     }
 }
 
