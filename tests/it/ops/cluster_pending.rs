@@ -54,13 +54,7 @@ async fn a_pending_upload_is_listed_and_read_on_the_other_instance() {
         },
     });
     let data = bytes_of(20 * 64 * 1024, 7);
-    let put = env
-        .req("PUT", "/m/film.bin")
-        .body(data.clone())
-        .send()
-        .await
-        .expect("put");
-    assert_eq!(put.status().as_u16(), 201);
+    assert_eq!(put(&env, "/m/film.bin", &data).await, 201);
 
     // At once on the other instance: listed with its size, its bytes from the owner.
     let res = peer
@@ -183,6 +177,17 @@ async fn a_pending_upload_is_listed_and_read_on_the_other_instance() {
     );
 }
 
+/// PUT of `data` at `path` on the gateway: the status.
+async fn put(env: &TestEnv, path: &str, data: &[u8]) -> u16 {
+    env.req("PUT", path)
+        .body(data.to_vec())
+        .send()
+        .await
+        .expect("put")
+        .status()
+        .as_u16()
+}
+
 /// Slices wait this long each while an upload is to stay pending (20 slices, 3 at a time).
 const SLOW_SLICE: FaultKind = FaultKind::Latency {
     ms: 3000,
@@ -259,13 +264,7 @@ async fn a_delete_on_the_other_instance_cancels_the_pending_upload() {
     let (env, peer) = two_instances(&redis).await;
     hold_uploads(&env);
     let data = bytes_of(20 * 64 * 1024, 3);
-    let put = env
-        .req("PUT", "/m/film.bin")
-        .body(data.clone())
-        .send()
-        .await
-        .expect("put");
-    assert_eq!(put.status().as_u16(), 201);
+    assert_eq!(put(&env, "/m/film.bin", &data).await, 201);
     let dir = env.emu.lookup("/lib").map(|e| e.id).unwrap_or(0);
 
     // A signature is for one operation: a GET's reads the bytes and cancels nothing, a
@@ -517,21 +516,9 @@ async fn writes_show_on_the_other_instance_before_their_invalidation_arrives() {
     assert!(listed.contains("/m/new/"), "made, not listed: {listed}");
 
     // An upload held pending, then landing: listed on the other instance at every moment.
-    env.emu.inject(Fault {
-        endpoint: SLICE.into(),
-        kind: FaultKind::Latency {
-            ms: 300,
-            count: 10_000,
-        },
-    });
+    hold_uploads(&env);
     let data = bytes_of(4 * 64 * 1024, 9);
-    let put = env
-        .req("PUT", "/m/film.bin")
-        .body(data.clone())
-        .send()
-        .await
-        .expect("put");
-    assert_eq!(put.status().as_u16(), 201);
+    assert_eq!(put(&env, "/m/film.bin", &data).await, 201);
     let listed = listing_of(&peer).await;
     assert!(
         listed.contains("/m/film.bin"),
