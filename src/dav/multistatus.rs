@@ -223,20 +223,15 @@ pub async fn answer(
         .as_ref()
         .is_some_and(|c| c.max_len() > ENTRIES_PER_CHUNK);
     let rest = chunks(children, fs, key, href, w, extras);
-    let head = futures_util::stream::iter([Ok::<_, std::io::Error>(first)]);
-    let body: ResponseBody = if long {
-        http_body_util::StreamBody::new(
-            head.chain(super::background::stream(rest))
-                .map(|b| b.map(http_body::Frame::data)),
-        )
-        .boxed_unsync()
+    let rest = if long {
+        super::background::stream(rest).boxed()
     } else {
-        http_body_util::StreamBody::new(
-            head.chain(futures_util::stream::iter(rest.map(Ok)))
-                .map(|b| b.map(http_body::Frame::data)),
-        )
-        .boxed_unsync()
+        futures_util::stream::iter(rest.map(Ok)).boxed()
     };
+    let body = futures_util::stream::iter([Ok::<_, std::io::Error>(first)])
+        .chain(rest)
+        .map(|b| b.map(http_body::Frame::data));
+    let body: ResponseBody = http_body_util::StreamBody::new(body).boxed_unsync();
     let mut res = Response::new(body);
     *res.status_mut() = StatusCode::MULTI_STATUS;
     let h = res.headers_mut();
