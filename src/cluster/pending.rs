@@ -305,7 +305,8 @@ impl Cluster {
 
     /// The signed request for `op` on `record` at its owner: the URL of its internal route,
     /// every parameter in the query, and the signature, which travels in
-    /// [`SIGNATURE_HEADER`] (never in the URL, which may be logged).
+    /// [`SIGNATURE_HEADER`] (never in the URL, which may be logged). An owner without a usable
+    /// address is logged here.
     pub async fn pending_request(
         &self,
         record: &PendingRecord,
@@ -315,8 +316,11 @@ impl Cluster {
             .sign_pending(op, &record.mount, record.dir, &record.name)
             .await
             .ok_or(Unsigned::NoSecret)?;
-        let mut url = url::Url::parse(&format!("{}/-/internal/pending", record.url))
-            .map_err(|_| Unsigned::BadAddress)?;
+        let mut url =
+            url::Url::parse(&format!("{}/-/internal/pending", record.url)).map_err(|_| {
+                tracing::warn!(owner = %record.owner, "a pending upload was published without a usable address; set cluster.advertise_url on every instance");
+                Unsigned::BadAddress
+            })?;
         {
             let mut query = url.query_pairs_mut();
             query

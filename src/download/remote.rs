@@ -44,10 +44,7 @@ pub async fn send(
         Err(Unsigned::NoSecret) => {
             return unavailable("cannot be asked while the cluster's Redis is unavailable")
         }
-        Err(Unsigned::BadAddress) => {
-            tracing::warn!(owner = %record.owner, "a pending upload was published without a usable address; set cluster.advertise_url on every instance");
-            return unavailable("published no usable address");
-        }
+        Err(Unsigned::BadAddress) => return unavailable("published no usable address"),
     };
     let mut rb = upstream
         .http

@@ -44,10 +44,7 @@ pub async fn forward(
             tracing::warn!(owner = %record.owner, name = %record.name, method = op.method(), "a write on a file pending on another instance waits: the cluster's secret cannot be read");
             return Err(unavailable());
         }
-        Err(Unsigned::BadAddress) => {
-            tracing::warn!(owner = %record.owner, "a pending upload was published without a usable address; set cluster.advertise_url on every instance");
-            return Err(unavailable());
-        }
+        Err(Unsigned::BadAddress) => return Err(unavailable()),
     };
     let method = http::Method::from_bytes(op.method().as_bytes()).map_err(|_| unavailable())?;
     let answer = upstream
