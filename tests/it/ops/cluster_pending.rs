@@ -188,6 +188,17 @@ async fn put(env: &TestEnv, path: &str, data: &[u8]) -> u16 {
         .as_u16()
 }
 
+/// MOVE of `from` to `to` on `instance` (with `Overwrite` when given): the status.
+async fn move_on(instance: &Instance, from: &str, to: &str, overwrite: Option<&str>) -> u16 {
+    let mut req = instance
+        .req("MOVE", from)
+        .header("Destination", format!("{}{to}", instance.base));
+    if let Some(o) = overwrite {
+        req = req.header("Overwrite", o);
+    }
+    req.send().await.expect("move").status().as_u16()
+}
+
 /// Slices wait this long each while an upload is to stay pending (20 slices, 3 at a time).
 const SLOW_SLICE: FaultKind = FaultKind::Latency {
     ms: 3000,
@@ -339,13 +350,7 @@ async fn a_delete_on_the_other_instance_cancels_the_pending_upload() {
 
     // It never lands: an upload queued after it lands, and it is not there.
     env.emu.clear_faults();
-    let after = env
-        .req("PUT", "/m/after.bin")
-        .body(bytes_of(100_000, 4))
-        .send()
-        .await
-        .expect("put after");
-    assert_eq!(after.status().as_u16(), 201);
+    assert_eq!(put(&env, "/m/after.bin", &bytes_of(100_000, 4)).await, 201);
     eventually("the later upload lands", || {
         env.emu.read("/lib/after.bin").is_some()
     })
@@ -397,40 +402,24 @@ async fn a_move_on_the_other_instance_moves_the_pending_upload() {
     let film = bytes_of(20 * 64 * 1024, 5);
     let other = bytes_of(18 * 64 * 1024, 6);
     for (name, data) in [("film.bin", &film), ("other.bin", &other)] {
-        let put = env
-            .req("PUT", &format!("/m/{name}"))
-            .body(data.clone())
-            .send()
-            .await
-            .expect("put");
-        assert_eq!(put.status().as_u16(), 201);
+        assert_eq!(put(&env, &format!("/m/{name}"), data).await, 201);
     }
 
     // Moved into another folder and renamed, through the other instance: 201, as on the owner.
-    let res = peer
-        .req("MOVE", "/m/film.bin")
-        .header("Destination", format!("{}/m/sub/moved.bin", peer.base))
-        .send()
-        .await
-        .expect("move");
-    assert_eq!(res.status().as_u16(), 201);
+    assert_eq!(
+        move_on(&peer, "/m/film.bin", "/m/sub/moved.bin", None).await,
+        201
+    );
     // Onto a name taken, without Overwrite: 412, and nothing moves.
-    let res = peer
-        .req("MOVE", "/m/other.bin")
-        .header("Destination", format!("{}/m/sub/moved.bin", peer.base))
-        .header("Overwrite", "F")
-        .send()
-        .await
-        .expect("move without overwrite");
-    assert_eq!(res.status().as_u16(), 412);
+    assert_eq!(
+        move_on(&peer, "/m/other.bin", "/m/sub/moved.bin", Some("F")).await,
+        412
+    );
     // Renamed in its folder.
-    let res = peer
-        .req("MOVE", "/m/other.bin")
-        .header("Destination", format!("{}/m/other2.bin", peer.base))
-        .send()
-        .await
-        .expect("rename");
-    assert_eq!(res.status().as_u16(), 201);
+    assert_eq!(
+        move_on(&peer, "/m/other.bin", "/m/other2.bin", None).await,
+        201
+    );
 
     // Both instances list the result at once.
     for (client, base) in [(&env.client, &env.base), (&peer.client, &peer.base)] {
