@@ -28,7 +28,21 @@ struct RequestLabels {
     /// One of a fixed set of names: no allocation per request.
     method: &'static str,
     status: u16,
-    mount: String,
+    mount: MountLabel,
+}
+
+/// A mount's path as a label value, shared with the mount (`Mount::label`): counting a request
+/// copies no string.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct MountLabel(Arc<str>);
+
+impl prometheus_client::encoding::EncodeLabelValue for MountLabel {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        prometheus_client::encoding::EncodeLabelValue::encode(&&*self.0, encoder)
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -57,6 +71,8 @@ struct EndpointLabels {
 struct Inner {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
+    /// The `mount` label of requests outside every mount (`""`), made once.
+    no_mount: Arc<str>,
     upstream: Family<UpstreamLabels, Counter>,
     cache: Family<CacheLabels, Counter>,
     /// The four series of `cache` (listing and link, hit and miss), each taken from the family
@@ -128,6 +144,7 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("pan123");
         let m = Inner {
             requests: Family::default(),
+            no_mount: Arc::from(""),
             upstream: Family::default(),
             cache: Family::default(),
             cache_series: Default::default(),
@@ -265,15 +282,16 @@ impl Metrics {
     }
 
     /// One answered request. `method` is one of a fixed set of names (`other` for the rest), so
-    /// clients cannot grow the label set; `mount` is the mount's path (`/open`), or `""` outside any
-    /// mount.
-    pub fn request(&self, method: &'static str, status: u16, mount: &str) {
+    /// clients cannot grow the label set; `mount` is the mount's path (`Mount::label`: `/open`),
+    /// or `None` outside any mount.
+    pub fn request(&self, method: &'static str, status: u16, mount: Option<&Arc<str>>) {
+        let mount = MountLabel(mount.unwrap_or(&self.0.no_mount).clone());
         self.0
             .requests
             .get_or_create(&RequestLabels {
                 method,
                 status,
-                mount: mount.to_string(),
+                mount,
             })
             .inc();
     }

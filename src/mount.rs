@@ -40,6 +40,9 @@ pub struct Writes {
 /// One configured mount, ready to serve.
 pub struct Mount {
     pub config: MountConfig,
+    /// `config.path`, shared: what the per-request counters (metrics, traffic) are keyed by,
+    /// so counting a request copies no string.
+    pub label: Arc<str>,
     pub vfs: Vfs,
     /// Class-2 locks; per process, bounded (see `dav::locks`).
     pub locks: Box<dyn LockStore>,
@@ -560,6 +563,7 @@ pub fn build_mount(
         props.share();
     }
     Arc::new(Mount {
+        label: config.path.as_str().into(),
         config: config.clone(),
         vfs,
         locks,

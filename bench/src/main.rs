@@ -1275,6 +1275,18 @@ async fn redirect_loop() -> Result<()> {
         let b = wrk(&format!("http://127.0.0.1:{port}/x"), Some(&auth))?;
         eprintln!("redirects/s gateway {g:.0} bare {b:.0}: {:.3}", g / b);
     }
+    // BENCH_REDIRECT_HOLD = seconds to keep both servers up afterwards, for profiling by hand.
+    if let Some(secs) = std::env::var("BENCH_REDIRECT_HOLD")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        eprintln!(
+            "holding {secs} s: gateway {}/redir/big/big.bin (pid {}), bare http://127.0.0.1:{port}/x",
+            gw.base,
+            gw.pid()
+        );
+        tokio::time::sleep(Duration::from_secs(secs.min(3600))).await;
+    }
     Ok(())
 }
 

@@ -22,8 +22,11 @@ const MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Is `name` client junk?
 pub fn is_junk(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    name.starts_with("._") || lower == ".ds_store" || lower == "thumbs.db" || lower == "desktop.ini"
+    // Asked on every GET: compared without making a lowercase copy.
+    name.starts_with("._")
+        || [".ds_store", "thumbs.db", "desktop.ini"]
+            .iter()
+            .any(|junk| name.eq_ignore_ascii_case(junk))
 }
 
 /// One stored junk file.

@@ -80,7 +80,7 @@ impl Downloads<'_> {
             .find(|r| r.matches(ua))
             .map(|r| (r.user_agent.clone(), r.traffic_budget));
         Scope {
-            mount: mount.config.path.clone(),
+            mount: mount.label.clone(),
             mount_budget: mount.config.traffic_budget,
             client,
         }
@@ -94,11 +94,15 @@ impl Downloads<'_> {
         method: &Method,
         headers: &HeaderMap,
     ) -> Result<Option<Scope>, Refused> {
-        if method != Method::GET {
-            return Ok(None);
+        match self.scope_of(mount, method, headers) {
+            Some(scope) => self.traffic.admit(&scope).map(|()| Some(scope)),
+            None => Ok(None),
         }
-        let scope = self.scope(mount, headers);
-        self.traffic.admit(&scope).map(|()| Some(scope))
+    }
+
+    /// The budgets a request counts against: a GET's (`None` for HEAD: no bytes).
+    fn scope_of(&self, mount: &Mount, method: &Method, headers: &HeaderMap) -> Option<Scope> {
+        (method == Method::GET).then(|| self.scope(mount, headers))
     }
 
     /// 503 until the month ends, for a download a budget does not allow.
@@ -219,17 +223,21 @@ pub async fn serve_file(
         }
         None => {}
     }
-    let scope = match dl.admit(mount, req.method, req.headers) {
-        Ok(scope) => scope,
-        Err(refused) => return Ok(dl.budget_refused(&refused)),
-    };
-    match delivery(
+    let delivery = delivery(
         mount.policy(),
         mount.vfs.backend().capabilities().portable_links,
         req.never_redirect,
-    ) {
+    );
+    if delivery != Delivery::Redirect {
+        if let Err(refused) = dl.admit(mount, req.method, req.headers) {
+            return Ok(dl.budget_refused(&refused));
+        }
+    }
+    match delivery {
         Delivery::Redirect => {
             // The bytes the client is sent to fetch count now: the range, or the whole file.
+            // One look at the budgets: `reserve` refuses a used-up budget as `admit` does.
+            let scope = dl.scope_of(mount, req.method, req.headers);
             let len = redirect_len(req.headers, entry, honour_range);
             if let Some(scope) = &scope {
                 if let Err(refused) = dl.traffic.reserve(scope, len) {

@@ -3,7 +3,7 @@
 //! the request counter, counted when the response head is ready.
 //!
 //! The router learns the mount, its download policy and the client profile; it leaves them in
-//! a `Note` that `serve_connection` put in the request's extensions. Nothing secret is logged:
+//! a `Note` that `serve_connection` lends it (`Origin`). Nothing secret is logged:
 //! the path without its query (a signed URL's `sign` stays out), never a header.
 
 use std::pin::Pin;
@@ -13,7 +13,6 @@ use std::task::{Context, Poll};
 use tokio::time::Instant;
 
 use bytes::Bytes;
-use http::Request;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 
@@ -22,9 +21,20 @@ use crate::mount::Mount;
 use crate::response::ResponseBody;
 
 /// What the router learned about a request, for its log line and metrics. Shared pointers
-/// only, so noting costs no copy of a string.
-#[derive(Clone, Default)]
-pub struct Note(Arc<Mutex<NoteInner>>);
+/// only, so noting costs no copy of a string. Owned by the connection's request handler and
+/// lent to the router, so a request allocates nothing for it.
+#[derive(Default)]
+pub struct Note(Mutex<NoteInner>);
+
+/// What the connection knows of a request besides the request itself: the client's address
+/// (the lockout, the page's own URL) and the note the log line and the metrics read once the
+/// router is done. Passed along rather than put in the request's extensions: those cost a
+/// map and a box per value on every request.
+#[derive(Clone, Copy)]
+pub struct Origin<'a> {
+    pub peer: std::net::SocketAddr,
+    pub note: &'a Note,
+}
 
 #[derive(Clone, Default)]
 struct NoteInner {
@@ -45,18 +55,14 @@ impl Note {
     pub fn mount(&self) -> Option<Arc<Mount>> {
         self.get().mount
     }
-}
 
-/// Records the mount a request was routed to (no-op without a `Note`).
-pub fn note_mount<B>(req: &Request<B>, mount: &Arc<Mount>) {
-    if let Some(note) = req.extensions().get::<Note>() {
-        note.with(|n| n.mount = Some(mount.clone()));
+    /// Records the mount a request was routed to.
+    pub fn set_mount(&self, mount: &Arc<Mount>) {
+        self.with(|n| n.mount = Some(mount.clone()));
     }
-}
 
-/// Records the client profile of a request (no-op without a `Note`).
-pub fn note_profile<B>(req: &Request<B>, profile: &ClientProfile) {
-    if let Some(note) = req.extensions().get::<Note>() {
+    /// Records the client profile of a request.
+    pub fn set_profile(&self, profile: &ClientProfile) {
         let label = match (profile.windows, profile.finder, profile.never_redirect) {
             (false, false, false) => "default",
             (true, false, false) => "windows",
@@ -67,7 +73,7 @@ pub fn note_profile<B>(req: &Request<B>, profile: &ClientProfile) {
             (false, true, true) => "finder+never-redirect",
             (true, true, true) => "windows+finder+never-redirect",
         };
-        note.with(|n| n.profile = label);
+        self.with(|n| n.profile = label);
     }
 }
 

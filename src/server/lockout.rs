@@ -2,7 +2,7 @@
 //! argon2's pace from one address. Requests without credentials (Explorer and Finder send one
 //! first, to get the challenge) do not count; a successful login clears the count.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 
 pub use crate::cluster::LoginState;
@@ -11,10 +11,6 @@ pub use crate::cluster::LoginState;
 const MAX_FAILURES: u32 = 10;
 /// How long failures are remembered, and how long a lockout lasts.
 const WINDOW: Duration = Duration::from_secs(5 * 60);
-
-/// The peer address of the connection a request came on (set by the server per connection).
-#[derive(Clone, Copy, Debug)]
-pub struct Peer(pub SocketAddr);
 
 /// Failure counts and lockouts by client address: this instance's, and in a cluster every
 /// instance's (kept in Redis; while Redis is unavailable this instance counts alone).

@@ -20,10 +20,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 
+use super::access::Origin;
 use super::auth::{AuthOutcome, Authenticator, User};
 use super::errors::failed_response;
 use super::profile::ClientProfile;
-use super::{access, paths, AppState};
+use super::{paths, AppState};
 use crate::dav::FsRequest;
 use crate::download;
 use crate::mount::Mount;
@@ -48,18 +49,26 @@ pub(super) fn below_base<'p>(path: &'p str, base: &str) -> Option<&'p str> {
 type Step<T> = Result<T, Response<ResponseBody>>;
 
 /// Answers one request.
-pub async fn handle<B>(state: Arc<AppState>, req: Request<B>) -> Response<ResponseBody>
+pub async fn handle<B>(
+    state: Arc<AppState>,
+    req: Request<B>,
+    origin: Origin<'_>,
+) -> Response<ResponseBody>
 where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    pipeline(&state, req)
+    pipeline(&state, req, origin)
         .await
         .unwrap_or_else(|answered| answered)
 }
 
 /// The steps, in order (see the module doc).
-async fn pipeline<B>(state: &Arc<AppState>, req: Request<B>) -> Step<Response<ResponseBody>>
+async fn pipeline<B>(
+    state: &Arc<AppState>,
+    req: Request<B>,
+    origin: Origin<'_>,
+) -> Step<Response<ResponseBody>>
 where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -69,18 +78,18 @@ where
     };
     if let Some(rest) = path.strip_prefix("/-/") {
         // Boxed, as every branch a redirect does not take (see `dispatch`).
-        return Ok(Box::pin(internal(state, &req, rest)).await);
+        return Ok(Box::pin(internal(state, &req, origin, rest)).await);
     }
     let segments =
         paths::decode(path).map_err(|bad| status_text(StatusCode::BAD_REQUEST, bad.0, None))?;
     let route = state.route(&segments);
     if let Some((m, _)) = &route {
-        access::note_mount(&req, m);
+        origin.note.set_mount(m);
     }
     if req.method() == Method::OPTIONS {
         return Ok(super::root::options(route.as_ref().map(|r| r.0.as_ref())));
     }
-    let user = authenticate(state, &req, route.as_ref().map(|r| &r.0)).await?;
+    let user = authenticate(state, &req, origin.peer, route.as_ref().map(|r| &r.0)).await?;
     let req = super::xml_body::guard(req).await?;
     let Some((mount, rest)) = route else {
         return Ok(Box::pin(root_or_unknown(state, req, &segments, &user)).await);
@@ -89,7 +98,7 @@ where
         return Ok(refused);
     }
     let profile = ClientProfile::from_rules(req.headers(), &state.clients);
-    access::note_profile(&req, &profile);
+    origin.note.set_profile(&profile);
     let full_path = paths::encode_after(mount.config.path.trim_end_matches('/').to_owned(), rest);
     if matches!(req.method().as_str(), "GET" | "HEAD" | "PROPFIND")
         && super::freshness::wants_fresh(req.headers())
@@ -208,12 +217,10 @@ where
 pub(super) async fn authenticate<B>(
     state: &AppState,
     req: &Request<B>,
+    peer: std::net::SocketAddr,
     mount: Option<&Arc<Mount>>,
 ) -> Step<Arc<User>> {
-    let client_ip = req
-        .extensions()
-        .get::<super::lockout::Peer>()
-        .map(|p| super::lockout::client_ip(p.0.ip(), req.headers(), &state.trusted_proxies));
+    let client_ip = super::lockout::client_ip(peer.ip(), req.headers(), &state.trusted_proxies);
     let locked_out = || {
         status_text(
             StatusCode::TOO_MANY_REQUESTS,
@@ -221,12 +228,9 @@ pub(super) async fn authenticate<B>(
             Some(state.lockout.retry_after()),
         )
     };
-    let mut before = super::lockout::LoginState::default();
-    if let Some(ip) = client_ip {
-        before = state.lockout.check(ip).await;
-        if before.locked {
-            return Err(locked_out());
-        }
+    let before = state.lockout.check(client_ip).await;
+    if before.locked {
+        return Err(locked_out());
     }
     match state
         .auth
@@ -234,9 +238,7 @@ pub(super) async fn authenticate<B>(
         .await
     {
         AuthOutcome::Ok(user) => {
-            if let Some(ip) = client_ip {
-                state.lockout.succeeded(ip, before).await;
-            }
+            state.lockout.succeeded(client_ip, before).await;
             Ok(user)
         }
         AuthOutcome::Missing
@@ -247,10 +249,8 @@ pub(super) async fn authenticate<B>(
             Ok(Arc::new(User::anonymous(&path)))
         }
         outcome => {
-            if let (AuthOutcome::Invalid, Some(ip)) = (&outcome, client_ip) {
-                if state.lockout.failed(ip).await {
-                    return Err(locked_out());
-                }
+            if matches!(outcome, AuthOutcome::Invalid) && state.lockout.failed(client_ip).await {
+                return Err(locked_out());
             }
             let mut res = status_text(StatusCode::UNAUTHORIZED, "Authentication required", None);
             res.headers_mut()
@@ -358,14 +358,19 @@ fn cluster_unavailable() -> Response<ResponseBody> {
 
 /// Routes under `/-/`: health and metrics, the browser page's (`ui`), and signed downloads
 /// (`/-/d/…`, whose signature is the credential).
-async fn internal<B>(state: &AppState, req: &Request<B>, rest: &str) -> Response<ResponseBody>
+async fn internal<B>(
+    state: &AppState,
+    req: &Request<B>,
+    origin: Origin<'_>,
+    rest: &str,
+) -> Response<ResponseBody>
 where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
 {
     if let Some(res) = super::health::route(state, req, rest).await {
         return res;
     }
-    if let Some(res) = super::ui::route(state, req, rest).await {
+    if let Some(res) = super::ui::route(state, req, origin, rest).await {
         return res;
     }
     if rest == "internal/pending" {
@@ -381,7 +386,7 @@ where
         rest: signed,
     };
     download::signed_route::serve(&state.downloads(), &state.mounts, &signed, |m| {
-        super::access::note_mount(req, m)
+        origin.note.set_mount(m)
     })
     .await
     .unwrap_or_else(|failed| failed_response(&failed))

@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::BodyExt;
 use tokio::sync::Notify;
 
 use crate::response::ResponseBody;
@@ -59,12 +58,39 @@ impl InFlight {
 
 /// Keeps `guard` (anything whose drop marks the end of a request) alive for as long as the
 /// body is.
-pub fn hold<G: Send + 'static>(body: ResponseBody, guard: G) -> ResponseBody {
-    body.map_err(move |e| {
-        let _keep = &guard;
-        e
-    })
-    .boxed_unsync()
+pub fn hold<G>(body: ResponseBody, guard: G) -> Held<G> {
+    Held {
+        body,
+        _guard: guard,
+    }
+}
+
+/// A response body and what must live as long as it ([`hold`]). A type of its own rather
+/// than the body boxed once more: every response passes through here, and a box is one more
+/// allocation per request.
+pub struct Held<G> {
+    body: ResponseBody,
+    _guard: G,
+}
+
+impl<G: Unpin> http_body::Body for Held<G> {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C (SIGINT).

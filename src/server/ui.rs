@@ -10,6 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 
+use super::access::Origin;
 use super::auth::User;
 use super::{paths, AppState};
 use crate::backend::Entry;
@@ -54,6 +55,7 @@ pub(super) fn folder_page<B>(
 pub(super) async fn route<B>(
     state: &AppState,
     req: &Request<B>,
+    origin: Origin<'_>,
     rest: &str,
 ) -> Option<Response<ResponseBody>>
 where
@@ -63,11 +65,11 @@ where
         return Some(page::asset(req.method(), req.headers(), asset));
     }
     if let Some(mount) = rest.strip_prefix("connect/") {
-        return Some(connect(state, req, mount).await);
+        return Some(connect(state, req, origin, mount).await);
     }
     match rest {
-        "share" => Some(share(state, req).await),
-        "queue" => Some(queue(state, req).await),
+        "share" => Some(share(state, req, origin).await),
+        "queue" => Some(queue(state, req, origin).await),
         _ => None,
     }
 }
@@ -86,6 +88,7 @@ fn param<B>(req: &Request<B>, name: &str) -> Option<String> {
 async fn user_and_path<B>(
     state: &AppState,
     req: &Request<B>,
+    origin: Origin<'_>,
     path: &str,
 ) -> Result<Found, Response<ResponseBody>> {
     let segments =
@@ -94,8 +97,8 @@ async fn user_and_path<B>(
         return Err(status_text(StatusCode::NOT_FOUND, "No such mount", None));
     };
     let depth = segments.len() - rest.len();
-    super::access::note_mount(req, &mount);
-    let user = super::router::authenticate(state, req, Some(&mount)).await?;
+    origin.note.set_mount(&mount);
+    let user = super::router::authenticate(state, req, origin.peer, Some(&mount)).await?;
     if !user.can_see(&mount.config.path) {
         return Err(status_text(
             StatusCode::FORBIDDEN,
@@ -123,7 +126,7 @@ struct Found {
 
 /// This server's URL as the client reached it: `public_url` when set, else from `Host` (and,
 /// behind a trusted reverse proxy that ends TLS, the scheme it forwards).
-fn own_url<B>(state: &AppState, req: &Request<B>) -> String {
+fn own_url<B>(state: &AppState, req: &Request<B>, peer: std::net::SocketAddr) -> String {
     if let Some(url) = state.public_url.as_deref() {
         return crate::download::policy::gateway_url(url, &state.base_path);
     }
@@ -133,12 +136,8 @@ fn own_url<B>(state: &AppState, req: &Request<B>) -> String {
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().authority().map(|a| a.as_str()))
         .unwrap_or("localhost");
-    let proxied_https = req
-        .extensions()
-        .get::<super::lockout::Peer>()
-        .is_some_and(|p| {
-            super::lockout::forwarded_https(p.0.ip(), req.headers(), &state.trusted_proxies)
-        });
+    let proxied_https =
+        super::lockout::forwarded_https(peer.ip(), req.headers(), &state.trusted_proxies);
     let scheme = if state.tls || proxied_https {
         "https"
     } else {
@@ -150,7 +149,11 @@ fn own_url<B>(state: &AppState, req: &Request<B>) -> String {
 /// `POST /-/share?path=<file>&ttl=<seconds>`: a signed `/-/d/…` URL of a file the user may
 /// read, valid for the chosen lifetime (capped by `sign_ttl`). Logged with who made it, never
 /// the URL itself.
-async fn share<B>(state: &AppState, req: &Request<B>) -> Response<ResponseBody> {
+async fn share<B>(
+    state: &AppState,
+    req: &Request<B>,
+    origin: Origin<'_>,
+) -> Response<ResponseBody> {
     if req.method() != Method::POST {
         return status_text(StatusCode::METHOD_NOT_ALLOWED, "Only POST", None);
     }
@@ -180,7 +183,7 @@ async fn share<B>(state: &AppState, req: &Request<B>) -> Response<ResponseBody> 
         mount,
         segments,
         depth,
-    } = match user_and_path(state, req, &path).await {
+    } = match user_and_path(state, req, origin, &path).await {
         Ok(found) => found,
         Err(answer) => return answer,
     };
@@ -196,8 +199,12 @@ async fn share<B>(state: &AppState, req: &Request<B>) -> Response<ResponseBody> 
     let ttl = Duration::from_secs(ttl).min(state.sign_ttl).as_secs();
     let expires = state.clock.unix_secs() + ttl;
     let encoded = paths::encode(&segments);
-    let url =
-        crate::download::signed_route::signed_url(&own_url(state, req), signer, &encoded, expires);
+    let url = crate::download::signed_route::signed_url(
+        &own_url(state, req, origin.peer),
+        signer,
+        &encoded,
+        expires,
+    );
     tracing::info!(user = %user.name, mount = %mount.config.path, path = %encoded, ttl_secs = ttl, "share link made");
     page::json(
         StatusCode::OK,
@@ -207,7 +214,11 @@ async fn share<B>(state: &AppState, req: &Request<B>) -> Response<ResponseBody> 
 
 /// `GET /-/queue?path=<folder>`: the uploads of a folder the user may read, each `queued`,
 /// `uploading`, `done` or `failed` (recent outcomes only).
-async fn queue<B>(state: &AppState, req: &Request<B>) -> Response<ResponseBody> {
+async fn queue<B>(
+    state: &AppState,
+    req: &Request<B>,
+    origin: Origin<'_>,
+) -> Response<ResponseBody> {
     if req.method() != Method::GET {
         return status_text(StatusCode::METHOD_NOT_ALLOWED, "Only GET", None);
     }
@@ -219,7 +230,7 @@ async fn queue<B>(state: &AppState, req: &Request<B>) -> Response<ResponseBody> 
         segments,
         depth,
         ..
-    } = match user_and_path(state, req, &path).await {
+    } = match user_and_path(state, req, origin, &path).await {
         Ok(found) => found,
         Err(answer) => return answer,
     };
@@ -239,7 +250,12 @@ async fn queue<B>(state: &AppState, req: &Request<B>) -> Response<ResponseBody> 
 }
 
 /// `GET /-/connect/<mount>`: how to mount it in the usual clients.
-async fn connect<B>(state: &AppState, req: &Request<B>, mount: &str) -> Response<ResponseBody> {
+async fn connect<B>(
+    state: &AppState,
+    req: &Request<B>,
+    origin: Origin<'_>,
+    mount: &str,
+) -> Response<ResponseBody> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return status_text(StatusCode::METHOD_NOT_ALLOWED, "Only GET and HEAD", None);
     }
@@ -249,7 +265,7 @@ async fn connect<B>(state: &AppState, req: &Request<B>, mount: &str) -> Response
         mount,
         segments,
         depth,
-    } = match user_and_path(state, req, &path).await {
+    } = match user_and_path(state, req, origin, &path).await {
         Ok(found) => found,
         Err(answer) => return answer,
     };
@@ -257,7 +273,11 @@ async fn connect<B>(state: &AppState, req: &Request<B>, mount: &str) -> Response
         return status_text(StatusCode::NOT_FOUND, "No such mount", None);
     }
     let (lang, chosen) = i18n::choose(req.uri().query(), req.headers());
-    let url = format!("{}{}/", own_url(state, req), paths::encode(&segments));
+    let url = format!(
+        "{}{}/",
+        own_url(state, req, origin.peer),
+        paths::encode(&segments)
+    );
     let html = render::connect(
         &render::Connect {
             lang,

@@ -63,7 +63,8 @@ pub struct Refused {
 /// matched.
 #[derive(Clone, Debug)]
 pub struct Scope {
-    pub mount: String,
+    /// The mount's path (shared with the mount: a download clones no string).
+    pub mount: Arc<str>,
     pub mount_budget: Option<u64>,
     /// The matching `[[clients]]` row's pattern and budget.
     pub client: Option<(String, Option<u64>)>,
@@ -147,7 +148,7 @@ impl Meter {
             }
         };
         consider(
-            c.mounts.get(&scope.mount).copied().unwrap_or(0),
+            c.mounts.get(&*scope.mount).copied().unwrap_or(0),
             scope.mount_budget,
             Whose::Mount,
         );
@@ -177,10 +178,10 @@ impl Meter {
             return;
         }
         // The key is cloned only the first time a mount or row counts this month.
-        match c.mounts.get_mut(&scope.mount) {
+        match c.mounts.get_mut(&*scope.mount) {
             Some(v) => *v += n,
             None => {
-                c.mounts.insert(scope.mount.clone(), n);
+                c.mounts.insert(scope.mount.to_string(), n);
             }
         }
         if let Some((row, _)) = &scope.client {
@@ -231,7 +232,7 @@ impl Meter {
     /// Gives back bytes reserved for a redirect that was not sent (the link failed).
     pub fn refund(&self, scope: &Scope, n: u64) {
         let mut c = self.counts();
-        if let Some(v) = c.mounts.get_mut(&scope.mount) {
+        if let Some(v) = c.mounts.get_mut(&*scope.mount) {
             *v = v.saturating_sub(n);
         }
         if let Some((row, _)) = &scope.client {

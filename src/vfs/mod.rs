@@ -136,29 +136,34 @@ impl Vfs {
     /// Resolves a path given as decoded, NFC-normalised segments below the mount root. Files
     /// that exist only locally (pending uploads, placeholders) are found too.
     pub async fn resolve(&self, segments: &[String]) -> Result<Entry, Error> {
-        let mut current = self.root();
-        for (i, segment) in segments.iter().enumerate() {
-            if !current.is_dir {
+        let Some((last, folders)) = segments.split_last() else {
+            return Ok(self.root());
+        };
+        // The folders on the way are followed by id: only the entry asked for is copied.
+        let mut dir = self.backend.root_id();
+        for segment in folders {
+            if self.overlay.find(dir, segment).is_some() {
+                // Local entries are files: nothing is below one.
                 return Err(Error::NotFound);
             }
-            if let Some(local) = self.overlay.find(current.id, segment) {
-                current = local;
-                continue;
+            match self.listings.get(dir).await?.find(segment) {
+                Some(found) if found.is_dir => dir = found.id,
+                _ => return Err(Error::NotFound),
             }
-            // Pending files are files: only the last segment can be one of another instance.
-            let listing = if i + 1 == segments.len() {
-                let remote = self.remote_list(current.id).await;
-                if let Some(found) = remote.find(segment) {
-                    current = found;
-                    continue;
-                }
-                self.list_at(&current, remote.generation).await?
-            } else {
-                self.list(&current).await?
-            };
-            current = listing.find(segment).cloned().ok_or(Error::NotFound)?;
         }
-        Ok(current)
+        if let Some(local) = self.overlay.find(dir, last) {
+            return Ok(local);
+        }
+        // Pending files are files: only the last segment can be one of another instance.
+        let remote = self.remote_list(dir).await;
+        if let Some(found) = remote.find(last) {
+            return Ok(found);
+        }
+        self.list_at_id(dir, remote.generation)
+            .await?
+            .find(last)
+            .cloned()
+            .ok_or(Error::NotFound)
     }
 
     /// The child `name` of folder `parent` (local files first, as `resolve` does).
@@ -236,16 +241,24 @@ impl Vfs {
     /// listing right between another instance's write and its invalidation's arrival, which
     /// pub/sub does not bound (issue 19).
     async fn list_at(&self, dir: &Entry, cluster: Option<u64>) -> Result<Arc<Listing>, Error> {
-        let listing = self.list(dir).await?;
+        if !dir.is_dir {
+            return Err(Error::NotADirectory);
+        }
+        self.list_at_id(dir.id, cluster).await
+    }
+
+    /// [`Self::list_at`] of a folder known by its id.
+    async fn list_at_id(&self, dir: u64, cluster: Option<u64>) -> Result<Arc<Listing>, Error> {
+        let listing = self.listings.get(dir).await?;
         if !listing.behind(cluster) {
             return Ok(listing);
         }
         tracing::debug!(
-            dir = dir.id,
+            dir,
             "another instance changed this folder; listing it again"
         );
-        self.listings.invalidate_now(dir.id);
-        self.list(dir).await
+        self.listings.invalidate_now(dir);
+        self.listings.get(dir).await
     }
 
     /// Publishes this instance's pending files of folder `dir` to the other instances (a
