@@ -12,7 +12,7 @@ use super::profile::ClientProfile;
 use super::root::html;
 use super::AppState;
 use crate::backend::Entry;
-use crate::dav::{store_key, FsRequest};
+use crate::dav::store_key;
 use crate::download;
 use crate::mount::Mount;
 use crate::response;
@@ -29,13 +29,15 @@ pub(super) async fn get_or_head<B>(
     full: &[String],
     req: &Request<B>,
     profile: ClientProfile,
-    ctx: &FsRequest,
     full_path: &str,
     user: &super::auth::User,
 ) -> Response<ResponseBody> {
     // Client junk is answered locally: from the side store, or a fast 404 that never asks 123.
-    if let Some(name) = rest.last().filter(|n| ctx.is_junk(n)) {
-        let Some(file) = mount.junk.get(&ctx.user, &store_key(rest)) else {
+    if let Some(name) = rest
+        .last()
+        .filter(|n| profile.junk_local && crate::dav::junk::is_junk(n))
+    {
+        let Some(file) = mount.junk.get(&user.name, &store_key(rest)) else {
             return status_text(StatusCode::NOT_FOUND, "Not found", None);
         };
         let entry = Entry {

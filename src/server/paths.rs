@@ -65,17 +65,19 @@ pub fn decode(raw: &str) -> Result<Vec<String>, BadPath> {
 
 /// Encodes segments canonically: `/a/b%20c`, or `/` for none.
 pub fn encode(segments: &[String]) -> String {
-    encode_after(String::new(), segments)
+    encode_after("", segments)
 }
 
-/// `prefix` followed by the canonical encoding of `segments` (as [`encode`]), in one string.
-pub fn encode_after(prefix: String, segments: &[String]) -> String {
-    let mut s = prefix;
+/// `prefix` followed by the canonical encoding of `segments` (as [`encode`]), in one string
+/// (allocated once: every request makes one).
+pub fn encode_after(prefix: &str, segments: &[String]) -> String {
+    let escaped_len: usize = segments.iter().map(|seg| seg.len() + 1).sum();
+    let mut s = String::with_capacity(prefix.len() + escaped_len.max(1));
+    s.push_str(prefix);
     if segments.is_empty() {
         s.push('/');
         return s;
     }
-    s.reserve(segments.iter().map(|seg| seg.len() + 1).sum());
     for seg in segments {
         s.push('/');
         s.extend(utf8_percent_encode(seg, SEGMENT));

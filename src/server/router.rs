@@ -99,21 +99,12 @@ where
     }
     let profile = ClientProfile::from_rules(req.headers(), &state.clients);
     origin.note.set_profile(&profile);
-    let full_path = paths::encode_after(mount.config.path.trim_end_matches('/').to_owned(), rest);
+    let full_path = paths::encode_after(mount.config.path.trim_end_matches('/'), rest);
     if matches!(req.method().as_str(), "GET" | "HEAD" | "PROPFIND")
         && super::freshness::wants_fresh(req.headers())
     {
         Box::pin(super::freshness::revalidate(&mount, rest, &full_path)).await?;
     }
-    let ctx = FsRequest {
-        method: req.method().clone(),
-        user: user.name.clone(),
-        can_write: user.write && !mount.read_only(),
-        destination: None,
-        oc_mtime: None,
-        junk_local: profile.junk_local,
-        failure: crate::dav::Failure::default(),
-    };
     // In a cluster the user's junk and the mount's dead properties and client modification
     // times are every instance's (`cluster/junk.rs`, `cluster/props.rs`): read before, stored
     // after a request that changed them. Without Redis, this instance's alone. A GET or HEAD
@@ -122,7 +113,9 @@ where
     // cluster does not carry their state in its future.
     if mount.shared_junk.is_some() || mount.shared_props.is_some() {
         let reads_junk = !matches!(req.method().as_str(), "GET" | "HEAD")
-            || rest.last().is_some_and(|name| ctx.is_junk(name));
+            || rest
+                .last()
+                .is_some_and(|name| profile.junk_local && crate::dav::junk::is_junk(name));
         let pull_junk = async {
             match &mount.shared_junk {
                 Some(shared) if reads_junk => {
@@ -147,7 +140,7 @@ where
         }
     }
     let res = dispatch(
-        state, &mount, rest, &segments, req, profile, ctx, &user, &full_path,
+        state, &mount, rest, &segments, req, profile, &user, &full_path,
     )
     .await;
     if let Some(shared) = &mount.shared_junk {
@@ -172,7 +165,6 @@ async fn dispatch<B>(
     segments: &[String],
     req: Request<super::xml_body::GuardedBody<B>>,
     profile: ClientProfile,
-    ctx: FsRequest,
     user: &Arc<User>,
     full_path: &str,
 ) -> Step<Response<ResponseBody>>
@@ -182,14 +174,13 @@ where
 {
     Ok(match req.method().as_str() {
         "GET" | "HEAD" => {
-            super::get::get_or_head(
-                state, mount, rest, segments, &req, profile, &ctx, full_path, user,
-            )
-            .await
+            super::get::get_or_head(state, mount, rest, segments, &req, profile, full_path, user)
+                .await
         }
         // Boxed, as the write methods below: their futures are several KiB, and inline they
         // would make every request's future that size (moved whole a few times per request).
         "PROPFIND" => {
+            let ctx = fs_request(&req, mount, user, &profile);
             let metrics = state.metrics();
             let base = &state.base_path;
             Box::pin(super::propfind::propfind(
@@ -202,6 +193,7 @@ where
             if let Some(refused) = may_write(state, mount, user, &req) {
                 return Ok(refused);
             }
+            let ctx = fs_request(&req, mount, user, &profile);
             Box::pin(super::write::write(
                 state, mount, rest, user, req, ctx, full_path,
             ))
@@ -209,6 +201,24 @@ where
         }
         _ => super::root::method_not_allowed(mount),
     })
+}
+
+/// The request as the filesystem sees it (PROPFIND and the write methods: a GET needs none).
+fn fs_request<B>(
+    req: &Request<B>,
+    mount: &Mount,
+    user: &User,
+    profile: &ClientProfile,
+) -> FsRequest {
+    FsRequest {
+        method: req.method().clone(),
+        user: user.name.clone(),
+        can_write: user.write && !mount.read_only(),
+        destination: None,
+        oc_mtime: None,
+        junk_local: profile.junk_local,
+        failure: crate::dav::Failure::default(),
+    }
 }
 
 /// The lockout, then the credentials: the user, or 401/429. Without credentials, a mount
