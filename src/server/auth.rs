@@ -8,8 +8,11 @@
 //!   per-process key. The cache holds only that MAC, never the password, and the MAC reveals
 //!   nothing without the key. A remembered check costs that one MAC (the key's HMAC state is
 //!   computed once) and a lookup: the token is decoded only when it is verified. Concurrent
-//!   checks of the same credentials share one verification (moka coalesces them). Failures are
-//!   not remembered.
+//!   checks of the same credentials share one verification (the others wait for it). Failures
+//!   are not remembered: when one fails, a check that waited for it verifies on its own.
+//!   The store is quick_cache: a lookup is a hash, a shard read lock and one atomic bit (moka
+//!   recorded each read for its housekeeping, about 1.5–2k instructions a request); it has no
+//!   expiry of its own, so each entry carries its deadline, checked on every read.
 //! * Verifications run on the blocking pool, at most `MAX_CONCURRENT_VERIFICATIONS` at a time,
 //!   so a flood of wrong passwords queues behind that cap instead of taking every core; users
 //!   whose check is remembered never wait in that queue.
@@ -28,7 +31,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use argon2::password_hash::{Output, PasswordHash};
@@ -36,6 +39,7 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use http::HeaderValue;
+use quick_cache::sync::{EntryAction, EntryResult};
 use rand::RngCore;
 use sha2::Sha256;
 use subtle::Choice;
@@ -46,7 +50,7 @@ use crate::config::UserConfig;
 /// How long a successful check is remembered.
 const REMEMBER_FOR: Duration = Duration::from_secs(5 * 60);
 /// Upper bound of remembered credentials; beyond it the least used are forgotten.
-const REMEMBERED_MAX: u64 = 10_000;
+const REMEMBERED_MAX: usize = 10_000;
 /// Argon2 runs at once. The gateway is sized for small machines (2 cores); two verifications
 /// leave the rest of the work room even under a flood of bad passwords.
 const MAX_CONCURRENT_VERIFICATIONS: usize = 2;
@@ -122,13 +126,26 @@ struct Inner {
     /// The MAC that names remembered credentials, keyed (with a random key) once: each check
     /// clones this state instead of hashing the key again.
     mac: Hmac<Sha256>,
-    remembered: moka::future::Cache<[u8; 32], Arc<User>>,
+    remembered: quick_cache::sync::Cache<[u8; 32], Remembered>,
     permits: Arc<Semaphore>,
     /// Argon2 verifications run so far.
     verifications: AtomicU64,
     /// Verifications running now, and the most seen at once.
     running: AtomicUsize,
     max_running: AtomicUsize,
+}
+
+/// A successful check, remembered until `until` (`REMEMBER_FOR` after it).
+#[derive(Clone)]
+struct Remembered {
+    user: Arc<User>,
+    until: Instant,
+}
+
+impl Remembered {
+    fn usable(&self) -> Option<Arc<User>> {
+        (Instant::now() < self.until).then(|| Arc::clone(&self.user))
+    }
 }
 
 /// Why a verification did not produce a user. Never cached.
@@ -164,10 +181,7 @@ impl Authenticator {
                 accounts,
                 dummy_hash,
                 mac,
-                remembered: moka::future::Cache::builder()
-                    .time_to_live(REMEMBER_FOR)
-                    .max_capacity(REMEMBERED_MAX)
-                    .build(),
+                remembered: quick_cache::sync::Cache::new(REMEMBERED_MAX),
                 permits: Arc::new(Semaphore::new(MAX_CONCURRENT_VERIFICATIONS)),
                 verifications: AtomicU64::new(0),
                 running: AtomicUsize::new(0),
@@ -186,28 +200,48 @@ impl Authenticator {
         };
         let key = self.inner.mac(token);
         // The common case (every request after a client's first): one lookup.
-        if let Some(user) = self.inner.remembered.get(&key).await {
+        if let Some(user) = self.inner.remembered.get(&key).and_then(|r| r.usable()) {
             return AuthOutcome::Ok(user);
         }
         let Some((name, password)) = decode_basic(token) else {
             return AuthOutcome::Invalid;
         };
-        // Boxed: moka's coalescing future is large, and inline it would make every request's
+        // Boxed: the coalescing future is large, and inline it would make every request's
         // future that size (see `Vfs::link`).
         Box::pin(self.verify_once(key, name, password)).await
     }
 
     /// Verifies credentials not remembered, once for concurrent checks of the same ones.
     async fn verify_once(&self, key: [u8; 32], name: String, password: String) -> AuthOutcome {
-        let inner = Arc::clone(&self.inner);
-        let verified = self
+        // Waits for a verification of the same credentials already running; an expired entry
+        // is replaced.
+        let entry = self
             .inner
             .remembered
-            .try_get_with(key, inner.verify(name, password))
+            .entry_async(&key, |_, remembered| match remembered.usable() {
+                Some(user) => EntryAction::Retain(user),
+                None => EntryAction::ReplaceWithGuard,
+            })
             .await;
-        match verified {
-            Ok(user) => AuthOutcome::Ok(user),
-            Err(_) => AuthOutcome::Invalid,
+        let guard = match entry {
+            EntryResult::Retained(user) => return AuthOutcome::Ok(user),
+            EntryResult::Vacant(guard) | EntryResult::Replaced(guard, _) => Some(guard),
+            // Neither comes from this callback (no `Remove`) and `entry_async` (no timeout).
+            EntryResult::Removed(..) | EntryResult::Timeout => None,
+        };
+        // On failure the guard is dropped unfilled, and a check waiting for it verifies itself.
+        match Arc::clone(&self.inner).verify(name, password).await {
+            Ok(user) => {
+                if let Some(guard) = guard {
+                    let until = Instant::now() + REMEMBER_FOR;
+                    let _ = guard.insert(Remembered {
+                        user: Arc::clone(&user),
+                        until,
+                    });
+                }
+                AuthOutcome::Ok(user)
+            }
+            Err(Rejected) => AuthOutcome::Invalid,
         }
     }
 
@@ -515,6 +549,34 @@ mod tests {
             AuthOutcome::Invalid
         ));
         assert_eq!(auth.verifications(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_remembered_check_expires() {
+        let auth = authenticator();
+        let header = basic("alice:wonderland");
+        assert!(matches!(
+            auth.check(Some(&header)).await,
+            AuthOutcome::Ok(_)
+        ));
+        assert_eq!(auth.verifications(), 1);
+        // Age the entry past REMEMBER_FOR: the next check verifies again, then is remembered.
+        let key = auth.inner.mac(basic_token(header.as_bytes()).unwrap());
+        let mut remembered = auth.inner.remembered.get(&key).unwrap();
+        remembered.until = Instant::now() - Duration::from_secs(1);
+        auth.inner.remembered.insert(key, remembered);
+        assert!(matches!(
+            auth.check(Some(&header)).await,
+            AuthOutcome::Ok(_)
+        ));
+        assert_eq!(auth.verifications(), 2);
+        assert!(matches!(
+            auth.check(Some(&header)).await,
+            AuthOutcome::Ok(_)
+        ));
+        assert_eq!(auth.verifications(), 2);
+        let until = auth.inner.remembered.get(&key).unwrap().until;
+        assert!(until > Instant::now() + REMEMBER_FOR - Duration::from_secs(60));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

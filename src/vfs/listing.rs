@@ -61,6 +61,53 @@ impl Listing {
 
 type Fetch = Shared<BoxFuture<'static, Result<Arc<Listing>, Error>>>;
 
+/// Listings by folder id, bounded by their entries. quick_cache rather than moka: every request
+/// looks up a listing per path segment, and a quick_cache read is a hash, a shard read lock and
+/// one atomic bit, where moka records each read for its housekeeping (about 1.5–2k
+/// instructions a lookup).
+type Listings = quick_cache::sync::Cache<u64, Arc<Listing>, ByEntries>;
+
+/// A listing weighs its entries plus one (so empty folders count too).
+#[derive(Clone, Copy)]
+struct ByEntries;
+
+impl quick_cache::Weighter<u64, Arc<Listing>> for ByEntries {
+    fn weight(&self, _dir_id: &u64, listing: &Arc<Listing>) -> u64 {
+        (listing.entries.len() as u64).saturating_add(1)
+    }
+}
+
+/// Shards of the listing cache. Each holds an equal part of the budget and a listing heavier
+/// than (nearly) its part is not kept, so few: a folder of up to about a quarter of
+/// `MAX_CACHED_ENTRIES` is still cached.
+const LISTING_SHARDS: usize = 4;
+
+/// A stale listing fetched longer ago than this is not served while it refreshes: the request
+/// waits for the new one. (moka forgot folders nobody looked at for a day; quick_cache has no
+/// such idle expiry, so the age of the listing stands in for it.)
+const SERVE_STALE_FOR: Duration = Duration::from_secs(24 * 3600);
+
+/// What a cached listing of the folder's current generation is good for.
+#[derive(Debug, PartialEq, Eq)]
+enum Use {
+    /// Within its lifetime.
+    Fresh,
+    /// Past its lifetime: served while a refresh runs.
+    Stale,
+    /// Too old to serve at all (see [`SERVE_STALE_FOR`]): a miss.
+    Expired,
+}
+
+fn use_of(age: Duration, ttl: Duration) -> Use {
+    if age <= ttl {
+        Use::Fresh
+    } else if age <= SERVE_STALE_FOR {
+        Use::Stale
+    } else {
+        Use::Expired
+    }
+}
+
 /// A revalidation of a folder started less than this long ago (or still running) is joined,
 /// and its listing served, instead of starting another: however many clients send
 /// `no-cache`, a folder costs 123 at most one listing per second.
@@ -95,7 +142,7 @@ pub(super) struct ListingCache {
     /// Revalidations asked for by clients, with when they started.
     revalidations: Mutex<HashMap<u64, (Instant, Fetch)>>,
     metrics: Metrics,
-    cache: moka::future::Cache<u64, Arc<Listing>>,
+    cache: Arc<Listings>,
     /// Fetches in flight, with the generation they started at.
     inflight: Arc<Mutex<HashMap<u64, (u64, Fetch)>>>,
     /// Bumped by every invalidation, synchronously: a listing (or a fetch in flight) from an
@@ -113,13 +160,19 @@ impl ListingCache {
         max_entries: u64,
         metrics: Metrics,
     ) -> Self {
-        let cache = moka::future::Cache::builder()
-            .max_capacity(max_entries)
-            .weigher(|_k: &u64, v: &Arc<Listing>| (v.entries.len() as u32).saturating_add(1))
-            // Stale listings are still worth serving while a refresh runs; forget folders
-            // nobody looked at for a day.
-            .time_to_idle(Duration::from_secs(24 * 3600))
+        let options = quick_cache::OptionsBuilder::new()
+            .weight_capacity(max_entries)
+            // A guess at the number of folders (listings of ~100 entries); only a hint.
+            .estimated_items_capacity((max_entries / 100).max(1) as usize)
+            .shards(LISTING_SHARDS)
             .build();
+        let cache = match options {
+            Ok(options) => {
+                Listings::with_options(options, ByEntries, Default::default(), Default::default())
+            }
+            // Cannot happen with the options above (both given); a plain cache of the budget.
+            Err(_) => Listings::with_weighter(max_entries as usize, max_entries, ByEntries),
+        };
         let depths = (!ttls.by_depth.is_empty()).then(|| {
             let depths = moka::sync::Cache::new(MAX_DEPTHS);
             depths.insert(backend.root_id(), 0);
@@ -131,7 +184,7 @@ impl ListingCache {
             depths,
             revalidations: Mutex::default(),
             metrics,
-            cache,
+            cache: Arc::new(cache),
             inflight: Arc::new(Mutex::new(HashMap::new())),
             generations: Arc::new(Mutex::new(HashMap::new())),
             shared: Arc::default(),
@@ -166,15 +219,17 @@ impl ListingCache {
         if let Some(listing) = self
             .cache
             .get(&dir_id)
-            .await
             .filter(|l| l.generation == self.generation(dir_id))
         {
-            if listing.fetched_at.elapsed() > self.ttl_of(dir_id) {
+            let used = use_of(listing.fetched_at.elapsed(), self.ttl_of(dir_id));
+            if used == Use::Stale {
                 // Stale: answer now, refresh in the background (one fetch in flight).
                 drop(self.fetch(dir_id, false));
             }
-            self.metrics.cache(CacheName::Listing, true);
-            return Ok(listing);
+            if used != Use::Expired {
+                self.metrics.cache(CacheName::Listing, true);
+                return Ok(listing);
+            }
         }
         self.metrics.cache(CacheName::Listing, false);
         // The fetch runs as its own task and fills the cache even if this request stops
@@ -225,12 +280,12 @@ impl ListingCache {
             .unwrap_or_else(|p| p.into_inner())
             .entry(EVERY_FOLDER)
             .or_insert(0) += 1;
-        self.cache.invalidate_all();
+        self.cache.clear();
     }
 
     pub(super) async fn invalidate(&self, dir_id: u64) {
         self.invalidate_now(dir_id);
-        self.cache.invalidate(&dir_id).await;
+        self.cache.remove(&dir_id);
     }
 
     /// Joins the fetch in flight for `dir_id`, or starts one as its own task so it finishes
@@ -287,7 +342,7 @@ impl ListingCache {
             if let Ok(listing) = &result {
                 // A write during the fetch made this listing old: don't keep it.
                 if generation_of(&generations, dir_id) == generation {
-                    cache.insert(dir_id, listing.clone()).await;
+                    cache.insert(dir_id, listing.clone());
                 }
             }
             let mut registry = registry.lock().unwrap_or_else(|p| p.into_inner());
@@ -338,6 +393,7 @@ fn client_view(entries: Vec<Entry>) -> Vec<Entry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use quick_cache::Weighter;
 
     #[test]
     fn the_deepest_row_not_below_a_folder_wins() {
@@ -350,5 +406,32 @@ mod tests {
         assert_eq!(ttls.at(Some(2)), Duration::from_secs(60));
         assert_eq!(ttls.at(Some(7)), Duration::from_secs(5));
         assert_eq!(ttls.at(None), Duration::from_secs(600));
+    }
+
+    #[test]
+    fn a_listing_older_than_a_day_is_not_served_stale() {
+        let ttl = Duration::from_secs(600);
+        assert_eq!(use_of(Duration::from_secs(10), ttl), Use::Fresh);
+        assert_eq!(use_of(Duration::from_secs(601), ttl), Use::Stale);
+        assert_eq!(use_of(SERVE_STALE_FOR, ttl), Use::Stale);
+        assert_eq!(
+            use_of(SERVE_STALE_FOR + Duration::from_secs(1), ttl),
+            Use::Expired
+        );
+        // A lifetime longer than a day keeps the listing fresh for all of it.
+        let long = Duration::from_secs(48 * 3600);
+        assert_eq!(
+            use_of(SERVE_STALE_FOR * 2 - Duration::from_secs(1), long),
+            Use::Fresh
+        );
+    }
+
+    #[test]
+    fn listings_weigh_their_entries_plus_one() {
+        let empty = Arc::new(Listing::new(Vec::new()));
+        assert_eq!(ByEntries.weight(&1, &empty), 1);
+        let cache = Listings::with_weighter(10, 10, ByEntries);
+        cache.insert(1, empty);
+        assert_eq!(cache.weight(), 1);
     }
 }

@@ -7,6 +7,7 @@
 //!   by name) and a name missing from a complete listing is a definite miss.
 //! * Links: cached until their validity minus a margin, one fetch in flight per file.
 
+mod links;
 mod listing;
 pub mod names;
 mod overlay;
@@ -39,7 +40,7 @@ pub struct Vfs {
     backend: Arc<dyn Backend>,
     overlay: overlay::Overlay,
     listings: listing::ListingCache,
-    links: moka::future::Cache<u64, Arc<Link>>,
+    links: links::LinkCache,
     quota: moka::future::Cache<(), Quota>,
     metrics: Metrics,
     /// What removing an entry for a client does (the mount's `delete`).
@@ -48,19 +49,6 @@ pub struct Vfs {
     peers: std::sync::OnceLock<(Arc<crate::cluster::Cluster>, String)>,
     /// Other instances' pending uploads seen in listings.
     remote: remote::RemoteFiles,
-}
-
-struct LinkExpiry;
-
-impl moka::Expiry<u64, Arc<Link>> for LinkExpiry {
-    fn expire_after_create(
-        &self,
-        _key: &u64,
-        link: &Arc<Link>,
-        _now: std::time::Instant,
-    ) -> Option<Duration> {
-        Some(link_ttl(link, SystemTime::now()))
-    }
 }
 
 /// How long a link may be reused: its validity minus a margin, or a default when unknown.
@@ -93,10 +81,7 @@ impl Vfs {
                 metrics.clone(),
             ),
             metrics,
-            links: moka::future::Cache::builder()
-                .max_capacity(100_000)
-                .expire_after(LinkExpiry)
-                .build(),
+            links: links::LinkCache::new(),
             quota: moka::future::Cache::builder()
                 .max_capacity(1)
                 .time_to_live(QUOTA_TTL)
@@ -376,16 +361,14 @@ impl Vfs {
     /// A link to the bytes of `file`; `refresh` bypasses the cache (the last one was refused).
     pub async fn link(&self, file: &Entry, refresh: bool) -> Result<Arc<Link>, Error> {
         if !refresh {
-            if let Some(link) = self.links.get(&file.id).await {
-                // The common case (every redirect of a warm file): one lookup, no copies made
-                // for a fetch that will not run.
-                if !link_ttl(&link, SystemTime::now()).is_zero() {
-                    self.metrics.cache(CacheName::Link, true);
-                    return Ok(link);
-                }
+            // The common case (every redirect of a warm file): one lookup, no copies made
+            // for a fetch that will not run.
+            if let Some(link) = self.links.get(file.id) {
+                self.metrics.cache(CacheName::Link, true);
+                return Ok(link);
             }
         }
-        // Boxed: the fetch's future (moka's coalescing, the backend call) is several KiB, and
+        // Boxed: the fetch's future (the cache's coalescing, the backend call) is large, and
         // inline it would make every request's future that size, moved whole a few times on
         // each request, hits included.
         Box::pin(self.fetch_link(file, refresh)).await
@@ -393,27 +376,20 @@ impl Vfs {
 
     /// [`Self::link`] on a miss (or `refresh`): asks the backend, once for concurrent callers.
     async fn fetch_link(&self, file: &Entry, refresh: bool) -> Result<Arc<Link>, Error> {
-        if refresh {
-            self.links.invalidate(&file.id).await;
-        }
-        self.metrics
-            .cache(CacheName::Link, self.links.contains_key(&file.id));
-        let backend = self.backend.clone();
-        let entry = file.clone();
+        self.metrics.cache(
+            CacheName::Link,
+            !refresh && self.links.get(file.id).is_some(),
+        );
         // Another request's fetch of the same link is waited for only until our deadline.
-        let link = crate::backend::deadline::bound(async {
-            self.links
-                .try_get_with(
-                    file.id,
-                    async move { backend.link(&entry).await.map(Arc::new) },
-                )
-                .await
-                .map_err(|e: Arc<Error>| (*e).clone())
-        })
+        let link = crate::backend::deadline::bound(self.links.get_or_fetch(
+            file.id,
+            refresh,
+            self.backend.link(file),
+        ))
         .await?;
         if link_ttl(&link, SystemTime::now()).is_zero() {
             // Too close to expiry to hand out; fetch one that lives long enough.
-            self.links.invalidate(&file.id).await;
+            self.links.remove(file.id);
             return self.backend.link(file).await.map(Arc::new);
         }
         Ok(link)
