@@ -78,9 +78,10 @@ impl quick_cache::Weighter<u64, Arc<Listing>> for ByEntries {
 }
 
 /// Shards of the listing cache. Each holds an equal part of the budget and a listing heavier
-/// than (nearly) its part is not kept, so few: a folder of up to about a quarter of
-/// `MAX_CACHED_ENTRIES` is still cached.
-const LISTING_SHARDS: usize = 4;
+/// than (nearly) its part is not kept, so one: a single folder of up to `MAX_CACHED_ENTRIES`
+/// entries is cached, as before (a listing is read under a shared lock, so readers do not
+/// wait on each other; only a fetch's insert takes it alone).
+const LISTING_SHARDS: usize = 1;
 
 /// A stale listing fetched longer ago than this is not served while it refreshes: the request
 /// waits for the new one. (moka forgot folders nobody looked at for a day; quick_cache has no
