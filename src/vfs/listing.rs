@@ -161,19 +161,7 @@ impl ListingCache {
         max_entries: u64,
         metrics: Metrics,
     ) -> Self {
-        let options = quick_cache::OptionsBuilder::new()
-            .weight_capacity(max_entries)
-            // A guess at the number of folders (listings of ~100 entries); only a hint.
-            .estimated_items_capacity((max_entries / 100).max(1) as usize)
-            .shards(LISTING_SHARDS)
-            .build();
-        let cache = match options {
-            Ok(options) => {
-                Listings::with_options(options, ByEntries, Default::default(), Default::default())
-            }
-            // Cannot happen with the options above (both given); a plain cache of the budget.
-            Err(_) => Listings::with_weighter(max_entries as usize, max_entries, ByEntries),
-        };
+        let cache = listings(max_entries);
         let depths = (!ttls.by_depth.is_empty()).then(|| {
             let depths = moka::sync::Cache::new(MAX_DEPTHS);
             depths.insert(backend.root_id(), 0);
@@ -365,6 +353,23 @@ impl ListingCache {
     }
 }
 
+/// The listing cache's store: at most `max_entries` entries in all, one folder's included.
+fn listings(max_entries: u64) -> Listings {
+    let options = quick_cache::OptionsBuilder::new()
+        .weight_capacity(max_entries)
+        // A guess at the number of folders (listings of ~100 entries); only a hint.
+        .estimated_items_capacity((max_entries / 100).max(1) as usize)
+        .shards(LISTING_SHARDS)
+        .build();
+    match options {
+        Ok(options) => {
+            Listings::with_options(options, ByEntries, Default::default(), Default::default())
+        }
+        // Cannot happen with the options above (both given); a plain cache of the budget.
+        Err(_) => Listings::with_weighter(max_entries as usize, max_entries, ByEntries),
+    }
+}
+
 /// The entry of `generations` counting invalidations of every folder at once (no 123 folder has
 /// this id); it adds to each folder's own count.
 const EVERY_FOLDER: u64 = u64::MAX;
@@ -425,6 +430,25 @@ mod tests {
             use_of(SERVE_STALE_FOR * 2 - Duration::from_secs(1), long),
             Use::Fresh
         );
+    }
+
+    #[test]
+    fn one_folder_may_fill_the_whole_budget() {
+        let entries = (0..900)
+            .map(|i| Entry {
+                id: i,
+                name: format!("f{i}"),
+                is_dir: false,
+                size: 0,
+                md5: None,
+                version: None,
+                modified: std::time::SystemTime::UNIX_EPOCH,
+                created: std::time::SystemTime::UNIX_EPOCH,
+            })
+            .collect();
+        let cache = listings(1_000);
+        cache.insert(7, Arc::new(Listing::new(entries)));
+        assert_eq!(cache.get(&7).map(|l| l.entries.len()), Some(900));
     }
 
     #[test]
