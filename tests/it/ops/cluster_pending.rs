@@ -281,36 +281,25 @@ async fn a_delete_on_the_other_instance_cancels_the_pending_upload() {
     // A signature is for one operation: a GET's reads the bytes and cancels nothing, a
     // DELETE's reads nothing; neither moves the file.
     let third = redis.client().await;
-    let read = PendingOp::Read;
-    assert_eq!(
-        internal(&env, &third, "GET", &read, dir, "film.bin").await,
-        200
-    );
-    assert_eq!(
-        internal(&env, &third, "DELETE", &read, dir, "film.bin").await,
-        403
-    );
-    assert_eq!(
-        internal(&env, &third, "MOVE", &read, dir, "film.bin").await,
-        403
-    );
-    let delete = PendingOp::Delete;
-    assert_eq!(
-        internal(&env, &third, "GET", &delete, dir, "film.bin").await,
-        403
-    );
-    assert_eq!(
-        internal(&env, &third, "MOVE", &delete, dir, "film.bin").await,
-        403
-    );
     let moved = PendingOp::Move {
         dir,
         name: "b.bin".into(),
     };
-    assert_eq!(
-        internal(&env, &third, "DELETE", &moved, dir, "film.bin").await,
-        403
-    );
+    let cases = [
+        ("GET", &PendingOp::Read, 200),
+        ("DELETE", &PendingOp::Read, 403),
+        ("MOVE", &PendingOp::Read, 403),
+        ("GET", &PendingOp::Delete, 403),
+        ("MOVE", &PendingOp::Delete, 403),
+        ("DELETE", &moved, 403),
+    ];
+    for (method, signed_for, want) in cases {
+        assert_eq!(
+            internal(&env, &third, method, signed_for, dir, "film.bin").await,
+            want,
+            "{method} with a signature for {signed_for:?}"
+        );
+    }
     let unsigned = env
         .client
         .delete(format!(
