@@ -136,31 +136,29 @@ impl Vfs {
                 _ => return Err(Error::NotFound),
             }
         }
-        if let Some(local) = self.overlay.find(dir, last) {
-            return Ok(local);
-        }
         // Pending files are files: only the last segment can be one of another instance.
-        let remote = self.remote_list(dir).await;
-        if let Some(found) = remote.find(last) {
-            return Ok(found);
-        }
-        self.list_at_id(dir, remote.generation)
-            .await?
-            .find(last)
-            .cloned()
-            .ok_or(Error::NotFound)
+        self.child_of(dir, last).await
     }
 
     /// The child `name` of folder `parent` (local files first, as `resolve` does).
     pub async fn child(&self, parent: &Entry, name: &str) -> Result<Entry, Error> {
-        if let Some(local) = self.overlay.find(parent.id, name) {
+        if !parent.is_dir {
+            return Err(Error::NotADirectory);
+        }
+        self.child_of(parent.id, name).await
+    }
+
+    /// The child `name` of the folder with id `dir`: a local file, another instance's pending
+    /// file, or the cloud's entry.
+    async fn child_of(&self, dir: u64, name: &str) -> Result<Entry, Error> {
+        if let Some(local) = self.overlay.find(dir, name) {
             return Ok(local);
         }
-        let remote = self.remote_list(parent.id).await;
+        let remote = self.remote_list(dir).await;
         if let Some(found) = remote.find(name) {
             return Ok(found);
         }
-        self.list_at(parent, remote.generation)
+        self.list_at_id(dir, remote.generation)
             .await?
             .find(name)
             .cloned()
